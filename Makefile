@@ -1,0 +1,75 @@
+# cnngen: `make` builds build/cnngen, `make test` runs every test,
+# `make test SAN=1` runs them under AddressSanitizer + UBSan, `make bench`
+# measures against PyTorch and ONNX Runtime. V=1 shows the commands.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -pedantic -Icompiler -Iruntime -Ibuild
+LDLIBS  := -ltcc -lcjson -lpng -lz -ldl -lm -lpthread
+B       := build
+ifeq ($(SAN),1)
+  B       := build/san
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+ifneq ($(V),1)
+  Q := @
+endif
+
+COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer
+RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
+            cli cmd_compile cmd_check cmd_predict cmd_eval
+GRAMMAR  := parser lexer
+TESTS    := test_parser test_shape test_emit test_golden test_files test_backend
+
+COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
+RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)
+ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ)
+
+all: deps $(B)/cnngen
+
+$(B)/cnngen: $(ALL_OBJ) $(B)/runtime/main.o
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Generated parser and scanner live in build/ (not build/san: shared).
+build/parser.c build/parser.h: grammar/parser.y
+	@mkdir -p build
+	@echo "  BISON $<"
+	$(Q)bison -Wall -Werror --defines=build/parser.h -o build/parser.c $<
+build/lexer.c build/lexer.h: grammar/lexer.l build/parser.h
+	@echo "  FLEX  $<"
+	$(Q)flex --header-file=build/lexer.h -o build/lexer.c $<
+# Flex's skeleton has unused functions; nothing else is relaxed.
+$(B)/grammar/%.o: build/%.c build/parser.h build/lexer.h
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -Wno-unused-function -Wno-sign-compare -c -o $@ $<
+
+$(B)/%.o: %.c build/parser.h build/lexer.h
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# Tests: one CMocka program per module, linked with everything but main.
+$(B)/tests/%: tests/%.c $(ALL_OBJ)
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+test: all $(TESTS:%=$(B)/tests/%)
+	$(Q)tests/run-all $(B) $(TESTS)
+
+bench: all
+	$(Q)tests/bench/run
+
+# Says which Debian package provides what is missing.
+deps:
+	$(Q)tests/check-deps
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+.PHONY: all test bench deps clean
+.SECONDARY:

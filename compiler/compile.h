@@ -1,0 +1,44 @@
+/*
+ * compile.h: the compiler's one entry point. compile() runs the passes in
+ * order (compile.c):
+ *
+ *   parse      grammar/parser.y + lexer.l -> statements (ast.h)
+ *   lower      lower.c: statements -> Net (layers, train config, names)
+ *   shape      shape.c: shapes, parameters, MACs, every check
+ *   fuse       fuse.c: conv/dense + activation, conv + pool
+ *   plan       plan.c: memory plan and state sizes
+ *
+ * Emitting C (emit.h) is a separate step on the finished Net.
+ */
+#ifndef CNNGEN_COMPILE_H
+#define CNNGEN_COMPILE_H
+
+#include <stdio.h>
+
+#include "arena.h"
+#include "diag.h"
+#include "ir.h"
+
+typedef struct CompileOptions {
+  FILE *dump_ir; /* non-NULL: print the IR after each pass here */
+} CompileOptions;
+
+/* Compiles the source text `src` of file `path`. Everything (the Net, its
+   strings) lives in arena `a`. Errors go to `d`; returns NULL if any. */
+Net *compile(Arena *a, const char *path, const char *src, size_t len,
+             const CompileOptions *opt, Diag *d);
+
+/* The passes, for tests and for compile(). Each returns the number of
+   errors it reported. */
+int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net **out);
+int shape_check(Net *net, Diag *d);
+void fuse(Net *net);
+void plan_memory(Net *net);
+
+/* Prints the table `cnngen check` shows (also the header's opening
+   comment, each line prefixed with `prefix`). (summary.c) */
+void summary_print(const Net *net, FILE *out, const char *prefix);
+/* Prints the IR, for --dump-ir. (summary.c) */
+void ir_dump(const Net *net, FILE *out, const char *after_pass);
+
+#endif

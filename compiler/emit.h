@@ -1,0 +1,25 @@
+/*
+ * emit.h: C code generation from a finished Net (after plan_memory).
+ * The generated C is specified by SPEC section 4; the header emit_header()
+ * writes is its own API documentation.
+ */
+#ifndef CNNGEN_EMIT_H
+#define CNNGEN_EMIT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "ir.h"
+
+typedef struct EmitOptions {
+  bool training;           /* also emit backward passes and the optimizer */
+  const float *weights;    /* non-NULL: bake these (flat PyTorch-layout
+                              parameters) as `const NAME_model NAME_trained` */
+  const char *header_name; /* the source #includes this; NULL: the header is
+                              inlined, making one translation unit (JIT) */
+} EmitOptions;
+
+void emit_header(const Net *net, const EmitOptions *opt, FILE *out);
+void emit_source(const Net *net, const EmitOptions *opt, FILE *out);
+
+#endif

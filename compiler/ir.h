@@ -1,0 +1,154 @@
+/*
+ * ir.h: the network as the compiler sees it.
+ *
+ * A Net is an array of Layers in source order, one tagged union per layer
+ * (common fields first, then the per-kind struct). Passes fill fields in
+ * place rather than building new trees:
+ *
+ *   lower.c   AST -> Layers and TrainConfig, names, defaults   (loc, op, args)
+ *   shape.c   in/out shapes, parameter counts and offsets, MACs, all checks
+ *   fuse.c    marks fused activations and pools                 (fused_*)
+ *   plan.c    memory plan: activation buffer offsets, byte counts
+ *   emit_*.c  C code from the finished IR
+ *
+ * Tensor layouts (fixed here so every pass and emitter agrees):
+ *   activations   per image [H][W][C] (channels innermost), batch outermost;
+ *                 a vector is [C] with h = w = 1 and vec = 1.
+ *   parameters    the flat array of SPEC section 3 / section 4 (NAME_load):
+ *                 for each layer with weights, in layer order, LAYER.weight
+ *                 then LAYER.bias, in PyTorch layout (conv [F][C][KH][KW],
+ *                 dense [OUT][IN] with IN after flatten indexing C,H,W).
+ *                 The generated model struct may hold them in any internal
+ *                 layout; NAME_load / NAME_store convert.
+ */
+#ifndef CNNGEN_IR_H
+#define CNNGEN_IR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ops.h"
+
+typedef struct Loc {
+  const char *file; /* path as given on the command line */
+  int line, col;    /* 1-based; col counts bytes */
+  int len;          /* length of the token, for the caret line (>= 1) */
+} Loc;
+
+typedef struct Shape {
+  int h, w, c; /* a vector of n values is h = w = 1, c = n, vec = true */
+  bool vec;
+} Shape;
+
+static inline long shape_size(Shape s) { return (long)s.h * s.w * s.c; }
+
+enum { PAD_VALID, PAD_SAME, PAD_EXPLICIT };
+
+typedef struct Layer {
+  OpKind op;
+  Loc loc;          /* the layer's first word */
+  const char *text; /* the source line, trimmed, without comment (for the
+                       comment that opens the layer's generated code) */
+  char name[64];    /* conv1, dense2, ... or name=; "" for layers without weights */
+  Shape in, out;    /* filled by shape.c */
+  Act act;          /* activation applied after the op; OP_ACT: the activation */
+  Loc act_loc;      /* where the activation word was written (for errors) */
+
+  union {
+    struct {
+      int filters, kh, kw, stride;
+      int pad_mode;               /* PAD_VALID, PAD_SAME, PAD_EXPLICIT */
+      int pad;                    /* PAD_EXPLICIT: zeros on every side */
+      int pad_top, pad_left;      /* filled by shape.c for every mode */
+      int pad_bottom, pad_right;  /*   (same at stride > 1: odd pixel bottom/right) */
+    } conv;
+    struct {
+      int kh, kw, stride; /* stride defaults to the window (kh) */
+    } pool;               /* OP_MAXPOOL, OP_AVGPOOL */
+    struct {
+      int units;
+    } dense;
+    struct {
+      double rate;
+    } dropout;
+  } u;
+
+  /* Parameters (shape.c). Offsets count floats in the flat parameter array. */
+  long weight_offset, weight_count; /* 0 counts for layers without weights */
+  long bias_offset, bias_count;
+  long macs; /* multiply-accumulates per image */
+
+  /* Fusion (fuse.c). */
+  bool fused_away;      /* folded into the previous layer; emits no code of its own */
+  struct Layer *fused_act;   /* OP_ACT folded into this conv/dense (its act set) */
+  struct Layer *fused_pool;  /* inference: maxpool/avgpool folded into this conv */
+
+  /* Memory plan (plan.c). Offsets count floats inside the work struct's
+     activation buffer, per image; -1 where the layer keeps no buffer. */
+  long infer_out_offset; /* inference: where this layer's output lives */
+  bool keep_for_backward; /* training: output read again by the backward pass */
+} Layer;
+
+typedef struct AugmentSetting {
+  bool on;
+  double value; /* shift/crop in pixels, rotate in degrees, noise std */
+  Loc loc;
+} AugmentSetting;
+
+typedef struct TrainConfig {
+  Loss loss;
+  Loc loss_loc;
+  Optimizer optimizer;
+  Loc optimizer_loc;
+  double lr, momentum, weight_decay, beta1, beta2, eps;
+  bool nesterov;
+  int batch, epochs;
+  unsigned long long seed;
+  AugmentSetting augment[AUG_COUNT];
+  enum { CW_NONE, CW_BALANCED, CW_LIST } class_weights;
+  double *class_weight_list; /* CW_LIST: one weight per output */
+  int class_weight_count;
+  Loc class_weights_loc;
+  bool present; /* a train { } block was written */
+} TrainConfig;
+
+typedef struct Net {
+  char name[64];     /* C identifier, prefix of every generated symbol */
+  const char *file;  /* source path */
+  Shape input;
+  Loc input_loc;
+  Layer *layers;
+  int nlayers;
+  TrainConfig train;
+
+  /* Totals (shape.c). */
+  long param_count; /* floats in the flat parameter array */
+  long macs;        /* per image */
+  Shape output;     /* the last layer's output */
+
+  /* Memory plan (plan.c). */
+  long infer_buffer_floats; /* activation buffer per image, inference */
+  size_t infer_state_bytes; /* model + work for one image, inference */
+  size_t train_state_bytes; /* model + optimizer state + work for one
+                               batch of train.batch images, training */
+} Net;
+
+/* One parameter tensor as it appears in a safetensors file. */
+typedef struct TensorInfo {
+  char name[80]; /* "conv1.weight" */
+  int rank;
+  int shape[4];  /* PyTorch layout */
+  long offset;   /* in floats, into the flat parameter array */
+  long count;
+} TensorInfo;
+
+/* Lists the parameter tensors in file order; returns their number. `out`
+   may be NULL to count. (ir.c) */
+int net_tensors(const Net *net, TensorInfo *out);
+
+/* The last layer that emits code (skips fused_away), and its activation:
+   what the network's outputs are. (ir.c) */
+const Layer *net_last_layer(const Net *net);
+Act net_output_act(const Net *net);
+
+#endif

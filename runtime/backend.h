@@ -1,0 +1,30 @@
+/*
+ * backend.h: turning generated C into callable code.
+ *   tcc   in process through libtcc (backend_tcc.c): milliseconds.
+ *   cc    the system compiler ($CC, default "cc -O3 -march=native") into a
+ *         shared object cached under $XDG_CACHE_HOME/cnngen (or
+ *         ~/.cache/cnngen) by a hash of the source and the command, then
+ *         dlopen (backend_cc.c).
+ *   auto  cc where a system compiler is found, tcc otherwise.
+ */
+#ifndef CNNGEN_BACKEND_H
+#define CNNGEN_BACKEND_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+typedef enum { BACKEND_AUTO, BACKEND_TCC, BACKEND_CC } BackendKind;
+
+typedef struct Program Program;
+
+/* Parses "auto", "tcc", "cc"; -1 for anything else. */
+int backend_parse(const char *word);
+/* Compiles one translation unit. Compiler diagnostics go into e (internal). */
+Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *e);
+void *program_symbol(Program *p, const char *name);
+const char *program_backend(const Program *p); /* "tcc" or "cc" */
+double program_compile_seconds(const Program *p);
+void program_free(Program *p);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * safetensors.h: weights files (SPEC section 3). 8-byte little-endian header
+ * length, a JSON header (cJSON), raw little-endian data.
+ */
+#ifndef CNNGEN_SAFETENSORS_H
+#define CNNGEN_SAFETENSORS_H
+
+#include <stddef.h>
+
+#include "../compiler/ir.h"
+#include "err.h"
+
+typedef struct StTensor {
+  char *name;
+  char dtype[8];       /* "F32", ... */
+  int rank;
+  long shape[8];
+  const unsigned char *data; /* into the file's blob */
+  size_t nbytes;
+} StTensor;
+
+typedef struct StFile {
+  const char *path;
+  unsigned char *blob; /* the whole file */
+  size_t len;
+  StTensor *tensors;   /* in data-offset order */
+  int ntensors;
+  char **meta_keys, **meta_values; /* __metadata__, strings */
+  int nmeta;
+} StFile;
+
+/* Parses and validates (header length, JSON, dtypes, offsets inside the
+   file, sizes matching shapes, no overlap). */
+int st_read(const char *path, StFile *f, Err *e);
+void st_free(StFile *f);
+const char *st_meta(const StFile *f, const char *key); /* NULL if absent */
+const StTensor *st_find(const StFile *f, const char *name);
+
+/* Copies the network's parameters (ti from net_tensors) out of f into the
+   flat array `params`; refuses a file that does not match, naming the first
+   mismatch (missing tensor, wrong shape, wrong dtype, extra tensor). */
+int st_load_params(const StFile *f, const TensorInfo *ti, int nt, float *params, Err *e);
+
+typedef struct StEntry {
+  const char *name;
+  int rank;
+  long shape[4];
+  const float *data;
+} StEntry;
+
+/* Writes F32 tensors and string metadata (meta: key, value, ..., NULL)
+   atomically. */
+int st_write(const char *path, const StEntry *t, int n, const char *const *meta, Err *e);
+
+/* Convenience: the network's parameters, metadata format=cnngen, network=NAME,
+   plus `extra_meta` pairs (may be NULL). */
+int st_write_params(const char *path, const Net *net, const float *params,
+                    const char *const *extra_meta, Err *e);
+
+#endif
