@@ -1,0 +1,115 @@
+/*
+ * cli.h: the command line. main.c finds the command (a Command from the
+ * COMMANDS table), cli_parse() reads its options and arguments the same way
+ * for every command, and the command's run() does the work and returns the
+ * exit status: 0 success, 1 user error, 2 internal error.
+ *
+ * Adding a command: write runtime/cmd_NAME.c defining `const Command
+ * cmd_NAME`, add X(NAME) to COMMANDS below and cmd_NAME to the Makefile's
+ * RUNTIME list. Adding an option: one line in CLI_OPTIONS.
+ */
+#ifndef CNNGEN_CLI_H
+#define CNNGEN_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "../compiler/arena.h"
+#include "../compiler/ir.h"
+#include "backend.h"
+#include "engine.h"
+#include "err.h"
+
+#define CNNGEN_VERSION "0.1.0"
+
+/* The commands, in the order `cnngen --help` lists them. */
+#define COMMANDS(X) X(compile) X(check) X(predict) X(eval)
+
+/* Every option any command takes, described once. */
+/* clang-format off */
+/*   enum                long name         short  value     range (ARG_INT, ARG_REAL) */
+#define CLI_OPTIONS(X)                                                        \
+  X(CLI_OUT,            "out",            'o',   ARG_TEXT, 0, 0)              \
+  X(CLI_WEIGHTS,        "weights",        0,     ARG_TEXT, 0, 0)              \
+  X(CLI_DATA,           "data",           0,     ARG_TEXT, 0, 0)              \
+  X(CLI_JSON,           "json",           0,     ARG_NONE, 0, 0)              \
+  X(CLI_BACKEND,        "backend",        0,     ARG_TEXT, 0, 0)              \
+  X(CLI_THREADS,        "threads",        0,     ARG_INT,  1, 256)            \
+  X(CLI_TOP,            "top",            0,     ARG_INT,  1, 1000000)        \
+  X(CLI_THRESHOLD,      "threshold",      0,     ARG_REAL, 0, 1)              \
+  X(CLI_INFERENCE_ONLY, "inference-only", 0,     ARG_NONE, 0, 0)              \
+  X(CLI_DUMP_IR,        "dump-ir",        0,     ARG_NONE, 0, 0)
+/* clang-format on */
+
+typedef enum { ARG_NONE, ARG_TEXT, ARG_INT, ARG_REAL } CliArgKind;
+
+#define X_ENUM(e, ...) e,
+typedef enum { CLI_OPTIONS(X_ENUM) CLI_COUNT } CliOption;
+#undef X_ENUM
+
+#define OPT(o) (1u << (o)) /* a set of options, for Command */
+
+typedef struct CliArgs CliArgs;
+
+typedef struct Command {
+  const char *name;
+  const char *summary; /* one line for `cnngen --help` */
+  const char *help;    /* the full text of `cnngen help NAME` */
+  unsigned options;    /* OPT(CLI_...) | ...: the options it takes */
+  unsigned required;   /* the options it cannot do without */
+  int min_args;        /* positional arguments, NET.cnn included */
+  int max_args;        /*   (-1: no limit) */
+  int (*run)(const CliArgs *a);
+} Command;
+
+struct CliArgs {
+  const Command *cmd;
+  const char *net_path; /* the first positional argument */
+  char **inputs;        /* the others */
+  int ninputs;
+  const char *value[CLI_COUNT]; /* as written; NULL if not given, "" for flags */
+  long num[CLI_COUNT];          /* ARG_INT values (defaults filled in) */
+  double real[CLI_COUNT];       /* ARG_REAL values (defaults filled in) */
+  BackendKind backend;          /* --backend, default auto */
+  int threads;                  /* --threads, default the number of CPUs */
+};
+
+#define X_DECL(name) extern const Command cmd_##name;
+COMMANDS(X_DECL)
+#undef X_DECL
+
+/* Parses argv[0..argc) (the words after the command) for `cmd`. Returns 0
+   on success; otherwise the exit status to return at once, having printed
+   an error (1) or the help asked for with --help (-1: exit 0). */
+int cli_parse(const Command *cmd, int argc, char **argv, CliArgs *a);
+void cli_args_free(CliArgs *a);
+
+/* The closest of `words` to `word` by edit distance, or NULL when none is
+   near enough to be a likely typo. */
+const char *cli_suggest(const char *word, const char *const *words, int n);
+
+/* Prints "cnngen: error: MSG" to stderr; returns 1, or 2 for an internal
+   error. */
+int cli_fail(const Err *e);
+/* Prints "cnngen: error: FMT..." (a usage mistake); returns 1. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads and compiles a .cnn file into arena `a`; diagnostics go to stderr.
+   On failure returns NULL with *status set (1, or 2 for an internal error). */
+Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status);
+
+/* Reads a weights file for `net` into a new flat parameter array (section 3
+   order, PyTorch layout); NULL and e filled on failure. */
+float *cli_read_weights(const char *path, const Net *net, Err *e);
+
+/* Compiles `net` for a.backend and a.threads and, when --weights was given,
+   loads them. Returns 0, or the exit status after printing the error. */
+int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training);
+
+/* Converts n images of u8 [h][w][c] to floats x = byte / 255. */
+void cli_bytes_to_floats(const unsigned char *src, long count, float *dst);
+
+/* Prints v so that it reads back as the same float (JSON: null for NaN/inf). */
+void cli_print_float(FILE *out, float v);
+
+#endif

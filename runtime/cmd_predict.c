@@ -1,0 +1,239 @@
+/*
+ * cmd_predict.c: `cnngen predict NET.cnn --weights W INPUT...`. Images from
+ * every input are gathered into one batch buffer (a slot per image, with
+ * the name to print it under); a full batch runs through engine_infer on
+ * all threads and its results are printed in order. A bad input is
+ * reported and skipped; the exit status is then 1.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "idx.h"
+#include "image.h"
+
+static const char help[] =
+    "usage: cnngen predict NET.cnn --weights W.safetensors [options] INPUT...\n"
+    "\n"
+    "Runs the network on images and prints the top classes of each.\n"
+    "\n"
+    "Each INPUT is a PGM/PPM (P2, P3, P5, P6) or PNG image whose height and width\n"
+    "are exactly the network's input size (gray and RGB are converted to the\n"
+    "network's channels), or an IDX image file such as MNIST's\n"
+    "t10k-images-idx3-ubyte (optionally .gz), of which every image is run.\n"
+    "Pixels are fed as byte / 255 in height, width, channel order.\n"
+    "\n"
+    "Plain output is one line per image: its number, the file (with the image's\n"
+    "position in brackets for IDX files), then the classes with the largest\n"
+    "outputs, for example\n"
+    "  0 shirt.png: class 6 (p=0.931), next 2 (0.041), 4 (0.012)\n"
+    "\n"
+    "Options:\n"
+    "  --weights W   the trained weights (safetensors, PyTorch layout); required\n"
+    "  --json        print one JSON object per image and line instead:\n"
+    "                  {\"index\": I, \"class\": K, \"outputs\": [...]}\n"
+    "                I counts images across all inputs from 0, K is the first\n"
+    "                largest output, outputs are the final layer's values printed\n"
+    "                with enough digits to read back the same float32\n"
+    "  --top K       classes shown per image in plain output (default 3)\n"
+    "  --backend B   auto, tcc or cc (default auto: cc when a C compiler is found)\n"
+    "  --threads N   threads running the network, 1 to 256 (default: the number\n"
+    "                of CPUs); results do not depend on it\n"
+    "\n"
+    "Examples:\n"
+    "  cnngen predict examples/fashion.cnn --weights fashion.safetensors shirt.png\n"
+    "  cnngen predict net.cnn --weights net.safetensors --json t10k-images-idx3-ubyte.gz\n"
+    "\n"
+    "Exit status: 0 success; 1 a bad network, weights file, option or input\n"
+    "(inputs that can be read are still run); 2 internal error.\n";
+
+enum { BATCH = 1024 };
+
+typedef struct Batch {
+  Engine *en;
+  const CliArgs *a;
+  long in_size, out_size;
+  int n;                   /* images waiting */
+  float *x, *y;            /* [BATCH][in_size], [BATCH][out_size] */
+  const char *file[BATCH]; /* where each came from */
+  int sub[BATCH];          /* its position in an IDX file, or -1 */
+  long printed;            /* images printed so far: the next index */
+  bool probabilities;      /* outputs are softmax or sigmoid */
+} Batch;
+
+/* The index of the k-th largest output (ties: the first wins). */
+static void top_classes(const float *y, int n, int *order, int k) {
+  for (int i = 0; i < k; i++) {
+    int best = -1;
+    for (int j = 0; j < n; j++) {
+      bool used = false;
+      for (int u = 0; u < i; u++)
+        used |= order[u] == j;
+      if (!used && (best < 0 || y[j] > y[best] || (y[best] != y[best] && y[j] == y[j])))
+        best = j;
+    }
+    order[i] = best;
+  }
+}
+
+static void print_plain(Batch *b, int slot, const float *y) {
+  int k = (int)(b->a->num[CLI_TOP] < b->out_size ? b->a->num[CLI_TOP] : b->out_size);
+  int order[64];
+  if (k > 64)
+    k = 64;
+  top_classes(y, (int)b->out_size, order, k);
+  printf("%ld %s", b->printed, b->file[slot]);
+  if (b->sub[slot] >= 0)
+    printf("[%d]", b->sub[slot]);
+  for (int i = 0; i < k; i++) {
+    float v = y[order[i]];
+    if (i == 0)
+      printf(b->probabilities ? ": class %d (p=%.3f)" : ": class %d (y=%.4g)", order[i], v);
+    else
+      printf(b->probabilities ? "%s %d (%.3f)" : "%s %d (%.4g)", i == 1 ? ", next" : ",", order[i],
+             v);
+  }
+  putchar('\n');
+}
+
+static void print_json(Batch *b, const float *y) {
+  int cls = 0;
+  top_classes(y, (int)b->out_size, &cls, 1);
+  printf("{\"index\": %ld, \"class\": %d, \"outputs\": [", b->printed, cls);
+  for (long j = 0; j < b->out_size; j++) {
+    if (j)
+      fputs(", ", stdout);
+    cli_print_float(stdout, y[j]);
+  }
+  fputs("]}\n", stdout);
+}
+
+static void flush(Batch *b) {
+  engine_infer(b->en, b->x, b->n, b->y);
+  for (int i = 0; i < b->n; i++, b->printed++) {
+    const float *y = b->y + i * b->out_size;
+    if (b->a->value[CLI_JSON])
+      print_json(b, y);
+    else
+      print_plain(b, i, y);
+  }
+  b->n = 0;
+}
+
+/* Queues one image of u8 [h][w][c] matching the network's input. */
+static void push(Batch *b, const char *file, int sub, const unsigned char *pixels) {
+  if (b->n == BATCH)
+    flush(b);
+  cli_bytes_to_floats(pixels, b->in_size, b->x + b->n * b->in_size);
+  b->file[b->n] = file;
+  b->sub[b->n] = sub;
+  b->n++;
+}
+
+/* PNG or PNM by their magic; anything else is taken for IDX (plain or gzip). */
+static bool is_picture(const char *path) {
+  unsigned char m[4] = {0};
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return true; /* let image_read report why it cannot be opened */
+  size_t n = fread(m, 1, sizeof m, f);
+  fclose(f);
+  return (n == 4 && memcmp(m, "\x89PNG", 4) == 0) ||
+         (n >= 2 && m[0] == 'P' && m[1] >= '1' && m[1] <= '6');
+}
+
+static int add_picture(Batch *b, const char *path, Err *e) {
+  const Net *net = b->en->net;
+  Shape in = net->input;
+  Image img;
+  if (image_read(path, &img, e) < 0)
+    return -1;
+  int rc = -1;
+  if (img.h != in.h || img.w != in.w)
+    err_set(e, path, "image is %dx%d, the network %s takes %dx%d (resize the image)", img.h, img.w,
+            net->file, in.h, in.w);
+  else if (img.c != in.c && in.c != 1 && in.c != 3)
+    err_set(e, path, "the network %s takes %d channels; images give 1 (gray) or 3 (RGB)", net->file,
+            in.c);
+  else if (img.c != in.c && image_convert(&img, in.c) < 0)
+    err_set(e, path, "cannot convert the image to %d channels", in.c);
+  else {
+    push(b, path, -1, img.data);
+    rc = 0;
+  }
+  image_free(&img);
+  return rc;
+}
+
+static int add_idx(Batch *b, const char *path, Err *e) {
+  const Net *net = b->en->net;
+  Shape in = net->input;
+  IdxImages im;
+  if (idx_read_images(path, &im, e) < 0)
+    return -1;
+  int rc = 0;
+  if (im.h != in.h || im.w != in.w || im.c != in.c)
+    rc = err_set(e, path, "images are %dx%dx%d, the network %s takes %dx%dx%d", im.h, im.w, im.c,
+                 net->file, in.h, in.w, in.c);
+  else
+    for (int i = 0; i < im.n; i++)
+      push(b, path, i, im.data + (long)i * b->in_size);
+  idx_images_free(&im);
+  return rc;
+}
+
+static int run(const CliArgs *a) {
+  Arena arena = {0};
+  Engine en = {0};
+  Batch b = {0};
+  int status = 0;
+  Net *net = cli_compile_net(&arena, a->net_path, NULL, &status);
+  if (!net)
+    goto done;
+  if ((status = cli_open_engine(&en, net, a, false)))
+    goto done;
+  b.en = &en;
+  b.a = a;
+  b.in_size = shape_size(net->input);
+  b.out_size = shape_size(net->output);
+  Act act = net_output_act(net);
+  b.probabilities = act == ACT_SOFTMAX || act == ACT_SIGMOID;
+  b.x = malloc(sizeof(float) * BATCH * (size_t)b.in_size);
+  b.y = malloc(sizeof(float) * BATCH * (size_t)b.out_size);
+  if (!b.x || !b.y) {
+    status = cli_usage_error("out of memory for a batch of %d images", BATCH);
+    goto done;
+  }
+  for (int i = 0; i < a->ninputs; i++) {
+    Err e = {0};
+    const char *path = a->inputs[i];
+    if ((is_picture(path) ? add_picture(&b, path, &e) : add_idx(&b, path, &e)) < 0) {
+      if (b.n) /* print what came before the bad input first */
+        flush(&b);
+      fflush(stdout);
+      int s = cli_fail(&e);
+      status = s > status ? s : status;
+    }
+  }
+  if (b.n)
+    flush(&b);
+done:
+  free(b.x);
+  free(b.y);
+  if (en.prog)
+    engine_close(&en);
+  arena_free(&arena);
+  return status;
+}
+
+const Command cmd_predict = {
+    .name = "predict",
+    .summary = "run a network on images and print the top classes",
+    .help = help,
+    .options =
+        OPT(CLI_WEIGHTS) | OPT(CLI_JSON) | OPT(CLI_TOP) | OPT(CLI_BACKEND) | OPT(CLI_THREADS),
+    .required = OPT(CLI_WEIGHTS),
+    .min_args = 2,
+    .max_args = -1,
+    .run = run,
+};
