@@ -1,0 +1,547 @@
+/*
+ * cmd_train.c: `cnngen train NET.cnn` compiles the network with its training
+ * code and runs the train block's recipe on IDX data.
+ *
+ * Each epoch visits the training set in an order drawn from the seed and the
+ * epoch number alone, in mini-batches (the last one partial); a step is one
+ * trainer_step (trainer.c). After the epoch the test set is scored and a
+ * checkpoint written atomically: the parameters, the optimizer state as
+ * `opt.SLOT.TENSOR` tensors and, in the metadata, the epoch, the step count
+ * and the recipe. --resume loads all of that, so the rest of the run is the
+ * same, bit for bit, as if it had never stopped.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../compiler/compile.h"
+#include "cli.h"
+#include "safetensors.h"
+#include "trainer.h"
+
+static const char help[] =
+    "usage: cnngen train NET.cnn [--data DIR] [--epochs N] [--batch N] [--seed N]\n"
+    "                    [--weights INIT] [--out W.safetensors] [--checkpoint CKPT]\n"
+    "                    [--resume CKPT] [--backend auto|tcc|cc] [--threads N]\n"
+    "\n"
+    "Compiles the network with its training code (backward passes, loss and\n"
+    "optimizer are generated C too) and trains it as its train { } block says.\n"
+    "Each epoch shuffles the training set (from the seed), steps through it in\n"
+    "mini-batches (the last one may be smaller), then prints the training loss\n"
+    "and accuracy, the test loss and accuracy, the seconds and images/s. On a\n"
+    "terminal a progress bar shows the epoch as it runs.\n"
+    "\n"
+    "After each epoch a checkpoint (weights, optimizer state, epoch, step) is\n"
+    "written atomically; --resume continues from one exactly where it stopped.\n"
+    "A run is bit for bit repeatable for a given seed, thread count and backend.\n"
+    "If the loss becomes NaN or infinite, training stops with exit status 1 and\n"
+    "the last checkpoint is kept.\n"
+    "\n"
+    "Options:\n"
+    "  --data DIR         IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
+    "                     t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each may\n"
+    "                     end in .gz). Default: " CNNGEN_DEFAULT_DATA "\n"
+    "                     (Debian's dataset-fashion-mnist)\n"
+    "  --epochs N         override the train block's epochs\n"
+    "  --batch N          override its batch size\n"
+    "  --seed N           override its seed (initialization, shuffling, dropout)\n"
+    "  --weights INIT     start from these weights instead of NAME_init(seed)\n"
+    "  --out W            the final weights (default: NAME.safetensors)\n"
+    "  --checkpoint CKPT  where each epoch's checkpoint goes (default: the --out\n"
+    "                     name with .ckpt.safetensors in place of .safetensors)\n"
+    "  --resume CKPT      continue a run from its checkpoint\n"
+    "  --backend B        auto (default), tcc (fast to start) or cc (fast to run)\n"
+    "  --threads N        split each batch across N threads (default: the CPUs)\n"
+    "\n"
+    "Examples:\n"
+    "  cnngen train examples/fashion.cnn --out fashion.safetensors\n"
+    "  cnngen train net.cnn --data mydata --epochs 2 --backend tcc --threads 1\n"
+    "  cnngen train net.cnn --resume net.ckpt.safetensors\n"
+    "\n"
+    "Exit status: 0 success; 1 an error in the network, the data or the options,\n"
+    "or training diverged; 2 internal error.\n";
+
+typedef struct Run {
+  const CliArgs *a;
+  Net *net;
+  Engine en;
+  Trainer tr;
+  IdxImages train_im, test_im;
+  IdxLabels train_lb, test_lb;
+  TrainSet train, test;
+  char *out, *ckpt; /* paths */
+  float *x, *y;     /* one batch: [batch][in], [batch][out] */
+  float *target, *weight;
+  int *order;
+  float *state;  /* [1 + opt_slots][param_count]: parameters, then optimizer state */
+  uint64_t step; /* optimizer steps so far */
+  int epoch;     /* epochs done */
+  bool wrote_ckpt;
+  double test_loss, test_acc;
+  bool tty;
+} Run;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *dup_printf(const char *fmt, const char *a, int n) {
+  size_t len = strlen(a) + strlen(fmt) + 1;
+  char *s = malloc(len);
+  if (s)
+    snprintf(s, len, fmt, n, a);
+  return s;
+}
+
+/* "W.safetensors" -> "W.ckpt.safetensors"; other names get ".ckpt" appended. */
+static char *checkpoint_path(const char *out) {
+  size_t n = strlen(out);
+  const char *ext = ".safetensors";
+  size_t el = strlen(ext);
+  if (n > el && strcmp(out + n - el, ext) == 0)
+    return dup_printf("%.*s.ckpt.safetensors", out, (int)(n - el));
+  return dup_printf("%.*s.ckpt", out, (int)n);
+}
+
+static const char *slot_name(const Net *net, int slot) {
+  if (net->train.optimizer == OPT_ADAM)
+    return slot == 0 ? "m" : "v";
+  return "velocity";
+}
+
+/* The tensors of a checkpoint: parameters, then each optimizer slot's copy. */
+static TensorInfo *checkpoint_tensors(const Run *r, int *count) {
+  int nt = net_tensors(r->net, NULL), slots = r->tr.opt_slots;
+  TensorInfo *ti = calloc((size_t)(nt * (1 + slots)) + 1, sizeof *ti);
+  if (!ti)
+    return NULL;
+  net_tensors(r->net, ti);
+  for (int s = 0; s < slots; s++)
+    for (int i = 0; i < nt; i++) {
+      TensorInfo *t = &ti[(s + 1) * nt + i];
+      *t = ti[i];
+      /* Names longer than TensorInfo holds are cut the same way on write and read. */
+      char full[sizeof t->name + 16];
+      snprintf(full, sizeof full, "opt.%s.%s", slot_name(r->net, s), ti[i].name);
+      snprintf(t->name, sizeof t->name, "%.*s", (int)sizeof t->name - 1, full);
+      t->offset += (long)(s + 1) * r->net->param_count;
+    }
+  *count = nt * (1 + slots);
+  return ti;
+}
+
+static int write_checkpoint(Run *r, Err *e) {
+  r->en.store(r->en.model, r->state);
+  uint64_t step;
+  r->tr.store_opt(r->en.model, r->state + r->net->param_count, &step);
+  int n;
+  TensorInfo *ti = checkpoint_tensors(r, &n);
+  StEntry *st = calloc((size_t)n + 1, sizeof *st);
+  if (!ti || !st) {
+    free(ti);
+    free(st);
+    e->internal = 1;
+    return err_set(e, r->ckpt, "out of memory");
+  }
+  for (int i = 0; i < n; i++) {
+    st[i] = (StEntry){.name = ti[i].name, .rank = ti[i].rank, .data = r->state + ti[i].offset};
+    for (int d = 0; d < ti[i].rank; d++)
+      st[i].shape[d] = ti[i].shape[d];
+  }
+  char epoch[24], steps[24], seed[24], batch[24], samples[24], threads[24], acc[32], loss[32];
+  snprintf(epoch, sizeof epoch, "%d", r->epoch);
+  snprintf(steps, sizeof steps, "%" PRIu64, step);
+  snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
+  snprintf(batch, sizeof batch, "%d", r->net->train.batch);
+  snprintf(samples, sizeof samples, "%d", r->train.n);
+  snprintf(threads, sizeof threads, "%d", r->en.threads);
+  snprintf(acc, sizeof acc, "%.4f", r->test_acc);
+  snprintf(loss, sizeof loss, "%.6f", r->test_loss);
+  const char *meta[] = {"format",
+                        "cnngen",
+                        "network",
+                        r->net->name,
+                        "kind",
+                        "checkpoint",
+                        "epoch",
+                        epoch,
+                        "step",
+                        steps,
+                        "seed",
+                        seed,
+                        "batch",
+                        batch,
+                        "optimizer",
+                        optimizer_words[r->net->train.optimizer],
+                        "train_samples",
+                        samples,
+                        "threads",
+                        threads,
+                        "backend",
+                        program_backend(r->en.prog),
+                        "test_accuracy",
+                        acc,
+                        "test_loss",
+                        loss,
+                        NULL};
+  int rc = st_write(r->ckpt, st, n, meta, e);
+  free(ti);
+  free(st);
+  if (rc == 0)
+    r->wrote_ckpt = true;
+  return rc;
+}
+
+/* A metadata number of the checkpoint, or -1 with e filled. */
+static int meta_number(const StFile *f, const char *key, unsigned long long *v, Err *e) {
+  const char *s = st_meta(f, key);
+  char *end;
+  errno = 0;
+  if (!s || !*s || (*v = strtoull(s, &end, 10), *end) || errno)
+    return err_set(e, f->path,
+                   "checkpoint metadata lacks a valid '%s' (is this a checkpoint "
+                   "written by cnngen train?)",
+                   key);
+  return 0;
+}
+
+/* Loads --resume: weights, optimizer state, epoch and step; the seed and
+   batch come from the checkpoint unless the command line names them, and
+   then they must agree. */
+static int resume(Run *r, const char *path, Err *e) {
+  StFile f;
+  if (st_read(path, &f, e) < 0)
+    return -1;
+  int rc = -1;
+  unsigned long long epoch, step, seed, batch, samples;
+  const char *fmt = st_meta(&f, "format"), *name = st_meta(&f, "network"),
+             *kind = st_meta(&f, "kind");
+  if (!fmt || strcmp(fmt, "cnngen") || !kind || strcmp(kind, "checkpoint")) {
+    err_set(e, path,
+            "not a cnngen checkpoint (metadata kind=checkpoint missing); to start "
+            "from plain weights use --weights");
+    goto done;
+  }
+  if (!name || strcmp(name, r->net->name)) {
+    err_set(e, path, "checkpoint of network '%s', not '%s'", name ? name : "?", r->net->name);
+    goto done;
+  }
+  if (meta_number(&f, "epoch", &epoch, e) < 0 || meta_number(&f, "step", &step, e) < 0 ||
+      meta_number(&f, "seed", &seed, e) < 0 || meta_number(&f, "batch", &batch, e) < 0 ||
+      meta_number(&f, "train_samples", &samples, e) < 0)
+    goto done;
+  const char *opt = st_meta(&f, "optimizer");
+  if (!opt || strcmp(opt, optimizer_words[r->net->train.optimizer])) {
+    err_set(e, path, "checkpoint was made with optimizer %s, the network now uses %s",
+            opt ? opt : "?", optimizer_words[r->net->train.optimizer]);
+    goto done;
+  }
+  const CliArgs *a = r->a;
+  if (a->value[CLI_SEED] && (unsigned long long)a->num[CLI_SEED] != seed) {
+    err_set(e, path, "checkpoint was made with seed %llu; drop --seed or pass --seed %llu", seed,
+            seed);
+    goto done;
+  }
+  if (a->value[CLI_BATCH] && (unsigned long long)a->num[CLI_BATCH] != batch) {
+    err_set(e, path, "checkpoint was made with batch %llu; drop --batch or pass --batch %llu",
+            batch, batch);
+    goto done;
+  }
+  if (samples != (unsigned long long)r->train.n) {
+    err_set(e, path, "checkpoint was made on %llu training images, this data has %d", samples,
+            r->train.n);
+    goto done;
+  }
+  if (batch < 1 || batch > (1u << 20) || epoch > 1000000) {
+    err_set(e, path, "checkpoint metadata out of range (batch %llu, epoch %llu)", batch, epoch);
+    goto done;
+  }
+  r->net->train.seed = seed;
+  r->net->train.batch = (int)batch;
+  int n;
+  TensorInfo *ti = checkpoint_tensors(r, &n);
+  if (!ti) {
+    e->internal = 1;
+    err_set(e, path, "out of memory");
+    goto done;
+  }
+  rc = st_load_params(&f, ti, n, r->state, e);
+  free(ti);
+  if (rc < 0)
+    goto done;
+  r->en.load(r->en.model, r->state);
+  r->tr.load_opt(r->en.model, r->state + r->net->param_count, step);
+  r->epoch = (int)epoch;
+  r->step = step;
+done:
+  st_free(&f);
+  return rc;
+}
+
+static int load_data(Run *r, Err *e) {
+  const char *dir = r->a->value[CLI_DATA] ? r->a->value[CLI_DATA] : CNNGEN_DEFAULT_DATA;
+  if (idx_load_split(dir, "train", &r->train_im, &r->train_lb, e) < 0 ||
+      idx_load_split(dir, "t10k", &r->test_im, &r->test_lb, e) < 0) {
+    if (!r->a->value[CLI_DATA] && strlen(e->msg) + 80 < sizeof e->msg)
+      strcat(e->msg, " (install Debian's dataset-fashion-mnist or pass --data DIR)");
+    return -1;
+  }
+  if (trainset_make(&r->train, r->net, &r->train_im, &r->train_lb, dir, 1, e) < 0 ||
+      trainset_make(&r->test, r->net, &r->test_im, &r->test_lb, dir, 0, e) < 0)
+    return -1;
+  return 0;
+}
+
+/* Mean loss and accuracy of the test set. */
+static void evaluate(Run *r) {
+  const TrainSet *s = &r->test;
+  enum { CHUNK = 1024 };
+  long in = s->image_size;
+  float *x = malloc((size_t)CHUNK * (size_t)in * sizeof *x);
+  float *y = malloc((size_t)CHUNK * (size_t)s->k * sizeof *y);
+  double loss = 0, acc = 0;
+  if (!x || !y) {
+    r->test_loss = r->test_acc = NAN;
+    free(x);
+    free(y);
+    return;
+  }
+  for (int first = 0; first < s->n; first += CHUNK) {
+    int n = s->n - first < CHUNK ? s->n - first : CHUNK;
+    cli_bytes_to_floats(s->images + first * in, n * in, x);
+    engine_infer(&r->en, x, n, y);
+    for (int i = 0; i < n; i++) {
+      const float *t = s->target + (long)(first + i) * s->k;
+      loss += train_loss(r->net->train.loss, y + (long)i * s->k, t, s->k);
+      acc += train_accuracy(r->net->train.loss, y + (long)i * s->k, t, s->label[first + i], s->k);
+    }
+  }
+  r->test_loss = loss / s->n;
+  r->test_acc = acc / s->n;
+  free(x);
+  free(y);
+}
+
+static void progress(const Run *r, int epochs, int done, int total, double loss, double acc,
+                     double seconds) {
+  enum { WIDTH = 30 };
+  char bar[WIDTH + 1];
+  int fill = (int)((long)WIDTH * done / total);
+  for (int i = 0; i < WIDTH; i++)
+    bar[i] = i < fill ? '=' : i == fill ? '>' : ' ';
+  bar[WIDTH] = 0;
+  fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  accuracy %.4f  %.1f s", r->epoch + 1,
+          epochs, bar, done, total, loss, acc, seconds);
+  fflush(stderr);
+}
+
+/* One epoch over the training set; -1 (with e) when the loss diverges. */
+static int train_epoch(Run *r, int epochs, Err *e) {
+  const TrainSet *s = &r->train;
+  int batch = r->net->train.batch, k = s->k;
+  int nbatches = (s->n + batch - 1) / batch;
+  long in = s->image_size;
+  uint64_t seed = r->net->train.seed;
+  train_order(seed, r->epoch, r->order, s->n);
+  double wloss = 0, wsum = 0, acc = 0, t0 = now(), shown = 0;
+  for (int b = 0; b < nbatches; b++) {
+    int first = b * batch, n = s->n - first < batch ? s->n - first : batch;
+    for (int i = 0; i < n; i++) {
+      int j = r->order[first + i];
+      cli_bytes_to_floats(s->images + j * in, in, r->x + i * in);
+      memcpy(r->target + (long)i * k, s->target + (long)j * k, (size_t)k * sizeof *r->target);
+      if (s->weight)
+        r->weight[i] = s->weight[j];
+    }
+    double ws;
+    double loss = trainer_step(&r->tr, r->x, r->target, s->weight ? r->weight : NULL, n,
+                               train_key(seed, r->step), r->y, &ws);
+    r->step++;
+    if (!isfinite(loss)) {
+      if (r->tty)
+        fputs("\r\033[K", stderr);
+      char kept[300];
+      if (r->wrote_ckpt)
+        snprintf(kept, sizeof kept, "the last good checkpoint, after epoch %d, is %s", r->epoch,
+                 r->ckpt);
+      else
+        snprintf(kept, sizeof kept, "no checkpoint was written yet");
+      return err_set(e, r->net->file,
+                     "training diverged at epoch %d, step %d of %d (optimizer step %" PRIu64
+                     "): the loss is %s; %s (try a smaller learning rate)",
+                     r->epoch + 1, b + 1, nbatches, r->step, isnan(loss) ? "NaN" : "infinite",
+                     kept);
+    }
+    wloss += loss;
+    wsum += ws;
+    for (int i = 0; i < n; i++) {
+      int j = r->order[first + i];
+      acc += train_accuracy(r->net->train.loss, r->y + (long)i * k, r->target + (long)i * k,
+                            s->label[j], k);
+    }
+    double t = now();
+    if (r->tty && (t - shown >= 0.1 || b + 1 == nbatches)) {
+      shown = t;
+      progress(r, epochs, b + 1, nbatches, wloss / wsum, acc / (first + n), t - t0);
+    }
+  }
+  double seconds = now() - t0;
+  if (r->tty)
+    fputs("\r\033[K", stderr);
+  evaluate(r);
+  r->epoch++;
+  printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  %.1f s  "
+         "%.0f images/s\n",
+         r->epoch, epochs, wsum > 0 ? wloss / wsum : 0.0, acc / s->n, r->test_loss, r->test_acc,
+         seconds, s->n / seconds);
+  fflush(stdout);
+  return 0;
+}
+
+static int write_weights(Run *r, Err *e) {
+  r->en.store(r->en.model, r->state);
+  char epochs[24], seed[24], acc[32], loss[32];
+  snprintf(epochs, sizeof epochs, "%d", r->epoch);
+  snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
+  snprintf(acc, sizeof acc, "%.4f", r->test_acc);
+  snprintf(loss, sizeof loss, "%.6f", r->test_loss);
+  const char *meta[] = {"epochs", epochs,      "seed", seed, "test_accuracy",
+                        acc,      "test_loss", loss,   NULL};
+  if (isnan(r->test_acc)) /* no epoch ran */
+    meta[4] = NULL;
+  return st_write_params(r->out, r->net, r->state, meta, e);
+}
+
+static int setup(Run *r, Err *e) {
+  const CliArgs *a = r->a;
+  TrainConfig *tc = &r->net->train;
+  if (a->value[CLI_EPOCHS])
+    tc->epochs = (int)a->num[CLI_EPOCHS];
+  if (a->value[CLI_BATCH])
+    tc->batch = (int)a->num[CLI_BATCH];
+  if (a->value[CLI_SEED])
+    tc->seed = (unsigned long long)a->num[CLI_SEED];
+  for (int i = 0; i < AUG_COUNT; i++)
+    if (tc->augment[i].on)
+      fprintf(stderr,
+              "cnngen: warning: %s:%d: augment %s is not implemented yet; training "
+              "without it\n",
+              r->net->file, tc->augment[i].loc.line, augment_words[i]);
+  r->out = a->value[CLI_OUT]
+               ? strdup(a->value[CLI_OUT])
+               : dup_printf("%.*s.safetensors", r->net->name, (int)strlen(r->net->name));
+  r->ckpt = a->value[CLI_CHECKPOINT] ? strdup(a->value[CLI_CHECKPOINT])
+            : r->out                 ? checkpoint_path(r->out)
+                                     : NULL;
+  if (!r->out || !r->ckpt) {
+    e->internal = 1;
+    return err_set(e, NULL, "out of memory");
+  }
+  if (load_data(r, e) < 0)
+    return -1;
+  return 0;
+}
+
+static int allocate(Run *r, Err *e) {
+  long in = r->train.image_size, k = r->train.k, batch = r->net->train.batch;
+  r->x = malloc((size_t)(batch * in) * sizeof *r->x);
+  r->y = malloc((size_t)(batch * k) * sizeof *r->y);
+  r->target = malloc((size_t)(batch * k) * sizeof *r->target);
+  r->weight = malloc((size_t)batch * sizeof *r->weight);
+  r->order = malloc((size_t)r->train.n * sizeof *r->order);
+  r->state = malloc((size_t)(r->net->param_count * (1 + r->tr.opt_slots) + 1) * sizeof *r->state);
+  if (!r->x || !r->y || !r->target || !r->weight || !r->order || !r->state) {
+    e->internal = 1;
+    return err_set(e, NULL, "out of memory for a batch of %ld images", batch);
+  }
+  return 0;
+}
+
+static int run(const CliArgs *a) {
+  Arena arena = {0};
+  Err e = {0};
+  int status = 0;
+  Run r = {.a = a, .tty = isatty(2)};
+  bool engine_open = false, trainer_open_ok = false;
+  if (a->value[CLI_RESUME] && a->value[CLI_WEIGHTS]) {
+    status = cli_usage_error("train: --resume already holds the weights; drop --weights");
+    goto done;
+  }
+  if (!(r.net = cli_compile_net(&arena, a->net_path, NULL, &status)))
+    goto done;
+  if (setup(&r, &e) < 0)
+    goto fail;
+  if ((status = cli_open_engine(&r.en, r.net, a, true)) != 0)
+    goto done;
+  engine_open = true;
+  if (trainer_open(&r.tr, &r.en, &e) < 0)
+    goto fail;
+  trainer_open_ok = true;
+  if (allocate(&r, &e) < 0)
+    goto fail;
+  if (a->value[CLI_RESUME]) {
+    if (resume(&r, a->value[CLI_RESUME], &e) < 0)
+      goto fail;
+  } else if (!a->value[CLI_WEIGHTS]) {
+    r.en.init(r.en.model, r.net->train.seed);
+  }
+  const TrainConfig *tc = &r.net->train;
+  char resumed[48] = "";
+  if (a->value[CLI_RESUME])
+    snprintf(resumed, sizeof resumed, " (resuming after epoch %d)", r.epoch);
+  printf("training %s: %d images (%d test), batch %d, %d epochs%s, %s, backend %s (compiled in "
+         "%.2f s), %d thread%s\n",
+         r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, resumed,
+         optimizer_words[tc->optimizer], program_backend(r.en.prog),
+         program_compile_seconds(r.en.prog), r.en.threads, r.en.threads == 1 ? "" : "s");
+  r.test_loss = r.test_acc = NAN;
+  while (r.epoch < tc->epochs) {
+    if (train_epoch(&r, tc->epochs, &e) < 0 || write_checkpoint(&r, &e) < 0)
+      goto fail;
+  }
+  if (write_weights(&r, &e) < 0)
+    goto fail;
+  printf("wrote %s (checkpoint %s)\n", r.out, r.wrote_ckpt ? r.ckpt : "none");
+  goto done;
+fail:
+  status = cli_fail(&e);
+done:
+  if (trainer_open_ok)
+    trainer_close(&r.tr);
+  if (engine_open)
+    engine_close(&r.en);
+  trainset_free(&r.train);
+  trainset_free(&r.test);
+  idx_images_free(&r.train_im);
+  idx_images_free(&r.test_im);
+  idx_labels_free(&r.train_lb);
+  idx_labels_free(&r.test_lb);
+  free(r.out);
+  free(r.ckpt);
+  free(r.x);
+  free(r.y);
+  free(r.target);
+  free(r.weight);
+  free(r.order);
+  free(r.state);
+  arena_free(&arena);
+  return status;
+}
+
+const Command cmd_train = {
+    .name = "train",
+    .summary = "train a network on IDX data (Fashion-MNIST by default)",
+    .help = help,
+    .options = OPT(CLI_DATA) | OPT(CLI_EPOCHS) | OPT(CLI_BATCH) | OPT(CLI_SEED) | OPT(CLI_WEIGHTS) |
+               OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) | OPT(CLI_RESUME) | OPT(CLI_BACKEND) |
+               OPT(CLI_THREADS),
+    .min_args = 1,
+    .max_args = 1,
+    .run = run,
+};

@@ -1,0 +1,448 @@
+/*
+ * trainer.c: threaded optimizer steps over the generated training code, and
+ * the data preparation around them (see trainer.h).
+ *
+ * A step with T threads: chunk t holds images [t*n/T, (t+1)*n/T). Chunk 0
+ * runs on the caller; chunks 1..T-1 on worker threads woken through a
+ * generation counter. Each chunk zeroes its own gradients and accumulates
+ * into them; then the caller adds g1, g2, ... into g0 in that order and runs
+ * the update. Losses are summed in double, also in chunk order.
+ */
+#include "trainer.h"
+
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Chunk {
+  const float *x, *target, *weight;
+  float *y;
+  int n;
+  uint64_t key;
+  double loss;
+} Chunk;
+
+struct TrainerPool {
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  unsigned long generation; /* bumped once per step */
+  int pending;              /* workers still running this step */
+  bool quit;
+  int nthreads; /* workers started (threads 1 .. nthreads) */
+  Trainer *t;
+  Chunk *chunks; /* [en->threads] */
+  pthread_t *tids;
+};
+
+typedef struct Worker {
+  TrainerPool *pool;
+  int index;
+} Worker;
+
+static void run_chunk(Trainer *t, int index, Chunk *c) {
+  t->grads_zero(t->grads[index]);
+  c->loss = c->n > 0 ? t->accumulate_y(t->en->model, t->en->works[index], t->grads[index], c->x,
+                                       c->target, c->weight, c->n, c->key, c->y)
+                     : 0.0;
+}
+
+static void *worker_main(void *arg) {
+  Worker *w = arg;
+  TrainerPool *p = w->pool;
+  int index = w->index;
+  free(w);
+  unsigned long seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (p->generation == seen && !p->quit)
+      pthread_cond_wait(&p->go, &p->mu);
+    if (p->quit)
+      break;
+    seen = p->generation;
+    pthread_mutex_unlock(&p->mu);
+    run_chunk(p->t, index, &p->chunks[index]);
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0)
+      pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+static void pool_stop(TrainerPool *p) {
+  pthread_mutex_lock(&p->mu);
+  p->quit = true;
+  pthread_cond_broadcast(&p->go);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 1; i <= p->nthreads; i++)
+    pthread_join(p->tids[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->go);
+  pthread_cond_destroy(&p->done);
+  free(p->chunks);
+  free(p->tids);
+  free(p);
+}
+
+static TrainerPool *pool_start(Trainer *t) {
+  int threads = t->en->threads;
+  TrainerPool *p = calloc(1, sizeof *p);
+  if (!p)
+    return NULL;
+  p->t = t;
+  p->chunks = calloc((size_t)threads, sizeof *p->chunks);
+  p->tids = calloc((size_t)threads, sizeof *p->tids);
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->go, NULL);
+  pthread_cond_init(&p->done, NULL);
+  if (!p->chunks || !p->tids) {
+    pool_stop(p);
+    return NULL;
+  }
+  for (int i = 1; i < threads; i++) {
+    Worker *w = malloc(sizeof *w);
+    if (!w) {
+      pool_stop(p);
+      return NULL;
+    }
+    *w = (Worker){p, i};
+    if (pthread_create(&p->tids[i], NULL, worker_main, w) != 0) {
+      free(w);
+      pool_stop(p);
+      return NULL;
+    }
+    p->nthreads = i;
+  }
+  return p;
+}
+
+static void *alloc_aligned(size_t bytes) {
+  size_t rounded = (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, rounded ? rounded : 64);
+  if (p)
+    memset(p, 0, rounded ? rounded : 64);
+  return p;
+}
+
+/* NAME_suffix from the program; copies the bits into *fn (dlsym style). */
+static int lookup(Trainer *t, const char *suffix, void *fn, size_t fn_size, Err *e) {
+  char name[160];
+  snprintf(name, sizeof name, "%s%s", t->en->net->name, suffix);
+  void *p = program_symbol(t->en->prog, name);
+  if (!p) {
+    e->internal = 1;
+    return err_set(e, t->en->net->file, "generated code lacks %s (a bug in cnngen)", name);
+  }
+  memcpy(fn, &p, fn_size);
+  return 0;
+}
+
+int trainer_open(Trainer *t, Engine *en, Err *e) {
+  memset(t, 0, sizeof *t);
+  t->en = en;
+  t->in_size = shape_size(en->net->input);
+  t->out_size = shape_size(en->net->output);
+  t->param_count = en->net->param_count;
+  size_t (*grads_bytes)(void) = NULL;
+  int (*opt_slots)(void) = NULL;
+#define LOOKUP(field, suffix)                                                                      \
+  if (lookup(t, suffix, &field, sizeof field, e) < 0)                                              \
+    goto fail;
+  LOOKUP(grads_bytes, "_grads_bytes");
+  LOOKUP(opt_slots, "_opt_slots");
+  LOOKUP(t->grads_zero, "_grads_zero");
+  LOOKUP(t->grads_add, "_grads_add");
+  LOOKUP(t->accumulate_y, "_accumulate_y");
+  LOOKUP(t->update, "_update");
+  LOOKUP(t->store_opt, "_store_opt");
+  LOOKUP(t->load_opt, "_load_opt");
+#undef LOOKUP
+  t->grads_bytes = grads_bytes();
+  t->opt_slots = opt_slots();
+  t->grads = calloc((size_t)en->threads, sizeof *t->grads);
+  if (!t->grads)
+    goto oom;
+  for (int i = 0; i < en->threads; i++)
+    if (!(t->grads[i] = alloc_aligned(t->grads_bytes)))
+      goto oom;
+  if (en->threads > 1 && !(t->pool = pool_start(t))) {
+    e->internal = 1;
+    err_set(e, en->net->file, "cannot start %d training threads", en->threads - 1);
+    goto fail;
+  }
+  return 0;
+oom:
+  e->internal = 1;
+  err_set(e, en->net->file, "out of memory for %d gradient buffers of %zu bytes", en->threads,
+          t->grads_bytes);
+fail:
+  trainer_close(t);
+  return -1;
+}
+
+void trainer_close(Trainer *t) {
+  if (t->pool)
+    pool_stop(t->pool);
+  if (t->grads)
+    for (int i = 0; i < t->en->threads; i++)
+      free(t->grads[i]);
+  free(t->grads);
+  memset(t, 0, sizeof *t);
+}
+
+double trainer_step(Trainer *t, const float *x, const float *target, const float *weight, int n,
+                    uint64_t key, float *y, double *weight_sum) {
+  int threads = t->pool ? t->en->threads : 1;
+  Chunk one, *chunks = t->pool ? t->pool->chunks : &one;
+  for (int i = 0; i < threads; i++) {
+    int first = (int)((long)n * i / threads), last = (int)((long)n * (i + 1) / threads);
+    chunks[i] = (Chunk){
+        .x = x + first * t->in_size,
+        .target = target + first * t->out_size,
+        .weight = weight ? weight + first : NULL,
+        .y = y ? y + first * t->out_size : NULL,
+        .n = last - first,
+        .key = key + (uint64_t)first,
+    };
+  }
+  if (t->pool) {
+    TrainerPool *p = t->pool;
+    pthread_mutex_lock(&p->mu);
+    p->pending = threads - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+  }
+  run_chunk(t, 0, &chunks[0]);
+  if (t->pool) {
+    TrainerPool *p = t->pool;
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0)
+      pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+  }
+  double loss = chunks[0].loss;
+  for (int i = 1; i < threads; i++) {
+    if (chunks[i].n > 0)
+      t->grads_add(t->grads[0], t->grads[i]);
+    loss += chunks[i].loss;
+  }
+  double wsum = 0;
+  if (weight)
+    for (int i = 0; i < n; i++)
+      wsum += weight[i];
+  else
+    wsum = n;
+  *weight_sum = wsum;
+  if (wsum > 0)
+    t->update(t->en->model, t->grads[0], (float)(1.0 / wsum));
+  return loss;
+}
+
+/* ---- data ---- */
+
+static int first_max(const float *v, int k) {
+  int best = 0;
+  for (int j = 1; j < k; j++)
+    if (v[j] > v[best])
+      best = j;
+  return best;
+}
+
+static int shape_error(const Net *net, const IdxImages *im, const char *what, Err *e) {
+  Shape in = net->input;
+  return err_set(e, what,
+                 "images are %dx%dx%d but network '%s' takes %dx%dx%d (its input line: %s:%d)",
+                 im->h, im->w, im->c, net->name, in.h, in.w, in.c, net->file, net->input_loc.line);
+}
+
+static int make_weights(TrainSet *s, const TrainConfig *tc, const char *what, Err *e) {
+  if (tc->class_weights == CW_NONE)
+    return 0;
+  for (int i = 0; i < s->n; i++)
+    if (s->label[i] < 0)
+      return err_set(e, what,
+                     "sample %d has a multi-label row; class_weights needs one class "
+                     "per sample",
+                     i);
+  double *cw = calloc((size_t)s->k, sizeof *cw);
+  if (!(s->weight = malloc((size_t)s->n * sizeof *s->weight)) || !cw) {
+    free(cw);
+    e->internal = 1;
+    return err_set(e, what, "out of memory");
+  }
+  if (tc->class_weights == CW_LIST) {
+    if (tc->class_weight_count != s->k) {
+      free(cw);
+      return err_set(e, what, "class_weights lists %d weights for %d outputs",
+                     tc->class_weight_count, s->k);
+    }
+    for (int c = 0; c < s->k; c++)
+      cw[c] = tc->class_weight_list[c];
+  } else { /* balanced: n_samples / (n_classes * count_c) */
+    long *count = calloc((size_t)s->k, sizeof *count);
+    if (!count) {
+      free(cw);
+      e->internal = 1;
+      return err_set(e, what, "out of memory");
+    }
+    for (int i = 0; i < s->n; i++)
+      count[s->label[i]]++;
+    for (int c = 0; c < s->k; c++)
+      cw[c] = count[c] ? (double)s->n / ((double)s->k * (double)count[c]) : 0.0;
+    free(count);
+  }
+  for (int i = 0; i < s->n; i++)
+    s->weight[i] = (float)cw[s->label[i]];
+  free(cw);
+  return 0;
+}
+
+int trainset_make(TrainSet *s, const Net *net, const IdxImages *im, const IdxLabels *lb,
+                  const char *what, int class_weights, Err *e) {
+  memset(s, 0, sizeof *s);
+  if (im->h != net->input.h || im->w != net->input.w || im->c != net->input.c)
+    return shape_error(net, im, what, e);
+  Loss loss = net->train.loss;
+  int k = (int)shape_size(net->output);
+  if (lb->k > 0 && loss == LOSS_SPARSE_CE)
+    return err_set(e, what,
+                   "labels are %d-wide 0/1 rows, but sparse_categorical_crossentropy needs one "
+                   "class index per image (use categorical_crossentropy or binary_crossentropy)",
+                   lb->k);
+  if (lb->k > 0 && lb->k != k)
+    return err_set(e, what, "label rows have %d columns but network '%s' has %d outputs", lb->k,
+                   net->name, k);
+  s->n = im->n;
+  s->k = k;
+  s->image_size = (long)im->h * im->w * im->c;
+  s->images = im->data;
+  s->target = calloc((size_t)s->n * (size_t)k, sizeof *s->target);
+  s->label = malloc((size_t)s->n * sizeof *s->label);
+  if (!s->target || !s->label) {
+    trainset_free(s);
+    e->internal = 1;
+    return err_set(e, what, "out of memory for %d targets", im->n);
+  }
+  for (int i = 0; i < s->n; i++) {
+    float *t = s->target + (long)i * k;
+    if (lb->k == 0) {
+      int c = lb->data[i];
+      if (c >= k) {
+        trainset_free(s);
+        return err_set(e, what, "label %d of image %d is not below the network's %d outputs", c, i,
+                       k);
+      }
+      t[c] = 1.0f;
+      s->label[i] = c;
+    } else {
+      int ones = 0;
+      for (int j = 0; j < k; j++) {
+        t[j] = lb->data[(long)i * k + j];
+        ones += lb->data[(long)i * k + j];
+      }
+      s->label[i] = ones == 1 ? first_max(t, k) : -1;
+    }
+  }
+  if (class_weights && make_weights(s, &net->train, what, e) < 0) {
+    trainset_free(s);
+    return -1;
+  }
+  return 0;
+}
+
+void trainset_free(TrainSet *s) {
+  free(s->target);
+  free(s->label);
+  free(s->weight);
+  memset(s, 0, sizeof *s);
+}
+
+static uint64_t splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15u);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t xoshiro256ss(uint64_t s[4]) {
+  uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return result;
+}
+
+/* Uniform in [0, bound): rejection keeps it free of modulo bias. */
+static uint64_t below(uint64_t s[4], uint64_t bound) {
+  uint64_t limit = UINT64_MAX - UINT64_MAX % bound, r;
+  do
+    r = xoshiro256ss(s);
+  while (r >= limit);
+  return r % bound;
+}
+
+void train_order(uint64_t seed, int epoch, int *order, int n) {
+  uint64_t sm = seed ^ (0xA0761D6478BD642Fu * (uint64_t)(epoch + 1)), s[4];
+  for (int i = 0; i < 4; i++)
+    s[i] = splitmix64(&sm);
+  for (int i = 0; i < n; i++)
+    order[i] = i;
+  for (int i = n - 1; i > 0; i--) {
+    int j = (int)below(s, (uint64_t)i + 1);
+    int tmp = order[i];
+    order[i] = order[j];
+    order[j] = tmp;
+  }
+}
+
+uint64_t train_key(uint64_t seed, uint64_t step) {
+  uint64_t sm = seed ^ (0xE7037ED1A0B428DBu * (step + 1));
+  return splitmix64(&sm);
+}
+
+double train_loss(Loss loss, const float *y, const float *target, int k) {
+  double sum = 0;
+  switch (loss) {
+  case LOSS_SPARSE_CE:
+  case LOSS_CE:
+    for (int j = 0; j < k; j++)
+      if (target[j] != 0)
+        sum -= target[j] * log(fmax(y[j], FLT_MIN));
+    return sum;
+  case LOSS_BCE: /* as PyTorch's BCELoss, which clamps each log at -100 */
+    for (int j = 0; j < k; j++)
+      sum -= target[j] * fmax(log(y[j]), -100.0) + (1 - target[j]) * fmax(log(1 - y[j]), -100.0);
+    return sum / k;
+  case LOSS_MSE:
+    for (int j = 0; j < k; j++)
+      sum += ((double)y[j] - target[j]) * ((double)y[j] - target[j]);
+    return sum / k;
+  case LOSS_COUNT:
+    break;
+  }
+  return NAN;
+}
+
+double train_accuracy(Loss loss, const float *y, const float *target, int label, int k) {
+  if (loss == LOSS_BCE) {
+    int right = 0;
+    for (int j = 0; j < k; j++)
+      right += (y[j] >= 0.5f) == (target[j] >= 0.5f);
+    return (double)right / k;
+  }
+  if (label < 0)
+    label = first_max(target, k);
+  return first_max(y, k) == label;
+}

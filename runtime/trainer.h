@@ -1,0 +1,92 @@
+/*
+ * trainer.h: the runtime side of training, around the generated training API
+ * (NAME_accumulate, NAME_update, ...; see the generated header).
+ *
+ * A Trainer takes an Engine opened with training code and runs one optimizer
+ * step per call: the batch is cut into `threads` contiguous chunks, thread t
+ * accumulates its chunk's gradients into its own NAME_grads, the gradients
+ * are summed in thread order (g0 += g1, g0 += g2, ...) and NAME_update
+ * applies g0 / sum of weights. The order of every sum is fixed, so a run is
+ * bit for bit repeatable for a given thread count and backend. Worker threads
+ * live as long as the Trainer and wait on a condition variable between steps.
+ *
+ * The data side: a TrainSet turns IDX images and labels into what the loss
+ * needs (one-hot or 0/1 target rows, class labels, per-sample class weights),
+ * train_order() gives epoch e's shuffled order from the seed alone (so
+ * resuming needs no generator state), and train_key() the dropout key of a
+ * step.
+ */
+#ifndef CNNGEN_TRAINER_H
+#define CNNGEN_TRAINER_H
+
+#include <stdint.h>
+
+#include "../compiler/ir.h"
+#include "engine.h"
+#include "err.h"
+#include "idx.h"
+
+typedef struct TrainerPool TrainerPool;
+
+typedef struct Trainer {
+  Engine *en;
+  long in_size, out_size, param_count;
+  int opt_slots;      /* optimizer state arrays: adam 2 (m, v), sgd+momentum 1, sgd 0 */
+  size_t grads_bytes; /* sizeof(NAME_grads) */
+  void **grads;       /* [threads] NAME_grads, 64-aligned */
+  /* The generated entry points (NAME_ prefix). */
+  void (*grads_zero)(void *g);
+  void (*grads_add)(void *into, const void *g);
+  double (*accumulate_y)(const void *m, void *w, void *g, const float *x, const float *target,
+                         const float *weight, int n, uint64_t key, float *y);
+  void (*update)(void *m, const void *g, float scale);
+  void (*store_opt)(const void *m, float *state, uint64_t *step);
+  void (*load_opt)(void *m, const float *state, uint64_t step);
+  TrainerPool *pool; /* threads 1 .. threads-1; NULL with one thread */
+} Trainer;
+
+/* Looks up the training entry points in en (opened with training code) and
+   starts en->threads - 1 worker threads. */
+int trainer_open(Trainer *t, Engine *en, Err *e);
+void trainer_close(Trainer *t);
+
+/* One optimizer step on n samples: x [n][in_size], target [n][out_size],
+   weight [n] (NULL: all 1). Image i's dropout draws from key + i. Writes the
+   forward pass's outputs to y [n][out_size] when y is not NULL. Returns
+   sum_i weight_i * loss_i and stores sum_i weight_i in *weight_sum. */
+double trainer_step(Trainer *t, const float *x, const float *target, const float *weight, int n,
+                    uint64_t key, float *y, double *weight_sum);
+
+/* Training or test data shaped for a network's loss. */
+typedef struct TrainSet {
+  int n;                 /* samples */
+  long image_size;       /* bytes (= floats) per image: H*W*C */
+  const uint8_t *images; /* [n][image_size], borrowed from the IdxImages */
+  int k;                 /* outputs per sample */
+  float *target;         /* [n][k]: one-hot rows for class labels, 0/1 rows as given */
+  int *label;            /* [n]: the class, or -1 for a multi-label row */
+  float *weight;         /* [n] class weights, or NULL (all 1) */
+} TrainSet;
+
+/* Checks that the images fit the network's input and the labels its loss and
+   output, and builds the targets. With `class_weights`, also the per-sample
+   weights from the config (balanced: n / (classes * count of the class)).
+   `what` names the data in messages (a path). */
+int trainset_make(TrainSet *s, const Net *net, const IdxImages *im, const IdxLabels *lb,
+                  const char *what, int class_weights, Err *e);
+void trainset_free(TrainSet *s);
+
+/* Epoch `epoch`'s order of n samples: a Fisher-Yates shuffle driven by
+   xoshiro256** seeded from (seed, epoch) through splitmix64. */
+void train_order(uint64_t seed, int epoch, int *order, int n);
+/* The dropout key of optimizer step `step` (images use key + i). */
+uint64_t train_key(uint64_t seed, uint64_t step);
+
+/* One sample's loss from the network's outputs y (after the last
+   activation), as SPEC section 5 defines it. */
+double train_loss(Loss loss, const float *y, const float *target, int k);
+/* One sample's accuracy in [0, 1]: the first largest output is the label;
+   for binary cross-entropy, the fraction of outputs on the right side of 0.5. */
+double train_accuracy(Loss loss, const float *y, const float *target, int label, int k);
+
+#endif
