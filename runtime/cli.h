@@ -23,7 +23,7 @@
 #define CNNGEN_VERSION "0.1.0"
 
 /* The commands, in the order `cnngen --help` lists them. */
-#define COMMANDS(X) X(compile) X(check) X(predict) X(eval)
+#define COMMANDS(X) X(compile) X(check) X(predict) X(eval) X(train)
 
 /* Every option any command takes, described once. */
 /* clang-format off */
@@ -38,7 +38,12 @@
   X(CLI_TOP,            "top",            0,     ARG_INT,  1, 1000000)        \
   X(CLI_THRESHOLD,      "threshold",      0,     ARG_REAL, 0, 1)              \
   X(CLI_INFERENCE_ONLY, "inference-only", 0,     ARG_NONE, 0, 0)              \
-  X(CLI_DUMP_IR,        "dump-ir",        0,     ARG_NONE, 0, 0)
+  X(CLI_DUMP_IR,        "dump-ir",        0,     ARG_NONE, 0, 0)              \
+  X(CLI_EPOCHS,         "epochs",         0,     ARG_INT,  0, 1000000)        \
+  X(CLI_BATCH,          "batch",          0,     ARG_INT,  1, 1048576)        \
+  X(CLI_SEED,           "seed",           0,     ARG_INT,  0, 1e18)           \
+  X(CLI_CHECKPOINT,     "checkpoint",     0,     ARG_TEXT, 0, 0)              \
+  X(CLI_RESUME,         "resume",         0,     ARG_TEXT, 0, 0)
 /* clang-format on */
 
 typedef enum { ARG_NONE, ARG_TEXT, ARG_INT, ARG_REAL } CliArgKind;
