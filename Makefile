@@ -20,7 +20,7 @@ COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_in
 RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train
 GRAMMAR  := parser lexer
-TESTS    := test_parser test_shape test_emit test_golden test_files test_backend
+TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_cli
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)

@@ -240,11 +240,13 @@ int cli_parse(const Command *cmd, int argc, char **argv, CliArgs *a) {
                                  spelling(i), cmd->name);
         break;
       }
-  if (!status && npos < cmd->min_args)
-    status = npos == 0 ? cli_usage_error("%s: no network file given (usage: see 'cnngen help %s')",
-                                         cmd->name, cmd->name)
-                       : cli_usage_error("%s: too few arguments (see 'cnngen help %s')", cmd->name,
-                                         cmd->name);
+  if (!status && npos < cmd->min_args) {
+    const char *usage = strstr(cmd->help, "usage: ");
+    int len = usage ? (int)strcspn(usage, "\n") : 0;
+    status = cli_usage_error("%s: %s (%.*s)", cmd->name,
+                             npos == 0 ? "no network file given" : "too few arguments", len,
+                             usage ? usage : "");
+  }
   if (!status && cmd->max_args >= 0 && npos > cmd->max_args)
     status = cli_usage_error("%s: unexpected argument '%s' (see 'cnngen help %s')", cmd->name,
                              pos[cmd->max_args], cmd->name);
