@@ -12,16 +12,17 @@
  *   multi-label (binary CE): an output is on when it is above --threshold;
  *     per-label precision/recall/F1, micro and macro F1 (over all labels),
  *     exact match (every label of the image right).
- * The loss is the mean per image of the network's training loss, without
- * class weights.
+ * Targets and labels come from trainset_make and the loss from train_loss
+ * (trainer.c), so eval scores exactly what training optimizes: the mean
+ * per image of the network's loss, without class weights.
  */
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "idx.h"
+#include "trainer.h"
 
 static const char help[] =
     "usage: cnngen eval NET.cnn --weights W.safetensors [--data DIR] [options]\n"
@@ -69,9 +70,9 @@ enum { CHUNK = 4096 };
 
 typedef struct Eval {
   const Net *net;
-  const IdxLabels *lb;
-  int k;           /* outputs */
-  bool multilabel; /* binary cross-entropy */
+  const TrainSet *set; /* targets and labels, as training sees them */
+  int k;               /* outputs */
+  bool multilabel;     /* binary cross-entropy */
   double threshold;
   double loss_sum;
   long n;
@@ -79,18 +80,6 @@ typedef struct Eval {
   long *tp, *fp, *fn, *support; /* multi-label: per label */
   long exact;
 } Eval;
-
-/* The target of output j for image i: 0/1 rows as they are; a class index
-   becomes a one-hot row, except for a single binary output, whose index is
-   the target itself. */
-static float target(const Eval *ev, long i, int j) {
-  const IdxLabels *lb = ev->lb;
-  if (lb->k > 0)
-    return lb->data[i * lb->k + j];
-  if (ev->k == 1 && ev->multilabel)
-    return lb->data[i];
-  return lb->data[i] == j;
-}
 
 static int argmax(const float *v, int n) {
   int best = 0;
@@ -100,58 +89,18 @@ static int argmax(const float *v, int n) {
   return best;
 }
 
-/* log, clamped at -100 as PyTorch's BCELoss does */
-static double log_clamped(double p) {
-  return p > 0 ? fmax(log(p), -100.0) : -100.0;
-}
-
-static double sample_loss(const Eval *ev, long i, const float *y) {
-  int k = ev->k;
-  double sum = 0;
-  switch (ev->net->train.loss) {
-  case LOSS_SPARSE_CE:
-    return -log(fmax(y[ev->lb->data[i]], FLT_TRUE_MIN));
-  case LOSS_CE:
-    for (int j = 0; j < k; j++) {
-      float t = target(ev, i, j);
-      if (t != 0)
-        sum -= t * log(fmax(y[j], FLT_TRUE_MIN));
-    }
-    return sum;
-  case LOSS_BCE:
-    for (int j = 0; j < k; j++) {
-      double t = target(ev, i, j);
-      sum -= t * log_clamped(y[j]) + (1 - t) * log_clamped(1.0 - y[j]);
-    }
-    return sum / k;
-  case LOSS_MSE:
-    for (int j = 0; j < k; j++) {
-      double d = (double)y[j] - target(ev, i, j);
-      sum += d * d;
-    }
-    return sum / k;
-  case LOSS_COUNT:
-    break;
-  }
-  return NAN;
-}
-
 static void score(Eval *ev, long i, const float *y) {
-  ev->loss_sum += sample_loss(ev, i, y);
+  const float *t = ev->set->target + i * ev->k;
+  ev->loss_sum += train_loss(ev->net->train.loss, y, t, ev->k);
   ev->n++;
   if (!ev->multilabel) {
-    int truth = 0; /* a class index, or the first 1 of a 0/1 row */
-    if (ev->lb->k == 0)
-      truth = ev->lb->data[i];
-    else
-      while (truth < ev->k - 1 && !target(ev, i, truth))
-        truth++;
+    int truth = ev->set->label[i] >= 0 ? ev->set->label[i] : argmax(t, ev->k);
     ev->confusion[(long)truth * ev->k + argmax(y, ev->k)]++;
     return;
   }
   bool all = true;
   for (int j = 0; j < ev->k; j++) {
-    bool on = y[j] > ev->threshold, want = target(ev, i, j) != 0;
+    bool on = y[j] > ev->threshold, want = t[j] >= 0.5f;
     ev->tp[j] += on && want;
     ev->fp[j] += on && !want;
     ev->fn[j] += !on && want;
@@ -159,36 +108,6 @@ static void score(Eval *ev, long i, const float *y) {
     all &= on == want;
   }
   ev->exact += all;
-}
-
-/* The labels must fit the network and its loss. */
-static int check_labels(const Eval *ev, const char *dir, Err *e) {
-  const IdxLabels *lb = ev->lb;
-  Loss loss = ev->net->train.loss;
-  const char *file = ev->net->file;
-  if (lb->k > 0 && loss == LOSS_SPARSE_CE)
-    return err_set(e, dir,
-                   "t10k labels are rows of %d values, but %s trains with "
-                   "sparse_categorical_crossentropy, which needs class indices (use "
-                   "categorical_crossentropy or binary_crossentropy)",
-                   lb->k, file);
-  if (lb->k > 0 && lb->k != ev->k)
-    return err_set(e, dir, "t10k labels have %d columns, the network %s has %d outputs", lb->k,
-                   file, ev->k);
-  long count = lb->k > 0 ? (long)lb->n * lb->k : lb->n;
-  int limit = lb->k > 0 || (ev->k == 1 && ev->multilabel) ? 1 : ev->k - 1;
-  for (long i = 0; i < count; i++)
-    if (lb->data[i] > limit) {
-      long image = lb->k > 0 ? i / lb->k : i;
-      if (limit == 1 && lb->k > 0)
-        return err_set(e, dir, "t10k label row of image %ld holds %d; multi-label rows hold 0 or 1",
-                       image, lb->data[i]);
-      return err_set(e, dir,
-                     "t10k label of image %ld is class %d, but the network %s has %d output%s "
-                     "(classes 0 to %d)",
-                     image, lb->data[i], file, ev->k, ev->k == 1 ? "" : "s", limit);
-    }
-  return 0;
 }
 
 static double ratio(long a, long b) {
@@ -358,6 +277,7 @@ static int run(const CliArgs *a) {
   Engine en = {0};
   IdxImages im = {0};
   IdxLabels lb = {0};
+  TrainSet set = {0};
   Eval ev = {0};
   Err e = {0};
   float *x = NULL, *y = NULL;
@@ -370,28 +290,28 @@ static int run(const CliArgs *a) {
     status = cli_fail(&e);
     goto done;
   }
-  Shape in = net->input;
-  ev = (Eval){.net = net,
-              .lb = &lb,
-              .k = (int)shape_size(net->output),
-              .multilabel = net->train.loss == LOSS_BCE,
-              .threshold = a->real[CLI_THRESHOLD]};
-  if (im.h != in.h || im.w != in.w || im.c != in.c)
-    err_set(&e, dir, "t10k images are %dx%dx%d, the network %s takes %dx%dx%d", im.h, im.w, im.c,
-            net->file, in.h, in.w, in.c);
-  else if (lb.n != im.n)
-    err_set(&e, dir, "t10k has %d images but %d labels", im.n, lb.n);
-  else if (im.n == 0)
-    err_set(&e, dir, "t10k holds no images");
-  if (e.msg[0] || check_labels(&ev, dir, &e) < 0) {
+  if (im.n == 0 || lb.n != im.n) {
+    if (im.n == 0)
+      err_set(&e, dir, "t10k holds no images");
+    else
+      err_set(&e, dir, "t10k has %d images but %d labels", im.n, lb.n);
     status = cli_fail(&e);
     goto done;
   }
+  if (trainset_make(&set, net, &im, &lb, dir, 0, &e) < 0) {
+    status = cli_fail(&e);
+    goto done;
+  }
+  ev = (Eval){.net = net,
+              .set = &set,
+              .k = set.k,
+              .multilabel = net->train.loss == LOSS_BCE,
+              .threshold = a->real[CLI_THRESHOLD]};
   if ((status = cli_open_engine(&en, net, a, false)))
     goto done;
 
   size_t k = (size_t)ev.k;
-  long in_size = shape_size(in);
+  long in_size = set.image_size;
   x = malloc(sizeof *x * CHUNK * (size_t)in_size);
   y = malloc(sizeof *y * CHUNK * k);
   if (ev.multilabel) {
@@ -427,6 +347,7 @@ done:
   free(ev.support);
   if (en.prog)
     engine_close(&en);
+  trainset_free(&set);
   idx_images_free(&im);
   idx_labels_free(&lb);
   arena_free(&arena);

@@ -570,7 +570,7 @@ static void test_cli_eval_refuses_data_that_does_not_fit(void **state) {
   /* A class the network does not have. */
   write_data("big", pixels, 2, big, 0, 1);
   assert_int_equal(run("eval tiny.cnn --weights tiny.safetensors --data big"), 1);
-  assert_contains(err_text, "class 5");
+  assert_contains(err_text, "label 5");
   /* Images of another size. */
   const uint8_t labels[] = {0, 1};
   write_data("wide", pixels, 2, labels, 0, 2);
