@@ -338,11 +338,17 @@ static void test_io_atomic_write_unwritable_dir(void **state) {
       _exit(r == -1 ? 0 : 1);
     }
     close(fds[1]);
-    assert_int_equal(read(fds[0], &e, sizeof e), (ssize_t)sizeof e);
-    close(fds[0]);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 3) { /* no CAP_SETUID here: cannot test as root */
+      close(fds[0]);
+      chmod(tpath("ro"), 0755);
+      chmod(tmpdir, 0700);
+      skip();
+    }
+    assert_int_equal(read(fds[0], &e, sizeof e), (ssize_t)sizeof e);
+    close(fds[0]);
     rc = WEXITSTATUS(status) == 0 ? -1 : 0;
   }
   chmod(tpath("ro"), 0755);
@@ -357,7 +363,7 @@ static void test_io_atomic_write_unwritable_dir(void **state) {
 
 static void test_idx_read_images_rank3(void **state) {
   (void)state;
-  unsigned char buf[256];
+  unsigned char buf[256] = {0};
   uint32_t d[3] = {2, 3, 4};
   const char *p = write_file("r3-idx3-ubyte", buf, make_idx(buf, 8, 3, d, 24));
   IdxImages im;
@@ -373,7 +379,7 @@ static void test_idx_read_images_rank3(void **state) {
 
 static void test_idx_read_images_rank4_colour(void **state) {
   (void)state;
-  unsigned char buf[256];
+  unsigned char buf[256] = {0};
   uint32_t d[4] = {2, 2, 3, 3};
   const char *p = write_file("r4-idx4-ubyte", buf, make_idx(buf, 8, 4, d, 36));
   IdxImages im;
@@ -389,7 +395,7 @@ static void test_idx_read_images_rank4_colour(void **state) {
 
 static void test_idx_read_images_gzip(void **state) {
   (void)state;
-  unsigned char buf[256];
+  unsigned char buf[256] = {0};
   uint32_t d[3] = {3, 5, 5};
   size_t n = make_idx(buf, 8, 3, d, 75);
   const char *p = write_gz("gz-idx3-ubyte.gz", buf, n);
@@ -403,7 +409,7 @@ static void test_idx_read_images_gzip(void **state) {
 
 static void test_idx_truncated_and_trailing(void **state) {
   (void)state;
-  unsigned char buf[256];
+  unsigned char buf[256] = {0};
   uint32_t d[3] = {2, 3, 4};
   size_t n = make_idx(buf, 8, 3, d, 24);
   IdxImages im;
@@ -432,7 +438,7 @@ static void test_idx_truncated_and_trailing(void **state) {
 
 static void test_idx_wrong_magic(void **state) {
   (void)state;
-  unsigned char buf[256];
+  unsigned char buf[256] = {0};
   IdxImages im;
   IdxLabels lb;
   Err e = {0};
@@ -460,7 +466,7 @@ static void test_idx_wrong_magic(void **state) {
 
 static void test_idx_labels_classes_and_multilabel(void **state) {
   (void)state;
-  unsigned char buf[256];
+  unsigned char buf[256] = {0};
   IdxLabels lb;
   Err e = {0};
   uint32_t d1[1] = {4};
@@ -519,7 +525,7 @@ static void test_idx_write_read_round_trip(void **state) {
 
 static void test_idx_load_split_finds_files(void **state) {
   (void)state;
-  unsigned char buf[256];
+  unsigned char buf[256] = {0};
   mkdir(tpath("split"), 0755);
   uint32_t d4[4] = {3, 2, 2, 3}, d2[2] = {3, 2};
   write_file("split/train-images-idx4-ubyte", buf, make_idx(buf, 8, 4, d4, 36));

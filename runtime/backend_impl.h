@@ -1,0 +1,27 @@
+/*
+ * backend_impl.h: what backend.c shares with backend_tcc.c and backend_cc.c
+ * (private to those three files). Each backend returns a Program whose
+ * `symbol` and `release` know how to look up and free what it compiled.
+ */
+#ifndef CNNGEN_BACKEND_IMPL_H
+#define CNNGEN_BACKEND_IMPL_H
+
+#include "backend.h"
+
+struct Program {
+  const char *backend; /* "tcc" or "cc" */
+  double seconds;      /* wall time of backend_compile */
+  void *handle;        /* TCCState * or dlopen handle */
+  void *(*symbol)(void *handle, const char *name);
+  void (*release)(void *handle);
+};
+
+/* source is NUL-terminated (backend_compile copies it). */
+Program *backend_tcc_compile(const char *source, Err *e);
+Program *backend_cc_compile(const char *source, size_t len, Err *e);
+
+/* Keeps the first `max_lines` lines of compiler output (trailing newline
+   dropped) in out, for an error message. */
+void backend_first_lines(char *out, size_t n, const char *text, int max_lines);
+
+#endif
