@@ -79,7 +79,7 @@ static int idx_read(const char *path, int lo, int hi, const char *kind, uint8_t 
     free(buf);
     int labels = r <= 2;
     return err_set(e, path,
-                   "found magic 0x%08X (%d dimensions), expected 0x%08X or 0x%08X for %s (is "
+                   "found magic 0x%08X (rank %d), expected 0x%08X or 0x%08X for %s (is "
                    "this %s file?)",
                    magic, r, 0x800 + lo, 0x800 + hi, kind, labels ? "a labels" : "an images");
   }

@@ -449,7 +449,7 @@ static void test_idx_wrong_magic(void **state) {
   p = write_file("labels-idx1", buf, make_idx(buf, 8, 1, d1, 5));
   assert_int_equal(idx_read_images(p, &im, &e), -1);
   check_err(&e, p,
-            "found magic 0x00000801 (1 dimensions), expected 0x00000803 or 0x00000804 "
+            "found magic 0x00000801 (rank 1), expected 0x00000803 or 0x00000804 "
             "for images (is this a labels file?)");
   uint32_t d3[3] = {1, 2, 2};
   p = write_file("images-idx3", buf, make_idx(buf, 8, 3, d3, 4));
