@@ -20,6 +20,9 @@ typedef struct Diag {
   const char *src;  /* the source text (for quoting lines); may be NULL */
   size_t src_len;
   int errors;       /* count so far */
+  int error_line;   /* line of the last error: a note elsewhere quotes its own line */
+  int cache_line;   /* a line start found before, so that quoting is linear */
+  size_t cache_off; /*   in the number of errors, not quadratic */
 } Diag;
 
 void diag_init(Diag *d, FILE *out, const char *src, size_t src_len);

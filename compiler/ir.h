@@ -53,6 +53,7 @@ typedef struct Layer {
   Shape in, out;    /* filled by shape.c */
   Act act;          /* activation applied after the op; OP_ACT: the activation */
   Loc act_loc;      /* where the activation word was written (for errors) */
+  Loc size_loc;     /* the kernel / window / unit count token (for errors) */
 
   union {
     struct {

@@ -1,0 +1,926 @@
+/*
+ * lower.c: statements (ast.h) -> Net (ir.h).
+ *
+ * The grammar accepts any word with any arguments; this file decides what
+ * they mean. Top-level words are `network`, `input`, `train` and the layer
+ * kinds of ops.h (plus each activation word as a layer of its own); inside
+ * `train { }` the training settings. Per layer kind, the `syntax` table
+ * says how many positional arguments it takes, which key=value options and
+ * whether an activation word; the per-kind code then reads the positional
+ * arguments. Every wrong argument gets its own error at its own token, and
+ * lowering goes on to the next argument and statement, so one run reports
+ * all of them. Defaults (SPEC section 1) are set here; names conv1, dense2,
+ * ... are given once all layers are known.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ast.h"
+#include "compile.h"
+
+/* Counts, sizes and strides above this are refused before any arithmetic. */
+#define INT_ARG_MAX (1L << 24)
+
+/* ---- what each layer kind takes ---- */
+
+enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_COUNT };
+static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name"};
+
+static const struct {
+  int npos;                /* positional arguments, all required */
+  const char *pos_what[2]; /* what they are, for "conv2d needs a kernel size" */
+  unsigned options;        /* bit set of OPTION_* */
+  bool act;                /* takes an activation word */
+  const char *usage;
+} syntax[OP_COUNT] = {
+    [OP_CONV2D] = {2,
+                   {"a filter count", "a kernel size"},
+                   1u << OPTION_STRIDE | 1u << OPTION_PADDING | 1u << OPTION_NAME,
+                   true,
+                   "conv2d F KHxKW [stride=S] [padding=valid|same|P] [ACT] [name=N]"},
+    [OP_MAXPOOL] = {1, {"a window size"}, 1u << OPTION_STRIDE, false, "maxpool KHxKW [stride=S]"},
+    [OP_AVGPOOL] = {1, {"a window size"}, 1u << OPTION_STRIDE, false, "avgpool KHxKW [stride=S]"},
+    [OP_GLOBALAVGPOOL] = {0, {0}, 0, false, "globalavgpool"},
+    [OP_FLATTEN] = {0, {0}, 0, false, "flatten"},
+    [OP_DENSE] = {1, {"a number of units"}, 1u << OPTION_NAME, true, "dense N [ACT] [name=N]"},
+    [OP_DROPOUT] = {1, {"a rate"}, 0, false, "dropout RATE (0 <= RATE < 1)"},
+    [OP_ACT] = {0, {0}, 0, true, "relu, sigmoid, tanh or softmax on a line of its own"},
+};
+
+/* ---- training settings ---- */
+
+#define SETTINGS(X)                                                                                \
+  X(SET_LOSS, "loss", "loss sparse_categorical_crossentropy")                                      \
+  X(SET_OPTIMIZER, "optimizer", "optimizer adam lr=0.001")                                         \
+  X(SET_BATCH, "batch", "batch 32")                                                                \
+  X(SET_EPOCHS, "epochs", "epochs 5")                                                              \
+  X(SET_SEED, "seed", "seed 1")                                                                    \
+  X(SET_AUGMENT, "augment", "augment hflip shift=2")                                               \
+  X(SET_CLASS_WEIGHTS, "class_weights", "class_weights balanced")
+
+#define X_ENUM(e, ...) e,
+#define X_WORD(e, w, ...) [e] = w,
+#define X_EXAMPLE(e, w, example) [e] = example,
+typedef enum { SETTINGS(X_ENUM) SET_COUNT } Setting;
+static const char *const setting_words[SET_COUNT] = {SETTINGS(X_WORD)};
+static const char *const setting_examples[SET_COUNT] = {SETTINGS(X_EXAMPLE)};
+
+#define OPT_OPTIONS(X)                                                                             \
+  X(OO_LR, "lr")                                                                                   \
+  X(OO_MOMENTUM, "momentum")                                                                       \
+  X(OO_NESTEROV, "nesterov")                                                                       \
+  X(OO_WEIGHT_DECAY, "weight_decay")                                                               \
+  X(OO_BETA1, "beta1")                                                                             \
+  X(OO_BETA2, "beta2")                                                                             \
+  X(OO_EPS, "eps")
+typedef enum { OPT_OPTIONS(X_ENUM) OO_COUNT } OptOption;
+#define X_OO_WORD(e, w) [e] = w,
+static const char *const opt_option_words[OO_COUNT] = {OPT_OPTIONS(X_OO_WORD)};
+#undef X_OO_WORD
+#undef X_ENUM
+#undef X_WORD
+#undef X_EXAMPLE
+
+#define BIT(e) (1u << (e))
+static const unsigned opt_options_of[OPT_COUNT] = {
+    [OPT_SGD] = BIT(OO_LR) | BIT(OO_MOMENTUM) | BIT(OO_NESTEROV) | BIT(OO_WEIGHT_DECAY),
+    [OPT_ADAM] = BIT(OO_LR) | BIT(OO_BETA1) | BIT(OO_BETA2) | BIT(OO_EPS) | BIT(OO_WEIGHT_DECAY),
+};
+static const double default_lr[OPT_COUNT] = {[OPT_SGD] = 0.01, [OPT_ADAM] = 0.001};
+
+/* ---- state ---- */
+
+typedef struct Lower {
+  Arena *a;
+  Diag *d;
+  Net *net;
+  Loc *name_loc; /* per layer: the name= value, or the layer's word */
+  bool *named;   /* per layer: name= was given */
+  Loc train_loc, network_loc, first_layer;
+  Loc setting_loc[SET_COUNT]; /* line 0: not set yet */
+} Lower;
+
+static bool seen(Loc loc) {
+  return loc.line > 0;
+}
+
+/* ---- messages ---- */
+
+/* The word list "a, b, c" of a table, skipping NULLs and `skip`. */
+static const char *word_list(char *buf, size_t size, const char *const *words, int n, unsigned mask,
+                             const char *skip) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n && used < size; i++) {
+    if (!words[i] || !(mask & 1u << i) || (skip && strcmp(words[i], skip) == 0))
+      continue;
+    used += (size_t)snprintf(buf + used, size - used, "%s%s", used ? ", " : "", words[i]);
+  }
+  return buf;
+}
+
+/* At most 40 bytes of s, with "..." when cut: user text in messages. */
+static const char *clip(char *buf, size_t size, const char *s) {
+  snprintf(buf, size, "%.40s%s", s, strlen(s) > 40 ? "..." : "");
+  return buf;
+}
+
+/* "word 'relu'", "number '3'": what an argument is, for "got ..." */
+static const char *describe(char *buf, size_t size, const Arg *a) {
+  static const char *const kinds[] = {[ARG_WORD] = "word",
+                                      [ARG_NUMBER] = "number",
+                                      [ARG_DIMS] = "dimensions",
+                                      [ARG_KEYVAL] = "option",
+                                      [ARG_LIST] = "list"};
+  char t[64];
+  snprintf(buf, size, "%s '%s%s'", kinds[a->kind], clip(t, sizeof t, a->text),
+           a->kind == ARG_KEYVAL ? "=..." : "");
+  return buf;
+}
+
+static void usage_note(Lower *L, const Stmt *s, OpKind op) {
+  diag_note(L->d, s->loc, "usage: %s", syntax[op].usage);
+}
+
+/* ---- reading values ---- */
+
+/* A whole number in [min, max]. `what` names it: "the filter count". */
+static bool want_int(Lower *L, const Arg *a, const char *what, long min, long max, long *out) {
+  char buf[96];
+  if (a->kind != ARG_NUMBER) {
+    diag_error(L->d, a->loc, "%s must be a whole number, got %s", what,
+               describe(buf, sizeof buf, a));
+    return false;
+  }
+  double v = a->num;
+  if (!isfinite(v) || v != floor(v)) {
+    diag_error(L->d, a->loc, "%s must be a whole number, got '%s'", what,
+               clip(buf, sizeof buf, a->text));
+    return false;
+  }
+  if (v < (double)min || v > (double)max) {
+    diag_error(L->d, a->loc, "%s must be %s %ld, got '%s'", what, v < min ? "at least" : "at most",
+               v < min ? min : max, clip(buf, sizeof buf, a->text));
+    return false;
+  }
+  *out = (long)v;
+  return true;
+}
+
+static bool want_int_field(Lower *L, const Arg *a, const char *what, long min, int *out) {
+  long v;
+  if (!want_int(L, a, what, min, INT_ARG_MAX, &v))
+    return false;
+  *out = (int)v;
+  return true;
+}
+
+/* A number in the interval lo..hi, each end open or closed; `range` says
+   it in words for the message ("in [0, 1)", "greater than 0"). */
+static bool want_real(Lower *L, const Arg *a, const char *what, double lo, bool lo_open, double hi,
+                      bool hi_open, const char *range, double *out) {
+  char buf[96];
+  if (a->kind != ARG_NUMBER) {
+    diag_error(L->d, a->loc, "%s must be a number, got %s", what, describe(buf, sizeof buf, a));
+    return false;
+  }
+  double v = a->num;
+  if (!isfinite(v) || v < lo || (lo_open && v == lo) || v > hi || (hi_open && v == hi)) {
+    diag_error(L->d, a->loc, "%s must be %s, got '%s'", what, range,
+               clip(buf, sizeof buf, a->text));
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+/* A kernel or window size: `3` (3x3) or `3x5`. */
+static bool want_size(Lower *L, const Arg *a, const char *what, int *kh, int *kw) {
+  char buf[96];
+  if (a->kind == ARG_NUMBER)
+    return want_int_field(L, a, what, 1, kh) && (*kw = *kh, true);
+  if (a->kind != ARG_DIMS || a->ndims != 2) {
+    diag_error(L->d, a->loc, "%s must be KHxKW like 3x3 (or one number for a square), got %s", what,
+               describe(buf, sizeof buf, a));
+    return false;
+  }
+  for (int i = 0; i < 2; i++)
+    if (a->dims[i] < 1 || a->dims[i] > INT_ARG_MAX) {
+      diag_error(L->d, a->loc, "%s must be between 1x1 and %ldx%ld, got '%s'", what, INT_ARG_MAX,
+                 INT_ARG_MAX, clip(buf, sizeof buf, a->text));
+      return false;
+    }
+  *kh = (int)a->dims[0];
+  *kw = (int)a->dims[1];
+  return true;
+}
+
+/* A duplicate: error at the second, note at the first. */
+static bool duplicate(Lower *L, Loc *first, Loc here, const char *what) {
+  if (!seen(*first)) {
+    *first = here;
+    return false;
+  }
+  diag_error(L->d, here, "%s is given twice", what);
+  diag_note(L->d, *first, "first given here");
+  return true;
+}
+
+/* ---- layers ---- */
+
+/* `stride=2`, `padding=same`, `name=features`. */
+static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *seen_at) {
+  char buf[512], what[96];
+  OpKind op = l->op;
+  int o = word_lookup(option_words, OPTION_COUNT, a->text);
+  if (o < 0 || !(syntax[op].options & 1u << o)) {
+    if (syntax[op].options)
+      diag_error(L->d, a->loc, "%s has no option '%s' (expected one of: %s)", s->word,
+                 clip(what, sizeof what, a->text),
+                 word_list(buf, sizeof buf, option_words, OPTION_COUNT, syntax[op].options, NULL));
+    else
+      diag_error(L->d, a->loc, "%s takes no options, got '%s='", s->word,
+                 clip(what, sizeof what, a->text));
+    return;
+  }
+  snprintf(what, sizeof what, "'%s='", option_words[o]);
+  if (duplicate(L, &seen_at[o], a->loc, what))
+    return;
+  const Arg *v = a->value;
+  switch (o) {
+  case OPTION_STRIDE:
+    want_int_field(L, v, "the stride", 1, op == OP_CONV2D ? &l->u.conv.stride : &l->u.pool.stride);
+    break;
+  case OPTION_PADDING:
+    if (v->kind == ARG_WORD && strcmp(v->text, "valid") == 0) {
+      l->u.conv.pad_mode = PAD_VALID;
+    } else if (v->kind == ARG_WORD && strcmp(v->text, "same") == 0) {
+      l->u.conv.pad_mode = PAD_SAME;
+    } else if (v->kind == ARG_NUMBER) {
+      l->u.conv.pad_mode = PAD_EXPLICIT;
+      want_int_field(L, v, "the padding", 0, &l->u.conv.pad);
+    } else {
+      diag_error(L->d, v->loc, "padding must be valid, same or a number of pixels, got %s",
+                 describe(buf, sizeof buf, v));
+    }
+    break;
+  case OPTION_NAME:
+    if (v->kind != ARG_WORD)
+      diag_error(L->d, v->loc, "a layer name must be a word like 'features', got %s",
+                 describe(buf, sizeof buf, v));
+    else if (strlen(v->text) >= sizeof l->name)
+      diag_error(L->d, v->loc, "a layer name must be at most %zu characters long, got %zu",
+                 sizeof l->name - 1, strlen(v->text));
+    else
+      snprintf(l->name, sizeof l->name, "%s", v->text);
+    L->name_loc[l - L->net->layers] = v->loc;
+    L->named[l - L->net->layers] = true;
+    break;
+  }
+}
+
+/* An activation word after conv2d / dense, or `activation relu`. `words`
+   counts the words so far. */
+static void layer_act(Lower *L, const Stmt *s, Layer *l, const Arg *a, int *words) {
+  char buf[256], what[64];
+  int act = word_lookup(act_words, ACT_COUNT, a->text);
+  if (!syntax[l->op].act) {
+    if (act >= 0)
+      diag_error(L->d, a->loc, "%s takes no activation; write '%s' on a line of its own", s->word,
+                 act_words[act]);
+    else
+      diag_error(L->d, a->loc, "unexpected word '%s' for %s", clip(what, sizeof what, a->text),
+                 s->word);
+    return;
+  }
+  if (++*words > 1) {
+    diag_error(L->d, a->loc, "%s has a second activation '%s'; one is allowed", s->word,
+               clip(what, sizeof what, a->text));
+    return;
+  }
+  bool bare = l->op == OP_ACT; /* `activation linear` would do nothing */
+  if (act < 0 || (bare && act == ACT_LINEAR)) {
+    diag_error(L->d, a->loc, "unknown activation '%s' (expected one of: %s)",
+               clip(what, sizeof what, a->text),
+               word_list(buf, sizeof buf, act_words, ACT_COUNT, ~0u, bare ? "linear" : NULL));
+    return;
+  }
+  l->act = (Act)act;
+  l->act_loc = a->loc;
+}
+
+/* Positional argument i: conv2d F KHxKW, maxpool KHxKW, dense N, dropout RATE. */
+static void layer_positional(Lower *L, Layer *l, int i, const Arg *a) {
+  switch (l->op) {
+  case OP_CONV2D:
+    if (i == 0) {
+      want_int_field(L, a, "the filter count", 1, &l->u.conv.filters);
+    } else {
+      want_size(L, a, "the kernel size", &l->u.conv.kh, &l->u.conv.kw);
+      l->size_loc = a->loc;
+    }
+    break;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL:
+    want_size(L, a, "the window size", &l->u.pool.kh, &l->u.pool.kw);
+    l->size_loc = a->loc;
+    break;
+  case OP_DENSE:
+    want_int_field(L, a, "the number of units", 1, &l->u.dense.units);
+    l->size_loc = a->loc;
+    break;
+  case OP_DROPOUT:
+    want_real(L, a, "the dropout rate", 0, false, 1, true, "in [0, 1)", &l->u.dropout.rate);
+    break;
+  case OP_GLOBALAVGPOOL:
+  case OP_FLATTEN:
+  case OP_ACT:
+  case OP_COUNT:
+    break;
+  }
+}
+
+/* A layer statement. `act` >= 0: the word itself was an activation (relu). */
+static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
+  Net *net = L->net;
+  Layer *l = &net->layers[net->nlayers];
+  L->name_loc[net->nlayers] = s->loc;
+  net->nlayers++;
+  l->op = op;
+  l->loc = s->loc;
+  l->text = s->text;
+  l->act = act >= 0 ? (Act)act : ACT_LINEAR;
+  l->act_loc = s->loc;
+  l->size_loc = s->loc;
+  l->infer_out_offset = -1;
+  if (op == OP_CONV2D)
+    l->u.conv.stride = 1;
+  if (!seen(L->first_layer))
+    L->first_layer = s->loc;
+
+  int npos = 0, words = act >= 0;
+  int errors = L->d->errors;
+  Loc options_seen[OPTION_COUNT] = {0};
+  for (const Arg *a = s->args.head; a; a = a->next) {
+    char buf[96];
+    if (a->kind == ARG_KEYVAL) {
+      layer_option(L, s, l, a, options_seen);
+    } else if (a->kind == ARG_WORD) {
+      layer_act(L, s, l, a, &words);
+    } else if (npos < syntax[op].npos) {
+      layer_positional(L, l, npos++, a);
+    } else {
+      diag_error(L->d, a->loc, "too many arguments for %s: %s", s->word,
+                 describe(buf, sizeof buf, a));
+      usage_note(L, s, op);
+    }
+  }
+  if (op == OP_ACT && words == 0) { /* `activation` without its word */
+    diag_error(L->d, s->end, "activation needs a function: relu, sigmoid, tanh or softmax");
+    return;
+  }
+  if (npos < syntax[op].npos) {
+    if (L->d->errors == errors) { /* else the missing one was probably written wrong */
+      diag_error(L->d, s->end, "%s needs %s", s->word, syntax[op].pos_what[npos]);
+      usage_note(L, s, op);
+    }
+    return;
+  }
+  if ((op == OP_MAXPOOL || op == OP_AVGPOOL) && !seen(options_seen[OPTION_STRIDE])) {
+    if (l->u.pool.kh != l->u.pool.kw)
+      diag_error(L->d, l->size_loc,
+                 "a %dx%d window needs an explicit stride=S (one stride is "
+                 "used in both directions)",
+                 l->u.pool.kh, l->u.pool.kw);
+    l->u.pool.stride = l->u.pool.kh;
+  }
+}
+
+/* "unknown loss 'foo' (expected one of: ...)" for a word; "the loss must be
+   one of: ..., got number '3'" for anything else. */
+static void unknown_word(Lower *L, const Arg *a, const char *what, const char *const *words, int n,
+                         unsigned mask) {
+  char list[256], buf[96];
+  word_list(list, sizeof list, words, n, mask, NULL);
+  if (a->kind == ARG_WORD || a->kind == ARG_KEYVAL)
+    diag_error(L->d, a->loc, "unknown %s '%s' (expected one of: %s)", what,
+               clip(buf, sizeof buf, a->text), list);
+  else
+    diag_error(L->d, a->loc, "expected %s (one of: %s), got %s", what, list,
+               describe(buf, sizeof buf, a));
+}
+
+/* ---- training settings ---- */
+
+/* The one argument of `batch 32`, `loss mse`: NULL (reported) if missing or
+   more than one. */
+static const Arg *single_arg(Lower *L, const Stmt *s, Setting set) {
+  char buf[96];
+  if (s->args.n == 0) {
+    diag_error(L->d, s->end, "%s needs a value, e.g. '%s'", s->word, setting_examples[set]);
+    return NULL;
+  }
+  if (s->args.n > 1) {
+    diag_error(L->d, s->args.head->next->loc, "too many arguments for %s: %s", s->word,
+               describe(buf, sizeof buf, s->args.head->next));
+    diag_note(L->d, s->loc, "usage: %s", setting_examples[set]);
+    return NULL;
+  }
+  if (s->args.head->kind == ARG_KEYVAL) {
+    diag_error(L->d, s->args.head->loc, "%s takes no options, got '%s='", s->word,
+               clip(buf, sizeof buf, s->args.head->text));
+    return NULL;
+  }
+  return s->args.head;
+}
+
+static void set_loss(Lower *L, const Stmt *s) {
+  const Arg *a = single_arg(L, s, SET_LOSS);
+  if (!a)
+    return;
+  int loss = a->kind == ARG_WORD ? word_lookup(loss_words, LOSS_COUNT, a->text) : -1;
+  if (loss < 0) {
+    unknown_word(L, a, "loss", loss_words, LOSS_COUNT, ~0u);
+    return;
+  }
+  L->net->train.loss = (Loss)loss;
+  L->net->train.loss_loc = a->loc;
+}
+
+/* optimizer sgd lr=0.1 momentum=0.9 nesterov weight_decay=1e-4 */
+static void set_optimizer(Lower *L, const Stmt *s) {
+  char buf[256], what[96];
+  TrainConfig *t = &L->net->train;
+  const Arg *a = s->args.head;
+  if (!a) {
+    diag_error(L->d, s->end, "optimizer needs a name: sgd or adam, e.g. '%s'",
+               setting_examples[SET_OPTIMIZER]);
+    return;
+  }
+  int opt = a->kind == ARG_WORD ? word_lookup(optimizer_words, OPT_COUNT, a->text) : -1;
+  if (opt < 0) {
+    unknown_word(L, a, "optimizer", optimizer_words, OPT_COUNT, ~0u);
+    return;
+  }
+  t->optimizer = (Optimizer)opt;
+  t->optimizer_loc = a->loc;
+  t->lr = default_lr[opt];
+  Loc given[OO_COUNT] = {0};
+  for (a = a->next; a; a = a->next) {
+    int o = a->kind == ARG_WORD || a->kind == ARG_KEYVAL
+                ? word_lookup(opt_option_words, OO_COUNT, a->text)
+                : -1;
+    if (o < 0 || !(opt_options_of[opt] & BIT(o))) {
+      word_list(buf, sizeof buf, opt_option_words, OO_COUNT, opt_options_of[opt], NULL);
+      if (a->kind == ARG_WORD || a->kind == ARG_KEYVAL)
+        diag_error(L->d, a->loc, "%s has no option '%s' (expected one of: %s)",
+                   optimizer_words[opt], clip(what, sizeof what, a->text), buf);
+      else
+        diag_error(L->d, a->loc, "unexpected %s for %s (expected one of: %s)",
+                   describe(what, sizeof what, a), optimizer_words[opt], buf);
+      if (a->kind == ARG_NUMBER && !seen(given[OO_LR]))
+        diag_note(L->d, a->loc, "a learning rate is written lr=%s", clip(buf, sizeof buf, a->text));
+      continue;
+    }
+    snprintf(what, sizeof what, "'%s'", opt_option_words[o]);
+    if (duplicate(L, &given[o], a->loc, what))
+      continue;
+    if (o == OO_NESTEROV) {
+      if (a->kind == ARG_KEYVAL)
+        diag_error(L->d, a->loc, "nesterov takes no value; write just 'nesterov'");
+      t->nesterov = true;
+      continue;
+    }
+    if (a->kind != ARG_KEYVAL) {
+      diag_error(L->d, a->loc, "%s needs a value, e.g. %s=%s", a->text, a->text,
+                 o == OO_LR    ? "0.01"
+                 : o == OO_EPS ? "1e-7"
+                               : "0.9");
+      continue;
+    }
+    const Arg *v = a->value;
+    switch ((OptOption)o) {
+    case OO_LR:
+      want_real(L, v, "lr", 0, true, HUGE_VAL, false, "greater than 0", &t->lr);
+      break;
+    case OO_MOMENTUM:
+      want_real(L, v, "momentum", 0, false, 1, true, "in [0, 1)", &t->momentum);
+      break;
+    case OO_WEIGHT_DECAY:
+      want_real(L, v, "weight_decay", 0, false, HUGE_VAL, false, "at least 0", &t->weight_decay);
+      break;
+    case OO_BETA1:
+      want_real(L, v, "beta1", 0, false, 1, true, "in [0, 1)", &t->beta1);
+      break;
+    case OO_BETA2:
+      want_real(L, v, "beta2", 0, false, 1, true, "in [0, 1)", &t->beta2);
+      break;
+    case OO_EPS:
+      want_real(L, v, "eps", 0, true, HUGE_VAL, false, "greater than 0", &t->eps);
+      break;
+    case OO_NESTEROV:
+    case OO_COUNT:
+      break;
+    }
+  }
+  if (t->nesterov && t->momentum == 0 && seen(given[OO_NESTEROV]))
+    diag_error(L->d, given[OO_NESTEROV], "nesterov needs a momentum, e.g. momentum=0.9");
+}
+
+/* augment hflip vflip shift=2 rotate=10 crop=4 noise=0.05 */
+static void set_augment(Lower *L, const Stmt *s) {
+  char buf[256], what[96];
+  AugmentSetting *aug = L->net->train.augment;
+  if (!s->args.head) {
+    diag_error(L->d, s->end, "augment needs at least one of: %s",
+               word_list(buf, sizeof buf, augment_words, AUG_COUNT, ~0u, NULL));
+    return;
+  }
+  for (const Arg *a = s->args.head; a; a = a->next) {
+    int k = a->kind == ARG_WORD || a->kind == ARG_KEYVAL
+                ? word_lookup(augment_words, AUG_COUNT, a->text)
+                : -1;
+    if (k < 0) {
+      unknown_word(L, a, "augmentation", augment_words, AUG_COUNT, ~0u);
+      continue;
+    }
+    snprintf(what, sizeof what, "'%s'", augment_words[k]);
+    if (duplicate(L, &aug[k].loc, a->loc, what))
+      continue;
+    aug[k].on = true;
+    if (!augment_takes_value[k]) {
+      if (a->kind == ARG_KEYVAL)
+        diag_error(L->d, a->loc, "%s takes no value; write just '%s'", a->text, a->text);
+      continue;
+    }
+    if (a->kind != ARG_KEYVAL) {
+      diag_error(L->d, a->loc, "%s needs a value, e.g. %s=%s", a->text, a->text,
+                 k == AUG_NOISE    ? "0.05"
+                 : k == AUG_ROTATE ? "10"
+                                   : "2");
+      continue;
+    }
+    long px;
+    switch ((Augment)k) {
+    case AUG_SHIFT:
+    case AUG_CROP:
+      snprintf(what, sizeof what, "%s (pixels)", augment_words[k]);
+      if (want_int(L, a->value, what, 1, INT_ARG_MAX, &px))
+        aug[k].value = (double)px;
+      break;
+    case AUG_ROTATE:
+      want_real(L, a->value, "rotate (degrees)", 0, true, 180, false, "in (0, 180]", &aug[k].value);
+      break;
+    case AUG_NOISE:
+      want_real(L, a->value, "noise (standard deviation)", 0, true, HUGE_VAL, false,
+                "greater than 0", &aug[k].value);
+      break;
+    case AUG_HFLIP:
+    case AUG_VFLIP:
+    case AUG_COUNT:
+      break;
+    }
+  }
+}
+
+/* class_weights balanced | class_weights 1,2,0.5 */
+static void set_class_weights(Lower *L, const Stmt *s) {
+  char buf[96];
+  TrainConfig *t = &L->net->train;
+  const Arg *a = single_arg(L, s, SET_CLASS_WEIGHTS);
+  if (!a)
+    return;
+  t->class_weights_loc = a->loc;
+  if (a->kind == ARG_WORD && strcmp(a->text, "balanced") == 0) {
+    t->class_weights = CW_BALANCED;
+    return;
+  }
+  if (a->kind != ARG_NUMBER && a->kind != ARG_LIST) {
+    diag_error(L->d, a->loc, "class_weights must be 'balanced' or a list like 1,2,0.5, got %s",
+               describe(buf, sizeof buf, a));
+    return;
+  }
+  const Arg *first = a->kind == ARG_LIST ? a->items.head : a;
+  int n = a->kind == ARG_LIST ? a->items.n : 1;
+  double *w = arena_alloc(L->a, (size_t)n * sizeof *w), sum = 0;
+  bool ok = true;
+  int i = 0;
+  for (const Arg *item = first; i < n; item = item->next, i++) {
+    ok &= want_real(L, item, "a class weight", 0, false, HUGE_VAL, true, "a number >= 0", &w[i]);
+    sum += w[i];
+  }
+  if (ok && !(sum > 0)) {
+    diag_error(L->d, a->loc, "class_weights are all 0: at least one must be positive");
+    return;
+  }
+  t->class_weights = CW_LIST;
+  t->class_weight_list = w;
+  t->class_weight_count = n;
+}
+
+static void set_count(Lower *L, const Stmt *s, Setting set, int *out) {
+  const Arg *a = single_arg(L, s, set);
+  if (a)
+    want_int_field(L, a, set == SET_BATCH ? "the batch size" : "the number of epochs", 1, out);
+}
+
+static void set_seed(Lower *L, const Stmt *s) {
+  const Arg *a = single_arg(L, s, SET_SEED);
+  if (!a)
+    return;
+  /* All digits: read exactly, up to 2^64 - 1. */
+  if (a->kind == ARG_NUMBER && strspn(a->text, "0123456789") == strlen(a->text)) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(a->text, &end, 10);
+    if (errno == 0) {
+      L->net->train.seed = v;
+      return;
+    }
+    diag_error(L->d, a->loc, "the seed must be at most %llu, got '%.40s'", ~0ULL, a->text);
+    return;
+  }
+  long v;
+  if (want_int(L, a, "the seed", 0, INT_ARG_MAX, &v))
+    L->net->train.seed = (unsigned long long)v;
+}
+
+/* A hint for a setting that is really an optimizer option (`lr 0.1`). */
+static void setting_hint(Lower *L, const Stmt *s) {
+  if (word_lookup(opt_option_words, OO_COUNT, s->word) >= 0)
+    diag_note(L->d, s->loc, "%s is an option of optimizer, e.g. 'optimizer adam lr=0.001'",
+              s->word);
+}
+
+static void lower_train(Lower *L, const Stmt *s) {
+  char buf[256], what[96];
+  TrainConfig *t = &L->net->train;
+  if (seen(L->train_loc)) {
+    diag_error(L->d, s->loc, "a second train block; put every setting in one");
+    diag_note(L->d, L->train_loc, "the first train block is here");
+    return;
+  }
+  L->train_loc = s->loc;
+  t->present = true;
+  t->loss_loc = s->loc; /* the default loss is checked against the output here */
+  t->optimizer_loc = s->loc;
+  if (s->args.head)
+    diag_error(L->d, s->args.head->loc, "train takes no arguments, got %s",
+               describe(what, sizeof what, s->args.head));
+  for (const Stmt *st = s->body.head; st; st = st->next) {
+    int set = word_lookup(setting_words, SET_COUNT, st->word);
+    if (st->block) {
+      diag_error(L->d, st->open_loc, "blocks do not nest: '%s' takes no block",
+                 clip(what, sizeof what, st->word));
+      continue;
+    }
+    if (set < 0) {
+      diag_error(L->d, st->loc, "unknown training setting '%s' (expected one of: %s)",
+                 clip(what, sizeof what, st->word),
+                 word_list(buf, sizeof buf, setting_words, SET_COUNT, ~0u, NULL));
+      setting_hint(L, st);
+      continue;
+    }
+    snprintf(what, sizeof what, "'%s'", setting_words[set]);
+    if (duplicate(L, &L->setting_loc[set], st->loc, what))
+      continue;
+    switch ((Setting)set) {
+    case SET_LOSS:
+      set_loss(L, st);
+      break;
+    case SET_OPTIMIZER:
+      set_optimizer(L, st);
+      break;
+    case SET_BATCH:
+      set_count(L, st, SET_BATCH, &t->batch);
+      break;
+    case SET_EPOCHS:
+      set_count(L, st, SET_EPOCHS, &t->epochs);
+      break;
+    case SET_SEED:
+      set_seed(L, st);
+      break;
+    case SET_AUGMENT:
+      set_augment(L, st);
+      break;
+    case SET_CLASS_WEIGHTS:
+      set_class_weights(L, st);
+      break;
+    case SET_COUNT:
+      break;
+    }
+  }
+}
+
+/* ---- top level ---- */
+
+static void lower_network(Lower *L, const Stmt *s) {
+  char buf[96];
+  if (duplicate(L, &L->network_loc, s->loc, "'network'"))
+    return;
+  if (s->args.n != 1 || s->args.head->kind != ARG_WORD) {
+    if (s->args.n == 0)
+      diag_error(L->d, s->end, "network needs a name, e.g. 'network fashion'");
+    else if (s->args.head->kind != ARG_WORD)
+      diag_error(L->d, s->args.head->loc, "the network name must be a C identifier, got %s",
+                 describe(buf, sizeof buf, s->args.head));
+    else
+      diag_error(L->d, s->args.head->next->loc, "too many arguments for network: %s",
+                 describe(buf, sizeof buf, s->args.head->next));
+    return;
+  }
+  const char *name = s->args.head->text;
+  if (strlen(name) >= sizeof L->net->name) {
+    diag_error(L->d, s->args.head->loc, "the network name must be at most %zu characters long",
+               sizeof L->net->name - 1);
+    return;
+  }
+  snprintf(L->net->name, sizeof L->net->name, "%s", name);
+}
+
+static void lower_input(Lower *L, const Stmt *s) {
+  char buf[96];
+  Net *net = L->net;
+  if (duplicate(L, &net->input_loc, s->loc, "'input'"))
+    return;
+  if (seen(L->first_layer)) {
+    diag_error(L->d, s->loc, "input must come before the first layer");
+    diag_note(L->d, L->first_layer, "the first layer is here");
+  }
+  const Arg *a = s->args.head;
+  if (!a) {
+    diag_error(L->d, s->end, "input needs a shape HxWxC, e.g. 'input 28x28x1'");
+    return;
+  }
+  if (a->next) {
+    diag_error(L->d, a->next->loc, "too many arguments for input: %s",
+               describe(buf, sizeof buf, a->next));
+    return;
+  }
+  if (a->kind != ARG_DIMS || a->ndims != 3) {
+    diag_error(L->d, a->loc,
+               "input needs a shape HxWxC (height x width x channels) like "
+               "28x28x1, got %s",
+               describe(buf, sizeof buf, a));
+    return;
+  }
+  for (int i = 0; i < 3; i++)
+    if (a->dims[i] < 1 || a->dims[i] > INT_ARG_MAX) {
+      diag_error(L->d, a->loc, "every input dimension must be between 1 and %ld, got '%s'",
+                 INT_ARG_MAX, clip(buf, sizeof buf, a->text));
+      return;
+    }
+  net->input = (Shape){(int)a->dims[0], (int)a->dims[1], (int)a->dims[2], false};
+}
+
+static void lower_stmt(Lower *L, const Stmt *s) {
+  char buf[512], what[96];
+  if (s->block && strcmp(s->word, "train") != 0) {
+    diag_error(L->d, s->open_loc, "only train takes a block, not '%s'",
+               clip(what, sizeof what, s->word));
+    return;
+  }
+  if (strcmp(s->word, "train") == 0) {
+    if (!s->block)
+      diag_error(L->d, s->end, "train needs a block: 'train {', the settings, then '}'");
+    else
+      lower_train(L, s);
+    return;
+  }
+  if (strcmp(s->word, "network") == 0) {
+    lower_network(L, s);
+    return;
+  }
+  if (strcmp(s->word, "input") == 0) {
+    lower_input(L, s);
+    return;
+  }
+  int op = word_lookup(op_words, OP_COUNT, s->word);
+  int act = word_lookup(act_words, ACT_COUNT, s->word);
+  if (op >= 0 || (act >= 0 && act != ACT_LINEAR)) {
+    lower_layer(L, s, op >= 0 ? (OpKind)op : OP_ACT, op >= 0 ? -1 : act);
+    return;
+  }
+  if (word_lookup(setting_words, SET_COUNT, s->word) >= 0) {
+    diag_error(L->d, s->loc, "%s is a training setting; put it inside 'train { ... }'", s->word);
+    return;
+  }
+  /* The list of layers: every op but the generic "activation", then each
+     activation word but linear. */
+  size_t used = strlen(word_list(buf, sizeof buf, op_words, OP_COUNT, ~0u & ~(1u << OP_ACT), NULL));
+  snprintf(buf + used, sizeof buf - used, ", ");
+  used += 2;
+  word_list(buf + used, sizeof buf - used, act_words, ACT_COUNT, ~0u, "linear");
+  diag_error(L->d, s->loc, "unknown layer '%s' (expected one of: %s)",
+             clip(what, sizeof what, s->word), buf);
+  setting_hint(L, s);
+}
+
+/* ---- names ---- */
+
+typedef struct NamedLayer {
+  const char *name;
+  int index;
+} NamedLayer;
+
+static int by_name(const void *x, const void *y) {
+  const NamedLayer *a = x, *b = y;
+  int c = strcmp(a->name, b->name);
+  return c ? c : (a->index > b->index) - (a->index < b->index);
+}
+
+/* conv1, conv2, ... and dense1, ... by position among the layers of that
+   kind (a name= keeps its place in the count); every name once. */
+static void name_layers(Lower *L) {
+  Net *net = L->net;
+  int count[OP_COUNT] = {0}, n = 0;
+  NamedLayer *e = arena_alloc(L->a, (size_t)net->nlayers * sizeof *e + 1);
+  for (int i = 0; i < net->nlayers; i++) {
+    Layer *l = &net->layers[i];
+    if (!op_has_weights[l->op])
+      continue;
+    count[l->op]++;
+    if (!L->named[i])
+      snprintf(l->name, sizeof l->name, "%s%d", l->op == OP_CONV2D ? "conv" : op_words[l->op],
+               count[l->op]);
+    if (l->name[0])
+      e[n++] = (NamedLayer){l->name, i};
+  }
+  qsort(e, (size_t)n, sizeof *e, by_name);
+  for (int k = 1, first = 0; k < n; k++) {
+    if (strcmp(e[k].name, e[first].name) != 0) {
+      first = k;
+      continue;
+    }
+    /* Blame the explicit name=; the other layer gets the note. */
+    int i = e[k].index, f = e[first].index;
+    int blame = L->named[i] ? i : f, other = blame == i ? f : i;
+    diag_error(L->d, L->name_loc[blame], "layer name '%s' is used twice", e[k].name);
+    if (L->named[other])
+      diag_note(L->d, L->name_loc[other], "also named here");
+    else
+      diag_note(L->d, net->layers[other].loc, "'%s' is the default name of this layer", e[k].name);
+  }
+}
+
+/* The file's base name as a C identifier: "nets/my-net.cnn" -> "my_net". */
+static void default_name(char *name, size_t size, const char *path) {
+  const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  const char *dot = strchr(base, '.');
+  size_t n = dot ? (size_t)(dot - base) : strlen(base), used = 0;
+  if (n > 0 && base[0] >= '0' && base[0] <= '9')
+    used = (size_t)snprintf(name, size, "net_");
+  for (size_t i = 0; i < n && used + 1 < size; i++) {
+    char c = base[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    name[used++] = ok ? c : '_';
+  }
+  name[used] = '\0';
+  if (used == 0)
+    snprintf(name, size, "net");
+}
+
+int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net **out) {
+  int errors = d->errors;
+  *out = NULL;
+  StmtList stmts;
+  if (parse(a, path, src, len, d, &stmts) > 0)
+    return d->errors - errors;
+
+  Net *net = arena_alloc(a, sizeof *net);
+  Lower L = {.a = a, .d = d, .net = net};
+  net->file = path;
+  net->layers = arena_alloc(a, (size_t)stmts.n * sizeof *net->layers + 1);
+  L.name_loc = arena_alloc(a, (size_t)stmts.n * sizeof *L.name_loc + 1);
+  L.named = arena_alloc(a, (size_t)stmts.n * sizeof *L.named + 1);
+  net->train = (TrainConfig){.loss = LOSS_SPARSE_CE,
+                             .optimizer = OPT_ADAM,
+                             .lr = 0.001,
+                             .beta1 = 0.9,
+                             .beta2 = 0.999,
+                             .eps = 1e-7,
+                             .batch = 32,
+                             .epochs = 5,
+                             .seed = 1};
+
+  for (const Stmt *s = stmts.head; s; s = s->next)
+    lower_stmt(&L, s);
+
+  Loc start = {path, 1, 1, 1};
+  if (!seen(net->input_loc))
+    diag_error(d, seen(L.first_layer) ? L.first_layer : start,
+               "missing 'input HxWxC' (e.g. 'input 28x28x1') before the first layer");
+  else if (net->nlayers == 0)
+    diag_error(d, net->input_loc, "the network has no layers (e.g. 'dense 10 softmax')");
+  name_layers(&L);
+  if (!net->name[0])
+    default_name(net->name, sizeof net->name, path);
+
+  if (d->errors > errors)
+    return d->errors - errors;
+  *out = net;
+  return 0;
+}

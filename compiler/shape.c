@@ -1,0 +1,298 @@
+/*
+ * shape.c: walks the layers in order, giving each its input and output
+ * shape (NHWC per image, ir.h), its padding, its place in the flat
+ * parameter array (weight then bias, layer order) and its MACs per image,
+ * and checks that everything fits: kernels and windows against their
+ * (padded) inputs, dense and softmax against vectors, conv and pools
+ * against images, softmax only last, the loss against the output.
+ *
+ * Errors point at the token that caused them (the kernel size, the
+ * activation word, the loss). A layer whose output cannot be computed
+ * ends the walk; the checks that do not depend on shapes still run.
+ */
+#include <limits.h>
+#include <stdio.h>
+
+#include "compile.h"
+
+/* Values per tensor, and parameters in all: generated code indexes with int. */
+#define SIZE_LIMIT ((double)INT_MAX)
+
+typedef struct Check {
+  Net *net;
+  Diag *d;
+  const Layer *flat; /* the layer that made the tensor a vector */
+} Check;
+
+static const char *shape_str(char *buf, size_t size, Shape s) {
+  if (s.vec)
+    snprintf(buf, size, "%d", s.c);
+  else
+    snprintf(buf, size, "%dx%dx%d", s.h, s.w, s.c);
+  return buf;
+}
+
+/* conv2d, maxpool, ... on a vector. */
+static void needs_image(Check *c, const Layer *l) {
+  diag_error(c->d, l->loc, "%s needs an HxWxC input but gets a vector of %d", op_words[l->op],
+             l->in.c);
+  if (c->flat)
+    diag_note(c->d, c->flat->loc, "the input became a vector here");
+}
+
+/* Values lower.c already refuses; checked again for IR built by hand. */
+static bool values_ok(Check *c, const Layer *l) {
+  const char *bad = NULL;
+  switch (l->op) {
+  case OP_CONV2D:
+    bad = l->u.conv.filters < 1                  ? "the filter count must be at least 1"
+          : l->u.conv.kh < 1 || l->u.conv.kw < 1 ? "the kernel size must be at least 1x1"
+          : l->u.conv.stride < 1                 ? "the stride must be at least 1"
+          : l->u.conv.pad < 0                    ? "the padding must be at least 0"
+                                                 : NULL;
+    break;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL:
+    bad = l->u.pool.kh < 1 || l->u.pool.kw < 1 ? "the window size must be at least 1x1"
+          : l->u.pool.stride < 1               ? "the stride must be at least 1"
+                                               : NULL;
+    break;
+  case OP_DENSE:
+    bad = l->u.dense.units < 1 ? "the number of units must be at least 1" : NULL;
+    break;
+  case OP_DROPOUT:
+    bad = !(l->u.dropout.rate >= 0 && l->u.dropout.rate < 1) ? "the dropout rate must be in [0, 1)"
+                                                             : NULL;
+    break;
+  default:
+    break;
+  }
+  if (bad)
+    diag_error(c->d, l->loc, "%s", bad);
+  return !bad;
+}
+
+/* TensorFlow's 'same' padding along one axis: the output is ceil(in / s),
+   the odd pixel goes after. */
+static void same_pad(int in, int k, int stride, int *before, int *after) {
+  long out = ((long)in + stride - 1) / stride;
+  long total = (out - 1) * stride + k - in;
+  total = total > 0 ? total : 0;
+  *before = (int)(total / 2);
+  *after = (int)(total - total / 2);
+}
+
+/* The window of a conv or pool against its padded input. */
+static bool window_fits(Check *c, const Layer *l, int kh, int kw, int pad_h, int pad_w) {
+  long h = (long)l->in.h + pad_h, w = (long)l->in.w + pad_w;
+  if (kh <= h && kw <= w)
+    return true;
+  char in[64];
+  if (pad_h || pad_w)
+    diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s (%ldx%ld with padding)",
+               l->op == OP_CONV2D ? "kernel" : "window", kh, kw, shape_str(in, sizeof in, l->in), h,
+               w);
+  else
+    diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s",
+               l->op == OP_CONV2D ? "kernel" : "window", kh, kw, shape_str(in, sizeof in, l->in));
+  return false;
+}
+
+static bool conv_shape(Check *c, Layer *l) {
+  if (l->in.vec) {
+    needs_image(c, l);
+    return false;
+  }
+  int kh = l->u.conv.kh, kw = l->u.conv.kw, s = l->u.conv.stride;
+  int *top = &l->u.conv.pad_top, *bottom = &l->u.conv.pad_bottom;
+  int *left = &l->u.conv.pad_left, *right = &l->u.conv.pad_right;
+  if (l->u.conv.pad_mode == PAD_SAME) {
+    same_pad(l->in.h, kh, s, top, bottom);
+    same_pad(l->in.w, kw, s, left, right);
+  } else {
+    int p = l->u.conv.pad_mode == PAD_EXPLICIT ? l->u.conv.pad : 0;
+    *top = *bottom = *left = *right = p;
+  }
+  if (!window_fits(c, l, kh, kw, *top + *bottom, *left + *right))
+    return false;
+  l->out = (Shape){(int)(((long)l->in.h + *top + *bottom - kh) / s + 1),
+                   (int)(((long)l->in.w + *left + *right - kw) / s + 1), l->u.conv.filters, false};
+  return true;
+}
+
+static bool pool_shape(Check *c, Layer *l) {
+  if (l->in.vec) {
+    needs_image(c, l);
+    return false;
+  }
+  int kh = l->u.pool.kh, kw = l->u.pool.kw, s = l->u.pool.stride;
+  if (!window_fits(c, l, kh, kw, 0, 0))
+    return false;
+  l->out = (Shape){(l->in.h - kh) / s + 1, (l->in.w - kw) / s + 1, l->in.c, false};
+  return true;
+}
+
+/* The output shape of l from l->in; false (reported) if there is none. */
+static bool layer_shape(Check *c, Layer *l) {
+  char in[64];
+  switch (l->op) {
+  case OP_CONV2D:
+    return conv_shape(c, l);
+  case OP_MAXPOOL:
+  case OP_AVGPOOL:
+    return pool_shape(c, l);
+  case OP_GLOBALAVGPOOL:
+    if (l->in.vec) {
+      needs_image(c, l);
+      return false;
+    }
+    l->out = (Shape){1, 1, l->in.c, true};
+    c->flat = l;
+    return true;
+  case OP_FLATTEN:
+    l->out = (Shape){1, 1, (int)shape_size(l->in), true};
+    if (l->in.vec)
+      diag_error(c->d, l->loc,
+                 "flatten needs an HxWxC input but gets a vector of %d (it is "
+                 "flat already)",
+                 l->in.c);
+    else
+      c->flat = l;
+    return true;
+  case OP_DENSE:
+    if (!l->in.vec) {
+      diag_error(c->d, l->loc, "dense needs a vector input but gets %s",
+                 shape_str(in, sizeof in, l->in));
+      diag_note(c->d, l->loc, "add 'flatten' before line %d", l->loc.line);
+    }
+    l->out = (Shape){1, 1, l->u.dense.units, true};
+    return true;
+  case OP_DROPOUT:
+  case OP_ACT:
+  case OP_COUNT:
+    l->out = l->in;
+    return true;
+  }
+  return false;
+}
+
+/* Weights, bias and MACs of l at offset *params; false if too many. */
+static bool layer_params(Check *c, Layer *l, long *params) {
+  double weights = 0, bias = 0, macs = 0;
+  if (l->op == OP_CONV2D) {
+    weights = (double)l->u.conv.filters * l->in.c * l->u.conv.kh * l->u.conv.kw;
+    bias = l->u.conv.filters;
+    macs = (double)l->out.h * l->out.w * weights;
+  } else if (l->op == OP_DENSE) {
+    weights = (double)l->u.dense.units * (double)shape_size(l->in);
+    bias = l->u.dense.units;
+    macs = weights;
+  }
+  if ((double)*params + weights + bias > SIZE_LIMIT) {
+    diag_error(c->d, l->loc, "the network is too large: more than %d parameters up to this layer",
+               INT_MAX);
+    return false;
+  }
+  if (op_has_weights[l->op]) {
+    l->weight_offset = *params;
+    l->weight_count = (long)weights;
+    l->bias_offset = *params + (long)weights;
+    l->bias_count = (long)bias;
+    *params += (long)(weights + bias);
+  }
+  l->macs = (long)macs;
+  return true;
+}
+
+/* softmax only on the last layer, and only on a vector. */
+static void check_softmax(Check *c, bool shapes_known) {
+  Net *net = c->net;
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (l->act != ACT_SOFTMAX)
+      continue;
+    if (i != net->nlayers - 1) {
+      diag_error(c->d, l->act_loc, "softmax must be the last layer, but line %d follows",
+                 net->layers[i + 1].loc.line);
+      diag_note(c->d, net->layers[i + 1].loc, "this layer comes after the softmax");
+    } else if (shapes_known && !l->out.vec) {
+      char out[64];
+      diag_error(c->d, l->act_loc, "softmax needs a vector but gets %s",
+                 shape_str(out, sizeof out, l->out));
+      if (l->op == OP_ACT)
+        diag_note(c->d, l->loc, "add 'flatten' before line %d", l->loc.line);
+    }
+  }
+}
+
+/* The loss against the output, and class_weights against the classes. */
+static void check_loss(Check *c) {
+  Net *net = c->net;
+  const TrainConfig *t = &net->train;
+  const Layer *last = &net->layers[net->nlayers - 1];
+  long outputs = shape_size(net->output);
+  const char *loss = loss_words[t->loss];
+  if (t->loss == LOSS_SPARSE_CE || t->loss == LOSS_CE) {
+    if (last->act != ACT_SOFTMAX) {
+      diag_error(c->d, t->loss_loc,
+                 "%s needs a softmax output, but the network ends in %s (line "
+                 "%d)",
+                 loss, act_words[last->act], last->loc.line);
+      diag_note(c->d, last->loc, "end with softmax, e.g. 'dense %ld softmax'",
+                outputs > 1 ? outputs : 10);
+    } else if (outputs < 2) {
+      diag_error(c->d, t->loss_loc, "%s needs at least 2 classes, but the network has %ld output",
+                 loss, outputs);
+    }
+  } else if (t->loss == LOSS_BCE && last->act != ACT_SIGMOID) {
+    diag_error(c->d, t->loss_loc,
+               "%s needs a sigmoid output, but the network ends in %s (line "
+               "%d)",
+               loss, act_words[last->act], last->loc.line);
+    diag_note(c->d, last->loc, "end with sigmoid, e.g. 'dense %ld sigmoid'", outputs);
+  }
+  if (t->class_weights == CW_LIST && t->class_weight_count != outputs)
+    diag_error(c->d, t->class_weights_loc,
+               "class_weights has %d weight%s but the network has "
+               "%ld output%s",
+               t->class_weight_count, t->class_weight_count == 1 ? "" : "s", outputs,
+               outputs == 1 ? "" : "s");
+}
+
+int shape_check(Net *net, Diag *d) {
+  int errors = d->errors;
+  Check c = {.net = net, .d = d};
+  char buf[64];
+  Shape s = net->input;
+  long params = 0, macs = 0;
+  bool known = true;
+  if ((double)shape_size(s) > SIZE_LIMIT) {
+    diag_error(d, net->input_loc, "the input %s is too large (more than %d values)",
+               shape_str(buf, sizeof buf, s), INT_MAX);
+    known = false;
+  }
+  for (int i = 0; known && i < net->nlayers; i++) {
+    Layer *l = &net->layers[i];
+    l->in = s;
+    known = values_ok(&c, l) && layer_shape(&c, l);
+    if (known && (double)shape_size(l->out) > SIZE_LIMIT) {
+      diag_error(d, l->loc, "the output of this layer, %s, is too large (more than %d values)",
+                 shape_str(buf, sizeof buf, l->out), INT_MAX);
+      known = false;
+    }
+    known = known && layer_params(&c, l, &params);
+    if (known && (double)macs + (double)l->macs > (double)LONG_MAX) {
+      diag_error(d, l->loc, "the network is too large: more than %ld MACs per image", LONG_MAX);
+      known = false;
+    }
+    macs += l->macs;
+    s = l->out;
+  }
+  net->param_count = params;
+  net->macs = macs;
+  net->output = s;
+  check_softmax(&c, known);
+  if (known && net->nlayers > 0 && net->train.present)
+    check_loss(&c);
+  return d->errors - errors;
+}

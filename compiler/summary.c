@@ -1,0 +1,179 @@
+/*
+ * summary.c: what people read about a compiled network. summary_print()
+ * is the table of `cnngen check` (also the opening comment of the
+ * generated header, hence the line prefix); ir_dump() prints every field
+ * of the IR for --dump-ir, between passes.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "compile.h"
+
+/* 93322 -> "93,322" */
+static const char *commas(char *buf, size_t size, long long v) {
+  char digits[32];
+  int n = snprintf(digits, sizeof digits, "%lld", v < 0 ? -v : v);
+  size_t used = 0;
+  if (v < 0 && used + 1 < size)
+    buf[used++] = '-';
+  for (int i = 0; i < n && used + 1 < size; i++) {
+    buf[used++] = digits[i];
+    if ((n - i - 1) % 3 == 0 && i < n - 1 && used + 1 < size)
+      buf[used++] = ',';
+  }
+  buf[used] = '\0';
+  return buf;
+}
+
+static const char *shape_str(char *buf, size_t size, Shape s) {
+  if (s.vec)
+    snprintf(buf, size, "%d", s.c);
+  else
+    snprintf(buf, size, "%dx%dx%d", s.h, s.w, s.c);
+  return buf;
+}
+
+/* "1,234,567 bytes (1.2 MiB)" */
+static const char *bytes_str(char *buf, size_t size, size_t bytes) {
+  char n[32];
+  commas(n, sizeof n, (long long)bytes);
+  if (bytes >= 1 << 20)
+    snprintf(buf, size, "%s bytes (%.1f MiB)", n, bytes / 1048576.0);
+  else if (bytes >= 1 << 10)
+    snprintf(buf, size, "%s bytes (%.1f KiB)", n, bytes / 1024.0);
+  else
+    snprintf(buf, size, "%s bytes", n);
+  return buf;
+}
+
+static int max_int(int a, int b) {
+  return a > b ? a : b;
+}
+
+void summary_print(const Net *net, FILE *out, const char *prefix) {
+  char a[64], b[64], c[64];
+  int wtext = 5, wname = 4, wout = 6;
+  int wparams = max_int(6, (int)strlen(commas(a, sizeof a, net->param_count)));
+  int wmacs = max_int(4, (int)strlen(commas(a, sizeof a, net->macs)));
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    wtext = max_int(wtext, (int)strlen(l->text ? l->text : op_words[l->op]));
+    wname = max_int(wname, (int)strlen(l->name));
+    wout = max_int(wout, (int)strlen(shape_str(a, sizeof a, l->out)));
+  }
+  fprintf(out, "%snetwork %s (%s): input %s, %ld output%s (%s)\n", prefix, net->name,
+          net->file ? net->file : "?", shape_str(a, sizeof a, net->input), shape_size(net->output),
+          shape_size(net->output) == 1 ? "" : "s", act_words[net_output_act(net)]);
+  fprintf(out, "%s%5s  %-*s  %-*s  %-*s  %*s  %*s\n", prefix, "line", wtext, "layer", wname, "name",
+          wout, "output", wparams, "params", wmacs, "MACs");
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    fprintf(out, "%s%5d  %-*s  %-*s  %-*s  %*s  %*s\n", prefix, l->loc.line, wtext,
+            l->text ? l->text : op_words[l->op], wname, l->name, wout,
+            shape_str(a, sizeof a, l->out), wparams,
+            commas(b, sizeof b, l->weight_count + l->bias_count), wmacs,
+            commas(c, sizeof c, l->macs));
+  }
+  fprintf(out, "%s%5s  %-*s  %-*s  %-*s  %*s  %*s\n", prefix, "", wtext, "total", wname, "", wout,
+          "", wparams, commas(b, sizeof b, net->param_count), wmacs,
+          commas(c, sizeof c, net->macs));
+  fprintf(out, "%sstate for inference: %s (one image)\n", prefix,
+          bytes_str(a, sizeof a, net->infer_state_bytes));
+  fprintf(out, "%sstate for training:  %s (batch %d)\n", prefix,
+          bytes_str(a, sizeof a, net->train_state_bytes), net->train.batch);
+}
+
+/* ---- --dump-ir ---- */
+
+static const char *layer_ref(char *buf, size_t size, const Net *net, const Layer *l) {
+  if (!l)
+    return "-";
+  snprintf(buf, size, "#%d %s", (int)(l - net->layers), op_words[l->op]);
+  return buf;
+}
+
+static void dump_layer(const Net *net, const Layer *l, FILE *out) {
+  char a[64], b[64];
+  static const char *const pad_modes[] = {"valid", "same", "explicit"};
+  fprintf(out, "  #%d %s%s%s  line %d:%d  \"%s\"\n", (int)(l - net->layers), op_words[l->op],
+          l->name[0] ? " " : "", l->name, l->loc.line, l->loc.col, l->text ? l->text : "");
+  fprintf(out, "      in %s  out %s  act %s\n", shape_str(a, sizeof a, l->in),
+          shape_str(b, sizeof b, l->out), act_words[l->act]);
+  switch (l->op) {
+  case OP_CONV2D:
+    fprintf(out, "      filters %d  kernel %dx%d  stride %d  padding %s", l->u.conv.filters,
+            l->u.conv.kh, l->u.conv.kw, l->u.conv.stride,
+            pad_modes[l->u.conv.pad_mode >= 0 && l->u.conv.pad_mode <= 2 ? l->u.conv.pad_mode : 0]);
+    if (l->u.conv.pad_mode == PAD_EXPLICIT)
+      fprintf(out, " %d", l->u.conv.pad);
+    fprintf(out, "  pads top %d left %d bottom %d right %d\n", l->u.conv.pad_top,
+            l->u.conv.pad_left, l->u.conv.pad_bottom, l->u.conv.pad_right);
+    break;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL:
+    fprintf(out, "      window %dx%d  stride %d\n", l->u.pool.kh, l->u.pool.kw, l->u.pool.stride);
+    break;
+  case OP_DENSE:
+    fprintf(out, "      units %d\n", l->u.dense.units);
+    break;
+  case OP_DROPOUT:
+    fprintf(out, "      rate %g\n", l->u.dropout.rate);
+    break;
+  default:
+    break;
+  }
+  if (op_has_weights[l->op])
+    fprintf(out, "      weight @%ld x%ld  bias @%ld x%ld", l->weight_offset, l->weight_count,
+            l->bias_offset, l->bias_count);
+  else
+    fprintf(out, "      no parameters");
+  fprintf(out, "  macs %ld\n", l->macs);
+  fprintf(out, "      fused_away %s  fused_act %s", l->fused_away ? "yes" : "no",
+          layer_ref(a, sizeof a, net, l->fused_act));
+  fprintf(out, "  fused_pool %s  infer_out_offset %ld  keep_for_backward %s\n",
+          layer_ref(a, sizeof a, net, l->fused_pool), l->infer_out_offset,
+          l->keep_for_backward ? "yes" : "no");
+}
+
+static void dump_train(const TrainConfig *t, FILE *out) {
+  fprintf(out, "  train%s: loss %s  optimizer %s lr %g", t->present ? "" : " (defaults)",
+          loss_words[t->loss], optimizer_words[t->optimizer], t->lr);
+  if (t->optimizer == OPT_SGD)
+    fprintf(out, " momentum %g%s", t->momentum, t->nesterov ? " nesterov" : "");
+  else
+    fprintf(out, " beta1 %g beta2 %g eps %g", t->beta1, t->beta2, t->eps);
+  fprintf(out, " weight_decay %g\n", t->weight_decay);
+  fprintf(out, "      batch %d  epochs %d  seed %llu  augment", t->batch, t->epochs, t->seed);
+  bool any = false;
+  for (int k = 0; k < AUG_COUNT; k++) {
+    if (!t->augment[k].on)
+      continue;
+    any = true;
+    fprintf(out, " %s", augment_words[k]);
+    if (augment_takes_value[k])
+      fprintf(out, "=%g", t->augment[k].value);
+  }
+  fprintf(out, "%s  class_weights ", any ? "" : " none");
+  if (t->class_weights == CW_BALANCED)
+    fprintf(out, "balanced");
+  else if (t->class_weights == CW_LIST)
+    for (int i = 0; i < t->class_weight_count; i++)
+      fprintf(out, "%s%g", i ? "," : "", t->class_weight_list[i]);
+  else
+    fprintf(out, "none");
+  fputc('\n', out);
+}
+
+void ir_dump(const Net *net, FILE *out, const char *after_pass) {
+  char a[64], b[64], c[64];
+  fprintf(out, "== IR after %s: network %s (%s), input %s, %d layers\n", after_pass, net->name,
+          net->file ? net->file : "?", shape_str(a, sizeof a, net->input), net->nlayers);
+  for (int i = 0; i < net->nlayers; i++)
+    dump_layer(net, &net->layers[i], out);
+  dump_train(&net->train, out);
+  fprintf(out, "  totals: params %ld  macs %ld  output %s\n", net->param_count, net->macs,
+          shape_str(a, sizeof a, net->output));
+  fprintf(out, "  plan: infer_buffer_floats %ld  infer_state_bytes %s  train_state_bytes %s\n",
+          net->infer_buffer_floats, commas(b, sizeof b, (long long)net->infer_state_bytes),
+          commas(c, sizeof c, (long long)net->train_state_bytes));
+}
