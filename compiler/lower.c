@@ -156,7 +156,7 @@ static bool want_int(Lower *L, const Arg *a, const char *what, long min, long ma
     return false;
   }
   double v = a->num;
-  if (!isfinite(v) || v != floor(v)) {
+  if (isfinite(v) && v != floor(v)) {
     diag_error(L->d, a->loc, "%s must be a whole number, got '%s'", what,
                clip(buf, sizeof buf, a->text));
     return false;
