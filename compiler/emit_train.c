@@ -1,0 +1,1490 @@
+/*
+ * emit_train.c: the training half of the generated C.
+ *
+ * NAME_accumulate runs one image at a time: a forward pass that keeps every
+ * layer's output in the work struct (so maxpool finds its first maximum and
+ * each activation derivative comes from the activation itself), the loss
+ * and its gradient with respect to the last layer's pre-activation (softmax
+ * with cross-entropy and sigmoid with binary cross-entropy fused), then the
+ * backward passes in reverse, adding parameter gradients into NAME_grads.
+ * Layers before the first one with parameters get no backward pass; that one
+ * computes no input gradient.
+ *
+ * Gradients flow through two ping-pong buffers: a layer's backward reads dy
+ * from one and writes dx to the other, or works in place (activations,
+ * dropout, flatten). A conv/dense applies its activation's derivative to dy
+ * in place in its own backward.
+ *
+ * Convolutions are the hot loops. Tensors are NHWC and weights
+ * [KH][KW][C][F], so for one output pixel the (kx, c) taps of a kernel row
+ * are contiguous in the input and in the weights. When the vectorized
+ * dimension is a multiple of 8 the loops are register-blocked on 8-float
+ * vectors: the forward pass and the weight gradient keep a tile of
+ * accumulators (output pixels or taps x output channels) in registers; the
+ * input gradient scatters tiles of output pixels x input channels, with the
+ * weights transposed to [KH][KW][F][C] once per NAME_accumulate call. The
+ * vectors are GCC/Clang vector extensions where the compiler has them and
+ * 8-float structs with loops elsewhere (tcc): one body, the same arithmetic.
+ * Other sizes get plain loops with the channel loop innermost.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "emit_train.h"
+
+enum { MAX_TL = 1024 };
+
+/* One layer as the training code sees it. */
+typedef struct TL {
+  const Layer *l;
+  char fn[96];          /* NAME_LAYER: the prefix of its functions */
+  char in[32], out[32]; /* C expressions of its input and output (per image) */
+  Act act;              /* the activation it applies (the output one is the loss's) */
+  int k;                /* index among the TLs: buffer names */
+  bool pad;             /* conv with padding: input copied into t->xp<k> */
+  int ph, pw;           /* conv: (padded) input height and width */
+  bool backward;        /* runs a backward pass */
+  bool dx;              /* computes its input gradient */
+  bool transposed;      /* conv: weights transposed into t->wt<k> for dx */
+} TL;
+
+typedef struct T {
+  FILE *f;
+  int depth;
+  const Net *net;
+  const char *n; /* the network's name */
+  TL tl[MAX_TL];
+  int ntl;
+  Act out_act; /* applied by the loss to the last TL's output z */
+  long gmax;   /* floats in each gradient buffer */
+  int slots;   /* optimizer state arrays */
+} T;
+
+/* ---- printing ---- */
+
+/* One line of C. Indentation follows the braces in the code part of the
+   line (before any comment): a leading '}' closes a level before printing. */
+static void ln(T *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ln(T *t, const char *fmt, ...) {
+  char buf[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  const char *comment = strstr(buf, "/*");
+  size_t code = comment ? (size_t)(comment - buf) : strlen(buf);
+  int opens = 0, closes = 0;
+  for (size_t i = 0; i < code; i++) {
+    opens += buf[i] == '{';
+    closes += buf[i] == '}';
+  }
+  if (buf[0] == '}') {
+    t->depth--;
+    closes--;
+  }
+  fprintf(t->f, "%*s%s\n", 2 * t->depth, "", buf);
+  t->depth += opens - closes;
+  assert(t->depth >= 0);
+}
+
+static void blank(T *t) {
+  fputc('\n', t->f);
+}
+
+/* A float literal that reads back as the same float: "0.001f", "2.0f". */
+static const char *flit(char *buf, double v) {
+  snprintf(buf, 40, "%.9g", (double)(float)v);
+  if (!strpbrk(buf, ".en"))
+    strcat(buf, ".0");
+  strcat(buf, "f");
+  return buf;
+}
+#define FL(v) flit((char[48]){0}, (v))
+
+/* ---- the layer list ---- */
+
+static const Layer *first_param_layer(const Net *net) {
+  for (int i = 0; i < net->nlayers; i++)
+    if (op_has_weights[net->layers[i].op])
+      return &net->layers[i];
+  return NULL;
+}
+
+/* Activation layers folded into a conv/dense (whose act field holds them)
+   emit nothing; pools run as layers of their own in training, since the
+   backward pass needs the conv output they were fused with. */
+static bool trains_alone(const Layer *l) {
+  return !(l->op == OP_ACT && l->fused_away);
+}
+
+static void plan(T *t) {
+  const Net *net = t->net;
+  const Layer *first = first_param_layer(net);
+  int count[OP_COUNT + ACT_COUNT] = {0};
+  bool after_first = false;
+  char prev[32] = "xi";
+  t->ntl = 0;
+  t->out_act = ACT_LINEAR;
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (l == first)
+      after_first = true;
+    if (!trains_alone(l))
+      continue;
+    assert(t->ntl < MAX_TL);
+    TL *L = &t->tl[t->ntl];
+    memset(L, 0, sizeof *L);
+    L->l = l;
+    L->k = t->ntl;
+    L->act = l->op == OP_ACT                             ? l->act
+             : (l->op == OP_CONV2D || l->op == OP_DENSE) ? l->act
+                                                         : ACT_LINEAR;
+    int c = ++count[l->op == OP_ACT ? OP_COUNT + l->act : l->op];
+    if (l->name[0])
+      snprintf(L->fn, sizeof L->fn, "%s_%s", t->n, l->name);
+    else
+      snprintf(L->fn, sizeof L->fn, "%s_%s%d", t->n,
+               l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
+    snprintf(L->in, sizeof L->in, "%s", prev);
+    if (l->op == OP_FLATTEN)
+      snprintf(L->out, sizeof L->out, "%s", prev);
+    else
+      snprintf(L->out, sizeof L->out, "t->y%d", L->k);
+    snprintf(prev, sizeof prev, "%s", L->out);
+    L->backward = after_first;
+    L->dx = after_first && l != first;
+    L->ph = l->in.h;
+    L->pw = l->in.w;
+    if (l->op == OP_CONV2D) {
+      int pt = l->u.conv.pad_top, pbm = l->u.conv.pad_bottom;
+      int pl = l->u.conv.pad_left, pr = l->u.conv.pad_right;
+      L->pad = pt || pbm || pl || pr;
+      L->ph = l->in.h + pt + pbm;
+      L->pw = l->in.w + pl + pr;
+      L->transposed = L->dx && l->in.c % 8 == 0;
+    }
+    t->ntl++;
+  }
+  /* The output activation belongs to the loss: a trailing activation layer
+     is dropped, a trailing conv/dense runs linear. */
+  TL *last = &t->tl[t->ntl - 1];
+  if (last->l->op == OP_ACT && t->ntl > 1) {
+    t->out_act = last->act;
+    t->ntl--;
+  } else if (last->l->op == OP_CONV2D || last->l->op == OP_DENSE || last->l->op == OP_ACT) {
+    t->out_act = last->act;
+    last->act = ACT_LINEAR;
+  }
+  last = &t->tl[t->ntl - 1];
+  if (strcmp(last->out, last->in) == 0) /* a trailing flatten keeps z in a buffer */
+    snprintf(last->out, sizeof last->out, "t->y%d", last->k);
+  t->gmax = shape_size(net->output);
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *L = &t->tl[k];
+    long in = (long)L->ph * L->pw * L->l->in.c, out = shape_size(L->l->out);
+    if (out > t->gmax)
+      t->gmax = out;
+    if (L->dx && in > t->gmax)
+      t->gmax = in;
+  }
+}
+
+/* The shape a dense layer's IN index walks in H, W, C order: what a flatten
+   before it (possibly through dropout or activations) flattened. */
+static Shape dense_source(const Net *net, const Layer *l) {
+  for (const Layer *p = l - 1; p >= net->layers; p--) {
+    if (p->op == OP_FLATTEN)
+      return p->in;
+    if (p->op != OP_DROPOUT && p->op != OP_ACT)
+      break;
+  }
+  return l->in;
+}
+
+/* ---- activations ---- */
+
+/* dst = act(src) over `count` floats (softmax: in groups of `group`). */
+static void act_forward(T *t, Act act, const char *dst, const char *src, long count, int group) {
+  bool same = strcmp(dst, src) == 0;
+  switch (act) {
+  case ACT_LINEAR:
+    if (!same)
+      ln(t, "memcpy(%s, %s, %ld * sizeof(float));", dst, src, count);
+    return;
+  case ACT_RELU:
+    ln(t, "for (int i = 0; i < %ld; i++)", count);
+    ln(t, "  %s[i] = %s[i] > 0.0f ? %s[i] : 0.0f;", dst, src, src);
+    return;
+  case ACT_SIGMOID:
+    ln(t, "for (int i = 0; i < %ld; i++)", count);
+    ln(t, "  %s[i] = 1.0f / (1.0f + expf(-%s[i]));", dst, src);
+    return;
+  case ACT_TANH:
+    ln(t, "for (int i = 0; i < %ld; i++)", count);
+    ln(t, "  %s[i] = tanhf(%s[i]);", dst, src);
+    return;
+  case ACT_SOFTMAX:
+    ln(t, "for (int p = 0; p < %ld; p++) {", count / group);
+    ln(t, "const float *u = %s + p * %d;", src, group);
+    ln(t, "float *v = %s + p * %d, mx = u[0], s = 0.0f;", dst, group);
+    ln(t, "for (int i = 1; i < %d; i++)", group);
+    ln(t, "  mx = u[i] > mx ? u[i] : mx;");
+    ln(t, "for (int i = 0; i < %d; i++) {", group);
+    ln(t, "v[i] = expf(u[i] - mx);");
+    ln(t, "s += v[i];");
+    ln(t, "}");
+    ln(t, "for (int i = 0; i < %d; i++)", group);
+    ln(t, "  v[i] /= s;");
+    ln(t, "}");
+    return;
+  case ACT_COUNT:
+    break;
+  }
+  assert(0);
+}
+
+/* dy = act'(y) * dy in place: the gradient before the activation. */
+static void act_backward(T *t, Act act, const char *y, const char *dy, long count, int group) {
+  switch (act) {
+  case ACT_LINEAR:
+    return;
+  case ACT_RELU:
+    ln(t, "for (int i = 0; i < %ld; i++)", count);
+    ln(t, "  %s[i] = %s[i] > 0.0f ? %s[i] : 0.0f;", dy, y, dy);
+    return;
+  case ACT_SIGMOID:
+    ln(t, "for (int i = 0; i < %ld; i++)", count);
+    ln(t, "  %s[i] *= %s[i] * (1.0f - %s[i]);", dy, y, y);
+    return;
+  case ACT_TANH:
+    ln(t, "for (int i = 0; i < %ld; i++)", count);
+    ln(t, "  %s[i] *= 1.0f - %s[i] * %s[i];", dy, y, y);
+    return;
+  case ACT_SOFTMAX: /* dz = y * (dy - sum(dy * y)) per group */
+    ln(t, "for (int p = 0; p < %ld; p++) {", count / group);
+    ln(t, "const float *v = %s + p * %d;", y, group);
+    ln(t, "float *d = %s + p * %d, s = 0.0f;", dy, group);
+    ln(t, "for (int i = 0; i < %d; i++)", group);
+    ln(t, "  s += d[i] * v[i];");
+    ln(t, "for (int i = 0; i < %d; i++)", group);
+    ln(t, "  d[i] = v[i] * (d[i] - s);");
+    ln(t, "}");
+    return;
+  case ACT_COUNT:
+    break;
+  }
+  assert(0);
+}
+
+/* ---- tiles of 8-float vectors ---- */
+
+/* Largest of 4, 3, 2, 1 that divides n: vectors per tile row. */
+static int tile_vectors(int n) {
+  for (int v = 4; v > 1; v--)
+    if (n % v == 0)
+      return v;
+  return 1;
+}
+
+/* "NAME_v8 a0_0 = init, a0_1 = init, ...;" for a rows x cols tile. */
+static void tile_declare(T *t, int rows, int cols, const char *init) {
+  for (int j = 0; j < rows; j++) {
+    char line[2048];
+    int k = snprintf(line, sizeof line, "%s_v8", t->n);
+    for (int v = 0; v < cols; v++)
+      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d%s%s", v ? "," : "", j, v,
+                    init ? " = " : "", init ? init : "");
+    ln(t, "%s;", line);
+  }
+  if (!init)
+    for (int j = 0; j < rows; j++)
+      for (int v = 0; v < cols; v++)
+        ln(t, "%s_ZERO8(a%d_%d);", t->n, j, v);
+}
+
+/* ---- conv2d ---- */
+
+typedef struct ConvDims {
+  int C, F, KH, KW, S, IH, IW, OH, OW; /* IH, IW: the padded input */
+} ConvDims;
+
+static ConvDims conv_dims(const TL *L) {
+  const Layer *l = L->l;
+  return (ConvDims){l->in.c, l->out.c, l->u.conv.kh, l->u.conv.kw, l->u.conv.stride,
+                    L->ph,   L->pw,    l->out.h,     l->out.w};
+}
+
+/* Forward tile: P output pixels from ox, FB vectors of channels from f0. */
+static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
+  const char *n = t->n;
+  ln(t, "{");
+  ln(t, "%s_v8 b0, b1, b2, b3;", n);
+  for (int v = 0; v < FB; v++)
+    ln(t, "%s_LOAD8(b%d, b + f0 + %d);", n, v, 8 * v);
+  for (int v = FB; v < 4; v++)
+    ln(t, "%s_ZERO8(b%d);", n, v);
+  for (int j = 0; j < P; j++) {
+    char line[1024];
+    int k = snprintf(line, sizeof line, "%s_v8", n);
+    for (int v = 0; v < FB; v++)
+      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d = b%d", v ? "," : "", j, v, v);
+    ln(t, "%s;", line);
+  }
+  ln(t, "for (int ky = 0; ky < %d; ky++) {", d->KH);
+  ln(t, "const float *xk = xr + ky * %d + ox * %d;", d->IW * d->C, d->S * d->C);
+  ln(t, "const float *wk = w + ky * %d + f0;", d->KW * d->C * d->F);
+  ln(t, "for (int k = 0; k < %d; k++) {", d->KW * d->C);
+  for (int v = 0; v < FB; v++)
+    ln(t, "%s_v8 w%d;", n, v);
+  for (int v = 0; v < FB; v++)
+    ln(t, "%s_LOAD8(w%d, wk + k * %d + %d);", n, v, d->F, 8 * v);
+  for (int j = 0; j < P; j++)
+    ln(t, "const float s%d = xk[k + %d];", j, j * d->S * d->C);
+  for (int j = 0; j < P; j++)
+    for (int v = 0; v < FB; v++)
+      ln(t, "%s_FMA8(a%d_%d, s%d, w%d);", n, j, v, j, v);
+  ln(t, "}");
+  ln(t, "}");
+  for (int j = 0; j < P; j++)
+    for (int v = 0; v < FB; v++)
+      ln(t, "%s_STORE8(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F, 8 * v, j, v);
+  ln(t, "}");
+}
+
+static void conv_forward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const ConvDims d = conv_dims(L);
+  char w[128], b[128];
+  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
+  ln(t, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, d.IH, d.IW, d.C, d.OH, d.OW, d.F);
+  ln(t,
+     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
+     "float *restrict y) {",
+     L->fn, t->n);
+  ln(t, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
+  ln(t, "const float *restrict b = %s; /* [%d] */", b, d.F);
+  if (d.F % 8 == 0) {
+    int FB = tile_vectors(d.F / 8), P = 24 / FB;
+    P = P > 12 ? 12 : P;
+    P = P > d.OW ? d.OW : P;
+    ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
+    ln(t, "const float *xr = x + oy * %d;", d.S * d.IW * d.C);
+    ln(t, "float *yr = y + oy * %d;", d.OW * d.F);
+    ln(t, "for (int f0 = 0; f0 < %d; f0 += %d) {", d.F, 8 * FB);
+    ln(t, "int ox;");
+    ln(t, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
+    conv_forward_tile(t, &d, P, FB);
+    if (d.OW % P)
+      conv_forward_tile(t, &d, d.OW % P, FB);
+    ln(t, "}");
+    ln(t, "}");
+  } else {
+    ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
+    ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
+    ln(t, "float acc[%d];", d.F);
+    ln(t, "for (int f = 0; f < %d; f++)", d.F);
+    ln(t, "  acc[f] = b[f];");
+    ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
+    ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+    ln(t, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
+    ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
+    ln(t, "const float s = xk[k];");
+    ln(t, "for (int f = 0; f < %d; f++)", d.F);
+    ln(t, "  acc[f] += s * wk[k * %d + f];", d.F);
+    ln(t, "}");
+    ln(t, "}");
+    ln(t, "for (int f = 0; f < %d; f++)", d.F);
+    ln(t, "  y[(oy * %d + ox) * %d + f] = acc[f];", d.OW, d.F);
+    ln(t, "}");
+    ln(t, "}");
+  }
+  act_forward(t, L->act, "y", "y", shape_size(l->out), d.F);
+  ln(t, "}");
+  blank(t);
+}
+
+/* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky, FB vectors
+   of output channels from f0, summed over every output pixel. */
+static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB) {
+  const char *n = t->n;
+  ln(t, "{");
+  tile_declare(t, CB, FB, NULL);
+  ln(t, "for (int oy = 0; oy < %d; oy++) {", d->OH);
+  ln(t, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->S, d->IW * d->C);
+  ln(t, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
+  ln(t, "for (int ox = 0; ox < %d; ox++) {", d->OW);
+  for (int v = 0; v < FB; v++)
+    ln(t, "%s_v8 d%d;", n, v);
+  for (int v = 0; v < FB; v++)
+    ln(t, "%s_LOAD8(d%d, dk + ox * %d + %d);", n, v, d->F, 8 * v);
+  for (int j = 0; j < CB; j++)
+    ln(t, "const float s%d = xk[ox * %d + %d];", j, d->S * d->C, j);
+  for (int j = 0; j < CB; j++)
+    for (int v = 0; v < FB; v++)
+      ln(t, "%s_FMA8(a%d_%d, s%d, d%d);", n, j, v, j, v);
+  ln(t, "}");
+  ln(t, "}");
+  for (int j = 0; j < CB; j++)
+    for (int v = 0; v < FB; v++)
+      ln(t, "%s_ADDTO8(dw + (ky * %d + k0 + %d) * %d + f0 + %d, a%d_%d);", n, d->KW * d->C, j, d->F,
+         8 * v, j, v);
+  ln(t, "}");
+}
+
+/* Input-gradient tile: P output pixels from ox, CV vectors of input channels
+   from c0, for kernel tap (ky, kx), summed over the output channels. */
+static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV) {
+  const char *n = t->n;
+  ln(t, "{");
+  tile_declare(t, P, CV, NULL);
+  ln(t, "const float *wk = wt + (ky * %d + kx) * %d + c0;", d->KW, d->F * d->C);
+  ln(t, "const float *dk = dy + (oy * %d + ox) * %d;", d->OW, d->F);
+  ln(t, "for (int f = 0; f < %d; f++) {", d->F);
+  for (int v = 0; v < CV; v++)
+    ln(t, "%s_v8 w%d;", n, v);
+  for (int v = 0; v < CV; v++)
+    ln(t, "%s_LOAD8(w%d, wk + f * %d + %d);", n, v, d->C, 8 * v);
+  for (int j = 0; j < P; j++)
+    ln(t, "const float s%d = dk[%d + f];", j, j * d->F);
+  for (int j = 0; j < P; j++)
+    for (int v = 0; v < CV; v++)
+      ln(t, "%s_FMA8(a%d_%d, s%d, w%d);", n, j, v, j, v);
+  ln(t, "}");
+  for (int j = 0; j < P; j++)
+    for (int v = 0; v < CV; v++)
+      ln(t, "%s_ADDTO8(dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d, a%d_%d);", n,
+         d->S, d->IW * d->C, j, d->S * d->C, d->C, 8 * v, j, v);
+  ln(t, "}");
+}
+
+static void conv_backward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const ConvDims d = conv_dims(L);
+  char w[128];
+  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+  ln(t,
+     "/* %s: backward; dy [%d][%d][%d] (overwritten with the pre-activation "
+     "gradient)%s */",
+     l->text, d.OH, d.OW, d.F, L->dx ? ", dx [padded input]" : "");
+  ln(t,
+     "static void %s_backward(const %s_model *m, %s_grads *g%s, const float *restrict x, "
+     "const float *restrict y, float *restrict dy%s) {",
+     L->fn, t->n, t->n, L->transposed ? ", const float *restrict wt" : "",
+     L->dx ? ", float *restrict dx" : "");
+  if (!L->dx || L->transposed)
+    ln(t, "(void)m;");
+  ln(t, "float *restrict dw = g->p + %ld; /* [%d][%d][%d][%d] */", l->weight_offset, d.KH, d.KW,
+     d.C, d.F);
+  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
+  act_backward(t, L->act, "y", "dy", shape_size(l->out), d.F);
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)y;");
+  ln(t, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
+  ln(t, "  for (int f = 0; f < %d; f++)", d.F);
+  ln(t, "    db[f] += dy[p * %d + f];", d.F);
+  if (d.F % 8 == 0) {
+    int FB = tile_vectors(d.F / 8), CB = 16 / FB, K = d.KW * d.C;
+    CB = CB > K ? K : CB;
+    ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
+    ln(t, "for (int f0 = 0; f0 < %d; f0 += %d) {", d.F, 8 * FB);
+    ln(t, "int k0;");
+    ln(t, "for (k0 = 0; k0 < %d; k0 += %d)", K - K % CB, CB);
+    conv_dw_tile(t, &d, CB, FB);
+    if (K % CB)
+      conv_dw_tile(t, &d, K % CB, FB);
+    ln(t, "}");
+    ln(t, "}");
+  } else {
+    ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
+    ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
+    ln(t, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
+    ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
+    ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+    ln(t, "float *wk = dw + ky * %d;", d.KW * d.C * d.F);
+    ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
+    ln(t, "const float s = xk[k];");
+    ln(t, "for (int f = 0; f < %d; f++)", d.F);
+    ln(t, "  wk[k * %d + f] += s * d[f];", d.F);
+    ln(t, "}");
+    ln(t, "}");
+    ln(t, "}");
+    ln(t, "}");
+  }
+  if (L->dx) {
+    ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
+    if (L->transposed) {
+      int CV = tile_vectors(d.C / 8), P = 24 / CV;
+      P = P > 12 ? 12 : P;
+      P = P > d.OW ? d.OW : P;
+      ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
+      ln(t, "for (int c0 = 0; c0 < %d; c0 += %d) {", d.C, 8 * CV);
+      ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
+      ln(t, "for (int kx = 0; kx < %d; kx++) {", d.KW);
+      ln(t, "int ox;");
+      ln(t, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
+      conv_dx_tile(t, &d, P, CV);
+      if (d.OW % P)
+        conv_dx_tile(t, &d, d.OW % P, CV);
+      ln(t, "}");
+      ln(t, "}");
+      ln(t, "}");
+      ln(t, "}");
+    } else {
+      ln(t, "const float *restrict w = %s;", w);
+      ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
+      ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
+      ln(t, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
+      ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
+      ln(t, "float *xk = dx + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+      ln(t, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
+      ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
+      ln(t, "float s = 0.0f;");
+      ln(t, "for (int f = 0; f < %d; f++)", d.F);
+      ln(t, "  s += wk[k * %d + f] * d[f];", d.F);
+      ln(t, "xk[k] += s;");
+      ln(t, "}");
+      ln(t, "}");
+      ln(t, "}");
+      ln(t, "}");
+    }
+  }
+  ln(t, "}");
+  blank(t);
+}
+
+/* Copies x [H][W][C] into the zero-bordered xp, and the interior of a padded
+   gradient back to the front of the same buffer. */
+static void conv_pad(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int H = l->in.h, W = l->in.w, C = l->in.c;
+  const int pt = l->u.conv.pad_top, pl = l->u.conv.pad_left;
+  ln(t, "/* %s: input [%d][%d][%d] into [%d][%d][%d] with zeros around */", l->text, H, W, C, L->ph,
+     L->pw, C);
+  ln(t, "static void %s_pad(const float *restrict x, float *restrict xp) {", L->fn);
+  ln(t, "memset(xp, 0, %ld * sizeof(float));", (long)L->ph * L->pw * C);
+  ln(t, "for (int iy = 0; iy < %d; iy++)", H);
+  ln(t, "  memcpy(xp + (iy + %d) * %d + %d, x + iy * %d, %d * sizeof(float));", pt, L->pw * C,
+     pl * C, W * C, W * C);
+  ln(t, "}");
+  blank(t);
+  if (!L->dx)
+    return;
+  ln(t, "/* the input gradient [%d][%d][%d] out of the padded one, in place */", H, W, C);
+  ln(t, "static void %s_unpad(float *dx) {", L->fn);
+  ln(t, "for (int iy = 0; iy < %d; iy++)", H);
+  ln(t, "  memmove(dx + iy * %d, dx + (iy + %d) * %d + %d, %d * sizeof(float));", W * C, pt,
+     L->pw * C, pl * C, W * C);
+  ln(t, "}");
+  blank(t);
+}
+
+/* ---- dense ---- */
+
+static void dense_forward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  const char *n = t->n;
+  char w[128], b[128];
+  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
+  ln(t, "/* %s: [%d] -> [%d] */", l->text, IN, OUT);
+  ln(t,
+     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
+     "float *restrict y) {",
+     L->fn, n);
+  ln(t, "const float *restrict w = %s; /* [%d][%d] */", w, IN, OUT);
+  ln(t, "const float *restrict b = %s; /* [%d] */", b, OUT);
+  if (OUT % 8 == 0) {
+    int NV = OUT / 8, OB = 8;
+    while (NV % OB)
+      OB--;
+    ln(t, "for (int o0 = 0; o0 < %d; o0 += %d) {", OUT, 8 * OB);
+    for (int v = 0; v < OB; v++) {
+      ln(t, "%s_v8 a%d;", n, v);
+      ln(t, "%s_LOAD8(a%d, b + o0 + %d);", n, v, 8 * v);
+    }
+    ln(t, "for (int i = 0; i < %d; i++) {", IN);
+    ln(t, "const float s = x[i];");
+    ln(t, "const float *wi = w + i * %d + o0;", OUT);
+    for (int v = 0; v < OB; v++) {
+      ln(t, "%s_v8 w%d;", n, v);
+      ln(t, "%s_LOAD8(w%d, wi + %d);", n, v, 8 * v);
+      ln(t, "%s_FMA8(a%d, s, w%d);", n, v, v);
+    }
+    ln(t, "}");
+    for (int v = 0; v < OB; v++)
+      ln(t, "%s_STORE8(y + o0 + %d, a%d);", n, 8 * v, v);
+    ln(t, "}");
+  } else {
+    ln(t, "float acc[%d];", OUT);
+    ln(t, "for (int o = 0; o < %d; o++)", OUT);
+    ln(t, "  acc[o] = b[o];");
+    ln(t, "for (int i = 0; i < %d; i++) {", IN);
+    ln(t, "const float s = x[i];");
+    ln(t, "for (int o = 0; o < %d; o++)", OUT);
+    ln(t, "  acc[o] += s * w[i * %d + o];", OUT);
+    ln(t, "}");
+    ln(t, "for (int o = 0; o < %d; o++)", OUT);
+    ln(t, "  y[o] = acc[o];");
+  }
+  act_forward(t, L->act, "y", "y", OUT, OUT);
+  ln(t, "}");
+  blank(t);
+}
+
+static void dense_backward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  const char *n = t->n;
+  char w[128];
+  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+  ln(t, "/* %s: backward; dy [%d] (overwritten with the pre-activation gradient)%s */", l->text,
+     OUT, L->dx ? ", dx [IN]" : "");
+  ln(t,
+     "static void %s_backward(const %s_model *m, %s_grads *g, const float *restrict x, "
+     "const float *restrict y, float *restrict dy%s) {",
+     L->fn, n, n, L->dx ? ", float *restrict dx" : "");
+  ln(t, "float *restrict dw = g->p + %ld; /* [%d][%d] */", l->weight_offset, IN, OUT);
+  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, OUT);
+  act_backward(t, L->act, "y", "dy", OUT, OUT);
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)y;");
+  ln(t, "for (int o = 0; o < %d; o++)", OUT);
+  ln(t, "  db[o] += dy[o];");
+  ln(t, "for (int i = 0; i < %d; i++) {", IN);
+  ln(t, "const float s = x[i];");
+  ln(t, "for (int o = 0; o < %d; o++)", OUT);
+  ln(t, "  dw[i * %d + o] += s * dy[o];", OUT);
+  ln(t, "}");
+  if (!L->dx) {
+    ln(t, "(void)m;");
+  } else if (OUT % 8 == 0 && OUT <= 128) {
+    int NV = OUT / 8;
+    ln(t, "const float *restrict w = %s;", w);
+    for (int v = 0; v < NV; v++) {
+      ln(t, "%s_v8 d%d;", n, v);
+      ln(t, "%s_LOAD8(d%d, dy + %d);", n, v, 8 * v);
+    }
+    ln(t, "for (int i = 0; i < %d; i++) {", IN);
+    ln(t, "const float *wi = w + i * %d;", OUT);
+    ln(t, "%s_v8 a;", n);
+    ln(t, "%s_ZERO8(a);", n);
+    for (int v = 0; v < NV; v++) {
+      ln(t, "%s_v8 w%d;", n, v);
+      ln(t, "%s_LOAD8(w%d, wi + %d);", n, v, 8 * v);
+      ln(t, "%s_MAC8(a, w%d, d%d);", n, v, v);
+    }
+    ln(t, "dx[i] = %s_HSUM8(a);", n);
+    ln(t, "}");
+  } else {
+    ln(t, "const float *restrict w = %s;", w);
+    ln(t, "for (int i = 0; i < %d; i++) {", IN);
+    ln(t, "float s = 0.0f;");
+    ln(t, "for (int o = 0; o < %d; o++)", OUT);
+    ln(t, "  s += w[i * %d + o] * dy[o];", OUT);
+    ln(t, "dx[i] = s;");
+    ln(t, "}");
+  }
+  ln(t, "}");
+  blank(t);
+}
+
+/* ---- pooling ---- */
+
+static void pool_forward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
+  const int KH = l->u.pool.kh, KW = l->u.pool.kw, S = l->u.pool.stride;
+  bool max = l->op == OP_MAXPOOL;
+  ln(t, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, l->in.h, IW, C, OH, OW, C);
+  ln(t, "static void %s_train_forward(const float *restrict x, float *restrict y) {", L->fn);
+  ln(t, "for (int py = 0; py < %d; py++) {", OH);
+  ln(t, "for (int px = 0; px < %d; px++) {", OW);
+  ln(t, "const float *x0 = x + (py * %d + px * %d) * %d;", S * IW, S, C);
+  ln(t, "float *yp = y + (py * %d + px) * %d;", OW, C);
+  ln(t, "for (int c = 0; c < %d; c++)", C);
+  ln(t, "  yp[c] = x0[c];");
+  ln(t, "for (int k = 1; k < %d; k++) {", KH * KW);
+  ln(t, "const float *xk = x0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
+  ln(t, "for (int c = 0; c < %d; c++)", C);
+  if (max)
+    ln(t, "  yp[c] = xk[c] > yp[c] ? xk[c] : yp[c];");
+  else
+    ln(t, "  yp[c] += xk[c];");
+  ln(t, "}");
+  if (!max) {
+    ln(t, "for (int c = 0; c < %d; c++)", C);
+    ln(t, "  yp[c] /= %s;", FL(KH * KW));
+  }
+  ln(t, "}");
+  ln(t, "}");
+  ln(t, "}");
+  blank(t);
+}
+
+/* Maxpool sends each window's gradient to its first maximum in row-major
+   order: `r` holds what is still to be given, and the first match takes it. */
+static void pool_backward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
+  const int KH = l->u.pool.kh, KW = l->u.pool.kw, S = l->u.pool.stride;
+  bool max = l->op == OP_MAXPOOL;
+  ln(t, "/* %s: backward */", l->text);
+  ln(t,
+     "static void %s_backward(const float *restrict x, const float *restrict y, "
+     "const float *restrict dy, float *restrict dx) {",
+     L->fn);
+  if (!max)
+    ln(t, "(void)x;");
+  if (!max)
+    ln(t, "(void)y;");
+  ln(t, "memset(dx, 0, %ld * sizeof(float));", shape_size(l->in));
+  ln(t, "for (int py = 0; py < %d; py++) {", OH);
+  ln(t, "for (int px = 0; px < %d; px++) {", OW);
+  ln(t, "const long o0 = (py * %d + px * %d) * %d;", S * IW, S, C);
+  ln(t, "const float *dp = dy + (py * %d + px) * %d;", OW, C);
+  if (max) {
+    ln(t, "const float *yp = y + (py * %d + px) * %d;", OW, C);
+    ln(t, "float r[%d];", C);
+    ln(t, "for (int c = 0; c < %d; c++)", C);
+    ln(t, "  r[c] = dp[c];");
+    ln(t, "for (int k = 0; k < %d; k++) {", KH * KW);
+    ln(t, "const long o = o0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
+    ln(t, "for (int c = 0; c < %d; c++) {", C);
+    ln(t, "const float h = x[o + c] == yp[c] ? r[c] : 0.0f;");
+    ln(t, "dx[o + c] += h;");
+    ln(t, "r[c] -= h;");
+    ln(t, "}");
+    ln(t, "}");
+  } else {
+    ln(t, "for (int k = 0; k < %d; k++) {", KH * KW);
+    ln(t, "const long o = o0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
+    ln(t, "for (int c = 0; c < %d; c++)", C);
+    ln(t, "  dx[o + c] += dp[c] / %s;", FL(KH * KW));
+    ln(t, "}");
+  }
+  ln(t, "}");
+  ln(t, "}");
+  ln(t, "}");
+  blank(t);
+}
+
+static void gap_forward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int HW = l->in.h * l->in.w, C = l->in.c;
+  ln(t, "/* %s: [%d][%d][%d] -> [%d] */", l->text, l->in.h, l->in.w, C, C);
+  ln(t, "static void %s_train_forward(const float *restrict x, float *restrict y) {", L->fn);
+  ln(t, "for (int c = 0; c < %d; c++)", C);
+  ln(t, "  y[c] = 0.0f;");
+  ln(t, "for (int p = 0; p < %d; p++)", HW);
+  ln(t, "  for (int c = 0; c < %d; c++)", C);
+  ln(t, "    y[c] += x[p * %d + c];", C);
+  ln(t, "for (int c = 0; c < %d; c++)", C);
+  ln(t, "  y[c] /= %s;", FL(HW));
+  ln(t, "}");
+  blank(t);
+  ln(t, "/* %s: backward */", l->text);
+  ln(t, "static void %s_backward(const float *restrict dy, float *restrict dx) {", L->fn);
+  ln(t, "for (int p = 0; p < %d; p++)", HW);
+  ln(t, "  for (int c = 0; c < %d; c++)", C);
+  ln(t, "    dx[p * %d + c] = dy[c] / %s;", C, FL(HW));
+  ln(t, "}");
+  blank(t);
+}
+
+/* ---- dropout and activation layers ---- */
+
+/* Inverted dropout: element i of the image keyed `key` survives when a
+   splitmix64 hash of key + i * golden ratio clears the rate, and is scaled
+   by 1 / (1 - rate); the mask is kept for the backward pass. */
+static void dropout_forward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const long N = shape_size(l->in);
+  double rate = l->u.dropout.rate;
+  unsigned long long threshold = (unsigned long long)llround(rate * 16777216.0);
+  ln(t, "/* %s: [%ld], mask kept */", l->text, N);
+  ln(t,
+     "static void %s_train_forward(const float *restrict x, float *restrict y, "
+     "float *restrict mask, uint64_t key) {",
+     L->fn);
+  ln(t, "for (int i = 0; i < %ld; i++) {", N);
+  ln(t, "uint64_t z = key + (uint64_t)i * UINT64_C(0x9E3779B97F4A7C15);");
+  ln(t, "z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);");
+  ln(t, "z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);");
+  ln(t, "z ^= z >> 31;");
+  ln(t, "mask[i] = (z >> 40) >= %lluu ? %s : 0.0f;", threshold,
+     FL(rate < 1 ? 1.0 / (1.0 - rate) : 0.0));
+  ln(t, "y[i] = x[i] * mask[i];");
+  ln(t, "}");
+  ln(t, "}");
+  blank(t);
+}
+
+static void act_layer(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const long N = shape_size(l->out);
+  ln(t, "/* %s: [%ld] */", l->text, N);
+  ln(t, "static void %s_train_forward(const float *restrict x, float *restrict y) {", L->fn);
+  act_forward(t, L->act, "y", "x", N, l->out.c);
+  ln(t, "}");
+  blank(t);
+  if (!L->backward)
+    return;
+  ln(t, "/* %s: backward, in place */", l->text);
+  ln(t, "static void %s_backward(const float *restrict y, float *restrict dy) {", L->fn);
+  act_backward(t, L->act, "y", "dy", N, l->out.c);
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)y;");
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)dy;");
+  ln(t, "}");
+  blank(t);
+}
+
+static void layer_functions(T *t, const TL *L) {
+  switch (L->l->op) {
+  case OP_CONV2D:
+    if (L->pad)
+      conv_pad(t, L);
+    conv_forward(t, L);
+    if (L->backward)
+      conv_backward(t, L);
+    return;
+  case OP_DENSE:
+    dense_forward(t, L);
+    if (L->backward)
+      dense_backward(t, L);
+    return;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL:
+    pool_forward(t, L);
+    if (L->backward)
+      pool_backward(t, L);
+    return;
+  case OP_GLOBALAVGPOOL:
+    gap_forward(t, L);
+    return;
+  case OP_FLATTEN:
+    return;
+  case OP_DROPOUT:
+    dropout_forward(t, L);
+    return;
+  case OP_ACT:
+    act_layer(t, L);
+    return;
+  case OP_COUNT:
+    break;
+  }
+  assert(0);
+}
+
+/* ---- loss ---- */
+
+static void loss_function(T *t) {
+  const Net *net = t->net;
+  const int K = (int)shape_size(net->output), G = net->output.c;
+  const Loss loss = net->train.loss;
+  const bool ce = loss == LOSS_SPARSE_CE || loss == LOSS_CE;
+  ln(t, "/* The loss of one sample (%s on %s outputs): y = %s(z); dz = weight * dloss/dz. */",
+     loss_words[loss], act_words[t->out_act], act_words[t->out_act]);
+  ln(t,
+     "static double %s_loss(const float *restrict z, const float *restrict target, "
+     "float weight, float *restrict y, float *restrict dz) {",
+     t->n);
+  ln(t, "double loss = 0.0;");
+  if (ce && t->out_act == ACT_SOFTMAX) {
+    /* Fused: log-softmax by max subtraction; dz = weight * (sum(t) * p - t). */
+    ln(t, "for (int p = 0; p < %d; p++) {", K / G);
+    ln(t, "const float *u = z + p * %d, *tp = target + p * %d;", G, G);
+    ln(t, "float *v = y + p * %d, *d = dz + p * %d, mx = u[0], s = 0.0f, tsum = 0.0f;", G, G);
+    ln(t, "for (int i = 1; i < %d; i++)", G);
+    ln(t, "  mx = u[i] > mx ? u[i] : mx;");
+    ln(t, "for (int i = 0; i < %d; i++) {", G);
+    ln(t, "v[i] = expf(u[i] - mx);");
+    ln(t, "s += v[i];");
+    ln(t, "}");
+    ln(t, "const float lse = mx + logf(s);");
+    ln(t, "for (int i = 0; i < %d; i++) {", G);
+    ln(t, "v[i] /= s;");
+    ln(t, "tsum += tp[i];");
+    ln(t, "loss += (double)tp[i] * ((double)lse - u[i]);");
+    ln(t, "}");
+    ln(t, "for (int i = 0; i < %d; i++)", G);
+    ln(t, "  d[i] = weight * (tsum * v[i] - tp[i]);");
+    ln(t, "}");
+    ln(t, "return loss;");
+  } else if (loss == LOSS_BCE && t->out_act == ACT_SIGMOID) {
+    /* Fused, stable in z: max(z, 0) - z t + log(1 + exp(-|z|)). */
+    ln(t, "for (int i = 0; i < %d; i++) {", K);
+    ln(t, "const double u = z[i];");
+    ln(t, "y[i] = 1.0f / (1.0f + expf(-z[i]));");
+    ln(t, "loss += (u > 0 ? u : 0) - u * target[i] + log1p(exp(-fabs(u)));");
+    ln(t, "dz[i] = weight * (y[i] - target[i]) / %s;", FL(K));
+    ln(t, "}");
+    ln(t, "return loss / %d;", K);
+  } else {
+    act_forward(t, t->out_act, "y", "z", K, G);
+    ln(t, "for (int i = 0; i < %d; i++) {", K);
+    switch (loss) {
+    case LOSS_MSE:
+      ln(t, "const float e = y[i] - target[i];");
+      ln(t, "loss += (double)e * e;");
+      ln(t, "dz[i] = weight * 2.0f * e / %s;", FL(K));
+      break;
+    case LOSS_BCE: /* as PyTorch's BCELoss: logs clamped at -100 */
+      ln(t, "const double u = y[i];");
+      ln(t, "loss -= target[i] * fmax(log(u), -100.0) + (1.0 - target[i]) * fmax(log(1.0 - u), "
+            "-100.0);");
+      ln(t, "const float q = y[i] * (1.0f - y[i]);");
+      ln(t, "dz[i] = weight * (y[i] - target[i]) / (q > 1e-12f ? q : 1e-12f) / %s;", FL(K));
+      break;
+    default: /* cross-entropy on outputs that are not a softmax */
+      ln(t, "const float u = y[i] > 1e-30f ? y[i] : 1e-30f;");
+      ln(t, "if (target[i] != 0.0f)");
+      ln(t, "  loss -= target[i] * log(u);");
+      ln(t, "dz[i] = -weight * target[i] / u;");
+      break;
+    }
+    ln(t, "}");
+    act_backward(t, t->out_act, "y", "dz", K, G);
+    if (loss == LOSS_MSE || loss == LOSS_BCE)
+      ln(t, "return loss / %d;", K);
+    else
+      ln(t, "return loss;");
+  }
+  ln(t, "}");
+  blank(t);
+}
+
+/* ---- NAME_accumulate ---- */
+
+static void transpose_function(T *t) {
+  bool any = false;
+  for (int k = 0; k < t->ntl; k++)
+    any |= t->tl[k].transposed;
+  if (!any)
+    return;
+  ln(t, "/* Conv weights [KH][KW][C][F] -> [KH][KW][F][C] for the input gradients. */");
+  ln(t, "static void %s_transpose(const %s_model *m, struct %s_train_work *t) {", t->n, t->n, t->n);
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *L = &t->tl[k];
+    if (!L->transposed)
+      continue;
+    const ConvDims d = conv_dims(L);
+    char w[128];
+    emit_param_ref(t->net, L->l, 0, "m", w, sizeof w);
+    ln(t, "{");
+    ln(t, "const float *restrict w = %s;", w);
+    ln(t, "for (int k = 0; k < %d; k++)", d.KH * d.KW);
+    ln(t, "  for (int c = 0; c < %d; c++)", d.C);
+    ln(t, "    for (int f = 0; f < %d; f++)", d.F);
+    ln(t, "      t->wt%d[(k * %d + f) * %d + c] = w[(k * %d + c) * %d + f];", k, d.F, d.C, d.C,
+       d.F);
+    ln(t, "}");
+  }
+  ln(t, "}");
+  blank(t);
+}
+
+static const char *in_of(const TL *L, char *buf) {
+  if (L->pad)
+    snprintf(buf, 32, "t->xp%d", L->k);
+  else
+    snprintf(buf, 32, "%s", L->in);
+  return buf;
+}
+
+static void forward_call(T *t, const TL *L) {
+  const Layer *l = L->l;
+  char in[32];
+  switch (l->op) {
+  case OP_CONV2D:
+    if (L->pad)
+      ln(t, "%s_pad(%s, t->xp%d);", L->fn, L->in, L->k);
+    ln(t, "%s_train_forward(m, %s, %s);", L->fn, in_of(L, in), L->out);
+    return;
+  case OP_DENSE:
+    ln(t, "%s_train_forward(m, %s, %s);", L->fn, L->in, L->out);
+    return;
+  case OP_FLATTEN:
+    if (strcmp(L->in, L->out))
+      ln(t, "memcpy(%s, %s, %ld * sizeof(float));", L->out, L->in, shape_size(l->out));
+    return;
+  case OP_DROPOUT:
+    ln(t, "%s_train_forward(%s, %s, t->mask%d, key + (uint64_t)i);", L->fn, L->in, L->out, L->k);
+    return;
+  default:
+    ln(t, "%s_train_forward(%s, %s);", L->fn, L->in, L->out);
+    return;
+  }
+}
+
+/* The backward call of L with dy in t->g[*cur]; flips *cur when it writes dx
+   into the other buffer. */
+static void backward_call(T *t, const TL *L, int *cur) {
+  const Layer *l = L->l;
+  char in[32], dx[32];
+  int c = *cur;
+  snprintf(dx, sizeof dx, "t->g[%d]", 1 - c);
+  switch (l->op) {
+  case OP_CONV2D: {
+    char wt[32] = "";
+    if (L->transposed)
+      snprintf(wt, sizeof wt, "t->wt%d, ", L->k);
+    ln(t, "%s_backward(m, g, %s%s, %s, t->g[%d]%s%s);", L->fn, wt, in_of(L, in), L->out, c,
+       L->dx ? ", " : "", L->dx ? dx : "");
+    if (L->dx && L->pad)
+      ln(t, "%s_unpad(%s);", L->fn, dx);
+    break;
+  }
+  case OP_DENSE:
+    ln(t, "%s_backward(m, g, %s, %s, t->g[%d]%s%s);", L->fn, L->in, L->out, c, L->dx ? ", " : "",
+       L->dx ? dx : "");
+    break;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL:
+    ln(t, "%s_backward(%s, %s, t->g[%d], %s);", L->fn, L->in, L->out, c, dx);
+    break;
+  case OP_GLOBALAVGPOOL:
+    ln(t, "%s_backward(t->g[%d], %s);", L->fn, c, dx);
+    break;
+  case OP_FLATTEN:
+    return;
+  case OP_DROPOUT:
+    ln(t, "for (int j = 0; j < %ld; j++)", shape_size(l->out));
+    ln(t, "  t->g[%d][j] *= t->mask%d[j];", c, L->k);
+    return;
+  case OP_ACT:
+    ln(t, "%s_backward(%s, t->g[%d]);", L->fn, L->out, c);
+    return;
+  case OP_COUNT:
+    assert(0);
+  }
+  if (L->dx)
+    *cur = 1 - c;
+}
+
+static void accumulate_function(T *t) {
+  const char *n = t->n;
+  const int K = (int)shape_size(t->net->output);
+  const TL *last = &t->tl[t->ntl - 1];
+  bool any_transposed = false, dropout = false;
+  for (int k = 0; k < t->ntl; k++) {
+    any_transposed |= t->tl[k].transposed;
+    dropout |= t->tl[k].l->op == OP_DROPOUT;
+  }
+  ln(t, "double %s_accumulate_y(const %s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n,
+     n, n);
+  ln(t, "                       const float *target, const float *weight, int n, uint64_t key,");
+  ln(t, "                       float *y) {");
+  ln(t, "struct %s_train_work *t = &w->train;", n);
+  ln(t, "double loss = 0.0;");
+  if (!dropout)
+    ln(t, "(void)key;");
+  if (any_transposed)
+    ln(t, "%s_transpose(m, t);", n);
+  ln(t, "for (int i = 0; i < n; i++) {");
+  ln(t, "const float *xi = x + (long)i * %s_INPUT_SIZE;", n);
+  ln(t, "const float wi = weight ? weight[i] : 1.0f;");
+  for (int k = 0; k < t->ntl; k++)
+    forward_call(t, &t->tl[k]);
+  ln(t, "loss += wi * %s_loss(%s, target + (long)i * %d, wi, t->out, t->g[0]);", n, last->out, K);
+  ln(t, "if (y)");
+  ln(t, "  memcpy(y + (long)i * %d, t->out, %d * sizeof(float));", K, K);
+  int cur = 0;
+  for (int k = t->ntl - 1; k >= 0; k--)
+    if (t->tl[k].backward)
+      backward_call(t, &t->tl[k], &cur);
+  ln(t, "}");
+  ln(t, "return loss;");
+  ln(t, "}");
+  blank(t);
+  ln(t, "double %s_accumulate(const %s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n, n,
+     n);
+  ln(t, "                     const float *target, const float *weight, int n, uint64_t key) {");
+  ln(t, "  return %s_accumulate_y(m, w, g, x, target, weight, n, key, NULL);", n);
+  ln(t, "}");
+  blank(t);
+}
+
+/* ---- the optimizer ---- */
+
+static void update_function(T *t) {
+  const Net *net = t->net;
+  const TrainConfig *tc = &net->train;
+  const char *n = t->n;
+  TensorInfo ti[2 * MAX_TL];
+  int nt = net_tensors(net, ti);
+  bool adam = tc->optimizer == OPT_ADAM, wd = tc->weight_decay != 0;
+  if (adam)
+    ln(t,
+       "/* adam lr=%g beta1=%g beta2=%g eps=%g weight_decay=%g, on the gradient scale * g:", tc->lr,
+       tc->beta1, tc->beta2, tc->eps, tc->weight_decay);
+  else
+    ln(t, "/* sgd lr=%g momentum=%g%s weight_decay=%g, on the gradient scale * g:", tc->lr,
+       tc->momentum, tc->nesterov ? " nesterov" : "", tc->weight_decay);
+  if (adam) {
+    ln(t, "   g += weight_decay * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;");
+    ln(t, "   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps). */");
+  } else if (t->slots) {
+    ln(t, "   g += weight_decay * p; v = momentum v + g; p -= lr * %s. */",
+       tc->nesterov ? "(g + momentum v)" : "v");
+  } else {
+    ln(t, "   g += weight_decay * p; p -= lr * g. */");
+  }
+  ln(t, "void %s_update(%s_model *m, const %s_grads *g, float scale) {", n, n, n);
+  ln(t, "const uint64_t step = ++m->step;");
+  if (adam) {
+    ln(t, "const float c1 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta1);
+    ln(t, "const float c2 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta2);
+  } else {
+    ln(t, "(void)step;");
+  }
+  for (int i = 0; i < nt; i++) {
+    const Layer *l = NULL;
+    for (int j = 0; j < net->nlayers && !l; j++)
+      if (net->layers[j].weight_offset == ti[i].offset ||
+          (net->layers[j].bias_offset == ti[i].offset && op_has_weights[net->layers[j].op]))
+        l = &net->layers[j];
+    assert(l);
+    char p[128];
+    emit_param_ref(net, l, ti[i].offset == l->bias_offset, "m", p, sizeof p);
+    ln(t, "{ /* %s */", ti[i].name);
+    ln(t, "float *restrict p = %s;", p);
+    ln(t, "const float *restrict gr = g->p + %ld;", ti[i].offset);
+    for (int s = 0; s < t->slots; s++)
+      ln(t, "float *restrict s%d = m->opt[%d] + %ld;", s, s, ti[i].offset);
+    ln(t, "int i = 0;");
+    if (adam) { /* sqrtf is not vectorized while it may set errno: spell out the vectors */
+      ln(t, "#ifdef %s_SQRT8", n);
+      ln(t, "for (; i + 8 <= %ld; i += 8) {", ti[i].count);
+      ln(t, "%s_v8 gv, pv, m0, m1;", n);
+      ln(t, "%s_LOAD8(gv, gr + i);", n);
+      ln(t, "%s_LOAD8(pv, p + i);", n);
+      ln(t, "%s_LOAD8(m0, s0 + i);", n);
+      ln(t, "%s_LOAD8(m1, s1 + i);", n);
+      ln(t, "gv = scale * gv%s%s%s;", wd ? " + " : "", wd ? FL(tc->weight_decay) : "",
+         wd ? " * pv" : "");
+      ln(t, "m0 = %s * m0 + %s * gv;", FL(tc->beta1), FL(1.0 - tc->beta1));
+      ln(t, "m1 = %s * m1 + %s * gv * gv;", FL(tc->beta2), FL(1.0 - tc->beta2));
+      ln(t, "pv -= %s * (m0 / c1) / (%s_SQRT8(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
+      ln(t, "%s_STORE8(p + i, pv);", n);
+      ln(t, "%s_STORE8(s0 + i, m0);", n);
+      ln(t, "%s_STORE8(s1 + i, m1);", n);
+      ln(t, "}");
+      ln(t, "#endif");
+    }
+    ln(t, "for (; i < %ld; i++) {", ti[i].count);
+    ln(t, "const float gi = scale * gr[i]%s%s%s;", wd ? " + " : "", wd ? FL(tc->weight_decay) : "",
+       wd ? " * p[i]" : "");
+    if (adam) {
+      ln(t, "s0[i] = %s * s0[i] + %s * gi;", FL(tc->beta1), FL(1.0 - tc->beta1));
+      ln(t, "s1[i] = %s * s1[i] + %s * gi * gi;", FL(tc->beta2), FL(1.0 - tc->beta2));
+      ln(t, "p[i] -= %s * (s0[i] / c1) / (sqrtf(s1[i] / c2) + %s);", FL(tc->lr), FL(tc->eps));
+    } else if (t->slots) {
+      ln(t, "s0[i] = %s * s0[i] + gi;", FL(tc->momentum));
+      if (tc->nesterov)
+        ln(t, "p[i] -= %s * (gi + %s * s0[i]);", FL(tc->lr), FL(tc->momentum));
+      else
+        ln(t, "p[i] -= %s * s0[i];", FL(tc->lr));
+    } else {
+      ln(t, "p[i] -= %s * gi;", FL(tc->lr));
+    }
+    ln(t, "}");
+    ln(t, "}");
+  }
+  ln(t, "}");
+  blank(t);
+  ln(t, "float %s_train_step(%s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n, n, n);
+  ln(t, "                    const float *target, const float *weight, int n, uint64_t key) {");
+  ln(t, "double wsum = 0.0;");
+  ln(t, "for (int i = 0; i < n; i++)");
+  ln(t, "  wsum += weight ? weight[i] : 1.0f;");
+  ln(t, "%s_grads_zero(g);", n);
+  ln(t, "const double loss = %s_accumulate(m, w, g, x, target, weight, n, key);", n);
+  ln(t, "if (wsum > 0.0)");
+  ln(t, "  %s_update(m, g, (float)(1.0 / wsum));", n);
+  ln(t, "return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;");
+  ln(t, "}");
+  blank(t);
+}
+
+/* ---- layout conversions: internal <-> PyTorch (flat, SPEC section 3) ---- */
+
+/* Emits a loop copying tensor `ti` of layer l between `internal` and
+   `pytorch` (float pointers to the start of the flat arrays). */
+static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *internal,
+                        const char *pytorch, bool to_pytorch) {
+  const long off = ti->offset;
+  bool bias = ti->offset == l->bias_offset;
+  char a[160], b[160];
+  if (bias) {
+    if (to_pytorch)
+      ln(t, "memcpy(%s + %ld, %s + %ld, %ld * sizeof(float)); /* %s */", pytorch, off, internal,
+         off, ti->count, ti->name);
+    else
+      ln(t, "memcpy(%s + %ld, %s + %ld, %ld * sizeof(float)); /* %s */", internal, off, pytorch,
+         off, ti->count, ti->name);
+    return;
+  }
+  ln(t, "/* %s */", ti->name);
+  if (l->op == OP_CONV2D) {
+    const int F = l->out.c, C = l->in.c, KK = l->u.conv.kh * l->u.conv.kw;
+    snprintf(a, sizeof a, "%s[%ld + (f * %d + c) * %d + k]", pytorch, off, C, KK);
+    snprintf(b, sizeof b, "%s[%ld + (k * %d + c) * %d + f]", internal, off, C, F);
+    ln(t, "for (int f = 0; f < %d; f++)", F);
+    ln(t, "  for (int c = 0; c < %d; c++)", C);
+    ln(t, "    for (int k = 0; k < %d; k++)", KK);
+  } else {
+    const Shape s = dense_source(t->net, l);
+    const int OUT = l->out.c, IN = (int)shape_size(l->in), C = s.c, HW = s.h * s.w;
+    snprintf(a, sizeof a, "%s[%ld + o * %d + c * %d + k]", pytorch, off, IN, HW);
+    snprintf(b, sizeof b, "%s[%ld + (k * %d + c) * %d + o]", internal, off, C, OUT);
+    ln(t, "for (int o = 0; o < %d; o++)", OUT);
+    ln(t, "  for (int c = 0; c < %d; c++)", C);
+    ln(t, "    for (int k = 0; k < %d; k++)", HW);
+  }
+  ln(t, "      %s = %s;", to_pytorch ? a : b, to_pytorch ? b : a);
+}
+
+static const Layer *tensor_layer(const Net *net, const TensorInfo *ti) {
+  for (int j = 0; j < net->nlayers; j++) {
+    const Layer *l = &net->layers[j];
+    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset))
+      return l;
+  }
+  assert(0);
+  return NULL;
+}
+
+static void all_layout_copies(T *t, const char *internal, const char *pytorch, bool to_pytorch) {
+  TensorInfo ti[2 * MAX_TL];
+  int nt = net_tensors(t->net, ti);
+  for (int i = 0; i < nt; i++)
+    layout_copy(t, tensor_layer(t->net, &ti[i]), &ti[i], internal, pytorch, to_pytorch);
+}
+
+static void state_functions(T *t) {
+  const char *n = t->n;
+  ln(t, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
+  blank(t);
+  ln(t, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g) {", n, n, n);
+  ln(t, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
+  ln(t, "  into->p[i] += g->p[i];");
+  ln(t, "}");
+  blank(t);
+  ln(t, "void %s_grads_store(const %s_grads *g, float *flat) {", n, n);
+  all_layout_copies(t, "g->p", "flat", true);
+  ln(t, "}");
+  blank(t);
+  ln(t, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step) {", n, n);
+  for (int s = 0; s < t->slots; s++) {
+    char in[32], out[64];
+    snprintf(in, sizeof in, "m->opt[%d]", s);
+    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
+    all_layout_copies(t, in, out, true);
+  }
+  if (!t->slots)
+    ln(t, "(void)state;");
+  ln(t, "*step = m->step;");
+  ln(t, "}");
+  blank(t);
+  ln(t, "void %s_load_opt(%s_model *m, const float *state, uint64_t step) {", n, n);
+  for (int s = 0; s < t->slots; s++) {
+    char in[32], out[64];
+    snprintf(in, sizeof in, "m->opt[%d]", s);
+    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
+    all_layout_copies(t, in, out, false);
+  }
+  if (!t->slots)
+    ln(t, "(void)state;");
+  ln(t, "m->step = step;");
+  ln(t, "}");
+  blank(t);
+  ln(t, "size_t %s_grads_bytes(void) { return sizeof(%s_grads); }", n, n);
+  ln(t, "int %s_opt_slots(void) { return %s_OPT_SLOTS; }", n, n);
+  blank(t);
+}
+
+/* ---- entry points ---- */
+
+static int opt_slots(const TrainConfig *tc) {
+  if (tc->optimizer == OPT_ADAM)
+    return 2;
+  return tc->momentum != 0 ? 1 : 0;
+}
+
+static void begin(T *t, const Net *net, FILE *f, int depth) {
+  memset(t, 0, sizeof *t);
+  t->f = f;
+  t->depth = depth;
+  t->net = net;
+  t->n = net->name;
+  t->slots = opt_slots(&net->train);
+  plan(t);
+}
+
+void emit_train_model_members(const Net *net, FILE *f, int depth) {
+  static T t;
+  begin(&t, net, f, depth);
+  if (t.slots)
+    ln(&t, "float opt[%d][%s_PARAM_COUNT]; /* optimizer state (%s), internal layout */", t.slots,
+       t.n, net->train.optimizer == OPT_ADAM ? "adam m, v" : "sgd velocity");
+  ln(&t, "uint64_t step; /* optimizer steps so far */");
+}
+
+void emit_train_work_members(const Net *net, FILE *f, int depth) {
+  static T t;
+  begin(&t, net, f, depth);
+  ln(&t, "struct %s_train_work train; /* one image's training buffers */", t.n);
+}
+
+void emit_train_types(const Net *net, FILE *f) {
+  static T t;
+  begin(&t, net, f, 0);
+  const char *n = t.n;
+  const int K = (int)shape_size(net->output);
+  ln(&t, "/* Training buffers for one image, part of %s_work. */", n);
+  ln(&t, "struct %s_train_work {", n);
+  for (int k = 0; k < t.ntl; k++) {
+    const TL *L = &t.tl[k];
+    const Layer *l = L->l;
+    char out[32];
+    snprintf(out, sizeof out, "t->y%d", k);
+    if (strcmp(L->out, out) == 0)
+      ln(&t, "float y%d[%ld]; /* %s: output [%d][%d][%d] */", k, shape_size(l->out), l->text,
+         l->out.h, l->out.w, l->out.c);
+    if (L->pad)
+      ln(&t, "float xp%d[%ld]; /* %s: padded input [%d][%d][%d] */", k,
+         (long)L->ph * L->pw * l->in.c, l->text, L->ph, L->pw, l->in.c);
+    if (l->op == OP_DROPOUT)
+      ln(&t, "float mask%d[%ld]; /* %s: kept and scaled elements */", k, shape_size(l->out),
+         l->text);
+    if (L->transposed)
+      ln(&t, "float wt%d[%ld]; /* %s: weights [%d][%d][%d][%d] for the input gradient */", k,
+         l->weight_count, l->text, l->u.conv.kh, l->u.conv.kw, l->out.c, l->in.c);
+  }
+  ln(&t, "float out[%d]; /* outputs after the last activation */", K);
+  ln(&t, "float g[2][%ld]; /* gradients, ping-pong */", t.gmax);
+  ln(&t, "};");
+  blank(&t);
+  ln(&t, "/* One gradient accumulator: %s_PARAM_COUNT floats in the model's internal layout;", n);
+  ln(&t, "   one per thread. */");
+  ln(&t,
+     "#define %s_OPT_SLOTS %d /* optimizer state arrays: adam 2 (m, v), sgd+momentum 1, "
+     "sgd 0 */",
+     n, t.slots);
+  ln(&t, "typedef struct %s_grads {", n);
+  ln(&t, "float p[%s_PARAM_COUNT];", n);
+  ln(&t, "} %s_grads;", n);
+  blank(&t);
+}
+
+void emit_train_declarations(const Net *net, FILE *f) {
+  static T t;
+  begin(&t, net, f, 0);
+  const char *n = t.n;
+  const TrainConfig *tc = &net->train;
+  ln(&t, "/* ---- Training (%s, %s; batch %d, %d epochs in the .cnn file) ----",
+     loss_words[tc->loss], optimizer_words[tc->optimizer], tc->batch, tc->epochs);
+  blank(&t);
+  ln(&t, "   A step: zero a %s_grads, accumulate the batch's gradients, update.", n);
+  ln(&t, "   With T threads, split the batch into T contiguous chunks, accumulate chunk t");
+  ln(&t, "   into grads g_t with its own %s_work, add g_1.. into g_0 in order, update", n);
+  ln(&t, "   with g_0: the result is repeatable bit for bit. %s_train_step does it all on", n);
+  ln(&t, "   one thread. No batch normalization exists, so images are independent. */");
+  blank(&t);
+  ln(&t, "void %s_grads_zero(%s_grads *g);", n, n);
+  ln(&t, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g); /* into += g */",
+     n, n, n);
+  ln(&t, "/* Forward and backward over n images x [n][%s_INPUT_SIZE] with targets", n);
+  ln(&t, "   [n][%s_OUTPUT_SIZE] (one-hot rows for class labels, 0/1 rows for multi-label)", n);
+  ln(&t, "   and per-sample weights [n] (class weights; NULL: all 1). Image i's dropout draws");
+  ln(&t, "   from key + i. Adds d(sum_i weight_i * loss_i)/d(params) to g and returns");
+  ln(&t, "   sum_i weight_i * loss_i (loss_i: cross-entropy -sum t log p; binary");
+  ln(&t, "   cross-entropy and mse: the mean over the outputs). */");
+  ln(&t, "double %s_accumulate(const %s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n,
+     n, n);
+  ln(&t, "                     const float *target, const float *weight, int n, uint64_t key);");
+  ln(&t, "/* The same, also writing the outputs [n][%s_OUTPUT_SIZE] to y when y is not NULL. */",
+     n);
+  ln(&t, "double %s_accumulate_y(const %s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n,
+     n, n);
+  ln(&t, "                       const float *target, const float *weight, int n, uint64_t key,");
+  ln(&t, "                       float *y);");
+  ln(&t, "/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights). */");
+  ln(&t, "void %s_update(%s_model *m, const %s_grads *g, float scale);", n, n, n);
+  ln(&t,
+     "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
+  ln(&t, "float %s_train_step(%s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n, n, n);
+  ln(&t, "                    const float *target, const float *weight, int n, uint64_t key);");
+  ln(&t, "/* Gradients as a flat array in section 3's order and PyTorch layout. */");
+  ln(&t, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);
+  ln(&t, "/* Optimizer state [%s_OPT_SLOTS][%s_PARAM_COUNT] in PyTorch layout, and the step. */", n,
+     n);
+  ln(&t, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step);", n, n);
+  ln(&t, "void %s_load_opt(%s_model *m, const float *state, uint64_t step);", n, n);
+  ln(&t, "size_t %s_grads_bytes(void); /* sizeof(%s_grads) */", n, n);
+  ln(&t, "int %s_opt_slots(void);      /* %s_OPT_SLOTS */", n, n);
+  blank(&t);
+}
+
+void emit_train_source(const Net *net, FILE *f) {
+  static T t;
+  begin(&t, net, f, 0);
+  const char *n = t.n;
+  ln(&t, "/* ---- Training ---- */");
+  blank(&t);
+  ln(&t, "/* 8-float vectors: GCC/Clang vector extensions, so the accumulator tiles below");
+  ln(&t, "   stay in registers; 8-float structs with loops where those are missing (tcc). */");
+  ln(&t, "#if defined(__GNUC__) && !defined(__TINYC__)");
+  ln(&t, "typedef float %s_v8 __attribute__((vector_size(32)));", n);
+  ln(&t, "#define %s_FMA8(a, s, v) ((a) += (s) * (v)) /* a += s * v, s a float */", n);
+  ln(&t, "#define %s_MAC8(a, u, v) ((a) += (u) * (v)) /* a += u * v */", n);
+  ln(&t,
+     "#define %s_ADDTO8(p, a) do { %s_v8 t_; memcpy(&t_, (p), sizeof t_); t_ += (a); "
+     "memcpy((p), &t_, sizeof t_); } while (0)",
+     n, n);
+  ln(&t,
+     "#define %s_HSUM8(a) ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + "
+     "((a)[6] + (a)[7])))",
+     n);
+  ln(&t, "#ifdef __AVX__");
+  ln(&t, "#define %s_SQRT8(a) __builtin_ia32_sqrtps256(a)", n);
+  ln(&t, "#endif");
+  ln(&t, "#else");
+  ln(&t, "typedef struct { float f[8]; } %s_v8;", n);
+  ln(&t,
+     "#define %s_FMA8(a, s, v) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] += (s) * "
+     "(v).f[q_]; } while (0)",
+     n);
+  ln(&t,
+     "#define %s_MAC8(a, u, v) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] += "
+     "(u).f[q_] * (v).f[q_]; } while (0)",
+     n);
+  ln(&t,
+     "#define %s_ADDTO8(p, a) do { int q_; for (q_ = 0; q_ < 8; q_++) (p)[q_] += (a).f[q_]; "
+     "} while (0)",
+     n);
+  ln(&t,
+     "#define %s_HSUM8(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + "
+     "(a).f[5]) + ((a).f[6] + (a).f[7])))",
+     n);
+  ln(&t, "#endif");
+  ln(&t, "#define %s_ZERO8(a) memset(&(a), 0, sizeof(a))", n);
+  ln(&t, "#define %s_LOAD8(a, p) memcpy(&(a), (p), sizeof(a))", n);
+  ln(&t, "#define %s_STORE8(p, a) memcpy((p), &(a), sizeof(a))", n);
+  blank(&t);
+  for (int k = 0; k < t.ntl; k++)
+    layer_functions(&t, &t.tl[k]);
+  loss_function(&t);
+  transpose_function(&t);
+  accumulate_function(&t);
+  update_function(&t);
+  state_functions(&t);
+}

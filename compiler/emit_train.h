@@ -1,0 +1,30 @@
+/*
+ * emit_train.h: the training half of the generated C (emit_train.c). The
+ * inference emitter calls these where the training parts go when
+ * EmitOptions.training is set; `depth` is the indentation level of a struct
+ * body.
+ */
+#ifndef CNNGEN_EMIT_TRAIN_H
+#define CNNGEN_EMIT_TRAIN_H
+
+#include <stdio.h>
+
+#include "ir.h"
+
+/* Header: struct NAME_train_work, NAME_OPT_SLOTS and NAME_grads (before NAME_model). */
+void emit_train_types(const Net *net, FILE *f);
+/* Members of NAME_model (optimizer state, step) and NAME_work (the buffers). */
+void emit_train_model_members(const Net *net, FILE *f, int depth);
+void emit_train_work_members(const Net *net, FILE *f, int depth);
+/* Header: the training API, documented. */
+void emit_train_declarations(const Net *net, FILE *f);
+/* Source: every training function. */
+void emit_train_source(const Net *net, FILE *f);
+
+/* Provided by the inference emitter: a C expression (through the model
+   pointer `m`) for the first float of layer l's weights (bias = 0) or bias
+   (bias = 1), in the model's internal layout. */
+void emit_param_ref(const Net *net, const Layer *l, int bias, const char *m, char *buf,
+                    size_t size);
+
+#endif
