@@ -209,8 +209,12 @@ static bool want_size(Lower *L, const Arg *a, const char *what, int *kh, int *kw
   }
   for (int i = 0; i < 2; i++)
     if (a->dims[i] < 1 || a->dims[i] > INT_ARG_MAX) {
-      diag_error(L->d, a->loc, "%s must be between 1x1 and %ldx%ld, got '%s'", what, INT_ARG_MAX,
-                 INT_ARG_MAX, clip(buf, sizeof buf, a->text));
+      if (a->dims[i] < 1)
+        diag_error(L->d, a->loc, "%s must be at least 1x1, got '%s'", what,
+                   clip(buf, sizeof buf, a->text));
+      else
+        diag_error(L->d, a->loc, "%s must be at most %ld in each direction, got '%s'", what,
+                   INT_ARG_MAX, clip(buf, sizeof buf, a->text));
       return false;
     }
   *kh = (int)a->dims[0];
@@ -426,7 +430,10 @@ static const Arg *single_arg(Lower *L, const Stmt *s, Setting set) {
   if (s->args.n > 1) {
     diag_error(L->d, s->args.head->next->loc, "too many arguments for %s: %s", s->word,
                describe(buf, sizeof buf, s->args.head->next));
-    diag_note(L->d, s->loc, "usage: %s", setting_examples[set]);
+    if (set == SET_CLASS_WEIGHTS)
+      diag_note(L->d, s->loc, "the weights are one list with commas, e.g. 'class_weights 1,2,3'");
+    else
+      diag_note(L->d, s->loc, "usage: %s", setting_examples[set]);
     return NULL;
   }
   if (s->args.head->kind == ARG_KEYVAL) {
@@ -469,6 +476,7 @@ static void set_optimizer(Lower *L, const Stmt *s) {
   t->optimizer_loc = a->loc;
   t->lr = default_lr[opt];
   Loc given[OO_COUNT] = {0};
+  int errors = L->d->errors;
   for (a = a->next; a; a = a->next) {
     int o = a->kind == ARG_WORD || a->kind == ARG_KEYVAL
                 ? word_lookup(opt_option_words, OO_COUNT, a->text)
@@ -526,7 +534,7 @@ static void set_optimizer(Lower *L, const Stmt *s) {
       break;
     }
   }
-  if (t->nesterov && t->momentum == 0 && seen(given[OO_NESTEROV]))
+  if (t->nesterov && t->momentum == 0 && L->d->errors == errors) /* else momentum= was wrong */
     diag_error(L->d, given[OO_NESTEROV], "nesterov needs a momentum, e.g. momentum=0.9");
 }
 
@@ -910,10 +918,13 @@ int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net 
     lower_stmt(&L, s);
 
   Loc start = {path, 1, 1, 1};
-  if (!seen(net->input_loc))
-    diag_error(d, seen(L.first_layer) ? L.first_layer : start,
+  if (!seen(net->input_loc) && seen(L.first_layer))
+    diag_error(d, L.first_layer,
                "missing 'input HxWxC' (e.g. 'input 28x28x1') before the first layer");
-  else if (net->nlayers == 0)
+  else if (!seen(net->input_loc))
+    diag_error(d, stmts.head ? stmts.head->loc : start,
+               "no network here: expected 'input HxWxC' (e.g. 'input 28x28x1') and layers");
+  else if (net->nlayers == 0 && d->errors == errors) /* else a layer was probably misspelt */
     diag_error(d, net->input_loc, "the network has no layers (e.g. 'dense 10 softmax')");
   name_layers(&L);
   if (!net->name[0])

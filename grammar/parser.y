@@ -182,45 +182,35 @@ static void describe_seen(char *out, size_t size, yysymbol_kind_t kind, const Pa
   }
 }
 
-/* "a value, '{' or end of line" from the expected token kinds. */
-static void describe_expected(char *out, size_t size, const yysymbol_kind_t *exp, int n) {
-  const char *names[YYNTOKENS];
+/* "an argument, ',', '{' or end of line" from the expected token kinds; a
+   word, number and dimensions together are "a value" after '=' or ',' and
+   "an argument" elsewhere. */
+static void describe_expected(char *out, size_t size, const yysymbol_kind_t *exp, int n,
+                              const ParseState *ps) {
+  const struct {
+    yysymbol_kind_t kind;
+    const char *name;
+  } order[] = {{YYSYMBOL_WORD, "a word"},
+               {YYSYMBOL_NUMBER, "a number"},
+               {YYSYMBOL_DIMS, "dimensions like 3x3"},
+               {YYTRANSLATE('='), "'='"},
+               {YYTRANSLATE(','), "','"},
+               {YYTRANSLATE('{'), "'{'"},
+               {YYTRANSLATE('}'), "'}'"},
+               {YYSYMBOL_NEWLINE, "end of line"}};
+  enum { NORDER = sizeof order / sizeof order[0] };
+  bool want[NORDER] = {false};
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < NORDER; k++)
+      want[k] |= exp[i] == order[k].kind;
+  const char *names[NORDER];
   int count = 0;
-  bool word = false, number = false, dims = false;
-  for (int i = 0; i < n; i++) {
-    word |= exp[i] == YYSYMBOL_WORD;
-    number |= exp[i] == YYSYMBOL_NUMBER;
-    dims |= exp[i] == YYSYMBOL_DIMS;
-  }
-  bool value = word && number && dims;
+  bool value = want[0] && want[1] && want[2];
   if (value)
-    names[count++] = "a value";
-  for (int i = 0; i < n; i++) {
-    switch (exp[i]) {
-    case YYSYMBOL_WORD:
-      if (!value)
-        names[count++] = "a word";
-      break;
-    case YYSYMBOL_NUMBER:
-      if (!value)
-        names[count++] = "a number";
-      break;
-    case YYSYMBOL_DIMS:
-      if (!value)
-        names[count++] = "dimensions like 3x3";
-      break;
-    case YYSYMBOL_NEWLINE:
-      names[count++] = "end of line";
-      break;
-    case YYSYMBOL_YYEOF:
-    case YYSYMBOL_YYerror:
-    case YYSYMBOL_YYUNDEF:
-      break;
-    default:
-      names[count++] = yysymbol_name(exp[i]);
-      break;
-    }
-  }
+    names[count++] = ps->prev_tok == '=' || ps->prev_tok == ',' ? "a value" : "an argument";
+  for (int k = value ? 3 : 0; k < NORDER; k++)
+    if (want[k])
+      names[count++] = order[k].name;
   size_t used = 0;
   out[0] = '\0';
   for (int i = 0; i < count && used < size; i++) {
@@ -237,7 +227,7 @@ static void describe_context(char *out, size_t size, const ParseState *ps) {
     snprintf(out, size, " at the start of a statement");
   else if (ps->prev_tok == '=' && ps->last_word)
     snprintf(out, size, " after '%s='", clip(buf, sizeof buf, ps->last_word));
-  else if (ps->prev_tok == ',' || ps->prev_tok == '{')
+  else if (ps->prev_tok == ',' || ps->prev_tok == '{' || ps->prev_tok == '}')
     snprintf(out, size, " after '%c'", ps->prev_tok);
 }
 
@@ -266,7 +256,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
   int n = yypcontext_expected_tokens(ctx, exp, YYNTOKENS);
   char seen[128], expected[256], context[96];
   describe_seen(seen, sizeof seen, kind, ps);
-  describe_expected(expected, sizeof expected, exp, n < 0 ? 0 : n);
+  describe_expected(expected, sizeof expected, exp, n < 0 ? 0 : n, ps);
   describe_context(context, sizeof context, ps);
   diag_error(ps->diag, loc, "expected %s%s, got %s", expected, context, seen);
   return 0;
