@@ -16,11 +16,11 @@ ifneq ($(V),1)
   Q := @
 endif
 
-COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer
+COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer emit_train
 RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train
 GRAMMAR  := parser lexer
-TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_cli
+TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)

@@ -488,7 +488,7 @@ static void conv_backward(T *t, const TL *L) {
   ln(t, "  for (int f = 0; f < %d; f++)", d.F);
   ln(t, "    db[f] += dy[p * %d + f];", d.F);
   if (d.F % 8 == 0) {
-    int FB = tile_vectors(d.F / 8), CB = 16 / FB, K = d.KW * d.C;
+    int FB = tile_vectors(d.F / 8), CB = 24 / FB, K = d.KW * d.C;
     CB = CB > K ? K : CB;
     ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
     ln(t, "for (int f0 = 0; f0 < %d; f0 += %d) {", d.F, 8 * FB);
