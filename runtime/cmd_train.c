@@ -427,6 +427,14 @@ static int setup(Run *r, Err *e) {
     tc->batch = (int)a->num[CLI_BATCH];
   if (a->value[CLI_SEED])
     tc->seed = (unsigned long long)a->num[CLI_SEED];
+  /* With a train block, shape.c has checked the loss against the output. */
+  Act out = net_output_act(r->net);
+  bool ce = tc->loss == LOSS_SPARSE_CE || tc->loss == LOSS_CE;
+  if (!tc->present && ((ce && out != ACT_SOFTMAX) || (tc->loss == LOSS_BCE && out != ACT_SIGMOID)))
+    return err_set(e, r->net->file,
+                   "no train block, and the default loss %s needs a %s output, but the network "
+                   "ends in %s (add 'train { loss mse }' or end with softmax)",
+                   loss_words[tc->loss], ce ? "softmax" : "sigmoid", act_words[out]);
   for (int i = 0; i < AUG_COUNT; i++)
     if (tc->augment[i].on)
       fprintf(stderr,
