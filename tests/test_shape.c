@@ -1,0 +1,494 @@
+/*
+ * test_shape.c: shape_check(): output shapes, padding, parameter offsets
+ * and counts, MACs, and every shape rule with the token it blames.
+ *
+ * The parameter tensors of the reference networks in ../shared/golden are
+ * checked against the PyTorch-written init.safetensors next to each
+ * (names, shapes, total count), and SPEC section 1's network against the
+ * PyTorch-trained weights in ../shared/weights.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile.h"
+#include "safetensors.h"
+
+static char *read_text(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t cap = 4096, n = 0, got;
+  char *buf = malloc(cap);
+  while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+    n += got;
+    if (n == cap)
+      buf = realloc(buf, cap *= 2);
+  }
+  fclose(f);
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
+/* Compiles src; the messages go to *msgs (free it). */
+static Net *compile_src(Arena *a, const char *path, const char *src, size_t len, char **msgs) {
+  size_t size;
+  FILE *mem = open_memstream(msgs, &size);
+  Diag d;
+  diag_init(&d, mem, src, len);
+  Net *net = compile(a, path, src, len, NULL, &d);
+  fclose(mem);
+  assert_true((net != NULL) == (d.errors == 0));
+  return net;
+}
+
+static Net *compile_ok(Arena *a, const char *src) {
+  char *msgs;
+  Net *net = compile_src(a, "t.cnn", src, strlen(src), &msgs);
+  if (!net)
+    fail_msg("unexpected errors:\n%s", msgs);
+  free(msgs);
+  return net;
+}
+
+/* src must fail with its first error at `where` ("line:col") saying `what`. */
+static void expect_error(const char *src, const char *where, const char *what) {
+  Arena a = {0};
+  char *msgs;
+  Net *net = compile_src(&a, "t.cnn", src, strlen(src), &msgs);
+  char head[600];
+  snprintf(head, sizeof head, "t.cnn:%s: error: %s", where, what);
+  if (net || strncmp(msgs, head, strlen(head)) != 0)
+    fail_msg("expected the first error to start with\n%s\ngot:\n%s", head, msgs);
+  free(msgs);
+  arena_free(&a);
+}
+
+static void assert_shape(Shape s, int h, int w, int c, bool vec) {
+  if (s.h != h || s.w != w || s.c != c || s.vec != vec)
+    fail_msg("shape %dx%dx%d%s, expected %dx%dx%d%s", s.h, s.w, s.c, s.vec ? " (vector)" : "", h, w,
+             c, vec ? " (vector)" : "");
+}
+
+/* ---- shapes and counts ---- */
+
+static void test_shape_fashion_network(void **state) {
+  (void)state;
+  size_t len;
+  char *src = read_text("examples/fashion.cnn", &len);
+  assert_non_null(src);
+  Arena a = {0};
+  char *msgs;
+  Net *net = compile_src(&a, "examples/fashion.cnn", src, len, &msgs);
+  assert_non_null(net);
+  assert_string_equal(net->name, "fashion");
+  assert_int_equal(net->nlayers, 8);
+  const Layer *l = net->layers;
+  assert_shape(l[0].out, 26, 26, 32, false);
+  assert_shape(l[1].out, 13, 13, 32, false);
+  assert_shape(l[2].out, 11, 11, 64, false);
+  assert_shape(l[3].out, 5, 5, 64, false);
+  assert_shape(l[4].out, 3, 3, 64, false);
+  assert_shape(l[5].out, 1, 1, 576, true);
+  assert_shape(l[6].out, 1, 1, 64, true);
+  assert_shape(l[7].out, 1, 1, 10, true);
+  assert_shape(net->output, 1, 1, 10, true);
+  for (int i = 1; i < net->nlayers; i++)
+    assert_shape(l[i].in, l[i - 1].out.h, l[i - 1].out.w, l[i - 1].out.c, l[i - 1].out.vec);
+  assert_int_equal(net->param_count, 93322); /* Keras' model.summary() */
+  /* Conv MACs: outputs x filters x C x KH x KW; dense: in x out. */
+  assert_int_equal(l[0].macs, 26 * 26 * 32 * 1 * 9);
+  assert_int_equal(l[2].macs, 11 * 11 * 64 * 32 * 9);
+  assert_int_equal(l[6].macs, 576 * 64);
+  assert_int_equal(l[1].macs, 0);
+  assert_int_equal(net->macs, 194688 + 2230272 + 331776 + 36864 + 640);
+  free(msgs);
+  free(src);
+  arena_free(&a);
+}
+
+static void test_shape_parameter_offsets(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = compile_ok(&a, "input 6x6x2\n"
+                            "conv2d 3 3x3 relu\n" /* w 3*2*9 = 54, b 3 */
+                            "maxpool 2x2\n"
+                            "flatten\n"
+                            "dropout 0.5\n"
+                            "dense 4\n" /* w 4*12 = 48, b 4 */
+                            "relu\n"
+                            "dense 2 softmax\n"); /* w 8, b 2 */
+  const Layer *l = net->layers;
+  assert_int_equal(l[0].weight_offset, 0);
+  assert_int_equal(l[0].weight_count, 54);
+  assert_int_equal(l[0].bias_offset, 54);
+  assert_int_equal(l[0].bias_count, 3);
+  assert_int_equal(l[1].weight_count + l[1].bias_count, 0);
+  assert_int_equal(l[4].weight_offset, 57);
+  assert_int_equal(l[4].weight_count, 48);
+  assert_int_equal(l[4].bias_offset, 105);
+  assert_int_equal(l[4].bias_count, 4);
+  assert_int_equal(l[6].weight_offset, 109);
+  assert_int_equal(l[6].weight_count, 8);
+  assert_int_equal(l[6].bias_offset, 117);
+  assert_int_equal(l[6].bias_count, 2);
+  assert_int_equal(net->param_count, 119);
+  /* net_tensors lists them in the same order, PyTorch shapes. */
+  TensorInfo ti[6];
+  assert_int_equal(net_tensors(net, ti), 6);
+  assert_string_equal(ti[0].name, "conv1.weight");
+  assert_int_equal(ti[0].rank, 4);
+  assert_int_equal(ti[0].shape[0], 3);
+  assert_int_equal(ti[0].shape[1], 2);
+  assert_string_equal(ti[2].name, "dense1.weight");
+  assert_int_equal(ti[2].shape[1], 12);
+  assert_int_equal(ti[5].offset, 117);
+  arena_free(&a);
+}
+
+static void test_shape_same_padding(void **state) {
+  (void)state;
+  /* TensorFlow: out = ceil(in / s), total = max((out-1)*s + k - in, 0),
+     the odd pixel at the bottom/right. */
+  static const struct {
+    int in, k, s, out, before, after;
+  } cases[] = {
+      {8, 3, 2, 4, 0, 1}, /* stride 2: one pixel, at the bottom */
+      {7, 3, 2, 4, 1, 1}, {5, 4, 1, 5, 1, 2},   {6, 1, 3, 2, 0, 0},
+      {5, 5, 2, 3, 2, 2}, {12, 3, 1, 12, 1, 1}, {2, 5, 1, 2, 2, 2}, /* kernel larger than input */
+      {9, 2, 3, 3, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char src[200];
+    snprintf(src, sizeof src, "input %dx%dx1\nconv2d 1 %dx%d stride=%d padding=same\n", cases[i].in,
+             cases[i].in, cases[i].k, cases[i].k, cases[i].s);
+    Arena a = {0};
+    Net *net = compile_ok(&a, src);
+    const Layer *l = &net->layers[0];
+    assert_shape(l->out, cases[i].out, cases[i].out, 1, false);
+    assert_int_equal(l->u.conv.pad_top, cases[i].before);
+    assert_int_equal(l->u.conv.pad_left, cases[i].before);
+    assert_int_equal(l->u.conv.pad_bottom, cases[i].after);
+    assert_int_equal(l->u.conv.pad_right, cases[i].after);
+    arena_free(&a);
+  }
+  /* Height and width on their own. */
+  Arena a = {0};
+  Net *net = compile_ok(&a, "input 8x7x2\nconv2d 4 3x2 stride=2 padding=same\n");
+  const Layer *l = &net->layers[0];
+  assert_shape(l->out, 4, 4, 4, false);
+  assert_int_equal(l->u.conv.pad_top, 0);
+  assert_int_equal(l->u.conv.pad_bottom, 1);
+  assert_int_equal(l->u.conv.pad_left, 0);
+  assert_int_equal(l->u.conv.pad_right, 1);
+  arena_free(&a);
+}
+
+static void test_shape_valid_and_explicit_padding(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = compile_ok(&a, "input 28x28x1\n"
+                            "conv2d 6 5x5 padding=2\n"              /* 28 */
+                            "conv2d 6 5x5\n"                        /* 24 */
+                            "conv2d 6 3x3 stride=2\n"               /* (24-3)/2+1 = 11 */
+                            "conv2d 6 4x2 padding=valid stride=3\n" /* 3, 4 */
+                            "conv2d 6 1 padding=1\n");              /* 5, 6 */
+  const Layer *l = net->layers;
+  assert_shape(l[0].out, 28, 28, 6, false);
+  assert_int_equal(l[0].u.conv.pad_top, 2);
+  assert_int_equal(l[0].u.conv.pad_bottom, 2);
+  assert_int_equal(l[0].u.conv.pad_left, 2);
+  assert_int_equal(l[0].u.conv.pad_right, 2);
+  assert_shape(l[1].out, 24, 24, 6, false);
+  assert_int_equal(l[1].u.conv.pad_top + l[1].u.conv.pad_bottom, 0);
+  assert_shape(l[2].out, 11, 11, 6, false);
+  assert_shape(l[3].out, 3, 4, 6, false);
+  assert_shape(l[4].out, 5, 6, 6, false);
+  assert_int_equal(l[4].weight_count, 6 * 6);
+  arena_free(&a);
+}
+
+static void test_shape_pools_and_vectors(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = compile_ok(&a, "input 7x9x3\n"
+                            "maxpool 2x2\n"          /* floor: 3x4 */
+                            "avgpool 2x3 stride=1\n" /* 2x2 */
+                            "dropout 0.1\n"
+                            "tanh\n"
+                            "globalavgpool\n"
+                            "dense 5 sigmoid\n");
+  const Layer *l = net->layers;
+  assert_shape(l[0].out, 3, 4, 3, false);
+  assert_int_equal(l[0].u.pool.stride, 2);
+  assert_shape(l[1].out, 2, 2, 3, false);
+  assert_shape(l[2].out, 2, 2, 3, false);
+  assert_shape(l[3].out, 2, 2, 3, false);
+  assert_shape(l[4].out, 1, 1, 3, true);
+  assert_shape(l[5].out, 1, 1, 5, true);
+  assert_int_equal(l[5].weight_count, 15);
+  net = compile_ok(&a, "input 7x7x3\nmaxpool 3x3 stride=2\nflatten\n");
+  assert_shape(net->layers[0].out, 3, 3, 3, false);
+  assert_shape(net->output, 1, 1, 27, true);
+  arena_free(&a);
+}
+
+/* ---- against PyTorch ---- */
+
+/* The network's tensors are exactly those of the PyTorch-written file. */
+static void check_tensors(const char *cnn, const char *weights) {
+  size_t len;
+  char *src = read_text(cnn, &len);
+  if (!src)
+    fail_msg("cannot read %s", cnn);
+  Arena a = {0};
+  char *msgs;
+  Net *net = compile_src(&a, cnn, src, len, &msgs);
+  if (!net)
+    fail_msg("%s", msgs);
+  StFile f;
+  Err e = {0};
+  if (st_read(weights, &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  int nt = net_tensors(net, NULL);
+  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
+  net_tensors(net, ti);
+  float *params = malloc(((size_t)net->param_count + 1) * sizeof *params);
+  if (st_load_params(&f, ti, nt, params, &e) < 0)
+    fail_msg("%s: %s", cnn, e.msg);
+  long total = 0;
+  for (int i = 0; i < f.ntensors; i++) {
+    long n = 1;
+    for (int d = 0; d < f.tensors[i].rank; d++)
+      n *= f.tensors[i].shape[d];
+    total += n;
+  }
+  long offset = 0; /* weight then bias, layer order, no gaps */
+  for (int i = 0; i < nt; i++) {
+    assert_int_equal(ti[i].offset, offset);
+    offset += ti[i].count;
+  }
+  assert_int_equal(offset, net->param_count);
+  assert_int_equal(total, net->param_count);
+  st_free(&f);
+  free(params);
+  free(ti);
+  free(msgs);
+  free(src);
+  arena_free(&a);
+}
+
+static void test_shape_golden_nets_match_pytorch(void **state) {
+  (void)state;
+  glob_t g;
+  assert_int_equal(glob("../shared/golden/*/net.cnn", 0, NULL, &g), 0);
+  assert_true(g.gl_pathc >= 4);
+  for (size_t i = 0; i < g.gl_pathc; i++) {
+    char weights[512];
+    snprintf(weights, sizeof weights, "%.*sinit.safetensors", (int)(strlen(g.gl_pathv[i]) - 7),
+             g.gl_pathv[i]);
+    check_tensors(g.gl_pathv[i], weights);
+  }
+  globfree(&g);
+  check_tensors("examples/fashion.cnn", "../shared/weights/fashion-pytorch.safetensors");
+}
+
+static void test_shape_examples(void **state) {
+  (void)state;
+  static const struct {
+    const char *path;
+    long params;
+  } examples[] = {
+      {"examples/fashion.cnn", 93322},
+      {"examples/lenet.cnn", 61706}, /* LeNet-5's well-known count */
+      {"examples/cifar.cnn", 896 + 9248 + 18496 + 36928 + (8 * 8 * 64 + 1) * 128 + 129 * 10},
+  };
+  for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) {
+    size_t len;
+    char *src = read_text(examples[i].path, &len);
+    assert_non_null(src);
+    Arena a = {0};
+    char *msgs;
+    Net *net = compile_src(&a, examples[i].path, src, len, &msgs);
+    if (!net)
+      fail_msg("%s", msgs);
+    assert_int_equal(net->param_count, examples[i].params);
+    assert_shape(net->output, 1, 1, 10, true);
+    assert_true(net->train.present);
+    free(msgs);
+    free(src);
+    arena_free(&a);
+  }
+}
+
+/* ---- the rules ---- */
+
+static void test_shape_window_rules(void **state) {
+  (void)state;
+  expect_error("input 4x4x1\nconv2d 2 5x5\n", "2:10", "kernel 5x5 is larger than its input 4x4x1");
+  expect_error("input 4x6x1\nconv2d 2 7x3 padding=1\n", "2:10",
+               "kernel 7x3 is larger than its input 4x6x1 (6x8 with padding)");
+  expect_error("input 8x8x3\nmaxpool 2x2\nmaxpool 2x2\nmaxpool 2x2\navgpool 2\n", "5:9",
+               "window 2x2 is larger than its input 1x1x3");
+  expect_error("input 5x5x1\navgpool 1x6 stride=1\n", "2:9", "window 1x6 is larger");
+  /* A kernel that fits only thanks to the padding is fine. */
+  Arena a = {0};
+  Net *net = compile_ok(&a, "input 2x2x1\nconv2d 1 4x4 padding=1\n");
+  assert_shape(net->layers[0].out, 1, 1, 1, false);
+  arena_free(&a);
+}
+
+static void test_shape_vector_rules(void **state) {
+  (void)state;
+  expect_error("input 28x28x1\nconv2d 8 3x3\n\ndense 10 softmax\n", "4:1",
+               "dense needs a vector input but gets 26x26x8");
+  expect_error("input 8x8x1\nflatten\nconv2d 2 3x3\n", "3:1",
+               "conv2d needs an HxWxC input but gets a vector of 64");
+  expect_error("input 8x8x4\nglobalavgpool\nmaxpool 2x2\n", "3:1",
+               "maxpool needs an HxWxC input but gets a vector of 4");
+  expect_error("input 8x8x4\nglobalavgpool\navgpool 2x2\n", "3:1", "avgpool needs an HxWxC");
+  expect_error("input 8x8x4\nflatten\nglobalavgpool\n", "3:1", "globalavgpool needs an HxWxC");
+  expect_error("input 8x8x4\nglobalavgpool\nflatten\n", "3:1",
+               "flatten needs an HxWxC input but gets a vector of 4");
+  /* The note names the line to add flatten before, and the vector's origin. */
+  Arena a = {0};
+  char *msgs;
+  const char *src = "input 8x8x1\nflatten\nconv2d 2 3x3\n";
+  compile_src(&a, "t.cnn", src, strlen(src), &msgs);
+  assert_non_null(strstr(msgs, "t.cnn:2:1: note: the input became a vector here\n"));
+  free(msgs);
+  src = "input 8x8x1\n\ndense 4\n";
+  compile_src(&a, "t.cnn", src, strlen(src), &msgs);
+  assert_non_null(strstr(msgs, "t.cnn:3:1: note: add 'flatten' before line 3\n"));
+  free(msgs);
+  arena_free(&a);
+}
+
+static void test_shape_softmax_rules(void **state) {
+  (void)state;
+  expect_error("input 8x8x1\nflatten\ndense 4 softmax\ndense 2\n", "3:9",
+               "softmax must be the last layer, but line 4 follows");
+  expect_error("input 8x8x1\nflatten\ndense 4\nsoftmax\ndropout 0.5\n", "4:1",
+               "softmax must be the last layer, but line 5 follows");
+  expect_error("input 8x8x1\nflatten\ndense 4\nactivation softmax\nrelu\n", "4:12",
+               "softmax must be the last layer");
+  expect_error("input 8x8x1\nconv2d 4 3x3 softmax\n", "2:14",
+               "softmax needs a vector but gets 6x6x4");
+  expect_error("input 8x8x1\nsoftmax\n", "2:1", "softmax needs a vector but gets 8x8x1");
+  /* Last, as an activation layer of its own, counts. */
+  Arena a = {0};
+  Net *net = compile_ok(&a, "input 8x8x1\nflatten\ndense 4\nsoftmax\ntrain {\n}\n");
+  assert_int_equal(net->layers[2].act, ACT_SOFTMAX);
+  arena_free(&a);
+}
+
+static void test_shape_loss_rules(void **state) {
+  (void)state;
+  const char *head = "input 8x8x1\nflatten\n";
+  char src[400];
+  snprintf(src, sizeof src, "%sdense 4 relu\ntrain {\n  loss categorical_crossentropy\n}\n", head);
+  expect_error(src, "5:8",
+               "categorical_crossentropy needs a softmax output, but the network ends "
+               "in relu (line 3)");
+  snprintf(src, sizeof src, "%sdense 4\ntrain {\n  batch 8\n}\n", head); /* the default loss */
+  expect_error(src, "4:1", "sparse_categorical_crossentropy needs a softmax output");
+  snprintf(src, sizeof src, "%sdense 4 softmax\ntrain {\n  loss binary_crossentropy\n}\n", head);
+  expect_error(src, "5:8", "binary_crossentropy needs a sigmoid output");
+  snprintf(src, sizeof src, "%sdense 1 softmax\ntrain {\n  loss categorical_crossentropy\n}\n",
+           head);
+  expect_error(src, "5:8", "categorical_crossentropy needs at least 2 classes");
+  snprintf(src, sizeof src, "%sdense 4 softmax\ntrain {\n  class_weights 1,2\n}\n", head);
+  expect_error(src, "5:17", "class_weights has 2 weights but the network has 4 outputs");
+  /* What fits. */
+  const char *ok[] = {"dense 4 sigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
+                      "dense 1 sigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
+                      "dense 4 tanh\ntrain {\n  loss mse\n}\n",
+                      "dense 4 softmax\ntrain {\n  loss mse\n  class_weights 1,1,2,2\n}\n",
+                      "dense 2 softmax\ntrain {\n  loss categorical_crossentropy\n}\n",
+                      "dense 4\n" /* no train block: nothing asks for a loss */};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    snprintf(src, sizeof src, "%s%s", head, ok[i]);
+    Arena a = {0};
+    compile_ok(&a, src);
+    arena_free(&a);
+  }
+}
+
+static void test_shape_size_limits(void **state) {
+  (void)state;
+  expect_error("input 60000x60000x1\nconv2d 1 1\n", "1:1", "the input 60000x60000x1 is too large");
+  expect_error("input 1000x1000x1\nconv2d 4096 1x1\n", "2:1",
+               "the output of this layer, 1000x1000x4096, is too large");
+  expect_error("input 20000x20000x4\nflatten\ndense 1000\n", "3:1", "the network is too large");
+}
+
+/* Hand-built IR: shape_check refuses values lower.c would never produce. */
+static void test_shape_bad_values_in_ir(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = compile_ok(&a, "input 8x8x1\nconv2d 2 3x3\nmaxpool 2x2\nflatten\ndropout 0.5\n"
+                            "dense 3\n");
+  char *msgs;
+  size_t size;
+  struct {
+    int layer;
+    const char *what;
+  } cases[] = {{0, "the filter count"},
+               {0, "the stride"},
+               {1, "the stride"},
+               {3, "the dropout rate"},
+               {4, "the number of units"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    Net copy = *net;
+    copy.layers = arena_alloc(&a, (size_t)net->nlayers * sizeof *copy.layers);
+    memcpy(copy.layers, net->layers, (size_t)net->nlayers * sizeof *copy.layers);
+    Layer *l = &copy.layers[cases[i].layer];
+    if (i == 0)
+      l->u.conv.filters = 0;
+    else if (i == 1)
+      l->u.conv.stride = 0;
+    else if (i == 2)
+      l->u.pool.stride = 0;
+    else if (i == 3)
+      l->u.dropout.rate = 1;
+    else
+      l->u.dense.units = 0;
+    FILE *mem = open_memstream(&msgs, &size);
+    Diag d;
+    diag_init(&d, mem, NULL, 0);
+    assert_int_equal(shape_check(&copy, &d), 1);
+    fclose(mem);
+    if (!strstr(msgs, cases[i].what))
+      fail_msg("expected '%s' in: %s", cases[i].what, msgs);
+    free(msgs);
+  }
+  arena_free(&a);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_shape_fashion_network),
+      cmocka_unit_test(test_shape_parameter_offsets),
+      cmocka_unit_test(test_shape_same_padding),
+      cmocka_unit_test(test_shape_valid_and_explicit_padding),
+      cmocka_unit_test(test_shape_pools_and_vectors),
+      cmocka_unit_test(test_shape_golden_nets_match_pytorch),
+      cmocka_unit_test(test_shape_examples),
+      cmocka_unit_test(test_shape_window_rules),
+      cmocka_unit_test(test_shape_vector_rules),
+      cmocka_unit_test(test_shape_softmax_rules),
+      cmocka_unit_test(test_shape_loss_rules),
+      cmocka_unit_test(test_shape_size_limits),
+      cmocka_unit_test(test_shape_bad_values_in_ir),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
