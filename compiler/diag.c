@@ -22,14 +22,15 @@ void diag_init(Diag *d, FILE *out, const char *src, size_t src_len) {
 }
 
 /* The text of line `line` (1-based) without its line ending; false past
-   the end. Lines are looked up from the last one found, so reporting
-   errors in source order reads the source once. */
+   the end. Lines are looked up from the furthest one found so far, so
+   reporting errors in source order reads the source once. */
 static bool find_line(Diag *d, int line, const char **text, size_t *len) {
   if (!d->src || line < 1)
     return false;
   int cur = 1;
   size_t off = 0;
-  if (d->cache_line >= 1 && d->cache_line <= line && d->cache_off <= d->src_len) {
+  bool forward = d->cache_line >= 1 && d->cache_line <= line && d->cache_off <= d->src_len;
+  if (forward) {
     cur = d->cache_line;
     off = d->cache_off;
   }
@@ -39,8 +40,10 @@ static bool find_line(Diag *d, int line, const char **text, size_t *len) {
       return false;
     off = (size_t)(nl - d->src) + 1;
   }
-  d->cache_line = cur;
-  d->cache_off = off;
+  if (forward || d->cache_line < 1) { /* a note further up keeps the place */
+    d->cache_line = cur;
+    d->cache_off = off;
+  }
   const char *nl = memchr(d->src + off, '\n', d->src_len - off);
   size_t n = nl ? (size_t)(nl - (d->src + off)) : d->src_len - off;
   if (n > 0 && d->src[off + n - 1] == '\r')
