@@ -61,8 +61,9 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
     wname = max_int(wname, (int)strlen(l->name));
     wout = max_int(wout, (int)strlen(shape_str(a, sizeof a, l->out)));
   }
-  fprintf(out, "%snetwork %s (%s): input %s, %ld output%s (%s)\n", prefix, net->name,
-          net->file ? net->file : "?", shape_str(a, sizeof a, net->input), shape_size(net->output),
+  /* No file path: the table also goes into a C comment, which a path could end. */
+  fprintf(out, "%snetwork %s: input %s, %ld output%s (%s)\n", prefix, net->name,
+          shape_str(a, sizeof a, net->input), shape_size(net->output),
           shape_size(net->output) == 1 ? "" : "s", act_words[net_output_act(net)]);
   fprintf(out, "%s%5s  %-*s  %-*s  %-*s  %*s  %*s\n", prefix, "line", wtext, "layer", wname, "name",
           wout, "output", wparams, "params", wmacs, "MACs");
