@@ -41,15 +41,17 @@ enum { MAX_TL = 1024 };
 /* One layer as the training code sees it. */
 typedef struct TL {
   const Layer *l;
-  char fn[96];          /* NAME_LAYER: the prefix of its functions */
-  char in[32], out[32]; /* C expressions of its input and output (per image) */
-  Act act;              /* the activation it applies (the output one is the loss's) */
-  int k;                /* index among the TLs: buffer names */
-  bool pad;             /* conv with padding: input copied into t->xp<k> */
-  int ph, pw;           /* conv: (padded) input height and width */
-  bool backward;        /* runs a backward pass */
-  bool dx;              /* computes its input gradient */
-  bool transposed;      /* conv: weights transposed into t->wt<k> for dx */
+  char fn[96];           /* NAME_LAYER: the prefix of its functions */
+  char in[32], out[32];  /* C expressions of its input and output (per image) */
+  Act act;               /* the activation it applies (the output one is the loss's) */
+  int k;                 /* index among the TLs: buffer names */
+  bool pad;              /* conv with padding: input copied into t->xp<k> */
+  int ph, pw;            /* conv: (padded) input height and width */
+  bool backward;         /* runs a backward pass */
+  bool dx;               /* computes its input gradient */
+  bool transposed;       /* conv: weights transposed into t->wt<k> for dx */
+  const struct TL *pool; /* conv: the maxpool after it, whose backward it does */
+  bool pooled;           /* maxpool: its backward is done by the conv before it */
 } TL;
 
 typedef struct T {
@@ -178,6 +180,15 @@ static void plan(T *t) {
   } else if (last->l->op == OP_CONV2D || last->l->op == OP_DENSE || last->l->op == OP_ACT) {
     t->out_act = last->act;
     last->act = ACT_LINEAR;
+  }
+  /* A conv followed by maxpool runs both backward passes as one, visiting
+     only each window's maximum (see conv_pool_backward). */
+  for (int k = 0; k + 1 < t->ntl; k++) {
+    TL *c = &t->tl[k], *p = &t->tl[k + 1];
+    if (c->l->op == OP_CONV2D && c->backward && p->l->op == OP_MAXPOOL) {
+      c->pool = p;
+      p->pooled = true;
+    }
   }
   last = &t->tl[t->ntl - 1];
   if (strcmp(last->out, last->in) == 0) /* a trailing flatten keeps z in a buffer */
@@ -846,13 +857,137 @@ static void act_layer(T *t, const TL *L) {
   blank(t);
 }
 
+/* The derivative of act at output a, times the gradient g (C expressions). */
+static const char *act_times(char *buf, size_t size, Act act, const char *a, const char *g) {
+  switch (act) {
+  case ACT_RELU:
+    snprintf(buf, size, "%s > 0.0f ? %s : 0.0f", a, g);
+    break;
+  case ACT_SIGMOID:
+    snprintf(buf, size, "%s * %s * (1.0f - %s)", g, a, a);
+    break;
+  case ACT_TANH:
+    snprintf(buf, size, "%s * (1.0f - %s * %s)", g, a, a);
+    break;
+  default: /* linear; softmax never comes before a pool */
+    snprintf(buf, size, "%s", g);
+    break;
+  }
+  return buf;
+}
+
+/* Conv and the maxpool after it, backward in one pass. The pool sends each
+   window's gradient, per channel, to one conv output: the first maximum. So
+   per window the channels are grouped by the position of their maximum, and
+   only those (pixel, channel) pairs with a nonzero gradient feed the weight
+   gradient (accumulated transposed, [F][KH][KW][C], in t->dwt<k>, folded into
+   g at the end of NAME_accumulate) and the input gradient. With 2x2 windows
+   that skips three quarters of the work of a dense backward pass. */
+static void conv_pool_backward(T *t, const TL *L) {
+  const Layer *l = L->l, *pl = L->pool->l;
+  const ConvDims d = conv_dims(L);
+  const char *n = t->n;
+  const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PS = pl->u.pool.stride;
+  const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW, K = d.KW * d.C;
+  char w[128], buf[256];
+  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+  ln(t, "/* %s, then %s: backward; dyp [%d][%d][%d] the gradient of the pool output%s */", l->text,
+     pl->text, POH, POW, d.F, L->dx ? ", dx [padded input]" : "");
+  ln(t,
+     "static void %s_backward(const %s_model *m, %s_grads *g%s, const float *restrict x, "
+     "const float *restrict y, const float *restrict yp, const float *restrict dyp, "
+     "float *restrict dwt%s) {",
+     L->fn, n, n, L->transposed ? ", const float *restrict wt" : "",
+     L->dx ? ", float *restrict dx" : "");
+  if (!L->dx || L->transposed)
+    ln(t, "(void)m;");
+  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
+  if (L->dx)
+    ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
+  if (L->dx && !L->transposed)
+    ln(t, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
+  ln(t, "for (int wy = 0; wy < %d; wy++) {", POH);
+  ln(t, "for (int wx = 0; wx < %d; wx++) {", POW);
+  ln(t, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW, d.F,
+     POW, d.F);
+  ln(t, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PS * d.OW, PS, d.F);
+  ln(t, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
+  ln(t, "float vs[%d][%d];", KK, d.F);
+  ln(t, "for (int f = 0; f < %d; f++) {", d.F);
+  ln(t, "int q = 0;");
+  ln(t, "while (q < %d && y0[(q / %d * %d + q %% %d) * %d + f] != pp[f])", KK - 1, PKW, d.OW, PKW,
+     d.F);
+  ln(t, "  q++;");
+  ln(t, "const float a = y0[(q / %d * %d + q %% %d) * %d + f];", PKW, d.OW, PKW, d.F);
+  ln(t, "const float v = %s;", act_times(buf, sizeof buf, L->act, "a", "dp[f]"));
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)a;");
+  ln(t, "db[f] += v;");
+  ln(t, "if (v != 0.0f) {");
+  ln(t, "fs[q][count[q]] = f;");
+  ln(t, "vs[q][count[q]++] = v;");
+  ln(t, "}");
+  ln(t, "}");
+  ln(t, "for (int q = 0; q < %d; q++) {", KK);
+  ln(t, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PS, PKW, PS, PKW);
+  ln(t, "for (int i = 0; i < count[q]; i++) {");
+  ln(t, "float *dk = dwt + fs[q][i] * %d;", d.KH * K);
+  ln(t, "const float v = vs[q][i];");
+  ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
+  ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+  ln(t, "for (int k = 0; k < %d; k++)", K);
+  ln(t, "  dk[ky * %d + k] += v * xk[k];", K);
+  ln(t, "}");
+  ln(t, "}");
+  if (L->dx && L->transposed) {
+    int CV = tile_vectors(d.C / 8);
+    ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
+    ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S, d.KW,
+       d.IW * d.C, d.S, d.KW, d.C);
+    ln(t, "for (int c0 = 0; c0 < %d; c0 += %d) {", d.C, 8 * CV);
+    tile_declare(t, 1, CV, NULL);
+    ln(t, "for (int i = 0; i < count[q]; i++) {");
+    ln(t, "const float *wk = wt + (tap * %d + fs[q][i]) * %d + c0;", d.F, d.C);
+    ln(t, "const float s0 = vs[q][i];");
+    for (int v = 0; v < CV; v++) {
+      ln(t, "%s_v8 w%d;", n, v);
+      ln(t, "%s_LOAD8(w%d, wk + %d);", n, v, 8 * v);
+      ln(t, "%s_FMA8(a0_%d, s0, w%d);", n, v, v);
+    }
+    ln(t, "}");
+    for (int v = 0; v < CV; v++)
+      ln(t, "%s_ADDTO8(o + c0 + %d, a0_%d);", n, 8 * v, v);
+    ln(t, "}");
+    ln(t, "}");
+  } else if (L->dx) {
+    ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
+    ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S, d.KW,
+       d.IW * d.C, d.S, d.KW, d.C);
+    ln(t, "const float *wk = w + tap * %d;", d.C * d.F);
+    ln(t, "for (int c = 0; c < %d; c++) {", d.C);
+    ln(t, "float s = 0.0f;");
+    ln(t, "for (int i = 0; i < count[q]; i++)");
+    ln(t, "  s += vs[q][i] * wk[c * %d + fs[q][i]];", d.F);
+    ln(t, "o[c] += s;");
+    ln(t, "}");
+    ln(t, "}");
+  }
+  ln(t, "}");
+  ln(t, "}");
+  ln(t, "}");
+  ln(t, "}");
+  blank(t);
+}
+
 static void layer_functions(T *t, const TL *L) {
   switch (L->l->op) {
   case OP_CONV2D:
     if (L->pad)
       conv_pad(t, L);
     conv_forward(t, L);
-    if (L->backward)
+    if (L->pool)
+      conv_pool_backward(t, L);
+    else if (L->backward)
       conv_backward(t, L);
     return;
   case OP_DENSE:
@@ -863,7 +998,7 @@ static void layer_functions(T *t, const TL *L) {
   case OP_MAXPOOL:
   case OP_AVGPOOL:
     pool_forward(t, L);
-    if (L->backward)
+    if (L->backward && !L->pooled)
       pool_backward(t, L);
     return;
   case OP_GLOBALAVGPOOL:
@@ -1036,8 +1171,12 @@ static void backward_call(T *t, const TL *L, int *cur) {
     char wt[32] = "";
     if (L->transposed)
       snprintf(wt, sizeof wt, "t->wt%d, ", L->k);
-    ln(t, "%s_backward(m, g, %s%s, %s, t->g[%d]%s%s);", L->fn, wt, in_of(L, in), L->out, c,
-       L->dx ? ", " : "", L->dx ? dx : "");
+    if (L->pool)
+      ln(t, "%s_backward(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->fn, wt, in_of(L, in),
+         L->out, L->pool->out, c, L->k, L->dx ? ", " : "", L->dx ? dx : "");
+    else
+      ln(t, "%s_backward(m, g, %s%s, %s, t->g[%d]%s%s);", L->fn, wt, in_of(L, in), L->out, c,
+         L->dx ? ", " : "", L->dx ? dx : "");
     if (L->dx && L->pad)
       ln(t, "%s_unpad(%s);", L->fn, dx);
     break;
@@ -1048,6 +1187,8 @@ static void backward_call(T *t, const TL *L, int *cur) {
     break;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
+    if (L->pooled) /* done by the conv before it */
+      return;
     ln(t, "%s_backward(%s, %s, t->g[%d], %s);", L->fn, L->in, L->out, c, dx);
     break;
   case OP_GLOBALAVGPOOL:
@@ -1088,6 +1229,9 @@ static void accumulate_function(T *t) {
     ln(t, "(void)key;");
   if (any_transposed)
     ln(t, "%s_transpose(m, t);", n);
+  for (int k = 0; k < t->ntl; k++)
+    if (t->tl[k].pool)
+      ln(t, "memset(t->dwt%d, 0, sizeof t->dwt%d);", k, k);
   ln(t, "for (int i = 0; i < n; i++) {");
   ln(t, "const float *xi = x + (long)i * %s_INPUT_SIZE;", n);
   ln(t, "const float wi = weight ? weight[i] : 1.0f;");
@@ -1101,6 +1245,17 @@ static void accumulate_function(T *t) {
     if (t->tl[k].backward)
       backward_call(t, &t->tl[k], &cur);
   ln(t, "}");
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *L = &t->tl[k];
+    if (!L->pool)
+      continue;
+    const ConvDims d = conv_dims(L);
+    const int J = d.KH * d.KW * d.C;
+    ln(t, "/* %s: the weight gradient, [F][KH][KW][C] -> [KH][KW][C][F] */", L->l->text);
+    ln(t, "for (int j = 0; j < %d; j++)", J);
+    ln(t, "  for (int f = 0; f < %d; f++)", d.F);
+    ln(t, "    g->p[%ld + j * %d + f] += t->dwt%d[f * %d + j];", L->l->weight_offset, d.F, k, J);
+  }
   ln(t, "return loss;");
   ln(t, "}");
   blank(t);
@@ -1365,6 +1520,9 @@ void emit_train_types(const Net *net, FILE *f) {
     if (l->op == OP_DROPOUT)
       ln(&t, "float mask%d[%ld]; /* %s: kept and scaled elements */", k, shape_size(l->out),
          l->text);
+    if (L->pool)
+      ln(&t, "float dwt%d[%ld]; /* %s: weight gradient [%d][%d][%d][%d] */", k, l->weight_count,
+         l->text, l->out.c, l->u.conv.kh, l->u.conv.kw, l->in.c);
     if (L->transposed)
       ln(&t, "float wt%d[%ld]; /* %s: weights [%d][%d][%d][%d] for the input gradient */", k,
          l->weight_count, l->text, l->u.conv.kh, l->u.conv.kw, l->out.c, l->in.c);
