@@ -264,8 +264,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
 
 /* ---- building the statement list (one call per grammar action) ---- */
 
+/* file: stmts */
 static void parse_finish(ParseState *ps, StmtList *stmts) { ps->stmts = *stmts; }
 
+/* stmts: stmts stmt */
 static StmtList stmt_append(StmtList list, Stmt *s) {
   if (!s)
     return list; /* a line dropped by error recovery */
@@ -295,6 +297,7 @@ static const char *line_text(ParseState *ps, const Loc *loc) {
   return arena_strndup(ps->arena, p, (size_t)(q - p));
 }
 
+/* stmt: WORD args NEWLINE */
 static Stmt *stmt_new(ParseState *ps, const char *word, const Loc *loc, ArgList args,
                       const Loc *end) {
   Stmt *s = arena_alloc(ps->arena, sizeof *s);
@@ -306,6 +309,7 @@ static Stmt *stmt_new(ParseState *ps, const char *word, const Loc *loc, ArgList 
   return s;
 }
 
+/* open: '{' */
 static void block_open(ParseState *ps, const Loc *loc) {
   OpenBlock *b = arena_alloc(ps->arena, sizeof *b);
   b->loc = *loc;
@@ -313,6 +317,7 @@ static void block_open(ParseState *ps, const Loc *loc) {
   ps->open = b;
 }
 
+/* stmt: WORD args open end stmts '}' end */
 static Stmt *block_new(ParseState *ps, const char *word, const Loc *loc, ArgList args,
                        StmtList body) {
   Loc open = ps->open->loc;
@@ -324,6 +329,7 @@ static Stmt *block_new(ParseState *ps, const char *word, const Loc *loc, ArgList
   return s;
 }
 
+/* args: args arg, list: list ',' atom */
 static ArgList arg_append(ArgList list, Arg *a) {
   if (list.tail)
     list.tail->next = a;
@@ -334,9 +340,11 @@ static ArgList arg_append(ArgList list, Arg *a) {
   return list;
 }
 
+/* list: atom ',' atom */
 static ArgList arg_pair(Arg *a, Arg *b) { return arg_append(arg_append((ArgList){0}, a), b); }
 
-/* Parses the value of a number or dimensions token (lexer.l checked the form). */
+/* atom: WORD | NUMBER | DIMS. The value of a number or dimensions token
+   (lexer.l checked the form). */
 static Arg *arg_atom(ParseState *ps, ArgKind kind, const char *text, const Loc *loc) {
   Arg *a = arena_alloc(ps->arena, sizeof *a);
   a->kind = kind;
@@ -359,6 +367,7 @@ static Arg *arg_atom(ParseState *ps, ArgKind kind, const char *text, const Loc *
   return a;
 }
 
+/* arg: WORD '=' value */
 static Arg *arg_keyval(ParseState *ps, const char *key, const Loc *loc, Arg *value) {
   Arg *a = arena_alloc(ps->arena, sizeof *a);
   a->kind = ARG_KEYVAL;
@@ -368,6 +377,7 @@ static Arg *arg_keyval(ParseState *ps, const char *key, const Loc *loc, Arg *val
   return a;
 }
 
+/* value: list */
 static Arg *arg_list(ParseState *ps, ArgList items) {
   size_t len = 0;
   for (Arg *i = items.head; i; i = i->next)
@@ -391,6 +401,8 @@ static Arg *arg_list(ParseState *ps, ArgList items) {
 
 int parse(Arena *a, const char *path, const char *src, size_t len, Diag *d, StmtList *out) {
   int errors = d->errors;
+  if (!src)
+    src = "", len = 0;
   ParseState ps = {.arena = a, .diag = d, .path = path, .src = src, .len = len, .line = 1,
                    .col = 1};
   ps.after_last = (Loc){path, 1, 1, 1};
