@@ -182,10 +182,12 @@ static void plan(T *t) {
     last->act = ACT_LINEAR;
   }
   /* A conv followed by maxpool runs both backward passes as one, visiting
-     only each window's maximum (see conv_pool_backward). */
+     only each window's maximum (see conv_pool_backward), when a kernel row
+     has enough taps (KW * C) for the weight gradient rows to vectorize. */
   for (int k = 0; k + 1 < t->ntl; k++) {
     TL *c = &t->tl[k], *p = &t->tl[k + 1];
-    if (c->l->op == OP_CONV2D && c->backward && p->l->op == OP_MAXPOOL) {
+    if (c->l->op == OP_CONV2D && c->backward && p->l->op == OP_MAXPOOL &&
+        c->l->u.conv.kw * c->l->in.c >= 16) {
       c->pool = p;
       p->pooled = true;
     }

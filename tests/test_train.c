@@ -210,7 +210,7 @@ static const char *const gradient_nets[] = {
     "network g\ninput 6x7x8\nconv2d 16 3x3 stride=2 padding=same sigmoid\nconv2d 8 1x1 relu\n"
     "flatten\ndense 3 softmax\ntrain {\n  loss sparse_categorical_crossentropy\n}\n",
     /* conv + maxpool backward fused with plain (not vector) input gradients */
-    "network h\ninput 7x7x2\nconv2d 3 2x2 relu\nconv2d 5 3x3 padding=1 tanh\nmaxpool 2x2\n"
+    "network h\ninput 7x7x2\nconv2d 6 2x2 relu\nconv2d 5 3x3 padding=1 tanh\nmaxpool 2x2\n"
     "flatten\ndense 4 softmax\n",
 };
 
