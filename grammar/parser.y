@@ -119,6 +119,7 @@ stmts : %empty                            { $$ = (StmtList){0}; }
       ;
 stmt  : WORD args NEWLINE                 { $$ = stmt_new(ps, $1, &@1, $2, &@3); }
       | WORD args open end stmts '}' end  { $$ = block_new(ps, $1, &@1, $2, $5); }
+      | WORD args open '}' end            { $$ = block_new(ps, $1, &@1, $2, (StmtList){0}); }
       | error NEWLINE                     { $$ = NULL; yyerrok; }
       ;
 open  : '{'                               { block_open(ps, &@1); }
@@ -236,6 +237,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
   yysymbol_kind_t kind = yypcontext_token(ctx);
   Loc loc = *yypcontext_location(ctx);
   if (kind == YYSYMBOL_YYEOF) {
+    if (ps->depth == 0)
+      return 0; /* every '{' was closed, but on a line dropped with an error */
     diag_error(ps->diag, loc, "expected '}' before end of file");
     if (ps->open)
       diag_note(ps->diag, ps->open->loc, "to match this '{'");
@@ -317,7 +320,7 @@ static void block_open(ParseState *ps, const Loc *loc) {
   ps->open = b;
 }
 
-/* stmt: WORD args open end stmts '}' end */
+/* stmt: WORD args open end stmts '}' end | WORD args open '}' end */
 static Stmt *block_new(ParseState *ps, const char *word, const Loc *loc, ArgList args,
                        StmtList body) {
   Loc open = ps->open->loc;
