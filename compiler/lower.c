@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ast.h"
 #include "compile.h"
@@ -139,6 +140,15 @@ static const char *describe(char *buf, size_t size, const Arg *a) {
   snprintf(buf, size, "%s '%s%s'", kinds[a->kind], clip(t, sizeof t, a->text),
            a->kind == ARG_KEYVAL ? "=..." : "");
   return buf;
+}
+
+/* "did you mean 'dense'?" for `Dense`: keywords are lowercase. */
+static void case_hint(Lower *L, Loc loc, const char *word, const char *const *words, int n) {
+  for (int i = 0; i < n; i++)
+    if (words[i] && strcasecmp(words[i], word) == 0 && strcmp(words[i], word) != 0) {
+      diag_note(L->d, loc, "did you mean '%s'? (keywords are lowercase)", words[i]);
+      return;
+    }
 }
 
 static void usage_note(Lower *L, const Stmt *s, OpKind op) {
@@ -310,6 +320,7 @@ static void layer_act(Lower *L, const Stmt *s, Layer *l, const Arg *a, int *word
     diag_error(L->d, a->loc, "unknown activation '%s' (expected one of: %s)",
                clip(what, sizeof what, a->text),
                word_list(buf, sizeof buf, act_words, ACT_COUNT, ~0u, bare ? "linear" : NULL));
+    case_hint(L, a->loc, a->text, act_words, ACT_COUNT);
     return;
   }
   l->act = (Act)act;
@@ -372,6 +383,12 @@ static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
     char buf[96];
     if (a->kind == ARG_KEYVAL) {
       layer_option(L, s, l, a, options_seen);
+    } else if (a->kind == ARG_WORD && npos < syntax[op].npos &&
+               word_lookup(act_words, ACT_COUNT, a->text) < 0) {
+      diag_error(L->d, a->loc, "%s needs %s, got %s", s->word, syntax[op].pos_what[npos],
+                 describe(buf, sizeof buf, a));
+      usage_note(L, s, op);
+      return;
     } else if (a->kind == ARG_WORD) {
       layer_act(L, s, l, a, &words);
     } else if (npos < syntax[op].npos) {
@@ -690,6 +707,7 @@ static void lower_train(Lower *L, const Stmt *s) {
                  clip(what, sizeof what, st->word),
                  word_list(buf, sizeof buf, setting_words, SET_COUNT, ~0u, NULL));
       setting_hint(L, st);
+      case_hint(L, st->loc, st->word, setting_words, SET_COUNT);
       continue;
     }
     snprintf(what, sizeof what, "'%s'", setting_words[set]);
@@ -763,16 +781,16 @@ static void lower_input(Lower *L, const Stmt *s) {
     diag_error(L->d, s->end, "input needs a shape HxWxC, e.g. 'input 28x28x1'");
     return;
   }
-  if (a->next) {
-    diag_error(L->d, a->next->loc, "too many arguments for input: %s",
-               describe(buf, sizeof buf, a->next));
-    return;
-  }
   if (a->kind != ARG_DIMS || a->ndims != 3) {
     diag_error(L->d, a->loc,
                "input needs a shape HxWxC (height x width x channels) like "
                "28x28x1, got %s",
                describe(buf, sizeof buf, a));
+    return;
+  }
+  if (a->next) {
+    diag_error(L->d, a->next->loc, "too many arguments for input: %s",
+               describe(buf, sizeof buf, a->next));
     return;
   }
   for (int i = 0; i < 3; i++)
@@ -825,6 +843,10 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   diag_error(L->d, s->loc, "unknown layer '%s' (expected one of: %s)",
              clip(what, sizeof what, s->word), buf);
   setting_hint(L, s);
+  static const char *const statements[] = {"network", "input", "train"};
+  case_hint(L, s->loc, s->word, statements, 3);
+  case_hint(L, s->loc, s->word, op_words, OP_COUNT);
+  case_hint(L, s->loc, s->word, act_words, ACT_COUNT);
 }
 
 /* ---- names ---- */
