@@ -68,6 +68,34 @@ typedef struct T {
 
 /* ---- printing ---- */
 
+/* Prints text at the current depth, wrapping a line longer than 100
+   columns after commas, aligned one past its first parenthesis. */
+static void put_wrapped(T *t, const char *buf) {
+  int indent = 2 * t->depth, len = (int)strlen(buf);
+  const char *open = strchr(buf, '(');
+  if (indent + len <= 100 || !open || open - buf > 50 || buf[0] == '#') {
+    fprintf(t->f, "%*s%s\n", indent, "", buf);
+    return;
+  }
+  int align = indent + (int)(open - buf) + 1, col = indent;
+  fprintf(t->f, "%*s", indent, "");
+  for (int i = 0; i < len;) {
+    const char *comma = strstr(buf + i, ", ");
+    int piece = comma ? (int)(comma - buf) + 1 - i : len - i; /* up to the comma */
+    if (i > 0 && col + 1 + piece > 100) {
+      fprintf(t->f, "\n%*s", align, "");
+      col = align;
+    } else if (i > 0) {
+      fputc(' ', t->f);
+      col++;
+    }
+    fprintf(t->f, "%.*s", piece, buf + i);
+    col += piece;
+    i += piece + (comma ? 1 : 0); /* skip the space after the comma */
+  }
+  fputc('\n', t->f);
+}
+
 /* One line of C. Indentation follows the braces in the code part of the
    line (before any comment): a leading '}' closes a level before printing. */
 static void ln(T *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -88,7 +116,7 @@ static void ln(T *t, const char *fmt, ...) {
     t->depth--;
     closes--;
   }
-  fprintf(t->f, "%*s%s\n", 2 * t->depth, "", buf);
+  put_wrapped(t, buf);
   t->depth += opens - closes;
   assert(t->depth >= 0);
 }
@@ -480,10 +508,8 @@ static void conv_backward(T *t, const TL *L) {
   const ConvDims d = conv_dims(L);
   char w[128];
   emit_param_ref(t->net, l, 0, "m", w, sizeof w);
-  ln(t,
-     "/* %s: backward; dy [%d][%d][%d] (overwritten with the pre-activation "
-     "gradient)%s */",
-     l->text, d.OH, d.OW, d.F, L->dx ? ", dx [padded input]" : "");
+  ln(t, "/* %s: backward from dy [%d][%d][%d] (made the pre-activation gradient) */", l->text, d.OH,
+     d.OW, d.F);
   ln(t,
      "static void %s_backward(const %s_model *m, %s_grads *g%s, const float *restrict x, "
      "const float *restrict y, float *restrict dy%s) {",
@@ -656,8 +682,7 @@ static void dense_backward(T *t, const TL *L) {
   const char *n = t->n;
   char w[128];
   emit_param_ref(t->net, l, 0, "m", w, sizeof w);
-  ln(t, "/* %s: backward; dy [%d] (overwritten with the pre-activation gradient)%s */", l->text,
-     OUT, L->dx ? ", dx [IN]" : "");
+  ln(t, "/* %s: backward from dy [%d] (made the pre-activation gradient) */", l->text, OUT);
   ln(t,
      "static void %s_backward(const %s_model *m, %s_grads *g, const float *restrict x, "
      "const float *restrict y, float *restrict dy%s) {",
@@ -893,8 +918,7 @@ static void conv_pool_backward(T *t, const TL *L) {
   const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW, K = d.KW * d.C;
   char w[128], buf[256];
   emit_param_ref(t->net, l, 0, "m", w, sizeof w);
-  ln(t, "/* %s, then %s: backward; dyp [%d][%d][%d] the gradient of the pool output%s */", l->text,
-     pl->text, POH, POW, d.F, L->dx ? ", dx [padded input]" : "");
+  ln(t, "/* %s, then %s: backward from dyp [%d][%d][%d] */", l->text, pl->text, POH, POW, d.F);
   ln(t,
      "static void %s_backward(const %s_model *m, %s_grads *g%s, const float *restrict x, "
      "const float *restrict y, const float *restrict yp, const float *restrict dyp, "
@@ -1027,8 +1051,9 @@ static void loss_function(T *t) {
   const int K = (int)shape_size(net->output), G = net->output.c;
   const Loss loss = net->train.loss;
   const bool ce = loss == LOSS_SPARSE_CE || loss == LOSS_CE;
-  ln(t, "/* The loss of one sample (%s on %s outputs): y = %s(z); dz = weight * dloss/dz. */",
-     loss_words[loss], act_words[t->out_act], act_words[t->out_act]);
+  ln(t, "/* One sample's %s on %s outputs: returns the loss,", loss_words[loss],
+     act_words[t->out_act]);
+  ln(t, "   writes y = %s(z) and dz = weight * dloss/dz. */", act_words[t->out_act]);
   ln(t,
      "static double %s_loss(const float *restrict z, const float *restrict target, "
      "float weight, float *restrict y, float *restrict dz) {",
@@ -1212,8 +1237,19 @@ static void backward_call(T *t, const TL *L, int *cur) {
     *cur = 1 - c;
 }
 
+/* The parameters of accumulate (const model) or train_step. */
+static const char *params_of(T *t, char *buf, bool const_model) {
+  snprintf(buf, 512,
+           "%s%s_model *m, %s_work *w, %s_grads *g, const float *x, const float *target, "
+           "const float *weight, int n, uint64_t key",
+           const_model ? "const " : "", t->n, t->n, t->n);
+  return buf;
+}
+
 static void accumulate_function(T *t) {
   const char *n = t->n;
+  char acc_params[512];
+  params_of(t, acc_params, true);
   const int K = (int)shape_size(t->net->output);
   const TL *last = &t->tl[t->ntl - 1];
   bool any_transposed = false, dropout = false;
@@ -1221,10 +1257,7 @@ static void accumulate_function(T *t) {
     any_transposed |= t->tl[k].transposed;
     dropout |= t->tl[k].l->op == OP_DROPOUT;
   }
-  ln(t, "double %s_accumulate_y(const %s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n,
-     n, n);
-  ln(t, "                       const float *target, const float *weight, int n, uint64_t key,");
-  ln(t, "                       float *y) {");
+  ln(t, "double %s_accumulate_y(%s, float *y) {", n, acc_params);
   ln(t, "struct %s_train_work *t = &w->train;", n);
   ln(t, "double loss = 0.0;");
   if (!dropout)
@@ -1261,9 +1294,7 @@ static void accumulate_function(T *t) {
   ln(t, "return loss;");
   ln(t, "}");
   blank(t);
-  ln(t, "double %s_accumulate(const %s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n, n,
-     n);
-  ln(t, "                     const float *target, const float *weight, int n, uint64_t key) {");
+  ln(t, "double %s_accumulate(%s) {", n, acc_params);
   ln(t, "  return %s_accumulate_y(m, w, g, x, target, weight, n, key, NULL);", n);
   ln(t, "}");
   blank(t);
@@ -1275,6 +1306,7 @@ static void update_function(T *t) {
   const Net *net = t->net;
   const TrainConfig *tc = &net->train;
   const char *n = t->n;
+  char buf[512];
   TensorInfo ti[2 * MAX_TL];
   int nt = net_tensors(net, ti);
   bool adam = tc->optimizer == OPT_ADAM, wd = tc->weight_decay != 0;
@@ -1357,8 +1389,7 @@ static void update_function(T *t) {
   }
   ln(t, "}");
   blank(t);
-  ln(t, "float %s_train_step(%s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n, n, n);
-  ln(t, "                    const float *target, const float *weight, int n, uint64_t key) {");
+  ln(t, "float %s_train_step(%s) {", n, params_of(t, buf, false));
   ln(t, "double wsum = 0.0;");
   ln(t, "for (int i = 0; i < n; i++)");
   ln(t, "  wsum += weight ? weight[i] : 1.0f;");
@@ -1373,40 +1404,39 @@ static void update_function(T *t) {
 
 /* ---- layout conversions: internal <-> PyTorch (flat, SPEC section 3) ---- */
 
-/* Emits a loop copying tensor `ti` of layer l between `internal` and
+/* Emits a block copying tensor `ti` of layer l between `internal` and
    `pytorch` (float pointers to the start of the flat arrays). */
 static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *internal,
                         const char *pytorch, bool to_pytorch) {
   const long off = ti->offset;
-  bool bias = ti->offset == l->bias_offset;
-  char a[160], b[160];
-  if (bias) {
-    if (to_pytorch)
-      ln(t, "memcpy(%s + %ld, %s + %ld, %ld * sizeof(float)); /* %s */", pytorch, off, internal,
-         off, ti->count, ti->name);
-    else
-      ln(t, "memcpy(%s + %ld, %s + %ld, %ld * sizeof(float)); /* %s */", internal, off, pytorch,
-         off, ti->count, ti->name);
+  const char *dst = to_pytorch ? pytorch : internal, *src = to_pytorch ? internal : pytorch;
+  if (ti->offset == l->bias_offset) {
+    ln(t, "memcpy(%s + %ld, %s + %ld, %ld * sizeof(float)); /* %s */", dst, off, src, off,
+       ti->count, ti->name);
     return;
   }
-  ln(t, "/* %s */", ti->name);
+  ln(t, "{ /* %s */", ti->name);
+  ln(t, "float *restrict d = %s + %ld;", dst, off);
+  ln(t, "const float *restrict s = %s + %ld;", src, off);
+  char a[160], b[160]; /* the PyTorch and the internal index */
   if (l->op == OP_CONV2D) {
     const int F = l->out.c, C = l->in.c, KK = l->u.conv.kh * l->u.conv.kw;
-    snprintf(a, sizeof a, "%s[%ld + (f * %d + c) * %d + k]", pytorch, off, C, KK);
-    snprintf(b, sizeof b, "%s[%ld + (k * %d + c) * %d + f]", internal, off, C, F);
+    snprintf(a, sizeof a, "(f * %d + c) * %d + k", C, KK);
+    snprintf(b, sizeof b, "(k * %d + c) * %d + f", C, F);
     ln(t, "for (int f = 0; f < %d; f++)", F);
     ln(t, "  for (int c = 0; c < %d; c++)", C);
     ln(t, "    for (int k = 0; k < %d; k++)", KK);
-  } else {
-    const Shape s = dense_source(t->net, l);
-    const int OUT = l->out.c, IN = (int)shape_size(l->in), C = s.c, HW = s.h * s.w;
-    snprintf(a, sizeof a, "%s[%ld + o * %d + c * %d + k]", pytorch, off, IN, HW);
-    snprintf(b, sizeof b, "%s[%ld + (k * %d + c) * %d + o]", internal, off, C, OUT);
+  } else { /* dense: IN in C, H, W order (PyTorch) and H, W, C order (internal) */
+    const Shape sh = dense_source(t->net, l);
+    const int OUT = l->out.c, IN = (int)shape_size(l->in), C = sh.c, HW = sh.h * sh.w;
+    snprintf(a, sizeof a, "o * %d + c * %d + k", IN, HW);
+    snprintf(b, sizeof b, "(k * %d + c) * %d + o", C, OUT);
     ln(t, "for (int o = 0; o < %d; o++)", OUT);
     ln(t, "  for (int c = 0; c < %d; c++)", C);
     ln(t, "    for (int k = 0; k < %d; k++)", HW);
   }
-  ln(t, "      %s = %s;", to_pytorch ? a : b, to_pytorch ? b : a);
+  ln(t, "      d[%s] = s[%s];", to_pytorch ? a : b, to_pytorch ? b : a);
+  ln(t, "}");
 }
 
 static const Layer *tensor_layer(const Net *net, const TensorInfo *ti) {
@@ -1549,6 +1579,7 @@ void emit_train_declarations(const Net *net, FILE *f) {
   static T t;
   begin(&t, net, f, 0);
   const char *n = t.n;
+  char buf[512];
   const TrainConfig *tc = &net->train;
   ln(&t, "/* ---- Training (%s, %s; batch %d, %d epochs in the .cnn file) ----",
      loss_words[tc->loss], optimizer_words[tc->optimizer], tc->batch, tc->epochs);
@@ -1568,21 +1599,15 @@ void emit_train_declarations(const Net *net, FILE *f) {
   ln(&t, "   from key + i. Adds d(sum_i weight_i * loss_i)/d(params) to g and returns");
   ln(&t, "   sum_i weight_i * loss_i (loss_i: cross-entropy -sum t log p; binary");
   ln(&t, "   cross-entropy and mse: the mean over the outputs). */");
-  ln(&t, "double %s_accumulate(const %s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n,
-     n, n);
-  ln(&t, "                     const float *target, const float *weight, int n, uint64_t key);");
+  ln(&t, "double %s_accumulate(%s);", n, params_of(&t, buf, true));
   ln(&t, "/* The same, also writing the outputs [n][%s_OUTPUT_SIZE] to y when y is not NULL. */",
      n);
-  ln(&t, "double %s_accumulate_y(const %s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n,
-     n, n);
-  ln(&t, "                       const float *target, const float *weight, int n, uint64_t key,");
-  ln(&t, "                       float *y);");
+  ln(&t, "double %s_accumulate_y(%s, float *y);", n, params_of(&t, buf, true));
   ln(&t, "/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights). */");
   ln(&t, "void %s_update(%s_model *m, const %s_grads *g, float scale);", n, n, n);
   ln(&t,
      "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
-  ln(&t, "float %s_train_step(%s_model *m, %s_work *w, %s_grads *g, const float *x,", n, n, n, n);
-  ln(&t, "                    const float *target, const float *weight, int n, uint64_t key);");
+  ln(&t, "float %s_train_step(%s);", n, params_of(&t, buf, false));
   ln(&t, "/* Gradients as a flat array in section 3's order and PyTorch layout. */");
   ln(&t, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);
   ln(&t, "/* Optimizer state [%s_OPT_SLOTS][%s_PARAM_COUNT] in PyTorch layout, and the step. */", n,
