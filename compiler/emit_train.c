@@ -1531,36 +1531,67 @@ void emit_train_work_members(const Net *net, FILE *f, int depth) {
   ln(&t, "struct %s_train_work train; /* one image's training buffers */", t.n);
 }
 
-void emit_train_types(const Net *net, FILE *f) {
-  static T t;
-  begin(&t, net, f, 0);
-  const char *n = t.n;
-  const int K = (int)shape_size(net->output);
-  ln(&t, "/* Training buffers for one image, part of %s_work. */", n);
-  ln(&t, "struct %s_train_work {", n);
-  for (int k = 0; k < t.ntl; k++) {
-    const TL *L = &t.tl[k];
+/* The members of struct NAME_train_work; returns their floats. With
+   print false, only counts. */
+static long train_buffers(T *t, bool print) {
+  const int K = (int)shape_size(t->net->output);
+  long total = 0;
+#define MEMBER(count, ...)                                                                         \
+  do {                                                                                             \
+    total += (count);                                                                              \
+    if (print)                                                                                     \
+      ln(t, __VA_ARGS__);                                                                          \
+  } while (0)
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *L = &t->tl[k];
     const Layer *l = L->l;
     char out[32];
     snprintf(out, sizeof out, "t->y%d", k);
     if (strcmp(L->out, out) == 0)
-      ln(&t, "float y%d[%ld]; /* %s: output [%d][%d][%d] */", k, shape_size(l->out), l->text,
-         l->out.h, l->out.w, l->out.c);
+      MEMBER(shape_size(l->out), "float y%d[%ld]; /* %s: output [%d][%d][%d] */", k,
+             shape_size(l->out), l->text, l->out.h, l->out.w, l->out.c);
     if (L->pad)
-      ln(&t, "float xp%d[%ld]; /* %s: padded input [%d][%d][%d] */", k,
-         (long)L->ph * L->pw * l->in.c, l->text, L->ph, L->pw, l->in.c);
+      MEMBER((long)L->ph * L->pw * l->in.c, "float xp%d[%ld]; /* %s: padded input [%d][%d][%d] */",
+             k, (long)L->ph * L->pw * l->in.c, l->text, L->ph, L->pw, l->in.c);
     if (l->op == OP_DROPOUT)
-      ln(&t, "float mask%d[%ld]; /* %s: kept and scaled elements */", k, shape_size(l->out),
-         l->text);
+      MEMBER(shape_size(l->out), "float mask%d[%ld]; /* %s: kept and scaled elements */", k,
+             shape_size(l->out), l->text);
     if (L->pool)
-      ln(&t, "float dwt%d[%ld]; /* %s: weight gradient [%d][%d][%d][%d] */", k, l->weight_count,
-         l->text, l->out.c, l->u.conv.kh, l->u.conv.kw, l->in.c);
+      MEMBER(l->weight_count, "float dwt%d[%ld]; /* %s: weight gradient [%d][%d][%d][%d] */", k,
+             l->weight_count, l->text, l->out.c, l->u.conv.kh, l->u.conv.kw, l->in.c);
     if (L->transposed)
-      ln(&t, "float wt%d[%ld]; /* %s: weights [%d][%d][%d][%d] for the input gradient */", k,
-         l->weight_count, l->text, l->u.conv.kh, l->u.conv.kw, l->out.c, l->in.c);
+      MEMBER(l->weight_count,
+             "float wt%d[%ld]; /* %s: weights [%d][%d][%d][%d] for the input gradient */", k,
+             l->weight_count, l->text, l->u.conv.kh, l->u.conv.kw, l->out.c, l->in.c);
   }
-  ln(&t, "float out[%d]; /* outputs after the last activation */", K);
-  ln(&t, "float g[2][%ld]; /* gradients, ping-pong */", t.gmax);
+  MEMBER(K, "float out[%d]; /* outputs after the last activation */", K);
+  MEMBER(2 * t->gmax, "float g[2][%ld]; /* gradients, ping-pong */", t->gmax);
+#undef MEMBER
+  return total;
+}
+
+void emit_train_sizes(const Net *net, TrainSizes *sizes) {
+  static T t;
+  begin(&t, net, NULL, 0);
+  sizes->work_bytes = (size_t)train_buffers(&t, false) * sizeof(float);
+  sizes->grads_bytes = (size_t)net->param_count * sizeof(float);
+  sizes->opt_bytes = (size_t)t.slots * (size_t)net->param_count * sizeof(float) + 8;
+}
+
+void emit_train_types(const Net *net, FILE *f) {
+  static T t;
+  begin(&t, net, f, 0);
+  const char *n = t.n;
+  TrainSizes sz;
+  emit_train_sizes(net, &sz);
+  ln(&t, "/* Training state: %s_model carries %zu bytes of optimizer state, and each", n,
+     sz.opt_bytes);
+  ln(&t, "   thread a %s_grads of %zu bytes and %zu bytes of buffers in its %s_work. */", n,
+     sz.grads_bytes, sz.work_bytes, n);
+  blank(&t);
+  ln(&t, "/* Training buffers for one image, part of %s_work. */", n);
+  ln(&t, "struct %s_train_work {", n);
+  train_buffers(&t, true);
   ln(&t, "};");
   blank(&t);
   ln(&t, "/* One gradient accumulator: %s_PARAM_COUNT floats in the model's internal layout;", n);
