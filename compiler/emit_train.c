@@ -1650,6 +1650,21 @@ void emit_train_declarations(const Net *net, FILE *f) {
   blank(&t);
 }
 
+/* "#define NAME_OP(args) (e0, e1, ..., e7)" with Q in `each` replaced by 0..7. */
+static void unrolled(T *t, const char *op, const char *each) {
+  char line[2048];
+  int k = snprintf(line, sizeof line, "#define %s_%s (", t->n, op);
+  for (int q = 0; q < 8; q++) {
+    if (q)
+      k += snprintf(line + k, sizeof line - (size_t)k, ", ");
+    for (const char *c = each; *c; c++)
+      k += *c == 'Q' ? snprintf(line + k, sizeof line - (size_t)k, "%d", q)
+                     : snprintf(line + k, sizeof line - (size_t)k, "%c", *c);
+  }
+  snprintf(line + k, sizeof line - (size_t)k, ")");
+  ln(t, "%s", line);
+}
+
 void emit_train_source(const Net *net, FILE *f) {
   static T t;
   begin(&t, net, f, 0);
@@ -1657,7 +1672,7 @@ void emit_train_source(const Net *net, FILE *f) {
   ln(&t, "/* ---- Training ---- */");
   blank(&t);
   ln(&t, "/* 8-float vectors: GCC/Clang vector extensions, so the accumulator tiles below");
-  ln(&t, "   stay in registers; 8-float structs with loops where those are missing (tcc). */");
+  ln(&t, "   stay in registers; 8-float structs where those are missing (tcc). */");
   ln(&t, "#if defined(__GNUC__) && !defined(__TINYC__)");
   ln(&t, "typedef float %s_v8 __attribute__((vector_size(32)));", n);
   ln(&t, "#define %s_FMA8(a, s, v) ((a) += (s) * (v)) /* a += s * v, s a float */", n);
@@ -1673,28 +1688,22 @@ void emit_train_source(const Net *net, FILE *f) {
   ln(&t, "#ifdef __AVX__");
   ln(&t, "#define %s_SQRT8(a) __builtin_ia32_sqrtps256(a)", n);
   ln(&t, "#endif");
-  ln(&t, "#else");
+  ln(&t, "#define %s_ZERO8(a) memset(&(a), 0, sizeof(a))", n);
+  ln(&t, "#define %s_LOAD8(a, p) memcpy(&(a), (p), sizeof(a))", n);
+  ln(&t, "#define %s_STORE8(p, a) memcpy((p), &(a), sizeof(a))", n);
+  ln(&t, "#else /* unrolled by hand: tcc does not unroll */");
   ln(&t, "typedef struct { float f[8]; } %s_v8;", n);
-  ln(&t,
-     "#define %s_FMA8(a, s, v) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] += (s) * "
-     "(v).f[q_]; } while (0)",
-     n);
-  ln(&t,
-     "#define %s_MAC8(a, u, v) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] += "
-     "(u).f[q_] * (v).f[q_]; } while (0)",
-     n);
-  ln(&t,
-     "#define %s_ADDTO8(p, a) do { int q_; for (q_ = 0; q_ < 8; q_++) (p)[q_] += (a).f[q_]; "
-     "} while (0)",
-     n);
+  unrolled(&t, "FMA8(a, s, v)", "(a).f[Q] += (s) * (v).f[Q]");
+  unrolled(&t, "MAC8(a, u, v)", "(a).f[Q] += (u).f[Q] * (v).f[Q]");
+  unrolled(&t, "ADDTO8(p, a)", "(p)[Q] += (a).f[Q]");
   ln(&t,
      "#define %s_HSUM8(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + "
      "(a).f[5]) + ((a).f[6] + (a).f[7])))",
      n);
+  unrolled(&t, "ZERO8(a)", "(a).f[Q] = 0.0f");
+  ln(&t, "#define %s_LOAD8(a, p) ((a) = *(const %s_v8 *)(const void *)(p))", n, n);
+  ln(&t, "#define %s_STORE8(p, a) (*(%s_v8 *)(void *)(p) = (a))", n, n);
   ln(&t, "#endif");
-  ln(&t, "#define %s_ZERO8(a) memset(&(a), 0, sizeof(a))", n);
-  ln(&t, "#define %s_LOAD8(a, p) memcpy(&(a), (p), sizeof(a))", n);
-  ln(&t, "#define %s_STORE8(p, a) memcpy((p), &(a), sizeof(a))", n);
   blank(&t);
   for (int k = 0; k < t.ntl; k++)
     layer_functions(&t, &t.tl[k]);
