@@ -15,6 +15,8 @@
 #define CNNGEN_AST_H
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "arena.h"
 #include "diag.h"
@@ -65,6 +67,12 @@ struct Stmt {
   StmtList body; /* block: the statements inside */
   Stmt *next;
 };
+
+/* At most 40 bytes of s, with "..." when cut: user text quoted in messages. */
+static inline const char *ast_clip(char *buf, size_t size, const char *s) {
+  snprintf(buf, size, "%.40s%s", s, strlen(s) > 40 ? "..." : "");
+  return buf;
+}
 
 /* Parses src (parser.y). Reports syntax errors to d and returns their
    number; out receives the statements that parsed. */

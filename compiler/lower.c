@@ -123,12 +123,6 @@ static const char *word_list(char *buf, size_t size, const char *const *words, i
   return buf;
 }
 
-/* At most 40 bytes of s, with "..." when cut: user text in messages. */
-static const char *clip(char *buf, size_t size, const char *s) {
-  snprintf(buf, size, "%.40s%s", s, strlen(s) > 40 ? "..." : "");
-  return buf;
-}
-
 /* "word 'relu'", "number '3'": what an argument is, for "got ..." */
 static const char *describe(char *buf, size_t size, const Arg *a) {
   static const char *const kinds[] = {[ARG_WORD] = "word",
@@ -137,7 +131,7 @@ static const char *describe(char *buf, size_t size, const Arg *a) {
                                       [ARG_KEYVAL] = "option",
                                       [ARG_LIST] = "list"};
   char t[64];
-  snprintf(buf, size, "%s '%s%s'", kinds[a->kind], clip(t, sizeof t, a->text),
+  snprintf(buf, size, "%s '%s%s'", kinds[a->kind], ast_clip(t, sizeof t, a->text),
            a->kind == ARG_KEYVAL ? "=..." : "");
   return buf;
 }
@@ -168,12 +162,12 @@ static bool want_int(Lower *L, const Arg *a, const char *what, long min, long ma
   double v = a->num;
   if (isfinite(v) && v != floor(v)) {
     diag_error(L->d, a->loc, "%s must be a whole number, got '%s'", what,
-               clip(buf, sizeof buf, a->text));
+               ast_clip(buf, sizeof buf, a->text));
     return false;
   }
   if (v < (double)min || v > (double)max) {
     diag_error(L->d, a->loc, "%s must be %s %ld, got '%s'", what, v < min ? "at least" : "at most",
-               v < min ? min : max, clip(buf, sizeof buf, a->text));
+               v < min ? min : max, ast_clip(buf, sizeof buf, a->text));
     return false;
   }
   *out = (long)v;
@@ -200,7 +194,7 @@ static bool want_real(Lower *L, const Arg *a, const char *what, double lo, bool 
   double v = a->num;
   if (!isfinite(v) || v < lo || (lo_open && v == lo) || v > hi || (hi_open && v == hi)) {
     diag_error(L->d, a->loc, "%s must be %s, got '%s'", what, range,
-               clip(buf, sizeof buf, a->text));
+               ast_clip(buf, sizeof buf, a->text));
     return false;
   }
   *out = v;
@@ -221,10 +215,10 @@ static bool want_size(Lower *L, const Arg *a, const char *what, int *kh, int *kw
     if (a->dims[i] < 1 || a->dims[i] > INT_ARG_MAX) {
       if (a->dims[i] < 1)
         diag_error(L->d, a->loc, "%s must be at least 1x1, got '%s'", what,
-                   clip(buf, sizeof buf, a->text));
+                   ast_clip(buf, sizeof buf, a->text));
       else
         diag_error(L->d, a->loc, "%s must be at most %ld in each direction, got '%s'", what,
-                   INT_ARG_MAX, clip(buf, sizeof buf, a->text));
+                   INT_ARG_MAX, ast_clip(buf, sizeof buf, a->text));
       return false;
     }
   *kh = (int)a->dims[0];
@@ -253,11 +247,11 @@ static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *s
   if (o < 0 || !(syntax[op].options & 1u << o)) {
     if (syntax[op].options)
       diag_error(L->d, a->loc, "%s has no option '%s' (expected one of: %s)", s->word,
-                 clip(what, sizeof what, a->text),
+                 ast_clip(what, sizeof what, a->text),
                  word_list(buf, sizeof buf, option_words, OPTION_COUNT, syntax[op].options, NULL));
     else
       diag_error(L->d, a->loc, "%s takes no options, got '%s='", s->word,
-                 clip(what, sizeof what, a->text));
+                 ast_clip(what, sizeof what, a->text));
     return;
   }
   snprintf(what, sizeof what, "'%s='", option_words[o]);
@@ -306,19 +300,19 @@ static void layer_act(Lower *L, const Stmt *s, Layer *l, const Arg *a, int *word
       diag_error(L->d, a->loc, "%s takes no activation; write '%s' on a line of its own", s->word,
                  act_words[act]);
     else
-      diag_error(L->d, a->loc, "unexpected word '%s' for %s", clip(what, sizeof what, a->text),
+      diag_error(L->d, a->loc, "unexpected word '%s' for %s", ast_clip(what, sizeof what, a->text),
                  s->word);
     return;
   }
   if (++*words > 1) {
     diag_error(L->d, a->loc, "%s has a second activation '%s'; one is allowed", s->word,
-               clip(what, sizeof what, a->text));
+               ast_clip(what, sizeof what, a->text));
     return;
   }
   bool bare = l->op == OP_ACT; /* `activation linear` would do nothing */
   if (act < 0 || (bare && act == ACT_LINEAR)) {
     diag_error(L->d, a->loc, "unknown activation '%s' (expected one of: %s)",
-               clip(what, sizeof what, a->text),
+               ast_clip(what, sizeof what, a->text),
                word_list(buf, sizeof buf, act_words, ACT_COUNT, ~0u, bare ? "linear" : NULL));
     case_hint(L, a->loc, a->text, act_words, ACT_COUNT);
     return;
@@ -428,7 +422,7 @@ static void unknown_word(Lower *L, const Arg *a, const char *what, const char *c
   word_list(list, sizeof list, words, n, mask, NULL);
   if (a->kind == ARG_WORD || a->kind == ARG_KEYVAL)
     diag_error(L->d, a->loc, "unknown %s '%s' (expected one of: %s)", what,
-               clip(buf, sizeof buf, a->text), list);
+               ast_clip(buf, sizeof buf, a->text), list);
   else
     diag_error(L->d, a->loc, "expected %s (one of: %s), got %s", what, list,
                describe(buf, sizeof buf, a));
@@ -455,7 +449,7 @@ static const Arg *single_arg(Lower *L, const Stmt *s, Setting set) {
   }
   if (s->args.head->kind == ARG_KEYVAL) {
     diag_error(L->d, s->args.head->loc, "%s takes no options, got '%s='", s->word,
-               clip(buf, sizeof buf, s->args.head->text));
+               ast_clip(buf, sizeof buf, s->args.head->text));
     return NULL;
   }
   return s->args.head;
@@ -502,12 +496,13 @@ static void set_optimizer(Lower *L, const Stmt *s) {
       word_list(buf, sizeof buf, opt_option_words, OO_COUNT, opt_options_of[opt], NULL);
       if (a->kind == ARG_WORD || a->kind == ARG_KEYVAL)
         diag_error(L->d, a->loc, "%s has no option '%s' (expected one of: %s)",
-                   optimizer_words[opt], clip(what, sizeof what, a->text), buf);
+                   optimizer_words[opt], ast_clip(what, sizeof what, a->text), buf);
       else
         diag_error(L->d, a->loc, "unexpected %s for %s (expected one of: %s)",
                    describe(what, sizeof what, a), optimizer_words[opt], buf);
       if (a->kind == ARG_NUMBER && !seen(given[OO_LR]))
-        diag_note(L->d, a->loc, "a learning rate is written lr=%s", clip(buf, sizeof buf, a->text));
+        diag_note(L->d, a->loc, "a learning rate is written lr=%s",
+                  ast_clip(buf, sizeof buf, a->text));
       continue;
     }
     snprintf(what, sizeof what, "'%s'", opt_option_words[o]);
@@ -699,12 +694,12 @@ static void lower_train(Lower *L, const Stmt *s) {
     int set = word_lookup(setting_words, SET_COUNT, st->word);
     if (st->block) {
       diag_error(L->d, st->open_loc, "blocks do not nest: '%s' takes no block",
-                 clip(what, sizeof what, st->word));
+                 ast_clip(what, sizeof what, st->word));
       continue;
     }
     if (set < 0) {
       diag_error(L->d, st->loc, "unknown training setting '%s' (expected one of: %s)",
-                 clip(what, sizeof what, st->word),
+                 ast_clip(what, sizeof what, st->word),
                  word_list(buf, sizeof buf, setting_words, SET_COUNT, ~0u, NULL));
       setting_hint(L, st);
       case_hint(L, st->loc, st->word, setting_words, SET_COUNT);
@@ -796,7 +791,7 @@ static void lower_input(Lower *L, const Stmt *s) {
   for (int i = 0; i < 3; i++)
     if (a->dims[i] < 1 || a->dims[i] > INT_ARG_MAX) {
       diag_error(L->d, a->loc, "every input dimension must be between 1 and %ld, got '%s'",
-                 INT_ARG_MAX, clip(buf, sizeof buf, a->text));
+                 INT_ARG_MAX, ast_clip(buf, sizeof buf, a->text));
       return;
     }
   net->input = (Shape){(int)a->dims[0], (int)a->dims[1], (int)a->dims[2], false};
@@ -806,7 +801,7 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   char buf[512], what[96];
   if (s->block && strcmp(s->word, "train") != 0) {
     diag_error(L->d, s->open_loc, "only train takes a block, not '%s'",
-               clip(what, sizeof what, s->word));
+               ast_clip(what, sizeof what, s->word));
     return;
   }
   if (strcmp(s->word, "train") == 0) {
@@ -841,7 +836,7 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   used += 2;
   word_list(buf + used, sizeof buf - used, act_words, ACT_COUNT, ~0u, "linear");
   diag_error(L->d, s->loc, "unknown layer '%s' (expected one of: %s)",
-             clip(what, sizeof what, s->word), buf);
+             ast_clip(what, sizeof what, s->word), buf);
   setting_hint(L, s);
   static const char *const statements[] = {"network", "input", "train"};
   case_hint(L, s->loc, s->word, statements, 3);

@@ -24,14 +24,6 @@ typedef struct Check {
   const Layer *flat; /* the layer that made the tensor a vector */
 } Check;
 
-static const char *shape_str(char *buf, size_t size, Shape s) {
-  if (s.vec)
-    snprintf(buf, size, "%d", s.c);
-  else
-    snprintf(buf, size, "%dx%dx%d", s.h, s.w, s.c);
-  return buf;
-}
-
 /* conv2d, maxpool, ... on a vector. */
 static void needs_image(Check *c, const Layer *l) {
   diag_error(c->d, l->loc, "%s needs an HxWxC input but gets a vector of %d", op_words[l->op],
@@ -90,11 +82,11 @@ static bool window_fits(Check *c, const Layer *l, int kh, int kw, int pad_h, int
   char in[64];
   if (pad_h || pad_w)
     diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s (%ldx%ld with padding)",
-               l->op == OP_CONV2D ? "kernel" : "window", kh, kw, shape_str(in, sizeof in, l->in), h,
-               w);
+               l->op == OP_CONV2D ? "kernel" : "window", kh, kw, shape_text(in, sizeof in, l->in),
+               h, w);
   else
     diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s",
-               l->op == OP_CONV2D ? "kernel" : "window", kh, kw, shape_str(in, sizeof in, l->in));
+               l->op == OP_CONV2D ? "kernel" : "window", kh, kw, shape_text(in, sizeof in, l->in));
   return false;
 }
 
@@ -162,7 +154,7 @@ static bool layer_shape(Check *c, Layer *l) {
   case OP_DENSE:
     if (!l->in.vec) {
       diag_error(c->d, l->loc, "dense needs a vector input but gets %s",
-                 shape_str(in, sizeof in, l->in));
+                 shape_text(in, sizeof in, l->in));
       diag_note(c->d, l->loc, "add 'flatten' before line %d", l->loc.line);
     }
     l->out = (Shape){1, 1, l->u.dense.units, true};
@@ -218,7 +210,7 @@ static void check_softmax(Check *c, bool shapes_known) {
     } else if (shapes_known && !l->out.vec) {
       char out[64];
       diag_error(c->d, l->act_loc, "softmax needs a vector but gets %s",
-                 shape_str(out, sizeof out, l->out));
+                 shape_text(out, sizeof out, l->out));
       if (l->op == OP_ACT)
         diag_note(c->d, l->loc, "add 'flatten' before line %d", l->loc.line);
     }
@@ -268,7 +260,7 @@ int shape_check(Net *net, Diag *d) {
   bool known = true;
   if ((double)shape_size(s) > SIZE_LIMIT) {
     diag_error(d, net->input_loc, "the input %s is too large (more than %d values)",
-               shape_str(buf, sizeof buf, s), INT_MAX);
+               shape_text(buf, sizeof buf, s), INT_MAX);
     known = false;
   }
   for (int i = 0; known && i < net->nlayers; i++) {
@@ -277,7 +269,7 @@ int shape_check(Net *net, Diag *d) {
     known = values_ok(&c, l) && layer_shape(&c, l);
     if (known && (double)shape_size(l->out) > SIZE_LIMIT) {
       diag_error(d, l->loc, "the output of this layer, %s, is too large (more than %d values)",
-                 shape_str(buf, sizeof buf, l->out), INT_MAX);
+                 shape_text(buf, sizeof buf, l->out), INT_MAX);
       known = false;
     }
     known = known && layer_params(&c, l, &params);

@@ -154,16 +154,10 @@ static void yyerror(const Loc *loc, yyscan_t scanner, ParseState *ps, const char
   diag_error(ps->diag, *loc, "%s (blocks nested too deeply?)", msg);
 }
 
-/* Copies at most 40 bytes of s, with "..." when cut. */
-static const char *clip(char *buf, size_t size, const char *s) {
-  snprintf(buf, size, "%.40s%s", s, strlen(s) > 40 ? "..." : "");
-  return buf;
-}
-
 /* What the lookahead is, as the user wrote it. */
 static void describe_seen(char *out, size_t size, yysymbol_kind_t kind, const ParseState *ps) {
   char buf[64];
-  const char *text = ps->tok_text ? clip(buf, sizeof buf, ps->tok_text) : "";
+  const char *text = ps->tok_text ? ast_clip(buf, sizeof buf, ps->tok_text) : "";
   switch (kind) {
   case YYSYMBOL_WORD:
     snprintf(out, size, "word '%s'", text);
@@ -227,7 +221,7 @@ static void describe_context(char *out, size_t size, const ParseState *ps) {
   if (ps->tok_first)
     snprintf(out, size, " at the start of a statement");
   else if (ps->prev_tok == '=' && ps->last_word)
-    snprintf(out, size, " after '%s='", clip(buf, sizeof buf, ps->last_word));
+    snprintf(out, size, " after '%s='", ast_clip(buf, sizeof buf, ps->last_word));
   else if (ps->prev_tok == ',' || ps->prev_tok == '{' || ps->prev_tok == '}')
     snprintf(out, size, " after '%c'", ps->prev_tok);
 }
