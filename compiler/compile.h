@@ -39,7 +39,7 @@ void plan_memory(Net *net);
    comment, each line prefixed with `prefix`). (summary.c) */
 void summary_print(const Net *net, FILE *out, const char *prefix);
 /* "26x26x32" for an image, "10" for a vector; returns buf. (summary.c) */
-const char *shape_text(char *buf, size_t size, Shape s);
+const char *summary_shape(char *buf, size_t size, Shape s);
 /* Prints the IR, for --dump-ir. (summary.c) */
 void ir_dump(const Net *net, FILE *out, const char *after_pass);
 

@@ -82,11 +82,12 @@ static bool window_fits(Check *c, const Layer *l, int kh, int kw, int pad_h, int
   char in[64];
   if (pad_h || pad_w)
     diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s (%ldx%ld with padding)",
-               l->op == OP_CONV2D ? "kernel" : "window", kh, kw, shape_text(in, sizeof in, l->in),
-               h, w);
+               l->op == OP_CONV2D ? "kernel" : "window", kh, kw,
+               summary_shape(in, sizeof in, l->in), h, w);
   else
     diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s",
-               l->op == OP_CONV2D ? "kernel" : "window", kh, kw, shape_text(in, sizeof in, l->in));
+               l->op == OP_CONV2D ? "kernel" : "window", kh, kw,
+               summary_shape(in, sizeof in, l->in));
   return false;
 }
 
@@ -154,7 +155,7 @@ static bool layer_shape(Check *c, Layer *l) {
   case OP_DENSE:
     if (!l->in.vec) {
       diag_error(c->d, l->loc, "dense needs a vector input but gets %s",
-                 shape_text(in, sizeof in, l->in));
+                 summary_shape(in, sizeof in, l->in));
       diag_note(c->d, l->loc, "add 'flatten' before line %d", l->loc.line);
     }
     l->out = (Shape){1, 1, l->u.dense.units, true};
@@ -210,7 +211,7 @@ static void check_softmax(Check *c, bool shapes_known) {
     } else if (shapes_known && !l->out.vec) {
       char out[64];
       diag_error(c->d, l->act_loc, "softmax needs a vector but gets %s",
-                 shape_text(out, sizeof out, l->out));
+                 summary_shape(out, sizeof out, l->out));
       if (l->op == OP_ACT)
         diag_note(c->d, l->loc, "add 'flatten' before line %d", l->loc.line);
     }
@@ -260,7 +261,7 @@ int shape_check(Net *net, Diag *d) {
   bool known = true;
   if ((double)shape_size(s) > SIZE_LIMIT) {
     diag_error(d, net->input_loc, "the input %s is too large (more than %d values)",
-               shape_text(buf, sizeof buf, s), INT_MAX);
+               summary_shape(buf, sizeof buf, s), INT_MAX);
     known = false;
   }
   for (int i = 0; known && i < net->nlayers; i++) {
@@ -269,7 +270,7 @@ int shape_check(Net *net, Diag *d) {
     known = values_ok(&c, l) && layer_shape(&c, l);
     if (known && (double)shape_size(l->out) > SIZE_LIMIT) {
       diag_error(d, l->loc, "the output of this layer, %s, is too large (more than %d values)",
-                 shape_text(buf, sizeof buf, l->out), INT_MAX);
+                 summary_shape(buf, sizeof buf, l->out), INT_MAX);
       known = false;
     }
     known = known && layer_params(&c, l, &params);

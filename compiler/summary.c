@@ -25,7 +25,7 @@ static const char *commas(char *buf, size_t size, long long v) {
   return buf;
 }
 
-const char *shape_text(char *buf, size_t size, Shape s) {
+const char *summary_shape(char *buf, size_t size, Shape s) {
   if (s.vec)
     snprintf(buf, size, "%d", s.c);
   else
@@ -59,11 +59,11 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
     const Layer *l = &net->layers[i];
     wtext = max_int(wtext, (int)strlen(l->text ? l->text : op_words[l->op]));
     wname = max_int(wname, (int)strlen(l->name));
-    wout = max_int(wout, (int)strlen(shape_text(a, sizeof a, l->out)));
+    wout = max_int(wout, (int)strlen(summary_shape(a, sizeof a, l->out)));
   }
   /* No file path: the table also goes into a C comment, which a path could end. */
   fprintf(out, "%snetwork %s: input %s, %ld output%s (%s)\n", prefix, net->name,
-          shape_text(a, sizeof a, net->input), shape_size(net->output),
+          summary_shape(a, sizeof a, net->input), shape_size(net->output),
           shape_size(net->output) == 1 ? "" : "s", act_words[net_output_act(net)]);
   fprintf(out, "%s%5s  %-*s  %-*s  %-*s  %*s  %*s\n", prefix, "line", wtext, "layer", wname, "name",
           wout, "output", wparams, "params", wmacs, "MACs");
@@ -71,7 +71,7 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
     const Layer *l = &net->layers[i];
     fprintf(out, "%s%5d  %-*s  %-*s  %-*s  %*s  %*s\n", prefix, l->loc.line, wtext,
             l->text ? l->text : op_words[l->op], wname, l->name, wout,
-            shape_text(a, sizeof a, l->out), wparams,
+            summary_shape(a, sizeof a, l->out), wparams,
             commas(b, sizeof b, l->weight_count + l->bias_count), wmacs,
             commas(c, sizeof c, l->macs));
   }
@@ -98,8 +98,8 @@ static void dump_layer(const Net *net, const Layer *l, FILE *out) {
   static const char *const pad_modes[] = {"valid", "same", "explicit"};
   fprintf(out, "  #%d %s%s%s  line %d:%d  \"%s\"\n", (int)(l - net->layers), op_words[l->op],
           l->name[0] ? " " : "", l->name, l->loc.line, l->loc.col, l->text ? l->text : "");
-  fprintf(out, "      in %s  out %s  act %s\n", shape_text(a, sizeof a, l->in),
-          shape_text(b, sizeof b, l->out), act_words[l->act]);
+  fprintf(out, "      in %s  out %s  act %s\n", summary_shape(a, sizeof a, l->in),
+          summary_shape(b, sizeof b, l->out), act_words[l->act]);
   switch (l->op) {
   case OP_CONV2D:
     fprintf(out, "      filters %d  kernel %dx%d  stride %d  padding %s", l->u.conv.filters,
@@ -168,12 +168,12 @@ static void dump_train(const TrainConfig *t, FILE *out) {
 void ir_dump(const Net *net, FILE *out, const char *after_pass) {
   char a[64], b[64], c[64];
   fprintf(out, "== IR after %s: network %s (%s), input %s, %d layers\n", after_pass, net->name,
-          net->file ? net->file : "?", shape_text(a, sizeof a, net->input), net->nlayers);
+          net->file ? net->file : "?", summary_shape(a, sizeof a, net->input), net->nlayers);
   for (int i = 0; i < net->nlayers; i++)
     dump_layer(net, &net->layers[i], out);
   dump_train(&net->train, out);
   fprintf(out, "  totals: params %ld  macs %ld  output %s\n", net->param_count, net->macs,
-          shape_text(a, sizeof a, net->output));
+          summary_shape(a, sizeof a, net->output));
   fprintf(out, "  plan: infer_buffer_floats %ld  infer_state_bytes %s  train_state_bytes %s\n",
           net->infer_buffer_floats, commas(b, sizeof b, (long long)net->infer_state_bytes),
           commas(c, sizeof c, (long long)net->train_state_bytes));
