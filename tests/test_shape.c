@@ -474,6 +474,58 @@ static void test_shape_bad_values_in_ir(void **state) {
   arena_free(&a);
 }
 
+/* ---- what people read ---- */
+
+static void test_shape_summary_table(void **state) {
+  (void)state;
+  size_t len, size;
+  char *src = read_text("examples/fashion.cnn", &len);
+  Arena a = {0};
+  char *msgs, *out;
+  Net *net = compile_src(&a, "examples/fashion.cnn", src, len, &msgs);
+  assert_non_null(net);
+  FILE *mem = open_memstream(&out, &size);
+  summary_print(net, mem, " * ");
+  fclose(mem);
+  /* Every line carries the prefix; each layer its line, text, shape, counts. */
+  int lines = 0;
+  for (const char *p = out; *p; p = strchr(p, '\n') + 1, lines++)
+    assert_memory_equal(p, " * ", 3);
+  assert_int_equal(lines, 2 + net->nlayers + 3);
+  assert_non_null(strstr(out, "network fashion: input 28x28x1, 10 outputs (softmax)\n"));
+  assert_non_null(strstr(out, "    6  conv2d 32 3x3 relu  conv1   26x26x32     320    194,688\n"));
+  assert_non_null(strstr(out, "   11  flatten                     576            0          0\n"));
+  assert_non_null(strstr(out, "total                                 93,322  2,794,240\n"));
+  assert_non_null(strstr(out, "state for training:"));
+  assert_null(strstr(out, "*/"));
+  free(out);
+  free(msgs);
+  free(src);
+  arena_free(&a);
+}
+
+static void test_shape_dump_ir_after_each_pass(void **state) {
+  (void)state;
+  const char *src = "input 6x6x1\nconv2d 2 3x3 padding=same relu\nmaxpool 2x2\nflatten\n"
+                    "dense 3 softmax\n";
+  size_t size;
+  char *out;
+  FILE *mem = open_memstream(&out, &size);
+  Arena a = {0};
+  Diag d;
+  diag_init(&d, stderr, src, strlen(src));
+  CompileOptions opt = {.dump_ir = mem};
+  assert_non_null(compile(&a, "t.cnn", src, strlen(src), &opt, &d));
+  fclose(mem);
+  const char *lower = strstr(out, "== IR after lower:"), *shape = strstr(out, "== IR after shape:");
+  const char *fuse = strstr(out, "== IR after fuse:"), *plan = strstr(out, "== IR after plan:");
+  assert_true(lower && shape && fuse && plan && lower < shape && shape < fuse && fuse < plan);
+  assert_non_null(strstr(shape, "padding same  pads top 1 left 1 bottom 1 right 1"));
+  assert_non_null(strstr(shape, "in 6x6x1  out 6x6x2  act relu"));
+  free(out);
+  arena_free(&a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shape_fashion_network),
@@ -489,6 +541,8 @@ int main(void) {
       cmocka_unit_test(test_shape_loss_rules),
       cmocka_unit_test(test_shape_size_limits),
       cmocka_unit_test(test_shape_bad_values_in_ir),
+      cmocka_unit_test(test_shape_summary_table),
+      cmocka_unit_test(test_shape_dump_ir_after_each_pass),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
