@@ -21,25 +21,14 @@
 
 #include "ast.h"
 #include "compile.h"
+#include "io.h"
 
 /* ---- helpers ---- */
 
+/* The whole file, NUL-terminated (free it); NULL if unreadable. */
 static char *read_text(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  size_t got;
-  while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += got;
-    if (n == cap)
-      buf = realloc(buf, cap *= 2);
-  }
-  fclose(f);
-  buf[n] = '\0';
-  *len = n;
-  return buf;
+  Err e = {0};
+  return io_read_file(path, len, &e);
 }
 
 /* Compiles src as `path`; returns the Net (NULL on errors) and the
