@@ -33,11 +33,11 @@ $(B)/cnngen: $(ALL_OBJ) $(B)/runtime/main.o
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Generated parser and scanner live in build/ (not build/san: shared).
-build/parser.c build/parser.h: grammar/parser.y
+build/parser.c build/parser.h &: grammar/parser.y
 	@mkdir -p build
 	@echo "  BISON $<"
 	$(Q)bison -Wall -Werror --defines=build/parser.h -o build/parser.c $<
-build/lexer.c build/lexer.h: grammar/lexer.l build/parser.h
+build/lexer.c build/lexer.h &: grammar/lexer.l build/parser.h
 	@echo "  FLEX  $<"
 	$(Q)flex --header-file=build/lexer.h -o build/lexer.c $<
 # Flex's skeleton has unused functions; nothing else is relaxed.

@@ -48,12 +48,14 @@
   X(AUG_NOISE,  "noise",  1)
 
 #define X_ENUM(e, ...) e,
+#define X_ENUM2(e, w) e,
 typedef enum { OPS(X_ENUM) OP_COUNT } OpKind;
-typedef enum { ACTS(X_ENUM) ACT_COUNT } Act;
-typedef enum { LOSSES(X_ENUM) LOSS_COUNT } Loss;
-typedef enum { OPTIMIZERS(X_ENUM) OPT_COUNT } Optimizer;
+typedef enum { ACTS(X_ENUM2) ACT_COUNT } Act;
+typedef enum { LOSSES(X_ENUM2) LOSS_COUNT } Loss;
+typedef enum { OPTIMIZERS(X_ENUM2) OPT_COUNT } Optimizer;
 typedef enum { AUGMENTS(X_ENUM) AUG_COUNT } Augment;
 #undef X_ENUM
+#undef X_ENUM2
 
 /* The DSL word of each enum value (ops.c). */
 extern const char *const op_words[OP_COUNT];
