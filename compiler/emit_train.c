@@ -55,8 +55,7 @@ typedef struct TL {
 } TL;
 
 typedef struct T {
-  FILE *f;
-  int depth;
+  Emitter *em; /* NULL: plan only */
   const Net *net;
   const char *n; /* the network's name */
   TL tl[MAX_TL];
@@ -68,43 +67,47 @@ typedef struct T {
 
 /* ---- printing ---- */
 
-/* Prints text at the current depth, wrapping a line longer than 100
-   columns after commas, aligned one past its first parenthesis. */
-static void put_wrapped(T *t, const char *buf) {
-  int indent = 2 * t->depth, len = (int)strlen(buf);
-  const char *open = strchr(buf, '(');
-  if (indent + len <= 100 || !open || open - buf > 50 || buf[0] == '#') {
-    fprintf(t->f, "%*s%s\n", indent, "", buf);
+/* Text wrapped after commas when longer than 100 columns (counting the
+   indentation), later lines aligned one past the first parenthesis. */
+static void wrap(const T *t, const char *text, char *out, size_t size) {
+  int indent = 2 * t->em->depth, len = (int)strlen(text);
+  const char *open = strchr(text, '(');
+  if (indent + len <= 100 || !open || open - text > 50 || text[0] == '#') {
+    snprintf(out, size, "%s", text);
     return;
   }
-  int align = indent + (int)(open - buf) + 1, col = indent;
-  fprintf(t->f, "%*s", indent, "");
-  for (int i = 0; i < len;) {
-    const char *comma = strstr(buf + i, ", ");
-    int piece = comma ? (int)(comma - buf) + 1 - i : len - i; /* up to the comma */
+  int align = (int)(open - text) + 1, col = indent;
+  size_t k = 0;
+  for (int i = 0; i < len && k + 1 < size;) {
+    const char *comma = strstr(text + i, ", ");
+    int piece = comma ? (int)(comma - text) + 1 - i : len - i; /* up to the comma */
     if (i > 0 && col + 1 + piece > 100) {
-      fprintf(t->f, "\n%*s", align, "");
-      col = align;
+      k += (size_t)snprintf(out + k, size - k, "\n%*s", align, "");
+      col = indent + align;
     } else if (i > 0) {
-      fputc(' ', t->f);
+      k += (size_t)snprintf(out + k, size - k, " ");
       col++;
     }
-    fprintf(t->f, "%.*s", piece, buf + i);
+    k += (size_t)snprintf(out + k, size - k, "%.*s", piece, text + i);
     col += piece;
-    i += piece + (comma ? 1 : 0); /* skip the space after the comma */
+    i += piece + (comma ? 1 : 0); /* the space after the comma goes */
   }
-  fputc('\n', t->f);
 }
 
-/* One line of C. Indentation follows the braces in the code part of the
-   line (before any comment): a leading '}' closes a level before printing. */
+/* One line of C through the Emitter. Braces in the code part of the line
+   (before a comment) drive the indentation: a leading '}' closes a level, a
+   trailing '{' opens one. Preprocessor lines go to column 0. */
 static void ln(T *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void ln(T *t, const char *fmt, ...) {
-  char buf[4096];
+  char buf[4096], wrapped[4200];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  if (buf[0] == '#') {
+    em_raw(t->em, "%s", buf);
+    return;
+  }
   const char *comment = strstr(buf, "/*");
   size_t code = comment ? (size_t)(comment - buf) : strlen(buf);
   int opens = 0, closes = 0;
@@ -113,27 +116,22 @@ static void ln(T *t, const char *fmt, ...) {
     closes += buf[i] == '}';
   }
   if (buf[0] == '}') {
-    t->depth--;
+    em_dedent(t->em);
     closes--;
   }
-  put_wrapped(t, buf);
-  t->depth += opens - closes;
-  assert(t->depth >= 0);
+  wrap(t, buf, wrapped, sizeof wrapped);
+  em_line(t->em, "%s", wrapped);
+  for (; opens > closes; opens--)
+    em_indent(t->em);
+  for (; closes > opens; closes--)
+    em_dedent(t->em);
 }
 
 static void blank(T *t) {
-  fputc('\n', t->f);
+  em_blank(t->em);
 }
 
-/* A float literal that reads back as the same float: "0.001f", "2.0f". */
-static const char *flit(char *buf, double v) {
-  snprintf(buf, 40, "%.9g", (double)(float)v);
-  if (!strpbrk(buf, ".en"))
-    strcat(buf, ".0");
-  strcat(buf, "f");
-  return buf;
-}
-#define FL(v) flit((char[48]){0}, (v))
+#define FL(v) em_float((char[EM_FLOAT_SIZE]){0}, (float)(v))
 
 /* ---- the layer list ---- */
 
@@ -1506,28 +1504,27 @@ static int opt_slots(const TrainConfig *tc) {
   return tc->momentum != 0 ? 1 : 0;
 }
 
-static void begin(T *t, const Net *net, FILE *f, int depth) {
+static void begin(T *t, const Net *net, Emitter *em) {
   memset(t, 0, sizeof *t);
-  t->f = f;
-  t->depth = depth;
+  t->em = em;
   t->net = net;
   t->n = net->name;
   t->slots = opt_slots(&net->train);
   plan(t);
 }
 
-void emit_train_model_members(const Net *net, FILE *f, int depth) {
+void emit_train_model_members(Emitter *em, const Net *net) {
   static T t;
-  begin(&t, net, f, depth);
+  begin(&t, net, em);
   if (t.slots)
     ln(&t, "float opt[%d][%s_PARAM_COUNT]; /* optimizer state (%s), internal layout */", t.slots,
        t.n, net->train.optimizer == OPT_ADAM ? "adam m, v" : "sgd velocity");
   ln(&t, "uint64_t step; /* optimizer steps so far */");
 }
 
-void emit_train_work_members(const Net *net, FILE *f, int depth) {
+void emit_train_work_members(Emitter *em, const Net *net) {
   static T t;
-  begin(&t, net, f, depth);
+  begin(&t, net, em);
   ln(&t, "struct %s_train_work train; /* one image's training buffers */", t.n);
 }
 
@@ -1572,15 +1569,15 @@ static long train_buffers(T *t, bool print) {
 
 void emit_train_sizes(const Net *net, TrainSizes *sizes) {
   static T t;
-  begin(&t, net, NULL, 0);
+  begin(&t, net, NULL);
   sizes->work_bytes = (size_t)train_buffers(&t, false) * sizeof(float);
   sizes->grads_bytes = (size_t)net->param_count * sizeof(float);
   sizes->opt_bytes = (size_t)t.slots * (size_t)net->param_count * sizeof(float) + 8;
 }
 
-void emit_train_types(const Net *net, FILE *f) {
+void emit_train_types(Emitter *em, const Net *net) {
   static T t;
-  begin(&t, net, f, 0);
+  begin(&t, net, em);
   const char *n = t.n;
   TrainSizes sz;
   emit_train_sizes(net, &sz);
@@ -1606,9 +1603,9 @@ void emit_train_types(const Net *net, FILE *f) {
   blank(&t);
 }
 
-void emit_train_declarations(const Net *net, FILE *f) {
+void emit_train_declarations(Emitter *em, const Net *net) {
   static T t;
-  begin(&t, net, f, 0);
+  begin(&t, net, em);
   const char *n = t.n;
   char buf[512];
   const TrainConfig *tc = &net->train;
@@ -1665,9 +1662,9 @@ static void unrolled(T *t, const char *op, const char *each) {
   ln(t, "%s", line);
 }
 
-void emit_train_source(const Net *net, FILE *f) {
+void emit_train_source(Emitter *em, const Net *net) {
   static T t;
-  begin(&t, net, f, 0);
+  begin(&t, net, em);
   const char *n = t.n;
   ln(&t, "/* ---- Training ---- */");
   blank(&t);

@@ -1,25 +1,25 @@
 /*
  * emit_train.h: the training half of the generated C (emit_train.c). The
  * inference emitter calls these where the training parts go when
- * EmitOptions.training is set; `depth` is the indentation level of a struct
- * body.
+ * EmitOptions.training is set, each writing at the Emitter's current depth.
  */
 #ifndef CNNGEN_EMIT_TRAIN_H
 #define CNNGEN_EMIT_TRAIN_H
 
 #include <stdio.h>
 
+#include "emitter.h"
 #include "ir.h"
 
 /* Header: struct NAME_train_work, NAME_OPT_SLOTS and NAME_grads (before NAME_model). */
-void emit_train_types(const Net *net, FILE *f);
+void emit_train_types(Emitter *em, const Net *net);
 /* Members of NAME_model (optimizer state, step) and NAME_work (the buffers). */
-void emit_train_model_members(const Net *net, FILE *f, int depth);
-void emit_train_work_members(const Net *net, FILE *f, int depth);
+void emit_train_model_members(Emitter *em, const Net *net);
+void emit_train_work_members(Emitter *em, const Net *net);
 /* Header: the training API, documented. */
-void emit_train_declarations(const Net *net, FILE *f);
+void emit_train_declarations(Emitter *em, const Net *net);
 /* Source: every training function. */
-void emit_train_source(const Net *net, FILE *f);
+void emit_train_source(Emitter *em, const Net *net);
 
 /* The bytes training adds (what the header's opening comment states). */
 typedef struct TrainSizes {
