@@ -86,9 +86,18 @@ typedef struct Layer {
 
   /* Memory plan (plan.c). Offsets count floats inside the work struct's
      activation buffer, per image; -1 where the layer keeps no buffer. */
-  long infer_out_offset; /* inference: where this layer's output lives */
+  long infer_out_offset; /* inference: where this layer's output lives, or
+                            INFER_AT_X / INFER_AT_Y below */
   bool keep_for_backward; /* training: output read again by the backward pass */
+  long infer_pad_offset;  /* inference, conv with padding: its input copied
+                             into a zero border here; -1 otherwise */
 } Layer;
+
+/* Layer.infer_out_offset outside the work buffer: the output is the caller's
+   input x (layers that are identities at the start: flatten, dropout), or
+   is written straight into the caller's y (the last layer that computes,
+   and the in-place activations after it). */
+enum { INFER_AT_X = -1, INFER_AT_Y = -2 };
 
 typedef struct AugmentSetting {
   bool on;

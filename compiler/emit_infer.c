@@ -1,0 +1,1315 @@
+/*
+ * emit_infer.c: the header and the inference half of the generated C
+ * (SPEC section 4). The training half (emit_train.c) is called at the
+ * places marked for it when EmitOptions.training is set.
+ *
+ * The model struct holds one flat array per parameter tensor, in the
+ * internal layout the kernels want (the training code relies on it too):
+ *
+ *   conv weight  [KH][KW][C][F]   F innermost: one output pixel's taps
+ *                                 (kx, c) of a kernel row are contiguous
+ *                                 in the NHWC input and in the weights
+ *   dense weight [IN][OUT]        OUT innermost; IN in H, W, C order when
+ *                                 a flatten (through dropout/activations)
+ *                                 comes before: NHWC needs no reordering
+ *   biases       [F] / [OUT]
+ *
+ * Each array starts on a 64-byte boundary of the struct (padding members
+ * where needed). NAME_load and NAME_store convert from and to the flat
+ * PyTorch-layout array of SPEC section 3.
+ *
+ * Inference runs image by image: NAME_infer calls one static function per
+ * layer, NAME_<layer>_forward(m, x, y), on tensors at the offsets of the
+ * memory plan (plan.c) in NAME_work.act; the last writes into y.
+ *
+ * Convolutions are the hot loops. For F a multiple of 8 a row of output
+ * pixels is computed in tiles of P pixels x FB vectors of 8 channels held
+ * in registers: per tap (kx, c) the FB weight vectors are loaded once and
+ * used by all P pixels (P*FB fused multiply-adds for FB + P loads). Bias
+ * starts the accumulators, ReLU and a fused pool run on the registers
+ * before the single store. Kernel rows and taps are loops with literal
+ * bounds that the C compiler unrolls as it sees fit; the tile is written
+ * out. Padding: the input is first copied inside a zero border (a scratch
+ * tensor of the plan; a few per cent of the layer's time), so no tap is
+ * ever tested against the bounds. With a fused pool (stride = window),
+ * conv rows and columns that the floor-mode pool drops are not computed.
+ * The vectors are GCC/Clang vector extensions, or 8-float structs with
+ * loops for compilers without them (tcc): one source, the same arithmetic.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile.h"
+#include "emit.h"
+#include "emit_train.h"
+#include "emitter.h"
+
+enum { VW = 8 };            /* floats per vector */
+enum { MAX_ACC = 24 };      /* accumulator vectors in a tile */
+enum { ALIGN_FLOATS = 16 }; /* parameter arrays start on 64 bytes */
+
+typedef struct Gen {
+  Emitter *em;
+  const Net *net;
+  const EmitOptions *opt;
+  const char *n; /* the network's name: prefix of every symbol */
+} Gen;
+
+/* ---- small helpers ---- */
+
+#define EM (g->em)
+#define FLT(v) em_float((char[EM_FLOAT_SIZE]){0}, (float)(v))
+
+/* "a * 3 + b * 5 + 7" from (var, coefficient) pairs ending with NULL and a
+   constant; terms with coefficient 0 go, "* 1" goes, "0" if nothing is left. */
+static const char *lin(char *buf, size_t size, long c, ...) {
+  va_list ap;
+  size_t k = 0;
+  buf[0] = '\0';
+  va_start(ap, c);
+  for (;;) {
+    const char *v = va_arg(ap, const char *);
+    if (!v)
+      break;
+    long coef = va_arg(ap, long);
+    if (coef == 0 || !v[0]) /* "" stands for a literal 0 */
+      continue;
+    if (coef == 1)
+      k += (size_t)snprintf(buf + k, size - k, "%s%s", k ? " + " : "", v);
+    else
+      k += (size_t)snprintf(buf + k, size - k, "%s%s * %ld", k ? " + " : "", v, coef);
+  }
+  va_end(ap);
+  if (c || !k)
+    snprintf(buf + k, size - k, "%s%ld", k ? " + " : "", c);
+  return buf;
+}
+#define LIN(...) lin((char[160]){0}, 160, __VA_ARGS__, (const char *)NULL)
+
+static const char *shape_dims(char *buf, size_t size, Shape s) {
+  if (s.vec)
+    snprintf(buf, size, "[%d]", s.c);
+  else
+    snprintf(buf, size, "[%d][%d][%d]", s.h, s.w, s.c);
+  return buf;
+}
+#define DIMS(s) shape_dims((char[48]){0}, 48, (s))
+
+static bool conv_padded(const Layer *l) {
+  return l->u.conv.pad_top || l->u.conv.pad_bottom || l->u.conv.pad_left || l->u.conv.pad_right;
+}
+
+/* The shape a dense layer's IN index walks in H, W, C order: what a flatten
+   before it (possibly through dropout or activations) flattened. The
+   training emitter uses the same rule for the same layout. */
+static Shape dense_source(const Net *net, const Layer *l) {
+  for (const Layer *p = l - 1; p >= net->layers; p--) {
+    if (p->op == OP_FLATTEN)
+      return p->in;
+    if (p->op != OP_DROPOUT && p->op != OP_ACT)
+      break;
+  }
+  return l->in;
+}
+
+/* NAME_conv1, NAME_maxpool2, NAME_relu1: the prefix of a layer's functions,
+   the training emitter's names: its name=, else the op's word (or the
+   activation's) numbered among layers of that kind that train alone. */
+static void layer_fn(const Gen *g, const Layer *l, char *buf, size_t size) {
+  if (l->name[0]) {
+    snprintf(buf, size, "%s_%s", g->n, l->name);
+    return;
+  }
+  int count = 0;
+  for (const Layer *p = g->net->layers; p <= l; p++) {
+    if (p->op == OP_ACT && p->fused_away)
+      continue;
+    if (p->op == l->op && (l->op != OP_ACT || p->act == l->act))
+      count++;
+  }
+  snprintf(buf, size, "%s_%s%d", g->n, l->op == OP_ACT ? act_words[l->act] : op_words[l->op],
+           count);
+}
+
+/* "line 6: conv2d 32 3x3 relu" */
+static const char *quote(char *buf, size_t size, const Layer *l) {
+  snprintf(buf, size, "line %d: %s", l->loc.line, l->text ? l->text : op_words[l->op]);
+  return buf;
+}
+#define QUOTE(l) quote((char[300]){0}, 300, (l))
+
+/* The comment opening a layer's code: its DSL line and those fused into it. */
+static void layer_comment(Gen *g, const Layer *l, const char *what) {
+  char buf[1024];
+  int k = snprintf(buf, sizeof buf, "%s", QUOTE(l));
+  if (l->fused_act)
+    k += snprintf(buf + k, sizeof buf - (size_t)k, "\n+ %s (fused)", QUOTE(l->fused_act));
+  if (l->fused_pool)
+    k += snprintf(buf + k, sizeof buf - (size_t)k, "\n+ %s (fused)", QUOTE(l->fused_pool));
+  if (what)
+    snprintf(buf + k, sizeof buf - (size_t)k, "\n%s", what);
+  em_comment(EM, "%s", buf);
+}
+
+/* Parameter member names: "conv1_w", "conv1_b". */
+static void member(const Layer *l, int bias, char *buf, size_t size) {
+  snprintf(buf, size, "%s_%c", l->name, bias ? 'b' : 'w');
+}
+
+void emit_param_ref(const Net *net, const Layer *l, int bias, const char *m, char *buf,
+                    size_t size) {
+  (void)net;
+  char mem[80];
+  member(l, bias, mem, sizeof mem);
+  snprintf(buf, size, "%s->%s", m, mem);
+}
+
+static long bias_count(const Layer *l) {
+  return l->bias_count;
+}
+
+/* ---- the vector helpers ---- */
+
+static void emit_vector_macros(Gen *g) {
+  const char *n = g->n;
+  em_comment(EM,
+             "8-float vectors for the convolution and dense tiles: GCC/Clang vector\n"
+             "extensions, kept in registers; 8-float structs with loops where those are\n"
+             "missing (tcc). %s_FMA(a, s, w): a += s * w for a float s, fused where the\n"
+             "machine has FMA (gcc keeps a*b+c as two roundings in ISO C mode).",
+             n);
+  em_raw(EM, "#if defined(__GNUC__) && !defined(__TINYC__)");
+  em_raw(EM, "typedef float %s_f8 __attribute__((vector_size(32)));", n);
+  em_raw(EM, "typedef int %s_i8 __attribute__((vector_size(32)));", n);
+  em_raw(EM, "#ifdef __FMA__");
+  em_raw(EM,
+         "#define %s_FMA(a, s, w) ((a) = __builtin_ia32_vfmaddps256((w), (%s_f8){0} + (s), (a)))",
+         n, n);
+  em_raw(EM, "#else");
+  em_raw(EM, "#define %s_FMA(a, s, w) ((a) += (s) * (w))", n);
+  em_raw(EM, "#endif");
+  em_raw(EM,
+         "#define %s_MAX(a, b) ((a) = (%s_f8)(((%s_i8)(a) & (%s_i8)((a) >= (b))) | "
+         "((%s_i8)(b) & (%s_i8)((a) < (b)))))",
+         n, n, n, n, n, n);
+  em_raw(EM, "#define %s_ADD(a, b) ((a) += (b))", n);
+  em_raw(EM, "#define %s_SCALE(a, s) ((a) *= (s))", n);
+  em_raw(EM, "#else");
+  em_raw(EM, "typedef struct { float f[8]; } %s_f8;", n);
+  em_raw(EM,
+         "#define %s_FMA(a, s, w) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] += (s) * "
+         "(w).f[q_]; } while (0)",
+         n);
+  em_raw(EM,
+         "#define %s_MAX(a, b) do { int q_; for (q_ = 0; q_ < 8; q_++) if ((b).f[q_] > "
+         "(a).f[q_]) (a).f[q_] = (b).f[q_]; } while (0)",
+         n);
+  em_raw(EM,
+         "#define %s_ADD(a, b) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] += (b).f[q_]; "
+         "} while (0)",
+         n);
+  em_raw(EM,
+         "#define %s_SCALE(a, s) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] *= (s); } "
+         "while (0)",
+         n);
+  em_raw(EM, "#endif");
+  em_raw(EM, "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))", n);
+  em_raw(EM, "#define %s_STORE(p, v) memcpy((p), &(v), sizeof(v))", n);
+  em_blank(EM);
+}
+
+/* ---- scalar activations ---- */
+
+/* Applies act to `count` floats of p in place (softmax: in groups of
+   `group`). ReLU and linear are usually done in registers by the caller. */
+static void emit_act_pass(Gen *g, Act act, const char *p, long count, int group) {
+  switch (act) {
+  case ACT_LINEAR:
+    return;
+  case ACT_RELU:
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] = %s[i] > 0.0f ? %s[i] : 0.0f;", p, p, p);
+    return;
+  case ACT_SIGMOID:
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] = 1.0f / (1.0f + expf(-%s[i]));", p, p);
+    return;
+  case ACT_TANH:
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] = tanhf(%s[i]);", p, p);
+    return;
+  case ACT_SOFTMAX:
+    em_comment(EM, "softmax over each group of %d, max-subtracted", group);
+    if (count == group) {
+      em_open(EM, "%s", "");
+      em_line(EM, "float *restrict v = %s;", p);
+    } else {
+      em_open(EM, "for (int q = 0; q < %ld; q++)", count / group);
+      em_line(EM, "float *restrict v = %s + q * %d;", p, group);
+    }
+    em_line(EM, "float mx = v[0], sum = 0.0f;");
+    em_line(EM, "for (int i = 1; i < %d; i++)", group);
+    em_line(EM, "  mx = v[i] > mx ? v[i] : mx;");
+    em_open(EM, "for (int i = 0; i < %d; i++)", group);
+    em_line(EM, "v[i] = expf(v[i] - mx);");
+    em_line(EM, "sum += v[i];");
+    em_close(EM);
+    em_line(EM, "for (int i = 0; i < %d; i++)", group);
+    em_line(EM, "  v[i] /= sum;");
+    em_close(EM);
+    return;
+  case ACT_COUNT:
+    break;
+  }
+  assert(0);
+}
+
+/* ---- conv2d ---- */
+
+typedef struct Conv {
+  const Layer *l;
+  int C, F, KH, KW, S;
+  int IW;         /* width of the input read (padded when the conv pads) */
+  int rows, cols; /* conv output rows and columns computed */
+  int OW;         /* unfused: row width of y, in pixels */
+  const Layer *pool;
+  int PKH, PKW, PW; /* fused pool window, pooled row width */
+  bool avg;
+  Act act;
+  /* vector tiles */
+  int FB, P; /* vectors per tile (8 channels each), pixels per tile */
+} Conv;
+
+/* Picks the tile (FB vectors x P pixels) with the most multiply-adds per
+   load, P*FB / (P + FB), keeping P*FB accumulators, P broadcasts and a
+   weight vector within the 32 vector registers of AVX-512 (P*FB <= 24). */
+static void conv_tile(Conv *c) {
+  int FV = c->F / VW, best = 0;
+  double score = -1;
+  for (int d = 1; d <= FV && d <= 8; d++) {
+    if (FV % d)
+      continue;
+    int P = MAX_ACC / d;
+    if (P + 1 + P * d > 32)
+      P = (32 - 1) / (d + 1);
+    if (P > c->cols)
+      P = c->cols;
+    P -= P % c->PKW;
+    if (P < c->PKW)
+      continue;
+    double s = (double)P * d / (P + d);
+    if (s > score + 1e-9) {
+      score = s;
+      best = d;
+      c->P = P;
+    }
+  }
+  assert(best > 0);
+  c->FB = best;
+}
+
+static Conv conv_info(const Layer *l) {
+  Conv c = {0};
+  c.l = l;
+  c.C = l->in.c;
+  c.F = l->out.c;
+  c.KH = l->u.conv.kh;
+  c.KW = l->u.conv.kw;
+  c.S = l->u.conv.stride;
+  c.IW = l->in.w + l->u.conv.pad_left + l->u.conv.pad_right;
+  c.OW = l->out.w;
+  c.act = l->act;
+  c.pool = l->fused_pool;
+  c.PKH = c.PKW = 1;
+  c.rows = l->out.h;
+  c.cols = l->out.w;
+  if (c.pool) {
+    c.PKH = c.pool->u.pool.kh;
+    c.PKW = c.pool->u.pool.kw;
+    c.PW = c.pool->out.w;
+    c.rows = c.pool->out.h * c.PKH;
+    c.cols = c.PW * c.PKW;
+    c.avg = c.pool->op == OP_AVGPOOL;
+  }
+  if (c.F % VW == 0)
+    conv_tile(&c);
+  return c;
+}
+
+/* Copies x into the middle of xp, zeroing the border. */
+static void emit_conv_pad(Gen *g, const Layer *l, const char *fn) {
+  const int H = l->in.h, W = l->in.w, C = l->in.c;
+  const int T = l->u.conv.pad_top, B = l->u.conv.pad_bottom;
+  const int L = l->u.conv.pad_left, R = l->u.conv.pad_right;
+  const int PW = W + L + R;
+  Shape ps = {H + T + B, PW, C, false};
+  em_comment(EM, "%s: its input %s inside a zero border, top %d, left %d, bottom %d, right %d",
+             QUOTE(l), DIMS(l->in), T, L, B, R);
+  em_open(EM, "static void %s_zero_pad(const float *restrict x, float *restrict xp)", fn);
+  em_comment(EM, "x %s, xp %s", DIMS(l->in), DIMS(ps));
+  if (T)
+    em_line(EM, "memset(xp, 0, %ld * sizeof(float));", (long)T * PW * C);
+  em_open(EM, "for (int iy = 0; iy < %d; iy++)", H);
+  em_line(EM, "float *restrict row = xp + %s;", LIN((long)T * PW * C, "iy", (long)PW * C));
+  if (L)
+    em_line(EM, "memset(row, 0, %ld * sizeof(float));", (long)L * C);
+  em_line(EM, "memcpy(row + %ld, x + iy * %ld, %ld * sizeof(float));", (long)L * C, (long)W * C,
+          (long)W * C);
+  if (R)
+    em_line(EM, "memset(row + %ld, 0, %ld * sizeof(float));", (long)(L + W) * C, (long)R * C);
+  em_close(EM);
+  if (B)
+    em_line(EM, "memset(xp + %ld, 0, %ld * sizeof(float));", (long)(T + H) * PW * C,
+            (long)B * PW * C);
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* One tile: P pixels from column ox (variable `oxv`, or the literal oxl),
+   FB vectors from channel f0 (variable `f0v` or 0). */
+static void emit_conv_tile(Gen *g, const Conv *c, int P, const char *oxv, int oxl,
+                           const char *f0v) {
+  const char *n = g->n;
+  const int FB = c->FB, C = c->C, F = c->F, S = c->S;
+  const char *ox = oxv ? oxv : "";
+  const char *f0 = f0v ? f0v : "";
+  em_open(EM, "%s", "");
+  for (int j = 0; j < P; j++) {
+    char line[512];
+    int k = snprintf(line, sizeof line, "%s_f8", n);
+    for (int v = 0; v < FB; v++)
+      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d = b%d", v ? "," : "", j, v, v);
+    em_line(EM, "%s;", line);
+  }
+  em_open(EM, "for (int ky = 0; ky < %d; ky++)", c->KH);
+  em_line(EM, "const float *restrict xk = xr + %s;",
+          LIN((long)oxl * S * C, "ky", (long)c->IW * C, ox, (long)S * C));
+  em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * F, f0, 1L));
+  em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
+  {
+    char line[1024];
+    int k = snprintf(line, sizeof line, "const float");
+    for (int j = 0; j < P; j++)
+      k += snprintf(line + k, sizeof line - (size_t)k, "%s s%d = xk[%s]", j ? "," : "", j,
+                    LIN((long)j * S * C, "k", 1L));
+    em_line(EM, "%s;", line);
+  }
+  for (int v = 0; v < FB; v++) {
+    em_line(EM, "%s_f8 w%d;", n, v);
+    em_line(EM, "%s_LOAD(w%d, wk + %s);", n, v, LIN((long)v * VW, "k", (long)F));
+    for (int j = 0; j < P; j++)
+      em_line(EM, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
+  }
+  em_close(EM);
+  em_close(EM);
+  if (!c->pool) {
+    for (int j = 0; j < P; j++)
+      for (int v = 0; v < FB; v++) {
+        if (c->act == ACT_RELU)
+          em_line(EM, "%s_MAX(a%d_%d, zero);", n, j, v);
+        em_line(EM, "%s_STORE(yr + %s, a%d_%d);", n,
+                LIN((long)(oxl + j) * F + v * VW, ox, (long)F, f0, 1L), j, v);
+      }
+    em_close(EM);
+    return;
+  }
+  /* Pool: combine each window's PKW pixels into its first, then with the
+     rows before (r > 0) in y. */
+  const int Q = P / c->PKW;
+  for (int q = 0; q < Q; q++)
+    for (int v = 0; v < FB; v++) {
+      int j0 = q * c->PKW;
+      if (c->avg && c->act == ACT_RELU)
+        for (int t = 0; t < c->PKW; t++)
+          em_line(EM, "%s_MAX(a%d_%d, zero);", n, j0 + t, v);
+      for (int t = 1; t < c->PKW; t++)
+        em_line(EM, "%s_%s(a%d_%d, a%d_%d);", n, c->avg ? "ADD" : "MAX", j0, v, j0 + t, v);
+      if (!c->avg && c->act == ACT_RELU)
+        em_line(EM, "%s_MAX(a%d_%d, zero);", n, j0, v);
+    }
+  /* y offset of pooled pixel q, vector v: (ox / PKW + q) * F + f0 + 8v */
+  char pxv[32] = "";
+  if (oxv) {
+    em_line(EM, "const int px = %s / %d;", oxv, c->PKW);
+    strcpy(pxv, "px");
+  }
+  const int pxl = oxl / c->PKW;
+  if (c->PKH > 1) {
+    em_open(EM, "if (r > 0)");
+    em_line(EM, "%s_f8 o;", n);
+    for (int q = 0; q < Q; q++)
+      for (int v = 0; v < FB; v++) {
+        em_line(EM, "%s_LOAD(o, yr + %s);", n,
+                LIN((long)(pxl + q) * F + v * VW, pxv, (long)F, f0, 1L));
+        em_line(EM, "%s_%s(a%d_%d, o);", n, c->avg ? "ADD" : "MAX", q * c->PKW, v);
+      }
+    em_close(EM);
+  }
+  if (c->avg) {
+    const char *scale = FLT(1.0 / (c->PKH * c->PKW));
+    if (c->PKH > 1)
+      em_open(EM, "if (r == %d)", c->PKH - 1);
+    for (int q = 0; q < Q; q++)
+      for (int v = 0; v < FB; v++)
+        em_line(EM, "%s_SCALE(a%d_%d, %s);", n, q * c->PKW, v, scale);
+    if (c->PKH > 1)
+      em_close(EM);
+  }
+  for (int q = 0; q < Q; q++)
+    for (int v = 0; v < FB; v++)
+      em_line(EM, "%s_STORE(yr + %s, a%d_%d);", n,
+              LIN((long)(pxl + q) * F + v * VW, pxv, (long)F, f0, 1L), q * c->PKW, v);
+  em_close(EM);
+}
+
+/* The tiles of one output row: full tiles of P pixels, then the rest. */
+static void emit_conv_row_vector(Gen *g, const Conv *c) {
+  const char *n = g->n;
+  const int FB = c->FB;
+  const bool fblocks = c->F > FB * VW;
+  const char *f0v = fblocks ? "f0" : NULL;
+  if (fblocks)
+    em_open(EM, "for (int f0 = 0; f0 < %d; f0 += %d)", c->F, FB * VW);
+  else
+    em_open(EM, "%s", "");
+  for (int v = 0; v < FB; v++) {
+    em_line(EM, "%s_f8 b%d;", n, v);
+    em_line(EM, "%s_LOAD(b%d, b + %s);", n, v, LIN((long)v * VW, f0v ? f0v : "", 1L));
+  }
+  const int full = c->cols / c->P, rest = c->cols % c->P;
+  if (full > 1) {
+    em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", full * c->P, c->P);
+    emit_conv_tile(g, c, c->P, "ox", 0, f0v);
+    em_close(EM);
+  } else if (full == 1) {
+    emit_conv_tile(g, c, c->P, NULL, 0, f0v);
+  }
+  if (rest)
+    emit_conv_tile(g, c, rest, NULL, full * c->P, f0v);
+  em_close(EM);
+}
+
+/* Scalar path (F not a multiple of 8): one output pixel at a time. */
+static void emit_conv_row_scalar(Gen *g, const Conv *c) {
+  const int C = c->C, F = c->F, S = c->S;
+  em_open(EM, "for (int ox = 0; ox < %d; ox++)", c->cols);
+  em_line(EM, "float acc[%d];", F);
+  em_line(EM, "for (int f = 0; f < %d; f++)", F);
+  em_line(EM, "  acc[f] = b[f];");
+  em_open(EM, "for (int ky = 0; ky < %d; ky++)", c->KH);
+  em_line(EM, "const float *restrict xk = xr + %s;",
+          LIN(0, "ky", (long)c->IW * C, "ox", (long)S * C));
+  em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * F));
+  em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
+  em_line(EM, "const float s = xk[k];");
+  em_line(EM, "for (int f = 0; f < %d; f++)", F);
+  em_line(EM, "  acc[f] += s * wk[%s];", LIN(0, "k", (long)F, "f", 1L));
+  em_close(EM);
+  em_close(EM);
+  const char *relu = c->act == ACT_RELU ? " > 0.0f ? acc[f] : 0.0f" : "";
+  if (!c->pool) {
+    em_line(EM, "for (int f = 0; f < %d; f++)", F);
+    if (*relu)
+      em_line(EM, "  yr[%s] = acc[f]%s;", LIN(0, "ox", (long)F, "f", 1L), relu);
+    else
+      em_line(EM, "  yr[%s] = acc[f];", LIN(0, "ox", (long)F, "f", 1L));
+    em_close(EM);
+    return;
+  }
+  em_line(EM, "float *restrict yp = yr + ox / %d * %d;", c->PKW, F);
+  if (c->PKH > 1)
+    em_line(EM, "const int first = r == 0 && ox %% %d == 0;", c->PKW);
+  else
+    em_line(EM, "const int first = ox %% %d == 0;", c->PKW);
+  em_open(EM, "for (int f = 0; f < %d; f++)", F);
+  if (*relu)
+    em_line(EM, "const float v = acc[f]%s;", relu);
+  else
+    em_line(EM, "const float v = acc[f];");
+  if (c->avg)
+    em_line(EM, "yp[f] = first ? v : yp[f] + v;");
+  else
+    em_line(EM, "yp[f] = first || v > yp[f] ? v : yp[f];");
+  em_close(EM);
+  if (c->avg) {
+    if (c->PKH > 1)
+      em_open(EM, "if (r == %d && ox %% %d == %d)", c->PKH - 1, c->PKW, c->PKW - 1);
+    else
+      em_open(EM, "if (ox %% %d == %d)", c->PKW, c->PKW - 1);
+    em_line(EM, "for (int f = 0; f < %d; f++)", F);
+    em_line(EM, "  yp[f] *= %s;", FLT(1.0 / (c->PKH * c->PKW)));
+    em_close(EM);
+  }
+  em_close(EM);
+}
+
+static void emit_conv(Gen *g, const Layer *l, const char *fn) {
+  const Conv c = conv_info(l);
+  const int C = c.C, F = c.F, S = c.S;
+  Shape xs = l->in;
+  xs.h += l->u.conv.pad_top + l->u.conv.pad_bottom;
+  xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
+  if (conv_padded(l))
+    emit_conv_pad(g, l, fn);
+  Shape ys = c.pool ? c.pool->out : l->out;
+  char what[512];
+  int k = snprintf(what, sizeof what, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "",
+                   DIMS(ys));
+  if (c.pool && (c.rows < l->out.h || c.cols < l->out.w))
+    snprintf(what + k, sizeof what - (size_t)k,
+             "; of the conv's %s, the %d x %d the pool reads are computed", DIMS(l->out), c.rows,
+             c.cols);
+  layer_comment(g, l, what);
+  em_open(EM,
+          "static void %s_forward(const %s_model *restrict m, const float *restrict x, "
+          "float *restrict y)",
+          fn, g->n);
+  char wref[128], bref[128];
+  emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
+  emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
+  em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
+  em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, F);
+  const bool vector = F % VW == 0;
+  if (vector && c.act == ACT_RELU) {
+    em_line(EM, "%s_f8 zero;", g->n);
+    em_line(EM, "memset(&zero, 0, sizeof zero);");
+  }
+  if (c.pool) {
+    em_open(EM, "for (int py = 0; py < %d; py++)", c.pool->out.h);
+    em_line(EM, "float *restrict yr = y + %s; /* [%d][%d] */", LIN(0, "py", (long)c.PW * F), c.PW,
+            F);
+    em_open(EM, "for (int r = 0; r < %d; r++)", c.PKH);
+    em_line(EM, "const float *restrict xr = x + %s;",
+            LIN(0, "py", (long)c.PKH * S * c.IW * C, "r", (long)S * c.IW * C));
+  } else {
+    em_open(EM, "for (int oy = 0; oy < %d; oy++)", c.rows);
+    em_line(EM, "const float *restrict xr = x + %s;", LIN(0, "oy", (long)S * c.IW * C));
+    em_line(EM, "float *restrict yr = y + %s; /* [%d][%d] */", LIN(0, "oy", (long)c.OW * F), c.OW,
+            F);
+  }
+  if (vector)
+    emit_conv_row_vector(g, &c);
+  else
+    emit_conv_row_scalar(g, &c);
+  if (c.pool)
+    em_close(EM);
+  em_close(EM);
+  if (c.act != ACT_RELU && c.act != ACT_LINEAR)
+    emit_act_pass(g, c.act, "y", shape_size(ys), F);
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* ---- dense ---- */
+
+static void emit_dense(Gen *g, const Layer *l, const char *fn) {
+  const char *n = g->n;
+  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  const Shape src = dense_source(g->net, l);
+  char what[256];
+  if (src.vec)
+    snprintf(what, sizeof what, "x [%d] -> y [%d]", IN, OUT);
+  else
+    snprintf(what, sizeof what, "x [%d] (%s flattened in NHWC order) -> y [%d]", IN, DIMS(src),
+             OUT);
+  layer_comment(g, l, what);
+  em_open(EM,
+          "static void %s_forward(const %s_model *restrict m, const float *restrict x, "
+          "float *restrict y)",
+          fn, n);
+  char wref[128], bref[128];
+  emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
+  emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
+  em_line(EM, "const float *restrict w = %s; /* [%d][%d] */", wref, IN, OUT);
+  em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, OUT);
+  const int vectors = OUT / VW, rest = OUT % VW;
+  const bool relu = l->act == ACT_RELU;
+  if (vectors && relu) {
+    em_line(EM, "%s_f8 zero;", n);
+    em_line(EM, "memset(&zero, 0, sizeof zero);");
+  }
+  /* Blocks of up to 8 vectors of outputs in registers, all inputs each. */
+  for (int o0 = 0; o0 < vectors;) {
+    int ob = vectors - o0 < 8 ? vectors - o0 : 8;
+    int same = (vectors - o0) / ob; /* blocks of this size from o0 */
+    const char *ov = same > 1 ? "o0" : "";
+    if (same > 1)
+      em_open(EM, "for (int o0 = %d; o0 < %d; o0 += %d)", o0 * VW, (o0 + same * ob) * VW, ob * VW);
+    else
+      em_open(EM, "%s", "");
+    for (int v = 0; v < ob; v++) {
+      em_line(EM, "%s_f8 a%d;", n, v);
+      em_line(EM, "%s_LOAD(a%d, b + %s);", n, v,
+              LIN((long)(same > 1 ? 0 : o0 * VW) + v * VW, ov, 1L));
+    }
+    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+    em_line(EM, "const float s = x[i];");
+    em_line(EM, "const float *restrict wi = w + %s;",
+            LIN((long)(same > 1 ? 0 : o0 * VW), "i", (long)OUT, ov, 1L));
+    for (int v = 0; v < ob; v++) {
+      em_line(EM, "%s_f8 w%d;", n, v);
+      em_line(EM, "%s_LOAD(w%d, wi + %d);", n, v, v * VW);
+      em_line(EM, "%s_FMA(a%d, s, w%d);", n, v, v);
+    }
+    em_close(EM);
+    for (int v = 0; v < ob; v++) {
+      if (relu)
+        em_line(EM, "%s_MAX(a%d, zero);", n, v);
+      em_line(EM, "%s_STORE(y + %s, a%d);", n, LIN((long)(same > 1 ? 0 : o0 * VW) + v * VW, ov, 1L),
+              v);
+    }
+    em_close(EM);
+    o0 += same * ob;
+  }
+  if (rest) {
+    const int base = vectors * VW;
+    em_open(EM, "%s", "");
+    em_line(EM, "float acc[%d];", rest);
+    em_line(EM, "for (int o = 0; o < %d; o++)", rest);
+    em_line(EM, "  acc[o] = b[%s];", LIN(base, "o", 1L));
+    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+    em_line(EM, "const float s = x[i];");
+    em_line(EM, "for (int o = 0; o < %d; o++)", rest);
+    em_line(EM, "  acc[o] += s * w[%s];", LIN(base, "i", (long)OUT, "o", 1L));
+    em_close(EM);
+    em_line(EM, "for (int o = 0; o < %d; o++)", rest);
+    em_line(EM, "  y[%s] = acc[o]%s;", LIN(base, "o", 1L), relu ? " > 0.0f ? acc[o] : 0.0f" : "");
+    em_close(EM);
+  }
+  if (!relu)
+    emit_act_pass(g, l->act, "y", OUT, OUT);
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* ---- pools, activations ---- */
+
+static void emit_pool(Gen *g, const Layer *l, const char *fn) {
+  const int C = l->in.c, W = l->in.w, S = l->u.pool.stride;
+  const int KH = l->u.pool.kh, KW = l->u.pool.kw, PH = l->out.h, PW = l->out.w;
+  const bool avg = l->op == OP_AVGPOOL;
+  char what[128];
+  snprintf(what, sizeof what, "x %s -> y %s", DIMS(l->in), DIMS(l->out));
+  layer_comment(g, l, what);
+  em_open(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
+  em_open(EM, "for (int py = 0; py < %d; py++)", PH);
+  em_open(EM, "for (int px = 0; px < %d; px++)", PW);
+  em_line(EM, "const float *restrict xp = x + %s;",
+          LIN(0, "py", (long)S * W * C, "px", (long)S * C));
+  em_line(EM, "float *restrict yp = y + %s;", LIN(0, "py", (long)PW * C, "px", (long)C));
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  const bool unroll = KH * KW <= 16;
+  em_line(EM, "float v = %s;", avg && !unroll ? "0.0f" : "xp[c]");
+  if (unroll) {
+    for (int ky = 0; ky < KH; ky++)
+      for (int kx = 0; kx < KW; kx++) {
+        if (!ky && !kx)
+          continue;
+        long off = ((long)ky * W + kx) * C;
+        if (avg)
+          em_line(EM, "v += xp[c + %ld];", off);
+        else
+          em_line(EM, "v = xp[c + %ld] > v ? xp[c + %ld] : v;", off, off);
+      }
+  } else {
+    em_open(EM, "for (int ky = 0; ky < %d; ky++)", KH);
+    em_open(EM, "for (int kx = 0; kx < %d; kx++)", KW);
+    em_line(EM, "const float u = xp[%s];", LIN(0, "ky", (long)W * C, "kx", (long)C, "c", 1L));
+    if (avg)
+      em_line(EM, "v += u;");
+    else
+      em_line(EM, "v = u > v ? u : v;");
+    em_close(EM);
+    em_close(EM);
+  }
+  if (avg)
+    em_line(EM, "yp[c] = v / %s;", FLT((double)KH * KW));
+  else
+    em_line(EM, "yp[c] = v;");
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
+}
+
+static void emit_global_pool(Gen *g, const Layer *l, const char *fn) {
+  const int C = l->in.c, HW = l->in.h * l->in.w;
+  char what[128];
+  snprintf(what, sizeof what, "x %s -> y [%d], the mean of each channel", DIMS(l->in), C);
+  layer_comment(g, l, what);
+  em_open(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
+  em_line(EM, "float acc[%d];", C);
+  em_line(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "  acc[c] = 0.0f;");
+  em_line(EM, "for (int p = 0; p < %d; p++)", HW);
+  em_line(EM, "  for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "    acc[c] += x[%s];", LIN(0, "p", (long)C, "c", 1L));
+  em_line(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "  y[c] = acc[c] / %s;", FLT(HW));
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* An activation layer of its own; y may be x (in place). */
+static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
+  char what[128];
+  snprintf(what, sizeof what, "x %s -> y %s, in place when y = x", DIMS(l->in), DIMS(l->out));
+  layer_comment(g, l, what);
+  em_open(EM, "static void %s_forward(const float *x, float *y)", fn);
+  const long count = shape_size(l->out);
+  if (l->act == ACT_SOFTMAX || l->act == ACT_LINEAR) {
+    em_line(EM, "if (y != x)");
+    em_line(EM, "  memcpy(y, x, %ld * sizeof(float));", count);
+    emit_act_pass(g, l->act, "y", count, l->out.c);
+  } else {
+    const char *f = l->act == ACT_RELU      ? "x[i] > 0.0f ? x[i] : 0.0f"
+                    : l->act == ACT_SIGMOID ? "1.0f / (1.0f + expf(-x[i]))"
+                                            : "tanhf(x[i])";
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  y[i] = %s;", f);
+  }
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* ---- parameters: layouts, init, load, store, baked weights ---- */
+
+/* A weight tensor's conversion between the file (PyTorch) layout and the
+   internal one, as nested loops: dims[i] iterations of vars[i], outermost
+   first, walking the file layout in order. */
+typedef struct Perm {
+  int ndims;
+  const char *vars[3];
+  int dims[3];
+  long file_coef[3];     /* file index = offset + sum vars[i] * file_coef[i] */
+  long internal_coef[3]; /* internal index = sum vars[i] * internal_coef[i] */
+} Perm;
+
+static Perm weight_perm(const Net *net, const Layer *l) {
+  Perm p = {0};
+  int F, C, K; /* outer, middle, inner dimension of the file layout */
+  if (l->op == OP_CONV2D) {
+    F = l->out.c, C = l->in.c, K = l->u.conv.kh * l->u.conv.kw;
+    /* file [F][C][KH*KW] -> internal [KH*KW][C][F] */
+  } else {
+    const Shape s = dense_source(net, l);
+    F = l->out.c, C = s.c, K = s.h * s.w;
+    /* file [OUT][C][H*W] -> internal [H*W][C][OUT] */
+  }
+  const char *vars[3] = {l->op == OP_CONV2D ? "f" : "o", "c", "k"};
+  const int dims[3] = {F, C, K};
+  const long file[3] = {(long)C * K, K, 1}, internal[3] = {1, F, (long)C * F};
+  for (int i = 0; i < 3; i++) {
+    if (dims[i] == 1)
+      continue;
+    p.vars[p.ndims] = vars[i];
+    p.dims[p.ndims] = dims[i];
+    p.file_coef[p.ndims] = file[i];
+    p.internal_coef[p.ndims] = internal[i];
+    p.ndims++;
+  }
+  return p;
+}
+
+/* The internal index of file index i (relative to the tensor's start). */
+static long perm_internal(const Perm *p, long i) {
+  long r = 0;
+  for (int d = p->ndims - 1; d >= 0; d--) {
+    r += (i % p->dims[d]) * p->internal_coef[d];
+    i /= p->dims[d];
+  }
+  return r;
+}
+
+static const char *perm_index(char *buf, size_t size, const Perm *p, long off, bool file) {
+  const long *k = file ? p->file_coef : p->internal_coef;
+  const char *v[3] = {"", "", ""};
+  long c[3] = {0, 0, 0};
+  for (int i = 0; i < p->ndims; i++)
+    v[i] = p->vars[i], c[i] = k[i];
+  return lin(buf, size, off, v[0], c[0], v[1], c[1], v[2], c[2], (const char *)NULL);
+}
+
+/* Emits the loops over a weight tensor and the statement `fmt` inside, with
+   the internal and the file index as its two %s (the file index first when
+   file_first). */
+static void emit_perm_loops(Gen *g, const Layer *l, const char *fmt, bool file_first) {
+  const Perm p = weight_perm(g->net, l);
+  char in[160], fi[160];
+  perm_index(in, sizeof in, &p, 0, false);
+  perm_index(fi, sizeof fi, &p, l->weight_offset, true);
+  for (int i = 0; i < p.ndims; i++) {
+    em_line(EM, "for (int %s = 0; %s < %d; %s++)", p.vars[i], p.vars[i], p.dims[i], p.vars[i]);
+    em_indent(EM);
+  }
+  em_line(EM, fmt, file_first ? fi : in, file_first ? in : fi);
+  for (int i = 0; i < p.ndims; i++)
+    em_dedent(EM);
+}
+
+static const char *file_layout(const Net *net, const Layer *l, char *buf, size_t size) {
+  if (l->op == OP_CONV2D)
+    snprintf(buf, size, "[%d][%d][%d][%d]", l->out.c, l->in.c, l->u.conv.kh, l->u.conv.kw);
+  else
+    snprintf(buf, size, "[%d][%ld]", l->out.c, shape_size(l->in));
+  (void)net;
+  return buf;
+}
+
+/* NAME_model's parameter members, each 64-byte aligned in the struct. */
+static void emit_model_members(Gen *g) {
+  long used = 0;
+  int pads = 0;
+  for (int i = 0; i < g->net->nlayers; i++) {
+    const Layer *l = &g->net->layers[i];
+    if (!op_has_weights[l->op])
+      continue;
+    char file[64];
+    file_layout(g->net, l, file, sizeof file);
+    em_comment(EM, "%s", QUOTE(l));
+    for (int bias = 0; bias < 2; bias++) {
+      char mem[80];
+      member(l, bias, mem, sizeof mem);
+      if (used % ALIGN_FLOATS) {
+        em_line(EM, "float pad%d[%ld]; /* aligns the next array to 64 bytes */", pads++,
+                ALIGN_FLOATS - used % ALIGN_FLOATS);
+        used += ALIGN_FLOATS - used % ALIGN_FLOATS;
+      }
+      long count = bias ? bias_count(l) : l->weight_count;
+      if (bias) {
+        em_line(EM, "float %s[%ld]; /* %s.bias */", mem, count, l->name);
+      } else if (l->op == OP_CONV2D) {
+        em_line(EM, "float %s[%ld]; /* %s.weight [KH][KW][C][F] = [%d][%d][%d][%d] (file: %s) */",
+                mem, count, l->name, l->u.conv.kh, l->u.conv.kw, l->in.c, l->out.c, file);
+      } else {
+        const Shape s = dense_source(g->net, l);
+        if (s.vec)
+          em_line(EM, "float %s[%ld]; /* %s.weight [IN][OUT] = [%ld][%d] (file: %s) */", mem, count,
+                  l->name, shape_size(l->in), l->out.c, file);
+        else
+          em_line(EM,
+                  "float %s[%ld]; /* %s.weight [IN][OUT] = [%ld][%d], IN in H, W, C order of "
+                  "%s (file: %s, IN in C, H, W order) */",
+                  mem, count, l->name, shape_size(l->in), l->out.c, DIMS(s), file);
+      }
+      used += count;
+    }
+  }
+}
+
+static void emit_init(Gen *g) {
+  const char *n = g->n;
+  em_comment(EM, "splitmix64 (Steele, Lea, Flood 2014): the generator of %s_init.", n);
+  em_open(EM, "static uint64_t %s_splitmix64(uint64_t *state)", n);
+  em_line(EM, "uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));");
+  em_line(EM, "z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);");
+  em_line(EM, "z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);");
+  em_line(EM, "return z ^ (z >> 31);");
+  em_close(EM);
+  em_blank(EM);
+  em_comment(EM, "Uniform in [-bound, bound): the top 24 bits t of a draw give\n"
+                 "t / 2^23 - 1, exact in float, times bound (one rounding).");
+  em_open(EM, "static float %s_uniform(uint64_t *state, float bound)", n);
+  em_line(EM, "const float t = (float)(int32_t)(%s_splitmix64(state) >> 40);", n);
+  em_line(EM, "return (t * (1.0f / 8388608.0f) - 1.0f) * bound;");
+  em_close(EM);
+  em_blank(EM);
+  em_open(EM, "void %s_init(%s_model *m, uint64_t seed)", n, n);
+  em_line(EM, "uint64_t state = seed;");
+  em_line(EM, "memset(m, 0, sizeof *m);");
+  for (int i = 0; i < g->net->nlayers; i++) {
+    const Layer *l = &g->net->layers[i];
+    if (!op_has_weights[l->op])
+      continue;
+    long fan_in, fan_out;
+    if (l->op == OP_CONV2D) {
+      long kk = (long)l->u.conv.kh * l->u.conv.kw;
+      fan_in = l->in.c * kk;
+      fan_out = l->out.c * kk;
+    } else {
+      fan_in = shape_size(l->in);
+      fan_out = l->out.c;
+    }
+    char mem[80], fmt[200];
+    member(l, 0, mem, sizeof mem);
+    em_comment(EM, "%s.weight: bound sqrt(6 / (%ld + %ld))", l->name, fan_in, fan_out);
+    snprintf(fmt, sizeof fmt, "m->%s[%%s] = %s_uniform(&state, %s); /* file index %%s */", mem, n,
+             FLT(sqrt(6.0 / (double)(fan_in + fan_out))));
+    emit_perm_loops(g, l, fmt, false);
+  }
+  em_close(EM);
+  em_blank(EM);
+}
+
+static void emit_load_store(Gen *g, bool store) {
+  const char *n = g->n;
+  if (store)
+    em_open(EM, "void %s_store(const %s_model *m, float *params)", n, n);
+  else
+    em_open(EM, "void %s_load(%s_model *m, const float *params)", n, n);
+  for (int i = 0; i < g->net->nlayers; i++) {
+    const Layer *l = &g->net->layers[i];
+    if (!op_has_weights[l->op])
+      continue;
+    char w[80], b[80], fmt[200], file[64];
+    member(l, 0, w, sizeof w);
+    member(l, 1, b, sizeof b);
+    em_comment(EM, "%s.weight %s", l->name, file_layout(g->net, l, file, sizeof file));
+    if (store)
+      snprintf(fmt, sizeof fmt, "params[%%s] = m->%s[%%s];", w);
+    else
+      snprintf(fmt, sizeof fmt, "m->%s[%%s] = params[%%s];", w);
+    emit_perm_loops(g, l, fmt, store);
+    if (store)
+      em_line(EM, "memcpy(params + %ld, m->%s, %ld * sizeof(float)); /* %s.bias */", l->bias_offset,
+              b, l->bias_count, l->name);
+    else
+      em_line(EM, "memcpy(m->%s, params + %ld, %ld * sizeof(float)); /* %s.bias */", b,
+              l->bias_offset, l->bias_count, l->name);
+  }
+  if (g->net->param_count == 0)
+    em_line(EM, "(void)m, (void)params;");
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* const NAME_model NAME_trained = { .conv1_w = { ... }, ... }; */
+static void emit_trained(Gen *g) {
+  const char *n = g->n;
+  const float *p = g->opt->weights;
+  em_comment(EM, "The weights baked in by --weights, in the internal layout.");
+  em_open(EM, "const %s_model %s_trained =", n, n);
+  for (int i = 0; i < g->net->nlayers; i++) {
+    const Layer *l = &g->net->layers[i];
+    if (!op_has_weights[l->op])
+      continue;
+    const Perm perm = weight_perm(g->net, l);
+    for (int bias = 0; bias < 2; bias++) {
+      char mem[80];
+      member(l, bias, mem, sizeof mem);
+      long count = bias ? l->bias_count : l->weight_count,
+           off = bias ? l->bias_offset : l->weight_offset;
+      float *v = malloc((size_t)count * sizeof *v + 1);
+      assert(v);
+      for (long k = 0; k < count; k++)
+        v[bias ? k : perm_internal(&perm, k)] = p[off + k];
+      em_open(EM, ".%s =", mem);
+      char line[256];
+      size_t len = 0;
+      for (long k = 0; k < count; k++) {
+        char num[EM_FLOAT_SIZE];
+        em_float(num, v[k]);
+        if (len + strlen(num) + 2 > 90) {
+          em_line(EM, "%s", line);
+          len = 0;
+        }
+        len += (size_t)snprintf(line + len, sizeof line - len, "%s%s,", len ? " " : "", num);
+      }
+      if (len)
+        em_line(EM, "%s", line);
+      em_close_with(EM, ",");
+      free(v);
+    }
+  }
+  em_close_with(EM, ";");
+  em_blank(EM);
+}
+
+/* ---- NAME_infer ---- */
+
+static const char *where(char *buf, size_t size, long off) {
+  if (off == INFER_AT_X)
+    snprintf(buf, size, "xi");
+  else if (off == INFER_AT_Y)
+    snprintf(buf, size, "yi");
+  else if (off == 0)
+    snprintf(buf, size, "a");
+  else
+    snprintf(buf, size, "a + %ld", off);
+  return buf;
+}
+#define WHERE(off) where((char[48]){0}, 48, (off))
+
+static bool uses_work(const Net *net) {
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (l->infer_out_offset >= 0 || l->infer_pad_offset >= 0)
+      return true;
+  }
+  return false;
+}
+
+static void emit_layer_functions(Gen *g) {
+  for (int i = 0; i < g->net->nlayers; i++) {
+    const Layer *l = &g->net->layers[i];
+    char fn[128];
+    if (l->fused_away)
+      continue;
+    layer_fn(g, l, fn, sizeof fn);
+    switch (l->op) {
+    case OP_CONV2D:
+      emit_conv(g, l, fn);
+      break;
+    case OP_DENSE:
+      emit_dense(g, l, fn);
+      break;
+    case OP_MAXPOOL:
+    case OP_AVGPOOL:
+      emit_pool(g, l, fn);
+      break;
+    case OP_GLOBALAVGPOOL:
+      emit_global_pool(g, l, fn);
+      break;
+    case OP_ACT:
+      emit_act_layer(g, l, fn);
+      break;
+    case OP_FLATTEN:
+    case OP_DROPOUT:
+    case OP_COUNT:
+      break;
+    }
+  }
+}
+
+static void emit_infer(Gen *g) {
+  const char *n = g->n;
+  const Net *net = g->net;
+  bool params = net->param_count > 0;
+  em_open(EM, "void %s_infer(const %s_model *m, %s_work *w, const float *x, int n, float *y)", n, n,
+          n);
+  if (uses_work(net))
+    em_line(EM, "float *a = w->act;");
+  else
+    em_line(EM, "(void)w;");
+  if (!params)
+    em_line(EM, "(void)m;");
+  em_open(EM, "for (int i = 0; i < n; i++)");
+  em_line(EM, "const float *xi = x + (size_t)i * %s_INPUT_SIZE; /* %s */", n, DIMS(net->input));
+  em_line(EM, "float *yi = y + (size_t)i * %s_OUTPUT_SIZE; /* %s */", n, DIMS(net->output));
+  long prev = INFER_AT_X;
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    char fn[128], in[48], out[48];
+    snprintf(in, sizeof in, "%s", WHERE(prev));
+    snprintf(out, sizeof out, "%s", WHERE(l->infer_out_offset));
+    Shape os = l->fused_pool ? l->fused_pool->out : l->out;
+    prev = l->infer_out_offset;
+    if (l->op == OP_DROPOUT) {
+      em_comment(EM, "%s: the identity in inference", QUOTE(l));
+      continue;
+    }
+    if (l->op == OP_FLATTEN) {
+      em_comment(EM, "%s: nothing to do, %s in NHWC order is the vector", QUOTE(l), DIMS(l->in));
+      continue;
+    }
+    if (l->fused_away)
+      continue;
+    layer_fn(g, l, fn, sizeof fn);
+    switch (l->op) {
+    case OP_CONV2D:
+      if (l->infer_pad_offset >= 0) {
+        char pad[48];
+        snprintf(pad, sizeof pad, "%s", WHERE(l->infer_pad_offset));
+        em_line(EM, "%s_zero_pad(%s, %s);", fn, in, pad);
+        snprintf(in, sizeof in, "%s", pad);
+      }
+      em_line(EM, "%s_forward(m, %s, %s); /* %s */", fn, in, out, DIMS(os));
+      break;
+    case OP_DENSE:
+      em_line(EM, "%s_forward(m, %s, %s); /* %s */", fn, in, out, DIMS(os));
+      break;
+    default:
+      em_line(EM, "%s_forward(%s, %s); /* %s */", fn, in, out, DIMS(os));
+      break;
+    }
+  }
+  if (prev == INFER_AT_X)
+    em_line(EM, "memcpy(yi, xi, %s_OUTPUT_SIZE * sizeof(float));", n);
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* ---- the header ---- */
+
+static void emit_guard_name(const Gen *g, char *buf, size_t size) {
+  snprintf(buf, size, "CNNGEN_%s_H", g->n);
+}
+
+static void emit_work_struct(Gen *g) {
+  const Net *net = g->net;
+  const char *n = g->n;
+  char plan[4096];
+  int k = snprintf(plan, sizeof plan,
+                   "Scratch for one thread: %s_infer keeps the tensors of one image in act,\n"
+                   "at these offsets (floats; tensors whose lives do not overlap share space):",
+                   n);
+  for (int i = 0; i < net->nlayers && k < (int)sizeof plan - 200; i++) {
+    const Layer *l = &net->layers[i];
+    if (l->fused_away || l->op == OP_FLATTEN)
+      continue;
+    Shape os = l->fused_pool ? l->fused_pool->out : l->out;
+    if (l->infer_pad_offset >= 0)
+      k += snprintf(plan + k, sizeof plan - (size_t)k, "\n  %6ld  line %d, padded input",
+                    l->infer_pad_offset, l->loc.line);
+    if (l->infer_out_offset >= 0)
+      k += snprintf(plan + k, sizeof plan - (size_t)k, "\n  %6ld  line %d, output %s",
+                    l->infer_out_offset, l->loc.line, DIMS(os));
+    else if (l->infer_out_offset == INFER_AT_Y)
+      k += snprintf(plan + k, sizeof plan - (size_t)k, "\n       y  line %d, output %s",
+                    l->loc.line, DIMS(os));
+  }
+  em_comment(EM, "%s", plan);
+  em_open(EM, "typedef struct %s_work", n);
+  em_line(EM, "float act[%ld]; /* one image's tensors */",
+          net->infer_buffer_floats > 0 ? net->infer_buffer_floats : 1);
+  if (g->opt->training)
+    emit_train_work_members(EM, net);
+  em_close_with(EM, " %s_work;", n);
+  em_blank(EM);
+}
+
+static void emit_header_text(Gen *g, FILE *out) {
+  const Net *net = g->net;
+  const char *n = g->n;
+  const char *act = act_words[net_output_act(net)];
+  char guard[128];
+  emit_guard_name(g, guard, sizeof guard);
+  fprintf(out, "/*\n * %s.h: generated by cnngen; do not edit.\n *\n", n);
+  summary_print(net, out, " * ");
+  fprintf(out, " */\n");
+  em_raw(EM, "#ifndef %s", guard);
+  em_raw(EM, "#define %s", guard);
+  em_blank(EM);
+  em_raw(EM, "#include <stddef.h>");
+  em_raw(EM, "#include <stdint.h>");
+  em_blank(EM);
+  em_raw(EM, "#ifdef __cplusplus");
+  em_raw(EM, "extern \"C\" {");
+  em_raw(EM, "#endif");
+  em_blank(EM);
+  em_raw(EM, "#define %s_INPUT_H %d /* input height */", n, net->input.h);
+  em_raw(EM, "#define %s_INPUT_W %d /* input width */", n, net->input.w);
+  em_raw(EM, "#define %s_INPUT_C %d /* input channels */", n, net->input.c);
+  em_raw(EM, "#define %s_INPUT_SIZE %ld /* floats per image, [H][W][C], values in [0, 1] */", n,
+         shape_size(net->input));
+  em_raw(EM, "#define %s_OUTPUT_SIZE %ld /* outputs per image, after the final %s */", n,
+         shape_size(net->output), act);
+  em_raw(EM, "#define %s_PARAM_COUNT %ld /* floats in the flat parameter array (%s_load) */", n,
+         net->param_count, n);
+  em_blank(EM);
+  if (g->opt->training)
+    emit_train_types(EM, net);
+  em_comment(EM,
+             "The parameters, one array per tensor in the layout the generated kernels\n"
+             "read (conv [KH][KW][C][F], dense [IN][OUT]: the output channel innermost),\n"
+             "each starting 64 bytes into the struct from the one before; allocate the\n"
+             "struct 64-byte aligned for the fastest loads. %s_load and %s_store convert\n"
+             "from and to the flat array of PyTorch-layout tensors.%s",
+             n, n, g->opt->training ? " Training state follows\nthe parameters." : "");
+  em_open(EM, "typedef struct %s_model", n);
+  emit_model_members(g);
+  if (net->param_count == 0 && !g->opt->training)
+    em_line(EM, "char unused; /* no parameters: C has no empty structs */");
+  if (g->opt->training)
+    emit_train_model_members(EM, net);
+  em_close_with(EM, " %s_model;", n);
+  em_blank(EM);
+  emit_work_struct(g);
+  em_raw(EM, "#define %s_MODEL_BYTES sizeof(%s_model) /* bytes of a model */", n, n);
+  em_raw(EM, "#define %s_WORK_BYTES sizeof(%s_work)   /* bytes of one thread's work area */", n, n);
+  em_blank(EM);
+  em_comment(EM, "Fills m with Glorot-uniform weights and zero biases (and zero training state):\n"
+                 "each weight is uniform in [-b, b), b = sqrt(6 / (fan_in + fan_out)), with\n"
+                 "fan_in = C*KH*KW and fan_out = F*KH*KW for a conv, IN and OUT for a dense\n"
+                 "layer. The numbers come from splitmix64 seeded with `seed`, drawn in the order\n"
+                 "of the flat parameter array: the same seed gives the same model everywhere.");
+  em_line(EM, "void %s_init(%s_model *m, uint64_t seed);", n, n);
+  em_blank(EM);
+  em_comment(EM,
+             "The parameters as one flat array of %s_PARAM_COUNT floats: for each layer with\n"
+             "weights, in order, LAYER.weight then LAYER.bias, in PyTorch's layout (conv\n"
+             "[F][C][KH][KW], dense [OUT][IN] with IN after a flatten indexing a C x H x W\n"
+             "tensor as c*H*W + y*W + x), the order of the tensors in a weights file.\n"
+             "%s_load leaves training state as it is. %s_store(m, p) after %s_load(m, p)\n"
+             "gives p back bit for bit.",
+             n, n, n, n);
+  em_line(EM, "void %s_load(%s_model *m, const float *params);", n, n);
+  em_line(EM, "void %s_store(const %s_model *m, float *params);", n, n);
+  em_blank(EM);
+  em_comment(EM,
+             "Runs n images x [n][%s_INPUT_SIZE] (each [H][W][C], channels innermost)\n"
+             "through the network, writing y [n][%s_OUTPUT_SIZE]. w is scratch: several\n"
+             "threads may run %s_infer on one model at once, each with its own %s_work.\n"
+             "Uses no memory but m, w, x and y; x and y must not overlap.",
+             n, n, n, n);
+  em_line(EM, "void %s_infer(const %s_model *m, %s_work *w, const float *x, int n, float *y);", n,
+          n, n);
+  em_blank(EM);
+  if (g->opt->training)
+    emit_train_declarations(EM, net);
+  if (g->opt->weights) {
+    em_comment(EM,
+               "The weights baked in when the C was generated (cnngen --weights): ready\n"
+               "for %s_infer(&%s_trained, ...).",
+               n, n);
+    em_line(EM, "extern const %s_model %s_trained;", n, n);
+    em_blank(EM);
+  }
+  em_raw(EM, "#ifdef __cplusplus");
+  em_raw(EM, "}");
+  em_raw(EM, "#endif");
+  em_blank(EM);
+  em_raw(EM, "#endif /* %s */", guard);
+}
+
+void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
+  Emitter em;
+  em_init(&em, out, 0);
+  Gen g = {&em, net, opt, net->name};
+  emit_header_text(&g, out);
+}
+
+/* ---- the source ---- */
+
+void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
+  Emitter em;
+  em_init(&em, out, 0);
+  Gen gen = {&em, net, opt, net->name}, *g = &gen;
+  const char *n = net->name;
+  if (opt->header_name) {
+    fprintf(out, "/*\n * %s.c: generated by cnngen; do not edit. The API is documented in %s.\n", n,
+            opt->header_name);
+  } else {
+    emit_header_text(g, out);
+    em_blank(EM);
+    fprintf(out, "/*\n * %s: the code, generated by cnngen; the API is documented above.\n", n);
+  }
+  fprintf(out, " *\n"
+               " * One static function per layer, NAME_LAYER_forward(m, x, y): y = the layer\n"
+               " * applied to x, for one image; NAME_infer runs them in order on tensors in the\n"
+               " * work struct. Tensors are [H][W][C] (channels innermost). C99, no allocation,\n"
+               " * no I/O, no global mutable state.\n"
+               " */\n");
+  if (opt->header_name)
+    em_raw(EM, "#include \"%s\"", opt->header_name);
+  em_blank(EM);
+  em_raw(EM, "#include <math.h>");
+  em_raw(EM, "#include <string.h>");
+  em_blank(EM);
+  emit_vector_macros(g);
+  emit_layer_functions(g);
+  emit_infer(g);
+  emit_init(g);
+  emit_load_store(g, false);
+  emit_load_store(g, true);
+  if (opt->weights)
+    emit_trained(g);
+  if (opt->training)
+    emit_train_source(EM, net);
+}

@@ -1,0 +1,57 @@
+/*
+ * emitter.h: the one object that writes generated C (emit.c).
+ *
+ * An Emitter owns the output stream and the indentation: every line of code
+ * goes through em_line() (or em_open()/em_close() for braces), which indents
+ * it to the current depth. Comments go through em_comment(), which keeps a
+ * stray end-of-comment out of quoted text. Nothing here depends on the
+ * network: the inference emitter (emit_infer.c) and the training emitter
+ * use the same calls, and the output depends only on what they print, so it
+ * is deterministic byte for byte.
+ *
+ *   em_open(em, "static void %s(void)", name);   ->  static void f(void) {
+ *   em_line(em, "x = %d;", 1);                   ->    x = 1;
+ *   em_close(em);                                ->  }
+ */
+#ifndef CNNGEN_EMITTER_H
+#define CNNGEN_EMITTER_H
+
+#include <stdio.h>
+
+#define EM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+typedef struct Emitter {
+  FILE *out;
+  int depth;  /* indentation level; 2 spaces each */
+  long lines; /* lines written so far */
+} Emitter;
+
+void em_init(Emitter *em, FILE *out, int depth);
+
+/* One line of code at the current depth (an empty format gives a blank line). */
+void em_line(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+/* A line at depth 0 (preprocessor directives). */
+void em_raw(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+void em_blank(Emitter *em);
+
+/* "TEXT {" then one level deeper; em_close() writes "}" one level up,
+   em_close_with() writes "}TEXT" (e.g. "} NAME_model;" or "};"). */
+void em_open(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+void em_close(Emitter *em);
+void em_close_with(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+/* Indentation without braces (the body of a one-line for/if). */
+void em_indent(Emitter *em);
+void em_dedent(Emitter *em);
+
+/* A comment: one line, or for text with newlines a block whose later lines
+   align under the first. A comment terminator inside the text is written
+   with a space ("* /") so quoted source cannot end the comment early. */
+void em_comment(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+
+/* A float literal that reads back as the same float: "0.5f", "2.0f", "1e-07f",
+   "INFINITY", "(-INFINITY)", "NAN" (the last three need <math.h>). Writes into
+   buf (at least EM_FLOAT_SIZE bytes) and returns it. */
+enum { EM_FLOAT_SIZE = 32 };
+const char *em_float(char *buf, float v);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+ * plan.c: the memory plan.
+ *
+ * Inference. NAME_infer runs one image at a time; every tensor of that
+ * image lives in one float array of the work struct (NAME_work.act), at
+ * an offset fixed here. A tensor is live from the step that writes it to
+ * the last step that reads it (in-place activations extend its life). The
+ * tensors are placed in the order they are written, each at the lowest
+ * offset (rounded up to 16 floats, 64 bytes) where it overlaps no tensor
+ * live at the same time: first fit, so a layer's output reuses the space of
+ * tensors that died before it. For a chain this is never worse than
+ * ping-pong and is usually better (a small tensor slips into an early gap).
+ *
+ *   - no copy for identities: flatten (NHWC already is the dense layer's
+ *     order: its weights are permuted at load) and dropout (identity in
+ *     inference) reuse their input's tensor, even the caller's x;
+ *   - an activation layer of its own works in place (except on x, which
+ *     is const: then it gets a tensor);
+ *   - a conv with a fused pool writes the pooled tensor directly;
+ *   - a conv with padding gets a scratch tensor, live only during that
+ *     step, for its input copied inside a zero border (infer_pad_offset);
+ *   - the last tensor is the caller's y (INFER_AT_Y): the final layer
+ *     writes its outputs there directly, with no copy.
+ *
+ * Training (an estimate for `cnngen check`; the training emitter sizes its
+ * own buffers): parameters, gradients and optimizer state (adam 2 slots,
+ * sgd with momentum 1), plus, for each image of a batch, the tensors the
+ * backward pass reads again (keep_for_backward), the dropout masks and two
+ * gradient buffers the size of the largest tensor.
+ */
+#include <assert.h>
+#include <stdlib.h>
+
+#include "compile.h"
+
+enum { ALIGN_FLOATS = 16 };
+
+typedef struct Block {
+  long size;      /* floats */
+  int start, end; /* first and last step (layer index) it is live */
+  long offset;    /* placed: floats into the buffer */
+  bool is_y;      /* the caller's output: not placed */
+} Block;
+
+static long round_up(long n) {
+  return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
+
+static bool overlap_time(const Block *a, const Block *b) {
+  return a->start <= b->end && b->start <= a->end;
+}
+
+static bool conv_padded(const Layer *l) {
+  return l->op == OP_CONV2D &&
+         (l->u.conv.pad_top || l->u.conv.pad_bottom || l->u.conv.pad_left || l->u.conv.pad_right);
+}
+
+/* Places blocks[0..n) by first fit in order; returns the buffer size. */
+static long place(Block *blocks, int n) {
+  long total = 0;
+  for (int i = 0; i < n; i++) {
+    Block *b = &blocks[i];
+    if (b->is_y)
+      continue;
+    long off = 0;
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (int j = 0; j < i; j++) {
+        const Block *o = &blocks[j];
+        if (o->is_y || !overlap_time(b, o))
+          continue;
+        if (off < o->offset + round_up(o->size) && o->offset < off + round_up(b->size)) {
+          off = o->offset + round_up(o->size);
+          moved = true;
+        }
+      }
+    }
+    b->offset = off;
+    if (off + b->size > total)
+      total = off + b->size;
+  }
+  return total;
+}
+
+static void plan_inference(Net *net) {
+  const int n = net->nlayers;
+  /* At most one output block and one pad block per layer. */
+  Block *blocks = calloc((size_t)(2 * n + 1), sizeof *blocks);
+  int *out_block = malloc((size_t)(n + 1) * sizeof *out_block);
+  int *pad_block = malloc((size_t)(n + 1) * sizeof *pad_block);
+  assert(blocks && out_block && pad_block);
+  int nb = 0, cur = -1; /* the block holding the current tensor; -1: x */
+  for (int i = 0; i < n; i++) {
+    Layer *l = &net->layers[i];
+    pad_block[i] = -1;
+    if (cur >= 0 && blocks[cur].end < i && !l->fused_away && l->op != OP_FLATTEN)
+      blocks[cur].end = i; /* read at step i */
+    if (l->fused_away || l->op == OP_FLATTEN || (l->op == OP_ACT && cur >= 0)) {
+      out_block[i] = cur; /* identity, fused, or in place */
+      continue;
+    }
+    if (conv_padded(l)) {
+      long ph = (long)l->in.h + l->u.conv.pad_top + l->u.conv.pad_bottom;
+      long pw = (long)l->in.w + l->u.conv.pad_left + l->u.conv.pad_right;
+      blocks[nb] = (Block){ph * pw * l->in.c, i, i, 0, false};
+      pad_block[i] = nb++;
+    }
+    Shape out = l->fused_pool ? l->fused_pool->out : l->out;
+    blocks[nb] = (Block){shape_size(out), i, i, 0, false};
+    out_block[i] = cur = nb++;
+  }
+  if (cur >= 0)
+    blocks[cur].is_y = true;
+  net->infer_buffer_floats = place(blocks, nb);
+  for (int i = 0; i < n; i++) {
+    Layer *l = &net->layers[i];
+    int b = out_block[i];
+    l->infer_out_offset = b < 0 ? INFER_AT_X : blocks[b].is_y ? INFER_AT_Y : blocks[b].offset;
+    l->infer_pad_offset = pad_block[i] >= 0 ? blocks[pad_block[i]].offset : -1;
+  }
+  free(blocks);
+  free(out_block);
+  free(pad_block);
+}
+
+/* Marks keep_for_backward and returns the floats one image keeps. */
+static long plan_training(Net *net) {
+  long kept = 0, largest = shape_size(net->input);
+  bool backward = false;  /* from the first layer with parameters on */
+  Layer *producer = NULL; /* the layer whose output is the current tensor */
+  for (int i = 0; i < net->nlayers; i++) {
+    Layer *l = &net->layers[i];
+    l->keep_for_backward = false;
+    if (l->op == OP_ACT && l->fused_away) /* folded into the conv/dense */
+      continue;
+    if (op_has_weights[l->op])
+      backward = true;
+    if (shape_size(l->out) > largest)
+      largest = shape_size(l->out);
+    if (l->op == OP_FLATTEN)
+      continue;
+    /* The weight gradient reads the input; maxpool finds its maximum in it. */
+    bool needs_input = op_has_weights[l->op] || (backward && l->op == OP_MAXPOOL);
+    if (needs_input && producer)
+      producer->keep_for_backward = true;
+    /* Activation derivatives come from the output; maxpool compares with it. */
+    Act act = (l->op == OP_CONV2D || l->op == OP_DENSE || l->op == OP_ACT) ? l->act : ACT_LINEAR;
+    if (backward && (act != ACT_LINEAR || l->op == OP_MAXPOOL))
+      l->keep_for_backward = true;
+    if (l->op == OP_DROPOUT)
+      kept += shape_size(l->out); /* its mask */
+    producer = l;
+  }
+  for (int i = 0; i < net->nlayers; i++)
+    if (net->layers[i].keep_for_backward)
+      kept += shape_size(net->layers[i].out);
+  return kept + 2 * largest; /* gradients, ping-pong */
+}
+
+void plan_memory(Net *net) {
+  plan_inference(net);
+  const size_t params = (size_t)net->param_count * sizeof(float);
+  net->infer_state_bytes = params + (size_t)net->infer_buffer_floats * sizeof(float);
+  const TrainConfig *tc = &net->train;
+  size_t slots = tc->optimizer == OPT_ADAM ? 2 : tc->momentum != 0 ? 1 : 0;
+  size_t per_image = (size_t)plan_training(net) * sizeof(float);
+  size_t batch = tc->batch > 0 ? (size_t)tc->batch : 1;
+  net->train_state_bytes = params * (2 + slots) + batch * per_image;
+}
