@@ -1300,6 +1300,17 @@ static void accumulate_function(T *t) {
 
 /* ---- the optimizer ---- */
 
+/* The layer whose weight or bias tensor ti is. */
+static const Layer *tensor_layer(const Net *net, const TensorInfo *ti) {
+  for (int j = 0; j < net->nlayers; j++) {
+    const Layer *l = &net->layers[j];
+    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset))
+      return l;
+  }
+  assert(0);
+  return NULL;
+}
+
 static void update_function(T *t) {
   const Net *net = t->net;
   const TrainConfig *tc = &net->train;
@@ -1333,12 +1344,7 @@ static void update_function(T *t) {
     ln(t, "(void)step;");
   }
   for (int i = 0; i < nt; i++) {
-    const Layer *l = NULL;
-    for (int j = 0; j < net->nlayers && !l; j++)
-      if (net->layers[j].weight_offset == ti[i].offset ||
-          (net->layers[j].bias_offset == ti[i].offset && op_has_weights[net->layers[j].op]))
-        l = &net->layers[j];
-    assert(l);
+    const Layer *l = tensor_layer(net, &ti[i]);
     char p[128];
     emit_param_ref(net, l, ti[i].offset == l->bias_offset, "m", p, sizeof p);
     ln(t, "{ /* %s */", ti[i].name);
@@ -1435,16 +1441,6 @@ static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *
   }
   ln(t, "      d[%s] = s[%s];", to_pytorch ? a : b, to_pytorch ? b : a);
   ln(t, "}");
-}
-
-static const Layer *tensor_layer(const Net *net, const TensorInfo *ti) {
-  for (int j = 0; j < net->nlayers; j++) {
-    const Layer *l = &net->layers[j];
-    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset))
-      return l;
-  }
-  assert(0);
-  return NULL;
 }
 
 static void all_layout_copies(T *t, const char *internal, const char *pytorch, bool to_pytorch) {
