@@ -1,0 +1,859 @@
+/*
+ * test_emit.c: the inference half of the generated C (fuse.c, plan.c,
+ * emit.c, emit_infer.c).
+ *
+ * Each network below is compiled from its DSL text, its header and source
+ * are written to a temporary directory and built into a shared object by
+ * gcc, clang (both -std=c99 -Wall -Wextra -pedantic -Werror) and tcc
+ * (-Wall -Werror), with and without -march=native (vector extensions with
+ * FMA, without FMA, and tcc's 8-float structs), then loaded. With random
+ * parameters in PyTorch layout given to NAME_load, NAME_infer's outputs
+ * must match a plain double-precision forward pass written here from the
+ * SPEC (NCHW, PyTorch's definitions) within |d| <= 2e-5 + 1e-4 |ref| (the
+ * float32-vs-float64 tolerance of ../shared/tools/golden-check); the
+ * largest difference is printed. Also: NAME_store(NAME_load(p)) == p bit
+ * for bit, several images in one call give the same bits as one call
+ * each, baked weights (--weights) give the same bits as loaded ones, the
+ * emitted text is the same on a second run, NAME_init is seeded and
+ * bounded, and the golden case ../shared/golden/seed_fashion matches
+ * PyTorch's outputs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../compiler/compile.h"
+#include "../compiler/emit.h"
+#include "idx.h"
+#include "safetensors.h"
+
+static char tmp[64]; /* the test's directory */
+
+/* ---- networks ---- */
+
+static const char fashion_src[] = "network fashion\n"
+                                  "input 28x28x1\n"
+                                  "conv2d 32 3x3 relu\n"
+                                  "maxpool 2x2\n"
+                                  "conv2d 64 3x3 relu\n"
+                                  "maxpool 2x2\n"
+                                  "conv2d 64 3x3 relu\n"
+                                  "flatten\n"
+                                  "dense 64 relu\n"
+                                  "dense 10 softmax\n";
+
+typedef struct Case {
+  const char *what, *src;
+} Case;
+
+static const Case cases[] = {
+    {"fashion (SPEC section 1)", fashion_src},
+    {"same padding at stride 2, odd input, scalar and vector channels",
+     "network samepad\ninput 15x13x3\n"
+     "conv2d 16 3x3 stride=2 padding=same relu\n"
+     "conv2d 8 5x5 padding=same\n"
+     "conv2d 6 4x4 stride=2 padding=same tanh\n"
+     "flatten\ndense 7 sigmoid\n"},
+    {"explicit padding, fused and overlapping pools, linear conv + pool",
+     "network explicit\ninput 12x11x2\n"
+     "conv2d 24 3x3 padding=2 tanh\nmaxpool 2x2\n"
+     "conv2d 16 3x3 padding=1\nmaxpool 3x3 stride=2\n"
+     "conv2d 40 2x2 stride=2 padding=1 relu\n"
+     "flatten\ndense 5 tanh\n"},
+    {"avgpool (LeNet): tanh conv then avgpool, relu conv + fused avgpool, 3x3 windows",
+     "network lenet\ninput 28x28x1\n"
+     "conv2d 6 5x5 padding=2 tanh\navgpool 2x2\n"
+     "conv2d 16 5x5 relu\navgpool 2x2\n"
+     "conv2d 8 2x2 padding=1\navgpool 3x3\n"
+     "flatten\ndense 120 tanh\ndense 84\nrelu\ndense 10 softmax\n"},
+    {"globalavgpool, activation layers of their own, one on the input",
+     "network gap\ninput 9x9x2\nrelu\n"
+     "conv2d 5 3x3 padding=1 relu\nconv2d 16 3x3 sigmoid\nmaxpool 2x2\n"
+     "globalavgpool\nsigmoid\ndense 12\ntanh\ndense 3\nsoftmax\n"},
+    {"colour input, dropout, same padding with fused pools (cifar)",
+     "network cifar\ninput 32x32x3\n"
+     "conv2d 32 3x3 padding=same relu\nconv2d 32 3x3 padding=same relu\nmaxpool 2x2\n"
+     "dropout 0.25\n"
+     "conv2d 64 3x3 padding=same relu\nmaxpool 2x2\ndropout 0.25\n"
+     "flatten\ndense 128 relu\ndropout 0.5\ndense 10 softmax\n"},
+    {"sigmoid outputs, maxpool fused after sigmoid convs (scalar and vector F)",
+     "network acts\ninput 10x10x1\n"
+     "conv2d 3 3x3 sigmoid\nmaxpool 2x2\n"
+     "conv2d 8 1x1 sigmoid\nmaxpool 2x2\n"
+     "flatten\ndense 4 sigmoid\n"},
+    {"a spatial output, [H][W][C] in y",
+     "network spatial\ninput 7x7x2\nconv2d 16 3x3 relu\nconv2d 8 3x3 stride=2 tanh\n"},
+    {"tanh output straight from a conv, dense on a vector input, dropout at the end",
+     "network tanhout\ninput 6x6x4\n"
+     "conv2d 8 3x3 stride=3 relu\nmaxpool 2x2\nflatten\n"
+     "dense 24 tanh\ndropout 0.5\ndense 9 tanh\ndropout 0.1\n"},
+};
+enum { NCASES = sizeof cases / sizeof cases[0] };
+
+/* ---- building and loading generated code ---- */
+
+typedef struct Built {
+  void *so;
+  size_t model_bytes, work_bytes;
+  void (*init)(void *m, uint64_t seed);
+  void (*load)(void *m, const float *params);
+  void (*store)(const void *m, float *params);
+  void (*infer)(const void *m, void *w, const float *x, int n, float *y);
+  const void *trained; /* NAME_trained, with baked weights */
+} Built;
+
+typedef struct Compiler {
+  const char *name, *cmd; /* cmd: the compiler and flags, before the files */
+} Compiler;
+
+static const Compiler compilers[] = {
+    {"gcc -march=native", "gcc -std=c99 -Wall -Wextra -pedantic -Werror -O2 -march=native"},
+    {"gcc", "gcc -std=c99 -Wall -Wextra -pedantic -Werror -O1"},
+    {"clang -march=native", "clang -std=c99 -Wall -Wextra -pedantic -Werror -O2 -march=native"},
+    {"clang", "clang -std=c99 -Wall -Wextra -pedantic -Werror -O1"},
+    {"tcc", "tcc -Wall -Werror"},
+};
+enum { NCOMPILERS = sizeof compilers / sizeof compilers[0] };
+
+static bool have(const char *prog) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", prog);
+  return system(cmd) == 0;
+}
+
+static Net *compile_net(Arena *a, const char *src) {
+  Diag d;
+  diag_init(&d, stderr, src, strlen(src));
+  Net *net = compile(a, "test.cnn", src, strlen(src), &(CompileOptions){0}, &d);
+  assert_non_null(net);
+  return net;
+}
+
+static char *emit_text(const Net *net, const EmitOptions *opt, bool header, size_t *len) {
+  char *text = NULL;
+  FILE *f = open_memstream(&text, len);
+  assert_non_null(f);
+  if (header)
+    emit_header(net, opt, f);
+  else
+    emit_source(net, opt, f);
+  assert_int_equal(fclose(f), 0);
+  return text;
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  assert_int_equal(fclose(f), 0);
+}
+
+/* Writes NAME.h, NAME.c and a glue file reporting the struct sizes into
+   tmp/tag/, builds them with compiler k into a shared object and loads it. */
+static void build(const Net *net, const EmitOptions *opt, int k, const char *tag, Built *b) {
+  const char *n = net->name;
+  char dir[256], path[512], cmd[2048];
+  snprintf(dir, sizeof dir, "%s/%s", tmp, tag);
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+  assert_int_equal(system(cmd), 0);
+  char header_name[96];
+  snprintf(header_name, sizeof header_name, "%s.h", n);
+  EmitOptions o = *opt;
+  o.header_name = header_name;
+  size_t len;
+  char *text = emit_text(net, &o, true, &len);
+  snprintf(path, sizeof path, "%s/%s.h", dir, n);
+  write_file(path, text);
+  free(text);
+  text = emit_text(net, &o, false, &len);
+  snprintf(path, sizeof path, "%s/%s.c", dir, n);
+  write_file(path, text);
+  free(text);
+  char glue[512];
+  snprintf(glue, sizeof glue,
+           "#include \"%s.h\"\n"
+           "size_t t_model_bytes(void) { return sizeof(%s_model); }\n"
+           "size_t t_work_bytes(void) { return sizeof(%s_work); }\n",
+           n, n, n);
+  snprintf(path, sizeof path, "%s/glue.c", dir);
+  write_file(path, glue);
+  snprintf(cmd, sizeof cmd,
+           "cd %s && %s -fPIC -shared -o lib.so %s.c glue.c -lm > build.log 2>&1 || "
+           "{ cat build.log; exit 1; }",
+           dir, compilers[k].cmd, n);
+  if (system(cmd) != 0)
+    fail_msg("%s: %s does not build the generated C (see above)", tag, compilers[k].name);
+  snprintf(path, sizeof path, "%s/lib.so", dir);
+  memset(b, 0, sizeof *b);
+  b->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!b->so)
+    fail_msg("dlopen %s: %s", path, dlerror());
+  char name[160];
+#define SYM(field, suffix)                                                                         \
+  do {                                                                                             \
+    snprintf(name, sizeof name, "%s%s", n, suffix);                                                \
+    void *p_ = dlsym(b->so, name);                                                                 \
+    if (!p_)                                                                                       \
+      fail_msg("%s lacks %s", tag, name);                                                          \
+    memcpy(&b->field, &p_, sizeof p_);                                                             \
+  } while (0)
+  SYM(init, "_init");
+  SYM(load, "_load");
+  SYM(store, "_store");
+  SYM(infer, "_infer");
+#undef SYM
+  size_t (*bytes)(void);
+  void *p = dlsym(b->so, "t_model_bytes");
+  memcpy(&bytes, &p, sizeof p);
+  b->model_bytes = bytes();
+  p = dlsym(b->so, "t_work_bytes");
+  memcpy(&bytes, &p, sizeof p);
+  b->work_bytes = bytes();
+  if (opt->weights) {
+    snprintf(name, sizeof name, "%s_trained", n);
+    b->trained = dlsym(b->so, name);
+    assert_non_null(b->trained);
+  }
+}
+
+static void unload(Built *b) {
+  dlclose(b->so);
+}
+
+static void *zalloc(size_t bytes) {
+  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+  assert_non_null(p);
+  memset(p, 0, (bytes + 63) / 64 * 64);
+  return p;
+}
+
+/* ---- the reference: double precision, NCHW, PyTorch's definitions ---- */
+
+typedef struct T {
+  int c, h, w;
+  double *v; /* [c][h][w] */
+} T;
+
+static T t_new(int c, int h, int w) {
+  T t = {c, h, w, calloc((size_t)c * h * w, sizeof(double))};
+  assert_non_null(t.v);
+  return t;
+}
+
+#define AT(t, ci, y, x) ((t).v[((long)(ci) * (t).h + (y)) * (t).w + (x)])
+
+static void act_apply(T *t, Act act, bool spatial) {
+  long n = (long)t->c * t->h * t->w;
+  if (act == ACT_SOFTMAX) { /* over channels, per pixel */
+    long hw = spatial ? (long)t->h * t->w : 1, c = spatial ? t->c : n;
+    for (long p = 0; p < hw; p++) {
+      double mx = -INFINITY, s = 0;
+      for (long i = 0; i < c; i++)
+        mx = fmax(mx, t->v[i * hw + p]);
+      for (long i = 0; i < c; i++)
+        s += exp(t->v[i * hw + p] - mx);
+      for (long i = 0; i < c; i++)
+        t->v[i * hw + p] = exp(t->v[i * hw + p] - mx) / s;
+    }
+    return;
+  }
+  for (long i = 0; i < n; i++) {
+    double x = t->v[i];
+    t->v[i] = act == ACT_RELU      ? (x > 0 ? x : 0)
+              : act == ACT_SIGMOID ? 1 / (1 + exp(-x))
+              : act == ACT_TANH    ? tanh(x)
+                                   : x;
+  }
+}
+
+/* One image x [H][W][C] (as NAME_infer takes it) -> out (the outputs in the
+   order NAME_infer writes them). Reads the IR only for each layer's kind
+   and arguments (the DSL), not for shapes or fusion. */
+static void reference(const Net *net, const float *params, const float *x, double *out) {
+  T t = t_new(net->input.c, net->input.h, net->input.w);
+  bool spatial = true;
+  for (int y = 0; y < t.h; y++)
+    for (int xx = 0; xx < t.w; xx++)
+      for (int c = 0; c < t.c; c++)
+        AT(t, c, y, xx) = x[((long)y * t.w + xx) * t.c + c];
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    T u = {0};
+    switch (l->op) {
+    case OP_CONV2D: {
+      const int F = l->u.conv.filters, KH = l->u.conv.kh, KW = l->u.conv.kw, S = l->u.conv.stride;
+      int pt, pl, pb, pr;
+      if (l->u.conv.pad_mode == PAD_SAME) { /* SPEC section 1 */
+        int th = ((t.h + S - 1) / S - 1) * S + KH - t.h,
+            tw = ((t.w + S - 1) / S - 1) * S + KW - t.w;
+        th = th > 0 ? th : 0, tw = tw > 0 ? tw : 0;
+        pt = th / 2, pb = th - pt, pl = tw / 2, pr = tw - pl;
+      } else {
+        pt = pb = pl = pr = l->u.conv.pad_mode == PAD_EXPLICIT ? l->u.conv.pad : 0;
+      }
+      u = t_new(F, (t.h + pt + pb - KH) / S + 1, (t.w + pl + pr - KW) / S + 1);
+      const float *w = params + l->weight_offset, *b = params + l->bias_offset;
+      for (int f = 0; f < F; f++)
+        for (int oy = 0; oy < u.h; oy++)
+          for (int ox = 0; ox < u.w; ox++) {
+            double s = b[f];
+            for (int c = 0; c < t.c; c++)
+              for (int ky = 0; ky < KH; ky++)
+                for (int kx = 0; kx < KW; kx++) {
+                  int iy = oy * S - pt + ky, ix = ox * S - pl + kx;
+                  if (iy >= 0 && iy < t.h && ix >= 0 && ix < t.w)
+                    s += AT(t, c, iy, ix) * w[((f * t.c + c) * KH + ky) * KW + kx];
+                }
+            AT(u, f, oy, ox) = s;
+          }
+      act_apply(&u, l->fused_act ? ACT_LINEAR : l->act, true); /* the DSL's own */
+      break;
+    }
+    case OP_MAXPOOL:
+    case OP_AVGPOOL: {
+      const int KH = l->u.pool.kh, KW = l->u.pool.kw, S = l->u.pool.stride;
+      u = t_new(t.c, (t.h - KH) / S + 1, (t.w - KW) / S + 1);
+      for (int c = 0; c < t.c; c++)
+        for (int oy = 0; oy < u.h; oy++)
+          for (int ox = 0; ox < u.w; ox++) {
+            double m = -INFINITY, s = 0;
+            for (int ky = 0; ky < KH; ky++)
+              for (int kx = 0; kx < KW; kx++) {
+                double v = AT(t, c, oy * S + ky, ox * S + kx);
+                m = fmax(m, v);
+                s += v;
+              }
+            AT(u, c, oy, ox) = l->op == OP_MAXPOOL ? m : s / (KH * KW);
+          }
+      break;
+    }
+    case OP_GLOBALAVGPOOL:
+      u = t_new(t.c, 1, 1);
+      for (int c = 0; c < t.c; c++) {
+        double s = 0;
+        for (int y = 0; y < t.h; y++)
+          for (int xx = 0; xx < t.w; xx++)
+            s += AT(t, c, y, xx);
+        u.v[c] = s / (t.h * t.w);
+      }
+      spatial = false;
+      break;
+    case OP_FLATTEN: /* NCHW order: c*H*W + y*W + x, already the storage order */
+      u = t_new(t.c * t.h * t.w, 1, 1);
+      memcpy(u.v, t.v, sizeof(double) * (size_t)u.c);
+      spatial = false;
+      break;
+    case OP_DENSE: {
+      const int OUT = l->u.dense.units, IN = t.c * t.h * t.w;
+      const float *w = params + l->weight_offset, *b = params + l->bias_offset;
+      u = t_new(OUT, 1, 1);
+      for (int o = 0; o < OUT; o++) {
+        double s = b[o];
+        for (int k = 0; k < IN; k++)
+          s += w[(long)o * IN + k] * t.v[k];
+        u.v[o] = s;
+      }
+      act_apply(&u, l->fused_act ? ACT_LINEAR : l->act, false);
+      break;
+    }
+    case OP_DROPOUT:
+      continue;
+    case OP_ACT:
+      act_apply(&t, l->act, spatial);
+      continue;
+    case OP_COUNT:
+      fail();
+    }
+    free(t.v);
+    t = u;
+  }
+  /* The generated code's output order: [H][W][C]. */
+  for (int y = 0; y < t.h; y++)
+    for (int xx = 0; xx < t.w; xx++)
+      for (int c = 0; c < t.c; c++)
+        out[((long)y * t.w + xx) * t.c + c] = AT(t, c, y, xx);
+  free(t.v);
+}
+
+/* ---- data ---- */
+
+static uint64_t rng = 88172645463325252u;
+
+static double uniform(void) { /* [0, 1) */
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+/* Parameters in PyTorch layout, uniform in +-sqrt(3 / fan_in) (weights)
+   and +-0.1 (biases), so activations stay near unit size. */
+static float *random_params(const Net *net) {
+  float *p = malloc(sizeof(float) * (size_t)(net->param_count + 1));
+  assert_non_null(p);
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (!op_has_weights[l->op])
+      continue;
+    long fan_in = l->weight_count / (l->op == OP_CONV2D ? l->u.conv.filters : l->u.dense.units);
+    double bound = sqrt(3.0 / (double)fan_in);
+    for (long k = 0; k < l->weight_count; k++)
+      p[l->weight_offset + k] = (float)((2 * uniform() - 1) * bound);
+    for (long k = 0; k < l->bias_count; k++)
+      p[l->bias_offset + k] = (float)((2 * uniform() - 1) * 0.1);
+  }
+  return p;
+}
+
+static float *random_images(const Net *net, int n) {
+  long size = shape_size(net->input) * n;
+  float *x = malloc(sizeof(float) * (size_t)size);
+  assert_non_null(x);
+  for (long i = 0; i < size; i++)
+    x[i] = (float)uniform();
+  return x;
+}
+
+enum { IMAGES = 3 };
+
+/* Runs b on IMAGES images with params p and compares with the reference;
+   returns the largest difference. */
+static double check_outputs(const Net *net, const Built *b, const float *p, const char *what) {
+  const long in = shape_size(net->input), out = shape_size(net->output);
+  void *m = zalloc(b->model_bytes), *w = zalloc(b->work_bytes);
+  float *x = random_images(net, IMAGES), *y = malloc(sizeof(float) * (size_t)(out * IMAGES));
+  float *y1 = malloc(sizeof(float) * (size_t)out);
+  double *ref = malloc(sizeof(double) * (size_t)out);
+  assert_true(y && y1 && ref);
+  b->load(m, p);
+  b->infer(m, w, x, IMAGES, y);
+  double worst = 0;
+  for (int i = 0; i < IMAGES; i++) {
+    reference(net, p, x + i * in, ref);
+    for (long k = 0; k < out; k++) {
+      double d = fabs(y[i * out + k] - ref[k]);
+      worst = d > worst ? d : worst;
+      if (!(d <= 2e-5 + 1e-4 * fabs(ref[k])))
+        fail_msg("%s: image %d output %ld: %.9g, reference %.9g", what, i, k, y[i * out + k],
+                 ref[k]);
+    }
+    /* One image per call: the same bits (no state carried between images). */
+    b->infer(m, w, x + i * in, 1, y1);
+    assert_memory_equal(y1, y + i * out, sizeof(float) * (size_t)out);
+  }
+  free(m), free(w), free(x), free(y), free(y1), free(ref);
+  return worst;
+}
+
+/* ---- tests ---- */
+
+static void test_emit_matches_reference(void **state) {
+  (void)state;
+  for (int k = 0; k < NCOMPILERS; k++) {
+    char prog[16];
+    sscanf(compilers[k].cmd, "%15s", prog);
+    if (!have(prog)) {
+      printf("  %s is not installed: skipped\n", prog);
+      continue;
+    }
+    for (int c = 0; c < NCASES; c++) {
+      Arena a = {0};
+      Net *net = compile_net(&a, cases[c].src);
+      float *p = random_params(net);
+      Built b;
+      char tag[64];
+      snprintf(tag, sizeof tag, "ref-%d-%d", k, c);
+      build(net, &(EmitOptions){0}, k, tag, &b);
+      double worst = check_outputs(net, &b, p, cases[c].what);
+      printf("  %-20s %-10s max |difference| %.2g  (%s)\n", compilers[k].name, net->name, worst,
+             cases[c].what);
+      unload(&b);
+      free(p);
+      arena_free(&a);
+    }
+  }
+}
+
+static void test_emit_load_store_round_trip(void **state) {
+  (void)state;
+  for (int c = 0; c < NCASES; c++) {
+    Arena a = {0};
+    Net *net = compile_net(&a, cases[c].src);
+    float *p = random_params(net), *q = malloc(sizeof(float) * (size_t)(net->param_count + 1));
+    assert_non_null(q);
+    Built b;
+    char tag[64];
+    snprintf(tag, sizeof tag, "store-%d", c);
+    build(net, &(EmitOptions){0}, 0, tag, &b);
+    void *m = zalloc(b.model_bytes);
+    b.load(m, p);
+    memset(q, 0xff, sizeof(float) * (size_t)net->param_count);
+    b.store(m, q);
+    assert_memory_equal(p, q, sizeof(float) * (size_t)net->param_count);
+    free(m), free(p), free(q);
+    unload(&b);
+    arena_free(&a);
+  }
+}
+
+static void test_emit_baked_weights_match_load(void **state) {
+  (void)state;
+  for (int c = 0; c < NCASES; c++) {
+    Arena a = {0};
+    Net *net = compile_net(&a, cases[c].src);
+    float *p = random_params(net);
+    p[0] = -0.0f; /* literals that must survive: -0, a tiny and a huge value */
+    p[1] = 1e-40f;
+    p[2] = 3.4e38f;
+    Built b;
+    char tag[64];
+    snprintf(tag, sizeof tag, "baked-%d", c);
+    build(net, &(EmitOptions){.weights = p}, 0, tag, &b);
+    const long out = shape_size(net->output);
+    void *m = zalloc(b.model_bytes), *w = zalloc(b.work_bytes);
+    float *x = random_images(net, IMAGES);
+    float *y = malloc(sizeof(float) * (size_t)(out * IMAGES)),
+          *z = malloc(sizeof(float) * (size_t)(out * IMAGES));
+    b.load(m, p);
+    assert_memory_equal(m, b.trained, b.model_bytes);
+    b.infer(m, w, x, IMAGES, y);
+    b.infer(b.trained, w, x, IMAGES, z);
+    assert_memory_equal(y, z, sizeof(float) * (size_t)(out * IMAGES));
+    free(m), free(w), free(x), free(y), free(z), free(p);
+    unload(&b);
+    arena_free(&a);
+  }
+}
+
+static void test_emit_is_deterministic(void **state) {
+  (void)state;
+  for (int c = 0; c < NCASES; c++) {
+    for (int training = 0; training < 2; training++) {
+      Arena a = {0}, a2 = {0};
+      Net *net = compile_net(&a, cases[c].src), *net2 = compile_net(&a2, cases[c].src);
+      float *p = random_params(net);
+      EmitOptions opt = {.training = training, .weights = p};
+      size_t l1, l2;
+      for (int header = 0; header < 2; header++) {
+        char *t1 = emit_text(net, &opt, header, &l1), *t2 = emit_text(net, &opt, header, &l2);
+        char *t3 = emit_text(net2, &opt, header, &l2);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(t1, t2, l1);
+        assert_memory_equal(t1, t3, l1);
+        free(t1), free(t2), free(t3);
+      }
+      free(p);
+      arena_free(&a);
+      arena_free(&a2);
+    }
+  }
+}
+
+/* The inlined form (header_name NULL, as the JIT uses it) is one complete
+   translation unit, also with training code, and is the header followed by
+   the source. */
+static void test_emit_single_translation_unit(void **state) {
+  (void)state;
+  for (int c = 0; c < NCASES; c++) {
+    Arena a = {0};
+    Net *net = compile_net(&a, cases[c].src);
+    for (int training = 0; training < 2; training++) {
+      EmitOptions opt = {.training = training};
+      size_t len, hlen;
+      char *text = emit_text(net, &opt, false, &len), *h = emit_text(net, &opt, true, &hlen);
+      assert_true(len > hlen);
+      assert_memory_equal(text, h, hlen);
+      char path[256], cmd[1024];
+      snprintf(path, sizeof path, "%s/tu-%d-%d", tmp, c, training);
+      char c_path[300];
+      snprintf(c_path, sizeof c_path, "%s.c", path);
+      write_file(c_path, text);
+      snprintf(cmd, sizeof cmd, "gcc -std=c99 -Wall -Wextra -pedantic -Werror -c -o %s.o %s.c",
+               path, path);
+      if (system(cmd) != 0)
+        fail_msg("%s (training %d): the inlined source does not compile", net->name, training);
+      free(text), free(h);
+    }
+    arena_free(&a);
+  }
+}
+
+static void test_emit_header_layout(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = compile_net(&a, fashion_src);
+  size_t len;
+  char *h = emit_text(net, &(EmitOptions){0}, true, &len);
+  /* Opens with the summary table in a comment. */
+  char *table = NULL;
+  size_t tlen;
+  FILE *f = open_memstream(&table, &tlen);
+  summary_print(net, f, " * ");
+  fclose(f);
+  assert_non_null(strstr(h, table));
+  assert_true(strstr(h, table) < strstr(h, "*/"));
+  assert_true(strncmp(h, "/*", 2) == 0);
+  const char *want[] = {"#define fashion_INPUT_H 28 ",
+                        "#define fashion_INPUT_W 28 ",
+                        "#define fashion_INPUT_C 1 ",
+                        "#define fashion_INPUT_SIZE 784 ",
+                        "#define fashion_OUTPUT_SIZE 10 ",
+                        "#define fashion_PARAM_COUNT 93322 ",
+                        "typedef struct fashion_model {",
+                        "} fashion_model;",
+                        "typedef struct fashion_work {",
+                        "} fashion_work;",
+                        "void fashion_init(fashion_model *m, uint64_t seed);",
+                        "void fashion_load(fashion_model *m, const float *params);",
+                        "void fashion_store(const fashion_model *m, float *params);",
+                        "void fashion_infer(const fashion_model *m, fashion_work *w, "
+                        "const float *x, int n, float *y);",
+                        "#include <stdint.h>",
+                        "#include <stddef.h>"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (!strstr(h, want[i]))
+      fail_msg("the header lacks \"%s\"", want[i]);
+  assert_null(strstr(h, "fashion_trained")); /* only with weights */
+  free(h);
+  /* The source: each layer's code opens with its DSL line; a shape comment
+     by each tensor; only the allowed headers. */
+  char *s = emit_text(net, &(EmitOptions){.header_name = "fashion.h"}, false, &len);
+  const char *lines[] = {"/* line 3: conv2d 32 3x3 relu\n   + line 4: maxpool 2x2 (fused)",
+                         "/* line 5: conv2d 64 3x3 relu\n   + line 6: maxpool 2x2 (fused)",
+                         "/* line 7: conv2d 64 3x3 relu",
+                         "/* line 9: dense 64 relu",
+                         "/* line 10: dense 10 softmax",
+                         "/* line 8: flatten",
+                         "static void fashion_conv2_forward(",
+                         "x [13][13][32] -> y [5][5][64]",
+                         "#include \"fashion.h\""};
+  for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+    if (!strstr(s, lines[i]))
+      fail_msg("the source lacks \"%s\"", lines[i]);
+  for (const char *p = strstr(s, "#include"); p; p = strstr(p + 1, "#include"))
+    assert_true(strncmp(p, "#include \"fashion.h\"", 20) == 0 ||
+                strncmp(p, "#include <math.h>", 17) == 0 ||
+                strncmp(p, "#include <string.h>", 19) == 0);
+  assert_null(strstr(s, "malloc"));
+  assert_null(strstr(s, "printf"));
+  /* Well under 3000 lines for the fashion network (tcc compiles it too). */
+  long nl = 0;
+  for (const char *p = s; *p; p++)
+    nl += *p == '\n';
+  printf("  fashion.c: %ld lines\n", nl);
+  assert_true(nl < 2000);
+  free(s);
+  arena_free(&a);
+}
+
+static void test_emit_fusion_and_plan(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = compile_net(&a, fashion_src);
+  Layer *L = net->layers;
+  /* conv1 relu + maxpool, conv2 relu + maxpool fused; conv3 has no pool. */
+  assert_ptr_equal(L[0].fused_pool, &L[1]);
+  assert_true(L[1].fused_away);
+  assert_ptr_equal(L[2].fused_pool, &L[3]);
+  assert_null(L[4].fused_pool);
+  assert_false(L[4].fused_away);
+  /* First fit: conv1's 13x13x32 output at 0, conv2's 5x5x64 after it, then
+     conv3's output back at 0 (conv1's is dead), dense1's after that; the
+     last layer writes straight into y. Ping-pong would need 2 x 5408. */
+  assert_int_equal(L[0].infer_out_offset, 0);
+  assert_int_equal(L[2].infer_out_offset, 5408);
+  assert_int_equal(L[4].infer_out_offset, 0);
+  assert_int_equal(L[5].infer_out_offset, 0); /* flatten: the same tensor */
+  assert_int_equal(L[6].infer_out_offset, 576);
+  assert_int_equal(L[7].infer_out_offset, INFER_AT_Y);
+  assert_int_equal(net->infer_buffer_floats, 5408 + 1600);
+  assert_int_equal(net->infer_state_bytes, (93322 + 7008) * 4);
+  arena_free(&a);
+
+  /* An activation after a linear conv/dense fuses; after a relu conv it does
+     not; avgpool after a sigmoid conv does not; dropout is an identity. */
+  net = compile_net(&a, "network f\ninput 8x8x2\nconv2d 4 3x3 relu\nsigmoid\n"
+                        "conv2d 8 1x1 sigmoid\navgpool 2x2\nconv2d 8 1x1\ntanh\nmaxpool 2x2\n"
+                        "flatten\ndropout 0.5\ndense 3\nsoftmax\n");
+  L = net->layers;
+  assert_false(L[1].fused_away);
+  assert_null(L[2].fused_pool); /* the mean of sigmoids is not the sigmoid of a mean */
+  assert_ptr_equal(L[4].fused_act, &L[5]);
+  assert_int_equal(L[4].act, ACT_TANH);
+  assert_ptr_equal(L[4].fused_pool, &L[6]);
+  assert_true(L[8].fused_away);
+  assert_ptr_equal(L[9].fused_act, &L[10]);
+  assert_int_equal(L[9].act, ACT_SOFTMAX);
+  /* In place: the sigmoid layer works on conv1's tensor. A padded conv's
+     scratch never overlaps its input or output. */
+  assert_int_equal(L[1].infer_out_offset, L[0].infer_out_offset);
+  arena_free(&a);
+
+  net = compile_net(&a, "network p\ninput 8x8x3\nconv2d 8 3x3 padding=same\n"
+                        "conv2d 8 3x3 padding=1 relu\nflatten\ndense 2\n");
+  L = net->layers;
+  long in = L[0].infer_out_offset, pad = L[1].infer_pad_offset, out = L[1].infer_out_offset;
+  assert_true(L[0].infer_pad_offset >= 0 && pad >= 0 && in >= 0 && out >= 0);
+  long pad_size = 10 * 10 * 8, size = 8 * 8 * 8;
+  assert_true(pad + pad_size <= in || in + size <= pad);
+  assert_true(pad + pad_size <= out || out + size <= pad);
+  assert_true(in + size <= out || out + size <= in);
+  assert_true(net->infer_buffer_floats >= pad_size + 2 * size);
+  arena_free(&a);
+}
+
+static void test_emit_init_is_seeded_glorot(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = compile_net(&a, fashion_src);
+  Built b;
+  build(net, &(EmitOptions){0}, NCOMPILERS - 1, "init-tcc", &b);
+  Built c;
+  build(net, &(EmitOptions){0}, 0, "init-gcc", &c);
+  void *m1 = zalloc(b.model_bytes), *m2 = zalloc(b.model_bytes), *m3 = zalloc(b.model_bytes);
+  const long n = net->param_count;
+  float *p1 = malloc(sizeof(float) * (size_t)n), *p2 = malloc(sizeof(float) * (size_t)n);
+  assert_true(p1 && p2);
+  b.init(m1, 7);
+  c.init(m2, 7); /* another compiler, the same bits */
+  assert_memory_equal(m1, m2, b.model_bytes);
+  b.init(m3, 8);
+  assert_memory_not_equal(m1, m3, b.model_bytes);
+  b.store(m1, p1);
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (!op_has_weights[l->op])
+      continue;
+    long units = l->op == OP_CONV2D ? l->u.conv.filters : l->u.dense.units;
+    long fan_in = l->weight_count / units, fan_out = units;
+    if (l->op == OP_CONV2D) {
+      fan_out *= l->u.conv.kh * l->u.conv.kw;
+    }
+    double bound = sqrt(6.0 / (double)(fan_in + fan_out)), mean = 0, var = 0;
+    for (long k = 0; k < l->weight_count; k++) {
+      double v = p1[l->weight_offset + k];
+      assert_true(fabs(v) <= bound * (1 + 1e-6));
+      mean += v;
+      var += v * v;
+    }
+    mean /= (double)l->weight_count;
+    var /= (double)l->weight_count;
+    /* uniform: mean 0, variance bound^2 / 3, within 5 standard errors */
+    double se = bound / sqrt(3.0 * (double)l->weight_count);
+    assert_true(fabs(mean) < 5 * se);
+    assert_true(fabs(var / (bound * bound / 3) - 1) < 5 * sqrt(0.8 / (double)l->weight_count));
+    for (long k = 0; k < l->bias_count; k++)
+      assert_true(p1[l->bias_offset + k] == 0.0f);
+  }
+  free(m1), free(m2), free(m3), free(p1), free(p2);
+  unload(&b);
+  unload(&c);
+  arena_free(&a);
+}
+
+/* ../shared/golden/seed_fashion: PyTorch's outputs (float64) for its test
+   images with init.safetensors. */
+static void test_emit_golden_seed_fashion(void **state) {
+  (void)state;
+  const char *dir = "../shared/golden/seed_fashion";
+  char path[256];
+  size_t len;
+  Err e = {0};
+  snprintf(path, sizeof path, "%s/net.cnn", dir);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    printf("  %s is missing: skipped\n", path);
+    skip();
+  }
+  static char src[4096];
+  len = fread(src, 1, sizeof src - 1, f);
+  fclose(f);
+  src[len] = '\0';
+  Arena a = {0};
+  Net *net = compile_net(&a, src);
+  TensorInfo ti[64];
+  int nt = net_tensors(net, ti);
+  float *p = malloc(sizeof(float) * (size_t)net->param_count);
+  StFile st;
+  snprintf(path, sizeof path, "%s/init.safetensors", dir);
+  if (st_read(path, &st, &e) < 0 || st_load_params(&st, ti, nt, p, &e) < 0)
+    fail_msg("%s", e.msg);
+  st_free(&st);
+  IdxImages im;
+  snprintf(path, sizeof path, "%s/data/t10k-images-idx3-ubyte", dir);
+  if (idx_read_images(path, &im, &e) < 0)
+    fail_msg("%s", e.msg);
+  const long in = shape_size(net->input), out = shape_size(net->output);
+  float *x = malloc(sizeof(float) * (size_t)(in * im.n)),
+        *y = malloc(sizeof(float) * (size_t)(out * im.n));
+  for (long i = 0; i < in * im.n; i++)
+    x[i] = im.data[i] / 255.0f;
+  Built b;
+  build(net, &(EmitOptions){0}, 0, "golden", &b);
+  void *m = zalloc(b.model_bytes), *w = zalloc(b.work_bytes);
+  b.load(m, p);
+  b.infer(m, w, x, im.n, y);
+  snprintf(path, sizeof path, "%s/expected_outputs.jsonl", dir);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  char line[8192];
+  int rows = 0;
+  double worst = 0;
+  while (fgets(line, sizeof line, f)) {
+    int index;
+    char *o = strstr(line, "\"outputs\": [");
+    assert_true(sscanf(line, "{\"index\": %d", &index) == 1 && o && index >= 0 && index < im.n);
+    o += strlen("\"outputs\": [");
+    for (long k = 0; k < out; k++) {
+      double ref = strtod(o, &o), d = fabs(y[index * out + k] - ref);
+      worst = d > worst ? d : worst;
+      if (!(d <= 2e-5 + 1e-4 * fabs(ref)))
+        fail_msg("image %d output %ld: %.9g, PyTorch %.9g", index, k, y[index * out + k], ref);
+      o += strspn(o, ", ");
+    }
+    rows++;
+  }
+  fclose(f);
+  assert_int_equal(rows, im.n);
+  printf("  seed_fashion: %d images, max |difference| from PyTorch %.2g\n", rows, worst);
+  free(m), free(w), free(x), free(y), free(p);
+  idx_images_free(&im);
+  unload(&b);
+  arena_free(&a);
+}
+
+static int setup(void **state) {
+  (void)state;
+  strcpy(tmp, "/tmp/cnngen-test-emit-XXXXXX");
+  return mkdtemp(tmp) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_emit_fusion_and_plan),
+      cmocka_unit_test(test_emit_header_layout),
+      cmocka_unit_test(test_emit_is_deterministic),
+      cmocka_unit_test(test_emit_single_translation_unit),
+      cmocka_unit_test(test_emit_matches_reference),
+      cmocka_unit_test(test_emit_load_store_round_trip),
+      cmocka_unit_test(test_emit_baked_weights_match_load),
+      cmocka_unit_test(test_emit_init_is_seeded_glorot),
+      cmocka_unit_test(test_emit_golden_seed_fashion),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
