@@ -91,22 +91,21 @@ static double now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static char *dup_printf(const char *fmt, const char *a, int n) {
-  size_t len = strlen(a) + strlen(fmt) + 1;
+/* The first `keep` bytes of `base` followed by `suffix`, malloc'd. */
+static char *with_suffix(const char *base, size_t keep, const char *suffix) {
+  size_t len = keep + strlen(suffix) + 1;
   char *s = malloc(len);
   if (s)
-    snprintf(s, len, fmt, n, a);
+    snprintf(s, len, "%.*s%s", (int)keep, base, suffix);
   return s;
 }
 
 /* "W.safetensors" -> "W.ckpt.safetensors"; other names get ".ckpt" appended. */
 static char *checkpoint_path(const char *out) {
-  size_t n = strlen(out);
-  const char *ext = ".safetensors";
-  size_t el = strlen(ext);
-  if (n > el && strcmp(out + n - el, ext) == 0)
-    return dup_printf("%.*s.ckpt.safetensors", out, (int)(n - el));
-  return dup_printf("%.*s.ckpt", out, (int)n);
+  size_t n = strlen(out), el = strlen(".safetensors");
+  if (n > el && strcmp(out + n - el, ".safetensors") == 0)
+    return with_suffix(out, n - el, ".ckpt.safetensors");
+  return with_suffix(out, n, ".ckpt");
 }
 
 static const char *slot_name(const Net *net, int slot) {
@@ -330,13 +329,13 @@ static void evaluate(Run *r) {
 
 static void progress(const Run *r, int epochs, int done, int total, double loss, double acc,
                      double seconds) {
-  enum { WIDTH = 30 };
+  enum { WIDTH = 20 }; /* the whole line stays under 80 columns */
   char bar[WIDTH + 1];
   int fill = (int)((long)WIDTH * done / total);
   for (int i = 0; i < WIDTH; i++)
     bar[i] = i < fill ? '=' : i == fill ? '>' : ' ';
   bar[WIDTH] = 0;
-  fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  accuracy %.4f  %.1f s", r->epoch + 1,
+  fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  acc %.4f  %.0f s", r->epoch + 1,
           epochs, bar, done, total, loss, acc, seconds);
   fflush(stderr);
 }
@@ -441,9 +440,9 @@ static int setup(Run *r, Err *e) {
               "cnngen: warning: %s:%d: augment %s is not implemented yet; training "
               "without it\n",
               r->net->file, tc->augment[i].loc.line, augment_words[i]);
-  r->out = a->value[CLI_OUT]
-               ? strdup(a->value[CLI_OUT])
-               : dup_printf("%.*s.safetensors", r->net->name, (int)strlen(r->net->name));
+  const char *name = r->net->name;
+  r->out = a->value[CLI_OUT] ? strdup(a->value[CLI_OUT])
+                             : with_suffix(name, strlen(name), ".safetensors");
   r->ckpt = a->value[CLI_CHECKPOINT] ? strdup(a->value[CLI_CHECKPOINT])
             : r->out                 ? checkpoint_path(r->out)
                                      : NULL;
@@ -503,10 +502,10 @@ static int run(const CliArgs *a) {
   char resumed[48] = "";
   if (a->value[CLI_RESUME])
     snprintf(resumed, sizeof resumed, " (resuming after epoch %d)", r.epoch);
-  printf("training %s: %d images (%d test), batch %d, %d epochs%s, %s, backend %s (compiled in "
+  printf("training %s: %d images (%d test), batch %d, %d epoch%s%s, %s, backend %s (compiled in "
          "%.2f s), %d thread%s\n",
-         r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, resumed,
-         optimizer_words[tc->optimizer], program_backend(r.en.prog),
+         r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
+         resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog),
          program_compile_seconds(r.en.prog), r.en.threads, r.en.threads == 1 ? "" : "s");
   r.test_loss = r.test_acc = NAN;
   while (r.epoch < tc->epochs) {
