@@ -1668,8 +1668,14 @@ void emit_train_source(Emitter *em, const Net *net) {
   ln(&t, "   stay in registers; 8-float structs where those are missing (tcc). */");
   ln(&t, "#if defined(__GNUC__) && !defined(__TINYC__)");
   ln(&t, "typedef float %s_v8 __attribute__((vector_size(32)));", n);
+  ln(&t, "#ifdef __FMA__ /* fused even in ISO C mode, where gcc does not contract a * b + c */");
+  ln(&t, "#define %s_FMA8(a, s, v) ((a) = __builtin_ia32_vfmaddps256((v), (%s_v8){0} + (s), (a)))",
+     n, n);
+  ln(&t, "#define %s_MAC8(a, u, v) ((a) = __builtin_ia32_vfmaddps256((u), (v), (a)))", n);
+  ln(&t, "#else");
   ln(&t, "#define %s_FMA8(a, s, v) ((a) += (s) * (v)) /* a += s * v, s a float */", n);
   ln(&t, "#define %s_MAC8(a, u, v) ((a) += (u) * (v)) /* a += u * v */", n);
+  ln(&t, "#endif");
   ln(&t,
      "#define %s_ADDTO8(p, a) do { %s_v8 t_; memcpy(&t_, (p), sizeof t_); t_ += (a); "
      "memcpy((p), &t_, sizeof t_); } while (0)",
