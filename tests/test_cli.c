@@ -76,6 +76,9 @@ static int run(const char *fmt, ...) {
   int rc = system(cmd);
   read_into(path(".out"), out_text, sizeof out_text);
   read_into(path(".err"), err_text, sizeof err_text);
+  /* Under SAN=1 a report must fail the test, whatever the exit status. */
+  if (strstr(err_text, "Sanitizer") || strstr(err_text, "runtime error:"))
+    fail_msg("cnngen %s:\n%s", args, err_text);
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
 }
 
@@ -325,6 +328,12 @@ static void test_cli_compile_writes_source_and_header(void **state) {
   assert_int_equal(run("compile ./good.cnn"), 0);
   assert_true(exists("good.c"));
   assert_true(exists("good.h"));
+
+  /* '-o -': one translation unit on standard output, no header file. */
+  assert_int_equal(run("good.cnn -o -"), 0);
+  assert_contains(out_text, "small_infer");
+  assert_null(strstr(out_text, "#include \"small.h\""));
+  assert_false(exists("-"));
 
   /* The generated pair compiles on its own. */
   char cmd[1024];
@@ -586,6 +595,33 @@ static void test_cli_eval_refuses_data_that_does_not_fit(void **state) {
   assert_contains(err_text, "tiny.safetensors");
 }
 
+/* SPEC section 3: the PyTorch-trained weights give PyTorch's test numbers,
+   which the file's metadata records to 4 and 6 decimals. */
+static void test_cli_eval_reproduces_pytorch(void **state) {
+  (void)state;
+  const char *weights = "../shared/weights/fashion-pytorch.safetensors";
+  if (access(CNNGEN_DEFAULT_DATA, R_OK) != 0)
+    skip(); /* Debian's dataset-fashion-mnist is not installed */
+  StFile f;
+  Err e = {0};
+  if (st_read(weights, &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  double want_accuracy = atof(st_meta(&f, "test_accuracy"));
+  double want_loss = atof(st_meta(&f, "test_loss"));
+  st_free(&f);
+  char cwd[512];
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(run("eval %s/examples/fashion.cnn --weights %s/%s --json", cwd, cwd, weights),
+                   0);
+  cJSON *o = cJSON_Parse(out_text);
+  assert_non_null(o);
+  double accuracy = json_number(o, "accuracy"), loss = json_number(o, "loss");
+  if (!(fabs(accuracy - want_accuracy) < 0.5e-4 && fabs(loss - want_loss) <= 0.5e-6))
+    fail_msg("accuracy %.6f and loss %.7f; PyTorch: %.4f and %.6f", accuracy, loss, want_accuracy,
+             want_loss);
+  cJSON_Delete(o);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(tmp, sizeof tmp, "/tmp/cnngen-test-cli-XXXXXX");
@@ -625,6 +661,7 @@ int main(void) {
       cmocka_unit_test(test_cli_eval_single_label_by_hand),
       cmocka_unit_test(test_cli_eval_multi_label_by_hand),
       cmocka_unit_test(test_cli_eval_refuses_data_that_does_not_fit),
+      cmocka_unit_test(test_cli_eval_reproduces_pytorch),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
