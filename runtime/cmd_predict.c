@@ -59,9 +59,10 @@ typedef struct Batch {
   int sub[BATCH];          /* its position in an IDX file, or -1 */
   long printed;            /* images printed so far: the next index */
   bool probabilities;      /* outputs are softmax or sigmoid */
+  int *order;              /* [out_size]: classes to print, best first */
 } Batch;
 
-/* The index of the k-th largest output (ties: the first wins). */
+/* The indices of the k largest outputs, largest first (ties: the first wins). */
 static void top_classes(const float *y, int n, int *order, int k) {
   for (int i = 0; i < k; i++) {
     int best = -1;
@@ -69,7 +70,7 @@ static void top_classes(const float *y, int n, int *order, int k) {
       bool used = false;
       for (int u = 0; u < i; u++)
         used |= order[u] == j;
-      if (!used && (best < 0 || y[j] > y[best] || (y[best] != y[best] && y[j] == y[j])))
+      if (!used && (best < 0 || y[j] > y[best]))
         best = j;
     }
     order[i] = best;
@@ -78,9 +79,7 @@ static void top_classes(const float *y, int n, int *order, int k) {
 
 static void print_plain(Batch *b, int slot, const float *y) {
   int k = (int)(b->a->num[CLI_TOP] < b->out_size ? b->a->num[CLI_TOP] : b->out_size);
-  int order[64];
-  if (k > 64)
-    k = 64;
+  int *order = b->order;
   top_classes(y, (int)b->out_size, order, k);
   printf("%ld %s", b->printed, b->file[slot]);
   if (b->sub[slot] >= 0)
@@ -200,7 +199,8 @@ static int run(const CliArgs *a) {
   b.probabilities = act == ACT_SOFTMAX || act == ACT_SIGMOID;
   b.x = malloc(sizeof(float) * BATCH * (size_t)b.in_size);
   b.y = malloc(sizeof(float) * BATCH * (size_t)b.out_size);
-  if (!b.x || !b.y) {
+  b.order = malloc(sizeof(int) * (size_t)b.out_size);
+  if (!b.x || !b.y || !b.order) {
     status = cli_usage_error("out of memory for a batch of %d images", BATCH);
     goto done;
   }
@@ -220,6 +220,7 @@ static int run(const CliArgs *a) {
 done:
   free(b.x);
   free(b.y);
+  free(b.order);
   if (en.prog)
     engine_close(&en);
   arena_free(&arena);
