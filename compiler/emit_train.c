@@ -22,21 +22,22 @@
  * vectors: the forward pass and the weight gradient keep a tile of
  * accumulators (output pixels or taps x output channels) in registers; the
  * input gradient scatters tiles of output pixels x input channels, with the
- * weights transposed to [KH][KW][F][C] once per NAME_accumulate call. The
- * vectors are GCC/Clang vector extensions where the compiler has them and
- * 8-float structs with loops elsewhere (tcc): one body, the same arithmetic.
- * Other sizes get plain loops with the channel loop innermost.
+ * weights transposed to [KH][KW][F][C] once per NAME_accumulate call. A
+ * conv followed by maxpool does both backward passes in one, visiting only
+ * each window's maximum (conv_pool_backward). The vectors are GCC/Clang
+ * vector extensions where the compiler has them and 8-float structs
+ * elsewhere (tcc): one body, the same arithmetic. Other sizes get plain
+ * loops with the channel loop innermost.
  */
 #include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "emit_train.h"
-
-enum { MAX_TL = 1024 };
 
 /* One layer as the training code sees it. */
 typedef struct TL {
@@ -58,7 +59,7 @@ typedef struct T {
   Emitter *em; /* NULL: plan only */
   const Net *net;
   const char *n; /* the network's name */
-  TL tl[MAX_TL];
+  TL *tl;        /* the layers that train, in order (begin/end) */
   int ntl;
   Act out_act; /* applied by the loss to the last TL's output z */
   long gmax;   /* floats in each gradient buffer */
@@ -163,7 +164,6 @@ static void plan(T *t) {
       after_first = true;
     if (!trains_alone(l))
       continue;
-    assert(t->ntl < MAX_TL);
     TL *L = &t->tl[t->ntl];
     memset(L, 0, sizeof *L);
     L->l = l;
@@ -1300,6 +1300,18 @@ static void accumulate_function(T *t) {
 
 /* ---- the optimizer ---- */
 
+/* The parameter tensors in file order (net_tensors), malloc'd. */
+static TensorInfo *tensors(const Net *net) {
+  int nt = net_tensors(net, NULL);
+  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
+  if (!ti) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
+  net_tensors(net, ti);
+  return ti;
+}
+
 /* The layer whose weight or bias tensor ti is. */
 static const Layer *tensor_layer(const Net *net, const TensorInfo *ti) {
   for (int j = 0; j < net->nlayers; j++) {
@@ -1316,8 +1328,8 @@ static void update_function(T *t) {
   const TrainConfig *tc = &net->train;
   const char *n = t->n;
   char buf[512];
-  TensorInfo ti[2 * MAX_TL];
-  int nt = net_tensors(net, ti);
+  int nt = net_tensors(net, NULL);
+  TensorInfo *ti = tensors(net);
   bool adam = tc->optimizer == OPT_ADAM, wd = tc->weight_decay != 0;
   if (adam)
     ln(t,
@@ -1393,6 +1405,7 @@ static void update_function(T *t) {
   }
   ln(t, "}");
   blank(t);
+  free(ti);
   ln(t, "float %s_train_step(%s) {", n, params_of(t, buf, false));
   ln(t, "double wsum = 0.0;");
   ln(t, "for (int i = 0; i < n; i++)");
@@ -1444,10 +1457,11 @@ static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *
 }
 
 static void all_layout_copies(T *t, const char *internal, const char *pytorch, bool to_pytorch) {
-  TensorInfo ti[2 * MAX_TL];
-  int nt = net_tensors(t->net, ti);
+  int nt = net_tensors(t->net, NULL);
+  TensorInfo *ti = tensors(t->net);
   for (int i = 0; i < nt; i++)
     layout_copy(t, tensor_layer(t->net, &ti[i]), &ti[i], internal, pytorch, to_pytorch);
+  free(ti);
 }
 
 static void state_functions(T *t) {
@@ -1500,28 +1514,41 @@ static int opt_slots(const TrainConfig *tc) {
   return tc->momentum != 0 ? 1 : 0;
 }
 
+/* Every entry point plans the layers afresh (cheap) and frees them at the end. */
 static void begin(T *t, const Net *net, Emitter *em) {
   memset(t, 0, sizeof *t);
   t->em = em;
   t->net = net;
   t->n = net->name;
   t->slots = opt_slots(&net->train);
+  t->tl = calloc((size_t)net->nlayers + 1, sizeof *t->tl);
+  if (!t->tl) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
   plan(t);
 }
 
+static void end(T *t) {
+  free(t->tl);
+  t->tl = NULL;
+}
+
 void emit_train_model_members(Emitter *em, const Net *net) {
-  static T t;
+  T t;
   begin(&t, net, em);
   if (t.slots)
     ln(&t, "float opt[%d][%s_PARAM_COUNT]; /* optimizer state (%s), internal layout */", t.slots,
        t.n, net->train.optimizer == OPT_ADAM ? "adam m, v" : "sgd velocity");
   ln(&t, "uint64_t step; /* optimizer steps so far */");
+  end(&t);
 }
 
 void emit_train_work_members(Emitter *em, const Net *net) {
-  static T t;
+  T t;
   begin(&t, net, em);
   ln(&t, "struct %s_train_work train; /* one image's training buffers */", t.n);
+  end(&t);
 }
 
 /* The members of struct NAME_train_work; returns their floats. With
@@ -1564,15 +1591,16 @@ static long train_buffers(T *t, bool print) {
 }
 
 void emit_train_sizes(const Net *net, TrainSizes *sizes) {
-  static T t;
+  T t;
   begin(&t, net, NULL);
   sizes->work_bytes = (size_t)train_buffers(&t, false) * sizeof(float);
   sizes->grads_bytes = (size_t)net->param_count * sizeof(float);
   sizes->opt_bytes = (size_t)t.slots * (size_t)net->param_count * sizeof(float) + 8;
+  end(&t);
 }
 
 void emit_train_types(Emitter *em, const Net *net) {
-  static T t;
+  T t;
   begin(&t, net, em);
   const char *n = t.n;
   TrainSizes sz;
@@ -1597,10 +1625,11 @@ void emit_train_types(Emitter *em, const Net *net) {
   ln(&t, "float p[%s_PARAM_COUNT];", n);
   ln(&t, "} %s_grads;", n);
   blank(&t);
+  end(&t);
 }
 
 void emit_train_declarations(Emitter *em, const Net *net) {
-  static T t;
+  T t;
   begin(&t, net, em);
   const char *n = t.n;
   char buf[512];
@@ -1641,6 +1670,7 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   ln(&t, "size_t %s_grads_bytes(void); /* sizeof(%s_grads) */", n, n);
   ln(&t, "int %s_opt_slots(void);      /* %s_OPT_SLOTS */", n, n);
   blank(&t);
+  end(&t);
 }
 
 /* "#define NAME_OP(args) (e0, e1, ..., e7)" with Q in `each` replaced by 0..7. */
@@ -1659,7 +1689,7 @@ static void unrolled(T *t, const char *op, const char *each) {
 }
 
 void emit_train_source(Emitter *em, const Net *net) {
-  static T t;
+  T t;
   begin(&t, net, em);
   const char *n = t.n;
   ln(&t, "/* ---- Training ---- */");
@@ -1711,4 +1741,5 @@ void emit_train_source(Emitter *em, const Net *net) {
   accumulate_function(&t);
   update_function(&t);
   state_functions(&t);
+  end(&t);
 }
