@@ -1257,6 +1257,8 @@ static void accumulate_function(T *t) {
   }
   ln(t, "double %s_accumulate_y(%s, float *y) {", n, acc_params);
   ln(t, "struct %s_train_work *t = &w->train;", n);
+  if (!t->net->param_count)
+    ln(t, "(void)m, (void)g;");
   ln(t, "double loss = 0.0;");
   if (!dropout)
     ln(t, "(void)key;");
@@ -1349,12 +1351,14 @@ static void update_function(T *t) {
   }
   ln(t, "void %s_update(%s_model *m, const %s_grads *g, float scale) {", n, n, n);
   ln(t, "const uint64_t step = ++m->step;");
-  if (adam) {
+  if (adam && nt) {
     ln(t, "const float c1 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta1);
     ln(t, "const float c2 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta2);
   } else {
     ln(t, "(void)step;");
   }
+  if (!nt) /* a network without parameters */
+    ln(t, "(void)g, (void)scale;");
   for (int i = 0; i < nt; i++) {
     const Layer *l = tensor_layer(net, &ti[i]);
     char p[128];
@@ -1475,6 +1479,8 @@ static void state_functions(T *t) {
   blank(t);
   ln(t, "void %s_grads_store(const %s_grads *g, float *flat) {", n, n);
   all_layout_copies(t, "g->p", "flat", true);
+  if (!t->net->param_count)
+    ln(t, "(void)g, (void)flat;");
   ln(t, "}");
   blank(t);
   ln(t, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step) {", n, n);
@@ -1484,7 +1490,7 @@ static void state_functions(T *t) {
     snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
     all_layout_copies(t, in, out, true);
   }
-  if (!t->slots)
+  if (!t->slots || !t->net->param_count)
     ln(t, "(void)state;");
   ln(t, "*step = m->step;");
   ln(t, "}");
@@ -1496,7 +1502,7 @@ static void state_functions(T *t) {
     snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
     all_layout_copies(t, in, out, false);
   }
-  if (!t->slots)
+  if (!t->slots || !t->net->param_count)
     ln(t, "(void)state;");
   ln(t, "m->step = step;");
   ln(t, "}");
@@ -1512,6 +1518,13 @@ static int opt_slots(const TrainConfig *tc) {
   if (tc->optimizer == OPT_ADAM)
     return 2;
   return tc->momentum != 0 ? 1 : 0;
+}
+
+/* NAME_PARAM_COUNT as an array size: 1 when it is 0 (C has no empty arrays). */
+static const char *param_count(T *t) {
+  static char buf[96];
+  snprintf(buf, sizeof buf, "%s_PARAM_COUNT", t->n);
+  return t->net->param_count ? buf : "1";
 }
 
 /* Every entry point plans the layers afresh (cheap) and frees them at the end. */
@@ -1538,8 +1551,8 @@ void emit_train_model_members(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
   if (t.slots)
-    ln(&t, "float opt[%d][%s_PARAM_COUNT]; /* optimizer state (%s), internal layout */", t.slots,
-       t.n, net->train.optimizer == OPT_ADAM ? "adam m, v" : "sgd velocity");
+    ln(&t, "float opt[%d][%s]; /* optimizer state (%s), internal layout */", t.slots,
+       param_count(&t), net->train.optimizer == OPT_ADAM ? "adam m, v" : "sgd velocity");
   ln(&t, "uint64_t step; /* optimizer steps so far */");
   end(&t);
 }
@@ -1622,7 +1635,7 @@ void emit_train_types(Emitter *em, const Net *net) {
      "sgd 0 */",
      n, t.slots);
   ln(&t, "typedef struct %s_grads {", n);
-  ln(&t, "float p[%s_PARAM_COUNT];", n);
+  ln(&t, "float p[%s];", param_count(&t));
   ln(&t, "} %s_grads;", n);
   blank(&t);
   end(&t);
