@@ -162,33 +162,17 @@ static int write_checkpoint(Run *r, Err *e) {
   snprintf(threads, sizeof threads, "%d", r->en.threads);
   snprintf(acc, sizeof acc, "%.4f", r->test_acc);
   snprintf(loss, sizeof loss, "%.6f", r->test_loss);
-  const char *meta[] = {"format",
-                        "cnngen",
-                        "network",
-                        r->net->name,
-                        "kind",
-                        "checkpoint",
-                        "epoch",
-                        epoch,
-                        "step",
-                        steps,
-                        "seed",
-                        seed,
-                        "batch",
-                        batch,
-                        "optimizer",
-                        optimizer_words[r->net->train.optimizer],
-                        "train_samples",
-                        samples,
-                        "threads",
-                        threads,
-                        "backend",
-                        program_backend(r->en.prog),
-                        "test_accuracy",
-                        acc,
-                        "test_loss",
-                        loss,
-                        NULL};
+  /* clang-format off */
+  const char *meta[] = {
+      "format", "cnngen",               "network", r->net->name,
+      "kind", "checkpoint",             "epoch", epoch,
+      "step", steps,                    "seed", seed,
+      "batch", batch,                   "optimizer", optimizer_words[r->net->train.optimizer],
+      "train_samples", samples,         "threads", threads,
+      "backend", program_backend(r->en.prog),
+      "test_accuracy", acc,             "test_loss", loss,
+      NULL};
+  /* clang-format on */
   int rc = st_write(r->ckpt, st, n, meta, e);
   free(ti);
   free(st);
