@@ -123,10 +123,12 @@ void em_comment(Emitter *em, const char *fmt, ...) {
 }
 
 const char *em_float(char *buf, float v) {
+  /* Divisions by zero: constant expressions for gcc, clang and tcc alike
+     (tcc takes NAN and -INFINITY for non-constants) */
   if (isnan(v))
-    return strcpy(buf, "NAN");
+    return strcpy(buf, "(0.0f / 0.0f)");
   if (isinf(v))
-    return strcpy(buf, v > 0 ? "INFINITY" : "(-INFINITY)");
+    return strcpy(buf, v > 0 ? "(1.0f / 0.0f)" : "(-1.0f / 0.0f)");
   snprintf(buf, EM_FLOAT_SIZE, "%.9g", (double)v);
   /* the shortest of %.6g .. %.9g that reads back as v */
   for (int prec = 6; prec < 9; prec++) {

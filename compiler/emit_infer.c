@@ -187,7 +187,8 @@ static void emit_vector_macros(Gen *g) {
   em_raw(EM, "typedef int %s_i8 __attribute__((vector_size(32)));", n);
   em_raw(EM, "#ifdef __FMA__");
   em_raw(EM,
-         "#define %s_FMA(a, s, w) ((a) = __builtin_ia32_vfmaddps256((w), (%s_f8){0} + (s), (a)))",
+         "#define %s_FMA(a, s, w) ((a) = __builtin_ia32_vfmaddps256((w), (%s_f8){s, s, s, s, s, "
+         "s, s, s}, (a)))",
          n, n);
   em_raw(EM, "#else");
   em_raw(EM, "#define %s_FMA(a, s, w) ((a) += (s) * (w))", n);
@@ -217,6 +218,11 @@ static void emit_vector_macros(Gen *g) {
          "while (0)",
          n);
   em_raw(EM, "#endif");
+  em_raw(EM, "#if defined(__GNUC__)");
+  em_raw(EM, "#define %s_NOINLINE __attribute__((noinline))", n);
+  em_raw(EM, "#else");
+  em_raw(EM, "#define %s_NOINLINE", n);
+  em_raw(EM, "#endif");
   em_raw(EM, "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))", n);
   em_raw(EM, "#define %s_STORE(p, v) memcpy((p), &(v), sizeof(v))", n);
   em_blank(EM);
@@ -224,15 +230,12 @@ static void emit_vector_macros(Gen *g) {
 
 /* ---- scalar activations ---- */
 
-/* Applies act to `count` floats of p in place (softmax: in groups of
-   `group`). ReLU and linear are usually done in registers by the caller. */
-static void emit_act_pass(Gen *g, Act act, const char *p, long count, int group) {
+/* Applies act to `count` floats of p in place, after the layer stored them
+   (ReLU and linear are done in registers, before the store). Softmax only
+   ever applies to a vector: shape.c refuses it elsewhere. */
+static void emit_act_pass(Gen *g, Act act, const char *p, long count) {
   switch (act) {
   case ACT_LINEAR:
-    return;
-  case ACT_RELU:
-    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
-    em_line(EM, "  %s[i] = %s[i] > 0.0f ? %s[i] : 0.0f;", p, p, p);
     return;
   case ACT_SIGMOID:
     em_line(EM, "for (int i = 0; i < %ld; i++)", count);
@@ -243,25 +246,20 @@ static void emit_act_pass(Gen *g, Act act, const char *p, long count, int group)
     em_line(EM, "  %s[i] = tanhf(%s[i]);", p, p);
     return;
   case ACT_SOFTMAX:
-    em_comment(EM, "softmax over each group of %d, max-subtracted", group);
-    if (count == group) {
-      em_open(EM, "%s", "");
-      em_line(EM, "float *restrict v = %s;", p);
-    } else {
-      em_open(EM, "for (int q = 0; q < %ld; q++)", count / group);
-      em_line(EM, "float *restrict v = %s + q * %d;", p, group);
-    }
-    em_line(EM, "float mx = v[0], sum = 0.0f;");
-    em_line(EM, "for (int i = 1; i < %d; i++)", group);
-    em_line(EM, "  mx = v[i] > mx ? v[i] : mx;");
-    em_open(EM, "for (int i = 0; i < %d; i++)", group);
-    em_line(EM, "v[i] = expf(v[i] - mx);");
-    em_line(EM, "sum += v[i];");
+    em_comment(EM, "softmax, max-subtracted");
+    em_open(EM, "%s", "");
+    em_line(EM, "float mx = %s[0], sum = 0.0f;", p);
+    em_line(EM, "for (int i = 1; i < %ld; i++)", count);
+    em_line(EM, "  mx = %s[i] > mx ? %s[i] : mx;", p, p);
+    em_open(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "%s[i] = expf(%s[i] - mx);", p, p);
+    em_line(EM, "sum += %s[i];", p);
     em_close(EM);
-    em_line(EM, "for (int i = 0; i < %d; i++)", group);
-    em_line(EM, "  v[i] /= sum;");
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] /= sum;", p);
     em_close(EM);
     return;
+  case ACT_RELU:
   case ACT_COUNT:
     break;
   }
@@ -280,36 +278,66 @@ typedef struct Conv {
   int PKH, PKW, PW; /* fused pool window, pooled row width */
   bool avg;
   Act act;
-  /* vector tiles */
-  int FB, P; /* vectors per tile (8 channels each), pixels per tile */
+  /* The tile: FB vectors of 8 channels x TR rows x TC columns of pixels.
+     With a pool, TR is 1 (each conv row combined into y) or PKH (whole
+     windows combined in registers). */
+  int FB, TR, TC;
 } Conv;
 
-/* Picks the tile (FB vectors x P pixels) with the most multiply-adds per
-   load, P*FB / (P + FB), keeping P*FB accumulators, P broadcasts and a
-   weight vector within the 32 vector registers of AVX-512 (P*FB <= 24). */
+static double max3(double a, double b, double c) {
+  return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}
+
+/* Estimated cycles of the whole layer with tile (fb, tr, tc), for a core
+   like Zen 4 or Skylake: per tap, the largest of the multiply-adds (2
+   vectors a cycle, 4 cycles latency: fewer than 8 accumulators stall), the
+   loads (fb weight vectors and tr*tc broadcasts, 2 a cycle), the weights
+   streamed from L2 when they do not stay in L1 (16 bytes a cycle: each tile
+   reads all of them again) and the instructions (5 a cycle); per tile, its
+   stores (and the reads of y when pool rows are combined through it) and
+   the loop around the taps. */
+static double conv_cost(const Conv *c, int fb, int tr, int tc) {
+  const double taps = (double)c->KH * c->KW * c->C;
+  const bool from_l2 = taps * c->F * sizeof(float) > 24 * 1024;
+  double cycles = 0;
+  for (int r0 = 0; r0 < c->rows; r0 += tr)
+    for (int c0 = 0; c0 < c->cols; c0 += tc) {
+      int p = (c->rows - r0 < tr ? c->rows - r0 : tr) * (c->cols - c0 < tc ? c->cols - c0 : tc);
+      double fma = p * fb / 2.0 > 4 ? p * fb / 2.0 : 4;
+      double per_tap = max3(fma, (p + fb) / 2.0, (p * fb + p + fb + 3) / 5.0);
+      if (from_l2 && 2.0 * fb > per_tap)
+        per_tap = 2.0 * fb; /* fb vectors of 32 bytes */
+      cycles += taps * per_tap + p * fb * (c->pool && tr == 1 ? 3 : 1) + 20;
+    }
+  return cycles * (c->F / VW / fb);
+}
+
+/* Picks the cheapest tile by conv_cost whose accumulators (at most 24) plus
+   the live weights or broadcasts fit in the 32 vector registers of AVX-512. */
 static void conv_tile(Conv *c) {
-  int FV = c->F / VW, best = 0;
-  double score = -1;
-  for (int d = 1; d <= FV && d <= 8; d++) {
-    if (FV % d)
+  const int FV = c->F / VW;
+  double best = -1;
+  for (int fb = 1; fb <= FV && fb <= 8; fb++) {
+    if (FV % fb)
       continue;
-    int P = MAX_ACC / d;
-    if (P + 1 + P * d > 32)
-      P = (32 - 1) / (d + 1);
-    if (P > c->cols)
-      P = c->cols;
-    P -= P % c->PKW;
-    if (P < c->PKW)
-      continue;
-    double s = (double)P * d / (P + d);
-    if (s > score + 1e-9) {
-      score = s;
-      best = d;
-      c->P = P;
+    for (int tr = 1; tr <= c->rows; tr++) {
+      if (c->pool && tr != 1 && tr != c->PKH)
+        continue;
+      for (int tc = c->PKW; tc <= c->cols; tc += c->PKW) {
+        int p = tr * tc;
+        if (p * fb > MAX_ACC || p * fb + (p < fb ? p : fb) + 2 > 32)
+          break;
+        if (tr > 1 && tc < c->cols && !c->pool)
+          continue; /* a multi-row tile spans whole rows (or whole windows) */
+        double cost = conv_cost(c, fb, tr, tc);
+        if (best < 0 || cost < best - 1e-9) {
+          best = cost;
+          c->FB = fb, c->TR = tr, c->TC = tc;
+        }
+      }
     }
   }
-  assert(best > 0);
-  c->FB = best;
+  assert(best >= 0);
 }
 
 static Conv conv_info(const Layer *l) {
@@ -335,8 +363,14 @@ static Conv conv_info(const Layer *l) {
     c.cols = c.PW * c.PKW;
     c.avg = c.pool->op == OP_AVGPOOL;
   }
-  if (c.F % VW == 0)
+  if (c.F % VW == 0) {
     conv_tile(&c);
+    const char *force = getenv("CNNGEN_TILE"); /* EXPERIMENT: "name:fb,tr,tc" */
+    char want[80];
+    snprintf(want, sizeof want, "%s:", l->name);
+    if (force && strncmp(force, want, strlen(want)) == 0)
+      sscanf(force + strlen(want), "%d,%d,%d", &c.FB, &c.TR, &c.TC);
+  }
   return c;
 }
 
@@ -369,12 +403,13 @@ static void emit_conv_pad(Gen *g, const Layer *l, const char *fn) {
   em_blank(EM);
 }
 
-/* One tile: P pixels from column ox (variable `oxv`, or the literal oxl),
-   FB vectors from channel f0 (variable `f0v` or 0). */
-static void emit_conv_tile(Gen *g, const Conv *c, int P, const char *oxv, int oxl,
+/* One tile: tr x tc pixels from column ox (variable `oxv`, or the literal
+   oxl) of the rows at xr / yr, FB vectors from channel f0 (variable `f0v`,
+   or 0). Pixel j is row j / tc, column j % tc of the tile. */
+static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *oxv, int oxl,
                            const char *f0v) {
   const char *n = g->n;
-  const int FB = c->FB, C = c->C, F = c->F, S = c->S;
+  const int FB = c->FB, C = c->C, F = c->F, S = c->S, P = tr * tc;
   const char *ox = oxv ? oxv : "";
   const char *f0 = f0v ? f0v : "";
   em_open(EM, "%s", "");
@@ -390,20 +425,21 @@ static void emit_conv_tile(Gen *g, const Conv *c, int P, const char *oxv, int ox
           LIN((long)oxl * S * C, "ky", (long)c->IW * C, ox, (long)S * C));
   em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * F, f0, 1L));
   em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
-  {
+  for (int j0 = 0; j0 < P; j0 += 4) {
     char line[1024];
     int k = snprintf(line, sizeof line, "const float");
-    for (int j = 0; j < P; j++)
-      k += snprintf(line + k, sizeof line - (size_t)k, "%s s%d = xk[%s]", j ? "," : "", j,
-                    LIN((long)j * S * C, "k", 1L));
+    for (int j = j0; j < P && j < j0 + 4; j++)
+      k += snprintf(line + k, sizeof line - (size_t)k, "%s s%d = xk[%s]", j > j0 ? "," : "", j,
+                    LIN((long)(j / tc) * S * c->IW * C + (long)(j % tc) * S * C, "k", 1L));
     em_line(EM, "%s;", line);
   }
   for (int v = 0; v < FB; v++) {
     em_line(EM, "%s_f8 w%d;", n, v);
     em_line(EM, "%s_LOAD(w%d, wk + %s);", n, v, LIN((long)v * VW, "k", (long)F));
-    for (int j = 0; j < P; j++)
-      em_line(EM, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
   }
+  for (int j = 0; j < P; j++)
+    for (int v = 0; v < FB; v++)
+      em_line(EM, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
   em_close(EM);
   em_close(EM);
   if (!c->pool) {
@@ -412,24 +448,29 @@ static void emit_conv_tile(Gen *g, const Conv *c, int P, const char *oxv, int ox
         if (c->act == ACT_RELU)
           em_line(EM, "%s_MAX(a%d_%d, zero);", n, j, v);
         em_line(EM, "%s_STORE(yr + %s, a%d_%d);", n,
-                LIN((long)(oxl + j) * F + v * VW, ox, (long)F, f0, 1L), j, v);
+                LIN(((long)(j / tc) * c->OW + oxl + j % tc) * F + v * VW, ox, (long)F, f0, 1L), j,
+                v);
       }
     em_close(EM);
     return;
   }
-  /* Pool: combine each window's PKW pixels into its first, then with the
-     rows before (r > 0) in y. */
-  const int Q = P / c->PKW;
+  /* Pool: combine each window's pixels of this tile into the window's first
+     pixel; with one row per tile (tr = 1), also with the rows before (r > 0),
+     through y. */
+  const int Q = tc / c->PKW;
   for (int q = 0; q < Q; q++)
     for (int v = 0; v < FB; v++) {
-      int j0 = q * c->PKW;
-      if (c->avg && c->act == ACT_RELU)
-        for (int t = 0; t < c->PKW; t++)
-          em_line(EM, "%s_MAX(a%d_%d, zero);", n, j0 + t, v);
-      for (int t = 1; t < c->PKW; t++)
-        em_line(EM, "%s_%s(a%d_%d, a%d_%d);", n, c->avg ? "ADD" : "MAX", j0, v, j0 + t, v);
+      int first = q * c->PKW;
+      for (int jr = 0; jr < tr; jr++)
+        for (int jc = q * c->PKW; jc < (q + 1) * c->PKW; jc++) {
+          int j = jr * tc + jc;
+          if (c->avg && c->act == ACT_RELU)
+            em_line(EM, "%s_MAX(a%d_%d, zero);", n, j, v);
+          if (j != first)
+            em_line(EM, "%s_%s(a%d_%d, a%d_%d);", n, c->avg ? "ADD" : "MAX", first, v, j, v);
+        }
       if (!c->avg && c->act == ACT_RELU)
-        em_line(EM, "%s_MAX(a%d_%d, zero);", n, j0, v);
+        em_line(EM, "%s_MAX(a%d_%d, zero);", n, first, v);
     }
   /* y offset of pooled pixel q, vector v: (ox / PKW + q) * F + f0 + 8v */
   char pxv[32] = "";
@@ -438,7 +479,8 @@ static void emit_conv_tile(Gen *g, const Conv *c, int P, const char *oxv, int ox
     strcpy(pxv, "px");
   }
   const int pxl = oxl / c->PKW;
-  if (c->PKH > 1) {
+  const bool through_y = tr < c->PKH;
+  if (through_y) {
     em_open(EM, "if (r > 0)");
     em_line(EM, "%s_f8 o;", n);
     for (int q = 0; q < Q; q++)
@@ -451,12 +493,12 @@ static void emit_conv_tile(Gen *g, const Conv *c, int P, const char *oxv, int ox
   }
   if (c->avg) {
     const char *scale = FLT(1.0 / (c->PKH * c->PKW));
-    if (c->PKH > 1)
+    if (through_y)
       em_open(EM, "if (r == %d)", c->PKH - 1);
     for (int q = 0; q < Q; q++)
       for (int v = 0; v < FB; v++)
         em_line(EM, "%s_SCALE(a%d_%d, %s);", n, q * c->PKW, v, scale);
-    if (c->PKH > 1)
+    if (through_y)
       em_close(EM);
   }
   for (int q = 0; q < Q; q++)
@@ -466,8 +508,9 @@ static void emit_conv_tile(Gen *g, const Conv *c, int P, const char *oxv, int ox
   em_close(EM);
 }
 
-/* The tiles of one output row: full tiles of P pixels, then the rest. */
-static void emit_conv_row_vector(Gen *g, const Conv *c) {
+/* The tiles of tr rows at xr / yr: for each block of FB vectors of channels,
+   full tiles of TC columns, then the rest. */
+static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
   const char *n = g->n;
   const int FB = c->FB;
   const bool fblocks = c->F > FB * VW;
@@ -480,20 +523,21 @@ static void emit_conv_row_vector(Gen *g, const Conv *c) {
     em_line(EM, "%s_f8 b%d;", n, v);
     em_line(EM, "%s_LOAD(b%d, b + %s);", n, v, LIN((long)v * VW, f0v ? f0v : "", 1L));
   }
-  const int full = c->cols / c->P, rest = c->cols % c->P;
+  const int full = c->cols / c->TC, rest = c->cols % c->TC;
   if (full > 1) {
-    em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", full * c->P, c->P);
-    emit_conv_tile(g, c, c->P, "ox", 0, f0v);
+    em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", full * c->TC, c->TC);
+    emit_conv_tile(g, c, tr, c->TC, "ox", 0, f0v);
     em_close(EM);
   } else if (full == 1) {
-    emit_conv_tile(g, c, c->P, NULL, 0, f0v);
+    emit_conv_tile(g, c, tr, c->TC, NULL, 0, f0v);
   }
   if (rest)
-    emit_conv_tile(g, c, rest, NULL, full * c->P, f0v);
+    emit_conv_tile(g, c, tr, rest, NULL, full * c->TC, f0v);
   em_close(EM);
 }
 
-/* Scalar path (F not a multiple of 8): one output pixel at a time. */
+/* Scalar path (F not a multiple of 8): one output pixel at a time, of the
+   row at xr / yr. */
 static void emit_conv_row_scalar(Gen *g, const Conv *c) {
   const int C = c->C, F = c->F, S = c->S;
   em_open(EM, "for (int ox = 0; ox < %d; ox++)", c->cols);
@@ -547,9 +591,56 @@ static void emit_conv_row_scalar(Gen *g, const Conv *c) {
   em_close(EM);
 }
 
+/* The loops over output rows: groups of TR rows (then the rest); with a
+   pool, pooled rows, each either one tile row (TR = PKH) or PKH conv rows
+   r combined through y. */
+static void emit_conv_rows(Gen *g, const Conv *c) {
+  const int C = c->C, F = c->F, S = c->S;
+  const bool vector = F % VW == 0;
+  const long xrow = (long)S * c->IW * C; /* input floats per output row */
+  if (c->pool) {
+    em_open(EM, "for (int py = 0; py < %d; py++)", c->pool->out.h);
+    em_line(EM, "float *restrict yr = y + %s; /* [%d][%d] */", LIN(0, "py", (long)c->PW * F), c->PW,
+            F);
+    if (vector && c->TR == c->PKH) {
+      em_line(EM, "const float *restrict xr = x + %s;", LIN(0, "py", c->PKH * xrow));
+      emit_conv_rows_vector(g, c, c->TR);
+    } else {
+      em_open(EM, "for (int r = 0; r < %d; r++)", c->PKH);
+      em_line(EM, "const float *restrict xr = x + %s;", LIN(0, "py", c->PKH * xrow, "r", xrow));
+      if (vector)
+        emit_conv_rows_vector(g, c, 1);
+      else
+        emit_conv_row_scalar(g, c);
+      em_close(EM);
+    }
+    em_close(EM);
+    return;
+  }
+  const int tr = vector ? c->TR : 1, full = c->rows / tr, rest = c->rows % tr;
+  for (int part = 0; part < 2; part++) {
+    int rows = part ? rest : tr, first = part ? full * tr : 0, count = part ? 1 : full;
+    if (!rows || !count)
+      continue;
+    const char *oy = count > 1 ? "oy" : "";
+    if (count > 1)
+      em_open(EM, "for (int oy = %d; oy < %d; oy += %d)", first, first + count * rows, rows);
+    else
+      em_open(EM, "%s", "");
+    em_line(EM, "const float *restrict xr = x + %s;", LIN(count > 1 ? 0 : first * xrow, oy, xrow));
+    em_line(EM, "float *restrict yr = y + %s; /* [%d][%d][%d] */",
+            LIN(count > 1 ? 0 : (long)first * c->OW * F, oy, (long)c->OW * F), rows, c->OW, F);
+    if (vector)
+      emit_conv_rows_vector(g, c, rows);
+    else
+      emit_conv_row_scalar(g, c);
+    em_close(EM);
+  }
+}
+
 static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   const Conv c = conv_info(l);
-  const int C = c.C, F = c.F, S = c.S;
+  const int C = c.C, F = c.F;
   Shape xs = l->in;
   xs.h += l->u.conv.pad_top + l->u.conv.pad_bottom;
   xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
@@ -560,46 +651,30 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   int k = snprintf(what, sizeof what, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "",
                    DIMS(ys));
   if (c.pool && (c.rows < l->out.h || c.cols < l->out.w))
+    k += snprintf(what + k, sizeof what - (size_t)k,
+                  "\nof the conv's %s, the %d x %d the pool reads are computed", DIMS(l->out),
+                  c.rows, c.cols);
+  if (F % VW == 0)
     snprintf(what + k, sizeof what - (size_t)k,
-             "; of the conv's %s, the %d x %d the pool reads are computed", DIMS(l->out), c.rows,
-             c.cols);
+             "\ntiles of %d row%s x %d column%s x %d channels held in registers", c.TR,
+             c.TR == 1 ? "" : "s", c.TC, c.TC == 1 ? "" : "s", c.FB * VW);
   layer_comment(g, l, what);
   em_open(EM,
-          "static void %s_forward(const %s_model *restrict m, const float *restrict x, "
+          "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
           "float *restrict y)",
-          fn, g->n);
+          g->n, fn, g->n);
   char wref[128], bref[128];
   emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
   emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
   em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
   em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, F);
-  const bool vector = F % VW == 0;
-  if (vector && c.act == ACT_RELU) {
+  if (F % VW == 0 && c.act == ACT_RELU) {
     em_line(EM, "%s_f8 zero;", g->n);
     em_line(EM, "memset(&zero, 0, sizeof zero);");
   }
-  if (c.pool) {
-    em_open(EM, "for (int py = 0; py < %d; py++)", c.pool->out.h);
-    em_line(EM, "float *restrict yr = y + %s; /* [%d][%d] */", LIN(0, "py", (long)c.PW * F), c.PW,
-            F);
-    em_open(EM, "for (int r = 0; r < %d; r++)", c.PKH);
-    em_line(EM, "const float *restrict xr = x + %s;",
-            LIN(0, "py", (long)c.PKH * S * c.IW * C, "r", (long)S * c.IW * C));
-  } else {
-    em_open(EM, "for (int oy = 0; oy < %d; oy++)", c.rows);
-    em_line(EM, "const float *restrict xr = x + %s;", LIN(0, "oy", (long)S * c.IW * C));
-    em_line(EM, "float *restrict yr = y + %s; /* [%d][%d] */", LIN(0, "oy", (long)c.OW * F), c.OW,
-            F);
-  }
-  if (vector)
-    emit_conv_row_vector(g, &c);
-  else
-    emit_conv_row_scalar(g, &c);
-  if (c.pool)
-    em_close(EM);
-  em_close(EM);
+  emit_conv_rows(g, &c);
   if (c.act != ACT_RELU && c.act != ACT_LINEAR)
-    emit_act_pass(g, c.act, "y", shape_size(ys), F);
+    emit_act_pass(g, c.act, "y", shape_size(ys));
   em_close(EM);
   em_blank(EM);
 }
@@ -618,9 +693,9 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
              OUT);
   layer_comment(g, l, what);
   em_open(EM,
-          "static void %s_forward(const %s_model *restrict m, const float *restrict x, "
+          "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
           "float *restrict y)",
-          fn, n);
+          n, fn, n);
   char wref[128], bref[128];
   emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
   emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
@@ -681,7 +756,7 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
     em_close(EM);
   }
   if (!relu)
-    emit_act_pass(g, l->act, "y", OUT, OUT);
+    emit_act_pass(g, l->act, "y", OUT);
   em_close(EM);
   em_blank(EM);
 }
@@ -755,6 +830,23 @@ static void emit_global_pool(Gen *g, const Layer *l, const char *fn) {
   em_blank(EM);
 }
 
+/* A flatten that is the network's output: [H][W][C] -> PyTorch's [C][H][W]
+   (before a dense, flatten is free: the dense weights are permuted). */
+static void emit_flatten(Gen *g, const Layer *l, const char *fn) {
+  const int H = l->in.h, W = l->in.w, C = l->in.c;
+  char what[160];
+  snprintf(what, sizeof what, "x %s -> y [%ld] in C, H, W order (the network's output)",
+           DIMS(l->in), shape_size(l->out));
+  layer_comment(g, l, what);
+  em_open(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
+  em_line(EM, "for (int p = 0; p < %d; p++)", H * W);
+  em_line(EM, "  for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "    y[%s] = x[%s];", LIN(0, "c", (long)H * W, "p", 1L),
+          LIN(0, "p", (long)C, "c", 1L));
+  em_close(EM);
+  em_blank(EM);
+}
+
 /* An activation layer of its own; y may be x (in place). */
 static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
   char what[128];
@@ -765,7 +857,7 @@ static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
   if (l->act == ACT_SOFTMAX || l->act == ACT_LINEAR) {
     em_line(EM, "if (y != x)");
     em_line(EM, "  memcpy(y, x, %ld * sizeof(float));", count);
-    emit_act_pass(g, l->act, "y", count, l->out.c);
+    emit_act_pass(g, l->act, "y", count);
   } else {
     const char *f = l->act == ACT_RELU      ? "x[i] > 0.0f ? x[i] : 0.0f"
                     : l->act == ACT_SIGMOID ? "1.0f / (1.0f + expf(-x[i]))"
@@ -904,6 +996,14 @@ static void emit_model_members(Gen *g) {
 
 static void emit_init(Gen *g) {
   const char *n = g->n;
+  if (g->net->param_count == 0) {
+    em_open(EM, "void %s_init(%s_model *m, uint64_t seed)", n, n);
+    em_line(EM, "(void)seed;");
+    em_line(EM, "memset(m, 0, sizeof *m);");
+    em_close(EM);
+    em_blank(EM);
+    return;
+  }
   em_comment(EM, "splitmix64 (Steele, Lea, Flood 2014): the generator of %s_init.", n);
   em_open(EM, "static uint64_t %s_splitmix64(uint64_t *state)", n);
   em_line(EM, "uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));");
@@ -1016,6 +1116,8 @@ static void emit_trained(Gen *g) {
       free(v);
     }
   }
+  if (g->net->param_count == 0)
+    em_line(EM, "0");
   em_close_with(EM, ";");
   em_blank(EM);
 }
@@ -1069,6 +1171,9 @@ static void emit_layer_functions(Gen *g) {
       emit_act_layer(g, l, fn);
       break;
     case OP_FLATTEN:
+      if (l->infer_out_offset != (i ? l[-1].infer_out_offset : INFER_AT_X))
+        emit_flatten(g, l, fn);
+      break;
     case OP_DROPOUT:
     case OP_COUNT:
       break;
@@ -1103,7 +1208,7 @@ static void emit_infer(Gen *g) {
       em_comment(EM, "%s: the identity in inference", QUOTE(l));
       continue;
     }
-    if (l->op == OP_FLATTEN) {
+    if (l->op == OP_FLATTEN && !strcmp(in, out)) {
       em_comment(EM, "%s: nothing to do, %s in NHWC order is the vector", QUOTE(l), DIMS(l->in));
       continue;
     }
@@ -1151,7 +1256,8 @@ static void emit_work_struct(Gen *g) {
                    n);
   for (int i = 0; i < net->nlayers && k < (int)sizeof plan - 200; i++) {
     const Layer *l = &net->layers[i];
-    if (l->fused_away || l->op == OP_FLATTEN)
+    if (l->fused_away ||
+        (l->op == OP_FLATTEN && l->infer_out_offset == (i ? l[-1].infer_out_offset : INFER_AT_X)))
       continue;
     Shape os = l->fused_pool ? l->fused_pool->out : l->out;
     if (l->infer_pad_offset >= 0)

@@ -48,9 +48,9 @@ void em_dedent(Emitter *em);
    with a space ("* /") so quoted source cannot end the comment early. */
 void em_comment(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 
-/* A float literal that reads back as the same float: "0.5f", "2.0f", "1e-07f",
-   "INFINITY", "(-INFINITY)", "NAN" (the last three need <math.h>). Writes into
-   buf (at least EM_FLOAT_SIZE bytes) and returns it. */
+/* A float literal that reads back as the same float: "0.5f", "2.0f", "1e-07f";
+   "(1.0f / 0.0f)", "(-1.0f / 0.0f)" and "(0.0f / 0.0f)" for the infinities and
+   NaN. Writes into buf (at least EM_FLOAT_SIZE bytes) and returns it. */
 enum { EM_FLOAT_SIZE = 32 };
 const char *em_float(char *buf, float v);
 

@@ -13,7 +13,9 @@
  *
  *   - no copy for identities: flatten (NHWC already is the dense layer's
  *     order: its weights are permuted at load) and dropout (identity in
- *     inference) reuse their input's tensor, even the caller's x;
+ *     inference) reuse their input's tensor, even the caller's x; but a
+ *     flatten with no dense after it transposes to C, H, W order, the
+ *     order of the network's output;
  *   - an activation layer of its own works in place (except on x, which
  *     is const: then it gets a tensor);
  *   - a conv with a fused pool writes the pooled tensor directly;
@@ -48,6 +50,19 @@ static long round_up(long n) {
 
 static bool overlap_time(const Block *a, const Block *b) {
   return a->start <= b->end && b->start <= a->end;
+}
+
+/* A flatten is free (NHWC is the dense layer's order once its weights are
+   permuted) unless no dense comes after it: then its output is the
+   network's, which must be in PyTorch's C, H, W order, and it transposes. */
+static bool flatten_transposes(const Net *net, int i) {
+  const Layer *l = &net->layers[i];
+  if (l->op != OP_FLATTEN || (l->in.h == 1 && l->in.w == 1))
+    return false;
+  for (int j = i + 1; j < net->nlayers; j++)
+    if (net->layers[j].op == OP_DENSE)
+      return false;
+  return true;
 }
 
 static bool conv_padded(const Layer *l) {
@@ -93,9 +108,10 @@ static void plan_inference(Net *net) {
   for (int i = 0; i < n; i++) {
     Layer *l = &net->layers[i];
     pad_block[i] = -1;
-    if (cur >= 0 && blocks[cur].end < i && !l->fused_away && l->op != OP_FLATTEN)
+    const bool alias = l->op == OP_FLATTEN && !flatten_transposes(net, i);
+    if (cur >= 0 && blocks[cur].end < i && !l->fused_away && !alias)
       blocks[cur].end = i; /* read at step i */
-    if (l->fused_away || l->op == OP_FLATTEN || (l->op == OP_ACT && cur >= 0)) {
+    if (l->fused_away || alias || (l->op == OP_ACT && cur >= 0)) {
       out_block[i] = cur; /* identity, fused, or in place */
       continue;
     }
@@ -151,6 +167,8 @@ static long plan_training(Net *net) {
       kept += shape_size(l->out); /* its mask */
     producer = l;
   }
+  if (!backward) /* no parameters: nothing to train */
+    return 0;
   for (int i = 0; i < net->nlayers; i++)
     if (net->layers[i].keep_for_backward)
       kept += shape_size(net->layers[i].out);

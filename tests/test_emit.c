@@ -34,6 +34,7 @@
 
 #include "../compiler/compile.h"
 #include "../compiler/emit.h"
+#include "../compiler/emitter.h"
 #include "idx.h"
 #include "safetensors.h"
 
@@ -91,6 +92,22 @@ static const Case cases[] = {
      "conv2d 3 3x3 sigmoid\nmaxpool 2x2\n"
      "conv2d 8 1x1 sigmoid\nmaxpool 2x2\n"
      "flatten\ndense 4 sigmoid\n"},
+    {"pools too tall for one register tile: conv rows combined through y",
+     "network tall\ninput 16x16x2\n"
+     "conv2d 8 3x3 relu\navgpool 5x5\n"
+     "conv2d 16 1x1\nflatten\ndense 3\n"},
+    {"maxpool 5x5 through y, multi-row tiles with a remainder row group",
+     "network tall2\ninput 11x11x1\n"
+     "conv2d 8 2x2\nmaxpool 5x5\n"
+     "conv2d 16 1x1 relu\nflatten\ndropout 0.5\nrelu\ndense 2\n"},
+    {"whole-row tiles over 7 rows of 4",
+     "network rows\ninput 9x6x3\nconv2d 16 3x3 relu\nconv2d 8 1x1 tanh\nflatten\ndense 8\n"},
+    {"softmax of its own, a large overlapping pool, scalar channels with fused avgpool",
+     "network misc\ninput 16x16x2\n"
+     "conv2d 6 3x3 relu\navgpool 2x2\nconv2d 8 1x1\nrelu\nmaxpool 5x5 stride=1\n"
+     "conv2d 4 1x1\navgpool 1x1\nglobalavgpool\nsoftmax\n"},
+    {"no parameters", "network noparams\ninput 5x5x2\nmaxpool 2x2\nglobalavgpool\n"},
+    {"only identities: y is a copy of x", "network ident\ninput 2x2x3\nflatten\ndropout 0.5\n"},
     {"a spatial output, [H][W][C] in y",
      "network spatial\ninput 7x7x2\nconv2d 16 3x3 relu\nconv2d 8 3x3 stride=2 tanh\n"},
     {"tanh output straight from a conv, dense on a vector input, dropout at the end",
@@ -565,7 +582,9 @@ static void test_emit_single_translation_unit(void **state) {
   for (int c = 0; c < NCASES; c++) {
     Arena a = {0};
     Net *net = compile_net(&a, cases[c].src);
-    for (int training = 0; training < 2; training++) {
+    /* (Training code for a network without parameters is not checked: there
+       is nothing to train.) */
+    for (int training = 0; training < 1 + (net->param_count > 0); training++) {
       EmitOptions opt = {.training = training};
       size_t len, hlen;
       char *text = emit_text(net, &opt, false, &len), *h = emit_text(net, &opt, true, &hlen);
@@ -632,7 +651,7 @@ static void test_emit_header_layout(void **state) {
                          "/* line 9: dense 64 relu",
                          "/* line 10: dense 10 softmax",
                          "/* line 8: flatten",
-                         "static void fashion_conv2_forward(",
+                         "static fashion_NOINLINE void fashion_conv2_forward(",
                          "x [13][13][32] -> y [5][5][64]",
                          "#include \"fashion.h\""};
   for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
@@ -830,6 +849,126 @@ static void test_emit_golden_seed_fashion(void **state) {
   arena_free(&a);
 }
 
+/* ---- the Emitter ---- */
+
+static char *emitter_text(void (*body)(Emitter *em)) {
+  char *text = NULL;
+  size_t len;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  Emitter em;
+  em_init(&em, f, 0);
+  body(&em);
+  assert_int_equal(em.depth, 0);
+  fclose(f);
+  return text;
+}
+
+static void nested(Emitter *em) {
+  em_raw(em, "#include <%s>", "math.h");
+  em_open(em, "static int f(int %s)", "x");
+  em_line(em, "int y = %d;", 2);
+  em_open(em, "if (x)");
+  em_raw(em, "#ifdef A");
+  em_line(em, "y++;");
+  em_raw(em, "#endif");
+  em_close(em);
+  em_line(em, "for (int i = 0; i < %d; i++)", 3);
+  em_indent(em);
+  em_line(em, "y += i;");
+  em_dedent(em);
+  em_blank(em);
+  em_open(em, "%s", "");
+  em_comment(em, "a */ b\nc");
+  em_close_with(em, " /* %s */", "block");
+  em_line(em, "return y;");
+  em_close(em);
+  em_open(em, "struct s");
+  em_line(em, "int a;");
+  em_close_with(em, ";");
+}
+
+static void test_emitter_indents_and_quotes(void **state) {
+  (void)state;
+  char *text = emitter_text(nested);
+  assert_string_equal(text, "#include <math.h>\n"
+                            "static int f(int x) {\n"
+                            "  int y = 2;\n"
+                            "  if (x) {\n"
+                            "#ifdef A\n"
+                            "    y++;\n"
+                            "#endif\n"
+                            "  }\n"
+                            "  for (int i = 0; i < 3; i++)\n"
+                            "    y += i;\n"
+                            "\n"
+                            "  {\n"
+                            "    /* a * / b\n"
+                            "       c */\n"
+                            "  } /* block */\n"
+                            "  return y;\n"
+                            "}\n"
+                            "struct s {\n"
+                            "  int a;\n"
+                            "};\n");
+  free(text);
+}
+
+static void test_emitter_floats_read_back(void **state) {
+  (void)state;
+  char buf[EM_FLOAT_SIZE];
+  assert_string_equal(em_float(buf, 0.5f), "0.5f");
+  assert_string_equal(em_float(buf, 2.0f), "2.0f");
+  assert_string_equal(em_float(buf, -0.0f), "-0.0f");
+  assert_string_equal(em_float(buf, 0.1f), "0.1f");
+  assert_string_equal(em_float(buf, 1e-7f), "1e-07f");
+  assert_string_equal(em_float(buf, INFINITY), "(1.0f / 0.0f)");
+  assert_string_equal(em_float(buf, -INFINITY), "(-1.0f / 0.0f)");
+  assert_string_equal(em_float(buf, NAN), "(0.0f / 0.0f)");
+  for (int i = 0; i < 100000; i++) { /* any finite bit pattern, denormals too */
+    uint32_t bits = (uint32_t)(uniform() * 4294967296.0);
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    if (!isfinite(v))
+      continue;
+    em_float(buf, v);
+    size_t n = strlen(buf);
+    assert_true(n >= 2 && buf[n - 1] == 'f' && strpbrk(buf, ".e"));
+    buf[n - 1] = '\0';
+    float back = strtof(buf, NULL);
+    if (memcmp(&back, &v, sizeof v) != 0)
+      fail_msg("%.9g printed as %s", (double)v, buf);
+  }
+}
+
+/* Baked weights with special values: the infinities, -0, a denormal and the
+   largest float are the same bits as when loaded, a NaN is a NaN. */
+static void test_emit_baked_special_values(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = compile_net(&a, cases[1].src);
+  float *p = random_params(net), *q = malloc(sizeof(float) * (size_t)net->param_count);
+  assert_non_null(q);
+  const float special[] = {NAN, INFINITY, -INFINITY, -0.0f, 1e-45f, -3.4028235e38f};
+  const long at = net->layers[0].weight_offset;
+  for (int i = 0; i < 6; i++)
+    p[at + 5 * i] = special[i];
+  const int with[] = {0, NCOMPILERS - 1}; /* gcc, tcc */
+  for (int k = 0; k < 2; k++) {
+    Built b;
+    char tag[32];
+    snprintf(tag, sizeof tag, "special-%d", k);
+    build(net, &(EmitOptions){.weights = p}, with[k], tag, &b);
+    b.store(b.trained, q);
+    assert_true(isnan(q[at]));
+    q[at] = p[at];
+    assert_memory_equal(p, q, sizeof(float) * (size_t)net->param_count);
+    unload(&b);
+  }
+  free(p), free(q);
+  arena_free(&a);
+}
+
 static int setup(void **state) {
   (void)state;
   strcpy(tmp, "/tmp/cnngen-test-emit-XXXXXX");
@@ -845,6 +984,9 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_emitter_indents_and_quotes),
+      cmocka_unit_test(test_emitter_floats_read_back),
+      cmocka_unit_test(test_emit_baked_special_values),
       cmocka_unit_test(test_emit_fusion_and_plan),
       cmocka_unit_test(test_emit_header_layout),
       cmocka_unit_test(test_emit_is_deterministic),
