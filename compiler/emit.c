@@ -60,6 +60,29 @@ void em_raw(Emitter *em, const char *fmt, ...) {
   put(em, 0, buf);
 }
 
+void em_define(Emitter *em, const char *fmt, ...) {
+  static char buf[LINE_MAX_BYTES];
+  va_list ap;
+  va_start(ap, fmt);
+  vformat(buf, fmt, ap);
+  va_end(ap);
+  int width = 0;
+  for (const char *p = buf; *p;) {
+    int n = (int)strcspn(p, "\n");
+    width = n > width ? n : width;
+    p += n + (p[n] == '\n');
+  }
+  for (const char *p = buf; *p;) {
+    int n = (int)strcspn(p, "\n");
+    if (p[n] == '\n')
+      fprintf(em->out, "%-*.*s \\\n", width, n, p);
+    else
+      fprintf(em->out, "%.*s\n", n, p);
+    em->lines++;
+    p += n + (p[n] == '\n');
+  }
+}
+
 void em_blank(Emitter *em) {
   put(em, 0, "");
 }
@@ -73,6 +96,47 @@ void em_open(Emitter *em, const char *fmt, ...) {
   fprintf(em->out, "%*s%s%s{\n", 2 * em->depth, "", buf, buf[0] ? " " : "");
   em->lines++;
   em->depth++;
+}
+
+void em_open_fn(Emitter *em, const char *fmt, ...) {
+  static char buf[LINE_MAX_BYTES], out[2 * LINE_MAX_BYTES];
+  va_list ap;
+  va_start(ap, fmt);
+  vformat(buf, fmt, ap);
+  va_end(ap);
+  const int indent = 2 * em->depth, width = 100;
+  const char *open = strchr(buf, '(');
+  size_t k = 0;
+  if (!open || indent + (int)strlen(buf) + 2 <= width) {
+    snprintf(out, sizeof out, "%s", buf);
+  } else {
+    const int align = (int)(open - buf) + 1;
+    int col = indent;
+    for (const char *p = buf; *p;) {
+      /* the next piece: up to and including a ", " at depth 1 (or the end) */
+      const char *end = p;
+      for (int depth = p == buf ? 0 : 1; *end; end++) {
+        depth += (*end == '(') - (*end == ')');
+        if (depth == 1 && end[0] == ',' && end[1] == ' ') {
+          end++;
+          break;
+        }
+      }
+      int len = (int)(end - p); /* with the comma, without the space after it */
+      int tail = *end ? 0 : 2;  /* " {" after the last */
+      if (p != buf && col + len + tail > width) {
+        k += (size_t)snprintf(out + k, sizeof out - k, "\n%*s", align, "");
+        col = indent + align;
+      } else if (p != buf) {
+        out[k++] = ' ';
+        col++;
+      }
+      k += (size_t)snprintf(out + k, sizeof out - k, "%.*s", len, p);
+      col += len;
+      p = *end ? end + 1 : end;
+    }
+  }
+  em_open(em, "%s", out);
 }
 
 void em_close(Emitter *em) {

@@ -168,59 +168,51 @@ void emit_param_ref(const Net *net, const Layer *l, int bias, const char *m, cha
   snprintf(buf, size, "%s->%s", m, mem);
 }
 
-static long bias_count(const Layer *l) {
-  return l->bias_count;
-}
-
 /* ---- the vector helpers ---- */
 
 static void emit_vector_macros(Gen *g) {
   const char *n = g->n;
   em_comment(EM,
-             "8-float vectors for the convolution and dense tiles: GCC/Clang vector\n"
-             "extensions, kept in registers; 8-float structs with loops where those are\n"
-             "missing (tcc). %s_FMA(a, s, w): a += s * w for a float s, fused where the\n"
-             "machine has FMA (gcc keeps a*b+c as two roundings in ISO C mode).",
-             n);
+             "8-float vectors for the convolution and dense tiles: with GCC and Clang, vector\n"
+             "extensions that stay in registers; elsewhere (tcc), structs of 8 floats with\n"
+             "loops, the same arithmetic. %s_FMA(a, s, w) is a += s * w for a float s, fused\n"
+             "where the machine has FMA (gcc in ISO C mode would round twice, at half the\n"
+             "speed). Layer functions are kept out of %s_infer (%s_NOINLINE): inlined into\n"
+             "one large function, gcc allocates the tiles' registers worse.",
+             n, n, n);
   em_raw(EM, "#if defined(__GNUC__) && !defined(__TINYC__)");
   em_raw(EM, "typedef float %s_f8 __attribute__((vector_size(32)));", n);
   em_raw(EM, "typedef int %s_i8 __attribute__((vector_size(32)));", n);
+  /* (macros, not inline functions: a vector passed by value draws -Wpsabi
+     from gcc without -mavx) */
+  em_raw(EM, "#define %s_SPLAT(s) ((%s_f8){(s), (s), (s), (s), (s), (s), (s), (s)})", n, n);
   em_raw(EM, "#ifdef __FMA__");
-  em_raw(EM,
-         "#define %s_FMA(a, s, w) ((a) = __builtin_ia32_vfmaddps256((w), (%s_f8){s, s, s, s, s, "
-         "s, s, s}, (a)))",
-         n, n);
+  em_raw(EM, "#define %s_FMA(a, s, w) ((a) = __builtin_ia32_vfmaddps256((w), %s_SPLAT(s), (a)))", n,
+         n);
   em_raw(EM, "#else");
-  em_raw(EM, "#define %s_FMA(a, s, w) ((a) += (s) * (w))", n);
+  em_raw(EM, "#define %s_FMA(a, s, w) ((a) += %s_SPLAT(s) * (w))", n, n);
   em_raw(EM, "#endif");
-  em_raw(EM,
-         "#define %s_MAX(a, b) ((a) = (%s_f8)(((%s_i8)(a) & (%s_i8)((a) >= (b))) | "
-         "((%s_i8)(b) & (%s_i8)((a) < (b)))))",
-         n, n, n, n, n, n);
+  em_define(EM,
+            "#define %s_MAX(a, b)\n"
+            "  do {\n"
+            "    %s_i8 ge_ = (a) >= (b); /* all ones where a >= b */\n"
+            "    (a) = (%s_f8)(((%s_i8)(a) & ge_) | ((%s_i8)(b) & ~ge_));\n"
+            "  } while (0)",
+            n, n, n, n, n);
   em_raw(EM, "#define %s_ADD(a, b) ((a) += (b))", n);
   em_raw(EM, "#define %s_SCALE(a, s) ((a) *= (s))", n);
-  em_raw(EM, "#else");
-  em_raw(EM, "typedef struct { float f[8]; } %s_f8;", n);
-  em_raw(EM,
-         "#define %s_FMA(a, s, w) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] += (s) * "
-         "(w).f[q_]; } while (0)",
-         n);
-  em_raw(EM,
-         "#define %s_MAX(a, b) do { int q_; for (q_ = 0; q_ < 8; q_++) if ((b).f[q_] > "
-         "(a).f[q_]) (a).f[q_] = (b).f[q_]; } while (0)",
-         n);
-  em_raw(EM,
-         "#define %s_ADD(a, b) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] += (b).f[q_]; "
-         "} while (0)",
-         n);
-  em_raw(EM,
-         "#define %s_SCALE(a, s) do { int q_; for (q_ = 0; q_ < 8; q_++) (a).f[q_] *= (s); } "
-         "while (0)",
-         n);
-  em_raw(EM, "#endif");
-  em_raw(EM, "#if defined(__GNUC__)");
   em_raw(EM, "#define %s_NOINLINE __attribute__((noinline))", n);
   em_raw(EM, "#else");
+  em_open(EM, "typedef struct");
+  em_line(EM, "float f[8];");
+  em_close_with(EM, " %s_f8;", n);
+  em_raw(EM, "#define %s_FOR8(stmt) do { int q_; for (q_ = 0; q_ < 8; q_++) stmt; } while (0)", n);
+  em_raw(EM, "#define %s_FMA(a, s, w) %s_FOR8((a).f[q_] += (s) * (w).f[q_])", n, n);
+  em_raw(EM,
+         "#define %s_MAX(a, b) %s_FOR8((a).f[q_] = (b).f[q_] > (a).f[q_] ? (b).f[q_] : (a).f[q_])",
+         n, n);
+  em_raw(EM, "#define %s_ADD(a, b) %s_FOR8((a).f[q_] += (b).f[q_])", n, n);
+  em_raw(EM, "#define %s_SCALE(a, s) %s_FOR8((a).f[q_] *= (s))", n, n);
   em_raw(EM, "#define %s_NOINLINE", n);
   em_raw(EM, "#endif");
   em_raw(EM, "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))", n);
@@ -412,7 +404,10 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   const int FB = c->FB, C = c->C, F = c->F, S = c->S, P = tr * tc;
   const char *ox = oxv ? oxv : "";
   const char *f0 = f0v ? f0v : "";
-  em_open(EM, "%s", "");
+  if (oxv) /* inside the loop over ox, whose braces it shares */
+    em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", c->cols / tc * tc, tc);
+  else
+    em_open(EM, "%s", "");
   for (int j = 0; j < P; j++) {
     char line[512];
     int k = snprintf(line, sizeof line, "%s_f8", n);
@@ -525,9 +520,7 @@ static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
   }
   const int full = c->cols / c->TC, rest = c->cols % c->TC;
   if (full > 1) {
-    em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", full * c->TC, c->TC);
     emit_conv_tile(g, c, tr, c->TC, "ox", 0, f0v);
-    em_close(EM);
   } else if (full == 1) {
     emit_conv_tile(g, c, tr, c->TC, NULL, 0, f0v);
   }
@@ -659,10 +652,11 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
              "\ntiles of %d row%s x %d column%s x %d channels held in registers", c.TR,
              c.TR == 1 ? "" : "s", c.TC, c.TC == 1 ? "" : "s", c.FB * VW);
   layer_comment(g, l, what);
-  em_open(EM,
-          "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
-          "float *restrict y)",
-          g->n, fn, g->n);
+  em_open_fn(
+      EM,
+      "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
+      "float *restrict y)",
+      g->n, fn, g->n);
   char wref[128], bref[128];
   emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
   emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
@@ -692,10 +686,11 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
     snprintf(what, sizeof what, "x [%d] (%s flattened in NHWC order) -> y [%d]", IN, DIMS(src),
              OUT);
   layer_comment(g, l, what);
-  em_open(EM,
-          "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
-          "float *restrict y)",
-          n, fn, n);
+  em_open_fn(
+      EM,
+      "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
+      "float *restrict y)",
+      n, fn, n);
   char wref[128], bref[128];
   emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
   emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
@@ -770,7 +765,7 @@ static void emit_pool(Gen *g, const Layer *l, const char *fn) {
   char what[128];
   snprintf(what, sizeof what, "x %s -> y %s", DIMS(l->in), DIMS(l->out));
   layer_comment(g, l, what);
-  em_open(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
+  em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
   em_open(EM, "for (int py = 0; py < %d; py++)", PH);
   em_open(EM, "for (int px = 0; px < %d; px++)", PW);
   em_line(EM, "const float *restrict xp = x + %s;",
@@ -817,7 +812,7 @@ static void emit_global_pool(Gen *g, const Layer *l, const char *fn) {
   char what[128];
   snprintf(what, sizeof what, "x %s -> y [%d], the mean of each channel", DIMS(l->in), C);
   layer_comment(g, l, what);
-  em_open(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
+  em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
   em_line(EM, "float acc[%d];", C);
   em_line(EM, "for (int c = 0; c < %d; c++)", C);
   em_line(EM, "  acc[c] = 0.0f;");
@@ -838,7 +833,7 @@ static void emit_flatten(Gen *g, const Layer *l, const char *fn) {
   snprintf(what, sizeof what, "x %s -> y [%ld] in C, H, W order (the network's output)",
            DIMS(l->in), shape_size(l->out));
   layer_comment(g, l, what);
-  em_open(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
+  em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
   em_line(EM, "for (int p = 0; p < %d; p++)", H * W);
   em_line(EM, "  for (int c = 0; c < %d; c++)", C);
   em_line(EM, "    y[%s] = x[%s];", LIN(0, "c", (long)H * W, "p", 1L),
@@ -918,18 +913,23 @@ static long perm_internal(const Perm *p, long i) {
   return r;
 }
 
+/* "f * 288 + c * 9 + k + 320": the terms by falling coefficient. */
 static const char *perm_index(char *buf, size_t size, const Perm *p, long off, bool file) {
   const long *k = file ? p->file_coef : p->internal_coef;
   const char *v[3] = {"", "", ""};
   long c[3] = {0, 0, 0};
-  for (int i = 0; i < p->ndims; i++)
-    v[i] = p->vars[i], c[i] = k[i];
+  for (int i = 0; i < p->ndims; i++) {
+    int j = i;
+    for (; j > 0 && c[j - 1] < k[i]; j--)
+      v[j] = v[j - 1], c[j] = c[j - 1];
+    v[j] = p->vars[i], c[j] = k[i];
+  }
   return lin(buf, size, off, v[0], c[0], v[1], c[1], v[2], c[2], (const char *)NULL);
 }
 
-/* Emits the loops over a weight tensor and the statement `fmt` inside, with
-   the internal and the file index as its two %s (the file index first when
-   file_first). */
+/* Emits the loops over a weight tensor, in the order of the file, and the
+   statement `fmt` inside, with the internal and the file index as its %s
+   (the file index first when file_first; fmt may use only the first). */
 static void emit_perm_loops(Gen *g, const Layer *l, const char *fmt, bool file_first) {
   const Perm p = weight_perm(g->net, l);
   char in[160], fi[160];
@@ -961,9 +961,23 @@ static void emit_model_members(Gen *g) {
     const Layer *l = &g->net->layers[i];
     if (!op_has_weights[l->op])
       continue;
-    char file[64];
+    char file[64], layout[256];
     file_layout(g->net, l, file, sizeof file);
-    em_comment(EM, "%s", QUOTE(l));
+    if (l->op == OP_CONV2D) {
+      snprintf(layout, sizeof layout, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh,
+               l->u.conv.kw, l->in.c, l->out.c);
+    } else {
+      const Shape s = dense_source(g->net, l);
+      int k = snprintf(layout, sizeof layout, "[IN][OUT] = [%ld][%d], file %s", shape_size(l->in),
+                       l->out.c, file);
+      if (!s.vec)
+        snprintf(layout + k, sizeof layout - (size_t)k,
+                 "; IN runs over %s\nin H, W, C order here, in C, H, W order in the file", DIMS(s));
+    }
+    if (l->op == OP_CONV2D)
+      em_comment(EM, "%s\n%s.weight %s, file %s", QUOTE(l), l->name, layout, file);
+    else
+      em_comment(EM, "%s\n%s.weight %s", QUOTE(l), l->name, layout);
     for (int bias = 0; bias < 2; bias++) {
       char mem[80];
       member(l, bias, mem, sizeof mem);
@@ -972,23 +986,8 @@ static void emit_model_members(Gen *g) {
                 ALIGN_FLOATS - used % ALIGN_FLOATS);
         used += ALIGN_FLOATS - used % ALIGN_FLOATS;
       }
-      long count = bias ? bias_count(l) : l->weight_count;
-      if (bias) {
-        em_line(EM, "float %s[%ld]; /* %s.bias */", mem, count, l->name);
-      } else if (l->op == OP_CONV2D) {
-        em_line(EM, "float %s[%ld]; /* %s.weight [KH][KW][C][F] = [%d][%d][%d][%d] (file: %s) */",
-                mem, count, l->name, l->u.conv.kh, l->u.conv.kw, l->in.c, l->out.c, file);
-      } else {
-        const Shape s = dense_source(g->net, l);
-        if (s.vec)
-          em_line(EM, "float %s[%ld]; /* %s.weight [IN][OUT] = [%ld][%d] (file: %s) */", mem, count,
-                  l->name, shape_size(l->in), l->out.c, file);
-        else
-          em_line(EM,
-                  "float %s[%ld]; /* %s.weight [IN][OUT] = [%ld][%d], IN in H, W, C order of "
-                  "%s (file: %s, IN in C, H, W order) */",
-                  mem, count, l->name, shape_size(l->in), l->out.c, DIMS(s), file);
-      }
+      long count = bias ? l->bias_count : l->weight_count;
+      em_line(EM, "float %s[%ld];", mem, count);
       used += count;
     }
   }
@@ -1037,8 +1036,8 @@ static void emit_init(Gen *g) {
     }
     char mem[80], fmt[200];
     member(l, 0, mem, sizeof mem);
-    em_comment(EM, "%s.weight: bound sqrt(6 / (%ld + %ld))", l->name, fan_in, fan_out);
-    snprintf(fmt, sizeof fmt, "m->%s[%%s] = %s_uniform(&state, %s); /* file index %%s */", mem, n,
+    em_comment(EM, "%s.weight, bound sqrt(6 / (%ld + %ld))", l->name, fan_in, fan_out);
+    snprintf(fmt, sizeof fmt, "m->%s[%%s] = %s_uniform(&state, %s);", mem, n,
              FLT(sqrt(6.0 / (double)(fan_in + fan_out))));
     emit_perm_loops(g, l, fmt, false);
   }

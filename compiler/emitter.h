@@ -33,10 +33,16 @@ void em_line(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 /* A line at depth 0 (preprocessor directives). */
 void em_raw(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 void em_blank(Emitter *em);
+/* A macro of several lines at depth 0: the lines of the formatted text
+   ('\n'-separated) with their continuation backslashes aligned. */
+void em_define(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 
 /* "TEXT {" then one level deeper; em_close() writes "}" one level up,
    em_close_with() writes "}TEXT" (e.g. "} NAME_model;" or "};"). */
 void em_open(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+/* em_open() for a function head "TYPE NAME(PARAMS)": lines longer than 100
+   columns break after a comma, the rest aligned under the first parameter. */
+void em_open_fn(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 void em_close(Emitter *em);
 void em_close_with(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 /* Indentation without braces (the body of a one-line for/if). */
