@@ -222,6 +222,68 @@ static void emit_vector_macros(Gen *g) {
 
 /* ---- scalar activations ---- */
 
+static bool uses_act(const Net *net, Act act) {
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (!l->fused_away && l->act == act &&
+        (l->op == OP_CONV2D || l->op == OP_DENSE || l->op == OP_ACT))
+      return true;
+  }
+  return false;
+}
+
+/* NAME_exp, NAME_tanh, NAME_sigmoid: within 3 ulp of the exact values and
+   branch-free, so that gcc and clang vectorize the loops that call them
+   (libm's expf and tanhf are calls, one value at a time). */
+static void emit_act_functions(Gen *g) {
+  const char *n = g->n;
+  const bool tanh = uses_act(g->net, ACT_TANH), sigmoid = uses_act(g->net, ACT_SIGMOID);
+  if (!tanh && !sigmoid)
+    return;
+  em_comment(EM, "exp(x) = 2^n e^r: n the integer nearest x / ln 2, r = x - n ln 2 (in two\n"
+                 "steps), e^r from Cephes' polynomial; x is clamped to [-87, 88] so that 2^n\n"
+                 "stays a normal float. Relative error below 1.5e-7; no branches, no calls.");
+  em_open(EM, "static inline float %s_exp(float x)", n);
+  em_line(EM, "x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;");
+  em_line(EM, "const float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* rounded */");
+  em_line(EM, "const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;");
+  em_line(EM, "float p = 1.9875691500e-4f;");
+  em_line(EM, "p = p * r + 1.3981999507e-3f;");
+  em_line(EM, "p = p * r + 8.3334519073e-3f;");
+  em_line(EM, "p = p * r + 4.1665795894e-2f;");
+  em_line(EM, "p = p * r + 1.6666665459e-1f;");
+  em_line(EM, "p = p * r + 5.0000001201e-1f;");
+  em_line(EM, "p = p * r * r + r + 1.0f;");
+  em_line(EM, "const int32_t bits = ((int32_t)k + 127) << 23;");
+  em_line(EM, "float scale;");
+  em_line(EM, "memcpy(&scale, &bits, sizeof scale);");
+  em_line(EM, "return p * scale;");
+  em_close(EM);
+  em_blank(EM);
+  if (sigmoid) {
+    em_open(EM, "static inline float %s_sigmoid(float x)", n);
+    em_line(EM, "return 1.0f / (1.0f + %s_exp(-x));", n);
+    em_close(EM);
+    em_blank(EM);
+  }
+  if (tanh) {
+    em_comment(EM, "tanh: Cephes' odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above.\n"
+                   "Relative error below 2.5e-7.");
+    em_open(EM, "static inline float %s_tanh(float x)", n);
+    em_line(EM, "const float ax = x < 0.0f ? -x : x, z = x * x;");
+    em_line(EM, "float p = -5.70498872745e-3f;");
+    em_line(EM, "p = p * z + 2.06390887954e-2f;");
+    em_line(EM, "p = p * z - 5.37397155531e-2f;");
+    em_line(EM, "p = p * z + 1.33314422036e-1f;");
+    em_line(EM, "p = p * z - 3.33332819422e-1f;");
+    em_line(EM, "const float small = p * z * x + x;");
+    em_line(EM, "const float big = 1.0f - 2.0f / (%s_exp(2.0f * ax) + 1.0f);", n);
+    em_line(EM, "return ax < 0.625f ? small : x < 0.0f ? -big : big;");
+    em_close(EM);
+    em_blank(EM);
+  }
+}
+
 /* Applies act to `count` floats of p in place, after the layer stored them
    (ReLU and linear are done in registers, before the store). Softmax only
    ever applies to a vector: shape.c refuses it elsewhere. */
@@ -230,12 +292,9 @@ static void emit_act_pass(Gen *g, Act act, const char *p, long count) {
   case ACT_LINEAR:
     return;
   case ACT_SIGMOID:
-    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
-    em_line(EM, "  %s[i] = 1.0f / (1.0f + expf(-%s[i]));", p, p);
-    return;
   case ACT_TANH:
     em_line(EM, "for (int i = 0; i < %ld; i++)", count);
-    em_line(EM, "  %s[i] = tanhf(%s[i]);", p, p);
+    em_line(EM, "  %s[i] = %s_%s(%s[i]);", p, g->n, act_words[act], p);
     return;
   case ACT_SOFTMAX:
     em_comment(EM, "softmax, max-subtracted");
@@ -270,10 +329,14 @@ typedef struct Conv {
   int PKH, PKW, PW; /* fused pool window, pooled row width */
   bool avg;
   Act act;
-  /* The tile: FB vectors of 8 channels x TR rows x TC columns of pixels.
-     With a pool, TR is 1 (each conv row combined into y) or PKH (whole
-     windows combined in registers). */
-  int FB, TR, TC;
+  /* Register tiles (vector): FB vectors of 8 channels x TR rows x TC
+     columns of pixels. With a pool, TR is 1 (each conv row combined into y)
+     or PKH (whole windows combined in registers). FP: the channels as the
+     tiles see them, F rounded up to whole vectors; when F is not a multiple
+     of 8, the layer first copies its weights with zero filters added and
+     stores only the F real channels. */
+  bool vector;
+  int FP, FB, TR, TC;
 } Conv;
 
 static double max3(double a, double b, double c) {
@@ -290,7 +353,7 @@ static double max3(double a, double b, double c) {
    the loop around the taps. */
 static double conv_cost(const Conv *c, int fb, int tr, int tc) {
   const double taps = (double)c->KH * c->KW * c->C;
-  const bool from_l2 = taps * c->F * sizeof(float) > 24 * 1024;
+  const bool from_l2 = taps * c->FP * sizeof(float) > 24 * 1024;
   double cycles = 0;
   for (int r0 = 0; r0 < c->rows; r0 += tr)
     for (int c0 = 0; c0 < c->cols; c0 += tc) {
@@ -301,16 +364,16 @@ static double conv_cost(const Conv *c, int fb, int tr, int tc) {
         per_tap = 2.0 * fb; /* fb vectors of 32 bytes */
       cycles += taps * per_tap + p * fb * (c->pool && tr == 1 ? 3 : 1) + 20;
     }
-  return cycles * (c->F / VW / fb);
+  return cycles * (c->FP / VW / fb);
 }
 
 /* Picks the cheapest tile by conv_cost whose accumulators (at most 24) plus
    the live weights or broadcasts fit in the 32 vector registers of AVX-512. */
 static void conv_tile(Conv *c) {
-  const int FV = c->F / VW;
+  const int FV = c->FP / VW;
   double best = -1;
   for (int fb = 1; fb <= FV && fb <= 8; fb++) {
-    if (FV % fb)
+    if (FV % fb || (c->FP != c->F && fb != FV)) /* padded: one block of channels */
       continue;
     for (int tr = 1; tr <= c->rows; tr++) {
       if (c->pool && tr != 1 && tr != c->PKH)
@@ -355,7 +418,11 @@ static Conv conv_info(const Layer *l) {
     c.cols = c.PW * c.PKW;
     c.avg = c.pool->op == OP_AVGPOOL;
   }
-  if (c.F % VW == 0) {
+  /* Padded copies of up to 64 channels and 64 KiB of weights (on the stack). */
+  c.FP = (c.F + VW - 1) / VW * VW;
+  c.vector = c.F % VW == 0 ||
+             (c.FP <= 64 && (long)c.KH * c.KW * c.C * c.FP * (long)sizeof(float) <= 65536);
+  if (c.vector) {
     conv_tile(&c);
     const char *force = getenv("CNNGEN_TILE"); /* EXPERIMENT: "name:fb,tr,tc" */
     char want[80];
@@ -401,7 +468,8 @@ static void emit_conv_pad(Gen *g, const Layer *l, const char *fn) {
 static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *oxv, int oxl,
                            const char *f0v) {
   const char *n = g->n;
-  const int FB = c->FB, C = c->C, F = c->F, S = c->S, P = tr * tc;
+  const int FB = c->FB, C = c->C, F = c->F, FP = c->FP, S = c->S, P = tr * tc;
+  const int last = F - (FB - 1) * VW; /* real channels of the last vector */
   const char *ox = oxv ? oxv : "";
   const char *f0 = f0v ? f0v : "";
   if (oxv) /* inside the loop over ox, whose braces it shares */
@@ -418,7 +486,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", c->KH);
   em_line(EM, "const float *restrict xk = xr + %s;",
           LIN((long)oxl * S * C, "ky", (long)c->IW * C, ox, (long)S * C));
-  em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * F, f0, 1L));
+  em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * FP, f0, 1L));
   em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
   for (int j0 = 0; j0 < P; j0 += 4) {
     char line[1024];
@@ -430,7 +498,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   }
   for (int v = 0; v < FB; v++) {
     em_line(EM, "%s_f8 w%d;", n, v);
-    em_line(EM, "%s_LOAD(w%d, wk + %s);", n, v, LIN((long)v * VW, "k", (long)F));
+    em_line(EM, "%s_LOAD(w%d, wk + %s);", n, v, LIN((long)v * VW, "k", (long)FP));
   }
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
@@ -442,9 +510,12 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
       for (int v = 0; v < FB; v++) {
         if (c->act == ACT_RELU)
           em_line(EM, "%s_MAX(a%d_%d, zero);", n, j, v);
-        em_line(EM, "%s_STORE(yr + %s, a%d_%d);", n,
-                LIN(((long)(j / tc) * c->OW + oxl + j % tc) * F + v * VW, ox, (long)F, f0, 1L), j,
-                v);
+        const char *at =
+            LIN(((long)(j / tc) * c->OW + oxl + j % tc) * F + v * VW, ox, (long)F, f0, 1L);
+        if (v == FB - 1 && last < VW)
+          em_line(EM, "memcpy(yr + %s, &a%d_%d, %d * sizeof(float));", at, j, v, last);
+        else
+          em_line(EM, "%s_STORE(yr + %s, a%d_%d);", n, at, j, v);
       }
     em_close(EM);
     return;
@@ -478,10 +549,15 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   if (through_y) {
     em_open(EM, "if (r > 0)");
     em_line(EM, "%s_f8 o;", n);
+    if (last < VW)
+      em_line(EM, "memset(&o, 0, sizeof o);");
     for (int q = 0; q < Q; q++)
       for (int v = 0; v < FB; v++) {
-        em_line(EM, "%s_LOAD(o, yr + %s);", n,
-                LIN((long)(pxl + q) * F + v * VW, pxv, (long)F, f0, 1L));
+        const char *at = LIN((long)(pxl + q) * F + v * VW, pxv, (long)F, f0, 1L);
+        if (v == FB - 1 && last < VW)
+          em_line(EM, "memcpy(&o, yr + %s, %d * sizeof(float));", at, last);
+        else
+          em_line(EM, "%s_LOAD(o, yr + %s);", n, at);
         em_line(EM, "%s_%s(a%d_%d, o);", n, c->avg ? "ADD" : "MAX", q * c->PKW, v);
       }
     em_close(EM);
@@ -497,9 +573,13 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
       em_close(EM);
   }
   for (int q = 0; q < Q; q++)
-    for (int v = 0; v < FB; v++)
-      em_line(EM, "%s_STORE(yr + %s, a%d_%d);", n,
-              LIN((long)(pxl + q) * F + v * VW, pxv, (long)F, f0, 1L), q * c->PKW, v);
+    for (int v = 0; v < FB; v++) {
+      const char *at = LIN((long)(pxl + q) * F + v * VW, pxv, (long)F, f0, 1L);
+      if (v == FB - 1 && last < VW)
+        em_line(EM, "memcpy(yr + %s, &a%d_%d, %d * sizeof(float));", at, q * c->PKW, v, last);
+      else
+        em_line(EM, "%s_STORE(yr + %s, a%d_%d);", n, at, q * c->PKW, v);
+    }
   em_close(EM);
 }
 
@@ -508,10 +588,10 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
 static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
   const char *n = g->n;
   const int FB = c->FB;
-  const bool fblocks = c->F > FB * VW;
+  const bool fblocks = c->FP > FB * VW;
   const char *f0v = fblocks ? "f0" : NULL;
   if (fblocks)
-    em_open(EM, "for (int f0 = 0; f0 < %d; f0 += %d)", c->F, FB * VW);
+    em_open(EM, "for (int f0 = 0; f0 < %d; f0 += %d)", c->FP, FB * VW);
   else
     em_open(EM, "%s", "");
   for (int v = 0; v < FB; v++) {
@@ -589,7 +669,7 @@ static void emit_conv_row_scalar(Gen *g, const Conv *c) {
    r combined through y. */
 static void emit_conv_rows(Gen *g, const Conv *c) {
   const int C = c->C, F = c->F, S = c->S;
-  const bool vector = F % VW == 0;
+  const bool vector = c->vector;
   const long xrow = (long)S * c->IW * C; /* input floats per output row */
   if (c->pool) {
     em_open(EM, "for (int py = 0; py < %d; py++)", c->pool->out.h);
@@ -616,13 +696,18 @@ static void emit_conv_rows(Gen *g, const Conv *c) {
     if (!rows || !count)
       continue;
     const char *oy = count > 1 ? "oy" : "";
-    if (count > 1)
+    if (count > 1 && rows == 1)
+      em_open(EM, "for (int oy = %d; oy < %d; oy++)", first, first + count);
+    else if (count > 1)
       em_open(EM, "for (int oy = %d; oy < %d; oy += %d)", first, first + count * rows, rows);
     else
       em_open(EM, "%s", "");
     em_line(EM, "const float *restrict xr = x + %s;", LIN(count > 1 ? 0 : first * xrow, oy, xrow));
-    em_line(EM, "float *restrict yr = y + %s; /* [%d][%d][%d] */",
-            LIN(count > 1 ? 0 : (long)first * c->OW * F, oy, (long)c->OW * F), rows, c->OW, F);
+    const char *yoff = LIN(count > 1 ? 0 : (long)first * c->OW * F, oy, (long)c->OW * F);
+    if (rows == 1)
+      em_line(EM, "float *restrict yr = y + %s; /* [%d][%d] */", yoff, c->OW, F);
+    else
+      em_line(EM, "float *restrict yr = y + %s; /* [%d][%d][%d] */", yoff, rows, c->OW, F);
     if (vector)
       emit_conv_rows_vector(g, c, rows);
     else
@@ -647,7 +732,7 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
     k += snprintf(what + k, sizeof what - (size_t)k,
                   "\nof the conv's %s, the %d x %d the pool reads are computed", DIMS(l->out),
                   c.rows, c.cols);
-  if (F % VW == 0)
+  if (c.vector)
     snprintf(what + k, sizeof what - (size_t)k,
              "\ntiles of %d row%s x %d column%s x %d channels held in registers", c.TR,
              c.TR == 1 ? "" : "s", c.TC, c.TC == 1 ? "" : "s", c.FB * VW);
@@ -660,9 +745,23 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   char wref[128], bref[128];
   emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
   emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
-  em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
-  em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, F);
-  if (F % VW == 0 && c.act == ACT_RELU) {
+  if (c.FP == F || !c.vector) {
+    em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
+    em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, F);
+  } else {
+    const long K = (long)c.KH * c.KW * C;
+    em_line(EM, "const float *restrict wm = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
+    em_line(EM, "const float *restrict bm = %s; /* [%d] */", bref, F);
+    em_line(EM, "float w[%ld], b[%d]; /* the same with %d zero filters: whole vectors */", K * c.FP,
+            c.FP, c.FP - F);
+    em_line(EM, "for (int k = 0; k < %ld; k++)", K);
+    em_line(EM, "  for (int f = 0; f < %d; f++)", c.FP);
+    em_line(EM, "    w[%s] = f < %d ? wm[%s] : 0.0f;", LIN(0, "k", (long)c.FP, "f", 1L), F,
+            LIN(0, "k", (long)F, "f", 1L));
+    em_line(EM, "for (int f = 0; f < %d; f++)", c.FP);
+    em_line(EM, "  b[f] = f < %d ? bm[f] : 0.0f;", F);
+  }
+  if (c.vector && c.act == ACT_RELU) {
     em_line(EM, "%s_f8 zero;", g->n);
     em_line(EM, "memset(&zero, 0, sizeof zero);");
   }
@@ -854,11 +953,11 @@ static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
     em_line(EM, "  memcpy(y, x, %ld * sizeof(float));", count);
     emit_act_pass(g, l->act, "y", count);
   } else {
-    const char *f = l->act == ACT_RELU      ? "x[i] > 0.0f ? x[i] : 0.0f"
-                    : l->act == ACT_SIGMOID ? "1.0f / (1.0f + expf(-x[i]))"
-                                            : "tanhf(x[i])";
     em_line(EM, "for (int i = 0; i < %ld; i++)", count);
-    em_line(EM, "  y[i] = %s;", f);
+    if (l->act == ACT_RELU)
+      em_line(EM, "  y[i] = x[i] > 0.0f ? x[i] : 0.0f;");
+    else
+      em_line(EM, "  y[i] = %s_%s(x[i]);", g->n, act_words[l->act]);
   }
   em_close(EM);
   em_blank(EM);
@@ -1408,6 +1507,7 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   em_raw(EM, "#include <string.h>");
   em_blank(EM);
   emit_vector_macros(g);
+  emit_act_functions(g);
   emit_layer_functions(g);
   emit_infer(g);
   emit_init(g);
