@@ -424,11 +424,6 @@ static Conv conv_info(const Layer *l) {
              (c.FP <= 64 && (long)c.KH * c.KW * c.C * c.FP * (long)sizeof(float) <= 65536);
   if (c.vector) {
     conv_tile(&c);
-    const char *force = getenv("CNNGEN_TILE"); /* EXPERIMENT: "name:fb,tr,tc" */
-    char want[80];
-    snprintf(want, sizeof want, "%s:", l->name);
-    if (force && strncmp(force, want, strlen(want)) == 0)
-      sscanf(force + strlen(want), "%d,%d,%d", &c.FB, &c.TR, &c.TC);
   }
   return c;
 }
@@ -1272,9 +1267,9 @@ static void emit_layer_functions(Gen *g) {
       if (l->infer_out_offset != (i ? l[-1].infer_out_offset : INFER_AT_X))
         emit_flatten(g, l, fn);
       break;
-    case OP_DROPOUT:
+    case OP_DROPOUT: /* fused_away: the identity */
     case OP_COUNT:
-      break;
+      assert(0);
     }
   }
 }

@@ -96,9 +96,9 @@ static const Case cases[] = {
      "network tall\ninput 16x16x2\n"
      "conv2d 8 3x3 relu\navgpool 5x5\n"
      "conv2d 16 1x1\nflatten\ndense 3\n"},
-    {"maxpool 5x5 through y, multi-row tiles with a remainder row group",
+    {"maxpool 5x5 through y (6 channels), multi-row tiles with a remainder row group",
      "network tall2\ninput 11x11x1\n"
-     "conv2d 8 2x2\nmaxpool 5x5\n"
+     "conv2d 6 2x2\nmaxpool 5x5\n"
      "conv2d 16 1x1 relu\nflatten\ndropout 0.5\nrelu\ndense 2\n"},
     {"whole-row tiles over 7 rows of 4",
      "network rows\ninput 9x6x3\nconv2d 16 3x3 relu\nconv2d 8 1x1 tanh\nflatten\ndense 8\n"},
@@ -106,8 +106,18 @@ static const Case cases[] = {
      "network misc\ninput 16x16x2\n"
      "conv2d 6 3x3 relu\navgpool 2x2\nconv2d 8 1x1\nrelu\nmaxpool 5x5 stride=1\n"
      "conv2d 4 1x1\navgpool 1x1\nglobalavgpool\nsoftmax\n"},
+    {"scalar convolutions: more than 64 channels, not a multiple of 8, fused pools",
+     "network wide\ninput 7x7x2\nconv2d 66 3x3 relu\navgpool 2x2\n"
+     "conv2d 70 1x1\nmaxpool 2x2\nconv2d 65 1x1 relu\nconv2d 67 1x1 tanh\n"
+     "conv2d 66 1x1\navgpool 1x1\n"
+     "flatten\ndense 5\n"},
+    {"pools of their own on the input: large and overlapping windows",
+     "network pools\ninput 9x9x3\navgpool 5x5 stride=1\nmaxpool 2x2 stride=1\n"
+     "flatten\ndense 2\n"},
     {"no parameters", "network noparams\ninput 5x5x2\nmaxpool 2x2\nglobalavgpool\n"},
-    {"only identities: y is a copy of x", "network ident\ninput 2x2x3\nflatten\ndropout 0.5\n"},
+    {"only identities: y is a copy of x", "network ident\ninput 1x1x5\nflatten\ndropout 0.5\n"},
+    {"a flatten as the output: C, H, W order",
+     "network flatout\ninput 2x3x4\nflatten\ndropout 0.5\nsigmoid\n"},
     {"a spatial output, [H][W][C] in y",
      "network spatial\ninput 7x7x2\nconv2d 16 3x3 relu\nconv2d 8 3x3 stride=2 tanh\n"},
     {"tanh output straight from a conv, dense on a vector input, dropout at the end",
