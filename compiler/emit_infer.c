@@ -22,19 +22,27 @@
  * layer, NAME_<layer>_forward(m, x, y), on tensors at the offsets of the
  * memory plan (plan.c) in NAME_work.act; the last writes into y.
  *
- * Convolutions are the hot loops. For F a multiple of 8 a row of output
- * pixels is computed in tiles of P pixels x FB vectors of 8 channels held
- * in registers: per tap (kx, c) the FB weight vectors are loaded once and
- * used by all P pixels (P*FB fused multiply-adds for FB + P loads). Bias
- * starts the accumulators, ReLU and a fused pool run on the registers
- * before the single store. Kernel rows and taps are loops with literal
- * bounds that the C compiler unrolls as it sees fit; the tile is written
- * out. Padding: the input is first copied inside a zero border (a scratch
+ * Convolutions are the hot loops (fashion's conv2 runs at the FMA peak of
+ * a Zen 4 core). Output pixels are computed in register tiles of TR rows x
+ * TC columns x FB vectors of 8 channels: per tap (kx, c) the FB weight
+ * vectors are loaded once and used by every pixel of the tile, each input
+ * value is broadcast once and used by all FB vectors. conv_cost() picks the
+ * tile from a small model of the core (multiply-adds, loads, latency, the
+ * weights' trips from L2). Bias starts the accumulators; ReLU and a fused
+ * pool run on the registers before the single store (a pool window taller
+ * than the tile is combined through y, row by row). Kernel rows and taps
+ * are loops with literal bounds that the C compiler unrolls as it sees
+ * fit; the tile itself is written out. F not a multiple of 8: the layer
+ * copies its weights with zero filters up to whole vectors and stores only
+ * the real channels (a plain loop per pixel when that copy would be large).
+ * Padding: the input is first copied inside a zero border (a scratch
  * tensor of the plan; a few per cent of the layer's time), so no tap is
  * ever tested against the bounds. With a fused pool (stride = window),
  * conv rows and columns that the floor-mode pool drops are not computed.
  * The vectors are GCC/Clang vector extensions, or 8-float structs with
  * loops for compilers without them (tcc): one source, the same arithmetic.
+ * Sigmoid and tanh use branch-free polynomials (within 3 ulp) so that their
+ * loops vectorize; softmax uses expf.
  */
 #include <assert.h>
 #include <math.h>
@@ -1407,9 +1415,9 @@ static void emit_header_text(Gen *g, FILE *out) {
   em_comment(EM,
              "The parameters, one array per tensor in the layout the generated kernels\n"
              "read (conv [KH][KW][C][F], dense [IN][OUT]: the output channel innermost),\n"
-             "each starting 64 bytes into the struct from the one before; allocate the\n"
-             "struct 64-byte aligned for the fastest loads. %s_load and %s_store convert\n"
-             "from and to the flat array of PyTorch-layout tensors.%s",
+             "each at a multiple of 64 bytes from the start of the struct: allocate it\n"
+             "64-byte aligned for the fastest loads. %s_load and %s_store convert from\n"
+             "and to the flat array of PyTorch-layout tensors.%s",
              n, n, g->opt->training ? " Training state follows\nthe parameters." : "");
   em_open(EM, "typedef struct %s_model", n);
   emit_model_members(g);
