@@ -595,7 +595,7 @@ static void test_emit_single_translation_unit(void **state) {
     Arena a = {0};
     Net *net = compile_net(&a, cases[c].src);
     /* (Training code for a network without parameters is not checked: there
-       is nothing to train.) */
+       is nothing to train, and emit_train.c leaves an unused _backward.) */
     for (int training = 0; training < 1 + (net->param_count > 0); training++) {
       EmitOptions opt = {.training = training};
       size_t len, hlen;
