@@ -60,6 +60,11 @@ $(B)/tests/%: tests/%.c $(ALL_OBJ)
 test: all $(TESTS:%=$(B)/tests/%)
 	$(Q)tests/run-all $(B) $(TESTS)
 
+# The main job: train SPEC section 1's network on Fashion-MNIST, then evaluate it.
+fashion: all
+	$(B)/cnngen train examples/fashion.cnn --out $(B)/fashion.safetensors --checkpoint $(B)/fashion.ckpt.safetensors
+	$(B)/cnngen eval examples/fashion.cnn --weights $(B)/fashion.safetensors
+
 bench: all
 	$(Q)tests/bench/run
 
@@ -71,5 +76,5 @@ clean:
 	rm -rf build
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
-.PHONY: all test bench deps clean
+.PHONY: all test fashion bench deps clean
 .SECONDARY:
