@@ -117,7 +117,6 @@ static int run(const CliArgs *a) {
   EmitOptions opt = {.training = !a->value[CLI_INFERENCE_ONLY], .weights = weights};
   const char *target = a->value[CLI_OUT];
   if (target && strcmp(target, "-") == 0) {
-    emit_header(net, &opt, stdout);
     emit_source(net, &opt, stdout);
     goto done;
   }

@@ -37,7 +37,6 @@ static char *generate(const Net *net, bool training, size_t *len) {
   if (!f)
     return NULL;
   EmitOptions opt = {.training = training};
-  emit_header(net, &opt, f);
   emit_source(net, &opt, f);
   fprintf(f,
           "\n/* engine glue */\n"

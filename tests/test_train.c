@@ -102,7 +102,6 @@ static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl
   if (dbl)
     fputs(double_prelude, f);
   EmitOptions opt = {.training = true};
-  emit_header(c->net, &opt, f);
   emit_source(c->net, &opt, f);
   fprintf(f,
           "size_t %s_t_model_bytes(void) { return sizeof(%s_model); }\n"
