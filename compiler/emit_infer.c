@@ -111,19 +111,6 @@ static bool conv_padded(const Layer *l) {
   return l->u.conv.pad_top || l->u.conv.pad_bottom || l->u.conv.pad_left || l->u.conv.pad_right;
 }
 
-/* The shape a dense layer's IN index walks in H, W, C order: what a flatten
-   before it (possibly through dropout or activations) flattened. The
-   training emitter uses the same rule for the same layout. */
-static Shape dense_source(const Net *net, const Layer *l) {
-  for (const Layer *p = l - 1; p >= net->layers; p--) {
-    if (p->op == OP_FLATTEN)
-      return p->in;
-    if (p->op != OP_DROPOUT && p->op != OP_ACT)
-      break;
-  }
-  return l->in;
-}
-
 /* NAME_conv1, NAME_maxpool2, NAME_relu1: the prefix of a layer's functions,
    the training emitter's names: its name=, else the op's word (or the
    activation's) numbered among layers of that kind that train alone. */
@@ -780,7 +767,7 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
 static void emit_dense(Gen *g, const Layer *l, const char *fn) {
   const char *n = g->n;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
-  const Shape src = dense_source(g->net, l);
+  const Shape src = net_dense_source(g->net, l);
   char what[256];
   if (src.vec)
     snprintf(what, sizeof what, "x [%d] -> y [%d]", IN, OUT);
@@ -986,7 +973,7 @@ static Perm weight_perm(const Net *net, const Layer *l) {
     F = l->out.c, C = l->in.c, K = l->u.conv.kh * l->u.conv.kw;
     /* file [F][C][KH*KW] -> internal [KH*KW][C][F] */
   } else {
-    const Shape s = dense_source(net, l);
+    const Shape s = net_dense_source(net, l);
     F = l->out.c, C = s.c, K = s.h * s.w;
     /* file [OUT][C][H*W] -> internal [H*W][C][OUT] */
   }
@@ -1069,7 +1056,7 @@ static void emit_model_members(Gen *g) {
       snprintf(layout, sizeof layout, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh,
                l->u.conv.kw, l->in.c, l->out.c);
     } else {
-      const Shape s = dense_source(g->net, l);
+      const Shape s = net_dense_source(g->net, l);
       int k = snprintf(layout, sizeof layout, "[IN][OUT] = [%ld][%d], file %s", shape_size(l->in),
                        l->out.c, file);
       if (!s.vec)

@@ -232,18 +232,6 @@ static void plan(T *t) {
   }
 }
 
-/* The shape a dense layer's IN index walks in H, W, C order: what a flatten
-   before it (possibly through dropout or activations) flattened. */
-static Shape dense_source(const Net *net, const Layer *l) {
-  for (const Layer *p = l - 1; p >= net->layers; p--) {
-    if (p->op == OP_FLATTEN)
-      return p->in;
-    if (p->op != OP_DROPOUT && p->op != OP_ACT)
-      break;
-  }
-  return l->in;
-}
-
 /* ---- activations ---- */
 
 /* dst = act(src) over `count` floats (softmax: in groups of `group`). */
@@ -1448,7 +1436,7 @@ static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *
     ln(t, "  for (int c = 0; c < %d; c++)", C);
     ln(t, "    for (int k = 0; k < %d; k++)", KK);
   } else { /* dense: IN in C, H, W order (PyTorch) and H, W, C order (internal) */
-    const Shape sh = dense_source(t->net, l);
+    const Shape sh = net_dense_source(t->net, l);
     const int OUT = l->out.c, IN = (int)shape_size(l->in), C = sh.c, HW = sh.h * sh.w;
     snprintf(a, sizeof a, "o * %d + c * %d + k", IN, HW);
     snprintf(b, sizeof b, "(k * %d + c) * %d + o", C, OUT);

@@ -46,3 +46,13 @@ Act net_output_act(const Net *net) {
   const Layer *l = net_last_layer(net);
   return l ? l->act : ACT_LINEAR;
 }
+
+Shape net_dense_source(const Net *net, const Layer *l) {
+  for (const Layer *p = l - 1; p >= net->layers; p--) {
+    if (p->op == OP_FLATTEN)
+      return p->in;
+    if (p->op != OP_DROPOUT && p->op != OP_ACT)
+      break;
+  }
+  return l->in;
+}
