@@ -40,7 +40,9 @@ typedef struct Shape {
   bool vec;
 } Shape;
 
-static inline long shape_size(Shape s) { return (long)s.h * s.w * s.c; }
+static inline long shape_size(Shape s) {
+  return (long)s.h * s.w * s.c;
+}
 
 enum { PAD_VALID, PAD_SAME, PAD_EXPLICIT };
 
@@ -58,10 +60,10 @@ typedef struct Layer {
   union {
     struct {
       int filters, kh, kw, stride;
-      int pad_mode;               /* PAD_VALID, PAD_SAME, PAD_EXPLICIT */
-      int pad;                    /* PAD_EXPLICIT: zeros on every side */
-      int pad_top, pad_left;      /* filled by shape.c for every mode */
-      int pad_bottom, pad_right;  /*   (same at stride > 1: odd pixel bottom/right) */
+      int pad_mode;              /* PAD_VALID, PAD_SAME, PAD_EXPLICIT */
+      int pad;                   /* PAD_EXPLICIT: zeros on every side */
+      int pad_top, pad_left;     /* filled by shape.c for every mode */
+      int pad_bottom, pad_right; /*   (same at stride > 1: odd pixel bottom/right) */
     } conv;
     struct {
       int kh, kw, stride; /* stride defaults to the window (kh) */
@@ -80,14 +82,14 @@ typedef struct Layer {
   long macs; /* multiply-accumulates per image */
 
   /* Fusion (fuse.c). */
-  bool fused_away;      /* folded into the previous layer; emits no code of its own */
-  struct Layer *fused_act;   /* OP_ACT folded into this conv/dense (its act set) */
-  struct Layer *fused_pool;  /* inference: maxpool/avgpool folded into this conv */
+  bool fused_away;          /* folded into the previous layer; emits no code of its own */
+  struct Layer *fused_act;  /* OP_ACT folded into this conv/dense (its act set) */
+  struct Layer *fused_pool; /* inference: maxpool/avgpool folded into this conv */
 
   /* Memory plan (plan.c). Offsets count floats inside the work struct's
      activation buffer, per image; -1 where the layer keeps no buffer. */
-  long infer_out_offset; /* inference: where this layer's output lives, or
-                            INFER_AT_X / INFER_AT_Y below */
+  long infer_out_offset;  /* inference: where this layer's output lives, or
+                             INFER_AT_X / INFER_AT_Y below */
   bool keep_for_backward; /* training: output read again by the backward pass */
   long infer_pad_offset;  /* inference, conv with padding: its input copied
                              into a zero border here; -1 otherwise */
@@ -123,8 +125,8 @@ typedef struct TrainConfig {
 } TrainConfig;
 
 typedef struct Net {
-  char name[64];     /* C identifier, prefix of every generated symbol */
-  const char *file;  /* source path */
+  char name[64];    /* C identifier, prefix of every generated symbol */
+  const char *file; /* source path */
   Shape input;
   Loc input_loc;
   Layer *layers;
@@ -147,8 +149,8 @@ typedef struct Net {
 typedef struct TensorInfo {
   char name[80]; /* "conv1.weight" */
   int rank;
-  int shape[4];  /* PyTorch layout */
-  long offset;   /* in floats, into the flat parameter array */
+  int shape[4]; /* PyTorch layout */
+  long offset;  /* in floats, into the flat parameter array */
   long count;
 } TensorInfo;
 

@@ -113,3 +113,19 @@ void program_free(Program *p) {
   p->release(p->handle);
   free(p);
 }
+
+Program *program_new(const char *backend, void *handle,
+                     void *(*symbol)(void *handle, const char *name), void (*release)(void *handle),
+                     Err *e) {
+  Program *p = calloc(1, sizeof *p);
+  if (!p) {
+    release(handle);
+    err_set(e, NULL, "out of memory");
+    return NULL;
+  }
+  p->backend = backend;
+  p->handle = handle;
+  p->symbol = symbol;
+  p->release = release;
+  return p;
+}

@@ -238,15 +238,5 @@ Program *backend_cc_compile(const char *source, size_t len, Err *e) {
       return NULL;
     }
   }
-  Program *p = calloc(1, sizeof *p);
-  if (!p) {
-    dlclose(handle);
-    err_set(e, NULL, "out of memory");
-    return NULL;
-  }
-  p->backend = "cc";
-  p->handle = handle;
-  p->symbol = cc_symbol;
-  p->release = cc_release;
-  return p;
+  return program_new("cc", handle, cc_symbol, cc_release, e);
 }

@@ -20,6 +20,12 @@ struct Program {
 Program *backend_tcc_compile(const char *source, Err *e);
 Program *backend_cc_compile(const char *source, size_t len, Err *e);
 
+/* A Program around `handle`; on failure calls release(handle), fills e and
+   returns NULL. */
+Program *program_new(const char *backend, void *handle,
+                     void *(*symbol)(void *handle, const char *name), void (*release)(void *handle),
+                     Err *e);
+
 /* Keeps the first `max_lines` lines of compiler output (trailing newline
    dropped) in out, for an error message. */
 void backend_first_lines(char *out, size_t n, const char *text, int max_lines);

@@ -73,15 +73,5 @@ Program *backend_tcc_compile(const char *source, Err *e) {
     return tcc_fail(s, &log, "could not link libm for", e);
   if (tcc_relocate_auto(s) < 0)
     return tcc_fail(s, &log, "failed to link", e);
-  Program *p = calloc(1, sizeof *p);
-  if (!p) {
-    tcc_delete(s);
-    err_set(e, NULL, "out of memory");
-    return NULL;
-  }
-  p->backend = "tcc";
-  p->handle = s;
-  p->symbol = tcc_symbol;
-  p->release = tcc_release;
-  return p;
+  return program_new("tcc", s, tcc_symbol, tcc_release, e);
 }
