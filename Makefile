@@ -18,9 +18,11 @@ endif
 
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer emit_train
 RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
-            cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train
+            cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
+            augment plot cmd_explain
 GRAMMAR  := parser lexer
-TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli
+TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli \
+            test_augment test_explain test_plot test_embed test_examples
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)

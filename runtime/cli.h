@@ -23,7 +23,7 @@
 #define CNNGEN_VERSION "0.1.0"
 
 /* The commands, in the order `cnngen --help` lists them. */
-#define COMMANDS(X) X(compile) X(check) X(predict) X(eval) X(train)
+#define COMMANDS(X) X(compile) X(check) X(predict) X(eval) X(train) X(explain)
 
 /* Every option any command takes, described once. */
 /* clang-format off */
@@ -43,7 +43,11 @@
   X(CLI_BATCH,          "batch",          0,     ARG_INT,  1, 1048576)        \
   X(CLI_SEED,           "seed",           0,     ARG_INT,  0, 1e18)           \
   X(CLI_CHECKPOINT,     "checkpoint",     0,     ARG_TEXT, 0, 0)              \
-  X(CLI_RESUME,         "resume",         0,     ARG_TEXT, 0, 0)
+  X(CLI_RESUME,         "resume",         0,     ARG_TEXT, 0, 0)              \
+  X(CLI_LOG,            "log",            0,     ARG_TEXT, 0, 0)              \
+  X(CLI_PLOT,           "plot",           0,     ARG_TEXT, 0, 0)              \
+  X(CLI_METHOD,         "method",         0,     ARG_TEXT, 0, 0)              \
+  X(CLI_CLASS,          "class",          0,     ARG_INT,  0, 1000000)
 /* clang-format on */
 
 typedef enum { ARG_NONE, ARG_TEXT, ARG_INT, ARG_REAL } CliArgKind;
