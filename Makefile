@@ -53,8 +53,9 @@ $(B)/%.o: %.c build/parser.h build/lexer.h
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-# Tests: one CMocka program per module, linked with everything but main.
-$(B)/tests/%: tests/%.c $(ALL_OBJ)
+# Tests: one CMocka program per module, linked with everything but main and
+# with tests/testutil.c (temporary directory, running the binary).
+$(B)/tests/%: tests/%.c $(ALL_OBJ) $(B)/tests/testutil.o
 	@mkdir -p $(@D)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

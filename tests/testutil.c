@@ -1,0 +1,109 @@
+/* testutil.c: see testutil.h. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+char tu_tmp[64];
+const char *tu_cnngen;
+char tu_out[1 << 20], tu_err[1 << 16];
+const size_t tu_out_cap = sizeof tu_out, tu_err_cap = sizeof tu_err;
+
+int tu_setup(void **state) {
+  (void)state;
+  snprintf(tu_tmp, sizeof tu_tmp, "/tmp/cnngen-test-XXXXXX");
+  if (!mkdtemp(tu_tmp))
+    return -1;
+  static char bin[1024];
+  const char *env = getenv("CNNGEN");
+  char cwd[512];
+  if (!getcwd(cwd, sizeof cwd))
+    return -1;
+  if (env && env[0] == '/')
+    snprintf(bin, sizeof bin, "%s", env);
+  else
+    snprintf(bin, sizeof bin, "%s/%s", cwd, env && *env ? env : "build/cnngen");
+  tu_cnngen = bin;
+  return 0;
+}
+
+int tu_teardown(void **state) {
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tu_tmp);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+char *tu_path(const char *name) {
+  static char buf[8][512];
+  static int next;
+  char *p = buf[next++ % 8];
+  snprintf(p, sizeof buf[0], "%s/%s", tu_tmp, name);
+  return p;
+}
+
+void tu_write_text(const char *name, const char *text) {
+  FILE *f = fopen(tu_path(name), "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+size_t tu_read_file(const char *file, char *buf, size_t cap) {
+  FILE *f = fopen(file, "rb");
+  if (!f) {
+    buf[0] = '\0';
+    return 0;
+  }
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return n;
+}
+
+bool tu_exists(const char *name) {
+  struct stat st;
+  return stat(tu_path(name), &st) == 0;
+}
+
+static int shell(const char *what) {
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "cd %s && %s >%s/.out 2>%s/.err", tu_tmp, what, tu_tmp, tu_tmp);
+  int rc = system(cmd);
+  tu_read_file(tu_path(".out"), tu_out, sizeof tu_out);
+  tu_read_file(tu_path(".err"), tu_err, sizeof tu_err);
+  /* Under SAN=1 a report must fail the test, whatever the exit status. */
+  if (strstr(tu_err, "Sanitizer") || strstr(tu_err, "runtime error:"))
+    fail_msg("%s:\n%s", what, tu_err);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+}
+
+int tu_run(const char *fmt, ...) {
+  char args[4096], cmd[6144];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "%s %s", tu_cnngen, args);
+  return shell(cmd);
+}
+
+int tu_shell(const char *fmt, ...) {
+  char cmd[6144];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  return shell(cmd);
+}

@@ -1,0 +1,42 @@
+/*
+ * testutil.h: what the CMocka test programs share. Each program works in a
+ * temporary directory of its own (tu_setup / tu_teardown, given to
+ * cmocka_run_group_tests), writes files there, and runs the cnngen binary
+ * ($CNNGEN as tests/run-all sets it; default build/cnngen) inside it.
+ */
+#ifndef CNNGEN_TESTUTIL_H
+#define CNNGEN_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+extern char tu_tmp[];           /* the test program's directory */
+extern const char *tu_cnngen;   /* the binary, as an absolute path */
+extern char tu_out[], tu_err[]; /* the last tu_run's stdout and stderr */
+extern const size_t tu_out_cap, tu_err_cap;
+
+/* Group setup and teardown: make and remove the directory. */
+int tu_setup(void **state);
+int tu_teardown(void **state);
+
+/* NAME inside the directory (a rotating set of 8 buffers). */
+char *tu_path(const char *name);
+void tu_write_text(const char *name, const char *text);
+/* Reads FILE (any path) into buf, NUL-terminated; returns its length. */
+size_t tu_read_file(const char *file, char *buf, size_t cap);
+bool tu_exists(const char *name);
+
+/* Runs `cnngen ARGS` (a shell word list) inside the directory; returns the
+   exit status (128 + signal when killed), stdout and stderr in tu_out and
+   tu_err. A sanitizer report fails the test whatever the status. */
+int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same for any shell command line. */
+int tu_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define assert_contains(hay, needle)                                                               \
+  do {                                                                                             \
+    if (!strstr(hay, needle))                                                                      \
+      fail_msg("expected to find \"%s\" in:\n%s", needle, hay);                                    \
+  } while (0)
+
+#endif
