@@ -90,7 +90,6 @@ typedef struct Layer {
      activation buffer, per image; -1 where the layer keeps no buffer. */
   long infer_out_offset;  /* inference: where this layer's output lives, or
                              INFER_AT_X / INFER_AT_Y below */
-  bool keep_for_backward; /* training: output read again by the backward pass */
   long infer_pad_offset;  /* inference, conv with padding: its input copied
                              into a zero border here; -1 otherwise */
 } Layer;
@@ -141,8 +140,8 @@ typedef struct Net {
   /* Memory plan (plan.c). */
   long infer_buffer_floats; /* activation buffer per image, inference */
   size_t infer_state_bytes; /* model + work for one image, inference */
-  size_t train_state_bytes; /* model + optimizer state + work for one
-                               batch of train.batch images, training */
+  size_t train_state_bytes; /* training, one thread: model + optimizer
+                               state + gradients + work */
 } Net;
 
 /* One parameter tensor as it appears in a safetensors file. */

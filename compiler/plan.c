@@ -24,16 +24,17 @@
  *   - the last tensor is the caller's y (INFER_AT_Y): the final layer
  *     writes its outputs there directly, with no copy.
  *
- * Training (an estimate for `cnngen check`; the training emitter sizes its
- * own buffers): parameters, gradients and optimizer state (adam 2 slots,
- * sgd with momentum 1), plus, for each image of a batch, the tensors the
- * backward pass reads again (keep_for_backward), the dropout masks and two
- * gradient buffers the size of the largest tensor.
+ * Training: the training emitter sizes its own buffers (emit_train_sizes);
+ * the plan records their sum for `cnngen check`: parameters, optimizer
+ * state, and for one thread its gradient accumulator and its work struct
+ * (inference tensors plus the training buffers of one image: a thread
+ * runs its images one at a time, so the batch size does not enter).
  */
 #include <assert.h>
 #include <stdlib.h>
 
 #include "compile.h"
+#include "emit_train.h"
 
 enum { ALIGN_FLOATS = 16 };
 
@@ -139,49 +140,12 @@ static void plan_inference(Net *net) {
   free(pad_block);
 }
 
-/* Marks keep_for_backward and returns the floats one image keeps. */
-static long plan_training(Net *net) {
-  long kept = 0, largest = shape_size(net->input);
-  bool backward = false;  /* from the first layer with parameters on */
-  Layer *producer = NULL; /* the layer whose output is the current tensor */
-  for (int i = 0; i < net->nlayers; i++) {
-    Layer *l = &net->layers[i];
-    l->keep_for_backward = false;
-    if (l->op == OP_ACT && l->fused_away) /* folded into the conv/dense */
-      continue;
-    if (op_has_weights[l->op])
-      backward = true;
-    if (shape_size(l->out) > largest)
-      largest = shape_size(l->out);
-    if (l->op == OP_FLATTEN)
-      continue;
-    /* The weight gradient reads the input; maxpool finds its maximum in it. */
-    bool needs_input = op_has_weights[l->op] || (backward && l->op == OP_MAXPOOL);
-    if (needs_input && producer)
-      producer->keep_for_backward = true;
-    /* Activation derivatives come from the output; maxpool compares with it. */
-    Act act = (l->op == OP_CONV2D || l->op == OP_DENSE || l->op == OP_ACT) ? l->act : ACT_LINEAR;
-    if (backward && (act != ACT_LINEAR || l->op == OP_MAXPOOL))
-      l->keep_for_backward = true;
-    if (l->op == OP_DROPOUT)
-      kept += shape_size(l->out); /* its mask */
-    producer = l;
-  }
-  if (!backward) /* no parameters: nothing to train */
-    return 0;
-  for (int i = 0; i < net->nlayers; i++)
-    if (net->layers[i].keep_for_backward)
-      kept += shape_size(net->layers[i].out);
-  return kept + 2 * largest; /* gradients, ping-pong */
-}
-
 void plan_memory(Net *net) {
   plan_inference(net);
   const size_t params = (size_t)net->param_count * sizeof(float);
-  net->infer_state_bytes = params + (size_t)net->infer_buffer_floats * sizeof(float);
-  const TrainConfig *tc = &net->train;
-  size_t slots = tc->optimizer == OPT_ADAM ? 2 : tc->momentum != 0 ? 1 : 0;
-  size_t per_image = (size_t)plan_training(net) * sizeof(float);
-  size_t batch = tc->batch > 0 ? (size_t)tc->batch : 1;
-  net->train_state_bytes = params * (2 + slots) + batch * per_image;
+  const size_t infer_work = (size_t)net->infer_buffer_floats * sizeof(float);
+  net->infer_state_bytes = params + infer_work;
+  TrainSizes t;
+  emit_train_sizes(net, &t);
+  net->train_state_bytes = params + t.opt_bytes + t.grads_bytes + infer_work + t.work_bytes;
 }

@@ -80,8 +80,8 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
           commas(c, sizeof c, net->macs));
   fprintf(out, "%sstate for inference: %s (one image)\n", prefix,
           bytes_str(a, sizeof a, net->infer_state_bytes));
-  fprintf(out, "%sstate for training:  %s (batch %d)\n", prefix,
-          bytes_str(a, sizeof a, net->train_state_bytes), net->train.batch);
+  fprintf(out, "%sstate for training:  %s (one thread; gradients and work per thread)\n", prefix,
+          bytes_str(a, sizeof a, net->train_state_bytes));
 }
 
 /* ---- --dump-ir ---- */
@@ -131,9 +131,8 @@ static void dump_layer(const Net *net, const Layer *l, FILE *out) {
   fprintf(out, "  macs %ld\n", l->macs);
   fprintf(out, "      fused_away %s  fused_act %s", l->fused_away ? "yes" : "no",
           layer_ref(a, sizeof a, net, l->fused_act));
-  fprintf(out, "  fused_pool %s  infer_out_offset %ld  keep_for_backward %s\n",
-          layer_ref(a, sizeof a, net, l->fused_pool), l->infer_out_offset,
-          l->keep_for_backward ? "yes" : "no");
+  fprintf(out, "  fused_pool %s  infer_out_offset %ld\n",
+          layer_ref(a, sizeof a, net, l->fused_pool), l->infer_out_offset);
 }
 
 static void dump_train(const TrainConfig *t, FILE *out) {
