@@ -362,7 +362,7 @@ void trainset_free(TrainSet *s) {
   memset(s, 0, sizeof *s);
 }
 
-static uint64_t splitmix64(uint64_t *state) {
+uint64_t train_splitmix64(uint64_t *state) {
   uint64_t z = (*state += 0x9E3779B97F4A7C15u);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
@@ -373,8 +373,13 @@ static uint64_t rotl(uint64_t x, int k) {
   return (x << k) | (x >> (64 - k));
 }
 
-static uint64_t xoshiro256ss(uint64_t s[4]) {
-  uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+void train_rng_seed(TrainRng *r, uint64_t seed) {
+  for (int i = 0; i < 4; i++)
+    r->s[i] = train_splitmix64(&seed);
+}
+
+uint64_t train_rng_next(TrainRng *r) {
+  uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
   s[2] ^= s[0];
   s[3] ^= s[1];
   s[1] ^= s[2];
@@ -384,23 +389,26 @@ static uint64_t xoshiro256ss(uint64_t s[4]) {
   return result;
 }
 
-/* Uniform in [0, bound): rejection keeps it free of modulo bias. */
-static uint64_t below(uint64_t s[4], uint64_t bound) {
-  uint64_t limit = UINT64_MAX - UINT64_MAX % bound, r;
+/* Rejection keeps it free of modulo bias. */
+uint64_t train_rng_below(TrainRng *r, uint64_t bound) {
+  uint64_t limit = UINT64_MAX - UINT64_MAX % bound, x;
   do
-    r = xoshiro256ss(s);
-  while (r >= limit);
-  return r % bound;
+    x = train_rng_next(r);
+  while (x >= limit);
+  return x % bound;
+}
+
+double train_rng_uniform(TrainRng *r) {
+  return (double)(train_rng_next(r) >> 11) * 0x1p-53;
 }
 
 void train_order(uint64_t seed, int epoch, int *order, int n) {
-  uint64_t sm = seed ^ (0xA0761D6478BD642Fu * (uint64_t)(epoch + 1)), s[4];
-  for (int i = 0; i < 4; i++)
-    s[i] = splitmix64(&sm);
+  TrainRng r;
+  train_rng_seed(&r, seed ^ (0xA0761D6478BD642Fu * (uint64_t)(epoch + 1)));
   for (int i = 0; i < n; i++)
     order[i] = i;
   for (int i = n - 1; i > 0; i--) {
-    int j = (int)below(s, (uint64_t)i + 1);
+    int j = (int)train_rng_below(&r, (uint64_t)i + 1);
     int tmp = order[i];
     order[i] = order[j];
     order[j] = tmp;
@@ -409,7 +417,7 @@ void train_order(uint64_t seed, int epoch, int *order, int n) {
 
 uint64_t train_key(uint64_t seed, uint64_t step) {
   uint64_t sm = seed ^ (0xE7037ED1A0B428DBu * (step + 1));
-  return splitmix64(&sm);
+  return train_splitmix64(&sm);
 }
 
 double train_loss(Loss loss, const float *y, const float *target, int k) {

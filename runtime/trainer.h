@@ -76,6 +76,23 @@ int trainset_make(TrainSet *s, const Net *net, const IdxImages *im, const IdxLab
                   const char *what, int class_weights, Err *e);
 void trainset_free(TrainSet *s);
 
+/* The runtime's random numbers: xoshiro256** seeded through splitmix64.
+   One generator for shuffling (train_order) and augmentation (augment.c). */
+typedef struct TrainRng {
+  uint64_t s[4];
+} TrainRng;
+
+/* splitmix64's output for *state, advancing it: also a good 64-bit mix of a
+   key into another. */
+uint64_t train_splitmix64(uint64_t *state);
+/* The four words of state from four splitmix64 outputs of `seed`. */
+void train_rng_seed(TrainRng *r, uint64_t seed);
+uint64_t train_rng_next(TrainRng *r);
+/* Uniform in [0, bound), bound >= 1, free of modulo bias. */
+uint64_t train_rng_below(TrainRng *r, uint64_t bound);
+/* Uniform in [0, 1) with 53 random bits. */
+double train_rng_uniform(TrainRng *r);
+
 /* Epoch `epoch`'s order of n samples: a Fisher-Yates shuffle driven by
    xoshiro256** seeded from (seed, epoch) through splitmix64. */
 void train_order(uint64_t seed, int epoch, int *order, int n);
