@@ -9,7 +9,16 @@
  * `opt.SLOT.TENSOR` tensors and, in the metadata, the epoch, the step count
  * and the recipe. --resume loads all of that, so the rest of the run is the
  * same, bit for bit, as if it had never stopped.
+ *
+ * The train block's augment line transforms each training image after it is
+ * read into the batch (augment.c), keyed by the seed, the epoch and the
+ * image's index, so resuming and thread counts do not change what is drawn.
+ *
+ * --log keeps one EpochStats row per epoch and rewrites the CSV atomically
+ * after each epoch; --resume first reads back the rows of the epochs the
+ * checkpoint holds.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -19,14 +28,18 @@
 #include <unistd.h>
 
 #include "../compiler/compile.h"
+#include "augment.h"
 #include "cli.h"
+#include "io.h"
+#include "plot.h"
 #include "safetensors.h"
 #include "trainer.h"
 
 static const char help[] =
     "usage: cnngen train NET.cnn [--data DIR] [--epochs N] [--batch N] [--seed N]\n"
     "                    [--weights INIT] [--out W.safetensors] [--checkpoint CKPT]\n"
-    "                    [--resume CKPT] [--backend auto|tcc|cc] [--threads N]\n"
+    "                    [--resume CKPT] [--log FILE.csv]\n"
+    "                    [--backend auto|tcc|cc] [--threads N]\n"
     "\n"
     "Compiles the network with its training code (backward passes, loss and\n"
     "optimizer are generated C too) and trains it as its train { } block says.\n"
@@ -34,6 +47,11 @@ static const char help[] =
     "mini-batches (the last one may be smaller), then prints the training loss\n"
     "and accuracy, the test loss and accuracy, the seconds and images/s. On a\n"
     "terminal a progress bar shows the epoch as it runs.\n"
+    "\n"
+    "The train block's augment line (hflip, vflip, crop, shift, rotate, noise,\n"
+    "applied in that order) transforms each training image as it is read, drawn\n"
+    "from the seed, the epoch and the image's index; test scores use the images\n"
+    "as they are.\n"
     "\n"
     "After each epoch a checkpoint (weights, optimizer state, epoch, step) is\n"
     "written atomically; --resume continues from one exactly where it stopped.\n"
@@ -54,6 +72,10 @@ static const char help[] =
     "  --checkpoint CKPT  where each epoch's checkpoint goes (default: the --out\n"
     "                     name with .ckpt.safetensors in place of .safetensors)\n"
     "  --resume CKPT      continue a run from its checkpoint\n"
+    "  --log FILE.csv     one row per epoch: epoch,loss,accuracy,test_loss,\n"
+    "                     test_accuracy,seconds; rewritten atomically after each\n"
+    "                     epoch. With --resume, the rows of the epochs the\n"
+    "                     checkpoint holds are kept from the existing file\n"
     "  --backend B        auto (default), tcc (fast to start) or cc (fast to run)\n"
     "  --threads N        split each batch across N threads (default: the CPUs)\n"
     "\n"
@@ -61,6 +83,7 @@ static const char help[] =
     "  cnngen train examples/fashion.cnn --out fashion.safetensors\n"
     "  cnngen train net.cnn --data mydata --epochs 2 --backend tcc --threads 1\n"
     "  cnngen train net.cnn --resume net.ckpt.safetensors\n"
+    "  cnngen train examples/fashion.cnn --log fashion.csv\n"
     "\n"
     "Exit status: 0 success; 1 an error in the network, the data or the options,\n"
     "or training diverged; 2 internal error.\n";
@@ -83,6 +106,11 @@ typedef struct Run {
   bool wrote_ckpt;
   double test_loss, test_acc;
   bool tty;
+  Augmenter aug;
+  bool augment;     /* any transform on */
+  float *aug_tmp;   /* [in]: augment_apply's scratch */
+  EpochStats *rows; /* --log: one per epoch done, epochs 1.. */
+  int nrows, rows_cap;
 } Run;
 
 static double now(void) {
@@ -338,6 +366,8 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     for (int i = 0; i < n; i++) {
       int j = r->order[first + i];
       cli_bytes_to_floats(s->images + j * in, in, r->x + i * in);
+      if (r->augment)
+        augment_image(&r->aug, augment_key(seed, r->epoch, j), r->x + i * in, r->aug_tmp);
       memcpy(r->target + (long)i * k, s->target + (long)j * k, (size_t)k * sizeof *r->target);
       if (s->weight)
         r->weight[i] = s->weight[j];
@@ -379,11 +409,109 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     fputs("\r\033[K", stderr);
   evaluate(r);
   r->epoch++;
+  EpochStats row = {r->epoch, wsum > 0 ? wloss / wsum : 0.0, acc / s->n, r->test_loss, r->test_acc,
+                    seconds};
   printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  %.1f s  "
          "%.0f images/s\n",
-         r->epoch, epochs, wsum > 0 ? wloss / wsum : 0.0, acc / s->n, r->test_loss, r->test_acc,
-         seconds, s->n / seconds);
+         r->epoch, epochs, row.loss, row.accuracy, r->test_loss, r->test_acc, seconds,
+         s->n / seconds);
   fflush(stdout);
+  if (r->rows) {
+    assert(r->nrows < r->rows_cap);
+    r->rows[r->nrows++] = row;
+  }
+  return 0;
+}
+
+/* ---- --log ---- */
+
+static const char log_header[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds";
+
+/* Writes the rows so far to --log, atomically. */
+static int write_log(const Run *r, Err *e) {
+  AtomicFile af;
+  if (atomic_open(&af, r->a->value[CLI_LOG], e) < 0)
+    return -1;
+  fprintf(af.f, "%s\n", log_header);
+  for (int i = 0; i < r->nrows; i++) {
+    const EpochStats *s = &r->rows[i];
+    fprintf(af.f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f\n", s->epoch, s->loss, s->accuracy, s->test_loss,
+            s->test_accuracy, s->seconds);
+  }
+  return atomic_commit(&af, e);
+}
+
+/* --resume with --log: the rows of epochs 1 .. r->epoch from the existing
+   log, in order (a log cut short keeps what it has; a missing file none). */
+static int read_log(Run *r, Err *e) {
+  const char *path = r->a->value[CLI_LOG];
+  if (access(path, F_OK) != 0)
+    return 0;
+  size_t len;
+  char *text = io_read_file(path, &len, e);
+  if (!text)
+    return -1;
+  int rc = 0, lineno = 1;
+  char *line = text, *next;
+  for (; line && *line; line = next, lineno++) {
+    next = strchr(line, '\n');
+    if (next)
+      *next++ = 0;
+    size_t n = strlen(line);
+    if (n && line[n - 1] == '\r')
+      line[--n] = 0;
+    if (lineno == 1) {
+      if (strcmp(line, log_header)) {
+        rc = err_set(e, path,
+                     "not a training log: its first line is not '%s' (pass another --log or "
+                     "remove the file)",
+                     log_header);
+        break;
+      }
+      continue;
+    }
+    EpochStats s;
+    int used = -1;
+    if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf%n", &s.epoch, &s.loss, &s.accuracy, &s.test_loss,
+               &s.test_accuracy, &s.seconds, &used) != 6 ||
+        used != (int)n) {
+      rc = err_set(e, path,
+                   "line %d is not a row of six numbers like '%s' (pass another --log "
+                   "or remove the file)",
+                   lineno, log_header);
+      break;
+    }
+    if (s.epoch <= (r->nrows ? r->rows[r->nrows - 1].epoch : 0) || s.epoch > r->epoch)
+      continue; /* out of order, or past the checkpoint: that run's later epochs */
+    assert(r->nrows < r->rows_cap);
+    r->rows[r->nrows++] = s;
+  }
+  free(text);
+  return rc;
+}
+
+/* Before any training: rows for --log, the earlier rows read back
+   on --resume, the log written once (so a path that cannot be written fails
+   now, not after an epoch). */
+static int start_log(Run *r, Err *e) {
+  const CliArgs *a = r->a;
+  if (!a->value[CLI_LOG])
+    return 0;
+  int epochs = r->net->train.epochs;
+  r->rows_cap = (epochs > r->epoch ? epochs : r->epoch) + 1;
+  if (!(r->rows = calloc((size_t)r->rows_cap, sizeof *r->rows))) {
+    e->internal = 1;
+    return err_set(e, NULL, "out of memory for %d log rows", r->rows_cap);
+  }
+  if (a->value[CLI_LOG] && ((a->value[CLI_RESUME] && read_log(r, e) < 0) || write_log(r, e) < 0))
+    return -1;
+  return 0;
+}
+
+/* After each epoch. */
+static int update_log(Run *r, Err *e) {
+  if (r->a->value[CLI_LOG] && write_log(r, e) < 0)
+    return -1;
   return 0;
 }
 
@@ -418,12 +546,7 @@ static int setup(Run *r, Err *e) {
                    "no train block, and the default loss %s needs a %s output, but the network "
                    "ends in %s (add 'train { loss mse }' or end with softmax)",
                    loss_words[tc->loss], ce ? "softmax" : "sigmoid", act_words[out]);
-  for (int i = 0; i < AUG_COUNT; i++)
-    if (tc->augment[i].on)
-      fprintf(stderr,
-              "cnngen: warning: %s:%d: augment %s is not implemented yet; training "
-              "without it\n",
-              r->net->file, tc->augment[i].loc.line, augment_words[i]);
+  r->augment = augment_init(&r->aug, tc, r->net->input);
   const char *name = r->net->name;
   r->out = a->value[CLI_OUT] ? strdup(a->value[CLI_OUT])
                              : with_suffix(name, strlen(name), ".safetensors");
@@ -447,7 +570,8 @@ static int allocate(Run *r, Err *e) {
   r->weight = malloc((size_t)batch * sizeof *r->weight);
   r->order = malloc((size_t)r->train.n * sizeof *r->order);
   r->state = malloc((size_t)(r->net->param_count * (1 + r->tr.opt_slots) + 1) * sizeof *r->state);
-  if (!r->x || !r->y || !r->target || !r->weight || !r->order || !r->state) {
+  r->aug_tmp = malloc((size_t)in * sizeof *r->aug_tmp);
+  if (!r->x || !r->y || !r->target || !r->weight || !r->order || !r->state || !r->aug_tmp) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory for a batch of %ld images", batch);
   }
@@ -482,6 +606,8 @@ static int run(const CliArgs *a) {
   } else if (!a->value[CLI_WEIGHTS]) {
     r.en.init(r.en.model, r.net->train.seed);
   }
+  if (start_log(&r, &e) < 0)
+    goto fail;
   const TrainConfig *tc = &r.net->train;
   char resumed[48] = "";
   if (a->value[CLI_RESUME])
@@ -493,7 +619,8 @@ static int run(const CliArgs *a) {
          program_compile_seconds(r.en.prog), r.en.threads, r.en.threads == 1 ? "" : "s");
   r.test_loss = r.test_acc = NAN;
   while (r.epoch < tc->epochs) {
-    if (train_epoch(&r, tc->epochs, &e) < 0 || write_checkpoint(&r, &e) < 0)
+    if (train_epoch(&r, tc->epochs, &e) < 0 || write_checkpoint(&r, &e) < 0 ||
+        update_log(&r, &e) < 0)
       goto fail;
   }
   if (write_weights(&r, &e) < 0)
@@ -521,6 +648,8 @@ done:
   free(r.weight);
   free(r.order);
   free(r.state);
+  free(r.aug_tmp);
+  free(r.rows);
   arena_free(&arena);
   return status;
 }
@@ -530,8 +659,8 @@ const Command cmd_train = {
     .summary = "train a network on IDX data (Fashion-MNIST by default)",
     .help = help,
     .options = OPT(CLI_DATA) | OPT(CLI_EPOCHS) | OPT(CLI_BATCH) | OPT(CLI_SEED) | OPT(CLI_WEIGHTS) |
-               OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) | OPT(CLI_RESUME) | OPT(CLI_BACKEND) |
-               OPT(CLI_THREADS),
+               OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) | OPT(CLI_RESUME) | OPT(CLI_LOG) |
+               OPT(CLI_BACKEND) | OPT(CLI_THREADS),
     .min_args = 1,
     .max_args = 1,
     .run = run,

@@ -20,7 +20,8 @@
  * halves gives the same bits as one run), a checkpoint surviving SIGKILL
  * mid-write, a stated accuracy on a few thousand Fashion-MNIST images,
  * divergence reported with epoch and step, data that does not fit refused,
- * and golden-check's train part with two threads.
+ * golden-check's train part with two threads, and the --log file: a row per
+ * epoch matching the printed lines, rows kept across --resume.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -761,6 +762,128 @@ static void test_train_refuses_data_that_does_not_fit(void **state) {
   assert_contains(err_text, "nowhere");
 }
 
+/* ---- --log ---- */
+
+static const char tiny_net[] = "network tiny\ninput 28x28x1\nflatten\ndense 32 relu\n"
+                               "dense 10 softmax\ntrain {\n  batch 16\n}\n";
+static const char tiny_args[] = "--data tiny --backend tcc --threads 1";
+
+/* The rows of a --log file after checking its header; returns the count. */
+static int read_log(const char *file, double rows[][6], int cap) {
+  static char text[1 << 16];
+  read_into(path(file), text, sizeof text);
+  const char *header = "epoch,loss,accuracy,test_loss,test_accuracy,seconds\n";
+  if (strncmp(text, header, strlen(header)) != 0)
+    fail_msg("%s does not start with the header:\n%s", file, text);
+  int n = 0;
+  for (char *line = text + strlen(header); *line; n++) {
+    char *end = strchr(line, '\n');
+    if (!end)
+      fail_msg("%s: a row without its newline: %s", file, line);
+    assert_true(n < cap);
+    int used = 0;
+    if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf%n", &rows[n][0], &rows[n][1], &rows[n][2],
+               &rows[n][3], &rows[n][4], &rows[n][5], &used) != 6 ||
+        line + used != end)
+      fail_msg("%s: not a row of six numbers: %.*s", file, (int)(end - line), line);
+    line = end + 1;
+  }
+  return n;
+}
+
+/* The number after `key` in the printed line of epoch `epoch`. */
+static double printed(int epoch, const char *key) {
+  char head[32];
+  snprintf(head, sizeof head, "epoch %d/", epoch);
+  const char *line = strstr(out_text, head);
+  assert_non_null(line);
+  const char *v = strstr(line, key);
+  assert_non_null(v);
+  return atof(v + strlen(key));
+}
+
+static void test_train_log_has_a_row_per_epoch(void **state) {
+  (void)state;
+  if (!fashion_subset("tiny", 64, 16))
+    skip();
+  write_text("tiny.cnn", tiny_net);
+  assert_int_equal(run("train tiny.cnn %s --epochs 3 --out l.safetensors --log l.csv", tiny_args),
+                   0);
+  double rows[8][6];
+  assert_int_equal(read_log("l.csv", rows, 8), 3);
+  const char *keys[5] = {"  loss ", "  accuracy ", "test loss ", "test accuracy ", ""};
+  for (int i = 0; i < 3; i++) {
+    assert_float_equal(rows[i][0], i + 1, 0);
+    for (int k = 1; k <= 4; k++) {
+      assert_true(isfinite(rows[i][k]) && rows[i][k] >= 0);
+      if (k == 2 || k == 4)
+        assert_true(rows[i][k] <= 1);
+      /* The log holds what the epoch's line printed, to more digits. */
+      assert_float_equal(rows[i][k], printed(i + 1, keys[k - 1]), 0.5e-4 + 1e-9);
+    }
+    assert_true(rows[i][5] > 0 && rows[i][5] < 60);
+  }
+  assert_true(rows[2][1] < rows[0][1]); /* it learns: the training loss falls */
+}
+
+/* --resume keeps the rows of the epochs the checkpoint holds and drops the
+   later ones of a run that went further; a file that is not a log is not
+   overwritten. */
+static void test_train_log_resume_keeps_earlier_rows(void **state) {
+  (void)state;
+  if (!fashion_subset("tiny", 64, 16))
+    skip();
+  write_text("tiny.cnn", tiny_net);
+  assert_int_equal(run("train tiny.cnn %s --epochs 1 --out h.safetensors --checkpoint h1.ckpt "
+                       "--log h.csv",
+                       tiny_args),
+                   0);
+  assert_int_equal(run("train tiny.cnn %s --epochs 3 --resume h1.ckpt --out h.safetensors "
+                       "--checkpoint h3.ckpt --log h.csv",
+                       tiny_args),
+                   0);
+  double first[8][6], rows[8][6];
+  assert_int_equal(read_log("h.csv", first, 8), 3);
+  for (int i = 0; i < 3; i++)
+    assert_float_equal(first[i][0], i + 1, 0);
+  /* From epoch 1 again, to 2: row 1 kept as it was, rows 2 and 3 replaced
+     by one new row 2. */
+  assert_int_equal(run("train tiny.cnn %s --epochs 2 --resume h1.ckpt --out h.safetensors "
+                       "--checkpoint h2.ckpt --log h.csv",
+                       tiny_args),
+                   0);
+  assert_int_equal(read_log("h.csv", rows, 8), 2);
+  assert_memory_equal(rows[0], first[0], sizeof rows[0]);
+  assert_float_equal(rows[1][0], 2, 0);
+  /* The same data, seed and state: epoch 2 scores what it scored before. */
+  assert_float_equal(rows[1][3], first[1][3], 0);
+  write_text("notes.csv", "name,value\nx,1\n");
+  assert_int_equal(run("train tiny.cnn %s --epochs 2 --resume h1.ckpt --out h.safetensors "
+                       "--checkpoint h2.ckpt --log notes.csv",
+                       tiny_args),
+                   1);
+  assert_contains(err_text, "notes.csv");
+  assert_contains(err_text, "not a training log");
+  static char text[256];
+  read_into(path("notes.csv"), text, sizeof text);
+  assert_string_equal(text, "name,value\nx,1\n");
+}
+
+/* A log that cannot be written fails before the first epoch. */
+static void test_train_log_unwritable_fails_before_training(void **state) {
+  (void)state;
+  if (!fashion_subset("tiny", 64, 16))
+    skip();
+  write_text("tiny.cnn", tiny_net);
+  assert_int_equal(
+      run("train tiny.cnn %s --epochs 1 --out u.safetensors --log no/such/dir/u.csv", tiny_args),
+      1);
+  assert_contains(err_text, "no/such/dir/u.csv");
+  assert_true(strstr(out_text, "epoch 1/") == NULL);
+  struct stat st;
+  assert_int_not_equal(stat(path("u.safetensors"), &st), 0);
+}
+
 /* golden-check's train part with two threads (tests/run-all runs one). */
 static void test_train_golden_cases_on_two_threads(void **state) {
   (void)state;
@@ -813,6 +936,9 @@ int main(void) {
       cmocka_unit_test(test_train_end_to_end_accuracy),
       cmocka_unit_test(test_train_divergence_names_epoch_and_step),
       cmocka_unit_test(test_train_refuses_data_that_does_not_fit),
+      cmocka_unit_test(test_train_log_has_a_row_per_epoch),
+      cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
+      cmocka_unit_test(test_train_log_unwritable_fails_before_training),
       cmocka_unit_test(test_train_golden_cases_on_two_threads),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
