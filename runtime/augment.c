@@ -12,8 +12,9 @@
  * The rotation samples the result of the integer steps: output pixel (y, x)
  * reads the point that turning by -angle about the centre brings it to, with
  * bilinear weights over its four neighbours, a neighbour outside the image
- * counting as zero. Coordinates are computed in double per pixel (no running
- * sums), so a quarter turn lands on whole pixels up to rounding.
+ * counting as zero. Coordinates are computed in double from each row's start
+ * (no running sums), so a quarter turn lands on whole pixels up to rounding;
+ * points whose four neighbours are all inside skip the bounds checks.
  *
  * Noise: Marsaglia's polar method gives two normal draws per accepted pair.
  */
@@ -105,6 +106,9 @@ static void integer_steps(const Augmenter *a, const AugmentDraw *d, const float 
     memset(out, 0, (size_t)(x0 * c) * sizeof *out);
     if (!d->hflip) {
       memcpy(out + x0 * c, row + (x0 + off_x) * c, (size_t)((x1 - x0) * c) * sizeof *out);
+    } else if (c == 1) {
+      for (long x = x0; x < x1; x++)
+        out[x] = row[w - 1 - (x + off_x)];
     } else {
       for (long x = x0; x < x1; x++)
         memcpy(out + x * c, row + (w - 1 - (x + off_x)) * c, (size_t)c * sizeof *out);
@@ -113,38 +117,44 @@ static void integer_steps(const Augmenter *a, const AugmentDraw *d, const float 
   }
 }
 
-/* dst = src turned by `degrees` about the centre, bilinear, zero fill. */
+/* Output pixel (y, x) of a turn by -degrees reads the source point
+   (x0 + ax * x, y0 + ay * x) of its row: the centre plus (u, v) turned,
+   u = x - cx, v = y - cy (y grows downwards). */
 static void rotate(const Augmenter *a, double degrees, const float *src, float *dst) {
   int h = a->h, w = a->w, c = a->c;
   double t = degrees * (3.14159265358979323846 / 180.0), cs = cos(t), sn = sin(t);
   double cy = (h - 1) / 2.0, cx = (w - 1) / 2.0;
   for (int y = 0; y < h; y++) {
-    double v = y - cy;
-    for (int x = 0; x < w; x++) {
-      double u = x - cx;
-      /* The source point: (u, v) turned by -degrees (y grows downwards). */
-      double xs = cx + u * cs - v * sn, ys = cy + u * sn + v * cs;
-      double fx0 = floor(xs), fy0 = floor(ys);
-      float *out = dst + ((long)y * w + x) * c;
-      if (fx0 < -1 || fx0 >= w || fy0 < -1 || fy0 >= h) {
+    double v = y - cy, x0 = cx - cx * cs - v * sn, y0 = cy - cx * sn + v * cs;
+    float *out = dst + (long)y * w * c;
+    for (int x = 0; x < w; x++, out += c) {
+      double xs = x0 + x * cs, ys = y0 + x * sn;
+      if (!(xs >= -1 && xs < w && ys >= -1 && ys < h)) { /* all four neighbours outside */
         for (int k = 0; k < c; k++)
           out[k] = 0;
         continue;
       }
-      int x0 = (int)fx0, y0 = (int)fy0;
-      float fx = (float)(xs - fx0), fy = (float)(ys - fy0);
-      float wt[4] = {(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx};
-      const float *p[4] = {NULL, NULL, NULL, NULL};
-      for (int j = 0; j < 4; j++) {
-        int yy = y0 + (j >> 1), xx = x0 + (j & 1);
-        if (yy >= 0 && yy < h && xx >= 0 && xx < w)
-          p[j] = src + ((long)yy * w + xx) * c;
+      int xi = (int)(xs + 1) - 1, yi = (int)(ys + 1) - 1; /* floor, as xs, ys >= -1 */
+      float fx = (float)(xs - xi), fy = (float)(ys - yi);
+      float w00 = (1 - fy) * (1 - fx), w01 = (1 - fy) * fx, w10 = fy * (1 - fx), w11 = fy * fx;
+      const float *p = src + ((long)yi * w + xi) * c;
+      long down = (long)w * c;
+      if (xi >= 0 && xi < w - 1 && yi >= 0 && yi < h - 1) { /* inside: no checks */
+        for (int k = 0; k < c; k++)
+          out[k] = w00 * p[k] + w01 * p[c + k] + w10 * p[down + k] + w11 * p[down + c + k];
+        continue;
       }
+      bool left = xi >= 0, right = xi < w - 1, top = yi >= 0, bottom = yi < h - 1;
       for (int k = 0; k < c; k++) {
         float s = 0;
-        for (int j = 0; j < 4; j++)
-          if (p[j])
-            s += wt[j] * p[j][k];
+        if (top && left)
+          s += w00 * p[k];
+        if (top && right)
+          s += w01 * p[c + k];
+        if (bottom && left)
+          s += w10 * p[down + k];
+        if (bottom && right)
+          s += w11 * p[down + c + k];
         out[k] = s;
       }
     }
@@ -155,20 +165,24 @@ static float clamp01(float v) {
   return v < 0 ? 0 : v > 1 ? 1 : v;
 }
 
+/* Marsaglia's polar method in float: one 64-bit draw gives the two 24-bit
+   uniforms of a candidate pair. */
 static void add_noise(float *x, long n, double std, uint64_t key) {
   TrainRng r;
   train_rng_seed(&r, key);
+  float sd = (float)std;
   for (long i = 0; i < n; i += 2) {
-    double u, v, s;
+    float u, v, s;
     do {
-      u = 2 * train_rng_uniform(&r) - 1;
-      v = 2 * train_rng_uniform(&r) - 1;
+      uint64_t bits = train_rng_next(&r);
+      u = (float)(bits >> 40) * 0x1p-23f - 1;
+      v = (float)((bits >> 16) & 0xFFFFFF) * 0x1p-23f - 1;
       s = u * u + v * v;
     } while (s >= 1 || s == 0);
-    double m = std * sqrt(-2 * log(s) / s);
-    x[i] = clamp01(x[i] + (float)(u * m));
+    float m = sd * sqrtf(-2 * logf(s) / s);
+    x[i] = clamp01(x[i] + u * m);
     if (i + 1 < n)
-      x[i + 1] = clamp01(x[i + 1] + (float)(v * m));
+      x[i + 1] = clamp01(x[i + 1] + v * m);
   }
 }
 
