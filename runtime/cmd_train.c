@@ -10,8 +10,9 @@
  * and the recipe. --resume loads all of that, so the rest of the run is the
  * same, bit for bit, as if it had never stopped.
  *
- * The train block's augment line transforms each training image after it is
- * read into the batch (augment.c), keyed by the seed, the epoch and the
+ * The train block's augment line transforms each training image as it is
+ * read into the batch (augment.c), on the thread that runs that part of the
+ * batch (the trainer's prepare hook), keyed by the seed, the epoch and the
  * image's index, so resuming and thread counts do not change what is drawn.
  *
  * --log keeps one EpochStats row per epoch and rewrites the CSV atomically
@@ -108,7 +109,8 @@ typedef struct Run {
   bool tty;
   Augmenter aug;
   bool augment;     /* any transform on */
-  float *aug_tmp;   /* [in]: augment_apply's scratch */
+  float *aug_tmp;   /* [threads][in]: augment_apply's scratch */
+  int batch_first;  /* the step's first sample in order[] */
   EpochStats *rows; /* --log: one per epoch done, epochs 1.. */
   int nrows, rows_cap;
 } Run;
@@ -352,12 +354,27 @@ static void progress(const Run *r, int epochs, int done, int total, double loss,
   fflush(stderr);
 }
 
+/* The trainer's prepare hook: batch rows [first, first + n) as floats,
+   augmented, on the thread that runs them. */
+static void prepare_images(void *ctx, int thread, int first, int n) {
+  Run *r = ctx;
+  const TrainSet *s = &r->train;
+  long in = s->image_size;
+  for (int i = first; i < first + n; i++) {
+    int j = r->order[r->batch_first + i];
+    float *x = r->x + i * in;
+    cli_bytes_to_floats(s->images + j * in, in, x);
+    if (r->augment)
+      augment_image(&r->aug, augment_key(r->net->train.seed, r->epoch, j), x,
+                    r->aug_tmp + thread * in);
+  }
+}
+
 /* One epoch over the training set; -1 (with e) when the loss diverges. */
 static int train_epoch(Run *r, int epochs, Err *e) {
   const TrainSet *s = &r->train;
   int batch = r->net->train.batch, k = s->k;
   int nbatches = (s->n + batch - 1) / batch;
-  long in = s->image_size;
   uint64_t seed = r->net->train.seed;
   train_order(seed, r->epoch, r->order, s->n);
   double wloss = 0, wsum = 0, acc = 0, t0 = now(), shown = 0;
@@ -365,13 +382,11 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     int first = b * batch, n = s->n - first < batch ? s->n - first : batch;
     for (int i = 0; i < n; i++) {
       int j = r->order[first + i];
-      cli_bytes_to_floats(s->images + j * in, in, r->x + i * in);
-      if (r->augment)
-        augment_image(&r->aug, augment_key(seed, r->epoch, j), r->x + i * in, r->aug_tmp);
       memcpy(r->target + (long)i * k, s->target + (long)j * k, (size_t)k * sizeof *r->target);
       if (s->weight)
         r->weight[i] = s->weight[j];
     }
+    r->batch_first = first; /* prepare_images reads its samples from here */
     double ws;
     double loss = trainer_step(&r->tr, r->x, r->target, s->weight ? r->weight : NULL, n,
                                train_key(seed, r->step), r->y, &ws);
@@ -570,7 +585,7 @@ static int allocate(Run *r, Err *e) {
   r->weight = malloc((size_t)batch * sizeof *r->weight);
   r->order = malloc((size_t)r->train.n * sizeof *r->order);
   r->state = malloc((size_t)(r->net->param_count * (1 + r->tr.opt_slots) + 1) * sizeof *r->state);
-  r->aug_tmp = malloc((size_t)in * sizeof *r->aug_tmp);
+  r->aug_tmp = malloc((size_t)(in * r->en.threads) * sizeof *r->aug_tmp);
   if (!r->x || !r->y || !r->target || !r->weight || !r->order || !r->state || !r->aug_tmp) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory for a batch of %ld images", batch);
@@ -600,6 +615,8 @@ static int run(const CliArgs *a) {
   trainer_open_ok = true;
   if (allocate(&r, &e) < 0)
     goto fail;
+  r.tr.prepare = prepare_images;
+  r.tr.prepare_ctx = &r;
   if (a->value[CLI_RESUME]) {
     if (resume(&r, a->value[CLI_RESUME], &e) < 0)
       goto fail;

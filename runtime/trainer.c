@@ -5,7 +5,8 @@
  * A step with T threads: chunk t holds images [t*n/T, (t+1)*n/T). Chunk 0
  * runs on the caller; chunks 1..T-1 on worker threads woken through a
  * generation counter. Each chunk zeroes its own gradients and accumulates
- * into them; then the caller adds g1, g2, ... into g0 in that order and runs
+ * into them (after the caller's prepare hook, if any, has filled its
+ * images); then the caller adds g1, g2, ... into g0 in that order and runs
  * the update. Losses are summed in double, also in chunk order.
  */
 #include "trainer.h"
@@ -21,7 +22,7 @@
 typedef struct Chunk {
   const float *x, *target, *weight;
   float *y;
-  int n;
+  int first, n; /* images [first, first + n) of the step */
   uint64_t key;
   double loss;
 } Chunk;
@@ -45,6 +46,8 @@ typedef struct Worker {
 
 static void run_chunk(Trainer *t, int index, Chunk *c) {
   t->grads_zero(t->grads[index]);
+  if (t->prepare && c->n > 0)
+    t->prepare(t->prepare_ctx, index, c->first, c->n);
   c->loss = c->n > 0 ? t->accumulate_y(t->en->model, t->en->works[index], t->grads[index], c->x,
                                        c->target, c->weight, c->n, c->key, c->y)
                      : 0.0;
@@ -205,6 +208,7 @@ double trainer_step(Trainer *t, const float *x, const float *target, const float
         .target = target + first * t->out_size,
         .weight = weight ? weight + first : NULL,
         .y = y ? y + first * t->out_size : NULL,
+        .first = first,
         .n = last - first,
         .key = key + (uint64_t)first,
     };

@@ -43,6 +43,12 @@ typedef struct Trainer {
   void (*store_opt)(const void *m, float *state, uint64_t *step);
   void (*load_opt)(void *m, const float *state, uint64_t step);
   TrainerPool *pool; /* threads 1 .. threads-1; NULL with one thread */
+  /* Optional, set by the caller after trainer_open: called by each thread,
+     before its chunk's forward pass, to fill (or transform) x rows
+     [first, first + n) of the step; `thread` is 0 .. threads-1. So the
+     images of a batch are prepared in parallel. */
+  void (*prepare)(void *ctx, int thread, int first, int n);
+  void *prepare_ctx;
 } Trainer;
 
 /* Looks up the training entry points in en (opened with training code) and
@@ -50,10 +56,10 @@ typedef struct Trainer {
 int trainer_open(Trainer *t, Engine *en, Err *e);
 void trainer_close(Trainer *t);
 
-/* One optimizer step on n samples: x [n][in_size], target [n][out_size],
-   weight [n] (NULL: all 1). Image i's dropout draws from key + i. Writes the
-   forward pass's outputs to y [n][out_size] when y is not NULL. Returns
-   sum_i weight_i * loss_i and stores sum_i weight_i in *weight_sum. */
+/* One optimizer step on n samples (x filled by t->prepare when set): x [n][in_size], target
+   [n][out_size], weight [n] (NULL: all 1). Image i's dropout draws from key + i. Writes the forward
+   pass's outputs to y [n][out_size] when y is not NULL. Returns sum_i weight_i * loss_i and stores
+   sum_i weight_i in *weight_sum. */
 double trainer_step(Trainer *t, const float *x, const float *target, const float *weight, int n,
                     uint64_t key, float *y, double *weight_sum);
 
