@@ -25,6 +25,9 @@
 
 #include "trainer.h"
 
+const Augment augment_order[AUG_COUNT] = {AUG_HFLIP, AUG_VFLIP,  AUG_CROP,
+                                          AUG_SHIFT, AUG_ROTATE, AUG_NOISE};
+
 bool augment_init(Augmenter *a, const TrainConfig *tc, Shape in) {
   const AugmentSetting *s = tc->augment;
   *a = (Augmenter){

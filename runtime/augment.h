@@ -33,6 +33,9 @@
 
 #include "../compiler/ir.h"
 
+/* The transforms in the order they apply (for messages). */
+extern const Augment augment_order[AUG_COUNT];
+
 /* The transforms of one network's train block, for images of h x w x c. */
 typedef struct Augmenter {
   int h, w, c;

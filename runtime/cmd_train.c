@@ -67,7 +67,8 @@ static const char help[] =
     "                     (Debian's dataset-fashion-mnist)\n"
     "  --epochs N         override the train block's epochs\n"
     "  --batch N          override its batch size\n"
-    "  --seed N           override its seed (initialization, shuffling, dropout)\n"
+    "  --seed N           override its seed (initialization, shuffling, augmentation,\n"
+    "                     dropout)\n"
     "  --weights INIT     start from these weights instead of NAME_init(seed)\n"
     "  --out W            the final weights (default: NAME.safetensors)\n"
     "  --checkpoint CKPT  where each epoch's checkpoint goes (default: the --out\n"
@@ -634,6 +635,17 @@ static int run(const CliArgs *a) {
          r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
          resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog),
          program_compile_seconds(r.en.prog), r.en.threads, r.en.threads == 1 ? "" : "s");
+  if (r.augment) {
+    printf("augmenting training images:");
+    for (int i = 0; i < AUG_COUNT; i++) {
+      Augment k = augment_order[i];
+      if (tc->augment[k].on && augment_takes_value[k])
+        printf(" %s=%g", augment_words[k], tc->augment[k].value);
+      else if (tc->augment[k].on)
+        printf(" %s", augment_words[k]);
+    }
+    printf("\n");
+  }
   r.test_loss = r.test_acc = NAN;
   while (r.epoch < tc->epochs) {
     if (train_epoch(&r, tc->epochs, &e) < 0 || write_checkpoint(&r, &e) < 0 ||

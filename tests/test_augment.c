@@ -501,6 +501,8 @@ static void test_augment_training_is_repeatable_and_differs_from_plain(void **st
   const char *common = "--data quad --epochs 2 --backend tcc";
   assert_int_equal(tu_run("train aug.cnn %s --threads 1 --out a1.safetensors", common), 0);
   assert_true(strstr(tu_err, "not implemented") == NULL);
+  assert_contains(tu_out,
+                  "augmenting training images: hflip vflip crop=1 shift=1 rotate=10 noise=0.05\n");
   assert_int_equal(tu_run("train aug.cnn %s --threads 1 --out a2.safetensors", common), 0);
   assert_true(same_tensors("a1.safetensors", "a2.safetensors"));
   assert_int_equal(tu_run("train plain.cnn %s --threads 1 --out p.safetensors", common), 0);
