@@ -66,7 +66,8 @@ uint64_t augment_key(uint64_t seed, int epoch, long sample);
 /* Draws one image's parameters from its key. */
 void augment_draw(const Augmenter *a, uint64_t key, AugmentDraw *d);
 
-/* Applies d to x [h][w][c] in place; tmp is scratch of h*w*c floats. */
+/* Applies d to x [h][w][c] in place; tmp is scratch of h*w*c floats. The
+   Augmenter is only read, so threads share one, each with its own tmp. */
 void augment_apply(const Augmenter *a, const AugmentDraw *d, float *x, float *tmp);
 
 /* augment_draw then augment_apply. */
