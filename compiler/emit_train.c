@@ -43,6 +43,8 @@
 typedef struct TL {
   const Layer *l;
   char fn[96];           /* NAME_LAYER: the prefix of its functions */
+  char bfn[112];         /* its backward function: fn_backward (fn_explain_backward
+                            for a variant only NAME_explain calls) */
   char in[32], out[32];  /* C expressions of its input and output (per image) */
   Act act;               /* the activation it applies (the output one is the loss's) */
   int k;                 /* index among the TLs: buffer names */
@@ -177,6 +179,7 @@ static void plan(T *t) {
     else
       snprintf(L->fn, sizeof L->fn, "%s_%s%d", t->n,
                l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
+    snprintf(L->bfn, sizeof L->bfn, "%s_backward", L->fn);
     snprintf(L->in, sizeof L->in, "%s", prev);
     if (l->op == OP_FLATTEN)
       snprintf(L->out, sizeof L->out, "%s", prev);
@@ -227,7 +230,7 @@ static void plan(T *t) {
     long in = (long)L->ph * L->pw * L->l->in.c, out = shape_size(L->l->out);
     if (out > t->gmax)
       t->gmax = out;
-    if (L->dx && in > t->gmax)
+    if (in > t->gmax) /* every layer's dx: NAME_explain goes down to the input */
       t->gmax = in;
   }
 }
@@ -497,9 +500,9 @@ static void conv_backward(T *t, const TL *L) {
   ln(t, "/* %s: backward from dy [%d][%d][%d] (made the pre-activation gradient) */", l->text, d.OH,
      d.OW, d.F);
   ln(t,
-     "static void %s_backward(const %s_model *m, %s_grads *g%s, const float *restrict x, "
+     "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, "
      "const float *restrict y, float *restrict dy%s) {",
-     L->fn, t->n, t->n, L->transposed ? ", const float *restrict wt" : "",
+     L->bfn, t->n, t->n, L->transposed ? ", const float *restrict wt" : "",
      L->dx ? ", float *restrict dx" : "");
   if (!L->dx || L->transposed)
     ln(t, "(void)m;");
@@ -582,8 +585,22 @@ static void conv_backward(T *t, const TL *L) {
   blank(t);
 }
 
-/* Copies x [H][W][C] into the zero-bordered xp, and the interior of a padded
-   gradient back to the front of the same buffer. */
+/* The input gradient of a padded conv: the interior of the padded one. */
+static void conv_unpad(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int H = l->in.h, W = l->in.w, C = l->in.c;
+  const int pt = l->u.conv.pad_top, pl = l->u.conv.pad_left;
+  ln(t, "/* the input gradient [%d][%d][%d] out of the padded one, in place */", H, W, C);
+  ln(t, "static void %s_unpad(float *dx) {", L->fn);
+  ln(t, "for (int iy = 0; iy < %d; iy++)", H);
+  ln(t, "  memmove(dx + iy * %d, dx + (iy + %d) * %d + %d, %d * sizeof(float));", W * C, pt,
+     L->pw * C, pl * C, W * C);
+  ln(t, "}");
+  blank(t);
+}
+
+/* Copies x [H][W][C] into the zero-bordered xp (and, when the layer computes
+   its input gradient, writes the unpad that undoes it). */
 static void conv_pad(T *t, const TL *L) {
   const Layer *l = L->l;
   const int H = l->in.h, W = l->in.w, C = l->in.c;
@@ -597,15 +614,8 @@ static void conv_pad(T *t, const TL *L) {
      pl * C, W * C, W * C);
   ln(t, "}");
   blank(t);
-  if (!L->dx)
-    return;
-  ln(t, "/* the input gradient [%d][%d][%d] out of the padded one, in place */", H, W, C);
-  ln(t, "static void %s_unpad(float *dx) {", L->fn);
-  ln(t, "for (int iy = 0; iy < %d; iy++)", H);
-  ln(t, "  memmove(dx + iy * %d, dx + (iy + %d) * %d + %d, %d * sizeof(float));", W * C, pt,
-     L->pw * C, pl * C, W * C);
-  ln(t, "}");
-  blank(t);
+  if (L->dx)
+    conv_unpad(t, L);
 }
 
 /* ---- dense ---- */
@@ -670,9 +680,9 @@ static void dense_backward(T *t, const TL *L) {
   emit_param_ref(t->net, l, 0, "m", w, sizeof w);
   ln(t, "/* %s: backward from dy [%d] (made the pre-activation gradient) */", l->text, OUT);
   ln(t,
-     "static void %s_backward(const %s_model *m, %s_grads *g, const float *restrict x, "
+     "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, "
      "const float *restrict y, float *restrict dy%s) {",
-     L->fn, n, n, L->dx ? ", float *restrict dx" : "");
+     L->bfn, n, n, L->dx ? ", float *restrict dx" : "");
   ln(t, "float *restrict dw = g->p + %ld; /* [%d][%d] */", l->weight_offset, IN, OUT);
   ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, OUT);
   act_backward(t, L->act, "y", "dy", OUT, OUT);
@@ -760,9 +770,9 @@ static void pool_backward(T *t, const TL *L) {
   bool max = l->op == OP_MAXPOOL;
   ln(t, "/* %s: backward */", l->text);
   ln(t,
-     "static void %s_backward(const float *restrict x, const float *restrict y, "
+     "static void %s(const float *restrict x, const float *restrict y, "
      "const float *restrict dy, float *restrict dx) {",
-     L->fn);
+     L->bfn);
   if (!max)
     ln(t, "(void)x;");
   if (!max)
@@ -813,7 +823,7 @@ static void gap_forward(T *t, const TL *L) {
   ln(t, "}");
   blank(t);
   ln(t, "/* %s: backward */", l->text);
-  ln(t, "static void %s_backward(const float *restrict dy, float *restrict dx) {", L->fn);
+  ln(t, "static void %s(const float *restrict dy, float *restrict dx) {", L->bfn);
   ln(t, "for (int p = 0; p < %d; p++)", HW);
   ln(t, "  for (int c = 0; c < %d; c++)", C);
   ln(t, "    dx[p * %d + c] = dy[c] / %s;", C, FL(HW));
@@ -849,6 +859,20 @@ static void dropout_forward(T *t, const TL *L) {
   blank(t);
 }
 
+static void act_layer_backward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const long N = shape_size(l->out);
+  ln(t, "/* %s: backward, in place */", l->text);
+  ln(t, "static void %s(const float *restrict y, float *restrict dy) {", L->bfn);
+  act_backward(t, L->act, "y", "dy", N, l->out.c);
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)y;");
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)dy;");
+  ln(t, "}");
+  blank(t);
+}
+
 static void act_layer(T *t, const TL *L) {
   const Layer *l = L->l;
   const long N = shape_size(l->out);
@@ -857,17 +881,8 @@ static void act_layer(T *t, const TL *L) {
   act_forward(t, L->act, "y", "x", N, l->out.c);
   ln(t, "}");
   blank(t);
-  if (!L->backward)
-    return;
-  ln(t, "/* %s: backward, in place */", l->text);
-  ln(t, "static void %s_backward(const float *restrict y, float *restrict dy) {", L->fn);
-  act_backward(t, L->act, "y", "dy", N, l->out.c);
-  if (L->act == ACT_LINEAR)
-    ln(t, "(void)y;");
-  if (L->act == ACT_LINEAR)
-    ln(t, "(void)dy;");
-  ln(t, "}");
-  blank(t);
+  if (L->backward)
+    act_layer_backward(t, L);
 }
 
 /* The derivative of act at output a, times the gradient g (C expressions). */
@@ -906,10 +921,10 @@ static void conv_pool_backward(T *t, const TL *L) {
   emit_param_ref(t->net, l, 0, "m", w, sizeof w);
   ln(t, "/* %s, then %s: backward from dyp [%d][%d][%d] */", l->text, pl->text, POH, POW, d.F);
   ln(t,
-     "static void %s_backward(const %s_model *m, %s_grads *g%s, const float *restrict x, "
+     "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, "
      "const float *restrict y, const float *restrict yp, const float *restrict dyp, "
      "float *restrict dwt%s) {",
-     L->fn, n, n, L->transposed ? ", const float *restrict wt" : "",
+     L->bfn, n, n, L->transposed ? ", const float *restrict wt" : "",
      L->dx ? ", float *restrict dx" : "");
   if (!L->dx || L->transposed)
     ln(t, "(void)m;");
@@ -1185,27 +1200,27 @@ static void backward_call(T *t, const TL *L, int *cur) {
     if (L->transposed)
       snprintf(wt, sizeof wt, "t->wt%d, ", L->k);
     if (L->pool)
-      ln(t, "%s_backward(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->fn, wt, in_of(L, in),
-         L->out, L->pool->out, c, L->k, L->dx ? ", " : "", L->dx ? dx : "");
+      ln(t, "%s(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->bfn, wt, in_of(L, in), L->out,
+         L->pool->out, c, L->k, L->dx ? ", " : "", L->dx ? dx : "");
     else
-      ln(t, "%s_backward(m, g, %s%s, %s, t->g[%d]%s%s);", L->fn, wt, in_of(L, in), L->out, c,
+      ln(t, "%s(m, g, %s%s, %s, t->g[%d]%s%s);", L->bfn, wt, in_of(L, in), L->out, c,
          L->dx ? ", " : "", L->dx ? dx : "");
     if (L->dx && L->pad)
       ln(t, "%s_unpad(%s);", L->fn, dx);
     break;
   }
   case OP_DENSE:
-    ln(t, "%s_backward(m, g, %s, %s, t->g[%d]%s%s);", L->fn, L->in, L->out, c, L->dx ? ", " : "",
+    ln(t, "%s(m, g, %s, %s, t->g[%d]%s%s);", L->bfn, L->in, L->out, c, L->dx ? ", " : "",
        L->dx ? dx : "");
     break;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
     if (L->pooled) /* done by the conv before it */
       return;
-    ln(t, "%s_backward(%s, %s, t->g[%d], %s);", L->fn, L->in, L->out, c, dx);
+    ln(t, "%s(%s, %s, t->g[%d], %s);", L->bfn, L->in, L->out, c, dx);
     break;
   case OP_GLOBALAVGPOOL:
-    ln(t, "%s_backward(t->g[%d], %s);", L->fn, c, dx);
+    ln(t, "%s(t->g[%d], %s);", L->bfn, c, dx);
     break;
   case OP_FLATTEN:
     return;
@@ -1214,7 +1229,7 @@ static void backward_call(T *t, const TL *L, int *cur) {
     ln(t, "  t->g[%d][j] *= t->mask%d[j];", c, L->k);
     return;
   case OP_ACT:
-    ln(t, "%s_backward(%s, t->g[%d]);", L->fn, L->out, c);
+    ln(t, "%s(%s, t->g[%d]);", L->bfn, L->out, c);
     return;
   case OP_COUNT:
     assert(0);
@@ -1230,6 +1245,29 @@ static const char *params_of(T *t, char *buf, bool const_model) {
            "const float *weight, int n, uint64_t key",
            const_model ? "const " : "", t->n, t->n, t->n);
   return buf;
+}
+
+/* The transposed weight gradients of the convs that do their maxpool's
+   backward (conv_pool_backward): zeroed before the images, folded into g
+   after them. */
+static void dwt_zero(T *t, const TL *tl) {
+  for (int k = 0; k < t->ntl; k++)
+    if (tl[k].pool)
+      ln(t, "memset(t->dwt%d, 0, sizeof t->dwt%d);", k, k);
+}
+
+static void dwt_fold(T *t, const TL *tl) {
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *L = &tl[k];
+    if (!L->pool)
+      continue;
+    const ConvDims d = conv_dims(L);
+    const int J = d.KH * d.KW * d.C;
+    ln(t, "/* %s: the weight gradient, [F][KH][KW][C] -> [KH][KW][C][F] */", L->l->text);
+    ln(t, "for (int j = 0; j < %d; j++)", J);
+    ln(t, "  for (int f = 0; f < %d; f++)", d.F);
+    ln(t, "    g->p[%ld + j * %d + f] += t->dwt%d[f * %d + j];", L->l->weight_offset, d.F, k, J);
+  }
 }
 
 static void accumulate_function(T *t) {
@@ -1252,9 +1290,7 @@ static void accumulate_function(T *t) {
     ln(t, "(void)key;");
   if (any_transposed)
     ln(t, "%s_transpose(m, t);", n);
-  for (int k = 0; k < t->ntl; k++)
-    if (t->tl[k].pool)
-      ln(t, "memset(t->dwt%d, 0, sizeof t->dwt%d);", k, k);
+  dwt_zero(t, t->tl);
   ln(t, "for (int i = 0; i < n; i++) {");
   ln(t, "const float *xi = x + (long)i * %s_INPUT_SIZE;", n);
   ln(t, "const float wi = weight ? weight[i] : 1.0f;");
@@ -1268,17 +1304,7 @@ static void accumulate_function(T *t) {
     if (t->tl[k].backward)
       backward_call(t, &t->tl[k], &cur);
   ln(t, "}");
-  for (int k = 0; k < t->ntl; k++) {
-    const TL *L = &t->tl[k];
-    if (!L->pool)
-      continue;
-    const ConvDims d = conv_dims(L);
-    const int J = d.KH * d.KW * d.C;
-    ln(t, "/* %s: the weight gradient, [F][KH][KW][C] -> [KH][KW][C][F] */", L->l->text);
-    ln(t, "for (int j = 0; j < %d; j++)", J);
-    ln(t, "  for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "    g->p[%ld + j * %d + f] += t->dwt%d[f * %d + j];", L->l->weight_offset, d.F, k, J);
-  }
+  dwt_fold(t, t->tl);
   ln(t, "return loss;");
   ln(t, "}");
   blank(t);
@@ -1286,6 +1312,147 @@ static void accumulate_function(T *t) {
   ln(t, "  return %s_accumulate_y(m, w, g, x, target, weight, n, key, NULL);", n);
   ln(t, "}");
   blank(t);
+}
+
+/* ---- NAME_explain: the gradient of one class score ---- */
+
+/* Grad-CAM's layer: the last conv among the TLs, or -1. */
+static int cam_index(const T *t) {
+  int cam = -1;
+  for (int k = 0; k < t->ntl; k++)
+    if (t->tl[k].l->op == OP_CONV2D)
+      cam = k;
+  return cam;
+}
+
+/* The layers as NAME_explain runs them, a copy of the training plan
+   (malloc'd): every layer runs backward and computes its input gradient,
+   down to the image. Where that changes a layer's backward function (the
+   first layer with parameters computes no input gradient in training; the
+   Grad-CAM conv needs the gradient of its own output, which the fused
+   conv + maxpool backward never forms), the layer gets a variant named
+   fn_explain_backward, emitted by the same code as the training one. */
+static TL *explain_plan(const T *t, int cam) {
+  TL *x = malloc(((size_t)t->ntl + 1) * sizeof *x);
+  if (!x) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
+  memcpy(x, t->tl, (size_t)t->ntl * sizeof *x);
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *L = &t->tl[k];
+    TL *X = &x[k];
+    bool unfuse = k == cam && L->pool;
+    if (L->pool)
+      X->pool = unfuse ? NULL : &x[k + 1];
+    if (unfuse)
+      x[k + 1].pooled = false;
+    if ((L->backward && !L->dx) || unfuse)
+      snprintf(X->bfn, sizeof X->bfn, "%s_explain_backward", X->fn);
+    X->backward = X->dx = true;
+  }
+  return x;
+}
+
+/* The backward functions NAME_explain needs that training did not emit. */
+static void explain_backward_functions(T *t, const TL *x) {
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *L = &t->tl[k], *X = &x[k];
+    switch (L->l->op) {
+    case OP_CONV2D:
+      if (strcmp(X->bfn, L->bfn) == 0)
+        break;
+      if (X->pad && !L->dx)
+        conv_unpad(t, X);
+      if (X->pool)
+        conv_pool_backward(t, X);
+      else
+        conv_backward(t, X);
+      break;
+    case OP_DENSE:
+      if (strcmp(X->bfn, L->bfn) != 0)
+        dense_backward(t, X);
+      break;
+    case OP_MAXPOOL:
+    case OP_AVGPOOL:
+      if (!X->pooled && (!L->backward || L->pooled))
+        pool_backward(t, X);
+      break;
+    case OP_ACT:
+      if (!L->backward)
+        act_layer_backward(t, X);
+      break;
+    default: /* globalavgpool's backward always exists; the rest work in place */
+      break;
+    }
+  }
+}
+
+static void explain_function(T *t, const TL *x, int cam) {
+  const char *n = t->n;
+  const int K = (int)shape_size(t->net->output), G = t->net->output.c;
+  const TL *last = &x[t->ntl - 1];
+  bool any_transposed = false;
+  for (int k = 0; k < t->ntl; k++)
+    any_transposed |= x[k].transposed;
+  ln(t,
+     "float %s_explain(const %s_model *m, %s_work *w, %s_grads *g, const float *x, int cls, "
+     "float *y, float *dx, float *cam_act, float *cam_grad) {",
+     n, n, n, n);
+  ln(t, "struct %s_train_work *t = &w->train;", n);
+  ln(t, "const float *xi = x;");
+  if (!t->net->param_count)
+    ln(t, "(void)m;");
+  if (cam < 0)
+    ln(t, "(void)cam_act, (void)cam_grad;");
+  ln(t, "if (cls < 0 || cls >= %d)", K);
+  ln(t, "  return 0.0f;");
+  ln(t, "%s_grads_zero(g);", n);
+  if (any_transposed)
+    ln(t, "%s_transpose(m, t);", n);
+  dwt_zero(t, x);
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *X = &x[k];
+    if (X->l->op == OP_DROPOUT) { /* the identity, as at inference */
+      const long N = shape_size(X->l->out);
+      ln(t, "for (int j = 0; j < %ld; j++)", N);
+      ln(t, "  t->mask%d[j] = 1.0f;", k);
+      ln(t, "memcpy(%s, %s, %ld * sizeof(float)); /* %s */", X->out, X->in, N, X->l->text);
+    } else {
+      forward_call(t, X);
+    }
+  }
+  ln(t, "const float score = %s[cls];", last->out);
+  ln(t, "if (y) {");
+  act_forward(t, t->out_act, "y", last->out, K, G);
+  ln(t, "}");
+  ln(t, "memset(t->g[0], 0, %d * sizeof(float));", K);
+  ln(t, "t->g[0][cls] = 1.0f;");
+  int cur = 0;
+  for (int k = t->ntl - 1; k >= 0; k--) {
+    if (k == cam) {
+      const long N = shape_size(x[k].l->out);
+      ln(t, "if (cam_act)");
+      ln(t, "  memcpy(cam_act, %s, %ld * sizeof(float));", x[k].out, N);
+      ln(t, "if (cam_grad)");
+      ln(t, "  memcpy(cam_grad, t->g[%d], %ld * sizeof(float));", cur, N);
+    }
+    backward_call(t, &x[k], &cur);
+  }
+  dwt_fold(t, x);
+  ln(t, "if (dx)");
+  ln(t, "  memcpy(dx, t->g[%d], %s_INPUT_SIZE * sizeof(float));", cur, n);
+  ln(t, "return score;");
+  ln(t, "}");
+  blank(t);
+}
+
+static void explain_functions(T *t) {
+  int cam = cam_index(t);
+  TL *x = explain_plan(t, cam);
+  explain_backward_functions(t, x);
+  explain_function(t, x, cam);
+  free(x);
 }
 
 /* ---- the optimizer ---- */
@@ -1629,6 +1796,45 @@ void emit_train_types(Emitter *em, const Net *net) {
   end(&t);
 }
 
+/* Header: NAME_explain and Grad-CAM's layer. */
+static void explain_declarations(T *t) {
+  const char *n = t->n;
+  const int cam = cam_index(t);
+  const Layer *c = cam >= 0 ? t->tl[cam].l : NULL;
+  ln(t, "/* ---- Explanations ----");
+  blank(t);
+  ln(t, "   %s_explain runs one image forward (dropout as the identity, as at inference)", n);
+  ln(t, "   and takes the gradient of one class score s back to the image, through the");
+  ln(t, "   training code's backward passes. s is the output layer's value for class cls");
+  ln(t, "   BEFORE the final activation (the logit, before softmax or sigmoid), as saliency");
+  ln(t, "   maps (Simonyan et al. 2014) and Grad-CAM (Selvaraju et al. 2017) take it.");
+  ln(t, "   Grad-CAM's layer is the last convolution; its output shape follows (0 without");
+  ln(t, "   a convolution). */");
+  if (c) {
+    ln(t, "#define %s_CAM_H %d /* %s (line %d) */", n, c->out.h, c->text, c->loc.line);
+    ln(t, "#define %s_CAM_W %d", n, c->out.w);
+    ln(t, "#define %s_CAM_C %d", n, c->out.c);
+  } else {
+    ln(t, "#define %s_CAM_H 0 /* no convolution */", n);
+    ln(t, "#define %s_CAM_W 0", n);
+    ln(t, "#define %s_CAM_C 0", n);
+  }
+  ln(t, "/* Returns s for image x [%s_INPUT_SIZE] and writes, each only when not NULL:", n);
+  ln(t, "     y        [%s_OUTPUT_SIZE] the outputs after the last activation", n);
+  ln(t, "     dx       [%s_INPUT_SIZE] ds/dx, in H, W, C order", n);
+  ln(t, "     cam_act  [%s_CAM_H][%s_CAM_W][%s_CAM_C] the last convolution's output", n, n, n);
+  ln(t, "              (after its activation unless it is the output layer)");
+  ln(t, "     cam_grad [%s_CAM_H][%s_CAM_W][%s_CAM_C] ds/d cam_act", n, n, n);
+  ln(t, "   g is scratch, left holding ds/d(params) (%s_grads_store reads it). A cls", n);
+  ln(t, "   outside [0, %s_OUTPUT_SIZE) writes nothing and returns 0. Uses w's training", n);
+  ln(t, "   buffers: one w per thread, as for training. */");
+  ln(t,
+     "float %s_explain(const %s_model *m, %s_work *w, %s_grads *g, const float *x, int cls, "
+     "float *y, float *dx, float *cam_act, float *cam_grad);",
+     n, n, n, n);
+  blank(t);
+}
+
 void emit_train_declarations(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
@@ -1671,6 +1877,7 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   ln(&t, "size_t %s_grads_bytes(void); /* sizeof(%s_grads) */", n, n);
   ln(&t, "int %s_opt_slots(void);      /* %s_OPT_SLOTS */", n, n);
   blank(&t);
+  explain_declarations(&t);
   end(&t);
 }
 
@@ -1742,5 +1949,6 @@ void emit_train_source(Emitter *em, const Net *net) {
   accumulate_function(&t);
   update_function(&t);
   state_functions(&t);
+  explain_functions(&t);
   end(&t);
 }
