@@ -10,6 +10,14 @@
  * Layers before the first one with parameters get no backward pass; that one
  * computes no input gradient.
  *
+ * NAME_explain (for `cnngen explain`) reuses all of it for one image:
+ * the same forward calls (dropout as the identity), then the backward
+ * calls from the class's logit instead of the loss, with every layer
+ * computing its input gradient down to the image. Where that differs from
+ * training (the first layer with parameters; the Grad-CAM conv, whose own
+ * output gradient a fused conv + maxpool backward never forms) the same
+ * emitter functions write a variant, NAME_LAYER_explain_backward.
+ *
  * Gradients flow through two ping-pong buffers: a layer's backward reads dy
  * from one and writes dx to the other, or works in place (activations,
  * dropout, flatten). A conv/dense applies its activation's derivative to dy

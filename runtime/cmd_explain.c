@@ -1,16 +1,396 @@
-/* cmd_explain.c: placeholder until `cnngen explain` lands. */
+/*
+ * cmd_explain.c: `cnngen explain NET.cnn --weights W IMAGE --out MAP.png`.
+ *
+ * Why did the network choose a class? The network is compiled with its
+ * training code, whose NAME_explain runs the image forward and takes the
+ * gradient of one class score (the logit, before softmax) back through the
+ * same backward passes training uses. From what it returns:
+ *   saliency  the largest |d score / d pixel| over the channels, per pixel;
+ *   gradcam   the last convolution's channels weighted by their mean
+ *             gradient, summed, clipped at 0 and resized to the image.
+ * Either is normalised to [0, 1] and drawn in colour over the image, scaled
+ * up, next to the plain image, into a PNG written atomically. Every check
+ * (options, image size, class, a convolution for Grad-CAM) happens before
+ * anything is written, so bad input leaves no file.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+#include "explain.h"
+#include "idx.h"
+#include "image.h"
+
+static const char help[] =
+    "usage: cnngen explain NET.cnn --weights W [options] IMAGE --out MAP.png\n"
+    "\n"
+    "Shows why the network chose a class: a heat map of what in the image made\n"
+    "that class's score rise, drawn over the image (scaled up) next to the plain\n"
+    "image, in a PNG.\n"
+    "\n"
+    "The class score is the output layer's value before its activation (the\n"
+    "logit before softmax or sigmoid); its gradient is computed by the network's\n"
+    "generated training code (NAME_explain in the generated C).\n"
+    "\n"
+    "IMAGE is a PGM/PPM (P2, P3, P5, P6) or PNG image of exactly the network's\n"
+    "input size (gray and RGB are converted to the network's channels), or an\n"
+    "IDX image file such as t10k-images-idx3-ubyte.gz with --index.\n"
+    "\n"
+    "Options:\n"
+    "  --weights W       the trained weights (safetensors); required\n"
+    "  --out MAP.png     the picture to write; required\n"
+    "  --method M        saliency (default): the largest |d score / d pixel| over\n"
+    "                    the channels (Simonyan et al. 2014); or gradcam: the last\n"
+    "                    convolution's channels weighted by the mean gradient of the\n"
+    "                    score, summed and clipped at 0 (Selvaraju et al. 2017),\n"
+    "                    resized bilinearly to the image\n"
+    "  --class K         the class to explain (default: the top class)\n"
+    "  --index N         the image to take from an IDX file (default 0)\n"
+    "  --backend B       auto, tcc or cc (default auto)\n"
+    "  --threads N       accepted as by the other commands (one image: one thread)\n"
+    "\n"
+    "Examples:\n"
+    "  cnngen explain examples/fashion.cnn --weights fashion.safetensors shirt.png \\\n"
+    "      --out shirt-saliency.png\n"
+    "  cnngen explain examples/fashion.cnn --weights fashion.safetensors --method gradcam \\\n"
+    "      --index 12 /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --out 12.png\n"
+    "\n"
+    "Exit status: 0 success; 1 a bad network, weights file, option, image or\n"
+    "class (nothing is written); 2 internal error.\n";
+
+/* ---- the maps ---- */
+
+float explain_saliency(const float *dx, int h, int w, int c, float *map) {
+  float top = 0.0f;
+  for (long p = 0; p < (long)h * w; p++) {
+    float v = 0.0f;
+    for (int k = 0; k < c; k++)
+      v = fmaxf(v, fabsf(dx[p * c + k]));
+    map[p] = v;
+    top = fmaxf(top, v);
+  }
+  for (long p = 0; p < (long)h * w; p++)
+    map[p] = top > 0.0f ? map[p] / top : 0.0f;
+  return top;
+}
+
+void explain_resize(const float *src, int sh, int sw, float *dst, int dh, int dw) {
+  for (int y = 0; y < dh; y++) {
+    double fy = ((double)y + 0.5) * sh / dh - 0.5;
+    fy = fy < 0 ? 0 : fy > sh - 1 ? sh - 1 : fy;
+    int y0 = (int)fy, y1 = y0 + 1 < sh ? y0 + 1 : y0;
+    double ty = fy - y0;
+    for (int x = 0; x < dw; x++) {
+      double fx = ((double)x + 0.5) * sw / dw - 0.5;
+      fx = fx < 0 ? 0 : fx > sw - 1 ? sw - 1 : fx;
+      int x0 = (int)fx, x1 = x0 + 1 < sw ? x0 + 1 : x0;
+      double tx = fx - x0;
+      double top = src[y0 * sw + x0] * (1 - tx) + src[y0 * sw + x1] * tx;
+      double bottom = src[y1 * sw + x0] * (1 - tx) + src[y1 * sw + x1] * tx;
+      dst[y * dw + x] = (float)(top * (1 - ty) + bottom * ty);
+    }
+  }
+}
+
+float explain_gradcam(const float *act, const float *grad, int ch, int cw, int cc, int h, int w,
+                      float *map) {
+  const long hw = (long)ch * cw;
+  double *alpha = calloc((size_t)cc, sizeof *alpha);
+  float *cam = malloc((size_t)hw * sizeof *cam);
+  if (!alpha || !cam) {
+    free(alpha);
+    free(cam);
+    memset(map, 0, (size_t)h * w * sizeof *map);
+    return 0.0f;
+  }
+  for (long p = 0; p < hw; p++)
+    for (int k = 0; k < cc; k++)
+      alpha[k] += grad[p * cc + k];
+  for (int k = 0; k < cc; k++)
+    alpha[k] /= (double)hw;
+  float top = 0.0f;
+  for (long p = 0; p < hw; p++) {
+    double s = 0.0;
+    for (int k = 0; k < cc; k++)
+      s += alpha[k] * act[p * cc + k];
+    cam[p] = s > 0.0 ? (float)s : 0.0f;
+    top = fmaxf(top, cam[p]);
+  }
+  explain_resize(cam, ch, cw, map, h, w);
+  float big = 0.0f;
+  for (long p = 0; p < (long)h * w; p++)
+    big = fmaxf(big, map[p]);
+  for (long p = 0; p < (long)h * w; p++)
+    map[p] = big > 0.0f ? map[p] / big : 0.0f;
+  free(alpha);
+  free(cam);
+  return top;
+}
+
+void explain_colour(float v, uint8_t rgb[3]) {
+  v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+  /* jet: each channel a trapezoid, blue peaking at 0.25, green 0.5, red 0.75 */
+  const float centre[3] = {0.75f, 0.5f, 0.25f};
+  for (int i = 0; i < 3; i++) {
+    float t = 1.5f - 4.0f * fabsf(v - centre[i]);
+    t = t < 0.0f ? 0.0f : t > 1.0f ? 1.0f : t;
+    rgb[i] = (uint8_t)lrintf(255.0f * t);
+  }
+}
+
+int explain_scale(int h, int w) {
+  int big = h > w ? h : w, s = 224 / (big > 0 ? big : 1);
+  return s < 1 ? 1 : s;
+}
+
+static uint8_t byte_of(double v) {
+  v = v < 0 ? 0 : v > 1 ? 1 : v;
+  return (uint8_t)lrint(v * 255.0);
+}
+
+int explain_render(const float *x, int h, int w, int c, const float *map, int scale, Image *out) {
+  const int H = h * scale, W = w * scale, OW = 2 * W + EXPLAIN_GAP;
+  const double alpha = 0.5; /* the heat map's share in the overlay */
+  memset(out, 0, sizeof *out);
+  uint8_t *data = malloc((size_t)H * OW * 3);
+  float *heat = malloc((size_t)H * W * sizeof *heat);
+  if (!data || !heat) {
+    free(data);
+    free(heat);
+    return -1;
+  }
+  memset(data, 255, (size_t)H * OW * 3);
+  explain_resize(map, h, w, heat, H, W);
+  for (int y = 0; y < H; y++)
+    for (int xx = 0; xx < W; xx++) {
+      const float *px = x + ((long)(y / scale) * w + xx / scale) * c;
+      double gray = 0.0;
+      for (int k = 0; k < c; k++)
+        gray += px[k];
+      gray /= c;
+      uint8_t *left = data + ((long)y * OW + xx) * 3;
+      uint8_t *right = data + ((long)y * OW + W + EXPLAIN_GAP + xx) * 3;
+      uint8_t col[3];
+      explain_colour(heat[(long)y * W + xx], col);
+      for (int i = 0; i < 3; i++) {
+        left[i] = byte_of(c == 3 ? px[i] : gray);
+        right[i] = byte_of((1 - alpha) * gray + alpha * col[i] / 255.0);
+      }
+    }
+  free(heat);
+  out->h = H;
+  out->w = OW;
+  out->c = 3;
+  out->data = data;
+  return 0;
+}
+
+/* ---- the command ---- */
+
+typedef float (*ExplainFn)(const void *m, void *w, void *g, const float *x, int cls, float *y,
+                           float *dx, float *cam_act, float *cam_grad);
+
+/* PNG or PNM by their magic; anything else is taken for IDX (plain or gzip). */
+static bool is_picture(const char *path) {
+  unsigned char m[4] = {0};
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return true; /* let image_read say why it cannot be opened */
+  size_t n = fread(m, 1, sizeof m, f);
+  fclose(f);
+  return (n == 4 && memcmp(m, "\x89PNG", 4) == 0) ||
+         (n >= 2 && m[0] == 'P' && m[1] >= '1' && m[1] <= '6');
+}
+
+/* Reads IMAGE (or image --index of an IDX file) into x [INPUT_SIZE]. */
+static int read_input(const CliArgs *a, const Net *net, const char *path, float *x, Err *e) {
+  const Shape in = net->input;
+  if (is_picture(path)) {
+    if (a->value[CLI_INDEX])
+      return err_set(e, path, "--index picks an image of an IDX file; this is a picture");
+    Image img;
+    if (image_read(path, &img, e) < 0)
+      return -1;
+    int rc = -1;
+    if (img.h != in.h || img.w != in.w)
+      err_set(e, path, "image is %dx%d, the network %s takes %dx%d (resize the image)", img.h,
+              img.w, net->file, in.h, in.w);
+    else if (img.c != in.c && in.c != 1 && in.c != 3)
+      err_set(e, path, "the network %s takes %d channels; images give 1 (gray) or 3 (RGB)",
+              net->file, in.c);
+    else if (img.c != in.c && image_convert(&img, in.c) < 0)
+      err_set(e, path, "cannot convert the image to %d channels (out of memory)", in.c);
+    else {
+      cli_bytes_to_floats(img.data, shape_size(in), x);
+      rc = 0;
+    }
+    image_free(&img);
+    return rc;
+  }
+  IdxImages im;
+  if (idx_read_images(path, &im, e) < 0)
+    return -1;
+  long index = a->num[CLI_INDEX];
+  int rc = -1;
+  if (im.h != in.h || im.w != in.w || im.c != in.c)
+    err_set(e, path, "images are %dx%dx%d, the network %s takes %dx%dx%d", im.h, im.w, im.c,
+            net->file, in.h, in.w, in.c);
+  else if (index >= im.n)
+    err_set(e, path, "--index %ld is out of range: the file holds %d images (0 to %d)", index, im.n,
+            im.n - 1);
+  else {
+    cli_bytes_to_floats(im.data + index * shape_size(in), shape_size(in), x);
+    rc = 0;
+  }
+  idx_images_free(&im);
+  return rc;
+}
+
+static const Layer *last_conv(const Net *net) {
+  const Layer *c = NULL;
+  for (int i = 0; i < net->nlayers; i++)
+    if (net->layers[i].op == OP_CONV2D)
+      c = &net->layers[i];
+  return c;
+}
+
+static void *zalloc(size_t bytes) {
+  size_t rounded = (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, rounded ? rounded : 64);
+  if (p)
+    memset(p, 0, rounded ? rounded : 64);
+  return p;
+}
 
 static int run(const CliArgs *a) {
-  (void)a;
-  return cli_usage_error("explain is not implemented yet");
+  Arena arena = {0};
+  Engine en = {0};
+  Err e = {0};
+  int status = 0;
+  float *x = NULL, *y = NULL, *dx = NULL, *act = NULL, *grad = NULL, *map = NULL;
+  void *g = NULL;
+  Image pic = {0};
+  const char *method = a->value[CLI_METHOD] ? a->value[CLI_METHOD] : "saliency";
+  const char *image_path = a->inputs[0], *out_path = a->value[CLI_OUT];
+  static const char *const methods[] = {"saliency", "gradcam"};
+  const bool gradcam = strcmp(method, "gradcam") == 0;
+  if (!gradcam && strcmp(method, "saliency") != 0) {
+    const char *near = cli_suggest(method, methods, 2);
+    return cli_usage_error("explain: --method needs saliency or gradcam, got '%s'%s%s%s", method,
+                           near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+  }
+  Net *net = cli_compile_net(&arena, a->net_path, NULL, &status);
+  if (!net)
+    goto done;
+  const Shape in = net->input;
+  const long in_size = shape_size(in), out_size = shape_size(net->output);
+  const Layer *conv = last_conv(net);
+  if (gradcam && !conv) {
+    err_set(&e, net->file,
+            "the network has no conv2d layer, and Grad-CAM works on the last convolution "
+            "(use --method saliency)");
+    goto fail;
+  }
+  if (a->value[CLI_CLASS] && a->num[CLI_CLASS] >= out_size) {
+    status = cli_usage_error("explain: --class %ld is out of range: %s has %ld outputs (0 to %ld)",
+                             a->num[CLI_CLASS], net->file, out_size, out_size - 1);
+    goto done;
+  }
+  const long cam_size = conv ? shape_size(conv->out) : 1;
+  x = malloc(sizeof(float) * (size_t)in_size);
+  dx = malloc(sizeof(float) * (size_t)in_size);
+  y = malloc(sizeof(float) * (size_t)out_size);
+  act = malloc(sizeof(float) * (size_t)cam_size);
+  grad = malloc(sizeof(float) * (size_t)cam_size);
+  map = malloc(sizeof(float) * (size_t)in.h * in.w);
+  if (!x || !dx || !y || !act || !grad || !map) {
+    err_set(&e, image_path, "out of memory for the image's gradients");
+    e.internal = 1;
+    goto fail;
+  }
+  if (read_input(a, net, image_path, x, &e) < 0)
+    goto fail;
+  if ((status = cli_open_engine(&en, net, a, true)))
+    goto done;
+
+  char name[128];
+  snprintf(name, sizeof name, "%s_explain", net->name);
+  void *p = program_symbol(en.prog, name);
+  snprintf(name, sizeof name, "%s_grads_bytes", net->name);
+  void *q = program_symbol(en.prog, name);
+  if (!p || !q) {
+    err_set(&e, net->file, "generated code lacks %s (a bug in cnngen)", name);
+    e.internal = 1;
+    goto fail;
+  }
+  ExplainFn explain;
+  size_t (*grads_bytes)(void);
+  memcpy(&explain, &p, sizeof p);
+  memcpy(&grads_bytes, &q, sizeof q);
+  if (!(g = zalloc(grads_bytes()))) {
+    err_set(&e, net->file, "out of memory for the gradients (%zu bytes)", grads_bytes());
+    e.internal = 1;
+    goto fail;
+  }
+
+  int cls = (int)a->num[CLI_CLASS];
+  if (!a->value[CLI_CLASS]) { /* the top class: the first largest output */
+    engine_infer(&en, x, 1, y);
+    cls = 0;
+    for (long j = 1; j < out_size; j++)
+      if (y[j] > y[cls])
+        cls = (int)j;
+  }
+  float score = explain(en.model, en.works[0], g, x, cls, y, dx, act, grad);
+  if (!isfinite(score)) {
+    err_set(&e, image_path, "the class score is %g: the weights give no finite gradient",
+            (double)score);
+    goto fail;
+  }
+  float top;
+  if (gradcam)
+    top = explain_gradcam(act, grad, conv->out.h, conv->out.w, conv->out.c, in.h, in.w, map);
+  else
+    top = explain_saliency(dx, in.h, in.w, in.c, map);
+  int scale = explain_scale(in.h, in.w);
+  if (explain_render(x, in.h, in.w, in.c, map, scale, &pic) < 0) {
+    err_set(&e, out_path, "out of memory for a %dx%d picture", in.h * scale, in.w * scale);
+    e.internal = 1;
+    goto fail;
+  }
+  if (image_write_png(out_path, &pic, &e) < 0)
+    goto fail;
+  Act oact = net_output_act(net);
+  bool prob = oact == ACT_SOFTMAX || oact == ACT_SIGMOID;
+  printf("%s: class %d (%s=%.3f, score %.4g)\n", image_path, cls, prob ? "p" : "y", (double)y[cls],
+         (double)score);
+  if (top == 0.0f)
+    printf("note: the %s map is zero everywhere: %s\n", method,
+           gradcam ? "no position of the last convolution raises the score"
+                   : "the score does not depend on the pixels here");
+  printf("wrote %s: %dx%d, the image and its %s map (%s, %dx scale)\n", out_path, pic.w, pic.h,
+         method, gradcam ? "Grad-CAM on the last convolution" : "max |gradient| over channels",
+         scale);
+  goto done;
+
+fail:
+  status = cli_fail(&e);
+done:
+  image_free(&pic);
+  free(g);
+  free(x), free(y), free(dx), free(act), free(grad), free(map);
+  if (en.prog)
+    engine_close(&en);
+  arena_free(&arena);
+  return status;
 }
 
 const Command cmd_explain = {
     .name = "explain",
     .summary = "why the network chose a class: a saliency or Grad-CAM heat map",
-    .help = "usage: cnngen explain NET.cnn --weights W IMAGE --out MAP.png\n",
-    .options = OPT(CLI_WEIGHTS) | OPT(CLI_OUT) | OPT(CLI_METHOD) | OPT(CLI_CLASS) |
+    .help = help,
+    .options = OPT(CLI_WEIGHTS) | OPT(CLI_OUT) | OPT(CLI_METHOD) | OPT(CLI_CLASS) | OPT(CLI_INDEX) |
                OPT(CLI_BACKEND) | OPT(CLI_THREADS),
     .required = OPT(CLI_WEIGHTS) | OPT(CLI_OUT),
     .min_args = 2,
