@@ -363,8 +363,11 @@ static int run(const CliArgs *a) {
     goto fail;
   Act oact = net_output_act(net);
   bool prob = oact == ACT_SOFTMAX || oact == ACT_SIGMOID;
-  printf("%s: class %d (%s=%.3f, score %.4g)\n", image_path, cls, prob ? "p" : "y", (double)y[cls],
-         (double)score);
+  char where[64] = "";
+  if (!is_picture(image_path))
+    snprintf(where, sizeof where, "[%ld]", a->num[CLI_INDEX]);
+  printf("%s%s: class %d (%s=%.3f, score %.4g)\n", image_path, where, cls, prob ? "p" : "y",
+         (double)y[cls], (double)score);
   if (top == 0.0f)
     printf("note: the %s map is zero everywhere: %s\n", method,
            gradcam ? "no position of the last convolution raises the score"
