@@ -13,7 +13,13 @@ images=${DATA:-/usr/share/datasets/fashion-mnist}/t10k-images-idx3-ubyte.gz
 out=examples/explain
 
 make
-[ -f "$weights" ] || make fashion
+if [ ! -f "$weights" ]; then
+  if [ -n "${WEIGHTS:-}" ]; then
+    echo "make-pictures.sh: $weights: no such file" >&2
+    exit 1
+  fi
+  make fashion
+fi
 
 explain() { # INDEX NAME [OPTIONS...]
   index=$1 name=$2
