@@ -63,6 +63,7 @@ typedef struct TL {
   bool transposed;       /* conv: weights transposed into t->wt<k> for dx */
   const struct TL *pool; /* conv: the maxpool after it, whose backward it does */
   bool pooled;           /* maxpool: its backward is done by the conv before it */
+  bool chw;              /* flatten that is the network's output: to C, H, W order */
 } TL;
 
 typedef struct T {
@@ -189,7 +190,12 @@ static void plan(T *t) {
                l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
     snprintf(L->bfn, sizeof L->bfn, "%s_backward", L->fn);
     snprintf(L->in, sizeof L->in, "%s", prev);
-    if (l->op == OP_FLATTEN)
+    /* A flatten is free (the dense weights after it are permuted) unless it
+       is the output: then, as in inference (whose memory plan gives it a
+       tensor of its own), it transposes to PyTorch's C, H, W order. */
+    L->chw =
+        l->op == OP_FLATTEN && l->infer_out_offset != (i ? l[-1].infer_out_offset : INFER_AT_X);
+    if (l->op == OP_FLATTEN && !L->chw)
       snprintf(L->out, sizeof L->out, "%s", prev);
     else
       snprintf(L->out, sizeof L->out, "t->y%d", L->k);
@@ -1183,8 +1189,15 @@ static void forward_call(T *t, const TL *L) {
     ln(t, "%s_train_forward(m, %s, %s);", L->fn, L->in, L->out);
     return;
   case OP_FLATTEN:
-    if (strcmp(L->in, L->out))
+    if (L->chw) {
+      const int HW = l->in.h * l->in.w, C = l->in.c;
+      ln(t, "for (int p = 0; p < %d; p++) /* %s: [%d][%d][%d] -> C, H, W order */", HW, l->text,
+         l->in.h, l->in.w, C);
+      ln(t, "  for (int c = 0; c < %d; c++)", C);
+      ln(t, "    %s[c * %d + p] = %s[p * %d + c];", L->out, HW, L->in, C);
+    } else if (strcmp(L->in, L->out)) {
       ln(t, "memcpy(%s, %s, %ld * sizeof(float));", L->out, L->in, shape_size(l->out));
+    }
     return;
   case OP_DROPOUT:
     ln(t, "%s_train_forward(%s, %s, t->mask%d, key + (uint64_t)i);", L->fn, L->in, L->out, L->k);
@@ -1231,7 +1244,14 @@ static void backward_call(T *t, const TL *L, int *cur) {
     ln(t, "%s(t->g[%d], %s);", L->bfn, c, dx);
     break;
   case OP_FLATTEN:
-    return;
+    if (!L->chw)
+      return; /* the same floats */
+    assert(L->dx);
+    ln(t, "for (int p = 0; p < %d; p++) /* %s: back to H, W, C order */", l->in.h * l->in.w,
+       l->text);
+    ln(t, "  for (int c = 0; c < %d; c++)", l->in.c);
+    ln(t, "    %s[p * %d + c] = t->g[%d][c * %d + p];", dx, l->in.c, c, l->in.h * l->in.w);
+    break;
   case OP_DROPOUT:
     ln(t, "for (int j = 0; j < %ld; j++)", shape_size(l->out));
     ln(t, "  t->g[%d][j] *= t->mask%d[j];", c, L->k);

@@ -77,6 +77,8 @@ static const char *const nets[] = {
     "globalavgpool\nsoftmax\n",
     /* a spatial output: the Grad-CAM conv is the output layer */
     "network spatial\ninput 6x6x3\nconv2d 4 3x3 relu\nconv2d 3 2x2 stride=2\n",
+    /* a flatten as the output (PyTorch's C, H, W order), dropout and sigmoid after it */
+    "network flatout\ninput 3x2x4\nconv2d 3 2x1 tanh\nflatten\ndropout 0.2\nsigmoid\n",
     /* no conv: dense only, dropout between */
     "network noconv\ninput 3x4x2\nflatten\ndense 6 tanh\ndropout 0.5\ndense 3 softmax\n",
 };
@@ -489,6 +491,48 @@ static void test_explain_gradcam_gradient_by_chain_rule(void **state) {
   }
 }
 
+/* ---- a flatten as the output ---- */
+
+/* Training sees the outputs in the order inference writes them, PyTorch's
+   C, H, W: the loss NAME_accumulate_y returns for a target is the mse of
+   NAME_infer's outputs against it, and its outputs are NAME_infer's. */
+static void test_explain_flatten_output_trains_in_chw_order(void **state) {
+  (void)state;
+  const char *srcs[] = {
+      "network flatmse\ninput 3x2x4\nconv2d 3 2x1 tanh\nflatten\ntrain {\n  loss mse\n}\n",
+      "network flatsig\ninput 2x3x2\nconv2d 4 1x1\nflatten\nsigmoid\ntrain {\n  loss mse\n}\n",
+  };
+  for (int k = 0; k < 2; k++) {
+    Compiled c;
+    compile_net(&c, srcs[k], BACKEND_TCC, false, NULL);
+    uint64_t seed = 11;
+    float *x = malloc(sizeof(float) * (size_t)c.in), *t = malloc(sizeof(float) * (size_t)c.out);
+    float *y = malloc(sizeof(float) * (size_t)c.out), *yi = malloc(sizeof(float) * (size_t)c.out);
+    for (long i = 0; i < c.in; i++)
+      x[i] = (float)uniform(&seed);
+    for (long i = 0; i < c.out; i++)
+      t[i] = (float)uniform(&seed);
+    void (*infer)(const void *, void *, const float *, int, float *);
+    double (*acc)(const void *, void *, void *, const float *, const float *, const float *, int,
+                  uint64_t, float *);
+    void *p = sym(&c, "_infer");
+    memcpy(&infer, &p, sizeof p);
+    p = sym(&c, "_accumulate_y");
+    memcpy(&acc, &p, sizeof p);
+    infer(c.m, c.w, x, 1, yi);
+    double loss = acc(c.m, c.w, c.g, x, t, NULL, 1, 0, y);
+    for (long i = 0; i < c.out; i++)
+      if (fabsf(y[i] - yi[i]) > 1e-5f * (1 + fabsf(yi[i])))
+        fail_msg("%s: training output %ld is %.9g, NAME_infer's %.9g", c.net->name, i, y[i], yi[i]);
+    double want = 0;
+    for (long i = 0; i < c.out; i++)
+      want += ((double)yi[i] - t[i]) * ((double)yi[i] - t[i]) / (double)c.out;
+    assert_true(fabs(loss - want) <= 1e-5 * (1 + want));
+    free(x), free(t), free(y), free(yi);
+    release(&c);
+  }
+}
+
 /* ---- the generated C builds cleanly ---- */
 
 static void test_explain_generated_code_builds_without_warnings(void **state) {
@@ -746,6 +790,7 @@ int main(void) {
       cmocka_unit_test(test_explain_float_builds_agree_with_double),
       cmocka_unit_test(test_explain_gradcam_arrays_by_hand),
       cmocka_unit_test(test_explain_gradcam_gradient_by_chain_rule),
+      cmocka_unit_test(test_explain_flatten_output_trains_in_chw_order),
       cmocka_unit_test(test_explain_generated_code_builds_without_warnings),
       cmocka_unit_test(test_explain_saliency_is_max_abs_over_channels),
       cmocka_unit_test(test_explain_resize_is_bilinear_with_centres_aligned),
