@@ -4,6 +4,10 @@
  * the name to print it under); a full batch runs through engine_infer on
  * all threads and its results are printed in order. A bad input is
  * reported and skipped; the exit status is then 1.
+ *
+ * A multi-label network (loss binary_crossentropy, sigmoid outputs) gets
+ * every label whose output is above --threshold instead of the top classes,
+ * the same rule `cnngen eval` scores it by.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,14 +32,24 @@ static const char help[] =
     "outputs, for example\n"
     "  0 shirt.png: class 6 (p=0.931), next 2 (0.041), 4 (0.012)\n"
     "\n"
+    "For a multi-label network (loss binary_crossentropy) it lists instead every\n"
+    "label whose output is above the threshold, in label order, for example\n"
+    "  0 pair.png: labels 3 (0.970), 7 (0.880)\n"
+    "  1 other.png: no label above 0.5\n"
+    "\n"
     "Options:\n"
     "  --weights W   the trained weights (safetensors, PyTorch layout); required\n"
     "  --json        print one JSON object per image and line instead:\n"
     "                  {\"index\": I, \"class\": K, \"outputs\": [...]}\n"
     "                I counts images across all inputs from 0, K is the first\n"
     "                largest output, outputs are the final layer's values printed\n"
-    "                with enough digits to read back the same float32\n"
-    "  --top K       classes shown per image in plain output (default 3)\n"
+    "                with enough digits to read back the same float32; a\n"
+    "                multi-label network adds \"labels\": [...], the labels above\n"
+    "                the threshold in increasing order\n"
+    "  --top K       single-label networks: classes shown per image in plain\n"
+    "                output (default 3)\n"
+    "  --threshold T multi-label networks: the output value above which a label\n"
+    "                is listed (default 0.5); single-label networks ignore it\n"
     "  --backend B   auto, tcc or cc (default auto: cc when a C compiler is found)\n"
     "  --threads N   threads running the network, 1 to 256 (default: the number\n"
     "                of CPUs); results do not depend on it\n"
@@ -43,6 +57,7 @@ static const char help[] =
     "Examples:\n"
     "  cnngen predict examples/fashion.cnn --weights fashion.safetensors shirt.png\n"
     "  cnngen predict net.cnn --weights net.safetensors --json t10k-images-idx3-ubyte.gz\n"
+    "  cnngen predict pairs.cnn --weights pairs.safetensors --threshold 0.3 pair.pgm\n"
     "\n"
     "Exit status: 0 success; 1 a bad network, weights file, option or input\n"
     "(inputs that can be read are still run); 2 internal error.\n";
@@ -59,6 +74,7 @@ typedef struct Batch {
   int sub[BATCH];          /* its position in an IDX file, or -1 */
   long printed;            /* images printed so far: the next index */
   bool probabilities;      /* outputs are softmax or sigmoid */
+  bool multilabel;         /* binary cross-entropy: list labels above threshold */
   int *order;              /* [out_size]: classes to print, best first */
 } Batch;
 
@@ -77,6 +93,23 @@ static void top_classes(const float *y, int n, int *order, int k) {
   }
 }
 
+/* Multi-label plain output: every label above the threshold, in order. */
+static void print_labels(Batch *b, const float *y) {
+  double threshold = b->a->real[CLI_THRESHOLD];
+  int on = 0;
+  for (long j = 0; j < b->out_size; j++)
+    on += y[j] > threshold;
+  if (!on) {
+    printf(": no label above %g\n", threshold);
+    return;
+  }
+  printf(on == 1 ? ": label" : ": labels");
+  for (long j = 0, n = 0; j < b->out_size; j++)
+    if (y[j] > threshold)
+      printf("%s %ld (%.3f)", n++ ? "," : "", j, y[j]);
+  putchar('\n');
+}
+
 static void print_plain(Batch *b, int slot, const float *y) {
   int k = (int)(b->a->num[CLI_TOP] < b->out_size ? b->a->num[CLI_TOP] : b->out_size);
   int *order = b->order;
@@ -84,6 +117,10 @@ static void print_plain(Batch *b, int slot, const float *y) {
   printf("%ld %s", b->printed, b->file[slot]);
   if (b->sub[slot] >= 0)
     printf("[%d]", b->sub[slot]);
+  if (b->multilabel) {
+    print_labels(b, y);
+    return;
+  }
   for (int i = 0; i < k; i++) {
     float v = y[order[i]];
     if (i == 0)
@@ -104,7 +141,15 @@ static void print_json(Batch *b, const float *y) {
       fputs(", ", stdout);
     cli_print_float(stdout, y[j]);
   }
-  fputs("]}\n", stdout);
+  fputs("]", stdout);
+  if (b->multilabel) {
+    fputs(", \"labels\": [", stdout);
+    for (long j = 0, n = 0; j < b->out_size; j++)
+      if (y[j] > b->a->real[CLI_THRESHOLD])
+        printf("%s%ld", n++ ? ", " : "", j);
+    fputs("]", stdout);
+  }
+  fputs("}\n", stdout);
 }
 
 static void flush(Batch *b) {
@@ -197,6 +242,7 @@ static int run(const CliArgs *a) {
   b.out_size = shape_size(net->output);
   Act act = net_output_act(net);
   b.probabilities = act == ACT_SOFTMAX || act == ACT_SIGMOID;
+  b.multilabel = net->train.loss == LOSS_BCE;
   b.x = malloc(sizeof(float) * BATCH * (size_t)b.in_size);
   b.y = malloc(sizeof(float) * BATCH * (size_t)b.out_size);
   b.order = malloc(sizeof(int) * (size_t)b.out_size);
@@ -229,10 +275,10 @@ done:
 
 const Command cmd_predict = {
     .name = "predict",
-    .summary = "run a network on images and print the top classes",
+    .summary = "run a network on images and print the top classes (or labels)",
     .help = help,
-    .options =
-        OPT(CLI_WEIGHTS) | OPT(CLI_JSON) | OPT(CLI_TOP) | OPT(CLI_BACKEND) | OPT(CLI_THREADS),
+    .options = OPT(CLI_WEIGHTS) | OPT(CLI_JSON) | OPT(CLI_TOP) | OPT(CLI_THRESHOLD) |
+               OPT(CLI_BACKEND) | OPT(CLI_THREADS),
     .required = OPT(CLI_WEIGHTS),
     .min_args = 2,
     .max_args = -1,
