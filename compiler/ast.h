@@ -61,8 +61,13 @@ struct Stmt {
   const char *word; /* conv2d, train, loss, ... */
   const char *text; /* the source line, trimmed, without its comment */
   ArgList args;
-  Loc end; /* just after the last argument: where a missing one goes */
+  Loc end;     /* just after the last argument: where a missing one goes */
+  bool broken; /* its line had a syntax error (reported): the arguments are
+                  missing or not to be trusted; word is NULL if the line did
+                  not begin with one. A block: the line of its '{'. */
+  bool orphan; /* it follows a '{' lost on a broken line, not yet closed */
   bool block;
+  bool unclosed; /* block: its '}' is missing (reported), it ends with the file */
   Loc open_loc;  /* block: the '{' */
   StmtList body; /* block: the statements inside */
   Stmt *next;
@@ -75,7 +80,8 @@ static inline const char *ast_clip(char *buf, size_t size, const char *s) {
 }
 
 /* Parses src (parser.y). Reports syntax errors to d and returns their
-   number; out receives the statements that parsed. */
+   number; out receives the statements, broken ones included (empty if the
+   parser gave up). */
 int parse(Arena *a, const char *path, const char *src, size_t len, Diag *d, StmtList *out);
 
 #endif

@@ -10,8 +10,16 @@
  * into "expected a value after 'stride=', got end of line". `error NEWLINE`
  * resynchronizes at the end of the line, so one bad line costs one message;
  * an unclosed '{' is reported at the end of the file with a note pointing
- * back at it. The scanner (lexer.l) reports stray characters and malformed
- * numbers itself; the parser then keeps quiet about that line.
+ * back at it (the scanner then closes it). The scanner (lexer.l) reports
+ * stray characters and malformed numbers itself; the parser then keeps
+ * quiet about that line.
+ *
+ * Parsing always ends with a statement list, so that lower.c can go on to
+ * find the errors of meaning in the same run. A line with a syntax error
+ * still becomes a statement, marked `broken` (its word, if it began with
+ * one, and no arguments to trust): lower.c then knows that, say, a layer
+ * was meant there, and checks nothing that depends on it. Statements after
+ * a '{' that was lost on a broken line are marked `orphan`.
  */
 
 %code requires {
@@ -48,8 +56,18 @@ typedef struct ParseState {
   const char *last_word;
   int depth; /* '{' minus '}' seen by the scanner */
 
+  /* The first token of the line being read, and the '{' depth before it:
+     what a broken line was (a statement word, a '}'). */
+  int line_tok;
+  const char *line_word;
+  Loc line_loc;
+  int line_depth;
+
   int error_line; /* the last line that got a message: one per line */
   OpenBlock *open; /* blocks the parser is inside, innermost first */
+  int nopen;       /*   and how many */
+  int lost;        /* '{' dropped with broken top-level lines and not yet closed */
+  bool eof_closing; /* at the end of the file: unclosed blocks are being closed */
   StmtList stmts;
 } ParseState;
 }
@@ -77,7 +95,9 @@ static StmtList stmt_append(StmtList list, Stmt *s);
 static Stmt *stmt_new(ParseState *ps, const char *word, const Loc *loc, ArgList args,
                       const Loc *end);
 static Stmt *block_new(ParseState *ps, const char *word, const Loc *loc, ArgList args,
-                       StmtList body);
+                       StmtList body, bool broken);
+static Stmt *stmt_broken(ParseState *ps);
+static bool line_had_error(const ParseState *ps, const Loc *newline);
 static void block_open(ParseState *ps, const Loc *loc);
 static ArgList arg_append(ArgList list, Arg *a);
 static ArgList arg_pair(Arg *a, Arg *b);
@@ -101,6 +121,7 @@ static Arg *arg_list(ParseState *ps, ArgList items);
   ArgList args;
   Stmt *stmt;
   StmtList stmts;
+  bool flag;
 }
 
 %token <str> WORD NUMBER DIMS
@@ -109,6 +130,7 @@ static Arg *arg_list(ParseState *ps, ArgList items);
 %type <args> args list
 %type <stmt> stmt
 %type <stmts> stmts
+%type <flag> end
 
 %%
 
@@ -118,14 +140,14 @@ stmts : %empty                            { $$ = (StmtList){0}; }
       | stmts stmt                        { $$ = stmt_append($1, $2); }
       ;
 stmt  : WORD args NEWLINE                 { $$ = stmt_new(ps, $1, &@1, $2, &@3); }
-      | WORD args open end stmts '}' end  { $$ = block_new(ps, $1, &@1, $2, $5); }
-      | WORD args open '}' end            { $$ = block_new(ps, $1, &@1, $2, (StmtList){0}); }
-      | error NEWLINE                     { $$ = NULL; yyerrok; }
+      | WORD args open end stmts '}' end  { $$ = block_new(ps, $1, &@1, $2, $5, $4); }
+      | WORD args open '}' end            { $$ = block_new(ps, $1, &@1, $2, (StmtList){0}, $5); }
+      | error NEWLINE                     { $$ = stmt_broken(ps); yyerrok; }
       ;
 open  : '{'                               { block_open(ps, &@1); }
       ;
-end   : NEWLINE
-      | error NEWLINE                     { yyerrok; }
+end   : NEWLINE                           { $$ = line_had_error(ps, &@1); }
+      | error NEWLINE                     { $$ = true; yyerrok; }
       ;
 args  : %empty                            { $$ = (ArgList){0}; }
       | args arg                          { $$ = arg_append($1, $2); }
@@ -247,8 +269,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
     diag_error(ps->diag, loc, "'}' without a matching '{'");
     return 0;
   }
-  if (ps->tok == '}' && !ps->open)
+  if (ps->tok == '}' && !ps->open) {
+    ps->lost -= ps->lost > 0;
     return 0; /* its '{' was dropped with a line that already got a message */
+  }
   yysymbol_kind_t exp[YYNTOKENS];
   int n = yypcontext_expected_tokens(ctx, exp, YYNTOKENS);
   char seen[128], expected[256], context[96];
@@ -294,6 +318,12 @@ static const char *line_text(ParseState *ps, const Loc *loc) {
   return arena_strndup(ps->arena, p, (size_t)(q - p));
 }
 
+/* Whether the line that `newline` ends got a message (from the scanner:
+   the parser's own errors go through `error`). */
+static bool line_had_error(const ParseState *ps, const Loc *newline) {
+  return ps->error_line == newline->line;
+}
+
 /* stmt: WORD args NEWLINE */
 static Stmt *stmt_new(ParseState *ps, const char *word, const Loc *loc, ArgList args,
                       const Loc *end) {
@@ -303,6 +333,22 @@ static Stmt *stmt_new(ParseState *ps, const char *word, const Loc *loc, ArgList 
   s->text = line_text(ps, loc);
   s->args = args;
   s->end = *end;
+  s->broken = line_had_error(ps, end);
+  s->orphan = ps->lost > 0 && ps->nopen == 0;
+  return s;
+}
+
+/* stmt: error NEWLINE. The line as far as it is known: its first word (NULL
+   if it began otherwise), no arguments. A line that began with '}' closed
+   something and is no statement. */
+static Stmt *stmt_broken(ParseState *ps) {
+  if (ps->line_tok == '}')
+    return NULL;
+  Stmt *s = stmt_new(ps, ps->line_tok == WORD ? ps->line_word : NULL, &ps->line_loc,
+                     (ArgList){0}, &ps->after_last);
+  s->broken = true;
+  if (ps->nopen == 0 && ps->depth > ps->line_depth)
+    ps->lost += ps->depth - ps->line_depth; /* its '{' is gone: what follows is orphan */
   return s;
 }
 
@@ -312,15 +358,20 @@ static void block_open(ParseState *ps, const Loc *loc) {
   b->loc = *loc;
   b->up = ps->open;
   ps->open = b;
+  ps->nopen++;
 }
 
-/* stmt: WORD args open end stmts '}' end | WORD args open '}' end */
+/* stmt: WORD args open end stmts '}' end | WORD args open '}' end.
+   `broken`: the line of the '{' had an error (its end was dropped). */
 static Stmt *block_new(ParseState *ps, const char *word, const Loc *loc, ArgList args,
-                       StmtList body) {
+                       StmtList body, bool broken) {
   Loc open = ps->open->loc;
   ps->open = ps->open->up;
+  ps->nopen--;
   Stmt *s = stmt_new(ps, word, loc, args, &open);
+  s->broken = broken;
   s->block = true;
+  s->unclosed = ps->eof_closing;
   s->open_loc = open;
   s->body = body;
   return s;
@@ -423,7 +474,8 @@ int parse(Arena *a, const char *path, const char *src, size_t len, Diag *d, Stmt
     return 1;
   }
   YY_BUFFER_STATE buf = yy_scan_bytes(src, (int)len, scanner);
-  yyparse(scanner, &ps);
+  if (yyparse(scanner, &ps) != 0)
+    ps.stmts = (StmtList){0}; /* gave up (stack exhausted): nothing to lower */
   yy_delete_buffer(buf, scanner);
   yylex_destroy(scanner);
   *out = ps.stmts;
