@@ -25,11 +25,13 @@ typedef struct CompileOptions {
 
 /* Compiles the source text `src` of file `path`. Everything (the Net, its
    strings) lives in arena `a`. Errors go to `d`; returns NULL if any. */
-Net *compile(Arena *a, const char *path, const char *src, size_t len,
-             const CompileOptions *opt, Diag *d);
+Net *compile(Arena *a, const char *path, const char *src, size_t len, const CompileOptions *opt,
+             Diag *d);
 
 /* The passes, for tests and for compile(). Each returns the number of
-   errors it reported. */
+   errors it reported. lower() gives a Net (NULL only when parsing left
+   nothing to lower) even after errors, with what it could not read marked
+   for shape_check(), which then checks the rest without repeating them. */
 int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net **out);
 int shape_check(Net *net, Diag *d);
 void fuse(Net *net);

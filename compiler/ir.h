@@ -56,6 +56,9 @@ typedef struct Layer {
   Act act;          /* activation applied after the op; OP_ACT: the activation */
   Loc act_loc;      /* where the activation word was written (for errors) */
   Loc size_loc;     /* the kernel / window / unit count token (for errors) */
+  /* lower.c reported an error in this layer's values (or dropped its line):
+     shape.c gives it no shape and checks nothing after it. */
+  bool broken;
 
   union {
     struct {
@@ -121,11 +124,15 @@ typedef struct TrainConfig {
   int class_weight_count;
   Loc class_weights_loc;
   bool present; /* a train { } block was written */
+  /* lower.c reported an error that checking the loss against the output
+     would only repeat (a bad loss, the last activation). */
+  bool loss_unchecked;
 } TrainConfig;
 
 typedef struct Net {
   char name[64];    /* C identifier, prefix of every generated symbol */
   const char *file; /* source path */
+  /* 0x0x0 when lower.c could not read the input (and reported that). */
   Shape input;
   Loc input_loc;
   Layer *layers;

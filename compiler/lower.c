@@ -11,6 +11,13 @@
  * lowering goes on to the next argument and statement, so one run reports
  * all of them. Defaults (SPEC section 1) are set here; names conv1, dense2,
  * ... are given once all layers are known.
+ *
+ * The Net comes out even when there were errors, so that shape.c can check
+ * the rest in the same run; what went wrong is marked so that it checks
+ * nothing that would only repeat an error in other words: a layer with a
+ * bad value, an unknown word or a line with a syntax error becomes a layer
+ * marked `broken` (shapes stop there), an input that could not be read
+ * stays 0x0x0, and a bad loss or last activation sets `loss_unchecked`.
  */
 #include <errno.h>
 #include <math.h>
@@ -98,8 +105,10 @@ typedef struct Lower {
   Arena *a;
   Diag *d;
   Net *net;
-  Loc *name_loc; /* per layer: the name= value, or the layer's word */
-  bool *named;   /* per layer: name= was given */
+  Loc *name_loc;      /* per layer: the name= value, or the layer's word */
+  bool *named;        /* per layer: name= was given */
+  bool *bad_act;      /* per layer: its activation word was wrong */
+  const Stmt *broken; /* the last top-level statement with a syntax error */
   Loc train_loc, network_loc, first_layer;
   Loc setting_loc[SET_COUNT]; /* line 0: not set yet */
 } Lower;
@@ -295,7 +304,9 @@ static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *s
 static void layer_act(Lower *L, const Stmt *s, Layer *l, const Arg *a, int *words) {
   char buf[256], what[64];
   int act = word_lookup(act_words, ACT_COUNT, a->text);
+  bool *bad = &L->bad_act[l - L->net->layers]; /* the activation meant is not known */
   if (!syntax[l->op].act) {
+    *bad = true;
     if (act >= 0)
       diag_error(L->d, a->loc, "%s takes no activation; write '%s' on a line of its own", s->word,
                  act_words[act]);
@@ -311,6 +322,7 @@ static void layer_act(Lower *L, const Stmt *s, Layer *l, const Arg *a, int *word
   }
   bool bare = l->op == OP_ACT; /* `activation linear` would do nothing */
   if (act < 0 || (bare && act == ACT_LINEAR)) {
+    *bad = true;
     diag_error(L->d, a->loc, "unknown activation '%s' (expected one of: %s)",
                ast_clip(what, sizeof what, a->text),
                word_list(buf, sizeof buf, act_words, ACT_COUNT, ~0u, bare ? "linear" : NULL));
@@ -352,8 +364,9 @@ static void layer_positional(Lower *L, Layer *l, int i, const Arg *a) {
   }
 }
 
-/* A layer statement. `act` >= 0: the word itself was an activation (relu). */
-static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
+/* A new layer for statement s. `act` >= 0: the word itself was an
+   activation (relu). */
+static Layer *layer_new(Lower *L, const Stmt *s, OpKind op, int act) {
   Net *net = L->net;
   Layer *l = &net->layers[net->nlayers];
   L->name_loc[net->nlayers] = s->loc;
@@ -367,16 +380,23 @@ static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
   l->infer_out_offset = -1;
   if (op == OP_CONV2D)
     l->u.conv.stride = 1;
-  if (!seen(L->first_layer))
-    L->first_layer = s->loc;
+  return l;
+}
 
-  int npos = 0, words = act >= 0;
+/* The arguments of layer l. Errors about its activation or name= leave its
+   shape known; they are counted in *soft. */
+static void layer_args(Lower *L, const Stmt *s, Layer *l, int *soft) {
+  OpKind op = l->op;
+  int npos = 0, words = l->op == OP_ACT && l->act != ACT_LINEAR;
   int errors = L->d->errors;
   Loc options_seen[OPTION_COUNT] = {0};
   for (const Arg *a = s->args.head; a; a = a->next) {
     char buf[96];
+    int before = L->d->errors;
     if (a->kind == ARG_KEYVAL) {
       layer_option(L, s, l, a, options_seen);
+      if (word_lookup(option_words, OPTION_COUNT, a->text) == OPTION_NAME)
+        *soft += L->d->errors - before;
     } else if (a->kind == ARG_WORD && npos < syntax[op].npos &&
                word_lookup(act_words, ACT_COUNT, a->text) < 0) {
       diag_error(L->d, a->loc, "%s needs %s, got %s", s->word, syntax[op].pos_what[npos],
@@ -385,6 +405,7 @@ static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
       return;
     } else if (a->kind == ARG_WORD) {
       layer_act(L, s, l, a, &words);
+      *soft += L->d->errors - before;
     } else if (npos < syntax[op].npos) {
       layer_positional(L, l, npos++, a);
     } else {
@@ -395,6 +416,8 @@ static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
   }
   if (op == OP_ACT && words == 0) { /* `activation` without its word */
     diag_error(L->d, s->end, "activation needs a function: relu, sigmoid, tanh or softmax");
+    L->bad_act[l - L->net->layers] = true;
+    (*soft)++;
     return;
   }
   if (npos < syntax[op].npos) {
@@ -402,6 +425,7 @@ static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
       diag_error(L->d, s->end, "%s needs %s", s->word, syntax[op].pos_what[npos]);
       usage_note(L, s, op);
     }
+    l->broken = true; /* even when not reported again */
     return;
   }
   if ((op == OP_MAXPOOL || op == OP_AVGPOOL) && !seen(options_seen[OPTION_STRIDE])) {
@@ -412,6 +436,28 @@ static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
                  l->u.pool.kh, l->u.pool.kw);
     l->u.pool.stride = l->u.pool.kh;
   }
+}
+
+/* A layer statement. `act` >= 0: the word itself was an activation (relu). */
+static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
+  Layer *l = layer_new(L, s, op, act);
+  if (!seen(L->first_layer))
+    L->first_layer = s->loc;
+  int errors = L->d->errors, soft = 0;
+  layer_args(L, s, l, &soft);
+  l->broken |= L->d->errors - errors > soft;
+}
+
+/* A layer that cannot be read (a syntax error on its line, an unknown
+   word): it stands in the list so that shape.c checks nothing after it.
+   A known layer word keeps its kind (it counts for the names conv1, ...). */
+static void layer_broken(Lower *L, const Stmt *s) {
+  int op = s->word ? word_lookup(op_words, OP_COUNT, s->word) : -1;
+  int act = s->word ? word_lookup(act_words, ACT_COUNT, s->word) : -1;
+  Layer *l = layer_new(L, s, op >= 0 ? (OpKind)op : OP_ACT, op < 0 ? act : -1);
+  l->broken = true;
+  if ((op >= 0 || act > ACT_LINEAR) && !seen(L->first_layer))
+    L->first_layer = s->loc;
 }
 
 /* "unknown loss 'foo' (expected one of: ...)" for a word; "the loss must be
@@ -456,6 +502,7 @@ static const Arg *single_arg(Lower *L, const Stmt *s, Setting set) {
 }
 
 static void set_loss(Lower *L, const Stmt *s) {
+  L->net->train.loss_unchecked = true; /* until it is read */
   const Arg *a = single_arg(L, s, SET_LOSS);
   if (!a)
     return;
@@ -464,6 +511,7 @@ static void set_loss(Lower *L, const Stmt *s) {
     unknown_word(L, a, "loss", loss_words, LOSS_COUNT, ~0u);
     return;
   }
+  L->net->train.loss_unchecked = false;
   L->net->train.loss = (Loss)loss;
   L->net->train.loss_loc = a->loc;
 }
@@ -632,7 +680,9 @@ static void set_class_weights(Lower *L, const Stmt *s) {
     ok &= want_real(L, item, "a class weight", 0, false, HUGE_VAL, true, "a number >= 0", &w[i]);
     sum += w[i];
   }
-  if (ok && !(sum > 0)) {
+  if (!ok)
+    return; /* reported; their count is checked once they are right */
+  if (!(sum > 0)) {
     diag_error(L->d, a->loc, "class_weights are all 0: at least one must be positive");
     return;
   }
@@ -675,68 +725,107 @@ static void setting_hint(Lower *L, const Stmt *s) {
               s->word);
 }
 
-static void lower_train(Lower *L, const Stmt *s) {
+/* One line inside train { } (or after a train line whose '{' was lost). */
+static void lower_setting(Lower *L, const Stmt *st) {
   char buf[256], what[96];
   TrainConfig *t = &L->net->train;
-  if (seen(L->train_loc)) {
-    diag_error(L->d, s->loc, "a second train block; put every setting in one");
-    diag_note(L->d, L->train_loc, "the first train block is here");
+  if (st->broken) { /* reported; a loss that could not be read is not checked */
+    if (st->word && strcmp(st->word, "loss") == 0)
+      t->loss_unchecked = true;
     return;
+  }
+  int set = word_lookup(setting_words, SET_COUNT, st->word);
+  if (st->block) {
+    diag_error(L->d, st->open_loc, "blocks do not nest: '%s' takes no block",
+               ast_clip(what, sizeof what, st->word));
+    return;
+  }
+  if (set < 0) {
+    diag_error(L->d, st->loc, "unknown training setting '%s' (expected one of: %s)",
+               ast_clip(what, sizeof what, st->word),
+               word_list(buf, sizeof buf, setting_words, SET_COUNT, ~0u, NULL));
+    setting_hint(L, st);
+    case_hint(L, st->loc, st->word, setting_words, SET_COUNT);
+    return;
+  }
+  snprintf(what, sizeof what, "'%s'", setting_words[set]);
+  if (duplicate(L, &L->setting_loc[set], st->loc, what))
+    return;
+  switch ((Setting)set) {
+  case SET_LOSS:
+    set_loss(L, st);
+    break;
+  case SET_OPTIMIZER:
+    set_optimizer(L, st);
+    break;
+  case SET_BATCH:
+    set_count(L, st, SET_BATCH, &t->batch);
+    break;
+  case SET_EPOCHS:
+    set_count(L, st, SET_EPOCHS, &t->epochs);
+    break;
+  case SET_SEED:
+    set_seed(L, st);
+    break;
+  case SET_AUGMENT:
+    set_augment(L, st);
+    break;
+  case SET_CLASS_WEIGHTS:
+    set_class_weights(L, st);
+    break;
+  case SET_COUNT:
+    break;
+  }
+}
+
+/* The train statement itself; false if it is a second one (reported). A
+   broken line may have cut a setting off: the loss is then not checked. */
+static bool train_begin(Lower *L, const Stmt *s) {
+  TrainConfig *t = &L->net->train;
+  if (seen(L->train_loc)) {
+    if (!s->broken) {
+      diag_error(L->d, s->loc, "a second train block; put every setting in one");
+      diag_note(L->d, L->train_loc, "the first train block is here");
+    }
+    return false;
   }
   L->train_loc = s->loc;
   t->present = true;
   t->loss_loc = s->loc; /* the default loss is checked against the output here */
   t->optimizer_loc = s->loc;
-  if (s->args.head)
+  t->loss_unchecked |= s->broken;
+  return true;
+}
+
+static bool top_level_word(const char *word);
+static void lower_stmt(Lower *L, const Stmt *s);
+
+/* train { settings }. When the '}' is missing, the block probably ended
+   before its first line that is no setting: from there on the lines are
+   read as the top level's. */
+static void lower_train(Lower *L, const Stmt *s) {
+  char what[96];
+  bool first = train_begin(L, s);
+  if (first && s->args.head && !s->broken)
     diag_error(L->d, s->args.head->loc, "train takes no arguments, got %s",
                describe(what, sizeof what, s->args.head));
-  for (const Stmt *st = s->body.head; st; st = st->next) {
-    int set = word_lookup(setting_words, SET_COUNT, st->word);
-    if (st->block) {
-      diag_error(L->d, st->open_loc, "blocks do not nest: '%s' takes no block",
-                 ast_clip(what, sizeof what, st->word));
-      continue;
-    }
-    if (set < 0) {
-      diag_error(L->d, st->loc, "unknown training setting '%s' (expected one of: %s)",
-                 ast_clip(what, sizeof what, st->word),
-                 word_list(buf, sizeof buf, setting_words, SET_COUNT, ~0u, NULL));
-      setting_hint(L, st);
-      case_hint(L, st->loc, st->word, setting_words, SET_COUNT);
-      continue;
-    }
-    snprintf(what, sizeof what, "'%s'", setting_words[set]);
-    if (duplicate(L, &L->setting_loc[set], st->loc, what))
-      continue;
-    switch ((Setting)set) {
-    case SET_LOSS:
-      set_loss(L, st);
-      break;
-    case SET_OPTIMIZER:
-      set_optimizer(L, st);
-      break;
-    case SET_BATCH:
-      set_count(L, st, SET_BATCH, &t->batch);
-      break;
-    case SET_EPOCHS:
-      set_count(L, st, SET_EPOCHS, &t->epochs);
-      break;
-    case SET_SEED:
-      set_seed(L, st);
-      break;
-    case SET_AUGMENT:
-      set_augment(L, st);
-      break;
-    case SET_CLASS_WEIGHTS:
-      set_class_weights(L, st);
-      break;
-    case SET_COUNT:
-      break;
-    }
-  }
+  const Stmt *st = s->body.head;
+  for (; st && !(s->unclosed && st->word && top_level_word(st->word)); st = st->next)
+    if (first)
+      lower_setting(L, st);
+  for (; st; st = st->next)
+    lower_stmt(L, st);
 }
 
 /* ---- top level ---- */
+
+/* Statements in all, blocks' included: the most layers there can be. */
+static int count_stmts(const StmtList *list) {
+  int n = 0;
+  for (const Stmt *s = list->head; s; s = s->next)
+    n += 1 + count_stmts(&s->body);
+  return n;
+}
 
 static void lower_network(Lower *L, const Stmt *s) {
   char buf[96];
@@ -797,12 +886,52 @@ static void lower_input(Lower *L, const Stmt *s) {
   net->input = (Shape){(int)a->dims[0], (int)a->dims[1], (int)a->dims[2], false};
 }
 
+/* A top-level line with a syntax error (reported), as far as its first
+   word tells what was meant. An input that could not be read stays 0x0x0;
+   anything that may have been a layer becomes a broken one. */
+static void lower_broken(Lower *L, const Stmt *s) {
+  const char *w = s->word ? s->word : "";
+  L->broken = s;
+  if (strcmp(w, "network") == 0) {
+    if (!seen(L->network_loc))
+      L->network_loc = s->loc;
+  } else if (strcmp(w, "input") == 0) {
+    if (!seen(L->net->input_loc))
+      L->net->input_loc = s->loc;
+  } else if (strcmp(w, "train") == 0) {
+    train_begin(L, s);
+  } else if (word_lookup(setting_words, SET_COUNT, w) < 0) {
+    layer_broken(L, s);
+  }
+}
+
+/* Whether `word` starts a statement that may stand at the top level. */
+static bool top_level_word(const char *word) {
+  int act = word_lookup(act_words, ACT_COUNT, word);
+  return strcmp(word, "network") == 0 || strcmp(word, "input") == 0 ||
+         word_lookup(op_words, OP_COUNT, word) >= 0 || (act >= 0 && act != ACT_LINEAR);
+}
+
 static void lower_stmt(Lower *L, const Stmt *s) {
   char buf[512], what[96];
+  if (s->orphan) { /* after a '{' lost on a broken line: inside train, perhaps */
+    if (L->broken && L->broken->word && strcmp(L->broken->word, "train") == 0)
+      lower_setting(L, s);
+    return;
+  }
+  if (s->broken && !(s->block && strcmp(s->word, "train") == 0)) {
+    lower_broken(L, s);
+    return;
+  }
   if (s->block && strcmp(s->word, "train") != 0) {
     diag_error(L->d, s->open_loc, "only train takes a block, not '%s'",
                ast_clip(what, sizeof what, s->word));
-    return;
+    if (!top_level_word(s->word)) {
+      if (word_lookup(setting_words, SET_COUNT, s->word) < 0)
+        layer_broken(L, s); /* an unknown word: a layer was meant, perhaps */
+      return;
+    }
+    /* The statement itself may be right: check it too. */
   }
   if (strcmp(s->word, "train") == 0) {
     if (!s->block)
@@ -842,6 +971,7 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   case_hint(L, s->loc, s->word, statements, 3);
   case_hint(L, s->loc, s->word, op_words, OP_COUNT);
   case_hint(L, s->loc, s->word, act_words, ACT_COUNT);
+  layer_broken(L, s); /* a layer was meant, perhaps: nothing after it is checked */
 }
 
 /* ---- names ---- */
@@ -912,15 +1042,17 @@ int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net 
   int errors = d->errors;
   *out = NULL;
   StmtList stmts;
-  if (parse(a, path, src, len, d, &stmts) > 0)
-    return d->errors - errors;
+  if (parse(a, path, src, len, d, &stmts) > 0 && stmts.n == 0)
+    return d->errors - errors; /* nothing to look at but what was reported */
 
   Net *net = arena_alloc(a, sizeof *net);
   Lower L = {.a = a, .d = d, .net = net};
   net->file = path;
-  net->layers = arena_alloc(a, (size_t)stmts.n * sizeof *net->layers + 1);
-  L.name_loc = arena_alloc(a, (size_t)stmts.n * sizeof *L.name_loc + 1);
-  L.named = arena_alloc(a, (size_t)stmts.n * sizeof *L.named + 1);
+  size_t n = (size_t)count_stmts(&stmts);
+  net->layers = arena_alloc(a, n * sizeof *net->layers + 1);
+  L.name_loc = arena_alloc(a, n * sizeof *L.name_loc + 1);
+  L.named = arena_alloc(a, n * sizeof *L.named + 1);
+  L.bad_act = arena_alloc(a, n * sizeof *L.bad_act + 1);
   net->train = (TrainConfig){.loss = LOSS_SPARSE_CE,
                              .optimizer = OPT_ADAM,
                              .lr = 0.001,
@@ -943,12 +1075,11 @@ int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net 
                "no network here: expected 'input HxWxC' (e.g. 'input 28x28x1') and layers");
   else if (net->nlayers == 0 && d->errors == errors) /* else a layer was probably misspelt */
     diag_error(d, net->input_loc, "the network has no layers (e.g. 'dense 10 softmax')");
+  if (net->nlayers > 0 && L.bad_act[net->nlayers - 1])
+    net->train.loss_unchecked = true; /* the output's activation is not known */
   name_layers(&L);
   if (!net->name[0])
     default_name(net->name, sizeof net->name, path);
-
-  if (d->errors > errors)
-    return d->errors - errors;
   *out = net;
-  return 0;
+  return d->errors - errors;
 }

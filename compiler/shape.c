@@ -8,7 +8,10 @@
  *
  * Errors point at the token that caused them (the kernel size, the
  * activation word, the loss). A layer whose output cannot be computed
- * ends the walk; the checks that do not depend on shapes still run.
+ * ends the walk; the checks that do not depend on shapes still run. So
+ * does what lower.c could not read (and reported): an input of 0x0x0, a
+ * layer marked broken; and a loss marked unchecked is not checked, so that
+ * no error is repeated in other words.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -21,7 +24,8 @@
 typedef struct Check {
   Net *net;
   Diag *d;
-  const Layer *flat; /* the layer that made the tensor a vector */
+  const Layer *flat;  /* the layer that made the tensor a vector */
+  bool softmax_early; /* a softmax before the last layer was reported */
 } Check;
 
 /* conv2d, maxpool, ... on a vector. */
@@ -205,6 +209,7 @@ static void check_softmax(Check *c, bool shapes_known) {
     if (l->act != ACT_SOFTMAX)
       continue;
     if (i != net->nlayers - 1) {
+      c->softmax_early = true;
       diag_error(c->d, l->act_loc, "softmax must be the last layer, but line %d follows",
                  net->layers[i + 1].loc.line);
       diag_note(c->d, net->layers[i + 1].loc, "this layer comes after the softmax");
@@ -225,7 +230,9 @@ static void check_loss(Check *c) {
   const Layer *last = &net->layers[net->nlayers - 1];
   long outputs = shape_size(net->output);
   const char *loss = loss_words[t->loss];
-  if (t->loss == LOSS_SPARSE_CE || t->loss == LOSS_CE) {
+  if (t->loss_unchecked || c->softmax_early) {
+    /* reported already: the loss or last activation (lower.c), the softmax */
+  } else if (t->loss == LOSS_SPARSE_CE || t->loss == LOSS_CE) {
     if (last->act != ACT_SOFTMAX) {
       diag_error(c->d, t->loss_loc,
                  "%s needs a softmax output, but the network ends in %s (line "
@@ -258,7 +265,7 @@ int shape_check(Net *net, Diag *d) {
   char buf[64];
   Shape s = net->input;
   long params = 0, macs = 0;
-  bool known = true;
+  bool known = shape_size(s) > 0; /* else lower.c reported the input */
   if ((double)shape_size(s) > SIZE_LIMIT) {
     diag_error(d, net->input_loc, "the input %s is too large (more than %d values)",
                summary_shape(buf, sizeof buf, s), INT_MAX);
@@ -267,6 +274,10 @@ int shape_check(Net *net, Diag *d) {
   for (int i = 0; known && i < net->nlayers; i++) {
     Layer *l = &net->layers[i];
     l->in = s;
+    if (l->broken) {
+      known = false; /* reported by lower.c */
+      break;
+    }
     known = values_ok(&c, l) && layer_shape(&c, l);
     if (known && (double)shape_size(l->out) > SIZE_LIMIT) {
       diag_error(d, l->loc, "the output of this layer, %s, is too large (more than %d values)",
