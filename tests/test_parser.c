@@ -243,6 +243,76 @@ static void test_parser_one_message_per_line(void **state) {
   arena_free(&a);
 }
 
+/* A line with a syntax error is still a statement, marked broken, with the
+   word it began with; lines after a '{' lost on such a line are orphans. */
+static void test_parser_broken_lines_stay(void **state) {
+  (void)state;
+  Arena a = {0};
+  Diag d;
+  const char *src = "input 4x4x1 =\n" /* syntax error */
+                    "= 5\n"           /* no word */
+                    "conv2d 3 @ 3\n"  /* the scanner's error: arguments not to be trusted */
+                    "}\n"             /* a '}' line is no statement */
+                    "train = {\n"     /* the '{' goes with the line */
+                    "  loss mse\n"
+                    "}\n"
+                    "dense 2\n";
+  diag_init(&d, NULL, src, strlen(src));
+  StmtList list;
+  assert_int_equal(parse(&a, "t.cnn", src, strlen(src), &d, &list), 5);
+  assert_int_equal(list.n, 6);
+  const Stmt *s = list.head;
+  assert_true(s->broken);
+  assert_string_equal(s->word, "input");
+  assert_int_equal(s->loc.line, 1);
+  assert_int_equal(s->args.n, 0);
+  s = s->next;
+  assert_true(s->broken);
+  assert_null(s->word);
+  assert_int_equal(s->loc.line, 2);
+  s = s->next;
+  assert_true(s->broken);
+  assert_string_equal(s->word, "conv2d");
+  assert_int_equal(s->loc.line, 3);
+  s = s->next;
+  assert_true(s->broken && !s->orphan);
+  assert_string_equal(s->word, "train");
+  assert_int_equal(s->loc.line, 5);
+  s = s->next;
+  assert_true(s->orphan && !s->broken);
+  assert_string_equal(s->word, "loss");
+  s = s->next;
+  assert_true(!s->orphan && !s->broken); /* the '}' closed what was lost */
+  assert_string_equal(s->word, "dense");
+  arena_free(&a);
+}
+
+/* A block without its '}' is closed at the end of the file (one error),
+   so that its statements and those before it are still there. */
+static void test_parser_unclosed_block_ends_with_file(void **state) {
+  (void)state;
+  Arena a = {0};
+  Diag d;
+  const char *src = "input 4x4x1\ntrain {\n  loss mse\n  x {\n  y 1\n";
+  diag_init(&d, NULL, src, strlen(src));
+  StmtList list;
+  assert_int_equal(parse(&a, "t.cnn", src, strlen(src), &d, &list), 1);
+  assert_int_equal(list.n, 2);
+  const Stmt *train = list.tail;
+  assert_true(train->block && train->unclosed && !train->broken);
+  assert_int_equal(train->body.n, 2);
+  assert_true(train->body.tail->block && train->body.tail->unclosed);
+  assert_string_equal(train->body.tail->body.head->word, "y");
+  /* A closed block is not unclosed; junk after its '{' marks it broken. */
+  src = "train { 3\n  loss mse\n}\n";
+  diag_init(&d, NULL, src, strlen(src));
+  assert_int_equal(parse(&a, "t.cnn", src, strlen(src), &d, &list), 1);
+  assert_int_equal(list.n, 1);
+  assert_true(list.head->block && list.head->broken && !list.head->unclosed);
+  assert_int_equal(list.head->body.n, 1);
+  arena_free(&a);
+}
+
 /* ---- lowering ---- */
 
 static void test_lower_train_defaults(void **state) {
@@ -404,6 +474,49 @@ static void test_lower_layer_names(void **state) {
   arena_free(&a);
 }
 
+/* lower() gives a Net after errors too, marking what it could not read so
+   that shape_check() repeats none of it. */
+static void test_lower_marks_what_it_cannot_read(void **state) {
+  (void)state;
+  Arena a = {0};
+  Diag d;
+  const char *src = "input 8x8x1\n"
+                    "conv2d 0 3x3\n"        /* bad value: broken */
+                    "conv2d 2 3x3 rleu\n"   /* bad activation: the shape is still known */
+                    "conv2d 2 3x3 name=1\n" /* bad name: the same */
+                    "foo 3\n"               /* unknown word: broken */
+                    "dense 2 @\n"           /* syntax error: broken, still a dense */
+                    "train {\n"
+                    "  loss msee\n"
+                    "}\n";
+  diag_init(&d, NULL, src, strlen(src));
+  Net *net;
+  assert_int_equal(lower(&a, "t.cnn", src, strlen(src), &d, &net), 6);
+  assert_non_null(net);
+  assert_int_equal(net->nlayers, 5);
+  assert_true(net->layers[0].broken);
+  assert_false(net->layers[1].broken);
+  assert_false(net->layers[2].broken);
+  assert_true(net->layers[3].broken);
+  assert_true(net->layers[4].broken);
+  assert_int_equal(net->layers[4].op, OP_DENSE);
+  assert_string_equal(net->layers[4].name, "dense1");
+  assert_true(net->train.present && net->train.loss_unchecked);
+  /* An input that cannot be read stays 0x0x0. */
+  src = "input 28x28\nflatten\ndense 2 sofmax\ntrain {\n}\n";
+  diag_init(&d, NULL, src, strlen(src));
+  assert_int_equal(lower(&a, "t.cnn", src, strlen(src), &d, &net), 2);
+  assert_int_equal(shape_size(net->input), 0);
+  assert_false(net->layers[1].broken);
+  assert_true(net->train.loss_unchecked); /* the last activation is not known */
+  /* Nothing marked in a right file. */
+  src = "input 8x8x1\nflatten\ndense 2 softmax\ntrain {\n  loss mse\n}\n";
+  diag_init(&d, NULL, src, strlen(src));
+  assert_int_equal(lower(&a, "t.cnn", src, strlen(src), &d, &net), 0);
+  assert_false(net->layers[0].broken || net->layers[1].broken || net->train.loss_unchecked);
+  arena_free(&a);
+}
+
 static void test_lower_default_network_name(void **state) {
   (void)state;
   const char *paths[][2] = {{"nets/my-net.cnn", "my_net"},
@@ -459,6 +572,135 @@ static void test_diag_format(void **state) {
                            "f.cnn:1234567:1: error: past the end\n"
                            "<input>: error: nowhere\n");
   free(out);
+}
+
+/* Held messages come out in line and column order; only the first
+   max_errors are kept, then one "too many errors" line. */
+static void test_diag_hold_sorts_and_caps(void **state) {
+  (void)state;
+  const char *src = "a\nb\nc\nd\ne\n";
+  char *out;
+  size_t size;
+  FILE *mem = open_memstream(&out, &size);
+  Diag d;
+  diag_init(&d, mem, src, strlen(src));
+  d.max_errors = 3;
+  diag_hold(&d);
+  diag_error(&d, (Loc){"f", 4, 1, 1}, "four");
+  diag_note(&d, (Loc){"f", 1, 1, 1}, "of four");
+  diag_error(&d, (Loc){"f", 2, 1, 1}, "two");
+  diag_error(&d, (Loc){"f", 5, 1, 1}, "five"); /* pushed out by "one" below */
+  diag_note(&d, (Loc){"f", 5, 1, 1}, "of five");
+  diag_error(&d, (Loc){"f", 1, 1, 1}, "one");
+  diag_error(&d, (Loc){"f", 3, 1, 1}, "three");    /* pushes out "four" */
+  diag_error(&d, (Loc){"f", 4, 2, 1}, "not kept"); /* sorts after three others */
+  diag_note(&d, (Loc){"f", 4, 2, 1}, "nor its note");
+  fflush(mem);
+  assert_int_equal(size, 0); /* nothing yet */
+  diag_flush(&d);
+  fclose(mem);
+  assert_int_equal(d.errors, 6);
+  assert_string_equal(out, "f:1:1: error: one\n"
+                           "    1 | a\n"
+                           "      | ^\n"
+                           "f:2:1: error: two\n"
+                           "    2 | b\n"
+                           "      | ^\n"
+                           "f:3:1: error: three\n"
+                           "    3 | c\n"
+                           "      | ^\n"
+                           "f: error: too many errors; only the first 3 are shown\n");
+  free(out);
+
+  /* Same line: by column, then in the order they came; notes stay with
+     their error. After diag_flush, messages are printed at once again. */
+  mem = open_memstream(&out, &size);
+  diag_init(&d, mem, NULL, 0);
+  diag_hold(&d);
+  diag_error(&d, (Loc){"f", 2, 9, 1}, "second");
+  diag_note(&d, (Loc){"f", 1, 1, 1}, "its note");
+  diag_error(&d, (Loc){"f", 2, 3, 1}, "first");
+  diag_error(&d, (Loc){"f", 2, 9, 1}, "third");
+  diag_error(&d, (Loc){NULL, 0, 0, 0}, "the file");
+  diag_flush(&d);
+  diag_error(&d, (Loc){"f", 1, 1, 1}, "after");
+  fclose(mem);
+  assert_string_equal(out, "<input>: error: the file\n"
+                           "f:2:3: error: first\n"
+                           "f:2:9: error: second\n"
+                           "f:1:1: note: its note\n"
+                           "f:2:9: error: third\n"
+                           "f:1:1: error: after\n");
+  free(out);
+}
+
+/* Printed at once, the cap stops after max_errors errors too. */
+static void test_diag_cap_without_hold(void **state) {
+  (void)state;
+  char *out;
+  size_t size;
+  FILE *mem = open_memstream(&out, &size);
+  Diag d;
+  diag_init(&d, mem, NULL, 0);
+  assert_int_equal(d.max_errors, DIAG_MAX_ERRORS);
+  d.max_errors = 2;
+  for (int i = 1; i <= 4; i++) {
+    diag_error(&d, (Loc){"f", i, 1, 1}, "e%d", i);
+    diag_note(&d, (Loc){"f", i, 1, 1}, "n%d", i);
+  }
+  fclose(mem);
+  assert_int_equal(d.errors, 4);
+  assert_string_equal(out, "f:1:1: error: e1\n"
+                           "f:1:1: note: n1\n"
+                           "f:2:1: error: e2\n"
+                           "f:2:1: note: n2\n"
+                           "f: error: too many errors; only the first 2 are shown\n");
+  free(out);
+}
+
+/* compile(): every pass reports, in line order, at most 20 errors. */
+static void test_compile_reports_all_passes_in_line_order(void **state) {
+  (void)state;
+  Arena a = {0};
+  char *msgs;
+  int errors;
+  const char *src = "input 8x8x1\n"
+                    "conv2d 2 3x3 rleu\n" /* lower */
+                    "dense 4\n"           /* shape: needs a vector */
+                    "dense 2 = 3\n"       /* syntax */
+                    "train {\n"
+                    "  epochs 0\n" /* lower, train block */
+                    "}\n";
+  assert_null(compile_text(&a, "t.cnn", src, strlen(src), &msgs, &errors));
+  assert_int_equal(errors, 4);
+  const char *want[] = {"t.cnn:2:14: error: unknown activation 'rleu'",
+                        "t.cnn:3:1: error: dense needs a vector input but gets 6x6x2",
+                        "t.cnn:4:9: error: expected an argument",
+                        "t.cnn:6:10: error: the number of epochs must be at least 1"};
+  const char *at = msgs;
+  for (int i = 0; i < 4; i++) {
+    const char *p = strstr(at, want[i]);
+    if (!p)
+      fail_msg("expected \"%s\" after the previous message in:\n%s", want[i], msgs);
+    at = p + 1;
+  }
+  free(msgs);
+
+  /* 30 bad lines: the first 20 and one line more. */
+  char big[2048] = "input 4x4x1\nflatten\n";
+  for (int i = 0; i < 30; i++)
+    strcat(big, i % 2 ? "dense 0\n" : "dense 1 @\n");
+  assert_null(compile_text(&a, "t.cnn", big, strlen(big), &msgs, &errors));
+  assert_int_equal(errors, 30);
+  int shown = 0;
+  for (const char *p = msgs; (p = strstr(p, "t.cnn:")) != NULL; p++)
+    shown += p[6] >= '0' && p[6] <= '9';
+  assert_int_equal(shown, 20);
+  assert_contains(msgs, "t.cnn:22:");
+  assert_null(strstr(msgs, "t.cnn:23:"));
+  assert_contains(msgs, "\nt.cnn: error: too many errors; only the first 20 are shown\n");
+  free(msgs);
+  arena_free(&a);
 }
 
 /* ---- robustness ---- */
@@ -582,12 +824,18 @@ int main(void) {
       cmocka_unit_test(test_parser_numbers_and_dims),
       cmocka_unit_test(test_parser_last_line_without_newline),
       cmocka_unit_test(test_parser_one_message_per_line),
+      cmocka_unit_test(test_parser_broken_lines_stay),
+      cmocka_unit_test(test_parser_unclosed_block_ends_with_file),
       cmocka_unit_test(test_lower_train_defaults),
       cmocka_unit_test(test_lower_train_settings),
       cmocka_unit_test(test_lower_layer_fields),
       cmocka_unit_test(test_lower_layer_names),
+      cmocka_unit_test(test_lower_marks_what_it_cannot_read),
       cmocka_unit_test(test_lower_default_network_name),
       cmocka_unit_test(test_diag_format),
+      cmocka_unit_test(test_diag_hold_sorts_and_caps),
+      cmocka_unit_test(test_diag_cap_without_hold),
+      cmocka_unit_test(test_compile_reports_all_passes_in_line_order),
       cmocka_unit_test(test_parser_survives_garbage),
       cmocka_unit_test(test_parser_long_lines_and_deep_nesting),
   };

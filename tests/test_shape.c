@@ -464,6 +464,41 @@ static void test_shape_bad_values_in_ir(void **state) {
   arena_free(&a);
 }
 
+/* What lower.c marked as reported is not reported again in other words:
+   nothing after a broken layer, nothing on an unknown input, no loss check
+   when the loss is unchecked (but the class weights still are). */
+static void test_shape_skips_what_lower_reported(void **state) {
+  (void)state;
+  Arena a = {0};
+  /* Two shape errors (dense on an image, softmax not last) and a loss that
+     does not fit, class_weights of the wrong count. */
+  const char *src = "input 8x8x1\nconv2d 2 3x3\ndense 3 softmax\nrelu\n"
+                    "train {\n  loss binary_crossentropy\n  class_weights 1,2\n}\n";
+  Diag d;
+  diag_init(&d, NULL, src, strlen(src));
+  Net *net;
+  assert_int_equal(lower(&a, "t.cnn", src, strlen(src), &d, &net), 0);
+  Net copy = *net;
+  assert_int_equal(shape_check(&copy, &d), 3); /* dense, softmax, class_weights */
+  /* The softmax placement needs no shapes; the loss is then not checked
+     against the last activation (the same mistake). */
+  copy = *net;
+  copy.layers[1].broken = true; /* the dense layer */
+  assert_int_equal(shape_check(&copy, &d), 1);
+  copy.layers[1].broken = false;
+  copy.input = (Shape){0, 0, 0, false};
+  assert_int_equal(shape_check(&copy, &d), 1);
+  /* Without the misplaced softmax: the loss, then unchecked. */
+  src = "input 8x8x1\nflatten\ndense 3 softmax\n"
+        "train {\n  loss binary_crossentropy\n  class_weights 1,2\n}\n";
+  diag_init(&d, NULL, src, strlen(src));
+  assert_int_equal(lower(&a, "t.cnn", src, strlen(src), &d, &net), 0);
+  assert_int_equal(shape_check(net, &d), 2); /* the loss, class_weights */
+  net->train.loss_unchecked = true;
+  assert_int_equal(shape_check(net, &d), 1); /* class_weights */
+  arena_free(&a);
+}
+
 /* ---- what people read ---- */
 
 static void test_shape_summary_table(void **state) {
@@ -531,6 +566,7 @@ int main(void) {
       cmocka_unit_test(test_shape_loss_rules),
       cmocka_unit_test(test_shape_size_limits),
       cmocka_unit_test(test_shape_bad_values_in_ir),
+      cmocka_unit_test(test_shape_skips_what_lower_reported),
       cmocka_unit_test(test_shape_summary_table),
       cmocka_unit_test(test_shape_dump_ir_after_each_pass),
   };
