@@ -1,8 +1,9 @@
 /*
  * test_cli.c: the command line. Option parsing is tested through
- * cli_parse(); the commands by running the binary ($CNNGEN, set by
- * tests/run-all; default build/cnngen) on files written to a temporary
- * directory, checking exit statuses, the files left behind and the output.
+ * cli_parse(); the commands by running the binary (testutil.h's tu_run:
+ * $CNNGEN, set by tests/run-all; default build/cnngen) on files written to
+ * its temporary directory, checking exit statuses, the files left behind
+ * and the output.
  * The eval data sets are tiny, so their numbers are worked out by hand in
  * the comments.
  */
@@ -19,74 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "idx.h"
 #include "safetensors.h"
+#include "testutil.h"
 
-static char tmp[64];       /* the test's directory */
-static const char *cnngen; /* the binary, as an absolute path */
-static char out_text[1 << 20], err_text[1 << 16];
-
-/* ---- helpers ---- */
-
-static char *path(const char *name) {
-  static char buf[8][256];
-  static int next;
-  char *p = buf[next++ % 8];
-  snprintf(p, 256, "%s/%s", tmp, name);
-  return p;
-}
-
-static void write_text(const char *name, const char *text) {
-  FILE *f = fopen(path(name), "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
-
-static size_t read_into(const char *file, char *buf, size_t cap) {
-  FILE *f = fopen(file, "rb");
-  if (!f) {
-    buf[0] = '\0';
-    return 0;
-  }
-  size_t n = fread(buf, 1, cap - 1, f);
-  buf[n] = '\0';
-  fclose(f);
-  return n;
-}
-
-static bool exists(const char *name) {
-  struct stat st;
-  return stat(path(name), &st) == 0;
-}
-
-/* Runs `cnngen ARGS` (a shell word list) inside the temporary directory;
-   returns the exit status, with stdout and stderr in out_text, err_text. */
-static int run(const char *fmt, ...) {
-  char args[2048], cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "cd %s && %s %s >%s/.out 2>%s/.err", tmp, cnngen, args, tmp, tmp);
-  int rc = system(cmd);
-  read_into(path(".out"), out_text, sizeof out_text);
-  read_into(path(".err"), err_text, sizeof err_text);
-  /* Under SAN=1 a report must fail the test, whatever the exit status. */
-  if (strstr(err_text, "Sanitizer") || strstr(err_text, "runtime error:"))
-    fail_msg("cnngen %s:\n%s", args, err_text);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-}
-
-#define assert_contains(hay, needle)                                                               \
-  do {                                                                                             \
-    if (!strstr(hay, needle))                                                                      \
-      fail_msg("expected to find \"%s\" in:\n%s", needle, hay);                                    \
-  } while (0)
+/* ---- helpers (files and runs: testutil.h) ---- */
 
 /* A 1x1x1 input, one dense layer of two outputs: the outputs are worked out
    by hand from the weights. */
@@ -94,7 +35,7 @@ static void write_tiny_net(const char *name, const char *act, const char *loss) 
   char text[512];
   snprintf(text, sizeof text,
            "network tiny\ninput 1x1x1\nflatten\ndense 2 %s\ntrain {\n  loss %s\n}\n", act, loss);
-  write_text(name, text);
+  tu_write_text(name, text);
 }
 
 static void write_tiny_weights(const char *name, float w0, float w1, float b0, float b1) {
@@ -103,7 +44,7 @@ static void write_tiny_weights(const char *name, float w0, float w1, float b0, f
   StEntry t[2] = {{"dense1.weight", 2, {2, 1}, w}, {"dense1.bias", 1, {2}, b}};
   const char *meta[] = {"format", "cnngen", "network", "tiny", NULL};
   Err e = {0};
-  if (st_write(path(name), t, 2, meta, &e) < 0)
+  if (st_write(tu_path(name), t, 2, meta, &e) < 0)
     fail_msg("%s", e.msg);
 }
 
@@ -111,18 +52,18 @@ static void write_tiny_weights(const char *name, float w0, float w1, float b0, f
    (k = 0: class indices; k > 0: rows). */
 static void write_data(const char *dir, const uint8_t *pixels, int n, const uint8_t *labels, int k,
                        int h) {
-  mkdir(path(dir), 0777);
+  mkdir(tu_path(dir), 0777);
   char p[512];
   Err e = {0};
   uint8_t *data = calloc((size_t)n * h * h, 1);
   for (int i = 0; i < n; i++)
     data[(long)i * h * h] = pixels[i];
   IdxImages im = {n, h, h, 1, data};
-  snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", path(dir));
+  snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", tu_path(dir));
   if (idx_write_images(p, &im, &e) < 0)
     fail_msg("%s", e.msg);
   IdxLabels lb = {n, k, (uint8_t *)labels};
-  snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", path(dir));
+  snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", tu_path(dir));
   if (idx_write_labels(p, &lb, &e) < 0)
     fail_msg("%s", e.msg);
   free(data);
@@ -244,43 +185,44 @@ static const char good_net[] = "network small\n"
 
 static void test_cli_exit_statuses(void **state) {
   (void)state;
-  write_text("good.cnn", good_net);
-  write_text("bad.cnn", "network bad\ninput 6x6x1\ndense 3 softmax\n");
-  assert_int_equal(run("check good.cnn"), 0);
-  assert_contains(out_text, "conv2d");
-  assert_int_equal(run("check bad.cnn"), 1);
-  assert_contains(err_text, "bad.cnn:3:");
-  assert_int_equal(run("check missing.cnn"), 1);
-  assert_contains(err_text, "cnngen: error: missing.cnn");
-  assert_int_equal(run(""), 1);
-  assert_int_equal(run("--version"), 0);
-  assert_contains(out_text, "cnngen " CNNGEN_VERSION);
+  tu_write_text("good.cnn", good_net);
+  tu_write_text("bad.cnn", "network bad\ninput 6x6x1\ndense 3 softmax\n");
+  assert_int_equal(tu_run("check good.cnn"), 0);
+  assert_contains(tu_out, "conv2d");
+  assert_int_equal(tu_run("check bad.cnn"), 1);
+  assert_contains(tu_err, "bad.cnn:3:");
+  assert_int_equal(tu_run("check missing.cnn"), 1);
+  assert_contains(tu_err, "cnngen: error: missing.cnn");
+  assert_int_equal(tu_run("%s", ""), 1); /* no arguments */
+  assert_int_equal(tu_run("--version"), 0);
+  assert_contains(tu_out, "cnngen " CNNGEN_VERSION);
   /* A system compiler that fails on the generated C is cnngen's fault: 2. */
   write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
   write_tiny_weights("tiny.safetensors", 0, 1, 0, 0);
-  write_text("white.pgm", "P2\n1 1\n255\n255\n");
+  tu_write_text("white.pgm", "P2\n1 1\n255\n255\n");
   setenv("CC", "false", 1);
-  setenv("XDG_CACHE_HOME", tmp, 1);
-  int status = run("predict tiny.cnn --weights tiny.safetensors --backend cc white.pgm");
+  setenv("XDG_CACHE_HOME", tu_tmp, 1);
+  int status = tu_run("predict tiny.cnn --weights tiny.safetensors --backend cc white.pgm");
   unsetenv("CC");
   unsetenv("XDG_CACHE_HOME");
   assert_int_equal(status, 2);
-  assert_contains(err_text, "cnngen: error: ");
-  assert_int_equal(run("predict tiny.cnn --weights tiny.safetensors --backend tcc white.pgm"), 0);
+  assert_contains(tu_err, "cnngen: error: ");
+  assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors --backend tcc white.pgm"),
+                   0);
 }
 
 static void test_cli_unknown_words_get_hints(void **state) {
   (void)state;
-  assert_int_equal(run("chek good.cnn"), 1);
-  assert_contains(err_text, "unknown command 'chek' (did you mean 'check'?)");
-  assert_int_equal(run("frobnicate"), 1);
-  assert_contains(err_text, "unknown command 'frobnicate'");
-  assert_int_equal(run("predict good.cnn --wieghts w.st x.png"), 1);
-  assert_contains(err_text, "did you mean '--weights'?");
-  assert_int_equal(run("check good.cnn --json"), 1);
-  assert_contains(err_text, "--json is not an option of check");
-  assert_int_equal(run("eval good.cnn --weights w --threads 0"), 1);
-  assert_contains(err_text, "--threads needs a whole number from 1 to 256");
+  assert_int_equal(tu_run("chek good.cnn"), 1);
+  assert_contains(tu_err, "unknown command 'chek' (did you mean 'check'?)");
+  assert_int_equal(tu_run("frobnicate"), 1);
+  assert_contains(tu_err, "unknown command 'frobnicate'");
+  assert_int_equal(tu_run("predict good.cnn --wieghts w.st x.png"), 1);
+  assert_contains(tu_err, "did you mean '--weights'?");
+  assert_int_equal(tu_run("check good.cnn --json"), 1);
+  assert_contains(tu_err, "--json is not an option of check");
+  assert_int_equal(tu_run("eval good.cnn --weights w --threads 0"), 1);
+  assert_contains(tu_err, "--threads needs a whole number from 1 to 256");
 }
 
 static void test_cli_help_for_every_command(void **state) {
@@ -290,89 +232,83 @@ static void test_cli_help_for_every_command(void **state) {
       COMMANDS(X_NAME)
 #undef X_NAME
   };
-  assert_int_equal(run("--help"), 0);
-  char *overview = strdup(out_text);
-  assert_int_equal(run("help"), 0);
-  assert_string_equal(out_text, overview);
+  assert_int_equal(tu_run("--help"), 0);
+  char *overview = strdup(tu_out);
+  assert_int_equal(tu_run("help"), 0);
+  assert_string_equal(tu_out, overview);
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     char want[64];
     snprintf(want, sizeof want, "\n  %s ", names[i]);
     assert_contains(overview, want);
-    assert_int_equal(run("help %s", names[i]), 0);
-    char *page = strdup(out_text);
+    assert_int_equal(tu_run("help %s", names[i]), 0);
+    char *page = strdup(tu_out);
     assert_contains(page, "usage: cnngen");
     assert_contains(page, "Exit status");
     assert_contains(page, "Example");
-    assert_int_equal(run("%s --help", names[i]), 0);
-    assert_string_equal(out_text, page);
+    assert_int_equal(tu_run("%s --help", names[i]), 0);
+    assert_string_equal(tu_out, page);
     free(page);
   }
   free(overview);
-  assert_int_equal(run("help nosuch"), 1);
+  assert_int_equal(tu_run("help nosuch"), 1);
 }
 
 static void test_cli_compile_writes_source_and_header(void **state) {
   (void)state;
-  write_text("good.cnn", good_net);
-  mkdir(path("out"), 0777);
-  assert_int_equal(run("good.cnn -o out/small.c"), 0);
-  assert_true(exists("out/small.c"));
-  assert_true(exists("out/small.h"));
+  tu_write_text("good.cnn", good_net);
+  mkdir(tu_path("out"), 0777);
+  assert_int_equal(tu_run("good.cnn -o out/small.c"), 0);
+  assert_true(tu_exists("out/small.c"));
+  assert_true(tu_exists("out/small.h"));
   static char text[1 << 20];
-  read_into(path("out/small.c"), text, sizeof text);
+  tu_read_file(tu_path("out/small.c"), text, sizeof text);
   assert_contains(text, "#include \"small.h\"");
-  read_into(path("out/small.h"), text, sizeof text);
+  tu_read_file(tu_path("out/small.h"), text, sizeof text);
   assert_contains(text, "small_infer");
 
   /* Without -o: the .cnn's base name with .c, in the current directory. */
-  assert_int_equal(run("compile ./good.cnn"), 0);
-  assert_true(exists("good.c"));
-  assert_true(exists("good.h"));
+  assert_int_equal(tu_run("compile ./good.cnn"), 0);
+  assert_true(tu_exists("good.c"));
+  assert_true(tu_exists("good.h"));
 
   /* '-o -': one translation unit on standard output, no header file. */
-  assert_int_equal(run("good.cnn -o -"), 0);
-  assert_contains(out_text, "small_infer");
-  assert_null(strstr(out_text, "#include \"small.h\""));
-  assert_false(exists("-"));
+  assert_int_equal(tu_run("good.cnn -o -"), 0);
+  assert_contains(tu_out, "small_infer");
+  assert_null(strstr(tu_out, "#include \"small.h\""));
+  assert_false(tu_exists("-"));
 
   /* The generated pair compiles on its own. */
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "cc -std=c99 -Wall -Wextra -pedantic -Werror -c %s -o %s",
-           path("out/small.c"), path("out/small.o"));
-  assert_int_equal(system(cmd), 0);
+  if (tu_shell("cc -std=c99 -Wall -Wextra -pedantic -Werror -c out/small.c -o out/small.o") != 0)
+    fail_msg("the generated C does not compile:\n%s", tu_err);
 }
 
 static void test_cli_compile_error_writes_nothing(void **state) {
   (void)state;
-  write_text("bad.cnn", "network bad\ninput 6x6x1\ndense 3 softmax\n");
-  assert_int_equal(run("bad.cnn -o fresh.c"), 1);
-  assert_false(exists("fresh.c"));
-  assert_false(exists("fresh.h"));
+  tu_write_text("bad.cnn", "network bad\ninput 6x6x1\ndense 3 softmax\n");
+  assert_int_equal(tu_run("bad.cnn -o fresh.c"), 1);
+  assert_false(tu_exists("fresh.c"));
+  assert_false(tu_exists("fresh.h"));
 
   /* An older output stays as it was. */
-  write_text("old.c", "/* old */\n");
-  write_text("old.h", "/* old header */\n");
-  assert_int_equal(run("bad.cnn -o old.c"), 1);
+  tu_write_text("old.c", "/* old */\n");
+  tu_write_text("old.h", "/* old header */\n");
+  assert_int_equal(tu_run("bad.cnn -o old.c"), 1);
   char text[64];
-  read_into(path("old.c"), text, sizeof text);
+  tu_read_file(tu_path("old.c"), text, sizeof text);
   assert_string_equal(text, "/* old */\n");
-  read_into(path("old.h"), text, sizeof text);
+  tu_read_file(tu_path("old.h"), text, sizeof text);
   assert_string_equal(text, "/* old header */\n");
 
   /* Weights that do not fit: nothing either. */
-  write_text("good.cnn", good_net);
+  tu_write_text("good.cnn", good_net);
   write_tiny_weights("tiny.safetensors", 1, 1, 0, 0);
-  assert_int_equal(run("good.cnn --weights tiny.safetensors -o baked.c"), 1);
-  assert_contains(err_text, "tiny.safetensors");
-  assert_false(exists("baked.c"));
-  assert_false(exists("baked.h"));
+  assert_int_equal(tu_run("good.cnn --weights tiny.safetensors -o baked.c"), 1);
+  assert_contains(tu_err, "tiny.safetensors");
+  assert_false(tu_exists("baked.c"));
+  assert_false(tu_exists("baked.h"));
   /* No temporaries left behind either. */
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "ls -A %s | grep -v -e '^\\.out$' -e '^\\.err$' >%s/.ls", tmp, tmp);
-  assert_int_equal(system(cmd), 0);
-  static char listing[4096];
-  read_into(path(".ls"), listing, sizeof listing);
-  assert_null(strstr(listing, "tmp"));
+  assert_int_equal(tu_shell("ls -A"), 0);
+  assert_null(strstr(tu_out, "tmp"));
 }
 
 /* Every line one object {"index", "class", "outputs"}, the class the first
@@ -418,29 +354,29 @@ static void test_cli_predict_json_on_golden_cases(void **state) {
     char expected[800];
     snprintf(expected, sizeof expected, "%s/expected_outputs.jsonl", dir);
     static char want[1 << 20];
-    read_into(expected, want, sizeof want);
+    tu_read_file(expected, want, sizeof want);
     cJSON *first = cJSON_ParseWithLength(want, strcspn(want, "\n"));
     int outputs = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(first, "outputs"));
     cJSON_Delete(first);
 
     /* Two threads, and the image file given twice: indices keep counting. */
-    assert_int_equal(run("predict %s/net.cnn --weights %s/init.safetensors --json --threads 2 "
-                         "%s %s",
-                         dir, dir, images, images),
+    assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --threads 2 "
+                            "%s %s",
+                            dir, dir, images, images),
                      0);
-    check_predict_json(out_text, 2 * n, outputs);
+    check_predict_json(tu_out, 2 * n, outputs);
 
     /* Both backends and any thread count agree. */
-    assert_int_equal(run("predict %s/net.cnn --weights %s/init.safetensors --json --backend tcc "
-                         "--threads 1 %s",
-                         dir, dir, images),
+    assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --backend tcc "
+                            "--threads 1 %s",
+                            dir, dir, images),
                      0);
-    char *tcc_out = strdup(out_text);
-    assert_int_equal(run("predict %s/net.cnn --weights %s/init.safetensors --json --backend cc "
-                         "--threads 3 %s",
-                         dir, dir, images),
+    char *tcc_out = strdup(tu_out);
+    assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --backend cc "
+                            "--threads 3 %s",
+                            dir, dir, images),
                      0);
-    const char *a = tcc_out, *b = out_text;
+    const char *a = tcc_out, *b = tu_out;
     for (int line = 0; line < n; line++) {
       cJSON *x = cJSON_ParseWithLength(a, strcspn(a, "\n"));
       cJSON *y = cJSON_ParseWithLength(b, strcspn(b, "\n"));
@@ -468,16 +404,16 @@ static void test_cli_predict_checks_image_size(void **state) {
   /* Softmax of (0, ln 3 * x): a white pixel gives p = (0.25, 0.75). */
   write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
   write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
-  write_text("white.pgm", "P2\n1 1\n255\n255\n");
-  write_text("big.pgm", "P2\n2 3\n255\n1 2\n3 4\n5 6\n");
-  assert_int_equal(run("predict tiny.cnn --weights tiny.safetensors white.pgm"), 0);
-  assert_contains(out_text, "0 white.pgm: class 1 (p=0.750), next 0 (0.250)");
-  assert_int_equal(run("predict tiny.cnn --weights tiny.safetensors big.pgm white.pgm"), 1);
-  assert_contains(err_text, "big.pgm: image is 3x2, the network tiny.cnn takes 1x1");
+  tu_write_text("white.pgm", "P2\n1 1\n255\n255\n");
+  tu_write_text("big.pgm", "P2\n2 3\n255\n1 2\n3 4\n5 6\n");
+  assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors white.pgm"), 0);
+  assert_contains(tu_out, "0 white.pgm: class 1 (p=0.750), next 0 (0.250)");
+  assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors big.pgm white.pgm"), 1);
+  assert_contains(tu_err, "big.pgm: image is 3x2, the network tiny.cnn takes 1x1");
   /* The good input is still run, and counted from 0. */
-  assert_contains(out_text, "0 white.pgm: class 1");
-  assert_int_equal(run("predict tiny.cnn --weights tiny.safetensors nothere.png"), 1);
-  assert_contains(err_text, "nothere.png");
+  assert_contains(tu_out, "0 white.pgm: class 1");
+  assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors nothere.png"), 1);
+  assert_contains(tu_err, "nothere.png");
 }
 
 static void test_cli_eval_single_label_by_hand(void **state) {
@@ -496,8 +432,8 @@ static void test_cli_eval_single_label_by_hand(void **state) {
   write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
   const uint8_t pixels[] = {0, 0, 255, 255, 255}, labels[] = {0, 1, 1, 1, 0};
   write_data("single", pixels, 5, labels, 0, 1);
-  assert_int_equal(run("eval tiny.cnn --weights tiny.safetensors --data single --json"), 0);
-  cJSON *o = cJSON_Parse(out_text);
+  assert_int_equal(tu_run("eval tiny.cnn --weights tiny.safetensors --data single --json"), 0);
+  cJSON *o = cJSON_Parse(tu_out);
   assert_non_null(o);
   assert_near(json_number(o, "accuracy"), 0.6);
   assert_near(json_number(o, "loss"), (8 * log(2) - 2 * log(3)) / 5);
@@ -515,14 +451,14 @@ static void test_cli_eval_single_label_by_hand(void **state) {
   cJSON_Delete(o);
 
   /* The plain report says the same. */
-  assert_int_equal(run("eval tiny.cnn --weights tiny.safetensors --data single --threads 2"), 0);
-  assert_contains(out_text, "accuracy      0.6000  (3 of 5)");
-  assert_contains(out_text, "confusion matrix");
+  assert_int_equal(tu_run("eval tiny.cnn --weights tiny.safetensors --data single --threads 2"), 0);
+  assert_contains(tu_out, "accuracy      0.6000  (3 of 5)");
+  assert_contains(tu_out, "confusion matrix");
 
   /* Categorical CE takes the same labels as one-hot rows: same loss. */
   write_tiny_net("tiny_ce.cnn", "softmax", "categorical_crossentropy");
-  assert_int_equal(run("eval tiny_ce.cnn --weights tiny.safetensors --data single --json"), 0);
-  o = cJSON_Parse(out_text);
+  assert_int_equal(tu_run("eval tiny_ce.cnn --weights tiny.safetensors --data single --json"), 0);
+  o = cJSON_Parse(tu_out);
   assert_non_null(o);
   assert_near(json_number(o, "loss"), (8 * log(2) - 2 * log(3)) / 5);
   cJSON_Delete(o);
@@ -544,8 +480,8 @@ static void test_cli_eval_multi_label_by_hand(void **state) {
   write_tiny_weights("multi.safetensors", logf(3), 0, 0, logf(3));
   const uint8_t pixels[] = {0, 255, 255, 0}, rows[] = {0, 1, 1, 0, 1, 1, 1, 1};
   write_data("multi", pixels, 4, rows, 2, 1);
-  assert_int_equal(run("eval multi.cnn --weights multi.safetensors --data multi --json"), 0);
-  cJSON *o = cJSON_Parse(out_text);
+  assert_int_equal(tu_run("eval multi.cnn --weights multi.safetensors --data multi --json"), 0);
+  cJSON *o = cJSON_Parse(tu_out);
   assert_non_null(o);
   assert_near(json_number(o, "loss"), (14 * log(2) - 5 * log(3)) / 8);
   assert_near(json_at(o, "per_label", 0, "precision"), 1.0);
@@ -559,8 +495,8 @@ static void test_cli_eval_multi_label_by_hand(void **state) {
 
   /* Above 0.8 nothing is on: no label right where a 1 is wanted. */
   assert_int_equal(
-      run("eval multi.cnn --weights multi.safetensors --data multi --json --threshold 0.8"), 0);
-  o = cJSON_Parse(out_text);
+      tu_run("eval multi.cnn --weights multi.safetensors --data multi --json --threshold 0.8"), 0);
+  o = cJSON_Parse(tu_out);
   assert_non_null(o);
   assert_near(json_number(o, "exact_match"), 0.0);
   assert_near(json_number(o, "micro_f1"), 0.0);
@@ -574,25 +510,25 @@ static void test_cli_eval_refuses_data_that_does_not_fit(void **state) {
   const uint8_t pixels[] = {0, 255}, rows[] = {0, 1, 1, 0}, big[] = {0, 5};
   /* Rows for a sparse loss. */
   write_data("rows", pixels, 2, rows, 2, 1);
-  assert_int_equal(run("eval tiny.cnn --weights tiny.safetensors --data rows"), 1);
-  assert_contains(err_text, "sparse_categorical_crossentropy");
+  assert_int_equal(tu_run("eval tiny.cnn --weights tiny.safetensors --data rows"), 1);
+  assert_contains(tu_err, "sparse_categorical_crossentropy");
   /* A class the network does not have. */
   write_data("big", pixels, 2, big, 0, 1);
-  assert_int_equal(run("eval tiny.cnn --weights tiny.safetensors --data big"), 1);
-  assert_contains(err_text, "label 5");
+  assert_int_equal(tu_run("eval tiny.cnn --weights tiny.safetensors --data big"), 1);
+  assert_contains(tu_err, "label 5");
   /* Images of another size. */
   const uint8_t labels[] = {0, 1};
   write_data("wide", pixels, 2, labels, 0, 2);
-  assert_int_equal(run("eval tiny.cnn --weights tiny.safetensors --data wide"), 1);
-  assert_contains(err_text, "2x2x1");
-  assert_contains(err_text, "1x1x1");
+  assert_int_equal(tu_run("eval tiny.cnn --weights tiny.safetensors --data wide"), 1);
+  assert_contains(tu_err, "2x2x1");
+  assert_contains(tu_err, "1x1x1");
   /* No data there at all. */
-  assert_int_equal(run("eval tiny.cnn --weights tiny.safetensors --data nowhere"), 1);
-  assert_contains(err_text, "nowhere");
+  assert_int_equal(tu_run("eval tiny.cnn --weights tiny.safetensors --data nowhere"), 1);
+  assert_contains(tu_err, "nowhere");
   /* Weights for another network. */
-  write_text("good.cnn", good_net);
-  assert_int_equal(run("predict good.cnn --weights tiny.safetensors white.pgm"), 1);
-  assert_contains(err_text, "tiny.safetensors");
+  tu_write_text("good.cnn", good_net);
+  assert_int_equal(tu_run("predict good.cnn --weights tiny.safetensors white.pgm"), 1);
+  assert_contains(tu_err, "tiny.safetensors");
 }
 
 /* SPEC section 3: the PyTorch-trained weights give PyTorch's test numbers,
@@ -611,39 +547,15 @@ static void test_cli_eval_reproduces_pytorch(void **state) {
   st_free(&f);
   char cwd[512];
   assert_non_null(getcwd(cwd, sizeof cwd));
-  assert_int_equal(run("eval %s/examples/fashion.cnn --weights %s/%s --json", cwd, cwd, weights),
+  assert_int_equal(tu_run("eval %s/examples/fashion.cnn --weights %s/%s --json", cwd, cwd, weights),
                    0);
-  cJSON *o = cJSON_Parse(out_text);
+  cJSON *o = cJSON_Parse(tu_out);
   assert_non_null(o);
   double accuracy = json_number(o, "accuracy"), loss = json_number(o, "loss");
   if (!(fabs(accuracy - want_accuracy) < 0.5e-4 && fabs(loss - want_loss) <= 0.5e-6))
     fail_msg("accuracy %.6f and loss %.7f; PyTorch: %.4f and %.6f", accuracy, loss, want_accuracy,
              want_loss);
   cJSON_Delete(o);
-}
-
-static int setup(void **state) {
-  (void)state;
-  snprintf(tmp, sizeof tmp, "/tmp/cnngen-test-cli-XXXXXX");
-  if (!mkdtemp(tmp))
-    return -1;
-  static char bin[1024];
-  const char *env = getenv("CNNGEN");
-  char cwd[512];
-  if (!getcwd(cwd, sizeof cwd))
-    return -1;
-  snprintf(bin, sizeof bin, "%s/%s", cwd, env && *env ? env : "build/cnngen");
-  if (env && env[0] == '/')
-    snprintf(bin, sizeof bin, "%s", env);
-  cnngen = bin;
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-  return system(cmd) == 0 ? 0 : -1;
 }
 
 int main(void) {
@@ -663,5 +575,5 @@ int main(void) {
       cmocka_unit_test(test_cli_eval_refuses_data_that_does_not_fit),
       cmocka_unit_test(test_cli_eval_reproduces_pytorch),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }
