@@ -312,15 +312,17 @@ static void test_cli_compile_error_writes_nothing(void **state) {
 }
 
 /* Every line one object {"index", "class", "outputs"}, the class the first
-   largest output. Numbers are golden-check's business. */
-static void check_predict_json(const char *text, int images, int outputs) {
+   largest output; a multi-label network adds "labels", the outputs above
+   0.5 (the default --threshold) in increasing order. Numbers are
+   golden-check's business. */
+static void check_predict_json(const char *text, int images, int outputs, bool multilabel) {
   int lines = 0;
   for (const char *line = text; *line; lines++) {
     const char *end = strchr(line, '\n');
     assert_non_null(end);
     cJSON *o = cJSON_ParseWithLength(line, (size_t)(end - line));
     assert_non_null(o);
-    assert_int_equal(cJSON_GetArraySize(o), 3);
+    assert_int_equal(cJSON_GetArraySize(o), multilabel ? 4 : 3);
     assert_int_equal((int)json_number(o, "index"), lines);
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(o, "outputs");
     assert_int_equal(cJSON_GetArraySize(out), outputs);
@@ -329,6 +331,18 @@ static void check_predict_json(const char *text, int images, int outputs) {
       if (cJSON_GetArrayItem(out, j)->valuedouble > cJSON_GetArrayItem(out, best)->valuedouble)
         best = j;
     assert_int_equal((int)json_number(o, "class"), best);
+    if (multilabel) {
+      const cJSON *labels = cJSON_GetObjectItemCaseSensitive(o, "labels");
+      assert_true(cJSON_IsArray(labels));
+      int n = 0;
+      for (int j = 0; j < outputs; j++)
+        if (cJSON_GetArrayItem(out, j)->valuedouble > 0.5) {
+          const cJSON *label = cJSON_GetArrayItem(labels, n++);
+          assert_non_null(label);
+          assert_int_equal(label->valueint, j);
+        }
+      assert_int_equal(cJSON_GetArraySize(labels), n);
+    }
     cJSON_Delete(o);
     line = end + 1;
   }
@@ -364,7 +378,7 @@ static void test_cli_predict_json_on_golden_cases(void **state) {
                             "%s %s",
                             dir, dir, images, images),
                      0);
-    check_predict_json(tu_out, 2 * n, outputs);
+    check_predict_json(tu_out, 2 * n, outputs, strcmp(cases[i], "multilabel_bce") == 0);
 
     /* Both backends and any thread count agree. */
     assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --backend tcc "
