@@ -30,15 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../compiler/compile.h"
 #include "../compiler/emit.h"
 #include "../compiler/emitter.h"
 #include "idx.h"
 #include "safetensors.h"
-
-static char tmp[64]; /* the test's directory */
+#include "testutil.h"
 
 /* ---- networks ---- */
 
@@ -153,9 +151,7 @@ static const Compiler compilers[] = {
 enum { NCOMPILERS = sizeof compilers / sizeof compilers[0] };
 
 static bool have(const char *prog) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", prog);
-  return system(cmd) == 0;
+  return tu_shell("command -v %s", prog) == 0;
 }
 
 static Net *compile_net(Arena *a, const char *src) {
@@ -178,33 +174,25 @@ static char *emit_text(const Net *net, const EmitOptions *opt, bool header, size
   return text;
 }
 
-static void write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  assert_int_equal(fclose(f), 0);
-}
-
 /* Writes NAME.h, NAME.c and a glue file reporting the struct sizes into
-   tmp/tag/, builds them with compiler k into a shared object and loads it. */
+   TAG/ of the test directory, builds them with compiler k into a shared
+   object and loads it. */
 static void build(const Net *net, const EmitOptions *opt, int k, const char *tag, Built *b) {
   const char *n = net->name;
-  char dir[256], path[512], cmd[2048];
-  snprintf(dir, sizeof dir, "%s/%s", tmp, tag);
-  snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
-  assert_int_equal(system(cmd), 0);
+  char path[512];
+  assert_int_equal(tu_shell("mkdir -p %s", tag), 0);
   char header_name[96];
   snprintf(header_name, sizeof header_name, "%s.h", n);
   EmitOptions o = *opt;
   o.header_name = header_name;
   size_t len;
   char *text = emit_text(net, &o, true, &len);
-  snprintf(path, sizeof path, "%s/%s.h", dir, n);
-  write_file(path, text);
+  snprintf(path, sizeof path, "%s/%s.h", tag, n);
+  tu_write_text(path, text);
   free(text);
   text = emit_text(net, &o, false, &len);
-  snprintf(path, sizeof path, "%s/%s.c", dir, n);
-  write_file(path, text);
+  snprintf(path, sizeof path, "%s/%s.c", tag, n);
+  tu_write_text(path, text);
   free(text);
   char glue[512];
   snprintf(glue, sizeof glue,
@@ -212,17 +200,15 @@ static void build(const Net *net, const EmitOptions *opt, int k, const char *tag
            "size_t t_model_bytes(void) { return sizeof(%s_model); }\n"
            "size_t t_work_bytes(void) { return sizeof(%s_work); }\n",
            n, n, n);
-  snprintf(path, sizeof path, "%s/glue.c", dir);
-  write_file(path, glue);
-  snprintf(cmd, sizeof cmd,
-           "cd %s && %s -fPIC -shared -o lib.so %s.c glue.c -lm > build.log 2>&1 || "
-           "{ cat build.log; exit 1; }",
-           dir, compilers[k].cmd, n);
-  if (system(cmd) != 0)
-    fail_msg("%s: %s does not build the generated C (see above)", tag, compilers[k].name);
-  snprintf(path, sizeof path, "%s/lib.so", dir);
+  snprintf(path, sizeof path, "%s/glue.c", tag);
+  tu_write_text(path, glue);
+  if (tu_shell("cd %s && %s -fPIC -shared -o lib.so %s.c glue.c -lm", tag, compilers[k].cmd, n) !=
+      0)
+    fail_msg("%s: %s does not build the generated C:\n%s%s", tag, compilers[k].name, tu_out,
+             tu_err);
+  snprintf(path, sizeof path, "%s/lib.so", tag);
   memset(b, 0, sizeof *b);
-  b->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  b->so = dlopen(tu_path(path), RTLD_NOW | RTLD_LOCAL);
   if (!b->so)
     fail_msg("dlopen %s: %s", path, dlerror());
   char name[160];
@@ -602,15 +588,14 @@ static void test_emit_single_translation_unit(void **state) {
       char *text = emit_text(net, &opt, false, &len), *h = emit_text(net, &opt, true, &hlen);
       assert_true(len > hlen);
       assert_memory_equal(text, h, hlen);
-      char path[256], cmd[1024];
-      snprintf(path, sizeof path, "%s/tu-%d-%d", tmp, c, training);
-      char c_path[300];
-      snprintf(c_path, sizeof c_path, "%s.c", path);
-      write_file(c_path, text);
-      snprintf(cmd, sizeof cmd, "gcc -std=c99 -Wall -Wextra -pedantic -Werror -c -o %s.o %s.c",
-               path, path);
-      if (system(cmd) != 0)
-        fail_msg("%s (training %d): the inlined source does not compile", net->name, training);
+      char name[64];
+      snprintf(name, sizeof name, "tu-%d-%d", c, training);
+      char c_name[80];
+      snprintf(c_name, sizeof c_name, "%s.c", name);
+      tu_write_text(c_name, text);
+      if (tu_shell("gcc -std=c99 -Wall -Wextra -pedantic -Werror -c -o %s.o %s.c", name, name) != 0)
+        fail_msg("%s (training %d): the inlined source does not compile:\n%s", net->name, training,
+                 tu_err);
       free(text), free(h);
     }
     arena_free(&a);
@@ -982,19 +967,6 @@ static void test_emit_baked_special_values(void **state) {
   arena_free(&a);
 }
 
-static int setup(void **state) {
-  (void)state;
-  strcpy(tmp, "/tmp/cnngen-test-emit-XXXXXX");
-  return mkdtemp(tmp) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_emitter_indents_and_quotes),
@@ -1010,5 +982,5 @@ int main(void) {
       cmocka_unit_test(test_emit_init_is_seeded_glorot),
       cmocka_unit_test(test_emit_golden_seed_fashion),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }
