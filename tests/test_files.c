@@ -13,7 +13,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <glob.h>
 #include <math.h>
 #include <png.h>
@@ -32,21 +31,13 @@
 #include "io.h"
 #include "ir.h"
 #include "safetensors.h"
+#include "testutil.h"
 
-static char tmpdir[64];
+/* ---- helpers (the directory and its paths: testutil.h) ---- */
 
-/* ---- helpers ---- */
-
-static const char *tpath(const char *name) {
-  static char bufs[8][512];
-  static int next;
-  char *b = bufs[next++ % 8];
-  snprintf(b, 512, "%s/%s", tmpdir, name);
-  return b;
-}
-
+/* Binary data as NAME in the test directory; returns its path. */
 static const char *write_file(const char *name, const void *data, size_t len) {
-  const char *p = tpath(name);
+  const char *p = tu_path(name);
   FILE *f = fopen(p, "wb");
   assert_non_null(f);
   assert_int_equal(fwrite(data, 1, len, f), len);
@@ -58,7 +49,7 @@ static const char *write_file(const char *name, const void *data, size_t len) {
 #define READ_BAD(name, lit, what) read_bad(name, lit, sizeof lit - 1, what)
 
 static const char *write_gz(const char *name, const void *data, size_t len) {
-  const char *p = tpath(name);
+  const char *p = tu_path(name);
   gzFile g = gzopen(p, "wb");
   assert_non_null(g);
   assert_int_equal(gzwrite(g, data, (unsigned)len), (int)len);
@@ -91,7 +82,7 @@ static void check_err(const Err *e, const char *path, const char *what) {
     fail_msg("message lacks '%s': %s", what, e->msg);
 }
 
-/* Number of entries in tmpdir/sub whose name starts with '.' (temporaries). */
+/* Number of entries in dir whose name starts with '.' (temporaries). */
 static int hidden_files(const char *dir) {
   DIR *d = opendir(dir);
   assert_non_null(d);
@@ -123,24 +114,6 @@ static size_t make_idx(unsigned char *buf, int type, int rank, const uint32_t *d
   for (size_t i = 0; i < datalen; i++)
     buf[h + i] = (unsigned char)(i * 7 + 1);
   return h + datalen;
-}
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(p);
-}
-
-static int setup_dir(void **state) {
-  (void)state;
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/cnngen-test-files-XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state) {
-  (void)state;
-  return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- io ---- */
@@ -230,16 +203,16 @@ static void test_io_read_missing_and_directory(void **state) {
   (void)state;
   Err e = {0};
   size_t n;
-  const char *p = tpath("no-such-file");
+  const char *p = tu_path("no-such-file");
   assert_null(io_read_file(p, &n, &e));
   check_err(&e, p, "cannot open: No such file or directory");
-  assert_null(io_read_file(tmpdir, &n, &e));
-  check_err(&e, tmpdir, "is a directory");
+  assert_null(io_read_file(tu_tmp, &n, &e));
+  check_err(&e, tu_tmp, "is a directory");
 }
 
 static void test_io_atomic_write_replaces(void **state) {
   (void)state;
-  mkdir(tpath("aw"), 0755);
+  mkdir(tu_path("aw"), 0755);
   const char *p = WRITE_LIT("aw/target", "old contents");
   Err e = {0};
   assert_int_equal(io_write_atomic(p, "new", 3, &e), 0);
@@ -248,15 +221,15 @@ static void test_io_atomic_write_replaces(void **state) {
   assert_int_equal(n, 3);
   assert_memory_equal(b, "new", 3);
   free(b);
-  assert_int_equal(hidden_files(tpath("aw")), 0);
+  assert_int_equal(hidden_files(tu_path("aw")), 0);
   /* A relative name writes in the current directory. */
   char cwd[4096];
   assert_non_null(getcwd(cwd, sizeof cwd));
-  assert_int_equal(chdir(tpath("aw")), 0);
+  assert_int_equal(chdir(tu_path("aw")), 0);
   assert_int_equal(io_write_atomic("rel", "x", 1, &e), 0);
   assert_int_equal(chdir(cwd), 0);
   struct stat st;
-  assert_int_equal(stat(tpath("aw/rel"), &st), 0);
+  assert_int_equal(stat(tu_path("aw/rel"), &st), 0);
   assert_int_equal(st.st_size, 1);
   mode_t mask = umask(0);
   umask(mask);
@@ -275,7 +248,7 @@ static void check_untouched(const char *p, const char *dir) {
 /* A write that fails half way (file size limit) leaves the target as it was. */
 static void test_io_atomic_write_failure_leaves_target(void **state) {
   (void)state;
-  mkdir(tpath("fail"), 0755);
+  mkdir(tu_path("fail"), 0755);
   const char *p = WRITE_LIT("fail/target", "old contents");
   static unsigned char big[1 << 20];
   struct rlimit old, lim;
@@ -290,23 +263,23 @@ static void test_io_atomic_write_failure_leaves_target(void **state) {
   signal(SIGXFSZ, prev);
   assert_int_equal(rc, -1);
   check_err(&e, p, "File too large (the file is unchanged)");
-  check_untouched(p, tpath("fail"));
+  check_untouched(p, tu_path("fail"));
 
   /* A target that is a directory: rename fails, the temporary goes. */
-  mkdir(tpath("fail/adir"), 0755);
-  assert_int_equal(io_write_atomic(tpath("fail/adir"), "x", 1, &e), -1);
-  check_err(&e, tpath("fail/adir"), "cannot rename the temporary file over it");
-  assert_int_equal(hidden_files(tpath("fail")), 0);
+  mkdir(tu_path("fail/adir"), 0755);
+  assert_int_equal(io_write_atomic(tu_path("fail/adir"), "x", 1, &e), -1);
+  check_err(&e, tu_path("fail/adir"), "cannot rename the temporary file over it");
+  assert_int_equal(hidden_files(tu_path("fail")), 0);
 
   /* Abort: nothing happens. */
   AtomicFile af;
   assert_int_equal(atomic_open(&af, p, &e), 0);
   fputs("partial", af.f);
   atomic_abort(&af);
-  check_untouched(p, tpath("fail"));
+  check_untouched(p, tu_path("fail"));
 
   /* A directory that does not exist. */
-  const char *q = tpath("no-dir/target");
+  const char *q = tu_path("no-dir/target");
   assert_int_equal(io_write_atomic(q, "x", 1, &e), -1);
   check_err(&e, q, "cannot create a temporary file in");
 }
@@ -315,10 +288,10 @@ static void test_io_atomic_write_failure_leaves_target(void **state) {
    do not stop us, so the check runs in a child that drops to `nobody`. */
 static void test_io_atomic_write_unwritable_dir(void **state) {
   (void)state;
-  mkdir(tpath("ro"), 0755);
+  mkdir(tu_path("ro"), 0755);
   const char *p = WRITE_LIT("ro/target", "old contents");
-  assert_int_equal(chmod(tpath("ro"), 0555), 0);
-  assert_int_equal(chmod(tmpdir, 0755), 0);
+  assert_int_equal(chmod(tu_path("ro"), 0555), 0);
+  assert_int_equal(chmod(tu_tmp, 0755), 0);
   Err e = {0};
   int rc;
   if (geteuid() != 0) {
@@ -343,20 +316,20 @@ static void test_io_atomic_write_unwritable_dir(void **state) {
     assert_true(WIFEXITED(status));
     if (WEXITSTATUS(status) == 3) { /* no CAP_SETUID here: cannot test as root */
       close(fds[0]);
-      chmod(tpath("ro"), 0755);
-      chmod(tmpdir, 0700);
+      chmod(tu_path("ro"), 0755);
+      chmod(tu_tmp, 0700);
       skip();
     }
     assert_int_equal(read(fds[0], &e, sizeof e), (ssize_t)sizeof e);
     close(fds[0]);
     rc = WEXITSTATUS(status) == 0 ? -1 : 0;
   }
-  chmod(tpath("ro"), 0755);
-  chmod(tmpdir, 0700);
+  chmod(tu_path("ro"), 0755);
+  chmod(tu_tmp, 0700);
   assert_int_equal(rc, -1);
   check_err(&e, p, "cannot create a temporary file in");
   check_err(&e, p, "Permission denied");
-  check_untouched(p, tpath("ro"));
+  check_untouched(p, tu_path("ro"));
 }
 
 /* ---- idx ---- */
@@ -503,7 +476,7 @@ static void test_idx_write_read_round_trip(void **state) {
     px[i] = (unsigned char)(i * 13);
   IdxImages im = {2, 3, 2, 2, px}, back;
   Err e = {0};
-  const char *p = tpath("rt-images");
+  const char *p = tu_path("rt-images");
   assert_int_equal(idx_write_images(p, &im, &e), 0);
   assert_int_equal(idx_read_images(p, &back, &e), 0);
   assert_int_equal(back.n, 2);
@@ -514,7 +487,7 @@ static void test_idx_write_read_round_trip(void **state) {
   idx_images_free(&back);
   unsigned char rows[6] = {0, 1, 1, 1, 0, 0};
   IdxLabels lb = {2, 3, rows}, lback;
-  p = tpath("rt-labels");
+  p = tu_path("rt-labels");
   assert_int_equal(idx_write_labels(p, &lb, &e), 0);
   assert_int_equal(idx_read_labels(p, &lback, &e), 0);
   assert_int_equal(lback.n, 2);
@@ -526,7 +499,7 @@ static void test_idx_write_read_round_trip(void **state) {
 static void test_idx_load_split_finds_files(void **state) {
   (void)state;
   unsigned char buf[256] = {0};
-  mkdir(tpath("split"), 0755);
+  mkdir(tu_path("split"), 0755);
   uint32_t d4[4] = {3, 2, 2, 3}, d2[2] = {3, 2};
   write_file("split/train-images-idx4-ubyte", buf, make_idx(buf, 8, 4, d4, 36));
   size_t n = make_idx(buf, 8, 2, d2, 0);
@@ -535,7 +508,7 @@ static void test_idx_load_split_finds_files(void **state) {
   IdxImages im;
   IdxLabels lb;
   Err e = {0};
-  assert_int_equal(idx_load_split(tpath("split"), "train", &im, &lb, &e), 0);
+  assert_int_equal(idx_load_split(tu_path("split"), "train", &im, &lb, &e), 0);
   assert_int_equal(im.n, 3);
   assert_int_equal(im.c, 3);
   assert_int_equal(lb.n, 3);
@@ -544,14 +517,14 @@ static void test_idx_load_split_finds_files(void **state) {
   idx_labels_free(&lb);
 
   /* Nothing for t10k. */
-  assert_int_equal(idx_load_split(tpath("split"), "t10k", &im, &lb, &e), -1);
-  check_err(&e, tpath("split"),
+  assert_int_equal(idx_load_split(tu_path("split"), "t10k", &im, &lb, &e), -1);
+  check_err(&e, tu_path("split"),
             "no t10k images: looked for t10k-images-idx3-ubyte[.gz] or "
             "t10k-images-idx4-ubyte[.gz]");
   uint32_t d3[3] = {4, 2, 2};
   write_file("split/t10k-images-idx3-ubyte", buf, make_idx(buf, 8, 3, d3, 16));
-  assert_int_equal(idx_load_split(tpath("split"), "t10k", &im, &lb, &e), -1);
-  check_err(&e, tpath("split"),
+  assert_int_equal(idx_load_split(tu_path("split"), "t10k", &im, &lb, &e), -1);
+  check_err(&e, tu_path("split"),
             "no t10k labels: looked for t10k-labels-idx1-ubyte[.gz] or "
             "t10k-labels-idx2-ubyte[.gz]");
   assert_null(im.data);
@@ -559,8 +532,8 @@ static void test_idx_load_split_finds_files(void **state) {
   /* Counts that disagree. */
   uint32_t d1[1] = {5};
   write_file("split/t10k-labels-idx1-ubyte", buf, make_idx(buf, 8, 1, d1, 5));
-  assert_int_equal(idx_load_split(tpath("split"), "t10k", &im, &lb, &e), -1);
-  check_err(&e, tpath("split"),
+  assert_int_equal(idx_load_split(tu_path("split"), "t10k", &im, &lb, &e), -1);
+  check_err(&e, tu_path("split"),
             "t10k-images-idx3-ubyte has 4 images but "
             "t10k-labels-idx1-ubyte has 5 labels");
   assert_null(im.data);
@@ -568,11 +541,11 @@ static void test_idx_load_split_finds_files(void **state) {
 
   /* A broken file inside: the message names that file. */
   write_file("split/t10k-labels-idx1-ubyte", buf, 7);
-  assert_int_equal(idx_load_split(tpath("split"), "t10k", &im, &lb, &e), -1);
-  check_err(&e, tpath("split/t10k-labels-idx1-ubyte"), "truncated IDX header");
+  assert_int_equal(idx_load_split(tu_path("split"), "t10k", &im, &lb, &e), -1);
+  check_err(&e, tu_path("split/t10k-labels-idx1-ubyte"), "truncated IDX header");
 
-  assert_int_equal(idx_load_split(tpath("nodir"), "train", &im, &lb, &e), -1);
-  check_err(&e, tpath("nodir"), "cannot open data directory: No such file or directory");
+  assert_int_equal(idx_load_split(tu_path("nodir"), "train", &im, &lb, &e), -1);
+  check_err(&e, tu_path("nodir"), "cannot open data directory: No such file or directory");
 }
 
 static void test_idx_golden_data(void **state) {
@@ -721,7 +694,7 @@ static void test_st_malformed_headers(void **state) {
   /* A truncated copy of a good file. */
   float v[4] = {1, 2, 3, 4};
   StEntry t = {"w", 1, {4}, v};
-  p = tpath("good.st");
+  p = tu_path("good.st");
   assert_int_equal(st_write(p, &t, 1, NULL, &e), 0);
   size_t n;
   unsigned char *g = slurp(p, &n);
@@ -741,7 +714,7 @@ static void test_st_write_read_round_trip_bit_exact(void **state) {
   StEntry t[3] = {
       {"layer.weight", 2, {2, 3}, a}, {"layer.bias", 1, {2}, b}, {"quote\"name\\", 0, {0}, b}};
   const char *meta[] = {"format", "cnngen", "network", "net\n1", NULL};
-  const char *p = tpath("rt.safetensors");
+  const char *p = tu_path("rt.safetensors");
   Err e = {0};
   assert_int_equal(st_write(p, t, 3, meta, &e), 0);
   size_t n;
@@ -780,11 +753,11 @@ static void test_st_write_read_round_trip_bit_exact(void **state) {
   /* Caller mistakes are refused as internal errors. */
   StEntry dup[2] = {{"x", 1, {2}, b}, {"x", 1, {2}, b}};
   Err e2 = {0};
-  assert_int_equal(st_write(tpath("dup-write.st"), dup, 2, NULL, &e2), -1);
+  assert_int_equal(st_write(tu_path("dup-write.st"), dup, 2, NULL, &e2), -1);
   assert_int_equal(e2.internal, 1);
-  check_err(&e2, tpath("dup-write.st"), "cannot write tensor 'x' twice");
+  check_err(&e2, tu_path("dup-write.st"), "cannot write tensor 'x' twice");
   struct stat st;
-  assert_int_equal(stat(tpath("dup-write.st"), &st), -1);
+  assert_int_equal(stat(tu_path("dup-write.st"), &st), -1);
 }
 
 /* The network of test_st_load_params_*: conv1 [4,1,3,3], dense1 [2,36]. */
@@ -829,7 +802,7 @@ static void test_st_load_params_checks_against_network(void **state) {
                      {"conv1.bias", 1, {4}, vals + 36}};
   Err e = {0};
   StFile f;
-  const char *p = tpath("params.st");
+  const char *p = tu_path("params.st");
   assert_int_equal(st_write(p, good, 6, NULL, &e), 0);
   assert_int_equal(st_read(p, &f, &e), 0);
   float *params = calloc((size_t)total, sizeof(float));
@@ -842,7 +815,7 @@ static void test_st_load_params_checks_against_network(void **state) {
   StEntry bad1[3] = {{"conv1.weight", 4, {4, 1, 5, 5}, vals},
                      {"conv1.bias", 1, {4}, vals},
                      {"dense1.weight", 2, {2, 36}, vals}};
-  p = tpath("shape.st");
+  p = tu_path("shape.st");
   assert_int_equal(st_write(p, bad1, 3, NULL, &e), 0);
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_int_equal(st_load_params(&f, ti, 4, params, &e), -1);
@@ -853,7 +826,7 @@ static void test_st_load_params_checks_against_network(void **state) {
                      {"conv1.bias", 1, {4}, vals},
                      {"dense1.weight", 1, {72}, vals},
                      {"fc.bias", 1, {2}, vals}};
-  p = tpath("rank.st");
+  p = tu_path("rank.st");
   assert_int_equal(st_write(p, bad2, 4, NULL, &e), 0);
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_int_equal(st_load_params(&f, ti, 4, params, &e), -1);
@@ -863,7 +836,7 @@ static void test_st_load_params_checks_against_network(void **state) {
   bad2[2].rank = 2;
   bad2[2].shape[0] = 2;
   bad2[2].shape[1] = 36;
-  p = tpath("missing.st");
+  p = tu_path("missing.st");
   assert_int_equal(st_write(p, bad2, 4, NULL, &e), 0);
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_int_equal(st_load_params(&f, ti, 4, params, &e), -1);
@@ -877,7 +850,7 @@ static void test_st_load_params_checks_against_network(void **state) {
                       {"dense1.weight", 2, {2, 36}, vals},
                       {"dense1.bias", 1, {2}, vals},
                       {"fc.weight", 2, {2, 2}, vals}};
-  p = tpath("extra.st");
+  p = tu_path("extra.st");
   assert_int_equal(st_write(p, extra, 5, NULL, &e), 0);
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_int_equal(st_load_params(&f, ti, 4, params, &e), -1);
@@ -1017,7 +990,7 @@ static void test_st_write_params_of_a_net(void **state) {
   float params[169];
   for (int i = 0; i < 169; i++)
     params[i] = sinf((float)i);
-  const char *p = tpath("tiny.safetensors");
+  const char *p = tu_path("tiny.safetensors");
   const char *extra[] = {"epoch", "3", NULL};
   Err e = {0};
   assert_int_equal(st_write_params(p, &net, params, extra, &e), 0);
@@ -1038,8 +1011,8 @@ static void test_st_write_params_of_a_net(void **state) {
   st_free(&f);
   /* "format" again in the extras is a caller bug, refused. */
   const char *clash[] = {"format", "other", NULL};
-  assert_int_equal(st_write_params(tpath("clash.st"), &net, params, clash, &e), -1);
-  check_err(&e, tpath("clash.st"), "metadata key 'format' given twice");
+  assert_int_equal(st_write_params(tu_path("clash.st"), &net, params, clash, &e), -1);
+  check_err(&e, tu_path("clash.st"), "metadata key 'format' given twice");
 }
 
 /* ---- images ---- */
@@ -1124,7 +1097,7 @@ static void test_image_pgm_malformed(void **state) {
 /* Writes a PNG with libpng's classic API (the types image_write_png does not make). */
 static const char *make_png(const char *name, int w, int h, int depth, int type, int interlace,
                             const unsigned char *rows, int tRNS) {
-  const char *p = tpath(name);
+  const char *p = tu_path(name);
   FILE *f = fopen(p, "wb");
   assert_non_null(f);
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -1209,7 +1182,7 @@ static void test_image_png_write_read_round_trip(void **state) {
     px[i] = (unsigned char)(i * 17 + 3);
   for (int c = 1; c <= 3; c += 2) {
     Image img = {3, 4, c, px}, back;
-    const char *p = tpath(c == 1 ? "rt-gray.png" : "rt-rgb.png");
+    const char *p = tu_path(c == 1 ? "rt-gray.png" : "rt-rgb.png");
     Err e = {0};
     assert_int_equal(image_write_png(p, &img, &e), 0);
     read_ok(p, &back);
@@ -1221,11 +1194,11 @@ static void test_image_png_write_read_round_trip(void **state) {
   }
   Image bad = {3, 4, 2, px};
   Err e = {0};
-  assert_int_equal(image_write_png(tpath("bad.png"), &bad, &e), -1);
+  assert_int_equal(image_write_png(tu_path("bad.png"), &bad, &e), -1);
   assert_int_equal(e.internal, 1);
   Image img = {3, 4, 1, px};
-  assert_int_equal(image_write_png(tpath("nodir/x.png"), &img, &e), -1);
-  check_err(&e, tpath("nodir/x.png"), "cannot create a temporary file in");
+  assert_int_equal(image_write_png(tu_path("nodir/x.png"), &img, &e), -1);
+  check_err(&e, tu_path("nodir/x.png"), "cannot create a temporary file in");
 }
 
 static void test_image_png_malformed(void **state) {
@@ -1235,7 +1208,7 @@ static void test_image_png_malformed(void **state) {
     px[i] = (unsigned char)(i * 7);
   Image img = {16, 16, 1, px};
   Err e = {0};
-  const char *p = tpath("good.png");
+  const char *p = tu_path("good.png");
   assert_int_equal(image_write_png(p, &img, &e), 0);
   size_t n;
   unsigned char *b = slurp(p, &n);
@@ -1299,5 +1272,5 @@ int main(void) {
       cmocka_unit_test(test_image_png_malformed),
       cmocka_unit_test(test_image_convert),
   };
-  return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+  return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }
