@@ -12,7 +12,6 @@
 #include <cmocka.h>
 
 #include <dirent.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "testutil.h"
 
 static const char source[] =
     "#include <stdint.h>\n"
@@ -50,23 +50,14 @@ typedef int (*IntFn)(void);
     memcpy(&(fn), &sym_, sizeof sym_);                                                             \
   } while (0)
 
-static char cache[64];
 static char *saved_cc;
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(p);
-}
-
-/* A private cache and the default compiler command for every test. */
+/* The test directory (testutil.h) as a private cache, and the default
+   compiler command for every test. */
 static int setup(void **state) {
-  (void)state;
-  snprintf(cache, sizeof cache, "/tmp/cnngen-test-backend-XXXXXX");
-  if (!mkdtemp(cache))
+  if (tu_setup(state) != 0)
     return -1;
-  setenv("XDG_CACHE_HOME", cache, 1);
+  setenv("XDG_CACHE_HOME", tu_tmp, 1);
   const char *cc = getenv("CC");
   saved_cc = cc ? strdup(cc) : NULL;
   unsetenv("CC");
@@ -74,11 +65,10 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-  (void)state;
   if (saved_cc)
     setenv("CC", saved_cc, 1);
   free(saved_cc);
-  return nftw(cache, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  return tu_teardown(state);
 }
 
 /* What the source computes, by the host compiler. */
@@ -143,7 +133,7 @@ static void test_backend_tcc_and_cc_agree(void **state) {
 }
 
 /* The object a cc compile leaves: CACHE/cnngen/HASH.so, HASH the FNV-1a of
-   "cnngen-cc-1\0" COMMAND "\0" SOURCE. */
+   "cnngen-cc-1\0" COMMAND "\0" SOURCE; its name inside the test directory. */
 static void expected_object(char *out, size_t n, const char *cmd, const char *src) {
   uint64_t h = 0xcbf29ce484222325ULL;
   const char *parts[3] = {"cnngen-cc-1", cmd, src};
@@ -154,7 +144,7 @@ static void expected_object(char *out, size_t n, const char *cmd, const char *sr
       h *= 0x100000001b3ULL;
     }
   }
-  snprintf(out, n, "%s/cnngen/%016llx.so", cache, (unsigned long long)h);
+  snprintf(out, n, "cnngen/%016llx.so", (unsigned long long)h);
 }
 
 static int count_files(const char *dir) {
@@ -171,15 +161,16 @@ static int count_files(const char *dir) {
 static void test_backend_cc_cache_hit(void **state) {
   (void)state;
   const char *src2 = "int t_two(void) { return 2; }\n";
-  char obj[256], dir[256];
+  char obj[256];
   expected_object(obj, sizeof obj, "cc -O3 -march=native", src2);
-  snprintf(dir, sizeof dir, "%s/cnngen", cache);
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s", tu_path("cnngen"));
   Err e = {0};
   Program *p1 = backend_compile(BACKEND_CC, src2, strlen(src2), &e);
   if (!p1)
     fail_msg("%s", e.msg);
   struct stat s1, s2;
-  assert_int_equal(stat(obj, &s1), 0);
+  assert_int_equal(stat(tu_path(obj), &s1), 0);
   double first = program_compile_seconds(p1);
   program_free(p1);
   int files = count_files(dir); /* objects only: no temporaries left */
@@ -190,7 +181,7 @@ static void test_backend_cc_cache_hit(void **state) {
   IntFn two;
   LOOKUP(two, p2, "t_two");
   assert_int_equal(two(), 2);
-  assert_int_equal(stat(obj, &s2), 0);
+  assert_int_equal(stat(tu_path(obj), &s2), 0);
   assert_int_equal(s1.st_ino, s2.st_ino); /* the same file, not rebuilt */
   assert_int_equal(s1.st_mtime, s2.st_mtime);
   assert_int_equal(count_files(dir), files);
@@ -206,15 +197,12 @@ static void test_backend_cc_cache_hit(void **state) {
   if (!p3)
     fail_msg("%s", e.msg);
   expected_object(obj, sizeof obj, "cc -O1", src2);
-  assert_int_equal(stat(obj, &s2), 0);
+  assert_int_equal(stat(tu_path(obj), &s2), 0);
   assert_int_equal(count_files(dir), files + 1);
   program_free(p3);
 
   /* A damaged object in the cache is rebuilt. */
-  FILE *f = fopen(obj, "wb");
-  assert_non_null(f);
-  fputs("not an ELF file", f);
-  fclose(f);
+  tu_write_text(obj, "not an ELF file");
   setenv("CC", "cc -O1", 1);
   Program *p4 = backend_compile(BACKEND_CC, src2, strlen(src2), &e);
   unsetenv("CC");
