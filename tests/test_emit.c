@@ -631,8 +631,8 @@ static void test_emit_header_layout(void **state) {
                         "void fashion_init(fashion_model *m, uint64_t seed);",
                         "void fashion_load(fashion_model *m, const float *params);",
                         "void fashion_store(const fashion_model *m, float *params);",
-                        "void fashion_infer(const fashion_model *m, fashion_work *w, "
-                        "const float *x, int n, float *y);",
+                        ("void fashion_infer(const fashion_model *m, fashion_work *w, "
+                         "const float *x, int n, float *y);"),
                         "#include <stdint.h>",
                         "#include <stddef.h>"};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
