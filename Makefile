@@ -68,6 +68,17 @@ fashion: all
 	$(B)/cnngen train examples/fashion.cnn --out $(B)/fashion.safetensors --checkpoint $(B)/fashion.ckpt.safetensors
 	$(B)/cnngen eval examples/fashion.cnn --weights $(B)/fashion.safetensors
 
+# The examples of the README (each prints the figures the README quotes).
+fashion-augment: all
+	$(B)/cnngen train examples/fashion_augment.cnn --out $(B)/fashion_augment.safetensors --checkpoint $(B)/fashion_augment.ckpt.safetensors --log $(B)/fashion_augment.csv --plot $(B)/fashion_augment.png
+	$(B)/cnngen eval examples/fashion_augment.cnn --weights $(B)/fashion_augment.safetensors
+
+imbalanced: all
+	CNNGEN=$(B)/cnngen examples/imbalanced/run $(B)/imbalanced
+
+multilabel: all
+	CNNGEN=$(B)/cnngen examples/multilabel/run $(B)/multilabel
+
 bench: all
 	$(Q)tests/bench/run
 
@@ -79,5 +90,5 @@ clean:
 	rm -rf build
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
-.PHONY: all test fashion bench deps clean
+.PHONY: all test fashion fashion-augment imbalanced multilabel bench deps clean
 .SECONDARY:

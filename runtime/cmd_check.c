@@ -18,8 +18,8 @@ static const char help[] =
     "  cnngen check examples/fashion.cnn\n"
     "  cnngen check net.cnn --dump-ir | less\n"
     "\n"
-    "Exit status: 0 the network is valid; 1 it has errors (all of them are\n"
-    "printed) or the file cannot be read; 2 internal error.\n";
+    "Exit status: 0 the network is valid; 1 it has errors (up to 20 of them are\n"
+    "printed, in line order) or the file cannot be read; 2 internal error.\n";
 
 static int run(const CliArgs *a) {
   Arena arena = {0};

@@ -17,7 +17,8 @@
  *
  * --log keeps one EpochStats row per epoch and rewrites the CSV atomically
  * after each epoch; --resume first reads back the rows of the epochs the
- * checkpoint holds.
+ * checkpoint holds. --plot draws the same rows as a PNG or SVG (plot.c), redrawn
+ * after each epoch too.
  */
 #include <assert.h>
 #include <errno.h>
@@ -39,7 +40,7 @@
 static const char help[] =
     "usage: cnngen train NET.cnn [--data DIR] [--epochs N] [--batch N] [--seed N]\n"
     "                    [--weights INIT] [--out W.safetensors] [--checkpoint CKPT]\n"
-    "                    [--resume CKPT] [--log FILE.csv]\n"
+    "                    [--resume CKPT] [--log FILE.csv] [--plot FILE.png|.svg]\n"
     "                    [--backend auto|tcc|cc] [--threads N]\n"
     "\n"
     "Compiles the network with its training code (backward passes, loss and\n"
@@ -78,6 +79,10 @@ static const char help[] =
     "                     test_accuracy,seconds; rewritten atomically after each\n"
     "                     epoch. With --resume, the rows of the epochs the\n"
     "                     checkpoint holds are kept from the existing file\n"
+    "  --plot FILE        draw loss and accuracy (training and test) against the\n"
+    "                     epoch as a PNG or SVG (by FILE's suffix), redrawn after\n"
+    "                     each epoch; with --resume and --log it includes the rows\n"
+    "                     read back from the log\n"
     "  --backend B        auto (default), tcc (fast to start) or cc (fast to run)\n"
     "  --threads N        split each batch across N threads (default: the CPUs)\n"
     "\n"
@@ -85,7 +90,7 @@ static const char help[] =
     "  cnngen train examples/fashion.cnn --out fashion.safetensors\n"
     "  cnngen train net.cnn --data mydata --epochs 2 --backend tcc --threads 1\n"
     "  cnngen train net.cnn --resume net.ckpt.safetensors\n"
-    "  cnngen train examples/fashion.cnn --log fashion.csv\n"
+    "  cnngen train examples/fashion.cnn --log fashion.csv --plot fashion.png\n"
     "\n"
     "Exit status: 0 success; 1 an error in the network, the data or the options,\n"
     "or training diverged; 2 internal error.\n";
@@ -112,7 +117,7 @@ typedef struct Run {
   bool augment;     /* any transform on */
   float *aug_tmp;   /* [threads][in]: augment_apply's scratch */
   int batch_first;  /* the step's first sample in order[] */
-  EpochStats *rows; /* --log: one per epoch done, epochs 1.. */
+  EpochStats *rows; /* --log or --plot: one per epoch done, epochs 1.. */
   int nrows, rows_cap;
 } Run;
 
@@ -506,12 +511,20 @@ static int read_log(Run *r, Err *e) {
   return rc;
 }
 
-/* Before any training: rows for --log, the earlier rows read back
+/* --plot: the rows so far, drawn (nothing before the first epoch). */
+static int write_plot(const Run *r, Err *e) {
+  const char *path = r->a->value[CLI_PLOT];
+  if (!path || r->nrows == 0)
+    return 0;
+  return plot_write(path, r->net->name, r->rows, r->nrows, e);
+}
+
+/* Before any training: rows for --log and --plot, the earlier rows read back
    on --resume, the log written once (so a path that cannot be written fails
    now, not after an epoch). */
 static int start_log(Run *r, Err *e) {
   const CliArgs *a = r->a;
-  if (!a->value[CLI_LOG])
+  if (!a->value[CLI_LOG] && !a->value[CLI_PLOT])
     return 0;
   int epochs = r->net->train.epochs;
   r->rows_cap = (epochs > r->epoch ? epochs : r->epoch) + 1;
@@ -521,14 +534,14 @@ static int start_log(Run *r, Err *e) {
   }
   if (a->value[CLI_LOG] && ((a->value[CLI_RESUME] && read_log(r, e) < 0) || write_log(r, e) < 0))
     return -1;
-  return 0;
+  return write_plot(r, e);
 }
 
 /* After each epoch. */
 static int update_log(Run *r, Err *e) {
   if (r->a->value[CLI_LOG] && write_log(r, e) < 0)
     return -1;
-  return 0;
+  return write_plot(r, e);
 }
 
 static int write_weights(Run *r, Err *e) {
@@ -602,6 +615,11 @@ static int run(const CliArgs *a) {
   bool engine_open = false, trainer_open_ok = false;
   if (a->value[CLI_RESUME] && a->value[CLI_WEIGHTS]) {
     status = cli_usage_error("train: --resume already holds the weights; drop --weights");
+    goto done;
+  }
+  if (a->value[CLI_PLOT] && !plot_format_ok(a->value[CLI_PLOT])) {
+    status = cli_usage_error("train: --plot %s: the name must end in .png or .svg",
+                             a->value[CLI_PLOT]);
     goto done;
   }
   if (!(r.net = cli_compile_net(&arena, a->net_path, NULL, &status)))
@@ -689,7 +707,7 @@ const Command cmd_train = {
     .help = help,
     .options = OPT(CLI_DATA) | OPT(CLI_EPOCHS) | OPT(CLI_BATCH) | OPT(CLI_SEED) | OPT(CLI_WEIGHTS) |
                OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) | OPT(CLI_RESUME) | OPT(CLI_LOG) |
-               OPT(CLI_BACKEND) | OPT(CLI_THREADS),
+               OPT(CLI_PLOT) | OPT(CLI_BACKEND) | OPT(CLI_THREADS),
     .min_args = 1,
     .max_args = 1,
     .run = run,

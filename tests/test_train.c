@@ -884,6 +884,44 @@ static void test_train_log_unwritable_fails_before_training(void **state) {
   assert_int_not_equal(stat(path("u.safetensors"), &st), 0);
 }
 
+/* Occurrences of `needle` in `text`. */
+static int count(const char *text, const char *needle) {
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+    n++;
+  return n;
+}
+
+/* --plot draws each epoch's rows: a marker per epoch in each panel (and one
+   in the legend) for the training and the test curves; a PNG by its suffix;
+   any other suffix is refused before training. */
+static void test_train_plot_draws_every_epoch(void **state) {
+  (void)state;
+  if (!fashion_subset("tiny", 64, 16))
+    skip();
+  write_text("tiny.cnn", tiny_net);
+  assert_int_equal(run("train tiny.cnn %s --epochs 3 --out p.safetensors --plot p.svg", tiny_args),
+                   0);
+  static char svg[1 << 17];
+  read_into(path("p.svg"), svg, sizeof svg);
+  assert_true(!strncmp(svg, "<?xml", 5));
+  assert_contains(svg, ">tiny</text>");
+  assert_int_equal(count(svg, "<circle class=\"training\""), 2 * 3 + 1);
+  assert_int_equal(count(svg, "<circle class=\"test\""), 2 * 3 + 1);
+  assert_int_equal(run("train tiny.cnn %s --epochs 2 --out p.safetensors --plot p.PNG", tiny_args),
+                   0);
+  static char png[1 << 17];
+  read_into(path("p.PNG"), png, sizeof png);
+  assert_memory_equal(png, "\x89PNG\r\n\x1a\n", 8);
+  assert_int_equal(run("train tiny.cnn %s --epochs 1 --out q.safetensors --plot q.jpg", tiny_args),
+                   1);
+  assert_contains(err_text, "q.jpg");
+  assert_contains(err_text, ".png or .svg");
+  assert_true(strstr(out_text, "epoch 1/") == NULL);
+  struct stat st;
+  assert_int_not_equal(stat(path("q.safetensors"), &st), 0);
+}
+
 /* golden-check's train part with two threads (tests/run-all runs one). */
 static void test_train_golden_cases_on_two_threads(void **state) {
   (void)state;
@@ -939,6 +977,7 @@ int main(void) {
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
       cmocka_unit_test(test_train_log_unwritable_fails_before_training),
+      cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_golden_cases_on_two_threads),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
