@@ -551,23 +551,6 @@ static const char small_net[] =
     "maxpool 2x2\nflatten\ndropout 0.2\ndense 32 relu\ndense 10 softmax\n"
     "train {\n  optimizer adam lr=0.002\n  batch 32\n  epochs 2\n  seed 5\n}\n";
 
-/* The tensors of two weights files, bit for bit (metadata aside). */
-static bool same_tensors(const char *a, const char *b) {
-  StFile fa, fb;
-  Err e = {0};
-  if (st_read(tu_path(a), &fa, &e) < 0 || st_read(tu_path(b), &fb, &e) < 0)
-    fail_msg("%s", e.msg);
-  bool same = fa.ntensors == fb.ntensors;
-  for (int i = 0; same && i < fa.ntensors; i++) {
-    const StTensor *t = st_find(&fb, fa.tensors[i].name);
-    same = t && t->nbytes == fa.tensors[i].nbytes &&
-           memcmp(t->data, fa.tensors[i].data, t->nbytes) == 0;
-  }
-  st_free(&fa);
-  st_free(&fb);
-  return same;
-}
-
 static void test_train_same_seed_same_weights(void **state) {
   (void)state;
   if (!fashion_subset("fm", 1000, 200))
@@ -580,12 +563,12 @@ static void test_train_same_seed_same_weights(void **state) {
     assert_int_equal(
         tu_run("train small.cnn --data fm --epochs 1 --threads %d --out r2.safetensors", threads),
         0);
-    assert_true(same_tensors("r1.safetensors", "r2.safetensors"));
+    assert_true(tu_same_tensors("r1.safetensors", "r2.safetensors"));
   }
   assert_int_equal(tu_run("train small.cnn --data fm --epochs 1 --seed 6 --out r3.safetensors "
                           "--threads 2"),
                    0);
-  assert_false(same_tensors("r1.safetensors", "r3.safetensors"));
+  assert_false(tu_same_tensors("r1.safetensors", "r3.safetensors"));
 }
 
 static void test_train_resume_matches_uninterrupted(void **state) {
@@ -605,7 +588,7 @@ static void test_train_resume_matches_uninterrupted(void **state) {
                    0);
   assert_contains(tu_out, "resuming after epoch 1");
   assert_contains(tu_out, "epoch 2/3");
-  assert_true(same_tensors("full.safetensors", "resumed.safetensors"));
+  assert_true(tu_same_tensors("full.safetensors", "resumed.safetensors"));
   /* The checkpoint holds the optimizer state too. */
   StFile f;
   Err e = {0};

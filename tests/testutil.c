@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "safetensors.h"
 #include "testutil.h"
 
 char tu_tmp[64];
@@ -106,4 +107,20 @@ int tu_shell(const char *fmt, ...) {
   vsnprintf(cmd, sizeof cmd, fmt, ap);
   va_end(ap);
   return shell(cmd);
+}
+
+bool tu_same_tensors(const char *a, const char *b) {
+  StFile fa, fb;
+  Err e = {0};
+  if (st_read(tu_path(a), &fa, &e) < 0 || st_read(tu_path(b), &fb, &e) < 0)
+    fail_msg("%s", e.msg);
+  bool same = fa.ntensors == fb.ntensors;
+  for (int i = 0; same && i < fa.ntensors; i++) {
+    const StTensor *t = st_find(&fb, fa.tensors[i].name);
+    same = t && t->nbytes == fa.tensors[i].nbytes &&
+           memcmp(t->data, fa.tensors[i].data, t->nbytes) == 0;
+  }
+  st_free(&fa);
+  st_free(&fb);
+  return same;
 }

@@ -33,6 +33,10 @@ int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same for any shell command line. */
 int tu_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The tensors of two weights files in the directory, bit for bit (metadata
+   aside); a file that cannot be read fails the test. */
+bool tu_same_tensors(const char *a, const char *b);
+
 #define assert_contains(hay, needle)                                                               \
   do {                                                                                             \
     if (!strstr(hay, needle))                                                                      \
