@@ -131,14 +131,6 @@ static size_t call_size(Compiled *c, const char *suffix) {
   return f();
 }
 
-static Net *parse(Arena *a, const char *src) {
-  Diag d;
-  diag_init(&d, stderr, src, strlen(src));
-  Net *net = compile(a, "test.cnn", src, strlen(src), &(CompileOptions){0}, &d);
-  assert_non_null(net);
-  return net;
-}
-
 static long cam_size(const Net *net) {
   long size = 0;
   for (int i = 0; i < net->nlayers; i++)
@@ -152,7 +144,7 @@ static long cam_size(const Net *net) {
 static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl,
                         const double *params) {
   memset(c, 0, sizeof *c);
-  c->net = parse(&c->arena, src);
+  c->net = tu_compile_ok(&c->arena, src);
   c->dbl = dbl;
   char *text = NULL;
   size_t len = 0;
@@ -414,7 +406,7 @@ static void test_explain_gradcam_arrays_by_hand(void **state) {
   const char *src = "network hand\ninput 4x5x2\nconv2d 3 1x1 relu\nflatten\ndense 4\n";
   const int H = 4, W = 5, C = 2, F = 3, HW = H * W, OUT = 4;
   Arena a = {0};
-  Net *net = parse(&a, src);
+  Net *net = tu_compile_ok(&a, src);
   const long np = net->param_count; /* W 3x2, b 3, D 4x60, e 4 */
   assert_int_equal(np, F * C + F + OUT * F * HW + OUT);
   arena_free(&a);
@@ -545,7 +537,7 @@ static void test_explain_generated_code_builds_without_warnings(void **state) {
   };
   for (int k = 0; k < NNETS; k++) {
     Arena a = {0};
-    Net *net = parse(&a, nets[k]);
+    Net *net = tu_compile_ok(&a, nets[k]);
     char hname[96], cname[96];
     snprintf(hname, sizeof hname, "%s.h", net->name);
     snprintf(cname, sizeof cname, "%s.c", net->name);
@@ -640,7 +632,7 @@ static const char conv_net[] =
 
 static void write_weights(const char *name, const char *src, const float *params) {
   Arena a = {0};
-  Net *net = parse(&a, src);
+  Net *net = tu_compile_ok(&a, src);
   Err e = {0};
   if (st_write_params(tu_path(name), net, params, NULL, &e) < 0)
     fail_msg("%s", e.msg);

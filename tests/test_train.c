@@ -89,10 +89,7 @@ static void *sym(Compiled *c, const char *suffix) {
 
 static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl) {
   memset(c, 0, sizeof *c);
-  Diag d;
-  diag_init(&d, stderr, src, strlen(src));
-  c->net = compile(&c->arena, "test.cnn", src, strlen(src), &(CompileOptions){0}, &d);
-  assert_non_null(c->net);
+  c->net = tu_compile_ok(&c->arena, src);
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
@@ -490,10 +487,7 @@ static void test_train_set_targets_and_class_weights(void **state) {
   Arena arena = {0};
   const char *src = "network cw\ninput 2x2x1\nflatten\ndense 3 softmax\n"
                     "train {\n  class_weights balanced\n}\n";
-  Diag d;
-  diag_init(&d, stderr, src, strlen(src));
-  Net *net = compile(&arena, "cw.cnn", src, strlen(src), &(CompileOptions){0}, &d);
-  assert_non_null(net);
+  Net *net = tu_compile_ok(&arena, src);
   uint8_t pixels[4 * 4] = {0}, labels[4] = {0, 0, 0, 2};
   IdxImages im = {4, 2, 2, 1, pixels};
   IdxLabels lb = {4, 0, labels};

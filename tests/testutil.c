@@ -109,6 +109,29 @@ int tu_shell(const char *fmt, ...) {
   return shell(cmd);
 }
 
+Net *tu_compile(Arena *a, const char *path, const char *src, size_t len, char **msgs, int *errors) {
+  size_t size;
+  FILE *mem = open_memstream(msgs, &size);
+  assert_non_null(mem);
+  Diag d;
+  diag_init(&d, mem, src, len);
+  Net *net = compile(a, path, src, len, NULL, &d);
+  fclose(mem);
+  if (errors)
+    *errors = d.errors;
+  assert_true((net != NULL) == (d.errors == 0));
+  return net;
+}
+
+Net *tu_compile_ok(Arena *a, const char *src) {
+  char *msgs;
+  Net *net = tu_compile(a, "t.cnn", src, strlen(src), &msgs, NULL);
+  if (!net)
+    fail_msg("unexpected errors:\n%s", msgs);
+  free(msgs);
+  return net;
+}
+
 bool tu_same_tensors(const char *a, const char *b) {
   StFile fa, fb;
   Err e = {0};

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "compile.h"
+
 extern char tu_tmp[];           /* the test program's directory */
 extern const char *tu_cnngen;   /* the binary, as an absolute path */
 extern char tu_out[], tu_err[]; /* the last tu_run's stdout and stderr */
@@ -32,6 +34,13 @@ bool tu_exists(const char *name);
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same for any shell command line. */
 int tu_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Compiles SRC as PATH, its messages into *msgs (free them); the Net, which
+   exists exactly when there was no error; *errors (when not NULL) counts
+   the errors. */
+Net *tu_compile(Arena *a, const char *path, const char *src, size_t len, char **msgs, int *errors);
+/* SRC as t.cnn, which must compile. */
+Net *tu_compile_ok(Arena *a, const char *src);
 
 /* The tensors of two weights files in the directory, bit for bit (metadata
    aside); a file that cannot be read fails the test. */
