@@ -48,7 +48,7 @@
 #include "testutil.h"
 #include "trainer.h"
 
-/* ---- compiling networks in process ---- */
+/* ---- compiling networks in process (the build itself: testutil.h) ---- */
 
 /* A network compiled with its training code; `real` is float or double. */
 typedef struct Compiled {
@@ -66,19 +66,8 @@ typedef struct Compiled {
   void (*store_opt)(const void *m, void *state, uint64_t *step);
 } Compiled;
 
-static const char double_prelude[] =
-    "#include <stdint.h>\n#include <stddef.h>\n#include <string.h>\n#include <math.h>\n"
-    "#define float double\n#define expf exp\n#define logf log\n#define sqrtf sqrt\n"
-    "#define tanhf tanh\n#define fabsf fabs\n#define fmaxf fmax\n#define fminf fmin\n"
-    "#define powf pow\n#define log1pf log1p\n#define floorf floor\n";
-
 static void *sym(Compiled *c, const char *suffix) {
-  char name[160];
-  snprintf(name, sizeof name, "%s%s", c->net->name, suffix);
-  void *p = program_symbol(c->prog, name);
-  if (!p)
-    fail_msg("generated code lacks %s", name);
-  return p;
+  return tu_symbol(c->prog, c->net, suffix);
 }
 
 #define SYM(c, field, suffix)                                                                      \
@@ -90,34 +79,10 @@ static void *sym(Compiled *c, const char *suffix) {
 static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl) {
   memset(c, 0, sizeof *c);
   c->net = tu_compile_ok(&c->arena, src);
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  assert_non_null(f);
-  if (dbl)
-    fputs(double_prelude, f);
-  EmitOptions opt = {.training = true};
-  emit_source(c->net, &opt, f);
-  fprintf(f,
-          "size_t %s_t_model_bytes(void) { return sizeof(%s_model); }\n"
-          "size_t %s_t_work_bytes(void) { return sizeof(%s_work); }\n",
-          c->net->name, c->net->name, c->net->name, c->net->name);
-  fclose(f);
-  Err e = {0};
-  c->prog = backend_compile(kind, text, len, &e);
-  free(text);
-  if (!c->prog)
-    fail_msg("cannot compile the generated C: %s", e.msg);
-  size_t (*bytes)(void);
-  void *p = sym(c, "_t_model_bytes");
-  memcpy(&bytes, &p, sizeof p);
-  c->model_bytes = bytes();
-  p = sym(c, "_t_work_bytes");
-  memcpy(&bytes, &p, sizeof p);
-  c->work_bytes = bytes();
-  p = sym(c, "_grads_bytes");
-  memcpy(&bytes, &p, sizeof p);
-  c->grads_bytes = bytes();
+  c->prog = tu_build_training(c->net, kind, dbl);
+  c->model_bytes = tu_call_size(c->prog, c->net, "_t_model_bytes");
+  c->work_bytes = tu_call_size(c->prog, c->net, "_t_work_bytes");
+  c->grads_bytes = tu_call_size(c->prog, c->net, "_grads_bytes");
   SYM(c, load, "_load");
   SYM(c, store, "_store");
   SYM(c, grads_store, "_grads_store");
@@ -130,13 +95,6 @@ static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl
 static void release(Compiled *c) {
   program_free(c->prog);
   arena_free(&c->arena);
-}
-
-static void *zalloc(size_t bytes) {
-  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-  assert_non_null(p);
-  memset(p, 0, (bytes + 63) / 64 * 64);
-  return p;
 }
 
 /* Deterministic pseudo-random numbers in [0, 1). */
@@ -227,7 +185,7 @@ static void test_train_gradients_match_finite_differences(void **state) {
     Compiled c;
     compile_net(&c, gradient_nets[t], BACKEND_TCC, true);
     long np = c.net->param_count;
-    void *m = zalloc(c.model_bytes), *w = zalloc(c.work_bytes), *g = zalloc(c.grads_bytes);
+    void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes), *g = tu_zalloc(c.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *ga = malloc((size_t)np * sizeof *ga);
     uint64_t seed = 1000 + t;
     for (long i = 0; i < np; i++)
@@ -275,7 +233,8 @@ static void test_train_float_code_matches_double(void **state) {
     Compiled cd;
     compile_net(&cd, gradient_nets[t], BACKEND_TCC, true);
     long np = cd.net->param_count, in = shape_size(cd.net->input), k = shape_size(cd.net->output);
-    void *m = zalloc(cd.model_bytes), *w = zalloc(cd.work_bytes), *g = zalloc(cd.grads_bytes);
+    void *m = tu_zalloc(cd.model_bytes), *w = tu_zalloc(cd.work_bytes),
+         *g = tu_zalloc(cd.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *gd = malloc((size_t)np * sizeof *gd);
     uint64_t seed = 2000 + t;
     for (long i = 0; i < np; i++)
@@ -301,7 +260,8 @@ static void test_train_float_code_matches_double(void **state) {
     for (int kind = 0; kind < 2; kind++) {
       Compiled cf;
       compile_net(&cf, gradient_nets[t], kinds[kind], false);
-      void *mf = zalloc(cf.model_bytes), *wk = zalloc(cf.work_bytes), *gk = zalloc(cf.grads_bytes);
+      void *mf = tu_zalloc(cf.model_bytes), *wk = tu_zalloc(cf.work_bytes),
+           *gk = tu_zalloc(cf.grads_bytes);
       cf.load(mf, pf);
       double loss_f = cf.accumulate_y(mf, wk, gk, xf, tf, wf, b.n, 99, NULL);
       cf.grads_store(gk, gf);
@@ -340,7 +300,7 @@ static void test_train_loss_values_follow_the_spec(void **state) {
     Compiled c;
     compile_net(&c, gradient_nets[t], BACKEND_TCC, true);
     long np = c.net->param_count, k = shape_size(c.net->output);
-    void *m = zalloc(c.model_bytes), *w = zalloc(c.work_bytes), *g = zalloc(c.grads_bytes);
+    void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes), *g = tu_zalloc(c.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *y = malloc((size_t)(3 * k) * sizeof *y);
     uint64_t seed = 3000 + t;
     for (long i = 0; i < np; i++)
@@ -390,7 +350,7 @@ static void check_optimizer(const char *train_block, bool adam, double lr, doubl
   Compiled c;
   compile_net(&c, src, BACKEND_TCC, true);
   long np = c.net->param_count;
-  void *m = zalloc(c.model_bytes), *w = zalloc(c.work_bytes), *g = zalloc(c.grads_bytes);
+  void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes), *g = tu_zalloc(c.grads_bytes);
   double *p = malloc((size_t)np * sizeof *p), *gr = malloc((size_t)np * sizeof *gr);
   double *s0 = calloc((size_t)np, sizeof *s0), *s1 = calloc((size_t)np, sizeof *s1);
   double *got = malloc((size_t)np * sizeof *got);

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "emit.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -130,6 +131,58 @@ Net *tu_compile_ok(Arena *a, const char *src) {
     fail_msg("unexpected errors:\n%s", msgs);
   free(msgs);
   return net;
+}
+
+static const char double_prelude[] =
+    "#include <stdint.h>\n#include <stddef.h>\n#include <string.h>\n#include <math.h>\n"
+    "#define float double\n#define expf exp\n#define logf log\n#define sqrtf sqrt\n"
+    "#define tanhf tanh\n#define fabsf fabs\n#define fmaxf fmax\n#define fminf fmin\n"
+    "#define powf pow\n#define log1pf log1p\n#define floorf floor\n";
+
+Program *tu_build_training(const Net *net, BackendKind kind, bool dbl) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  if (dbl)
+    fputs(double_prelude, f);
+  emit_source(net, &(EmitOptions){.training = true}, f);
+  const char *n = net->name;
+  fprintf(f,
+          "size_t %s_t_model_bytes(void) { return sizeof(%s_model); }\n"
+          "size_t %s_t_work_bytes(void) { return sizeof(%s_work); }\n",
+          n, n, n, n);
+  fclose(f);
+  Err e = {0};
+  Program *prog = backend_compile(kind, text, len, &e);
+  free(text);
+  if (!prog)
+    fail_msg("cannot compile the generated C: %s", e.msg);
+  return prog;
+}
+
+void *tu_symbol(Program *prog, const Net *net, const char *suffix) {
+  char name[160];
+  snprintf(name, sizeof name, "%s%s", net->name, suffix);
+  void *p = program_symbol(prog, name);
+  if (!p)
+    fail_msg("generated code lacks %s", name);
+  return p;
+}
+
+size_t tu_call_size(Program *prog, const Net *net, const char *suffix) {
+  size_t (*f)(void);
+  void *p = tu_symbol(prog, net, suffix);
+  memcpy(&f, &p, sizeof p);
+  return f();
+}
+
+void *tu_zalloc(size_t bytes) {
+  size_t n = (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, n ? n : 64);
+  assert_non_null(p);
+  memset(p, 0, n ? n : 64);
+  return p;
 }
 
 bool tu_same_tensors(const char *a, const char *b) {

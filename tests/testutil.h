@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "backend.h"
 #include "compile.h"
 
 extern char tu_tmp[];           /* the test program's directory */
@@ -41,6 +42,17 @@ int tu_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 Net *tu_compile(Arena *a, const char *path, const char *src, size_t len, char **msgs, int *errors);
 /* SRC as t.cnn, which must compile. */
 Net *tu_compile_ok(Arena *a, const char *src);
+
+/* NET's C with its training code, built by backend KIND, with
+   NAME_t_model_bytes() and NAME_t_work_bytes() added. With dbl, `float` is
+   defined as `double` (expf as exp, ...): the code runs in double. */
+Program *tu_build_training(const Net *net, BackendKind kind, bool dbl);
+/* NAME<suffix> in PROG; a missing one fails the test. */
+void *tu_symbol(Program *prog, const Net *net, const char *suffix);
+/* What the function NAME<suffix>(void) returns (a size in bytes). */
+size_t tu_call_size(Program *prog, const Net *net, const char *suffix);
+/* BYTES rounded up to 64 (at least 64), zeroed, 64-byte aligned. */
+void *tu_zalloc(size_t bytes);
 
 /* The tensors of two weights files in the directory, bit for bit (metadata
    aside); a file that cannot be read fails the test. */
