@@ -17,7 +17,7 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-char tu_tmp[64];
+char tu_tmp[64], tu_repo[1024];
 const char *tu_cnngen;
 char tu_out[1 << 20], tu_err[1 << 16];
 const size_t tu_out_cap = sizeof tu_out, tu_err_cap = sizeof tu_err;
@@ -27,15 +27,14 @@ int tu_setup(void **state) {
   snprintf(tu_tmp, sizeof tu_tmp, "/tmp/cnngen-test-XXXXXX");
   if (!mkdtemp(tu_tmp))
     return -1;
-  static char bin[1024];
+  static char bin[2048];
   const char *env = getenv("CNNGEN");
-  char cwd[512];
-  if (!getcwd(cwd, sizeof cwd))
+  if (!getcwd(tu_repo, sizeof tu_repo))
     return -1;
   if (env && env[0] == '/')
     snprintf(bin, sizeof bin, "%s", env);
   else
-    snprintf(bin, sizeof bin, "%s/%s", cwd, env && *env ? env : "build/cnngen");
+    snprintf(bin, sizeof bin, "%s/%s", tu_repo, env && *env ? env : "build/cnngen");
   tu_cnngen = bin;
   return 0;
 }

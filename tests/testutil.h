@@ -14,6 +14,7 @@
 #include "compile.h"
 
 extern char tu_tmp[];           /* the test program's directory */
+extern char tu_repo[];          /* where it started: the repository root */
 extern const char *tu_cnngen;   /* the binary, as an absolute path */
 extern char tu_out[], tu_err[]; /* the last tu_run's stdout and stderr */
 extern const size_t tu_out_cap, tu_err_cap;
