@@ -3,6 +3,9 @@
  * temporary directory of its own (tu_setup / tu_teardown, given to
  * cmocka_run_group_tests), writes files there, and runs the cnngen binary
  * ($CNNGEN as tests/run-all sets it; default build/cnngen) inside it.
+ * Programs that test the compiler in process compile networks from memory
+ * and build their generated training code with a backend (tu_compile,
+ * tu_build_training).
  */
 #ifndef CNNGEN_TESTUTIL_H
 #define CNNGEN_TESTUTIL_H
