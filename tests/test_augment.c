@@ -26,7 +26,6 @@
 
 #include "augment.h"
 #include "idx.h"
-#include "safetensors.h"
 #include "testutil.h"
 
 #define MAXPIX 4096
@@ -476,23 +475,6 @@ static void write_net(const char *file, const char *augment_line) {
   tu_write_text(file, text);
 }
 
-/* The tensors of two weights files, bit for bit. */
-static bool same_tensors(const char *a, const char *b) {
-  StFile fa, fb;
-  Err e = {0};
-  if (st_read(tu_path(a), &fa, &e) < 0 || st_read(tu_path(b), &fb, &e) < 0)
-    fail_msg("%s", e.msg);
-  bool same = fa.ntensors == fb.ntensors;
-  for (int i = 0; same && i < fa.ntensors; i++) {
-    const StTensor *t = st_find(&fb, fa.tensors[i].name);
-    same = t && t->nbytes == fa.tensors[i].nbytes &&
-           memcmp(t->data, fa.tensors[i].data, t->nbytes) == 0;
-  }
-  st_free(&fa);
-  st_free(&fb);
-  return same;
-}
-
 static void test_augment_training_is_repeatable_and_differs_from_plain(void **state) {
   (void)state;
   make_data("quad", 256, 64);
@@ -504,13 +486,13 @@ static void test_augment_training_is_repeatable_and_differs_from_plain(void **st
   assert_contains(tu_out,
                   "augmenting training images: hflip vflip crop=1 shift=1 rotate=10 noise=0.05\n");
   assert_int_equal(tu_run("train aug.cnn %s --threads 1 --out a2.safetensors", common), 0);
-  assert_true(same_tensors("a1.safetensors", "a2.safetensors"));
+  assert_true(tu_same_tensors("a1.safetensors", "a2.safetensors"));
   assert_int_equal(tu_run("train plain.cnn %s --threads 1 --out p.safetensors", common), 0);
-  assert_false(same_tensors("a1.safetensors", "p.safetensors"));
+  assert_false(tu_same_tensors("a1.safetensors", "p.safetensors"));
   /* Two threads: repeatable too (draws do not depend on the batch split). */
   assert_int_equal(tu_run("train aug.cnn %s --threads 2 --out t1.safetensors", common), 0);
   assert_int_equal(tu_run("train aug.cnn %s --threads 2 --out t2.safetensors", common), 0);
-  assert_true(same_tensors("t1.safetensors", "t2.safetensors"));
+  assert_true(tu_same_tensors("t1.safetensors", "t2.safetensors"));
   /* Resuming draws what the uninterrupted run drew. */
   assert_int_equal(tu_run("train aug.cnn --data quad --epochs 1 --backend tcc --threads 1 "
                           "--out h.safetensors --checkpoint h.ckpt"),
@@ -519,7 +501,7 @@ static void test_augment_training_is_repeatable_and_differs_from_plain(void **st
                           "--checkpoint r.ckpt",
                           common),
                    0);
-  assert_true(same_tensors("a1.safetensors", "r.safetensors"));
+  assert_true(tu_same_tensors("a1.safetensors", "r.safetensors"));
 }
 
 /* The test loss that train prints after its last epoch is eval's on the

@@ -30,14 +30,6 @@
 #define GOLDEN_COLOUR "../shared/golden/sgd_same_stride"
 enum { N_IMAGES = 12 };
 
-static char repo[1024];
-
-static int setup(void **state) {
-  if (!getcwd(repo, sizeof repo))
-    return -1;
-  return tu_setup(state);
-}
-
 /* Writes image i of im as DIR/NAME (P5 for gray, P6 for colour); `comment`
    puts a comment line in the header, as GIMP and ImageMagick do. */
 static void write_pnm(const char *name, const IdxImages *im, int i, int comment) {
@@ -55,7 +47,7 @@ static void write_pnm(const char *name, const IdxImages *im, int i, int comment)
 static void build(const char *out, const char *cc, const char *net, const char *weights) {
   int rc = tu_shell("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C %s/examples/embed "
                     "CC=%s CNNGEN=%s NET=%s/%s WEIGHTS=%s/%s OUT=%s",
-                    repo, cc, tu_cnngen, repo, net, repo, weights, tu_path(out));
+                    tu_repo, cc, tu_cnngen, tu_repo, net, tu_repo, weights, tu_path(out));
   if (rc != 0)
     fail_msg("building examples/embed with %s failed:\n%s%s", cc, tu_out, tu_err);
   if (strstr(tu_out, "warning") || strstr(tu_err, "warning"))
@@ -69,8 +61,8 @@ typedef struct Answer {
 
 /* `cnngen predict --json` on the files: each line's class and its output. */
 static void predict(const char *net, const char *weights, const char *files, Answer *a, int n) {
-  assert_int_equal(tu_run("predict %s/%s --weights %s/%s --backend tcc --json %s", repo, net, repo,
-                          weights, files),
+  assert_int_equal(tu_run("predict %s/%s --weights %s/%s --backend tcc --json %s", tu_repo, net,
+                          tu_repo, weights, files),
                    0);
   const char *line = tu_out;
   for (int i = 0; i < n; i++) {
@@ -251,5 +243,5 @@ int main(void) {
       cmocka_unit_test(test_embed_other_network),
       cmocka_unit_test(test_embed_rejects_bad_images),
   };
-  return cmocka_run_group_tests(tests, setup, tu_teardown);
+  return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

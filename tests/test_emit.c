@@ -154,14 +154,6 @@ static bool have(const char *prog) {
   return tu_shell("command -v %s", prog) == 0;
 }
 
-static Net *compile_net(Arena *a, const char *src) {
-  Diag d;
-  diag_init(&d, stderr, src, strlen(src));
-  Net *net = compile(a, "test.cnn", src, strlen(src), &(CompileOptions){0}, &d);
-  assert_non_null(net);
-  return net;
-}
-
 static char *emit_text(const Net *net, const EmitOptions *opt, bool header, size_t *len) {
   char *text = NULL;
   FILE *f = open_memstream(&text, len);
@@ -479,7 +471,7 @@ static void test_emit_matches_reference(void **state) {
     }
     for (int c = 0; c < NCASES; c++) {
       Arena a = {0};
-      Net *net = compile_net(&a, cases[c].src);
+      Net *net = tu_compile_ok(&a, cases[c].src);
       float *p = random_params(net);
       Built b;
       char tag[64];
@@ -499,7 +491,7 @@ static void test_emit_load_store_round_trip(void **state) {
   (void)state;
   for (int c = 0; c < NCASES; c++) {
     Arena a = {0};
-    Net *net = compile_net(&a, cases[c].src);
+    Net *net = tu_compile_ok(&a, cases[c].src);
     float *p = random_params(net), *q = malloc(sizeof(float) * (size_t)(net->param_count + 1));
     assert_non_null(q);
     Built b;
@@ -521,7 +513,7 @@ static void test_emit_baked_weights_match_load(void **state) {
   (void)state;
   for (int c = 0; c < NCASES; c++) {
     Arena a = {0};
-    Net *net = compile_net(&a, cases[c].src);
+    Net *net = tu_compile_ok(&a, cases[c].src);
     float *p = random_params(net);
     if (net->param_count >= 3) { /* literals that must survive: -0, tiny and huge values */
       p[0] = -0.0f;
@@ -553,7 +545,7 @@ static void test_emit_is_deterministic(void **state) {
   for (int c = 0; c < NCASES; c++) {
     for (int training = 0; training < 2; training++) {
       Arena a = {0}, a2 = {0};
-      Net *net = compile_net(&a, cases[c].src), *net2 = compile_net(&a2, cases[c].src);
+      Net *net = tu_compile_ok(&a, cases[c].src), *net2 = tu_compile_ok(&a2, cases[c].src);
       float *p = random_params(net);
       EmitOptions opt = {.training = training, .weights = p};
       size_t l1, l2;
@@ -579,7 +571,7 @@ static void test_emit_single_translation_unit(void **state) {
   (void)state;
   for (int c = 0; c < NCASES; c++) {
     Arena a = {0};
-    Net *net = compile_net(&a, cases[c].src);
+    Net *net = tu_compile_ok(&a, cases[c].src);
     /* (Training code for a network without parameters is not checked: there
        is nothing to train, and emit_train.c leaves an unused _backward.) */
     for (int training = 0; training < 1 + (net->param_count > 0); training++) {
@@ -605,7 +597,7 @@ static void test_emit_single_translation_unit(void **state) {
 static void test_emit_header_layout(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_net(&a, fashion_src);
+  Net *net = tu_compile_ok(&a, fashion_src);
   size_t len;
   char *h = emit_text(net, &(EmitOptions){0}, true, &len);
   /* Opens with the summary table in a comment. */
@@ -674,7 +666,7 @@ static void test_emit_header_layout(void **state) {
 static void test_emit_fusion_and_plan(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_net(&a, fashion_src);
+  Net *net = tu_compile_ok(&a, fashion_src);
   Layer *L = net->layers;
   /* conv1 relu + maxpool, conv2 relu + maxpool fused; conv3 has no pool. */
   assert_ptr_equal(L[0].fused_pool, &L[1]);
@@ -697,9 +689,9 @@ static void test_emit_fusion_and_plan(void **state) {
 
   /* An activation after a linear conv/dense fuses; after a relu conv it does
      not; avgpool after a sigmoid conv does not; dropout is an identity. */
-  net = compile_net(&a, "network f\ninput 8x8x2\nconv2d 4 3x3 relu\nsigmoid\n"
-                        "conv2d 8 1x1 sigmoid\navgpool 2x2\nconv2d 8 1x1\ntanh\nmaxpool 2x2\n"
-                        "flatten\ndropout 0.5\ndense 3\nsoftmax\n");
+  net = tu_compile_ok(&a, "network f\ninput 8x8x2\nconv2d 4 3x3 relu\nsigmoid\n"
+                          "conv2d 8 1x1 sigmoid\navgpool 2x2\nconv2d 8 1x1\ntanh\nmaxpool 2x2\n"
+                          "flatten\ndropout 0.5\ndense 3\nsoftmax\n");
   L = net->layers;
   assert_false(L[1].fused_away);
   assert_null(L[2].fused_pool); /* the mean of sigmoids is not the sigmoid of a mean */
@@ -714,8 +706,8 @@ static void test_emit_fusion_and_plan(void **state) {
   assert_int_equal(L[1].infer_out_offset, L[0].infer_out_offset);
   arena_free(&a);
 
-  net = compile_net(&a, "network p\ninput 8x8x3\nconv2d 8 3x3 padding=same\n"
-                        "conv2d 8 3x3 padding=1 relu\nflatten\ndense 2\n");
+  net = tu_compile_ok(&a, "network p\ninput 8x8x3\nconv2d 8 3x3 padding=same\n"
+                          "conv2d 8 3x3 padding=1 relu\nflatten\ndense 2\n");
   L = net->layers;
   long in = L[0].infer_out_offset, pad = L[1].infer_pad_offset, out = L[1].infer_out_offset;
   assert_true(L[0].infer_pad_offset >= 0 && pad >= 0 && in >= 0 && out >= 0);
@@ -730,7 +722,7 @@ static void test_emit_fusion_and_plan(void **state) {
 static void test_emit_init_is_seeded_glorot(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_net(&a, fashion_src);
+  Net *net = tu_compile_ok(&a, fashion_src);
   Built b;
   build(net, &(EmitOptions){0}, NCOMPILERS - 1, "init-tcc", &b);
   Built c;
@@ -795,7 +787,7 @@ static void test_emit_golden_seed_fashion(void **state) {
   fclose(f);
   src[len] = '\0';
   Arena a = {0};
-  Net *net = compile_net(&a, src);
+  Net *net = tu_compile_ok(&a, src);
   TensorInfo ti[64];
   int nt = net_tensors(net, ti);
   float *p = malloc(sizeof(float) * (size_t)net->param_count);
@@ -944,7 +936,7 @@ static void test_emitter_floats_read_back(void **state) {
 static void test_emit_baked_special_values(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_net(&a, cases[1].src);
+  Net *net = tu_compile_ok(&a, cases[1].src);
   float *p = random_params(net), *q = malloc(sizeof(float) * (size_t)net->param_count);
   assert_non_null(q);
   const float special[] = {NAN, INFINITY, -INFINITY, -0.0f, 1e-45f, -3.4028235e38f};

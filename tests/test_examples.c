@@ -31,14 +31,6 @@
 
 enum { LIMIT = 300 }; /* source images per split the scripts read */
 
-static char repo[512]; /* the repository root: tests run from there */
-
-static int setup(void **state) {
-  if (!getcwd(repo, sizeof repo))
-    return -1;
-  return tu_setup(state);
-}
-
 /* Skips the test when Debian's Fashion-MNIST is not installed. */
 static void need_dataset(void) {
   if (access(CNNGEN_DEFAULT_DATA, R_OK) != 0) {
@@ -55,7 +47,7 @@ static void load_split(const char *dir, const char *which, IdxImages *im, IdxLab
 }
 
 static int make_data(const char *example, const char *args) {
-  int rc = tu_shell("%s/examples/%s/make-data %s", repo, example, args);
+  int rc = tu_shell("%s/examples/%s/make-data %s", tu_repo, example, args);
   if (rc)
     fail_msg("make-data of %s %s: exit status %d\n%s", example, args, rc, tu_err);
   return rc;
@@ -115,11 +107,11 @@ static void test_examples_imbalanced_cuts_three_classes(void **state) {
 
 static void test_examples_make_data_errors_are_clear(void **state) {
   (void)state;
-  assert_int_equal(tu_shell("%s/examples/imbalanced/make-data", repo), 1);
+  assert_int_equal(tu_shell("%s/examples/imbalanced/make-data", tu_repo), 1);
   assert_contains(tu_err, "usage: make-data");
-  assert_int_equal(tu_shell("%s/examples/multilabel/make-data --source nowhere out", repo), 1);
+  assert_int_equal(tu_shell("%s/examples/multilabel/make-data --source nowhere out", tu_repo), 1);
   assert_contains(tu_err, "nowhere: no train-images-idx3-ubyte");
-  assert_int_equal(tu_shell("%s/examples/multilabel/make-data --limit x out", repo), 1);
+  assert_int_equal(tu_shell("%s/examples/multilabel/make-data --limit x out", tu_repo), 1);
   assert_contains(tu_err, "--limit needs a number");
 }
 
@@ -330,11 +322,12 @@ static void test_examples_pairs_network_trains_and_evaluates(void **state) {
   snprintf(args, sizeof args, "--limit %d --samples 1 quick", LIMIT);
   make_data("multilabel", args);
   int rc =
-      tu_run("train %s/examples/multilabel/pairs.cnn --data quick --epochs 1 --out q.st", repo);
+      tu_run("train %s/examples/multilabel/pairs.cnn --data quick --epochs 1 --out q.st", tu_repo);
   if (rc)
     fail_msg("train: exit status %d\n%s", rc, tu_err);
   assert_int_equal(
-      tu_run("eval %s/examples/multilabel/pairs.cnn --weights q.st --data quick --json", repo), 0);
+      tu_run("eval %s/examples/multilabel/pairs.cnn --weights q.st --data quick --json", tu_repo),
+      0);
   cJSON *o = cJSON_Parse(tu_out);
   assert_non_null(o);
   const cJSON *loss = cJSON_GetObjectItemCaseSensitive(o, "loss");
@@ -356,7 +349,7 @@ static void test_examples_pairs_network_trains_and_evaluates(void **state) {
   /* predict on the sample PGM and on the IDX file: one line per image. */
   assert_int_equal(tu_run("predict %s/examples/multilabel/pairs.cnn --weights q.st --json "
                           "quick/t10k-images-idx3-ubyte",
-                          repo),
+                          tu_repo),
                    0);
   int lines = 0;
   for (char *line = strtok(tu_out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
@@ -368,7 +361,8 @@ static void test_examples_pairs_network_trains_and_evaluates(void **state) {
   }
   assert_int_equal(lines, LIMIT);
   assert_int_equal(
-      tu_run("predict %s/examples/multilabel/pairs.cnn --weights q.st quick/samples/*.pgm", repo),
+      tu_run("predict %s/examples/multilabel/pairs.cnn --weights q.st quick/samples/*.pgm",
+             tu_repo),
       0);
   assert_contains(tu_out, "0 quick/samples/0-");
 }
@@ -382,5 +376,5 @@ int main(void) {
       cmocka_unit_test(test_examples_predict_single_label_unchanged),
       cmocka_unit_test(test_examples_pairs_network_trains_and_evaluates),
   };
-  return cmocka_run_group_tests(tests, setup, tu_teardown);
+  return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

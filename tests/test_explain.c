@@ -84,7 +84,7 @@ static const char *const nets[] = {
 };
 enum { NNETS = sizeof nets / sizeof nets[0] };
 
-/* ---- compiling in process ---- */
+/* ---- compiling in process (the build itself: testutil.h) ---- */
 
 typedef double (*ExplainD)(const void *m, void *w, void *g, const double *x, int cls, double *y,
                            double *dx, double *act, double *grad);
@@ -101,42 +101,8 @@ typedef struct Compiled {
   void *explain;
 } Compiled;
 
-static const char double_prelude[] =
-    "#include <stdint.h>\n#include <stddef.h>\n#include <string.h>\n#include <math.h>\n"
-    "#define float double\n#define expf exp\n#define logf log\n#define sqrtf sqrt\n"
-    "#define tanhf tanh\n#define fabsf fabs\n#define fmaxf fmax\n#define fminf fmin\n"
-    "#define powf pow\n#define log1pf log1p\n#define floorf floor\n";
-
 static void *sym(Compiled *c, const char *suffix) {
-  char name[160];
-  snprintf(name, sizeof name, "%s%s", c->net->name, suffix);
-  void *p = program_symbol(c->prog, name);
-  if (!p)
-    fail_msg("generated code lacks %s", name);
-  return p;
-}
-
-static void *zalloc(size_t bytes) {
-  size_t n = (bytes + 63) / 64 * 64;
-  void *p = aligned_alloc(64, n ? n : 64);
-  assert_non_null(p);
-  memset(p, 0, n ? n : 64);
-  return p;
-}
-
-static size_t call_size(Compiled *c, const char *suffix) {
-  size_t (*f)(void);
-  void *p = sym(c, suffix);
-  memcpy(&f, &p, sizeof p);
-  return f();
-}
-
-static Net *parse(Arena *a, const char *src) {
-  Diag d;
-  diag_init(&d, stderr, src, strlen(src));
-  Net *net = compile(a, "test.cnn", src, strlen(src), &(CompileOptions){0}, &d);
-  assert_non_null(net);
-  return net;
+  return tu_symbol(c->prog, c->net, suffix);
 }
 
 static long cam_size(const Net *net) {
@@ -152,29 +118,12 @@ static long cam_size(const Net *net) {
 static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl,
                         const double *params) {
   memset(c, 0, sizeof *c);
-  c->net = parse(&c->arena, src);
+  c->net = tu_compile_ok(&c->arena, src);
   c->dbl = dbl;
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  assert_non_null(f);
-  if (dbl)
-    fputs(double_prelude, f);
-  emit_source(c->net, &(EmitOptions){.training = true}, f);
-  const char *n = c->net->name;
-  fprintf(f,
-          "size_t %s_t_model_bytes(void) { return sizeof(%s_model); }\n"
-          "size_t %s_t_work_bytes(void) { return sizeof(%s_work); }\n",
-          n, n, n, n);
-  fclose(f);
-  Err e = {0};
-  c->prog = backend_compile(kind, text, len, &e);
-  free(text);
-  if (!c->prog)
-    fail_msg("cannot compile the generated C: %s", e.msg);
-  c->m = zalloc(call_size(c, "_t_model_bytes"));
-  c->w = zalloc(call_size(c, "_t_work_bytes"));
-  c->g = zalloc(call_size(c, "_grads_bytes"));
+  c->prog = tu_build_training(c->net, kind, dbl);
+  c->m = tu_zalloc(tu_call_size(c->prog, c->net, "_t_model_bytes"));
+  c->w = tu_zalloc(tu_call_size(c->prog, c->net, "_t_work_bytes"));
+  c->g = tu_zalloc(tu_call_size(c->prog, c->net, "_grads_bytes"));
   c->explain = sym(c, "_explain");
   c->in = shape_size(c->net->input);
   c->out = shape_size(c->net->output);
@@ -414,7 +363,7 @@ static void test_explain_gradcam_arrays_by_hand(void **state) {
   const char *src = "network hand\ninput 4x5x2\nconv2d 3 1x1 relu\nflatten\ndense 4\n";
   const int H = 4, W = 5, C = 2, F = 3, HW = H * W, OUT = 4;
   Arena a = {0};
-  Net *net = parse(&a, src);
+  Net *net = tu_compile_ok(&a, src);
   const long np = net->param_count; /* W 3x2, b 3, D 4x60, e 4 */
   assert_int_equal(np, F * C + F + OUT * F * HW + OUT);
   arena_free(&a);
@@ -545,7 +494,7 @@ static void test_explain_generated_code_builds_without_warnings(void **state) {
   };
   for (int k = 0; k < NNETS; k++) {
     Arena a = {0};
-    Net *net = parse(&a, nets[k]);
+    Net *net = tu_compile_ok(&a, nets[k]);
     char hname[96], cname[96];
     snprintf(hname, sizeof hname, "%s.h", net->name);
     snprintf(cname, sizeof cname, "%s.c", net->name);
@@ -640,7 +589,7 @@ static const char conv_net[] =
 
 static void write_weights(const char *name, const char *src, const float *params) {
   Arena a = {0};
-  Net *net = parse(&a, src);
+  Net *net = tu_compile_ok(&a, src);
   Err e = {0};
   if (st_write_params(tu_path(name), net, params, NULL, &e) < 0)
     fail_msg("%s", e.msg);

@@ -22,8 +22,9 @@
 #include "ast.h"
 #include "compile.h"
 #include "io.h"
+#include "testutil.h"
 
-/* ---- helpers ---- */
+/* ---- helpers (compiling: testutil.h) ---- */
 
 /* The whole file, NUL-terminated (free it); NULL if unreadable. */
 static char *read_text(const char *path, size_t *len) {
@@ -31,43 +32,12 @@ static char *read_text(const char *path, size_t *len) {
   return io_read_file(path, len, &e);
 }
 
-/* Compiles src as `path`; returns the Net (NULL on errors) and the
-   diagnostics in *msgs (free them). */
-static Net *compile_text(Arena *a, const char *path, const char *src, size_t len, char **msgs,
-                         int *errors) {
-  size_t size;
-  FILE *mem = open_memstream(msgs, &size);
-  Diag d;
-  diag_init(&d, mem, src, len);
-  Net *net = compile(a, path, src, len, NULL, &d);
-  fclose(mem);
-  if (errors)
-    *errors = d.errors;
-  /* A Net exactly when there was no error. */
-  assert_true((net != NULL) == (d.errors == 0));
-  return net;
-}
-
-static Net *compile_ok(Arena *a, const char *src) {
-  char *msgs;
-  Net *net = compile_text(a, "t.cnn", src, strlen(src), &msgs, NULL);
-  if (!net)
-    fail_msg("unexpected errors:\n%s", msgs);
-  free(msgs);
-  return net;
-}
-
 /* The messages for src, which must not compile. */
 static char *compile_fails(Arena *a, const char *src) {
   char *msgs;
-  Net *net = compile_text(a, "t.cnn", src, strlen(src), &msgs, NULL);
+  Net *net = tu_compile(a, "t.cnn", src, strlen(src), &msgs, NULL);
   assert_null(net);
   return msgs;
-}
-
-static void assert_contains(const char *text, const char *part) {
-  if (!strstr(text, part))
-    fail_msg("expected to find \"%s\" in:\n%s", part, text);
 }
 
 /* ---- golden files ---- */
@@ -83,7 +53,7 @@ static int check_golden(const char *cnn, bool update) {
   snprintf(err_path, sizeof err_path, "%.*s.err", (int)(strlen(cnn) - 4), cnn);
   Arena a = {0};
   char *got;
-  compile_text(&a, cnn, src, len, &got, NULL);
+  tu_compile(&a, cnn, src, len, &got, NULL);
   arena_free(&a);
   free(src);
   int failed = 0;
@@ -212,13 +182,13 @@ static void test_parser_numbers_and_dims(void **state) {
 static void test_parser_last_line_without_newline(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 4x4x1\nflatten\ndense 2 softmax");
+  Net *net = tu_compile_ok(&a, "input 4x4x1\nflatten\ndense 2 softmax");
   assert_int_equal(net->nlayers, 2);
   assert_int_equal(net->layers[1].act, ACT_SOFTMAX);
-  net = compile_ok(&a, "input 4x4x1\nflatten\ndense 2 softmax\ntrain {\n  epochs 7\n}");
+  net = tu_compile_ok(&a, "input 4x4x1\nflatten\ndense 2 softmax\ntrain {\n  epochs 7\n}");
   assert_int_equal(net->train.epochs, 7);
   /* Also with CRLF line ends and a trailing comment. */
-  net = compile_ok(&a, "input 4x4x1\r\nflatten\r\ndense 2 softmax # out");
+  net = tu_compile_ok(&a, "input 4x4x1\r\nflatten\r\ndense 2 softmax # out");
   assert_string_equal(net->layers[1].text, "dense 2 softmax");
   arena_free(&a);
 }
@@ -233,7 +203,7 @@ static void test_parser_one_message_per_line(void **state) {
                     "dense 2 = = =\n"       /* one syntax error, the rest skipped */
                     "flatten\n"
                     "dense 2 softmax\n";
-  Net *net = compile_text(&a, "t.cnn", src, strlen(src), &msgs, &errors);
+  Net *net = tu_compile(&a, "t.cnn", src, strlen(src), &msgs, &errors);
   assert_null(net);
   assert_int_equal(errors, 3);
   assert_contains(msgs, "t.cnn:1:13: error: unexpected character '@'");
@@ -321,7 +291,7 @@ static void test_lower_train_defaults(void **state) {
   const char *nets[] = {"input 4x4x1\nflatten\ndense 2 softmax\n",
                         "input 4x4x1\nflatten\ndense 2 softmax\ntrain {\n}\n"};
   for (int i = 0; i < 2; i++) {
-    Net *net = compile_ok(&a, nets[i]);
+    Net *net = tu_compile_ok(&a, nets[i]);
     const TrainConfig *t = &net->train;
     assert_int_equal(t->present, i == 1);
     assert_int_equal(t->loss, LOSS_SPARSE_CE);
@@ -346,16 +316,16 @@ static void test_lower_train_defaults(void **state) {
 static void test_lower_train_settings(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 8x8x1\nflatten\ndense 3 softmax\n"
-                            "train {\n"
-                            "  loss categorical_crossentropy\n"
-                            "  optimizer sgd lr=0.05 momentum=0.9 nesterov weight_decay=1e-4\n"
-                            "  batch 20\n"
-                            "  epochs 3\n"
-                            "  seed 18446744073709551615\n"
-                            "  augment vflip hflip shift=2 rotate=12.5 crop=4 noise=0.05\n"
-                            "  class_weights 1,0.5,2\n"
-                            "}\n");
+  Net *net = tu_compile_ok(&a, "input 8x8x1\nflatten\ndense 3 softmax\n"
+                               "train {\n"
+                               "  loss categorical_crossentropy\n"
+                               "  optimizer sgd lr=0.05 momentum=0.9 nesterov weight_decay=1e-4\n"
+                               "  batch 20\n"
+                               "  epochs 3\n"
+                               "  seed 18446744073709551615\n"
+                               "  augment vflip hflip shift=2 rotate=12.5 crop=4 noise=0.05\n"
+                               "  class_weights 1,0.5,2\n"
+                               "}\n");
   const TrainConfig *t = &net->train;
   assert_int_equal(t->loss, LOSS_CE);
   assert_int_equal(t->loss_loc.line, 5);
@@ -379,15 +349,15 @@ static void test_lower_train_settings(void **state) {
   assert_true(t->class_weight_list[1] == 0.5);
   assert_int_equal(t->class_weights_loc.col, 17);
 
-  net = compile_ok(&a, "input 8x8x1\nflatten\ndense 3 softmax\ntrain {\n"
-                       "  optimizer adam lr=0.01 beta1=0.8 beta2=0.99 eps=0.000001\n"
-                       "  class_weights balanced\n}\n");
+  net = tu_compile_ok(&a, "input 8x8x1\nflatten\ndense 3 softmax\ntrain {\n"
+                          "  optimizer adam lr=0.01 beta1=0.8 beta2=0.99 eps=0.000001\n"
+                          "  class_weights balanced\n}\n");
   t = &net->train;
   assert_int_equal(t->optimizer, OPT_ADAM);
   assert_true(t->lr == 0.01 && t->beta1 == 0.8 && t->beta2 == 0.99 && t->eps == 1e-6);
   assert_int_equal(t->class_weights, CW_BALANCED);
   /* sgd without lr= takes Keras' default, 0.01. */
-  net = compile_ok(&a, "input 8x8x1\nflatten\ndense 3 softmax\ntrain {\n  optimizer sgd\n}\n");
+  net = tu_compile_ok(&a, "input 8x8x1\nflatten\ndense 3 softmax\ntrain {\n  optimizer sgd\n}\n");
   assert_true(net->train.lr == 0.01 && net->train.momentum == 0);
   arena_free(&a);
 }
@@ -395,17 +365,17 @@ static void test_lower_train_settings(void **state) {
 static void test_lower_layer_fields(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_ok(&a, "network fields\n"
-                            "input 32x30x3\n"
-                            "conv2d 8 5 stride=2 padding=same tanh   # a comment\n"
-                            "\tconv2d 4 3x1 padding=1\n"
-                            "maxpool 3x3 stride=1\n"
-                            "avgpool 2\n"
-                            "dropout 0.25\n"
-                            "relu\n"
-                            "activation sigmoid\n"
-                            "globalavgpool\n"
-                            "dense 6 softmax\n");
+  Net *net = tu_compile_ok(&a, "network fields\n"
+                               "input 32x30x3\n"
+                               "conv2d 8 5 stride=2 padding=same tanh   # a comment\n"
+                               "\tconv2d 4 3x1 padding=1\n"
+                               "maxpool 3x3 stride=1\n"
+                               "avgpool 2\n"
+                               "dropout 0.25\n"
+                               "relu\n"
+                               "activation sigmoid\n"
+                               "globalavgpool\n"
+                               "dense 6 softmax\n");
   assert_string_equal(net->name, "fields");
   assert_int_equal(net->input.h, 32);
   assert_int_equal(net->input.w, 30);
@@ -452,14 +422,14 @@ static void test_lower_layer_fields(void **state) {
 static void test_lower_layer_names(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 12x12x1\n"
-                            "conv2d 2 3x3\n"
-                            "conv2d 2 3x3 name=features\n"
-                            "maxpool 2x2\n"
-                            "conv2d 2 3x3\n"
-                            "flatten\n"
-                            "dense 4 name=hidden relu\n"
-                            "dense 3 softmax\n");
+  Net *net = tu_compile_ok(&a, "input 12x12x1\n"
+                               "conv2d 2 3x3\n"
+                               "conv2d 2 3x3 name=features\n"
+                               "maxpool 2x2\n"
+                               "conv2d 2 3x3\n"
+                               "flatten\n"
+                               "dense 4 name=hidden relu\n"
+                               "dense 3 softmax\n");
   const char *want[] = {"conv1", "features", "", "conv3", "", "hidden", "dense2"};
   assert_int_equal(net->nlayers, 7);
   for (int i = 0; i < 7; i++)
@@ -528,7 +498,7 @@ static void test_lower_default_network_name(void **state) {
   for (int i = 0; i < 5; i++) {
     Arena a = {0};
     char *msgs;
-    Net *net = compile_text(&a, paths[i][0], src, strlen(src), &msgs, NULL);
+    Net *net = tu_compile(&a, paths[i][0], src, strlen(src), &msgs, NULL);
     assert_non_null(net);
     assert_string_equal(net->name, paths[i][1]);
     assert_string_equal(net->file, paths[i][0]);
@@ -671,7 +641,7 @@ static void test_compile_reports_all_passes_in_line_order(void **state) {
                     "train {\n"
                     "  epochs 0\n" /* lower, train block */
                     "}\n";
-  assert_null(compile_text(&a, "t.cnn", src, strlen(src), &msgs, &errors));
+  assert_null(tu_compile(&a, "t.cnn", src, strlen(src), &msgs, &errors));
   assert_int_equal(errors, 4);
   const char *want[] = {"t.cnn:2:14: error: unknown activation 'rleu'",
                         "t.cnn:3:1: error: dense needs a vector input but gets 6x6x2",
@@ -690,7 +660,7 @@ static void test_compile_reports_all_passes_in_line_order(void **state) {
   char big[2048] = "input 4x4x1\nflatten\n";
   for (int i = 0; i < 30; i++)
     strcat(big, i % 2 ? "dense 0\n" : "dense 1 @\n");
-  assert_null(compile_text(&a, "t.cnn", big, strlen(big), &msgs, &errors));
+  assert_null(tu_compile(&a, "t.cnn", big, strlen(big), &msgs, &errors));
   assert_int_equal(errors, 30);
   int shown = 0;
   for (const char *p = msgs; (p = strstr(p, "t.cnn:")) != NULL; p++)
@@ -773,7 +743,7 @@ static void test_parser_survives_garbage(void **state) {
     }
     Arena a = {0};
     char *msgs;
-    compile_text(&a, "t.cnn", buf, len, &msgs, NULL);
+    tu_compile(&a, "t.cnn", buf, len, &msgs, NULL);
     check_locations(msgs, buf, len);
     free(msgs);
     arena_free(&a);
@@ -793,14 +763,14 @@ static void test_parser_long_lines_and_deep_nesting(void **state) {
   strcpy(src, "input 2x2x1\n");
   memset(src + 12, 'a', n);
   strcpy(src + 12 + n, " 1\n");
-  compile_text(&a, "t.cnn", src, strlen(src), &msgs, &errors);
+  tu_compile(&a, "t.cnn", src, strlen(src), &msgs, &errors);
   assert_int_equal(errors, 1);
   assert_contains(msgs, "t.cnn:2:1: error: unknown layer 'aaaaaaaaaa");
   free(msgs);
   strcpy(src, "input 2x2x1\nflatten\ndense ");
   memset(src + 26, '9', n);
   strcpy(src + 26 + n, " softmax\n");
-  compile_text(&a, "t.cnn", src, strlen(src), &msgs, &errors);
+  tu_compile(&a, "t.cnn", src, strlen(src), &msgs, &errors);
   assert_int_equal(errors, 1);
   assert_contains(msgs, "t.cnn:3:7: error: the number of units must be at most");
   free(msgs);
@@ -809,7 +779,7 @@ static void test_parser_long_lines_and_deep_nesting(void **state) {
   char *deep = malloc(depth * 4 + 1);
   for (size_t i = 0; i < depth; i++)
     len += (size_t)sprintf(deep + len, "a {\n");
-  compile_text(&a, "t.cnn", deep, len, &msgs, &errors);
+  tu_compile(&a, "t.cnn", deep, len, &msgs, &errors);
   assert_true(errors >= 1);
   free(msgs);
   free(deep);

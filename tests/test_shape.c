@@ -22,6 +22,7 @@
 #include "compile.h"
 #include "io.h"
 #include "safetensors.h"
+#include "testutil.h"
 
 /* The whole file, NUL-terminated (free it); NULL if unreadable. */
 static char *read_text(const char *path, size_t *len) {
@@ -29,32 +30,11 @@ static char *read_text(const char *path, size_t *len) {
   return io_read_file(path, len, &e);
 }
 
-/* Compiles src; the messages go to *msgs (free it). */
-static Net *compile_src(Arena *a, const char *path, const char *src, size_t len, char **msgs) {
-  size_t size;
-  FILE *mem = open_memstream(msgs, &size);
-  Diag d;
-  diag_init(&d, mem, src, len);
-  Net *net = compile(a, path, src, len, NULL, &d);
-  fclose(mem);
-  assert_true((net != NULL) == (d.errors == 0));
-  return net;
-}
-
-static Net *compile_ok(Arena *a, const char *src) {
-  char *msgs;
-  Net *net = compile_src(a, "t.cnn", src, strlen(src), &msgs);
-  if (!net)
-    fail_msg("unexpected errors:\n%s", msgs);
-  free(msgs);
-  return net;
-}
-
 /* src must fail with its first error at `where` ("line:col") saying `what`. */
 static void expect_error(const char *src, const char *where, const char *what) {
   Arena a = {0};
   char *msgs;
-  Net *net = compile_src(&a, "t.cnn", src, strlen(src), &msgs);
+  Net *net = tu_compile(&a, "t.cnn", src, strlen(src), &msgs, NULL);
   char head[600];
   snprintf(head, sizeof head, "t.cnn:%s: error: %s", where, what);
   if (net || strncmp(msgs, head, strlen(head)) != 0)
@@ -78,7 +58,7 @@ static void test_shape_fashion_network(void **state) {
   assert_non_null(src);
   Arena a = {0};
   char *msgs;
-  Net *net = compile_src(&a, "examples/fashion.cnn", src, len, &msgs);
+  Net *net = tu_compile(&a, "examples/fashion.cnn", src, len, &msgs, NULL);
   assert_non_null(net);
   assert_string_equal(net->name, "fashion");
   assert_int_equal(net->nlayers, 8);
@@ -109,14 +89,14 @@ static void test_shape_fashion_network(void **state) {
 static void test_shape_parameter_offsets(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 6x6x2\n"
-                            "conv2d 3 3x3 relu\n" /* w 3*2*9 = 54, b 3 */
-                            "maxpool 2x2\n"
-                            "flatten\n"
-                            "dropout 0.5\n"
-                            "dense 4\n" /* w 4*12 = 48, b 4 */
-                            "relu\n"
-                            "dense 2 softmax\n"); /* w 8, b 2 */
+  Net *net = tu_compile_ok(&a, "input 6x6x2\n"
+                               "conv2d 3 3x3 relu\n" /* w 3*2*9 = 54, b 3 */
+                               "maxpool 2x2\n"
+                               "flatten\n"
+                               "dropout 0.5\n"
+                               "dense 4\n" /* w 4*12 = 48, b 4 */
+                               "relu\n"
+                               "dense 2 softmax\n"); /* w 8, b 2 */
   const Layer *l = net->layers;
   assert_int_equal(l[0].weight_offset, 0);
   assert_int_equal(l[0].weight_count, 54);
@@ -162,7 +142,7 @@ static void test_shape_same_padding(void **state) {
     snprintf(src, sizeof src, "input %dx%dx1\nconv2d 1 %dx%d stride=%d padding=same\n", cases[i].in,
              cases[i].in, cases[i].k, cases[i].k, cases[i].s);
     Arena a = {0};
-    Net *net = compile_ok(&a, src);
+    Net *net = tu_compile_ok(&a, src);
     const Layer *l = &net->layers[0];
     assert_shape(l->out, cases[i].out, cases[i].out, 1, false);
     assert_int_equal(l->u.conv.pad_top, cases[i].before);
@@ -173,7 +153,7 @@ static void test_shape_same_padding(void **state) {
   }
   /* Height and width on their own. */
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 8x7x2\nconv2d 4 3x2 stride=2 padding=same\n");
+  Net *net = tu_compile_ok(&a, "input 8x7x2\nconv2d 4 3x2 stride=2 padding=same\n");
   const Layer *l = &net->layers[0];
   assert_shape(l->out, 4, 4, 4, false);
   assert_int_equal(l->u.conv.pad_top, 0);
@@ -186,12 +166,12 @@ static void test_shape_same_padding(void **state) {
 static void test_shape_valid_and_explicit_padding(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 28x28x1\n"
-                            "conv2d 6 5x5 padding=2\n"              /* 28 */
-                            "conv2d 6 5x5\n"                        /* 24 */
-                            "conv2d 6 3x3 stride=2\n"               /* (24-3)/2+1 = 11 */
-                            "conv2d 6 4x2 padding=valid stride=3\n" /* 3, 4 */
-                            "conv2d 6 1 padding=1\n");              /* 5, 6 */
+  Net *net = tu_compile_ok(&a, "input 28x28x1\n"
+                               "conv2d 6 5x5 padding=2\n"              /* 28 */
+                               "conv2d 6 5x5\n"                        /* 24 */
+                               "conv2d 6 3x3 stride=2\n"               /* (24-3)/2+1 = 11 */
+                               "conv2d 6 4x2 padding=valid stride=3\n" /* 3, 4 */
+                               "conv2d 6 1 padding=1\n");              /* 5, 6 */
   const Layer *l = net->layers;
   assert_shape(l[0].out, 28, 28, 6, false);
   assert_int_equal(l[0].u.conv.pad_top, 2);
@@ -210,13 +190,13 @@ static void test_shape_valid_and_explicit_padding(void **state) {
 static void test_shape_pools_and_vectors(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 7x9x3\n"
-                            "maxpool 2x2\n"          /* floor: 3x4 */
-                            "avgpool 2x3 stride=1\n" /* 2x2 */
-                            "dropout 0.1\n"
-                            "tanh\n"
-                            "globalavgpool\n"
-                            "dense 5 sigmoid\n");
+  Net *net = tu_compile_ok(&a, "input 7x9x3\n"
+                               "maxpool 2x2\n"          /* floor: 3x4 */
+                               "avgpool 2x3 stride=1\n" /* 2x2 */
+                               "dropout 0.1\n"
+                               "tanh\n"
+                               "globalavgpool\n"
+                               "dense 5 sigmoid\n");
   const Layer *l = net->layers;
   assert_shape(l[0].out, 3, 4, 3, false);
   assert_int_equal(l[0].u.pool.stride, 2);
@@ -226,7 +206,7 @@ static void test_shape_pools_and_vectors(void **state) {
   assert_shape(l[4].out, 1, 1, 3, true);
   assert_shape(l[5].out, 1, 1, 5, true);
   assert_int_equal(l[5].weight_count, 15);
-  net = compile_ok(&a, "input 7x7x3\nmaxpool 3x3 stride=2\nflatten\n");
+  net = tu_compile_ok(&a, "input 7x7x3\nmaxpool 3x3 stride=2\nflatten\n");
   assert_shape(net->layers[0].out, 3, 3, 3, false);
   assert_shape(net->output, 1, 1, 27, true);
   arena_free(&a);
@@ -242,7 +222,7 @@ static void check_tensors(const char *cnn, const char *weights) {
     fail_msg("cannot read %s", cnn);
   Arena a = {0};
   char *msgs;
-  Net *net = compile_src(&a, cnn, src, len, &msgs);
+  Net *net = tu_compile(&a, cnn, src, len, &msgs, NULL);
   if (!net)
     fail_msg("%s", msgs);
   StFile f;
@@ -308,7 +288,7 @@ static void test_shape_examples(void **state) {
     assert_non_null(src);
     Arena a = {0};
     char *msgs;
-    Net *net = compile_src(&a, examples[i].path, src, len, &msgs);
+    Net *net = tu_compile(&a, examples[i].path, src, len, &msgs, NULL);
     if (!net)
       fail_msg("%s", msgs);
     assert_int_equal(net->param_count, examples[i].params);
@@ -332,7 +312,7 @@ static void test_shape_window_rules(void **state) {
   expect_error("input 5x5x1\navgpool 1x6 stride=1\n", "2:9", "window 1x6 is larger");
   /* A kernel that fits only thanks to the padding is fine. */
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 2x2x1\nconv2d 1 4x4 padding=1\n");
+  Net *net = tu_compile_ok(&a, "input 2x2x1\nconv2d 1 4x4 padding=1\n");
   assert_shape(net->layers[0].out, 1, 1, 1, false);
   arena_free(&a);
 }
@@ -353,11 +333,11 @@ static void test_shape_vector_rules(void **state) {
   Arena a = {0};
   char *msgs;
   const char *src = "input 8x8x1\nflatten\nconv2d 2 3x3\n";
-  compile_src(&a, "t.cnn", src, strlen(src), &msgs);
+  tu_compile(&a, "t.cnn", src, strlen(src), &msgs, NULL);
   assert_non_null(strstr(msgs, "t.cnn:2:1: note: the input became a vector here\n"));
   free(msgs);
   src = "input 8x8x1\n\ndense 4\n";
-  compile_src(&a, "t.cnn", src, strlen(src), &msgs);
+  tu_compile(&a, "t.cnn", src, strlen(src), &msgs, NULL);
   assert_non_null(strstr(msgs, "t.cnn:3:1: note: add 'flatten' before line 3\n"));
   free(msgs);
   arena_free(&a);
@@ -376,7 +356,7 @@ static void test_shape_softmax_rules(void **state) {
   expect_error("input 8x8x1\nsoftmax\n", "2:1", "softmax needs a vector but gets 8x8x1");
   /* Last, as an activation layer of its own, counts. */
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 8x8x1\nflatten\ndense 4\nsoftmax\ntrain {\n}\n");
+  Net *net = tu_compile_ok(&a, "input 8x8x1\nflatten\ndense 4\nsoftmax\ntrain {\n}\n");
   assert_int_equal(net->layers[2].act, ACT_SOFTMAX);
   arena_free(&a);
 }
@@ -408,7 +388,7 @@ static void test_shape_loss_rules(void **state) {
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     snprintf(src, sizeof src, "%s%s", head, ok[i]);
     Arena a = {0};
-    compile_ok(&a, src);
+    tu_compile_ok(&a, src);
     arena_free(&a);
   }
 }
@@ -425,8 +405,8 @@ static void test_shape_size_limits(void **state) {
 static void test_shape_bad_values_in_ir(void **state) {
   (void)state;
   Arena a = {0};
-  Net *net = compile_ok(&a, "input 8x8x1\nconv2d 2 3x3\nmaxpool 2x2\nflatten\ndropout 0.5\n"
-                            "dense 3\n");
+  Net *net = tu_compile_ok(&a, "input 8x8x1\nconv2d 2 3x3\nmaxpool 2x2\nflatten\ndropout 0.5\n"
+                               "dense 3\n");
   char *msgs;
   size_t size;
   struct {
@@ -507,7 +487,7 @@ static void test_shape_summary_table(void **state) {
   char *src = read_text("examples/fashion.cnn", &len);
   Arena a = {0};
   char *msgs, *out;
-  Net *net = compile_src(&a, "examples/fashion.cnn", src, len, &msgs);
+  Net *net = tu_compile(&a, "examples/fashion.cnn", src, len, &msgs, NULL);
   assert_non_null(net);
   FILE *mem = open_memstream(&out, &size);
   summary_print(net, mem, " * ");

@@ -45,13 +45,10 @@
 #include "backend.h"
 #include "idx.h"
 #include "safetensors.h"
+#include "testutil.h"
 #include "trainer.h"
 
-static char tmp[64];       /* the test's directory */
-static const char *cnngen; /* the binary, as an absolute path */
-static char out_text[1 << 16], err_text[1 << 16];
-
-/* ---- compiling networks in process ---- */
+/* ---- compiling networks in process (the build itself: testutil.h) ---- */
 
 /* A network compiled with its training code; `real` is float or double. */
 typedef struct Compiled {
@@ -69,19 +66,8 @@ typedef struct Compiled {
   void (*store_opt)(const void *m, void *state, uint64_t *step);
 } Compiled;
 
-static const char double_prelude[] =
-    "#include <stdint.h>\n#include <stddef.h>\n#include <string.h>\n#include <math.h>\n"
-    "#define float double\n#define expf exp\n#define logf log\n#define sqrtf sqrt\n"
-    "#define tanhf tanh\n#define fabsf fabs\n#define fmaxf fmax\n#define fminf fmin\n"
-    "#define powf pow\n#define log1pf log1p\n#define floorf floor\n";
-
 static void *sym(Compiled *c, const char *suffix) {
-  char name[160];
-  snprintf(name, sizeof name, "%s%s", c->net->name, suffix);
-  void *p = program_symbol(c->prog, name);
-  if (!p)
-    fail_msg("generated code lacks %s", name);
-  return p;
+  return tu_symbol(c->prog, c->net, suffix);
 }
 
 #define SYM(c, field, suffix)                                                                      \
@@ -92,38 +78,11 @@ static void *sym(Compiled *c, const char *suffix) {
 
 static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl) {
   memset(c, 0, sizeof *c);
-  Diag d;
-  diag_init(&d, stderr, src, strlen(src));
-  c->net = compile(&c->arena, "test.cnn", src, strlen(src), &(CompileOptions){0}, &d);
-  assert_non_null(c->net);
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  assert_non_null(f);
-  if (dbl)
-    fputs(double_prelude, f);
-  EmitOptions opt = {.training = true};
-  emit_source(c->net, &opt, f);
-  fprintf(f,
-          "size_t %s_t_model_bytes(void) { return sizeof(%s_model); }\n"
-          "size_t %s_t_work_bytes(void) { return sizeof(%s_work); }\n",
-          c->net->name, c->net->name, c->net->name, c->net->name);
-  fclose(f);
-  Err e = {0};
-  c->prog = backend_compile(kind, text, len, &e);
-  free(text);
-  if (!c->prog)
-    fail_msg("cannot compile the generated C: %s", e.msg);
-  size_t (*bytes)(void);
-  void *p = sym(c, "_t_model_bytes");
-  memcpy(&bytes, &p, sizeof p);
-  c->model_bytes = bytes();
-  p = sym(c, "_t_work_bytes");
-  memcpy(&bytes, &p, sizeof p);
-  c->work_bytes = bytes();
-  p = sym(c, "_grads_bytes");
-  memcpy(&bytes, &p, sizeof p);
-  c->grads_bytes = bytes();
+  c->net = tu_compile_ok(&c->arena, src);
+  c->prog = tu_build_training(c->net, kind, dbl);
+  c->model_bytes = tu_call_size(c->prog, c->net, "_t_model_bytes");
+  c->work_bytes = tu_call_size(c->prog, c->net, "_t_work_bytes");
+  c->grads_bytes = tu_call_size(c->prog, c->net, "_grads_bytes");
   SYM(c, load, "_load");
   SYM(c, store, "_store");
   SYM(c, grads_store, "_grads_store");
@@ -136,13 +95,6 @@ static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl
 static void release(Compiled *c) {
   program_free(c->prog);
   arena_free(&c->arena);
-}
-
-static void *zalloc(size_t bytes) {
-  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-  assert_non_null(p);
-  memset(p, 0, (bytes + 63) / 64 * 64);
-  return p;
 }
 
 /* Deterministic pseudo-random numbers in [0, 1). */
@@ -233,7 +185,7 @@ static void test_train_gradients_match_finite_differences(void **state) {
     Compiled c;
     compile_net(&c, gradient_nets[t], BACKEND_TCC, true);
     long np = c.net->param_count;
-    void *m = zalloc(c.model_bytes), *w = zalloc(c.work_bytes), *g = zalloc(c.grads_bytes);
+    void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes), *g = tu_zalloc(c.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *ga = malloc((size_t)np * sizeof *ga);
     uint64_t seed = 1000 + t;
     for (long i = 0; i < np; i++)
@@ -281,7 +233,8 @@ static void test_train_float_code_matches_double(void **state) {
     Compiled cd;
     compile_net(&cd, gradient_nets[t], BACKEND_TCC, true);
     long np = cd.net->param_count, in = shape_size(cd.net->input), k = shape_size(cd.net->output);
-    void *m = zalloc(cd.model_bytes), *w = zalloc(cd.work_bytes), *g = zalloc(cd.grads_bytes);
+    void *m = tu_zalloc(cd.model_bytes), *w = tu_zalloc(cd.work_bytes),
+         *g = tu_zalloc(cd.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *gd = malloc((size_t)np * sizeof *gd);
     uint64_t seed = 2000 + t;
     for (long i = 0; i < np; i++)
@@ -307,7 +260,8 @@ static void test_train_float_code_matches_double(void **state) {
     for (int kind = 0; kind < 2; kind++) {
       Compiled cf;
       compile_net(&cf, gradient_nets[t], kinds[kind], false);
-      void *mf = zalloc(cf.model_bytes), *wk = zalloc(cf.work_bytes), *gk = zalloc(cf.grads_bytes);
+      void *mf = tu_zalloc(cf.model_bytes), *wk = tu_zalloc(cf.work_bytes),
+           *gk = tu_zalloc(cf.grads_bytes);
       cf.load(mf, pf);
       double loss_f = cf.accumulate_y(mf, wk, gk, xf, tf, wf, b.n, 99, NULL);
       cf.grads_store(gk, gf);
@@ -346,7 +300,7 @@ static void test_train_loss_values_follow_the_spec(void **state) {
     Compiled c;
     compile_net(&c, gradient_nets[t], BACKEND_TCC, true);
     long np = c.net->param_count, k = shape_size(c.net->output);
-    void *m = zalloc(c.model_bytes), *w = zalloc(c.work_bytes), *g = zalloc(c.grads_bytes);
+    void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes), *g = tu_zalloc(c.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *y = malloc((size_t)(3 * k) * sizeof *y);
     uint64_t seed = 3000 + t;
     for (long i = 0; i < np; i++)
@@ -396,7 +350,7 @@ static void check_optimizer(const char *train_block, bool adam, double lr, doubl
   Compiled c;
   compile_net(&c, src, BACKEND_TCC, true);
   long np = c.net->param_count;
-  void *m = zalloc(c.model_bytes), *w = zalloc(c.work_bytes), *g = zalloc(c.grads_bytes);
+  void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes), *g = tu_zalloc(c.grads_bytes);
   double *p = malloc((size_t)np * sizeof *p), *gr = malloc((size_t)np * sizeof *gr);
   double *s0 = calloc((size_t)np, sizeof *s0), *s1 = calloc((size_t)np, sizeof *s1);
   double *got = malloc((size_t)np * sizeof *got);
@@ -493,10 +447,7 @@ static void test_train_set_targets_and_class_weights(void **state) {
   Arena arena = {0};
   const char *src = "network cw\ninput 2x2x1\nflatten\ndense 3 softmax\n"
                     "train {\n  class_weights balanced\n}\n";
-  Diag d;
-  diag_init(&d, stderr, src, strlen(src));
-  Net *net = compile(&arena, "cw.cnn", src, strlen(src), &(CompileOptions){0}, &d);
-  assert_non_null(net);
+  Net *net = tu_compile_ok(&arena, src);
   uint8_t pixels[4 * 4] = {0}, labels[4] = {0, 0, 0, 2};
   IdxImages im = {4, 2, 2, 1, pixels};
   IdxLabels lb = {4, 0, labels};
@@ -520,52 +471,7 @@ static void test_train_set_targets_and_class_weights(void **state) {
   arena_free(&arena);
 }
 
-/* ---- the command ---- */
-
-static char *path(const char *name) {
-  static char buf[8][256];
-  static int next;
-  char *p = buf[next++ % 8];
-  snprintf(p, 256, "%s/%s", tmp, name);
-  return p;
-}
-
-static void read_into(const char *file, char *buf, size_t cap) {
-  FILE *f = fopen(file, "rb");
-  size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-  buf[n] = '\0';
-  if (f)
-    fclose(f);
-}
-
-/* Runs `cnngen ARGS` in the temporary directory; the exit status, with the
-   output in out_text and err_text. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-  char args[2048], cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "cd %s && %s %s >%s/.out 2>%s/.err", tmp, cnngen, args, tmp, tmp);
-  int rc = system(cmd);
-  read_into(path(".out"), out_text, sizeof out_text);
-  read_into(path(".err"), err_text, sizeof err_text);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-}
-
-#define assert_contains(hay, needle)                                                               \
-  do {                                                                                             \
-    if (!strstr(hay, needle))                                                                      \
-      fail_msg("expected to find \"%s\" in:\n%s", needle, hay);                                    \
-  } while (0)
-
-static void write_text(const char *name, const char *text) {
-  FILE *f = fopen(path(name), "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
+/* ---- the command (the directory, files and runs: testutil.h) ---- */
 
 /* DIR with the first n_train / n_test images of Debian's Fashion-MNIST;
    false when the package is not installed. */
@@ -573,21 +479,20 @@ static bool fashion_subset(const char *dir, int n_train, int n_test) {
   IdxImages im[2];
   IdxLabels lb[2];
   Err e = {0};
-  struct stat st;
-  if (stat(path(dir), &st) == 0)
+  if (tu_exists(dir))
     return true;
   if (idx_load_split(CNNGEN_DEFAULT_DATA, "train", &im[0], &lb[0], &e) < 0)
     return false;
   assert_int_equal(idx_load_split(CNNGEN_DEFAULT_DATA, "t10k", &im[1], &lb[1], &e), 0);
-  mkdir(path(dir), 0777);
+  mkdir(tu_path(dir), 0777);
   const char *which[2] = {"train", "t10k"};
   int n[2] = {n_train, n_test};
   for (int s = 0; s < 2; s++) {
     char p[512];
     im[s].n = lb[s].n = n[s];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", path(dir), which[s]);
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
     assert_int_equal(idx_write_images(p, &im[s], &e), 0);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", path(dir), which[s]);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
     assert_int_equal(idx_write_labels(p, &lb[s], &e), 0);
     idx_images_free(&im[s]);
     idx_labels_free(&lb[s]);
@@ -600,70 +505,55 @@ static const char small_net[] =
     "maxpool 2x2\nflatten\ndropout 0.2\ndense 32 relu\ndense 10 softmax\n"
     "train {\n  optimizer adam lr=0.002\n  batch 32\n  epochs 2\n  seed 5\n}\n";
 
-/* The tensors of two weights files, bit for bit (metadata aside). */
-static bool same_tensors(const char *a, const char *b) {
-  StFile fa, fb;
-  Err e = {0};
-  if (st_read(path(a), &fa, &e) < 0 || st_read(path(b), &fb, &e) < 0)
-    fail_msg("%s", e.msg);
-  bool same = fa.ntensors == fb.ntensors;
-  for (int i = 0; same && i < fa.ntensors; i++) {
-    const StTensor *t = st_find(&fb, fa.tensors[i].name);
-    same = t && t->nbytes == fa.tensors[i].nbytes &&
-           memcmp(t->data, fa.tensors[i].data, t->nbytes) == 0;
-  }
-  st_free(&fa);
-  st_free(&fb);
-  return same;
-}
-
 static void test_train_same_seed_same_weights(void **state) {
   (void)state;
   if (!fashion_subset("fm", 1000, 200))
     skip();
-  write_text("small.cnn", small_net);
+  tu_write_text("small.cnn", small_net);
   for (int threads = 1; threads <= 2; threads++) {
     assert_int_equal(
-        run("train small.cnn --data fm --epochs 1 --threads %d --out r1.safetensors", threads), 0);
+        tu_run("train small.cnn --data fm --epochs 1 --threads %d --out r1.safetensors", threads),
+        0);
     assert_int_equal(
-        run("train small.cnn --data fm --epochs 1 --threads %d --out r2.safetensors", threads), 0);
-    assert_true(same_tensors("r1.safetensors", "r2.safetensors"));
+        tu_run("train small.cnn --data fm --epochs 1 --threads %d --out r2.safetensors", threads),
+        0);
+    assert_true(tu_same_tensors("r1.safetensors", "r2.safetensors"));
   }
-  assert_int_equal(run("train small.cnn --data fm --epochs 1 --seed 6 --out r3.safetensors "
-                       "--threads 2"),
+  assert_int_equal(tu_run("train small.cnn --data fm --epochs 1 --seed 6 --out r3.safetensors "
+                          "--threads 2"),
                    0);
-  assert_false(same_tensors("r1.safetensors", "r3.safetensors"));
+  assert_false(tu_same_tensors("r1.safetensors", "r3.safetensors"));
 }
 
 static void test_train_resume_matches_uninterrupted(void **state) {
   (void)state;
   if (!fashion_subset("fm", 1000, 200))
     skip();
-  write_text("small.cnn", small_net);
-  assert_int_equal(run("train small.cnn --data fm --epochs 3 --out full.safetensors "
-                       "--checkpoint full.ckpt --threads 2"),
+  tu_write_text("small.cnn", small_net);
+  assert_int_equal(tu_run("train small.cnn --data fm --epochs 3 --out full.safetensors "
+                          "--checkpoint full.ckpt --threads 2"),
                    0);
-  assert_contains(out_text, "epoch 3/3");
-  assert_int_equal(run("train small.cnn --data fm --epochs 1 --out half.safetensors "
-                       "--checkpoint half.ckpt --threads 2"),
+  assert_contains(tu_out, "epoch 3/3");
+  assert_int_equal(tu_run("train small.cnn --data fm --epochs 1 --out half.safetensors "
+                          "--checkpoint half.ckpt --threads 2"),
                    0);
-  assert_int_equal(run("train small.cnn --data fm --epochs 3 --resume half.ckpt "
-                       "--out resumed.safetensors --checkpoint resumed.ckpt --threads 2"),
+  assert_int_equal(tu_run("train small.cnn --data fm --epochs 3 --resume half.ckpt "
+                          "--out resumed.safetensors --checkpoint resumed.ckpt --threads 2"),
                    0);
-  assert_contains(out_text, "resuming after epoch 1");
-  assert_contains(out_text, "epoch 2/3");
-  assert_true(same_tensors("full.safetensors", "resumed.safetensors"));
+  assert_contains(tu_out, "resuming after epoch 1");
+  assert_contains(tu_out, "epoch 2/3");
+  assert_true(tu_same_tensors("full.safetensors", "resumed.safetensors"));
   /* The checkpoint holds the optimizer state too. */
   StFile f;
   Err e = {0};
-  assert_int_equal(st_read(path("full.ckpt"), &f, &e), 0);
+  assert_int_equal(st_read(tu_path("full.ckpt"), &f, &e), 0);
   assert_non_null(st_find(&f, "opt.m.conv1.weight"));
   assert_non_null(st_find(&f, "opt.v.dense2.bias"));
   assert_string_equal(st_meta(&f, "epoch"), "3");
   st_free(&f);
   /* A checkpoint made with another batch size cannot continue exactly. */
-  assert_int_equal(run("train small.cnn --data fm --resume half.ckpt --batch 16"), 1);
-  assert_contains(err_text, "batch 32");
+  assert_int_equal(tu_run("train small.cnn --data fm --resume half.ckpt --batch 16"), 1);
+  assert_contains(tu_err, "batch 32");
 }
 
 /* A training run killed at random moments, many of them while it writes its
@@ -672,10 +562,11 @@ static void test_train_checkpoint_survives_kill(void **state) {
   (void)state;
   if (!fashion_subset("tiny", 64, 16))
     skip();
-  write_text("tiny.cnn", "network tiny\ninput 28x28x1\nflatten\ndense 256 relu\ndense 10 softmax\n"
-                         "train {\n  batch 64\n}\n");
-  assert_int_equal(run("train tiny.cnn --data tiny --epochs 1 --checkpoint k.ckpt --backend tcc "
-                       "--threads 1 --out k.safetensors"),
+  tu_write_text("tiny.cnn",
+                "network tiny\ninput 28x28x1\nflatten\ndense 256 relu\ndense 10 softmax\n"
+                "train {\n  batch 64\n}\n");
+  assert_int_equal(tu_run("train tiny.cnn --data tiny --epochs 1 --checkpoint k.ckpt --backend tcc "
+                          "--threads 1 --out k.safetensors"),
                    0);
   uint64_t seed = 11;
   for (int round = 0; round < 20; round++) {
@@ -686,7 +577,7 @@ static void test_train_checkpoint_survives_kill(void **state) {
       snprintf(cmd, sizeof cmd,
                "cd %s && exec %s train tiny.cnn --data tiny --epochs 1000000 --checkpoint k.ckpt "
                "--backend tcc --threads 1 --out k.safetensors >/dev/null 2>&1",
-               tmp, cnngen);
+               tu_tmp, tu_cnngen);
       execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
       _exit(127);
     }
@@ -698,7 +589,7 @@ static void test_train_checkpoint_survives_kill(void **state) {
     assert_true(WIFSIGNALED(status));
     StFile f;
     Err e = {0};
-    if (st_read(path("k.ckpt"), &f, &e) < 0)
+    if (st_read(tu_path("k.ckpt"), &f, &e) < 0)
       fail_msg("after a kill in round %d: %s", round, e.msg);
     assert_non_null(st_find(&f, "opt.m.dense2.weight"));
     assert_non_null(st_meta(&f, "epoch"));
@@ -707,14 +598,14 @@ static void test_train_checkpoint_survives_kill(void **state) {
   /* And it still resumes, for one more epoch. */
   StFile f;
   Err e = {0};
-  assert_int_equal(st_read(path("k.ckpt"), &f, &e), 0);
+  assert_int_equal(st_read(tu_path("k.ckpt"), &f, &e), 0);
   long epoch = atol(st_meta(&f, "epoch"));
   st_free(&f);
-  assert_int_equal(run("train tiny.cnn --data tiny --resume k.ckpt --epochs %ld --backend tcc "
-                       "--threads 1 --out k.safetensors",
-                       epoch + 1),
+  assert_int_equal(tu_run("train tiny.cnn --data tiny --resume k.ckpt --epochs %ld --backend tcc "
+                          "--threads 1 --out k.safetensors",
+                          epoch + 1),
                    0);
-  assert_contains(out_text, "resuming after epoch");
+  assert_contains(tu_out, "resuming after epoch");
 }
 
 /* The small network on 4,000 Fashion-MNIST images for 2 epochs reaches 75%
@@ -723,17 +614,17 @@ static void test_train_end_to_end_accuracy(void **state) {
   (void)state;
   if (!fashion_subset("fm4k", 4000, 1000))
     skip();
-  write_text("small.cnn", small_net);
-  assert_int_equal(run("train small.cnn --data fm4k --out e2e.safetensors --threads 2"), 0);
-  const char *line = strstr(out_text, "epoch 2/2");
+  tu_write_text("small.cnn", small_net);
+  assert_int_equal(tu_run("train small.cnn --data fm4k --out e2e.safetensors --threads 2"), 0);
+  const char *line = strstr(tu_out, "epoch 2/2");
   assert_non_null(line);
   const char *acc = strstr(line, "test accuracy ");
   assert_non_null(acc);
   double a = atof(acc + strlen("test accuracy "));
   print_message("test accuracy after 2 epochs on 4000 images: %.4f\n", a);
   assert_true(a >= 0.75);
-  assert_int_equal(run("eval small.cnn --weights e2e.safetensors --data fm4k --json"), 0);
-  assert_contains(out_text, "\"accuracy\"");
+  assert_int_equal(tu_run("eval small.cnn --weights e2e.safetensors --data fm4k --json"), 0);
+  assert_contains(tu_out, "\"accuracy\"");
 }
 
 static void test_train_divergence_names_epoch_and_step(void **state) {
@@ -741,25 +632,24 @@ static void test_train_divergence_names_epoch_and_step(void **state) {
   if (!fashion_subset("fm", 1000, 200))
     skip();
   /* Steps of 1e38 overflow the logits to infinity: inf - inf is NaN. */
-  write_text("wild.cnn", "network wild\ninput 28x28x1\nflatten\ndense 10 softmax\n"
-                         "train {\n  optimizer sgd lr=1e38\n}\n");
-  assert_int_equal(run("train wild.cnn --data fm --epochs 3 --out wild.safetensors --threads 1"),
+  tu_write_text("wild.cnn", "network wild\ninput 28x28x1\nflatten\ndense 10 softmax\n"
+                            "train {\n  optimizer sgd lr=1e38\n}\n");
+  assert_int_equal(tu_run("train wild.cnn --data fm --epochs 3 --out wild.safetensors --threads 1"),
                    1);
-  assert_contains(err_text, "diverged at epoch 1, step ");
-  struct stat st;
-  assert_int_not_equal(stat(path("wild.safetensors"), &st), 0); /* no weights from a NaN run */
+  assert_contains(tu_err, "diverged at epoch 1, step ");
+  assert_false(tu_exists("wild.safetensors")); /* no weights from a NaN run */
 }
 
 static void test_train_refuses_data_that_does_not_fit(void **state) {
   (void)state;
   if (!fashion_subset("fm", 1000, 200))
     skip();
-  write_text("rgb.cnn", "network rgb\ninput 32x32x3\nflatten\ndense 10 softmax\n");
-  assert_int_equal(run("train rgb.cnn --data fm"), 1);
-  assert_contains(err_text, "images are 28x28x1");
-  assert_contains(err_text, "32x32x3");
-  assert_int_equal(run("train rgb.cnn --data nowhere"), 1);
-  assert_contains(err_text, "nowhere");
+  tu_write_text("rgb.cnn", "network rgb\ninput 32x32x3\nflatten\ndense 10 softmax\n");
+  assert_int_equal(tu_run("train rgb.cnn --data fm"), 1);
+  assert_contains(tu_err, "images are 28x28x1");
+  assert_contains(tu_err, "32x32x3");
+  assert_int_equal(tu_run("train rgb.cnn --data nowhere"), 1);
+  assert_contains(tu_err, "nowhere");
 }
 
 /* ---- --log ---- */
@@ -771,7 +661,7 @@ static const char tiny_args[] = "--data tiny --backend tcc --threads 1";
 /* The rows of a --log file after checking its header; returns the count. */
 static int read_log(const char *file, double rows[][6], int cap) {
   static char text[1 << 16];
-  read_into(path(file), text, sizeof text);
+  tu_read_file(tu_path(file), text, sizeof text);
   const char *header = "epoch,loss,accuracy,test_loss,test_accuracy,seconds\n";
   if (strncmp(text, header, strlen(header)) != 0)
     fail_msg("%s does not start with the header:\n%s", file, text);
@@ -795,7 +685,7 @@ static int read_log(const char *file, double rows[][6], int cap) {
 static double printed(int epoch, const char *key) {
   char head[32];
   snprintf(head, sizeof head, "epoch %d/", epoch);
-  const char *line = strstr(out_text, head);
+  const char *line = strstr(tu_out, head);
   assert_non_null(line);
   const char *v = strstr(line, key);
   assert_non_null(v);
@@ -806,9 +696,9 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
   (void)state;
   if (!fashion_subset("tiny", 64, 16))
     skip();
-  write_text("tiny.cnn", tiny_net);
-  assert_int_equal(run("train tiny.cnn %s --epochs 3 --out l.safetensors --log l.csv", tiny_args),
-                   0);
+  tu_write_text("tiny.cnn", tiny_net);
+  assert_int_equal(
+      tu_run("train tiny.cnn %s --epochs 3 --out l.safetensors --log l.csv", tiny_args), 0);
   double rows[8][6];
   assert_int_equal(read_log("l.csv", rows, 8), 3);
   const char *keys[5] = {"  loss ", "  accuracy ", "test loss ", "test accuracy ", ""};
@@ -833,14 +723,14 @@ static void test_train_log_resume_keeps_earlier_rows(void **state) {
   (void)state;
   if (!fashion_subset("tiny", 64, 16))
     skip();
-  write_text("tiny.cnn", tiny_net);
-  assert_int_equal(run("train tiny.cnn %s --epochs 1 --out h.safetensors --checkpoint h1.ckpt "
-                       "--log h.csv",
-                       tiny_args),
+  tu_write_text("tiny.cnn", tiny_net);
+  assert_int_equal(tu_run("train tiny.cnn %s --epochs 1 --out h.safetensors --checkpoint h1.ckpt "
+                          "--log h.csv",
+                          tiny_args),
                    0);
-  assert_int_equal(run("train tiny.cnn %s --epochs 3 --resume h1.ckpt --out h.safetensors "
-                       "--checkpoint h3.ckpt --log h.csv",
-                       tiny_args),
+  assert_int_equal(tu_run("train tiny.cnn %s --epochs 3 --resume h1.ckpt --out h.safetensors "
+                          "--checkpoint h3.ckpt --log h.csv",
+                          tiny_args),
                    0);
   double first[8][6], rows[8][6];
   assert_int_equal(read_log("h.csv", first, 8), 3);
@@ -848,24 +738,24 @@ static void test_train_log_resume_keeps_earlier_rows(void **state) {
     assert_float_equal(first[i][0], i + 1, 0);
   /* From epoch 1 again, to 2: row 1 kept as it was, rows 2 and 3 replaced
      by one new row 2. */
-  assert_int_equal(run("train tiny.cnn %s --epochs 2 --resume h1.ckpt --out h.safetensors "
-                       "--checkpoint h2.ckpt --log h.csv",
-                       tiny_args),
+  assert_int_equal(tu_run("train tiny.cnn %s --epochs 2 --resume h1.ckpt --out h.safetensors "
+                          "--checkpoint h2.ckpt --log h.csv",
+                          tiny_args),
                    0);
   assert_int_equal(read_log("h.csv", rows, 8), 2);
   assert_memory_equal(rows[0], first[0], sizeof rows[0]);
   assert_float_equal(rows[1][0], 2, 0);
   /* The same data, seed and state: epoch 2 scores what it scored before. */
   assert_float_equal(rows[1][3], first[1][3], 0);
-  write_text("notes.csv", "name,value\nx,1\n");
-  assert_int_equal(run("train tiny.cnn %s --epochs 2 --resume h1.ckpt --out h.safetensors "
-                       "--checkpoint h2.ckpt --log notes.csv",
-                       tiny_args),
+  tu_write_text("notes.csv", "name,value\nx,1\n");
+  assert_int_equal(tu_run("train tiny.cnn %s --epochs 2 --resume h1.ckpt --out h.safetensors "
+                          "--checkpoint h2.ckpt --log notes.csv",
+                          tiny_args),
                    1);
-  assert_contains(err_text, "notes.csv");
-  assert_contains(err_text, "not a training log");
+  assert_contains(tu_err, "notes.csv");
+  assert_contains(tu_err, "not a training log");
   static char text[256];
-  read_into(path("notes.csv"), text, sizeof text);
+  tu_read_file(tu_path("notes.csv"), text, sizeof text);
   assert_string_equal(text, "name,value\nx,1\n");
 }
 
@@ -874,14 +764,13 @@ static void test_train_log_unwritable_fails_before_training(void **state) {
   (void)state;
   if (!fashion_subset("tiny", 64, 16))
     skip();
-  write_text("tiny.cnn", tiny_net);
+  tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
-      run("train tiny.cnn %s --epochs 1 --out u.safetensors --log no/such/dir/u.csv", tiny_args),
+      tu_run("train tiny.cnn %s --epochs 1 --out u.safetensors --log no/such/dir/u.csv", tiny_args),
       1);
-  assert_contains(err_text, "no/such/dir/u.csv");
-  assert_true(strstr(out_text, "epoch 1/") == NULL);
-  struct stat st;
-  assert_int_not_equal(stat(path("u.safetensors"), &st), 0);
+  assert_contains(tu_err, "no/such/dir/u.csv");
+  assert_true(strstr(tu_out, "epoch 1/") == NULL);
+  assert_false(tu_exists("u.safetensors"));
 }
 
 /* Occurrences of `needle` in `text`. */
@@ -899,27 +788,26 @@ static void test_train_plot_draws_every_epoch(void **state) {
   (void)state;
   if (!fashion_subset("tiny", 64, 16))
     skip();
-  write_text("tiny.cnn", tiny_net);
-  assert_int_equal(run("train tiny.cnn %s --epochs 3 --out p.safetensors --plot p.svg", tiny_args),
-                   0);
+  tu_write_text("tiny.cnn", tiny_net);
+  assert_int_equal(
+      tu_run("train tiny.cnn %s --epochs 3 --out p.safetensors --plot p.svg", tiny_args), 0);
   static char svg[1 << 17];
-  read_into(path("p.svg"), svg, sizeof svg);
+  tu_read_file(tu_path("p.svg"), svg, sizeof svg);
   assert_true(!strncmp(svg, "<?xml", 5));
   assert_contains(svg, ">tiny</text>");
   assert_int_equal(count(svg, "<circle class=\"training\""), 2 * 3 + 1);
   assert_int_equal(count(svg, "<circle class=\"test\""), 2 * 3 + 1);
-  assert_int_equal(run("train tiny.cnn %s --epochs 2 --out p.safetensors --plot p.PNG", tiny_args),
-                   0);
+  assert_int_equal(
+      tu_run("train tiny.cnn %s --epochs 2 --out p.safetensors --plot p.PNG", tiny_args), 0);
   static char png[1 << 17];
-  read_into(path("p.PNG"), png, sizeof png);
+  tu_read_file(tu_path("p.PNG"), png, sizeof png);
   assert_memory_equal(png, "\x89PNG\r\n\x1a\n", 8);
-  assert_int_equal(run("train tiny.cnn %s --epochs 1 --out q.safetensors --plot q.jpg", tiny_args),
-                   1);
-  assert_contains(err_text, "q.jpg");
-  assert_contains(err_text, ".png or .svg");
-  assert_true(strstr(out_text, "epoch 1/") == NULL);
-  struct stat st;
-  assert_int_not_equal(stat(path("q.safetensors"), &st), 0);
+  assert_int_equal(
+      tu_run("train tiny.cnn %s --epochs 1 --out q.safetensors --plot q.jpg", tiny_args), 1);
+  assert_contains(tu_err, "q.jpg");
+  assert_contains(tu_err, ".png or .svg");
+  assert_true(strstr(tu_out, "epoch 1/") == NULL);
+  assert_false(tu_exists("q.safetensors"));
 }
 
 /* golden-check's train part with two threads (tests/run-all runs one). */
@@ -931,33 +819,9 @@ static void test_train_golden_cases_on_two_threads(void **state) {
   for (int b = 0; b < 2; b++) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s --only train --backend %s --threads 2 %s ../shared/golden/*",
-             tool, b ? "cc" : "tcc", cnngen);
+             tool, b ? "cc" : "tcc", tu_cnngen);
     assert_int_equal(system(cmd), 0);
   }
-}
-
-static int setup(void **state) {
-  (void)state;
-  snprintf(tmp, sizeof tmp, "/tmp/cnngen-test-train-XXXXXX");
-  if (!mkdtemp(tmp))
-    return -1;
-  static char bin[1024];
-  const char *env = getenv("CNNGEN");
-  char cwd[512];
-  if (!getcwd(cwd, sizeof cwd))
-    return -1;
-  snprintf(bin, sizeof bin, "%s/%s", cwd, env && *env ? env : "build/cnngen");
-  if (env && env[0] == '/')
-    snprintf(bin, sizeof bin, "%s", env);
-  cnngen = bin;
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-  return system(cmd) == 0 ? 0 : -1;
 }
 
 int main(void) {
@@ -980,5 +844,5 @@ int main(void) {
       cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_golden_cases_on_two_threads),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

@@ -13,9 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "emit.h"
+#include "safetensors.h"
 #include "testutil.h"
 
-char tu_tmp[64];
+char tu_tmp[64], tu_repo[1024];
 const char *tu_cnngen;
 char tu_out[1 << 20], tu_err[1 << 16];
 const size_t tu_out_cap = sizeof tu_out, tu_err_cap = sizeof tu_err;
@@ -25,15 +27,14 @@ int tu_setup(void **state) {
   snprintf(tu_tmp, sizeof tu_tmp, "/tmp/cnngen-test-XXXXXX");
   if (!mkdtemp(tu_tmp))
     return -1;
-  static char bin[1024];
+  static char bin[2048];
   const char *env = getenv("CNNGEN");
-  char cwd[512];
-  if (!getcwd(cwd, sizeof cwd))
+  if (!getcwd(tu_repo, sizeof tu_repo))
     return -1;
   if (env && env[0] == '/')
     snprintf(bin, sizeof bin, "%s", env);
   else
-    snprintf(bin, sizeof bin, "%s/%s", cwd, env && *env ? env : "build/cnngen");
+    snprintf(bin, sizeof bin, "%s/%s", tu_repo, env && *env ? env : "build/cnngen");
   tu_cnngen = bin;
   return 0;
 }
@@ -106,4 +107,95 @@ int tu_shell(const char *fmt, ...) {
   vsnprintf(cmd, sizeof cmd, fmt, ap);
   va_end(ap);
   return shell(cmd);
+}
+
+Net *tu_compile(Arena *a, const char *path, const char *src, size_t len, char **msgs, int *errors) {
+  size_t size;
+  FILE *mem = open_memstream(msgs, &size);
+  assert_non_null(mem);
+  Diag d;
+  diag_init(&d, mem, src, len);
+  Net *net = compile(a, path, src, len, NULL, &d);
+  fclose(mem);
+  if (errors)
+    *errors = d.errors;
+  assert_true((net != NULL) == (d.errors == 0));
+  return net;
+}
+
+Net *tu_compile_ok(Arena *a, const char *src) {
+  char *msgs;
+  Net *net = tu_compile(a, "t.cnn", src, strlen(src), &msgs, NULL);
+  if (!net)
+    fail_msg("unexpected errors:\n%s", msgs);
+  free(msgs);
+  return net;
+}
+
+static const char double_prelude[] =
+    "#include <stdint.h>\n#include <stddef.h>\n#include <string.h>\n#include <math.h>\n"
+    "#define float double\n#define expf exp\n#define logf log\n#define sqrtf sqrt\n"
+    "#define tanhf tanh\n#define fabsf fabs\n#define fmaxf fmax\n#define fminf fmin\n"
+    "#define powf pow\n#define log1pf log1p\n#define floorf floor\n";
+
+Program *tu_build_training(const Net *net, BackendKind kind, bool dbl) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  if (dbl)
+    fputs(double_prelude, f);
+  emit_source(net, &(EmitOptions){.training = true}, f);
+  const char *n = net->name;
+  fprintf(f,
+          "size_t %s_t_model_bytes(void) { return sizeof(%s_model); }\n"
+          "size_t %s_t_work_bytes(void) { return sizeof(%s_work); }\n",
+          n, n, n, n);
+  fclose(f);
+  Err e = {0};
+  Program *prog = backend_compile(kind, text, len, &e);
+  free(text);
+  if (!prog)
+    fail_msg("cannot compile the generated C: %s", e.msg);
+  return prog;
+}
+
+void *tu_symbol(Program *prog, const Net *net, const char *suffix) {
+  char name[160];
+  snprintf(name, sizeof name, "%s%s", net->name, suffix);
+  void *p = program_symbol(prog, name);
+  if (!p)
+    fail_msg("generated code lacks %s", name);
+  return p;
+}
+
+size_t tu_call_size(Program *prog, const Net *net, const char *suffix) {
+  size_t (*f)(void);
+  void *p = tu_symbol(prog, net, suffix);
+  memcpy(&f, &p, sizeof p);
+  return f();
+}
+
+void *tu_zalloc(size_t bytes) {
+  size_t n = (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, n ? n : 64);
+  assert_non_null(p);
+  memset(p, 0, n ? n : 64);
+  return p;
+}
+
+bool tu_same_tensors(const char *a, const char *b) {
+  StFile fa, fb;
+  Err e = {0};
+  if (st_read(tu_path(a), &fa, &e) < 0 || st_read(tu_path(b), &fb, &e) < 0)
+    fail_msg("%s", e.msg);
+  bool same = fa.ntensors == fb.ntensors;
+  for (int i = 0; same && i < fa.ntensors; i++) {
+    const StTensor *t = st_find(&fb, fa.tensors[i].name);
+    same = t && t->nbytes == fa.tensors[i].nbytes &&
+           memcmp(t->data, fa.tensors[i].data, t->nbytes) == 0;
+  }
+  st_free(&fa);
+  st_free(&fb);
+  return same;
 }

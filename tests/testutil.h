@@ -3,6 +3,9 @@
  * temporary directory of its own (tu_setup / tu_teardown, given to
  * cmocka_run_group_tests), writes files there, and runs the cnngen binary
  * ($CNNGEN as tests/run-all sets it; default build/cnngen) inside it.
+ * Programs that test the compiler in process compile networks from memory
+ * and build their generated training code with a backend (tu_compile,
+ * tu_build_training).
  */
 #ifndef CNNGEN_TESTUTIL_H
 #define CNNGEN_TESTUTIL_H
@@ -10,7 +13,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "backend.h"
+#include "compile.h"
+
 extern char tu_tmp[];           /* the test program's directory */
+extern char tu_repo[];          /* where it started: the repository root */
 extern const char *tu_cnngen;   /* the binary, as an absolute path */
 extern char tu_out[], tu_err[]; /* the last tu_run's stdout and stderr */
 extern const size_t tu_out_cap, tu_err_cap;
@@ -32,6 +39,28 @@ bool tu_exists(const char *name);
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same for any shell command line. */
 int tu_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Compiles SRC as PATH, its messages into *msgs (free them); the Net, which
+   exists exactly when there was no error; *errors (when not NULL) counts
+   the errors. */
+Net *tu_compile(Arena *a, const char *path, const char *src, size_t len, char **msgs, int *errors);
+/* SRC as t.cnn, which must compile. */
+Net *tu_compile_ok(Arena *a, const char *src);
+
+/* NET's C with its training code, built by backend KIND, with
+   NAME_t_model_bytes() and NAME_t_work_bytes() added. With dbl, `float` is
+   defined as `double` (expf as exp, ...): the code runs in double. */
+Program *tu_build_training(const Net *net, BackendKind kind, bool dbl);
+/* NAME<suffix> in PROG; a missing one fails the test. */
+void *tu_symbol(Program *prog, const Net *net, const char *suffix);
+/* What the function NAME<suffix>(void) returns (a size in bytes). */
+size_t tu_call_size(Program *prog, const Net *net, const char *suffix);
+/* BYTES rounded up to 64 (at least 64), zeroed, 64-byte aligned. */
+void *tu_zalloc(size_t bytes);
+
+/* The tensors of two weights files in the directory, bit for bit (metadata
+   aside); a file that cannot be read fails the test. */
+bool tu_same_tensors(const char *a, const char *b);
 
 #define assert_contains(hay, needle)                                                               \
   do {                                                                                             \
