@@ -32,10 +32,9 @@
  * input gradient scatters tiles of output pixels x input channels, with the
  * weights transposed to [KH][KW][F][C] once per NAME_accumulate call. A
  * conv followed by maxpool does both backward passes in one, visiting only
- * each window's maximum (conv_pool_backward). The vectors are GCC/Clang
- * vector extensions where the compiler has them and 8-float structs
- * elsewhere (tcc): one body, the same arithmetic. Other sizes get plain
- * loops with the channel loop innermost.
+ * each window's maximum (conv_pool_backward). The vectors are NAME_f8 and
+ * its macros, written once for inference and training by em_vector_macros
+ * (emit.c). Other sizes get plain loops with the channel loop innermost.
  */
 #include <assert.h>
 #include <math.h>
@@ -334,11 +333,11 @@ static int tile_vectors(int n) {
   return 1;
 }
 
-/* "NAME_v8 a0_0 = init, a0_1 = init, ...;" for a rows x cols tile. */
+/* "NAME_f8 a0_0 = init, a0_1 = init, ...;" for a rows x cols tile. */
 static void tile_declare(T *t, int rows, int cols, const char *init) {
   for (int j = 0; j < rows; j++) {
     char line[2048];
-    int k = snprintf(line, sizeof line, "%s_v8", t->n);
+    int k = snprintf(line, sizeof line, "%s_f8", t->n);
     for (int v = 0; v < cols; v++)
       k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d%s%s", v ? "," : "", j, v,
                     init ? " = " : "", init ? init : "");
@@ -347,7 +346,7 @@ static void tile_declare(T *t, int rows, int cols, const char *init) {
   if (!init)
     for (int j = 0; j < rows; j++)
       for (int v = 0; v < cols; v++)
-        ln(t, "%s_ZERO8(a%d_%d);", t->n, j, v);
+        ln(t, "%s_ZERO(a%d_%d);", t->n, j, v);
 }
 
 /* ---- conv2d ---- */
@@ -366,14 +365,14 @@ static ConvDims conv_dims(const TL *L) {
 static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
   const char *n = t->n;
   ln(t, "{");
-  ln(t, "%s_v8 b0, b1, b2, b3;", n);
+  ln(t, "%s_f8 b0, b1, b2, b3;", n);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD8(b%d, b + f0 + %d);", n, v, 8 * v);
+    ln(t, "%s_LOAD(b%d, b + f0 + %d);", n, v, 8 * v);
   for (int v = FB; v < 4; v++)
-    ln(t, "%s_ZERO8(b%d);", n, v);
+    ln(t, "%s_ZERO(b%d);", n, v);
   for (int j = 0; j < P; j++) {
     char line[1024];
-    int k = snprintf(line, sizeof line, "%s_v8", n);
+    int k = snprintf(line, sizeof line, "%s_f8", n);
     for (int v = 0; v < FB; v++)
       k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d = b%d", v ? "," : "", j, v, v);
     ln(t, "%s;", line);
@@ -383,19 +382,19 @@ static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
   ln(t, "const float *wk = w + ky * %d + f0;", d->KW * d->C * d->F);
   ln(t, "for (int k = 0; k < %d; k++) {", d->KW * d->C);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_v8 w%d;", n, v);
+    ln(t, "%s_f8 w%d;", n, v);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD8(w%d, wk + k * %d + %d);", n, v, d->F, 8 * v);
+    ln(t, "%s_LOAD(w%d, wk + k * %d + %d);", n, v, d->F, 8 * v);
   for (int j = 0; j < P; j++)
     ln(t, "const float s%d = xk[k + %d];", j, j * d->S * d->C);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_FMA8(a%d_%d, s%d, w%d);", n, j, v, j, v);
+      ln(t, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
   ln(t, "}");
   ln(t, "}");
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_STORE8(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F, 8 * v, j, v);
+      ln(t, "%s_STORE(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F, 8 * v, j, v);
   ln(t, "}");
 }
 
@@ -463,19 +462,19 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB) {
   ln(t, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
   ln(t, "for (int ox = 0; ox < %d; ox++) {", d->OW);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_v8 d%d;", n, v);
+    ln(t, "%s_f8 d%d;", n, v);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD8(d%d, dk + ox * %d + %d);", n, v, d->F, 8 * v);
+    ln(t, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, 8 * v);
   for (int j = 0; j < CB; j++)
     ln(t, "const float s%d = xk[ox * %d + %d];", j, d->S * d->C, j);
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_FMA8(a%d_%d, s%d, d%d);", n, j, v, j, v);
+      ln(t, "%s_FMA(a%d_%d, s%d, d%d);", n, j, v, j, v);
   ln(t, "}");
   ln(t, "}");
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_ADDTO8(dw + (ky * %d + k0 + %d) * %d + f0 + %d, a%d_%d);", n, d->KW * d->C, j, d->F,
+      ln(t, "%s_ADDTO(dw + (ky * %d + k0 + %d) * %d + f0 + %d, a%d_%d);", n, d->KW * d->C, j, d->F,
          8 * v, j, v);
   ln(t, "}");
 }
@@ -490,18 +489,18 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV) {
   ln(t, "const float *dk = dy + (oy * %d + ox) * %d;", d->OW, d->F);
   ln(t, "for (int f = 0; f < %d; f++) {", d->F);
   for (int v = 0; v < CV; v++)
-    ln(t, "%s_v8 w%d;", n, v);
+    ln(t, "%s_f8 w%d;", n, v);
   for (int v = 0; v < CV; v++)
-    ln(t, "%s_LOAD8(w%d, wk + f * %d + %d);", n, v, d->C, 8 * v);
+    ln(t, "%s_LOAD(w%d, wk + f * %d + %d);", n, v, d->C, 8 * v);
   for (int j = 0; j < P; j++)
     ln(t, "const float s%d = dk[%d + f];", j, j * d->F);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++)
-      ln(t, "%s_FMA8(a%d_%d, s%d, w%d);", n, j, v, j, v);
+      ln(t, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
   ln(t, "}");
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++)
-      ln(t, "%s_ADDTO8(dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d, a%d_%d);", n,
+      ln(t, "%s_ADDTO(dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d, a%d_%d);", n,
          d->S, d->IW * d->C, j, d->S * d->C, d->C, 8 * v, j, v);
   ln(t, "}");
 }
@@ -654,20 +653,20 @@ static void dense_forward(T *t, const TL *L) {
       OB--;
     ln(t, "for (int o0 = 0; o0 < %d; o0 += %d) {", OUT, 8 * OB);
     for (int v = 0; v < OB; v++) {
-      ln(t, "%s_v8 a%d;", n, v);
-      ln(t, "%s_LOAD8(a%d, b + o0 + %d);", n, v, 8 * v);
+      ln(t, "%s_f8 a%d;", n, v);
+      ln(t, "%s_LOAD(a%d, b + o0 + %d);", n, v, 8 * v);
     }
     ln(t, "for (int i = 0; i < %d; i++) {", IN);
     ln(t, "const float s = x[i];");
     ln(t, "const float *wi = w + i * %d + o0;", OUT);
     for (int v = 0; v < OB; v++) {
-      ln(t, "%s_v8 w%d;", n, v);
-      ln(t, "%s_LOAD8(w%d, wi + %d);", n, v, 8 * v);
-      ln(t, "%s_FMA8(a%d, s, w%d);", n, v, v);
+      ln(t, "%s_f8 w%d;", n, v);
+      ln(t, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
+      ln(t, "%s_FMA(a%d, s, w%d);", n, v, v);
     }
     ln(t, "}");
     for (int v = 0; v < OB; v++)
-      ln(t, "%s_STORE8(y + o0 + %d, a%d);", n, 8 * v, v);
+      ln(t, "%s_STORE(y + o0 + %d, a%d);", n, 8 * v, v);
     ln(t, "}");
   } else {
     ln(t, "float acc[%d];", OUT);
@@ -715,19 +714,19 @@ static void dense_backward(T *t, const TL *L) {
     int NV = OUT / 8;
     ln(t, "const float *restrict w = %s;", w);
     for (int v = 0; v < NV; v++) {
-      ln(t, "%s_v8 d%d;", n, v);
-      ln(t, "%s_LOAD8(d%d, dy + %d);", n, v, 8 * v);
+      ln(t, "%s_f8 d%d;", n, v);
+      ln(t, "%s_LOAD(d%d, dy + %d);", n, v, 8 * v);
     }
     ln(t, "for (int i = 0; i < %d; i++) {", IN);
     ln(t, "const float *wi = w + i * %d;", OUT);
-    ln(t, "%s_v8 a;", n);
-    ln(t, "%s_ZERO8(a);", n);
+    ln(t, "%s_f8 a;", n);
+    ln(t, "%s_ZERO(a);", n);
     for (int v = 0; v < NV; v++) {
-      ln(t, "%s_v8 w%d;", n, v);
-      ln(t, "%s_LOAD8(w%d, wi + %d);", n, v, 8 * v);
-      ln(t, "%s_MAC8(a, w%d, d%d);", n, v, v);
+      ln(t, "%s_f8 w%d;", n, v);
+      ln(t, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
+      ln(t, "%s_MAC(a, w%d, d%d);", n, v, v);
     }
-    ln(t, "dx[i] = %s_HSUM8(a);", n);
+    ln(t, "dx[i] = %s_HSUM(a);", n);
     ln(t, "}");
   } else {
     ln(t, "const float *restrict w = %s;", w);
@@ -991,13 +990,13 @@ static void conv_pool_backward(T *t, const TL *L) {
     ln(t, "const float *wk = wt + (tap * %d + fs[q][i]) * %d + c0;", d.F, d.C);
     ln(t, "const float s0 = vs[q][i];");
     for (int v = 0; v < CV; v++) {
-      ln(t, "%s_v8 w%d;", n, v);
-      ln(t, "%s_LOAD8(w%d, wk + %d);", n, v, 8 * v);
-      ln(t, "%s_FMA8(a0_%d, s0, w%d);", n, v, v);
+      ln(t, "%s_f8 w%d;", n, v);
+      ln(t, "%s_LOAD(w%d, wk + %d);", n, v, 8 * v);
+      ln(t, "%s_FMA(a0_%d, s0, w%d);", n, v, v);
     }
     ln(t, "}");
     for (int v = 0; v < CV; v++)
-      ln(t, "%s_ADDTO8(o + c0 + %d, a0_%d);", n, 8 * v, v);
+      ln(t, "%s_ADDTO(o + c0 + %d, a0_%d);", n, 8 * v, v);
     ln(t, "}");
     ln(t, "}");
   } else if (L->dx) {
@@ -1553,21 +1552,21 @@ static void update_function(T *t) {
       ln(t, "float *restrict s%d = m->opt[%d] + %ld;", s, s, ti[i].offset);
     ln(t, "int i = 0;");
     if (adam) { /* sqrtf is not vectorized while it may set errno: spell out the vectors */
-      ln(t, "#ifdef %s_SQRT8", n);
+      ln(t, "#ifdef %s_SQRT", n);
       ln(t, "for (; i + 8 <= %ld; i += 8) {", ti[i].count);
-      ln(t, "%s_v8 gv, pv, m0, m1;", n);
-      ln(t, "%s_LOAD8(gv, gr + i);", n);
-      ln(t, "%s_LOAD8(pv, p + i);", n);
-      ln(t, "%s_LOAD8(m0, s0 + i);", n);
-      ln(t, "%s_LOAD8(m1, s1 + i);", n);
+      ln(t, "%s_f8 gv, pv, m0, m1;", n);
+      ln(t, "%s_LOAD(gv, gr + i);", n);
+      ln(t, "%s_LOAD(pv, p + i);", n);
+      ln(t, "%s_LOAD(m0, s0 + i);", n);
+      ln(t, "%s_LOAD(m1, s1 + i);", n);
       ln(t, "gv = scale * gv%s%s%s;", wd ? " + " : "", wd ? FL(tc->weight_decay) : "",
          wd ? " * pv" : "");
       ln(t, "m0 = %s * m0 + %s * gv;", FL(tc->beta1), FL(1.0 - tc->beta1));
       ln(t, "m1 = %s * m1 + %s * gv * gv;", FL(tc->beta2), FL(1.0 - tc->beta2));
-      ln(t, "pv -= %s * (m0 / c1) / (%s_SQRT8(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
-      ln(t, "%s_STORE8(p + i, pv);", n);
-      ln(t, "%s_STORE8(s0 + i, m0);", n);
-      ln(t, "%s_STORE8(s1 + i, m1);", n);
+      ln(t, "pv -= %s * (m0 / c1) / (%s_SQRT(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
+      ln(t, "%s_STORE(p + i, pv);", n);
+      ln(t, "%s_STORE(s0 + i, m0);", n);
+      ln(t, "%s_STORE(s1 + i, m1);", n);
       ln(t, "}");
       ln(t, "#endif");
     }
@@ -1909,66 +1908,10 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   end(&t);
 }
 
-/* "#define NAME_OP(args) (e0, e1, ..., e7)" with Q in `each` replaced by 0..7. */
-static void unrolled(T *t, const char *op, const char *each) {
-  char line[2048];
-  int k = snprintf(line, sizeof line, "#define %s_%s (", t->n, op);
-  for (int q = 0; q < 8; q++) {
-    if (q)
-      k += snprintf(line + k, sizeof line - (size_t)k, ", ");
-    for (const char *c = each; *c; c++)
-      k += *c == 'Q' ? snprintf(line + k, sizeof line - (size_t)k, "%d", q)
-                     : snprintf(line + k, sizeof line - (size_t)k, "%c", *c);
-  }
-  snprintf(line + k, sizeof line - (size_t)k, ")");
-  ln(t, "%s", line);
-}
-
 void emit_train_source(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
-  const char *n = t.n;
   ln(&t, "/* ---- Training ---- */");
-  blank(&t);
-  ln(&t, "/* 8-float vectors: GCC/Clang vector extensions, so the accumulator tiles below");
-  ln(&t, "   stay in registers; 8-float structs where those are missing (tcc). */");
-  ln(&t, "#if defined(__GNUC__) && !defined(__TINYC__)");
-  ln(&t, "typedef float %s_v8 __attribute__((vector_size(32)));", n);
-  ln(&t, "#ifdef __FMA__ /* fused even in ISO C mode, where gcc does not contract a * b + c */");
-  ln(&t, "#define %s_FMA8(a, s, v) ((a) = __builtin_ia32_vfmaddps256((v), (%s_v8){0} + (s), (a)))",
-     n, n);
-  ln(&t, "#define %s_MAC8(a, u, v) ((a) = __builtin_ia32_vfmaddps256((u), (v), (a)))", n);
-  ln(&t, "#else");
-  ln(&t, "#define %s_FMA8(a, s, v) ((a) += (s) * (v)) /* a += s * v, s a float */", n);
-  ln(&t, "#define %s_MAC8(a, u, v) ((a) += (u) * (v)) /* a += u * v */", n);
-  ln(&t, "#endif");
-  ln(&t,
-     "#define %s_ADDTO8(p, a) do { %s_v8 t_; memcpy(&t_, (p), sizeof t_); t_ += (a); "
-     "memcpy((p), &t_, sizeof t_); } while (0)",
-     n, n);
-  ln(&t,
-     "#define %s_HSUM8(a) ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + "
-     "((a)[6] + (a)[7])))",
-     n);
-  ln(&t, "#ifdef __AVX__");
-  ln(&t, "#define %s_SQRT8(a) __builtin_ia32_sqrtps256(a)", n);
-  ln(&t, "#endif");
-  ln(&t, "#define %s_ZERO8(a) memset(&(a), 0, sizeof(a))", n);
-  ln(&t, "#define %s_LOAD8(a, p) memcpy(&(a), (p), sizeof(a))", n);
-  ln(&t, "#define %s_STORE8(p, a) memcpy((p), &(a), sizeof(a))", n);
-  ln(&t, "#else /* unrolled by hand: tcc does not unroll */");
-  ln(&t, "typedef struct { float f[8]; } %s_v8;", n);
-  unrolled(&t, "FMA8(a, s, v)", "(a).f[Q] += (s) * (v).f[Q]");
-  unrolled(&t, "MAC8(a, u, v)", "(a).f[Q] += (u).f[Q] * (v).f[Q]");
-  unrolled(&t, "ADDTO8(p, a)", "(p)[Q] += (a).f[Q]");
-  ln(&t,
-     "#define %s_HSUM8(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + "
-     "(a).f[5]) + ((a).f[6] + (a).f[7])))",
-     n);
-  unrolled(&t, "ZERO8(a)", "(a).f[Q] = 0.0f");
-  ln(&t, "#define %s_LOAD8(a, p) ((a) = *(const %s_v8 *)(const void *)(p))", n, n);
-  ln(&t, "#define %s_STORE8(p, a) (*(%s_v8 *)(void *)(p) = (a))", n, n);
-  ln(&t, "#endif");
   blank(&t);
   for (int k = 0; k < t.ntl; k++)
     layer_functions(&t, &t.tl[k]);
