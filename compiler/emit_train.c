@@ -333,14 +333,25 @@ static int tile_vectors(int n) {
   return 1;
 }
 
-/* "NAME_f8 a0_0 = init, a0_1 = init, ...;" for a rows x cols tile. */
+/* Output pixels per tile of `vectors` vectors each: 24 accumulators in all,
+   at most 12 pixels, at most one output row of `width` pixels. */
+static int tile_pixels(int vectors, int width) {
+  int p = 24 / vectors;
+  p = p > 12 ? 12 : p;
+  return p > width ? width : p;
+}
+
+/* "NAME_f8 a0_0 = init0, a0_1 = init1, ...;" for a rows x cols tile: column
+   v starts as the vector init<v>, or zero when init is NULL. */
 static void tile_declare(T *t, int rows, int cols, const char *init) {
   for (int j = 0; j < rows; j++) {
     char line[2048];
     int k = snprintf(line, sizeof line, "%s_f8", t->n);
-    for (int v = 0; v < cols; v++)
-      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d%s%s", v ? "," : "", j, v,
-                    init ? " = " : "", init ? init : "");
+    for (int v = 0; v < cols; v++) {
+      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d", v ? "," : "", j, v);
+      if (init)
+        k += snprintf(line + k, sizeof line - (size_t)k, " = %s%d", init, v);
+    }
     ln(t, "%s;", line);
   }
   if (!init)
@@ -370,13 +381,7 @@ static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
     ln(t, "%s_LOAD(b%d, b + f0 + %d);", n, v, 8 * v);
   for (int v = FB; v < 4; v++)
     ln(t, "%s_ZERO(b%d);", n, v);
-  for (int j = 0; j < P; j++) {
-    char line[1024];
-    int k = snprintf(line, sizeof line, "%s_f8", n);
-    for (int v = 0; v < FB; v++)
-      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d = b%d", v ? "," : "", j, v, v);
-    ln(t, "%s;", line);
-  }
+  tile_declare(t, P, FB, "b");
   ln(t, "for (int ky = 0; ky < %d; ky++) {", d->KH);
   ln(t, "const float *xk = xr + ky * %d + ox * %d;", d->IW * d->C, d->S * d->C);
   ln(t, "const float *wk = w + ky * %d + f0;", d->KW * d->C * d->F);
@@ -412,9 +417,7 @@ static void conv_forward(T *t, const TL *L) {
   ln(t, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
   ln(t, "const float *restrict b = %s; /* [%d] */", b, d.F);
   if (d.F % 8 == 0) {
-    int FB = tile_vectors(d.F / 8), P = 24 / FB;
-    P = P > 12 ? 12 : P;
-    P = P > d.OW ? d.OW : P;
+    int FB = tile_vectors(d.F / 8), P = tile_pixels(FB, d.OW);
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
     ln(t, "const float *xr = x + oy * %d;", d.S * d.IW * d.C);
     ln(t, "float *yr = y + oy * %d;", d.OW * d.F);
@@ -559,9 +562,7 @@ static void conv_backward(T *t, const TL *L) {
   if (L->dx) {
     ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
     if (L->transposed) {
-      int CV = tile_vectors(d.C / 8), P = 24 / CV;
-      P = P > 12 ? 12 : P;
-      P = P > d.OW ? d.OW : P;
+      int CV = tile_vectors(d.C / 8), P = tile_pixels(CV, d.OW);
       ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
       ln(t, "for (int c0 = 0; c0 < %d; c0 += %d) {", d.C, 8 * CV);
       ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
