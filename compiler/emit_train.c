@@ -1140,11 +1140,16 @@ static void loss_function(T *t) {
 
 /* ---- NAME_accumulate ---- */
 
-static void transpose_function(T *t) {
-  bool any = false;
+/* Whether a conv of the layers tl (t->ntl of them) transposes its weights. */
+static bool any_transposed(const T *t, const TL *tl) {
   for (int k = 0; k < t->ntl; k++)
-    any |= t->tl[k].transposed;
-  if (!any)
+    if (tl[k].transposed)
+      return true;
+  return false;
+}
+
+static void transpose_function(T *t) {
+  if (!any_transposed(t, t->tl))
     return;
   ln(t, "/* Conv weights [KH][KW][C][F] -> [KH][KW][F][C] for the input gradients. */");
   ln(t, "static void %s_transpose(const %s_model *m, struct %s_train_work *t) {", t->n, t->n, t->n);
@@ -1304,11 +1309,9 @@ static void accumulate_function(T *t) {
   params_of(t, acc_params, true);
   const int K = (int)shape_size(t->net->output);
   const TL *last = &t->tl[t->ntl - 1];
-  bool any_transposed = false, dropout = false;
-  for (int k = 0; k < t->ntl; k++) {
-    any_transposed |= t->tl[k].transposed;
+  bool dropout = false;
+  for (int k = 0; k < t->ntl; k++)
     dropout |= t->tl[k].l->op == OP_DROPOUT;
-  }
   ln(t, "double %s_accumulate_y(%s, float *y) {", n, acc_params);
   ln(t, "struct %s_train_work *t = &w->train;", n);
   if (!t->net->param_count)
@@ -1316,7 +1319,7 @@ static void accumulate_function(T *t) {
   ln(t, "double loss = 0.0;");
   if (!dropout)
     ln(t, "(void)key;");
-  if (any_transposed)
+  if (any_transposed(t, t->tl))
     ln(t, "%s_transpose(m, t);", n);
   dwt_zero(t, t->tl);
   ln(t, "for (int i = 0; i < n; i++) {");
@@ -1420,9 +1423,6 @@ static void explain_function(T *t, const TL *x, int cam) {
   const char *n = t->n;
   const int K = (int)shape_size(t->net->output), G = t->net->output.c;
   const TL *last = &x[t->ntl - 1];
-  bool any_transposed = false;
-  for (int k = 0; k < t->ntl; k++)
-    any_transposed |= x[k].transposed;
   ln(t,
      "float %s_explain(const %s_model *m, %s_work *w, %s_grads *g, const float *x, int cls, "
      "float *y, float *dx, float *cam_act, float *cam_grad) {",
@@ -1436,7 +1436,7 @@ static void explain_function(T *t, const TL *x, int cam) {
   ln(t, "if (cls < 0 || cls >= %d)", K);
   ln(t, "  return 0.0f;");
   ln(t, "%s_grads_zero(g);", n);
-  if (any_transposed)
+  if (any_transposed(t, x))
     ln(t, "%s_transpose(m, t);", n);
   dwt_zero(t, x);
   for (int k = 0; k < t->ntl; k++) {
