@@ -144,6 +144,16 @@ static void blank(T *t) {
 
 #define FL(v) em_float((char[EM_FLOAT_SIZE]){0}, (float)(v))
 
+/* calloc that aborts when memory runs out, as arena_alloc does. */
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n, size);
+  if (!p) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
+  return p;
+}
+
 /* ---- the layer list ---- */
 
 static const Layer *first_param_layer(const Net *net) {
@@ -1364,11 +1374,7 @@ static int cam_index(const T *t) {
    conv + maxpool backward never forms), the layer gets a variant named
    fn_explain_backward, emitted by the same code as the training one. */
 static TL *explain_plan(const T *t, int cam) {
-  TL *x = malloc(((size_t)t->ntl + 1) * sizeof *x);
-  if (!x) {
-    fputs("cnngen: out of memory\n", stderr);
-    abort();
-  }
+  TL *x = xcalloc((size_t)t->ntl + 1, sizeof *x);
   memcpy(x, t->tl, (size_t)t->ntl * sizeof *x);
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
@@ -1488,11 +1494,7 @@ static void explain_functions(T *t) {
 /* The parameter tensors in file order (net_tensors), malloc'd. */
 static TensorInfo *tensors(const Net *net) {
   int nt = net_tensors(net, NULL);
-  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
-  if (!ti) {
-    fputs("cnngen: out of memory\n", stderr);
-    abort();
-  }
+  TensorInfo *ti = xcalloc((size_t)nt + 1, sizeof *ti);
   net_tensors(net, ti);
   return ti;
 }
@@ -1717,11 +1719,7 @@ static void begin(T *t, const Net *net, Emitter *em) {
   t->net = net;
   t->n = net->name;
   t->slots = opt_slots(&net->train);
-  t->tl = calloc((size_t)net->nlayers + 1, sizeof *t->tl);
-  if (!t->tl) {
-    fputs("cnngen: out of memory\n", stderr);
-    abort();
-  }
+  t->tl = xcalloc((size_t)net->nlayers + 1, sizeof *t->tl);
   plan(t);
 }
 
