@@ -1653,6 +1653,27 @@ static void all_layout_copies(T *t, const char *internal, const char *pytorch, b
   free(ti);
 }
 
+/* NAME_store_opt (store) or NAME_load_opt: the optimizer state between the
+   model (internal layout) and `state` (PyTorch layout), and the step count. */
+static void opt_state_function(T *t, bool store) {
+  const char *n = t->n;
+  ln(t,
+     store ? "void %s_store_opt(const %s_model *m, float *state, uint64_t *step) {"
+           : "void %s_load_opt(%s_model *m, const float *state, uint64_t step) {",
+     n, n);
+  for (int s = 0; s < t->slots; s++) {
+    char in[32], out[64];
+    snprintf(in, sizeof in, "m->opt[%d]", s);
+    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
+    all_layout_copies(t, in, out, store);
+  }
+  if (!t->slots || !t->net->param_count)
+    ln(t, "(void)state;");
+  ln(t, store ? "*step = m->step;" : "m->step = step;");
+  ln(t, "}");
+  blank(t);
+}
+
 static void state_functions(T *t) {
   const char *n = t->n;
   ln(t, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
@@ -1668,30 +1689,8 @@ static void state_functions(T *t) {
     ln(t, "(void)g, (void)flat;");
   ln(t, "}");
   blank(t);
-  ln(t, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step) {", n, n);
-  for (int s = 0; s < t->slots; s++) {
-    char in[32], out[64];
-    snprintf(in, sizeof in, "m->opt[%d]", s);
-    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
-    all_layout_copies(t, in, out, true);
-  }
-  if (!t->slots || !t->net->param_count)
-    ln(t, "(void)state;");
-  ln(t, "*step = m->step;");
-  ln(t, "}");
-  blank(t);
-  ln(t, "void %s_load_opt(%s_model *m, const float *state, uint64_t step) {", n, n);
-  for (int s = 0; s < t->slots; s++) {
-    char in[32], out[64];
-    snprintf(in, sizeof in, "m->opt[%d]", s);
-    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
-    all_layout_copies(t, in, out, false);
-  }
-  if (!t->slots || !t->net->param_count)
-    ln(t, "(void)state;");
-  ln(t, "m->step = step;");
-  ln(t, "}");
-  blank(t);
+  opt_state_function(t, true);
+  opt_state_function(t, false);
   ln(t, "size_t %s_grads_bytes(void) { return sizeof(%s_grads); }", n, n);
   ln(t, "int %s_opt_slots(void) { return %s_OPT_SLOTS; }", n, n);
   blank(t);
