@@ -370,6 +370,44 @@ static void tile_declare(T *t, int rows, int cols, const char *init) {
         ln(t, "%s_ZERO(a%d_%d);", t->n, j, v);
 }
 
+/* ---- conv2d and dense: what their functions share ---- */
+
+/* "[KH][KW][C][F]" for a conv's weights, "[IN][OUT]" for a dense layer's. */
+static const char *weight_dims(char *buf, size_t size, const Layer *l) {
+  if (l->op == OP_CONV2D)
+    snprintf(buf, size, "[%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw, l->in.c, l->out.c);
+  else
+    snprintf(buf, size, "[%d][%d]", (int)shape_size(l->in), l->out.c);
+  return buf;
+}
+
+/* The forward function's head: its signature, the weights w and biases b. */
+static void param_forward_head(T *t, const TL *L) {
+  const Layer *l = L->l;
+  char w[128], b[128], dims[64];
+  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
+  ln(t,
+     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
+     "float *restrict y) {",
+     L->fn, t->n);
+  ln(t, "const float *restrict w = %s; /* %s */", w, weight_dims(dims, sizeof dims, l));
+  ln(t, "const float *restrict b = %s; /* [%d] */", b, l->out.c);
+}
+
+/* In the backward function: the gradients dw and db in g, and dy made the
+   gradient before the activation (in place). */
+static void param_backward_head(T *t, const TL *L) {
+  const Layer *l = L->l;
+  char dims[64];
+  ln(t, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset,
+     weight_dims(dims, sizeof dims, l));
+  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
+  act_backward(t, L->act, "y", "dy", shape_size(l->out), l->out.c);
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)y;");
+}
+
 /* ---- conv2d ---- */
 
 typedef struct ConvDims {
@@ -416,16 +454,8 @@ static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
 static void conv_forward(T *t, const TL *L) {
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
-  char w[128], b[128];
-  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
-  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
   ln(t, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, d.IH, d.IW, d.C, d.OH, d.OW, d.F);
-  ln(t,
-     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
-     "float *restrict y) {",
-     L->fn, t->n);
-  ln(t, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
-  ln(t, "const float *restrict b = %s; /* [%d] */", b, d.F);
+  param_forward_head(t, L);
   if (d.F % 8 == 0) {
     int FB = tile_vectors(d.F / 8), P = tile_pixels(FB, d.OW);
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
@@ -532,12 +562,7 @@ static void conv_backward(T *t, const TL *L) {
      L->dx ? ", float *restrict dx" : "");
   if (!L->dx || L->transposed)
     ln(t, "(void)m;");
-  ln(t, "float *restrict dw = g->p + %ld; /* [%d][%d][%d][%d] */", l->weight_offset, d.KH, d.KW,
-     d.C, d.F);
-  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
-  act_backward(t, L->act, "y", "dy", shape_size(l->out), d.F);
-  if (L->act == ACT_LINEAR)
-    ln(t, "(void)y;");
+  param_backward_head(t, L);
   ln(t, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
   ln(t, "  for (int f = 0; f < %d; f++)", d.F);
   ln(t, "    db[f] += dy[p * %d + f];", d.F);
@@ -648,16 +673,8 @@ static void dense_forward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const char *n = t->n;
-  char w[128], b[128];
-  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
-  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
   ln(t, "/* %s: [%d] -> [%d] */", l->text, IN, OUT);
-  ln(t,
-     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
-     "float *restrict y) {",
-     L->fn, n);
-  ln(t, "const float *restrict w = %s; /* [%d][%d] */", w, IN, OUT);
-  ln(t, "const float *restrict b = %s; /* [%d] */", b, OUT);
+  param_forward_head(t, L);
   if (OUT % 8 == 0) {
     int NV = OUT / 8, OB = 8;
     while (NV % OB)
@@ -707,11 +724,7 @@ static void dense_backward(T *t, const TL *L) {
      "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, "
      "const float *restrict y, float *restrict dy%s) {",
      L->bfn, n, n, L->dx ? ", float *restrict dx" : "");
-  ln(t, "float *restrict dw = g->p + %ld; /* [%d][%d] */", l->weight_offset, IN, OUT);
-  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, OUT);
-  act_backward(t, L->act, "y", "dy", OUT, OUT);
-  if (L->act == ACT_LINEAR)
-    ln(t, "(void)y;");
+  param_backward_head(t, L);
   ln(t, "for (int o = 0; o < %d; o++)", OUT);
   ln(t, "  db[o] += dy[o];");
   ln(t, "for (int i = 0; i < %d; i++) {", IN);
