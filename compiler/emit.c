@@ -208,3 +208,98 @@ const char *em_float(char *buf, float v) {
   strcat(buf, "f");
   return buf;
 }
+
+/* "#define NAME_OP(args) (e0, e1, ..., e7)": `each` with Q replaced by 0..7. */
+static void unrolled8(Emitter *em, const char *n, const char *op, const char *each) {
+  char line[2048];
+  int k = snprintf(line, sizeof line, "#define %s_%s (", n, op);
+  for (int q = 0; q < 8; q++) {
+    if (q)
+      k += snprintf(line + k, sizeof line - (size_t)k, ", ");
+    for (const char *c = each; *c; c++)
+      k += *c == 'Q' ? snprintf(line + k, sizeof line - (size_t)k, "%d", q)
+                     : snprintf(line + k, sizeof line - (size_t)k, "%c", *c);
+  }
+  snprintf(line + k, sizeof line - (size_t)k, ")");
+  em_raw(em, "%s", line);
+}
+
+void em_vector_macros(Emitter *em, const char *n, bool training) {
+  em_comment(em,
+             "8-float vectors for the convolution and dense tiles: with GCC and Clang, vector\n"
+             "extensions that stay in registers; elsewhere (tcc), structs of 8 floats with\n"
+             "the loops unrolled by hand (tcc does not unroll), the same arithmetic.\n"
+             "%s_FMA(a, s, w) is a += s * w for a float s, fused where the machine has FMA\n"
+             "(gcc in ISO C mode would round twice, at half the speed). Layer functions are\n"
+             "kept out of %s_infer (%s_NOINLINE): inlined into one large function, gcc\n"
+             "allocates the tiles' registers worse.",
+             n, n, n);
+  /* (macros, not inline functions: a vector passed by value draws -Wpsabi
+     from gcc without -mavx) */
+  em_raw(em,
+         "#if defined(__GNUC__) && !defined(__TINYC__)\n"
+         "typedef float %s_f8 __attribute__((vector_size(32)));\n"
+         "typedef int %s_i8 __attribute__((vector_size(32)));\n"
+         "#define %s_SPLAT(s) ((%s_f8){(s), (s), (s), (s), (s), (s), (s), (s)})\n"
+         "#ifdef __FMA__\n"
+         "#define %s_FMA(a, s, w) ((a) = __builtin_ia32_vfmaddps256((w), %s_SPLAT(s), (a)))",
+         n, n, n, n, n, n);
+  if (training)
+    em_raw(em, "#define %s_MAC(a, u, v) ((a) = __builtin_ia32_vfmaddps256((u), (v), (a)))", n);
+  em_raw(em, "#else\n#define %s_FMA(a, s, w) ((a) += %s_SPLAT(s) * (w))", n, n);
+  if (training)
+    em_raw(em, "#define %s_MAC(a, u, v) ((a) += (u) * (v)) /* a += u * v */", n);
+  em_raw(em, "#endif");
+  em_define(em,
+            "#define %s_MAX(a, b)\n"
+            "  do {\n"
+            "    %s_i8 ge_ = (a) >= (b); /* all ones where a >= b */\n"
+            "    (a) = (%s_f8)(((%s_i8)(a) & ge_) | ((%s_i8)(b) & ~ge_));\n"
+            "  } while (0)",
+            n, n, n, n, n);
+  em_raw(em, "#define %s_ADD(a, b) ((a) += (b))\n#define %s_SCALE(a, s) ((a) *= (s))", n, n);
+  if (training) {
+    em_define(em,
+              "#define %s_ADDTO(p, a) /* p[0..7] += a */\n"
+              "  do {\n"
+              "    %s_f8 t_;\n"
+              "    memcpy(&t_, (p), sizeof t_);\n"
+              "    t_ += (a);\n"
+              "    memcpy((p), &t_, sizeof t_);\n"
+              "  } while (0)",
+              n, n);
+    em_raw(em,
+           "#define %s_HSUM(a) ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + "
+           "((a)[6] + (a)[7])))\n"
+           "#ifdef __AVX__\n"
+           "#define %s_SQRT(a) __builtin_ia32_sqrtps256(a)\n"
+           "#endif\n"
+           "#define %s_ZERO(a) memset(&(a), 0, sizeof(a))",
+           n, n, n);
+  }
+  em_raw(em, "#define %s_NOINLINE __attribute__((noinline))\n#else", n);
+  em_open(em, "typedef struct");
+  em_line(em, "float f[8];");
+  em_close_with(em, " %s_f8;", n);
+  unrolled8(em, n, "FMA(a, s, w)", "(a).f[Q] += (s) * (w).f[Q]");
+  if (training)
+    unrolled8(em, n, "MAC(a, u, v)", "(a).f[Q] += (u).f[Q] * (v).f[Q]");
+  unrolled8(em, n, "MAX(a, b)", "(a).f[Q] = (b).f[Q] > (a).f[Q] ? (b).f[Q] : (a).f[Q]");
+  unrolled8(em, n, "ADD(a, b)", "(a).f[Q] += (b).f[Q]");
+  unrolled8(em, n, "SCALE(a, s)", "(a).f[Q] *= (s)");
+  if (training) {
+    unrolled8(em, n, "ADDTO(p, a)", "(p)[Q] += (a).f[Q]");
+    em_raw(em,
+           "#define %s_HSUM(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + "
+           "(a).f[5]) + ((a).f[6] + (a).f[7])))",
+           n);
+    unrolled8(em, n, "ZERO(a)", "(a).f[Q] = 0.0f");
+  }
+  em_raw(em,
+         "#define %s_NOINLINE\n"
+         "#endif\n"
+         "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))\n"
+         "#define %s_STORE(p, v) memcpy((p), &(v), sizeof(v))",
+         n, n, n);
+  em_blank(em);
+}

@@ -39,8 +39,9 @@
  * tensor of the plan; a few per cent of the layer's time), so no tap is
  * ever tested against the bounds. With a fused pool (stride = window),
  * conv rows and columns that the floor-mode pool drops are not computed.
- * The vectors are GCC/Clang vector extensions, or 8-float structs with
- * loops for compilers without them (tcc): one source, the same arithmetic.
+ * The vectors are GCC/Clang vector extensions, or 8-float structs with the
+ * operations unrolled for compilers without them (tcc): one source, the same
+ * arithmetic (NAME_f8 and its macros, shared with training: emit.c).
  * Sigmoid and tanh use branch-free polynomials (within 3 ulp) so that their
  * loops vectorize; softmax uses expf.
  */
@@ -161,58 +162,6 @@ void emit_param_ref(const Net *net, const Layer *l, int bias, const char *m, cha
   char mem[80];
   member(l, bias, mem, sizeof mem);
   snprintf(buf, size, "%s->%s", m, mem);
-}
-
-/* ---- the vector helpers ---- */
-
-static void emit_vector_macros(Gen *g) {
-  const char *n = g->n;
-  em_comment(EM,
-             "8-float vectors for the convolution and dense tiles: with GCC and Clang, vector\n"
-             "extensions that stay in registers; elsewhere (tcc), structs of 8 floats with\n"
-             "loops, the same arithmetic. %s_FMA(a, s, w) is a += s * w for a float s, fused\n"
-             "where the machine has FMA (gcc in ISO C mode would round twice, at half the\n"
-             "speed). Layer functions are kept out of %s_infer (%s_NOINLINE): inlined into\n"
-             "one large function, gcc allocates the tiles' registers worse.",
-             n, n, n);
-  em_raw(EM, "#if defined(__GNUC__) && !defined(__TINYC__)");
-  em_raw(EM, "typedef float %s_f8 __attribute__((vector_size(32)));", n);
-  em_raw(EM, "typedef int %s_i8 __attribute__((vector_size(32)));", n);
-  /* (macros, not inline functions: a vector passed by value draws -Wpsabi
-     from gcc without -mavx) */
-  em_raw(EM, "#define %s_SPLAT(s) ((%s_f8){(s), (s), (s), (s), (s), (s), (s), (s)})", n, n);
-  em_raw(EM, "#ifdef __FMA__");
-  em_raw(EM, "#define %s_FMA(a, s, w) ((a) = __builtin_ia32_vfmaddps256((w), %s_SPLAT(s), (a)))", n,
-         n);
-  em_raw(EM, "#else");
-  em_raw(EM, "#define %s_FMA(a, s, w) ((a) += %s_SPLAT(s) * (w))", n, n);
-  em_raw(EM, "#endif");
-  em_define(EM,
-            "#define %s_MAX(a, b)\n"
-            "  do {\n"
-            "    %s_i8 ge_ = (a) >= (b); /* all ones where a >= b */\n"
-            "    (a) = (%s_f8)(((%s_i8)(a) & ge_) | ((%s_i8)(b) & ~ge_));\n"
-            "  } while (0)",
-            n, n, n, n, n);
-  em_raw(EM, "#define %s_ADD(a, b) ((a) += (b))", n);
-  em_raw(EM, "#define %s_SCALE(a, s) ((a) *= (s))", n);
-  em_raw(EM, "#define %s_NOINLINE __attribute__((noinline))", n);
-  em_raw(EM, "#else");
-  em_open(EM, "typedef struct");
-  em_line(EM, "float f[8];");
-  em_close_with(EM, " %s_f8;", n);
-  em_raw(EM, "#define %s_FOR8(stmt) do { int q_; for (q_ = 0; q_ < 8; q_++) stmt; } while (0)", n);
-  em_raw(EM, "#define %s_FMA(a, s, w) %s_FOR8((a).f[q_] += (s) * (w).f[q_])", n, n);
-  em_raw(EM,
-         "#define %s_MAX(a, b) %s_FOR8((a).f[q_] = (b).f[q_] > (a).f[q_] ? (b).f[q_] : (a).f[q_])",
-         n, n);
-  em_raw(EM, "#define %s_ADD(a, b) %s_FOR8((a).f[q_] += (b).f[q_])", n, n);
-  em_raw(EM, "#define %s_SCALE(a, s) %s_FOR8((a).f[q_] *= (s))", n, n);
-  em_raw(EM, "#define %s_NOINLINE", n);
-  em_raw(EM, "#endif");
-  em_raw(EM, "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))", n);
-  em_raw(EM, "#define %s_STORE(p, v) memcpy((p), &(v), sizeof(v))", n);
-  em_blank(EM);
 }
 
 /* ---- scalar activations ---- */
@@ -1496,7 +1445,7 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   em_raw(EM, "#include <math.h>");
   em_raw(EM, "#include <string.h>");
   em_blank(EM);
-  emit_vector_macros(g);
+  em_vector_macros(EM, n, opt->training);
   emit_act_functions(g);
   emit_layer_functions(g);
   emit_infer(g);

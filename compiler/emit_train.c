@@ -32,10 +32,9 @@
  * input gradient scatters tiles of output pixels x input channels, with the
  * weights transposed to [KH][KW][F][C] once per NAME_accumulate call. A
  * conv followed by maxpool does both backward passes in one, visiting only
- * each window's maximum (conv_pool_backward). The vectors are GCC/Clang
- * vector extensions where the compiler has them and 8-float structs
- * elsewhere (tcc): one body, the same arithmetic. Other sizes get plain
- * loops with the channel loop innermost.
+ * each window's maximum (conv_pool_backward). The vectors are NAME_f8 and
+ * its macros, written once for inference and training by em_vector_macros
+ * (emit.c). Other sizes get plain loops with the channel loop innermost.
  */
 #include <assert.h>
 #include <math.h>
@@ -144,6 +143,16 @@ static void blank(T *t) {
 }
 
 #define FL(v) em_float((char[EM_FLOAT_SIZE]){0}, (float)(v))
+
+/* calloc that aborts when memory runs out, as arena_alloc does. */
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n, size);
+  if (!p) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
+  return p;
+}
 
 /* ---- the layer list ---- */
 
@@ -334,20 +343,69 @@ static int tile_vectors(int n) {
   return 1;
 }
 
-/* "NAME_v8 a0_0 = init, a0_1 = init, ...;" for a rows x cols tile. */
+/* Output pixels per tile of `vectors` vectors each: 24 accumulators in all,
+   at most 12 pixels, at most one output row of `width` pixels. */
+static int tile_pixels(int vectors, int width) {
+  int p = 24 / vectors;
+  p = p > 12 ? 12 : p;
+  return p > width ? width : p;
+}
+
+/* "NAME_f8 a0_0 = init0, a0_1 = init1, ...;" for a rows x cols tile: column
+   v starts as the vector init<v>, or zero when init is NULL. */
 static void tile_declare(T *t, int rows, int cols, const char *init) {
   for (int j = 0; j < rows; j++) {
     char line[2048];
-    int k = snprintf(line, sizeof line, "%s_v8", t->n);
-    for (int v = 0; v < cols; v++)
-      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d%s%s", v ? "," : "", j, v,
-                    init ? " = " : "", init ? init : "");
+    int k = snprintf(line, sizeof line, "%s_f8", t->n);
+    for (int v = 0; v < cols; v++) {
+      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d", v ? "," : "", j, v);
+      if (init)
+        k += snprintf(line + k, sizeof line - (size_t)k, " = %s%d", init, v);
+    }
     ln(t, "%s;", line);
   }
   if (!init)
     for (int j = 0; j < rows; j++)
       for (int v = 0; v < cols; v++)
-        ln(t, "%s_ZERO8(a%d_%d);", t->n, j, v);
+        ln(t, "%s_ZERO(a%d_%d);", t->n, j, v);
+}
+
+/* ---- conv2d and dense: what their functions share ---- */
+
+/* "[KH][KW][C][F]" for a conv's weights, "[IN][OUT]" for a dense layer's. */
+static const char *weight_dims(char *buf, size_t size, const Layer *l) {
+  if (l->op == OP_CONV2D)
+    snprintf(buf, size, "[%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw, l->in.c, l->out.c);
+  else
+    snprintf(buf, size, "[%d][%d]", (int)shape_size(l->in), l->out.c);
+  return buf;
+}
+
+/* The forward function's head: its signature, the weights w and biases b. */
+static void param_forward_head(T *t, const TL *L) {
+  const Layer *l = L->l;
+  char w[128], b[128], dims[64];
+  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
+  ln(t,
+     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
+     "float *restrict y) {",
+     L->fn, t->n);
+  ln(t, "const float *restrict w = %s; /* %s */", w, weight_dims(dims, sizeof dims, l));
+  ln(t, "const float *restrict b = %s; /* [%d] */", b, l->out.c);
+}
+
+/* In the backward function: the gradients dw and db in g, and dy made the
+   gradient before the activation (in place). */
+static void param_backward_head(T *t, const TL *L) {
+  const Layer *l = L->l;
+  char dims[64];
+  ln(t, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset,
+     weight_dims(dims, sizeof dims, l));
+  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
+  act_backward(t, L->act, "y", "dy", shape_size(l->out), l->out.c);
+  if (L->act == ACT_LINEAR)
+    ln(t, "(void)y;");
 }
 
 /* ---- conv2d ---- */
@@ -366,56 +424,40 @@ static ConvDims conv_dims(const TL *L) {
 static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
   const char *n = t->n;
   ln(t, "{");
-  ln(t, "%s_v8 b0, b1, b2, b3;", n);
+  ln(t, "%s_f8 b0, b1, b2, b3;", n);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD8(b%d, b + f0 + %d);", n, v, 8 * v);
+    ln(t, "%s_LOAD(b%d, b + f0 + %d);", n, v, 8 * v);
   for (int v = FB; v < 4; v++)
-    ln(t, "%s_ZERO8(b%d);", n, v);
-  for (int j = 0; j < P; j++) {
-    char line[1024];
-    int k = snprintf(line, sizeof line, "%s_v8", n);
-    for (int v = 0; v < FB; v++)
-      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d = b%d", v ? "," : "", j, v, v);
-    ln(t, "%s;", line);
-  }
+    ln(t, "%s_ZERO(b%d);", n, v);
+  tile_declare(t, P, FB, "b");
   ln(t, "for (int ky = 0; ky < %d; ky++) {", d->KH);
   ln(t, "const float *xk = xr + ky * %d + ox * %d;", d->IW * d->C, d->S * d->C);
   ln(t, "const float *wk = w + ky * %d + f0;", d->KW * d->C * d->F);
   ln(t, "for (int k = 0; k < %d; k++) {", d->KW * d->C);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_v8 w%d;", n, v);
+    ln(t, "%s_f8 w%d;", n, v);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD8(w%d, wk + k * %d + %d);", n, v, d->F, 8 * v);
+    ln(t, "%s_LOAD(w%d, wk + k * %d + %d);", n, v, d->F, 8 * v);
   for (int j = 0; j < P; j++)
     ln(t, "const float s%d = xk[k + %d];", j, j * d->S * d->C);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_FMA8(a%d_%d, s%d, w%d);", n, j, v, j, v);
+      ln(t, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
   ln(t, "}");
   ln(t, "}");
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_STORE8(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F, 8 * v, j, v);
+      ln(t, "%s_STORE(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F, 8 * v, j, v);
   ln(t, "}");
 }
 
 static void conv_forward(T *t, const TL *L) {
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
-  char w[128], b[128];
-  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
-  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
   ln(t, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, d.IH, d.IW, d.C, d.OH, d.OW, d.F);
-  ln(t,
-     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
-     "float *restrict y) {",
-     L->fn, t->n);
-  ln(t, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
-  ln(t, "const float *restrict b = %s; /* [%d] */", b, d.F);
+  param_forward_head(t, L);
   if (d.F % 8 == 0) {
-    int FB = tile_vectors(d.F / 8), P = 24 / FB;
-    P = P > 12 ? 12 : P;
-    P = P > d.OW ? d.OW : P;
+    int FB = tile_vectors(d.F / 8), P = tile_pixels(FB, d.OW);
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
     ln(t, "const float *xr = x + oy * %d;", d.S * d.IW * d.C);
     ln(t, "float *yr = y + oy * %d;", d.OW * d.F);
@@ -463,19 +505,19 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB) {
   ln(t, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
   ln(t, "for (int ox = 0; ox < %d; ox++) {", d->OW);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_v8 d%d;", n, v);
+    ln(t, "%s_f8 d%d;", n, v);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD8(d%d, dk + ox * %d + %d);", n, v, d->F, 8 * v);
+    ln(t, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, 8 * v);
   for (int j = 0; j < CB; j++)
     ln(t, "const float s%d = xk[ox * %d + %d];", j, d->S * d->C, j);
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_FMA8(a%d_%d, s%d, d%d);", n, j, v, j, v);
+      ln(t, "%s_FMA(a%d_%d, s%d, d%d);", n, j, v, j, v);
   ln(t, "}");
   ln(t, "}");
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_ADDTO8(dw + (ky * %d + k0 + %d) * %d + f0 + %d, a%d_%d);", n, d->KW * d->C, j, d->F,
+      ln(t, "%s_ADDTO(dw + (ky * %d + k0 + %d) * %d + f0 + %d, a%d_%d);", n, d->KW * d->C, j, d->F,
          8 * v, j, v);
   ln(t, "}");
 }
@@ -490,18 +532,18 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV) {
   ln(t, "const float *dk = dy + (oy * %d + ox) * %d;", d->OW, d->F);
   ln(t, "for (int f = 0; f < %d; f++) {", d->F);
   for (int v = 0; v < CV; v++)
-    ln(t, "%s_v8 w%d;", n, v);
+    ln(t, "%s_f8 w%d;", n, v);
   for (int v = 0; v < CV; v++)
-    ln(t, "%s_LOAD8(w%d, wk + f * %d + %d);", n, v, d->C, 8 * v);
+    ln(t, "%s_LOAD(w%d, wk + f * %d + %d);", n, v, d->C, 8 * v);
   for (int j = 0; j < P; j++)
     ln(t, "const float s%d = dk[%d + f];", j, j * d->F);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++)
-      ln(t, "%s_FMA8(a%d_%d, s%d, w%d);", n, j, v, j, v);
+      ln(t, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
   ln(t, "}");
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++)
-      ln(t, "%s_ADDTO8(dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d, a%d_%d);", n,
+      ln(t, "%s_ADDTO(dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d, a%d_%d);", n,
          d->S, d->IW * d->C, j, d->S * d->C, d->C, 8 * v, j, v);
   ln(t, "}");
 }
@@ -520,12 +562,7 @@ static void conv_backward(T *t, const TL *L) {
      L->dx ? ", float *restrict dx" : "");
   if (!L->dx || L->transposed)
     ln(t, "(void)m;");
-  ln(t, "float *restrict dw = g->p + %ld; /* [%d][%d][%d][%d] */", l->weight_offset, d.KH, d.KW,
-     d.C, d.F);
-  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
-  act_backward(t, L->act, "y", "dy", shape_size(l->out), d.F);
-  if (L->act == ACT_LINEAR)
-    ln(t, "(void)y;");
+  param_backward_head(t, L);
   ln(t, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
   ln(t, "  for (int f = 0; f < %d; f++)", d.F);
   ln(t, "    db[f] += dy[p * %d + f];", d.F);
@@ -560,9 +597,7 @@ static void conv_backward(T *t, const TL *L) {
   if (L->dx) {
     ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
     if (L->transposed) {
-      int CV = tile_vectors(d.C / 8), P = 24 / CV;
-      P = P > 12 ? 12 : P;
-      P = P > d.OW ? d.OW : P;
+      int CV = tile_vectors(d.C / 8), P = tile_pixels(CV, d.OW);
       ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
       ln(t, "for (int c0 = 0; c0 < %d; c0 += %d) {", d.C, 8 * CV);
       ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
@@ -638,36 +673,28 @@ static void dense_forward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const char *n = t->n;
-  char w[128], b[128];
-  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
-  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
   ln(t, "/* %s: [%d] -> [%d] */", l->text, IN, OUT);
-  ln(t,
-     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
-     "float *restrict y) {",
-     L->fn, n);
-  ln(t, "const float *restrict w = %s; /* [%d][%d] */", w, IN, OUT);
-  ln(t, "const float *restrict b = %s; /* [%d] */", b, OUT);
+  param_forward_head(t, L);
   if (OUT % 8 == 0) {
     int NV = OUT / 8, OB = 8;
     while (NV % OB)
       OB--;
     ln(t, "for (int o0 = 0; o0 < %d; o0 += %d) {", OUT, 8 * OB);
     for (int v = 0; v < OB; v++) {
-      ln(t, "%s_v8 a%d;", n, v);
-      ln(t, "%s_LOAD8(a%d, b + o0 + %d);", n, v, 8 * v);
+      ln(t, "%s_f8 a%d;", n, v);
+      ln(t, "%s_LOAD(a%d, b + o0 + %d);", n, v, 8 * v);
     }
     ln(t, "for (int i = 0; i < %d; i++) {", IN);
     ln(t, "const float s = x[i];");
     ln(t, "const float *wi = w + i * %d + o0;", OUT);
     for (int v = 0; v < OB; v++) {
-      ln(t, "%s_v8 w%d;", n, v);
-      ln(t, "%s_LOAD8(w%d, wi + %d);", n, v, 8 * v);
-      ln(t, "%s_FMA8(a%d, s, w%d);", n, v, v);
+      ln(t, "%s_f8 w%d;", n, v);
+      ln(t, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
+      ln(t, "%s_FMA(a%d, s, w%d);", n, v, v);
     }
     ln(t, "}");
     for (int v = 0; v < OB; v++)
-      ln(t, "%s_STORE8(y + o0 + %d, a%d);", n, 8 * v, v);
+      ln(t, "%s_STORE(y + o0 + %d, a%d);", n, 8 * v, v);
     ln(t, "}");
   } else {
     ln(t, "float acc[%d];", OUT);
@@ -697,11 +724,7 @@ static void dense_backward(T *t, const TL *L) {
      "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, "
      "const float *restrict y, float *restrict dy%s) {",
      L->bfn, n, n, L->dx ? ", float *restrict dx" : "");
-  ln(t, "float *restrict dw = g->p + %ld; /* [%d][%d] */", l->weight_offset, IN, OUT);
-  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, OUT);
-  act_backward(t, L->act, "y", "dy", OUT, OUT);
-  if (L->act == ACT_LINEAR)
-    ln(t, "(void)y;");
+  param_backward_head(t, L);
   ln(t, "for (int o = 0; o < %d; o++)", OUT);
   ln(t, "  db[o] += dy[o];");
   ln(t, "for (int i = 0; i < %d; i++) {", IN);
@@ -715,19 +738,19 @@ static void dense_backward(T *t, const TL *L) {
     int NV = OUT / 8;
     ln(t, "const float *restrict w = %s;", w);
     for (int v = 0; v < NV; v++) {
-      ln(t, "%s_v8 d%d;", n, v);
-      ln(t, "%s_LOAD8(d%d, dy + %d);", n, v, 8 * v);
+      ln(t, "%s_f8 d%d;", n, v);
+      ln(t, "%s_LOAD(d%d, dy + %d);", n, v, 8 * v);
     }
     ln(t, "for (int i = 0; i < %d; i++) {", IN);
     ln(t, "const float *wi = w + i * %d;", OUT);
-    ln(t, "%s_v8 a;", n);
-    ln(t, "%s_ZERO8(a);", n);
+    ln(t, "%s_f8 a;", n);
+    ln(t, "%s_ZERO(a);", n);
     for (int v = 0; v < NV; v++) {
-      ln(t, "%s_v8 w%d;", n, v);
-      ln(t, "%s_LOAD8(w%d, wi + %d);", n, v, 8 * v);
-      ln(t, "%s_MAC8(a, w%d, d%d);", n, v, v);
+      ln(t, "%s_f8 w%d;", n, v);
+      ln(t, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
+      ln(t, "%s_MAC(a, w%d, d%d);", n, v, v);
     }
-    ln(t, "dx[i] = %s_HSUM8(a);", n);
+    ln(t, "dx[i] = %s_HSUM(a);", n);
     ln(t, "}");
   } else {
     ln(t, "const float *restrict w = %s;", w);
@@ -991,13 +1014,13 @@ static void conv_pool_backward(T *t, const TL *L) {
     ln(t, "const float *wk = wt + (tap * %d + fs[q][i]) * %d + c0;", d.F, d.C);
     ln(t, "const float s0 = vs[q][i];");
     for (int v = 0; v < CV; v++) {
-      ln(t, "%s_v8 w%d;", n, v);
-      ln(t, "%s_LOAD8(w%d, wk + %d);", n, v, 8 * v);
-      ln(t, "%s_FMA8(a0_%d, s0, w%d);", n, v, v);
+      ln(t, "%s_f8 w%d;", n, v);
+      ln(t, "%s_LOAD(w%d, wk + %d);", n, v, 8 * v);
+      ln(t, "%s_FMA(a0_%d, s0, w%d);", n, v, v);
     }
     ln(t, "}");
     for (int v = 0; v < CV; v++)
-      ln(t, "%s_ADDTO8(o + c0 + %d, a0_%d);", n, 8 * v, v);
+      ln(t, "%s_ADDTO(o + c0 + %d, a0_%d);", n, 8 * v, v);
     ln(t, "}");
     ln(t, "}");
   } else if (L->dx) {
@@ -1140,11 +1163,16 @@ static void loss_function(T *t) {
 
 /* ---- NAME_accumulate ---- */
 
-static void transpose_function(T *t) {
-  bool any = false;
+/* Whether a conv of the layers tl (t->ntl of them) transposes its weights. */
+static bool any_transposed(const T *t, const TL *tl) {
   for (int k = 0; k < t->ntl; k++)
-    any |= t->tl[k].transposed;
-  if (!any)
+    if (tl[k].transposed)
+      return true;
+  return false;
+}
+
+static void transpose_function(T *t) {
+  if (!any_transposed(t, t->tl))
     return;
   ln(t, "/* Conv weights [KH][KW][C][F] -> [KH][KW][F][C] for the input gradients. */");
   ln(t, "static void %s_transpose(const %s_model *m, struct %s_train_work *t) {", t->n, t->n, t->n);
@@ -1304,11 +1332,9 @@ static void accumulate_function(T *t) {
   params_of(t, acc_params, true);
   const int K = (int)shape_size(t->net->output);
   const TL *last = &t->tl[t->ntl - 1];
-  bool any_transposed = false, dropout = false;
-  for (int k = 0; k < t->ntl; k++) {
-    any_transposed |= t->tl[k].transposed;
+  bool dropout = false;
+  for (int k = 0; k < t->ntl; k++)
     dropout |= t->tl[k].l->op == OP_DROPOUT;
-  }
   ln(t, "double %s_accumulate_y(%s, float *y) {", n, acc_params);
   ln(t, "struct %s_train_work *t = &w->train;", n);
   if (!t->net->param_count)
@@ -1316,7 +1342,7 @@ static void accumulate_function(T *t) {
   ln(t, "double loss = 0.0;");
   if (!dropout)
     ln(t, "(void)key;");
-  if (any_transposed)
+  if (any_transposed(t, t->tl))
     ln(t, "%s_transpose(m, t);", n);
   dwt_zero(t, t->tl);
   ln(t, "for (int i = 0; i < n; i++) {");
@@ -1361,11 +1387,7 @@ static int cam_index(const T *t) {
    conv + maxpool backward never forms), the layer gets a variant named
    fn_explain_backward, emitted by the same code as the training one. */
 static TL *explain_plan(const T *t, int cam) {
-  TL *x = malloc(((size_t)t->ntl + 1) * sizeof *x);
-  if (!x) {
-    fputs("cnngen: out of memory\n", stderr);
-    abort();
-  }
+  TL *x = xcalloc((size_t)t->ntl + 1, sizeof *x);
   memcpy(x, t->tl, (size_t)t->ntl * sizeof *x);
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
@@ -1420,9 +1442,6 @@ static void explain_function(T *t, const TL *x, int cam) {
   const char *n = t->n;
   const int K = (int)shape_size(t->net->output), G = t->net->output.c;
   const TL *last = &x[t->ntl - 1];
-  bool any_transposed = false;
-  for (int k = 0; k < t->ntl; k++)
-    any_transposed |= x[k].transposed;
   ln(t,
      "float %s_explain(const %s_model *m, %s_work *w, %s_grads *g, const float *x, int cls, "
      "float *y, float *dx, float *cam_act, float *cam_grad) {",
@@ -1436,7 +1455,7 @@ static void explain_function(T *t, const TL *x, int cam) {
   ln(t, "if (cls < 0 || cls >= %d)", K);
   ln(t, "  return 0.0f;");
   ln(t, "%s_grads_zero(g);", n);
-  if (any_transposed)
+  if (any_transposed(t, x))
     ln(t, "%s_transpose(m, t);", n);
   dwt_zero(t, x);
   for (int k = 0; k < t->ntl; k++) {
@@ -1488,11 +1507,7 @@ static void explain_functions(T *t) {
 /* The parameter tensors in file order (net_tensors), malloc'd. */
 static TensorInfo *tensors(const Net *net) {
   int nt = net_tensors(net, NULL);
-  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
-  if (!ti) {
-    fputs("cnngen: out of memory\n", stderr);
-    abort();
-  }
+  TensorInfo *ti = xcalloc((size_t)nt + 1, sizeof *ti);
   net_tensors(net, ti);
   return ti;
 }
@@ -1553,21 +1568,21 @@ static void update_function(T *t) {
       ln(t, "float *restrict s%d = m->opt[%d] + %ld;", s, s, ti[i].offset);
     ln(t, "int i = 0;");
     if (adam) { /* sqrtf is not vectorized while it may set errno: spell out the vectors */
-      ln(t, "#ifdef %s_SQRT8", n);
+      ln(t, "#ifdef %s_SQRT", n);
       ln(t, "for (; i + 8 <= %ld; i += 8) {", ti[i].count);
-      ln(t, "%s_v8 gv, pv, m0, m1;", n);
-      ln(t, "%s_LOAD8(gv, gr + i);", n);
-      ln(t, "%s_LOAD8(pv, p + i);", n);
-      ln(t, "%s_LOAD8(m0, s0 + i);", n);
-      ln(t, "%s_LOAD8(m1, s1 + i);", n);
+      ln(t, "%s_f8 gv, pv, m0, m1;", n);
+      ln(t, "%s_LOAD(gv, gr + i);", n);
+      ln(t, "%s_LOAD(pv, p + i);", n);
+      ln(t, "%s_LOAD(m0, s0 + i);", n);
+      ln(t, "%s_LOAD(m1, s1 + i);", n);
       ln(t, "gv = scale * gv%s%s%s;", wd ? " + " : "", wd ? FL(tc->weight_decay) : "",
          wd ? " * pv" : "");
       ln(t, "m0 = %s * m0 + %s * gv;", FL(tc->beta1), FL(1.0 - tc->beta1));
       ln(t, "m1 = %s * m1 + %s * gv * gv;", FL(tc->beta2), FL(1.0 - tc->beta2));
-      ln(t, "pv -= %s * (m0 / c1) / (%s_SQRT8(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
-      ln(t, "%s_STORE8(p + i, pv);", n);
-      ln(t, "%s_STORE8(s0 + i, m0);", n);
-      ln(t, "%s_STORE8(s1 + i, m1);", n);
+      ln(t, "pv -= %s * (m0 / c1) / (%s_SQRT(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
+      ln(t, "%s_STORE(p + i, pv);", n);
+      ln(t, "%s_STORE(s0 + i, m0);", n);
+      ln(t, "%s_STORE(s1 + i, m1);", n);
       ln(t, "}");
       ln(t, "#endif");
     }
@@ -1651,6 +1666,27 @@ static void all_layout_copies(T *t, const char *internal, const char *pytorch, b
   free(ti);
 }
 
+/* NAME_store_opt (store) or NAME_load_opt: the optimizer state between the
+   model (internal layout) and `state` (PyTorch layout), and the step count. */
+static void opt_state_function(T *t, bool store) {
+  const char *n = t->n;
+  ln(t,
+     store ? "void %s_store_opt(const %s_model *m, float *state, uint64_t *step) {"
+           : "void %s_load_opt(%s_model *m, const float *state, uint64_t step) {",
+     n, n);
+  for (int s = 0; s < t->slots; s++) {
+    char in[32], out[64];
+    snprintf(in, sizeof in, "m->opt[%d]", s);
+    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
+    all_layout_copies(t, in, out, store);
+  }
+  if (!t->slots || !t->net->param_count)
+    ln(t, "(void)state;");
+  ln(t, store ? "*step = m->step;" : "m->step = step;");
+  ln(t, "}");
+  blank(t);
+}
+
 static void state_functions(T *t) {
   const char *n = t->n;
   ln(t, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
@@ -1666,30 +1702,8 @@ static void state_functions(T *t) {
     ln(t, "(void)g, (void)flat;");
   ln(t, "}");
   blank(t);
-  ln(t, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step) {", n, n);
-  for (int s = 0; s < t->slots; s++) {
-    char in[32], out[64];
-    snprintf(in, sizeof in, "m->opt[%d]", s);
-    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
-    all_layout_copies(t, in, out, true);
-  }
-  if (!t->slots || !t->net->param_count)
-    ln(t, "(void)state;");
-  ln(t, "*step = m->step;");
-  ln(t, "}");
-  blank(t);
-  ln(t, "void %s_load_opt(%s_model *m, const float *state, uint64_t step) {", n, n);
-  for (int s = 0; s < t->slots; s++) {
-    char in[32], out[64];
-    snprintf(in, sizeof in, "m->opt[%d]", s);
-    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
-    all_layout_copies(t, in, out, false);
-  }
-  if (!t->slots || !t->net->param_count)
-    ln(t, "(void)state;");
-  ln(t, "m->step = step;");
-  ln(t, "}");
-  blank(t);
+  opt_state_function(t, true);
+  opt_state_function(t, false);
   ln(t, "size_t %s_grads_bytes(void) { return sizeof(%s_grads); }", n, n);
   ln(t, "int %s_opt_slots(void) { return %s_OPT_SLOTS; }", n, n);
   blank(t);
@@ -1717,11 +1731,7 @@ static void begin(T *t, const Net *net, Emitter *em) {
   t->net = net;
   t->n = net->name;
   t->slots = opt_slots(&net->train);
-  t->tl = calloc((size_t)net->nlayers + 1, sizeof *t->tl);
-  if (!t->tl) {
-    fputs("cnngen: out of memory\n", stderr);
-    abort();
-  }
+  t->tl = xcalloc((size_t)net->nlayers + 1, sizeof *t->tl);
   plan(t);
 }
 
@@ -1909,66 +1919,10 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   end(&t);
 }
 
-/* "#define NAME_OP(args) (e0, e1, ..., e7)" with Q in `each` replaced by 0..7. */
-static void unrolled(T *t, const char *op, const char *each) {
-  char line[2048];
-  int k = snprintf(line, sizeof line, "#define %s_%s (", t->n, op);
-  for (int q = 0; q < 8; q++) {
-    if (q)
-      k += snprintf(line + k, sizeof line - (size_t)k, ", ");
-    for (const char *c = each; *c; c++)
-      k += *c == 'Q' ? snprintf(line + k, sizeof line - (size_t)k, "%d", q)
-                     : snprintf(line + k, sizeof line - (size_t)k, "%c", *c);
-  }
-  snprintf(line + k, sizeof line - (size_t)k, ")");
-  ln(t, "%s", line);
-}
-
 void emit_train_source(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
-  const char *n = t.n;
   ln(&t, "/* ---- Training ---- */");
-  blank(&t);
-  ln(&t, "/* 8-float vectors: GCC/Clang vector extensions, so the accumulator tiles below");
-  ln(&t, "   stay in registers; 8-float structs where those are missing (tcc). */");
-  ln(&t, "#if defined(__GNUC__) && !defined(__TINYC__)");
-  ln(&t, "typedef float %s_v8 __attribute__((vector_size(32)));", n);
-  ln(&t, "#ifdef __FMA__ /* fused even in ISO C mode, where gcc does not contract a * b + c */");
-  ln(&t, "#define %s_FMA8(a, s, v) ((a) = __builtin_ia32_vfmaddps256((v), (%s_v8){0} + (s), (a)))",
-     n, n);
-  ln(&t, "#define %s_MAC8(a, u, v) ((a) = __builtin_ia32_vfmaddps256((u), (v), (a)))", n);
-  ln(&t, "#else");
-  ln(&t, "#define %s_FMA8(a, s, v) ((a) += (s) * (v)) /* a += s * v, s a float */", n);
-  ln(&t, "#define %s_MAC8(a, u, v) ((a) += (u) * (v)) /* a += u * v */", n);
-  ln(&t, "#endif");
-  ln(&t,
-     "#define %s_ADDTO8(p, a) do { %s_v8 t_; memcpy(&t_, (p), sizeof t_); t_ += (a); "
-     "memcpy((p), &t_, sizeof t_); } while (0)",
-     n, n);
-  ln(&t,
-     "#define %s_HSUM8(a) ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + "
-     "((a)[6] + (a)[7])))",
-     n);
-  ln(&t, "#ifdef __AVX__");
-  ln(&t, "#define %s_SQRT8(a) __builtin_ia32_sqrtps256(a)", n);
-  ln(&t, "#endif");
-  ln(&t, "#define %s_ZERO8(a) memset(&(a), 0, sizeof(a))", n);
-  ln(&t, "#define %s_LOAD8(a, p) memcpy(&(a), (p), sizeof(a))", n);
-  ln(&t, "#define %s_STORE8(p, a) memcpy((p), &(a), sizeof(a))", n);
-  ln(&t, "#else /* unrolled by hand: tcc does not unroll */");
-  ln(&t, "typedef struct { float f[8]; } %s_v8;", n);
-  unrolled(&t, "FMA8(a, s, v)", "(a).f[Q] += (s) * (v).f[Q]");
-  unrolled(&t, "MAC8(a, u, v)", "(a).f[Q] += (u).f[Q] * (v).f[Q]");
-  unrolled(&t, "ADDTO8(p, a)", "(p)[Q] += (a).f[Q]");
-  ln(&t,
-     "#define %s_HSUM8(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + "
-     "(a).f[5]) + ((a).f[6] + (a).f[7])))",
-     n);
-  unrolled(&t, "ZERO8(a)", "(a).f[Q] = 0.0f");
-  ln(&t, "#define %s_LOAD8(a, p) ((a) = *(const %s_v8 *)(const void *)(p))", n, n);
-  ln(&t, "#define %s_STORE8(p, a) (*(%s_v8 *)(void *)(p) = (a))", n, n);
-  ln(&t, "#endif");
   blank(&t);
   for (int k = 0; k < t.ntl; k++)
     layer_functions(&t, &t.tl[k]);

@@ -16,6 +16,7 @@
 #ifndef CNNGEN_EMITTER_H
 #define CNNGEN_EMITTER_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #define EM_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -30,7 +31,7 @@ void em_init(Emitter *em, FILE *out, int depth);
 
 /* One line of code at the current depth (an empty format gives a blank line). */
 void em_line(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
-/* A line at depth 0 (preprocessor directives). */
+/* Lines ('\n'-separated) at depth 0: preprocessor directives. */
 void em_raw(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 void em_blank(Emitter *em);
 /* A macro of several lines at depth 0: the lines of the formatted text
@@ -59,5 +60,10 @@ void em_comment(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
    NaN. Writes into buf (at least EM_FLOAT_SIZE bytes) and returns it. */
 enum { EM_FLOAT_SIZE = 32 };
 const char *em_float(char *buf, float v);
+
+/* The 8-float vector type NAME_f8 and its macros (NAME_FMA, NAME_LOAD, ...),
+   written once at the top of the source for the inference and the training
+   code alike; `training` adds the ones only training uses. */
+void em_vector_macros(Emitter *em, const char *n, bool training);
 
 #endif
