@@ -883,6 +883,16 @@ static void dropout_forward(T *t, const TL *L) {
      "static void %s_train_forward(const float *restrict x, float *restrict y, "
      "float *restrict mask, uint64_t key) {",
      L->fn);
+  if (threshold == 0) { /* a rate this small keeps everything: no hash to test */
+    ln(t, "(void)key;");
+    ln(t, "for (int i = 0; i < %ld; i++) {", N);
+    ln(t, "mask[i] = 1.0f;");
+    ln(t, "y[i] = x[i];");
+    ln(t, "}");
+    ln(t, "}");
+    blank(t);
+    return;
+  }
   ln(t, "for (int i = 0; i < %ld; i++) {", N);
   ln(t, "uint64_t z = key + (uint64_t)i * UINT64_C(0x9E3779B97F4A7C15);");
   ln(t, "z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);");

@@ -118,9 +118,10 @@ static const Case cases[] = {
      "network flatout\ninput 2x3x4\nflatten\ndropout 0.5\nsigmoid\n"},
     {"a spatial output, [H][W][C] in y",
      "network spatial\ninput 7x7x2\nconv2d 16 3x3 relu\nconv2d 8 3x3 stride=2 tanh\n"},
-    {"tanh output straight from a conv, dense on a vector input, dropout at the end",
+    {"tanh output straight from a conv, dense on a vector input, dropout 0 (keeps all) and "
+     "dropout at the end",
      "network tanhout\ninput 6x6x4\n"
-     "conv2d 8 3x3 stride=3 relu\nmaxpool 2x2\nflatten\n"
+     "conv2d 8 3x3 stride=3 relu\nmaxpool 2x2\nflatten\ndropout 0\n"
      "dense 24 tanh\ndropout 0.5\ndense 9 tanh\ndropout 0.1\n"},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
