@@ -511,17 +511,18 @@ static int read_log(Run *r, Err *e) {
   return rc;
 }
 
-/* --plot: the rows so far, drawn (nothing before the first epoch). */
+/* --plot: the rows so far, drawn (before the first epoch, empty axes that
+   say "no epochs yet"). */
 static int write_plot(const Run *r, Err *e) {
   const char *path = r->a->value[CLI_PLOT];
-  if (!path || r->nrows == 0)
+  if (!path)
     return 0;
   return plot_write(path, r->net->name, r->rows, r->nrows, e);
 }
 
 /* Before any training: rows for --log and --plot, the earlier rows read back
-   on --resume, the log written once (so a path that cannot be written fails
-   now, not after an epoch). */
+   on --resume, the log and the plot written once (so a path that cannot be
+   written fails now, not after an epoch). */
 static int start_log(Run *r, Err *e) {
   const CliArgs *a = r->a;
   if (!a->value[CLI_LOG] && !a->value[CLI_PLOT])

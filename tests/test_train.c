@@ -783,7 +783,8 @@ static int count(const char *text, const char *needle) {
 
 /* --plot draws each epoch's rows: a marker per epoch in each panel (and one
    in the legend) for the training and the test curves; a PNG by its suffix;
-   any other suffix is refused before training. */
+   a path that cannot be written and any other suffix are refused before
+   training. */
 static void test_train_plot_draws_every_epoch(void **state) {
   (void)state;
   if (!fashion_subset("tiny", 64, 16))
@@ -802,6 +803,12 @@ static void test_train_plot_draws_every_epoch(void **state) {
   static char png[1 << 17];
   tu_read_file(tu_path("p.PNG"), png, sizeof png);
   assert_memory_equal(png, "\x89PNG\r\n\x1a\n", 8);
+  assert_int_equal(
+      tu_run("train tiny.cnn %s --epochs 1 --out q.safetensors --plot no/such/dir/q.svg",
+             tiny_args),
+      1);
+  assert_contains(tu_err, "no/such/dir/q.svg");
+  assert_true(strstr(tu_out, "epoch 1/") == NULL);
   assert_int_equal(
       tu_run("train tiny.cnn %s --epochs 1 --out q.safetensors --plot q.jpg", tiny_args), 1);
   assert_contains(tu_err, "q.jpg");
