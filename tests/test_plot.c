@@ -124,13 +124,6 @@ static int polylines(const char *text, const char *cls, int *counts, int cap) {
   return n;
 }
 
-static int count_of(const char *text, const char *needle) {
-  int n = 0;
-  for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
-    n++;
-  return n;
-}
-
 /* Tick labels of the panel (class "ytick" or "xtick"), each paired with the
    grid line drawn just before it: pixel position and value. */
 static int ticks(const char *text, const char *cls, double *pixel, double *value, int cap) {
@@ -236,8 +229,8 @@ static void test_plot_svg_structure(void **state) {
     assert_int_equal(polylines(g, "test", counts, 8), 1);
     assert_int_equal(counts[0], 4);
     /* Few epochs: a marker on every point. */
-    assert_int_equal(count_of(g, "<circle class=\"training\""), 4);
-    assert_int_equal(count_of(g, "<circle class=\"test\""), 4);
+    assert_int_equal(tu_count(g, "<circle class=\"training\""), 4);
+    assert_int_equal(tu_count(g, "<circle class=\"test\""), 4);
     assert_contains(g, ">epoch</text>");
     free(g);
   }
@@ -331,7 +324,7 @@ static void test_plot_nonfinite_values_are_gaps(void **state) {
   assert_int_equal(polylines(loss, "test", counts, 8), 1);
   assert_int_equal(counts[0], 4);
   assert_int_equal(polylines(acc, "test", counts, 8), 0);
-  assert_int_equal(count_of(acc, "<circle class=\"test\""), 0);
+  assert_int_equal(tu_count(acc, "<circle class=\"test\""), 0);
   free(loss);
   free(acc);
   Image img;
@@ -372,7 +365,7 @@ static void test_plot_one_and_many_epochs(void **state) {
   char *loss = panel(svg, "loss");
   int counts[8];
   assert_int_equal(polylines(loss, "training", counts, 8), 0);
-  assert_int_equal(count_of(loss, "<circle class=\"training\""), 1);
+  assert_int_equal(tu_count(loss, "<circle class=\"training\""), 1);
   Image img;
   assert_int_equal(image_read(tu_path("one.png"), &img, &e), 0);
   assert_true(colour_near(&img, locate(loss, "xtick", 1), locate(loss, "ytick", 0.90), 1, blue));
@@ -392,7 +385,7 @@ static void test_plot_one_and_many_epochs(void **state) {
   loss = panel(svg, "loss");
   assert_int_equal(polylines(loss, "training", counts, 8), 1);
   assert_int_equal(counts[0], N);
-  assert_int_equal(count_of(loss, "<circle"), 0);
+  assert_int_equal(tu_count(loss, "<circle"), 0);
   /* x ticks stay few. */
   double pixel[64], value[64];
   int n = ticks(loss, "xtick", pixel, value, 64);

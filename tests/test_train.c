@@ -773,14 +773,6 @@ static void test_train_log_unwritable_fails_before_training(void **state) {
   assert_false(tu_exists("u.safetensors"));
 }
 
-/* Occurrences of `needle` in `text`. */
-static int count(const char *text, const char *needle) {
-  int n = 0;
-  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
-    n++;
-  return n;
-}
-
 /* --plot draws each epoch's rows: a marker per epoch in each panel (and one
    in the legend) for the training and the test curves; a PNG by its suffix;
    a path that cannot be written and any other suffix are refused before
@@ -796,8 +788,8 @@ static void test_train_plot_draws_every_epoch(void **state) {
   tu_read_file(tu_path("p.svg"), svg, sizeof svg);
   assert_true(!strncmp(svg, "<?xml", 5));
   assert_contains(svg, ">tiny</text>");
-  assert_int_equal(count(svg, "<circle class=\"training\""), 2 * 3 + 1);
-  assert_int_equal(count(svg, "<circle class=\"test\""), 2 * 3 + 1);
+  assert_int_equal(tu_count(svg, "<circle class=\"training\""), 2 * 3 + 1);
+  assert_int_equal(tu_count(svg, "<circle class=\"test\""), 2 * 3 + 1);
   assert_int_equal(
       tu_run("train tiny.cnn %s --epochs 2 --out p.safetensors --plot p.PNG", tiny_args), 0);
   static char png[1 << 17];

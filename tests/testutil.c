@@ -78,6 +78,13 @@ bool tu_exists(const char *name) {
   return stat(tu_path(name), &st) == 0;
 }
 
+int tu_count(const char *text, const char *needle) {
+  int n = 0;
+  for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+    n++;
+  return n;
+}
+
 static int shell(const char *what) {
   char cmd[8192];
   snprintf(cmd, sizeof cmd, "cd %s && %s >%s/.out 2>%s/.err", tu_tmp, what, tu_tmp, tu_tmp);

@@ -32,6 +32,8 @@ void tu_write_text(const char *name, const char *text);
 /* Reads FILE (any path) into buf, NUL-terminated; returns its length. */
 size_t tu_read_file(const char *file, char *buf, size_t cap);
 bool tu_exists(const char *name);
+/* How many times needle occurs in text. */
+int tu_count(const char *text, const char *needle);
 
 /* Runs `cnngen ARGS` (a shell word list) inside the directory; returns the
    exit status (128 + signal when killed), stdout and stderr in tu_out and
