@@ -570,23 +570,12 @@ static void test_train_checkpoint_survives_kill(void **state) {
                    0);
   uint64_t seed = 11;
   for (int round = 0; round < 20; round++) {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-      char cmd[1024];
-      snprintf(cmd, sizeof cmd,
-               "cd %s && exec %s train tiny.cnn --data tiny --epochs 1000000 --checkpoint k.ckpt "
-               "--backend tcc --threads 1 --out k.safetensors >/dev/null 2>&1",
-               tu_tmp, tu_cnngen);
-      execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-      _exit(127);
-    }
+    pid_t pid = tu_start("train tiny.cnn --data tiny --epochs 1000000 --checkpoint k.ckpt "
+                         "--backend tcc --threads 1 --out k.safetensors");
     struct timespec ts = {0, 100000000 + (long)(uniform(&seed) * 400e6)};
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFSIGNALED(status));
+    assert_int_equal(tu_finish(pid), 128 + SIGKILL);
     StFile f;
     Err e = {0};
     if (st_read(tu_path("k.ckpt"), &f, &e) < 0)
