@@ -47,8 +47,8 @@ static const char help[] =
     "optimizer are generated C too) and trains it as its train { } block says.\n"
     "Each epoch shuffles the training set (from the seed), steps through it in\n"
     "mini-batches (the last one may be smaller), then prints the training loss\n"
-    "and accuracy, the test loss and accuracy, the seconds and images/s. On a\n"
-    "terminal a progress bar shows the epoch as it runs.\n"
+    "and accuracy, the test loss and accuracy, the learning rate, the seconds\n"
+    "and images/s. On a terminal a progress bar shows the epoch as it runs.\n"
     "\n"
     "The train block's augment line (hflip, vflip, crop, shift, rotate, noise,\n"
     "applied in that order) transforms each training image as it is read, drawn\n"
@@ -76,9 +76,10 @@ static const char help[] =
     "                     name with .ckpt.safetensors in place of .safetensors)\n"
     "  --resume CKPT      continue a run from its checkpoint\n"
     "  --log FILE.csv     one row per epoch: epoch,loss,accuracy,test_loss,\n"
-    "                     test_accuracy,seconds; rewritten atomically after each\n"
-    "                     epoch. With --resume, the rows of the epochs the\n"
-    "                     checkpoint holds are kept from the existing file\n"
+    "                     test_accuracy,seconds,lr; rewritten atomically after\n"
+    "                     each epoch. With --resume, the rows of the epochs the\n"
+    "                     checkpoint holds are kept from the existing file (one\n"
+    "                     without the lr column too: its rows get an empty lr)\n"
     "  --plot FILE        draw loss and accuracy (training and test) against the\n"
     "                     epoch as a PNG or SVG (by FILE's suffix), redrawn after\n"
     "                     each epoch; with --resume and --log it includes the rows\n"
@@ -430,11 +431,11 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     fputs("\r\033[K", stderr);
   evaluate(r);
   r->epoch++;
-  EpochStats row = {r->epoch, wsum > 0 ? wloss / wsum : 0.0, acc / s->n, r->test_loss, r->test_acc,
-                    seconds};
-  printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  %.1f s  "
-         "%.0f images/s\n",
-         r->epoch, epochs, row.loss, row.accuracy, r->test_loss, r->test_acc, seconds,
+  EpochStats row = {r->epoch,   wsum > 0 ? wloss / wsum : 0.0, acc / s->n, r->test_loss,
+                    r->test_acc, seconds,                      r->net->train.lr};
+  printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  lr %g  "
+         "%.1f s  %.0f images/s\n",
+         r->epoch, epochs, row.loss, row.accuracy, r->test_loss, r->test_acc, row.lr, seconds,
          s->n / seconds);
   fflush(stdout);
   if (r->rows) {
@@ -446,7 +447,10 @@ static int train_epoch(Run *r, int epochs, Err *e) {
 
 /* ---- --log ---- */
 
-static const char log_header[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds";
+/* Logs from before the lr column have the old header; they are read back
+   (lr unknown: an empty field) and rewritten with the new one. */
+static const char log_header[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr";
+static const char log_header_old[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds";
 
 /* Writes the rows so far to --log, atomically. */
 static int write_log(const Run *r, Err *e) {
@@ -456,8 +460,11 @@ static int write_log(const Run *r, Err *e) {
   fprintf(af.f, "%s\n", log_header);
   for (int i = 0; i < r->nrows; i++) {
     const EpochStats *s = &r->rows[i];
-    fprintf(af.f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f\n", s->epoch, s->loss, s->accuracy, s->test_loss,
+    fprintf(af.f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,", s->epoch, s->loss, s->accuracy, s->test_loss,
             s->test_accuracy, s->seconds);
+    if (!isnan(s->lr))
+      fprintf(af.f, "%g", s->lr);
+    fputc('\n', af.f);
   }
   return atomic_commit(&af, e);
 }
@@ -473,6 +480,7 @@ static int read_log(Run *r, Err *e) {
   if (!text)
     return -1;
   int rc = 0, lineno = 1;
+  bool has_lr = true;
   char *line = text, *next;
   for (; line && *line; line = next, lineno++) {
     next = strchr(line, '\n');
@@ -482,7 +490,8 @@ static int read_log(Run *r, Err *e) {
     if (n && line[n - 1] == '\r')
       line[--n] = 0;
     if (lineno == 1) {
-      if (strcmp(line, log_header)) {
+      has_lr = strcmp(line, log_header_old) != 0;
+      if (has_lr && strcmp(line, log_header)) {
         rc = err_set(e, path,
                      "not a training log: its first line is not '%s' (pass another --log or "
                      "remove the file)",
@@ -491,15 +500,19 @@ static int read_log(Run *r, Err *e) {
       }
       continue;
     }
-    EpochStats s;
+    EpochStats s = {.lr = NAN};
     int used = -1;
+    char *end = NULL;
     if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf%n", &s.epoch, &s.loss, &s.accuracy, &s.test_loss,
-               &s.test_accuracy, &s.seconds, &used) != 6 ||
-        used != (int)n) {
+               &s.test_accuracy, &s.seconds, &used) == 6 &&
+        has_lr && line[used] == ',' && line[used + 1]) /* the lr, when the row has one */
+      s.lr = strtod(line + used + 1, &end);
+    if (used < 0 || (!has_lr && used != (int)n) ||
+        (has_lr && (line[used] != ',' || (end && *end)))) {
       rc = err_set(e, path,
-                   "line %d is not a row of six numbers like '%s' (pass another --log "
-                   "or remove the file)",
-                   lineno, log_header);
+                   "line %d is not a row of numbers like '%s' (pass another --log or remove "
+                   "the file)",
+                   lineno, has_lr ? log_header : log_header_old);
       break;
     }
     if (s.epoch <= (r->nrows ? r->rows[r->nrows - 1].epoch : 0) || s.epoch > r->epoch)

@@ -647,11 +647,14 @@ static const char tiny_net[] = "network tiny\ninput 28x28x1\nflatten\ndense 32 r
                                "dense 10 softmax\ntrain {\n  batch 16\n}\n";
 static const char tiny_args[] = "--data tiny --backend tcc --threads 1";
 
-/* The rows of a --log file after checking its header; returns the count. */
-static int read_log(const char *file, double rows[][6], int cap) {
+/* The rows of a --log file after checking its header; returns the count.
+   Columns: epoch, loss, accuracy, test_loss, test_accuracy, seconds, lr (NaN
+   where the field is empty: a row read back from a log without the column). */
+enum { LOG_COLS = 7 };
+static int read_log(const char *file, double rows[][LOG_COLS], int cap) {
   static char text[1 << 16];
   tu_read_file(tu_path(file), text, sizeof text);
-  const char *header = "epoch,loss,accuracy,test_loss,test_accuracy,seconds\n";
+  const char *header = "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr\n";
   if (strncmp(text, header, strlen(header)) != 0)
     fail_msg("%s does not start with the header:\n%s", file, text);
   int n = 0;
@@ -660,11 +663,14 @@ static int read_log(const char *file, double rows[][6], int cap) {
     if (!end)
       fail_msg("%s: a row without its newline: %s", file, line);
     assert_true(n < cap);
-    int used = 0;
-    if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf%n", &rows[n][0], &rows[n][1], &rows[n][2],
+    int used = 0, lr_used = 0;
+    rows[n][6] = NAN;
+    if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%n", &rows[n][0], &rows[n][1], &rows[n][2],
                &rows[n][3], &rows[n][4], &rows[n][5], &used) != 6 ||
-        line + used != end)
-      fail_msg("%s: not a row of six numbers: %.*s", file, (int)(end - line), line);
+        used == 0 ||
+        (line + used != end && (sscanf(line + used, "%lf%n", &rows[n][6], &lr_used) != 1 ||
+                                line + used + lr_used != end)))
+      fail_msg("%s: not a row of six numbers and the lr: %.*s", file, (int)(end - line), line);
     line = end + 1;
   }
   return n;
@@ -688,7 +694,7 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
       tu_run("train tiny.cnn %s --epochs 3 --out l.safetensors --log l.csv", tiny_args), 0);
-  double rows[8][6];
+  double rows[8][LOG_COLS];
   assert_int_equal(read_log("l.csv", rows, 8), 3);
   const char *keys[5] = {"  loss ", "  accuracy ", "test loss ", "test accuracy ", ""};
   for (int i = 0; i < 3; i++) {
@@ -701,6 +707,9 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
       assert_float_equal(rows[i][k], printed(i + 1, keys[k - 1]), 0.5e-4 + 1e-9);
     }
     assert_true(rows[i][5] > 0 && rows[i][5] < 60);
+    /* The learning rate, on the line and in the log. */
+    assert_float_equal(printed(i + 1, "  lr "), 0.001, 0);
+    assert_float_equal(rows[i][6], 0.001, 0);
   }
   assert_true(rows[2][1] < rows[0][1]); /* it learns: the training loss falls */
 }
@@ -721,7 +730,7 @@ static void test_train_log_resume_keeps_earlier_rows(void **state) {
                           "--checkpoint h3.ckpt --log h.csv",
                           tiny_args),
                    0);
-  double first[8][6], rows[8][6];
+  double first[8][LOG_COLS], rows[8][LOG_COLS];
   assert_int_equal(read_log("h.csv", first, 8), 3);
   for (int i = 0; i < 3; i++)
     assert_float_equal(first[i][0], i + 1, 0);
@@ -746,6 +755,32 @@ static void test_train_log_resume_keeps_earlier_rows(void **state) {
   static char text[256];
   tu_read_file(tu_path("notes.csv"), text, sizeof text);
   assert_string_equal(text, "name,value\nx,1\n");
+}
+
+/* A log written before the lr column still resumes: its rows are kept, with
+   the lr left empty, and the file goes on in the new form. */
+static void test_train_log_without_lr_column_resumes(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 64, 16);
+  tu_write_text("quad.cnn", "network quad\ninput 12x12x1\nflatten\ndense 4 softmax\n"
+                            "train {\n  batch 16\n}\n");
+  const char *args = "--data quad --backend tcc --threads 1";
+  assert_int_equal(
+      tu_run("train quad.cnn %s --epochs 1 --out o.safetensors --checkpoint o1.ckpt", args), 0);
+  tu_write_text("old.csv", "epoch,loss,accuracy,test_loss,test_accuracy,seconds\n"
+                           "1,2.250000,0.125000,2.125000,0.250000,0.500\n"
+                           "2,2.000000,0.250000,2.000000,0.375000,0.500\n");
+  assert_int_equal(tu_run("train quad.cnn %s --epochs 2 --resume o1.ckpt --out o.safetensors "
+                          "--checkpoint o2.ckpt --log old.csv",
+                          args),
+                   0);
+  double rows[8][LOG_COLS];
+  assert_int_equal(read_log("old.csv", rows, 8), 2);
+  assert_float_equal(rows[0][1], 2.25, 0);
+  assert_float_equal(rows[0][5], 0.5, 0);
+  assert_true(isnan(rows[0][6]));
+  assert_float_equal(rows[1][0], 2, 0);
+  assert_float_equal(rows[1][6], 0.001, 0);
 }
 
 /* A log that cannot be written fails before the first epoch. */
@@ -828,6 +863,7 @@ int main(void) {
       cmocka_unit_test(test_train_refuses_data_that_does_not_fit),
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
+      cmocka_unit_test(test_train_log_without_lr_column_resumes),
       cmocka_unit_test(test_train_log_unwritable_fails_before_training),
       cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_golden_cases_on_two_threads),
