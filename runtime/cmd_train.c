@@ -59,7 +59,7 @@ static const char help[] =
     "written atomically; --resume continues from one exactly where it stopped.\n"
     "A run is bit for bit repeatable for a given seed, thread count and backend.\n"
     "If the loss becomes NaN or infinite, training stops with exit status 1 and\n"
-    "the last checkpoint is kept.\n"
+    "names the last good checkpoint.\n"
     "\n"
     "Options:\n"
     "  --data DIR         IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
@@ -111,8 +111,9 @@ typedef struct Run {
   float *state;  /* [1 + opt_slots][param_count]: parameters, then optimizer state */
   uint64_t step; /* optimizer steps so far */
   int epoch;     /* epochs done */
-  bool wrote_ckpt;
-  double test_loss, test_acc;
+  const char *good_ckpt; /* the checkpoint that holds the latest state, or NULL */
+  int good_epoch;        /* its epoch */
+  double test_loss, test_acc; /* the last test scores (NaN: none yet) */
   bool tty;
   Augmenter aug;
   bool augment;     /* any transform on */
@@ -213,8 +214,10 @@ static int write_checkpoint(Run *r, Err *e) {
   int rc = st_write(r->ckpt, st, n, meta, e);
   free(ti);
   free(st);
-  if (rc == 0)
-    r->wrote_ckpt = true;
+  if (rc == 0) {
+    r->good_ckpt = r->ckpt;
+    r->good_epoch = r->epoch;
+  }
   return rc;
 }
 
@@ -229,6 +232,15 @@ static int meta_number(const StFile *f, const char *key, unsigned long long *v, 
                    "written by cnngen train?)",
                    key);
   return 0;
+}
+
+/* A metadata number written with %.4f, %.17g or %a; NaN when missing or not a number
+   (checkpoints before the key existed). */
+static double meta_real(const StFile *f, const char *key) {
+  const char *s = st_meta(f, key);
+  char *end;
+  double v = s && *s ? strtod(s, &end) : NAN;
+  return s && *s && !*end ? v : NAN;
 }
 
 /* Loads --resume: weights, optimizer state, epoch and step; the seed and
@@ -299,6 +311,10 @@ static int resume(Run *r, const char *path, Err *e) {
   r->tr.load_opt(r->en.model, r->state + r->net->param_count, step);
   r->epoch = (int)epoch;
   r->step = step;
+  r->test_acc = meta_real(&f, "test_accuracy");
+  r->test_loss = meta_real(&f, "test_loss");
+  r->good_ckpt = path;
+  r->good_epoch = r->epoch;
 done:
   st_free(&f);
   return rc;
@@ -402,9 +418,9 @@ static int train_epoch(Run *r, int epochs, Err *e) {
       if (r->tty)
         fputs("\r\033[K", stderr);
       char kept[300];
-      if (r->wrote_ckpt)
-        snprintf(kept, sizeof kept, "the last good checkpoint, after epoch %d, is %s", r->epoch,
-                 r->ckpt);
+      if (r->good_ckpt)
+        snprintf(kept, sizeof kept, "the last good checkpoint, after epoch %d, is %s",
+                 r->good_epoch, r->good_ckpt);
       else
         snprintf(kept, sizeof kept, "no checkpoint was written yet");
       return err_set(e, r->net->file,
@@ -625,7 +641,7 @@ static int run(const CliArgs *a) {
   Arena arena = {0};
   Err e = {0};
   int status = 0;
-  Run r = {.a = a, .tty = isatty(2)};
+  Run r = {.a = a, .tty = isatty(2), .test_loss = NAN, .test_acc = NAN};
   bool engine_open = false, trainer_open_ok = false;
   if (a->value[CLI_RESUME] && a->value[CLI_WEIGHTS]) {
     status = cli_usage_error("train: --resume already holds the weights; drop --weights");
@@ -678,7 +694,6 @@ static int run(const CliArgs *a) {
     }
     printf("\n");
   }
-  r.test_loss = r.test_acc = NAN;
   while (r.epoch < tc->epochs) {
     if (train_epoch(&r, tc->epochs, &e) < 0 || write_checkpoint(&r, &e) < 0 ||
         update_log(&r, &e) < 0)
@@ -686,7 +701,7 @@ static int run(const CliArgs *a) {
   }
   if (write_weights(&r, &e) < 0)
     goto fail;
-  printf("wrote %s (checkpoint %s)\n", r.out, r.wrote_ckpt ? r.ckpt : "none");
+  printf("wrote %s (checkpoint %s)\n", r.out, r.good_ckpt ? r.good_ckpt : "none");
   goto done;
 fail:
   status = cli_fail(&e);

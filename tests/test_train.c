@@ -833,6 +833,89 @@ static void test_train_plot_draws_every_epoch(void **state) {
   assert_false(tu_exists("q.safetensors"));
 }
 
+/* ---- stopping and resuming ---- */
+
+/* Dropout, augmentation and two threads: everything a resume has to carry. */
+static const char stop_net[] = "network stop\ninput 12x12x1\nconv2d 4 3x3 relu\nmaxpool 2x2\n"
+                               "flatten\ndropout 0.1\ndense 4 softmax\n"
+                               "train {\n  batch 4\n  epochs 3\n  augment shift=1\n}\n";
+static const char stop_args[] = "--data quad --backend tcc --threads 2";
+
+/* Two files in the directory, byte for byte. */
+static bool same_bytes(const char *a, const char *b) {
+  static char fa[1 << 20], fb[1 << 20];
+  size_t na = tu_read_file(tu_path(a), fa, sizeof fa), nb = tu_read_file(tu_path(b), fb, sizeof fb);
+  assert_true(na > 0 && na < sizeof fa - 1);
+  return na == nb && memcmp(fa, fb, na) == 0;
+}
+
+/* A metadata value of a safetensors file in the directory ("" if none). */
+static const char *meta_of(const char *file, const char *key) {
+  static char value[8][128];
+  static int next;
+  char *v = value[next++ % 8];
+  StFile f;
+  Err e = {0};
+  if (st_read(tu_path(file), &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  snprintf(v, sizeof value[0], "%s", st_meta(&f, key) ? st_meta(&f, key) : "");
+  st_free(&f);
+  return v;
+}
+
+/* FILE: a linear classifier of the quadrant images, trained by OPTIMIZER
+   at learning rate LR. */
+static void write_linear_net(const char *file, const char *optimizer, const char *lr) {
+  char src[256];
+  snprintf(src, sizeof src,
+           "network lin\ninput 12x12x1\nflatten\ndense 4 softmax\n"
+           "train {\n  optimizer %s lr=%s\n  batch 50\n}\n",
+           optimizer, lr);
+  tu_write_text(file, src);
+}
+
+/* The quadrant data, NET (a write_linear_net) and its first epoch, on tcc
+   and one thread, with its checkpoint in CKPT. */
+static void first_epoch(const char *net, const char *optimizer, const char *lr, const char *ckpt) {
+  tu_quadrant_data("quad", 1200, 48);
+  write_linear_net(net, optimizer, lr);
+  assert_int_equal(tu_run("train %s --data quad --epochs 1 --backend tcc --threads 1 "
+                          "--out first.safetensors --checkpoint %s",
+                          net, ckpt),
+                   0);
+}
+
+/* After --resume, a divergence names the resumed checkpoint to go back to
+   (here the user raised the learning rate). */
+static void test_train_divergence_after_resume_names_the_checkpoint(void **state) {
+  (void)state;
+  first_epoch("calm.cnn", "sgd", "0.01", "c.ckpt");
+  write_linear_net("calm.cnn", "sgd", "1e38");
+  assert_int_equal(tu_run("train calm.cnn --data quad --epochs 3 --resume c.ckpt --backend tcc "
+                          "--threads 1 --out c2.safetensors --checkpoint c2.ckpt"),
+                   1);
+  assert_contains(tu_err, "diverged at epoch 2, step ");
+  assert_contains(tu_err, "the last good checkpoint, after epoch 1, is c.ckpt");
+}
+
+/* Resuming from the checkpoint of the last epoch writes the same weights
+   file, test scores included, and names that checkpoint. */
+static void test_train_resume_at_the_end_keeps_the_scores(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 1200, 48);
+  tu_write_text("stop.cnn", stop_net);
+  assert_int_equal(
+      tu_run("train stop.cnn %s --epochs 1 --out e.safetensors --checkpoint e.ckpt", stop_args), 0);
+  assert_int_equal(tu_run("train stop.cnn %s --epochs 1 --resume e.ckpt --out e2.safetensors "
+                          "--checkpoint e2.ckpt",
+                          stop_args),
+                   0);
+  assert_contains(tu_out, "wrote e2.safetensors (checkpoint e.ckpt)");
+  assert_string_equal(meta_of("e2.safetensors", "test_accuracy"),
+                      meta_of("e.safetensors", "test_accuracy"));
+  assert_true(same_bytes("e.safetensors", "e2.safetensors"));
+}
+
 /* golden-check's train part with two threads (tests/run-all runs one). */
 static void test_train_golden_cases_on_two_threads(void **state) {
   (void)state;
@@ -861,6 +944,8 @@ int main(void) {
       cmocka_unit_test(test_train_end_to_end_accuracy),
       cmocka_unit_test(test_train_divergence_names_epoch_and_step),
       cmocka_unit_test(test_train_refuses_data_that_does_not_fit),
+      cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
+      cmocka_unit_test(test_train_resume_at_the_end_keeps_the_scores),
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
       cmocka_unit_test(test_train_log_without_lr_column_resumes),
