@@ -8,7 +8,9 @@
  * checkpoint written atomically: the parameters, the optimizer state as
  * `opt.SLOT.TENSOR` tensors and, in the metadata, the epoch, the step count
  * and the recipe. --resume loads all of that, so the rest of the run is the
- * same, bit for bit, as if it had never stopped.
+ * same, bit for bit, as if it had never stopped. Resuming with another
+ * thread count, backend or learning rate is allowed and noted, one line each
+ * (note_changes).
  *
  * The train block's augment line transforms each training image as it is
  * read into the batch (augment.c), on the thread that runs that part of the
@@ -60,6 +62,11 @@ static const char help[] =
     "A run is bit for bit repeatable for a given seed, thread count and backend.\n"
     "If the loss becomes NaN or infinite, training stops with exit status 1 and\n"
     "names the last good checkpoint.\n"
+    "\n"
+    "--resume takes the seed and batch from the checkpoint (a --seed or --batch\n"
+    "that differs is refused). Another thread count or backend, or a learning\n"
+    "rate changed in the train block (after a divergence, say) is allowed and\n"
+    "noted, one line each: the first two change only the last bits.\n"
     "\n"
     "Options:\n"
     "  --data DIR         IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
@@ -192,7 +199,9 @@ static int write_checkpoint(Run *r, Err *e) {
       st[i].shape[d] = ti[i].shape[d];
   }
   char epoch[24], steps[24], seed[24], batch[24], samples[24], threads[24], acc[32], loss[32];
+  char lr[32];
   snprintf(epoch, sizeof epoch, "%d", r->epoch);
+  snprintf(lr, sizeof lr, "%.17g", r->net->train.lr);
   snprintf(steps, sizeof steps, "%" PRIu64, step);
   snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
   snprintf(batch, sizeof batch, "%d", r->net->train.batch);
@@ -209,6 +218,7 @@ static int write_checkpoint(Run *r, Err *e) {
       "train_samples", samples,         "threads", threads,
       "backend", program_backend(r->en.prog),
       "test_accuracy", acc,             "test_loss", loss,
+      "lr", lr,
       NULL};
   /* clang-format on */
   int rc = st_write(r->ckpt, st, n, meta, e);
@@ -241,6 +251,33 @@ static double meta_real(const StFile *f, const char *key) {
   char *end;
   double v = s && *s ? strtod(s, &end) : NAN;
   return s && *s && !*end ? v : NAN;
+}
+
+/* What differs from the run that made the checkpoint but is allowed: one
+   note each. Threads and backend only move the last bits of the sums; the
+   learning rate (the train block's) is the user's to change, as after a
+   divergence. */
+static void note_changes(const Run *r, const StFile *f) {
+  const char *path = f->path, *was = st_meta(f, "backend"), *now = program_backend(r->en.prog);
+  unsigned long long threads;
+  Err ignored = {0};
+  if (meta_number(f, "threads", &threads, &ignored) == 0 &&
+      threads != (unsigned long long)r->en.threads)
+    fprintf(stderr,
+            "cnngen: note: %s: made with %llu thread%s, continuing with %d (the weights will "
+            "not match an uninterrupted run bit for bit; --threads %llu would)\n",
+            path, threads, threads == 1 ? "" : "s", r->en.threads, threads);
+  if (was && strcmp(was, now))
+    fprintf(stderr,
+            "cnngen: note: %s: made with backend %s, continuing with %s (the weights will not "
+            "match an uninterrupted run bit for bit; --backend %s would)\n",
+            path, was, now, was);
+  double lr = meta_real(f, "lr");
+  if (!isnan(lr) && lr != r->net->train.lr)
+    fprintf(stderr,
+            "cnngen: note: %s: made with lr %g, continuing with lr %g as %s says (the rest of "
+            "the run follows the new rate)\n",
+            path, lr, r->net->train.lr, r->net->file);
 }
 
 /* Loads --resume: weights, optimizer state, epoch and step; the seed and
@@ -315,6 +352,7 @@ static int resume(Run *r, const char *path, Err *e) {
   r->test_loss = meta_real(&f, "test_loss");
   r->good_ckpt = path;
   r->good_epoch = r->epoch;
+  note_changes(r, &f);
 done:
   st_free(&f);
   return rc;

@@ -886,7 +886,7 @@ static void first_epoch(const char *net, const char *optimizer, const char *lr, 
 }
 
 /* After --resume, a divergence names the resumed checkpoint to go back to
-   (here the user raised the learning rate). */
+   (here the user raised the learning rate: a note says so). */
 static void test_train_divergence_after_resume_names_the_checkpoint(void **state) {
   (void)state;
   first_epoch("calm.cnn", "sgd", "0.01", "c.ckpt");
@@ -896,6 +896,28 @@ static void test_train_divergence_after_resume_names_the_checkpoint(void **state
                    1);
   assert_contains(tu_err, "diverged at epoch 2, step ");
   assert_contains(tu_err, "the last good checkpoint, after epoch 1, is c.ckpt");
+  assert_contains(tu_err, "made with lr 0.01, continuing with lr 1e+38");
+}
+
+/* Resuming with another thread count, backend or learning rate is allowed
+   and said, one line each; the same settings say nothing. */
+static void test_train_resume_reports_what_changed(void **state) {
+  (void)state;
+  first_epoch("notes.cnn", "adam", "0.001", "n.ckpt");
+  assert_int_equal(tu_run("train notes.cnn --data quad --epochs 2 --backend tcc --threads 1 "
+                          "--resume n.ckpt --out n2.safetensors --checkpoint n2.ckpt"),
+                   0);
+  assert_true(strstr(tu_err, "note:") == NULL);
+  write_linear_net("notes.cnn", "adam", "0.0005");
+  assert_int_equal(tu_run("train notes.cnn --data quad --epochs 2 --backend cc --threads 2 "
+                          "--resume n.ckpt --out n2.safetensors --checkpoint n2.ckpt"),
+                   0);
+  assert_int_equal(tu_count(tu_err, "cnngen: note: n.ckpt: "), 3);
+  assert_int_equal(tu_count(tu_err, "\n"), 3);
+  assert_contains(tu_err, "made with 1 thread, continuing with 2 ");
+  assert_contains(tu_err, "made with backend tcc, continuing with cc ");
+  assert_contains(tu_err, "made with lr 0.001, continuing with lr 0.0005 ");
+  assert_contains(tu_out, "lr 0.0005");
 }
 
 /* Resuming from the checkpoint of the last epoch writes the same weights
@@ -945,6 +967,7 @@ int main(void) {
       cmocka_unit_test(test_train_divergence_names_epoch_and_step),
       cmocka_unit_test(test_train_refuses_data_that_does_not_fit),
       cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
+      cmocka_unit_test(test_train_resume_reports_what_changed),
       cmocka_unit_test(test_train_resume_at_the_end_keeps_the_scores),
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
