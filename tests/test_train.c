@@ -863,6 +863,85 @@ static const char *meta_of(const char *file, const char *key) {
   return v;
 }
 
+/* The first SIGINT after the first epoch: the batch ends, the checkpoint
+   (inside epoch 2) and the weights are written, the command that
+   continues is printed, exit 130; that command ends with the weights of an
+   uninterrupted run, byte for byte, and the same log rows. */
+static void test_train_sigint_saves_and_resumes_exactly(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 1200, 48);
+  tu_write_text("stop.cnn", stop_net);
+  assert_int_equal(tu_run("train stop.cnn %s --out full.safetensors --checkpoint full.ckpt "
+                          "--log full.csv",
+                          stop_args),
+                   0);
+  pid_t pid =
+      tu_start("train stop.cnn %s --out s.safetensors --checkpoint s.ckpt --log s.csv", stop_args);
+  /* Epoch 1's row is logged after its checkpoint: from then on, epoch 2's
+     300 batches run, and the signal lands among them. */
+  tu_await(pid, "s.csv", "\n1,");
+  kill(pid, SIGINT);
+  assert_int_equal(tu_finish(pid), 130);
+  assert_contains(tu_err, "stopping after this batch");
+  assert_contains(tu_out, "wrote s.safetensors (checkpoint s.ckpt)\nstopped by Ctrl-C in epoch ");
+  char expect[1024];
+  snprintf(expect, sizeof expect,
+           "; to continue:\n  %s train stop.cnn --out s.safetensors --data quad --backend tcc "
+           "--threads 2 --checkpoint s.ckpt --log s.csv --resume s.ckpt\n",
+           tu_cnngen);
+  assert_contains(tu_out, expect);
+  /* Inside an epoch: the checkpoint says where, the weights carry no test
+     scores (those of the last epoch's end are not theirs). */
+  assert_true(atoi(meta_of("s.ckpt", "epoch_batches")) > 0);
+  assert_string_equal(meta_of("s.safetensors", "test_accuracy"), "");
+  /* A run that would end before that epoch cannot take it. */
+  assert_int_equal(tu_run("train stop.cnn %s --epochs 1 --resume s.ckpt --out x.safetensors "
+                          "--checkpoint x.ckpt",
+                          stop_args),
+                   1);
+  assert_contains(tu_err, "s.ckpt: checkpoint stopped inside epoch ");
+  assert_contains(tu_err, ", past the 1 epochs of this run");
+  const char *cmd = strstr(expect, "\n  ") + 3;
+  assert_int_equal(tu_shell("%.*s", (int)strcspn(cmd, "\n"), cmd), 0);
+  assert_contains(tu_out, "(resuming in epoch ");
+  assert_contains(tu_out, "epoch 3/3");
+  assert_true(same_bytes("full.safetensors", "s.safetensors"));
+  double full[4][LOG_COLS], resumed[4][LOG_COLS];
+  assert_int_equal(read_log("full.csv", full, 4), 3);
+  assert_int_equal(read_log("s.csv", resumed, 4), 3);
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < LOG_COLS; k++)
+      if (k != 5) /* the seconds */
+        assert_float_equal(full[i][k], resumed[i][k], 0);
+}
+
+/* SIGTERM stops the same way (exit 143). A second signal exits at once:
+   both arrive while the run is stopped (SIGSTOP), so the second comes
+   before the batch can end; nothing more is written and the checkpoint on
+   disk is a whole one. */
+static void test_train_sigterm_and_a_second_signal(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 1200, 48);
+  tu_write_text("stop.cnn", stop_net);
+  pid_t pid = tu_start("train stop.cnn %s --out t.safetensors --checkpoint t.ckpt", stop_args);
+  tu_await(pid, ".out", "epoch 1/3");
+  kill(pid, SIGTERM);
+  assert_int_equal(tu_finish(pid), 128 + SIGTERM);
+  assert_contains(tu_out, "stopped by SIGTERM ");
+  assert_contains(tu_out, "--resume t.ckpt\n");
+  pid = tu_start("train stop.cnn %s --out u.safetensors --checkpoint u.ckpt", stop_args);
+  tu_await(pid, ".out", "epoch 2/3"); /* so epoch 1's checkpoint is there */
+  kill(pid, SIGSTOP);
+  kill(pid, SIGINT);
+  kill(pid, SIGTERM);
+  kill(pid, SIGCONT);
+  int status = tu_finish(pid);
+  assert_true(status == 130 || status == 128 + SIGTERM);
+  assert_true(strstr(tu_out, "wrote") == NULL);
+  assert_false(tu_exists("u.safetensors"));
+  assert_true(atoi(meta_of("u.ckpt", "epoch")) >= 1);
+}
+
 /* FILE: a linear classifier of the quadrant images, trained by OPTIMIZER
    at learning rate LR. */
 static void write_linear_net(const char *file, const char *optimizer, const char *lr) {
@@ -966,6 +1045,8 @@ int main(void) {
       cmocka_unit_test(test_train_end_to_end_accuracy),
       cmocka_unit_test(test_train_divergence_names_epoch_and_step),
       cmocka_unit_test(test_train_refuses_data_that_does_not_fit),
+      cmocka_unit_test(test_train_sigint_saves_and_resumes_exactly),
+      cmocka_unit_test(test_train_sigterm_and_a_second_signal),
       cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
       cmocka_unit_test(test_train_resume_reports_what_changed),
       cmocka_unit_test(test_train_resume_at_the_end_keeps_the_scores),
