@@ -136,12 +136,12 @@ typedef struct Run {
   float *x, *y;     /* one batch: [batch][in], [batch][out] */
   float *target, *weight;
   int *order;
-  float *state;  /* [1 + opt_slots][param_count]: parameters, then optimizer state */
-  uint64_t step; /* optimizer steps so far */
-  int epoch;     /* epochs done */
+  float *state;   /* [1 + opt_slots][param_count]: parameters, then optimizer state */
+  uint64_t step;  /* optimizer steps so far */
+  int epoch;      /* epochs done */
   int batch_done; /* batches of epoch epoch + 1 done: > 0 only when a signal stopped it there */
   EpochSums sums; /* of epoch epoch + 1 so far */
-  const char *good_ckpt; /* the checkpoint that holds the latest state, or NULL */
+  const char *good_ckpt;      /* the checkpoint that holds the latest state, or NULL */
   int good_epoch, good_batch; /* its epoch and batch_done */
   double test_loss, test_acc; /* the last test scores (NaN: none yet) */
   bool tty;
@@ -611,8 +611,13 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     fputs("\r\033[K", stderr);
   evaluate(r);
   r->epoch++;
-  EpochStats row = {r->epoch,   sum->wsum > 0 ? sum->wloss / sum->wsum : 0.0,
-                    sum->acc / s->n, r->test_loss, r->test_acc, seconds, r->net->train.lr};
+  EpochStats row = {.epoch = r->epoch,
+                    .loss = sum->wsum > 0 ? sum->wloss / sum->wsum : 0.0,
+                    .accuracy = sum->acc / s->n,
+                    .test_loss = r->test_loss,
+                    .test_accuracy = r->test_acc,
+                    .seconds = seconds,
+                    .lr = r->net->train.lr};
   r->batch_done = 0;
   *sum = (EpochSums){0};
   printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  lr %g  "

@@ -147,8 +147,8 @@ static void test_cli_parse_accepts_every_spelling(void **state) {
 static void test_cli_write_command_quotes_for_the_shell(void **state) {
   (void)state;
   CliArgs a;
-  assert_int_equal(parse(&cmd_train, &a, 7, "my net.cnn", "--data", "it's", "--seed", "3",
-                         "--out", "w.safetensors"),
+  assert_int_equal(parse(&cmd_train, &a, 7, "my net.cnn", "--data", "it's", "--seed", "3", "--out",
+                         "w.safetensors"),
                    0);
   a.program = "build/cnngen";
   char *text = NULL;
