@@ -267,6 +267,40 @@ void cli_args_free(CliArgs *a) {
   a->inputs = NULL;
 }
 
+void cli_write_word(FILE *out, const char *word) {
+  static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                              "-_./=:,+@%";
+  if (*word && word[strspn(word, plain)] == '\0') {
+    fputs(word, out);
+    return;
+  }
+  fputc('\'', out);
+  for (const char *c = word; *c; c++)
+    if (*c == '\'')
+      fputs("'\\''", out); /* close the quotes, an escaped quote, reopen */
+    else
+      fputc(*c, out);
+  fputc('\'', out);
+}
+
+void cli_write_command(FILE *out, const CliArgs *a, unsigned keep) {
+  cli_write_word(out, a->program ? a->program : "cnngen");
+  fprintf(out, " %s ", a->cmd->name);
+  cli_write_word(out, a->net_path);
+  for (int i = 0; i < a->ninputs; i++) {
+    fputc(' ', out);
+    cli_write_word(out, a->inputs[i]);
+  }
+  for (int i = 0; i < CLI_COUNT; i++)
+    if ((keep & OPT(i)) && a->value[i]) {
+      fprintf(out, " %s", spelling(i));
+      if (options[i].kind != ARG_NONE) {
+        fputc(' ', out);
+        cli_write_word(out, a->value[i]);
+      }
+    }
+}
+
 Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status) {
   Err e = {0};
   size_t len;

@@ -74,6 +74,7 @@ typedef struct Command {
 
 struct CliArgs {
   const Command *cmd;
+  const char *program;  /* argv[0] as invoked (main sets it), for commands printed back */
   const char *net_path; /* the first positional argument */
   char **inputs;        /* the others */
   int ninputs;
@@ -93,6 +94,13 @@ COMMANDS(X_DECL)
    an error (1) or the help asked for with --help (-1: exit 0). */
 int cli_parse(const Command *cmd, int argc, char **argv, CliArgs *a);
 void cli_args_free(CliArgs *a);
+
+/* Writes the command line `PROGRAM COMMAND NET.cnn [INPUT...]` with the
+   options of a that are in `keep` (a set of OPT(CLI_...)), each word quoted
+   for a POSIX shell where it needs to be; no newline. */
+void cli_write_command(FILE *out, const CliArgs *a, unsigned keep);
+/* One word, single-quoted unless it is plain (letters, digits, - _ . / = : , + @ %). */
+void cli_write_word(FILE *out, const char *word);
 
 /* The closest of `words` to `word` by edit distance, or NULL when none is
    near enough to be a likely typo. */

@@ -8,7 +8,16 @@
  * checkpoint written atomically: the parameters, the optimizer state as
  * `opt.SLOT.TENSOR` tensors and, in the metadata, the epoch, the step count
  * and the recipe. --resume loads all of that, so the rest of the run is the
- * same, bit for bit, as if it had never stopped.
+ * same, bit for bit, as if it had never stopped. Resuming with another
+ * thread count, backend or learning rate is allowed and noted, one line each
+ * (note_changes).
+ *
+ * A first SIGINT or SIGTERM only sets a flag. The batch that runs ends (on
+ * every thread), then the checkpoint is written as it is, inside the epoch:
+ * its metadata adds how many of the epoch's batches are done and the running
+ * sums of the epoch's line (as hex floats), so a resume goes on from the next
+ * batch and prints the line it would have. Then the weights, the command
+ * that resumes, and exit 128 + the signal. A second signal exits at once.
  *
  * The train block's augment line transforms each training image as it is
  * read into the batch (augment.c), on the thread that runs that part of the
@@ -24,6 +33,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,8 +57,8 @@ static const char help[] =
     "optimizer are generated C too) and trains it as its train { } block says.\n"
     "Each epoch shuffles the training set (from the seed), steps through it in\n"
     "mini-batches (the last one may be smaller), then prints the training loss\n"
-    "and accuracy, the test loss and accuracy, the seconds and images/s. On a\n"
-    "terminal a progress bar shows the epoch as it runs.\n"
+    "and accuracy, the test loss and accuracy, the learning rate, the seconds\n"
+    "and images/s. On a terminal a progress bar shows the epoch as it runs.\n"
     "\n"
     "The train block's augment line (hflip, vflip, crop, shift, rotate, noise,\n"
     "applied in that order) transforms each training image as it is read, drawn\n"
@@ -59,7 +69,18 @@ static const char help[] =
     "written atomically; --resume continues from one exactly where it stopped.\n"
     "A run is bit for bit repeatable for a given seed, thread count and backend.\n"
     "If the loss becomes NaN or infinite, training stops with exit status 1 and\n"
-    "the last checkpoint is kept.\n"
+    "names the last good checkpoint.\n"
+    "\n"
+    "Ctrl-C (SIGINT) or SIGTERM lets the running batch finish, writes the\n"
+    "checkpoint (inside the epoch, if it stopped there) and the weights, prints\n"
+    "the command that resumes, and exits with status 130 (143 for SIGTERM).\n"
+    "Resumed, the run ends with the same weights, bit for bit, as one never\n"
+    "stopped. A second Ctrl-C stops at once; the files on disk stay whole.\n"
+    "\n"
+    "--resume takes the seed and batch from the checkpoint (a --seed or --batch\n"
+    "that differs is refused). Another thread count or backend, or a learning\n"
+    "rate changed in the train block (after a divergence, say) is allowed and\n"
+    "noted, one line each: the first two change only the last bits.\n"
     "\n"
     "Options:\n"
     "  --data DIR         IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
@@ -76,9 +97,10 @@ static const char help[] =
     "                     name with .ckpt.safetensors in place of .safetensors)\n"
     "  --resume CKPT      continue a run from its checkpoint\n"
     "  --log FILE.csv     one row per epoch: epoch,loss,accuracy,test_loss,\n"
-    "                     test_accuracy,seconds; rewritten atomically after each\n"
-    "                     epoch. With --resume, the rows of the epochs the\n"
-    "                     checkpoint holds are kept from the existing file\n"
+    "                     test_accuracy,seconds,lr; rewritten atomically after\n"
+    "                     each epoch. With --resume, the rows of the epochs the\n"
+    "                     checkpoint holds are kept from the existing file (one\n"
+    "                     without the lr column too: its rows get an empty lr)\n"
     "  --plot FILE        draw loss and accuracy (training and test) against the\n"
     "                     epoch as a PNG or SVG (by FILE's suffix), redrawn after\n"
     "                     each epoch; with --resume and --log it includes the rows\n"
@@ -93,7 +115,14 @@ static const char help[] =
     "  cnngen train examples/fashion.cnn --log fashion.csv --plot fashion.png\n"
     "\n"
     "Exit status: 0 success; 1 an error in the network, the data or the options,\n"
-    "or training diverged; 2 internal error.\n";
+    "or training diverged; 2 internal error; 130 (143) stopped by SIGINT (TERM).\n";
+
+/* The running sums of an epoch's line, kept across a stop inside it. */
+typedef struct EpochSums {
+  double wloss, wsum; /* sum of weight * loss, sum of weights */
+  double acc;         /* sum of per-image accuracies */
+  double seconds;     /* spent on the epoch's batches */
+} EpochSums;
 
 typedef struct Run {
   const CliArgs *a;
@@ -107,11 +136,14 @@ typedef struct Run {
   float *x, *y;     /* one batch: [batch][in], [batch][out] */
   float *target, *weight;
   int *order;
-  float *state;  /* [1 + opt_slots][param_count]: parameters, then optimizer state */
-  uint64_t step; /* optimizer steps so far */
-  int epoch;     /* epochs done */
-  bool wrote_ckpt;
-  double test_loss, test_acc;
+  float *state;   /* [1 + opt_slots][param_count]: parameters, then optimizer state */
+  uint64_t step;  /* optimizer steps so far */
+  int epoch;      /* epochs done */
+  int batch_done; /* batches of epoch epoch + 1 done: > 0 only when a signal stopped it there */
+  EpochSums sums; /* of epoch epoch + 1 so far */
+  const char *good_ckpt;      /* the checkpoint that holds the latest state, or NULL */
+  int good_epoch, good_batch; /* its epoch and batch_done */
+  double test_loss, test_acc; /* the last test scores (NaN: none yet) */
   bool tty;
   Augmenter aug;
   bool augment;     /* any transform on */
@@ -190,7 +222,13 @@ static int write_checkpoint(Run *r, Err *e) {
       st[i].shape[d] = ti[i].shape[d];
   }
   char epoch[24], steps[24], seed[24], batch[24], samples[24], threads[24], acc[32], loss[32];
+  char batches[24], sums[160], lr[32];
   snprintf(epoch, sizeof epoch, "%d", r->epoch);
+  snprintf(batches, sizeof batches, "%d", r->batch_done);
+  /* Hex floats, so that the resumed epoch's line sums exactly what it would have. */
+  snprintf(sums, sizeof sums, "%a %a %a %a", r->sums.wloss, r->sums.wsum, r->sums.acc,
+           r->sums.seconds);
+  snprintf(lr, sizeof lr, "%.17g", r->net->train.lr);
   snprintf(steps, sizeof steps, "%" PRIu64, step);
   snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
   snprintf(batch, sizeof batch, "%d", r->net->train.batch);
@@ -207,13 +245,18 @@ static int write_checkpoint(Run *r, Err *e) {
       "train_samples", samples,         "threads", threads,
       "backend", program_backend(r->en.prog),
       "test_accuracy", acc,             "test_loss", loss,
+      "epoch_batches", batches,         "epoch_sums", sums,
+      "lr", lr,
       NULL};
   /* clang-format on */
   int rc = st_write(r->ckpt, st, n, meta, e);
   free(ti);
   free(st);
-  if (rc == 0)
-    r->wrote_ckpt = true;
+  if (rc == 0) {
+    r->good_ckpt = r->ckpt;
+    r->good_epoch = r->epoch;
+    r->good_batch = r->batch_done;
+  }
   return rc;
 }
 
@@ -230,9 +273,75 @@ static int meta_number(const StFile *f, const char *key, unsigned long long *v, 
   return 0;
 }
 
-/* Loads --resume: weights, optimizer state, epoch and step; the seed and
-   batch come from the checkpoint unless the command line names them, and
-   then they must agree. */
+/* A metadata number written with %.4f, %.17g or %a; NaN when missing or not a number
+   (checkpoints before the key existed). */
+static double meta_real(const StFile *f, const char *key) {
+  const char *s = st_meta(f, key);
+  char *end;
+  double v = s && *s ? strtod(s, &end) : NAN;
+  return s && *s && !*end ? v : NAN;
+}
+
+/* The position inside an epoch that epoch_batches and epoch_sums record
+   (both absent before a stop inside an epoch was possible: position 0). */
+static int resume_position(Run *r, const StFile *f, int epoch, int nbatches, Err *e) {
+  unsigned long long batches = 0;
+  if (st_meta(f, "epoch_batches") && meta_number(f, "epoch_batches", &batches, e) < 0)
+    return -1;
+  if (batches >= (unsigned long long)nbatches)
+    return err_set(e, f->path, "checkpoint metadata out of range (epoch_batches %llu of %d)",
+                   batches, nbatches);
+  r->batch_done = (int)batches;
+  r->sums = (EpochSums){0};
+  if (batches == 0)
+    return 0;
+  const char *s = st_meta(f, "epoch_sums");
+  double v[4];
+  char *end = NULL;
+  for (int i = 0; s && i < 4; i++, s = end)
+    v[i] = strtod(s, &end);
+  if (!s || *s || !(v[1] > 0))
+    return err_set(e, f->path, "checkpoint stopped inside epoch %d lacks valid 'epoch_sums'",
+                   epoch + 1);
+  r->sums = (EpochSums){v[0], v[1], v[2], v[3]};
+  if (epoch >= r->net->train.epochs)
+    return err_set(e, f->path,
+                   "checkpoint stopped inside epoch %d, past the %d epochs of this run (pass "
+                   "--epochs %d or more)",
+                   epoch + 1, r->net->train.epochs, epoch + 1);
+  return 0;
+}
+
+/* What differs from the run that made the checkpoint but is allowed: one
+   note each. Threads and backend only move the last bits of the sums; the
+   learning rate (the train block's) is the user's to change, as after a
+   divergence. */
+static void note_changes(const Run *r, const StFile *f) {
+  const char *path = f->path, *was = st_meta(f, "backend"), *now = program_backend(r->en.prog);
+  unsigned long long threads;
+  Err ignored = {0};
+  if (meta_number(f, "threads", &threads, &ignored) == 0 &&
+      threads != (unsigned long long)r->en.threads)
+    fprintf(stderr,
+            "cnngen: note: %s: made with %llu thread%s, continuing with %d (the weights will "
+            "not match an uninterrupted run bit for bit; --threads %llu would)\n",
+            path, threads, threads == 1 ? "" : "s", r->en.threads, threads);
+  if (was && strcmp(was, now))
+    fprintf(stderr,
+            "cnngen: note: %s: made with backend %s, continuing with %s (the weights will not "
+            "match an uninterrupted run bit for bit; --backend %s would)\n",
+            path, was, now, was);
+  double lr = meta_real(f, "lr");
+  if (!isnan(lr) && lr != r->net->train.lr)
+    fprintf(stderr,
+            "cnngen: note: %s: made with lr %g, continuing with lr %g as %s says (the rest of "
+            "the run follows the new rate)\n",
+            path, lr, r->net->train.lr, r->net->file);
+}
+
+/* Loads --resume: weights, optimizer state, epoch, step and the position
+   inside the epoch; the seed and batch come from the checkpoint unless the
+   command line names them, and then they must agree. */
 static int resume(Run *r, const char *path, Err *e) {
   StFile f;
   if (st_read(path, &f, e) < 0)
@@ -283,6 +392,8 @@ static int resume(Run *r, const char *path, Err *e) {
   }
   r->net->train.seed = seed;
   r->net->train.batch = (int)batch;
+  if (resume_position(r, &f, (int)epoch, (int)((samples + batch - 1) / batch), e) < 0)
+    goto done;
   int n;
   TensorInfo *ti = checkpoint_tensors(r, &n);
   if (!ti) {
@@ -298,6 +409,12 @@ static int resume(Run *r, const char *path, Err *e) {
   r->tr.load_opt(r->en.model, r->state + r->net->param_count, step);
   r->epoch = (int)epoch;
   r->step = step;
+  r->test_acc = meta_real(&f, "test_accuracy");
+  r->test_loss = meta_real(&f, "test_loss");
+  r->good_ckpt = path;
+  r->good_epoch = r->epoch;
+  r->good_batch = r->batch_done;
+  note_changes(r, &f);
 done:
   st_free(&f);
   return rc;
@@ -376,15 +493,71 @@ static void prepare_images(void *ctx, int thread, int first, int n) {
   }
 }
 
-/* One epoch over the training set; -1 (with e) when the loss diverges. */
+static int batches_per_epoch(const Run *r) {
+  return (r->train.n + r->net->train.batch - 1) / r->net->train.batch;
+}
+
+/* "after epoch 2", or "in epoch 3 after batch 5 of 32" for a stop inside it. */
+static void describe_position(const Run *r, int epoch, int batch, char *buf, size_t size) {
+  if (batch == 0)
+    snprintf(buf, size, "after epoch %d", epoch);
+  else
+    snprintf(buf, size, "in epoch %d after batch %d of %d", epoch + 1, batch, batches_per_epoch(r));
+}
+
+/* The first SIGINT or SIGTERM sets stop_signal; training stops after the
+   batch that runs (on every thread), saves and exits with 128 + the signal.
+   A second one exits at once: the atomic writes leave no half file. */
+static volatile sig_atomic_t stop_signal;
+static bool stop_tty;
+
+static void on_stop_signal(int sig) {
+  if (stop_signal)
+    _exit(128 + sig);
+  stop_signal = sig;
+  static const char tty_msg[] = "\r\033[Kcnngen: stopping after this batch (press Ctrl-C again "
+                                "to stop at once)\n";
+  static const char msg[] = "cnngen: stopping after this batch (a second signal stops at once)\n";
+  ssize_t unused = stop_tty ? write(2, tty_msg, sizeof tty_msg - 1) : write(2, msg, sizeof msg - 1);
+  (void)unused;
+}
+
+/* Catches SIGINT and SIGTERM (an ignored one stays ignored, as a background
+   job's SIGINT is); `old` keeps what to restore. */
+static void catch_stop_signals(bool tty, struct sigaction old[2]) {
+  static const int sigs[2] = {SIGINT, SIGTERM};
+  struct sigaction sa = {0};
+  sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  stop_tty = tty;
+  for (int i = 0; i < 2; i++) {
+    sigaction(sigs[i], NULL, &old[i]);
+    if (old[i].sa_handler != SIG_IGN)
+      sigaction(sigs[i], &sa, NULL);
+  }
+}
+
+static void restore_stop_signals(const struct sigaction old[2]) {
+  sigaction(SIGINT, &old[0], NULL);
+  sigaction(SIGTERM, &old[1], NULL);
+}
+
+/* One epoch over the training set, from batch r->batch_done on. Returns 0
+   at its end; 1 when a stop signal came before a batch ended: after the
+   last one the epoch is finished (so an epoch of one batch stops too),
+   otherwise r->batch_done and r->sums say where it stopped; -1 (with e)
+   when the loss diverges. A signal that comes after the last batch (while
+   the test set is scored or files written) stops the next epoch after its
+   first batch. */
 static int train_epoch(Run *r, int epochs, Err *e) {
   const TrainSet *s = &r->train;
-  int batch = r->net->train.batch, k = s->k;
-  int nbatches = (s->n + batch - 1) / batch;
+  int batch = r->net->train.batch, k = s->k, nbatches = batches_per_epoch(r);
   uint64_t seed = r->net->train.seed;
   train_order(seed, r->epoch, r->order, s->n);
-  double wloss = 0, wsum = 0, acc = 0, t0 = now(), shown = 0;
-  for (int b = 0; b < nbatches; b++) {
+  EpochSums *sum = &r->sums;
+  double t0 = now() - sum->seconds, shown = 0;
+  for (int b = r->batch_done; b < nbatches; b++) {
     int first = b * batch, n = s->n - first < batch ? s->n - first : batch;
     for (int i = 0; i < n; i++) {
       int j = r->order[first + i];
@@ -400,10 +573,10 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     if (!isfinite(loss)) {
       if (r->tty)
         fputs("\r\033[K", stderr);
-      char kept[300];
-      if (r->wrote_ckpt)
-        snprintf(kept, sizeof kept, "the last good checkpoint, after epoch %d, is %s", r->epoch,
-                 r->ckpt);
+      char kept[300], where[64];
+      describe_position(r, r->good_epoch, r->good_batch, where, sizeof where);
+      if (r->good_ckpt)
+        snprintf(kept, sizeof kept, "the last good checkpoint, %s, is %s", where, r->good_ckpt);
       else
         snprintf(kept, sizeof kept, "no checkpoint was written yet");
       return err_set(e, r->net->file,
@@ -412,41 +585,59 @@ static int train_epoch(Run *r, int epochs, Err *e) {
                      r->epoch + 1, b + 1, nbatches, r->step, isnan(loss) ? "NaN" : "infinite",
                      kept);
     }
-    wloss += loss;
-    wsum += ws;
+    sum->wloss += loss;
+    sum->wsum += ws;
     for (int i = 0; i < n; i++) {
       int j = r->order[first + i];
-      acc += train_accuracy(r->net->train.loss, r->y + (long)i * k, r->target + (long)i * k,
-                            s->label[j], k);
+      sum->acc += train_accuracy(r->net->train.loss, r->y + (long)i * k, r->target + (long)i * k,
+                                 s->label[j], k);
     }
+    r->batch_done = b + 1;
     double t = now();
     if (r->tty && (t - shown >= 0.1 || b + 1 == nbatches)) {
       shown = t;
-      progress(r, epochs, b + 1, nbatches, wloss / wsum, acc / (first + n), t - t0);
+      progress(r, epochs, b + 1, nbatches, sum->wloss / sum->wsum, sum->acc / (first + n), t - t0);
+    }
+    if (stop_signal && b + 1 < nbatches) {
+      sum->seconds = t - t0;
+      if (r->tty)
+        fputs("\r\033[K", stderr);
+      return 1;
     }
   }
   double seconds = now() - t0;
+  int stop = stop_signal != 0;
   if (r->tty)
     fputs("\r\033[K", stderr);
   evaluate(r);
   r->epoch++;
-  EpochStats row = {r->epoch, wsum > 0 ? wloss / wsum : 0.0, acc / s->n, r->test_loss, r->test_acc,
-                    seconds};
-  printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  %.1f s  "
-         "%.0f images/s\n",
-         r->epoch, epochs, row.loss, row.accuracy, r->test_loss, r->test_acc, seconds,
+  EpochStats row = {.epoch = r->epoch,
+                    .loss = sum->wsum > 0 ? sum->wloss / sum->wsum : 0.0,
+                    .accuracy = sum->acc / s->n,
+                    .test_loss = r->test_loss,
+                    .test_accuracy = r->test_acc,
+                    .seconds = seconds,
+                    .lr = r->net->train.lr};
+  r->batch_done = 0;
+  *sum = (EpochSums){0};
+  printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  lr %g  "
+         "%.1f s  %.0f images/s\n",
+         r->epoch, epochs, row.loss, row.accuracy, r->test_loss, r->test_acc, row.lr, seconds,
          s->n / seconds);
   fflush(stdout);
   if (r->rows) {
     assert(r->nrows < r->rows_cap);
     r->rows[r->nrows++] = row;
   }
-  return 0;
+  return stop;
 }
 
 /* ---- --log ---- */
 
-static const char log_header[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds";
+/* Logs from before the lr column have the old header; they are read back
+   (lr unknown: an empty field) and rewritten with the new one. */
+static const char log_header[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr";
+static const char log_header_old[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds";
 
 /* Writes the rows so far to --log, atomically. */
 static int write_log(const Run *r, Err *e) {
@@ -456,8 +647,11 @@ static int write_log(const Run *r, Err *e) {
   fprintf(af.f, "%s\n", log_header);
   for (int i = 0; i < r->nrows; i++) {
     const EpochStats *s = &r->rows[i];
-    fprintf(af.f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f\n", s->epoch, s->loss, s->accuracy, s->test_loss,
+    fprintf(af.f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,", s->epoch, s->loss, s->accuracy, s->test_loss,
             s->test_accuracy, s->seconds);
+    if (!isnan(s->lr))
+      fprintf(af.f, "%g", s->lr);
+    fputc('\n', af.f);
   }
   return atomic_commit(&af, e);
 }
@@ -473,6 +667,7 @@ static int read_log(Run *r, Err *e) {
   if (!text)
     return -1;
   int rc = 0, lineno = 1;
+  bool has_lr = true;
   char *line = text, *next;
   for (; line && *line; line = next, lineno++) {
     next = strchr(line, '\n');
@@ -482,7 +677,8 @@ static int read_log(Run *r, Err *e) {
     if (n && line[n - 1] == '\r')
       line[--n] = 0;
     if (lineno == 1) {
-      if (strcmp(line, log_header)) {
+      has_lr = strcmp(line, log_header_old) != 0;
+      if (has_lr && strcmp(line, log_header)) {
         rc = err_set(e, path,
                      "not a training log: its first line is not '%s' (pass another --log or "
                      "remove the file)",
@@ -491,15 +687,19 @@ static int read_log(Run *r, Err *e) {
       }
       continue;
     }
-    EpochStats s;
+    EpochStats s = {.lr = NAN};
     int used = -1;
+    char *end = NULL;
     if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf%n", &s.epoch, &s.loss, &s.accuracy, &s.test_loss,
-               &s.test_accuracy, &s.seconds, &used) != 6 ||
-        used != (int)n) {
+               &s.test_accuracy, &s.seconds, &used) == 6 &&
+        has_lr && line[used] == ',' && line[used + 1]) /* the lr, when the row has one */
+      s.lr = strtod(line + used + 1, &end);
+    if (used < 0 || (!has_lr && used != (int)n) ||
+        (has_lr && (line[used] != ',' || (end && *end)))) {
       rc = err_set(e, path,
-                   "line %d is not a row of six numbers like '%s' (pass another --log "
-                   "or remove the file)",
-                   lineno, log_header);
+                   "line %d is not a row of numbers like '%s' (pass another --log or remove "
+                   "the file)",
+                   lineno, has_lr ? log_header : log_header_old);
       break;
     }
     if (s.epoch <= (r->nrows ? r->rows[r->nrows - 1].epoch : 0) || s.epoch > r->epoch)
@@ -554,7 +754,7 @@ static int write_weights(Run *r, Err *e) {
   snprintf(loss, sizeof loss, "%.6f", r->test_loss);
   const char *meta[] = {"epochs", epochs,      "seed", seed, "test_accuracy",
                         acc,      "test_loss", loss,   NULL};
-  if (isnan(r->test_acc)) /* no epoch ran */
+  if (isnan(r->test_acc) || r->batch_done > 0) /* no epoch ran, or the scores are older */
     meta[4] = NULL;
   return st_write_params(r->out, r->net, r->state, meta, e);
 }
@@ -612,8 +812,9 @@ static int run(const CliArgs *a) {
   Arena arena = {0};
   Err e = {0};
   int status = 0;
-  Run r = {.a = a, .tty = isatty(2)};
-  bool engine_open = false, trainer_open_ok = false;
+  Run r = {.a = a, .tty = isatty(2), .test_loss = NAN, .test_acc = NAN};
+  bool engine_open = false, trainer_open_ok = false, caught = false;
+  struct sigaction old_signals[2];
   if (a->value[CLI_RESUME] && a->value[CLI_WEIGHTS]) {
     status = cli_usage_error("train: --resume already holds the weights; drop --weights");
     goto done;
@@ -646,9 +847,12 @@ static int run(const CliArgs *a) {
   if (start_log(&r, &e) < 0)
     goto fail;
   const TrainConfig *tc = &r.net->train;
-  char resumed[48] = "";
+  char resumed[96] = "", where[64];
+  describe_position(&r, r.epoch, r.batch_done, where, sizeof where);
   if (a->value[CLI_RESUME])
-    snprintf(resumed, sizeof resumed, " (resuming after epoch %d)", r.epoch);
+    snprintf(resumed, sizeof resumed, " (resuming %s)", where);
+  catch_stop_signals(r.tty, old_signals);
+  caught = true;
   printf("training %s: %d images (%d test), batch %d, %d epoch%s%s, %s, backend %s (compiled in "
          "%.2f s), %d thread%s\n",
          r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
@@ -665,19 +869,32 @@ static int run(const CliArgs *a) {
     }
     printf("\n");
   }
-  r.test_loss = r.test_acc = NAN;
-  while (r.epoch < tc->epochs) {
-    if (train_epoch(&r, tc->epochs, &e) < 0 || write_checkpoint(&r, &e) < 0 ||
-        update_log(&r, &e) < 0)
+  for (int rc = 0; r.epoch < tc->epochs && rc == 0;) {
+    rc = train_epoch(&r, tc->epochs, &e);
+    if (rc < 0 || write_checkpoint(&r, &e) < 0 || (r.batch_done == 0 && update_log(&r, &e) < 0))
       goto fail;
   }
   if (write_weights(&r, &e) < 0)
     goto fail;
-  printf("wrote %s (checkpoint %s)\n", r.out, r.wrote_ckpt ? r.ckpt : "none");
+  printf("wrote %s (checkpoint %s)\n", r.out, r.good_ckpt ? r.good_ckpt : "none");
+  if (r.epoch < tc->epochs) { /* stopped by a signal */
+    describe_position(&r, r.epoch, r.batch_done, where, sizeof where);
+    printf("stopped by %s %s; to continue:\n  ", stop_signal == SIGINT ? "Ctrl-C" : "SIGTERM",
+           where);
+    cli_write_command(stdout, a,
+                      OPT(CLI_DATA) | OPT(CLI_EPOCHS) | OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) |
+                          OPT(CLI_LOG) | OPT(CLI_PLOT) | OPT(CLI_BACKEND) | OPT(CLI_THREADS));
+    fputs(" --resume ", stdout);
+    cli_write_word(stdout, r.ckpt);
+    fputc('\n', stdout);
+    status = 128 + stop_signal;
+  }
   goto done;
 fail:
   status = cli_fail(&e);
 done:
+  if (caught)
+    restore_stop_signals(old_signals);
   if (trainer_open_ok)
     trainer_close(&r.tr);
   if (engine_open)

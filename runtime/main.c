@@ -81,11 +81,12 @@ static int help(int argc, char **argv) {
   return 0;
 }
 
-static int run(const Command *cmd, int argc, char **argv) {
+static int run(const Command *cmd, const char *program, int argc, char **argv) {
   CliArgs a;
   int status = cli_parse(cmd, argc, argv, &a);
   if (status)
     return status < 0 ? 0 : status;
+  a.program = program;
   status = cmd->run(&a);
   cli_args_free(&a);
   if (fflush(stdout) != 0 || ferror(stdout))
@@ -117,8 +118,8 @@ int main(int argc, char **argv) {
   }
   const Command *cmd = find_command(word);
   if (cmd)
-    return run(cmd, argc - 2, argv + 2);
+    return run(cmd, argv[0], argc - 2, argv + 2);
   if (looks_like_network(word))
-    return run(&cmd_compile, argc - 1, argv + 1);
+    return run(&cmd_compile, argv[0], argc - 1, argv + 1);
   return unknown_command(word);
 }

@@ -14,6 +14,7 @@
 typedef struct EpochStats {
   int epoch; /* 1, 2, ... */
   double loss, accuracy, test_loss, test_accuracy, seconds;
+  double lr; /* the learning rate; NaN where a log from before the column is read back */
 } EpochStats;
 
 /* True when path names a format plot_write can draw (.png or .svg, any case). */

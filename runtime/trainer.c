@@ -14,6 +14,7 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,19 +107,28 @@ static TrainerPool *pool_start(Trainer *t) {
     pool_stop(p);
     return NULL;
   }
+  /* Workers block SIGINT and SIGTERM, so these reach the thread that runs
+     the steps (cmd_train.c stops there) and never two handlers at once. */
+  sigset_t stop, old;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, &old);
   for (int i = 1; i < threads; i++) {
     Worker *w = malloc(sizeof *w);
-    if (!w) {
-      pool_stop(p);
-      return NULL;
-    }
+    if (!w)
+      break;
     *w = (Worker){p, i};
     if (pthread_create(&p->tids[i], NULL, worker_main, w) != 0) {
       free(w);
-      pool_stop(p);
-      return NULL;
+      break;
     }
     p->nthreads = i;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (p->nthreads < threads - 1) {
+    pool_stop(p);
+    return NULL;
   }
   return p;
 }

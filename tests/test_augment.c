@@ -432,40 +432,6 @@ static void test_augment_init_reads_the_train_block(void **state) {
 
 /* ---- the command ---- */
 
-/* DIR with n_train / n_test 12x12 images: class k (of 4) is a bright
-   square in quadrant k on noise, so a small net learns it. */
-static void make_data(const char *dir, int n_train, int n_test) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "mkdir -p %s", tu_path(dir));
-  assert_int_equal(system(cmd), 0);
-  uint64_t seed = 42;
-  const char *which[2] = {"train", "t10k"};
-  int counts[2] = {n_train, n_test};
-  for (int s = 0; s < 2; s++) {
-    int n = counts[s];
-    IdxImages im = {.n = n, .h = 12, .w = 12, .c = 1, .data = malloc((size_t)n * 144)};
-    IdxLabels lb = {.n = n, .data = malloc((size_t)n)};
-    assert_non_null(im.data);
-    assert_non_null(lb.data);
-    for (int i = 0; i < n; i++) {
-      int k = (int)(uniform(&seed) * 4);
-      lb.data[i] = (uint8_t)k;
-      for (int p = 0; p < 144; p++) {
-        int y = p / 12, x = p % 12, inside = (y / 6) * 2 + x / 6 == k && y % 6 > 0 && x % 6 > 0;
-        im.data[i * 144 + p] = (uint8_t)(inside ? 160 + uniform(&seed) * 95 : uniform(&seed) * 90);
-      }
-    }
-    char p[600];
-    Err e = {0};
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_images(p, &im, &e), 0);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_labels(p, &lb, &e), 0);
-    idx_images_free(&im);
-    idx_labels_free(&lb);
-  }
-}
-
 static const char quad_net[] = "network quad\ninput 12x12x1\nconv2d 4 3x3 relu\nmaxpool 2x2\n"
                                "flatten\ndense 4 softmax\ntrain {\n  batch 16\n  seed 3\n%s}\n";
 
@@ -477,7 +443,7 @@ static void write_net(const char *file, const char *augment_line) {
 
 static void test_augment_training_is_repeatable_and_differs_from_plain(void **state) {
   (void)state;
-  make_data("quad", 256, 64);
+  tu_quadrant_data("quad", 256, 64);
   write_net("aug.cnn", "  augment hflip vflip shift=1 crop=1 rotate=10 noise=0.05\n");
   write_net("plain.cnn", "");
   const char *common = "--data quad --epochs 2 --backend tcc";
@@ -508,7 +474,7 @@ static void test_augment_training_is_repeatable_and_differs_from_plain(void **st
    saved weights: scoring uses the images as they are. */
 static void test_augment_test_scoring_sees_plain_images(void **state) {
   (void)state;
-  make_data("quad", 256, 64);
+  tu_quadrant_data("quad", 256, 64);
   write_net("noisy.cnn", "  augment noise=0.4 rotate=30\n");
   assert_int_equal(tu_run("train noisy.cnn --data quad --epochs 1 --backend tcc --threads 1 "
                           "--out n.safetensors"),

@@ -142,6 +142,29 @@ static void test_cli_parse_accepts_every_spelling(void **state) {
   cli_args_free(&a);
 }
 
+/* The command line written back: the options kept, in the table's order,
+   each word quoted for the shell where it needs to be. */
+static void test_cli_write_command_quotes_for_the_shell(void **state) {
+  (void)state;
+  CliArgs a;
+  assert_int_equal(parse(&cmd_train, &a, 7, "my net.cnn", "--data", "it's", "--seed", "3", "--out",
+                         "w.safetensors"),
+                   0);
+  a.program = "build/cnngen";
+  char *text = NULL;
+  size_t len;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  cli_write_command(f, &a, OPT(CLI_OUT) | OPT(CLI_DATA) | OPT(CLI_EPOCHS));
+  fputc('|', f);
+  cli_write_word(f, "");
+  fclose(f);
+  assert_string_equal(text,
+                      "build/cnngen train 'my net.cnn' --out w.safetensors --data 'it'\\''s'|''");
+  free(text);
+  cli_args_free(&a);
+}
+
 static void test_cli_parse_rejects_bad_options(void **state) {
   (void)state;
   CliArgs a;
@@ -575,6 +598,7 @@ static void test_cli_eval_reproduces_pytorch(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cli_parse_accepts_every_spelling),
+      cmocka_unit_test(test_cli_write_command_quotes_for_the_shell),
       cmocka_unit_test(test_cli_parse_rejects_bad_options),
       cmocka_unit_test(test_cli_suggest_finds_typos),
       cmocka_unit_test(test_cli_exit_statuses),

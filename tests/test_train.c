@@ -570,23 +570,12 @@ static void test_train_checkpoint_survives_kill(void **state) {
                    0);
   uint64_t seed = 11;
   for (int round = 0; round < 20; round++) {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-      char cmd[1024];
-      snprintf(cmd, sizeof cmd,
-               "cd %s && exec %s train tiny.cnn --data tiny --epochs 1000000 --checkpoint k.ckpt "
-               "--backend tcc --threads 1 --out k.safetensors >/dev/null 2>&1",
-               tu_tmp, tu_cnngen);
-      execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-      _exit(127);
-    }
+    pid_t pid = tu_start("train tiny.cnn --data tiny --epochs 1000000 --checkpoint k.ckpt "
+                         "--backend tcc --threads 1 --out k.safetensors");
     struct timespec ts = {0, 100000000 + (long)(uniform(&seed) * 400e6)};
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFSIGNALED(status));
+    assert_int_equal(tu_finish(pid), 128 + SIGKILL);
     StFile f;
     Err e = {0};
     if (st_read(tu_path("k.ckpt"), &f, &e) < 0)
@@ -658,11 +647,14 @@ static const char tiny_net[] = "network tiny\ninput 28x28x1\nflatten\ndense 32 r
                                "dense 10 softmax\ntrain {\n  batch 16\n}\n";
 static const char tiny_args[] = "--data tiny --backend tcc --threads 1";
 
-/* The rows of a --log file after checking its header; returns the count. */
-static int read_log(const char *file, double rows[][6], int cap) {
+/* The rows of a --log file after checking its header; returns the count.
+   Columns: epoch, loss, accuracy, test_loss, test_accuracy, seconds, lr (NaN
+   where the field is empty: a row read back from a log without the column). */
+enum { LOG_COLS = 7 };
+static int read_log(const char *file, double rows[][LOG_COLS], int cap) {
   static char text[1 << 16];
   tu_read_file(tu_path(file), text, sizeof text);
-  const char *header = "epoch,loss,accuracy,test_loss,test_accuracy,seconds\n";
+  const char *header = "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr\n";
   if (strncmp(text, header, strlen(header)) != 0)
     fail_msg("%s does not start with the header:\n%s", file, text);
   int n = 0;
@@ -671,11 +663,14 @@ static int read_log(const char *file, double rows[][6], int cap) {
     if (!end)
       fail_msg("%s: a row without its newline: %s", file, line);
     assert_true(n < cap);
-    int used = 0;
-    if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf%n", &rows[n][0], &rows[n][1], &rows[n][2],
+    int used = 0, lr_used = 0;
+    rows[n][6] = NAN;
+    if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%n", &rows[n][0], &rows[n][1], &rows[n][2],
                &rows[n][3], &rows[n][4], &rows[n][5], &used) != 6 ||
-        line + used != end)
-      fail_msg("%s: not a row of six numbers: %.*s", file, (int)(end - line), line);
+        used == 0 ||
+        (line + used != end && (sscanf(line + used, "%lf%n", &rows[n][6], &lr_used) != 1 ||
+                                line + used + lr_used != end)))
+      fail_msg("%s: not a row of six numbers and the lr: %.*s", file, (int)(end - line), line);
     line = end + 1;
   }
   return n;
@@ -699,7 +694,7 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
       tu_run("train tiny.cnn %s --epochs 3 --out l.safetensors --log l.csv", tiny_args), 0);
-  double rows[8][6];
+  double rows[8][LOG_COLS];
   assert_int_equal(read_log("l.csv", rows, 8), 3);
   const char *keys[5] = {"  loss ", "  accuracy ", "test loss ", "test accuracy ", ""};
   for (int i = 0; i < 3; i++) {
@@ -712,6 +707,9 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
       assert_float_equal(rows[i][k], printed(i + 1, keys[k - 1]), 0.5e-4 + 1e-9);
     }
     assert_true(rows[i][5] > 0 && rows[i][5] < 60);
+    /* The learning rate, on the line and in the log. */
+    assert_float_equal(printed(i + 1, "  lr "), 0.001, 0);
+    assert_float_equal(rows[i][6], 0.001, 0);
   }
   assert_true(rows[2][1] < rows[0][1]); /* it learns: the training loss falls */
 }
@@ -732,7 +730,7 @@ static void test_train_log_resume_keeps_earlier_rows(void **state) {
                           "--checkpoint h3.ckpt --log h.csv",
                           tiny_args),
                    0);
-  double first[8][6], rows[8][6];
+  double first[8][LOG_COLS], rows[8][LOG_COLS];
   assert_int_equal(read_log("h.csv", first, 8), 3);
   for (int i = 0; i < 3; i++)
     assert_float_equal(first[i][0], i + 1, 0);
@@ -757,6 +755,32 @@ static void test_train_log_resume_keeps_earlier_rows(void **state) {
   static char text[256];
   tu_read_file(tu_path("notes.csv"), text, sizeof text);
   assert_string_equal(text, "name,value\nx,1\n");
+}
+
+/* A log written before the lr column still resumes: its rows are kept, with
+   the lr left empty, and the file goes on in the new form. */
+static void test_train_log_without_lr_column_resumes(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 64, 16);
+  tu_write_text("quad.cnn", "network quad\ninput 12x12x1\nflatten\ndense 4 softmax\n"
+                            "train {\n  batch 16\n}\n");
+  const char *args = "--data quad --backend tcc --threads 1";
+  assert_int_equal(
+      tu_run("train quad.cnn %s --epochs 1 --out o.safetensors --checkpoint o1.ckpt", args), 0);
+  tu_write_text("old.csv", "epoch,loss,accuracy,test_loss,test_accuracy,seconds\n"
+                           "1,2.250000,0.125000,2.125000,0.250000,0.500\n"
+                           "2,2.000000,0.250000,2.000000,0.375000,0.500\n");
+  assert_int_equal(tu_run("train quad.cnn %s --epochs 2 --resume o1.ckpt --out o.safetensors "
+                          "--checkpoint o2.ckpt --log old.csv",
+                          args),
+                   0);
+  double rows[8][LOG_COLS];
+  assert_int_equal(read_log("old.csv", rows, 8), 2);
+  assert_float_equal(rows[0][1], 2.25, 0);
+  assert_float_equal(rows[0][5], 0.5, 0);
+  assert_true(isnan(rows[0][6]));
+  assert_float_equal(rows[1][0], 2, 0);
+  assert_float_equal(rows[1][6], 0.001, 0);
 }
 
 /* A log that cannot be written fails before the first epoch. */
@@ -809,6 +833,190 @@ static void test_train_plot_draws_every_epoch(void **state) {
   assert_false(tu_exists("q.safetensors"));
 }
 
+/* ---- stopping and resuming ---- */
+
+/* Dropout, augmentation and two threads: everything a resume has to carry. */
+static const char stop_net[] = "network stop\ninput 12x12x1\nconv2d 4 3x3 relu\nmaxpool 2x2\n"
+                               "flatten\ndropout 0.1\ndense 4 softmax\n"
+                               "train {\n  batch 4\n  epochs 3\n  augment shift=1\n}\n";
+static const char stop_args[] = "--data quad --backend tcc --threads 2";
+
+/* Two files in the directory, byte for byte. */
+static bool same_bytes(const char *a, const char *b) {
+  static char fa[1 << 20], fb[1 << 20];
+  size_t na = tu_read_file(tu_path(a), fa, sizeof fa), nb = tu_read_file(tu_path(b), fb, sizeof fb);
+  assert_true(na > 0 && na < sizeof fa - 1);
+  return na == nb && memcmp(fa, fb, na) == 0;
+}
+
+/* A metadata value of a safetensors file in the directory ("" if none). */
+static const char *meta_of(const char *file, const char *key) {
+  static char value[8][128];
+  static int next;
+  char *v = value[next++ % 8];
+  StFile f;
+  Err e = {0};
+  if (st_read(tu_path(file), &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  snprintf(v, sizeof value[0], "%s", st_meta(&f, key) ? st_meta(&f, key) : "");
+  st_free(&f);
+  return v;
+}
+
+/* The first SIGINT after the first epoch: the batch ends, the checkpoint
+   (inside epoch 2) and the weights are written, the command that
+   continues is printed, exit 130; that command ends with the weights of an
+   uninterrupted run, byte for byte, and the same log rows. */
+static void test_train_sigint_saves_and_resumes_exactly(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 1200, 48);
+  tu_write_text("stop.cnn", stop_net);
+  assert_int_equal(tu_run("train stop.cnn %s --out full.safetensors --checkpoint full.ckpt "
+                          "--log full.csv",
+                          stop_args),
+                   0);
+  pid_t pid =
+      tu_start("train stop.cnn %s --out s.safetensors --checkpoint s.ckpt --log s.csv", stop_args);
+  /* Epoch 1's row is logged after its checkpoint: from then on, epoch 2's
+     300 batches run, and the signal lands among them. */
+  tu_await(pid, "s.csv", "\n1,");
+  kill(pid, SIGINT);
+  assert_int_equal(tu_finish(pid), 130);
+  assert_contains(tu_err, "stopping after this batch");
+  assert_contains(tu_out, "wrote s.safetensors (checkpoint s.ckpt)\nstopped by Ctrl-C in epoch ");
+  char expect[1024];
+  snprintf(expect, sizeof expect,
+           "; to continue:\n  %s train stop.cnn --out s.safetensors --data quad --backend tcc "
+           "--threads 2 --checkpoint s.ckpt --log s.csv --resume s.ckpt\n",
+           tu_cnngen);
+  assert_contains(tu_out, expect);
+  /* Inside an epoch: the checkpoint says where, the weights carry no test
+     scores (those of the last epoch's end are not theirs). */
+  assert_true(atoi(meta_of("s.ckpt", "epoch_batches")) > 0);
+  assert_string_equal(meta_of("s.safetensors", "test_accuracy"), "");
+  /* A run that would end before that epoch cannot take it. */
+  assert_int_equal(tu_run("train stop.cnn %s --epochs 1 --resume s.ckpt --out x.safetensors "
+                          "--checkpoint x.ckpt",
+                          stop_args),
+                   1);
+  assert_contains(tu_err, "s.ckpt: checkpoint stopped inside epoch ");
+  assert_contains(tu_err, ", past the 1 epochs of this run");
+  const char *cmd = strstr(expect, "\n  ") + 3;
+  assert_int_equal(tu_shell("%.*s", (int)strcspn(cmd, "\n"), cmd), 0);
+  assert_contains(tu_out, "(resuming in epoch ");
+  assert_contains(tu_out, "epoch 3/3");
+  assert_true(same_bytes("full.safetensors", "s.safetensors"));
+  double full[4][LOG_COLS], resumed[4][LOG_COLS];
+  assert_int_equal(read_log("full.csv", full, 4), 3);
+  assert_int_equal(read_log("s.csv", resumed, 4), 3);
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < LOG_COLS; k++)
+      if (k != 5) /* the seconds */
+        assert_float_equal(full[i][k], resumed[i][k], 0);
+}
+
+/* SIGTERM stops the same way (exit 143). A second signal exits at once:
+   both arrive while the run is stopped (SIGSTOP), so the second comes
+   before the batch can end; nothing more is written and the checkpoint on
+   disk is a whole one. */
+static void test_train_sigterm_and_a_second_signal(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 1200, 48);
+  tu_write_text("stop.cnn", stop_net);
+  pid_t pid = tu_start("train stop.cnn %s --out t.safetensors --checkpoint t.ckpt", stop_args);
+  tu_await(pid, ".out", "epoch 1/3");
+  kill(pid, SIGTERM);
+  assert_int_equal(tu_finish(pid), 128 + SIGTERM);
+  assert_contains(tu_out, "stopped by SIGTERM ");
+  assert_contains(tu_out, "--resume t.ckpt\n");
+  pid = tu_start("train stop.cnn %s --out u.safetensors --checkpoint u.ckpt", stop_args);
+  tu_await(pid, ".out", "epoch 2/3"); /* so epoch 1's checkpoint is there */
+  kill(pid, SIGSTOP);
+  kill(pid, SIGINT);
+  kill(pid, SIGTERM);
+  kill(pid, SIGCONT);
+  int status = tu_finish(pid);
+  assert_true(status == 130 || status == 128 + SIGTERM);
+  assert_true(strstr(tu_out, "wrote") == NULL);
+  assert_false(tu_exists("u.safetensors"));
+  assert_true(atoi(meta_of("u.ckpt", "epoch")) >= 1);
+}
+
+/* FILE: a linear classifier of the quadrant images, trained by OPTIMIZER
+   at learning rate LR. */
+static void write_linear_net(const char *file, const char *optimizer, const char *lr) {
+  char src[256];
+  snprintf(src, sizeof src,
+           "network lin\ninput 12x12x1\nflatten\ndense 4 softmax\n"
+           "train {\n  optimizer %s lr=%s\n  batch 50\n}\n",
+           optimizer, lr);
+  tu_write_text(file, src);
+}
+
+/* The quadrant data, NET (a write_linear_net) and its first epoch, on tcc
+   and one thread, with its checkpoint in CKPT. */
+static void first_epoch(const char *net, const char *optimizer, const char *lr, const char *ckpt) {
+  tu_quadrant_data("quad", 1200, 48);
+  write_linear_net(net, optimizer, lr);
+  assert_int_equal(tu_run("train %s --data quad --epochs 1 --backend tcc --threads 1 "
+                          "--out first.safetensors --checkpoint %s",
+                          net, ckpt),
+                   0);
+}
+
+/* After --resume, a divergence names the resumed checkpoint to go back to
+   (here the user raised the learning rate: a note says so). */
+static void test_train_divergence_after_resume_names_the_checkpoint(void **state) {
+  (void)state;
+  first_epoch("calm.cnn", "sgd", "0.01", "c.ckpt");
+  write_linear_net("calm.cnn", "sgd", "1e38");
+  assert_int_equal(tu_run("train calm.cnn --data quad --epochs 3 --resume c.ckpt --backend tcc "
+                          "--threads 1 --out c2.safetensors --checkpoint c2.ckpt"),
+                   1);
+  assert_contains(tu_err, "diverged at epoch 2, step ");
+  assert_contains(tu_err, "the last good checkpoint, after epoch 1, is c.ckpt");
+  assert_contains(tu_err, "made with lr 0.01, continuing with lr 1e+38");
+}
+
+/* Resuming with another thread count, backend or learning rate is allowed
+   and said, one line each; the same settings say nothing. */
+static void test_train_resume_reports_what_changed(void **state) {
+  (void)state;
+  first_epoch("notes.cnn", "adam", "0.001", "n.ckpt");
+  assert_int_equal(tu_run("train notes.cnn --data quad --epochs 2 --backend tcc --threads 1 "
+                          "--resume n.ckpt --out n2.safetensors --checkpoint n2.ckpt"),
+                   0);
+  assert_true(strstr(tu_err, "note:") == NULL);
+  write_linear_net("notes.cnn", "adam", "0.0005");
+  assert_int_equal(tu_run("train notes.cnn --data quad --epochs 2 --backend cc --threads 2 "
+                          "--resume n.ckpt --out n2.safetensors --checkpoint n2.ckpt"),
+                   0);
+  assert_int_equal(tu_count(tu_err, "cnngen: note: n.ckpt: "), 3);
+  assert_int_equal(tu_count(tu_err, "\n"), 3);
+  assert_contains(tu_err, "made with 1 thread, continuing with 2 ");
+  assert_contains(tu_err, "made with backend tcc, continuing with cc ");
+  assert_contains(tu_err, "made with lr 0.001, continuing with lr 0.0005 ");
+  assert_contains(tu_out, "lr 0.0005");
+}
+
+/* Resuming from the checkpoint of the last epoch writes the same weights
+   file, test scores included, and names that checkpoint. */
+static void test_train_resume_at_the_end_keeps_the_scores(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 1200, 48);
+  tu_write_text("stop.cnn", stop_net);
+  assert_int_equal(
+      tu_run("train stop.cnn %s --epochs 1 --out e.safetensors --checkpoint e.ckpt", stop_args), 0);
+  assert_int_equal(tu_run("train stop.cnn %s --epochs 1 --resume e.ckpt --out e2.safetensors "
+                          "--checkpoint e2.ckpt",
+                          stop_args),
+                   0);
+  assert_contains(tu_out, "wrote e2.safetensors (checkpoint e.ckpt)");
+  assert_string_equal(meta_of("e2.safetensors", "test_accuracy"),
+                      meta_of("e.safetensors", "test_accuracy"));
+  assert_true(same_bytes("e.safetensors", "e2.safetensors"));
+}
+
 /* golden-check's train part with two threads (tests/run-all runs one). */
 static void test_train_golden_cases_on_two_threads(void **state) {
   (void)state;
@@ -837,8 +1045,14 @@ int main(void) {
       cmocka_unit_test(test_train_end_to_end_accuracy),
       cmocka_unit_test(test_train_divergence_names_epoch_and_step),
       cmocka_unit_test(test_train_refuses_data_that_does_not_fit),
+      cmocka_unit_test(test_train_sigint_saves_and_resumes_exactly),
+      cmocka_unit_test(test_train_sigterm_and_a_second_signal),
+      cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
+      cmocka_unit_test(test_train_resume_reports_what_changed),
+      cmocka_unit_test(test_train_resume_at_the_end_keeps_the_scores),
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
+      cmocka_unit_test(test_train_log_without_lr_column_resumes),
       cmocka_unit_test(test_train_log_unwritable_fails_before_training),
       cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_golden_cases_on_two_threads),

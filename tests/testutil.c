@@ -11,9 +11,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "emit.h"
+#include "idx.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -85,25 +87,76 @@ int tu_count(const char *text, const char *needle) {
   return n;
 }
 
-static int shell(const char *what) {
-  char cmd[8192];
-  snprintf(cmd, sizeof cmd, "cd %s && %s >%s/.out 2>%s/.err", tu_tmp, what, tu_tmp, tu_tmp);
-  int rc = system(cmd);
+/* After a command ran with its output in .out and .err: those in tu_out and
+   tu_err, and its exit status from the wait status. */
+static int collect(const char *what, int wstatus) {
   tu_read_file(tu_path(".out"), tu_out, sizeof tu_out);
   tu_read_file(tu_path(".err"), tu_err, sizeof tu_err);
   /* Under SAN=1 a report must fail the test, whatever the exit status. */
   if (strstr(tu_err, "Sanitizer") || strstr(tu_err, "runtime error:"))
     fail_msg("%s:\n%s", what, tu_err);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+  return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+}
+
+static int shell(const char *what) {
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "cd %s && %s >%s/.out 2>%s/.err", tu_tmp, what, tu_tmp, tu_tmp);
+  return collect(what, system(cmd));
+}
+
+/* "PREFIX cnngen ARGS" in cmd, ARGS from fmt. */
+static void cnngen_command(char *cmd, size_t size, const char *prefix, const char *fmt,
+                           va_list ap) {
+  char args[4096];
+  vsnprintf(args, sizeof args, fmt, ap);
+  snprintf(cmd, size, "%s%s %s", prefix, tu_cnngen, args);
+}
+
+pid_t tu_start(const char *fmt, ...) {
+  char run[6144], cmd[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  cnngen_command(run, sizeof run, "exec ", fmt, ap); /* exec: the pid is cnngen's, for signals */
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "cd %s && %s >%s/.out 2>%s/.err", tu_tmp, run, tu_tmp, tu_tmp);
+  unlink(tu_path(".out")); /* so that tu_await never reads an earlier run's */
+  unlink(tu_path(".err"));
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+void tu_await(pid_t pid, const char *name, const char *needle) {
+  static char text[1 << 16];
+  for (;;) {
+    tu_read_file(tu_path(name), text, sizeof text);
+    if (strstr(text, needle))
+      return;
+    int wstatus;
+    if (waitpid(pid, &wstatus, WNOHANG) == pid)
+      fail_msg("cnngen ended (exit %d) before %s held \"%s\":\n%s", collect("tu_await", wstatus),
+               name, needle, text);
+    struct timespec ts = {0, 2000000}; /* 2 ms between looks */
+    nanosleep(&ts, NULL);
+  }
+}
+
+int tu_finish(pid_t pid) {
+  int wstatus;
+  assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+  return collect("a started cnngen", wstatus);
 }
 
 int tu_run(const char *fmt, ...) {
-  char args[4096], cmd[6144];
+  char cmd[6144];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
+  cnngen_command(cmd, sizeof cmd, "", fmt, ap);
   va_end(ap);
-  snprintf(cmd, sizeof cmd, "%s %s", tu_cnngen, args);
   return shell(cmd);
 }
 
@@ -114,6 +167,46 @@ int tu_shell(const char *fmt, ...) {
   vsnprintf(cmd, sizeof cmd, fmt, ap);
   va_end(ap);
   return shell(cmd);
+}
+
+/* Deterministic pseudo-random values in [0, 1) (float: the images are the
+   ones test_augment.c made before this moved here). */
+static float next_uniform(uint64_t *s) {
+  *s = *s * 6364136223846793005u + 1442695040888963407u;
+  return (float)((double)(*s >> 11) / 9007199254740992.0);
+}
+
+void tu_quadrant_data(const char *dir, int n_train, int n_test) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", tu_path(dir));
+  assert_int_equal(system(cmd), 0);
+  uint64_t seed = 42;
+  const char *which[2] = {"train", "t10k"};
+  int counts[2] = {n_train, n_test};
+  for (int s = 0; s < 2; s++) {
+    int n = counts[s];
+    IdxImages im = {.n = n, .h = 12, .w = 12, .c = 1, .data = malloc((size_t)n * 144)};
+    IdxLabels lb = {.n = n, .data = malloc((size_t)n)};
+    assert_non_null(im.data);
+    assert_non_null(lb.data);
+    for (int i = 0; i < n; i++) {
+      int k = (int)(next_uniform(&seed) * 4);
+      lb.data[i] = (uint8_t)k;
+      for (int p = 0; p < 144; p++) {
+        int y = p / 12, x = p % 12, inside = (y / 6) * 2 + x / 6 == k && y % 6 > 0 && x % 6 > 0;
+        im.data[i * 144 + p] =
+            (uint8_t)(inside ? 160 + next_uniform(&seed) * 95 : next_uniform(&seed) * 90);
+      }
+    }
+    char p[600];
+    Err e = {0};
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
+    assert_int_equal(idx_write_images(p, &im, &e), 0);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
+    assert_int_equal(idx_write_labels(p, &lb, &e), 0);
+    idx_images_free(&im);
+    idx_labels_free(&lb);
+  }
 }
 
 Net *tu_compile(Arena *a, const char *path, const char *src, size_t len, char **msgs, int *errors) {

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "backend.h"
 #include "compile.h"
@@ -41,6 +42,20 @@ int tu_count(const char *text, const char *needle);
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same for any shell command line. */
 int tu_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Starts `cnngen ARGS` inside the directory without waiting for it (its
+   stdout and stderr go to the files ".out" and ".err" there); its pid. */
+pid_t tu_start(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Polls until file NAME in the directory (".out", ".err", a checkpoint)
+   holds `needle`; fails the test if the started run ends first. */
+void tu_await(pid_t pid, const char *name, const char *needle);
+/* Waits for the started run to end: its exit status as tu_run returns it,
+   stdout and stderr in tu_out and tu_err. */
+int tu_finish(pid_t pid);
+
+/* DIR in the directory with n_train / n_test 12x12 gray images in IDX files:
+   class k (of 4) is a bright square in quadrant k on noise, so a small
+   network learns it in an epoch. The same images on every call. */
+void tu_quadrant_data(const char *dir, int n_train, int n_test);
 
 /* Compiles SRC as PATH, its messages into *msgs (free them); the Net, which
    exists exactly when there was no error; *errors (when not NULL) counts
