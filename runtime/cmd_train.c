@@ -649,11 +649,15 @@ static int run(const CliArgs *a) {
   char resumed[48] = "";
   if (a->value[CLI_RESUME])
     snprintf(resumed, sizeof resumed, " (resuming after epoch %d)", r.epoch);
-  printf("training %s: %d images (%d test), batch %d, %d epoch%s%s, %s, backend %s (compiled in "
-         "%.2f s), %d thread%s\n",
+  /* A cache hit compiled nothing: its time would only be the lookup's. */
+  char compiled[48] = "cached";
+  if (!program_cached(r.en.prog))
+    snprintf(compiled, sizeof compiled, "compiled in %.2f s", program_compile_seconds(r.en.prog));
+  printf("training %s: %d images (%d test), batch %d, %d epoch%s%s, %s, backend %s (%s), %d "
+         "thread%s\n",
          r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
-         resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog),
-         program_compile_seconds(r.en.prog), r.en.threads, r.en.threads == 1 ? "" : "s");
+         resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog), compiled,
+         r.en.threads, r.en.threads == 1 ? "" : "s");
   if (r.augment) {
     printf("augmenting training images:");
     for (int i = 0; i < AUG_COUNT; i++) {
