@@ -121,5 +121,7 @@ void cli_bytes_to_floats(const unsigned char *src, long count, float *dst);
 
 /* Prints v so that it reads back as the same float (JSON: null for NaN/inf). */
 void cli_print_float(FILE *out, float v);
+/* Prints s as a JSON string: quoted, with '"', '\\' and control bytes escaped. */
+void cli_print_json_string(FILE *out, const char *s);
 
 #endif

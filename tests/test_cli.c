@@ -311,19 +311,22 @@ static void test_cli_compile_error_writes_nothing(void **state) {
   assert_null(strstr(tu_out, "tmp"));
 }
 
-/* Every line one object {"index", "class", "outputs"}, the class the first
-   largest output; a multi-label network adds "labels", the outputs above
-   0.5 (the default --threshold) in increasing order. Numbers are
-   golden-check's business. */
-static void check_predict_json(const char *text, int images, int outputs, bool multilabel) {
+/* Every line one object {"index", "file", "class", "outputs"}: the file
+   `file`, given `copies` times, its images counted from 0 in each; the
+   class the first largest output; a multi-label network adds "labels", the
+   outputs above 0.5 (the default --threshold) in increasing order. Numbers
+   are golden-check's business. */
+static void check_predict_json(const char *text, const char *file, int copies, int images,
+                               int outputs, bool multilabel) {
   int lines = 0;
   for (const char *line = text; *line; lines++) {
     const char *end = strchr(line, '\n');
     assert_non_null(end);
     cJSON *o = cJSON_ParseWithLength(line, (size_t)(end - line));
     assert_non_null(o);
-    assert_int_equal(cJSON_GetArraySize(o), multilabel ? 4 : 3);
-    assert_int_equal((int)json_number(o, "index"), lines);
+    assert_int_equal(cJSON_GetArraySize(o), multilabel ? 5 : 4);
+    assert_int_equal((int)json_number(o, "index"), lines % images);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "file")), file);
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(o, "outputs");
     assert_int_equal(cJSON_GetArraySize(out), outputs);
     int best = 0;
@@ -346,7 +349,7 @@ static void check_predict_json(const char *text, int images, int outputs, bool m
     cJSON_Delete(o);
     line = end + 1;
   }
-  assert_int_equal(lines, images);
+  assert_int_equal(lines, copies * images);
 }
 
 static void test_cli_predict_json_on_golden_cases(void **state) {
@@ -373,12 +376,12 @@ static void test_cli_predict_json_on_golden_cases(void **state) {
     int outputs = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(first, "outputs"));
     cJSON_Delete(first);
 
-    /* Two threads, and the image file given twice: indices keep counting. */
+    /* Two threads, and the image file given twice: indices count each copy from 0. */
     assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --threads 2 "
                             "%s %s",
                             dir, dir, images, images),
                      0);
-    check_predict_json(tu_out, 2 * n, outputs, strcmp(cases[i], "multilabel_bce") == 0);
+    check_predict_json(tu_out, images, 2, n, outputs, strcmp(cases[i], "multilabel_bce") == 0);
 
     /* Both backends and any thread count agree. */
     assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --backend tcc "
@@ -428,6 +431,51 @@ static void test_cli_predict_checks_image_size(void **state) {
   assert_contains(tu_out, "0 white.pgm: class 1");
   assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors nothere.png"), 1);
   assert_contains(tu_err, "nothere.png");
+}
+
+/* --json names each image by its file and its index inside that file:
+   a picture is index 0, an IDX file's images count from 0 in each file,
+   and a file name that needs escaping still gives valid JSON. */
+static void test_cli_predict_json_names_file_and_index(void **state) {
+  (void)state;
+  write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
+  write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
+  tu_write_text("white.pgm", "P2\n1 1\n255\n255\n");
+  tu_write_text("we\"ird\\.pgm", "P2\n1 1\n255\n0\n");
+  const uint8_t pixels[3] = {0, 255, 0}, labels[3] = {0, 1, 0};
+  write_data("three", pixels, 3, labels, 0, 1);
+  assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors --json white.pgm "
+                          "three/t10k-images-idx3-ubyte 'we\"ird\\.pgm' "
+                          "three/t10k-images-idx3-ubyte"),
+                   0);
+  static const struct {
+    const char *file;
+    int index, cls;
+  } want[] = {{"white.pgm", 0, 1},
+              {"three/t10k-images-idx3-ubyte", 0, 0},
+              {"three/t10k-images-idx3-ubyte", 1, 1},
+              {"three/t10k-images-idx3-ubyte", 2, 0},
+              {"we\"ird\\.pgm", 0, 0},
+              {"three/t10k-images-idx3-ubyte", 0, 0},
+              {"three/t10k-images-idx3-ubyte", 1, 1},
+              {"three/t10k-images-idx3-ubyte", 2, 0}};
+  const char *line = tu_out;
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    size_t len = strcspn(line, "\n");
+    assert_int_equal(line[len], '\n');
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    if (!o)
+      fail_msg("line %zu is not JSON: %.*s", i, (int)len, line);
+    assert_int_equal(cJSON_GetArraySize(o), 4);
+    assert_int_equal((int)json_number(o, "index"), want[i].index);
+    const char *file = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "file"));
+    assert_non_null(file);
+    assert_string_equal(file, want[i].file);
+    assert_int_equal((int)json_number(o, "class"), want[i].cls);
+    cJSON_Delete(o);
+    line += len + 1;
+  }
+  assert_string_equal(line, "");
 }
 
 static void test_cli_eval_single_label_by_hand(void **state) {
@@ -584,6 +632,7 @@ int main(void) {
       cmocka_unit_test(test_cli_compile_error_writes_nothing),
       cmocka_unit_test(test_cli_predict_json_on_golden_cases),
       cmocka_unit_test(test_cli_predict_checks_image_size),
+      cmocka_unit_test(test_cli_predict_json_names_file_and_index),
       cmocka_unit_test(test_cli_eval_single_label_by_hand),
       cmocka_unit_test(test_cli_eval_multi_label_by_hand),
       cmocka_unit_test(test_cli_eval_refuses_data_that_does_not_fit),
