@@ -33,6 +33,10 @@ Net *compile(Arena *a, const char *path, const char *src, size_t len, const Comp
    nothing to lower) even after errors, with what it could not read marked
    for shape_check(), which then checks the rest without repeating them. */
 int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net **out);
+/* NULL when `name` can name a network (`network NAME`, `--name NAME`): a C
+   identifier short enough for Net.name; else what is wrong with it, to
+   follow "the network name ". (lower.c) */
+const char *net_name_problem(const char *name);
 int shape_check(Net *net, Diag *d);
 void fuse(Net *net);
 void plan_memory(Net *net);

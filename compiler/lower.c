@@ -842,13 +842,25 @@ static void lower_network(Lower *L, const Stmt *s) {
                  describe(buf, sizeof buf, s->args.head->next));
     return;
   }
-  const char *name = s->args.head->text;
-  if (strlen(name) >= sizeof L->net->name) {
-    diag_error(L->d, s->args.head->loc, "the network name must be at most %zu characters long",
-               sizeof L->net->name - 1);
+  const char *name = s->args.head->text, *problem = net_name_problem(name);
+  if (problem) {
+    diag_error(L->d, s->args.head->loc, "the network name %s", problem);
     return;
   }
   snprintf(L->net->name, sizeof L->net->name, "%s", name);
+}
+
+const char *net_name_problem(const char *name) {
+  static char msg[64];
+  size_t n = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789");
+  if (!name[0] || name[n] || (name[0] >= '0' && name[0] <= '9'))
+    return "must be a C identifier (letters, digits and '_', not starting with a digit)";
+  if (n >= sizeof ((Net *)0)->name) {
+    snprintf(msg, sizeof msg, "must be at most %zu characters long",
+             sizeof ((Net *)0)->name - 1);
+    return msg;
+  }
+  return NULL;
 }
 
 static void lower_input(Lower *L, const Stmt *s) {

@@ -48,7 +48,8 @@
   X(CLI_PLOT,           "plot",           0,     ARG_TEXT, 0, 0)              \
   X(CLI_METHOD,         "method",         0,     ARG_TEXT, 0, 0)              \
   X(CLI_CLASS,          "class",          0,     ARG_INT,  0, 1000000)        \
-  X(CLI_INDEX,          "index",          0,     ARG_INT,  0, 1e9)
+  X(CLI_INDEX,          "index",          0,     ARG_INT,  0, 1e9)            \
+  X(CLI_NAME,           "name",           0,     ARG_TEXT, 0, 0)
 /* clang-format on */
 
 typedef enum { ARG_NONE, ARG_TEXT, ARG_INT, ARG_REAL } CliArgKind;

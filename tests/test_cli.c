@@ -311,6 +311,57 @@ static void test_cli_compile_error_writes_nothing(void **state) {
   assert_null(strstr(tu_out, "tmp"));
 }
 
+/* --name renames every symbol: the same network emitted twice, once with
+   its training code and once with baked weights, links into one program
+   that runs both. Softmax of (0, ln 3 * x): x = 1 gives (0.25, 0.75). */
+static void test_cli_compile_name_links_two_copies(void **state) {
+  (void)state;
+  write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
+  write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
+  assert_int_equal(tu_run("tiny.cnn --name trainer -o trainer.c"), 0);
+  assert_int_equal(
+      tu_run("compile tiny.cnn --name baked --inference-only --weights tiny.safetensors -o baked.c"),
+      0);
+  static char header[1 << 16];
+  tu_read_file(tu_path("baked.h"), header, sizeof header);
+  assert_null(strstr(header, "tiny")); /* nothing left of the .cnn's name */
+  tu_write_text("both.c",
+                "#include <stdio.h>\n#include \"trainer.h\"\n#include \"baked.h\"\n"
+                "static trainer_model tm;\nstatic trainer_work tw;\nstatic baked_work bw;\n"
+                "int main(void) {\n"
+                "  const float params[trainer_PARAM_COUNT] = {0, 1.0986123f, 0, 0}, x = 1;\n"
+                "  float yt[2], yb[2];\n"
+                "  trainer_load(&tm, params);\n"
+                "  trainer_infer(&tm, &tw, &x, 1, yt);\n"
+                "  baked_infer(&baked_trained, &bw, &x, 1, yb);\n"
+                "  printf(\"%.4f %.4f %.4f %.4f\\n\", yt[0], yt[1], yb[0], yb[1]);\n"
+                "  return 0;\n}\n");
+  if (tu_shell("cc -std=c99 -Wall -Wextra -pedantic -Werror -o both both.c trainer.c baked.c -lm "
+               "&& ./both") != 0)
+    fail_msg("the two copies do not build and run together:\n%s", tu_err);
+  assert_string_equal(tu_out, "0.2500 0.7500 0.2500 0.7500\n");
+
+  /* Without --name, the two copies clash. */
+  assert_int_equal(tu_run("tiny.cnn -o one.c"), 0);
+  assert_int_equal(tu_run("tiny.cnn --inference-only -o two.c"), 0);
+  tu_write_text("clash.c", "int main(void) { return 0; }\n");
+  assert_int_not_equal(tu_shell("cc -o clash clash.c one.c two.c -lm"), 0);
+
+  /* A name that is no C identifier, or too long: an error, nothing written. */
+  assert_int_equal(tu_run("tiny.cnn --name 9lives -o bad.c"), 1);
+  assert_contains(tu_err, "cnngen: error: compile: --name: the network name must be a C "
+                          "identifier");
+  assert_contains(tu_err, "'9lives'");
+  assert_int_equal(tu_run("tiny.cnn --name my-net -o bad.c"), 1);
+  char long_name[80];
+  memset(long_name, 'n', 64);
+  long_name[64] = '\0';
+  assert_int_equal(tu_run("tiny.cnn --name %s -o bad.c", long_name), 1);
+  assert_contains(tu_err, "must be at most 63 characters long");
+  assert_false(tu_exists("bad.c"));
+  assert_false(tu_exists("bad.h"));
+}
+
 /* Every line one object {"index", "file", "class", "outputs"}: the file
    `file`, given `copies` times, its images counted from 0 in each; the
    class the first largest output; a multi-label network adds "labels", the
@@ -630,6 +681,7 @@ int main(void) {
       cmocka_unit_test(test_cli_help_for_every_command),
       cmocka_unit_test(test_cli_compile_writes_source_and_header),
       cmocka_unit_test(test_cli_compile_error_writes_nothing),
+      cmocka_unit_test(test_cli_compile_name_links_two_copies),
       cmocka_unit_test(test_cli_predict_json_on_golden_cases),
       cmocka_unit_test(test_cli_predict_checks_image_size),
       cmocka_unit_test(test_cli_predict_json_names_file_and_index),
