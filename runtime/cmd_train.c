@@ -71,6 +71,7 @@ static const char help[] =
     "  --seed N           override its seed (initialization, shuffling, augmentation,\n"
     "                     dropout)\n"
     "  --weights INIT     start from these weights instead of NAME_init(seed)\n"
+    "                     (safetensors, or a raw .f32 file as NAME_store writes)\n"
     "  --out W            the final weights (default: NAME.safetensors)\n"
     "  --checkpoint CKPT  where each epoch's checkpoint goes (default: the --out\n"
     "                     name with .ckpt.safetensors in place of .safetensors)\n"

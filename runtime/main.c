@@ -36,7 +36,8 @@ static void print_overview(FILE *out) {
     fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
   fputs("\n"
         "Options common to the commands that run a network:\n"
-        "  --weights W       weights file (safetensors, PyTorch layout)\n"
+        "  --weights W       weights file: safetensors (PyTorch layout), or W.f32, the\n"
+        "                    raw little-endian floats that NAME_store writes\n"
         "  --backend B       auto (default), tcc or cc\n"
         "  --threads N       1 to 256 (default: the number of CPUs)\n"
         "\n"

@@ -362,6 +362,63 @@ static void test_cli_compile_name_links_two_copies(void **state) {
   assert_false(tu_exists("bad.h"));
 }
 
+/* FLOATS as a raw file of little-endian floats. */
+static void write_f32(const char *name, const float *v, int n) {
+  FILE *f = fopen(tu_path(name), "wb");
+  assert_non_null(f);
+  for (int i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &v[i], sizeof u);
+    const unsigned char b[4] = {u & 255, u >> 8 & 255, u >> 16 & 255, u >> 24};
+    assert_int_equal(fwrite(b, 1, 4, f), 4);
+  }
+  assert_int_equal(fclose(f), 0);
+}
+
+/* --weights takes a raw .f32 file of PARAM_COUNT floats (dense1.weight
+   [2][1], then dense1.bias [2]) as well as safetensors; a wrong size says
+   both byte counts; NaN or infinity in either format is refused, naming
+   the tensor and index. */
+static void test_cli_weights_raw_f32_and_non_finite(void **state) {
+  (void)state;
+  write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
+  tu_write_text("white.pgm", "P2\n1 1\n255\n255\n");
+  const float good[4] = {0, logf(3), 0, 0};
+  write_f32("tiny.f32", good, 4);
+  assert_int_equal(tu_run("predict tiny.cnn --weights tiny.f32 white.pgm"), 0);
+  assert_contains(tu_out, "0 white.pgm: class 1 (p=0.750), next 0 (0.250)");
+  /* Baked into the C, the same floats as from safetensors. */
+  write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
+  assert_int_equal(tu_run("tiny.cnn --inference-only --weights tiny.f32 -o -"), 0);
+  char *from_f32 = strdup(tu_out);
+  assert_int_equal(tu_run("tiny.cnn --inference-only --weights tiny.safetensors -o -"), 0);
+  assert_string_equal(from_f32, tu_out);
+  free(from_f32);
+
+  /* Three floats for four: both sizes in bytes, and nothing written. */
+  write_f32("short.f32", good, 3);
+  assert_int_equal(tu_run("tiny.cnn --weights short.f32 -o short.c"), 1);
+  assert_contains(tu_err, "cnngen: error: short.f32: is 12 bytes, but tiny.cnn's 4 parameters "
+                          "take 16");
+  assert_false(tu_exists("short.c"));
+  assert_false(tu_exists("short.h"));
+  assert_int_equal(tu_run("predict tiny.cnn --weights short.f32 white.pgm"), 1);
+  assert_contains(tu_err, "is 12 bytes");
+
+  /* NaN in the bias (its second element), infinity in the weight [1][0]. */
+  const float nan_bias[4] = {0, 1, 0, NAN};
+  write_f32("nan.f32", nan_bias, 4);
+  assert_int_equal(tu_run("tiny.cnn --weights nan.f32 -o nan.c"), 1);
+  assert_contains(tu_err, "cnngen: error: nan.f32: tensor 'dense1.bias' holds NaN at [1] "
+                          "(element 1 of 2)");
+  assert_false(tu_exists("nan.c"));
+  write_tiny_weights("inf.safetensors", 0, -INFINITY, 0, 0);
+  assert_int_equal(tu_run("predict tiny.cnn --weights inf.safetensors white.pgm"), 1);
+  assert_contains(tu_err, "cnngen: error: inf.safetensors: tensor 'dense1.weight' holds -inf at "
+                          "[1][0] (element 1 of 2)");
+  assert_string_equal(tu_out, "");
+}
+
 /* Every line one object {"index", "file", "class", "outputs"}: the file
    `file`, given `copies` times, its images counted from 0 in each; the
    class the first largest output; a multi-label network adds "labels", the
@@ -682,6 +739,7 @@ int main(void) {
       cmocka_unit_test(test_cli_compile_writes_source_and_header),
       cmocka_unit_test(test_cli_compile_error_writes_nothing),
       cmocka_unit_test(test_cli_compile_name_links_two_copies),
+      cmocka_unit_test(test_cli_weights_raw_f32_and_non_finite),
       cmocka_unit_test(test_cli_predict_json_on_golden_cases),
       cmocka_unit_test(test_cli_predict_checks_image_size),
       cmocka_unit_test(test_cli_predict_json_names_file_and_index),
