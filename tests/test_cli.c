@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "compile.h"
 #include "idx.h"
 #include "safetensors.h"
 #include "testutil.h"
@@ -251,6 +253,72 @@ static void test_cli_help_for_every_command(void **state) {
   }
   free(overview);
   assert_int_equal(tu_run("help nosuch"), 1);
+}
+
+/* Whether `word` occurs in text as a whole word (not inside a longer one). */
+static bool has_word(const char *text, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = strstr(text, word); p; p = strstr(p + 1, word)) {
+    bool before = p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_');
+    bool after = isalnum((unsigned char)p[n]) || p[n] == '_';
+    if (!before && !after)
+      return true;
+  }
+  return false;
+}
+
+/* The code of a Markdown text: its fenced blocks and `spans`, one per line. */
+static char *markdown_code(const char *md) {
+  char *out = calloc(strlen(md) + 1, 1), *o = out;
+  bool fenced = false;
+  for (const char *line = md; *line;) {
+    size_t len = strcspn(line, "\n");
+    if (strncmp(line, "```", 3) == 0) {
+      fenced = !fenced;
+    } else if (fenced) {
+      memcpy(o, line, len);
+      o += len;
+      *o++ = '\n';
+    } else {
+      bool in = false;
+      for (size_t i = 0; i < len; i++) {
+        if (line[i] == '`')
+          *o++ = (in = !in) ? ' ' : '\n';
+        else if (in)
+          *o++ = line[i];
+      }
+    }
+    line += len + (line[len] == '\n');
+  }
+  return out;
+}
+
+/* `cnngen help language` and docs/language.md (in its code) name every word
+   the lowering gives a meaning to, as lower.c's own tables list them. */
+static void test_cli_language_help_and_docs_name_every_word(void **state) {
+  (void)state;
+  const char *words[256];
+  int n = lower_words(words, 256);
+  assert_true(n > 40 && n <= 256);
+  assert_int_equal(tu_run("help language"), 0);
+  char *help = strdup(tu_out);
+  assert_contains(help, "docs/language.md");
+  static char md[1 << 18];
+  char path[4200];
+  snprintf(path, sizeof path, "%s/docs/language.md", tu_repo);
+  tu_read_file(path, md, sizeof md);
+  char *code = markdown_code(md);
+  for (int i = 0; i < n; i++) {
+    if (!has_word(help, words[i]))
+      fail_msg("'cnngen help language' does not mention '%s'", words[i]);
+    if (!has_word(code, words[i]))
+      fail_msg("docs/language.md has no code that mentions '%s'", words[i]);
+  }
+  free(code);
+  free(help);
+  /* The overview points at it. */
+  assert_int_equal(tu_run("--help"), 0);
+  assert_contains(tu_out, "cnngen help language");
 }
 
 static void test_cli_compile_writes_source_and_header(void **state) {
@@ -736,6 +804,7 @@ int main(void) {
       cmocka_unit_test(test_cli_exit_statuses),
       cmocka_unit_test(test_cli_unknown_words_get_hints),
       cmocka_unit_test(test_cli_help_for_every_command),
+      cmocka_unit_test(test_cli_language_help_and_docs_name_every_word),
       cmocka_unit_test(test_cli_compile_writes_source_and_header),
       cmocka_unit_test(test_cli_compile_error_writes_nothing),
       cmocka_unit_test(test_cli_compile_name_links_two_copies),
