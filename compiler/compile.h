@@ -33,6 +33,15 @@ Net *compile(Arena *a, const char *path, const char *src, size_t len, const Comp
    nothing to lower) even after errors, with what it could not read marked
    for shape_check(), which then checks the rest without repeating them. */
 int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net **out);
+/* NULL when `name` can name a network (`network NAME`, `--name NAME`): a C
+   identifier short enough for Net.name; else what is wrong with it, to
+   follow "the network name ". (lower.c) */
+const char *net_name_problem(const char *name);
+/* Every word the language gives a meaning to (statements, layer kinds,
+   activations, options, training settings and their values), read from
+   the tables lowering itself uses; fills out[0..max) and returns how many
+   there are. (lower.c) */
+int lower_words(const char **out, int max);
 int shape_check(Net *net, Diag *d);
 void fuse(Net *net);
 void plan_memory(Net *net);

@@ -1916,7 +1916,7 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   ln(&t,
      "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
   ln(&t, "float %s_train_step(%s);", n, params_of(&t, buf, false));
-  ln(&t, "/* Gradients as a flat array in section 3's order and PyTorch layout. */");
+  ln(&t, "/* Gradients as a flat array in %s_load's order and PyTorch layout. */", n);
   ln(&t, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);
   ln(&t, "/* Optimizer state [%s_OPT_SLOTS][%s_PARAM_COUNT] in PyTorch layout, and the step. */", n,
      n);

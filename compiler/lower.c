@@ -34,8 +34,19 @@
 
 /* ---- what each layer kind takes ---- */
 
+/* The statements that are no layer. */
+enum { STMT_NETWORK, STMT_INPUT, STMT_TRAIN, STMT_COUNT };
+static const char *const statement_words[STMT_COUNT] = {"network", "input", "train"};
+
+static bool is_stmt(const char *word, int stmt) {
+  return word && strcmp(word, statement_words[stmt]) == 0;
+}
+
 enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_COUNT };
 static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name"};
+/* padding=valid, padding=same (else a number: PAD_EXPLICIT) */
+static const char *const padding_words[] = {[PAD_VALID] = "valid", [PAD_SAME] = "same"};
+enum { PADDING_WORDS = sizeof padding_words / sizeof padding_words[0] };
 
 static const struct {
   int npos;                /* positional arguments, all required */
@@ -98,6 +109,9 @@ static const unsigned opt_options_of[OPT_COUNT] = {
     [OPT_ADAM] = BIT(OO_LR) | BIT(OO_BETA1) | BIT(OO_BETA2) | BIT(OO_EPS) | BIT(OO_WEIGHT_DECAY),
 };
 static const double default_lr[OPT_COUNT] = {[OPT_SGD] = 0.01, [OPT_ADAM] = 0.001};
+/* class_weights balanced (else a list of numbers: CW_LIST) */
+static const char *const class_weight_words[] = {[CW_BALANCED] = "balanced"};
+enum { CLASS_WEIGHT_WORDS = sizeof class_weight_words / sizeof class_weight_words[0] };
 
 /* ---- state ---- */
 
@@ -267,15 +281,15 @@ static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *s
   if (duplicate(L, &seen_at[o], a->loc, what))
     return;
   const Arg *v = a->value;
+  int pad;
   switch (o) {
   case OPTION_STRIDE:
     want_int_field(L, v, "the stride", 1, op == OP_CONV2D ? &l->u.conv.stride : &l->u.pool.stride);
     break;
   case OPTION_PADDING:
-    if (v->kind == ARG_WORD && strcmp(v->text, "valid") == 0) {
-      l->u.conv.pad_mode = PAD_VALID;
-    } else if (v->kind == ARG_WORD && strcmp(v->text, "same") == 0) {
-      l->u.conv.pad_mode = PAD_SAME;
+    pad = v->kind == ARG_WORD ? word_lookup(padding_words, PADDING_WORDS, v->text) : -1;
+    if (pad >= 0) {
+      l->u.conv.pad_mode = pad;
     } else if (v->kind == ARG_NUMBER) {
       l->u.conv.pad_mode = PAD_EXPLICIT;
       want_int_field(L, v, "the padding", 0, &l->u.conv.pad);
@@ -662,7 +676,7 @@ static void set_class_weights(Lower *L, const Stmt *s) {
   if (!a)
     return;
   t->class_weights_loc = a->loc;
-  if (a->kind == ARG_WORD && strcmp(a->text, "balanced") == 0) {
+  if (a->kind == ARG_WORD && word_lookup(class_weight_words, CLASS_WEIGHT_WORDS, a->text) >= 0) {
     t->class_weights = CW_BALANCED;
     return;
   }
@@ -842,13 +856,25 @@ static void lower_network(Lower *L, const Stmt *s) {
                  describe(buf, sizeof buf, s->args.head->next));
     return;
   }
-  const char *name = s->args.head->text;
-  if (strlen(name) >= sizeof L->net->name) {
-    diag_error(L->d, s->args.head->loc, "the network name must be at most %zu characters long",
-               sizeof L->net->name - 1);
+  const char *name = s->args.head->text, *problem = net_name_problem(name);
+  if (problem) {
+    diag_error(L->d, s->args.head->loc, "the network name %s", problem);
     return;
   }
   snprintf(L->net->name, sizeof L->net->name, "%s", name);
+}
+
+const char *net_name_problem(const char *name) {
+  static char msg[64];
+  size_t n = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789");
+  if (!name[0] || name[n] || (name[0] >= '0' && name[0] <= '9'))
+    return "must be a C identifier (letters, digits and '_', not starting with a digit)";
+  if (n >= sizeof ((Net *)0)->name) {
+    snprintf(msg, sizeof msg, "must be at most %zu characters long",
+             sizeof ((Net *)0)->name - 1);
+    return msg;
+  }
+  return NULL;
 }
 
 static void lower_input(Lower *L, const Stmt *s) {
@@ -892,13 +918,13 @@ static void lower_input(Lower *L, const Stmt *s) {
 static void lower_broken(Lower *L, const Stmt *s) {
   const char *w = s->word ? s->word : "";
   L->broken = s;
-  if (strcmp(w, "network") == 0) {
+  if (is_stmt(w, STMT_NETWORK)) {
     if (!seen(L->network_loc))
       L->network_loc = s->loc;
-  } else if (strcmp(w, "input") == 0) {
+  } else if (is_stmt(w, STMT_INPUT)) {
     if (!seen(L->net->input_loc))
       L->net->input_loc = s->loc;
-  } else if (strcmp(w, "train") == 0) {
+  } else if (is_stmt(w, STMT_TRAIN)) {
     train_begin(L, s);
   } else if (word_lookup(setting_words, SET_COUNT, w) < 0) {
     layer_broken(L, s);
@@ -908,22 +934,22 @@ static void lower_broken(Lower *L, const Stmt *s) {
 /* Whether `word` starts a statement that may stand at the top level. */
 static bool top_level_word(const char *word) {
   int act = word_lookup(act_words, ACT_COUNT, word);
-  return strcmp(word, "network") == 0 || strcmp(word, "input") == 0 ||
+  return is_stmt(word, STMT_NETWORK) || is_stmt(word, STMT_INPUT) ||
          word_lookup(op_words, OP_COUNT, word) >= 0 || (act >= 0 && act != ACT_LINEAR);
 }
 
 static void lower_stmt(Lower *L, const Stmt *s) {
   char buf[512], what[96];
   if (s->orphan) { /* after a '{' lost on a broken line: inside train, perhaps */
-    if (L->broken && L->broken->word && strcmp(L->broken->word, "train") == 0)
+    if (L->broken && is_stmt(L->broken->word, STMT_TRAIN))
       lower_setting(L, s);
     return;
   }
-  if (s->broken && !(s->block && strcmp(s->word, "train") == 0)) {
+  if (s->broken && !(s->block && is_stmt(s->word, STMT_TRAIN))) {
     lower_broken(L, s);
     return;
   }
-  if (s->block && strcmp(s->word, "train") != 0) {
+  if (s->block && !is_stmt(s->word, STMT_TRAIN)) {
     diag_error(L->d, s->open_loc, "only train takes a block, not '%s'",
                ast_clip(what, sizeof what, s->word));
     if (!top_level_word(s->word)) {
@@ -933,18 +959,18 @@ static void lower_stmt(Lower *L, const Stmt *s) {
     }
     /* The statement itself may be right: check it too. */
   }
-  if (strcmp(s->word, "train") == 0) {
+  if (is_stmt(s->word, STMT_TRAIN)) {
     if (!s->block)
       diag_error(L->d, s->end, "train needs a block: 'train {', the settings, then '}'");
     else
       lower_train(L, s);
     return;
   }
-  if (strcmp(s->word, "network") == 0) {
+  if (is_stmt(s->word, STMT_NETWORK)) {
     lower_network(L, s);
     return;
   }
-  if (strcmp(s->word, "input") == 0) {
+  if (is_stmt(s->word, STMT_INPUT)) {
     lower_input(L, s);
     return;
   }
@@ -967,8 +993,7 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   diag_error(L->d, s->loc, "unknown layer '%s' (expected one of: %s)",
              ast_clip(what, sizeof what, s->word), buf);
   setting_hint(L, s);
-  static const char *const statements[] = {"network", "input", "train"};
-  case_hint(L, s->loc, s->word, statements, 3);
+  case_hint(L, s->loc, s->word, statement_words, STMT_COUNT);
   case_hint(L, s->loc, s->word, op_words, OP_COUNT);
   case_hint(L, s->loc, s->word, act_words, ACT_COUNT);
   layer_broken(L, s); /* a layer was meant, perhaps: nothing after it is checked */
@@ -1082,4 +1107,29 @@ int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net 
     default_name(net->name, sizeof net->name, path);
   *out = net;
   return d->errors - errors;
+}
+
+/* ---- the vocabulary ---- */
+
+int lower_words(const char **out, int max) {
+  static const struct {
+    const char *const *words;
+    int n;
+  } tables[] = {
+      {statement_words, STMT_COUNT},     {op_words, OP_COUNT},
+      {act_words, ACT_COUNT},            {option_words, OPTION_COUNT},
+      {padding_words, PADDING_WORDS},    {setting_words, SET_COUNT},
+      {loss_words, LOSS_COUNT},          {optimizer_words, OPT_COUNT},
+      {opt_option_words, OO_COUNT},      {augment_words, AUG_COUNT},
+      {class_weight_words, CLASS_WEIGHT_WORDS},
+  };
+  int n = 0;
+  for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+    for (int i = 0; i < tables[t].n; i++)
+      if (tables[t].words[i]) {
+        if (n < max)
+          out[n] = tables[t].words[i];
+        n++;
+      }
+  return n;
 }

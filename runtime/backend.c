@@ -107,6 +107,10 @@ double program_compile_seconds(const Program *p) {
   return p->seconds;
 }
 
+bool program_cached(const Program *p) {
+  return p->cached;
+}
+
 void program_free(Program *p) {
   if (!p)
     return;

@@ -10,6 +10,7 @@
 #ifndef CNNGEN_BACKEND_H
 #define CNNGEN_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "err.h"
@@ -25,6 +26,9 @@ Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *
 void *program_symbol(Program *p, const char *name);
 const char *program_backend(const Program *p); /* "tcc" or "cc" */
 double program_compile_seconds(const Program *p);
+/* Whether the code came ready-made from the cc backend's cache (its compile
+   seconds are then only the lookup). */
+bool program_cached(const Program *p);
 void program_free(Program *p);
 
 #endif

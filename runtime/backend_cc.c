@@ -17,6 +17,7 @@
  * inspection. A cached object that fails to load is removed and rebuilt.
  */
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -227,6 +228,7 @@ Program *backend_cc_compile(const char *source, size_t len, Err *e) {
     if (!handle)
       unlink(so); /* damaged: rebuild */
   }
+  bool cached = handle != NULL;
   if (!handle) {
     if (cc_build(cmd, dir, source, len, so, e) < 0)
       return NULL;
@@ -238,5 +240,8 @@ Program *backend_cc_compile(const char *source, size_t len, Err *e) {
       return NULL;
     }
   }
-  return program_new("cc", handle, cc_symbol, cc_release, e);
+  Program *p = program_new("cc", handle, cc_symbol, cc_release, e);
+  if (p)
+    p->cached = cached;
+  return p;
 }

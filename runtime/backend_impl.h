@@ -6,11 +6,14 @@
 #ifndef CNNGEN_BACKEND_IMPL_H
 #define CNNGEN_BACKEND_IMPL_H
 
+#include <stdbool.h>
+
 #include "backend.h"
 
 struct Program {
   const char *backend; /* "tcc" or "cc" */
   double seconds;      /* wall time of backend_compile */
+  bool cached;         /* cc: the object came from the cache, nothing was compiled */
   void *handle;        /* TCCState * or dlopen handle */
   void *(*symbol)(void *handle, const char *name);
   void (*release)(void *handle);

@@ -10,6 +10,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -322,28 +323,88 @@ Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status) {
   return net;
 }
 
-float *cli_read_weights(const char *path, const Net *net, Err *e) {
+/* Safetensors: every tensor of the network, by name, shape and dtype. */
+static int read_safetensors(const char *path, const TensorInfo *ti, int nt, float *params,
+                            Err *e) {
   StFile f;
   if (st_read(path, &f, e) < 0)
-    return NULL;
+    return -1;
+  int rc = st_load_params(&f, ti, nt, params, e);
+  st_free(&f);
+  return rc;
+}
+
+/* A raw .f32 file: exactly PARAM_COUNT little-endian floats, what NAME_store
+   writes. Read without gunzipping: floats may begin with the gzip magic. */
+static int read_f32(const char *path, const Net *net, float *params, Err *e) {
+  size_t len;
+  unsigned char *raw = io_read_raw(path, &len, e);
+  if (!raw)
+    return -1;
+  size_t want = (size_t)net->param_count * sizeof(float);
+  int rc = 0;
+  if (len != want)
+    rc = err_set(e, path,
+                 "is %zu bytes, but %s's %ld parameters take %zu (a raw .f32 weights file "
+                 "holds them as little-endian floats, as %s_store writes them)",
+                 len, net->file, (long)net->param_count, want, net->name);
+  for (long i = 0; rc == 0 && i < net->param_count; i++) {
+    const unsigned char *b = raw + 4 * i;
+    uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    memcpy(&params[i], &u, sizeof u);
+  }
+  free(raw);
+  return rc;
+}
+
+/* NaN or infinity anywhere would make every output NaN: the first one is
+   refused, named by its tensor and index. */
+static int check_finite(const char *path, const TensorInfo *ti, int nt, const float *params,
+                        Err *e) {
+  for (int t = 0; t < nt; t++)
+    for (long i = 0; i < ti[t].count; i++) {
+      float v = params[ti[t].offset + i];
+      if (isfinite(v))
+        continue;
+      long idx[4], rest = i; /* its PyTorch index, [f][c][kh][kw] */
+      for (int d = ti[t].rank - 1; d >= 0; d--) {
+        idx[d] = rest % ti[t].shape[d];
+        rest /= ti[t].shape[d];
+      }
+      char at[96] = "";
+      for (int d = 0; d < ti[t].rank; d++)
+        snprintf(at + strlen(at), sizeof at - strlen(at), "[%ld]", idx[d]);
+      return err_set(e, path, "tensor '%s' holds %s at %s (element %ld of %ld); weights must be "
+                              "finite (did the training diverge?)",
+                     ti[t].name, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", at, i, ti[t].count);
+    }
+  return 0;
+}
+
+float *cli_read_weights(const char *path, const Net *net, Err *e) {
   int nt = net_tensors(net, NULL);
   TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
   float *params = malloc(((size_t)net->param_count + 1) * sizeof *params);
+  int rc = -1;
+  size_t n = strlen(path);
   if (!ti || !params) {
     err_set(e, path, "out of memory");
     e->internal = 1;
   } else {
     net_tensors(net, ti);
-    if (st_load_params(&f, ti, nt, params, e) == 0) {
-      free(ti);
-      st_free(&f);
-      return params;
-    }
+    if (n > 4 && strcmp(path + n - 4, ".f32") == 0)
+      rc = read_f32(path, net, params, e);
+    else
+      rc = read_safetensors(path, ti, nt, params, e);
+    if (rc == 0)
+      rc = check_finite(path, ti, nt, params, e);
   }
   free(ti);
-  free(params);
-  st_free(&f);
-  return NULL;
+  if (rc < 0) {
+    free(params);
+    return NULL;
+  }
+  return params;
 }
 
 int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training) {
@@ -373,4 +434,17 @@ void cli_print_float(FILE *out, float v) {
     fprintf(out, "%.9g", (double)v);
   else
     fputs("null", out);
+}
+
+void cli_print_json_string(FILE *out, const char *s) {
+  fputc('"', out);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      fprintf(out, "\\%c", *p);
+    else if (*p < 0x20 || *p == 0x7f)
+      fprintf(out, "\\u%04x", *p);
+    else
+      fputc(*p, out);
+  }
+  fputc('"', out);
 }

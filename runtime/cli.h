@@ -48,7 +48,8 @@
   X(CLI_PLOT,           "plot",           0,     ARG_TEXT, 0, 0)              \
   X(CLI_METHOD,         "method",         0,     ARG_TEXT, 0, 0)              \
   X(CLI_CLASS,          "class",          0,     ARG_INT,  0, 1000000)        \
-  X(CLI_INDEX,          "index",          0,     ARG_INT,  0, 1e9)
+  X(CLI_INDEX,          "index",          0,     ARG_INT,  0, 1e9)            \
+  X(CLI_NAME,           "name",           0,     ARG_TEXT, 0, 0)
 /* clang-format on */
 
 typedef enum { ARG_NONE, ARG_TEXT, ARG_INT, ARG_REAL } CliArgKind;
@@ -129,5 +130,7 @@ void cli_bytes_to_floats(const unsigned char *src, long count, float *dst);
 
 /* Prints v so that it reads back as the same float (JSON: null for NaN/inf). */
 void cli_print_float(FILE *out, float v);
+/* Prints s as a JSON string: quoted, with '"', '\\' and control bytes escaped. */
+void cli_print_json_string(FILE *out, const char *s);
 
 #endif

@@ -12,7 +12,7 @@
 #include "io.h"
 
 static const char help[] =
-    "usage: cnngen NET.cnn [-o NET.c] [--inference-only] [--weights W.safetensors]\n"
+    "usage: cnngen NET.cnn [-o NET.c] [--inference-only] [--weights W] [--name NAME]\n"
     "       cnngen compile NET.cnn [options]\n"
     "\n"
     "Compiles a network to C: writes NET.c and its header NET.h, whose comments\n"
@@ -31,12 +31,19 @@ static const char help[] =
     "                       file's base name with .c, in the current directory.\n"
     "  --inference-only     leave the training code (backward passes, optimizer) out\n"
     "  --weights W          bake these trained weights into the C as\n"
-    "                       `const NAME_model NAME_trained`\n"
+    "                       `const NAME_model NAME_trained`: safetensors (PyTorch\n"
+    "                       layout), or a file named *.f32 of exactly PARAM_COUNT\n"
+    "                       little-endian floats, as NAME_store writes them\n"
+    "  --name NAME          NAME instead of the network's name as the prefix of every\n"
+    "                       generated symbol (NAME_infer, NAME_model, ...), so two\n"
+    "                       builds of one network (say, the trainer's C and one with\n"
+    "                       baked weights) link into one program; a C identifier\n"
     "  --dump-ir            print the IR after each compiler pass (to stderr)\n"
     "\n"
     "Examples:\n"
     "  cnngen examples/fashion.cnn -o fashion.c\n"
     "  cnngen compile net.cnn --inference-only --weights net.safetensors -o net.c\n"
+    "  cnngen net.cnn --name net_v2 --inference-only --weights v2.safetensors -o v2.c\n"
     "  cc -O2 -c fashion.c\n"
     "\n"
     "Exit status: 0 success; 1 an error in the .cnn file, the weights or the\n"
@@ -107,9 +114,14 @@ static int run(const CliArgs *a) {
   int status = 0;
   float *weights = NULL;
   char *out = NULL;
+  const char *name = a->value[CLI_NAME], *problem = name ? net_name_problem(name) : NULL;
+  if (problem)
+    return cli_usage_error("compile: --name: the network name %s, got '%.80s'", problem, name);
   Net *net = cli_compile_net(&arena, a->net_path, a->value[CLI_DUMP_IR] ? stderr : NULL, &status);
   if (!net)
     goto done;
+  if (name) /* only the C's prefix: nothing before emitting depends on it */
+    snprintf(net->name, sizeof net->name, "%s", name);
   if (a->value[CLI_WEIGHTS] && !(weights = cli_read_weights(a->value[CLI_WEIGHTS], net, &e))) {
     status = cli_fail(&e);
     goto done;
@@ -137,7 +149,8 @@ const Command cmd_compile = {
     .name = "compile",
     .summary = "write NET.c and NET.h (also: cnngen NET.cnn -o NET.c)",
     .help = help,
-    .options = OPT(CLI_OUT) | OPT(CLI_INFERENCE_ONLY) | OPT(CLI_WEIGHTS) | OPT(CLI_DUMP_IR),
+    .options = OPT(CLI_OUT) | OPT(CLI_INFERENCE_ONLY) | OPT(CLI_WEIGHTS) | OPT(CLI_NAME) |
+               OPT(CLI_DUMP_IR),
     .min_args = 1,
     .max_args = 1,
     .run = run,

@@ -38,14 +38,16 @@ static const char help[] =
     "  1 other.png: no label above 0.5\n"
     "\n"
     "Options:\n"
-    "  --weights W   the trained weights (safetensors, PyTorch layout); required\n"
+    "  --weights W   the trained weights (safetensors, PyTorch layout, or a\n"
+    "                raw .f32 file of the floats NAME_store writes); required\n"
     "  --json        print one JSON object per image and line instead:\n"
-    "                  {\"index\": I, \"class\": K, \"outputs\": [...]}\n"
-    "                I counts images across all inputs from 0, K is the first\n"
-    "                largest output, outputs are the final layer's values printed\n"
-    "                with enough digits to read back the same float32; a\n"
-    "                multi-label network adds \"labels\": [...], the labels above\n"
-    "                the threshold in increasing order\n"
+    "                  {\"index\": I, \"file\": F, \"class\": K, \"outputs\": [...]}\n"
+    "                F is the INPUT the image came from, as given, I the image's\n"
+    "                position in that file from 0 (always 0 for a PGM/PNG image),\n"
+    "                K the first largest output; outputs are the final layer's\n"
+    "                values printed with enough digits to read back the same\n"
+    "                float32; a multi-label network adds \"labels\": [...], the\n"
+    "                labels above the threshold in increasing order\n"
     "  --top K       single-label networks: classes shown per image in plain\n"
     "                output (default 3)\n"
     "  --threshold T multi-label networks: the output value above which a label\n"
@@ -132,10 +134,12 @@ static void print_plain(Batch *b, int slot, const float *y) {
   putchar('\n');
 }
 
-static void print_json(Batch *b, const float *y) {
+static void print_json(Batch *b, int slot, const float *y) {
   int cls = 0;
   top_classes(y, (int)b->out_size, &cls, 1);
-  printf("{\"index\": %ld, \"class\": %d, \"outputs\": [", b->printed, cls);
+  printf("{\"index\": %d, \"file\": ", b->sub[slot] >= 0 ? b->sub[slot] : 0);
+  cli_print_json_string(stdout, b->file[slot]);
+  printf(", \"class\": %d, \"outputs\": [", cls);
   for (long j = 0; j < b->out_size; j++) {
     if (j)
       fputs(", ", stdout);
@@ -157,7 +161,7 @@ static void flush(Batch *b) {
   for (int i = 0; i < b->n; i++, b->printed++) {
     const float *y = b->y + i * b->out_size;
     if (b->a->value[CLI_JSON])
-      print_json(b, y);
+      print_json(b, i, y);
     else
       print_plain(b, i, y);
   }

@@ -92,6 +92,7 @@ static const char help[] =
     "  --seed N           override its seed (initialization, shuffling, augmentation,\n"
     "                     dropout)\n"
     "  --weights INIT     start from these weights instead of NAME_init(seed)\n"
+    "                     (safetensors, or a raw .f32 file as NAME_store writes)\n"
     "  --out W            the final weights (default: NAME.safetensors)\n"
     "  --checkpoint CKPT  where each epoch's checkpoint goes (default: the --out\n"
     "                     name with .ckpt.safetensors in place of .safetensors)\n"
@@ -853,11 +854,15 @@ static int run(const CliArgs *a) {
     snprintf(resumed, sizeof resumed, " (resuming %s)", where);
   catch_stop_signals(r.tty, old_signals);
   caught = true;
-  printf("training %s: %d images (%d test), batch %d, %d epoch%s%s, %s, backend %s (compiled in "
-         "%.2f s), %d thread%s\n",
+  /* A cache hit compiled nothing: its time would only be the lookup's. */
+  char compiled[48] = "cached";
+  if (!program_cached(r.en.prog))
+    snprintf(compiled, sizeof compiled, "compiled in %.2f s", program_compile_seconds(r.en.prog));
+  printf("training %s: %d images (%d test), batch %d, %d epoch%s%s, %s, backend %s (%s), %d "
+         "thread%s\n",
          r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
-         resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog),
-         program_compile_seconds(r.en.prog), r.en.threads, r.en.threads == 1 ? "" : "s");
+         resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog), compiled,
+         r.en.threads, r.en.threads == 1 ? "" : "s");
   if (r.augment) {
     printf("augmenting training images:");
     for (int i = 0; i < AUG_COUNT; i++) {

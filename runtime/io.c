@@ -40,7 +40,7 @@ static int grow(unsigned char **buf, size_t *cap, size_t need) {
   return 0;
 }
 
-static unsigned char *read_raw(const char *path, size_t *len, Err *e) {
+void *io_read_raw(const char *path, size_t *len, Err *e) {
   FILE *f = fopen(path, "rb");
   if (!f) {
     err_set(e, path, "cannot open: %s", strerror(errno));
@@ -159,7 +159,7 @@ oom:
 
 void *io_read_file(const char *path, size_t *len, Err *e) {
   size_t n = 0;
-  unsigned char *raw = read_raw(path, &n, e);
+  unsigned char *raw = io_read_raw(path, &n, e);
   if (!raw)
     return NULL;
   /* The gzip magic is 1f 8b; the third byte is the method, always 8. */

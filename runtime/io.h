@@ -14,6 +14,9 @@
 /* Reads a whole file (transparently gunzipping when it starts with the gzip
    magic). Returns a malloc'd buffer with a NUL after the data, or NULL. */
 void *io_read_file(const char *path, size_t *len, Err *e);
+/* The same without the gunzipping: the bytes as they are (for raw data
+   that may begin with the gzip magic by chance). */
+void *io_read_raw(const char *path, size_t *len, Err *e);
 
 typedef struct AtomicFile {
   FILE *f;        /* write here */

@@ -3,7 +3,7 @@
  *
  *   cnngen NET.cnn ...       no command word: compile
  *   cnngen COMMAND ...       a command from the COMMANDS table (cli.h)
- *   cnngen help [COMMAND], cnngen --help, cnngen --version
+ *   cnngen help [COMMAND | language], cnngen --help, cnngen --version
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +16,57 @@ static const Command *const commands[] = {COMMANDS(X_ENTRY)};
 #undef X_ENTRY
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 
+/* `cnngen help language`: the short form of docs/language.md. test_cli checks
+   that both name every word lower.c gives a meaning to (lower_words). */
+static const char language_help[] =
+    "The .cnn language in short (the full reference: docs/language.md)\n"
+    "\n"
+    "One statement per line; '#' starts a comment; keywords are lowercase.\n"
+    "N: a whole number, F: a number, KHxKW: a size (3 means 3x3), ACT: an activation\n"
+    "(linear relu sigmoid tanh softmax). Options are key=value, no spaces around '='.\n"
+    "\n"
+    "statement                                      default\n"
+    "  network NAME                                 the file's base name\n"
+    "      a C identifier, the prefix of every generated symbol (see compile --name)\n"
+    "  input HxWxC                                  required, once, before the layers\n"
+    "      e.g. 28x28x1; pixels are fed as byte / 255 in H, W, C order\n"
+    "\n"
+    "layers, in order                               default\n"
+    "  conv2d N KHxKW [stride=S] [padding=P] [ACT] [name=NAME]\n"
+    "      N filters and biases                     stride=1 padding=valid linear\n"
+    "      padding: valid (none), same (output ceil(H/S) x ceil(W/S)), or P pixels\n"
+    "  maxpool KHxKW [stride=S]                     stride = window (given when\n"
+    "  avgpool KHxKW [stride=S]                       KH != KW); floor, no padding\n"
+    "  globalavgpool                                mean over H, W: a vector of C\n"
+    "  flatten                                      HxWxC to a vector (c*H*W+y*W+x)\n"
+    "  dense N [ACT] [name=NAME]                    on a vector: N units; linear\n"
+    "  dropout F                                    rate 0 <= F < 1, training only\n"
+    "  relu | sigmoid | tanh | softmax              an activation as its own layer\n"
+    "  activation ACT                               the same, spelled out\n"
+    "  softmax: the last layer only, on a vector. Weights (safetensors): conv1.weight\n"
+    "  [F][C][KH][KW], conv1.bias [F], dense1.weight [OUT][IN], dense1.bias [OUT],\n"
+    "  ... numbered per kind, or name=NAME; or a raw .f32 file as NAME_store writes.\n"
+    "\n"
+    "train { one setting per line }                 default, also with no train block\n"
+    "  loss sparse_categorical_crossentropy         sparse_categorical_crossentropy\n"
+    "     | categorical_crossentropy                  (these two need softmax)\n"
+    "     | binary_crossentropy | mse                 (this one sigmoid)\n"
+    "  optimizer adam [lr=F] [beta1=F] [beta2=F] [eps=F] [weight_decay=F]\n"
+    "                                               adam lr=0.001 beta1=0.9\n"
+    "                                                 beta2=0.999 eps=1e-7\n"
+    "  optimizer sgd [lr=F] [momentum=F] [nesterov] [weight_decay=F]\n"
+    "                                               sgd: lr=0.01 momentum=0\n"
+    "  batch N                                      32\n"
+    "  epochs N                                     5\n"
+    "  seed N                                       1\n"
+    "  augment [hflip] [vflip] [crop=N] [shift=N] [rotate=F] [noise=F]\n"
+    "                                               none (applied in this order)\n"
+    "  class_weights balanced | w0,w1,...           none (every image weighs 1)\n"
+    "  train --epochs/--batch/--seed override batch, epochs and seed.\n"
+    "\n"
+    "Errors: FILE:LINE:COL: error: MESSAGE, the line and a caret; several per run;\n"
+    "exit status 1 and nothing written. 'cnngen check NET.cnn' shows each layer.\n";
+
 static void print_overview(FILE *out) {
   fputs("cnngen - compile convolutional image classifiers to C\n"
         "\n"
@@ -23,6 +74,7 @@ static void print_overview(FILE *out) {
         "  cnngen NET.cnn [-o NET.c] [options]   compile (the same as 'cnngen compile')\n"
         "  cnngen COMMAND [options] ARGS...\n"
         "  cnngen help COMMAND                   the manual of one command\n"
+        "  cnngen help language                  the .cnn language in short\n"
         "  cnngen --version\n"
         "\n"
         "cnngen reads a network described in a small text language (.cnn), checks\n"
@@ -36,7 +88,8 @@ static void print_overview(FILE *out) {
     fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
   fputs("\n"
         "Options common to the commands that run a network:\n"
-        "  --weights W       weights file (safetensors, PyTorch layout)\n"
+        "  --weights W       weights file: safetensors (PyTorch layout), or W.f32, the\n"
+        "                    raw little-endian floats that NAME_store writes\n"
         "  --backend B       auto (default), tcc or cc\n"
         "  --threads N       1 to 256 (default: the number of CPUs)\n"
         "\n"
@@ -46,7 +99,8 @@ static void print_overview(FILE *out) {
         "  cnngen eval examples/fashion.cnn --weights fashion.safetensors\n"
         "\n"
         "Exit status: 0 success, 1 user error (bad file, option or shape), 2 internal error.\n"
-        "See 'cnngen help COMMAND' for each command's options.\n",
+        "See 'cnngen help COMMAND' for each command's options, 'cnngen help language'\n"
+        "for the .cnn language (in full: docs/language.md).\n",
         out);
 }
 
@@ -72,6 +126,10 @@ static int unknown_command(const char *word) {
 static int help(int argc, char **argv) {
   if (argc == 0) {
     print_overview(stdout);
+    return 0;
+  }
+  if (strcmp(argv[0], "language") == 0) {
+    fputs(language_help, stdout);
     return 0;
   }
   const Command *cmd = find_command(argv[0]);

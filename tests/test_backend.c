@@ -122,6 +122,7 @@ static void test_backend_tcc_and_cc_agree(void **state) {
   if (!c)
     fail_msg("%s", e.msg);
   assert_string_equal(program_backend(t), "tcc");
+  assert_false(program_cached(t)); /* tcc compiles every time */
   assert_string_equal(program_backend(c), "cc");
   float yt[5], yc[5];
   check_program(t, yt);
@@ -172,6 +173,7 @@ static void test_backend_cc_cache_hit(void **state) {
   struct stat s1, s2;
   assert_int_equal(stat(tu_path(obj), &s1), 0);
   double first = program_compile_seconds(p1);
+  assert_false(program_cached(p1));
   program_free(p1);
   int files = count_files(dir); /* objects only: no temporaries left */
 
@@ -186,6 +188,7 @@ static void test_backend_cc_cache_hit(void **state) {
   assert_int_equal(s1.st_mtime, s2.st_mtime);
   assert_int_equal(count_files(dir), files);
   double second = program_compile_seconds(p2);
+  assert_true(program_cached(p2));
   print_message("cc: compile %.3f s, cache hit %.4f s\n", first, second);
   assert_true(second < first);
   program_free(p2);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "compile.h"
 #include "idx.h"
 #include "safetensors.h"
 #include "testutil.h"
@@ -276,6 +278,72 @@ static void test_cli_help_for_every_command(void **state) {
   assert_int_equal(tu_run("help nosuch"), 1);
 }
 
+/* Whether `word` occurs in text as a whole word (not inside a longer one). */
+static bool has_word(const char *text, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = strstr(text, word); p; p = strstr(p + 1, word)) {
+    bool before = p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_');
+    bool after = isalnum((unsigned char)p[n]) || p[n] == '_';
+    if (!before && !after)
+      return true;
+  }
+  return false;
+}
+
+/* The code of a Markdown text: its fenced blocks and `spans`, one per line. */
+static char *markdown_code(const char *md) {
+  char *out = calloc(strlen(md) + 1, 1), *o = out;
+  bool fenced = false;
+  for (const char *line = md; *line;) {
+    size_t len = strcspn(line, "\n");
+    if (strncmp(line, "```", 3) == 0) {
+      fenced = !fenced;
+    } else if (fenced) {
+      memcpy(o, line, len);
+      o += len;
+      *o++ = '\n';
+    } else {
+      bool in = false;
+      for (size_t i = 0; i < len; i++) {
+        if (line[i] == '`')
+          *o++ = (in = !in) ? ' ' : '\n';
+        else if (in)
+          *o++ = line[i];
+      }
+    }
+    line += len + (line[len] == '\n');
+  }
+  return out;
+}
+
+/* `cnngen help language` and docs/language.md (in its code) name every word
+   the lowering gives a meaning to, as lower.c's own tables list them. */
+static void test_cli_language_help_and_docs_name_every_word(void **state) {
+  (void)state;
+  const char *words[256];
+  int n = lower_words(words, 256);
+  assert_true(n > 40 && n <= 256);
+  assert_int_equal(tu_run("help language"), 0);
+  char *help = strdup(tu_out);
+  assert_contains(help, "docs/language.md");
+  static char md[1 << 18];
+  char path[4200];
+  snprintf(path, sizeof path, "%s/docs/language.md", tu_repo);
+  tu_read_file(path, md, sizeof md);
+  char *code = markdown_code(md);
+  for (int i = 0; i < n; i++) {
+    if (!has_word(help, words[i]))
+      fail_msg("'cnngen help language' does not mention '%s'", words[i]);
+    if (!has_word(code, words[i]))
+      fail_msg("docs/language.md has no code that mentions '%s'", words[i]);
+  }
+  free(code);
+  free(help);
+  /* The overview points at it. */
+  assert_int_equal(tu_run("--help"), 0);
+  assert_contains(tu_out, "cnngen help language");
+}
+
 static void test_cli_compile_writes_source_and_header(void **state) {
   (void)state;
   tu_write_text("good.cnn", good_net);
@@ -334,19 +402,130 @@ static void test_cli_compile_error_writes_nothing(void **state) {
   assert_null(strstr(tu_out, "tmp"));
 }
 
-/* Every line one object {"index", "class", "outputs"}, the class the first
-   largest output; a multi-label network adds "labels", the outputs above
-   0.5 (the default --threshold) in increasing order. Numbers are
-   golden-check's business. */
-static void check_predict_json(const char *text, int images, int outputs, bool multilabel) {
+/* --name renames every symbol: the same network emitted twice, once with
+   its training code and once with baked weights, links into one program
+   that runs both. Softmax of (0, ln 3 * x): x = 1 gives (0.25, 0.75). */
+static void test_cli_compile_name_links_two_copies(void **state) {
+  (void)state;
+  write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
+  write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
+  assert_int_equal(tu_run("tiny.cnn --name trainer -o trainer.c"), 0);
+  assert_int_equal(
+      tu_run("compile tiny.cnn --name baked --inference-only --weights tiny.safetensors -o baked.c"),
+      0);
+  static char header[1 << 16];
+  tu_read_file(tu_path("baked.h"), header, sizeof header);
+  assert_null(strstr(header, "tiny")); /* nothing left of the .cnn's name */
+  tu_write_text("both.c",
+                "#include <stdio.h>\n#include \"trainer.h\"\n#include \"baked.h\"\n"
+                "static trainer_model tm;\nstatic trainer_work tw;\nstatic baked_work bw;\n"
+                "int main(void) {\n"
+                "  const float params[trainer_PARAM_COUNT] = {0, 1.0986123f, 0, 0}, x = 1;\n"
+                "  float yt[2], yb[2];\n"
+                "  trainer_load(&tm, params);\n"
+                "  trainer_infer(&tm, &tw, &x, 1, yt);\n"
+                "  baked_infer(&baked_trained, &bw, &x, 1, yb);\n"
+                "  printf(\"%.4f %.4f %.4f %.4f\\n\", yt[0], yt[1], yb[0], yb[1]);\n"
+                "  return 0;\n}\n");
+  if (tu_shell("cc -std=c99 -Wall -Wextra -pedantic -Werror -o both both.c trainer.c baked.c -lm "
+               "&& ./both") != 0)
+    fail_msg("the two copies do not build and run together:\n%s", tu_err);
+  assert_string_equal(tu_out, "0.2500 0.7500 0.2500 0.7500\n");
+
+  /* Without --name, the two copies clash. */
+  assert_int_equal(tu_run("tiny.cnn -o one.c"), 0);
+  assert_int_equal(tu_run("tiny.cnn --inference-only -o two.c"), 0);
+  tu_write_text("clash.c", "int main(void) { return 0; }\n");
+  assert_int_not_equal(tu_shell("cc -o clash clash.c one.c two.c -lm"), 0);
+
+  /* A name that is no C identifier, or too long: an error, nothing written. */
+  assert_int_equal(tu_run("tiny.cnn --name 9lives -o bad.c"), 1);
+  assert_contains(tu_err, "cnngen: error: compile: --name: the network name must be a C "
+                          "identifier");
+  assert_contains(tu_err, "'9lives'");
+  assert_int_equal(tu_run("tiny.cnn --name my-net -o bad.c"), 1);
+  char long_name[80];
+  memset(long_name, 'n', 64);
+  long_name[64] = '\0';
+  assert_int_equal(tu_run("tiny.cnn --name %s -o bad.c", long_name), 1);
+  assert_contains(tu_err, "must be at most 63 characters long");
+  assert_false(tu_exists("bad.c"));
+  assert_false(tu_exists("bad.h"));
+}
+
+/* FLOATS as a raw file of little-endian floats. */
+static void write_f32(const char *name, const float *v, int n) {
+  FILE *f = fopen(tu_path(name), "wb");
+  assert_non_null(f);
+  for (int i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &v[i], sizeof u);
+    const unsigned char b[4] = {u & 255, u >> 8 & 255, u >> 16 & 255, u >> 24};
+    assert_int_equal(fwrite(b, 1, 4, f), 4);
+  }
+  assert_int_equal(fclose(f), 0);
+}
+
+/* --weights takes a raw .f32 file of PARAM_COUNT floats (dense1.weight
+   [2][1], then dense1.bias [2]) as well as safetensors; a wrong size says
+   both byte counts; NaN or infinity in either format is refused, naming
+   the tensor and index. */
+static void test_cli_weights_raw_f32_and_non_finite(void **state) {
+  (void)state;
+  write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
+  tu_write_text("white.pgm", "P2\n1 1\n255\n255\n");
+  const float good[4] = {0, logf(3), 0, 0};
+  write_f32("tiny.f32", good, 4);
+  assert_int_equal(tu_run("predict tiny.cnn --weights tiny.f32 white.pgm"), 0);
+  assert_contains(tu_out, "0 white.pgm: class 1 (p=0.750), next 0 (0.250)");
+  /* Baked into the C, the same floats as from safetensors. */
+  write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
+  assert_int_equal(tu_run("tiny.cnn --inference-only --weights tiny.f32 -o -"), 0);
+  char *from_f32 = strdup(tu_out);
+  assert_int_equal(tu_run("tiny.cnn --inference-only --weights tiny.safetensors -o -"), 0);
+  assert_string_equal(from_f32, tu_out);
+  free(from_f32);
+
+  /* Three floats for four: both sizes in bytes, and nothing written. */
+  write_f32("short.f32", good, 3);
+  assert_int_equal(tu_run("tiny.cnn --weights short.f32 -o short.c"), 1);
+  assert_contains(tu_err, "cnngen: error: short.f32: is 12 bytes, but tiny.cnn's 4 parameters "
+                          "take 16");
+  assert_false(tu_exists("short.c"));
+  assert_false(tu_exists("short.h"));
+  assert_int_equal(tu_run("predict tiny.cnn --weights short.f32 white.pgm"), 1);
+  assert_contains(tu_err, "is 12 bytes");
+
+  /* NaN in the bias (its second element), infinity in the weight [1][0]. */
+  const float nan_bias[4] = {0, 1, 0, NAN};
+  write_f32("nan.f32", nan_bias, 4);
+  assert_int_equal(tu_run("tiny.cnn --weights nan.f32 -o nan.c"), 1);
+  assert_contains(tu_err, "cnngen: error: nan.f32: tensor 'dense1.bias' holds NaN at [1] "
+                          "(element 1 of 2)");
+  assert_false(tu_exists("nan.c"));
+  write_tiny_weights("inf.safetensors", 0, -INFINITY, 0, 0);
+  assert_int_equal(tu_run("predict tiny.cnn --weights inf.safetensors white.pgm"), 1);
+  assert_contains(tu_err, "cnngen: error: inf.safetensors: tensor 'dense1.weight' holds -inf at "
+                          "[1][0] (element 1 of 2)");
+  assert_string_equal(tu_out, "");
+}
+
+/* Every line one object {"index", "file", "class", "outputs"}: the file
+   `file`, given `copies` times, its images counted from 0 in each; the
+   class the first largest output; a multi-label network adds "labels", the
+   outputs above 0.5 (the default --threshold) in increasing order. Numbers
+   are golden-check's business. */
+static void check_predict_json(const char *text, const char *file, int copies, int images,
+                               int outputs, bool multilabel) {
   int lines = 0;
   for (const char *line = text; *line; lines++) {
     const char *end = strchr(line, '\n');
     assert_non_null(end);
     cJSON *o = cJSON_ParseWithLength(line, (size_t)(end - line));
     assert_non_null(o);
-    assert_int_equal(cJSON_GetArraySize(o), multilabel ? 4 : 3);
-    assert_int_equal((int)json_number(o, "index"), lines);
+    assert_int_equal(cJSON_GetArraySize(o), multilabel ? 5 : 4);
+    assert_int_equal((int)json_number(o, "index"), lines % images);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "file")), file);
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(o, "outputs");
     assert_int_equal(cJSON_GetArraySize(out), outputs);
     int best = 0;
@@ -369,7 +548,7 @@ static void check_predict_json(const char *text, int images, int outputs, bool m
     cJSON_Delete(o);
     line = end + 1;
   }
-  assert_int_equal(lines, images);
+  assert_int_equal(lines, copies * images);
 }
 
 static void test_cli_predict_json_on_golden_cases(void **state) {
@@ -396,12 +575,12 @@ static void test_cli_predict_json_on_golden_cases(void **state) {
     int outputs = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(first, "outputs"));
     cJSON_Delete(first);
 
-    /* Two threads, and the image file given twice: indices keep counting. */
+    /* Two threads, and the image file given twice: indices count each copy from 0. */
     assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --threads 2 "
                             "%s %s",
                             dir, dir, images, images),
                      0);
-    check_predict_json(tu_out, 2 * n, outputs, strcmp(cases[i], "multilabel_bce") == 0);
+    check_predict_json(tu_out, images, 2, n, outputs, strcmp(cases[i], "multilabel_bce") == 0);
 
     /* Both backends and any thread count agree. */
     assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --backend tcc "
@@ -451,6 +630,51 @@ static void test_cli_predict_checks_image_size(void **state) {
   assert_contains(tu_out, "0 white.pgm: class 1");
   assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors nothere.png"), 1);
   assert_contains(tu_err, "nothere.png");
+}
+
+/* --json names each image by its file and its index inside that file:
+   a picture is index 0, an IDX file's images count from 0 in each file,
+   and a file name that needs escaping still gives valid JSON. */
+static void test_cli_predict_json_names_file_and_index(void **state) {
+  (void)state;
+  write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
+  write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
+  tu_write_text("white.pgm", "P2\n1 1\n255\n255\n");
+  tu_write_text("we\"ird\\.pgm", "P2\n1 1\n255\n0\n");
+  const uint8_t pixels[3] = {0, 255, 0}, labels[3] = {0, 1, 0};
+  write_data("three", pixels, 3, labels, 0, 1);
+  assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors --json white.pgm "
+                          "three/t10k-images-idx3-ubyte 'we\"ird\\.pgm' "
+                          "three/t10k-images-idx3-ubyte"),
+                   0);
+  static const struct {
+    const char *file;
+    int index, cls;
+  } want[] = {{"white.pgm", 0, 1},
+              {"three/t10k-images-idx3-ubyte", 0, 0},
+              {"three/t10k-images-idx3-ubyte", 1, 1},
+              {"three/t10k-images-idx3-ubyte", 2, 0},
+              {"we\"ird\\.pgm", 0, 0},
+              {"three/t10k-images-idx3-ubyte", 0, 0},
+              {"three/t10k-images-idx3-ubyte", 1, 1},
+              {"three/t10k-images-idx3-ubyte", 2, 0}};
+  const char *line = tu_out;
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    size_t len = strcspn(line, "\n");
+    assert_int_equal(line[len], '\n');
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    if (!o)
+      fail_msg("line %zu is not JSON: %.*s", i, (int)len, line);
+    assert_int_equal(cJSON_GetArraySize(o), 4);
+    assert_int_equal((int)json_number(o, "index"), want[i].index);
+    const char *file = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "file"));
+    assert_non_null(file);
+    assert_string_equal(file, want[i].file);
+    assert_int_equal((int)json_number(o, "class"), want[i].cls);
+    cJSON_Delete(o);
+    line += len + 1;
+  }
+  assert_string_equal(line, "");
 }
 
 static void test_cli_eval_single_label_by_hand(void **state) {
@@ -604,10 +828,14 @@ int main(void) {
       cmocka_unit_test(test_cli_exit_statuses),
       cmocka_unit_test(test_cli_unknown_words_get_hints),
       cmocka_unit_test(test_cli_help_for_every_command),
+      cmocka_unit_test(test_cli_language_help_and_docs_name_every_word),
       cmocka_unit_test(test_cli_compile_writes_source_and_header),
       cmocka_unit_test(test_cli_compile_error_writes_nothing),
+      cmocka_unit_test(test_cli_compile_name_links_two_copies),
+      cmocka_unit_test(test_cli_weights_raw_f32_and_non_finite),
       cmocka_unit_test(test_cli_predict_json_on_golden_cases),
       cmocka_unit_test(test_cli_predict_checks_image_size),
+      cmocka_unit_test(test_cli_predict_json_names_file_and_index),
       cmocka_unit_test(test_cli_eval_single_label_by_hand),
       cmocka_unit_test(test_cli_eval_multi_label_by_hand),
       cmocka_unit_test(test_cli_eval_refuses_data_that_does_not_fit),

@@ -297,7 +297,7 @@ static void test_examples_predict_single_label_unchanged(void **state) {
                    0);
   cJSON *o = cJSON_Parse(tu_out);
   assert_non_null(o);
-  assert_int_equal(cJSON_GetArraySize(o), 3); /* index, class, outputs */
+  assert_int_equal(cJSON_GetArraySize(o), 4); /* index, file, class, outputs */
   assert_null(cJSON_GetObjectItemCaseSensitive(o, "labels"));
   cJSON_Delete(o);
   assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors white.pgm"), 0);

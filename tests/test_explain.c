@@ -693,9 +693,10 @@ static void test_explain_command_gradcam_and_idx(void **state) {
   assert_int_equal(tu_run("predict small.cnn --weights small.safetensors --backend tcc --top 1 "
                           "--json three-idx3-ubyte"),
                    0);
-  char *third = strstr(tu_out, "\"index\": 2, \"class\": ");
+  const char *key = "\"index\": 2, \"file\": \"three-idx3-ubyte\", \"class\": ";
+  char *third = strstr(tu_out, key);
   assert_non_null(third);
-  int cls = atoi(third + strlen("\"index\": 2, \"class\": "));
+  int cls = atoi(third + strlen(key));
   assert_int_equal(tu_run("explain small.cnn --weights small.safetensors --backend tcc --index 2 "
                           "three-idx3-ubyte --out sal.png"),
                    0);

@@ -1018,6 +1018,59 @@ static void test_train_resume_at_the_end_keeps_the_scores(void **state) {
 }
 
 /* golden-check's train part with two threads (tests/run-all runs one). */
+/* A data set of 2x2 gray images written by hand: `train` and `t10k`. */
+static void write_small_data(const char *dir) {
+  uint8_t pixels[8 * 4], labels[8];
+  for (int i = 0; i < 8; i++) {
+    labels[i] = (uint8_t)(i % 2);
+    for (int k = 0; k < 4; k++)
+      pixels[i * 4 + k] = (uint8_t)(labels[i] ? 200 + k : 10 * k);
+  }
+  mkdir(tu_path(dir), 0777);
+  const char *which[2] = {"train", "t10k"};
+  for (int s = 0; s < 2; s++) {
+    char p[512];
+    Err e = {0};
+    IdxImages im = {s ? 4 : 8, 2, 2, 1, pixels};
+    IdxLabels lb = {s ? 4 : 8, 0, labels};
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
+    assert_int_equal(idx_write_images(p, &im, &e), 0);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
+    assert_int_equal(idx_write_labels(p, &lb, &e), 0);
+  }
+}
+
+/* The first line says how long the cc backend compiled, or, when the object
+   came from its cache, that nothing was compiled. */
+static void test_train_says_when_cc_object_was_cached(void **state) {
+  (void)state;
+  write_small_data("two");
+  tu_write_text("two.cnn", "network two\ninput 2x2x1\nflatten\ndense 2 softmax\n"
+                           "train {\n  batch 4\n  epochs 1\n}\n");
+  const char *old = getenv("XDG_CACHE_HOME");
+  char *saved = old ? strdup(old) : NULL;
+  setenv("XDG_CACHE_HOME", tu_path("cache"), 1); /* empty: the first run compiles */
+  int first = tu_run("train two.cnn --data two --backend cc --threads 1 --out a.safetensors");
+  char *first_out = strdup(tu_out);
+  int second = tu_run("train two.cnn --data two --backend cc --threads 1 --out b.safetensors");
+  if (saved)
+    setenv("XDG_CACHE_HOME", saved, 1);
+  else
+    unsetenv("XDG_CACHE_HOME");
+  free(saved);
+  assert_int_equal(first, 0);
+  assert_int_equal(second, 0);
+  assert_contains(first_out, ", backend cc (compiled in ");
+  assert_null(strstr(first_out, "cached"));
+  assert_contains(tu_out, ", backend cc (cached), 1 thread\n");
+  assert_null(strstr(tu_out, "compiled in"));
+  free(first_out);
+  /* tcc compiles every time. */
+  assert_int_equal(tu_run("train two.cnn --data two --backend tcc --threads 1 --out c.safetensors"),
+                   0);
+  assert_contains(tu_out, ", backend tcc (compiled in ");
+}
+
 static void test_train_golden_cases_on_two_threads(void **state) {
   (void)state;
   const char *tool = "../shared/tools/golden-check";
@@ -1055,6 +1108,7 @@ int main(void) {
       cmocka_unit_test(test_train_log_without_lr_column_resumes),
       cmocka_unit_test(test_train_log_unwritable_fails_before_training),
       cmocka_unit_test(test_train_plot_draws_every_epoch),
+      cmocka_unit_test(test_train_says_when_cc_object_was_cached),
       cmocka_unit_test(test_train_golden_cases_on_two_threads),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
