@@ -196,7 +196,7 @@ static void test_cli_exit_statuses(void **state) {
   assert_int_equal(tu_run("%s", ""), 1); /* no arguments */
   assert_int_equal(tu_run("--version"), 0);
   assert_contains(tu_out, "cnngen " CNNGEN_VERSION);
-  /* A system compiler that fails on the generated C is cnngen's fault: 2. */
+  /* A system compiler that cannot compile anything is the user's: 1, naming it. */
   write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
   write_tiny_weights("tiny.safetensors", 0, 1, 0, 0);
   tu_write_text("white.pgm", "P2\n1 1\n255\n255\n");
@@ -205,8 +205,17 @@ static void test_cli_exit_statuses(void **state) {
   int status = tu_run("predict tiny.cnn --weights tiny.safetensors --backend cc white.pgm");
   unsetenv("CC");
   unsetenv("XDG_CACHE_HOME");
-  assert_int_equal(status, 2);
-  assert_contains(tu_err, "cnngen: error: ");
+  assert_int_equal(status, 1);
+  assert_contains(tu_err, "cnngen: error: the C compiler 'false'");
+  assert_contains(tu_err, "exit status 1");
+  setenv("CC", "/nonexistent/cc", 1);
+  setenv("XDG_CACHE_HOME", tu_tmp, 1);
+  status = tu_run("predict tiny.cnn --weights tiny.safetensors --backend cc white.pgm");
+  unsetenv("CC");
+  unsetenv("XDG_CACHE_HOME");
+  assert_int_equal(status, 1);
+  assert_contains(tu_err, "cnngen: error: the C compiler '/nonexistent/cc'");
+  assert_contains(tu_err, "not found");
   assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors --backend tcc white.pgm"),
                    0);
 }
