@@ -300,7 +300,8 @@ float *cli_read_weights(const char *path, const Net *net, Err *e) {
     e->internal = 1;
   } else {
     net_tensors(net, ti);
-    if (st_load_params(&f, ti, nt, params, e) == 0) {
+    if (st_load_params(&f, ti, nt, params, e) == 0 &&
+        params_check_finite(path, ti, nt, params, e) == 0) {
       free(ti);
       st_free(&f);
       return params;

@@ -291,6 +291,8 @@ static int resume(Run *r, const char *path, Err *e) {
     goto done;
   }
   rc = st_load_params(&f, ti, n, r->state, e);
+  if (rc == 0)
+    rc = params_check_finite(path, ti, n, r->state, e);
   free(ti);
   if (rc < 0)
     goto done;

@@ -433,6 +433,20 @@ int st_load_params(const StFile *f, const TensorInfo *ti, int nt, float *params,
   return 0;
 }
 
+int params_check_finite(const char *path, const TensorInfo *ti, int nt, const float *params,
+                        Err *e) {
+  for (int i = 0; i < nt; i++)
+    for (long j = 0; j < ti[i].count; j++) {
+      float v = params[ti[i].offset + j];
+      if (!isfinite(v))
+        return err_set(e, path,
+                       "tensor '%s' element %ld is %s (weights must be finite numbers; "
+                       "was the training run that wrote them diverging?)",
+                       ti[i].name, j, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf");
+    }
+  return 0;
+}
+
 /* A growable string for the header. */
 typedef struct {
   char *s;

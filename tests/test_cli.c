@@ -581,6 +581,42 @@ static void test_cli_eval_reproduces_pytorch(void **state) {
   cJSON_Delete(o);
 }
 
+/* NaN or infinite weights are refused by every command that reads weights,
+   naming the tensor and the element. */
+static void test_cli_refuses_weights_that_are_not_finite(void **state) {
+  (void)state;
+  write_tiny_net("fin.cnn", "softmax", "sparse_categorical_crossentropy");
+  write_tiny_weights("nan.safetensors", 0, NAN, 0, 0);
+  write_tiny_weights("inf.safetensors", 0, 1, 0, -INFINITY);
+  tu_write_text("fin.pgm", "P2\n1 1\n255\n255\n");
+  static const uint8_t pixels[2] = {0, 255}, labels[2] = {0, 1};
+  write_data("fin", pixels, 2, labels, 0, 1);
+  assert_int_equal(tu_shell("cd fin && cp t10k-images-idx3-ubyte train-images-idx3-ubyte && "
+                            "cp t10k-labels-idx1-ubyte train-labels-idx1-ubyte"),
+                   0);
+  static const char *const commands[] = {
+      "eval fin.cnn --data fin --backend tcc --weights %s",
+      "predict fin.cnn --backend tcc fin.pgm --weights %s",
+      "fin.cnn -o fin.c --weights %s",
+      "explain fin.cnn --backend tcc fin.pgm --out fin.png --weights %s",
+      "train fin.cnn --data fin --epochs 1 --backend tcc --out fin.safetensors --weights %s",
+  };
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, commands[i], "nan.safetensors");
+    assert_int_equal(tu_run("%s", cmd), 1);
+    assert_contains(tu_err, "cnngen: error: nan.safetensors: tensor 'dense1.weight' element 1 is "
+                            "NaN");
+    snprintf(cmd, sizeof cmd, commands[i], "inf.safetensors");
+    assert_int_equal(tu_run("%s", cmd), 1);
+    assert_contains(tu_err, "cnngen: error: inf.safetensors: tensor 'dense1.bias' element 1 is "
+                            "-inf");
+  }
+  assert_false(tu_exists("fin.c"));
+  assert_false(tu_exists("fin.png"));
+  assert_false(tu_exists("fin.safetensors"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cli_parse_accepts_every_spelling),
@@ -597,6 +633,7 @@ int main(void) {
       cmocka_unit_test(test_cli_eval_multi_label_by_hand),
       cmocka_unit_test(test_cli_eval_refuses_data_that_does_not_fit),
       cmocka_unit_test(test_cli_eval_reproduces_pytorch),
+      cmocka_unit_test(test_cli_refuses_weights_that_are_not_finite),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }
