@@ -561,6 +561,46 @@ static int write_weights(Run *r, Err *e) {
   return st_write_params(r->out, r->net, r->state, meta, e);
 }
 
+/* The files written against those read: the network, --weights, --resume
+   and the IDX files the data directory may hold. --checkpoint may be the
+   --resume file (continuing a run where it left off), which is read whole
+   before the first checkpoint replaces it. */
+static int check_outputs(const Run *r, Err *e) {
+  const CliArgs *a = r->a;
+  const char *dir = a->value[CLI_DATA] ? a->value[CLI_DATA] : CNNGEN_DEFAULT_DATA;
+  static const char *const which[] = {"train", "t10k"};
+  static const char *const kinds[] = {"images-idx3", "images-idx4", "labels-idx1", "labels-idx2"};
+  enum { NDATA = 2 * 4 * 2 };
+  char data[NDATA][4096];
+  IoPath in[2 + NDATA] = {{"the network file", a->net_path}};
+  int nin = 1, nd = 0;
+  if (a->value[CLI_WEIGHTS])
+    in[nin++] = (IoPath){"--weights", a->value[CLI_WEIGHTS]};
+  for (int w = 0; w < 2; w++)
+    for (int k = 0; k < 4; k++)
+      for (int gz = 0; gz < 2; gz++, nd++) {
+        snprintf(data[nd], sizeof data[nd], "%s/%s-%s-ubyte%s", dir, which[w], kinds[k],
+                 gz ? ".gz" : "");
+        in[nin++] = (IoPath){"a data file", data[nd]};
+      }
+  IoPath out[4] = {{"--out", r->out}, {"--checkpoint", r->ckpt}};
+  int nout = 2;
+  if (a->value[CLI_LOG])
+    out[nout++] = (IoPath){"--log", a->value[CLI_LOG]};
+  if (a->value[CLI_PLOT])
+    out[nout++] = (IoPath){"--plot", a->value[CLI_PLOT]};
+  if (io_check_outputs(out, nout, in, nin, e) < 0)
+    return -1;
+  /* All but --checkpoint against --resume too. */
+  if (a->value[CLI_RESUME]) {
+    IoPath resume = {"--resume", a->value[CLI_RESUME]};
+    out[1] = out[--nout];
+    if (io_check_outputs(out, nout, &resume, 1, e) < 0)
+      return -1;
+  }
+  return 0;
+}
+
 static int setup(Run *r, Err *e) {
   const CliArgs *a = r->a;
   TrainConfig *tc = &r->net->train;
@@ -589,7 +629,7 @@ static int setup(Run *r, Err *e) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory");
   }
-  if (load_data(r, e) < 0)
+  if (check_outputs(r, e) < 0 || load_data(r, e) < 0)
     return -1;
   return 0;
 }

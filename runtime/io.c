@@ -12,9 +12,12 @@
  */
 #include "io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +193,7 @@ int atomic_open(AtomicFile *af, const char *path, Err *e) {
   const char *base = path + dirlen;
   if (!*base)
     return err_set(e, path, "is a directory name, not a file name");
-  size_t n = strlen(path) + 16;
+  size_t n = strlen(path) + 40;
   af->path = strdup(path);
   af->tmp = malloc(n);
   if (!af->path || !af->tmp) {
@@ -199,8 +202,9 @@ int atomic_open(AtomicFile *af, const char *path, Err *e) {
     memset(af, 0, sizeof *af);
     return err_set(e, path, "out of memory");
   }
-  /* DIR/.BASE.XXXXXX: hidden, beside the target, so rename stays in one file system. */
-  snprintf(af->tmp, n, "%.*s.%s.XXXXXX", (int)dirlen, path, base);
+  /* DIR/.BASE.PID.XXXXXX: hidden, beside the target, so rename stays in one
+     file system; the pid tells io_check_outputs whether its writer lives. */
+  snprintf(af->tmp, n, "%.*s.%s.%ld.XXXXXX", (int)dirlen, path, base, (long)getpid());
   int fd = mkstemp(af->tmp);
   if (fd < 0) {
     int saved = errno;
@@ -284,4 +288,124 @@ int io_write_atomic(const char *path, const void *data, size_t len, Err *e) {
                    saved ? strerror(saved) : "I/O error");
   }
   return atomic_commit(&af, e);
+}
+
+/* ---- outputs ---- */
+
+/* Where a path leads, to compare two: the file's device and inode when it
+   exists, else the absolute path of its directory (resolved) plus its name. */
+typedef struct Where {
+  bool exists;
+  struct stat st;
+  char *resolved; /* malloc'd; when !exists (NULL if the directory is missing) */
+} Where;
+
+static void where_of(const char *path, Where *w) {
+  memset(w, 0, sizeof *w);
+  if (stat(path, &w->st) == 0) {
+    w->exists = true;
+    return;
+  }
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+  char *real = dir ? realpath(dir, NULL) : NULL;
+  const char *base = slash ? slash + 1 : path;
+  if (real && (w->resolved = malloc(strlen(real) + strlen(base) + 2)))
+    sprintf(w->resolved, "%s/%s", real, base);
+  free(dir);
+  free(real);
+}
+
+static bool same_file(const Where *a, const Where *b) {
+  if (a->exists != b->exists)
+    return false;
+  if (a->exists)
+    return a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino;
+  return a->resolved && b->resolved && strcmp(a->resolved, b->resolved) == 0;
+}
+
+static const char *file_kind(mode_t m) {
+  return S_ISDIR(m)    ? "a directory"
+         : S_ISCHR(m)  ? "a character device"
+         : S_ISBLK(m)  ? "a block device"
+         : S_ISFIFO(m) ? "a FIFO"
+         : S_ISSOCK(m) ? "a socket"
+                       : "not a regular file";
+}
+
+/* Removes DIR/.BASE.PID.XXXXXX (atomic_open's temporaries of `path`) whose
+   process no longer exists. Best effort: a directory that cannot be read
+   has nothing to remove as far as this run can tell. */
+static void remove_stale_temporaries(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0, blen = strlen(base);
+  char *dir = dirlen ? strndup(path, dirlen) : strdup(".");
+  DIR *d = dir ? opendir(dir) : NULL;
+  if (!d) {
+    free(dir);
+    return;
+  }
+  struct dirent *ent;
+  while ((ent = readdir(d))) {
+    const char *name = ent->d_name;
+    if (name[0] != '.' || strncmp(name + 1, base, blen) != 0 || name[1 + blen] != '.')
+      continue;
+    const char *p = name + 2 + blen, *digits = p;
+    while (*p >= '0' && *p <= '9')
+      p++;
+    if (p == digits || p - digits > 10 || *p != '.' || strlen(p + 1) != 6)
+      continue;
+    bool alnum = true;
+    for (const char *q = p + 1; *q; q++)
+      alnum &= (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z');
+    long pid = strtol(digits, NULL, 10);
+    if (!alnum || pid <= 0 || pid > INT_MAX || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+      continue; /* a live writer (or one we may not signal: EPERM) keeps its file */
+    char *tmp = malloc(dirlen + strlen(name) + 1);
+    if (tmp) {
+      sprintf(tmp, "%.*s%s", (int)dirlen, path, name);
+      unlink(tmp);
+      free(tmp);
+    }
+  }
+  closedir(d);
+  free(dir);
+}
+
+int io_check_outputs(const IoPath *out, int nout, const IoPath *in, int nin, Err *e) {
+  Where *w = calloc((size_t)(nout + nin) + 1, sizeof *w);
+  if (!w) {
+    e->internal = 1;
+    return err_set(e, NULL, "out of memory");
+  }
+  int rc = 0;
+  for (int i = 0; i < nout + nin; i++)
+    where_of(i < nout ? out[i].path : in[i - nout].path, &w[i]);
+  for (int i = 0; i < nout && !rc; i++) {
+    if (w[i].exists && !S_ISREG(w[i].st.st_mode)) {
+      rc = err_set(e, out[i].path,
+                   "%s names %s, not a regular file (cnngen replaces what it writes; name a "
+                   "new or regular file)",
+                   out[i].what, file_kind(w[i].st.st_mode));
+      break;
+    }
+    for (int j = 0; j < nin && !rc; j++)
+      if (same_file(&w[i], &w[nout + j]))
+        rc = err_set(e, out[i].path,
+                     "%s names %s (%s), an input of this run, which writing would destroy "
+                     "(choose another name)",
+                     out[i].what, in[j].what, in[j].path);
+    for (int j = 0; j < i && !rc; j++)
+      if (same_file(&w[i], &w[j]))
+        rc = err_set(e, out[i].path, "%s and %s name the same file (give them different names)",
+                     out[j].what, out[i].what);
+  }
+  for (int i = 0; i < nout + nin; i++)
+    free(w[i].resolved);
+  free(w);
+  if (rc == 0)
+    for (int i = 0; i < nout; i++)
+      remove_stale_temporaries(out[i].path);
+  return rc;
 }

@@ -21,6 +21,9 @@ typedef struct AtomicFile {
   char *tmp;      /* the temporary beside it */
 } AtomicFile;
 
+/* Creates DIR/.BASE.PID.XXXXXX beside the target (PID: this process's), so a
+   later run can tell a temporary whose writer was killed (io_check_outputs
+   removes those) from one still being written. */
 int atomic_open(AtomicFile *af, const char *path, Err *e);
 /* Flushes, fsyncs and renames over the target; on any failure the target is
    untouched and the temporary removed. */
@@ -28,5 +31,20 @@ int atomic_commit(AtomicFile *af, Err *e);
 void atomic_abort(AtomicFile *af);
 /* Whole buffer at once. */
 int io_write_atomic(const char *path, const void *data, size_t len, Err *e);
+
+/* A file a command reads or writes, and the words that name it in messages
+   ("-o", "--checkpoint", "the network file"). */
+typedef struct IoPath {
+  const char *what;
+  const char *path;
+} IoPath;
+
+/* Before a command does any work: refuses an output that exists and is not
+   a regular file (a device, a FIFO, a directory), that is one of the inputs
+   (the same file by device and inode, or by resolved path where it does not
+   exist yet), or that another output names too; the message names the
+   option and the path. Then removes the temporaries that atomic_open left
+   beside each output in runs that were killed (their process is gone). */
+int io_check_outputs(const IoPath *out, int nout, const IoPath *in, int nin, Err *e);
 
 #endif

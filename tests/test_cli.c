@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -581,25 +583,32 @@ static void test_cli_eval_reproduces_pytorch(void **state) {
   cJSON_Delete(o);
 }
 
+/* A tiny network, weights, an image and a data directory (train and t10k)
+   for the commands that write files. */
+static void write_tiny_run(void) {
+  write_tiny_net("o.cnn", "softmax", "sparse_categorical_crossentropy");
+  write_tiny_weights("o.safetensors", 0, 1, 0, 0);
+  tu_write_text("o.pgm", "P2\n1 1\n255\n255\n");
+  static const uint8_t pixels[2] = {0, 255}, labels[2] = {0, 1};
+  write_data("od", pixels, 2, labels, 0, 1);
+  assert_int_equal(tu_shell("cd od && cp t10k-images-idx3-ubyte train-images-idx3-ubyte && "
+                            "cp t10k-labels-idx1-ubyte train-labels-idx1-ubyte"),
+                   0);
+}
+
 /* NaN or infinite weights are refused by every command that reads weights,
    naming the tensor and the element. */
 static void test_cli_refuses_weights_that_are_not_finite(void **state) {
   (void)state;
-  write_tiny_net("fin.cnn", "softmax", "sparse_categorical_crossentropy");
+  write_tiny_run();
   write_tiny_weights("nan.safetensors", 0, NAN, 0, 0);
   write_tiny_weights("inf.safetensors", 0, 1, 0, -INFINITY);
-  tu_write_text("fin.pgm", "P2\n1 1\n255\n255\n");
-  static const uint8_t pixels[2] = {0, 255}, labels[2] = {0, 1};
-  write_data("fin", pixels, 2, labels, 0, 1);
-  assert_int_equal(tu_shell("cd fin && cp t10k-images-idx3-ubyte train-images-idx3-ubyte && "
-                            "cp t10k-labels-idx1-ubyte train-labels-idx1-ubyte"),
-                   0);
   static const char *const commands[] = {
-      "eval fin.cnn --data fin --backend tcc --weights %s",
-      "predict fin.cnn --backend tcc fin.pgm --weights %s",
-      "fin.cnn -o fin.c --weights %s",
-      "explain fin.cnn --backend tcc fin.pgm --out fin.png --weights %s",
-      "train fin.cnn --data fin --epochs 1 --backend tcc --out fin.safetensors --weights %s",
+      "eval o.cnn --data od --backend tcc --weights %s",
+      "predict o.cnn --backend tcc o.pgm --weights %s",
+      "o.cnn -o fin.c --weights %s",
+      "explain o.cnn --backend tcc o.pgm --out fin.png --weights %s",
+      "train o.cnn --data od --epochs 1 --backend tcc --out fin.safetensors --weights %s",
   };
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     char cmd[256];
@@ -615,6 +624,116 @@ static void test_cli_refuses_weights_that_are_not_finite(void **state) {
   assert_false(tu_exists("fin.c"));
   assert_false(tu_exists("fin.png"));
   assert_false(tu_exists("fin.safetensors"));
+}
+
+/* An output that is an input of the same run, that another output names
+   too, or that is not a regular file is refused before any work, and left
+   as it was. */
+static void test_cli_outputs_never_replace_inputs_or_devices(void **state) {
+  (void)state;
+  write_tiny_run();
+  char before[512], after[512];
+  tu_read_file(tu_path("o.cnn"), before, sizeof before);
+  assert_int_equal(tu_shell("mkfifo fifo && mkdir dir dir.png && ln -s o.cnn link.c"), 0);
+  /* A device node: a copy of /dev/null of our own where we may make one (as
+     root, which is also when a cnngen without this check would replace the
+     system's /dev/null), else /dev/null itself. */
+  const char *dev = mknod(tu_path("null"), S_IFCHR | 0666, makedev(1, 3)) == 0 ? "null"
+                                                                                : "/dev/null";
+  char dev_case[2][200];
+  snprintf(dev_case[0], sizeof dev_case[0], "o.cnn -o %s", dev);
+  snprintf(dev_case[1], sizeof dev_case[1],
+           "explain o.cnn --backend tcc --weights o.safetensors o.pgm --out %s", dev);
+  static const struct {
+    const char *args, *message;
+  } cases[] = {
+      {NULL, "-o names a character device, not a regular file"},
+      {NULL, "--out names a character device"},
+      {"o.cnn -o fifo", "fifo: -o names a FIFO, not a regular file"},
+      {"o.cnn -o dir", "dir: -o names a directory, not a regular file"},
+      {"o.cnn -o o.cnn", "o.cnn: -o names the network file (o.cnn), an input of this run"},
+      {"o.cnn -o link.c", "link.c: -o names the network file (o.cnn), an input of this run"},
+      {"o.cnn -o ./o.safetensors --weights o.safetensors",
+       "./o.safetensors: -o names --weights (o.safetensors), an input of this run"},
+      {"explain o.cnn --backend tcc --weights o.safetensors o.pgm --out o.pgm",
+       "o.pgm: --out names the image (o.pgm), an input of this run"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --out a.safetensors --checkpoint "
+       "./a.safetensors",
+       "./a.safetensors: --out and --checkpoint name the same file"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --out o.cnn",
+       "o.cnn: --out names the network file (o.cnn)"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --out od/t10k-images-idx3-ubyte",
+       "od/t10k-images-idx3-ubyte: --out names a data file"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --weights o.safetensors --log "
+       "o.safetensors",
+       "o.safetensors: --log names --weights (o.safetensors)"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --plot dir.png",
+       "dir.png: --plot names a directory"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --log fifo", "fifo: --log names a FIFO"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --checkpoint fifo",
+       "fifo: --checkpoint names a FIFO"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    assert_int_equal(tu_run("%s", cases[i].args ? cases[i].args : dev_case[i]), 1);
+    assert_contains(tu_err, cases[i].message);
+  }
+  struct stat st;
+  assert_int_equal(lstat(dev[0] == '/' ? dev : tu_path(dev), &st), 0);
+  assert_true(S_ISCHR(st.st_mode));
+  assert_int_equal(lstat(tu_path("fifo"), &st), 0);
+  assert_true(S_ISFIFO(st.st_mode));
+  assert_int_equal(lstat(tu_path("dir"), &st), 0);
+  assert_true(S_ISDIR(st.st_mode));
+  assert_int_equal(lstat(tu_path("link.c"), &st), 0);
+  assert_true(S_ISLNK(st.st_mode));
+  tu_read_file(tu_path("o.cnn"), after, sizeof after);
+  assert_string_equal(before, after);
+  assert_false(tu_exists("a.safetensors"));
+  /* Continuing a run in place is allowed: --checkpoint may be the --resume file. */
+  assert_int_equal(tu_run("train o.cnn --data od --backend tcc --epochs 1 --out b.safetensors"), 0);
+  assert_int_equal(tu_run("train o.cnn --data od --backend tcc --epochs 2 --out b.safetensors "
+                          "--resume b.ckpt.safetensors"),
+                   0);
+  assert_int_equal(tu_run("train o.cnn --data od --backend tcc --epochs 3 --out "
+                          "b.ckpt.safetensors --resume b.ckpt.safetensors --checkpoint c.st"),
+                   1);
+  assert_contains(tu_err, "b.ckpt.safetensors: --out names --resume");
+}
+
+/* The temporaries of a killed run's outputs (DIR/.NAME.PID.XXXXXX whose
+   process is gone) are removed when a command next writes those outputs;
+   those of a live process stay, and so does anything else. */
+static void test_cli_stale_temporaries_are_removed(void **state) {
+  (void)state;
+  write_tiny_run();
+  pid_t dead = fork();
+  if (dead == 0)
+    _exit(0);
+  assert_true(dead > 0);
+  assert_int_equal(waitpid(dead, NULL, 0), dead);
+  static const char *const outputs[] = {"o.c", "o.h", "t.safetensors", "t.ckpt.safetensors"};
+  for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+    char name[128];
+    snprintf(name, sizeof name, ".%s.%ld.Ab12Cd", outputs[i], (long)dead);
+    tu_write_text(name, "half a file");
+    snprintf(name, sizeof name, ".%s.%ld.Ab12Cd", outputs[i], (long)getpid());
+    tu_write_text(name, "being written");
+    snprintf(name, sizeof name, ".%s.notes", outputs[i]);
+    tu_write_text(name, "not a temporary");
+  }
+  assert_int_equal(tu_run("o.cnn -o o.c"), 0);
+  assert_int_equal(tu_run("train o.cnn --data od --backend tcc --epochs 1 --out t.safetensors"),
+                   0);
+  for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+    char name[128];
+    snprintf(name, sizeof name, ".%s.%ld.Ab12Cd", outputs[i], (long)dead);
+    if (tu_exists(name))
+      fail_msg("%s was left behind", name);
+    snprintf(name, sizeof name, ".%s.%ld.Ab12Cd", outputs[i], (long)getpid());
+    assert_true(tu_exists(name));
+    snprintf(name, sizeof name, ".%s.notes", outputs[i]);
+    assert_true(tu_exists(name));
+  }
 }
 
 int main(void) {
@@ -634,6 +753,8 @@ int main(void) {
       cmocka_unit_test(test_cli_eval_refuses_data_that_does_not_fit),
       cmocka_unit_test(test_cli_eval_reproduces_pytorch),
       cmocka_unit_test(test_cli_refuses_weights_that_are_not_finite),
+      cmocka_unit_test(test_cli_outputs_never_replace_inputs_or_devices),
+      cmocka_unit_test(test_cli_stale_temporaries_are_removed),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }
