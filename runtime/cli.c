@@ -19,6 +19,9 @@
 #include "io.h"
 #include "safetensors.h"
 
+/* A .cnn file is text of a few lines per layer; far below this. */
+#define CLI_MAX_NET_BYTES ((size_t)4 << 20)
+
 typedef struct CliOptionInfo {
   const char *name;
   char short_name;
@@ -270,7 +273,8 @@ void cli_args_free(CliArgs *a) {
 Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status) {
   Err e = {0};
   size_t len;
-  char *src = io_read_file(path, &len, &e);
+  static const IoLimit limit = {CLI_MAX_NET_BYTES, "a network file (at most 4 MB)", NULL};
+  char *src = io_read_capped(path, &limit, &len, &e);
   if (!src) {
     *status = cli_fail(&e);
     return NULL;

@@ -471,7 +471,8 @@ static int read_log(Run *r, Err *e) {
   if (access(path, F_OK) != 0)
     return 0;
   size_t len;
-  char *text = io_read_file(path, &len, e);
+  static const IoLimit limit = {(size_t)64 << 20, "a training log (at most 64 MB)", NULL};
+  char *text = io_read_capped(path, &limit, &len, e);
   if (!text)
     return -1;
   int rc = 0, lineno = 1;

@@ -11,8 +11,22 @@
 
 #include "err.h"
 
-/* Reads a whole file (transparently gunzipping when it starts with the gzip
-   magic). Returns a malloc'd buffer with a NUL after the data, or NULL. */
+/* How much a reader takes of a file (after gunzipping). */
+typedef struct IoLimit {
+  size_t max;       /* bytes at most, whatever the data says; 0: no maximum */
+  const char *what; /* "a network file": for the message */
+  /* Optional: the size the file declares, judged from its first n bytes
+     (all of them when it is shorter): 1 with *size set; 0 while n is too
+     short to tell; -1 when the data is not of this format (reading stops
+     and the caller's parser, given what was read, says what is wrong). */
+  int (*declared)(const unsigned char *head, size_t n, size_t *size);
+} IoLimit;
+
+/* Reads a whole file, gunzipping gzip data, and refuses more than `lim`
+   allows, naming the file. Returns a malloc'd buffer with a NUL after the
+   data, or NULL. */
+void *io_read_capped(const char *path, const IoLimit *lim, size_t *len, Err *e);
+/* The same without a limit: for files the program itself wrote (tests). */
 void *io_read_file(const char *path, size_t *len, Err *e);
 
 typedef struct AtomicFile {

@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "idx.h"
+#include "image.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -736,6 +737,72 @@ static void test_cli_stale_temporaries_are_removed(void **state) {
   }
 }
 
+/* /dev/zero and sparse files of gigabytes, in place of each kind of input,
+   are refused after what the format can hold, naming the file. */
+static void test_cli_reads_no_more_than_the_format_holds(void **state) {
+  (void)state;
+  write_tiny_run();
+  Err e = {0};
+  Image white = {1, 1, 1, (uint8_t[]){255}};
+  if (image_write_png(tu_path("o.png"), &white, &e) < 0)
+    fail_msg("%s", e.msg);
+  tu_write_text("o5.pgm", "P5\n1 1\n255\n\377");
+  /* Each valid file with 8 GB of zeros after it (sparse: no disk used). */
+  assert_int_equal(tu_shell("truncate -s 8G zeros && "
+                            "cp o.safetensors big.safetensors && truncate -s 8G big.safetensors && "
+                            "cp od/t10k-images-idx3-ubyte big.idx && truncate -s 8G big.idx && "
+                            "cp o5.pgm big.pgm && truncate -s 8G big.pgm && "
+                            "cp o.png big.png && truncate -s 8G big.png && "
+                            "printf '\\000\\000\\000\\020\\000\\000\\000\\000' > "
+                            "hdr.safetensors && truncate -s 8G hdr.safetensors && "
+                            "(head -c 8388608 /dev/zero | gzip > bomb.cnn.gz)"),
+                   0);
+  static const struct {
+    const char *args, *message;
+  } cases[] = {
+      {"check /dev/zero", "/dev/zero: more than 4194304 bytes: too large for a network file"},
+      {"check zeros", "zeros: more than 4194304 bytes: too large for a network file"},
+      {"check bomb.cnn.gz", "bomb.cnn.gz: more than 4194304 bytes: too large for a network"},
+      {"eval o.cnn --data od --backend tcc --weights /dev/zero",
+       "/dev/zero: the header is not a JSON object"},
+      {"eval o.cnn --data od --backend tcc --weights zeros", "zeros: the header is not a JSON"},
+      {"eval o.cnn --data od --backend tcc --weights big.safetensors",
+       "big.safetensors: holds more than the"},
+      {"eval o.cnn --data od --backend tcc --weights hdr.safetensors",
+       "hdr.safetensors: header length 268435456 is over the format's limit of 100 MB"},
+      {"o.cnn -o o.c --weights big.safetensors", "big.safetensors: holds more than the"},
+      {"predict o.cnn --backend tcc --weights o.safetensors /dev/zero",
+       "/dev/zero: not an IDX file: found magic 0x00000000"},
+      {"predict o.cnn --backend tcc --weights o.safetensors zeros",
+       "zeros: not an IDX file: found magic 0x00000000"},
+      {"predict o.cnn --backend tcc --weights o.safetensors big.idx",
+       "big.idx: holds more than the 18 bytes its header declares"},
+      {"predict o.cnn --backend tcc --weights o.safetensors big.pgm",
+       "big.pgm: holds more than the 12 bytes its header declares"},
+      {"predict o.cnn --backend tcc --weights o.safetensors big.png",
+       "big.png: holds more than the"},
+      {"explain o.cnn --backend tcc --weights o.safetensors big.png --out x.png",
+       "big.png: holds more than the"},
+      {"eval o.cnn --data od --backend tcc --weights o.safetensors", NULL}, /* the data is fine */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int status = tu_run("%s", cases[i].args);
+    if (!cases[i].message) {
+      assert_int_equal(status, 0);
+      continue;
+    }
+    assert_int_equal(status, 1);
+    assert_contains(tu_err, cases[i].message);
+  }
+  /* The files as they were, before the zeros, still read. */
+  assert_int_equal(tu_run("predict o.cnn --backend tcc --weights o.safetensors o.png o5.pgm "
+                          "od/t10k-images-idx3-ubyte"),
+                   0);
+  assert_int_equal(tu_shell("cp big.idx od/t10k-images-idx3-ubyte"), 0);
+  assert_int_equal(tu_run("eval o.cnn --data od --backend tcc --weights o.safetensors"), 1);
+  assert_contains(tu_err, "t10k-images-idx3-ubyte: holds more than the 18 bytes");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cli_parse_accepts_every_spelling),
@@ -755,6 +822,7 @@ int main(void) {
       cmocka_unit_test(test_cli_refuses_weights_that_are_not_finite),
       cmocka_unit_test(test_cli_outputs_never_replace_inputs_or_devices),
       cmocka_unit_test(test_cli_stale_temporaries_are_removed),
+      cmocka_unit_test(test_cli_reads_no_more_than_the_format_holds),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }
