@@ -1522,12 +1522,17 @@ static TensorInfo *tensors(const Net *net) {
   return ti;
 }
 
-/* The layer whose weight or bias tensor ti is. */
-static const Layer *tensor_layer(const Net *net, const TensorInfo *ti) {
-  for (int j = 0; j < net->nlayers; j++) {
+/* The layer whose weight or bias tensor ti is. The search starts at *from,
+   the layer found last, and wraps around: tensors come in layer order, so
+   a walk over all of them is linear in the layer count, not quadratic. */
+static const Layer *tensor_layer(const Net *net, const TensorInfo *ti, int *from) {
+  for (int k = 0; k < net->nlayers; k++) {
+    int j = (*from + k) % net->nlayers;
     const Layer *l = &net->layers[j];
-    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset))
+    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset)) {
+      *from = j;
       return l;
+    }
   }
   assert(0);
   return NULL;
@@ -1567,8 +1572,8 @@ static void update_function(T *t) {
   }
   if (!nt) /* a network without parameters */
     ln(t, "(void)g, (void)scale;");
-  for (int i = 0; i < nt; i++) {
-    const Layer *l = tensor_layer(net, &ti[i]);
+  for (int i = 0, from = 0; i < nt; i++) {
+    const Layer *l = tensor_layer(net, &ti[i], &from);
     char p[128];
     emit_param_ref(net, l, ti[i].offset == l->bias_offset, "m", p, sizeof p);
     ln(t, "{ /* %s */", ti[i].name);
@@ -1671,8 +1676,8 @@ static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *
 static void all_layout_copies(T *t, const char *internal, const char *pytorch, bool to_pytorch) {
   int nt = net_tensors(t->net, NULL);
   TensorInfo *ti = tensors(t->net);
-  for (int i = 0; i < nt; i++)
-    layout_copy(t, tensor_layer(t->net, &ti[i]), &ti[i], internal, pytorch, to_pytorch);
+  for (int i = 0, from = 0; i < nt; i++)
+    layout_copy(t, tensor_layer(t->net, &ti[i], &from), &ti[i], internal, pytorch, to_pytorch);
   free(ti);
 }
 

@@ -803,6 +803,41 @@ static void test_cli_reads_no_more_than_the_format_holds(void **state) {
   assert_contains(tu_err, "t10k-images-idx3-ubyte: holds more than the 18 bytes");
 }
 
+/* Writes NAME: "input INPUT" then `count` copies of LINE. */
+static void write_repeated(const char *name, const char *input, const char *line, int count) {
+  FILE *f = fopen(tu_path(name), "w");
+  assert_non_null(f);
+  fprintf(f, "input %s\n", input);
+  for (int i = 0; i < count; i++)
+    fprintf(f, "%s\n", line);
+  assert_int_equal(fclose(f), 0);
+}
+
+/* Networks too large for reasonable C are refused at their line; large
+   ones that are accepted compile at once (the tile search does not grow
+   with the image, nothing is quadratic in the layer count). */
+static void test_cli_large_networks_are_capped_or_quick(void **state) {
+  (void)state;
+  write_repeated("huge.cnn", "46000x46000x1", "conv2d 1 1", 1);
+  assert_int_equal(tu_run("huge.cnn -o huge.c"), 1);
+  assert_contains(tu_err, "huge.cnn:1:1: error: the input 46000x46000x1 is too large: at most "
+                          "16384 pixels a side and 67108864 values in all");
+  write_repeated("deep.cnn", "4x4x1", "relu", 100000);
+  assert_int_equal(tu_run("deep.cnn -o deep.c"), 1);
+  assert_contains(tu_err, "deep.cnn:10002:1: error: too many layers: at most 10000 (this is "
+                          "layer 10001 of 100000)");
+  assert_false(tu_exists("huge.c"));
+  assert_false(tu_exists("deep.c"));
+  /* The largest accepted input and layer count, and many layers with weights. */
+  write_repeated("wide.cnn", "16384x4096x1", "conv2d 1 1", 1);
+  assert_int_equal(tu_run("wide.cnn -o wide.c"), 0);
+  write_repeated("long.cnn", "4x4x1", "relu", 10000);
+  assert_int_equal(tu_run("long.cnn -o long.c"), 0);
+  write_repeated("dense.cnn", "2x2x1\nflatten", "dense 2", 2000);
+  assert_int_equal(tu_run("dense.cnn -o dense.c"), 0);
+  assert_true(tu_exists("dense.h"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cli_parse_accepts_every_spelling),
@@ -823,6 +858,7 @@ int main(void) {
       cmocka_unit_test(test_cli_outputs_never_replace_inputs_or_devices),
       cmocka_unit_test(test_cli_stale_temporaries_are_removed),
       cmocka_unit_test(test_cli_reads_no_more_than_the_format_holds),
+      cmocka_unit_test(test_cli_large_networks_are_capped_or_quick),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }
