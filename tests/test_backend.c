@@ -236,23 +236,22 @@ static void test_backend_compile_error_is_internal(void **state) {
    in the generated C: a user error that names it and says how it failed. */
 static void test_backend_unusable_compiler_is_user_error(void **state) {
   (void)state;
-  Err e = {0};
-  setenv("CC", "/nonexistent/cc", 1);
-  assert_null(backend_compile(BACKEND_CC, source, strlen(source), &e));
-  unsetenv("CC");
-  print_message("%s\n", e.msg);
-  assert_int_equal(e.internal, 0);
-  assert_contains(e.msg, "the C compiler '/nonexistent/cc'");
-  assert_contains(e.msg, "not found");
-  assert_contains(e.msg, "--backend tcc");
-  memset(&e, 0, sizeof e);
-  setenv("CC", "false", 1);
-  assert_null(backend_compile(BACKEND_CC, source, strlen(source), &e));
-  unsetenv("CC");
-  print_message("%s\n", e.msg);
-  assert_int_equal(e.internal, 0);
-  assert_contains(e.msg, "the C compiler 'false'");
-  assert_contains(e.msg, "exit status 1");
+  static const struct {
+    const char *cc, *how;
+  } cases[] = {{"/nonexistent/cc", "not found"}, {"false", "exit status 1"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    Err e = {0};
+    setenv("CC", cases[i].cc, 1);
+    assert_null(backend_compile(BACKEND_CC, source, strlen(source), &e));
+    unsetenv("CC");
+    print_message("%s\n", e.msg);
+    assert_int_equal(e.internal, 0);
+    char named[64];
+    snprintf(named, sizeof named, "the C compiler '%s'", cases[i].cc);
+    assert_contains(e.msg, named);
+    assert_contains(e.msg, cases[i].how);
+    assert_contains(e.msg, "--backend tcc");
+  }
 }
 
 static void test_backend_auto_choice(void **state) {
