@@ -12,12 +12,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { LINE_MAX_BYTES = 1 << 16 };
-
 void em_init(Emitter *em, FILE *out, int depth) {
   em->out = out;
   em->depth = depth;
   em->lines = 0;
+  em->strings = (Arena){0};
+}
+
+void em_free(Emitter *em) {
+  arena_free(&em->strings);
+}
+
+const char *em_str(Emitter *em, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *s = arena_vprintf(&em->strings, fmt, ap);
+  va_end(ap);
+  return s;
 }
 
 /* Writes `text` (one or more lines) at `depth`; an empty line stays empty. */
@@ -36,36 +47,42 @@ static void put(Emitter *em, int depth, const char *text) {
   }
 }
 
-static void vformat(char *buf, const char *fmt, va_list ap) {
-  int n = vsnprintf(buf, LINE_MAX_BYTES, fmt, ap);
-  assert(n >= 0 && n < LINE_MAX_BYTES); /* lines are short; a longer one is a bug */
-  (void)n;
+/* The formatted text, malloc'd (a line is written at once and freed, so it
+   does not stay in the arena). */
+static char *vformat(const char *fmt, va_list ap) {
+  va_list again;
+  va_copy(again, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  if (!buf) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
+  vsnprintf(buf, (size_t)n + 1, fmt, again);
+  va_end(again);
+  return buf;
 }
 
+#define FORMAT(buf, fmt)                                                                           \
+  va_list ap;                                                                                      \
+  va_start(ap, fmt);                                                                               \
+  char *buf = vformat(fmt, ap);                                                                    \
+  va_end(ap)
+
 void em_line(Emitter *em, const char *fmt, ...) {
-  static char buf[LINE_MAX_BYTES];
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(buf, fmt, ap);
-  va_end(ap);
+  FORMAT(buf, fmt);
   put(em, em->depth, buf);
+  free(buf);
 }
 
 void em_raw(Emitter *em, const char *fmt, ...) {
-  static char buf[LINE_MAX_BYTES];
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(buf, fmt, ap);
-  va_end(ap);
+  FORMAT(buf, fmt);
   put(em, 0, buf);
+  free(buf);
 }
 
 void em_define(Emitter *em, const char *fmt, ...) {
-  static char buf[LINE_MAX_BYTES];
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(buf, fmt, ap);
-  va_end(ap);
+  FORMAT(buf, fmt);
   int width = 0;
   for (const char *p = buf; *p;) {
     int n = (int)strcspn(p, "\n");
@@ -81,6 +98,7 @@ void em_define(Emitter *em, const char *fmt, ...) {
     em->lines++;
     p += n + (p[n] == '\n');
   }
+  free(buf);
 }
 
 void em_blank(Emitter *em) {
@@ -88,55 +106,58 @@ void em_blank(Emitter *em) {
 }
 
 void em_open(Emitter *em, const char *fmt, ...) {
-  static char buf[LINE_MAX_BYTES];
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(buf, fmt, ap);
-  va_end(ap);
+  FORMAT(buf, fmt);
   fprintf(em->out, "%*s%s%s{\n", 2 * em->depth, "", buf, buf[0] ? " " : "");
+  free(buf);
   em->lines++;
   em->depth++;
 }
 
 void em_open_fn(Emitter *em, const char *fmt, ...) {
-  static char buf[LINE_MAX_BYTES], out[2 * LINE_MAX_BYTES];
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(buf, fmt, ap);
-  va_end(ap);
+  FORMAT(buf, fmt);
   const int indent = 2 * em->depth, width = 100;
   const char *open = strchr(buf, '(');
-  size_t k = 0;
   if (!open || indent + (int)strlen(buf) + 2 <= width) {
-    snprintf(out, sizeof out, "%s", buf);
-  } else {
-    const int align = (int)(open - buf) + 1;
-    int col = indent;
-    for (const char *p = buf; *p;) {
-      /* the next piece: up to and including a ", " at depth 1 (or the end) */
-      const char *end = p;
-      for (int depth = p == buf ? 0 : 1; *end; end++) {
-        depth += (*end == '(') - (*end == ')');
-        if (depth == 1 && end[0] == ',' && end[1] == ' ') {
-          end++;
-          break;
-        }
-      }
-      int len = (int)(end - p); /* with the comma, without the space after it */
-      int tail = *end ? 0 : 2;  /* " {" after the last */
-      if (p != buf && col + len + tail > width) {
-        k += (size_t)snprintf(out + k, sizeof out - k, "\n%*s", align, "");
-        col = indent + align;
-      } else if (p != buf) {
-        out[k++] = ' ';
-        col++;
-      }
-      k += (size_t)snprintf(out + k, sizeof out - k, "%.*s", len, p);
-      col += len;
-      p = *end ? end + 1 : end;
-    }
+    em_open(em, "%s", buf);
+    free(buf);
+    return;
   }
+  const int align = (int)(open - buf) + 1;
+  /* Each piece adds at most a newline and `align` spaces. */
+  size_t cap = strlen(buf) * (size_t)(align + 2) + 1, k = 0;
+  char *out = malloc(cap);
+  if (!out) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
+  int col = indent;
+  for (const char *p = buf; *p;) {
+    /* the next piece: up to and including a ", " at depth 1 (or the end) */
+    const char *end = p;
+    for (int depth = p == buf ? 0 : 1; *end; end++) {
+      depth += (*end == '(') - (*end == ')');
+      if (depth == 1 && end[0] == ',' && end[1] == ' ') {
+        end++;
+        break;
+      }
+    }
+    int len = (int)(end - p); /* with the comma, without the space after it */
+    int tail = *end ? 0 : 2;  /* " {" after the last */
+    if (p != buf && col + len + tail > width) {
+      k += (size_t)snprintf(out + k, cap - k, "\n%*s", align, "");
+      col = indent + align;
+    } else if (p != buf) {
+      out[k++] = ' ';
+      col++;
+    }
+    k += (size_t)snprintf(out + k, cap - k, "%.*s", len, p);
+    col += len;
+    p = *end ? end + 1 : end;
+  }
+  out[k] = 0;
   em_open(em, "%s", out);
+  free(out);
+  free(buf);
 }
 
 void em_close(Emitter *em) {
@@ -144,14 +165,11 @@ void em_close(Emitter *em) {
 }
 
 void em_close_with(Emitter *em, const char *fmt, ...) {
-  static char buf[LINE_MAX_BYTES];
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(buf, fmt, ap);
-  va_end(ap);
+  FORMAT(buf, fmt);
   assert(em->depth > 0);
   em->depth--;
   fprintf(em->out, "%*s}%s\n", 2 * em->depth, "", buf);
+  free(buf);
   em->lines++;
 }
 
@@ -165,14 +183,16 @@ void em_dedent(Emitter *em) {
 }
 
 void em_comment(Emitter *em, const char *fmt, ...) {
-  static char buf[LINE_MAX_BYTES], safe[2 * LINE_MAX_BYTES];
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(buf, fmt, ap);
-  va_end(ap);
+  FORMAT(buf, fmt);
   /* "*" "/" -> "* /"; each later line indented by 3 to sit under the text */
+  char *safe = malloc(4 * strlen(buf) + 8);
+  if (!safe) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
   size_t k = 0;
-  k += (size_t)snprintf(safe, sizeof safe, "/* ");
+  memcpy(safe, "/* ", 3);
+  k += 3;
   for (const char *p = buf; *p; p++) {
     safe[k++] = *p;
     if (p[0] == '*' && p[1] == '/')
@@ -184,44 +204,39 @@ void em_comment(Emitter *em, const char *fmt, ...) {
   }
   memcpy(safe + k, " */", 4);
   put(em, em->depth, safe);
+  free(safe);
+  free(buf);
 }
 
-const char *em_float(char *buf, float v) {
+const char *em_float(Emitter *em, float v) {
   /* Divisions by zero: constant expressions for gcc, clang and tcc alike
      (tcc takes NAN and -INFINITY for non-constants) */
   if (isnan(v))
-    return strcpy(buf, "(0.0f / 0.0f)");
+    return "(0.0f / 0.0f)";
   if (isinf(v))
-    return strcpy(buf, v > 0 ? "(1.0f / 0.0f)" : "(-1.0f / 0.0f)");
-  snprintf(buf, EM_FLOAT_SIZE, "%.9g", (double)v);
+    return v > 0 ? "(1.0f / 0.0f)" : "(-1.0f / 0.0f)";
   /* the shortest of %.6g .. %.9g that reads back as v */
+  const char *s = em_str(em, "%.9g", (double)v);
   for (int prec = 6; prec < 9; prec++) {
-    char tmp[EM_FLOAT_SIZE];
-    snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
-    if (strtof(tmp, NULL) == v) {
-      strcpy(buf, tmp);
+    const char *t = em_str(em, "%.*g", prec, (double)v);
+    if (strtof(t, NULL) == v) {
+      s = t;
       break;
     }
   }
-  if (!strpbrk(buf, ".en"))
-    strcat(buf, ".0");
-  strcat(buf, "f");
-  return buf;
+  return em_str(em, "%s%sf", s, strpbrk(s, ".en") ? "" : ".0");
 }
 
 /* "#define NAME_OP(args) (e0, e1, ..., e7)": `each` with Q replaced by 0..7. */
 static void unrolled8(Emitter *em, const char *n, const char *op, const char *each) {
-  char line[2048];
-  int k = snprintf(line, sizeof line, "#define %s_%s (", n, op);
+  const char *line = em_str(em, "#define %s_%s (", n, op);
   for (int q = 0; q < 8; q++) {
     if (q)
-      k += snprintf(line + k, sizeof line - (size_t)k, ", ");
+      line = em_str(em, "%s, ", line);
     for (const char *c = each; *c; c++)
-      k += *c == 'Q' ? snprintf(line + k, sizeof line - (size_t)k, "%d", q)
-                     : snprintf(line + k, sizeof line - (size_t)k, "%c", *c);
+      line = *c == 'Q' ? em_str(em, "%s%d", line, q) : em_str(em, "%s%c", line, *c);
   }
-  snprintf(line + k, sizeof line - (size_t)k, ")");
-  em_raw(em, "%s", line);
+  em_raw(em, "%s)", line);
 }
 
 void em_vector_macros(Emitter *em, const char *n, bool training) {

@@ -66,20 +66,18 @@ typedef struct Gen {
   const Net *net;
   const EmitOptions *opt;
   const char *n; /* the network's name: prefix of every symbol */
+  int *ordinal;   /* per layer: its number among the layers of its kind (layer_fn) */
 } Gen;
 
 /* ---- small helpers ---- */
 
 #define EM (g->em)
-#define FLT(v) em_float((char[EM_FLOAT_SIZE]){0}, (float)(v))
+#define FLT(v) em_float(EM, (float)(v))
 
 /* "a * 3 + b * 5 + 7" from (var, coefficient) pairs ending with NULL and a
    constant; terms with coefficient 0 go, "* 1" goes, "0" if nothing is left. */
-static const char *lin(char *buf, size_t size, long c, ...) {
-  va_list ap;
-  size_t k = 0;
-  buf[0] = '\0';
-  va_start(ap, c);
+static const char *vlin(Emitter *em, long c, va_list ap) {
+  const char *s = "";
   for (;;) {
     const char *v = va_arg(ap, const char *);
     if (!v)
@@ -88,25 +86,28 @@ static const char *lin(char *buf, size_t size, long c, ...) {
     if (coef == 0 || !v[0]) /* "" stands for a literal 0 */
       continue;
     if (coef == 1)
-      k += (size_t)snprintf(buf + k, size - k, "%s%s", k ? " + " : "", v);
+      s = em_str(em, "%s%s%s", s, *s ? " + " : "", v);
     else
-      k += (size_t)snprintf(buf + k, size - k, "%s%s * %ld", k ? " + " : "", v, coef);
+      s = em_str(em, "%s%s%s * %ld", s, *s ? " + " : "", v, coef);
   }
-  va_end(ap);
-  if (c || !k)
-    snprintf(buf + k, size - k, "%s%ld", k ? " + " : "", c);
-  return buf;
+  if (c || !*s)
+    s = em_str(em, "%s%s%ld", s, *s ? " + " : "", c);
+  return s;
 }
-#define LIN(...) lin((char[160]){0}, 160, __VA_ARGS__, (const char *)NULL)
 
-static const char *shape_dims(char *buf, size_t size, Shape s) {
-  if (s.vec)
-    snprintf(buf, size, "[%d]", s.c);
-  else
-    snprintf(buf, size, "[%d][%d][%d]", s.h, s.w, s.c);
-  return buf;
+static const char *lin(Emitter *em, long c, ...) {
+  va_list ap;
+  va_start(ap, c);
+  const char *s = vlin(em, c, ap);
+  va_end(ap);
+  return s;
 }
-#define DIMS(s) shape_dims((char[48]){0}, 48, (s))
+#define LIN(...) lin(EM, __VA_ARGS__, (const char *)NULL)
+
+static const char *shape_dims(Emitter *em, Shape s) {
+  return s.vec ? em_str(em, "[%d]", s.c) : em_str(em, "[%d][%d][%d]", s.h, s.w, s.c);
+}
+#define DIMS(s) shape_dims(EM, (s))
 
 static bool conv_padded(const Layer *l) {
   return l->u.conv.pad_top || l->u.conv.pad_bottom || l->u.conv.pad_left || l->u.conv.pad_right;
@@ -115,53 +116,56 @@ static bool conv_padded(const Layer *l) {
 /* NAME_conv1, NAME_maxpool2, NAME_relu1: the prefix of a layer's functions,
    the training emitter's names: its name=, else the op's word (or the
    activation's) numbered among layers of that kind that train alone. */
-static void layer_fn(const Gen *g, const Layer *l, char *buf, size_t size) {
-  if (l->name[0]) {
-    snprintf(buf, size, "%s_%s", g->n, l->name);
-    return;
+static const char *layer_fn(const Gen *g, const Layer *l) {
+  if (l->name[0])
+    return em_str(EM, "%s_%s", g->n, l->name);
+  return em_str(EM, "%s_%s%d", g->n, l->op == OP_ACT ? act_words[l->act] : op_words[l->op],
+                g->ordinal[l - g->net->layers]);
+}
+
+/* Gen.ordinal, counted in one pass (a count per layer from the start would
+   be quadratic in the layer count). */
+static int *layer_ordinals(const Net *net) {
+  int *ordinal = calloc((size_t)net->nlayers + 1, sizeof *ordinal);
+  int count[OP_COUNT + ACT_COUNT] = {0};
+  if (!ordinal) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
   }
-  int count = 0;
-  for (const Layer *p = g->net->layers; p <= l; p++) {
-    if (p->op == OP_ACT && p->fused_away)
-      continue;
-    if (p->op == l->op && (l->op != OP_ACT || p->act == l->act))
-      count++;
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (!(l->op == OP_ACT && l->fused_away))
+      ordinal[i] = ++count[l->op == OP_ACT ? OP_COUNT + l->act : l->op];
   }
-  snprintf(buf, size, "%s_%s%d", g->n, l->op == OP_ACT ? act_words[l->act] : op_words[l->op],
-           count);
+  return ordinal;
 }
 
 /* "line 6: conv2d 32 3x3 relu" */
-static const char *quote(char *buf, size_t size, const Layer *l) {
-  snprintf(buf, size, "line %d: %s", l->loc.line, l->text ? l->text : op_words[l->op]);
-  return buf;
+static const char *quote(Emitter *em, const Layer *l) {
+  return em_str(em, "line %d: %s", l->loc.line, l->text ? l->text : op_words[l->op]);
 }
-#define QUOTE(l) quote((char[300]){0}, 300, (l))
+#define QUOTE(l) quote(EM, (l))
 
 /* The comment opening a layer's code: its DSL line and those fused into it. */
 static void layer_comment(Gen *g, const Layer *l, const char *what) {
-  char buf[1024];
-  int k = snprintf(buf, sizeof buf, "%s", QUOTE(l));
+  const char *text = QUOTE(l);
   if (l->fused_act)
-    k += snprintf(buf + k, sizeof buf - (size_t)k, "\n+ %s (fused)", QUOTE(l->fused_act));
+    text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_act));
   if (l->fused_pool)
-    k += snprintf(buf + k, sizeof buf - (size_t)k, "\n+ %s (fused)", QUOTE(l->fused_pool));
+    text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_pool));
   if (what)
-    snprintf(buf + k, sizeof buf - (size_t)k, "\n%s", what);
-  em_comment(EM, "%s", buf);
+    text = em_str(EM, "%s\n%s", text, what);
+  em_comment(EM, "%s", text);
 }
 
 /* Parameter member names: "conv1_w", "conv1_b". */
-static void member(const Layer *l, int bias, char *buf, size_t size) {
-  snprintf(buf, size, "%s_%c", l->name, bias ? 'b' : 'w');
+static const char *member(Emitter *em, const Layer *l, int bias) {
+  return em_str(em, "%s_%c", l->name, bias ? 'b' : 'w');
 }
 
-void emit_param_ref(const Net *net, const Layer *l, int bias, const char *m, char *buf,
-                    size_t size) {
+const char *emit_param_ref(Emitter *em, const Net *net, const Layer *l, int bias, const char *m) {
   (void)net;
-  char mem[80];
-  member(l, bias, mem, sizeof mem);
-  snprintf(buf, size, "%s->%s", m, mem);
+  return em_str(em, "%s->%s", m, member(em, l, bias));
 }
 
 /* ---- scalar activations ---- */
@@ -295,19 +299,29 @@ static double max3(double a, double b, double c) {
    reads all of them again) and the instructions (5 a cycle); per tile, its
    stores (and the reads of y when pool rows are combined through it) and
    the loop around the taps. */
-static double conv_cost(const Conv *c, int fb, int tr, int tc) {
+static double tile_cost(const Conv *c, int fb, int tr, int p) {
   const double taps = (double)c->KH * c->KW * c->C;
   const bool from_l2 = taps * c->FP * sizeof(float) > 24 * 1024;
-  double cycles = 0;
-  for (int r0 = 0; r0 < c->rows; r0 += tr)
-    for (int c0 = 0; c0 < c->cols; c0 += tc) {
-      int p = (c->rows - r0 < tr ? c->rows - r0 : tr) * (c->cols - c0 < tc ? c->cols - c0 : tc);
-      double fma = p * fb / 2.0 > 4 ? p * fb / 2.0 : 4;
-      double per_tap = max3(fma, (p + fb) / 2.0, (p * fb + p + fb + 3) / 5.0);
-      if (from_l2 && 2.0 * fb > per_tap)
-        per_tap = 2.0 * fb; /* fb vectors of 32 bytes */
-      cycles += taps * per_tap + p * fb * (c->pool && tr == 1 ? 3 : 1) + 20;
-    }
+  double fma = p * fb / 2.0 > 4 ? p * fb / 2.0 : 4;
+  double per_tap = max3(fma, (p + fb) / 2.0, (p * fb + p + fb + 3) / 5.0);
+  if (from_l2 && 2.0 * fb > per_tap)
+    per_tap = 2.0 * fb; /* fb vectors of 32 bytes */
+  return taps * per_tap + p * fb * (c->pool && tr == 1 ? 3 : 1) + 20;
+}
+
+/* The tiles are whole (tr x tc) but for a last row of tiles with rows % tr
+   rows and a last column with cols % tc: four kinds, each costed once and
+   counted, so the search does not grow with the image. */
+static double conv_cost(const Conv *c, int fb, int tr, int tc) {
+  const double nr = c->rows / tr, nc = c->cols / tc;
+  const int rr = c->rows % tr, rc = c->cols % tc;
+  double cycles = nr * nc * tile_cost(c, fb, tr, tr * tc);
+  if (rc)
+    cycles += nr * tile_cost(c, fb, tr, tr * rc);
+  if (rr)
+    cycles += nc * tile_cost(c, fb, tr, rr * tc);
+  if (rr && rc)
+    cycles += tile_cost(c, fb, tr, rr * rc);
   return cycles * (c->FP / VW / fb);
 }
 
@@ -319,7 +333,7 @@ static void conv_tile(Conv *c) {
   for (int fb = 1; fb <= FV && fb <= 8; fb++) {
     if (FV % fb || (c->FP != c->F && fb != FV)) /* padded: one block of channels */
       continue;
-    for (int tr = 1; tr <= c->rows; tr++) {
+    for (int tr = 1; tr <= c->rows && tr * c->PKW * fb <= MAX_ACC; tr++) {
       if (c->pool && tr != 1 && tr != c->PKH)
         continue;
       for (int tc = c->PKW; tc <= c->cols; tc += c->PKW) {
@@ -416,10 +430,9 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   else
     em_open(EM, "%s", "");
   for (int j = 0; j < P; j++) {
-    char line[512];
-    int k = snprintf(line, sizeof line, "%s_f8", n);
+    const char *line = em_str(EM, "%s_f8", n);
     for (int v = 0; v < FB; v++)
-      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d = b%d", v ? "," : "", j, v, v);
+      line = em_str(EM, "%s%s a%d_%d = b%d", line, v ? "," : "", j, v, v);
     em_line(EM, "%s;", line);
   }
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", c->KH);
@@ -428,10 +441,9 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * FP, f0, 1L));
   em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
   for (int j0 = 0; j0 < P; j0 += 4) {
-    char line[1024];
-    int k = snprintf(line, sizeof line, "const float");
+    const char *line = "const float";
     for (int j = j0; j < P && j < j0 + 4; j++)
-      k += snprintf(line + k, sizeof line - (size_t)k, "%s s%d = xk[%s]", j > j0 ? "," : "", j,
+      line = em_str(EM, "%s%s s%d = xk[%s]", line, j > j0 ? "," : "", j,
                     LIN((long)(j / tc) * S * c->IW * C + (long)(j % tc) * S * C, "k", 1L));
     em_line(EM, "%s;", line);
   }
@@ -478,10 +490,10 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
         em_line(EM, "%s_MAX(a%d_%d, zero);", n, first, v);
     }
   /* y offset of pooled pixel q, vector v: (ox / PKW + q) * F + f0 + 8v */
-  char pxv[32] = "";
+  const char *pxv = "";
   if (oxv) {
     em_line(EM, "const int px = %s / %d;", oxv, c->PKW);
-    strcpy(pxv, "px");
+    pxv = "px";
   }
   const int pxl = oxl / c->PKW;
   const bool through_y = tr < c->PKH;
@@ -664,26 +676,22 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   if (conv_padded(l))
     emit_conv_pad(g, l, fn);
   Shape ys = c.pool ? c.pool->out : l->out;
-  char what[512];
-  int k = snprintf(what, sizeof what, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "",
-                   DIMS(ys));
+  const char *what =
+      em_str(EM, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "", DIMS(ys));
   if (c.pool && (c.rows < l->out.h || c.cols < l->out.w))
-    k += snprintf(what + k, sizeof what - (size_t)k,
-                  "\nof the conv's %s, the %d x %d the pool reads are computed", DIMS(l->out),
-                  c.rows, c.cols);
+    what = em_str(EM, "%s\nof the conv's %s, the %d x %d the pool reads are computed", what,
+                  DIMS(l->out), c.rows, c.cols);
   if (c.vector)
-    snprintf(what + k, sizeof what - (size_t)k,
-             "\ntiles of %d row%s x %d column%s x %d channels held in registers", c.TR,
-             c.TR == 1 ? "" : "s", c.TC, c.TC == 1 ? "" : "s", c.FB * VW);
+    what = em_str(EM, "%s\ntiles of %d row%s x %d column%s x %d channels held in registers", what,
+                  c.TR, c.TR == 1 ? "" : "s", c.TC, c.TC == 1 ? "" : "s", c.FB * VW);
   layer_comment(g, l, what);
   em_open_fn(
       EM,
       "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
       "float *restrict y)",
       g->n, fn, g->n);
-  char wref[128], bref[128];
-  emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
-  emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
+  const char *wref = emit_param_ref(EM, g->net, l, 0, "m");
+  const char *bref = emit_param_ref(EM, g->net, l, 1, "m");
   if (c.FP == F || !c.vector) {
     em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
     em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, F);
@@ -717,21 +725,17 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
   const char *n = g->n;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const Shape src = net_dense_source(g->net, l);
-  char what[256];
-  if (src.vec)
-    snprintf(what, sizeof what, "x [%d] -> y [%d]", IN, OUT);
-  else
-    snprintf(what, sizeof what, "x [%d] (%s flattened in NHWC order) -> y [%d]", IN, DIMS(src),
-             OUT);
+  const char *what =
+      src.vec ? em_str(EM, "x [%d] -> y [%d]", IN, OUT)
+              : em_str(EM, "x [%d] (%s flattened in NHWC order) -> y [%d]", IN, DIMS(src), OUT);
   layer_comment(g, l, what);
   em_open_fn(
       EM,
       "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
       "float *restrict y)",
       n, fn, n);
-  char wref[128], bref[128];
-  emit_param_ref(g->net, l, 0, "m", wref, sizeof wref);
-  emit_param_ref(g->net, l, 1, "m", bref, sizeof bref);
+  const char *wref = emit_param_ref(EM, g->net, l, 0, "m");
+  const char *bref = emit_param_ref(EM, g->net, l, 1, "m");
   em_line(EM, "const float *restrict w = %s; /* [%d][%d] */", wref, IN, OUT);
   em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, OUT);
   const int vectors = OUT / VW, rest = OUT % VW;
@@ -800,8 +804,7 @@ static void emit_pool(Gen *g, const Layer *l, const char *fn) {
   const int C = l->in.c, W = l->in.w, S = l->u.pool.stride;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, PH = l->out.h, PW = l->out.w;
   const bool avg = l->op == OP_AVGPOOL;
-  char what[128];
-  snprintf(what, sizeof what, "x %s -> y %s", DIMS(l->in), DIMS(l->out));
+    const char *what = em_str(EM, "x %s -> y %s", DIMS(l->in), DIMS(l->out));
   layer_comment(g, l, what);
   em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
   em_open(EM, "for (int py = 0; py < %d; py++)", PH);
@@ -847,8 +850,7 @@ static void emit_pool(Gen *g, const Layer *l, const char *fn) {
 
 static void emit_global_pool(Gen *g, const Layer *l, const char *fn) {
   const int C = l->in.c, HW = l->in.h * l->in.w;
-  char what[128];
-  snprintf(what, sizeof what, "x %s -> y [%d], the mean of each channel", DIMS(l->in), C);
+    const char *what = em_str(EM, "x %s -> y [%d], the mean of each channel", DIMS(l->in), C);
   layer_comment(g, l, what);
   em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
   em_line(EM, "float acc[%d];", C);
@@ -867,8 +869,7 @@ static void emit_global_pool(Gen *g, const Layer *l, const char *fn) {
    (before a dense, flatten is free: the dense weights are permuted). */
 static void emit_flatten(Gen *g, const Layer *l, const char *fn) {
   const int H = l->in.h, W = l->in.w, C = l->in.c;
-  char what[160];
-  snprintf(what, sizeof what, "x %s -> y [%ld] in C, H, W order (the network's output)",
+    const char *what = em_str(EM, "x %s -> y [%ld] in C, H, W order (the network's output)",
            DIMS(l->in), shape_size(l->out));
   layer_comment(g, l, what);
   em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
@@ -882,8 +883,7 @@ static void emit_flatten(Gen *g, const Layer *l, const char *fn) {
 
 /* An activation layer of its own; y may be x (in place). */
 static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
-  char what[128];
-  snprintf(what, sizeof what, "x %s -> y %s, in place when y = x", DIMS(l->in), DIMS(l->out));
+    const char *what = em_str(EM, "x %s -> y %s, in place when y = x", DIMS(l->in), DIMS(l->out));
   layer_comment(g, l, what);
   em_open(EM, "static void %s_forward(const float *x, float *y)", fn);
   const long count = shape_size(l->out);
@@ -952,7 +952,7 @@ static long perm_internal(const Perm *p, long i) {
 }
 
 /* "f * 288 + c * 9 + k + 320": the terms by falling coefficient. */
-static const char *perm_index(char *buf, size_t size, const Perm *p, long off, bool file) {
+static const char *perm_index(Emitter *em, const Perm *p, long off, bool file) {
   const long *k = file ? p->file_coef : p->internal_coef;
   const char *v[3] = {"", "", ""};
   long c[3] = {0, 0, 0};
@@ -962,7 +962,7 @@ static const char *perm_index(char *buf, size_t size, const Perm *p, long off, b
       v[j] = v[j - 1], c[j] = c[j - 1];
     v[j] = p->vars[i], c[j] = k[i];
   }
-  return lin(buf, size, off, v[0], c[0], v[1], c[1], v[2], c[2], (const char *)NULL);
+  return lin(em, off, v[0], c[0], v[1], c[1], v[2], c[2], (const char *)NULL);
 }
 
 /* Emits the loops over a weight tensor, in the order of the file, and the
@@ -970,9 +970,8 @@ static const char *perm_index(char *buf, size_t size, const Perm *p, long off, b
    (the file index first when file_first; fmt may use only the first). */
 static void emit_perm_loops(Gen *g, const Layer *l, const char *fmt, bool file_first) {
   const Perm p = weight_perm(g->net, l);
-  char in[160], fi[160];
-  perm_index(in, sizeof in, &p, 0, false);
-  perm_index(fi, sizeof fi, &p, l->weight_offset, true);
+  const char *in = perm_index(EM, &p, 0, false);
+  const char *fi = perm_index(EM, &p, l->weight_offset, true);
   for (int i = 0; i < p.ndims; i++) {
     em_line(EM, "for (int %s = 0; %s < %d; %s++)", p.vars[i], p.vars[i], p.dims[i], p.vars[i]);
     em_indent(EM);
@@ -982,13 +981,10 @@ static void emit_perm_loops(Gen *g, const Layer *l, const char *fmt, bool file_f
     em_dedent(EM);
 }
 
-static const char *file_layout(const Net *net, const Layer *l, char *buf, size_t size) {
+static const char *file_layout(Emitter *em, const Layer *l) {
   if (l->op == OP_CONV2D)
-    snprintf(buf, size, "[%d][%d][%d][%d]", l->out.c, l->in.c, l->u.conv.kh, l->u.conv.kw);
-  else
-    snprintf(buf, size, "[%d][%ld]", l->out.c, shape_size(l->in));
-  (void)net;
-  return buf;
+    return em_str(em, "[%d][%d][%d][%d]", l->out.c, l->in.c, l->u.conv.kh, l->u.conv.kw);
+  return em_str(em, "[%d][%ld]", l->out.c, shape_size(l->in));
 }
 
 /* NAME_model's parameter members, each 64-byte aligned in the struct. */
@@ -999,26 +995,23 @@ static void emit_model_members(Gen *g) {
     const Layer *l = &g->net->layers[i];
     if (!op_has_weights[l->op])
       continue;
-    char file[64], layout[256];
-    file_layout(g->net, l, file, sizeof file);
+    const char *file = file_layout(EM, l), *layout;
     if (l->op == OP_CONV2D) {
-      snprintf(layout, sizeof layout, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh,
-               l->u.conv.kw, l->in.c, l->out.c);
+      layout = em_str(EM, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw,
+                      l->in.c, l->out.c);
     } else {
       const Shape s = net_dense_source(g->net, l);
-      int k = snprintf(layout, sizeof layout, "[IN][OUT] = [%ld][%d], file %s", shape_size(l->in),
-                       l->out.c, file);
+      layout = em_str(EM, "[IN][OUT] = [%ld][%d], file %s", shape_size(l->in), l->out.c, file);
       if (!s.vec)
-        snprintf(layout + k, sizeof layout - (size_t)k,
-                 "; IN runs over %s\nin H, W, C order here, in C, H, W order in the file", DIMS(s));
+        layout = em_str(EM, "%s; IN runs over %s\nin H, W, C order here, in C, H, W order in the file",
+                        layout, DIMS(s));
     }
     if (l->op == OP_CONV2D)
       em_comment(EM, "%s\n%s.weight %s, file %s", QUOTE(l), l->name, layout, file);
     else
       em_comment(EM, "%s\n%s.weight %s", QUOTE(l), l->name, layout);
     for (int bias = 0; bias < 2; bias++) {
-      char mem[80];
-      member(l, bias, mem, sizeof mem);
+      const char *mem = member(EM, l, bias);
       if (used % ALIGN_FLOATS) {
         em_line(EM, "float pad%d[%ld]; /* aligns the next array to 64 bytes */", pads++,
                 ALIGN_FLOATS - used % ALIGN_FLOATS);
@@ -1072,11 +1065,10 @@ static void emit_init(Gen *g) {
       fan_in = shape_size(l->in);
       fan_out = l->out.c;
     }
-    char mem[80], fmt[200];
-    member(l, 0, mem, sizeof mem);
+    const char *mem = member(EM, l, 0);
     em_comment(EM, "%s.weight, bound sqrt(6 / (%ld + %ld))", l->name, fan_in, fan_out);
-    snprintf(fmt, sizeof fmt, "m->%s[%%s] = %s_uniform(&state, %s);", mem, n,
-             FLT(sqrt(6.0 / (double)(fan_in + fan_out))));
+    const char *fmt = em_str(EM, "m->%s[%%s] = %s_uniform(&state, %s);", mem, n,
+                             FLT(sqrt(6.0 / (double)(fan_in + fan_out))));
     emit_perm_loops(g, l, fmt, false);
   }
   em_close(EM);
@@ -1093,14 +1085,10 @@ static void emit_load_store(Gen *g, bool store) {
     const Layer *l = &g->net->layers[i];
     if (!op_has_weights[l->op])
       continue;
-    char w[80], b[80], fmt[200], file[64];
-    member(l, 0, w, sizeof w);
-    member(l, 1, b, sizeof b);
-    em_comment(EM, "%s.weight %s", l->name, file_layout(g->net, l, file, sizeof file));
-    if (store)
-      snprintf(fmt, sizeof fmt, "params[%%s] = m->%s[%%s];", w);
-    else
-      snprintf(fmt, sizeof fmt, "m->%s[%%s] = params[%%s];", w);
+    const char *w = member(EM, l, 0), *b = member(EM, l, 1);
+    em_comment(EM, "%s.weight %s", l->name, file_layout(EM, l));
+    const char *fmt = store ? em_str(EM, "params[%%s] = m->%s[%%s];", w)
+                            : em_str(EM, "m->%s[%%s] = params[%%s];", w);
     emit_perm_loops(g, l, fmt, store);
     if (store)
       em_line(EM, "memcpy(params + %ld, m->%s, %ld * sizeof(float)); /* %s.bias */", l->bias_offset,
@@ -1127,8 +1115,7 @@ static void emit_trained(Gen *g) {
       continue;
     const Perm perm = weight_perm(g->net, l);
     for (int bias = 0; bias < 2; bias++) {
-      char mem[80];
-      member(l, bias, mem, sizeof mem);
+      const char *mem = member(EM, l, bias);
       long count = bias ? l->bias_count : l->weight_count,
            off = bias ? l->bias_offset : l->weight_offset;
       float *v = malloc((size_t)count * sizeof *v + 1);
@@ -1136,19 +1123,24 @@ static void emit_trained(Gen *g) {
       for (long k = 0; k < count; k++)
         v[bias ? k : perm_internal(&perm, k)] = p[off + k];
       em_open(EM, ".%s =", mem);
-      char line[256];
-      size_t len = 0;
+      /* Lines of literals, built in a scratch emitter's strings freed after
+         each line (the weights can be millions of literals). */
+      Emitter line;
+      em_init(&line, NULL, 0);
+      const char *text = "";
       for (long k = 0; k < count; k++) {
-        char num[EM_FLOAT_SIZE];
-        em_float(num, v[k]);
-        if (len + strlen(num) + 2 > 90) {
-          em_line(EM, "%s", line);
-          len = 0;
+        const char *num = em_float(&line, v[k]);
+        if (*text && strlen(text) + strlen(num) + 2 > 90) {
+          em_line(EM, "%s", text);
+          em_free(&line);
+          num = em_float(&line, v[k]);
+          text = "";
         }
-        len += (size_t)snprintf(line + len, sizeof line - len, "%s%s,", len ? " " : "", num);
+        text = em_str(&line, "%s%s%s,", text, *text ? " " : "", num);
       }
-      if (len)
-        em_line(EM, "%s", line);
+      if (*text)
+        em_line(EM, "%s", text);
+      em_free(&line);
       em_close_with(EM, ",");
       free(v);
     }
@@ -1161,18 +1153,13 @@ static void emit_trained(Gen *g) {
 
 /* ---- NAME_infer ---- */
 
-static const char *where(char *buf, size_t size, long off) {
-  if (off == INFER_AT_X)
-    snprintf(buf, size, "xi");
-  else if (off == INFER_AT_Y)
-    snprintf(buf, size, "yi");
-  else if (off == 0)
-    snprintf(buf, size, "a");
-  else
-    snprintf(buf, size, "a + %ld", off);
-  return buf;
+static const char *where(Emitter *em, long off) {
+  return off == INFER_AT_X   ? "xi"
+         : off == INFER_AT_Y ? "yi"
+         : off == 0          ? "a"
+                             : em_str(em, "a + %ld", off);
 }
-#define WHERE(off) where((char[48]){0}, 48, (off))
+#define WHERE(off) where(EM, (off))
 
 static bool uses_work(const Net *net) {
   for (int i = 0; i < net->nlayers; i++) {
@@ -1186,10 +1173,9 @@ static bool uses_work(const Net *net) {
 static void emit_layer_functions(Gen *g) {
   for (int i = 0; i < g->net->nlayers; i++) {
     const Layer *l = &g->net->layers[i];
-    char fn[128];
     if (l->fused_away)
       continue;
-    layer_fn(g, l, fn, sizeof fn);
+    const char *fn = layer_fn(g, l);
     switch (l->op) {
     case OP_CONV2D:
       emit_conv(g, l, fn);
@@ -1236,9 +1222,7 @@ static void emit_infer(Gen *g) {
   long prev = INFER_AT_X;
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    char fn[128], in[48], out[48];
-    snprintf(in, sizeof in, "%s", WHERE(prev));
-    snprintf(out, sizeof out, "%s", WHERE(l->infer_out_offset));
+    const char *in = WHERE(prev), *out = WHERE(l->infer_out_offset);
     Shape os = l->fused_pool ? l->fused_pool->out : l->out;
     prev = l->infer_out_offset;
     if (l->op == OP_DROPOUT) {
@@ -1251,14 +1235,13 @@ static void emit_infer(Gen *g) {
     }
     if (l->fused_away)
       continue;
-    layer_fn(g, l, fn, sizeof fn);
+    const char *fn = layer_fn(g, l);
     switch (l->op) {
     case OP_CONV2D:
       if (l->infer_pad_offset >= 0) {
-        char pad[48];
-        snprintf(pad, sizeof pad, "%s", WHERE(l->infer_pad_offset));
+        const char *pad = WHERE(l->infer_pad_offset);
         em_line(EM, "%s_zero_pad(%s, %s);", fn, in, pad);
-        snprintf(in, sizeof in, "%s", pad);
+        in = pad;
       }
       em_line(EM, "%s_forward(m, %s, %s); /* %s */", fn, in, out, DIMS(os));
       break;
@@ -1279,33 +1262,30 @@ static void emit_infer(Gen *g) {
 
 /* ---- the header ---- */
 
-static void emit_guard_name(const Gen *g, char *buf, size_t size) {
-  snprintf(buf, size, "CNNGEN_%s_H", g->n);
-}
 
 static void emit_work_struct(Gen *g) {
   const Net *net = g->net;
   const char *n = g->n;
-  char plan[4096];
-  int k = snprintf(plan, sizeof plan,
-                   "Scratch for one thread: %s_infer keeps the tensors of one image in act,\n"
-                   "at these offsets (floats; tensors whose lives do not overlap share space):",
-                   n);
-  for (int i = 0; i < net->nlayers && k < (int)sizeof plan - 200; i++) {
+  /* The first layers' offsets, in a comment of about 4 KB at most. */
+  const char *plan = em_str(EM,
+                            "Scratch for one thread: %s_infer keeps the tensors of one image in "
+                            "act,\nat these offsets (floats; tensors whose lives do not overlap "
+                            "share space):",
+                            n);
+  for (int i = 0; i < net->nlayers && strlen(plan) < 4096 - 200; i++) {
     const Layer *l = &net->layers[i];
     if (l->fused_away ||
         (l->op == OP_FLATTEN && l->infer_out_offset == (i ? l[-1].infer_out_offset : INFER_AT_X)))
       continue;
     Shape os = l->fused_pool ? l->fused_pool->out : l->out;
     if (l->infer_pad_offset >= 0)
-      k += snprintf(plan + k, sizeof plan - (size_t)k, "\n  %6ld  line %d, padded input",
-                    l->infer_pad_offset, l->loc.line);
+      plan = em_str(EM, "%s\n  %6ld  line %d, padded input", plan, l->infer_pad_offset,
+                    l->loc.line);
     if (l->infer_out_offset >= 0)
-      k += snprintf(plan + k, sizeof plan - (size_t)k, "\n  %6ld  line %d, output %s",
-                    l->infer_out_offset, l->loc.line, DIMS(os));
+      plan = em_str(EM, "%s\n  %6ld  line %d, output %s", plan, l->infer_out_offset, l->loc.line,
+                    DIMS(os));
     else if (l->infer_out_offset == INFER_AT_Y)
-      k += snprintf(plan + k, sizeof plan - (size_t)k, "\n       y  line %d, output %s",
-                    l->loc.line, DIMS(os));
+      plan = em_str(EM, "%s\n       y  line %d, output %s", plan, l->loc.line, DIMS(os));
   }
   em_comment(EM, "%s", plan);
   em_open(EM, "typedef struct %s_work", n);
@@ -1321,8 +1301,7 @@ static void emit_header_text(Gen *g, FILE *out) {
   const Net *net = g->net;
   const char *n = g->n;
   const char *act = act_words[net_output_act(net)];
-  char guard[128];
-  emit_guard_name(g, guard, sizeof guard);
+  const char *guard = em_str(EM, "CNNGEN_%s_H", n);
   fprintf(out,
           "/*\n * %s.h: generated by cnngen; do not edit. The .cnn language, the weights\n"
           " * files and this API are described in docs/language.md of cnngen's sources.\n *\n",
@@ -1418,8 +1397,9 @@ static void emit_header_text(Gen *g, FILE *out) {
 void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
   Emitter em;
   em_init(&em, out, 0);
-  Gen g = {&em, net, opt, net->name};
+  Gen g = {&em, net, opt, net->name, NULL};
   emit_header_text(&g, out);
+  em_free(&em);
 }
 
 /* ---- the source ---- */
@@ -1427,7 +1407,7 @@ void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
 void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   Emitter em;
   em_init(&em, out, 0);
-  Gen gen = {&em, net, opt, net->name}, *g = &gen;
+  Gen gen = {&em, net, opt, net->name, layer_ordinals(net)}, *g = &gen;
   const char *n = net->name;
   if (opt->header_name) {
     fprintf(out, "/*\n * %s.c: generated by cnngen; do not edit. The API is documented in %s.\n", n,
@@ -1460,4 +1440,6 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
     emit_trained(g);
   if (opt->training)
     emit_train_source(EM, net);
+  free(gen.ordinal);
+  em_free(&em);
 }

@@ -49,10 +49,10 @@
 /* One layer as the training code sees it. */
 typedef struct TL {
   const Layer *l;
-  char fn[96];           /* NAME_LAYER: the prefix of its functions */
-  char bfn[112];         /* its backward function: fn_backward (fn_explain_backward
+  const char *fn;        /* NAME_LAYER: the prefix of its functions */
+  const char *bfn;       /* its backward function: fn_backward (fn_explain_backward
                             for a variant only NAME_explain calls) */
-  char in[32], out[32];  /* C expressions of its input and output (per image) */
+  const char *in, *out;  /* C expressions of its input and output (per image) */
   Act act;               /* the activation it applies (the output one is the loss's) */
   int k;                 /* index among the TLs: buffer names */
   bool pad;              /* conv with padding: input copied into t->xp<k> */
@@ -74,22 +74,49 @@ typedef struct T {
   Act out_act; /* applied by the loss to the last TL's output z */
   long gmax;   /* floats in each gradient buffer */
   int slots;   /* optimizer state arrays */
+  Arena strings; /* S()'s, until end() */
 } T;
+
+/* A formatted string of any length, until end(): the training emitter
+   builds names and expressions with this, never in fixed buffers. */
+static const char *S(T *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *S(T *t, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const char *s = arena_vprintf(&t->strings, fmt, ap);
+  va_end(ap);
+  return s;
+}
 
 /* ---- printing ---- */
 
+/* calloc and malloc that abort when memory runs out, as arena_alloc does. */
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n, size);
+  if (!p) {
+    fputs("cnngen: out of memory\n", stderr);
+    abort();
+  }
+  return p;
+}
+
+static void *xmalloc(size_t size) {
+  return xcalloc(1, size);
+}
+
 /* Text wrapped after commas when longer than 100 columns (counting the
-   indentation), later lines aligned one past the first parenthesis. */
-static void wrap(const T *t, const char *text, char *out, size_t size) {
+   indentation), later lines aligned one past the first parenthesis; a new
+   malloc'd string, or NULL when the text stays as it is. */
+static char *wrap(const T *t, const char *text) {
   int indent = 2 * t->em->depth, len = (int)strlen(text);
   const char *open = strchr(text, '(');
-  if (indent + len <= 100 || !open || open - text > 50 || text[0] == '#') {
-    snprintf(out, size, "%s", text);
-    return;
-  }
+  if (indent + len <= 100 || !open || open - text > 50 || text[0] == '#')
+    return NULL;
   int align = (int)(open - text) + 1, col = indent;
-  size_t k = 0;
-  for (int i = 0; i < len && k + 1 < size;) {
+  /* each piece adds at most a newline and `align` spaces */
+  size_t size = (size_t)len * (size_t)(align + 2) + 1, k = 0;
+  char *out = xmalloc(size);
+  for (int i = 0; i < len;) {
     const char *comma = strstr(text + i, ", ");
     int piece = comma ? (int)(comma - text) + 1 - i : len - i; /* up to the comma */
     if (i > 0 && col + 1 + piece > 100) {
@@ -103,6 +130,7 @@ static void wrap(const T *t, const char *text, char *out, size_t size) {
     col += piece;
     i += piece + (comma ? 1 : 0); /* the space after the comma goes */
   }
+  return out;
 }
 
 /* One line of C through the Emitter. Braces in the code part of the line
@@ -110,13 +138,17 @@ static void wrap(const T *t, const char *text, char *out, size_t size) {
    trailing '{' opens one. Preprocessor lines go to column 0. */
 static void ln(T *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void ln(T *t, const char *fmt, ...) {
-  char buf[4096], wrapped[4200];
-  va_list ap;
+  va_list ap, again;
   va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_copy(again, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
+  char *buf = xmalloc((size_t)(n < 0 ? 0 : n) + 1);
+  vsnprintf(buf, (size_t)(n < 0 ? 0 : n) + 1, fmt, again);
+  va_end(again);
   if (buf[0] == '#') {
     em_raw(t->em, "%s", buf);
+    free(buf);
     return;
   }
   const char *comment = strstr(buf, "/*");
@@ -130,8 +162,10 @@ static void ln(T *t, const char *fmt, ...) {
     em_dedent(t->em);
     closes--;
   }
-  wrap(t, buf, wrapped, sizeof wrapped);
-  em_line(t->em, "%s", wrapped);
+  char *wrapped = wrap(t, buf);
+  em_line(t->em, "%s", wrapped ? wrapped : buf);
+  free(wrapped);
+  free(buf);
   for (; opens > closes; opens--)
     em_indent(t->em);
   for (; closes > opens; closes--)
@@ -142,17 +176,7 @@ static void blank(T *t) {
   em_blank(t->em);
 }
 
-#define FL(v) em_float((char[EM_FLOAT_SIZE]){0}, (float)(v))
-
-/* calloc that aborts when memory runs out, as arena_alloc does. */
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n, size);
-  if (!p) {
-    fputs("cnngen: out of memory\n", stderr);
-    abort();
-  }
-  return p;
-}
+#define FL(v) em_float(t->em, (float)(v))
 
 /* ---- the layer list ---- */
 
@@ -175,7 +199,7 @@ static void plan(T *t) {
   const Layer *first = first_param_layer(net);
   int count[OP_COUNT + ACT_COUNT] = {0};
   bool after_first = false;
-  char prev[32] = "xi";
+  const char *prev = "xi";
   t->ntl = 0;
   t->out_act = ACT_LINEAR;
   for (int i = 0; i < net->nlayers; i++) {
@@ -193,22 +217,22 @@ static void plan(T *t) {
                                                          : ACT_LINEAR;
     int c = ++count[l->op == OP_ACT ? OP_COUNT + l->act : l->op];
     if (l->name[0])
-      snprintf(L->fn, sizeof L->fn, "%s_%s", t->n, l->name);
+      L->fn = S(t, "%s_%s", t->n, l->name);
     else
-      snprintf(L->fn, sizeof L->fn, "%s_%s%d", t->n,
+      L->fn = S(t, "%s_%s%d", t->n,
                l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
-    snprintf(L->bfn, sizeof L->bfn, "%s_backward", L->fn);
-    snprintf(L->in, sizeof L->in, "%s", prev);
+    L->bfn = S(t, "%s_backward", L->fn);
+    L->in = prev;
     /* A flatten is free (the dense weights after it are permuted) unless it
        is the output: then, as in inference (whose memory plan gives it a
        tensor of its own), it transposes to PyTorch's C, H, W order. */
     L->chw =
         l->op == OP_FLATTEN && l->infer_out_offset != (i ? l[-1].infer_out_offset : INFER_AT_X);
     if (l->op == OP_FLATTEN && !L->chw)
-      snprintf(L->out, sizeof L->out, "%s", prev);
+      L->out = prev;
     else
-      snprintf(L->out, sizeof L->out, "t->y%d", L->k);
-    snprintf(prev, sizeof prev, "%s", L->out);
+      L->out = S(t, "t->y%d", L->k);
+    prev = L->out;
     L->backward = after_first;
     L->dx = after_first && l != first;
     L->ph = l->in.h;
@@ -246,7 +270,7 @@ static void plan(T *t) {
   }
   last = &t->tl[t->ntl - 1];
   if (strcmp(last->out, last->in) == 0) /* a trailing flatten keeps z in a buffer */
-    snprintf(last->out, sizeof last->out, "t->y%d", last->k);
+    last->out = S(t, "t->y%d", last->k);
   t->gmax = shape_size(net->output);
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
@@ -355,12 +379,11 @@ static int tile_pixels(int vectors, int width) {
    v starts as the vector init<v>, or zero when init is NULL. */
 static void tile_declare(T *t, int rows, int cols, const char *init) {
   for (int j = 0; j < rows; j++) {
-    char line[2048];
-    int k = snprintf(line, sizeof line, "%s_f8", t->n);
+    const char *line = S(t, "%s_f8", t->n);
     for (int v = 0; v < cols; v++) {
-      k += snprintf(line + k, sizeof line - (size_t)k, "%s a%d_%d", v ? "," : "", j, v);
+      line = S(t, "%s%s a%d_%d", line, v ? "," : "", j, v);
       if (init)
-        k += snprintf(line + k, sizeof line - (size_t)k, " = %s%d", init, v);
+        line = S(t, "%s = %s%d", line, init, v);
     }
     ln(t, "%s;", line);
   }
@@ -373,25 +396,22 @@ static void tile_declare(T *t, int rows, int cols, const char *init) {
 /* ---- conv2d and dense: what their functions share ---- */
 
 /* "[KH][KW][C][F]" for a conv's weights, "[IN][OUT]" for a dense layer's. */
-static const char *weight_dims(char *buf, size_t size, const Layer *l) {
+static const char *weight_dims(T *t, const Layer *l) {
   if (l->op == OP_CONV2D)
-    snprintf(buf, size, "[%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw, l->in.c, l->out.c);
-  else
-    snprintf(buf, size, "[%d][%d]", (int)shape_size(l->in), l->out.c);
-  return buf;
+    return S(t, "[%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw, l->in.c, l->out.c);
+  return S(t, "[%d][%d]", (int)shape_size(l->in), l->out.c);
 }
 
 /* The forward function's head: its signature, the weights w and biases b. */
 static void param_forward_head(T *t, const TL *L) {
   const Layer *l = L->l;
-  char w[128], b[128], dims[64];
-  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
-  emit_param_ref(t->net, l, 1, "m", b, sizeof b);
+  const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
+  const char *b = emit_param_ref(t->em, t->net, l, 1, "m");
   ln(t,
      "static void %s_train_forward(const %s_model *m, const float *restrict x, "
      "float *restrict y) {",
      L->fn, t->n);
-  ln(t, "const float *restrict w = %s; /* %s */", w, weight_dims(dims, sizeof dims, l));
+  ln(t, "const float *restrict w = %s; /* %s */", w, weight_dims(t, l));
   ln(t, "const float *restrict b = %s; /* [%d] */", b, l->out.c);
 }
 
@@ -399,9 +419,8 @@ static void param_forward_head(T *t, const TL *L) {
    gradient before the activation (in place). */
 static void param_backward_head(T *t, const TL *L) {
   const Layer *l = L->l;
-  char dims[64];
   ln(t, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset,
-     weight_dims(dims, sizeof dims, l));
+     weight_dims(t, l));
   ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
   act_backward(t, L->act, "y", "dy", shape_size(l->out), l->out.c);
   if (L->act == ACT_LINEAR)
@@ -551,8 +570,7 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV) {
 static void conv_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
-  char w[128];
-  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+    const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   ln(t, "/* %s: backward from dy [%d][%d][%d] (made the pre-activation gradient) */", l->text, d.OH,
      d.OW, d.F);
   ln(t,
@@ -717,8 +735,7 @@ static void dense_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const char *n = t->n;
-  char w[128];
-  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+    const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   ln(t, "/* %s: backward from dy [%d] (made the pre-activation gradient) */", l->text, OUT);
   ln(t,
      "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, "
@@ -933,22 +950,17 @@ static void act_layer(T *t, const TL *L) {
 }
 
 /* The derivative of act at output a, times the gradient g (C expressions). */
-static const char *act_times(char *buf, size_t size, Act act, const char *a, const char *g) {
+static const char *act_times(T *t, Act act, const char *a, const char *g) {
   switch (act) {
   case ACT_RELU:
-    snprintf(buf, size, "%s > 0.0f ? %s : 0.0f", a, g);
-    break;
+    return S(t, "%s > 0.0f ? %s : 0.0f", a, g);
   case ACT_SIGMOID:
-    snprintf(buf, size, "%s * %s * (1.0f - %s)", g, a, a);
-    break;
+    return S(t, "%s * %s * (1.0f - %s)", g, a, a);
   case ACT_TANH:
-    snprintf(buf, size, "%s * (1.0f - %s * %s)", g, a, a);
-    break;
+    return S(t, "%s * (1.0f - %s * %s)", g, a, a);
   default: /* linear; softmax never comes before a pool */
-    snprintf(buf, size, "%s", g);
-    break;
+    return g;
   }
-  return buf;
 }
 
 /* Conv and the maxpool after it, backward in one pass. The pool sends each
@@ -964,8 +976,7 @@ static void conv_pool_backward(T *t, const TL *L) {
   const char *n = t->n;
   const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PS = pl->u.pool.stride;
   const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW, K = d.KW * d.C;
-  char w[128], buf[256];
-  emit_param_ref(t->net, l, 0, "m", w, sizeof w);
+  const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   ln(t, "/* %s, then %s: backward from dyp [%d][%d][%d] */", l->text, pl->text, POH, POW, d.F);
   ln(t,
      "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, "
@@ -993,7 +1004,7 @@ static void conv_pool_backward(T *t, const TL *L) {
      d.F);
   ln(t, "  q++;");
   ln(t, "const float a = y0[(q / %d * %d + q %% %d) * %d + f];", PKW, d.OW, PKW, d.F);
-  ln(t, "const float v = %s;", act_times(buf, sizeof buf, L->act, "a", "dp[f]"));
+  ln(t, "const float v = %s;", act_times(t, L->act, "a", "dp[f]"));
   if (L->act == ACT_LINEAR)
     ln(t, "(void)a;");
   ln(t, "db[f] += v;");
@@ -1191,8 +1202,7 @@ static void transpose_function(T *t) {
     if (!L->transposed)
       continue;
     const ConvDims d = conv_dims(L);
-    char w[128];
-    emit_param_ref(t->net, L->l, 0, "m", w, sizeof w);
+        const char *w = emit_param_ref(t->em, t->net, L->l, 0, "m");
     ln(t, "{");
     ln(t, "const float *restrict w = %s;", w);
     ln(t, "for (int k = 0; k < %d; k++)", d.KH * d.KW);
@@ -1206,22 +1216,17 @@ static void transpose_function(T *t) {
   blank(t);
 }
 
-static const char *in_of(const TL *L, char *buf) {
-  if (L->pad)
-    snprintf(buf, 32, "t->xp%d", L->k);
-  else
-    snprintf(buf, 32, "%s", L->in);
-  return buf;
+static const char *in_of(T *t, const TL *L) {
+  return L->pad ? S(t, "t->xp%d", L->k) : L->in;
 }
 
 static void forward_call(T *t, const TL *L) {
   const Layer *l = L->l;
-  char in[32];
   switch (l->op) {
   case OP_CONV2D:
     if (L->pad)
       ln(t, "%s_pad(%s, t->xp%d);", L->fn, L->in, L->k);
-    ln(t, "%s_train_forward(m, %s, %s);", L->fn, in_of(L, in), L->out);
+    ln(t, "%s_train_forward(m, %s, %s);", L->fn, in_of(t, L), L->out);
     return;
   case OP_DENSE:
     ln(t, "%s_train_forward(m, %s, %s);", L->fn, L->in, L->out);
@@ -1250,19 +1255,16 @@ static void forward_call(T *t, const TL *L) {
    into the other buffer. */
 static void backward_call(T *t, const TL *L, int *cur) {
   const Layer *l = L->l;
-  char in[32], dx[32];
   int c = *cur;
-  snprintf(dx, sizeof dx, "t->g[%d]", 1 - c);
+  const char *dx = S(t, "t->g[%d]", 1 - c);
   switch (l->op) {
   case OP_CONV2D: {
-    char wt[32] = "";
-    if (L->transposed)
-      snprintf(wt, sizeof wt, "t->wt%d, ", L->k);
+    const char *wt = L->transposed ? S(t, "t->wt%d, ", L->k) : "";
     if (L->pool)
-      ln(t, "%s(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->bfn, wt, in_of(L, in), L->out,
+      ln(t, "%s(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->bfn, wt, in_of(t, L), L->out,
          L->pool->out, c, L->k, L->dx ? ", " : "", L->dx ? dx : "");
     else
-      ln(t, "%s(m, g, %s%s, %s, t->g[%d]%s%s);", L->bfn, wt, in_of(L, in), L->out, c,
+      ln(t, "%s(m, g, %s%s, %s, t->g[%d]%s%s);", L->bfn, wt, in_of(t, L), L->out, c,
          L->dx ? ", " : "", L->dx ? dx : "");
     if (L->dx && L->pad)
       ln(t, "%s_unpad(%s);", L->fn, dx);
@@ -1305,12 +1307,11 @@ static void backward_call(T *t, const TL *L, int *cur) {
 }
 
 /* The parameters of accumulate (const model) or train_step. */
-static const char *params_of(T *t, char *buf, bool const_model) {
-  snprintf(buf, 512,
+static const char *params_of(T *t, bool const_model) {
+  return S(t,
            "%s%s_model *m, %s_work *w, %s_grads *g, const float *x, const float *target, "
            "const float *weight, int n, uint64_t key",
            const_model ? "const " : "", t->n, t->n, t->n);
-  return buf;
 }
 
 /* The transposed weight gradients of the convs that do their maxpool's
@@ -1338,8 +1339,7 @@ static void dwt_fold(T *t, const TL *tl) {
 
 static void accumulate_function(T *t) {
   const char *n = t->n;
-  char acc_params[512];
-  params_of(t, acc_params, true);
+  const char *acc_params = params_of(t, true);
   const int K = (int)shape_size(t->net->output);
   const TL *last = &t->tl[t->ntl - 1];
   bool dropout = false;
@@ -1396,7 +1396,7 @@ static int cam_index(const T *t) {
    Grad-CAM conv needs the gradient of its own output, which the fused
    conv + maxpool backward never forms), the layer gets a variant named
    fn_explain_backward, emitted by the same code as the training one. */
-static TL *explain_plan(const T *t, int cam) {
+static TL *explain_plan(T *t, int cam) {
   TL *x = xcalloc((size_t)t->ntl + 1, sizeof *x);
   memcpy(x, t->tl, (size_t)t->ntl * sizeof *x);
   for (int k = 0; k < t->ntl; k++) {
@@ -1408,7 +1408,7 @@ static TL *explain_plan(const T *t, int cam) {
     if (unfuse)
       x[k + 1].pooled = false;
     if ((L->backward && !L->dx) || unfuse)
-      snprintf(X->bfn, sizeof X->bfn, "%s_explain_backward", X->fn);
+      X->bfn = S(t, "%s_explain_backward", X->fn);
     X->backward = X->dx = true;
   }
   return x;
@@ -1522,12 +1522,17 @@ static TensorInfo *tensors(const Net *net) {
   return ti;
 }
 
-/* The layer whose weight or bias tensor ti is. */
-static const Layer *tensor_layer(const Net *net, const TensorInfo *ti) {
-  for (int j = 0; j < net->nlayers; j++) {
+/* The layer whose weight or bias tensor ti is. The search starts at *from,
+   the layer found last, and wraps around: tensors come in layer order, so
+   a walk over all of them is linear in the layer count, not quadratic. */
+static const Layer *tensor_layer(const Net *net, const TensorInfo *ti, int *from) {
+  for (int k = 0; k < net->nlayers; k++) {
+    int j = (*from + k) % net->nlayers;
     const Layer *l = &net->layers[j];
-    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset))
+    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset)) {
+      *from = j;
       return l;
+    }
   }
   assert(0);
   return NULL;
@@ -1537,7 +1542,6 @@ static void update_function(T *t) {
   const Net *net = t->net;
   const TrainConfig *tc = &net->train;
   const char *n = t->n;
-  char buf[512];
   int nt = net_tensors(net, NULL);
   TensorInfo *ti = tensors(net);
   bool adam = tc->optimizer == OPT_ADAM, wd = tc->weight_decay != 0;
@@ -1567,10 +1571,9 @@ static void update_function(T *t) {
   }
   if (!nt) /* a network without parameters */
     ln(t, "(void)g, (void)scale;");
-  for (int i = 0; i < nt; i++) {
-    const Layer *l = tensor_layer(net, &ti[i]);
-    char p[128];
-    emit_param_ref(net, l, ti[i].offset == l->bias_offset, "m", p, sizeof p);
+  for (int i = 0, from = 0; i < nt; i++) {
+    const Layer *l = tensor_layer(net, &ti[i], &from);
+    const char *p = emit_param_ref(t->em, net, l, ti[i].offset == l->bias_offset, "m");
     ln(t, "{ /* %s */", ti[i].name);
     ln(t, "float *restrict p = %s;", p);
     ln(t, "const float *restrict gr = g->p + %ld;", ti[i].offset);
@@ -1618,7 +1621,7 @@ static void update_function(T *t) {
   ln(t, "}");
   blank(t);
   free(ti);
-  ln(t, "float %s_train_step(%s) {", n, params_of(t, buf, false));
+  ln(t, "float %s_train_step(%s) {", n, params_of(t, false));
   ln(t, "double wsum = 0.0;");
   ln(t, "for (int i = 0; i < n; i++)");
   ln(t, "  wsum += weight ? weight[i] : 1.0f;");
@@ -1647,19 +1650,19 @@ static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *
   ln(t, "{ /* %s */", ti->name);
   ln(t, "float *restrict d = %s + %ld;", dst, off);
   ln(t, "const float *restrict s = %s + %ld;", src, off);
-  char a[160], b[160]; /* the PyTorch and the internal index */
+  const char *a, *b; /* the PyTorch and the internal index */
   if (l->op == OP_CONV2D) {
     const int F = l->out.c, C = l->in.c, KK = l->u.conv.kh * l->u.conv.kw;
-    snprintf(a, sizeof a, "(f * %d + c) * %d + k", C, KK);
-    snprintf(b, sizeof b, "(k * %d + c) * %d + f", C, F);
+    a = S(t, "(f * %d + c) * %d + k", C, KK);
+    b = S(t, "(k * %d + c) * %d + f", C, F);
     ln(t, "for (int f = 0; f < %d; f++)", F);
     ln(t, "  for (int c = 0; c < %d; c++)", C);
     ln(t, "    for (int k = 0; k < %d; k++)", KK);
   } else { /* dense: IN in C, H, W order (PyTorch) and H, W, C order (internal) */
     const Shape sh = net_dense_source(t->net, l);
     const int OUT = l->out.c, IN = (int)shape_size(l->in), C = sh.c, HW = sh.h * sh.w;
-    snprintf(a, sizeof a, "o * %d + c * %d + k", IN, HW);
-    snprintf(b, sizeof b, "(k * %d + c) * %d + o", C, OUT);
+    a = S(t, "o * %d + c * %d + k", IN, HW);
+    b = S(t, "(k * %d + c) * %d + o", C, OUT);
     ln(t, "for (int o = 0; o < %d; o++)", OUT);
     ln(t, "  for (int c = 0; c < %d; c++)", C);
     ln(t, "    for (int k = 0; k < %d; k++)", HW);
@@ -1671,8 +1674,8 @@ static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *
 static void all_layout_copies(T *t, const char *internal, const char *pytorch, bool to_pytorch) {
   int nt = net_tensors(t->net, NULL);
   TensorInfo *ti = tensors(t->net);
-  for (int i = 0; i < nt; i++)
-    layout_copy(t, tensor_layer(t->net, &ti[i]), &ti[i], internal, pytorch, to_pytorch);
+  for (int i = 0, from = 0; i < nt; i++)
+    layout_copy(t, tensor_layer(t->net, &ti[i], &from), &ti[i], internal, pytorch, to_pytorch);
   free(ti);
 }
 
@@ -1685,9 +1688,7 @@ static void opt_state_function(T *t, bool store) {
            : "void %s_load_opt(%s_model *m, const float *state, uint64_t step) {",
      n, n);
   for (int s = 0; s < t->slots; s++) {
-    char in[32], out[64];
-    snprintf(in, sizeof in, "m->opt[%d]", s);
-    snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
+    const char *in = S(t, "m->opt[%d]", s), *out = S(t, "(state + %d * %s_PARAM_COUNT)", s, n);
     all_layout_copies(t, in, out, store);
   }
   if (!t->slots || !t->net->param_count)
@@ -1729,9 +1730,7 @@ static int opt_slots(const TrainConfig *tc) {
 
 /* NAME_PARAM_COUNT as an array size: 1 when it is 0 (C has no empty arrays). */
 static const char *param_count(T *t) {
-  static char buf[96];
-  snprintf(buf, sizeof buf, "%s_PARAM_COUNT", t->n);
-  return t->net->param_count ? buf : "1";
+  return t->net->param_count ? S(t, "%s_PARAM_COUNT", t->n) : "1";
 }
 
 /* Every entry point plans the layers afresh (cheap) and frees them at the end. */
@@ -1748,6 +1747,7 @@ static void begin(T *t, const Net *net, Emitter *em) {
 static void end(T *t) {
   free(t->tl);
   t->tl = NULL;
+  arena_free(&t->strings);
 }
 
 void emit_train_model_members(Emitter *em, const Net *net) {
@@ -1781,9 +1781,7 @@ static long train_buffers(T *t, bool print) {
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
     const Layer *l = L->l;
-    char out[32];
-    snprintf(out, sizeof out, "t->y%d", k);
-    if (strcmp(L->out, out) == 0)
+    if (strcmp(L->out, S(t, "t->y%d", k)) == 0)
       MEMBER(shape_size(l->out), "float y%d[%ld]; /* %s: output [%d][%d][%d] */", k,
              shape_size(l->out), l->text, l->out.h, l->out.w, l->out.c);
     if (L->pad)
@@ -1887,7 +1885,6 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
   const char *n = t.n;
-  char buf[512];
   const TrainConfig *tc = &net->train;
   ln(&t, "/* ---- Training (%s, %s; batch %d, %d epochs in the .cnn file) ----",
      loss_words[tc->loss], optimizer_words[tc->optimizer], tc->batch, tc->epochs);
@@ -1907,15 +1904,15 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   ln(&t, "   from key + i. Adds d(sum_i weight_i * loss_i)/d(params) to g and returns");
   ln(&t, "   sum_i weight_i * loss_i (loss_i: cross-entropy -sum t log p; binary");
   ln(&t, "   cross-entropy and mse: the mean over the outputs). */");
-  ln(&t, "double %s_accumulate(%s);", n, params_of(&t, buf, true));
+  ln(&t, "double %s_accumulate(%s);", n, params_of(&t, true));
   ln(&t, "/* The same, also writing the outputs [n][%s_OUTPUT_SIZE] to y when y is not NULL. */",
      n);
-  ln(&t, "double %s_accumulate_y(%s, float *y);", n, params_of(&t, buf, true));
+  ln(&t, "double %s_accumulate_y(%s, float *y);", n, params_of(&t, true));
   ln(&t, "/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights). */");
   ln(&t, "void %s_update(%s_model *m, const %s_grads *g, float scale);", n, n, n);
   ln(&t,
      "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
-  ln(&t, "float %s_train_step(%s);", n, params_of(&t, buf, false));
+  ln(&t, "float %s_train_step(%s);", n, params_of(&t, false));
   ln(&t, "/* Gradients as a flat array in %s_load's order and PyTorch layout. */", n);
   ln(&t, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);
   ln(&t, "/* Optimizer state [%s_OPT_SLOTS][%s_PARAM_COUNT] in PyTorch layout, and the step. */", n,

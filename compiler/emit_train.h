@@ -32,7 +32,6 @@ void emit_train_sizes(const Net *net, TrainSizes *sizes);
 /* Provided by the inference emitter: a C expression (through the model
    pointer `m`) for the first float of layer l's weights (bias = 0) or bias
    (bias = 1), in the model's internal layout. */
-void emit_param_ref(const Net *net, const Layer *l, int bias, const char *m, char *buf,
-                    size_t size);
+const char *emit_param_ref(Emitter *em, const Net *net, const Layer *l, int bias, const char *m);
 
 #endif

@@ -19,15 +19,23 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "arena.h"
+
 #define EM_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 typedef struct Emitter {
   FILE *out;
-  int depth;  /* indentation level; 2 spaces each */
-  long lines; /* lines written so far */
+  int depth;     /* indentation level; 2 spaces each */
+  long lines;    /* lines written so far */
+  Arena strings; /* em_str's, until em_free */
 } Emitter;
 
 void em_init(Emitter *em, FILE *out, int depth);
+void em_free(Emitter *em);
+
+/* A formatted string of any length (names, expressions) that lives until
+   em_free: the emitters build text with this, never in fixed buffers. */
+const char *em_str(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 
 /* One line of code at the current depth (an empty format gives a blank line). */
 void em_line(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
@@ -57,9 +65,8 @@ void em_comment(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 
 /* A float literal that reads back as the same float: "0.5f", "2.0f", "1e-07f";
    "(1.0f / 0.0f)", "(-1.0f / 0.0f)" and "(0.0f / 0.0f)" for the infinities and
-   NaN. Writes into buf (at least EM_FLOAT_SIZE bytes) and returns it. */
-enum { EM_FLOAT_SIZE = 32 };
-const char *em_float(char *buf, float v);
+   NaN (an em_str). */
+const char *em_float(Emitter *em, float v);
 
 /* The 8-float vector type NAME_f8 and its macros (NAME_FMA, NAME_LOAD, ...),
    written once at the top of the source for the inference and the training

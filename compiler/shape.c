@@ -18,8 +18,15 @@
 
 #include "compile.h"
 
-/* Values per tensor, and parameters in all: generated code indexes with int. */
-#define SIZE_LIMIT ((double)INT_MAX)
+/* What the language accepts, far beyond any real image classifier, so that
+   the generated C (every dimension a literal, fixed-size structs) and the
+   compiler's own work stay reasonable. */
+#define MAX_LAYERS 10000
+#define MAX_INPUT_SIDE 16384         /* pixels, height and width */
+#define MAX_INPUT_VALUES (1L << 26)  /* 64 Mi: 256 MiB as floats */
+#define MAX_TENSOR_VALUES (1L << 28) /* any layer's output: 1 GiB as floats */
+#define MAX_PARAMS (1L << 28)        /* 1 GiB as floats */
+#define MAX_ACTIVATIONS (1L << 30)   /* all layers' outputs (training keeps them): 4 GiB */
 
 typedef struct Check {
   Net *net;
@@ -185,9 +192,11 @@ static bool layer_params(Check *c, Layer *l, long *params) {
     bias = l->u.dense.units;
     macs = weights;
   }
-  if ((double)*params + weights + bias > SIZE_LIMIT) {
-    diag_error(c->d, l->loc, "the network is too large: more than %d parameters up to this layer",
-               INT_MAX);
+  if ((double)*params + weights + bias > (double)MAX_PARAMS) {
+    diag_error(c->d, l->loc,
+               "the network is too large: more than %ld parameters (1 GiB of floats) up to "
+               "this layer",
+               MAX_PARAMS);
     return false;
   }
   if (op_has_weights[l->op]) {
@@ -265,10 +274,18 @@ int shape_check(Net *net, Diag *d) {
   char buf[64];
   Shape s = net->input;
   long params = 0, macs = 0;
+  double activations = 0;
   bool known = shape_size(s) > 0; /* else lower.c reported the input */
-  if ((double)shape_size(s) > SIZE_LIMIT) {
-    diag_error(d, net->input_loc, "the input %s is too large (more than %d values)",
-               summary_shape(buf, sizeof buf, s), INT_MAX);
+  if (s.h > MAX_INPUT_SIDE || s.w > MAX_INPUT_SIDE || (double)shape_size(s) > MAX_INPUT_VALUES) {
+    diag_error(d, net->input_loc,
+               "the input %s is too large: at most %d pixels a side and %ld values in all",
+               summary_shape(buf, sizeof buf, s), MAX_INPUT_SIDE, MAX_INPUT_VALUES);
+    known = false;
+  }
+  if (net->nlayers > MAX_LAYERS) {
+    diag_error(d, net->layers[MAX_LAYERS].loc,
+               "too many layers: at most %d (this is layer %d of %d)", MAX_LAYERS,
+               MAX_LAYERS + 1, net->nlayers);
     known = false;
   }
   for (int i = 0; known && i < net->nlayers; i++) {
@@ -279,9 +296,19 @@ int shape_check(Net *net, Diag *d) {
       break;
     }
     known = values_ok(&c, l) && layer_shape(&c, l);
-    if (known && (double)shape_size(l->out) > SIZE_LIMIT) {
-      diag_error(d, l->loc, "the output of this layer, %s, is too large (more than %d values)",
-                 summary_shape(buf, sizeof buf, l->out), INT_MAX);
+    if (known && (double)shape_size(l->out) > MAX_TENSOR_VALUES) {
+      diag_error(d, l->loc,
+                 "the output of this layer, %s, is too large: at most %ld values (1 GiB of "
+                 "floats)",
+                 summary_shape(buf, sizeof buf, l->out), MAX_TENSOR_VALUES);
+      known = false;
+    }
+    activations += known ? (double)shape_size(l->out) : 0;
+    if (known && activations > (double)MAX_ACTIVATIONS) {
+      diag_error(d, l->loc,
+                 "the network is too large: its layers' outputs add up to more than %ld values "
+                 "(4 GiB of floats, which training keeps) up to this layer",
+                 MAX_ACTIVATIONS);
       known = false;
     }
     known = known && layer_params(&c, l, &params);

@@ -14,7 +14,9 @@
  * with stdout and stderr captured, and renames the object into place (atomic,
  * so concurrent runs never see half an object). A compiler failure is an
  * internal error quoting the compiler's first lines; the source is kept for
- * inspection. A cached object that fails to load is removed and rebuilt.
+ * inspection. Unless the compiler fails on a one-line program too: then it
+ * cannot be used at all (CC=false, a path that does not exist), which is a
+ * user error naming the compiler and how it failed. A cached object that fails to load is removed and rebuilt.
  */
 #include <dlfcn.h>
 #include <stdbool.h>
@@ -161,11 +163,13 @@ static void cc_release(void *handle) {
   dlclose(handle);
 }
 
-/* Compiles source into `so`; 0 on success. */
-static int cc_build(const char *cmd, const char *dir, const char *source, size_t len,
-                    const char *so, Err *e) {
-  char src[4200], tmp_so[4200];
-  snprintf(src, sizeof src, "%s/tmp-XXXXXX.c", dir);
+/* Writes `source` to a new DIR/tmp-XXXXXX.c (name in src) and runs
+   `CMD -shared -fPIC -o DIR/tmp-XXXXXX.so DIR/tmp-XXXXXX.c`, the output in
+   log. Returns the wait status, or -1 with e filled. */
+static int cc_run(const char *cmd, const char *dir, const char *source, size_t len, char *src,
+                  size_t src_size, char *tmp_so, size_t so_size, char *log, size_t log_size,
+                  Err *e) {
+  snprintf(src, src_size, "%s/tmp-XXXXXX.c", dir);
   int fd = mkstemps(src, 2);
   if (fd < 0)
     return err_set(e, dir, "cannot create a temporary file in the compiler cache: %s",
@@ -175,28 +179,82 @@ static int cc_build(const char *cmd, const char *dir, const char *source, size_t
     unlink(src);
     return err_set(e, src, "cannot write: %s", strerror(saved));
   }
-  snprintf(tmp_so, sizeof tmp_so, "%.*s.so", (int)strlen(src) - 2, src);
+  snprintf(tmp_so, so_size, "%.*s.so", (int)strlen(src) - 2, src);
   char line[12000];
   snprintf(line, sizeof line, "%s -shared -fPIC -o ", cmd);
   shell_quote(line, sizeof line, tmp_so);
   strncat(line, " ", sizeof line - strlen(line) - 1);
   shell_quote(line, sizeof line, src);
-  char log[8192];
-  int status = run_captured(line, log, sizeof log);
+  int status = run_captured(line, log, log_size);
   if (status < 0) {
     int saved = errno;
     unlink(src);
     e->internal = 1;
     return err_set(e, NULL, "cannot run /bin/sh for '%s': %s", cmd, strerror(saved));
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  return status;
+}
+
+static int failed(int status) {
+  return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+}
+
+/* "exit status 1", "killed by signal 9" */
+static void how_it_failed(char *how, size_t n, int status) {
+  if (WIFEXITED(status))
+    snprintf(how, n, "exit status %d", WEXITSTATUS(status));
+  else
+    snprintf(how, n, "killed by signal %d", WTERMSIG(status));
+}
+
+/* After the compiler failed on the generated C: does it build a one-line
+   program? If not, the compiler itself cannot be used, which is the user's
+   environment (exit status 1), not a bug in the generated C; fills e then. */
+static int cc_unusable(const char *cmd, const char *dir, Err *e) {
+  static const char probe[] = "int cnngen_probe(void) { return 1; }\n";
+  char src[4200], tmp_so[4200], log[8192];
+  int status =
+      cc_run(cmd, dir, probe, sizeof probe - 1, src, sizeof src, tmp_so, sizeof tmp_so, log,
+             sizeof log, e);
+  if (status < 0)
+    return 1;
+  unlink(src);
+  unlink(tmp_so);
+  if (!failed(status))
+    return 0;
+  char first[700], how[64];
+  backend_first_lines(first, sizeof first, log, 4);
+  how_it_failed(how, sizeof how, status);
+  /* The shell says 127 for a command it cannot find, 126 for one it cannot run. */
+  const char *what = !WIFEXITED(status)           ? how
+                     : WEXITSTATUS(status) == 127 ? "not found"
+                     : WEXITSTATUS(status) == 126 ? "found but cannot be run"
+                                                  : how;
+  e->internal = 0;
+  err_set(e, NULL,
+          "the C compiler '%s' (from $CC or the default) cannot compile even a one-line "
+          "program: %s%s%s (set CC to a working compiler, or use --backend tcc)",
+          cmd, what, *first ? ": " : "", first);
+  return 1;
+}
+
+/* Compiles source into `so`; 0 on success. */
+static int cc_build(const char *cmd, const char *dir, const char *source, size_t len,
+                    const char *so, Err *e) {
+  char src[4200], tmp_so[4200], log[8192];
+  int status =
+      cc_run(cmd, dir, source, len, src, sizeof src, tmp_so, sizeof tmp_so, log, sizeof log, e);
+  if (status < 0)
+    return -1;
+  if (failed(status)) {
     unlink(tmp_so);
+    if (cc_unusable(cmd, dir, e)) {
+      unlink(src);
+      return -1;
+    }
     char first[700], how[64];
     backend_first_lines(first, sizeof first, log, 8);
-    if (WIFEXITED(status))
-      snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(status));
-    else
-      snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(status));
+    how_it_failed(how, sizeof how, status);
     e->internal = 1;
     return err_set(e, NULL, "'%s' failed on the generated C (%s; source kept in %s):\n%s", cmd, how,
                    src, *first ? first : "(no output)");

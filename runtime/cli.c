@@ -20,6 +20,9 @@
 #include "io.h"
 #include "safetensors.h"
 
+/* A .cnn file is text of a few lines per layer; far below this. */
+#define CLI_MAX_NET_BYTES ((size_t)4 << 20)
+
 typedef struct CliOptionInfo {
   const char *name;
   char short_name;
@@ -305,7 +308,8 @@ void cli_write_command(FILE *out, const CliArgs *a, unsigned keep) {
 Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status) {
   Err e = {0};
   size_t len;
-  char *src = io_read_file(path, &len, &e);
+  static const IoLimit limit = {.max = CLI_MAX_NET_BYTES, .what = "a network file (at most 4 MB)"};
+  char *src = io_read_capped(path, &limit, &len, &e);
   if (!src) {
     *status = cli_fail(&e);
     return NULL;
@@ -324,8 +328,7 @@ Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status) {
 }
 
 /* Safetensors: every tensor of the network, by name, shape and dtype. */
-static int read_safetensors(const char *path, const TensorInfo *ti, int nt, float *params,
-                            Err *e) {
+static int read_safetensors(const char *path, const TensorInfo *ti, int nt, float *params, Err *e) {
   StFile f;
   if (st_read(path, &f, e) < 0)
     return -1;
@@ -338,10 +341,12 @@ static int read_safetensors(const char *path, const TensorInfo *ti, int nt, floa
    writes. Read without gunzipping: floats may begin with the gzip magic. */
 static int read_f32(const char *path, const Net *net, float *params, Err *e) {
   size_t len;
-  unsigned char *raw = io_read_raw(path, &len, e);
+  size_t want = (size_t)net->param_count * sizeof(float);
+  /* Never gunzipped: floats may begin with the gzip magic by chance. */
+  IoLimit lim = {.max = want + 65536, .what = "a raw .f32 weights file", .plain = true};
+  unsigned char *raw = io_read_capped(path, &lim, &len, e);
   if (!raw)
     return -1;
-  size_t want = (size_t)net->param_count * sizeof(float);
   int rc = 0;
   if (len != want)
     rc = err_set(e, path,
@@ -359,28 +364,6 @@ static int read_f32(const char *path, const Net *net, float *params, Err *e) {
 
 /* NaN or infinity anywhere would make every output NaN: the first one is
    refused, named by its tensor and index. */
-static int check_finite(const char *path, const TensorInfo *ti, int nt, const float *params,
-                        Err *e) {
-  for (int t = 0; t < nt; t++)
-    for (long i = 0; i < ti[t].count; i++) {
-      float v = params[ti[t].offset + i];
-      if (isfinite(v))
-        continue;
-      long idx[4], rest = i; /* its PyTorch index, [f][c][kh][kw] */
-      for (int d = ti[t].rank - 1; d >= 0; d--) {
-        idx[d] = rest % ti[t].shape[d];
-        rest /= ti[t].shape[d];
-      }
-      char at[96] = "";
-      for (int d = 0; d < ti[t].rank; d++)
-        snprintf(at + strlen(at), sizeof at - strlen(at), "[%ld]", idx[d]);
-      return err_set(e, path, "tensor '%s' holds %s at %s (element %ld of %ld); weights must be "
-                              "finite (did the training diverge?)",
-                     ti[t].name, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", at, i, ti[t].count);
-    }
-  return 0;
-}
-
 float *cli_read_weights(const char *path, const Net *net, Err *e) {
   int nt = net_tensors(net, NULL);
   TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
@@ -397,7 +380,7 @@ float *cli_read_weights(const char *path, const Net *net, Err *e) {
     else
       rc = read_safetensors(path, ti, nt, params, e);
     if (rc == 0)
-      rc = check_finite(path, ti, nt, params, e);
+      rc = params_check_finite(path, ti, nt, params, e);
   }
   free(ti);
   if (rc < 0) {

@@ -108,6 +108,20 @@ done:
   return rc;
 }
 
+/* The source and its header against the network file and the weights. */
+static int check_outputs(const CliArgs *a, const char *src_path, Err *e) {
+  char *hdr_path = header_path(src_path);
+  if (!hdr_path) {
+    e->internal = 1;
+    return err_set(e, src_path, "out of memory");
+  }
+  IoPath out[2] = {{"-o", src_path}, {"the header of -o", hdr_path}};
+  IoPath in[2] = {{"the network file", a->net_path}, {"--weights", a->value[CLI_WEIGHTS]}};
+  int rc = io_check_outputs(out, 2, in, in[1].path ? 2 : 1, e);
+  free(hdr_path);
+  return rc;
+}
+
 static int run(const CliArgs *a) {
   Arena arena = {0};
   Err e = {0};
@@ -117,6 +131,15 @@ static int run(const CliArgs *a) {
   const char *name = a->value[CLI_NAME], *problem = name ? net_name_problem(name) : NULL;
   if (problem)
     return cli_usage_error("compile: --name: the network name %s, got '%.80s'", problem, name);
+  const char *target = a->value[CLI_OUT];
+  if (!target && !(target = out = default_output(a->net_path))) {
+    status = 2;
+    goto done;
+  }
+  if (strcmp(target, "-") != 0 && check_outputs(a, target, &e) < 0) {
+    status = cli_fail(&e);
+    goto done;
+  }
   Net *net = cli_compile_net(&arena, a->net_path, a->value[CLI_DUMP_IR] ? stderr : NULL, &status);
   if (!net)
     goto done;
@@ -127,13 +150,8 @@ static int run(const CliArgs *a) {
     goto done;
   }
   EmitOptions opt = {.training = !a->value[CLI_INFERENCE_ONLY], .weights = weights};
-  const char *target = a->value[CLI_OUT];
-  if (target && strcmp(target, "-") == 0) {
+  if (strcmp(target, "-") == 0) {
     emit_source(net, &opt, stdout);
-    goto done;
-  }
-  if (!target && !(target = out = default_output(a->net_path))) {
-    status = 2;
     goto done;
   }
   if (write_pair(net, &opt, target, &e) < 0)

@@ -21,6 +21,7 @@
 #include "explain.h"
 #include "idx.h"
 #include "image.h"
+#include "io.h"
 
 static const char help[] =
     "usage: cnngen explain NET.cnn --weights W [options] IMAGE --out MAP.png\n"
@@ -281,6 +282,12 @@ static int run(const CliArgs *a) {
     return cli_usage_error("explain: --method needs saliency or gradcam, got '%s'%s%s%s", method,
                            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
   }
+  IoPath outputs[1] = {{"--out", out_path}};
+  IoPath inputs[3] = {{"the network file", a->net_path},
+                      {"the image", image_path},
+                      {"--weights", a->value[CLI_WEIGHTS]}};
+  if (io_check_outputs(outputs, 1, inputs, 3, &e) < 0)
+    return cli_fail(&e);
   Net *net = cli_compile_net(&arena, a->net_path, NULL, &status);
   if (!net)
     goto done;

@@ -403,6 +403,8 @@ static int resume(Run *r, const char *path, Err *e) {
     goto done;
   }
   rc = st_load_params(&f, ti, n, r->state, e);
+  if (rc == 0)
+    rc = params_check_finite(path, ti, n, r->state, e);
   free(ti);
   if (rc < 0)
     goto done;
@@ -664,7 +666,8 @@ static int read_log(Run *r, Err *e) {
   if (access(path, F_OK) != 0)
     return 0;
   size_t len;
-  char *text = io_read_file(path, &len, e);
+  static const IoLimit limit = {.max = (size_t)64 << 20, .what = "a training log (at most 64 MB)"};
+  char *text = io_read_capped(path, &limit, &len, e);
   if (!text)
     return -1;
   int rc = 0, lineno = 1;
@@ -760,6 +763,46 @@ static int write_weights(Run *r, Err *e) {
   return st_write_params(r->out, r->net, r->state, meta, e);
 }
 
+/* The files written against those read: the network, --weights, --resume
+   and the IDX files the data directory may hold. --checkpoint may be the
+   --resume file (continuing a run where it left off), which is read whole
+   before the first checkpoint replaces it. */
+static int check_outputs(const Run *r, Err *e) {
+  const CliArgs *a = r->a;
+  const char *dir = a->value[CLI_DATA] ? a->value[CLI_DATA] : CNNGEN_DEFAULT_DATA;
+  static const char *const which[] = {"train", "t10k"};
+  static const char *const kinds[] = {"images-idx3", "images-idx4", "labels-idx1", "labels-idx2"};
+  enum { NDATA = 2 * 4 * 2 };
+  char data[NDATA][4096];
+  IoPath in[2 + NDATA] = {{"the network file", a->net_path}};
+  int nin = 1, nd = 0;
+  if (a->value[CLI_WEIGHTS])
+    in[nin++] = (IoPath){"--weights", a->value[CLI_WEIGHTS]};
+  for (int w = 0; w < 2; w++)
+    for (int k = 0; k < 4; k++)
+      for (int gz = 0; gz < 2; gz++, nd++) {
+        snprintf(data[nd], sizeof data[nd], "%s/%s-%s-ubyte%s", dir, which[w], kinds[k],
+                 gz ? ".gz" : "");
+        in[nin++] = (IoPath){"a data file", data[nd]};
+      }
+  IoPath out[4] = {{"--out", r->out}, {"--checkpoint", r->ckpt}};
+  int nout = 2;
+  if (a->value[CLI_LOG])
+    out[nout++] = (IoPath){"--log", a->value[CLI_LOG]};
+  if (a->value[CLI_PLOT])
+    out[nout++] = (IoPath){"--plot", a->value[CLI_PLOT]};
+  if (io_check_outputs(out, nout, in, nin, e) < 0)
+    return -1;
+  /* All but --checkpoint against --resume too. */
+  if (a->value[CLI_RESUME]) {
+    IoPath resume = {"--resume", a->value[CLI_RESUME]};
+    out[1] = out[--nout];
+    if (io_check_outputs(out, nout, &resume, 1, e) < 0)
+      return -1;
+  }
+  return 0;
+}
+
 static int setup(Run *r, Err *e) {
   const CliArgs *a = r->a;
   TrainConfig *tc = &r->net->train;
@@ -788,7 +831,7 @@ static int setup(Run *r, Err *e) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory");
   }
-  if (load_data(r, e) < 0)
+  if (check_outputs(r, e) < 0 || load_data(r, e) < 0)
     return -1;
   return 0;
 }
@@ -821,8 +864,8 @@ static int run(const CliArgs *a) {
     goto done;
   }
   if (a->value[CLI_PLOT] && !plot_format_ok(a->value[CLI_PLOT])) {
-    status = cli_usage_error("train: --plot %s: the name must end in .png or .svg",
-                             a->value[CLI_PLOT]);
+    status =
+        cli_usage_error("train: --plot %s: the name must end in .png or .svg", a->value[CLI_PLOT]);
     goto done;
   }
   if (!(r.net = cli_compile_net(&arena, a->net_path, NULL, &status)))
@@ -929,8 +972,8 @@ const Command cmd_train = {
     .summary = "train a network on IDX data (Fashion-MNIST by default)",
     .help = help,
     .options = OPT(CLI_DATA) | OPT(CLI_EPOCHS) | OPT(CLI_BATCH) | OPT(CLI_SEED) | OPT(CLI_WEIGHTS) |
-               OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) | OPT(CLI_RESUME) | OPT(CLI_LOG) |
-               OPT(CLI_PLOT) | OPT(CLI_BACKEND) | OPT(CLI_THREADS),
+               OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) | OPT(CLI_RESUME) | OPT(CLI_LOG) | OPT(CLI_PLOT) |
+               OPT(CLI_BACKEND) | OPT(CLI_THREADS),
     .min_args = 1,
     .max_args = 1,
     .run = run,

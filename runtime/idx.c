@@ -49,12 +49,33 @@ static void dims_text(char *buf, size_t n, const uint32_t *dims, int rank) {
     k += snprintf(buf + k, n - (size_t)k, i ? "x%u" : "%u", (unsigned)dims[i]);
 }
 
+/* IoLimit.declared: the header and the data its dimensions declare; -1 for
+   what is not an IDX u8 file (idx_read says what is wrong). */
+static int idx_declared(const unsigned char *head, size_t n, size_t *size) {
+  if (n < 4)
+    return 0;
+  if (head[0] || head[1] || head[2] != 0x08 || head[3] < 1 || head[3] > 4)
+    return -1;
+  size_t need = 4 + 4 * (size_t)head[3];
+  if (n < need)
+    return 0;
+  unsigned long long data = 1;
+  for (int i = 0; i < head[3]; i++)
+    if (__builtin_mul_overflow(data, (unsigned long long)be32(head + 4 + 4 * i), &data))
+      return -1;
+  if (data > SIZE_MAX - need)
+    return -1;
+  *size = need + (size_t)data;
+  return 1;
+}
+
 /* Reads path and checks an IDX u8 file whose rank is lo or hi. On success
  *data holds the payload at its start (the caller frees it). */
 static int idx_read(const char *path, int lo, int hi, const char *kind, uint8_t **data,
                     uint32_t *dims, int *rank, Err *e) {
   size_t len;
-  uint8_t *buf = io_read_file(path, &len, e);
+  static const IoLimit limit = {.what = "an IDX file", .declared = idx_declared};
+  uint8_t *buf = io_read_capped(path, &limit, &len, e);
   if (!buf)
     return -1;
   if (len < 4) {

@@ -22,6 +22,7 @@
 
 #define IMAGE_MAX_SIDE 16384
 #define IMAGE_MAX_PIXELS ((size_t)1 << 26)
+#define IMAGE_MAX_FILE ((size_t)1 << 30)
 
 void image_free(Image *img) {
   free(img->data);
@@ -260,10 +261,60 @@ static int read_png(const char *path, const uint8_t *buf, size_t len, Image *img
   return 0;
 }
 
+/* IoLimit.declared for images: a binary PGM/PPM's header and raster, a
+   plain one's header and each sample's digits with room for whitespace, a
+   PNG's chunks up to IEND; -1 for anything else (image_read says what). */
+static int image_declared(const unsigned char *head, size_t n, size_t *size) {
+  static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n < 8)
+    return 0;
+  if (head[0] == 'P' && head[1] && strchr("2356", head[1])) {
+    Err e;
+    Pnm s = {head + 2, head + n, "", &e};
+    long v[3];
+    static const long limit[3] = {IMAGE_MAX_SIDE, IMAGE_MAX_SIDE, 65535};
+    for (int i = 0; i < 3; i++) {
+      int r = pnm_number(&s, 1, limit[i], "", &v[i]);
+      if (r < 0)
+        return -1;
+      if (r == 0 || s.p >= s.end)
+        return 0; /* the header goes on past what was read */
+    }
+    if (v[2] < 1 || check_size("", v[0], v[1], &e) < 0)
+      return -1;
+    size_t count = (size_t)v[0] * (size_t)v[1] * (head[1] == '3' || head[1] == '6' ? 3 : 1);
+    size_t header = (size_t)(s.p - head) + 1;
+    if (head[1] >= '5')
+      *size = header + count * (v[2] > 255 ? 2 : 1);
+    else
+      *size = header + count * 8 + 65536; /* "65535" and whitespace per sample */
+    return 1;
+  }
+  if (memcmp(head, png_magic, 8) != 0)
+    return -1;
+  for (size_t at = 8; at + 8 <= n;) {
+    uint32_t len = (uint32_t)head[at] << 24 | (uint32_t)head[at + 1] << 16 |
+                   (uint32_t)head[at + 2] << 8 | head[at + 3];
+    for (int i = 4; i < 8; i++)
+      if (!((head[at + i] | 0x20) >= 'a' && (head[at + i] | 0x20) <= 'z'))
+        return -1; /* not a chunk type */
+    if (len > 0x7fffffffu)
+      return -1;
+    if (!memcmp(head + at + 4, "IEND", 4)) {
+      *size = at + 12 + len;
+      return 1;
+    }
+    at += 12 + (size_t)len;
+  }
+  return 0;
+}
+
 int image_read(const char *path, Image *img, Err *e) {
   memset(img, 0, sizeof *img);
   size_t len;
-  uint8_t *buf = io_read_file(path, &len, e);
+  static const IoLimit limit = {
+      .max = IMAGE_MAX_FILE, .what = "an image (at most 1 GB)", .declared = image_declared};
+  uint8_t *buf = io_read_capped(path, &limit, &len, e);
   if (!buf)
     return -1;
   int rc;

@@ -197,14 +197,16 @@ static int parse_header(StFile *f, Err *e) {
   unsigned long long hlen = 0;
   for (int i = 7; i >= 0; i--)
     hlen = hlen << 8 | f->blob[i];
+  if (hlen > ST_MAX_HEADER)
+    return err_set(e, path,
+                   "header length %llu is over the format's limit of 100 MB; not a "
+                   "safetensors file",
+                   hlen);
   if (hlen > f->len - 8)
     return err_set(e, path,
                    "header length %llu is longer than the file (%zu bytes after the 8-byte "
                    "length); truncated, or not a safetensors file",
                    hlen, f->len - 8);
-  if (hlen > ST_MAX_HEADER)
-    return err_set(e, path, "header length %llu is implausibly large; not a safetensors file",
-                   hlen);
   const char *hdr = (const char *)f->blob + 8;
   if (hlen < 2 || hdr[0] != '{')
     return err_set(e, path,
@@ -321,12 +323,44 @@ out:
   return rc;
 }
 
+/* IoLimit.declared: 8 + the header + the end of the last tensor's data, once
+   the header is in; -1 for a header that is over the limit or not JSON
+   (parse_header then says what is wrong). */
+static int st_declared(const unsigned char *head, size_t n, size_t *size) {
+  if (n < 8)
+    return 0;
+  unsigned long long hlen = 0;
+  for (int i = 7; i >= 0; i--)
+    hlen = hlen << 8 | head[i];
+  if (hlen > ST_MAX_HEADER || hlen < 2)
+    return -1;
+  if (n < 8 + hlen)
+    return 0;
+  cJSON *root = cJSON_ParseWithLength((const char *)head + 8, (size_t)hlen);
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return -1;
+  }
+  unsigned long long end = 0;
+  const cJSON *t;
+  cJSON_ArrayForEach(t, root) {
+    unsigned long long b;
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+    if (cJSON_GetArraySize(off) == 2 && json_count(cJSON_GetArrayItem(off, 1), &b) == 0 && b > end)
+      end = b;
+  }
+  cJSON_Delete(root);
+  *size = (size_t)(8 + hlen + end);
+  return 1;
+}
+
 int st_read(const char *path, StFile *f, Err *e) {
   memset(f, 0, sizeof *f);
   f->path = strdup(path);
   if (!f->path)
     return err_set(e, path, "out of memory");
-  f->blob = io_read_file(path, &f->len, e);
+  static const IoLimit limit = {.what = "a safetensors file", .declared = st_declared};
+  f->blob = io_read_capped(path, &limit, &f->len, e);
   if (!f->blob) {
     st_free(f);
     return -1;
@@ -430,6 +464,33 @@ int st_load_params(const StFile *f, const TensorInfo *ti, int nt, float *params,
     assert(t->nbytes == (size_t)ti[i].count * sizeof(float));
     memcpy(params + ti[i].offset, t->data, t->nbytes);
   }
+  return 0;
+}
+
+int params_check_finite(const char *path, const TensorInfo *ti, int nt, const float *params,
+                        Err *e) {
+  for (int t = 0; t < nt; t++)
+    for (long i = 0; i < ti[t].count; i++) {
+      float v = params[ti[t].offset + i];
+      if (isfinite(v))
+        continue;
+      long idx[4], rest = i; /* its PyTorch index, [f][c][kh][kw] */
+      for (int d = ti[t].rank - 1; d >= 0; d--) {
+        idx[d] = rest % ti[t].shape[d];
+        rest /= ti[t].shape[d];
+      }
+      char at[96] = "";
+      for (int d = 0; d < ti[t].rank; d++)
+        snprintf(at + strlen(at), sizeof at - strlen(at), "[%ld]", idx[d]);
+      return err_set(e, path,
+                     "tensor '%s' holds %s at %s (element %ld of %ld); weights must be finite "
+                     "(did the training that wrote them diverge?)",
+                     ti[t].name,
+                     isnan(v) ? "NaN"
+                     : v > 0  ? "+inf"
+                              : "-inf",
+                     at, i, ti[t].count);
+    }
   return 0;
 }
 

@@ -41,6 +41,12 @@ const StTensor *st_find(const StFile *f, const char *name);
    mismatch (missing tensor, wrong shape, wrong dtype, extra tensor). */
 int st_load_params(const StFile *f, const TensorInfo *ti, int nt, float *params, Err *e);
 
+/* Refuses a NaN or infinite parameter, naming `path`, the tensor and the
+   element's index in it: whatever format the weights came in, call this
+   once they are in the flat array. */
+int params_check_finite(const char *path, const TensorInfo *ti, int nt, const float *params,
+                        Err *e);
+
 typedef struct StEntry {
   const char *name;
   int rank;

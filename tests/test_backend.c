@@ -233,14 +233,28 @@ static void test_backend_compile_error_is_internal(void **state) {
     assert_non_null(strstr(e.msg, "undeclared_thing")); /* the compiler's own words */
     assert_non_null(strstr(e.msg, "undeclared"));
   }
-  /* A compiler that does not exist. */
-  setenv("CC", "/nonexistent/cc", 1);
-  Err e = {0};
-  assert_null(backend_compile(BACKEND_CC, source, strlen(source), &e));
-  unsetenv("CC");
-  assert_int_equal(e.internal, 1);
-  assert_non_null(strstr(e.msg, "'/nonexistent/cc' failed on the generated C (exit status 127"));
-  assert_non_null(strstr(e.msg, "/nonexistent/cc"));
+}
+
+/* A compiler that cannot be run at all is the user's environment, not a bug
+   in the generated C: a user error that names it and says how it failed. */
+static void test_backend_unusable_compiler_is_user_error(void **state) {
+  (void)state;
+  static const struct {
+    const char *cc, *how;
+  } cases[] = {{"/nonexistent/cc", "not found"}, {"false", "exit status 1"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    Err e = {0};
+    setenv("CC", cases[i].cc, 1);
+    assert_null(backend_compile(BACKEND_CC, source, strlen(source), &e));
+    unsetenv("CC");
+    print_message("%s\n", e.msg);
+    assert_int_equal(e.internal, 0);
+    char named[64];
+    snprintf(named, sizeof named, "the C compiler '%s'", cases[i].cc);
+    assert_contains(e.msg, named);
+    assert_contains(e.msg, cases[i].how);
+    assert_contains(e.msg, "--backend tcc");
+  }
 }
 
 static void test_backend_auto_choice(void **state) {
@@ -273,6 +287,7 @@ int main(void) {
       cmocka_unit_test(test_backend_cc_cache_hit),
       cmocka_unit_test(test_backend_compile_error_is_internal),
       cmocka_unit_test(test_backend_auto_choice),
+      cmocka_unit_test(test_backend_unusable_compiler_is_user_error),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -21,11 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "compile.h"
 #include "idx.h"
+#include "image.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -221,7 +224,7 @@ static void test_cli_exit_statuses(void **state) {
   assert_int_equal(tu_run("%s", ""), 1); /* no arguments */
   assert_int_equal(tu_run("--version"), 0);
   assert_contains(tu_out, "cnngen " CNNGEN_VERSION);
-  /* A system compiler that fails on the generated C is cnngen's fault: 2. */
+  /* A system compiler that cannot compile anything is the user's: 1, naming it. */
   write_tiny_net("tiny.cnn", "softmax", "sparse_categorical_crossentropy");
   write_tiny_weights("tiny.safetensors", 0, 1, 0, 0);
   tu_write_text("white.pgm", "P2\n1 1\n255\n255\n");
@@ -230,8 +233,17 @@ static void test_cli_exit_statuses(void **state) {
   int status = tu_run("predict tiny.cnn --weights tiny.safetensors --backend cc white.pgm");
   unsetenv("CC");
   unsetenv("XDG_CACHE_HOME");
-  assert_int_equal(status, 2);
-  assert_contains(tu_err, "cnngen: error: ");
+  assert_int_equal(status, 1);
+  assert_contains(tu_err, "cnngen: error: the C compiler 'false'");
+  assert_contains(tu_err, "exit status 1");
+  setenv("CC", "/nonexistent/cc", 1);
+  setenv("XDG_CACHE_HOME", tu_tmp, 1);
+  status = tu_run("predict tiny.cnn --weights tiny.safetensors --backend cc white.pgm");
+  unsetenv("CC");
+  unsetenv("XDG_CACHE_HOME");
+  assert_int_equal(status, 1);
+  assert_contains(tu_err, "cnngen: error: the C compiler '/nonexistent/cc'");
+  assert_contains(tu_err, "not found");
   assert_int_equal(tu_run("predict tiny.cnn --weights tiny.safetensors --backend tcc white.pgm"),
                    0);
 }
@@ -411,7 +423,8 @@ static void test_cli_compile_name_links_two_copies(void **state) {
   write_tiny_weights("tiny.safetensors", 0, logf(3), 0, 0);
   assert_int_equal(tu_run("tiny.cnn --name trainer -o trainer.c"), 0);
   assert_int_equal(
-      tu_run("compile tiny.cnn --name baked --inference-only --weights tiny.safetensors -o baked.c"),
+      tu_run(
+          "compile tiny.cnn --name baked --inference-only --weights tiny.safetensors -o baked.c"),
       0);
   static char header[1 << 16];
   tu_read_file(tu_path("baked.h"), header, sizeof header);
@@ -819,6 +832,259 @@ static void test_cli_eval_reproduces_pytorch(void **state) {
   cJSON_Delete(o);
 }
 
+/* A tiny network, weights, an image and a data directory (train and t10k)
+   for the commands that write files. */
+static void write_tiny_run(void) {
+  write_tiny_net("o.cnn", "softmax", "sparse_categorical_crossentropy");
+  write_tiny_weights("o.safetensors", 0, 1, 0, 0);
+  tu_write_text("o.pgm", "P2\n1 1\n255\n255\n");
+  static const uint8_t pixels[2] = {0, 255}, labels[2] = {0, 1};
+  write_data("od", pixels, 2, labels, 0, 1);
+  assert_int_equal(tu_shell("cd od && cp t10k-images-idx3-ubyte train-images-idx3-ubyte && "
+                            "cp t10k-labels-idx1-ubyte train-labels-idx1-ubyte"),
+                   0);
+}
+
+/* NaN or infinite weights are refused by every command that reads weights,
+   naming the tensor and the element. */
+static void test_cli_refuses_weights_that_are_not_finite(void **state) {
+  (void)state;
+  write_tiny_run();
+  write_tiny_weights("nan.safetensors", 0, NAN, 0, 0);
+  write_tiny_weights("inf.safetensors", 0, 1, 0, -INFINITY);
+  static const char *const commands[] = {
+      "eval o.cnn --data od --backend tcc --weights %s",
+      "predict o.cnn --backend tcc o.pgm --weights %s",
+      "o.cnn -o fin.c --weights %s",
+      "explain o.cnn --backend tcc o.pgm --out fin.png --weights %s",
+      "train o.cnn --data od --epochs 1 --backend tcc --out fin.safetensors --weights %s",
+  };
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, commands[i], "nan.safetensors");
+    assert_int_equal(tu_run("%s", cmd), 1);
+    assert_contains(tu_err, "cnngen: error: nan.safetensors: tensor 'dense1.weight' holds NaN at "
+                            "[1][0] (element 1 of 2)");
+    snprintf(cmd, sizeof cmd, commands[i], "inf.safetensors");
+    assert_int_equal(tu_run("%s", cmd), 1);
+    assert_contains(tu_err, "cnngen: error: inf.safetensors: tensor 'dense1.bias' holds -inf at "
+                            "[1] (element 1 of 2)");
+  }
+  assert_false(tu_exists("fin.c"));
+  assert_false(tu_exists("fin.png"));
+  assert_false(tu_exists("fin.safetensors"));
+}
+
+/* An output that is an input of the same run, that another output names
+   too, or that is not a regular file is refused before any work, and left
+   as it was. */
+static void test_cli_outputs_never_replace_inputs_or_devices(void **state) {
+  (void)state;
+  write_tiny_run();
+  char before[512], after[512];
+  tu_read_file(tu_path("o.cnn"), before, sizeof before);
+  assert_int_equal(tu_shell("mkfifo fifo && mkdir dir dir.png && ln -s o.cnn link.c"), 0);
+  /* A device node: a copy of /dev/null of our own where we may make one (as
+     root, which is also when a cnngen without this check would replace the
+     system's /dev/null), else /dev/null itself. */
+  const char *dev =
+      mknod(tu_path("null"), S_IFCHR | 0666, makedev(1, 3)) == 0 ? "null" : "/dev/null";
+  char dev_case[2][200];
+  snprintf(dev_case[0], sizeof dev_case[0], "o.cnn -o %s", dev);
+  snprintf(dev_case[1], sizeof dev_case[1],
+           "explain o.cnn --backend tcc --weights o.safetensors o.pgm --out %s", dev);
+  static const struct {
+    const char *args, *message;
+  } cases[] = {
+      {NULL, "-o names a character device, not a regular file"},
+      {NULL, "--out names a character device"},
+      {"o.cnn -o fifo", "fifo: -o names a FIFO, not a regular file"},
+      {"o.cnn -o dir", "dir: -o names a directory, not a regular file"},
+      {"o.cnn -o o.cnn", "o.cnn: -o names the network file (o.cnn), an input of this run"},
+      {"o.cnn -o link.c", "link.c: -o names the network file (o.cnn), an input of this run"},
+      {"o.cnn -o ./o.safetensors --weights o.safetensors",
+       "./o.safetensors: -o names --weights (o.safetensors), an input of this run"},
+      {"explain o.cnn --backend tcc --weights o.safetensors o.pgm --out o.pgm",
+       "o.pgm: --out names the image (o.pgm), an input of this run"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --out a.safetensors --checkpoint "
+       "./a.safetensors",
+       "./a.safetensors: --out and --checkpoint name the same file"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --out o.cnn",
+       "o.cnn: --out names the network file (o.cnn)"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --out od/t10k-images-idx3-ubyte",
+       "od/t10k-images-idx3-ubyte: --out names a data file"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --weights o.safetensors --log "
+       "o.safetensors",
+       "o.safetensors: --log names --weights (o.safetensors)"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --plot dir.png",
+       "dir.png: --plot names a directory"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --log fifo", "fifo: --log names a FIFO"},
+      {"train o.cnn --data od --backend tcc --epochs 1 --checkpoint fifo",
+       "fifo: --checkpoint names a FIFO"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    assert_int_equal(tu_run("%s", cases[i].args ? cases[i].args : dev_case[i]), 1);
+    assert_contains(tu_err, cases[i].message);
+  }
+  struct stat st;
+  assert_int_equal(lstat(dev[0] == '/' ? dev : tu_path(dev), &st), 0);
+  assert_true(S_ISCHR(st.st_mode));
+  assert_int_equal(lstat(tu_path("fifo"), &st), 0);
+  assert_true(S_ISFIFO(st.st_mode));
+  assert_int_equal(lstat(tu_path("dir"), &st), 0);
+  assert_true(S_ISDIR(st.st_mode));
+  assert_int_equal(lstat(tu_path("link.c"), &st), 0);
+  assert_true(S_ISLNK(st.st_mode));
+  tu_read_file(tu_path("o.cnn"), after, sizeof after);
+  assert_string_equal(before, after);
+  assert_false(tu_exists("a.safetensors"));
+  /* Continuing a run in place is allowed: --checkpoint may be the --resume file. */
+  assert_int_equal(tu_run("train o.cnn --data od --backend tcc --epochs 1 --out b.safetensors"), 0);
+  assert_int_equal(tu_run("train o.cnn --data od --backend tcc --epochs 2 --out b.safetensors "
+                          "--resume b.ckpt.safetensors"),
+                   0);
+  assert_int_equal(tu_run("train o.cnn --data od --backend tcc --epochs 3 --out "
+                          "b.ckpt.safetensors --resume b.ckpt.safetensors --checkpoint c.st"),
+                   1);
+  assert_contains(tu_err, "b.ckpt.safetensors: --out names --resume");
+}
+
+/* The temporaries of a killed run's outputs (DIR/.NAME.PID.XXXXXX whose
+   process is gone) are removed when a command next writes those outputs;
+   those of a live process stay, and so does anything else. */
+static void test_cli_stale_temporaries_are_removed(void **state) {
+  (void)state;
+  write_tiny_run();
+  pid_t dead = fork();
+  if (dead == 0)
+    _exit(0);
+  assert_true(dead > 0);
+  assert_int_equal(waitpid(dead, NULL, 0), dead);
+  static const char *const outputs[] = {"o.c", "o.h", "t.safetensors", "t.ckpt.safetensors"};
+  for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+    char name[128];
+    snprintf(name, sizeof name, ".%s.%ld.Ab12Cd", outputs[i], (long)dead);
+    tu_write_text(name, "half a file");
+    snprintf(name, sizeof name, ".%s.%ld.Ab12Cd", outputs[i], (long)getpid());
+    tu_write_text(name, "being written");
+    snprintf(name, sizeof name, ".%s.notes", outputs[i]);
+    tu_write_text(name, "not a temporary");
+  }
+  assert_int_equal(tu_run("o.cnn -o o.c"), 0);
+  assert_int_equal(tu_run("train o.cnn --data od --backend tcc --epochs 1 --out t.safetensors"), 0);
+  for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+    char name[128];
+    snprintf(name, sizeof name, ".%s.%ld.Ab12Cd", outputs[i], (long)dead);
+    if (tu_exists(name))
+      fail_msg("%s was left behind", name);
+    snprintf(name, sizeof name, ".%s.%ld.Ab12Cd", outputs[i], (long)getpid());
+    assert_true(tu_exists(name));
+    snprintf(name, sizeof name, ".%s.notes", outputs[i]);
+    assert_true(tu_exists(name));
+  }
+}
+
+/* /dev/zero and sparse files of gigabytes, in place of each kind of input,
+   are refused after what the format can hold, naming the file. */
+static void test_cli_reads_no_more_than_the_format_holds(void **state) {
+  (void)state;
+  write_tiny_run();
+  Err e = {0};
+  Image white = {1, 1, 1, (uint8_t[]){255}};
+  if (image_write_png(tu_path("o.png"), &white, &e) < 0)
+    fail_msg("%s", e.msg);
+  tu_write_text("o5.pgm", "P5\n1 1\n255\n\377");
+  /* Each valid file with 8 GB of zeros after it (sparse: no disk used). */
+  assert_int_equal(tu_shell("truncate -s 8G zeros && "
+                            "cp o.safetensors big.safetensors && truncate -s 8G big.safetensors && "
+                            "cp od/t10k-images-idx3-ubyte big.idx && truncate -s 8G big.idx && "
+                            "cp o5.pgm big.pgm && truncate -s 8G big.pgm && "
+                            "cp o.png big.png && truncate -s 8G big.png && "
+                            "printf '\\000\\000\\000\\020\\000\\000\\000\\000' > "
+                            "hdr.safetensors && truncate -s 8G hdr.safetensors && "
+                            "(head -c 8388608 /dev/zero | gzip > bomb.cnn.gz)"),
+                   0);
+  static const struct {
+    const char *args, *message;
+  } cases[] = {
+      {"check /dev/zero", "/dev/zero: more than 4194304 bytes: too large for a network file"},
+      {"check zeros", "zeros: more than 4194304 bytes: too large for a network file"},
+      {"check bomb.cnn.gz", "bomb.cnn.gz: more than 4194304 bytes: too large for a network"},
+      {"eval o.cnn --data od --backend tcc --weights /dev/zero",
+       "/dev/zero: the header is not a JSON object"},
+      {"eval o.cnn --data od --backend tcc --weights zeros", "zeros: the header is not a JSON"},
+      {"eval o.cnn --data od --backend tcc --weights big.safetensors",
+       "big.safetensors: holds more than the"},
+      {"eval o.cnn --data od --backend tcc --weights hdr.safetensors",
+       "hdr.safetensors: header length 268435456 is over the format's limit of 100 MB"},
+      {"o.cnn -o o.c --weights big.safetensors", "big.safetensors: holds more than the"},
+      {"predict o.cnn --backend tcc --weights o.safetensors /dev/zero",
+       "/dev/zero: not an IDX file: found magic 0x00000000"},
+      {"predict o.cnn --backend tcc --weights o.safetensors zeros",
+       "zeros: not an IDX file: found magic 0x00000000"},
+      {"predict o.cnn --backend tcc --weights o.safetensors big.idx",
+       "big.idx: holds more than the 18 bytes its header declares"},
+      {"predict o.cnn --backend tcc --weights o.safetensors big.pgm",
+       "big.pgm: holds more than the 12 bytes its header declares"},
+      {"predict o.cnn --backend tcc --weights o.safetensors big.png",
+       "big.png: holds more than the"},
+      {"explain o.cnn --backend tcc --weights o.safetensors big.png --out x.png",
+       "big.png: holds more than the"},
+      {"eval o.cnn --data od --backend tcc --weights o.safetensors", NULL}, /* the data is fine */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int status = tu_run("%s", cases[i].args);
+    if (!cases[i].message) {
+      assert_int_equal(status, 0);
+      continue;
+    }
+    assert_int_equal(status, 1);
+    assert_contains(tu_err, cases[i].message);
+  }
+  /* The files as they were, before the zeros, still read. */
+  assert_int_equal(tu_run("predict o.cnn --backend tcc --weights o.safetensors o.png o5.pgm "
+                          "od/t10k-images-idx3-ubyte"),
+                   0);
+  assert_int_equal(tu_shell("cp big.idx od/t10k-images-idx3-ubyte"), 0);
+  assert_int_equal(tu_run("eval o.cnn --data od --backend tcc --weights o.safetensors"), 1);
+  assert_contains(tu_err, "t10k-images-idx3-ubyte: holds more than the 18 bytes");
+}
+
+/* Writes NAME: "input INPUT" then `count` copies of LINE. */
+static void write_repeated(const char *name, const char *input, const char *line, int count) {
+  FILE *f = fopen(tu_path(name), "w");
+  assert_non_null(f);
+  fprintf(f, "input %s\n", input);
+  for (int i = 0; i < count; i++)
+    fprintf(f, "%s\n", line);
+  assert_int_equal(fclose(f), 0);
+}
+
+/* Networks too large for reasonable C are refused at their line; large
+   ones that are accepted compile at once (the tile search does not grow
+   with the image, nothing is quadratic in the layer count). */
+static void test_cli_large_networks_are_capped_or_quick(void **state) {
+  (void)state;
+  write_repeated("huge.cnn", "46000x46000x1", "conv2d 1 1", 1);
+  assert_int_equal(tu_run("huge.cnn -o huge.c"), 1);
+  assert_contains(tu_err, "huge.cnn:1:1: error: the input 46000x46000x1 is too large: at most "
+                          "16384 pixels a side and 67108864 values in all");
+  write_repeated("deep.cnn", "4x4x1", "relu", 100000);
+  assert_int_equal(tu_run("deep.cnn -o deep.c"), 1);
+  assert_contains(tu_err, "deep.cnn:10002:1: error: too many layers: at most 10000 (this is "
+                          "layer 10001 of 100000)");
+  assert_false(tu_exists("huge.c"));
+  assert_false(tu_exists("deep.c"));
+  /* The largest accepted input and layer count, and many layers with weights. */
+  write_repeated("wide.cnn", "16384x4096x1", "conv2d 1 1", 1);
+  assert_int_equal(tu_run("wide.cnn -o wide.c"), 0);
+  write_repeated("long.cnn", "4x4x1", "relu", 10000);
+  assert_int_equal(tu_run("long.cnn -o long.c"), 0);
+  write_repeated("dense.cnn", "2x2x1\nflatten", "dense 2", 2000);
+  assert_int_equal(tu_run("dense.cnn -o dense.c"), 0);
+  assert_true(tu_exists("dense.h"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cli_parse_accepts_every_spelling),
@@ -840,6 +1106,11 @@ int main(void) {
       cmocka_unit_test(test_cli_eval_multi_label_by_hand),
       cmocka_unit_test(test_cli_eval_refuses_data_that_does_not_fit),
       cmocka_unit_test(test_cli_eval_reproduces_pytorch),
+      cmocka_unit_test(test_cli_refuses_weights_that_are_not_finite),
+      cmocka_unit_test(test_cli_outputs_never_replace_inputs_or_devices),
+      cmocka_unit_test(test_cli_stale_temporaries_are_removed),
+      cmocka_unit_test(test_cli_reads_no_more_than_the_format_holds),
+      cmocka_unit_test(test_cli_large_networks_are_capped_or_quick),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

@@ -851,6 +851,7 @@ static char *emitter_text(void (*body)(Emitter *em)) {
   em_init(&em, f, 0);
   body(&em);
   assert_int_equal(em.depth, 0);
+  em_free(&em);
   fclose(f);
   return text;
 }
@@ -907,29 +908,32 @@ static void test_emitter_indents_and_quotes(void **state) {
 
 static void test_emitter_floats_read_back(void **state) {
   (void)state;
-  char buf[EM_FLOAT_SIZE];
-  assert_string_equal(em_float(buf, 0.5f), "0.5f");
-  assert_string_equal(em_float(buf, 2.0f), "2.0f");
-  assert_string_equal(em_float(buf, -0.0f), "-0.0f");
-  assert_string_equal(em_float(buf, 0.1f), "0.1f");
-  assert_string_equal(em_float(buf, 1e-7f), "1e-07f");
-  assert_string_equal(em_float(buf, INFINITY), "(1.0f / 0.0f)");
-  assert_string_equal(em_float(buf, -INFINITY), "(-1.0f / 0.0f)");
-  assert_string_equal(em_float(buf, NAN), "(0.0f / 0.0f)");
+  Emitter em;
+  em_init(&em, NULL, 0);
+  assert_string_equal(em_float(&em, 0.5f), "0.5f");
+  assert_string_equal(em_float(&em, 2.0f), "2.0f");
+  assert_string_equal(em_float(&em, -0.0f), "-0.0f");
+  assert_string_equal(em_float(&em, 0.1f), "0.1f");
+  assert_string_equal(em_float(&em, 1e-7f), "1e-07f");
+  assert_string_equal(em_float(&em, INFINITY), "(1.0f / 0.0f)");
+  assert_string_equal(em_float(&em, -INFINITY), "(-1.0f / 0.0f)");
+  assert_string_equal(em_float(&em, NAN), "(0.0f / 0.0f)");
   for (int i = 0; i < 100000; i++) { /* any finite bit pattern, denormals too */
     uint32_t bits = (uint32_t)(uniform() * 4294967296.0);
     float v;
     memcpy(&v, &bits, sizeof v);
     if (!isfinite(v))
       continue;
-    em_float(buf, v);
-    size_t n = strlen(buf);
-    assert_true(n >= 2 && buf[n - 1] == 'f' && strpbrk(buf, ".e"));
-    buf[n - 1] = '\0';
-    float back = strtof(buf, NULL);
+    const char *lit = em_float(&em, v);
+    size_t n = strlen(lit);
+    assert_true(n >= 2 && lit[n - 1] == 'f' && strpbrk(lit, ".e"));
+    float back = strtof(lit, NULL); /* stops at the 'f' */
     if (memcmp(&back, &v, sizeof v) != 0)
-      fail_msg("%.9g printed as %s", (double)v, buf);
+      fail_msg("%.9g printed as %s", (double)v, lit);
+    if (i % 1000 == 999)
+      em_free(&em);
   }
+  em_free(&em);
 }
 
 /* Baked weights with special values: the infinities, -0, a denormal and the
@@ -960,10 +964,44 @@ static void test_emit_baked_special_values(void **state) {
   arena_free(&a);
 }
 
+/* The longest names the language allows (63 characters, for the network
+   and for layers, also when the network is named after a long file name)
+   with optimizer state: the training C compiles with cc and tcc. */
+static void test_emit_longest_names_compile(void **state) {
+  (void)state;
+  char name[64], layer[64], file[128];
+  memset(name, 'n', 63), name[63] = 0;
+  memset(layer, 'c', 63), layer[63] = 0;
+  snprintf(file, sizeof file, "nets/%.*s.cnn", 80, "f_0123456789_0123456789_0123456789_0123456789"
+                                                   "_0123456789_0123456789_0123456789_0123456789");
+  for (int named = 0; named < 2; named++) {
+    char src[1024];
+    snprintf(src, sizeof src,
+             "%s%s\ninput 6x6x1\nconv2d 8 3x3 relu name=%s\nmaxpool 2x2\nflatten\n"
+             "dense 3 softmax name=d%s\ntrain {\n  optimizer adam lr=0.01\n}\n",
+             named ? "network " : "", named ? name : "", layer, layer + 1);
+    Arena a = {0};
+    char *msgs;
+    Net *net = tu_compile(&a, named ? "t.cnn" : file, src, strlen(src), &msgs, NULL);
+    if (!net)
+      fail_msg("%s", msgs);
+    free(msgs);
+    assert_int_equal(strlen(net->name), 63);
+    for (int k = 0; k < 2; k++) {
+      Program *prog = tu_build_training(net, k ? BACKEND_CC : BACKEND_TCC, false);
+      assert_true(tu_call_size(prog, net, "_t_model_bytes") > 0);
+      tu_symbol(prog, net, "_store_opt");
+      program_free(prog);
+    }
+    arena_free(&a);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_emitter_indents_and_quotes),
       cmocka_unit_test(test_emitter_floats_read_back),
+      cmocka_unit_test(test_emit_longest_names_compile),
       cmocka_unit_test(test_emit_baked_special_values),
       cmocka_unit_test(test_emit_fusion_and_plan),
       cmocka_unit_test(test_emit_header_layout),

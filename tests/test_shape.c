@@ -395,10 +395,34 @@ static void test_shape_loss_rules(void **state) {
 
 static void test_shape_size_limits(void **state) {
   (void)state;
-  expect_error("input 60000x60000x1\nconv2d 1 1\n", "1:1", "the input 60000x60000x1 is too large");
+  expect_error("input 60000x60000x1\nconv2d 1 1\n", "1:1",
+               "the input 60000x60000x1 is too large: at most 16384 pixels a side and 67108864 "
+               "values in all");
+  expect_error("input 46000x46000x1\nconv2d 1 1\n", "1:1", "the input 46000x46000x1 is too large");
+  expect_error("input 16385x1x1\nconv2d 1 1\n", "1:1",
+               "the input 16385x1x1 is too large: at most 16384 pixels a side");
+  expect_error("input 8192x8192x2\nconv2d 1 1\n", "1:1",
+               "the input 8192x8192x2 is too large: at most 16384 pixels a side and 67108864");
   expect_error("input 1000x1000x1\nconv2d 4096 1x1\n", "2:1",
-               "the output of this layer, 1000x1000x4096, is too large");
-  expect_error("input 20000x20000x4\nflatten\ndense 1000\n", "3:1", "the network is too large");
+               "the output of this layer, 1000x1000x4096, is too large: at most 268435456 values");
+  expect_error("input 4096x4096x4\nflatten\ndense 1000\n", "3:1",
+               "the network is too large: more than 268435456 parameters");
+  expect_error("input 4096x4096x4\nconv2d 16 1x1\nconv2d 16 1x1\nconv2d 16 1x1\nconv2d 16 1x1"
+               "\nconv2d 16 1x1\n",
+               "6:1",
+               "the network is too large: its layers' outputs add up to more than 1073741824");
+  /* The layer count: 10000 layers are fine, the next is refused at its line. */
+  size_t cap = 12 + 10002 * 5;
+  char *src = malloc(cap);
+  size_t k = (size_t)snprintf(src, cap, "input 2x2x1\n");
+  for (int i = 0; i < 10000; i++)
+    k += (size_t)snprintf(src + k, cap - k, "relu\n");
+  Arena a = {0};
+  tu_compile_ok(&a, src);
+  arena_free(&a);
+  snprintf(src + k, cap - k, "relu\n");
+  expect_error(src, "10002:1", "too many layers: at most 10000 (this is layer 10001 of 10001)");
+  free(src);
 }
 
 /* Hand-built IR: shape_check refuses values lower.c would never produce. */
