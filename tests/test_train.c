@@ -809,18 +809,31 @@ static void test_train_plot_draws_every_epoch(void **state) {
   assert_false(tu_exists("q.safetensors"));
 }
 
-/* golden-check's train part with two threads (tests/run-all runs one). */
-static void test_train_golden_cases_on_two_threads(void **state) {
+/* tests/reference/check's train part with two threads (tests/run-all runs
+   one and two with tcc, one with cc). */
+static void test_train_reference_cases_on_two_threads(void **state) {
   (void)state;
-  const char *tool = "../shared/tools/golden-check";
-  if (access(tool, X_OK) != 0)
-    skip();
   for (int b = 0; b < 2; b++) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s --only train --backend %s --threads 2 %s ../shared/golden/*",
-             tool, b ? "cc" : "tcc", tu_cnngen);
-    assert_int_equal(system(cmd), 0);
+    int rc = tu_shell("%s/%s/check --only train --backend %s --threads 2 %s", tu_repo,
+                      TU_REFERENCE, b ? "cc" : "tcc", tu_cnngen);
+    if (rc != 0)
+      fail_msg("%s/check exited with %d:\n%s%s", TU_REFERENCE, rc, tu_out, tu_err);
+    assert_contains(tu_out, " 0 failed");
   }
+}
+
+/* A case folder that lacks a file fails its checks with the file's path and
+   the command that makes it, and check's exit status is 1. */
+static void test_train_reference_check_names_a_missing_file(void **state) {
+  (void)state;
+  const char *from = tu_reference("mse_gap");
+  assert_int_equal(tu_shell("cp -r %s/%s mse_gap && rm mse_gap/expected_trained.safetensors",
+                            tu_repo, from),
+                   0);
+  assert_int_equal(tu_shell("%s/%s/check %s mse_gap", tu_repo, TU_REFERENCE, tu_cnngen), 1);
+  assert_contains(tu_out, "FAIL mse_gap predict: mse_gap/expected_trained.safetensors is missing "
+                          "(make it with tests/reference/make-reference mse_gap)");
+  assert_contains(tu_out, "0 passed, 2 failed");
 }
 
 int main(void) {
@@ -841,7 +854,8 @@ int main(void) {
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
       cmocka_unit_test(test_train_log_unwritable_fails_before_training),
       cmocka_unit_test(test_train_plot_draws_every_epoch),
-      cmocka_unit_test(test_train_golden_cases_on_two_threads),
+      cmocka_unit_test(test_train_reference_cases_on_two_threads),
+      cmocka_unit_test(test_train_reference_check_names_a_missing_file),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

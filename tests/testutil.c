@@ -85,6 +85,29 @@ int tu_count(const char *text, const char *needle) {
   return n;
 }
 
+const char *const tu_reference_cases[TU_REFERENCE_CASES] = {
+    "seed_fashion", "sgd_same_stride", "mse_gap", "multilabel_bce", "overlap_categorical"};
+
+const char *tu_reference(const char *fmt, ...) {
+  static char buf[8][512];
+  static int next;
+  char *p = buf[next++ % 8];
+  int n = snprintf(p, sizeof buf[0], "%s/", TU_REFERENCE);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(p + n, sizeof buf[0] - (size_t)n, fmt, ap);
+  va_end(ap);
+  const char *name = p + n;
+  if (access(p, R_OK) == 0)
+    return p;
+  if (!strncmp(name, "fashion-pytorch", 15))
+    fail_msg("%s is missing: make it with %s/train-fashion-pytorch (PyTorch, a few minutes)", p,
+             TU_REFERENCE);
+  fail_msg("%s is missing: make it with %s/make-reference %.*s", p, TU_REFERENCE,
+           (int)strcspn(name, "/"), name);
+  return p; /* not reached */
+}
+
 static int shell(const char *what) {
   char cmd[8192];
   snprintf(cmd, sizeof cmd, "cd %s && %s >%s/.out 2>%s/.err", tu_tmp, what, tu_tmp, tu_tmp);
