@@ -564,23 +564,21 @@ static void check_predict_json(const char *text, const char *file, int copies, i
   assert_int_equal(lines, copies * images);
 }
 
-static void test_cli_predict_json_on_golden_cases(void **state) {
+static void test_cli_predict_json_on_reference_cases(void **state) {
   (void)state;
-  const char *cases[] = {"seed_fashion", "sgd_same_stride", "mse_gap", "multilabel_bce"};
-  char cwd[512];
-  assert_non_null(getcwd(cwd, sizeof cwd));
-  for (int i = 0; i < 4; i++) {
-    char dir[700];
-    snprintf(dir, sizeof dir, "%s/../shared/golden/%s", cwd, cases[i]);
+  for (int i = 0; i < TU_REFERENCE_CASES; i++) {
+    const char *name = tu_reference_cases[i];
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/%s", tu_repo, tu_reference("%s", name));
     Err e = {0};
     IdxImages im;
-    char images[800];
+    char images[1200];
     snprintf(images, sizeof images, "%s/data/t10k-images-idx3-ubyte", dir);
     if (idx_read_images(images, &im, &e) < 0)
       fail_msg("%s", e.msg);
     int n = im.n;
     idx_images_free(&im);
-    char expected[800];
+    char expected[1200];
     snprintf(expected, sizeof expected, "%s/expected_outputs.jsonl", dir);
     static char want[1 << 20];
     tu_read_file(expected, want, sizeof want);
@@ -593,7 +591,7 @@ static void test_cli_predict_json_on_golden_cases(void **state) {
                             "%s %s",
                             dir, dir, images, images),
                      0);
-    check_predict_json(tu_out, images, 2, n, outputs, strcmp(cases[i], "multilabel_bce") == 0);
+    check_predict_json(tu_out, images, 2, n, outputs, strcmp(name, "multilabel_bce") == 0);
 
     /* Both backends and any thread count agree. */
     assert_int_equal(tu_run("predict %s/net.cnn --weights %s/init.safetensors --json --backend tcc "
@@ -617,7 +615,7 @@ static void test_cli_predict_json_on_golden_cases(void **state) {
         double u = cJSON_GetArrayItem(ox, j)->valuedouble,
                v = cJSON_GetArrayItem(oy, j)->valuedouble;
         if (!(fabs(u - v) <= 1e-5 + 1e-4 * fabs(u)))
-          fail_msg("%s image %d output %d: tcc %.9g, cc %.9g", cases[i], line, j, u, v);
+          fail_msg("%s image %d output %d: tcc %.9g, cc %.9g", name, line, j, u, v);
       }
       cJSON_Delete(x);
       cJSON_Delete(y);
@@ -809,9 +807,9 @@ static void test_cli_eval_refuses_data_that_does_not_fit(void **state) {
    which the file's metadata records to 4 and 6 decimals. */
 static void test_cli_eval_reproduces_pytorch(void **state) {
   (void)state;
-  const char *weights = "../shared/weights/fashion-pytorch.safetensors";
   if (access(CNNGEN_DEFAULT_DATA, R_OK) != 0)
     skip(); /* Debian's dataset-fashion-mnist is not installed */
+  const char *weights = tu_reference("fashion-pytorch.safetensors");
   StFile f;
   Err e = {0};
   if (st_read(weights, &f, &e) < 0)
@@ -819,10 +817,8 @@ static void test_cli_eval_reproduces_pytorch(void **state) {
   double want_accuracy = atof(st_meta(&f, "test_accuracy"));
   double want_loss = atof(st_meta(&f, "test_loss"));
   st_free(&f);
-  char cwd[512];
-  assert_non_null(getcwd(cwd, sizeof cwd));
-  assert_int_equal(tu_run("eval %s/examples/fashion.cnn --weights %s/%s --json", cwd, cwd, weights),
-                   0);
+  assert_int_equal(
+      tu_run("eval %s/examples/fashion.cnn --weights %s/%s --json", tu_repo, tu_repo, weights), 0);
   cJSON *o = cJSON_Parse(tu_out);
   assert_non_null(o);
   double accuracy = json_number(o, "accuracy"), loss = json_number(o, "loss");
@@ -1099,7 +1095,7 @@ int main(void) {
       cmocka_unit_test(test_cli_compile_error_writes_nothing),
       cmocka_unit_test(test_cli_compile_name_links_two_copies),
       cmocka_unit_test(test_cli_weights_raw_f32_and_non_finite),
-      cmocka_unit_test(test_cli_predict_json_on_golden_cases),
+      cmocka_unit_test(test_cli_predict_json_on_reference_cases),
       cmocka_unit_test(test_cli_predict_checks_image_size),
       cmocka_unit_test(test_cli_predict_json_names_file_and_index),
       cmocka_unit_test(test_cli_eval_single_label_by_hand),

@@ -6,7 +6,7 @@
  * with gcc and with tcc, runs it on real Fashion-MNIST test images written
  * as PGM files, and checks each answer against `cnngen predict --json` on
  * the same files: the same class, the same score up to float rounding. A
- * second network (a golden case: 12x12 colour images, PPM input) checks
+ * second network (a reference case: 12x12 colour images, PPM input) checks
  * that NET names the generated symbols. Bad images must fail with exit
  * status 1 and a message, and not stop the good ones.
  */
@@ -26,8 +26,8 @@
 #include "idx.h"
 #include "testutil.h"
 
-#define FASHION_WEIGHTS "../shared/weights/fashion-pytorch.safetensors"
-#define GOLDEN_COLOUR "../shared/golden/sgd_same_stride"
+#define FASHION_WEIGHTS TU_REFERENCE "/fashion-pytorch.safetensors"
+#define REFERENCE_COLOUR TU_REFERENCE "/sgd_same_stride"
 enum { N_IMAGES = 12 };
 
 /* Writes image i of im as DIR/NAME (P5 for gray, P6 for colour); `comment`
@@ -42,9 +42,18 @@ static void write_pnm(const char *name, const IdxImages *im, int i, int comment)
   fclose(f);
 }
 
+/* A file of tests/reference that is missing fails the test with the
+   command that makes it. */
+static void need(const char *path) {
+  const size_t n = strlen(TU_REFERENCE "/");
+  if (!strncmp(path, TU_REFERENCE "/", n))
+    tu_reference("%s", path + n);
+}
+
 /* Runs the example's Makefile into tmp/OUT. The environment of an outer
    `make test` (MAKEFLAGS carries its command-line variables) is left out. */
 static void build(const char *out, const char *cc, const char *net, const char *weights) {
+  need(weights);
   int rc = tu_shell("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C %s/examples/embed "
                     "CC=%s CNNGEN=%s NET=%s/%s WEIGHTS=%s/%s OUT=%s",
                     tu_repo, cc, tu_cnngen, tu_repo, net, tu_repo, weights, tu_path(out));
@@ -61,6 +70,7 @@ typedef struct Answer {
 
 /* `cnngen predict --json` on the files: each line's class and its output. */
 static void predict(const char *net, const char *weights, const char *files, Answer *a, int n) {
+  need(weights);
   assert_int_equal(tu_run("predict %s/%s --weights %s/%s --backend tcc --json %s", tu_repo, net,
                           tu_repo, weights, files),
                    0);
@@ -125,8 +135,8 @@ static void fashion_images(void) {
   IdxLabels lb;
   Err e = {0};
   if (idx_load_split(CNNGEN_DEFAULT_DATA, "t10k", &im, &lb, &e) < 0) {
-    /* Without Debian's dataset-fashion-mnist: the golden case's real test images. */
-    assert_int_equal(idx_load_split("../shared/golden/seed_fashion/data", "t10k", &im, &lb, &e), 0);
+    /* Without Debian's dataset-fashion-mnist: the reference case's real test images. */
+    assert_int_equal(idx_load_split(tu_reference("seed_fashion/data"), "t10k", &im, &lb, &e), 0);
   }
   assert_true(im.n >= N_IMAGES && im.h == 28 && im.w == 28 && im.c == 1);
   char *p = fashion_files;
@@ -173,7 +183,7 @@ static void test_embed_other_network(void **state) {
   IdxImages im;
   IdxLabels lb;
   Err e = {0};
-  assert_int_equal(idx_load_split(GOLDEN_COLOUR "/data", "t10k", &im, &lb, &e), 0);
+  assert_int_equal(idx_load_split(tu_reference("sgd_same_stride/data"), "t10k", &im, &lb, &e), 0);
   assert_int_equal(im.c, 3);
   int n = im.n < 6 ? im.n : 6;
   char files[128] = "";
@@ -187,8 +197,8 @@ static void test_embed_other_network(void **state) {
   idx_images_free(&im);
   idx_labels_free(&lb);
   Answer want[6];
-  predict(GOLDEN_COLOUR "/net.cnn", GOLDEN_COLOUR "/expected_trained.safetensors", files, want, n);
-  build("rgb", "gcc", GOLDEN_COLOUR "/net.cnn", GOLDEN_COLOUR "/expected_trained.safetensors");
+  predict(REFERENCE_COLOUR "/net.cnn", REFERENCE_COLOUR "/expected_trained.safetensors", files, want, n);
+  build("rgb", "gcc", REFERENCE_COLOUR "/net.cnn", REFERENCE_COLOUR "/expected_trained.safetensors");
   assert_true(tu_exists("rgb/sgd_same_stride.h"));
   check_classify("rgb/classify", files, "rgb%d.ppm", want, n);
 }
@@ -236,12 +246,28 @@ static void test_embed_rejects_bad_images(void **state) {
   assert_contains(tu_err, "usage: classify");
 }
 
+/* Weights given as WEIGHTS= that are not there: the message names them and
+   does not send the user to `make fashion`, which makes other weights. */
+static void test_embed_names_missing_weights(void **state) {
+  (void)state;
+  int rc = tu_shell("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C %s/examples/embed "
+                    "CNNGEN=%s WEIGHTS=%s OUT=%s",
+                    tu_repo, tu_cnngen, tu_path("nowhere.safetensors"), tu_path("out"));
+  assert_int_not_equal(rc, 0);
+  char want[600];
+  snprintf(want, sizeof want, "%s is missing", tu_path("nowhere.safetensors"));
+  assert_contains(tu_err, want);
+  assert_null(strstr(tu_err, "make fashion"));
+  assert_false(tu_exists("out/classify"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_embed_gcc_matches_predict),
       cmocka_unit_test(test_embed_tcc_matches_predict),
       cmocka_unit_test(test_embed_other_network),
       cmocka_unit_test(test_embed_rejects_bad_images),
+      cmocka_unit_test(test_embed_names_missing_weights),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

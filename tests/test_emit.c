@@ -10,12 +10,12 @@
  * parameters in PyTorch layout given to NAME_load, NAME_infer's outputs
  * must match a plain double-precision forward pass written here from the
  * SPEC (NCHW, PyTorch's definitions) within |d| <= 2e-5 + 1e-4 |ref| (the
- * float32-vs-float64 tolerance of ../shared/tools/golden-check); the
+ * float32-vs-float64 tolerance of tests/reference/check); the
  * largest difference is printed. Also: NAME_store(NAME_load(p)) == p bit
  * for bit, several images in one call give the same bits as one call
  * each, baked weights (--weights) give the same bits as loaded ones, the
  * emitted text is the same on a second run, NAME_init is seeded and
- * bounded, and the golden case ../shared/golden/seed_fashion matches
+ * bounded, and the reference case tests/reference/seed_fashion matches
  * PyTorch's outputs.
  */
 #include <setjmp.h>
@@ -769,20 +769,15 @@ static void test_emit_init_is_seeded_glorot(void **state) {
   arena_free(&a);
 }
 
-/* ../shared/golden/seed_fashion: PyTorch's outputs (float64) for its test
+/* tests/reference/seed_fashion: PyTorch's outputs (float64) for its test
    images with init.safetensors. */
 static void test_emit_golden_seed_fashion(void **state) {
   (void)state;
-  const char *dir = "../shared/golden/seed_fashion";
-  char path[256];
+  const char *path;
   size_t len;
   Err e = {0};
-  snprintf(path, sizeof path, "%s/net.cnn", dir);
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    printf("  %s is missing: skipped\n", path);
-    skip();
-  }
+  FILE *f = fopen(path = tu_reference("seed_fashion/net.cnn"), "rb");
+  assert_non_null(f);
   static char src[4096];
   len = fread(src, 1, sizeof src - 1, f);
   fclose(f);
@@ -793,12 +788,12 @@ static void test_emit_golden_seed_fashion(void **state) {
   int nt = net_tensors(net, ti);
   float *p = malloc(sizeof(float) * (size_t)net->param_count);
   StFile st;
-  snprintf(path, sizeof path, "%s/init.safetensors", dir);
+  path = tu_reference("seed_fashion/init.safetensors");
   if (st_read(path, &st, &e) < 0 || st_load_params(&st, ti, nt, p, &e) < 0)
     fail_msg("%s", e.msg);
   st_free(&st);
   IdxImages im;
-  snprintf(path, sizeof path, "%s/data/t10k-images-idx3-ubyte", dir);
+  path = tu_reference("seed_fashion/data/t10k-images-idx3-ubyte");
   if (idx_read_images(path, &im, &e) < 0)
     fail_msg("%s", e.msg);
   const long in = shape_size(net->input), out = shape_size(net->output);
@@ -811,8 +806,7 @@ static void test_emit_golden_seed_fashion(void **state) {
   void *m = zalloc(b.model_bytes), *w = zalloc(b.work_bytes);
   b.load(m, p);
   b.infer(m, w, x, im.n, y);
-  snprintf(path, sizeof path, "%s/expected_outputs.jsonl", dir);
-  f = fopen(path, "r");
+  f = fopen(tu_reference("seed_fashion/expected_outputs.jsonl"), "r");
   assert_non_null(f);
   char line[8192];
   int rows = 0;

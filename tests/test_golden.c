@@ -1,6 +1,6 @@
 /*
  * test_golden.c: forward numerics against the PyTorch (float64) reference
- * cases in ../shared/golden, through both backends, and the two backends
+ * cases in tests/reference, through both backends, and the two backends
  * against each other. Every case folder holds net.cnn, init.safetensors,
  * data/t10k-images-idx3-ubyte and expected_outputs.jsonl.
  */
@@ -16,15 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "compile.h"
 #include "engine.h"
 #include "idx.h"
 #include "io.h"
+#include "testutil.h"
 
-#define GOLDEN "../shared/golden"
-/* golden-check's tolerances: float32 forward against a float64 reference. */
+/* tests/reference/check's tolerances: float32 forward against a float64 reference. */
 #define OUT_ATOL 2e-5
 #define OUT_RTOL 1e-4
 
@@ -37,12 +38,12 @@ typedef struct Case {
   double *want; /* [n][OUTPUT_SIZE] */
 } Case;
 
-static void case_open(Case *c, const char *dir) {
-  char path[512];
+/* Opens the reference case NAME; a missing file fails the test, naming it. */
+static void case_open(Case *c, const char *name) {
   Err e = {0};
   memset(c, 0, sizeof *c);
 
-  snprintf(path, sizeof path, "%s/net.cnn", dir);
+  const char *path = tu_reference("%s/net.cnn", name);
   size_t len;
   char *src = io_read_file(path, &len, &e);
   assert_non_null(src);
@@ -53,12 +54,12 @@ static void case_open(Case *c, const char *dir) {
   assert_non_null(c->net);
   free(src);
 
-  snprintf(path, sizeof path, "%s/init.safetensors", dir);
+  path = tu_reference("%s/init.safetensors", name);
   c->params = cli_read_weights(path, c->net, &e);
   if (!c->params)
     fail_msg("%s", e.msg);
 
-  snprintf(path, sizeof path, "%s/data/t10k-images-idx3-ubyte", dir);
+  path = tu_reference("%s/data/t10k-images-idx3-ubyte", name);
   IdxImages im;
   if (idx_read_images(path, &im, &e) < 0)
     fail_msg("%s", e.msg);
@@ -69,7 +70,7 @@ static void case_open(Case *c, const char *dir) {
   cli_bytes_to_floats(im.data, im.n * size, c->x);
   idx_images_free(&im);
 
-  snprintf(path, sizeof path, "%s/expected_outputs.jsonl", dir);
+  path = tu_reference("%s/expected_outputs.jsonl", name);
   char *lines = io_read_file(path, &len, &e);
   assert_non_null(lines);
   long outs = shape_size(c->net->output);
@@ -111,10 +112,8 @@ static float *run(Case *c, BackendKind backend, int threads) {
 }
 
 static void check_case(const char *name, BackendKind backend, int threads) {
-  char dir[512];
-  snprintf(dir, sizeof dir, "%s/%s", GOLDEN, name);
   Case c;
-  case_open(&c, dir);
+  case_open(&c, name);
   float *y = run(&c, backend, threads);
   long total = c.n * shape_size(c.net->output);
   double worst = 0;
@@ -134,29 +133,25 @@ static void check_case(const char *name, BackendKind backend, int threads) {
   case_close(&c);
 }
 
-static const char *const cases[] = {"seed_fashion", "sgd_same_stride", "mse_gap", "multilabel_bce"};
-
 static void test_golden_forward_tcc(void **state) {
   (void)state;
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-    check_case(cases[i], BACKEND_TCC, 1);
+  for (int i = 0; i < TU_REFERENCE_CASES; i++)
+    check_case(tu_reference_cases[i], BACKEND_TCC, 1);
 }
 
 static void test_golden_forward_cc(void **state) {
   (void)state;
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-    check_case(cases[i], BACKEND_CC, 2);
+  for (int i = 0; i < TU_REFERENCE_CASES; i++)
+    check_case(tu_reference_cases[i], BACKEND_CC, 2);
 }
 
 /* The backends compile the same source; their outputs agree to float rounding,
    and thread count never changes an output (images are independent). */
 static void test_golden_backends_agree(void **state) {
   (void)state;
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s", GOLDEN, cases[i]);
+  for (int i = 0; i < TU_REFERENCE_CASES; i++) {
     Case c;
-    case_open(&c, dir);
+    case_open(&c, tu_reference_cases[i]);
     float *a = run(&c, BACKEND_TCC, 1);
     float *b = run(&c, BACKEND_CC, 1);
     float *b3 = run(&c, BACKEND_CC, 3);
@@ -168,7 +163,7 @@ static void test_golden_backends_agree(void **state) {
       assert_true(d <= 1e-6 + 1e-5 * fabs(b[k]));
       assert_memory_equal(&b[k], &b3[k], sizeof(float));
     }
-    print_message("%s: tcc vs cc max difference %.3g\n", cases[i], worst);
+    print_message("%s: tcc vs cc max difference %.3g\n", tu_reference_cases[i], worst);
     free(a);
     free(b);
     free(b3);
@@ -176,23 +171,28 @@ static void test_golden_backends_agree(void **state) {
   }
 }
 
-/* Every case folder in ../shared/golden is one of the cases above, so a new
-   reference case cannot be silently skipped. */
+/* Every case folder in tests/reference (a folder with a net.cnn) is one of
+   tu_reference_cases, so a new reference case cannot be silently skipped,
+   and every one of those is there. */
 static void test_golden_all_cases_listed(void **state) {
   (void)state;
-  DIR *d = opendir(GOLDEN);
+  DIR *d = opendir(TU_REFERENCE);
   assert_non_null(d);
   struct dirent *ent;
   while ((ent = readdir(d))) {
-    if (ent->d_name[0] == '.')
+    char net[512];
+    snprintf(net, sizeof net, "%s/%s/net.cnn", TU_REFERENCE, ent->d_name);
+    if (ent->d_name[0] == '.' || access(net, R_OK) != 0)
       continue;
     int found = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-      found |= strcmp(cases[i], ent->d_name) == 0;
+    for (int i = 0; i < TU_REFERENCE_CASES; i++)
+      found |= strcmp(tu_reference_cases[i], ent->d_name) == 0;
     if (!found)
-      fail_msg("golden case %s is not checked by this test", ent->d_name);
+      fail_msg("reference case %s is not in tests/testutil.c's tu_reference_cases", ent->d_name);
   }
   closedir(d);
+  for (int i = 0; i < TU_REFERENCE_CASES; i++)
+    tu_reference("%s/net.cnn", tu_reference_cases[i]);
 }
 
 int main(void) {

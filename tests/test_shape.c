@@ -2,10 +2,10 @@
  * test_shape.c: shape_check(): output shapes, padding, parameter offsets
  * and counts, MACs, and every shape rule with the token it blames.
  *
- * The parameter tensors of the reference networks in ../shared/golden are
- * checked against the PyTorch-written init.safetensors next to each
- * (names, shapes, total count), and SPEC section 1's network against the
- * PyTorch-trained weights in ../shared/weights.
+ * The parameter tensors of the reference networks in tests/reference are
+ * checked against the init.safetensors next to each (names, shapes, total
+ * count), and SPEC section 1's network against the PyTorch-trained weights
+ * tests/reference/fashion-pytorch.safetensors.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,6 @@
 
 #include <cmocka.h>
 
-#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,19 +256,12 @@ static void check_tensors(const char *cnn, const char *weights) {
   arena_free(&a);
 }
 
-static void test_shape_golden_nets_match_pytorch(void **state) {
+static void test_shape_reference_nets_match_pytorch(void **state) {
   (void)state;
-  glob_t g;
-  assert_int_equal(glob("../shared/golden/*/net.cnn", 0, NULL, &g), 0);
-  assert_true(g.gl_pathc >= 4);
-  for (size_t i = 0; i < g.gl_pathc; i++) {
-    char weights[512];
-    snprintf(weights, sizeof weights, "%.*sinit.safetensors", (int)(strlen(g.gl_pathv[i]) - 7),
-             g.gl_pathv[i]);
-    check_tensors(g.gl_pathv[i], weights);
-  }
-  globfree(&g);
-  check_tensors("examples/fashion.cnn", "../shared/weights/fashion-pytorch.safetensors");
+  for (int i = 0; i < TU_REFERENCE_CASES; i++)
+    check_tensors(tu_reference("%s/net.cnn", tu_reference_cases[i]),
+                  tu_reference("%s/init.safetensors", tu_reference_cases[i]));
+  check_tensors("examples/fashion.cnn", tu_reference("fashion-pytorch.safetensors"));
 }
 
 static void test_shape_examples(void **state) {
@@ -562,7 +554,7 @@ int main(void) {
       cmocka_unit_test(test_shape_same_padding),
       cmocka_unit_test(test_shape_valid_and_explicit_padding),
       cmocka_unit_test(test_shape_pools_and_vectors),
-      cmocka_unit_test(test_shape_golden_nets_match_pytorch),
+      cmocka_unit_test(test_shape_reference_nets_match_pytorch),
       cmocka_unit_test(test_shape_examples),
       cmocka_unit_test(test_shape_window_rules),
       cmocka_unit_test(test_shape_vector_rules),

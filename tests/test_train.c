@@ -1017,7 +1017,6 @@ static void test_train_resume_at_the_end_keeps_the_scores(void **state) {
   assert_true(same_bytes("e.safetensors", "e2.safetensors"));
 }
 
-/* golden-check's train part with two threads (tests/run-all runs one). */
 /* A data set of 2x2 gray images written by hand: `train` and `t10k`. */
 static void write_small_data(const char *dir) {
   uint8_t pixels[8 * 4], labels[8];
@@ -1071,17 +1070,31 @@ static void test_train_says_when_cc_object_was_cached(void **state) {
   assert_contains(tu_out, ", backend tcc (compiled in ");
 }
 
-static void test_train_golden_cases_on_two_threads(void **state) {
+/* tests/reference/check's train part with two threads (tests/run-all runs
+   one and two with tcc, one with cc). */
+static void test_train_reference_cases_on_two_threads(void **state) {
   (void)state;
-  const char *tool = "../shared/tools/golden-check";
-  if (access(tool, X_OK) != 0)
-    skip();
   for (int b = 0; b < 2; b++) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s --only train --backend %s --threads 2 %s ../shared/golden/*",
-             tool, b ? "cc" : "tcc", tu_cnngen);
-    assert_int_equal(system(cmd), 0);
+    int rc = tu_shell("%s/%s/check --only train --backend %s --threads 2 %s", tu_repo,
+                      TU_REFERENCE, b ? "cc" : "tcc", tu_cnngen);
+    if (rc != 0)
+      fail_msg("%s/check exited with %d:\n%s%s", TU_REFERENCE, rc, tu_out, tu_err);
+    assert_contains(tu_out, " 0 failed");
   }
+}
+
+/* A case folder that lacks a file fails its checks with the file's path and
+   the command that makes it, and check's exit status is 1. */
+static void test_train_reference_check_names_a_missing_file(void **state) {
+  (void)state;
+  const char *from = tu_reference("mse_gap");
+  assert_int_equal(tu_shell("cp -r %s/%s mse_gap && rm mse_gap/expected_trained.safetensors",
+                            tu_repo, from),
+                   0);
+  assert_int_equal(tu_shell("%s/%s/check %s mse_gap", tu_repo, TU_REFERENCE, tu_cnngen), 1);
+  assert_contains(tu_out, "FAIL mse_gap predict: mse_gap/expected_trained.safetensors is missing "
+                          "(make it with tests/reference/make-reference mse_gap)");
+  assert_contains(tu_out, "0 passed, 2 failed");
 }
 
 int main(void) {
@@ -1109,7 +1122,8 @@ int main(void) {
       cmocka_unit_test(test_train_log_unwritable_fails_before_training),
       cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_says_when_cc_object_was_cached),
-      cmocka_unit_test(test_train_golden_cases_on_two_threads),
+      cmocka_unit_test(test_train_reference_cases_on_two_threads),
+      cmocka_unit_test(test_train_reference_check_names_a_missing_file),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

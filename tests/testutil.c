@@ -87,6 +87,29 @@ int tu_count(const char *text, const char *needle) {
   return n;
 }
 
+const char *const tu_reference_cases[TU_REFERENCE_CASES] = {
+    "seed_fashion", "sgd_same_stride", "mse_gap", "multilabel_bce", "overlap_categorical"};
+
+const char *tu_reference(const char *fmt, ...) {
+  static char buf[8][512];
+  static int next;
+  char *p = buf[next++ % 8];
+  int n = snprintf(p, sizeof buf[0], "%s/", TU_REFERENCE);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(p + n, sizeof buf[0] - (size_t)n, fmt, ap);
+  va_end(ap);
+  const char *name = p + n;
+  if (access(p, R_OK) == 0)
+    return p;
+  if (!strncmp(name, "fashion-pytorch", 15))
+    fail_msg("%s is missing: make it with %s/train-fashion-pytorch (PyTorch, a few minutes)", p,
+             TU_REFERENCE);
+  fail_msg("%s is missing: make it with %s/make-reference %.*s", p, TU_REFERENCE,
+           (int)strcspn(name, "/"), name);
+  return p; /* not reached */
+}
+
 /* After a command ran with its output in .out and .err: those in tu_out and
    tu_err, and its exit status from the wait status. */
 static int collect(const char *what, int wstatus) {

@@ -36,6 +36,16 @@ bool tu_exists(const char *name);
 /* How many times needle occurs in text. */
 int tu_count(const char *text, const char *needle);
 
+/* The reference cases that tests/reference/make-reference writes (PyTorch,
+   float64), and TU_REFERENCE "/" NAME (a case, a file in one, or
+   fashion-pytorch.safetensors), relative to the repository root, where the
+   programs run (a rotating set of 8 buffers). A missing one fails the test
+   with its path and the command that makes it. */
+#define TU_REFERENCE "tests/reference"
+enum { TU_REFERENCE_CASES = 5 };
+extern const char *const tu_reference_cases[TU_REFERENCE_CASES];
+const char *tu_reference(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Runs `cnngen ARGS` (a shell word list) inside the directory; returns the
    exit status (128 + signal when killed), stdout and stderr in tu_out and
    tu_err. A sanitizer report fails the test whatever the status. */

@@ -3,7 +3,7 @@
 
 Subcommands:
   prep DIR         stdlib only: DIR/params.f32 (SPEC section 3's flat parameter array,
-                   from ../shared/weights/fashion-pytorch.safetensors) and DIR/images.f32
+                   from tests/reference/fashion-pytorch.safetensors) and DIR/images.f32
                    (the first IMAGES Fashion-MNIST test images, x = byte/255, H,W,C order)
   export-onnx OUT  the same network, same weights, as ONNX opset 13 (dynamic batch)
   outputs DIR K    PyTorch's outputs for the first K images -> DIR/torch_out.f32
@@ -28,7 +28,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEIGHTS = os.path.join(ROOT, "..", "shared", "weights", "fashion-pytorch.safetensors")
+WEIGHTS = os.path.join(ROOT, "tests", "reference", "fashion-pytorch.safetensors")
 DATASET = "/usr/share/datasets/fashion-mnist"
 # Section 3 order: conv1.., then dense1.., each weight then bias; the value is the
 # index of the layer in the nn.Sequential that model() builds.
