@@ -46,11 +46,15 @@ static inline long shape_size(Shape s) {
 
 enum { PAD_VALID, PAD_SAME, PAD_EXPLICIT };
 
+/* Layer.text's limit: the emitters quote it in comments of bounded length. */
+enum { LAYER_TEXT_MAX = 200 };
+
 typedef struct Layer {
   OpKind op;
   Loc loc;          /* the layer's first word */
   const char *text; /* the source line, trimmed, without comment (for the
-                       comment that opens the layer's generated code) */
+                       comment that opens the layer's generated code), at
+                       most LAYER_TEXT_MAX bytes of it, then "..." */
   char name[64];    /* conv1, dense2, ... or name=; "" for layers without weights */
   Shape in, out;    /* filled by shape.c */
   Act act;          /* activation applied after the op; OP_ACT: the activation */

@@ -595,6 +595,32 @@ static void test_emit_single_translation_unit(void **state) {
   }
 }
 
+/* A layer line of thousands of characters (spaces between its words) is
+   quoted clipped in the comments of the generated code, which still builds,
+   training code included. (The training emitter cut its comments at 4096
+   bytes, losing the comment's end and commenting out code: found
+   probing the limits for tests/fuzz, whose inputs stay under 4096.) */
+static void test_emit_long_layer_line(void **state) {
+  (void)state;
+  enum { GAP = 5000 };
+  char *src = malloc(3 * GAP + 200);
+  assert_non_null(src);
+  snprintf(src, 3 * GAP + 200, "network long_line\ninput 6x6x1\nconv2d 2%*s3x3 relu\nmaxpool%*s2\n"
+           "flatten\ndense%*s2 softmax\n", GAP, "", GAP, "", GAP, "");
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, src);
+  for (int training = 0; training < 2; training++) {
+    size_t len;
+    char *text = emit_text(net, &(EmitOptions){.training = training}, false, &len);
+    tu_write_text("long_line.c", text);
+    if (tu_shell("gcc -std=c99 -Wall -Wextra -pedantic -Werror -c -o long_line.o long_line.c") != 0)
+      fail_msg("training %d: the source does not compile:\n%s", training, tu_err);
+    free(text);
+  }
+  arena_free(&a);
+  free(src);
+}
+
 static void test_emit_header_layout(void **state) {
   (void)state;
   Arena a = {0};
@@ -969,6 +995,7 @@ int main(void) {
       cmocka_unit_test(test_emit_header_layout),
       cmocka_unit_test(test_emit_is_deterministic),
       cmocka_unit_test(test_emit_single_translation_unit),
+      cmocka_unit_test(test_emit_long_layer_line),
       cmocka_unit_test(test_emit_matches_reference),
       cmocka_unit_test(test_emit_load_store_round_trip),
       cmocka_unit_test(test_emit_baked_weights_match_load),
