@@ -86,7 +86,7 @@ build/fuzz/grammar/%.o: build/%.c build/parser.h build/lexer.h
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -Wno-unused-function -Wno-sign-compare -c -o $@ $<
 build/fuzz/fuzz_compile: tests/fuzz/fuzz_compile.c $(FUZZ_OBJ)
 	@echo "  CC    $< (fuzz)"
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -lm
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -ltcc -ldl -lm
 
 fuzz: build/fuzz/fuzz_compile
 	@mkdir -p build/fuzz/corpus

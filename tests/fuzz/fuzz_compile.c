@@ -6,7 +6,9 @@
  * header, its source with the training code, its inference-only source
  * and, for a small network, its source with baked weights are emitted, all
  * into memory. Diagnostics go to a memory stream too. Nothing may crash,
- * leak, read out of bounds or hit undefined behaviour.
+ * leak, read out of bounds or hit undefined behaviour, and the generated C
+ * (training code and header in one translation unit) must compile: libtcc
+ * compiles it in memory, and an error of tcc's aborts with its message.
  *
  * `make fuzz` builds it (build/fuzz/fuzz_compile) and runs it for
  * FUZZ_TIME seconds on tests/fuzz/corpus with the dictionary
@@ -14,6 +16,7 @@
  * The source is handed over without a terminating NUL, as compile()'s
  * (src, len) interface allows, so a read past the end shows.
  */
+#include <libtcc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +30,8 @@ enum { FUZZ_MAX_BAKED_PARAMS = 4096 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Emits into a memory stream that is thrown away. */
-static void emit_to_memory(const Net *net, const EmitOptions *opt, int header) {
+/* The C emitted for net with opt (and the header first): free it. */
+static char *emit_to_memory(const Net *net, const EmitOptions *opt, int header) {
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
@@ -38,7 +41,25 @@ static void emit_to_memory(const Net *net, const EmitOptions *opt, int header) {
     emit_header(net, opt, f);
   emit_source(net, opt, f);
   fclose(f);
-  free(text);
+  return text;
+}
+
+static void tcc_error(void *opaque, const char *msg) {
+  (void)opaque;
+  fprintf(stderr, "tcc: %s\n", msg);
+}
+
+/* Generated C that tcc refuses is a bug: abort, after tcc's messages. */
+static void must_compile(const char *source) {
+  TCCState *s = tcc_new();
+  if (!s)
+    abort();
+  tcc_set_error_func(s, NULL, tcc_error);
+  if (tcc_set_output_type(s, TCC_OUTPUT_MEMORY) < 0 || tcc_compile_string(s, source) < 0) {
+    fputs("the generated C does not compile\n", stderr);
+    abort();
+  }
+  tcc_delete(s);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -60,13 +81,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort(); /* a Net exactly when there was no error */
   if (net) {
     summary_print(net, dump_f, "");
-    emit_to_memory(net, &(EmitOptions){.training = true, .header_name = "fuzz.h"}, 1);
-    emit_to_memory(net, &(EmitOptions){.training = false}, 0);
+    free(emit_to_memory(net, &(EmitOptions){.training = true, .header_name = "fuzz.h"}, 1));
+    char *tu = emit_to_memory(net, &(EmitOptions){.training = true}, 0);
+    must_compile(tu);
+    free(tu);
+    free(emit_to_memory(net, &(EmitOptions){.training = false}, 0));
     if (net->param_count <= FUZZ_MAX_BAKED_PARAMS) {
       float *w = calloc((size_t)net->param_count + 1, sizeof *w);
       if (!w)
         abort();
-      emit_to_memory(net, &(EmitOptions){.training = false, .weights = w}, 1);
+      free(emit_to_memory(net, &(EmitOptions){.training = false, .weights = w}, 1));
       free(w);
     }
   }
