@@ -1186,7 +1186,7 @@ static bool uses_work(const Net *net) {
 static void emit_layer_functions(Gen *g) {
   for (int i = 0; i < g->net->nlayers; i++) {
     const Layer *l = &g->net->layers[i];
-    char fn[128];
+    char fn[IDENT_SIZE];
     if (l->fused_away)
       continue;
     layer_fn(g, l, fn, sizeof fn);
@@ -1236,7 +1236,7 @@ static void emit_infer(Gen *g) {
   long prev = INFER_AT_X;
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    char fn[128], in[48], out[48];
+    char fn[IDENT_SIZE], in[48], out[48];
     snprintf(in, sizeof in, "%s", WHERE(prev));
     snprintf(out, sizeof out, "%s", WHERE(l->infer_out_offset));
     Shape os = l->fused_pool ? l->fused_pool->out : l->out;

@@ -49,8 +49,8 @@
 /* One layer as the training code sees it. */
 typedef struct TL {
   const Layer *l;
-  char fn[96];           /* NAME_LAYER: the prefix of its functions */
-  char bfn[112];         /* its backward function: fn_backward (fn_explain_backward
+  char fn[2 * NAME_SIZE]; /* NAME_LAYER: the prefix of its functions */
+  char bfn[IDENT_SIZE];  /* its backward function: fn_backward (fn_explain_backward
                             for a variant only NAME_explain calls) */
   char in[32], out[32];  /* C expressions of its input and output (per image) */
   Act act;               /* the activation it applies (the output one is the loss's) */
@@ -1685,7 +1685,7 @@ static void opt_state_function(T *t, bool store) {
            : "void %s_load_opt(%s_model *m, const float *state, uint64_t step) {",
      n, n);
   for (int s = 0; s < t->slots; s++) {
-    char in[32], out[64];
+    char in[32], out[IDENT_SIZE];
     snprintf(in, sizeof in, "m->opt[%d]", s);
     snprintf(out, sizeof out, "(state + %d * %s_PARAM_COUNT)", s, n);
     all_layout_copies(t, in, out, store);
