@@ -68,13 +68,12 @@ test: all $(TESTS:%=$(B)/tests/%)
 
 # The fuzzer (tests/fuzz/fuzz_compile.c): the compiler built by clang with
 # libFuzzer, ASan and UBSan, in build/fuzz whatever SAN says. `make fuzz`
-# runs it; what it finds goes to build/fuzz/corpus (merge the inputs worth
-# keeping into tests/fuzz/corpus with -merge=1) and crashes to build/fuzz/.
+# runs it (tests/fuzz/check) for FUZZ_TIME seconds; what it finds goes to
+# build/fuzz/corpus, crashes to build/fuzz/.
 FUZZ_TIME ?= 60
 FUZZ_CC   := clang
 FUZZ_FLAGS := -O1 -g $(STD) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZ_OBJ  := $(COMPILER:%=build/fuzz/compiler/%.o) $(GRAMMAR:%=build/fuzz/grammar/%.o)
-FUZZ_ARGS := -timeout=2 -dict=tests/fuzz/cnn.dict -artifact_prefix=build/fuzz/
 
 build/fuzz/compiler/%.o: compiler/%.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
@@ -88,9 +87,8 @@ build/fuzz/fuzz_compile: tests/fuzz/fuzz_compile.c $(FUZZ_OBJ)
 	@echo "  CC    $< (fuzz)"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -ltcc -ldl -lm
 
-fuzz: build/fuzz/fuzz_compile
-	@mkdir -p build/fuzz/corpus
-	build/fuzz/fuzz_compile $(FUZZ_ARGS) -max_total_time=$(FUZZ_TIME) build/fuzz/corpus tests/fuzz/corpus
+fuzz:
+	+$(Q)tests/fuzz/check $(FUZZ_TIME) build/fuzz/corpus
 
 # The main job: train SPEC section 1's network on Fashion-MNIST, then evaluate it.
 fashion: all
