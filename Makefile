@@ -1,10 +1,12 @@
 # cnngen: `make` builds build/cnngen, `make test` runs every test,
 # `make test SAN=1` runs them under AddressSanitizer + UBSan, `make bench`
-# measures against PyTorch and ONNX Runtime. V=1 shows the commands.
+# measures against PyTorch and ONNX Runtime, `make fuzz` fuzzes the front end
+# (FUZZ_TIME seconds, default 60). V=1 shows the commands.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -pedantic -Icompiler -Iruntime -Ibuild
+STD     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -pedantic -Icompiler -Iruntime -Ibuild
+CFLAGS  += $(STD)
 LDLIBS  := -ltcc -lcjson -lpng -lz -ldl -lm -lpthread
 B       := build
 ifeq ($(SAN),1)
@@ -60,8 +62,33 @@ $(B)/tests/%: tests/%.c $(ALL_OBJ) $(B)/tests/testutil.o
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# '+': tests/fuzz/check runs make to build the fuzzer.
 test: all $(TESTS:%=$(B)/tests/%)
-	$(Q)tests/run-all $(B) $(TESTS)
+	+$(Q)tests/run-all $(B) $(TESTS)
+
+# The fuzzer (tests/fuzz/fuzz_compile.c): the compiler built by clang with
+# libFuzzer, ASan and UBSan, in build/fuzz whatever SAN says. `make fuzz`
+# runs it (tests/fuzz/check) for FUZZ_TIME seconds; what it finds goes to
+# build/fuzz/corpus, crashes to build/fuzz/.
+FUZZ_TIME ?= 60
+FUZZ_CC   := clang
+FUZZ_FLAGS := -O1 -g $(STD) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_OBJ  := $(COMPILER:%=build/fuzz/compiler/%.o) $(GRAMMAR:%=build/fuzz/grammar/%.o)
+
+build/fuzz/compiler/%.o: compiler/%.c build/parser.h build/lexer.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+build/fuzz/grammar/%.o: build/%.c build/parser.h build/lexer.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -Wno-unused-function -Wno-sign-compare -c -o $@ $<
+build/fuzz/fuzz_compile: tests/fuzz/fuzz_compile.c $(FUZZ_OBJ)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -ltcc -ldl -lm
+
+fuzz:
+	+$(Q)tests/fuzz/check $(FUZZ_TIME) build/fuzz/corpus
 
 # The main job: train SPEC section 1's network on Fashion-MNIST, then evaluate it.
 fashion: all
@@ -89,6 +116,6 @@ deps:
 clean:
 	rm -rf build
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
-.PHONY: all test fashion fashion-augment imbalanced multilabel bench deps clean
+-include $(sort $(shell find $(B) build/fuzz -name '*.d' 2>/dev/null))
+.PHONY: all test fuzz fashion fashion-augment imbalanced multilabel bench deps clean
 .SECONDARY:

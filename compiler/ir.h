@@ -46,12 +46,20 @@ static inline long shape_size(Shape s) {
 
 enum { PAD_VALID, PAD_SAME, PAD_EXPLICIT };
 
+/* Layer.text's limit: the emitters quote it in comments of bounded length. */
+enum { LAYER_TEXT_MAX = 200 };
+
+/* Net.name and Layer.name hold at most NAME_SIZE - 1 characters (the
+   emitters build identifiers from them at any length: em_str). */
+enum { NAME_SIZE = 64 };
+
 typedef struct Layer {
   OpKind op;
   Loc loc;          /* the layer's first word */
   const char *text; /* the source line, trimmed, without comment (for the
-                       comment that opens the layer's generated code) */
-  char name[64];    /* conv1, dense2, ... or name=; "" for layers without weights */
+                       comment that opens the layer's generated code), at
+                       most LAYER_TEXT_MAX bytes of it, then "..." */
+  char name[NAME_SIZE]; /* conv1, dense2, ... or name=; "" for layers without weights */
   Shape in, out;    /* filled by shape.c */
   Act act;          /* activation applied after the op; OP_ACT: the activation */
   Loc act_loc;      /* where the activation word was written (for errors) */
@@ -130,7 +138,7 @@ typedef struct TrainConfig {
 } TrainConfig;
 
 typedef struct Net {
-  char name[64];    /* C identifier, prefix of every generated symbol */
+  char name[NAME_SIZE]; /* C identifier, prefix of every generated symbol */
   const char *file; /* source path */
   /* 0x0x0 when lower.c could not read the input (and reported that). */
   Shape input;

@@ -378,6 +378,17 @@ static void layer_positional(Lower *L, Layer *l, int i, const Arg *a) {
   }
 }
 
+/* The line s as the generated code quotes it (ir.h: Layer.text). */
+static const char *layer_text(Lower *L, const Stmt *s) {
+  size_t n = strlen(s->text);
+  if (n <= LAYER_TEXT_MAX)
+    return s->text;
+  char *text = arena_alloc(L->a, LAYER_TEXT_MAX + 4);
+  memcpy(text, s->text, LAYER_TEXT_MAX);
+  memcpy(text + LAYER_TEXT_MAX, "...", 4);
+  return text;
+}
+
 /* A new layer for statement s. `act` >= 0: the word itself was an
    activation (relu). */
 static Layer *layer_new(Lower *L, const Stmt *s, OpKind op, int act) {
@@ -387,7 +398,7 @@ static Layer *layer_new(Lower *L, const Stmt *s, OpKind op, int act) {
   net->nlayers++;
   l->op = op;
   l->loc = s->loc;
-  l->text = s->text;
+  l->text = layer_text(L, s);
   l->act = act >= 0 ? (Act)act : ACT_LINEAR;
   l->act_loc = s->loc;
   l->size_loc = s->loc;

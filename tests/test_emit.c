@@ -595,6 +595,60 @@ static void test_emit_single_translation_unit(void **state) {
   }
 }
 
+/* SRC's C, with and without its training code (header inlined), builds
+   with gcc -Werror. */
+static void builds_with_training(const char *src) {
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, src);
+  for (int training = 0; training < 2; training++) {
+    size_t len;
+    char *text = emit_text(net, &(EmitOptions){.training = training}, false, &len);
+    tu_write_text("whole.c", text);
+    if (tu_shell("gcc -std=c99 -Wall -Wextra -pedantic -Werror -c -o whole.o whole.c") != 0)
+      fail_msg("%s (training %d): the source does not compile:\n%s", net->name, training, tu_err);
+    free(text);
+  }
+  arena_free(&a);
+}
+
+/* A layer line of thousands of characters (spaces between its words) is
+   quoted clipped in the comments of the generated code, which still builds,
+   training code included. (The training emitter cut its comments at 4096
+   bytes, losing the comment's end and commenting out code: found
+   probing the limits for tests/fuzz, whose inputs stay under 4096.) */
+static void test_emit_long_layer_line(void **state) {
+  (void)state;
+  enum { GAP = 5000 };
+  char *src = malloc(3 * GAP + 200);
+  assert_non_null(src);
+  snprintf(src, 3 * GAP + 200, "network long_line\ninput 6x6x1\nconv2d 2%*s3x3 relu\nmaxpool%*s2\n"
+           "flatten\ndense%*s2 softmax\n", GAP, "", GAP, "", GAP, "");
+  builds_with_training(src);
+  free(src);
+}
+
+/* Names as long as they may be (63 characters, the network's and each
+   layer's) give C that builds, with every layer kind and both optimizers.
+   (Identifiers made of both were cut at 96 bytes, so two layers' functions
+   had the same name, and NAME_store_opt lost a parenthesis past a 37-character
+   network name: found by tests/fuzz, which compiles the C with libtcc.) */
+static void test_emit_longest_names(void **state) {
+  (void)state;
+  char net[64], layer[61], src[2048];
+  memset(net, 'n', 63), net[63] = 0;
+  memset(layer, 'l', 60), layer[60] = 0;
+  for (int sgd = 0; sgd < 2; sgd++) {
+    snprintf(src, sizeof src,
+             "network %s\ninput 12x12x3\nconv2d 9 3x3 padding=same relu name=%sa\nmaxpool 2x2\n"
+             "conv2d 8 3x3 stride=2 padding=1 sigmoid name=%sb\navgpool 2x2 stride=1\ntanh\n"
+             "dropout 0.3\nglobalavgpool\ndense 5 relu name=%sc\ndense 4 softmax name=%sd\n"
+             "train {\n  loss categorical_crossentropy\n  optimizer %s\n}\n",
+             net, layer, layer, layer, layer,
+             sgd ? "sgd lr=0.1 momentum=0.9 nesterov" : "adam lr=0.01 weight_decay=0.1");
+    builds_with_training(src);
+  }
+}
+
 static void test_emit_header_layout(void **state) {
   (void)state;
   Arena a = {0};
@@ -1001,6 +1055,8 @@ int main(void) {
       cmocka_unit_test(test_emit_header_layout),
       cmocka_unit_test(test_emit_is_deterministic),
       cmocka_unit_test(test_emit_single_translation_unit),
+      cmocka_unit_test(test_emit_long_layer_line),
+      cmocka_unit_test(test_emit_longest_names),
       cmocka_unit_test(test_emit_matches_reference),
       cmocka_unit_test(test_emit_load_store_round_trip),
       cmocka_unit_test(test_emit_baked_weights_match_load),
