@@ -337,12 +337,17 @@ static void act_backward(T *t, Act act, const char *y, const char *dy, long coun
 
 /* ---- tiles of 8-float vectors ---- */
 
-/* Largest of 4, 3, 2, 1 that divides n: vectors per tile row. */
+/* Vectors per tile row for n vectors of channels: the largest of 4, 3, 2
+   that divides n; else (5, 7, 11, ...) 4 or 3, whichever leaves the larger
+   remainder, which channel_blocks runs as a narrower last block (5 as 3 + 2,
+   not 5 blocks of 1, whose tiles would load as much as they compute). */
 static int tile_vectors(int n) {
   for (int v = 4; v > 1; v--)
     if (n % v == 0)
       return v;
-  return 1;
+  if (n < 4)
+    return n;
+  return n % 4 >= n % 3 ? 4 : 3;
 }
 
 /* Output pixels per tile of `vectors` vectors each: 24 accumulators in all,
@@ -402,22 +407,27 @@ static void tile_addto(T *t, const char *p, int j, int v, int nv, int shift) {
 
 typedef void BlockBody(T *t, const TL *L, int nv, int shift);
 
-/* Runs body over the N channels in blocks of nv vectors, the block's first
-   channel in the variable `var`: a loop over the whole blocks, then, with a
-   tail, the last block (its last vector overlapping) with `var` a constant. */
-static void channel_blocks(T *t, const TL *L, const char *var, int N, int nv, BlockBody *body) {
-  const int vectors = (N + 7) / 8, shift = 8 * vectors - N;
-  const int looped = shift ? vectors / nv - 1 : vectors / nv;
+/* Runs body over the N channels (N >= 8) in blocks of tile_vectors
+   vectors, the block's first channel in the variable `var`: a loop over the
+   whole blocks, then, with a tail or a remainder of vectors, the last block
+   (narrower, its last vector overlapping) with `var` a constant. */
+static void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body) {
+  const int vectors = (N + 7) / 8, shift = 8 * vectors - N, nv = tile_vectors(vectors);
+  const int last = vectors % nv ? vectors % nv : shift ? nv : 0; /* vectors of the last block */
+  const int looped = (vectors - last) / nv;
   if (looped) {
     ln(t, "for (int %s = 0; %s < %d; %s += %d) {", var, var, 8 * nv * looped, var, 8 * nv);
     body(t, L, nv, 0);
     ln(t, "}");
   }
-  if (shift) {
-    ln(t, "{ /* the last %d channels, the last vector %d channels back */", 8 * nv - shift,
-       shift);
+  if (last) {
+    if (shift)
+      ln(t, "{ /* the last %d channels, the last vector %d channels back */", 8 * last - shift,
+         shift);
+    else
+      ln(t, "{ /* the last %d channels */", 8 * last);
     ln(t, "const int %s = %d;", var, 8 * nv * looped);
-    body(t, L, nv, shift);
+    body(t, L, last, shift);
     ln(t, "}");
   }
 }
@@ -525,7 +535,7 @@ static void conv_forward(T *t, const TL *L) {
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
     ln(t, "const float *xr = x + oy * %d;", d.S * d.IW * d.C);
     ln(t, "float *yr = y + oy * %d;", d.OW * d.F);
-    channel_blocks(t, L, "f0", d.F, tile_vectors((d.F + 7) / 8), conv_forward_block);
+    channel_blocks(t, L, "f0", d.F, conv_forward_block);
     ln(t, "}");
   } else {
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
@@ -660,7 +670,7 @@ static void conv_backward(T *t, const TL *L) {
   ln(t, "    db[f] += dy[p * %d + f];", d.F);
   if (d.F >= 8) {
     ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-    channel_blocks(t, L, "f0", d.F, tile_vectors((d.F + 7) / 8), conv_dw_block);
+    channel_blocks(t, L, "f0", d.F, conv_dw_block);
     ln(t, "}");
   } else {
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
@@ -682,7 +692,7 @@ static void conv_backward(T *t, const TL *L) {
     ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
     if (L->transposed) {
       ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
-      channel_blocks(t, L, "c0", d.C, tile_vectors((d.C + 7) / 8), conv_dx_block);
+      channel_blocks(t, L, "c0", d.C, conv_dx_block);
       ln(t, "}");
     } else {
       ln(t, "const float *restrict w = %s;", w);
@@ -1112,7 +1122,7 @@ static void conv_pool_backward(T *t, const TL *L) {
     ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
     ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S, d.KW,
        d.IW * d.C, d.S, d.KW, d.C);
-    channel_blocks(t, L, "c0", d.C, tile_vectors((d.C + 7) / 8), conv_pool_dx_block);
+    channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
     ln(t, "}");
   } else if (L->dx) {
     ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);

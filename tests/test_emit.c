@@ -581,7 +581,9 @@ static void test_emit_is_deterministic(void **state) {
 /* Channel counts of 8 or more that are not a multiple of 8 run on the
    register tiles, their last vector overlapping the one before: no padded
    weight copy and no plain per-pixel loop, in inference and in training
-   (forward, weight gradient, input gradient, conv + maxpool backward).
+   (forward, weight gradient, input gradient, conv + maxpool backward). In
+   training, a vector count with no divisor of 4, 3 or 2 ends in a narrower
+   block of tiles.
    test_emit_matches_reference and test_train's gradient networks check
    their numbers. */
 static void test_emit_channel_tails_are_vectorized(void **state) {
@@ -591,10 +593,11 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
                                "conv2d 20 3x3 relu\nmaxpool 2x2\n"  /* F tail, C 3 */
                                "conv2d 12 3x3 relu\nmaxpool 2x2\n"  /* C 20: conv + pool dx */
                                "conv2d 100 1x1 relu\nconv2d 9 1x1\n" /* C 12, C 100 dx */
+                               "conv2d 40 1x1\n" /* 5 vectors: blocks of 3 and 2 */
                                "flatten\ndense 3 softmax\n");
   size_t len;
   char *s = emit_text(net, &(EmitOptions){0}, false, &len);
-  assert_int_equal(tu_count(s, "held in registers"), 4); /* every conv on register tiles */
+  assert_int_equal(tu_count(s, "held in registers"), 5); /* every conv on register tiles */
   assert_null(strstr(s, "zero filters"));                 /* no padded copy */
   assert_null(strstr(s, "acc[f] += s * wk["));             /* no plain loop */
   free(s);
@@ -611,6 +614,8 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
   assert_contains(s, "tails_ADDTO_TAIL(dw + ");
   assert_contains(s, "tails_ADDTO_TAIL(dx + ");
   assert_contains(s, "tails_ADDTO_TAIL(o + ");
+  /* 40 filters, 5 vectors: tiles of 3 vectors, then of 2 (not 5 tiles of 1) */
+  assert_contains(s, "{ /* the last 16 channels */");
   free(s);
   arena_free(&a);
 }
