@@ -316,5 +316,15 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
          "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))\n"
          "#define %s_STORE(p, v) memcpy((p), &(v), sizeof(v))",
          n, n, n);
+  if (training) /* (once per tile, outside the hot loops: plain C for both) */
+    em_define(em,
+              "#define %s_ADDTO_TAIL(p, a, from) /* p[from..7] += a[from..7] */\n"
+              "  do {\n"
+              "    float t_[8];\n"
+              "    memcpy(t_, &(a), sizeof t_);\n"
+              "    for (int q_ = (from); q_ < 8; q_++)\n"
+              "      (p)[q_] += t_[q_];\n"
+              "  } while (0)",
+              n);
   em_blank(em);
 }

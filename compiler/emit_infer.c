@@ -32,9 +32,12 @@
  * pool run on the registers before the single store (a pool window taller
  * than the tile is combined through y, row by row). Kernel rows and taps
  * are loops with literal bounds that the C compiler unrolls as it sees
- * fit; the tile itself is written out. F not a multiple of 8: the layer
- * copies its weights with zero filters up to whole vectors and stores only
- * the real channels (a plain loop per pixel when that copy would be large).
+ * fit; the tile itself is written out. F not a multiple of 8 (the channel
+ * tail, see Conv): above 8, the last vector overlaps the one before it and
+ * reads the weights in place, so the tail costs what a zero-padded vector
+ * would, without a copy; below 8, the layer copies its weights with zero
+ * filters up to one vector and stores only the real channels (a plain loop
+ * per pixel when that copy would be large).
  * Padding: the input is first copied inside a zero border (a scratch
  * tensor of the plan; a few per cent of the layer's time), so no tap is
  * ever tested against the bounds. With a fused pool (stride = window),
@@ -66,7 +69,7 @@ typedef struct Gen {
   const Net *net;
   const EmitOptions *opt;
   const char *n; /* the network's name: prefix of every symbol */
-  int *ordinal;   /* per layer: its number among the layers of its kind (layer_fn) */
+  int *ordinal;  /* per layer: its number among the layers of its kind (layer_fn) */
 } Gen;
 
 /* ---- small helpers ---- */
@@ -280,11 +283,21 @@ typedef struct Conv {
   /* Register tiles (vector): FB vectors of 8 channels x TR rows x TC
      columns of pixels. With a pool, TR is 1 (each conv row combined into y)
      or PKH (whole windows combined in registers). FP: the channels as the
-     tiles see them, F rounded up to whole vectors; when F is not a multiple
-     of 8, the layer first copies its weights with zero filters added and
-     stores only the F real channels. */
+     tiles see them, F rounded up to whole vectors.
+     F not a multiple of 8 (the channel tail):
+       F > 8: the last vector overlaps the one before it: it starts at
+         channel F - 8, `shift` channels before its place 8 * (FP / 8 - 1),
+         and reads the weights and biases in place. The overlapped
+         channels get the same multiply-adds in the same order in both
+         vectors, so both store the same bits; the tail costs one vector
+         per tap, as a zero-padded one would, and no copy.
+       F < 8: one vector; the layer first copies its weights into WS = 8
+         floats per tap with zero filters added, and stores the F real
+         channels (a plain loop per pixel when that copy would pass 64 KiB).
+     WS: floats per tap (kx, c) in the weights the tiles read. */
   bool vector;
   int FP, FB, TR, TC;
+  int WS, shift;
 } Conv;
 
 static double max3(double a, double b, double c) {
@@ -331,7 +344,7 @@ static void conv_tile(Conv *c) {
   const int FV = c->FP / VW;
   double best = -1;
   for (int fb = 1; fb <= FV && fb <= 8; fb++) {
-    if (FV % fb || (c->FP != c->F && fb != FV)) /* padded: one block of channels */
+    if (FV % fb)
       continue;
     for (int tr = 1; tr <= c->rows && tr * c->PKW * fb <= MAX_ACC; tr++) {
       if (c->pool && tr != 1 && tr != c->PKH)
@@ -376,10 +389,12 @@ static Conv conv_info(const Layer *l) {
     c.cols = c.PW * c.PKW;
     c.avg = c.pool->op == OP_AVGPOOL;
   }
-  /* Padded copies of up to 64 channels and 64 KiB of weights (on the stack). */
+  /* The channel tail (see Conv): an overlapping last vector above 8
+     channels; below, a padded copy of up to 64 KiB (on the stack). */
   c.FP = (c.F + VW - 1) / VW * VW;
-  c.vector = c.F % VW == 0 ||
-             (c.FP <= 64 && (long)c.KH * c.KW * c.C * c.FP * (long)sizeof(float) <= 65536);
+  c.WS = c.F < VW ? VW : c.F;
+  c.shift = c.F > VW ? c.FP - c.F : 0;
+  c.vector = c.F >= VW || (long)c.KH * c.KW * c.C * VW * (long)sizeof(float) <= 65536;
   if (c.vector) {
     conv_tile(&c);
   }
@@ -415,16 +430,29 @@ static void emit_conv_pad(Gen *g, const Layer *l, const char *fn) {
   em_blank(EM);
 }
 
+/* A block of FB vectors of channels: from channel f0 (the variable `f0v`
+   when not NULL, plus the literal f0l), its last vector `shift` channels
+   back (the overlapping tail vector, see Conv). */
+typedef struct FBlock {
+  const char *f0v;
+  int f0l, shift;
+} FBlock;
+
+/* The channel offset of vector v of block k, from its f0. */
+static int vec_at(const Conv *c, const FBlock *k, int v) {
+  return v * VW - (v == c->FB - 1 ? k->shift : 0) + k->f0l;
+}
+
 /* One tile: tr x tc pixels from column ox (variable `oxv`, or the literal
-   oxl) of the rows at xr / yr, FB vectors from channel f0 (variable `f0v`,
-   or 0). Pixel j is row j / tc, column j % tc of the tile. */
+   oxl) of the rows at xr / yr, the FB vectors of channel block k. Pixel j
+   is row j / tc, column j % tc of the tile. */
 static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *oxv, int oxl,
-                           const char *f0v) {
+                           const FBlock *blk) {
   const char *n = g->n;
-  const int FB = c->FB, C = c->C, F = c->F, FP = c->FP, S = c->S, P = tr * tc;
-  const int last = F - (FB - 1) * VW; /* real channels of the last vector */
+  const int FB = c->FB, C = c->C, F = c->F, WS = c->WS, S = c->S, P = tr * tc;
+  const int last = F < VW ? F : VW; /* real channels of the last vector */
   const char *ox = oxv ? oxv : "";
-  const char *f0 = f0v ? f0v : "";
+  const char *f0 = blk->f0v ? blk->f0v : "";
   if (oxv) /* inside the loop over ox, whose braces it shares */
     em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", c->cols / tc * tc, tc);
   else
@@ -438,7 +466,8 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", c->KH);
   em_line(EM, "const float *restrict xk = xr + %s;",
           LIN((long)oxl * S * C, "ky", (long)c->IW * C, ox, (long)S * C));
-  em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * FP, f0, 1L));
+  em_line(EM, "const float *restrict wk = w + %s;",
+          LIN(blk->f0l, "ky", (long)c->KW * C * WS, f0, 1L));
   em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
   for (int j0 = 0; j0 < P; j0 += 4) {
     const char *line = "const float";
@@ -449,7 +478,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   }
   for (int v = 0; v < FB; v++) {
     em_line(EM, "%s_f8 w%d;", n, v);
-    em_line(EM, "%s_LOAD(w%d, wk + %s);", n, v, LIN((long)v * VW, "k", (long)FP));
+    em_line(EM, "%s_LOAD(w%d, wk + %s);", n, v, LIN(vec_at(c, blk, v) - blk->f0l, "k", (long)WS));
   }
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
@@ -461,8 +490,8 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
       for (int v = 0; v < FB; v++) {
         if (c->act == ACT_RELU)
           em_line(EM, "%s_MAX(a%d_%d, zero);", n, j, v);
-        const char *at =
-            LIN(((long)(j / tc) * c->OW + oxl + j % tc) * F + v * VW, ox, (long)F, f0, 1L);
+        const char *at = LIN(((long)(j / tc) * c->OW + oxl + j % tc) * F + vec_at(c, blk, v), ox,
+                             (long)F, f0, 1L);
         if (v == FB - 1 && last < VW)
           em_line(EM, "memcpy(yr + %s, &a%d_%d, %d * sizeof(float));", at, j, v, last);
         else
@@ -489,7 +518,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
       if (!c->avg && c->act == ACT_RELU)
         em_line(EM, "%s_MAX(a%d_%d, zero);", n, first, v);
     }
-  /* y offset of pooled pixel q, vector v: (ox / PKW + q) * F + f0 + 8v */
+  /* y offset of pooled pixel q, vector v: (ox / PKW + q) * F + f0 + vec_at */
   const char *pxv = "";
   if (oxv) {
     em_line(EM, "const int px = %s / %d;", oxv, c->PKW);
@@ -504,7 +533,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
       em_line(EM, "memset(&o, 0, sizeof o);");
     for (int q = 0; q < Q; q++)
       for (int v = 0; v < FB; v++) {
-        const char *at = LIN((long)(pxl + q) * F + v * VW, pxv, (long)F, f0, 1L);
+        const char *at = LIN((long)(pxl + q) * F + vec_at(c, blk, v), pxv, (long)F, f0, 1L);
         if (v == FB - 1 && last < VW)
           em_line(EM, "memcpy(&o, yr + %s, %d * sizeof(float));", at, last);
         else
@@ -525,7 +554,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   }
   for (int q = 0; q < Q; q++)
     for (int v = 0; v < FB; v++) {
-      const char *at = LIN((long)(pxl + q) * F + v * VW, pxv, (long)F, f0, 1L);
+      const char *at = LIN((long)(pxl + q) * F + vec_at(c, blk, v), pxv, (long)F, f0, 1L);
       if (v == FB - 1 && last < VW)
         em_line(EM, "memcpy(yr + %s, &a%d_%d, %d * sizeof(float));", at, q * c->PKW, v, last);
       else
@@ -534,30 +563,43 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   em_close(EM);
 }
 
-/* The tiles of tr rows at xr / yr: for each block of FB vectors of channels,
-   full tiles of TC columns, then the rest. */
-static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
+/* The tiles of block blk in tr rows at xr / yr: full tiles of TC columns,
+   then the rest. */
+static void emit_conv_block(Gen *g, const Conv *c, int tr, const FBlock *blk) {
   const char *n = g->n;
-  const int FB = c->FB;
-  const bool fblocks = c->FP > FB * VW;
-  const char *f0v = fblocks ? "f0" : NULL;
-  if (fblocks)
-    em_open(EM, "for (int f0 = 0; f0 < %d; f0 += %d)", c->FP, FB * VW);
-  else
-    em_open(EM, "%s", "");
-  for (int v = 0; v < FB; v++) {
+  for (int v = 0; v < c->FB; v++) {
     em_line(EM, "%s_f8 b%d;", n, v);
-    em_line(EM, "%s_LOAD(b%d, b + %s);", n, v, LIN((long)v * VW, f0v ? f0v : "", 1L));
+    em_line(EM, "%s_LOAD(b%d, b + %s);", n, v,
+            LIN(vec_at(c, blk, v), blk->f0v ? blk->f0v : "", 1L));
   }
   const int full = c->cols / c->TC, rest = c->cols % c->TC;
   if (full > 1) {
-    emit_conv_tile(g, c, tr, c->TC, "ox", 0, f0v);
+    emit_conv_tile(g, c, tr, c->TC, "ox", 0, blk);
   } else if (full == 1) {
-    emit_conv_tile(g, c, tr, c->TC, NULL, 0, f0v);
+    emit_conv_tile(g, c, tr, c->TC, NULL, 0, blk);
   }
   if (rest)
-    emit_conv_tile(g, c, tr, rest, NULL, full * c->TC, f0v);
-  em_close(EM);
+    emit_conv_tile(g, c, tr, rest, NULL, full * c->TC, blk);
+}
+
+/* The tiles of tr rows at xr / yr, block by block of FB vectors of
+   channels; with a channel tail (shift), the last block on its own. */
+static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
+  const int BW = c->FB * VW, blocks = c->FP / BW, looped = c->shift ? blocks - 1 : blocks;
+  if (looped > 1) {
+    em_open(EM, "for (int f0 = 0; f0 < %d; f0 += %d)", looped * BW, BW);
+    emit_conv_block(g, c, tr, &(FBlock){"f0", 0, 0});
+    em_close(EM);
+  } else if (looped == 1) {
+    em_open(EM, "%s", "");
+    emit_conv_block(g, c, tr, &(FBlock){NULL, 0, 0});
+    em_close(EM);
+  }
+  if (c->shift) {
+    em_open(EM, "%s", "");
+    emit_conv_block(g, c, tr, &(FBlock){NULL, looped * BW, c->shift});
+    em_close(EM);
+  }
 }
 
 /* Scalar path (F not a multiple of 8): one output pixel at a time, of the
@@ -692,20 +734,20 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
       g->n, fn, g->n);
   const char *wref = emit_param_ref(EM, g->net, l, 0, "m");
   const char *bref = emit_param_ref(EM, g->net, l, 1, "m");
-  if (c.FP == F || !c.vector) {
+  if (c.WS == F || !c.vector) {
     em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
     em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, F);
   } else {
     const long K = (long)c.KH * c.KW * C;
     em_line(EM, "const float *restrict wm = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
     em_line(EM, "const float *restrict bm = %s; /* [%d] */", bref, F);
-    em_line(EM, "float w[%ld], b[%d]; /* the same with %d zero filters: whole vectors */", K * c.FP,
-            c.FP, c.FP - F);
+    em_line(EM, "float w[%ld], b[%d]; /* the same with %d zero filters: whole vectors */", K * c.WS,
+            c.WS, c.WS - F);
     em_line(EM, "for (int k = 0; k < %ld; k++)", K);
-    em_line(EM, "  for (int f = 0; f < %d; f++)", c.FP);
-    em_line(EM, "    w[%s] = f < %d ? wm[%s] : 0.0f;", LIN(0, "k", (long)c.FP, "f", 1L), F,
+    em_line(EM, "  for (int f = 0; f < %d; f++)", c.WS);
+    em_line(EM, "    w[%s] = f < %d ? wm[%s] : 0.0f;", LIN(0, "k", (long)c.WS, "f", 1L), F,
             LIN(0, "k", (long)F, "f", 1L));
-    em_line(EM, "for (int f = 0; f < %d; f++)", c.FP);
+    em_line(EM, "for (int f = 0; f < %d; f++)", c.WS);
     em_line(EM, "  b[f] = f < %d ? bm[f] : 0.0f;", F);
   }
   if (c.vector && c.act == ACT_RELU) {
@@ -804,7 +846,7 @@ static void emit_pool(Gen *g, const Layer *l, const char *fn) {
   const int C = l->in.c, W = l->in.w, S = l->u.pool.stride;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, PH = l->out.h, PW = l->out.w;
   const bool avg = l->op == OP_AVGPOOL;
-    const char *what = em_str(EM, "x %s -> y %s", DIMS(l->in), DIMS(l->out));
+  const char *what = em_str(EM, "x %s -> y %s", DIMS(l->in), DIMS(l->out));
   layer_comment(g, l, what);
   em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
   em_open(EM, "for (int py = 0; py < %d; py++)", PH);
@@ -850,7 +892,7 @@ static void emit_pool(Gen *g, const Layer *l, const char *fn) {
 
 static void emit_global_pool(Gen *g, const Layer *l, const char *fn) {
   const int C = l->in.c, HW = l->in.h * l->in.w;
-    const char *what = em_str(EM, "x %s -> y [%d], the mean of each channel", DIMS(l->in), C);
+  const char *what = em_str(EM, "x %s -> y [%d], the mean of each channel", DIMS(l->in), C);
   layer_comment(g, l, what);
   em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
   em_line(EM, "float acc[%d];", C);
@@ -869,8 +911,8 @@ static void emit_global_pool(Gen *g, const Layer *l, const char *fn) {
    (before a dense, flatten is free: the dense weights are permuted). */
 static void emit_flatten(Gen *g, const Layer *l, const char *fn) {
   const int H = l->in.h, W = l->in.w, C = l->in.c;
-    const char *what = em_str(EM, "x %s -> y [%ld] in C, H, W order (the network's output)",
-           DIMS(l->in), shape_size(l->out));
+  const char *what = em_str(EM, "x %s -> y [%ld] in C, H, W order (the network's output)",
+                            DIMS(l->in), shape_size(l->out));
   layer_comment(g, l, what);
   em_open_fn(EM, "static void %s_forward(const float *restrict x, float *restrict y)", fn);
   em_line(EM, "for (int p = 0; p < %d; p++)", H * W);
@@ -883,7 +925,7 @@ static void emit_flatten(Gen *g, const Layer *l, const char *fn) {
 
 /* An activation layer of its own; y may be x (in place). */
 static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
-    const char *what = em_str(EM, "x %s -> y %s, in place when y = x", DIMS(l->in), DIMS(l->out));
+  const char *what = em_str(EM, "x %s -> y %s, in place when y = x", DIMS(l->in), DIMS(l->out));
   layer_comment(g, l, what);
   em_open(EM, "static void %s_forward(const float *x, float *y)", fn);
   const long count = shape_size(l->out);
@@ -997,14 +1039,15 @@ static void emit_model_members(Gen *g) {
       continue;
     const char *file = file_layout(EM, l), *layout;
     if (l->op == OP_CONV2D) {
-      layout = em_str(EM, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw,
-                      l->in.c, l->out.c);
+      layout = em_str(EM, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw, l->in.c,
+                      l->out.c);
     } else {
       const Shape s = net_dense_source(g->net, l);
       layout = em_str(EM, "[IN][OUT] = [%ld][%d], file %s", shape_size(l->in), l->out.c, file);
       if (!s.vec)
-        layout = em_str(EM, "%s; IN runs over %s\nin H, W, C order here, in C, H, W order in the file",
-                        layout, DIMS(s));
+        layout =
+            em_str(EM, "%s; IN runs over %s\nin H, W, C order here, in C, H, W order in the file",
+                   layout, DIMS(s));
     }
     if (l->op == OP_CONV2D)
       em_comment(EM, "%s\n%s.weight %s, file %s", QUOTE(l), l->name, layout, file);
@@ -1262,7 +1305,6 @@ static void emit_infer(Gen *g) {
 
 /* ---- the header ---- */
 
-
 static void emit_work_struct(Gen *g) {
   const Net *net = g->net;
   const char *n = g->n;
@@ -1279,8 +1321,8 @@ static void emit_work_struct(Gen *g) {
       continue;
     Shape os = l->fused_pool ? l->fused_pool->out : l->out;
     if (l->infer_pad_offset >= 0)
-      plan = em_str(EM, "%s\n  %6ld  line %d, padded input", plan, l->infer_pad_offset,
-                    l->loc.line);
+      plan =
+          em_str(EM, "%s\n  %6ld  line %d, padded input", plan, l->infer_pad_offset, l->loc.line);
     if (l->infer_out_offset >= 0)
       plan = em_str(EM, "%s\n  %6ld  line %d, output %s", plan, l->infer_out_offset, l->loc.line,
                     DIMS(os));

@@ -34,7 +34,9 @@
  * conv followed by maxpool does both backward passes in one, visiting only
  * each window's maximum (conv_pool_backward). The vectors are NAME_f8 and
  * its macros, written once for inference and training by em_vector_macros
- * (emit.c). Other sizes get plain loops with the channel loop innermost.
+ * (emit.c). A vectorized dimension of 8 or more that is not a multiple of 8
+ * ends in an overlapping vector (see "the channel tail" below), so its cost
+ * follows its size; below 8 channels the loops are plain, channel innermost.
  */
 #include <assert.h>
 #include <math.h>
@@ -71,9 +73,9 @@ typedef struct T {
   const char *n; /* the network's name */
   TL *tl;        /* the layers that train, in order (begin/end) */
   int ntl;
-  Act out_act; /* applied by the loss to the last TL's output z */
-  long gmax;   /* floats in each gradient buffer */
-  int slots;   /* optimizer state arrays */
+  Act out_act;   /* applied by the loss to the last TL's output z */
+  long gmax;     /* floats in each gradient buffer */
+  int slots;     /* optimizer state arrays */
   Arena strings; /* S()'s, until end() */
 } T;
 
@@ -219,8 +221,7 @@ static void plan(T *t) {
     if (l->name[0])
       L->fn = S(t, "%s_%s", t->n, l->name);
     else
-      L->fn = S(t, "%s_%s%d", t->n,
-               l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
+      L->fn = S(t, "%s_%s%d", t->n, l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
     L->bfn = S(t, "%s_backward", L->fn);
     L->in = prev;
     /* A flatten is free (the dense weights after it are permuted) unless it
@@ -243,7 +244,7 @@ static void plan(T *t) {
       L->pad = pt || pbm || pl || pr;
       L->ph = l->in.h + pt + pbm;
       L->pw = l->in.w + pl + pr;
-      L->transposed = L->dx && l->in.c % 8 == 0;
+      L->transposed = L->dx && l->in.c >= 8; /* vector input gradient */
     }
     t->ntl++;
   }
@@ -359,12 +360,17 @@ static void act_backward(T *t, Act act, const char *y, const char *dy, long coun
 
 /* ---- tiles of 8-float vectors ---- */
 
-/* Largest of 4, 3, 2, 1 that divides n: vectors per tile row. */
+/* Vectors per tile row for n vectors of channels: the largest of 4, 3, 2
+   that divides n; else (5, 7, 11, ...) 4 or 3, whichever leaves the larger
+   remainder, which channel_blocks runs as a narrower last block (5 as 3 + 2,
+   not 5 blocks of 1, whose tiles would load as much as they compute). */
 static int tile_vectors(int n) {
   for (int v = 4; v > 1; v--)
     if (n % v == 0)
       return v;
-  return 1;
+  if (n < 4)
+    return n;
+  return n % 4 >= n % 3 ? 4 : 3;
 }
 
 /* Output pixels per tile of `vectors` vectors each: 24 accumulators in all,
@@ -393,6 +399,61 @@ static void tile_declare(T *t, int rows, int cols, const char *init) {
         ln(t, "%s_ZERO(a%d_%d);", t->n, j, v);
 }
 
+/* ---- the channel tail ----
+
+   A vectorized dimension N (a conv's output channels F; its input channels C
+   for the input gradient) of 8 or more that is not a multiple of 8 takes
+   ceil(N / 8) vectors, the last one overlapping the one before: it starts at
+   channel N - 8, `shift` = 8 * ceil(N / 8) - N channels before its place.
+   Its loads read the tensors in place (no padded copies, nothing read past
+   the end). A forward tile stores it whole: the overlapped lanes got the same
+   multiply-adds in the same order as in the vector before, so both hold the
+   same bits. Tiles that add into memory (weight and input gradients) add
+   only its last 8 - shift lanes (NAME_ADDTO_TAIL). The tail thus costs one
+   vector per tap, as a zero-padded vector would. */
+
+/* Channel offset of vector v of a block of nv vectors whose last vector is
+   `shift` channels back. */
+static int vec_off(int v, int nv, int shift) {
+  return 8 * v - (v == nv - 1 ? shift : 0);
+}
+
+/* Adds tile vector a<j>_<v> into p (a C expression): whole, or its last
+   8 - shift lanes when it is the overlapping tail vector. */
+static void tile_addto(T *t, const char *p, int j, int v, int nv, int shift) {
+  if (v == nv - 1 && shift)
+    ln(t, "%s_ADDTO_TAIL(%s, a%d_%d, %d);", t->n, p, j, v, shift);
+  else
+    ln(t, "%s_ADDTO(%s, a%d_%d);", t->n, p, j, v);
+}
+
+typedef void BlockBody(T *t, const TL *L, int nv, int shift);
+
+/* Runs body over the N channels (N >= 8) in blocks of tile_vectors
+   vectors, the block's first channel in the variable `var`: a loop over the
+   whole blocks, then, with a tail or a remainder of vectors, the last block
+   (narrower, its last vector overlapping) with `var` a constant. */
+static void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body) {
+  const int vectors = (N + 7) / 8, shift = 8 * vectors - N, nv = tile_vectors(vectors);
+  const int last = vectors % nv ? vectors % nv : shift ? nv : 0; /* vectors of the last block */
+  const int looped = (vectors - last) / nv;
+  if (looped) {
+    ln(t, "for (int %s = 0; %s < %d; %s += %d) {", var, var, 8 * nv * looped, var, 8 * nv);
+    body(t, L, nv, 0);
+    ln(t, "}");
+  }
+  if (last) {
+    if (shift)
+      ln(t, "{ /* the last %d channels, the last vector %d channels back */", 8 * last - shift,
+         shift);
+    else
+      ln(t, "{ /* the last %d channels */", 8 * last);
+    ln(t, "const int %s = %d;", var, 8 * nv * looped);
+    body(t, L, last, shift);
+    ln(t, "}");
+  }
+}
+
 /* ---- conv2d and dense: what their functions share ---- */
 
 /* "[KH][KW][C][F]" for a conv's weights, "[IN][OUT]" for a dense layer's. */
@@ -419,8 +480,7 @@ static void param_forward_head(T *t, const TL *L) {
    gradient before the activation (in place). */
 static void param_backward_head(T *t, const TL *L) {
   const Layer *l = L->l;
-  ln(t, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset,
-     weight_dims(t, l));
+  ln(t, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset, weight_dims(t, l));
   ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
   act_backward(t, L->act, "y", "dy", shape_size(l->out), l->out.c);
   if (L->act == ACT_LINEAR)
@@ -439,13 +499,14 @@ static ConvDims conv_dims(const TL *L) {
                     L->ph,   L->pw,    l->out.h,     l->out.w};
 }
 
-/* Forward tile: P output pixels from ox, FB vectors of channels from f0. */
-static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
+/* Forward tile: P output pixels from ox, FB vectors of channels from f0
+   (the last `shift` channels back). */
+static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB, int shift) {
   const char *n = t->n;
   ln(t, "{");
   ln(t, "%s_f8 b0, b1, b2, b3;", n);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD(b%d, b + f0 + %d);", n, v, 8 * v);
+    ln(t, "%s_LOAD(b%d, b + f0 + %d);", n, v, vec_off(v, FB, shift));
   for (int v = FB; v < 4; v++)
     ln(t, "%s_ZERO(b%d);", n, v);
   tile_declare(t, P, FB, "b");
@@ -456,7 +517,7 @@ static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
   for (int v = 0; v < FB; v++)
     ln(t, "%s_f8 w%d;", n, v);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD(w%d, wk + k * %d + %d);", n, v, d->F, 8 * v);
+    ln(t, "%s_LOAD(w%d, wk + k * %d + %d);", n, v, d->F, vec_off(v, FB, shift));
   for (int j = 0; j < P; j++)
     ln(t, "const float s%d = xk[k + %d];", j, j * d->S * d->C);
   for (int j = 0; j < P; j++)
@@ -466,8 +527,20 @@ static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB) {
   ln(t, "}");
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_STORE(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F, 8 * v, j, v);
+      ln(t, "%s_STORE(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F, vec_off(v, FB, shift),
+         j, v);
   ln(t, "}");
+}
+
+/* The forward tiles of one output row, channels from f0. */
+static void conv_forward_block(T *t, const TL *L, int FB, int shift) {
+  const ConvDims d = conv_dims(L);
+  const int P = tile_pixels(FB, d.OW);
+  ln(t, "int ox;");
+  ln(t, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
+  conv_forward_tile(t, &d, P, FB, shift);
+  if (d.OW % P)
+    conv_forward_tile(t, &d, d.OW % P, FB, shift);
 }
 
 static void conv_forward(T *t, const TL *L) {
@@ -475,18 +548,11 @@ static void conv_forward(T *t, const TL *L) {
   const ConvDims d = conv_dims(L);
   ln(t, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, d.IH, d.IW, d.C, d.OH, d.OW, d.F);
   param_forward_head(t, L);
-  if (d.F % 8 == 0) {
-    int FB = tile_vectors(d.F / 8), P = tile_pixels(FB, d.OW);
+  if (d.F >= 8) {
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
     ln(t, "const float *xr = x + oy * %d;", d.S * d.IW * d.C);
     ln(t, "float *yr = y + oy * %d;", d.OW * d.F);
-    ln(t, "for (int f0 = 0; f0 < %d; f0 += %d) {", d.F, 8 * FB);
-    ln(t, "int ox;");
-    ln(t, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
-    conv_forward_tile(t, &d, P, FB);
-    if (d.OW % P)
-      conv_forward_tile(t, &d, d.OW % P, FB);
-    ln(t, "}");
+    channel_blocks(t, L, "f0", d.F, conv_forward_block);
     ln(t, "}");
   } else {
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
@@ -514,8 +580,9 @@ static void conv_forward(T *t, const TL *L) {
 }
 
 /* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky, FB vectors
-   of output channels from f0, summed over every output pixel. */
-static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB) {
+   of output channels from f0 (the last `shift` back), summed over every
+   output pixel. */
+static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
   const char *n = t->n;
   ln(t, "{");
   tile_declare(t, CB, FB, NULL);
@@ -526,7 +593,7 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB) {
   for (int v = 0; v < FB; v++)
     ln(t, "%s_f8 d%d;", n, v);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, 8 * v);
+    ln(t, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, vec_off(v, FB, shift));
   for (int j = 0; j < CB; j++)
     ln(t, "const float s%d = xk[ox * %d + %d];", j, d->S * d->C, j);
   for (int j = 0; j < CB; j++)
@@ -535,15 +602,19 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB) {
   ln(t, "}");
   ln(t, "}");
   for (int j = 0; j < CB; j++)
-    for (int v = 0; v < FB; v++)
-      ln(t, "%s_ADDTO(dw + (ky * %d + k0 + %d) * %d + f0 + %d, a%d_%d);", n, d->KW * d->C, j, d->F,
-         8 * v, j, v);
+    for (int v = 0; v < FB; v++) {
+      tile_addto(t,
+                 S(t, "dw + (ky * %d + k0 + %d) * %d + f0 + %d", d->KW * d->C, j, d->F,
+                   vec_off(v, FB, shift)),
+                 j, v, FB, shift);
+    }
   ln(t, "}");
 }
 
 /* Input-gradient tile: P output pixels from ox, CV vectors of input channels
-   from c0, for kernel tap (ky, kx), summed over the output channels. */
-static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV) {
+   from c0 (the last `shift` back), for kernel tap (ky, kx), summed over the
+   output channels. */
+static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift) {
   const char *n = t->n;
   ln(t, "{");
   tile_declare(t, P, CV, NULL);
@@ -553,7 +624,7 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV) {
   for (int v = 0; v < CV; v++)
     ln(t, "%s_f8 w%d;", n, v);
   for (int v = 0; v < CV; v++)
-    ln(t, "%s_LOAD(w%d, wk + f * %d + %d);", n, v, d->C, 8 * v);
+    ln(t, "%s_LOAD(w%d, wk + f * %d + %d);", n, v, d->C, vec_off(v, CV, shift));
   for (int j = 0; j < P; j++)
     ln(t, "const float s%d = dk[%d + f];", j, j * d->F);
   for (int j = 0; j < P; j++)
@@ -561,16 +632,45 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV) {
       ln(t, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
   ln(t, "}");
   for (int j = 0; j < P; j++)
-    for (int v = 0; v < CV; v++)
-      ln(t, "%s_ADDTO(dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d, a%d_%d);", n,
-         d->S, d->IW * d->C, j, d->S * d->C, d->C, 8 * v, j, v);
+    for (int v = 0; v < CV; v++) {
+      tile_addto(t,
+                 S(t, "dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d", d->S,
+                   d->IW * d->C, j, d->S * d->C, d->C, vec_off(v, CV, shift)),
+                 j, v, CV, shift);
+    }
+  ln(t, "}");
+}
+
+/* The weight-gradient tiles of kernel row ky, output channels from f0. */
+static void conv_dw_block(T *t, const TL *L, int FB, int shift) {
+  const ConvDims d = conv_dims(L);
+  const int K = d.KW * d.C, CB = 24 / FB > K ? K : 24 / FB;
+  ln(t, "int k0;");
+  ln(t, "for (k0 = 0; k0 < %d; k0 += %d)", K - K % CB, CB);
+  conv_dw_tile(t, &d, CB, FB, shift);
+  if (K % CB)
+    conv_dw_tile(t, &d, K % CB, FB, shift);
+}
+
+/* The input-gradient tiles of output row oy, input channels from c0. */
+static void conv_dx_block(T *t, const TL *L, int CV, int shift) {
+  const ConvDims d = conv_dims(L);
+  const int P = tile_pixels(CV, d.OW);
+  ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
+  ln(t, "for (int kx = 0; kx < %d; kx++) {", d.KW);
+  ln(t, "int ox;");
+  ln(t, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
+  conv_dx_tile(t, &d, P, CV, shift);
+  if (d.OW % P)
+    conv_dx_tile(t, &d, d.OW % P, CV, shift);
+  ln(t, "}");
   ln(t, "}");
 }
 
 static void conv_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
-    const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
+  const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   ln(t, "/* %s: backward from dy [%d][%d][%d] (made the pre-activation gradient) */", l->text, d.OH,
      d.OW, d.F);
   ln(t,
@@ -584,17 +684,9 @@ static void conv_backward(T *t, const TL *L) {
   ln(t, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
   ln(t, "  for (int f = 0; f < %d; f++)", d.F);
   ln(t, "    db[f] += dy[p * %d + f];", d.F);
-  if (d.F % 8 == 0) {
-    int FB = tile_vectors(d.F / 8), CB = 24 / FB, K = d.KW * d.C;
-    CB = CB > K ? K : CB;
+  if (d.F >= 8) {
     ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-    ln(t, "for (int f0 = 0; f0 < %d; f0 += %d) {", d.F, 8 * FB);
-    ln(t, "int k0;");
-    ln(t, "for (k0 = 0; k0 < %d; k0 += %d)", K - K % CB, CB);
-    conv_dw_tile(t, &d, CB, FB);
-    if (K % CB)
-      conv_dw_tile(t, &d, K % CB, FB);
-    ln(t, "}");
+    channel_blocks(t, L, "f0", d.F, conv_dw_block);
     ln(t, "}");
   } else {
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
@@ -615,19 +707,8 @@ static void conv_backward(T *t, const TL *L) {
   if (L->dx) {
     ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
     if (L->transposed) {
-      int CV = tile_vectors(d.C / 8), P = tile_pixels(CV, d.OW);
       ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
-      ln(t, "for (int c0 = 0; c0 < %d; c0 += %d) {", d.C, 8 * CV);
-      ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-      ln(t, "for (int kx = 0; kx < %d; kx++) {", d.KW);
-      ln(t, "int ox;");
-      ln(t, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
-      conv_dx_tile(t, &d, P, CV);
-      if (d.OW % P)
-        conv_dx_tile(t, &d, d.OW % P, CV);
-      ln(t, "}");
-      ln(t, "}");
-      ln(t, "}");
+      channel_blocks(t, L, "c0", d.C, conv_dx_block);
       ln(t, "}");
     } else {
       ln(t, "const float *restrict w = %s;", w);
@@ -735,7 +816,7 @@ static void dense_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const char *n = t->n;
-    const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
+  const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   ln(t, "/* %s: backward from dy [%d] (made the pre-activation gradient) */", l->text, OUT);
   ln(t,
      "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, "
@@ -963,6 +1044,25 @@ static const char *act_times(T *t, Act act, const char *a, const char *g) {
   }
 }
 
+/* In conv_pool_backward, the input gradient of one tap (at o) from the
+   count[q] output channels of window pixel q, input channels from c0. */
+static void conv_pool_dx_block(T *t, const TL *L, int CV, int shift) {
+  const ConvDims d = conv_dims(L);
+  const char *n = t->n;
+  tile_declare(t, 1, CV, NULL);
+  ln(t, "for (int i = 0; i < count[q]; i++) {");
+  ln(t, "const float *wk = wt + (tap * %d + fs[q][i]) * %d + c0;", d.F, d.C);
+  ln(t, "const float s0 = vs[q][i];");
+  for (int v = 0; v < CV; v++) {
+    ln(t, "%s_f8 w%d;", n, v);
+    ln(t, "%s_LOAD(w%d, wk + %d);", n, v, vec_off(v, CV, shift));
+    ln(t, "%s_FMA(a0_%d, s0, w%d);", n, v, v);
+  }
+  ln(t, "}");
+  for (int v = 0; v < CV; v++)
+    tile_addto(t, S(t, "o + c0 + %d", vec_off(v, CV, shift)), 0, v, CV, shift);
+}
+
 /* Conv and the maxpool after it, backward in one pass. The pool sends each
    window's gradient, per channel, to one conv output: the first maximum. So
    per window the channels are grouped by the position of their maximum, and
@@ -1025,24 +1125,10 @@ static void conv_pool_backward(T *t, const TL *L) {
   ln(t, "}");
   ln(t, "}");
   if (L->dx && L->transposed) {
-    int CV = tile_vectors(d.C / 8);
     ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
     ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S, d.KW,
        d.IW * d.C, d.S, d.KW, d.C);
-    ln(t, "for (int c0 = 0; c0 < %d; c0 += %d) {", d.C, 8 * CV);
-    tile_declare(t, 1, CV, NULL);
-    ln(t, "for (int i = 0; i < count[q]; i++) {");
-    ln(t, "const float *wk = wt + (tap * %d + fs[q][i]) * %d + c0;", d.F, d.C);
-    ln(t, "const float s0 = vs[q][i];");
-    for (int v = 0; v < CV; v++) {
-      ln(t, "%s_f8 w%d;", n, v);
-      ln(t, "%s_LOAD(w%d, wk + %d);", n, v, 8 * v);
-      ln(t, "%s_FMA(a0_%d, s0, w%d);", n, v, v);
-    }
-    ln(t, "}");
-    for (int v = 0; v < CV; v++)
-      ln(t, "%s_ADDTO(o + c0 + %d, a0_%d);", n, 8 * v, v);
-    ln(t, "}");
+    channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
     ln(t, "}");
   } else if (L->dx) {
     ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
@@ -1202,7 +1288,7 @@ static void transpose_function(T *t) {
     if (!L->transposed)
       continue;
     const ConvDims d = conv_dims(L);
-        const char *w = emit_param_ref(t->em, t->net, L->l, 0, "m");
+    const char *w = emit_param_ref(t->em, t->net, L->l, 0, "m");
     ln(t, "{");
     ln(t, "const float *restrict w = %s;", w);
     ln(t, "for (int k = 0; k < %d; k++)", d.KH * d.KW);

@@ -104,11 +104,24 @@ static const Case cases[] = {
      "network misc\ninput 16x16x2\n"
      "conv2d 6 3x3 relu\navgpool 2x2\nconv2d 8 1x1\nrelu\nmaxpool 5x5 stride=1\n"
      "conv2d 4 1x1\navgpool 1x1\nglobalavgpool\nsoftmax\n"},
-    {"scalar convolutions: more than 64 channels, not a multiple of 8, fused pools",
+    {"more than 64 channels, not a multiple of 8 (overlapping last vectors), fused pools",
      "network wide\ninput 7x7x2\nconv2d 66 3x3 relu\navgpool 2x2\n"
      "conv2d 70 1x1\nmaxpool 2x2\nconv2d 65 1x1 relu\nconv2d 67 1x1 tanh\n"
      "conv2d 66 1x1\navgpool 1x1\n"
      "flatten\ndense 5\n"},
+    {"channel tails: 1, 3, 5, 9, 12, 20, 36 and 100 filters on 1 to 100 channels, fused max "
+     "and avg pools (through y when taller than a tile), padding and stride",
+     "network tails\ninput 14x13x3\n"
+     "conv2d 20 3x3 padding=same relu\nmaxpool 2x2\n"
+     "conv2d 12 3x3 padding=1\navgpool 2x2\n"
+     "conv2d 9 1x1 relu\nconv2d 5 2x2 stride=1 tanh\n"
+     "conv2d 36 1x1 relu\navgpool 2x2\n"
+     "conv2d 100 1x1 relu\nconv2d 3 1x1\nconv2d 1 1x1 sigmoid\n"
+     "flatten\ndense 3\n"},
+    {"channel tails with pools taller than a tile and multi-row tiles",
+     "network tails2\ninput 12x12x5\n"
+     "conv2d 20 2x2 relu\nmaxpool 5x5\n"
+     "conv2d 12 1x1 relu\nconv2d 20 1x1\nflatten\ndense 2\n"},
     {"pools of their own on the input: large and overlapping windows",
      "network pools\ninput 9x9x3\navgpool 5x5 stride=1\nmaxpool 2x2 stride=1\n"
      "flatten\ndense 2\n"},
@@ -563,6 +576,48 @@ static void test_emit_is_deterministic(void **state) {
       arena_free(&a2);
     }
   }
+}
+
+/* Channel counts of 8 or more that are not a multiple of 8 run on the
+   register tiles, their last vector overlapping the one before: no padded
+   weight copy and no plain per-pixel loop, in inference and in training
+   (forward, weight gradient, input gradient, conv + maxpool backward). In
+   training, a vector count with no divisor of 4, 3 or 2 ends in a narrower
+   block of tiles.
+   test_emit_matches_reference and test_train's gradient networks check
+   their numbers. */
+static void test_emit_channel_tails_are_vectorized(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "network tails\ninput 14x14x3\n"
+                               "conv2d 20 3x3 relu\nmaxpool 2x2\n"  /* F tail, C 3 */
+                               "conv2d 12 3x3 relu\nmaxpool 2x2\n"  /* C 20: conv + pool dx */
+                               "conv2d 100 1x1 relu\nconv2d 9 1x1\n" /* C 12, C 100 dx */
+                               "conv2d 40 1x1\n" /* 5 vectors: blocks of 3 and 2 */
+                               "flatten\ndense 3 softmax\n");
+  size_t len;
+  char *s = emit_text(net, &(EmitOptions){0}, false, &len);
+  assert_int_equal(tu_count(s, "held in registers"), 5); /* every conv on register tiles */
+  assert_null(strstr(s, "zero filters"));                 /* no padded copy */
+  assert_null(strstr(s, "acc[f] += s * wk["));             /* no plain loop */
+  free(s);
+  s = emit_text(net, &(EmitOptions){.training = true}, false, &len);
+  /* (NAME_explain's backward of the first conv, to the 3 channels of the
+     image, comes last and keeps its plain loop) */
+  char *explain = strstr(s, "tails_conv1_explain_backward(");
+  assert_non_null(explain);
+  *explain = '\0';
+  assert_null(strstr(s, "acc[f] += s * wk["));     /* forward */
+  assert_null(strstr(s, "+= s * d[f]"));           /* weight gradient */
+  assert_null(strstr(s, "s += wk["));              /* input gradient */
+  assert_null(strstr(s, "s += vs[q][i] * wk[")); /* input gradient through the maxpool */
+  assert_contains(s, "tails_ADDTO_TAIL(dw + ");
+  assert_contains(s, "tails_ADDTO_TAIL(dx + ");
+  assert_contains(s, "tails_ADDTO_TAIL(o + ");
+  /* 40 filters, 5 vectors: tiles of 3 vectors, then of 2 (not 5 tiles of 1) */
+  assert_contains(s, "{ /* the last 16 channels */");
+  free(s);
+  arena_free(&a);
 }
 
 /* The inlined form (header_name NULL, as the JIT uses it) is one complete
@@ -1054,6 +1109,7 @@ int main(void) {
       cmocka_unit_test(test_emit_fusion_and_plan),
       cmocka_unit_test(test_emit_header_layout),
       cmocka_unit_test(test_emit_is_deterministic),
+      cmocka_unit_test(test_emit_channel_tails_are_vectorized),
       cmocka_unit_test(test_emit_single_translation_unit),
       cmocka_unit_test(test_emit_long_layer_line),
       cmocka_unit_test(test_emit_longest_names),

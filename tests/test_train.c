@@ -166,6 +166,14 @@ static const char *const gradient_nets[] = {
     /* conv + maxpool backward fused with plain (not vector) input gradients */
     "network h\ninput 7x7x2\nconv2d 6 2x2 relu\nconv2d 5 3x3 padding=1 tanh\nmaxpool 2x2\n"
     "flatten\ndense 4 softmax\n",
+    /* channel counts that are not a multiple of 8: overlapping last vectors in
+       the forward tiles (12, 20, 36, 9 filters), the weight gradients, the
+       input gradients (12, 36 and 9 channels) and through a fused maxpool (12
+       channels); 36 is 5 vectors, blocks of 3 and 2; 5 and 3 filters on the
+       plain loops */
+    "network tails\ninput 9x8x3\nconv2d 12 3x3 padding=same relu\nconv2d 20 3x3 tanh\n"
+    "maxpool 2x2\nconv2d 36 2x2 relu\nconv2d 9 1x1\nconv2d 5 1x1\nconv2d 3 1x1 sigmoid\n"
+    "flatten\ndense 3 softmax\ntrain {\n  loss sparse_categorical_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */
