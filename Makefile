@@ -90,7 +90,7 @@ build/fuzz/fuzz_compile: tests/fuzz/fuzz_compile.c $(FUZZ_OBJ)
 fuzz:
 	+$(Q)tests/fuzz/check $(FUZZ_TIME) build/fuzz/corpus
 
-# The main job: train SPEC section 1's network on Fashion-MNIST, then evaluate it.
+# The main job: train examples/fashion.cnn on Fashion-MNIST, then evaluate it.
 fashion: all
 	$(B)/cnngen train examples/fashion.cnn --out $(B)/fashion.safetensors --checkpoint $(B)/fashion.ckpt.safetensors
 	$(B)/cnngen eval examples/fashion.cnn --weights $(B)/fashion.safetensors

@@ -1,6 +1,6 @@
 /*
  * emit.h: C code generation from a finished Net (after plan_memory).
- * The generated C is specified by SPEC section 4; the header emit_header()
+ * The generated C is described in docs/language.md, The generated C; the header emit_header()
  * writes is its own API documentation.
  */
 #ifndef CNNGEN_EMIT_H

@@ -1,6 +1,6 @@
 /*
  * emit_infer.c: the header and the inference half of the generated C
- * (SPEC section 4). The training half (emit_train.c) is called at the
+ * (docs/language.md, The generated C). The training half (emit_train.c) is called at the
  * places marked for it when EmitOptions.training is set.
  *
  * The model struct holds one flat array per parameter tensor, in the
@@ -16,7 +16,7 @@
  *
  * Each array starts on a 64-byte boundary of the struct (padding members
  * where needed). NAME_load and NAME_store convert from and to the flat
- * PyTorch-layout array of SPEC section 3.
+ * PyTorch-layout array of docs/language.md, Weights files.
  *
  * Inference runs image by image: NAME_infer calls one static function per
  * layer, NAME_<layer>_forward(m, x, y), on tensors at the offsets of the

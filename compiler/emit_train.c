@@ -1720,7 +1720,7 @@ static void update_function(T *t) {
   blank(t);
 }
 
-/* ---- layout conversions: internal <-> PyTorch (flat, SPEC section 3) ---- */
+/* ---- layout conversions: internal <-> PyTorch (flat, as in docs/language.md) ---- */
 
 /* Emits a block copying tensor `ti` of layer l between `internal` and
    `pytorch` (float pointers to the start of the flat arrays). */

@@ -14,7 +14,8 @@
  * Tensor layouts (fixed here so every pass and emitter agrees):
  *   activations   per image [H][W][C] (channels innermost), batch outermost;
  *                 a vector is [C] with h = w = 1 and vec = 1.
- *   parameters    the flat array of SPEC section 3 / section 4 (NAME_load):
+ *   parameters    the flat array of NAME_load and raw .f32 weights files
+ *                 (docs/language.md, Weights files):
  *                 for each layer with weights, in layer order, LAYER.weight
  *                 then LAYER.bias, in PyTorch layout (conv [F][C][KH][KW],
  *                 dense [OUT][IN] with IN after flatten indexing C,H,W).

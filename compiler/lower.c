@@ -9,7 +9,7 @@
  * whether an activation word; the per-kind code then reads the positional
  * arguments. Every wrong argument gets its own error at its own token, and
  * lowering goes on to the next argument and statement, so one run reports
- * all of them. Defaults (SPEC section 1) are set here; names conv1, dense2,
+ * all of them. Defaults (docs/language.md) are set here; names conv1, dense2,
  * ... are given once all layers are known.
  *
  * The Net comes out even when there were errors, so that shape.c can check

@@ -117,7 +117,7 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
    On failure returns NULL with *status set (1, or 2 for an internal error). */
 Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status);
 
-/* Reads a weights file for `net` into a new flat parameter array (section 3
+/* Reads a weights file for `net` into a new flat parameter array (NAME_load's
    order, PyTorch layout); NULL and e filled on failure. */
 float *cli_read_weights(const char *path, const Net *net, Err *e);
 

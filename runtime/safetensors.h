@@ -1,5 +1,5 @@
 /*
- * safetensors.h: weights files (SPEC section 3). 8-byte little-endian header
+ * safetensors.h: weights files (docs/language.md, Weights files). 8-byte little-endian header
  * length, a JSON header (cJSON), raw little-endian data.
  */
 #ifndef CNNGEN_SAFETENSORS_H

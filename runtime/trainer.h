@@ -106,7 +106,7 @@ void train_order(uint64_t seed, int epoch, int *order, int n);
 uint64_t train_key(uint64_t seed, uint64_t step);
 
 /* One sample's loss from the network's outputs y (after the last
-   activation), as SPEC section 5 defines it. */
+   activation), as docs/language.md, Numerics, defines it. */
 double train_loss(Loss loss, const float *y, const float *target, int k);
 /* One sample's accuracy in [0, 1]: the first largest output is the label;
    for binary cross-entropy, the fraction of outputs on the right side of 0.5. */

@@ -803,7 +803,7 @@ static void test_cli_eval_refuses_data_that_does_not_fit(void **state) {
   assert_contains(tu_err, "tiny.safetensors");
 }
 
-/* SPEC section 3: the PyTorch-trained weights give PyTorch's test numbers,
+/* docs/language.md, Weights files: the PyTorch-trained weights give PyTorch's test numbers,
    which the file's metadata records to 4 and 6 decimals. */
 static void test_cli_eval_reproduces_pytorch(void **state) {
   (void)state;

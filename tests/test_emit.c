@@ -9,7 +9,7 @@
  * FMA, without FMA, and tcc's 8-float structs), then loaded. With random
  * parameters in PyTorch layout given to NAME_load, NAME_infer's outputs
  * must match a plain double-precision forward pass written here from the
- * SPEC (NCHW, PyTorch's definitions) within |d| <= 2e-5 + 1e-4 |ref| (the
+ * docs (NCHW, PyTorch's definitions) within |d| <= 2e-5 + 1e-4 |ref| (the
  * float32-vs-float64 tolerance of tests/reference/check); the
  * largest difference is printed. Also: NAME_store(NAME_load(p)) == p bit
  * for bit, several images in one call give the same bits as one call
@@ -56,7 +56,7 @@ typedef struct Case {
 } Case;
 
 static const Case cases[] = {
-    {"fashion (SPEC section 1)", fashion_src},
+    {"fashion (examples/fashion.cnn)", fashion_src},
     {"same padding at stride 2, odd input, scalar and vector channels",
      "network samepad\ninput 15x13x3\n"
      "conv2d 16 3x3 stride=2 padding=same relu\n"
@@ -312,7 +312,7 @@ static void reference(const Net *net, const float *params, const float *x, doubl
     case OP_CONV2D: {
       const int F = l->u.conv.filters, KH = l->u.conv.kh, KW = l->u.conv.kw, S = l->u.conv.stride;
       int pt, pl, pb, pr;
-      if (l->u.conv.pad_mode == PAD_SAME) { /* SPEC section 1 */
+      if (l->u.conv.pad_mode == PAD_SAME) { /* docs/language.md, Layers */
         int th = ((t.h + S - 1) / S - 1) * S + KH - t.h,
             tw = ((t.w + S - 1) / S - 1) * S + KW - t.w;
         th = th > 0 ? th : 0, tw = tw > 0 ? tw : 0;

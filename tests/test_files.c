@@ -871,7 +871,7 @@ static void test_st_load_params_checks_against_network(void **state) {
   free(vals);
 }
 
-/* SPEC section 1's network in PyTorch layout. */
+/* examples/fashion.cnn's network in PyTorch layout. */
 static int fashion_net(TensorInfo *ti) {
   static const int shapes[10][5] = {{4, 32, 1, 3, 3},  {1, 32}, {4, 64, 32, 3, 3}, {1, 64},
                                     {4, 64, 64, 3, 3}, {1, 64}, {2, 64, 576},      {1, 64},

@@ -4,7 +4,7 @@
  *
  * The parameter tensors of the reference networks in tests/reference are
  * checked against the init.safetensors next to each (names, shapes, total
- * count), and SPEC section 1's network against the PyTorch-trained weights
+ * count), and examples/fashion.cnn's network against the PyTorch-trained weights
  * tests/reference/fashion-pytorch.safetensors.
  */
 #include <setjmp.h>

@@ -300,9 +300,9 @@ static void test_train_float_code_matches_double(void **state) {
   }
 }
 
-/* The loss NAME_accumulate returns is sum_i w_i loss_i with SPEC section 5's
-   loss_i, worked out here from the outputs it reports. */
-static void test_train_loss_values_follow_the_spec(void **state) {
+/* The loss NAME_accumulate returns is sum_i w_i loss_i with loss_i as
+   docs/language.md, Numerics defines it, worked out here from the outputs it reports. */
+static void test_train_loss_values_follow_the_docs(void **state) {
   (void)state;
   for (size_t t = 0; t < sizeof gradient_nets / sizeof *gradient_nets; t++) {
     Compiled c;
@@ -348,7 +348,7 @@ static void test_train_loss_values_follow_the_spec(void **state) {
   }
 }
 
-/* Two optimizer steps against SPEC section 5's formulas, in double. */
+/* Two optimizer steps against the formulas of docs/language.md, Numerics, in double. */
 static void check_optimizer(const char *train_block, bool adam, double lr, double b1, double b2,
                             double eps, double mom, bool nesterov, double wd) {
   char src[1024];
@@ -414,7 +414,7 @@ static void check_optimizer(const char *train_block, bool adam, double lr, doubl
   release(&c);
 }
 
-static void test_train_optimizers_follow_the_spec(void **state) {
+static void test_train_optimizers_follow_the_docs(void **state) {
   (void)state;
   check_optimizer("optimizer adam lr=0.01\n", true, 0.01, 0.9, 0.999, 1e-7, 0, false, 0);
   check_optimizer("optimizer adam lr=0.05 beta1=0.8 beta2=0.99 eps=0.001 weight_decay=0.1\n", true,
@@ -1109,8 +1109,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_train_gradients_match_finite_differences),
       cmocka_unit_test(test_train_float_code_matches_double),
-      cmocka_unit_test(test_train_loss_values_follow_the_spec),
-      cmocka_unit_test(test_train_optimizers_follow_the_spec),
+      cmocka_unit_test(test_train_loss_values_follow_the_docs),
+      cmocka_unit_test(test_train_optimizers_follow_the_docs),
       cmocka_unit_test(test_train_order_is_a_seeded_permutation),
       cmocka_unit_test(test_train_set_targets_and_class_weights),
       cmocka_unit_test(test_train_same_seed_same_weights),

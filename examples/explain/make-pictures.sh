@@ -1,7 +1,7 @@
 #!/bin/sh
 # examples/explain/make-pictures.sh: the pictures of the README's section on
-# `cnngen explain`, from a fresh clone. Builds cnngen, trains SPEC section 1's
-# network with `make fashion` unless its weights are there already (or
+# `cnngen explain`, from a fresh clone. Builds cnngen, trains the README's
+# network (examples/fashion.cnn) with `make fashion` unless its weights are there already (or
 # WEIGHTS=file.safetensors names others), then explains a few Fashion-MNIST
 # test images (DATA=dir overrides Debian's dataset-fashion-mnist) with
 # saliency and Grad-CAM. Each picture is the image, 8x, and the heat map

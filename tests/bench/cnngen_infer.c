@@ -3,9 +3,9 @@
  *
  *   cnngen_infer PARAMS.f32 IMAGES.f32 [OUT.f32 K]
  *
- * Uses only SPEC section 4's API of the generated fashion.h: one static model loaded
- * from the flat parameter array (section 3's order, written by torch_bench.py prep),
- * one static work struct per thread. Measures
+ * Uses only the documented API of the generated fashion.h (docs/language.md, The
+ * generated C): one static model loaded from the flat parameter array (NAME_load's
+ * order, written by torch_bench.py prep), one static work struct per thread. Measures
  *   - latency: fashion_infer on one image at a time, one thread (µs per image);
  *   - throughput: batches of 64, split in two halves of 32 run by two threads that
  *     meet at a barrier before and after each batch (images/s).

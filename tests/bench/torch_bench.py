@@ -2,7 +2,7 @@
 """PyTorch side of `make bench` (run with Debian's /usr/bin/python3, which has torch).
 
 Subcommands:
-  prep DIR         stdlib only: DIR/params.f32 (SPEC section 3's flat parameter array,
+  prep DIR         stdlib only: DIR/params.f32 (the flat array of a raw .f32 weights file,
                    from tests/reference/fashion-pytorch.safetensors) and DIR/images.f32
                    (the first IMAGES Fashion-MNIST test images, x = byte/255, H,W,C order)
   export-onnx OUT  the same network, same weights, as ONNX opset 13 (dynamic batch)
