@@ -180,6 +180,13 @@ void *io_read_file(const char *path, size_t *len, Err *e) {
   return io_read_capped(path, NULL, len, e);
 }
 
+/* Bytes of path up to and including its last '/' (0 without one): the
+   directory part, the file's name after it. */
+static size_t dir_length(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? (size_t)(slash - path) + 1 : 0;
+}
+
 /* Permissions for a new file: what open(0666) would give under the umask,
    or the existing target's mode. */
 static mode_t target_mode(const char *path) {
@@ -193,8 +200,7 @@ static mode_t target_mode(const char *path) {
 
 int atomic_open(AtomicFile *af, const char *path, Err *e) {
   memset(af, 0, sizeof *af);
-  const char *slash = strrchr(path, '/');
-  size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+  size_t dirlen = dir_length(path);
   const char *base = path + dirlen;
   if (!*base)
     return err_set(e, path, "is a directory name, not a file name");
@@ -311,10 +317,10 @@ static void where_of(const char *path, Where *w) {
     w->exists = true;
     return;
   }
-  const char *slash = strrchr(path, '/');
-  char *dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+  size_t dirlen = dir_length(path);
+  char *dir = dirlen ? strndup(path, dirlen) : strdup(".");
   char *real = dir ? realpath(dir, NULL) : NULL;
-  const char *base = slash ? slash + 1 : path;
+  const char *base = path + dirlen;
   if (real && (w->resolved = malloc(strlen(real) + strlen(base) + 2)))
     sprintf(w->resolved, "%s/%s", real, base);
   free(dir);
@@ -342,9 +348,8 @@ static const char *file_kind(mode_t m) {
    process no longer exists. Best effort: a directory that cannot be read
    has nothing to remove as far as this run can tell. */
 static void remove_stale_temporaries(const char *path) {
-  const char *slash = strrchr(path, '/');
-  const char *base = slash ? slash + 1 : path;
-  size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0, blen = strlen(base);
+  size_t dirlen = dir_length(path), blen = strlen(path + dirlen);
+  const char *base = path + dirlen;
   char *dir = dirlen ? strndup(path, dirlen) : strdup(".");
   DIR *d = dir ? opendir(dir) : NULL;
   if (!d) {
