@@ -192,6 +192,10 @@ int tu_shell(const char *fmt, ...) {
   return shell(cmd);
 }
 
+bool tu_has_program(const char *name) {
+  return tu_shell("command -v %s", name) == 0;
+}
+
 /* Deterministic pseudo-random values in [0, 1) (float: the images are the
    ones test_augment.c made before this moved here). */
 static float next_uniform(uint64_t *s) {

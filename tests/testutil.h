@@ -46,12 +46,19 @@ enum { TU_REFERENCE_CASES = 5 };
 extern const char *const tu_reference_cases[TU_REFERENCE_CASES];
 const char *tu_reference(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* tests/reference/check's tolerances for outputs: float32 against a float64
+   reference, |got - want| <= ATOL + RTOL |want|. */
+#define TU_PREDICT_ATOL 2e-5
+#define TU_PREDICT_RTOL 1e-4
+
 /* Runs `cnngen ARGS` (a shell word list) inside the directory; returns the
    exit status (128 + signal when killed), stdout and stderr in tu_out and
    tu_err. A sanitizer report fails the test whatever the status. */
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same for any shell command line. */
 int tu_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Whether the shell finds program NAME on the PATH. */
+bool tu_has_program(const char *name);
 /* Starts `cnngen ARGS` inside the directory without waiting for it (its
    stdout and stderr go to the files ".out" and ".err" there); its pid. */
 pid_t tu_start(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
