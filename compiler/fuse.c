@@ -30,7 +30,7 @@
 #include "compile.h"
 
 static bool pool_fuses(const Layer *conv, const Layer *pool) {
-  if (pool->u.pool.stride != pool->u.pool.kh || pool->u.pool.stride != pool->u.pool.kw)
+  if (pool->u.pool.sh != pool->u.pool.kh || pool->u.pool.sw != pool->u.pool.kw)
     return false;
   if (pool->op == OP_MAXPOOL)
     return conv->act != ACT_SOFTMAX; /* softmax mixes channels: not monotonic per value */
