@@ -124,7 +124,7 @@ static void dump_layer(const Net *net, const Layer *l, FILE *out) {
   default:
     break;
   }
-  if (op_has_weights[l->op] && l->bias_count)
+  if (op_has_weights[l->op] && !l->no_bias)
     fprintf(out, "      weight @%ld x%ld  bias @%ld x%ld", l->weight_offset, l->weight_count,
             l->bias_offset, l->bias_count);
   else if (op_has_weights[l->op])
