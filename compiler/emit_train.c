@@ -498,9 +498,17 @@ typedef struct ConvDims {
 
 static ConvDims conv_dims(const TL *L) {
   const Layer *l = L->l;
-  return (ConvDims){l->in.c,  l->out.c, l->u.conv.kh, l->u.conv.kw, l->u.conv.sh,
-                    l->u.conv.sw, L->ph, L->pw,       l->out.h,     l->out.w,
-                    l->bias_count > 0};
+  return (ConvDims){.C = l->in.c,
+                    .F = l->out.c,
+                    .KH = l->u.conv.kh,
+                    .KW = l->u.conv.kw,
+                    .SH = l->u.conv.sh,
+                    .SW = l->u.conv.sw,
+                    .IH = L->ph,
+                    .IW = L->pw,
+                    .OH = l->out.h,
+                    .OW = l->out.w,
+                    .bias = l->bias_count > 0};
 }
 
 /* Forward tile: P output pixels from ox, FB vectors of channels from f0

@@ -65,13 +65,16 @@ static const struct {
                    true,
                    "conv2d F KHxKW [stride=S|SHxSW] [padding=valid|same|P|PHxPW] [bias=false] "
                    "[ACT] [name=N]"},
-    [OP_MAXPOOL] = {1, {"a window size"}, 1u << OPTION_STRIDE, false,
-                    "maxpool KHxKW [stride=S|SHxSW]"},
-    [OP_AVGPOOL] = {1, {"a window size"}, 1u << OPTION_STRIDE, false,
-                    "avgpool KHxKW [stride=S|SHxSW]"},
+    [OP_MAXPOOL] =
+        {1, {"a window size"}, 1u << OPTION_STRIDE, false, "maxpool KHxKW [stride=S|SHxSW]"},
+    [OP_AVGPOOL] =
+        {1, {"a window size"}, 1u << OPTION_STRIDE, false, "avgpool KHxKW [stride=S|SHxSW]"},
     [OP_GLOBALAVGPOOL] = {0, {0}, 0, false, "globalavgpool"},
     [OP_FLATTEN] = {0, {0}, 0, false, "flatten"},
-    [OP_DENSE] = {1, {"a number of units"}, 1u << OPTION_NAME | 1u << OPTION_BIAS, true,
+    [OP_DENSE] = {1,
+                  {"a number of units"},
+                  1u << OPTION_NAME | 1u << OPTION_BIAS,
+                  true,
                   "dense N [bias=false] [ACT] [name=N]"},
     [OP_DROPOUT] = {1, {"a rate"}, 0, false, "dropout RATE (0 <= RATE < 1)"},
     [OP_ACT] = {0, {0}, 0, true, "relu, sigmoid, tanh or softmax on a line of its own"},
@@ -1153,13 +1156,12 @@ int lower_words(const char **out, int max) {
     const char *const *words;
     int n;
   } tables[] = {
-      {statement_words, STMT_COUNT},     {op_words, OP_COUNT},
-      {act_words, ACT_COUNT},            {option_words, OPTION_COUNT},
-      {padding_words, PADDING_WORDS},    {bool_words, BOOL_WORDS},
-      {setting_words, SET_COUNT},
-      {loss_words, LOSS_COUNT},          {optimizer_words, OPT_COUNT},
-      {opt_option_words, OO_COUNT},      {augment_words, AUG_COUNT},
-      {class_weight_words, CLASS_WEIGHT_WORDS},
+      {statement_words, STMT_COUNT},  {op_words, OP_COUNT},
+      {act_words, ACT_COUNT},         {option_words, OPTION_COUNT},
+      {padding_words, PADDING_WORDS}, {bool_words, BOOL_WORDS},
+      {setting_words, SET_COUNT},     {loss_words, LOSS_COUNT},
+      {optimizer_words, OPT_COUNT},   {opt_option_words, OO_COUNT},
+      {augment_words, AUG_COUNT},     {class_weight_words, CLASS_WEIGHT_WORDS},
   };
   int n = 0;
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)

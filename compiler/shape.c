@@ -48,15 +48,15 @@ static bool values_ok(Check *c, const Layer *l) {
   const char *bad = NULL;
   switch (l->op) {
   case OP_CONV2D:
-    bad = l->u.conv.filters < 1                  ? "the filter count must be at least 1"
-          : l->u.conv.kh < 1 || l->u.conv.kw < 1 ? "the kernel size must be at least 1x1"
-          : l->u.conv.sh < 1 || l->u.conv.sw < 1 ? "the stride must be at least 1x1"
+    bad = l->u.conv.filters < 1                        ? "the filter count must be at least 1"
+          : l->u.conv.kh < 1 || l->u.conv.kw < 1       ? "the kernel size must be at least 1x1"
+          : l->u.conv.sh < 1 || l->u.conv.sw < 1       ? "the stride must be at least 1x1"
           : l->u.conv.pad_h < 0 || l->u.conv.pad_w < 0 ? "the padding must be at least 0x0"
                                                        : NULL;
     break;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
-    bad = l->u.pool.kh < 1 || l->u.pool.kw < 1 ? "the window size must be at least 1x1"
+    bad = l->u.pool.kh < 1 || l->u.pool.kw < 1   ? "the window size must be at least 1x1"
           : l->u.pool.sh < 1 || l->u.pool.sw < 1 ? "the stride must be at least 1x1"
                                                  : NULL;
     break;
@@ -133,8 +133,8 @@ static bool pool_shape(Check *c, Layer *l) {
   int kh = l->u.pool.kh, kw = l->u.pool.kw;
   if (!window_fits(c, l, kh, kw, 0, 0))
     return false;
-  l->out = (Shape){(l->in.h - kh) / l->u.pool.sh + 1, (l->in.w - kw) / l->u.pool.sw + 1, l->in.c,
-                   false};
+  l->out =
+      (Shape){(l->in.h - kh) / l->u.pool.sh + 1, (l->in.w - kw) / l->u.pool.sw + 1, l->in.c, false};
   return true;
 }
 

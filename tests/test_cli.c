@@ -658,7 +658,7 @@ static void test_cli_bias_false_through_every_command(void **state) {
   snprintf(images, sizeof images, "%s/data/t10k-images-idx3-ubyte", dir);
   assert_int_equal(tu_run("check %s", net), 0);
   assert_contains(tu_out, "bias=false relu   conv1   8x22x8     216");
-  assert_contains(tu_out, "total                                                                    916");
+  assert_contains(tu_out, "916  73,456\n"); /* the total: parameters, MACs */
   assert_int_equal(tu_run("check %s --dump-ir", net), 0);
   assert_contains(tu_out, "weight @0 x216  no bias");
   assert_contains(tu_out, "weight @216 x384  bias @600 x8");
@@ -714,9 +714,8 @@ static void test_cli_bias_false_through_every_command(void **state) {
   assert_non_null(strstr(baked, "float conv2_b["));
   assert_null(strstr(baked, "float conv1_b["));
   assert_null(strstr(baked, "float dense1_b["));
-  assert_int_equal(tu_run("explain %s --weights w.safetensors --index 1 %s --out s.png", net,
-                          images),
-                   0);
+  assert_int_equal(
+      tu_run("explain %s --weights w.safetensors --index 1 %s --out s.png", net, images), 0);
   assert_int_equal(tu_run("explain %s --weights w.safetensors --method gradcam --index 1 %s "
                           "--out g.png",
                           net, images),

@@ -554,9 +554,12 @@ static void test_idx_reference_data(void **state) {
     const char *dir;
     int h, w, c, k;
   } cases[] = {
-      {"seed_fashion/data", 28, 28, 1, 0},   {"sgd_same_stride/data", 12, 12, 3, 0},
-      {"multilabel_bce/data", 10, 10, 1, 4}, {"mse_gap/data", 9, 9, 2, 0},
-      {"overlap_categorical/data", 11, 10, 2, 0}, {"stride_padding_bias/data", 16, 20, 3, 0},
+      {"seed_fashion/data", 28, 28, 1, 0},
+      {"sgd_same_stride/data", 12, 12, 3, 0},
+      {"multilabel_bce/data", 10, 10, 1, 4},
+      {"mse_gap/data", 9, 9, 2, 0},
+      {"overlap_categorical/data", 11, 10, 2, 0},
+      {"stride_padding_bias/data", 16, 20, 3, 0},
       {"stride_padding_bias_adam/data", 16, 20, 3, 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -960,8 +963,8 @@ static void test_st_read_reference_files(void **state) {
   globfree(&g);
 }
 
-/* The tensors of a network compiled from src, malloc'd; *nt their number,
-   *count the floats. */
+/* The tensors of a network compiled from src, malloc'd; their number in
+ *nt and the floats in *count. */
 static TensorInfo *tensors_of(Arena *a, const char *src, int *nt, long *count) {
   Net *net = tu_compile_ok(a, src);
   *nt = net_tensors(net, NULL);
@@ -1009,8 +1012,9 @@ static void test_st_bias_false_has_no_bias_tensor(void **state) {
   assert_int_equal(st_write_params(p, net_b, params, NULL, &e), 0);
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_int_equal(st_load_params(&f, ti, nt, params, &e), -1);
-  check_err(&e, p, "unexpected tensor 'conv1.bias': layer conv1 has no bias in the network "
-                   "(bias=false)");
+  check_err(&e, p,
+            "unexpected tensor 'conv1.bias': layer conv1 has no bias in the network "
+            "(bias=false)");
   st_free(&f);
   free(params);
   free(ti);
