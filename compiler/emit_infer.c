@@ -28,9 +28,10 @@
  * vectors are loaded once and used by every pixel of the tile, each input
  * value is broadcast once and used by all FB vectors. conv_cost() picks the
  * tile from a small model of the core (multiply-adds, loads, latency, the
- * weights' trips from L2). Bias starts the accumulators; ReLU and a fused
- * pool run on the registers before the single store (a pool window taller
- * than the tile is combined through y, row by row). Kernel rows and taps
+ * weights' trips from L2). Bias starts the accumulators (zero with
+ * bias=false: the layer has none); ReLU and a fused pool run on the
+ * registers before the single store (a pool window taller than the tile
+ * is combined through y, row by row). Kernel rows and taps
  * are loops with literal bounds that the C compiler unrolls as it sees
  * fit; the tile itself is written out. F not a multiple of 8 (the channel
  * tail, see Conv): above 8, the last vector overlaps the one before it and
@@ -40,8 +41,9 @@
  * per pixel when that copy would be large).
  * Padding: the input is first copied inside a zero border (a scratch
  * tensor of the plan; a few per cent of the layer's time), so no tap is
- * ever tested against the bounds. With a fused pool (stride = window),
- * conv rows and columns that the floor-mode pool drops are not computed.
+ * ever tested against the bounds. With a fused pool (stride = window in
+ * each direction), conv rows and columns that the floor-mode pool drops
+ * are not computed.
  * The vectors are GCC/Clang vector extensions, or 8-float structs with the
  * operations unrolled for compilers without them (tcc): one source, the same
  * arithmetic (NAME_f8 and its macros, shared with training: emit.c).

@@ -22,8 +22,9 @@
  *                                        which only the inference emitter
  *                                        reads; training always runs it.
  *
- * A pool fuses when its windows do not overlap (stride = window) and its
- * result does not depend on where the activation runs (see pool_fuses):
+ * A pool fuses when its windows do not overlap (stride = window, in each
+ * direction: maxpool 2x3 strides 2x3) and its result does not depend on
+ * where the activation runs (see pool_fuses):
  * max commutes with every increasing activation, a mean only with the
  * piecewise linear ones that the conv applies per pixel before summing.
  */
