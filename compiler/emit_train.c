@@ -467,13 +467,14 @@ static const char *weight_dims(T *t, const Layer *l) {
 static void param_forward_head(T *t, const TL *L) {
   const Layer *l = L->l;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  const char *b = emit_param_ref(t->em, t->net, l, 1, "m");
   ln(t,
      "static void %s_train_forward(const %s_model *m, const float *restrict x, "
      "float *restrict y) {",
      L->fn, t->n);
   ln(t, "const float *restrict w = %s; /* %s */", w, weight_dims(t, l));
-  ln(t, "const float *restrict b = %s; /* [%d] */", b, l->out.c);
+  if (l->bias_count)
+    ln(t, "const float *restrict b = %s; /* [%d] */", emit_param_ref(t->em, t->net, l, 1, "m"),
+       l->out.c);
 }
 
 /* In the backward function: the gradients dw and db in g, and dy made the
@@ -481,7 +482,8 @@ static void param_forward_head(T *t, const TL *L) {
 static void param_backward_head(T *t, const TL *L) {
   const Layer *l = L->l;
   ln(t, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset, weight_dims(t, l));
-  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
+  if (l->bias_count)
+    ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
   act_backward(t, L->act, "y", "dy", shape_size(l->out), l->out.c);
   if (L->act == ACT_LINEAR)
     ln(t, "(void)y;");
@@ -490,13 +492,23 @@ static void param_backward_head(T *t, const TL *L) {
 /* ---- conv2d ---- */
 
 typedef struct ConvDims {
-  int C, F, KH, KW, S, IH, IW, OH, OW; /* IH, IW: the padded input */
+  int C, F, KH, KW, SH, SW, IH, IW, OH, OW; /* SH, SW: the stride; IH, IW: the padded input */
+  bool bias;                                /* false: bias=false, no b or db */
 } ConvDims;
 
 static ConvDims conv_dims(const TL *L) {
   const Layer *l = L->l;
-  return (ConvDims){l->in.c, l->out.c, l->u.conv.kh, l->u.conv.kw, l->u.conv.stride,
-                    L->ph,   L->pw,    l->out.h,     l->out.w};
+  return (ConvDims){.C = l->in.c,
+                    .F = l->out.c,
+                    .KH = l->u.conv.kh,
+                    .KW = l->u.conv.kw,
+                    .SH = l->u.conv.sh,
+                    .SW = l->u.conv.sw,
+                    .IH = L->ph,
+                    .IW = L->pw,
+                    .OH = l->out.h,
+                    .OW = l->out.w,
+                    .bias = l->bias_count > 0};
 }
 
 /* Forward tile: P output pixels from ox, FB vectors of channels from f0
@@ -505,13 +517,13 @@ static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB, int shift)
   const char *n = t->n;
   ln(t, "{");
   ln(t, "%s_f8 b0, b1, b2, b3;", n);
-  for (int v = 0; v < FB; v++)
+  for (int v = 0; v < (d->bias ? FB : 0); v++)
     ln(t, "%s_LOAD(b%d, b + f0 + %d);", n, v, vec_off(v, FB, shift));
-  for (int v = FB; v < 4; v++)
+  for (int v = d->bias ? FB : 0; v < 4; v++)
     ln(t, "%s_ZERO(b%d);", n, v);
   tile_declare(t, P, FB, "b");
   ln(t, "for (int ky = 0; ky < %d; ky++) {", d->KH);
-  ln(t, "const float *xk = xr + ky * %d + ox * %d;", d->IW * d->C, d->S * d->C);
+  ln(t, "const float *xk = xr + ky * %d + ox * %d;", d->IW * d->C, d->SW * d->C);
   ln(t, "const float *wk = w + ky * %d + f0;", d->KW * d->C * d->F);
   ln(t, "for (int k = 0; k < %d; k++) {", d->KW * d->C);
   for (int v = 0; v < FB; v++)
@@ -519,7 +531,7 @@ static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB, int shift)
   for (int v = 0; v < FB; v++)
     ln(t, "%s_LOAD(w%d, wk + k * %d + %d);", n, v, d->F, vec_off(v, FB, shift));
   for (int j = 0; j < P; j++)
-    ln(t, "const float s%d = xk[k + %d];", j, j * d->S * d->C);
+    ln(t, "const float s%d = xk[k + %d];", j, j * d->SW * d->C);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
       ln(t, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
@@ -550,7 +562,7 @@ static void conv_forward(T *t, const TL *L) {
   param_forward_head(t, L);
   if (d.F >= 8) {
     ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
-    ln(t, "const float *xr = x + oy * %d;", d.S * d.IW * d.C);
+    ln(t, "const float *xr = x + oy * %d;", d.SH * d.IW * d.C);
     ln(t, "float *yr = y + oy * %d;", d.OW * d.F);
     channel_blocks(t, L, "f0", d.F, conv_forward_block);
     ln(t, "}");
@@ -559,9 +571,9 @@ static void conv_forward(T *t, const TL *L) {
     ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
     ln(t, "float acc[%d];", d.F);
     ln(t, "for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "  acc[f] = b[f];");
+    ln(t, "  acc[f] = %s;", d.bias ? "b[f]" : "0.0f");
     ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-    ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+    ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
     ln(t, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
     ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
     ln(t, "const float s = xk[k];");
@@ -587,7 +599,7 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
   ln(t, "{");
   tile_declare(t, CB, FB, NULL);
   ln(t, "for (int oy = 0; oy < %d; oy++) {", d->OH);
-  ln(t, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->S, d->IW * d->C);
+  ln(t, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->SH, d->IW * d->C);
   ln(t, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
   ln(t, "for (int ox = 0; ox < %d; ox++) {", d->OW);
   for (int v = 0; v < FB; v++)
@@ -595,7 +607,7 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
   for (int v = 0; v < FB; v++)
     ln(t, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, vec_off(v, FB, shift));
   for (int j = 0; j < CB; j++)
-    ln(t, "const float s%d = xk[ox * %d + %d];", j, d->S * d->C, j);
+    ln(t, "const float s%d = xk[ox * %d + %d];", j, d->SW * d->C, j);
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
       ln(t, "%s_FMA(a%d_%d, s%d, d%d);", n, j, v, j, v);
@@ -634,8 +646,8 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift) {
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++) {
       tile_addto(t,
-                 S(t, "dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d", d->S,
-                   d->IW * d->C, j, d->S * d->C, d->C, vec_off(v, CV, shift)),
+                 S(t, "dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d", d->SH,
+                   d->IW * d->C, j, d->SW * d->C, d->C, vec_off(v, CV, shift)),
                  j, v, CV, shift);
     }
   ln(t, "}");
@@ -681,9 +693,11 @@ static void conv_backward(T *t, const TL *L) {
   if (!L->dx || L->transposed)
     ln(t, "(void)m;");
   param_backward_head(t, L);
-  ln(t, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
-  ln(t, "  for (int f = 0; f < %d; f++)", d.F);
-  ln(t, "    db[f] += dy[p * %d + f];", d.F);
+  if (d.bias) {
+    ln(t, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
+    ln(t, "  for (int f = 0; f < %d; f++)", d.F);
+    ln(t, "    db[f] += dy[p * %d + f];", d.F);
+  }
   if (d.F >= 8) {
     ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
     channel_blocks(t, L, "f0", d.F, conv_dw_block);
@@ -693,7 +707,7 @@ static void conv_backward(T *t, const TL *L) {
     ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
     ln(t, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
     ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-    ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+    ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
     ln(t, "float *wk = dw + ky * %d;", d.KW * d.C * d.F);
     ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
     ln(t, "const float s = xk[k];");
@@ -716,7 +730,7 @@ static void conv_backward(T *t, const TL *L) {
       ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
       ln(t, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
       ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-      ln(t, "float *xk = dx + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+      ln(t, "float *xk = dx + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
       ln(t, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
       ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
       ln(t, "float s = 0.0f;");
@@ -781,7 +795,10 @@ static void dense_forward(T *t, const TL *L) {
     ln(t, "for (int o0 = 0; o0 < %d; o0 += %d) {", OUT, 8 * OB);
     for (int v = 0; v < OB; v++) {
       ln(t, "%s_f8 a%d;", n, v);
-      ln(t, "%s_LOAD(a%d, b + o0 + %d);", n, v, 8 * v);
+      if (l->bias_count)
+        ln(t, "%s_LOAD(a%d, b + o0 + %d);", n, v, 8 * v);
+      else
+        ln(t, "%s_ZERO(a%d);", n, v);
     }
     ln(t, "for (int i = 0; i < %d; i++) {", IN);
     ln(t, "const float s = x[i];");
@@ -798,7 +815,7 @@ static void dense_forward(T *t, const TL *L) {
   } else {
     ln(t, "float acc[%d];", OUT);
     ln(t, "for (int o = 0; o < %d; o++)", OUT);
-    ln(t, "  acc[o] = b[o];");
+    ln(t, "  acc[o] = %s;", l->bias_count ? "b[o]" : "0.0f");
     ln(t, "for (int i = 0; i < %d; i++) {", IN);
     ln(t, "const float s = x[i];");
     ln(t, "for (int o = 0; o < %d; o++)", OUT);
@@ -823,8 +840,10 @@ static void dense_backward(T *t, const TL *L) {
      "const float *restrict y, float *restrict dy%s) {",
      L->bfn, n, n, L->dx ? ", float *restrict dx" : "");
   param_backward_head(t, L);
-  ln(t, "for (int o = 0; o < %d; o++)", OUT);
-  ln(t, "  db[o] += dy[o];");
+  if (l->bias_count) {
+    ln(t, "for (int o = 0; o < %d; o++)", OUT);
+    ln(t, "  db[o] += dy[o];");
+  }
   ln(t, "for (int i = 0; i < %d; i++) {", IN);
   ln(t, "const float s = x[i];");
   ln(t, "for (int o = 0; o < %d; o++)", OUT);
@@ -868,13 +887,13 @@ static void dense_backward(T *t, const TL *L) {
 static void pool_forward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
-  const int KH = l->u.pool.kh, KW = l->u.pool.kw, S = l->u.pool.stride;
+  const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;
   bool max = l->op == OP_MAXPOOL;
   ln(t, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, l->in.h, IW, C, OH, OW, C);
   ln(t, "static void %s_train_forward(const float *restrict x, float *restrict y) {", L->fn);
   ln(t, "for (int py = 0; py < %d; py++) {", OH);
   ln(t, "for (int px = 0; px < %d; px++) {", OW);
-  ln(t, "const float *x0 = x + (py * %d + px * %d) * %d;", S * IW, S, C);
+  ln(t, "const float *x0 = x + (py * %d + px * %d) * %d;", SH * IW, SW, C);
   ln(t, "float *yp = y + (py * %d + px) * %d;", OW, C);
   ln(t, "for (int c = 0; c < %d; c++)", C);
   ln(t, "  yp[c] = x0[c];");
@@ -901,7 +920,7 @@ static void pool_forward(T *t, const TL *L) {
 static void pool_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
-  const int KH = l->u.pool.kh, KW = l->u.pool.kw, S = l->u.pool.stride;
+  const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;
   bool max = l->op == OP_MAXPOOL;
   ln(t, "/* %s: backward */", l->text);
   ln(t,
@@ -915,7 +934,7 @@ static void pool_backward(T *t, const TL *L) {
   ln(t, "memset(dx, 0, %ld * sizeof(float));", shape_size(l->in));
   ln(t, "for (int py = 0; py < %d; py++) {", OH);
   ln(t, "for (int px = 0; px < %d; px++) {", OW);
-  ln(t, "const long o0 = (py * %d + px * %d) * %d;", S * IW, S, C);
+  ln(t, "const long o0 = (py * %d + px * %d) * %d;", SH * IW, SW, C);
   ln(t, "const float *dp = dy + (py * %d + px) * %d;", OW, C);
   if (max) {
     ln(t, "const float *yp = y + (py * %d + px) * %d;", OW, C);
@@ -1074,7 +1093,7 @@ static void conv_pool_backward(T *t, const TL *L) {
   const Layer *l = L->l, *pl = L->pool->l;
   const ConvDims d = conv_dims(L);
   const char *n = t->n;
-  const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PS = pl->u.pool.stride;
+  const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PSH = pl->u.pool.sh, PSW = pl->u.pool.sw;
   const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW, K = d.KW * d.C;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   ln(t, "/* %s, then %s: backward from dyp [%d][%d][%d] */", l->text, pl->text, POH, POW, d.F);
@@ -1086,7 +1105,8 @@ static void conv_pool_backward(T *t, const TL *L) {
      L->dx ? ", float *restrict dx" : "");
   if (!L->dx || L->transposed)
     ln(t, "(void)m;");
-  ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
+  if (d.bias)
+    ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
   if (L->dx)
     ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
   if (L->dx && !L->transposed)
@@ -1095,7 +1115,7 @@ static void conv_pool_backward(T *t, const TL *L) {
   ln(t, "for (int wx = 0; wx < %d; wx++) {", POW);
   ln(t, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW, d.F,
      POW, d.F);
-  ln(t, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PS * d.OW, PS, d.F);
+  ln(t, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PSH * d.OW, PSW, d.F);
   ln(t, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
   ln(t, "float vs[%d][%d];", KK, d.F);
   ln(t, "for (int f = 0; f < %d; f++) {", d.F);
@@ -1107,33 +1127,34 @@ static void conv_pool_backward(T *t, const TL *L) {
   ln(t, "const float v = %s;", act_times(t, L->act, "a", "dp[f]"));
   if (L->act == ACT_LINEAR)
     ln(t, "(void)a;");
-  ln(t, "db[f] += v;");
+  if (d.bias)
+    ln(t, "db[f] += v;");
   ln(t, "if (v != 0.0f) {");
   ln(t, "fs[q][count[q]] = f;");
   ln(t, "vs[q][count[q]++] = v;");
   ln(t, "}");
   ln(t, "}");
   ln(t, "for (int q = 0; q < %d; q++) {", KK);
-  ln(t, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PS, PKW, PS, PKW);
+  ln(t, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PSH, PKW, PSW, PKW);
   ln(t, "for (int i = 0; i < count[q]; i++) {");
   ln(t, "float *dk = dwt + fs[q][i] * %d;", d.KH * K);
   ln(t, "const float v = vs[q][i];");
   ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-  ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+  ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
   ln(t, "for (int k = 0; k < %d; k++)", K);
   ln(t, "  dk[ky * %d + k] += v * xk[k];", K);
   ln(t, "}");
   ln(t, "}");
   if (L->dx && L->transposed) {
     ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
-    ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S, d.KW,
-       d.IW * d.C, d.S, d.KW, d.C);
+    ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.SH, d.KW,
+       d.IW * d.C, d.SW, d.KW, d.C);
     channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
     ln(t, "}");
   } else if (L->dx) {
     ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
-    ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S, d.KW,
-       d.IW * d.C, d.S, d.KW, d.C);
+    ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.SH, d.KW,
+       d.IW * d.C, d.SW, d.KW, d.C);
     ln(t, "const float *wk = w + tap * %d;", d.C * d.F);
     ln(t, "for (int c = 0; c < %d; c++) {", d.C);
     ln(t, "float s = 0.0f;");
