@@ -7,7 +7,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 STD     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -pedantic -Icompiler -Iruntime -Ibuild
 CFLAGS  += $(STD)
-LDLIBS  := -ltcc -lcjson -lpng -lz -ldl -lm -lpthread
+LDLIBS  := -ltcc -lcjson -lpng -lz -lprotobuf-c -ldl -lm -lpthread
 B       := build
 ifeq ($(SAN),1)
   B       := build/san
@@ -21,14 +21,14 @@ endif
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer emit_train
 RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
-            augment plot cmd_explain
+            augment plot cmd_explain formats/onnx cmd_export cmd_import
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli \
             test_augment test_explain test_plot test_embed test_examples test_targets
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)
-ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ)
+ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ) $(B)/proto/onnx.pb-c.o
 
 all: deps $(B)/cnngen
 
@@ -49,6 +49,18 @@ $(B)/grammar/%.o: build/%.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -Wno-unused-function -Wno-sign-compare -c -o $@ $<
+
+# onnx.proto as Debian's libonnx-dev installs it, to C by protoc-c (protobuf-c).
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+build/onnx.pb-c.c build/onnx.pb-c.h &: $(ONNX_PROTO)
+	@mkdir -p build
+	@echo "  PROTO $<"
+	$(Q)protoc-c --c_out=build -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
+$(B)/proto/onnx.pb-c.o: build/onnx.pb-c.c build/onnx.pb-c.h
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+$(B)/runtime/formats/onnx.o: build/onnx.pb-c.h
 
 $(B)/%.o: %.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
