@@ -1,7 +1,7 @@
 /*
  * cmd_export.c: `cnngen export NET.cnn --weights W -o NET.onnx` writes the
  * trained network as an ONNX model, opset 13, the way torch.onnx.export
- * writes the same PyTorch model: input [batch, C, H, W] (NCHW, the batch
+ * writes the same PyTorch model (padding=same as auto_pad SAME_UPPER): input [batch, C, H, W] (NCHW, the batch
  * free), output [batch, K]. One node per layer, named after the layer
  * (conv1, dense2, maxpool3), and one more for an activation on a conv2d or
  * dense (conv1_relu); the weights are initializers in PyTorch layout, which
@@ -128,8 +128,12 @@ static void add_layer(Graph *g, const Layer *l, int index, const float *params) 
       add_init(g, n, graph_name(g, "%s%s", name, ".bias"), params + l->bias_offset, 1, wd);
     add_ints(g, n, "kernel_shape", l->u.conv.kh, l->u.conv.kw, 0, 0, 2);
     add_ints(g, n, "strides", l->u.conv.sh, l->u.conv.sw, 0, 0, 2);
-    add_ints(g, n, "pads", l->u.conv.pad_top, l->u.conv.pad_left, l->u.conv.pad_bottom,
-             l->u.conv.pad_right, 4);
+    if (l->u.conv.pad_mode == PAD_SAME) /* ONNX's name for TensorFlow's rule */
+      ((OnnxAttr *)n->attrs)[n->nattrs++] =
+          (OnnxAttr){.name = "auto_pad", .kind = ONNX_ATTR_STRING, .s = "SAME_UPPER"};
+    else
+      add_ints(g, n, "pads", l->u.conv.pad_top, l->u.conv.pad_left, l->u.conv.pad_bottom,
+               l->u.conv.pad_right, 4);
     break;
   }
   case OP_DENSE: {

@@ -271,7 +271,16 @@ static int read_conv(Import *im, const OnnxNode *n) {
   else if (strcmp(autopad, "NOTSET") != 0)
     return node_err(im, n, "attribute 'auto_pad' is %.20s: cnngen pads as NOTSET, VALID or "
                            "SAME_UPPER", autopad);
-  if (p[0] != p[2] || p[1] != p[3])
+  /* TensorFlow's same padding at stride > 1 puts the odd pixel bottom/right:
+     cnngen's padding=same, which cnngen export writes as these pads. */
+  int64_t th = (im->h + s[0] - 1) / s[0], tw = (im->w + s[1] - 1) / s[1];
+  int64_t ph = (th - 1) * s[0] + k[0] - im->h, pw = (tw - 1) * s[1] + k[1] - im->w;
+  ph = ph > 0 ? ph : 0;
+  pw = pw > 0 ? pw : 0;
+  if ((p[0] != p[2] || p[1] != p[3]) && p[0] == ph / 2 && p[2] == ph - ph / 2 &&
+      p[1] == pw / 2 && p[3] == pw - pw / 2)
+    same = true;
+  else if (p[0] != p[2] || p[1] != p[3])
     return node_err(im, n, "attribute 'pads' is [%lld, %lld, %lld, %lld]: asymmetric padding "
                            "cannot be said in cnngen (it pads the same above and below, left "
                            "and right)", (long long)p[0], (long long)p[1], (long long)p[2],

@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,4 +331,35 @@ bool tu_same_tensors(const char *a, const char *b) {
   st_free(&fa);
   st_free(&fb);
   return same;
+}
+
+int tu_outputs(const char *text, double *out, int max) {
+  int i = 0;
+  const char *p = text;
+  while ((p = strstr(p, "\"outputs\": ["))) {
+    char *q = (char *)p + 12;
+    for (;;) {
+      if (i >= max)
+        fail_msg("more than %d outputs in:\n%.2000s", max, text);
+      out[i++] = strtod(q, &q);
+      if (*q != ',')
+        break;
+      q++;
+    }
+    assert_int_equal(*q, ']');
+    p = q;
+  }
+  return i;
+}
+
+double tu_compare_outputs(const char *what, const double *got, const double *want, int count) {
+  double worst = 0;
+  for (int i = 0; i < count; i++) {
+    double d = fabs(got[i] - want[i]);
+    if (!(d <= TU_PREDICT_ATOL + TU_PREDICT_RTOL * fabs(want[i])))
+      fail_msg("%s: output %d is %.9g, not %.9g", what, i, got[i], want[i]);
+    if (d > worst)
+      worst = d;
+  }
+  return worst;
 }
