@@ -24,7 +24,8 @@ RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
             augment plot cmd_explain formats/onnx cmd_export cmd_import
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli \
-            test_augment test_explain test_plot test_embed test_examples test_targets test_onnx
+            test_augment test_explain test_plot test_embed test_examples test_targets test_onnx \
+            test_onnx_peers
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)

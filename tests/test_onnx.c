@@ -25,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "idx.h"
-#include "safetensors.h"
 #include "testutil.h"
 
 enum { MAX_OUTPUTS = 4096 };
@@ -109,40 +107,6 @@ static const char *const round_trip_nets[] = {
     "dense 4\n",
 };
 
-/* NAME.cnn with random weights in NAME.safetensors, and n random images
-   for it in NAME-images. */
-static void write_net(const char *name, const char *src, int n) {
-  Arena a = {0};
-  Net *net = tu_compile_ok(&a, src);
-  char path[64];
-  snprintf(path, sizeof path, "%s.cnn", name);
-  tu_write_text(path, src);
-  float *params = malloc((size_t)net->param_count * sizeof *params);
-  assert_non_null(params);
-  uint32_t r = 12345;
-  for (long i = 0; i < net->param_count; i++) {
-    r = r * 1664525u + 1013904223u;
-    params[i] = (float)((r >> 8) / 16777216.0 - 0.5);
-  }
-  Err e = {0};
-  snprintf(path, sizeof path, "%s.safetensors", name);
-  if (st_write_params(tu_path(path), net, params, NULL, &e) < 0)
-    fail_msg("%s", e.msg);
-  IdxImages im = {.n = n, .h = net->input.h, .w = net->input.w, .c = net->input.c};
-  im.data = malloc((size_t)n * im.h * im.w * im.c);
-  assert_non_null(im.data);
-  for (long i = 0; i < (long)n * im.h * im.w * im.c; i++) {
-    r = r * 1664525u + 1013904223u;
-    im.data[i] = (uint8_t)(r >> 24);
-  }
-  snprintf(path, sizeof path, "%s-images", name);
-  if (idx_write_images(tu_path(path), &im, &e) < 0)
-    fail_msg("%s", e.msg);
-  free(im.data);
-  free(params);
-  arena_free(&a);
-}
-
 /* The statements of a .cnn file, one per line, comments and blanks out. */
 static void statements(const char *text, char *out, size_t cap) {
   size_t k = 0;
@@ -166,7 +130,7 @@ static void test_onnx_round_trip(void **state) {
   static char text[1 << 16], a[1 << 14], b[1 << 14], first[1 << 16];
   for (size_t i = 0; i < sizeof round_trip_nets / sizeof round_trip_nets[0]; i++) {
     const char *src = round_trip_nets[i];
-    write_net("orig", src, 7);
+    tu_random_net("orig", src, 7);
     assert_int_equal(tu_run("export orig.cnn --weights orig.safetensors -o net.onnx"), 0);
     assert_string_equal(tu_out, "");
     /* -o names the network: the original's name back. */
@@ -275,7 +239,7 @@ static void test_onnx_import_and_export_options(void **state) {
                           tu_repo),
                    0);
 
-  write_net("exp", round_trip_nets[1], 1);
+  tu_random_net("exp", round_trip_nets[1], 1);
   assert_int_equal(tu_run("export exp.cnn -o exp.onnx"), 1);
   assert_contains(tu_err, "--weights");
   assert_int_equal(tu_run("export exp.cnn --weights exp.safetensors"), 1);
