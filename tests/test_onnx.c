@@ -8,7 +8,8 @@
  * alone at opset 17). Each is imported and run by `cnngen predict` to
  * PyTorch's float64 outputs within tests/reference/check's tolerances. The
  * round trip import(export(net)) gives the same .cnn layers, the same
- * weights and the same outputs, for networks with every layer. Files that
+ * weights and the same outputs, for tests/onnx/every.cnn (every layer and
+ * option) and flat.cnn. Files that
  * are not ONNX, truncated or random, and graphs cnngen cannot say are
  * refused with one line naming the file (and the node, its op and the
  * attribute), and nothing is written. ONNX Runtime and onnx.checker are in
@@ -79,33 +80,18 @@ static void test_onnx_import_pytorch_models(void **state) {
   }
 }
 
-/* Every layer the language has: padding=same with the odd pixel below and
-   right, per-direction strides and padding, bias=false, pools with their
-   own strides, activations fused and on their own, globalavgpool, flatten,
-   dropout. */
-static const char *const round_trip_nets[] = {
-    "network every\n"
-    "input 12x10x2\n"
-    "conv2d 4 3x3 stride=2 padding=same relu\n"
-    "conv2d 5 3x2 stride=2x1 padding=1x2 bias=false tanh\n"
-    "maxpool 1x2\n"
-    "avgpool 2x1 stride=1\n"
-    "sigmoid\n"
-    "conv2d 6 1x1 padding=1\n"
-    "globalavgpool\n"
-    "dropout 0.25\n"
-    "dense 7 bias=false sigmoid\n"
-    "dense 5 softmax\n",
-    "network flat\n"
-    "input 12x12x1\n"
-    "conv2d 3 3x3 tanh\n"
-    "avgpool 2x2\n"
-    "flatten\n"
-    "dropout 0.5\n"
-    "dense 8 relu\n"
-    "tanh\n"
-    "dense 4\n",
-};
+/* The networks of the round trip, in tests/onnx (every.cnn has every layer
+   and option of the language). */
+static const char *const round_trip_nets[] = {"every", "flat"};
+
+/* tests/onnx/NAME.cnn's text (a static buffer). */
+static const char *net_text(const char *name) {
+  static char text[1 << 14];
+  char path[1100];
+  snprintf(path, sizeof path, "%s/tests/onnx/%s.cnn", tu_repo, name);
+  tu_read_file(path, text, sizeof text);
+  return text;
+}
 
 /* The statements of a .cnn file, one per line, comments and blanks out. */
 static void statements(const char *text, char *out, size_t cap) {
@@ -129,12 +115,11 @@ static void test_onnx_round_trip(void **state) {
   (void)state;
   static char text[1 << 16], a[1 << 14], b[1 << 14], first[1 << 16];
   for (size_t i = 0; i < sizeof round_trip_nets / sizeof round_trip_nets[0]; i++) {
-    const char *src = round_trip_nets[i];
+    const char *name = round_trip_nets[i], *src = net_text(name);
     tu_random_net("orig", src, 7);
     assert_int_equal(tu_run("export orig.cnn --weights orig.safetensors -o net.onnx"), 0);
     assert_string_equal(tu_out, "");
     /* -o names the network: the original's name back. */
-    const char *name = i == 0 ? "every" : "flat";
     assert_int_equal(tu_run("import net.onnx -o %s.cnn --weights-out back.safetensors", name), 0);
     char cnn[64];
     snprintf(cnn, sizeof cnn, "%s.cnn", name);
@@ -239,7 +224,7 @@ static void test_onnx_import_and_export_options(void **state) {
                           tu_repo),
                    0);
 
-  tu_random_net("exp", round_trip_nets[1], 1);
+  tu_random_net("exp", net_text("flat"), 1);
   assert_int_equal(tu_run("export exp.cnn -o exp.onnx"), 1);
   assert_contains(tu_err, "--weights");
   assert_int_equal(tu_run("export exp.cnn --weights exp.safetensors"), 1);

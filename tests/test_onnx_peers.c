@@ -5,8 +5,8 @@
  * accepts every exported model, and ONNX Runtime (the npm package
  * onnxruntime-node that tests/bench uses; tests/onnx/ort_run.js) runs it to
  * `cnngen predict`'s outputs within tests/reference/check's tolerances. The
- * networks: the three PyTorch models of tests/onnx once imported, and one
- * with every layer and option the language has.
+ * networks: the three PyTorch models of tests/onnx once imported, and
+ * tests/onnx/every.cnn (every layer and option the language has).
  *
  * Where python3-onnx, node or onnxruntime-node is missing, the checks that
  * need it are skipped, naming what to install, and the program exits 77,
@@ -31,24 +31,15 @@ enum { MAX_OUTPUTS = 4096 };
 
 static int skipped; /* checks skipped for a missing tool: main exits 77 */
 
-static const char every_cnn[] = "network every\n"
-                                "input 12x10x2\n"
-                                "conv2d 4 3x3 stride=2 padding=same relu\n"
-                                "conv2d 5 3x2 stride=2x1 padding=1x2 bias=false tanh\n"
-                                "maxpool 1x2\n"
-                                "avgpool 2x1 stride=1\n"
-                                "sigmoid\n"
-                                "conv2d 6 1x1 padding=1\n"
-                                "globalavgpool\n"
-                                "dropout 0.25\n"
-                                "dense 7 bias=false sigmoid\n"
-                                "dense 5 softmax\n";
-
 /* NAME.cnn, NAME.safetensors and NAME-images in the directory: a PyTorch
    model of tests/onnx imported, or `every` with random weights. */
 static void prepare(const char *name) {
   if (strcmp(name, "every") == 0) {
-    tu_random_net("every", every_cnn, 5);
+    static char text[1 << 14];
+    char path[1100];
+    snprintf(path, sizeof path, "%s/tests/onnx/every.cnn", tu_repo);
+    tu_read_file(path, text, sizeof text);
+    tu_random_net("every", text, 5);
     return;
   }
   assert_int_equal(tu_run("import %s/tests/onnx/%s.onnx -o %s.cnn --weights-out %s.safetensors",
