@@ -1,7 +1,7 @@
 # cnngen: `make` builds build/cnngen, `make test` runs every test,
 # `make test SAN=1` runs them under AddressSanitizer + UBSan, `make bench`
 # measures against PyTorch and ONNX Runtime, `make fuzz` fuzzes the front end
-# (FUZZ_TIME seconds, default 60). V=1 shows the commands.
+# and the ONNX reader (FUZZ_TIME seconds, default 60). V=1 shows the commands.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -99,6 +99,21 @@ build/fuzz/grammar/%.o: build/%.c build/parser.h build/lexer.h
 build/fuzz/fuzz_compile: tests/fuzz/fuzz_compile.c $(FUZZ_OBJ)
 	@echo "  CC    $< (fuzz)"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -ltcc -ldl -lm
+
+# The ONNX reader's fuzzer (tests/fuzz/fuzz_onnx.c), built the same way.
+FUZZ_ONNX_OBJ := build/fuzz/runtime/formats/onnx.o build/fuzz/runtime/io.o \
+                 build/fuzz/runtime/err.o build/fuzz/proto/onnx.pb-c.o
+build/fuzz/runtime/%.o: runtime/%.c build/onnx.pb-c.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+build/fuzz/proto/onnx.pb-c.o: build/onnx.pb-c.c build/onnx.pb-c.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+build/fuzz/fuzz_onnx: tests/fuzz/fuzz_onnx.c $(FUZZ_ONNX_OBJ)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -lprotobuf-c -lz
 
 fuzz:
 	+$(Q)tests/fuzz/check $(FUZZ_TIME) build/fuzz/corpus

@@ -10,6 +10,7 @@
  */
 #include "onnx.h"
 
+#include <limits.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +160,9 @@ static int read_attr(Pool *p, const Onnx__AttributeProto *pa, OnnxAttr *a, const
   case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS:
     a->kind = ONNX_ATTR_INTS;
     a->ints = pa->ints;
-    a->nints = pa->n_ints > 64 ? 64 : (int)pa->n_ints;
+    if (pa->n_ints > INT_MAX)
+      return err_set(e, path, "attribute '%s' has too many values", a->name);
+    a->nints = (int)pa->n_ints;
     break;
   case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT:
     a->kind = ONNX_ATTR_FLOAT;
@@ -176,11 +179,13 @@ static int read_attr(Pool *p, const Onnx__AttributeProto *pa, OnnxAttr *a, const
     break;
   }
   case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR: {
+    if (!pa->t)
+      return err_set(e, path, "attribute '%s' is a tensor without one", a->name);
     a->kind = ONNX_ATTR_TENSOR;
     OnnxTensor *t = pool_alloc(p, sizeof *t);
     if (!t)
       return no_memory(e, path);
-    if (pa->t && read_tensor(p, pa->t, t, path, e) < 0)
+    if (read_tensor(p, pa->t, t, path, e) < 0)
       return -1;
     a->t = t;
     break;
