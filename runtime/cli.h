@@ -23,8 +23,7 @@
 #define CNNGEN_VERSION "0.1.0"
 
 /* The commands, in the order `cnngen --help` lists them. */
-#define COMMANDS(X) \
-  X(compile) X(check) X(predict) X(eval) X(train) X(explain) X(export) X(import)
+#define COMMANDS(X) X(compile) X(check) X(predict) X(eval) X(train) X(explain) X(export) X(import)
 
 /* Every option any command takes, described once. */
 /* clang-format off */

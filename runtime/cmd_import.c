@@ -55,13 +55,13 @@ enum { STMT_MAX = 160, FROM_MAX = 400, NODE_NAME_MAX = 60 };
 
 /* One line of the .cnn. */
 typedef struct Line {
-  char stmt[STMT_MAX];  /* "conv2d 6 5x5 padding=2"; "" for a comment line */
-  Act act;              /* fused onto a conv2d or dense */
-  bool takes_act;       /* a conv2d or dense without one yet */
-  char from[FROM_MAX];  /* "Conv_0 (Conv), Relu_1 (Relu)", or the comment */
-  const float *w, *b;   /* conv2d, dense: PyTorch layout; b NULL with bias=false */
+  char stmt[STMT_MAX]; /* "conv2d 6 5x5 padding=2"; "" for a comment line */
+  Act act;             /* fused onto a conv2d or dense */
+  bool takes_act;      /* a conv2d or dense without one yet */
+  char from[FROM_MAX]; /* "Conv_0 (Conv), Relu_1 (Relu)", or the comment */
+  const float *w, *b;  /* conv2d, dense: PyTorch layout; b NULL with bias=false */
   long wcount, bcount;
-  float *own;           /* a transposed copy of w, freed with the line */
+  float *own; /* a transposed copy of w, freed with the line */
 } Line;
 
 typedef struct Import {
@@ -136,8 +136,7 @@ static int check_attrs(const Import *im, const OnnxNode *n, const char *const *k
   return 0;
 }
 
-static int get_int(const Import *im, const OnnxNode *n, const char *name, int64_t def,
-                   int64_t *v) {
+static int get_int(const Import *im, const OnnxNode *n, const char *name, int64_t def, int64_t *v) {
   const OnnxAttr *a = onnx_attr(n, name);
   *v = def;
   if (!a)
@@ -148,8 +147,7 @@ static int get_int(const Import *im, const OnnxNode *n, const char *name, int64_
   return 0;
 }
 
-static int get_float(const Import *im, const OnnxNode *n, const char *name, double def,
-                     double *v) {
+static int get_float(const Import *im, const OnnxNode *n, const char *name, double def, double *v) {
   const OnnxAttr *a = onnx_attr(n, name);
   *v = def;
   if (!a)
@@ -161,8 +159,7 @@ static int get_float(const Import *im, const OnnxNode *n, const char *name, doub
 }
 
 /* An INTS attribute of exactly `count` values (defaults in v when absent). */
-static int get_ints(const Import *im, const OnnxNode *n, const char *name, int count,
-                    int64_t *v) {
+static int get_ints(const Import *im, const OnnxNode *n, const char *name, int count, int64_t *v) {
   const OnnxAttr *a = onnx_attr(n, name);
   if (!a)
     return 0;
@@ -188,8 +185,10 @@ static const OnnxTensor *weight(const Import *im, const OnnxNode *n, int k, int 
   char clean[NODE_NAME_MAX + 1];
   clean_name(clean, sizeof clean, name);
   if (!t)
-    node_err(im, n, "input %d ('%s') is not an initializer or Constant: cnngen imports a chain "
-                    "of layers whose weights are constants", k, clean);
+    node_err(im, n,
+             "input %d ('%s') is not an initializer or Constant: cnngen imports a chain "
+             "of layers whose weights are constants",
+             k, clean);
   else if (t->dtype != ONNX_FLOAT || !t->f || t->rank != rank)
     node_err(im, n, "input %d ('%s') must be a %d-D float tensor", k, clean, rank);
   else
@@ -205,8 +204,10 @@ static int check_input(const Import *im, const OnnxNode *n, int need) {
     char a[NODE_NAME_MAX + 1], b[NODE_NAME_MAX + 1];
     clean_name(a, sizeof a, n->in[0]);
     clean_name(b, sizeof b, im->cur);
-    return node_err(im, n, "reads '%s', not '%s' that the node before it wrote: cnngen imports "
-                           "a chain of layers (a branch or a Concat cannot be said)", a, b);
+    return node_err(im, n,
+                    "reads '%s', not '%s' that the node before it wrote: cnngen imports "
+                    "a chain of layers (a branch or a Concat cannot be said)",
+                    a, b);
   }
   return 0;
 }
@@ -219,8 +220,10 @@ static int need_image(const Import *im, const OnnxNode *n) {
 
 static int need_vector(const Import *im, const OnnxNode *n) {
   if (im->rank == 4 && !im->pooled)
-    return node_err(im, n, "needs a vector [N, K] but gets an image [N, %d, %d, %d] (add a "
-                           "Flatten before it)", im->c, im->h, im->w);
+    return node_err(im, n,
+                    "needs a vector [N, K] but gets an image [N, %d, %d, %d] (add a "
+                    "Flatten before it)",
+                    im->c, im->h, im->w);
   return 0;
 }
 
@@ -235,15 +238,17 @@ static int pair_opt(char *buf, size_t cap, const char *key, int64_t a, int64_t b
 }
 
 static int read_conv(Import *im, const OnnxNode *n) {
-  static const char *const known[] = {"kernel_shape", "strides", "pads", "dilations", "group",
-                                      "auto_pad", NULL};
+  static const char *const known[] = {"kernel_shape", "strides",  "pads", "dilations",
+                                      "group",        "auto_pad", NULL};
   int64_t group, k[2] = {0, 0}, s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0};
   if (check_attrs(im, n, known) < 0 || check_input(im, n, 2) < 0 || need_image(im, n) < 0 ||
       get_int(im, n, "group", 1, &group) < 0)
     return -1;
   if (group != 1)
-    return node_err(im, n, "attribute 'group' is %lld: grouped convolutions are not supported "
-                           "yet (only group 1)", (long long)group);
+    return node_err(im, n,
+                    "attribute 'group' is %lld: grouped convolutions are not supported "
+                    "yet (only group 1)",
+                    (long long)group);
   const OnnxTensor *w = weight(im, n, 1, 4), *b = NULL;
   if (!w)
     return -1;
@@ -262,29 +267,32 @@ static int read_conv(Import *im, const OnnxNode *n) {
   if (s[0] < 1 || s[1] < 1)
     return node_err(im, n, "attribute 'strides' must be at least 1");
   if (w->dims[1] != im->c)
-    return node_err(im, n, "weight '%.60s' has %lld input channels but the input has %d",
-                    w->name, (long long)w->dims[1], im->c);
+    return node_err(im, n, "weight '%.60s' has %lld input channels but the input has %d", w->name,
+                    (long long)w->dims[1], im->c);
   const char *autopad = get_string(n, "auto_pad", "NOTSET");
   bool same = strcmp(autopad, "SAME_UPPER") == 0;
   if (same || strcmp(autopad, "VALID") == 0)
     p[0] = p[1] = p[2] = p[3] = 0;
   else if (strcmp(autopad, "NOTSET") != 0)
-    return node_err(im, n, "attribute 'auto_pad' is %.20s: cnngen pads as NOTSET, VALID or "
-                           "SAME_UPPER", autopad);
+    return node_err(im, n,
+                    "attribute 'auto_pad' is %.20s: cnngen pads as NOTSET, VALID or "
+                    "SAME_UPPER",
+                    autopad);
   /* TensorFlow's same padding at stride > 1 puts the odd pixel bottom/right:
      cnngen's padding=same, which cnngen export writes as these pads. */
   int64_t th = (im->h + s[0] - 1) / s[0], tw = (im->w + s[1] - 1) / s[1];
   int64_t ph = (th - 1) * s[0] + k[0] - im->h, pw = (tw - 1) * s[1] + k[1] - im->w;
   ph = ph > 0 ? ph : 0;
   pw = pw > 0 ? pw : 0;
-  if ((p[0] != p[2] || p[1] != p[3]) && p[0] == ph / 2 && p[2] == ph - ph / 2 &&
-      p[1] == pw / 2 && p[3] == pw - pw / 2)
+  if ((p[0] != p[2] || p[1] != p[3]) && p[0] == ph / 2 && p[2] == ph - ph / 2 && p[1] == pw / 2 &&
+      p[3] == pw - pw / 2)
     same = true;
   else if (p[0] != p[2] || p[1] != p[3])
-    return node_err(im, n, "attribute 'pads' is [%lld, %lld, %lld, %lld]: asymmetric padding "
-                           "cannot be said in cnngen (it pads the same above and below, left "
-                           "and right)", (long long)p[0], (long long)p[1], (long long)p[2],
-                    (long long)p[3]);
+    return node_err(im, n,
+                    "attribute 'pads' is [%lld, %lld, %lld, %lld]: asymmetric padding "
+                    "cannot be said in cnngen (it pads the same above and below, left "
+                    "and right)",
+                    (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3]);
   if (n->nin >= 3 && *n->in[2]) {
     if (!(b = weight(im, n, 2, 1)))
       return -1;
@@ -315,9 +323,9 @@ static int read_conv(Import *im, const OnnxNode *n) {
 }
 
 static int read_pool(Import *im, const OnnxNode *n, const char *word) {
-  static const char *const known[] = {"kernel_shape", "strides", "pads", "ceil_mode",
-                                      "dilations", "storage_order", "auto_pad",
-                                      "count_include_pad", NULL};
+  static const char *const known[] = {"kernel_shape", "strides",           "pads",
+                                      "ceil_mode",    "dilations",         "storage_order",
+                                      "auto_pad",     "count_include_pad", NULL};
   int64_t k[2] = {0, 0}, s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0}, ceil;
   if (check_attrs(im, n, known) < 0 || check_input(im, n, 1) < 0 || need_image(im, n) < 0 ||
       get_ints(im, n, "kernel_shape", 2, k) < 0 || get_ints(im, n, "strides", 2, s) < 0 ||
@@ -329,9 +337,10 @@ static int read_pool(Import *im, const OnnxNode *n, const char *word) {
   if (s[0] < 1 || s[1] < 1)
     return node_err(im, n, "attribute 'strides' must be at least 1");
   if (p[0] || p[1] || p[2] || p[3])
-    return node_err(im, n, "attribute 'pads' is [%lld, %lld, %lld, %lld]: cnngen's pools do "
-                           "not pad", (long long)p[0], (long long)p[1], (long long)p[2],
-                    (long long)p[3]);
+    return node_err(im, n,
+                    "attribute 'pads' is [%lld, %lld, %lld, %lld]: cnngen's pools do "
+                    "not pad",
+                    (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3]);
   if (d[0] != 1 || d[1] != 1)
     return node_err(im, n, "attribute 'dilations' is %lldx%lld: cnngen's pools have no dilation",
                     (long long)d[0], (long long)d[1]);
@@ -384,16 +393,19 @@ static int read_reshape(Import *im, const OnnxNode *n) {
     return -1;
   const OnnxTensor *t = onnx_init(im->m, n->in[1]);
   if (!t || t->dtype != ONNX_INT64 || !t->i || t->count != 2)
-    return node_err(im, n, "the shape must be a constant of 2 integers: cnngen reads only a "
-                           "Reshape to [N, -1]");
+    return node_err(im, n,
+                    "the shape must be a constant of 2 integers: cnngen reads only a "
+                    "Reshape to [N, -1]");
   int64_t total = (int64_t)im->c * im->h * im->w, a = t->i[0], b = t->i[1];
   bool ok = ((a == 0 && !allowzero) || a == -1 || a > 0) && (b == -1 || b == total) &&
             !(a == -1 && b == -1);
   if (a > 0 && b == -1)
     ok = false; /* a fixed batch: it may fold other dimensions in */
   if (!ok)
-    return node_err(im, n, "reshapes to [%lld, %lld]: cnngen reads only a Reshape to [N, -1] "
-                           "or [-1, %lld]", (long long)a, (long long)b, (long long)total);
+    return node_err(im, n,
+                    "reshapes to [%lld, %lld]: cnngen reads only a Reshape to [N, -1] "
+                    "or [-1, %lld]",
+                    (long long)a, (long long)b, (long long)total);
   flatten(im, n);
   return 0;
 }
@@ -407,7 +419,9 @@ static int read_pad(Import *im, const OnnxNode *n) {
   const char *mode = get_string(n, "mode", "constant");
   const OnnxAttr *attr = onnx_attr(n, "pads");
   const OnnxTensor *t = n->nin >= 2 && *n->in[1] ? onnx_init(im->m, n->in[1]) : NULL;
-  const int64_t *pads = attr && attr->kind == ONNX_ATTR_INTS ? attr->ints : t && t->dtype == ONNX_INT64 ? t->i : NULL;
+  const int64_t *pads = attr && attr->kind == ONNX_ATTR_INTS ? attr->ints
+                        : t && t->dtype == ONNX_INT64        ? t->i
+                                                             : NULL;
   int count = attr && attr->kind == ONNX_ATTR_INTS ? attr->nints : t ? (int)t->count : 0;
   if (!pads)
     return node_err(im, n, "the pads must be a constant list of integers");
@@ -547,8 +561,8 @@ static int read_node(Import *im, const OnnxNode *n, const OnnxNode *next, bool *
   static const struct {
     const char *op;
     Act act;
-  } acts[] = {{"Relu", ACT_RELU}, {"Sigmoid", ACT_SIGMOID}, {"Tanh", ACT_TANH},
-              {"Softmax", ACT_SOFTMAX}};
+  } acts[] = {
+      {"Relu", ACT_RELU}, {"Sigmoid", ACT_SIGMOID}, {"Tanh", ACT_TANH}, {"Softmax", ACT_SOFTMAX}};
   const char *op = n->op;
   int rc;
   if (*n->domain && strcmp(n->domain, "ai.onnx") != 0)
@@ -587,9 +601,10 @@ static int read_node(Import *im, const OnnxNode *n, const OnnxNode *next, bool *
     return node_err(im, n, "cnngen has no batchnorm layer yet");
   else if (strcmp(op, "Add") == 0) {
     bool consts = n->nin == 2 && (onnx_init(im->m, n->in[0]) || onnx_init(im->m, n->in[1]));
-    return node_err(im, n, consts ? "adds a constant, which no cnngen layer does here (only as "
-                                    "the bias of a MatMul)"
-                                  : "a residual branch: cnngen has no residual blocks yet");
+    return node_err(im, n,
+                    consts ? "adds a constant, which no cnngen layer does here (only as "
+                             "the bias of a MatMul)"
+                           : "a residual branch: cnngen has no residual blocks yet");
   } else {
     size_t i = 0;
     while (i < sizeof acts / sizeof acts[0] && strcmp(acts[i].op, op) != 0)
@@ -622,10 +637,12 @@ static int read_input(Import *im) {
   if (v->elem_type != ONNX_FLOAT)
     return err_set(im->e, im->path, "input '%s' is not float (element type %d)", name,
                    v->elem_type);
-  if (v->rank != 4 || v->dims[1] < 1 || v->dims[2] < 1 || v->dims[3] < 1 ||
-      v->dims[1] > 1 << 20 || v->dims[2] > 1 << 20 || v->dims[3] > 1 << 20)
-    return err_set(im->e, im->path, "input '%s' is not a 4-D image [N, C, H, W] with known C, "
-                                    "H and W (rank %d)", name, v->rank);
+  if (v->rank != 4 || v->dims[1] < 1 || v->dims[2] < 1 || v->dims[3] < 1 || v->dims[1] > 1 << 20 ||
+      v->dims[2] > 1 << 20 || v->dims[3] > 1 << 20)
+    return err_set(im->e, im->path,
+                   "input '%s' is not a 4-D image [N, C, H, W] with known C, "
+                   "H and W (rank %d)",
+                   name, v->rank);
   im->cur = v->name;
   im->rank = 4;
   im->c = (int)v->dims[1];
@@ -783,8 +800,10 @@ static int run(const CliArgs *a) {
     char want[NODE_NAME_MAX + 1], got[NODE_NAME_MAX + 1];
     clean_name(want, sizeof want, m.outputs[0].name);
     clean_name(got, sizeof got, im.cur);
-    err_set(&e, a->net_path, "the graph's output '%s' is not what its last node writes ('%s'): "
-                             "not a chain of layers, or a truncated file", want, got);
+    err_set(&e, a->net_path,
+            "the graph's output '%s' is not what its last node writes ('%s'): "
+            "not a chain of layers, or a truncated file",
+            want, got);
     goto fail;
   }
   FILE *f = open_memstream(&text, &len);

@@ -43,7 +43,8 @@ static const char *const model_lines[][4] = {
      "# /Pad (Pad): pads nothing\navgpool 2x3 stride=1x2           # /AveragePool (AveragePool)\n",
      "relu                             # /Relu (Relu)\n",
      "globalavgpool                    # /GlobalAveragePool (GlobalAveragePool)\n"
-     "# /Flatten (Flatten): the input is a vector already\ndense 4                          # /Gemm (Gemm)\n"},
+     "# /Flatten (Flatten): the input is a vector already\ndense 4                          # "
+     "/Gemm (Gemm)\n"},
     {"input 9x9x1                      # image [N, 1, 9, 9]\n",
      "maxpool 3x3 stride=2             # /MaxPool (MaxPool)\n",
      "flatten                          # /Reshape (Reshape)\n",
@@ -220,9 +221,8 @@ static void test_onnx_import_and_export_options(void **state) {
   assert_int_equal(tu_run("import %s/tests/onnx/lenet.onnx -o only.cnn", tu_repo), 0);
   assert_true(tu_exists("only.cnn"));
   assert_int_equal(tu_run("check only.cnn"), 0);
-  assert_int_equal(tu_run("import %s/tests/onnx/lenet.onnx -o lw.cnn --weights-out lw.safetensors",
-                          tu_repo),
-                   0);
+  assert_int_equal(
+      tu_run("import %s/tests/onnx/lenet.onnx -o lw.cnn --weights-out lw.safetensors", tu_repo), 0);
 
   tu_random_net("exp", net_text("flat"), 1);
   assert_int_equal(tu_run("export exp.cnn -o exp.onnx"), 1);

@@ -60,9 +60,8 @@ static void test_onnx_peers_checker_accepts_exports(void **state) {
   }
   for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) {
     prepare(nets[i]);
-    assert_int_equal(tu_run("export %s.cnn --weights %s.safetensors -o %s.onnx", nets[i], nets[i],
-                            nets[i]),
-                     0);
+    assert_int_equal(
+        tu_run("export %s.cnn --weights %s.safetensors -o %s.onnx", nets[i], nets[i], nets[i]), 0);
     if (tu_shell("/usr/bin/python3 -c 'import onnx, sys; m = onnx.load(sys.argv[1]); "
                  "onnx.checker.check_model(m, full_check=True); "
                  "assert m.opset_import[0].version == 13; "
@@ -88,7 +87,8 @@ static void test_onnx_peers_onnxruntime_runs_exports(void **state) {
     const char *m = nets[i];
     prepare(m);
     assert_int_equal(tu_run("export %s.cnn --weights %s.safetensors -o %s.onnx", m, m, m), 0);
-    assert_int_equal(tu_run("predict %s.cnn --weights %s.safetensors --json %s-images", m, m, m), 0);
+    assert_int_equal(tu_run("predict %s.cnn --weights %s.safetensors --json %s-images", m, m, m),
+                     0);
     int n = tu_outputs(tu_out, want, MAX_OUTPUTS);
     /* The images as ONNX takes them: floats byte / 255, NCHW. */
     char images[64];
@@ -120,8 +120,8 @@ static void test_onnx_peers_onnxruntime_runs_exports(void **state) {
     for (int k = 0; k < n; k++)
       got[k] = y[k];
     double worst = tu_compare_outputs(m, got, want, n);
-    print_message("%s: %d outputs, largest difference between ONNX Runtime and cnngen %.3g\n", m,
-                  n, worst);
+    print_message("%s: %d outputs, largest difference between ONNX Runtime and cnngen %.3g\n", m, n,
+                  worst);
   }
 }
 

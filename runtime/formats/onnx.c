@@ -86,7 +86,8 @@ static int read_tensor(Pool *p, const Onnx__TensorProto *pt, OnnxTensor *t, cons
   size_t have = pt->has_raw_data ? pt->raw_data.len / size
                                  : (t->dtype == ONNX_FLOAT ? pt->n_float_data : pt->n_int64_data);
   if ((pt->has_raw_data && pt->raw_data.len % size) || have != (size_t)t->count)
-    return err_set(e, path, "tensor '%s' holds %zu values where its shape needs %lld (a truncated file?)",
+    return err_set(e, path,
+                   "tensor '%s' holds %zu values where its shape needs %lld (a truncated file?)",
                    t->name, have, (long long)t->count);
   if (pt->has_raw_data) {
     void *q = pool_alloc(p, pt->raw_data.len);
@@ -106,8 +107,8 @@ static int read_tensor(Pool *p, const Onnx__TensorProto *pt, OnnxTensor *t, cons
 }
 
 /* A scalar or a list given by Constant's value_float(s) / value_int(s). */
-static int constant_list(Pool *p, OnnxTensor *t, int dtype, int rank, const void *data,
-                         size_t n, const char *path, Err *e) {
+static int constant_list(Pool *p, OnnxTensor *t, int dtype, int rank, const void *data, size_t n,
+                         const char *path, Err *e) {
   t->dtype = dtype;
   t->rank = rank;
   t->dims[0] = (int64_t)n;
@@ -128,8 +129,7 @@ static int read_constant(Pool *p, const Onnx__NodeProto *pn, OnnxTensor *t, cons
                          Err *e) {
   const char *name = str(pn->name);
   if (pn->n_output != 1 || pn->n_attribute != 1)
-    return err_set(e, path, "node '%s' (Constant): needs one output and one value attribute",
-                   name);
+    return err_set(e, path, "node '%s' (Constant): needs one output and one value attribute", name);
   const Onnx__AttributeProto *a = pn->attribute[0];
   const char *an = str(a->name);
   int rc = 0;
@@ -207,8 +207,8 @@ static int read_value(const Onnx__ValueInfoProto *pv, OnnxValue *v, const char *
   if (!sh)
     return 0;
   if (sh->n_dim > ONNX_MAX_RANK)
-    return err_set(e, path, "graph value '%s' has %zu dimensions (at most %d)", v->name,
-                   sh->n_dim, ONNX_MAX_RANK);
+    return err_set(e, path, "graph value '%s' has %zu dimensions (at most %d)", v->name, sh->n_dim,
+                   ONNX_MAX_RANK);
   v->rank = (int)sh->n_dim;
   for (int d = 0; d < v->rank; d++) {
     const Onnx__TensorShapeProto__Dimension *dim = sh->dim[d];
@@ -222,13 +222,13 @@ static bool default_domain(const char *d) {
   return !d || !*d || strcmp(d, "ai.onnx") == 0;
 }
 
-static int parse(Priv *pv, const void *data, size_t len, const char *path, OnnxModel *m,
-                 Err *e) {
+static int parse(Priv *pv, const void *data, size_t len, const char *path, OnnxModel *m, Err *e) {
   Pool *p = &pv->pool;
   Onnx__ModelProto *pb = pv->pb = onnx__model_proto__unpack(NULL, len, data);
   if (!pb)
-    return err_set(e, path, "not an ONNX model, or a truncated one (the protobuf data does not "
-                            "parse as a ModelProto)");
+    return err_set(e, path,
+                   "not an ONNX model, or a truncated one (the protobuf data does not "
+                   "parse as a ModelProto)");
   const Onnx__GraphProto *g = pb->graph;
   if (!g)
     return err_set(e, path, "not an ONNX model: it has no graph (a truncated file?)");

@@ -26,30 +26,36 @@ typedef struct OnnxTensor {
   int dtype; /* ONNX_FLOAT, ONNX_INT64, or another DataType number */
   int rank;
   int64_t dims[ONNX_MAX_RANK];
-  int64_t count;     /* product of dims (1 for a scalar) */
-  const float *f;      /* ONNX_FLOAT: count values */
-  const int64_t *i;  /* ONNX_INT64: count values */
+  int64_t count;    /* product of dims (1 for a scalar) */
+  const float *f;   /* ONNX_FLOAT: count values */
+  const int64_t *i; /* ONNX_INT64: count values */
 } OnnxTensor;
 
-typedef enum { ONNX_ATTR_INT, ONNX_ATTR_INTS, ONNX_ATTR_FLOAT, ONNX_ATTR_STRING,
-               ONNX_ATTR_TENSOR, ONNX_ATTR_OTHER } OnnxAttrKind;
+typedef enum {
+  ONNX_ATTR_INT,
+  ONNX_ATTR_INTS,
+  ONNX_ATTR_FLOAT,
+  ONNX_ATTR_STRING,
+  ONNX_ATTR_TENSOR,
+  ONNX_ATTR_OTHER
+} OnnxAttrKind;
 
 typedef struct OnnxAttr {
   const char *name;
   OnnxAttrKind kind;
-  int64_t i;            /* INT */
-  float f;                /* FLOAT */
-  const char *s;          /* STRING, NUL-terminated */
-  const int64_t *ints;  /* INTS */
+  int64_t i;           /* INT */
+  float f;             /* FLOAT */
+  const char *s;       /* STRING, NUL-terminated */
+  const int64_t *ints; /* INTS */
   int nints;
-  const OnnxTensor *t;    /* TENSOR */
+  const OnnxTensor *t; /* TENSOR */
 } OnnxAttr;
 
 typedef struct OnnxNode {
   const char *name; /* "" when the file gives none */
   const char *op;   /* op_type */
   const char *domain;
-  const char **in;  /* "" for an optional input left out */
+  const char **in; /* "" for an optional input left out */
   int nin;
   const char **out;
   int nout;
@@ -60,16 +66,16 @@ typedef struct OnnxNode {
 /* A graph input or output. */
 typedef struct OnnxValue {
   const char *name;
-  int elem_type; /* 0: not given */
-  int rank;      /* -1: no shape given */
+  int elem_type;               /* 0: not given */
+  int rank;                    /* -1: no shape given */
   int64_t dims[ONNX_MAX_RANK]; /* -1: a free dimension (dim_param) or unknown */
 } OnnxValue;
 
 typedef struct OnnxModel {
   int64_t ir_version;
-  int64_t opset; /* of the default domain "" (or "ai.onnx"); 0: none */
+  int64_t opset;                           /* of the default domain "" (or "ai.onnx"); 0: none */
   const char *producer, *producer_version; /* "" when not given */
-  const OnnxValue *inputs, *outputs; /* inputs: those that are not initializers */
+  const OnnxValue *inputs, *outputs;       /* inputs: those that are not initializers */
   int ninputs, noutputs;
   const OnnxNode *nodes; /* in file order; Constant nodes are not among them */
   int nnodes;
