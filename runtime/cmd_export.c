@@ -1,11 +1,13 @@
 /*
  * cmd_export.c: `cnngen export NET.cnn --weights W -o NET.onnx` writes the
  * trained network as an ONNX model, opset 13, the way torch.onnx.export
- * writes the same PyTorch model (padding=same as auto_pad SAME_UPPER): input [batch, C, H, W]
- * (NCHW, the batch free), output [batch, K]. One node per layer, named after the layer (conv1,
- * dense2, maxpool3), and one more for an activation on a conv2d or dense (conv1_relu); the weights
- * are initializers in PyTorch layout, which is ONNX's (Conv W [F][C][KH][KW], Gemm B [OUT][IN] with
- * transB = 1).
+ * writes the same PyTorch model: input [batch, C, H, W] (NCHW, the batch
+ * free), output [batch, K]. One node per layer, named after the layer
+ * (conv1, dense2, maxpool3), and one more for an activation on a conv2d or
+ * dense (conv1_relu); padding=same is auto_pad SAME_UPPER (TensorFlow's
+ * rule by ONNX's name), other padding explicit pads. The weights are
+ * initializers in PyTorch layout, which is ONNX's (Conv W [F][C][KH][KW],
+ * Gemm B [OUT][IN] with transB = 1).
  */
 #include <stdlib.h>
 #include <string.h>
