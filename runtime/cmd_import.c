@@ -184,6 +184,9 @@ static const OnnxTensor *weight(const Import *im, const OnnxNode *n, int k, int 
   const OnnxTensor *t = *name ? onnx_init(im->m, name) : NULL;
   char clean[NODE_NAME_MAX + 1];
   clean_name(clean, sizeof clean, name);
+  int d = 0;
+  while (t && d < t->rank && t->dims[d] >= 1 && t->dims[d] <= 1 << 24)
+    d++;
   if (!t)
     node_err(im, n,
              "input %d ('%s') is not an initializer or Constant: cnngen imports a chain "
@@ -191,6 +194,8 @@ static const OnnxTensor *weight(const Import *im, const OnnxNode *n, int k, int 
              k, clean);
   else if (t->dtype != ONNX_FLOAT || !t->f || t->rank != rank)
     node_err(im, n, "input %d ('%s') must be a %d-D float tensor", k, clean, rank);
+  else if (d < rank)
+    node_err(im, n, "input %d ('%s') has a dimension of %lld", k, clean, (long long)t->dims[d]);
   else
     return t;
   return NULL;
@@ -360,16 +365,21 @@ static int read_pool(Import *im, const OnnxNode *n, const char *word) {
 }
 
 /* Flatten, or a Reshape to [N, C*H*W]. */
-static void flatten(Import *im, const OnnxNode *n) {
+static int flatten(Import *im, const OnnxNode *n) {
+  int64_t total = (int64_t)im->c * im->h * im->w;
+  if (total < 1 || total > 1 << 28)
+    return node_err(im, n, "flattens [N, %d, %d, %d]: not an image cnngen can hold", im->c, im->h,
+                    im->w);
   if (im->rank == 4 && !im->pooled) {
     snprintf(add_line(im, n)->stmt, STMT_MAX, "flatten");
-    im->c *= im->h * im->w;
+    im->c = (int)total;
   } else {
     add_comment(im, n, "the input is a vector already");
   }
   im->rank = 2;
   im->h = im->w = 1;
   im->pooled = false;
+  return 0;
 }
 
 static int read_flatten(Import *im, const OnnxNode *n) {
@@ -381,8 +391,7 @@ static int read_flatten(Import *im, const OnnxNode *n) {
   if (axis != 1)
     return node_err(im, n, "attribute 'axis' is %lld: cnngen flattens from axis 1",
                     (long long)axis);
-  flatten(im, n);
-  return 0;
+  return flatten(im, n);
 }
 
 static int read_reshape(Import *im, const OnnxNode *n) {
@@ -399,15 +408,14 @@ static int read_reshape(Import *im, const OnnxNode *n) {
   int64_t total = (int64_t)im->c * im->h * im->w, a = t->i[0], b = t->i[1];
   bool ok = ((a == 0 && !allowzero) || a == -1 || a > 0) && (b == -1 || b == total) &&
             !(a == -1 && b == -1);
-  if (a > 0 && b == -1)
-    ok = false; /* a fixed batch: it may fold other dimensions in */
+  if (a > 0 && b == -1 && a != im->m->inputs[0].dims[0])
+    ok = false; /* not the input's fixed batch: it would fold other dimensions in */
   if (!ok)
     return node_err(im, n,
                     "reshapes to [%lld, %lld]: cnngen reads only a Reshape to [N, -1] "
                     "or [-1, %lld]",
                     (long long)a, (long long)b, (long long)total);
-  flatten(im, n);
-  return 0;
+  return flatten(im, n);
 }
 
 /* torch.onnx.export puts a Pad of zeros before an AveragePool: nothing to do.
