@@ -5,7 +5,9 @@
  * a LeNet-like network at opset 9; colour input with per-direction stride
  * and padding, bias=False, a Pad before an AveragePool and Gemm with
  * transB=0 at opset 13; Reshape to [-1, K] with MatMul + Add and MatMul
- * alone at opset 17). Each is imported and run by `cnngen predict` to
+ * alone at opset 17), and one that onnx.helper built with what PyTorch does
+ * not write (weights as Constant nodes, Identity, Dropout's ratio as an
+ * attribute at opset 9). Each is imported and run by `cnngen predict` to
  * PyTorch's float64 outputs within tests/reference/check's tolerances. The
  * round trip import(export(net)) gives the same .cnn layers, the same
  * weights and the same outputs, for tests/onnx/every.cnn (every layer and
@@ -30,7 +32,7 @@
 
 enum { MAX_OUTPUTS = 4096 };
 
-static const char *const models[] = {"lenet", "strided", "matmul"};
+static const char *const models[] = {"lenet", "strided", "matmul", "constants"};
 
 /* Lines the imported .cnn must hold, per model: a layer with its fused
    activation and the comment naming its nodes. */
@@ -50,6 +52,11 @@ static const char *const model_lines[][4] = {
      "flatten                          # /Reshape (Reshape)\n",
      "dense 12 tanh                    # /MatMul (MatMul), /Add (Add), /Tanh (Tanh)\n"
      "dense 6 bias=false softmax       # /MatMul_1 (MatMul), /Softmax (Softmax)\n"},
+    {"# id0 (Identity): passes its input on\n"
+     "conv2d 3 3x3 stride=2x1 padding=1x0 sigmoid # conv0 (Conv), sig0 (Sigmoid)\n",
+     "flatten                          # flat0 (Flatten)\n",
+     "dropout 0.2                      # drop0 (Dropout)\n",
+     "dense 4                          # gemm0 (Gemm)\n"},
 };
 
 static void test_onnx_import_pytorch_models(void **state) {

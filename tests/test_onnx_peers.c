@@ -5,7 +5,7 @@
  * accepts every exported model, and ONNX Runtime (the npm package
  * onnxruntime-node that tests/bench uses; tests/onnx/ort_run.js) runs it to
  * `cnngen predict`'s outputs within tests/reference/check's tolerances. The
- * networks: the three PyTorch models of tests/onnx once imported, and
+ * networks: the models of tests/onnx once imported, and
  * tests/onnx/every.cnn (every layer and option the language has).
  *
  * Where python3-onnx, node or onnxruntime-node is missing, the checks that
@@ -49,7 +49,7 @@ static void prepare(const char *name) {
                    0);
 }
 
-static const char *const nets[] = {"lenet", "strided", "matmul", "every"};
+static const char *const nets[] = {"lenet", "strided", "matmul", "constants", "every"};
 
 static void test_onnx_peers_checker_accepts_exports(void **state) {
   (void)state;
