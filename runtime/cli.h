@@ -69,6 +69,7 @@ typedef struct Command {
   const char *help;    /* the full text of `cnngen help NAME` */
   unsigned options;    /* OPT(CLI_...) | ...: the options it takes */
   unsigned required;   /* the options it cannot do without */
+  const char *first;   /* what the first argument is, for "no X given"; NULL: "network file" */
   int min_args;        /* positional arguments, NET.cnn included */
   int max_args;        /*   (-1: no limit) */
   int (*run)(const CliArgs *a);

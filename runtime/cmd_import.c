@@ -852,6 +852,7 @@ const Command cmd_import = {
     .help = help,
     .options = OPT(CLI_OUT) | OPT(CLI_WEIGHTS_OUT),
     .required = OPT(CLI_OUT),
+    .first = "ONNX model",
     .min_args = 1,
     .max_args = 1,
     .run = run,

@@ -218,7 +218,9 @@ static void test_onnx_import_refuses_truncated_and_random_files(void **state) {
 
 static void test_onnx_import_and_export_options(void **state) {
   (void)state;
-  /* -o is required; the output may not be the input. */
+  /* The model and -o are required; the output may not be the input. */
+  assert_int_equal(tu_run("import -o x.cnn"), 1);
+  assert_contains(tu_err, "cnngen: error: import: no ONNX model given (usage: cnngen import");
   assert_int_equal(tu_run("import %s/tests/onnx/lenet.onnx", tu_repo), 1);
   assert_contains(tu_err, "-o");
   tu_write_text("copy.onnx", "");
