@@ -87,8 +87,7 @@ static void add_ints(Graph *g, OnnxNode *n, const char *name, int a, int b, int 
       (OnnxAttr){.name = name, .kind = ONNX_ATTR_INTS, .ints = v, .nints = count};
 }
 
-static void add_int(Graph *g, OnnxNode *n, const char *name, int v) {
-  (void)g;
+static void add_int(OnnxNode *n, const char *name, int v) {
   ((OnnxAttr *)n->attrs)[n->nattrs++] = (OnnxAttr){.name = name, .kind = ONNX_ATTR_INT, .i = v};
 }
 
@@ -112,7 +111,7 @@ static const char *const act_ops[ACT_COUNT] = {
 static void add_act(Graph *g, Act act, const char *name) {
   OnnxNode *n = add_node(g, act_ops[act], name);
   if (act == ACT_SOFTMAX)
-    add_int(g, n, "axis", 1); /* on [batch, K] */
+    add_int(n, "axis", 1); /* on [batch, K] */
 }
 
 static void add_layer(Graph *g, const Layer *l, int index, const float *params) {
@@ -144,7 +143,7 @@ static void add_layer(Graph *g, const Layer *l, int index, const float *params) 
     add_init(g, n, graph_name(g, "%s%s", name, ".weight"), params + l->weight_offset, 2, wd);
     if (l->bias_count)
       add_init(g, n, graph_name(g, "%s%s", name, ".bias"), params + l->bias_offset, 1, wd);
-    add_int(g, n, "transB", 1);
+    add_int(n, "transB", 1);
     break;
   }
   case OP_MAXPOOL:
