@@ -749,9 +749,28 @@ static Net *check_text(const Import *im, Arena *a, const char *cnn, const char *
   Net *net = compile(a, cnn, text, len, &opt, &d);
   fclose(mf);
   if (!net) {
+    /* "NET.cnn:LINE:COL: error: MSG": quote that line of the text, which
+       names the nodes it came from. */
     const char *m = msgs ? strstr(msgs, "error: ") : NULL;
     int n = m ? (int)strcspn(m + 7, "\n") : 0;
-    err_set(im->e, im->path, "the network it gives does not check: %.*s", n, m ? m + 7 : "");
+    size_t plen = strlen(cnn);
+    long line = msgs && strncmp(msgs, cnn, plen) == 0 ? strtol(msgs + plen + 1, NULL, 10) : 0;
+    const char *t = text;
+    for (long i = 1; i < line && t; i++)
+      if ((t = strchr(t, '\n')))
+        t++;
+    if (line > 0 && t && *t && *t != '#') {
+      int stmt = (int)strcspn(t, "#\n"), from = 0;
+      while (stmt && t[stmt - 1] == ' ')
+        stmt--;
+      const char *c = t + strcspn(t, "#\n");
+      if (*c == '#')
+        from = (int)strcspn(c += 2, "\n");
+      err_set(im->e, im->path, "'%.*s' (from %.*s) does not check: %.*s", stmt, t, from, c, n,
+              m ? m + 7 : "");
+    } else {
+      err_set(im->e, im->path, "the network it gives does not check: %.*s", n, m ? m + 7 : "");
+    }
   }
   free(msgs);
   return net;

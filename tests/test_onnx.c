@@ -166,6 +166,8 @@ static void test_onnx_import_refuses_what_cnngen_cannot_say(void **state) {
       {"asympad", "node 'c0' (Conv): attribute 'pads' is [1, 0, 0, 0]: asymmetric padding"},
       {"group", "node 'c0' (Conv): attribute 'group' is 2: grouped convolutions are not "
                 "supported yet"},
+      {"bigkernel", "'conv2d 2 7x7 bias=false' (from big (Conv)) does not check: kernel 7x7 "
+                    "is larger than its input 5x5x1"},
       {"twoinputs", "the graph has 2 inputs: cnngen networks take one image"},
       {"rank3", "input 'x' is not a 4-D image [N, C, H, W]"},
       {"intinput", "input 'x' is not float (element type 7)"},
