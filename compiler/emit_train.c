@@ -1077,23 +1077,54 @@ static const char *act_times(T *t, Act act, const char *a, const char *g) {
   }
 }
 
-/* In conv_pool_backward, the input gradient of one tap (at o) from the
-   count[q] output channels of window pixel q, input channels from c0. */
-static void conv_pool_dx_block(T *t, const TL *L, int CV, int shift, const EmVec *vec) {
-  const ConvDims d = conv_dims(L);
-  const char *n = t->n;
-  tile_declare(t, 1, CV, NULL, vec);
+/* In conv_pool_backward, the input gradient of taps tap0 .. tap0 + T - 1
+   (tap0 the variable `tap0v`, or the literal tap0l) from the count[q] output
+   channels of window pixel q, input channels from c0: T x CV accumulators,
+   so that the multiply-adds of different taps overlap (one tap alone would
+   wait on the latency of its CV chains). */
+static void conv_pool_dx_tile(T *t, const ConvDims *d, int T_, const char *tap0v, int tap0l, int CV,
+                              int shift, const EmVec *vec) {
+  const char *n = t->n, *tap0 = tap0v ? S(t, "%s + ", tap0v) : "";
+  ln(t, "{");
+  tile_declare(t, T_, CV, NULL, vec);
   ln(t, "for (int i = 0; i < count[q]; i++) {");
-  ln(t, "const float *wk = wt + (tap * %d + fs[q][i]) * %d + c0;", d.F, d.C);
+  ln(t, "const float *wk = wt + fs[q][i] * %d + c0;", d->C);
   ln(t, "const float s0 = vs[q][i];");
-  for (int v = 0; v < CV; v++) {
-    ln(t, "%s_%s w%d;", n, vec->type, v);
-    ln(t, "%s_LOAD(w%d, wk + %d);", n, v, vec_off(v, CV, shift, vec));
-    ln(t, "%s_FMA%s(a0_%d, s0, w%d);", n, vec->op, v, v);
+  for (int j = 0; j < T_; j++)
+    for (int v = 0; v < CV; v++) {
+      ln(t, "%s_%s w%d_%d;", n, vec->type, j, v);
+      ln(t, "%s_LOAD(w%d_%d, wk + %s%d);", n, j, v,
+         tap0v ? S(t, "%s * %d + ", tap0v, d->F * d->C) : "",
+         (tap0l + j) * d->F * d->C + vec_off(v, CV, shift, vec));
+      ln(t, "%s_FMA%s(a%d_%d, s0, w%d_%d);", n, vec->op, j, v, j, v);
+    }
+  ln(t, "}");
+  for (int j = 0; j < T_; j++) {
+    const char *tap = S(t, "%s%d", tap0, tap0l + j);
+    for (int v = 0; v < CV; v++)
+      tile_addto(t,
+                 tap0v ? S(t, "o + (%s) / %d * %d + (%s) %% %d * %d + c0 + %d", tap, d->KW,
+                           d->IW * d->C, tap, d->KW, d->C, vec_off(v, CV, shift, vec))
+                       : S(t, "o + %d + c0 + %d",
+                           (tap0l + j) / d->KW * d->IW * d->C + (tap0l + j) % d->KW * d->C,
+                           vec_off(v, CV, shift, vec)),
+                 j, v, CV, shift, vec);
   }
   ln(t, "}");
-  for (int v = 0; v < CV; v++)
-    tile_addto(t, S(t, "o + c0 + %d", vec_off(v, CV, shift, vec)), 0, v, CV, shift, vec);
+}
+
+/* The input-gradient tiles of all taps, input channels from c0. */
+static void conv_pool_dx_block(T *t, const TL *L, int CV, int shift, const EmVec *vec) {
+  const ConvDims d = conv_dims(L);
+  const int KK = d.KH * d.KW, T_ = tile_pixels(CV, KK, KK, vec), full = KK / T_;
+  if (full > 1) {
+    ln(t, "for (int tap0 = 0; tap0 < %d; tap0 += %d)", full * T_, T_);
+    conv_pool_dx_tile(t, &d, T_, "tap0", 0, CV, shift, vec);
+  } else {
+    conv_pool_dx_tile(t, &d, T_, NULL, 0, CV, shift, vec);
+  }
+  if (KK % T_)
+    conv_pool_dx_tile(t, &d, KK % T_, NULL, full * T_, CV, shift, vec);
 }
 
 /* Conv and the maxpool after it, backward in one pass. The pool sends each
@@ -1129,13 +1160,17 @@ static void conv_pool_backward(T *t, const TL *L) {
   ln(t, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW, d.F,
      POW, d.F);
   ln(t, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PS * d.OW, PS, d.F);
-  ln(t, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
+  ln(t, "int count[%d] = {0}, fs[%d][%d], qf[%d];", KK, KK, d.F, d.F);
   ln(t, "float vs[%d][%d];", KK, d.F);
+  /* the first maximum without branches (a loop the C compiler vectorizes) */
   ln(t, "for (int f = 0; f < %d; f++) {", d.F);
-  ln(t, "int q = 0;");
-  ln(t, "while (q < %d && y0[(q / %d * %d + q %% %d) * %d + f] != pp[f])", KK - 1, PKW, d.OW, PKW,
-     d.F);
-  ln(t, "  q++;");
+  ln(t, "int q = %d;", KK - 1);
+  for (int q = KK - 2; q >= 0; q--)
+    ln(t, "q = y0[%d + f] == pp[f] ? %d : q;", (q / PKW * d.OW + q % PKW) * d.F, q);
+  ln(t, "qf[f] = q;");
+  ln(t, "}");
+  ln(t, "for (int f = 0; f < %d; f++) {", d.F);
+  ln(t, "const int q = qf[f];");
   ln(t, "const float a = y0[(q / %d * %d + q %% %d) * %d + f];", PKW, d.OW, PKW, d.F);
   ln(t, "const float v = %s;", act_times(t, L->act, "a", "dp[f]"));
   if (L->act == ACT_LINEAR)
@@ -1158,11 +1193,8 @@ static void conv_pool_backward(T *t, const TL *L) {
   ln(t, "}");
   ln(t, "}");
   if (L->dx && L->transposed) {
-    ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
-    ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S, d.KW,
-       d.IW * d.C, d.S, d.KW, d.C);
+    ln(t, "float *o = dx + oy * %d + ox * %d; /* tap (0, 0) */", d.S * d.IW * d.C, d.S * d.C);
     channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
-    ln(t, "}");
   } else if (L->dx) {
     ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
     ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S, d.KW,
