@@ -22,29 +22,33 @@
  * layer, NAME_<layer>_forward(m, x, y), on tensors at the offsets of the
  * memory plan (plan.c) in NAME_work.act; the last writes into y.
  *
- * Convolutions are the hot loops (fashion's conv2 runs at the FMA peak of
- * a Zen 4 core). Output pixels are computed in register tiles of TR rows x
- * TC columns x FB vectors of 8 channels: per tap (kx, c) the FB weight
- * vectors are loaded once and used by every pixel of the tile, each input
- * value is broadcast once and used by all FB vectors. conv_cost() picks the
- * tile from a small model of the core (multiply-adds, loads, latency, the
- * weights' trips from L2). Bias starts the accumulators; ReLU and a fused
- * pool run on the registers before the single store (a pool window taller
- * than the tile is combined through y, row by row). Kernel rows and taps
- * are loops with literal bounds that the C compiler unrolls as it sees
- * fit; the tile itself is written out. F not a multiple of 8 (the channel
- * tail, see Conv): above 8, the last vector overlaps the one before it and
- * reads the weights in place, so the tail costs what a zero-padded vector
- * would, without a copy; below 8, the layer copies its weights with zero
- * filters up to one vector and stores only the real channels (a plain loop
- * per pixel when that copy would be large).
+ * Convolutions are the hot loops (fashion's conv2 runs at about the FMA
+ * peak of a Zen 5 core on 16-float tiles). Output pixels are computed in
+ * register tiles of TR rows x TC columns x FB vectors of VW channels (16
+ * floats under AVX-512, else 8; a conv of 16 filters or more is written
+ * once per width, under #if NAME_VW, each with its own tile): per tap
+ * (kx, c) the FB weight vectors are loaded once and used by every pixel of
+ * the tile, each input value is broadcast once and used by all FB vectors.
+ * conv_cost() picks the tile from a small model of the core (multiply-adds,
+ * loads, latency, the weights' trips from L2). Bias starts the
+ * accumulators; ReLU and a fused pool run on the registers before the
+ * single store (a pool window taller than the tile is combined through y,
+ * row by row). Kernel rows and taps are loops with literal bounds that the
+ * C compiler unrolls as it sees fit; the tile itself is written out. F not
+ * a multiple of VW (the channel tail, see Conv): above VW, the last vector
+ * overlaps the one before it and reads the weights in place, so the tail
+ * costs what a zero-padded vector would, without a copy; below VW, the
+ * layer copies its weights with zero filters up to one vector and stores
+ * only the real channels (a plain loop per pixel when that copy would be
+ * large).
  * Padding: the input is first copied inside a zero border (a scratch
  * tensor of the plan; a few per cent of the layer's time), so no tap is
  * ever tested against the bounds. With a fused pool (stride = window),
  * conv rows and columns that the floor-mode pool drops are not computed.
  * The vectors are GCC/Clang vector extensions, or 8-float structs with the
  * operations unrolled for compilers without them (tcc): one source, the same
- * arithmetic (NAME_f8 and its macros, shared with training: emit.c).
+ * arithmetic (NAME_f8, NAME_f16 and their macros, shared with training:
+ * emit.c).
  * Sigmoid and tanh use branch-free polynomials (within 3 ulp) so that their
  * loops vectorize; softmax uses expf.
  */
