@@ -612,15 +612,21 @@ static void conv_forward(T *t, const TL *L) {
   blank(t);
 }
 
-/* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky, FB vectors
-   of output channels from f0 (the last `shift` back), summed over every
-   output pixel. */
-static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift, const EmVec *vec) {
+/* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky (j0 < 0),
+   or taps j0 .. j0 + CB - 1 of the whole kernel (ky, kx, c) (j0 >= 0), FB
+   vectors of output channels from f0 (the last `shift` back), summed over
+   every output pixel. */
+static void conv_dw_tile(T *t, const ConvDims *d, int j0, int CB, int FB, int shift,
+                         const EmVec *vec) {
   const char *n = t->n;
+  const int K = d->KW * d->C;
   ln(t, "{");
   tile_declare(t, CB, FB, NULL, vec);
   ln(t, "for (int oy = 0; oy < %d; oy++) {", d->OH);
-  ln(t, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->S, d->IW * d->C);
+  if (j0 < 0)
+    ln(t, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->S, d->IW * d->C);
+  else
+    ln(t, "const float *xk = x + oy * %d;", d->S * d->IW * d->C);
   ln(t, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
   ln(t, "for (int ox = 0; ox < %d; ox++) {", d->OW);
   for (int v = 0; v < FB; v++)
@@ -628,7 +634,8 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift, con
   for (int v = 0; v < FB; v++)
     ln(t, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, vec_off(v, FB, shift, vec));
   for (int j = 0; j < CB; j++)
-    ln(t, "const float s%d = xk[ox * %d + %d];", j, d->S * d->C, j);
+    ln(t, "const float s%d = xk[ox * %d + %d];", j, d->S * d->C,
+       j0 < 0 ? j : (j0 + j) / K * d->IW * d->C + (j0 + j) % K);
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
       ln(t, "%s_FMA%s(a%d_%d, s%d, d%d);", n, vec->op, j, v, j, v);
@@ -636,9 +643,10 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift, con
   ln(t, "}");
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++) {
+      const int off = vec_off(v, FB, shift, vec);
       tile_addto(t,
-                 S(t, "dw + (ky * %d + k0 + %d) * %d + f0 + %d", d->KW * d->C, j, d->F,
-                   vec_off(v, FB, shift, vec)),
+                 j0 < 0 ? S(t, "dw + (ky * %d + k0 + %d) * %d + f0 + %d", K, j, d->F, off)
+                        : S(t, "dw + %d + f0 + %d", (j0 + j) * d->F, off),
                  j, v, FB, shift, vec);
     }
   ln(t, "}");
@@ -680,9 +688,21 @@ static void conv_dw_block(T *t, const TL *L, int FB, int shift, const EmVec *v) 
   const int K = d.KW * d.C, CB = tile_pixels(FB, K, K, v);
   ln(t, "int k0;");
   ln(t, "for (k0 = 0; k0 < %d; k0 += %d)", K - K % CB, CB);
-  conv_dw_tile(t, &d, CB, FB, shift, v);
+  conv_dw_tile(t, &d, -1, CB, FB, shift, v);
   if (K % CB)
-    conv_dw_tile(t, &d, K % CB, FB, shift, v);
+    conv_dw_tile(t, &d, -1, K % CB, FB, shift, v);
+}
+
+/* The weight-gradient tiles of a small kernel (at most DW_WHOLE taps: a
+   first layer on a 1- to 3-channel image), output channels from f0: tiles
+   of taps across the kernel rows, so that dy is read once per tile rather
+   than once per kernel row (conv_dw_block) with a few taps each. */
+enum { DW_WHOLE = 32 };
+static void conv_dw_whole_block(T *t, const TL *L, int FB, int shift, const EmVec *v) {
+  const ConvDims d = conv_dims(L);
+  const int N = d.KH * d.KW * d.C, CB = tile_pixels(FB, N, N, v);
+  for (int j0 = 0; j0 < N; j0 += CB)
+    conv_dw_tile(t, &d, j0, N - j0 < CB ? N - j0 : CB, FB, shift, v);
 }
 
 /* The input-gradient tiles of output row oy, input channels from c0. */
@@ -717,7 +737,9 @@ static void conv_backward(T *t, const TL *L) {
   ln(t, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
   ln(t, "  for (int f = 0; f < %d; f++)", d.F);
   ln(t, "    db[f] += dy[p * %d + f];", d.F);
-  if (d.F >= 8) {
+  if (d.F >= 8 && d.KH * d.KW * d.C <= DW_WHOLE) {
+    channel_blocks(t, L, "f0", d.F, conv_dw_whole_block);
+  } else if (d.F >= 8) {
     ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
     channel_blocks(t, L, "f0", d.F, conv_dw_block);
     ln(t, "}");
