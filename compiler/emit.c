@@ -305,6 +305,9 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
            "#endif\n"
            "#define %s_ZERO(a) memset(&(a), 0, sizeof(a))",
            n, n, n);
+    /* a += s * x written as such: fused exactly where the C compiler fuses
+       the same scalar expression */
+    em_raw(em, "#define %s_MULADD(a, s, x) ((a) += %s_SPLAT(s) * (x))", n, n);
   }
   /* 16 floats: the same operations on zmm registers (the mask -1 and the
      rounding 4, the current direction, are what _mm512_fmadd_ps passes) */
@@ -330,7 +333,7 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
             "    (a) = (%s_f16)(((%s_i16)(a) & ge_) | ((%s_i16)(b) & ~ge_));\n"
             "  } while (0)",
             n, n, n, n, n);
-  if (training)
+  if (training) {
     em_define(em,
               "#define %s_ADDTO16(p, a) /* p[0..15] += a */\n"
               "  do {\n"
@@ -340,6 +343,8 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
               "    memcpy((p), &t_, sizeof t_);\n"
               "  } while (0)",
               n, n);
+    em_raw(em, "#define %s_MULADD16(a, s, x) ((a) += %s_SPLAT16(s) * (x))", n, n);
+  }
   em_raw(em, "#else\n#define %s_VW 8\n#endif", n);
   em_raw(em, "#define %s_NOINLINE __attribute__((noinline))\n#else", n);
   em_open(em, "typedef struct");
@@ -353,6 +358,7 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
   unrolled8(em, n, "SCALE(a, s)", "(a).f[Q] *= (s)");
   if (training) {
     unrolled8(em, n, "ADDTO(p, a)", "(p)[Q] += (a).f[Q]");
+    unrolled8(em, n, "MULADD(a, s, x)", "(a).f[Q] += (s) * (x).f[Q]");
     em_raw(em,
            "#define %s_HSUM(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + "
            "(a).f[5]) + ((a).f[6] + (a).f[7])))",

@@ -1149,6 +1149,55 @@ static void conv_pool_dx_block(T *t, const TL *L, int CV, int shift, const EmVec
     conv_pool_dx_tile(t, &d, KK % T_, NULL, full * T_, CV, shift, vec);
 }
 
+/* In conv_pool_backward, the weight gradient of the windows w0 .. w0 + nw - 1
+   (nw a C expression), from their records xo (the input offset of the
+   filter's maximum, -1 where its gradient is 0) and vw (that gradient): per
+   filter f, its row of dwt ([KH][KW * C]) in tiles of vectors held in
+   registers over the windows, each kernel row in vectors of VW (the last
+   overlapping the one before when KW * C is not a multiple), rather than
+   added into memory window by window. Each element still gets its products
+   in window order, as a + s * x (fused or not as the C compiler fuses a
+   scalar a += s * x), so the bits are the same. */
+static void conv_pool_dw(T *t, const ConvDims *d, const char *nw) {
+  const char *n = t->n;
+  const int K = d->KW * d->C;
+  const EmVec *vec = K >= t->v->w ? t->v : &em_vec8;
+  const int VW = vec->w, per_row = (K + VW - 1) / VW, shift = per_row * VW - K;
+  const int total = d->KH * per_row, most = vec->regs * 3 / 4;
+  const int tiles = (total + most - 1) / most, size = (total + tiles - 1) / tiles;
+  ln(t, "for (int f = 0; f < %d; f++) {", d->F);
+  ln(t, "float *restrict dk = dwt + f * %d;", d->KH * K);
+  for (int j0 = 0; j0 < total; j0 += size) {
+    const int nj = total - j0 < size ? total - j0 : size;
+    ln(t, "{");
+    for (int j = 0; j < nj; j++) {
+      const int ky = (j0 + j) / per_row,
+                off = ky * K + vec_off((j0 + j) % per_row, per_row, shift, vec);
+      ln(t, "%s_%s a%d;", n, vec->type, j);
+      ln(t, "%s_LOAD(a%d, dk + %d);", n, j, off);
+    }
+    ln(t, "for (int wi = 0; wi < %s; wi++) {", nw);
+    ln(t, "if (xo[wi][f] < 0)");
+    ln(t, "  continue;");
+    ln(t, "const float *restrict xk = x + xo[wi][f];");
+    ln(t, "const float s = vw[wi][f];");
+    for (int j = 0; j < nj; j++) {
+      const int ky = (j0 + j) / per_row, off = vec_off((j0 + j) % per_row, per_row, shift, vec);
+      ln(t, "%s_%s x%d;", n, vec->type, j);
+      ln(t, "%s_LOAD(x%d, xk + %d);", n, j, ky * d->IW * d->C + off);
+      ln(t, "%s_MULADD%s(a%d, s, x%d);", n, vec->op, j, j);
+    }
+    ln(t, "}");
+    for (int j = 0; j < nj; j++) {
+      const int ky = (j0 + j) / per_row,
+                off = ky * K + vec_off((j0 + j) % per_row, per_row, shift, vec);
+      ln(t, "%s_STORE(dk + %d, a%d);", n, off, j);
+    }
+    ln(t, "}");
+  }
+  ln(t, "}");
+}
+
 /* Conv and the maxpool after it, backward in one pass. The pool sends each
    window's gradient, per channel, to one conv output: the first maximum. So
    per window the channels are grouped by the position of their maximum, and
@@ -1161,7 +1210,7 @@ static void conv_pool_backward(T *t, const TL *L) {
   const ConvDims d = conv_dims(L);
   const char *n = t->n;
   const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PS = pl->u.pool.stride;
-  const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW, K = d.KW * d.C;
+  const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   ln(t, "/* %s, then %s: backward from dyp [%d][%d][%d] */", l->text, pl->text, POH, POW, d.F);
   ln(t,
@@ -1177,13 +1226,23 @@ static void conv_pool_backward(T *t, const TL *L) {
     ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
   if (L->dx && !L->transposed)
     ln(t, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
-  ln(t, "for (int wy = 0; wy < %d; wy++) {", POH);
-  ln(t, "for (int wx = 0; wx < %d; wx++) {", POW);
+  /* windows in groups of G, whose records (xo, vw: 8 bytes per filter) take at
+     most 32 KiB: their weight gradient after each group */
+  const int NW = POH * POW, G = 4096 / d.F < 1 ? 1 : 4096 / d.F > NW ? NW : 4096 / d.F;
+  ln(t, "int xo[%d][%d];", G, d.F);
+  ln(t, "float vw[%d][%d];", G, d.F);
+  ln(t, "for (int w0 = 0; w0 < %d; w0 += %d) {", NW, G);
+  ln(t, "const int nw = %d - w0 < %d ? %d - w0 : %d;", NW, G, NW, G);
+  ln(t, "for (int wi = 0; wi < nw; wi++) {");
+  ln(t, "const int wy = (w0 + wi) / %d, wx = (w0 + wi) %% %d;", POW, POW);
   ln(t, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW, d.F,
      POW, d.F);
   ln(t, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PS * d.OW, PS, d.F);
-  ln(t, "int count[%d] = {0}, fs[%d][%d], qf[%d];", KK, KK, d.F, d.F);
-  ln(t, "float vs[%d][%d];", KK, d.F);
+  ln(t, "int qf[%d];", d.F);
+  if (L->dx) { /* per window pixel q, the filters whose maximum it is, and their gradients */
+    ln(t, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
+    ln(t, "float vs[%d][%d];", KK, d.F);
+  }
   /* the first maximum without branches (a loop the C compiler vectorizes) */
   ln(t, "for (int f = 0; f < %d; f++) {", d.F);
   ln(t, "int q = %d;", KK - 1);
@@ -1198,22 +1257,20 @@ static void conv_pool_backward(T *t, const TL *L) {
   if (L->act == ACT_LINEAR)
     ln(t, "(void)a;");
   ln(t, "db[f] += v;");
-  ln(t, "if (v != 0.0f) {");
-  ln(t, "fs[q][count[q]] = f;");
-  ln(t, "vs[q][count[q]++] = v;");
+  ln(t, "xo[wi][f] = v != 0.0f ? (wy * %d + q / %d) * %d + (wx * %d + q %% %d) * %d : -1;", PS, PKW,
+     d.S * d.IW * d.C, PS, PKW, d.S * d.C);
+  ln(t, "vw[wi][f] = v;");
+  if (L->dx) {
+    ln(t, "if (v != 0.0f) {");
+    ln(t, "fs[q][count[q]] = f;");
+    ln(t, "vs[q][count[q]++] = v;");
+    ln(t, "}");
+  }
   ln(t, "}");
-  ln(t, "}");
-  ln(t, "for (int q = 0; q < %d; q++) {", KK);
-  ln(t, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PS, PKW, PS, PKW);
-  ln(t, "for (int i = 0; i < count[q]; i++) {");
-  ln(t, "float *dk = dwt + fs[q][i] * %d;", d.KH * K);
-  ln(t, "const float v = vs[q][i];");
-  ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-  ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
-  ln(t, "for (int k = 0; k < %d; k++)", K);
-  ln(t, "  dk[ky * %d + k] += v * xk[k];", K);
-  ln(t, "}");
-  ln(t, "}");
+  if (L->dx) {
+    ln(t, "for (int q = 0; q < %d; q++) {", KK);
+    ln(t, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PS, PKW, PS, PKW);
+  }
   if (L->dx && L->transposed) {
     ln(t, "float *o = dx + oy * %d + ox * %d; /* tap (0, 0) */", d.S * d.IW * d.C, d.S * d.C);
     channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
@@ -1230,9 +1287,11 @@ static void conv_pool_backward(T *t, const TL *L) {
     ln(t, "}");
     ln(t, "}");
   }
-  ln(t, "}");
-  ln(t, "}");
-  ln(t, "}");
+  if (L->dx)
+    ln(t, "}"); /* q */
+  ln(t, "}");   /* w */
+  conv_pool_dw(t, &d, "nw");
+  ln(t, "}"); /* w0 */
   ln(t, "}");
   blank(t);
 }
