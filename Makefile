@@ -19,7 +19,7 @@ ifneq ($(V),1)
 endif
 
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer emit_train
-RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
+RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot cmd_explain
 GRAMMAR  := parser lexer

@@ -17,8 +17,8 @@
 
 #include "../compiler/compile.h"
 #include "../compiler/diag.h"
+#include "formats/safetensors.h"
 #include "io.h"
-#include "safetensors.h"
 
 /* A .cnn file is text of a few lines per layer; far below this. */
 #define CLI_MAX_NET_BYTES ((size_t)4 << 20)
@@ -327,8 +327,43 @@ Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status) {
   return net;
 }
 
+int cli_params(const Net *net, StParam *out) {
+  int nt = net_tensors(net, NULL);
+  if (!out)
+    return nt;
+  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
+  if (!ti)
+    return -1;
+  net_tensors(net, ti);
+  for (int i = 0; i < nt; i++) {
+    StParam *p = &out[i];
+    snprintf(p->name, sizeof p->name, "%s", ti[i].name);
+    p->rank = ti[i].rank;
+    for (int d = 0; d < 4; d++)
+      p->shape[d] = ti[i].shape[d];
+    p->offset = ti[i].offset;
+    p->count = ti[i].count;
+  }
+  free(ti);
+  return nt;
+}
+
+int cli_write_weights(const char *path, const Net *net, const float *params,
+                      const char *const *extra_meta, Err *e) {
+  int np = cli_params(net, NULL);
+  StParam *p = calloc((size_t)np + 1, sizeof *p);
+  if (!p || cli_params(net, p) < 0) {
+    free(p);
+    e->internal = 1;
+    return err_set(e, path, "out of memory");
+  }
+  int rc = st_write_params(path, net->name, p, np, params, extra_meta, e);
+  free(p);
+  return rc;
+}
+
 /* Safetensors: every tensor of the network, by name, shape and dtype. */
-static int read_safetensors(const char *path, const TensorInfo *ti, int nt, float *params, Err *e) {
+static int read_safetensors(const char *path, const StParam *ti, int nt, float *params, Err *e) {
   StFile f;
   if (st_read(path, &f, e) < 0)
     return -1;
@@ -365,8 +400,8 @@ static int read_f32(const char *path, const Net *net, float *params, Err *e) {
 /* NaN or infinity anywhere would make every output NaN: the first one is
    refused, named by its tensor and index. */
 float *cli_read_weights(const char *path, const Net *net, Err *e) {
-  int nt = net_tensors(net, NULL);
-  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
+  int nt = cli_params(net, NULL);
+  StParam *ti = calloc((size_t)nt + 1, sizeof *ti);
   float *params = malloc(((size_t)net->param_count + 1) * sizeof *params);
   int rc = -1;
   size_t n = strlen(path);
@@ -374,7 +409,7 @@ float *cli_read_weights(const char *path, const Net *net, Err *e) {
     err_set(e, path, "out of memory");
     e->internal = 1;
   } else {
-    net_tensors(net, ti);
+    cli_params(net, ti);
     if (n > 4 && strcmp(path + n - 4, ".f32") == 0)
       rc = read_f32(path, net, params, e);
     else

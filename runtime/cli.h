@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "err.h"
+#include "formats/safetensors.h"
 
 #define CNNGEN_VERSION "0.1.0"
 
@@ -116,6 +117,14 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads and compiles a .cnn file into arena `a`; diagnostics go to stderr.
    On failure returns NULL with *status set (1, or 2 for an internal error). */
 Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status);
+
+/* The network's parameter tensors in file order, as the weights formats see
+   them; returns their number. `out` may be NULL to count. */
+int cli_params(const Net *net, StParam *out);
+/* Writes `net`'s weights (flat `params`) as safetensors with the network's
+   name and `extra_meta` pairs (may be NULL) in the metadata. */
+int cli_write_weights(const char *path, const Net *net, const float *params,
+                      const char *const *extra_meta, Err *e);
 
 /* Reads a weights file for `net` into a new flat parameter array (NAME_load's
    order, PyTorch layout); NULL and e filled on failure. */

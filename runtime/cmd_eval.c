@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "idx.h"
+#include "formats/idx.h"
 #include "trainer.h"
 
 static const char help[] =

@@ -19,8 +19,8 @@
 
 #include "cli.h"
 #include "explain.h"
-#include "idx.h"
-#include "image.h"
+#include "formats/idx.h"
+#include "formats/image.h"
 #include "io.h"
 
 static const char help[] =

@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "idx.h"
-#include "image.h"
+#include "formats/idx.h"
+#include "formats/image.h"
 
 static const char help[] =
     "usage: cnngen predict NET.cnn --weights W.safetensors [options] INPUT...\n"

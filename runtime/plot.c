@@ -35,7 +35,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "image.h"
+#include "formats/image.h"
 #include "io.h"
 
 /* ---- the font ---- */

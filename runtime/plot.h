@@ -10,12 +10,7 @@
 #include <stdbool.h>
 
 #include "err.h"
-
-typedef struct EpochStats {
-  int epoch; /* 1, 2, ... */
-  double loss, accuracy, test_loss, test_accuracy, seconds;
-  double lr; /* the learning rate; NaN where a log from before the column is read back */
-} EpochStats;
+#include "formats/trainlog.h"
 
 /* True when path names a format plot_write can draw (.png or .svg, any case). */
 bool plot_format_ok(const char *path);

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "idx.h"
+#include "formats/idx.h"
 #include "testutil.h"
 
 #define FASHION_WEIGHTS TU_REFERENCE "/fashion-pytorch.safetensors"

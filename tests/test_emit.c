@@ -34,8 +34,9 @@
 #include "../compiler/compile.h"
 #include "../compiler/emit.h"
 #include "../compiler/emitter.h"
-#include "idx.h"
-#include "safetensors.h"
+#include "cli.h"
+#include "formats/idx.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 /* ---- networks ---- */
@@ -909,8 +910,8 @@ static void test_emit_golden_seed_fashion(void **state) {
   src[len] = '\0';
   Arena a = {0};
   Net *net = tu_compile_ok(&a, src);
-  TensorInfo ti[64];
-  int nt = net_tensors(net, ti);
+  StParam ti[64];
+  int nt = cli_params(net, ti);
   float *p = malloc(sizeof(float) * (size_t)net->param_count);
   StFile st;
   path = tu_reference("seed_fashion/init.safetensors");

@@ -26,11 +26,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "idx.h"
-#include "image.h"
+#include "cli.h"
+#include "formats/idx.h"
+#include "formats/image.h"
+#include "formats/safetensors.h"
 #include "io.h"
 #include "ir.h"
-#include "safetensors.h"
 #include "testutil.h"
 
 /* ---- helpers (the directory and its paths: testutil.h) ---- */
@@ -764,7 +765,7 @@ static void test_st_write_read_round_trip_bit_exact(void **state) {
 }
 
 /* The network of test_st_load_params_*: conv1 [4,1,3,3], dense1 [2,36]. */
-static int small_net(TensorInfo *ti) {
+static int small_net(StParam *ti) {
   static const struct {
     const char *name;
     int rank, s0, s1, s2, s3;
@@ -791,7 +792,7 @@ static int small_net(TensorInfo *ti) {
 
 static void test_st_load_params_checks_against_network(void **state) {
   (void)state;
-  TensorInfo ti[4];
+  StParam ti[4];
   int total = small_net(ti);
   float *vals = malloc(sizeof(float) * (size_t)total * 2);
   for (int i = 0; i < total * 2; i++)
@@ -876,7 +877,7 @@ static void test_st_load_params_checks_against_network(void **state) {
 }
 
 /* examples/fashion.cnn's network in PyTorch layout. */
-static int fashion_net(TensorInfo *ti) {
+static int fashion_net(StParam *ti) {
   static const int shapes[10][5] = {{4, 32, 1, 3, 3},  {1, 32}, {4, 64, 32, 3, 3}, {1, 64},
                                     {4, 64, 64, 3, 3}, {1, 64}, {2, 64, 576},      {1, 64},
                                     {2, 10, 64},       {1, 10}};
@@ -909,7 +910,7 @@ static void test_st_read_pytorch_weights(void **state) {
   assert_string_equal(st_meta(&f, "format"), "cnngen");
   assert_string_equal(st_meta(&f, "network"), "fashion");
   assert_string_equal(st_meta(&f, "test_accuracy"), "0.9040");
-  TensorInfo ti[10];
+  StParam ti[10];
   int total = fashion_net(ti);
   assert_int_equal(total, 93322);
   float *params = malloc(sizeof(float) * (size_t)total);
@@ -965,12 +966,12 @@ static void test_st_read_reference_files(void **state) {
 
 /* The tensors of a network compiled from src, malloc'd; their number in
  *nt and the floats in *count. */
-static TensorInfo *tensors_of(Arena *a, const char *src, int *nt, long *count) {
+static StParam *tensors_of(Arena *a, const char *src, int *nt, long *count) {
   Net *net = tu_compile_ok(a, src);
-  *nt = net_tensors(net, NULL);
-  TensorInfo *ti = calloc((size_t)*nt, sizeof *ti);
+  *nt = cli_params(net, NULL);
+  StParam *ti = calloc((size_t)*nt, sizeof *ti);
   assert_non_null(ti);
-  net_tensors(net, ti);
+  cli_params(net, ti);
   *count = net->param_count;
   return ti;
 }
@@ -989,8 +990,8 @@ static void test_st_bias_false_has_no_bias_tensor(void **state) {
   Arena a = {0};
   int nt, nt_b;
   long count, count_b;
-  TensorInfo *ti = tensors_of(&a, src, &nt, &count);
-  TensorInfo *ti_b = tensors_of(&a, with_bias, &nt_b, &count_b);
+  StParam *ti = tensors_of(&a, src, &nt, &count);
+  StParam *ti_b = tensors_of(&a, with_bias, &nt_b, &count_b);
   assert_int_equal(nt_b, nt + 1);
   assert_int_equal(count_b, count + 8);
   const char *init = tu_reference("stride_padding_bias/init.safetensors");
@@ -1009,7 +1010,7 @@ static void test_st_bias_false_has_no_bias_tensor(void **state) {
   /* A file with conv1.bias, against the network without it. */
   Net *net_b = tu_compile_ok(&a, with_bias);
   const char *p = tu_path("with_bias.safetensors");
-  assert_int_equal(st_write_params(p, net_b, params, NULL, &e), 0);
+  assert_int_equal(cli_write_weights(p, net_b, params, NULL, &e), 0);
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_int_equal(st_load_params(&f, ti, nt, params, &e), -1);
   check_err(&e, p,
@@ -1057,7 +1058,7 @@ static void test_st_write_params_of_a_net(void **state) {
   const char *p = tu_path("tiny.safetensors");
   const char *extra[] = {"epoch", "3", NULL};
   Err e = {0};
-  assert_int_equal(st_write_params(p, &net, params, extra, &e), 0);
+  assert_int_equal(cli_write_weights(p, &net, params, extra, &e), 0);
   StFile f;
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_string_equal(st_meta(&f, "format"), "cnngen");
@@ -1067,15 +1068,15 @@ static void test_st_write_params_of_a_net(void **state) {
   assert_string_equal(f.tensors[0].name, "conv1.weight");
   assert_string_equal(f.tensors[2].name, "out.weight");
   assert_int_equal(f.tensors[2].shape[1], 27);
-  TensorInfo ti[4];
-  assert_int_equal(net_tensors(&net, ti), 4);
+  StParam ti[4];
+  assert_int_equal(cli_params(&net, ti), 4);
   float back[169];
   assert_int_equal(st_load_params(&f, ti, 4, back, &e), 0);
   assert_memory_equal(back, params, sizeof params);
   st_free(&f);
   /* "format" again in the extras is a caller bug, refused. */
   const char *clash[] = {"format", "other", NULL};
-  assert_int_equal(st_write_params(tu_path("clash.st"), &net, params, clash, &e), -1);
+  assert_int_equal(cli_write_weights(tu_path("clash.st"), &net, params, clash, &e), -1);
   check_err(&e, tu_path("clash.st"), "metadata key 'format' given twice");
 }
 

@@ -21,7 +21,7 @@
 #include "cli.h"
 #include "compile.h"
 #include "engine.h"
-#include "idx.h"
+#include "formats/idx.h"
 #include "io.h"
 #include "testutil.h"
 

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "emit.h"
-#include "idx.h"
-#include "safetensors.h"
+#include "formats/idx.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 char tu_tmp[64], tu_repo[1024];
