@@ -7,7 +7,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 STD     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -pedantic -Icompiler -Iruntime -Ibuild
 CFLAGS  += $(STD)
-LDLIBS  := -ltcc -lcjson -lpng -lz -ldl -lm -lpthread
+LDLIBS  := -ltcc -lcjson -lpng -ljpeg -lz -ldl -lm -lpthread
 B       := build
 ifeq ($(SAN),1)
   B       := build/san
@@ -19,11 +19,11 @@ ifneq ($(V),1)
 endif
 
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer emit_train
-RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image backend backend_tcc backend_cc engine \
+RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot cmd_explain
 GRAMMAR  := parser lexer
-TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli \
+TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_backend test_train test_cli \
             test_augment test_explain test_plot test_embed test_examples test_targets
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)

@@ -442,11 +442,6 @@ int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training)
   return 0;
 }
 
-void cli_bytes_to_floats(const unsigned char *src, long count, float *dst) {
-  for (long i = 0; i < count; i++)
-    dst[i] = (float)src[i] / 255.0f;
-}
-
 void cli_print_float(FILE *out, float v) {
   if (isfinite(v))
     fprintf(out, "%.9g", (double)v);

@@ -134,9 +134,6 @@ float *cli_read_weights(const char *path, const Net *net, Err *e);
    loads them. Returns 0, or the exit status after printing the error. */
 int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training);
 
-/* Converts n images of u8 [h][w][c] to floats x = byte / 255. */
-void cli_bytes_to_floats(const unsigned char *src, long count, float *dst);
-
 /* Prints v so that it reads back as the same float (JSON: null for NaN/inf). */
 void cli_print_float(FILE *out, float v);
 /* Prints s as a JSON string: quoted, with '"', '\\' and control bytes escaped. */

@@ -21,7 +21,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "formats/idx.h"
+#include "formats/dataset.h"
+#include "formats/image.h"
 #include "trainer.h"
 
 static const char help[] =
@@ -75,6 +76,7 @@ typedef struct Eval {
   int k;               /* outputs */
   bool multilabel;     /* binary cross-entropy */
   double threshold;
+  const char *split; /* "t10k" or "test": the data's test split, for the report */
   double loss_sum;
   long n;
   long *confusion;              /* single-label: [k][k], rows = true class */
@@ -186,7 +188,8 @@ static int report_single(const Eval *ev, const CliArgs *a, const char *dir) {
     }
     printf("]}\n");
   } else {
-    printf("%s on %s (t10k): %ld images, %d classes\n", ev->net->name, dir, ev->n, k);
+    printf("%s on %s (%s): %ld images, %d classes\n", ev->net->name, dir, ev->split, ev->n,
+           k);
     printf("  accuracy      %.4f  (%ld of %ld)\n", accuracy, correct, ev->n);
     printf("  loss          %.6f  (%s, mean per image)\n", loss, loss_words[ev->net->train.loss]);
     printf("  macro recall  %.4f\n", macro_recall);
@@ -259,8 +262,8 @@ static void report_multi(const Eval *ev, const CliArgs *a, const char *dir) {
     printf("]}\n");
     return;
   }
-  printf("%s on %s (t10k): %ld images, %d labels, on above %g\n", ev->net->name, dir, ev->n, k,
-         ev->threshold);
+  printf("%s on %s (%s): %ld images, %d labels, on above %g\n", ev->net->name, dir, ev->split,
+         ev->n, k, ev->threshold);
   printf("  loss          %.6f  (%s, mean per image and label)\n", loss,
          loss_words[ev->net->train.loss]);
   printf("  exact match   %.4f  (%ld of %ld)\n", exact, ev->exact, ev->n);
@@ -276,8 +279,7 @@ static void report_multi(const Eval *ev, const CliArgs *a, const char *dir) {
 static int run(const CliArgs *a) {
   Arena arena = {0};
   Engine en = {0};
-  IdxImages im = {0};
-  IdxLabels lb = {0};
+  Dataset data = {0};
   TrainSet set = {0};
   Eval ev = {0};
   Err e = {0};
@@ -287,19 +289,21 @@ static int run(const CliArgs *a) {
   Net *net = cli_compile_net(&arena, a->net_path, NULL, &status);
   if (!net)
     goto done;
-  if (idx_load_split(dir, "t10k", &im, &lb, &e) < 0) {
+  Shape in = net->input;
+  if (dataset_load(&data, dir, false, in.h, in.w, in.c, a->threads, &e) < 0) {
     status = cli_fail(&e);
     goto done;
   }
-  if (im.n == 0 || lb.n != im.n) {
+  const IdxImages im = data.test_im;
+  if (im.n == 0 || data.test_lb.n != im.n) {
     if (im.n == 0)
-      err_set(&e, dir, "t10k holds no images");
+      err_set(&e, dir, "%s holds no images", data.test_name);
     else
-      err_set(&e, dir, "t10k has %d images but %d labels", im.n, lb.n);
+      err_set(&e, dir, "%s has %d images but %d labels", data.test_name, im.n, data.test_lb.n);
     status = cli_fail(&e);
     goto done;
   }
-  if (trainset_make(&set, net, &im, &lb, dir, 0, &e) < 0) {
+  if (trainset_make(&set, net, &data.test_im, &data.test_lb, dir, 0, &e) < 0) {
     status = cli_fail(&e);
     goto done;
   }
@@ -307,7 +311,8 @@ static int run(const CliArgs *a) {
               .set = &set,
               .k = set.k,
               .multilabel = net->train.loss == LOSS_BCE,
-              .threshold = a->real[CLI_THRESHOLD]};
+              .threshold = a->real[CLI_THRESHOLD],
+              .split = data.test_name};
   if ((status = cli_open_engine(&en, net, a, false)))
     goto done;
 
@@ -329,7 +334,7 @@ static int run(const CliArgs *a) {
   }
   for (long first = 0; first < im.n; first += CHUNK) {
     int n = im.n - first < CHUNK ? (int)(im.n - first) : CHUNK;
-    cli_bytes_to_floats(im.data + first * in_size, n * in_size, x);
+    image_bytes_to_floats(im.data + first * in_size, n * in_size, x);
     engine_infer(&en, x, n, y);
     for (int i = 0; i < n; i++)
       score(&ev, first + i, y + i * k);
@@ -349,8 +354,7 @@ done:
   if (en.prog)
     engine_close(&en);
   trainset_free(&set);
-  idx_images_free(&im);
-  idx_labels_free(&lb);
+  dataset_free(&data);
   arena_free(&arena);
   return status;
 }

@@ -34,9 +34,9 @@ static const char help[] =
     "logit before softmax or sigmoid); its gradient is computed by the network's\n"
     "generated training code (NAME_explain in the generated C).\n"
     "\n"
-    "IMAGE is a PGM/PPM (P2, P3, P5, P6) or PNG image of exactly the network's\n"
-    "input size (gray and RGB are converted to the network's channels), or an\n"
-    "IDX image file such as t10k-images-idx3-ubyte.gz with --index.\n"
+    "IMAGE is a PNG, JPEG or PGM/PPM (P2, P3, P5, P6) image of exactly the\n"
+    "network's input size (gray and RGB are converted to the network's\n"
+    "channels), or an IDX image file such as t10k-images-idx3-ubyte.gz with --index.\n"
     "\n"
     "Options:\n"
     "  --weights W       the trained weights (safetensors, or a raw .f32 file of\n"
@@ -193,42 +193,18 @@ int explain_render(const float *x, int h, int w, int c, const float *map, int sc
 typedef float (*ExplainFn)(const void *m, void *w, void *g, const float *x, int cls, float *y,
                            float *dx, float *cam_act, float *cam_grad);
 
-/* PNG or PNM by their magic; anything else is taken for IDX (plain or gzip). */
-static bool is_picture(const char *path) {
-  unsigned char m[4] = {0};
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return true; /* let image_read say why it cannot be opened */
-  size_t n = fread(m, 1, sizeof m, f);
-  fclose(f);
-  return (n == 4 && memcmp(m, "\x89PNG", 4) == 0) ||
-         (n >= 2 && m[0] == 'P' && m[1] >= '1' && m[1] <= '6');
-}
-
 /* Reads IMAGE (or image --index of an IDX file) into x [INPUT_SIZE]. */
 static int read_input(const CliArgs *a, const Net *net, const char *path, float *x, Err *e) {
   const Shape in = net->input;
-  if (is_picture(path)) {
+  if (image_is_picture(path)) {
     if (a->value[CLI_INDEX])
       return err_set(e, path, "--index picks an image of an IDX file; this is a picture");
     Image img;
-    if (image_read(path, &img, e) < 0)
+    if (image_read_input(path, in.h, in.w, in.c, net->file, &img, e) < 0)
       return -1;
-    int rc = -1;
-    if (img.h != in.h || img.w != in.w)
-      err_set(e, path, "image is %dx%d, the network %s takes %dx%d (resize the image)", img.h,
-              img.w, net->file, in.h, in.w);
-    else if (img.c != in.c && in.c != 1 && in.c != 3)
-      err_set(e, path, "the network %s takes %d channels; images give 1 (gray) or 3 (RGB)",
-              net->file, in.c);
-    else if (img.c != in.c && image_convert(&img, in.c) < 0)
-      err_set(e, path, "cannot convert the image to %d channels (out of memory)", in.c);
-    else {
-      cli_bytes_to_floats(img.data, shape_size(in), x);
-      rc = 0;
-    }
+    image_bytes_to_floats(img.data, shape_size(in), x);
     image_free(&img);
-    return rc;
+    return 0;
   }
   IdxImages im;
   if (idx_read_images(path, &im, e) < 0)
@@ -242,7 +218,7 @@ static int read_input(const CliArgs *a, const Net *net, const char *path, float 
     err_set(e, path, "--index %ld is out of range: the file holds %d images (0 to %d)", index, im.n,
             im.n - 1);
   else {
-    cli_bytes_to_floats(im.data + index * shape_size(in), shape_size(in), x);
+    image_bytes_to_floats(im.data + index * shape_size(in), shape_size(in), x);
     rc = 0;
   }
   idx_images_free(&im);
@@ -372,7 +348,7 @@ static int run(const CliArgs *a) {
   Act oact = net_output_act(net);
   bool prob = oact == ACT_SOFTMAX || oact == ACT_SIGMOID;
   char where[64] = "";
-  if (!is_picture(image_path))
+  if (!image_is_picture(image_path))
     snprintf(where, sizeof where, "[%ld]", a->num[CLI_INDEX]);
   printf("%s%s: class %d (%s=%.3f, score %.4g)\n", image_path, where, cls, prob ? "p" : "y",
          (double)y[cls], (double)score);

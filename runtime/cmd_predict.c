@@ -21,9 +21,9 @@ static const char help[] =
     "\n"
     "Runs the network on images and prints the top classes of each.\n"
     "\n"
-    "Each INPUT is a PGM/PPM (P2, P3, P5, P6) or PNG image whose height and width\n"
-    "are exactly the network's input size (gray and RGB are converted to the\n"
-    "network's channels), or an IDX image file such as MNIST's\n"
+    "Each INPUT is a PNG, JPEG or PGM/PPM (P2, P3, P5, P6) image whose height and\n"
+    "width are exactly the network's input size (gray and RGB are converted to\n"
+    "the network's channels), or an IDX image file such as MNIST's\n"
     "t10k-images-idx3-ubyte (optionally .gz), of which every image is run.\n"
     "Pixels are fed as byte / 255 in height, width, channel order.\n"
     "\n"
@@ -172,45 +172,21 @@ static void flush(Batch *b) {
 static void push(Batch *b, const char *file, int sub, const unsigned char *pixels) {
   if (b->n == BATCH)
     flush(b);
-  cli_bytes_to_floats(pixels, b->in_size, b->x + b->n * b->in_size);
+  image_bytes_to_floats(pixels, b->in_size, b->x + b->n * b->in_size);
   b->file[b->n] = file;
   b->sub[b->n] = sub;
   b->n++;
-}
-
-/* PNG or PNM by their magic; anything else is taken for IDX (plain or gzip). */
-static bool is_picture(const char *path) {
-  unsigned char m[4] = {0};
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return true; /* let image_read report why it cannot be opened */
-  size_t n = fread(m, 1, sizeof m, f);
-  fclose(f);
-  return (n == 4 && memcmp(m, "\x89PNG", 4) == 0) ||
-         (n >= 2 && m[0] == 'P' && m[1] >= '1' && m[1] <= '6');
 }
 
 static int add_picture(Batch *b, const char *path, Err *e) {
   const Net *net = b->en->net;
   Shape in = net->input;
   Image img;
-  if (image_read(path, &img, e) < 0)
+  if (image_read_input(path, in.h, in.w, in.c, net->file, &img, e) < 0)
     return -1;
-  int rc = -1;
-  if (img.h != in.h || img.w != in.w)
-    err_set(e, path, "image is %dx%d, the network %s takes %dx%d (resize the image)", img.h, img.w,
-            net->file, in.h, in.w);
-  else if (img.c != in.c && in.c != 1 && in.c != 3)
-    err_set(e, path, "the network %s takes %d channels; images give 1 (gray) or 3 (RGB)", net->file,
-            in.c);
-  else if (img.c != in.c && image_convert(&img, in.c) < 0)
-    err_set(e, path, "cannot convert the image to %d channels", in.c);
-  else {
-    push(b, path, -1, img.data);
-    rc = 0;
-  }
+  push(b, path, -1, img.data);
   image_free(&img);
-  return rc;
+  return 0;
 }
 
 static int add_idx(Batch *b, const char *path, Err *e) {
@@ -257,7 +233,7 @@ static int run(const CliArgs *a) {
   for (int i = 0; i < a->ninputs; i++) {
     Err e = {0};
     const char *path = a->inputs[i];
-    if ((is_picture(path) ? add_picture(&b, path, &e) : add_idx(&b, path, &e)) < 0) {
+    if ((image_is_picture(path) ? add_picture(&b, path, &e) : add_idx(&b, path, &e)) < 0) {
       if (b.n) /* print what came before the bad input first */
         flush(&b);
       fflush(stdout);

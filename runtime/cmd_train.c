@@ -43,6 +43,8 @@
 #include "augment.h"
 #include "cli.h"
 #include "formats/checkpoint.h"
+#include "formats/dataset.h"
+#include "formats/image.h"
 #include "formats/trainlog.h"
 #include "io.h"
 #include "plot.h"
@@ -131,8 +133,7 @@ typedef struct Run {
   Net *net;
   Engine en;
   Trainer tr;
-  IdxImages train_im, test_im;
-  IdxLabels train_lb, test_lb;
+  Dataset data;
   TrainSet train, test;
   char *out, *ckpt; /* paths */
   float *x, *y;     /* one batch: [batch][in], [batch][out] */
@@ -353,14 +354,20 @@ done:
 
 static int load_data(Run *r, Err *e) {
   const char *dir = r->a->value[CLI_DATA] ? r->a->value[CLI_DATA] : CNNGEN_DEFAULT_DATA;
-  if (idx_load_split(dir, "train", &r->train_im, &r->train_lb, e) < 0 ||
-      idx_load_split(dir, "t10k", &r->test_im, &r->test_lb, e) < 0) {
+  Shape in = r->net->input;
+  double t0 = now();
+  if (dataset_load(&r->data, dir, true, in.h, in.w, in.c, r->a->threads, e) < 0) {
     if (!r->a->value[CLI_DATA] && strlen(e->msg) + 80 < sizeof e->msg)
       strcat(e->msg, " (install Debian's dataset-fashion-mnist or pass --data DIR)");
     return -1;
   }
-  if (trainset_make(&r->train, r->net, &r->train_im, &r->train_lb, dir, 1, e) < 0 ||
-      trainset_make(&r->test, r->net, &r->test_im, &r->test_lb, dir, 0, e) < 0)
+  if (r->data.folder)
+    printf("decoded %d images (%d test) from %s in %.1f s, %d thread%s\n",
+           r->data.train_im.n + r->data.test_im.n, r->data.test_im.n, dir, now() - t0,
+           r->a->threads, r->a->threads == 1 ? "" : "s");
+  Dataset *d = &r->data;
+  if (trainset_make(&r->train, r->net, &d->train_im, &d->train_lb, dir, 1, e) < 0 ||
+      trainset_make(&r->test, r->net, &d->test_im, &d->test_lb, dir, 0, e) < 0)
     return -1;
   return 0;
 }
@@ -381,7 +388,7 @@ static void evaluate(Run *r) {
   }
   for (int first = 0; first < s->n; first += CHUNK) {
     int n = s->n - first < CHUNK ? s->n - first : CHUNK;
-    cli_bytes_to_floats(s->images + first * in, n * in, x);
+    image_bytes_to_floats(s->images + first * in, n * in, x);
     engine_infer(&r->en, x, n, y);
     for (int i = 0; i < n; i++) {
       const float *t = s->target + (long)(first + i) * s->k;
@@ -417,7 +424,7 @@ static void prepare_images(void *ctx, int thread, int first, int n) {
   for (int i = first; i < first + n; i++) {
     int j = r->order[r->batch_first + i];
     float *x = r->x + i * in;
-    cli_bytes_to_floats(s->images + j * in, in, x);
+    image_bytes_to_floats(s->images + j * in, in, x);
     if (r->augment)
       augment_image(&r->aug, augment_key(r->net->train.seed, r->epoch, j), x,
                     r->aug_tmp + thread * in);
@@ -807,10 +814,7 @@ done:
     engine_close(&r.en);
   trainset_free(&r.train);
   trainset_free(&r.test);
-  idx_images_free(&r.train_im);
-  idx_images_free(&r.test_im);
-  idx_labels_free(&r.train_lb);
-  idx_labels_free(&r.test_lb);
+  dataset_free(&r.data);
   free(r.out);
   free(r.ckpt);
   free(r.x);

@@ -1153,8 +1153,8 @@ static void test_image_pgm_malformed(void **state) {
            "sample 1001 at pixel 0 is above "
            "maxval 1000");
   READ_BAD("p4.pbm", "P4\n1 1\n\x80", "P4 images (PBM bitmaps, PAM) are not supported");
-  READ_BAD("x.jpg", "\xff\xd8\xff\xe0", "not a PGM/PPM or PNG image");
-  READ_BAD("empty.pgm", "", "not a PGM/PPM or PNG image");
+  READ_BAD("x.jpg", "\xff\xd8\xff\xe0", "bad JPEG file:");
+  READ_BAD("empty.pgm", "", "not a PNG, JPEG or PGM/PPM image");
   READ_BAD("p5x.pgm", "P5x", "the magic P5 is not followed by whitespace");
   READ_BAD("p2.pgm", "P2\n1 1 255\n", "truncated: expected 1 pixel values, found 0");
 }
@@ -1304,6 +1304,80 @@ static void test_image_convert(void **state) {
   image_free(&img);
 }
 
+/* A gray and an RGB gradient through libjpeg at quality 100 come back at
+   their size and channels, each byte within a few levels of what went in. */
+static void test_image_jpeg_gray_and_rgb(void **state) {
+  (void)state;
+  for (int c = 1; c <= 3; c += 2) {
+    int h = 20, w = 33;
+    unsigned char *px = malloc((size_t)(h * w * c));
+    for (int i = 0; i < h * w * c; i++)
+      px[i] = (unsigned char)((i / c % w) * 5 + (i / c / w) * 3 + (i % c) * 10);
+    const char *p = tu_write_jpeg(c == 1 ? "g.jpg" : "c.jpg", px, h, w, c, 100);
+    Image img;
+    Err e = {0};
+    assert_int_equal(image_read(p, &img, &e), 0);
+    assert_int_equal(img.h, h);
+    assert_int_equal(img.w, w);
+    assert_int_equal(img.c, c);
+    int worst = 0;
+    for (int i = 0; i < h * w * c; i++) {
+      int d = abs((int)img.data[i] - (int)px[i]);
+      worst = d > worst ? d : worst;
+    }
+    assert_in_range(worst, 0, 8);
+    image_free(&img);
+    free(px);
+  }
+}
+
+/* A JPEG cut short is an error naming it (libjpeg would fill the rest with
+   gray and warn); so is a text file named .jpg or .png. */
+static void test_image_jpeg_malformed(void **state) {
+  (void)state;
+  unsigned char px[32 * 32];
+  for (size_t i = 0; i < sizeof px; i++)
+    px[i] = (unsigned char)(i * 13);
+  const char *p = tu_write_jpeg("whole.jpg", px, 32, 32, 1, 90);
+  size_t n;
+  unsigned char *b = slurp(p, &n);
+  read_bad("cut.jpg", b, n / 2, "bad JPEG file: Premature end of JPEG file");
+  read_bad("head.jpg", b, 40, "bad JPEG file:");
+  free(b);
+  read_bad("text.png", "hello, world\n", 13, "not a PNG, JPEG or PGM/PPM image");
+  read_bad("text.jpg", "hello, world\n", 13, "not a PNG, JPEG or PGM/PPM image");
+}
+
+/* Bilinear resizing with half-pixel centres, against PyTorch's
+   F.interpolate(mode="bilinear", align_corners=False) in float64 on the same
+   bytes, rounded to the nearest byte (halves up): [[0, 100], [200, 40]] to
+   4x4, that back to 2x2, that to 3x1. */
+static void test_image_resize_bilinear(void **state) {
+  (void)state;
+  unsigned char *px = malloc(4);
+  memcpy(px, (unsigned char[]){0, 100, 200, 40}, 4);
+  Image img = {2, 2, 1, px};
+  assert_int_equal(image_resize(&img, 4, 4), 0);
+  static const unsigned char want[16] = {0,   25,  75, 100, 50,  59,  76, 85,
+                                         150, 126, 79, 55,  200, 160, 80, 40};
+  for (int i = 0; i < 16; i++)
+    assert_int_equal(img.data[i], want[i]);
+  /* halving those bytes: 33.5, 84, 159, 63.5 */
+  assert_int_equal(image_resize(&img, 2, 2), 0);
+  static const unsigned char half[4] = {34, 84, 159, 64};
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(img.data[i], half[i]);
+  /* to 3x1 and RGB: 59, 85.25, 111.5 in each channel */
+  assert_int_equal(image_fit(&img, 3, 1, 3), 0);
+  assert_int_equal(img.c, 3);
+  assert_int_equal(img.h, 3);
+  assert_int_equal(img.w, 1);
+  static const unsigned char tall[9] = {59, 59, 59, 85, 85, 85, 112, 112, 112};
+  for (int i = 0; i < 9; i++)
+    assert_int_equal(img.data[i], tall[i]);
+  image_free(&img);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_io_read_plain_and_gzip),
@@ -1337,6 +1411,9 @@ int main(void) {
       cmocka_unit_test(test_image_png_write_read_round_trip),
       cmocka_unit_test(test_image_png_malformed),
       cmocka_unit_test(test_image_convert),
+      cmocka_unit_test(test_image_jpeg_gray_and_rgb),
+      cmocka_unit_test(test_image_jpeg_malformed),
+      cmocka_unit_test(test_image_resize_bilinear),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+/* jpeglib.h needs size_t and FILE declared first. */
+#include <jpeglib.h>
 
 #include "emit.h"
 #include "formats/idx.h"
@@ -239,6 +241,33 @@ void tu_quadrant_data(const char *dir, int n_train, int n_test) {
     idx_images_free(&im);
     idx_labels_free(&lb);
   }
+}
+
+const char *tu_write_jpeg(const char *name, const unsigned char *pixels, int h, int w, int c,
+                          int quality) {
+  const char *path = tu_path(name);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  struct jpeg_compress_struct cinfo;
+  struct jpeg_error_mgr err;
+  cinfo.err = jpeg_std_error(&err);
+  jpeg_create_compress(&cinfo);
+  jpeg_stdio_dest(&cinfo, f);
+  cinfo.image_width = (JDIMENSION)w;
+  cinfo.image_height = (JDIMENSION)h;
+  cinfo.input_components = c;
+  cinfo.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * (size_t)w * (size_t)c);
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  assert_int_equal(fclose(f), 0);
+  return path;
 }
 
 Net *tu_compile(Arena *a, const char *path, const char *src, size_t len, char **msgs, int *errors) {
