@@ -87,6 +87,17 @@ build/fuzz/fuzz_compile: tests/fuzz/fuzz_compile.c $(FUZZ_OBJ)
 	@echo "  CC    $< (fuzz)"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -ltcc -ldl -lm
 
+# The image decoders (tests/fuzz/fuzz_image.c): runtime/formats/image.c
+# and what it calls, built the same way.
+FUZZ_IMAGE_OBJ := $(addprefix build/fuzz/runtime/,formats/image.o io.o err.o)
+build/fuzz/runtime/%.o: runtime/%.c
+	@mkdir -p $(@D)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+build/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(FUZZ_IMAGE_OBJ)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -lpng -ljpeg -lz
+
 fuzz:
 	+$(Q)tests/fuzz/check $(FUZZ_TIME) build/fuzz/corpus
 

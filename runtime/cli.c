@@ -362,12 +362,62 @@ int cli_write_weights(const char *path, const Net *net, const float *params,
   return rc;
 }
 
-/* Safetensors: every tensor of the network, by name, shape and dtype. */
-static int read_safetensors(const char *path, const StParam *ti, int nt, float *params, Err *e) {
+void cli_class_names_free(ClassNames *cn) {
+  for (int i = 0; i < cn->n; i++)
+    free(cn->names[i]);
+  free(cn->names);
+  memset(cn, 0, sizeof *cn);
+}
+
+const char *cli_class_name(const ClassNames *cn, int i) {
+  return cn && i >= 0 && i < cn->n ? cn->names[i] : NULL;
+}
+
+int cli_class_names_add(ClassNames *cn, const char *const *names, int n, const char *path,
+                        const char *what, int k, Err *e) {
+  if (n == 0)
+    return 0;
+  if (n != k)
+    return err_set(e, path, "its %s give%s %d class name%s, but the network has %d outputs", what,
+                   n == 1 ? "s" : "", n, n == 1 ? "" : "s", k);
+  if (cn->n) {
+    for (int i = 0; i < n; i++)
+      if (strcmp(names[i], cn->names[i]))
+        return err_set(e, path,
+                       "class %d is '%s' in its %s but '%s' in %s (the class names of the "
+                       "network, the data and the weights must agree)",
+                       i, names[i], what, cn->names[i], cn->from);
+    return 0;
+  }
+  cn->names = calloc((size_t)n, sizeof *cn->names);
+  for (int i = 0; cn->names && i < n; i++)
+    if (!(cn->names[cn->n++] = strdup(names[i]))) {
+      cli_class_names_free(cn);
+      break;
+    }
+  if (!cn->names) {
+    e->internal = 1;
+    return err_set(e, path, "out of memory");
+  }
+  snprintf(cn->from, sizeof cn->from, "%s's %s", path, what);
+  return 0;
+}
+
+/* Safetensors: every tensor of the network, by name, shape and dtype; the
+   class names of the metadata into cn. */
+static int read_safetensors(const char *path, const StParam *ti, int nt, float *params,
+                            ClassNames *cn, int k, Err *e) {
   StFile f;
   if (st_read(path, &f, e) < 0)
     return -1;
   int rc = st_load_params(&f, ti, nt, params, e);
+  char **names = NULL;
+  int n = 0;
+  if (rc == 0 && cn && (rc = st_meta_strings(&f, "classes", &names, &n, e)) == 0)
+    rc = cli_class_names_add(cn, (const char *const *)names, n, path, "metadata", k, e);
+  for (int i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
   st_free(&f);
   return rc;
 }
@@ -399,7 +449,7 @@ static int read_f32(const char *path, const Net *net, float *params, Err *e) {
 
 /* NaN or infinity anywhere would make every output NaN: the first one is
    refused, named by its tensor and index. */
-float *cli_read_weights(const char *path, const Net *net, Err *e) {
+float *cli_read_weights(const char *path, const Net *net, ClassNames *cn, Err *e) {
   int nt = cli_params(net, NULL);
   StParam *ti = calloc((size_t)nt + 1, sizeof *ti);
   float *params = malloc(((size_t)net->param_count + 1) * sizeof *params);
@@ -413,7 +463,7 @@ float *cli_read_weights(const char *path, const Net *net, Err *e) {
     if (n > 4 && strcmp(path + n - 4, ".f32") == 0)
       rc = read_f32(path, net, params, e);
     else
-      rc = read_safetensors(path, ti, nt, params, e);
+      rc = read_safetensors(path, ti, nt, params, cn, (int)shape_size(net->output), e);
     if (rc == 0)
       rc = params_check_finite(path, ti, nt, params, e);
   }
@@ -425,13 +475,16 @@ float *cli_read_weights(const char *path, const Net *net, Err *e) {
   return params;
 }
 
-int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training) {
+int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training, ClassNames *cn) {
   Err e = {0};
+  if (cn && cli_class_names_add(cn, net->classes, net->nclasses, net->file, "classes statement",
+                                (int)shape_size(net->output), &e) < 0)
+    return cli_fail(&e);
   if (engine_open(en, net, a->backend, training, a->threads, &e) < 0)
     return cli_fail(&e);
   const char *wpath = a->value[CLI_WEIGHTS];
   if (wpath) {
-    float *params = cli_read_weights(wpath, net, &e);
+    float *params = cli_read_weights(wpath, net, cn, &e);
     if (!params) {
       engine_close(en);
       return cli_fail(&e);

@@ -22,6 +22,7 @@
 #include "formats/idx.h"
 #include "formats/image.h"
 #include "io.h"
+#include "plot.h"
 
 static const char help[] =
     "usage: cnngen explain NET.cnn --weights W [options] IMAGE --out MAP.png\n"
@@ -190,6 +191,23 @@ int explain_render(const float *x, int h, int w, int c, const float *map, int sc
 
 /* ---- the command ---- */
 
+/* A white strip under the picture with "class K NAME (p=0.987)" in it:
+   where the class has a name, the picture says which class it explains. */
+static int caption(Image *pic, int cls, const char *name, const char *what, float v) {
+  enum { SCALE = 2, PAD = 6, STRIP = 8 * SCALE + 2 * PAD };
+  char text[320];
+  snprintf(text, sizeof text, "class %d %s (%s=%.3f)", cls, name, what, (double)v);
+  size_t row = (size_t)pic->w * (size_t)pic->c;
+  uint8_t *data = realloc(pic->data, row * (size_t)(pic->h + STRIP));
+  if (!data)
+    return -1;
+  memset(data + row * (size_t)pic->h, 255, row * STRIP);
+  pic->data = data;
+  pic->h += STRIP;
+  plot_image_text(pic, PAD, pic->h - STRIP + PAD, SCALE, text);
+  return 0;
+}
+
 typedef float (*ExplainFn)(const void *m, void *w, void *g, const float *x, int cls, float *y,
                            float *dx, float *cam_act, float *cam_grad);
 
@@ -248,6 +266,7 @@ static int run(const CliArgs *a) {
   int status = 0;
   float *x = NULL, *y = NULL, *dx = NULL, *act = NULL, *grad = NULL, *map = NULL;
   void *g = NULL;
+  ClassNames names = {0};
   Image pic = {0};
   const char *method = a->value[CLI_METHOD] ? a->value[CLI_METHOD] : "saliency";
   const char *image_path = a->inputs[0], *out_path = a->value[CLI_OUT];
@@ -295,7 +314,7 @@ static int run(const CliArgs *a) {
   }
   if (read_input(a, net, image_path, x, &e) < 0)
     goto fail;
-  if ((status = cli_open_engine(&en, net, a, true)))
+  if ((status = cli_open_engine(&en, net, a, true, &names)))
     goto done;
 
   char name[128];
@@ -343,15 +362,21 @@ static int run(const CliArgs *a) {
     e.internal = 1;
     goto fail;
   }
-  if (image_write_png(out_path, &pic, &e) < 0)
-    goto fail;
   Act oact = net_output_act(net);
   bool prob = oact == ACT_SOFTMAX || oact == ACT_SIGMOID;
+  const char *cname = cli_class_name(&names, cls);
+  if (cname && caption(&pic, cls, cname, prob ? "p" : "y", y[cls]) < 0) {
+    err_set(&e, out_path, "out of memory for the picture's caption");
+    e.internal = 1;
+    goto fail;
+  }
+  if (image_write_png(out_path, &pic, &e) < 0)
+    goto fail;
   char where[64] = "";
   if (!image_is_picture(image_path))
     snprintf(where, sizeof where, "[%ld]", a->num[CLI_INDEX]);
-  printf("%s%s: class %d (%s=%.3f, score %.4g)\n", image_path, where, cls, prob ? "p" : "y",
-         (double)y[cls], (double)score);
+  printf("%s%s: class %d%s%s (%s=%.3f, score %.4g)\n", image_path, where, cls, cname ? " " : "",
+         cname ? cname : "", prob ? "p" : "y", (double)y[cls], (double)score);
   if (top == 0.0f)
     printf("note: the %s map is zero everywhere: %s\n", method,
            gradcam ? "no position of the last convolution raises the score"
@@ -365,6 +390,7 @@ fail:
   status = cli_fail(&e);
 done:
   image_free(&pic);
+  cli_class_names_free(&names);
   free(g);
   free(x), free(y), free(dx), free(act), free(grad), free(map);
   if (en.prog)

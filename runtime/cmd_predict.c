@@ -78,7 +78,15 @@ typedef struct Batch {
   bool probabilities;      /* outputs are softmax or sigmoid */
   bool multilabel;         /* binary cross-entropy: list labels above threshold */
   int *order;              /* [out_size]: classes to print, best first */
+  ClassNames names;        /* of the network or the weights */
 } Batch;
+
+/* " Shirt" after class i's number, where it has a name. */
+static void print_name(const Batch *b, long i) {
+  const char *name = cli_class_name(&b->names, (int)i);
+  if (name)
+    printf(" %s", name);
+}
 
 /* The indices of the k largest outputs, largest first (ties: the first wins). */
 static void top_classes(const float *y, int n, int *order, int k) {
@@ -107,8 +115,11 @@ static void print_labels(Batch *b, const float *y) {
   }
   printf(on == 1 ? ": label" : ": labels");
   for (long j = 0, n = 0; j < b->out_size; j++)
-    if (y[j] > threshold)
-      printf("%s %ld (%.3f)", n++ ? "," : "", j, y[j]);
+    if (y[j] > threshold) {
+      printf("%s %ld", n++ ? "," : "", j);
+      print_name(b, j);
+      printf(" (%.3f)", y[j]);
+    }
   putchar('\n');
 }
 
@@ -125,11 +136,12 @@ static void print_plain(Batch *b, int slot, const float *y) {
   }
   for (int i = 0; i < k; i++) {
     float v = y[order[i]];
+    printf(i == 0 ? ": class %d" : i == 1 ? ", next %d" : ", %d", order[i]);
+    print_name(b, order[i]);
     if (i == 0)
-      printf(b->probabilities ? ": class %d (p=%.3f)" : ": class %d (y=%.4g)", order[i], v);
+      printf(b->probabilities ? " (p=%.3f)" : " (y=%.4g)", v);
     else
-      printf(b->probabilities ? "%s %d (%.3f)" : "%s %d (%.4g)", i == 1 ? ", next" : ",", order[i],
-             v);
+      printf(b->probabilities ? " (%.3f)" : " (%.4g)", v);
   }
   putchar('\n');
 }
@@ -139,7 +151,13 @@ static void print_json(Batch *b, int slot, const float *y) {
   top_classes(y, (int)b->out_size, &cls, 1);
   printf("{\"index\": %d, \"file\": ", b->sub[slot] >= 0 ? b->sub[slot] : 0);
   cli_print_json_string(stdout, b->file[slot]);
-  printf(", \"class\": %d, \"outputs\": [", cls);
+  printf(", \"class\": %d", cls);
+  const char *name = cli_class_name(&b->names, cls);
+  if (name) {
+    fputs(", \"name\": ", stdout);
+    cli_print_json_string(stdout, name);
+  }
+  fputs(", \"outputs\": [", stdout);
   for (long j = 0; j < b->out_size; j++) {
     if (j)
       fputs(", ", stdout);
@@ -214,7 +232,7 @@ static int run(const CliArgs *a) {
   Net *net = cli_compile_net(&arena, a->net_path, NULL, &status);
   if (!net)
     goto done;
-  if ((status = cli_open_engine(&en, net, a, false)))
+  if ((status = cli_open_engine(&en, net, a, false, &b.names)))
     goto done;
   b.en = &en;
   b.a = a;
@@ -247,6 +265,7 @@ done:
   free(b.x);
   free(b.y);
   free(b.order);
+  cli_class_names_free(&b.names);
   if (en.prog)
     engine_close(&en);
   arena_free(&arena);

@@ -1,6 +1,8 @@
 /*
  * cmd_train.c: `cnngen train NET.cnn` compiles the network with its training
- * code and runs the train block's recipe on IDX data.
+ * code and runs the train block's recipe on --data: IDX files or an image
+ * folder (formats/dataset.c), with the class names the network, the data
+ * and --weights give, which must agree, written into the weights.
  *
  * Each epoch visits the training set in an order drawn from the seed and the
  * epoch number alone, in mini-batches (the last one partial); a step is one
@@ -86,10 +88,9 @@ static const char help[] =
     "noted, one line each: the first two change only the last bits.\n"
     "\n"
     "Options:\n"
-    "  --data DIR         IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
-    "                     t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each may\n"
-    "                     end in .gz). Default: " CNNGEN_DEFAULT_DATA "\n"
-    "                     (Debian's dataset-fashion-mnist)\n"
+    "  --data DIR         IDX files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]\n"
+    "                     or an image folder DIR/{train,test}/CLASS/IMAGE (PNG, JPEG,\n"
+    "                     PGM/PPM). Default: " CNNGEN_DEFAULT_DATA "\n"
     "  --epochs N         override the train block's epochs\n"
     "  --batch N          override its batch size\n"
     "  --seed N           override its seed (initialization, shuffling, augmentation,\n"
@@ -134,6 +135,7 @@ typedef struct Run {
   Engine en;
   Trainer tr;
   Dataset data;
+  ClassNames names; /* of the network, the weights and the data */
   TrainSet train, test;
   char *out, *ckpt; /* paths */
   float *x, *y;     /* one batch: [batch][in], [batch][out] */
@@ -621,11 +623,27 @@ static int write_weights(Run *r, Err *e) {
   snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
   snprintf(acc, sizeof acc, "%.4f", r->test_acc);
   snprintf(loss, sizeof loss, "%.6f", r->test_loss);
-  const char *meta[] = {"epochs", epochs,      "seed", seed, "test_accuracy",
-                        acc,      "test_loss", loss,   NULL};
-  if (isnan(r->test_acc) || r->batch_done > 0) /* no epoch ran, or the scores are older */
-    meta[4] = NULL;
-  return cli_write_weights(r->out, r->net, r->state, meta, e);
+  char *classes =
+      r->names.n ? st_json_strings((const char *const *)r->names.names, r->names.n) : NULL;
+  if (r->names.n && !classes) {
+    e->internal = 1;
+    return err_set(e, r->out, "out of memory");
+  }
+  const char *meta[12] = {"epochs", epochs, "seed", seed};
+  int m = 4;
+  if (classes) {
+    meta[m++] = "classes";
+    meta[m++] = classes;
+  }
+  if (!isnan(r->test_acc) && r->batch_done == 0) { /* an epoch ran, and the scores are its */
+    meta[m++] = "test_accuracy";
+    meta[m++] = acc;
+    meta[m++] = "test_loss";
+    meta[m++] = loss;
+  }
+  int rc = cli_write_weights(r->out, r->net, r->state, meta, e);
+  free(classes);
+  return rc;
 }
 
 /* The files written against those read: the network, --weights, --resume
@@ -737,9 +755,12 @@ static int run(const CliArgs *a) {
     goto done;
   if (setup(&r, &e) < 0)
     goto fail;
-  if ((status = cli_open_engine(&r.en, r.net, a, true)) != 0)
+  if ((status = cli_open_engine(&r.en, r.net, a, true, &r.names)) != 0)
     goto done;
   engine_open = true;
+  if (cli_class_names_add(&r.names, (const char *const *)r.data.classes, r.data.nclasses,
+                          r.data.classes_path, r.data.classes_what, r.train.k, &e) < 0)
+    goto fail;
   if (trainer_open(&r.tr, &r.en, &e) < 0)
     goto fail;
   trainer_open_ok = true;
@@ -815,6 +836,7 @@ done:
   trainset_free(&r.train);
   trainset_free(&r.test);
   dataset_free(&r.data);
+  cli_class_names_free(&r.names);
   free(r.out);
   free(r.ckpt);
   free(r.x);
@@ -831,7 +853,7 @@ done:
 
 const Command cmd_train = {
     .name = "train",
-    .summary = "train a network on IDX data (Fashion-MNIST by default)",
+    .summary = "train a network on IDX data or an image folder (Fashion-MNIST by default)",
     .help = help,
     .options = OPT(CLI_DATA) | OPT(CLI_EPOCHS) | OPT(CLI_BATCH) | OPT(CLI_SEED) | OPT(CLI_WEIGHTS) |
                OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) | OPT(CLI_RESUME) | OPT(CLI_LOG) | OPT(CLI_PLOT) |

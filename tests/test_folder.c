@@ -22,6 +22,7 @@
 #include "formats/folder.h"
 #include "formats/idx.h"
 #include "formats/image.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 static void mkdirs(const char *dir) {
@@ -283,6 +284,118 @@ static void test_folder_trains_as_idx(void **state) {
   assert_memory_equal(eval_idx, strstr(tu_out, "accuracy"), 100);
 }
 
+/* The quadrant data (12x12 gray, 4 classes) as an image folder with
+   classes named north, east, south, west (sorted: east, north, south, west). */
+static void quadrant_folder(const char *dir) {
+  static const char *const names[4] = {"east", "north", "south", "west"};
+  tu_quadrant_data("q4", 48, 16);
+  static const char *const split[2][2] = {{"train", "train"}, {"t10k", "test"}};
+  for (int s = 0; s < 2; s++) {
+    char ip[600], lp[600];
+    snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte", tu_path("q4"), split[s][0]);
+    snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte", tu_path("q4"), split[s][0]);
+    IdxImages im;
+    IdxLabels lb;
+    Err e = {0};
+    assert_int_equal(idx_read_images(ip, &im, &e), 0);
+    assert_int_equal(idx_read_labels(lp, &lb, &e), 0);
+    for (int k = 0; k < 4; k++) {
+      char sub[128];
+      snprintf(sub, sizeof sub, "%s/%s/%s", dir, split[s][1], names[k]);
+      mkdirs(sub);
+    }
+    for (int i = 0; i < im.n; i++) {
+      char name[160];
+      snprintf(name, sizeof name, "%s/%s/%s/%03d.png", dir, split[s][1], names[lb.data[i]], i);
+      Image img = {12, 12, 1, im.data + i * 144};
+      assert_int_equal(image_write_png(tu_path(name), &img, &e), 0);
+    }
+    idx_images_free(&im);
+    idx_labels_free(&lb);
+  }
+}
+
+static const char named_net[] = "network n\ninput 12x12x1\nclasses east north south west\n"
+                                "flatten\ndense 4 softmax\ntrain {\n  batch 8\n  epochs 1\n}\n";
+static const char plain_net[] = "network n\ninput 12x12x1\nflatten\ndense 4 softmax\n"
+                                "train {\n  batch 8\n  epochs 1\n}\n";
+
+/* Names from the folders reach the weights' metadata, eval's table and
+   --json, predict's lines and "name", explain's line; the same with the
+   network's classes statement, which agrees. */
+static void test_class_names_shown_everywhere(void **state) {
+  (void)state;
+  quadrant_folder("named");
+  tu_write_text("plain.cnn", plain_net);
+  tu_write_text("named.cnn", named_net);
+  const char *run = "--backend tcc --threads 2";
+  assert_int_equal(tu_run("train plain.cnn --data named %s --out p.st", run), 0);
+  StFile f;
+  Err e = {0};
+  assert_int_equal(st_read(tu_path("p.st"), &f, &e), 0);
+  assert_string_equal(st_meta(&f, "classes"), "[\"east\",\"north\",\"south\",\"west\"]");
+  st_free(&f);
+  assert_int_equal(tu_run("eval plain.cnn --data named --weights p.st %s --json", run), 0);
+  assert_contains(tu_out, ", \"name\": \"east\"}, {\"precision\": ");
+  assert_int_equal(tu_count(tu_out, "\"name\": "), 4);
+  assert_int_equal(tu_run("eval plain.cnn --data named --weights p.st %s", run), 0);
+  assert_contains(tu_out, "  class  precision  recall      F1  support  name\n");
+  assert_contains(tu_out, "  north\n");
+  /* predict: the names come from the weights' metadata */
+  assert_int_equal(tu_run("predict plain.cnn --weights p.st %s --top 2 named/test/west/*.png", run),
+                   0);
+  assert_contains(tu_out, ": class 3 west (p=");
+  assert_int_equal(tu_run("predict plain.cnn --weights p.st %s --json named/test/west/*.png", run),
+                   0);
+  assert_contains(tu_out, "\"class\": 3, \"name\": \"west\", \"outputs\": [");
+  /* the network's own names, which agree with the folders and the weights */
+  assert_int_equal(tu_run("train named.cnn --data named %s --weights p.st --out n.st", run), 0);
+  assert_int_equal(tu_run("explain named.cnn --weights n.st %s --class 3 "
+                          "$(ls named/test/west/*.png | head -n 1) --out w.png",
+                          run),
+                   0);
+  assert_contains(tu_out, ": class 3 west (p=");
+  Image img;
+  assert_int_equal(image_read(tu_path("w.png"), &img, &e), 0);
+  assert_true(img.h > 12 * 16); /* the caption's strip under the panels */
+  image_free(&img);
+  /* no names anywhere: the old output */
+  tu_quadrant_data("idx", 48, 16);
+  assert_int_equal(tu_run("train plain.cnn --data idx %s --out i.st", run), 0);
+  assert_int_equal(tu_run("eval plain.cnn --data idx --weights i.st %s --json", run), 0);
+  assert_null(strstr(tu_out, "\"name\""));
+  /* classes.txt names IDX data */
+  tu_write_text("idx/classes.txt", "east\nnorth\nsouth\nwest\n");
+  assert_int_equal(tu_run("eval plain.cnn --data idx --weights i.st %s", run), 0);
+  assert_contains(tu_out, "  south\n");
+}
+
+/* Two sources that disagree, or a count that is not the outputs': an error
+   naming both, exit status 1, nothing trained or written. */
+static void test_class_names_disagree(void **state) {
+  (void)state;
+  quadrant_folder("odd");
+  tu_write_text("other.cnn", "network n\ninput 12x12x1\nclasses east north south wets\n"
+                             "flatten\ndense 4 softmax\ntrain {\n  batch 8\n  epochs 1\n}\n");
+  const char *run = "--backend tcc --threads 1";
+  assert_int_equal(tu_run("train other.cnn --data odd %s --out o.st", run), 1);
+  assert_contains(tu_err, "cnngen: error: odd/train: class 3 is 'west' in its class folders but "
+                          "'wets' in other.cnn's classes statement");
+  assert_false(tu_exists("o.st"));
+  assert_false(tu_exists("o.ckpt.st"));
+  assert_null(strstr(tu_out, "epoch"));
+  tu_write_text("plain.cnn", plain_net);
+  assert_int_equal(tu_run("train plain.cnn --data odd %s --out p.st", run), 0);
+  assert_int_equal(tu_run("predict other.cnn --weights p.st %s odd/test/west/001.png", run), 1);
+  assert_contains(tu_err, "p.st: class 3 is 'west' in its metadata but 'wets' in other.cnn's "
+                          "classes statement");
+  tu_quadrant_data("idx3", 48, 16);
+  tu_write_text("idx3/classes.txt", "a\nb\nc\n");
+  assert_int_equal(tu_run("eval plain.cnn --data idx3 --weights p.st %s", run), 1);
+  assert_contains(tu_err, "idx3/classes.txt: its lines give 3 class names, but the network has 4 "
+                          "outputs");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_folder_lists_sorted_and_fits_images),
@@ -290,6 +403,8 @@ int main(void) {
       cmocka_unit_test(test_folder_bad_image_names_the_first_bad_file),
       cmocka_unit_test(test_classes_txt),
       cmocka_unit_test(test_folder_trains_as_idx),
+      cmocka_unit_test(test_class_names_shown_everywhere),
+      cmocka_unit_test(test_class_names_disagree),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

@@ -52,7 +52,7 @@ static void case_open(Case *c, const char *name) {
   free(src);
 
   path = tu_reference("%s/init.safetensors", name);
-  c->params = cli_read_weights(path, c->net, &e);
+  c->params = cli_read_weights(path, c->net, NULL, &e);
   if (!c->params)
     fail_msg("%s", e.msg);
 

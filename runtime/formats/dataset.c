@@ -67,7 +67,7 @@ void dataset_free(Dataset *d) {
   idx_labels_free(&d->train_lb);
   idx_labels_free(&d->test_lb);
   classes_free(d->classes, d->nclasses);
-  free(d->classes_from);
+  free(d->classes_path);
   memset(d, 0, sizeof *d);
 }
 
@@ -94,7 +94,8 @@ static int load_folder(Dataset *d, const char *dir, bool train, int h, int w, in
     d->nclasses = f.nclasses;
     f.classes = NULL;
     f.nclasses = 0;
-    if (!(d->classes_from = text_of("%s/train's folders", dir))) {
+    d->classes_what = "class folders";
+    if (!(d->classes_path = text_of("%s/train", dir))) {
       e->internal = 1;
       rc = err_set(e, dir, "out of memory");
     }
@@ -115,7 +116,8 @@ static int load_idx(Dataset *d, const char *dir, bool train, Err *e) {
   int rc = 0;
   if (access(path, F_OK) == 0) {
     rc = classes_read(path, &d->classes, &d->nclasses, e);
-    d->classes_from = path;
+    d->classes_path = path;
+    d->classes_what = "lines";
   } else {
     free(path);
   }

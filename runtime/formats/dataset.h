@@ -19,7 +19,8 @@ typedef struct Dataset {
   IdxLabels train_lb, test_lb;
   int nclasses; /* class names from the data; 0: none */
   char **classes;
-  char *classes_from; /* where they came from: "DIR/train's folders", "DIR/classes.txt" */
+  char *classes_path;       /* where they came from: "DIR/train", "DIR/classes.txt" */
+  const char *classes_what; /* and what there: "class folders", "lines" */
 } Dataset;
 
 /* Loads DIR's test split, and its training split too when `train`. Images

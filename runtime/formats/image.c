@@ -393,6 +393,13 @@ int image_read(const char *path, Image *img, Err *e) {
   uint8_t *buf = io_read_capped(path, &limit, &len, e);
   if (!buf)
     return -1;
+  int rc = image_decode(path, buf, len, img, e);
+  free(buf);
+  return rc;
+}
+
+int image_decode(const char *path, const uint8_t *buf, size_t len, Image *img, Err *e) {
+  memset(img, 0, sizeof *img);
   int rc;
   static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (len >= 2 && buf[0] == 'P' && strchr("2356", buf[1]) && buf[1])
@@ -408,7 +415,6 @@ int image_read(const char *path, Image *img, Err *e) {
                  buf[1]);
   else
     rc = err_set(e, path, "not a PNG, JPEG or PGM/PPM image (unknown first bytes)");
-  free(buf);
   return rc;
 }
 

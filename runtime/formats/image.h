@@ -4,6 +4,7 @@
 #define CNNGEN_IMAGE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -14,6 +15,9 @@ typedef struct Image {
 } Image;
 
 int image_read(const char *path, Image *img, Err *e);
+/* The same for a file's bytes already in memory (path names it in
+   messages): what image_read does once it has read the file. */
+int image_decode(const char *path, const uint8_t *buf, size_t len, Image *img, Err *e);
 /* Converts to c channels (gray <-> RGB by luminance / replication). */
 int image_convert(Image *img, int c);
 /* Resizes to h x w, bilinearly (half-pixel centres, PyTorch's

@@ -387,6 +387,45 @@ const char *st_meta(const StFile *f, const char *key) {
   return NULL;
 }
 
+int st_meta_strings(const StFile *f, const char *key, char ***out, int *n, Err *e) {
+  *out = NULL;
+  *n = 0;
+  const char *text = st_meta(f, key);
+  if (!text)
+    return 0;
+  cJSON *j = cJSON_Parse(text);
+  int count = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : -1, rc = 0;
+  for (int i = 0; i < count && rc == 0; i++)
+    if (!cJSON_IsString(cJSON_GetArrayItem(j, i)))
+      rc = -1;
+  if (count < 1 || rc < 0) {
+    cJSON_Delete(j);
+    return err_set(e, f->path, "metadata '%s' is not a JSON list of strings", key);
+  }
+  char **s = calloc((size_t)count, sizeof *s);
+  for (int i = 0; s && i < count; i++)
+    if (!(s[i] = strdup(cJSON_GetArrayItem(j, i)->valuestring)))
+      rc = -1;
+  cJSON_Delete(j);
+  if (!s || rc < 0) {
+    for (int i = 0; s && i < count; i++)
+      free(s[i]);
+    free(s);
+    e->internal = 1;
+    return err_set(e, f->path, "out of memory");
+  }
+  *out = s;
+  *n = count;
+  return 0;
+}
+
+char *st_json_strings(const char *const *s, int n) {
+  cJSON *list = cJSON_CreateStringArray(s, n);
+  char *text = list ? cJSON_PrintUnformatted(list) : NULL;
+  cJSON_Delete(list);
+  return text;
+}
+
 const StTensor *st_find(const StFile *f, const char *name) {
   for (int i = 0; i < f->ntensors; i++)
     if (!strcmp(f->tensors[i].name, name))

@@ -44,6 +44,12 @@ int st_read(const char *path, StFile *f, Err *e);
 void st_free(StFile *f);
 const char *st_meta(const StFile *f, const char *key); /* NULL if absent */
 const StTensor *st_find(const StFile *f, const char *name);
+/* A metadata value that holds a JSON list of strings (the class names):
+   *out gets malloc'd copies, *n their number; both 0 when the key is absent.
+   Anything but a non-empty list of strings is an error naming the file. */
+int st_meta_strings(const StFile *f, const char *key, char ***out, int *n, Err *e);
+/* s[0..n) as a JSON list, malloc'd (NULL when out of memory). */
+char *st_json_strings(const char *const *s, int n);
 
 /* Copies the network's parameters (p: its tensors) out of f into the
    flat array `params`; refuses a file that does not match, naming the first
