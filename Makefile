@@ -111,6 +111,13 @@ fashion-augment: all
 	$(B)/cnngen train examples/fashion_augment.cnn --out $(B)/fashion_augment.safetensors --checkpoint $(B)/fashion_augment.ckpt.safetensors --log $(B)/fashion_augment.csv --plot $(B)/fashion_augment.png
 	$(B)/cnngen eval examples/fashion_augment.cnn --weights $(B)/fashion_augment.safetensors
 
+# Fashion-MNIST written out as an image folder of 70,000 PNG files, then
+# trained on and evaluated as `make fashion` does on the IDX files.
+folder: all
+	examples/folder/make-data $(B)/folder/data
+	$(B)/cnngen train examples/folder/fashion.cnn --data $(B)/folder/data --out $(B)/folder/fashion.safetensors --checkpoint $(B)/folder/fashion.ckpt.safetensors
+	$(B)/cnngen eval examples/folder/fashion.cnn --data $(B)/folder/data --weights $(B)/folder/fashion.safetensors
+
 imbalanced: all
 	CNNGEN=$(B)/cnngen examples/imbalanced/run $(B)/imbalanced
 
@@ -128,5 +135,5 @@ clean:
 	rm -rf build
 
 -include $(sort $(shell find $(B) build/fuzz -name '*.d' 2>/dev/null))
-.PHONY: all test fuzz fashion fashion-augment imbalanced multilabel bench deps clean
+.PHONY: all test fuzz fashion fashion-augment folder imbalanced multilabel bench deps clean
 .SECONDARY:

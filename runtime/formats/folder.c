@@ -2,7 +2,11 @@
  * folder.c: an image folder's listing and its decoding.
  *
  * The listing is sorted (strcmp) so that the order of images, and with it a
- * training run, depends on the names alone, not on the file system. Hidden
+ * training run, depends on the names alone, not on the file system: the
+ * images in the order of their file names, then of their classes. So a
+ * folder written from IDX files with each image named by its index
+ * (00000.png, ...) lists the images in the IDX files' order, and training
+ * on it is the same, bit for bit, as training on the IDX files. Hidden
  * entries (a leading '.') are skipped, and so are plain files beside the
  * class folders and folders inside them; every other file in a class folder
  * must be an image.
@@ -191,6 +195,34 @@ static int decode_all(Job *j, int threads, Err *e) {
   return 0;
 }
 
+/* The listing's order: by file name, then class. */
+typedef struct Entry {
+  const char *base; /* the file name in its class folder */
+  char *path;
+  uint8_t label;
+} Entry;
+
+static int by_file_name(const void *a, const void *b) {
+  const Entry *x = a, *y = b;
+  int d = strcmp(x->base, y->base);
+  return d ? d : (int)x->label - (int)y->label;
+}
+
+static int sort_listing(char **paths, uint8_t *labels, int n) {
+  Entry *e = malloc((size_t)(n ? n : 1) * sizeof *e);
+  if (!e)
+    return -1;
+  for (int i = 0; i < n; i++)
+    e[i] = (Entry){strrchr(paths[i], '/') + 1, paths[i], labels[i]};
+  qsort(e, (size_t)n, sizeof *e, by_file_name);
+  for (int i = 0; i < n; i++) {
+    paths[i] = e[i].path;
+    labels[i] = e[i].label;
+  }
+  free(e);
+  return 0;
+}
+
 /* The index of `name` among f's classes, or -1. */
 static int class_index(const ImageFolder *f, const char *name) {
   char **hit = bsearch(&name, f->classes, (size_t)f->nclasses, sizeof *f->classes, by_name);
@@ -278,6 +310,8 @@ int folder_load(const ImageFolder *f, const char *which, int h, int w, int c, in
     free(cdir);
     free_names(files, nfiles);
   }
+  if (sort_listing(paths, labels, n) < 0)
+    goto oom;
   size_t size = (size_t)h * (size_t)w * (size_t)c;
   *im = (IdxImages){.n = n, .h = h, .w = w, .c = c, .data = malloc(size * (size_t)n)};
   if (!im->data)

@@ -32,10 +32,12 @@ int folder_open(ImageFolder *f, const char *dir, Err *e);
 void folder_close(ImageFolder *f);
 
 /* Decodes every image of DIR/WHICH (WHICH: "train" or "test") into im
-   ([n][h][w][c], classes in order, files by name within a class) and lb
+   ([n][h][w][c], in the order of the file names, then of the classes) and lb
    (class indices), on `threads` threads. Refuses a class folder that train
    lacks or that holds no image file, and a file that cannot be decoded
-   (naming the first such file in that order, whatever the thread count). */
+   (naming the first such file in that order, whatever the thread count).
+   Files named by their index in IDX files (00000.png, ...) come in the IDX
+   files' order, so training on them matches training on the IDX files. */
 int folder_load(const ImageFolder *f, const char *which, int h, int w, int c, int threads,
                 IdxImages *im, IdxLabels *lb, Err *e);
 
