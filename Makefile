@@ -23,7 +23,7 @@ RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/tr
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot cmd_explain
 GRAMMAR  := parser lexer
-TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_backend test_train test_cli \
+TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_checkpoint test_backend test_train test_cli \
             test_augment test_explain test_plot test_embed test_examples test_targets
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
