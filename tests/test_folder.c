@@ -342,6 +342,15 @@ static void test_class_names_shown_everywhere(void **state) {
   assert_int_equal(image_read(tu_path("w.png"), &img, &e), 0);
   assert_true(img.h > 12 * 16); /* the caption's strip under the panels */
   image_free(&img);
+  /* predict and explain take JPEG: a bright square in the west (bottom right) quadrant */
+  unsigned char px[144];
+  for (int p = 0; p < 144; p++)
+    px[p] = p / 12 >= 7 && p % 12 >= 7 && p / 12 < 11 && p % 12 < 11 ? 230 : 20;
+  tu_write_jpeg("west.jpg", px, 12, 12, 1, 95);
+  assert_int_equal(tu_run("predict named.cnn --weights n.st %s --json west.jpg", run), 0);
+  assert_contains(tu_out, "{\"index\": 0, \"file\": \"west.jpg\", \"class\": ");
+  assert_int_equal(tu_run("explain named.cnn --weights n.st %s west.jpg --out j.png", run), 0);
+  assert_contains(tu_out, "west.jpg: class ");
   /* no names anywhere: the old output */
   tu_quadrant_data("idx", 48, 16);
   assert_int_equal(tu_run("train plain.cnn --data idx %s --out i.st", run), 0);
