@@ -7,7 +7,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 STD     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -pedantic -Icompiler -Iruntime -Ibuild
 CFLAGS  += $(STD)
-LDLIBS  := -ltcc -lcjson -lpng -lz -lprotobuf-c -ldl -lm -lpthread
+LDLIBS  := -ltcc -lcjson -lpng -ljpeg -lz -lprotobuf-c -ldl -lm -lpthread
 B       := build
 ifeq ($(SAN),1)
   B       := build/san
@@ -19,13 +19,13 @@ ifneq ($(V),1)
 endif
 
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer emit_train
-RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
+RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot cmd_explain formats/onnx cmd_export cmd_import
 GRAMMAR  := parser lexer
-TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli \
-            test_augment test_explain test_plot test_embed test_examples test_targets test_onnx \
-            test_onnx_peers
+TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_checkpoint \
+            test_backend test_train test_cli test_augment test_explain test_plot test_embed \
+            test_examples test_targets test_onnx test_onnx_peers
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)
@@ -100,7 +100,9 @@ build/fuzz/fuzz_compile: tests/fuzz/fuzz_compile.c $(FUZZ_OBJ)
 	@echo "  CC    $< (fuzz)"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -ltcc -ldl -lm
 
-# The ONNX reader's fuzzer (tests/fuzz/fuzz_onnx.c), built the same way.
+# The image decoders (tests/fuzz/fuzz_image.c) and the ONNX reader
+# (tests/fuzz/fuzz_onnx.c): their runtime modules, built the same way.
+FUZZ_IMAGE_OBJ := $(addprefix build/fuzz/runtime/,formats/image.o io.o err.o)
 FUZZ_ONNX_OBJ := build/fuzz/runtime/formats/onnx.o build/fuzz/runtime/io.o \
                  build/fuzz/runtime/err.o build/fuzz/proto/onnx.pb-c.o
 build/fuzz/runtime/%.o: runtime/%.c build/onnx.pb-c.h
@@ -111,6 +113,9 @@ build/fuzz/proto/onnx.pb-c.o: build/onnx.pb-c.c build/onnx.pb-c.h
 	@mkdir -p $(@D)
 	@echo "  CC    $< (fuzz)"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+build/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(FUZZ_IMAGE_OBJ)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -lpng -ljpeg -lz
 build/fuzz/fuzz_onnx: tests/fuzz/fuzz_onnx.c $(FUZZ_ONNX_OBJ)
 	@echo "  CC    $< (fuzz)"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -lprotobuf-c -lz
@@ -127,6 +132,13 @@ fashion: all
 fashion-augment: all
 	$(B)/cnngen train examples/fashion_augment.cnn --out $(B)/fashion_augment.safetensors --checkpoint $(B)/fashion_augment.ckpt.safetensors --log $(B)/fashion_augment.csv --plot $(B)/fashion_augment.png
 	$(B)/cnngen eval examples/fashion_augment.cnn --weights $(B)/fashion_augment.safetensors
+
+# Fashion-MNIST written out as an image folder of 70,000 PNG files, then
+# trained on and evaluated as `make fashion` does on the IDX files.
+folder: all
+	examples/folder/make-data $(B)/folder/data
+	$(B)/cnngen train examples/folder/fashion.cnn --data $(B)/folder/data --out $(B)/folder/fashion.safetensors --checkpoint $(B)/folder/fashion.ckpt.safetensors
+	$(B)/cnngen eval examples/folder/fashion.cnn --data $(B)/folder/data --weights $(B)/folder/fashion.safetensors
 
 imbalanced: all
 	CNNGEN=$(B)/cnngen examples/imbalanced/run $(B)/imbalanced
@@ -145,5 +157,5 @@ clean:
 	rm -rf build
 
 -include $(sort $(shell find $(B) build/fuzz -name '*.d' 2>/dev/null))
-.PHONY: all test fuzz fashion fashion-augment imbalanced multilabel bench deps clean
+.PHONY: all test fuzz fashion fashion-augment folder imbalanced multilabel bench deps clean
 .SECONDARY:

@@ -28,6 +28,7 @@ typedef enum {
   ARG_DIMS,   /* 3x3, 28x28x1 */
   ARG_KEYVAL, /* stride=2: text is the key, value the value */
   ARG_LIST,   /* 1,2,0.5: items */
+  ARG_STRING, /* "T-shirt/top": text without the quotes (classes only) */
 } ArgKind;
 
 enum { ARG_MAX_DIMS = 4 }; /* dims kept; ndims counts them all */

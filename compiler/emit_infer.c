@@ -1417,6 +1417,32 @@ static void emit_work_struct(Gen *g) {
   em_blank(EM);
 }
 
+/* NAME_CLASS_NAMES: the classes statement's names as an initializer, one
+   C string per line, escaped (a backslash, control bytes, the '?' of a
+   trigraph). */
+static void emit_class_names(Emitter *em, const Net *net, const char *n) {
+  em_raw(em, "/* The outputs' names (the classes statement), an initializer:");
+  em_raw(em, "   static const char *const names[%s_OUTPUT_SIZE] = %s_CLASS_NAMES; */", n, n);
+  em_raw(em, "#define %s_CLASS_NAMES \\", n);
+  for (int i = 0; i < net->nclasses; i++) {
+    char buf[4 * 256 + 8];
+    size_t k = 0;
+    for (const unsigned char *p = (const unsigned char *)net->classes[i]; *p && k + 8 < sizeof buf;
+         p++) {
+      if (*p == '\\')
+        k += (size_t)snprintf(buf + k, sizeof buf - k, "\\\\");
+      else if (*p < 0x20 || *p == 0x7f)
+        k += (size_t)snprintf(buf + k, sizeof buf - k, "\\%03o", *p);
+      else if (*p == '?' && p[1] == '?')
+        k += (size_t)snprintf(buf + k, sizeof buf - k, "?\\");
+      else
+        buf[k++] = (char)*p;
+    }
+    buf[k] = 0;
+    em_raw(em, "  %s\"%s\"%s", i ? "" : "{", buf, i + 1 < net->nclasses ? ", \\" : "}");
+  }
+}
+
 static void emit_header_text(Gen *g, FILE *out) {
   const Net *net = g->net;
   const char *n = g->n;
@@ -1447,6 +1473,8 @@ static void emit_header_text(Gen *g, FILE *out) {
          shape_size(net->output), act);
   em_raw(EM, "#define %s_PARAM_COUNT %ld /* floats in the flat parameter array (%s_load) */", n,
          net->param_count, n);
+  if (net->nclasses)
+    emit_class_names(EM, net, n);
   em_blank(EM);
   if (g->opt->training)
     emit_train_types(EM, net);

@@ -153,6 +153,9 @@ typedef struct Net {
   Layer *layers;
   int nlayers;
   TrainConfig train;
+  const char **classes; /* the outputs' names (the classes statement), or NULL */
+  int nclasses;
+  Loc classes_loc;
 
   /* Totals (shape.c). */
   long param_count; /* floats in the flat parameter array */

@@ -35,8 +35,8 @@
 /* ---- what each layer kind takes ---- */
 
 /* The statements that are no layer. */
-enum { STMT_NETWORK, STMT_INPUT, STMT_TRAIN, STMT_COUNT };
-static const char *const statement_words[STMT_COUNT] = {"network", "input", "train"};
+enum { STMT_NETWORK, STMT_INPUT, STMT_TRAIN, STMT_CLASSES, STMT_COUNT };
+static const char *const statement_words[STMT_COUNT] = {"network", "input", "train", "classes"};
 
 static bool is_stmt(const char *word, int stmt) {
   return word && strcmp(word, statement_words[stmt]) == 0;
@@ -163,7 +163,8 @@ static const char *describe(char *buf, size_t size, const Arg *a) {
                                       [ARG_NUMBER] = "number",
                                       [ARG_DIMS] = "dimensions",
                                       [ARG_KEYVAL] = "option",
-                                      [ARG_LIST] = "list"};
+                                      [ARG_LIST] = "list",
+                                      [ARG_STRING] = "name"};
   char t[64];
   snprintf(buf, size, "%s '%s%s'", kinds[a->kind], ast_clip(t, sizeof t, a->text),
            a->kind == ARG_KEYVAL ? "=..." : "");
@@ -952,6 +953,41 @@ static void lower_input(Lower *L, const Stmt *s) {
   net->input = (Shape){(int)a->dims[0], (int)a->dims[1], (int)a->dims[2], false};
 }
 
+/* classes NAME...: the outputs' names, words, numbers or quoted names;
+   shape.c checks their count against the outputs. */
+static void lower_classes(Lower *L, const Stmt *s) {
+  char buf[96];
+  Net *net = L->net;
+  if (duplicate(L, &net->classes_loc, s->loc, "'classes'"))
+    return;
+  if (s->args.n == 0) {
+    diag_error(L->d, s->end,
+               "classes needs the outputs' names in order, e.g. 'classes cat dog \"sea lion\"'");
+    return;
+  }
+  const char **names = arena_alloc(L->a, (size_t)s->args.n * sizeof *names);
+  int n = 0;
+  for (const Arg *a = s->args.head; a; a = a->next) {
+    if (a->kind == ARG_KEYVAL || a->kind == ARG_LIST) {
+      diag_error(L->d, a->loc, "a class name is a word, a number or a quoted name, got %s",
+                 describe(buf, sizeof buf, a));
+      return;
+    }
+    if (!a->text[0] || strlen(a->text) > 255) {
+      diag_error(L->d, a->loc, "a class name must have 1 to 255 bytes");
+      return;
+    }
+    for (int i = 0; i < n; i++)
+      if (strcmp(names[i], a->text) == 0) {
+        diag_error(L->d, a->loc, "class name '%s' is given twice", ast_clip(buf, sizeof buf, a->text));
+        return;
+      }
+    names[n++] = a->text;
+  }
+  net->classes = names;
+  net->nclasses = n;
+}
+
 /* A top-level line with a syntax error (reported), as far as its first
    word tells what was meant. An input that could not be read stays 0x0x0;
    anything that may have been a layer becomes a broken one. */
@@ -1012,6 +1048,10 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   }
   if (is_stmt(s->word, STMT_INPUT)) {
     lower_input(L, s);
+    return;
+  }
+  if (is_stmt(s->word, STMT_CLASSES)) {
+    lower_classes(L, s);
     return;
   }
   int op = word_lookup(op_words, OP_COUNT, s->word);

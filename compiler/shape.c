@@ -324,6 +324,12 @@ int shape_check(Net *net, Diag *d) {
   net->param_count = params;
   net->macs = macs;
   net->output = s;
+  if (known && net->nclasses && net->nclasses != shape_size(s))
+    diag_error(d, net->classes_loc,
+               "classes gives %d name%s, but the network has %ld output%s (one name per "
+               "output)",
+               net->nclasses, net->nclasses == 1 ? "" : "s", shape_size(s),
+               shape_size(s) == 1 ? "" : "s");
   check_softmax(&c, known);
   if (known && net->nlayers > 0 && net->train.present)
     check_loss(&c);

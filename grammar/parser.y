@@ -102,6 +102,7 @@ static void block_open(ParseState *ps, const Loc *loc);
 static ArgList arg_append(ArgList list, Arg *a);
 static ArgList arg_pair(Arg *a, Arg *b);
 static Arg *arg_atom(ParseState *ps, ArgKind kind, const char *text, const Loc *loc);
+static Arg *arg_string(ParseState *ps, const char *text, const Loc *loc);
 static Arg *arg_keyval(ParseState *ps, const char *key, const Loc *loc, Arg *value);
 static Arg *arg_list(ParseState *ps, ArgList items);
 }
@@ -124,7 +125,7 @@ static Arg *arg_list(ParseState *ps, ArgList items);
   bool flag;
 }
 
-%token <str> WORD NUMBER DIMS
+%token <str> WORD NUMBER DIMS STRING
 %token NEWLINE
 %type <arg> arg value atom
 %type <args> args list
@@ -164,6 +165,7 @@ list  : atom ',' atom                     { $$ = arg_pair($1, $3); }
 atom  : WORD                              { $$ = arg_atom(ps, ARG_WORD, $1, &@1); }
       | NUMBER                            { $$ = arg_atom(ps, ARG_NUMBER, $1, &@1); }
       | DIMS                              { $$ = arg_atom(ps, ARG_DIMS, $1, &@1); }
+      | STRING                            { $$ = arg_string(ps, $1, &@1); }
       ;
 
 %%
@@ -189,6 +191,9 @@ static void describe_seen(char *out, size_t size, yysymbol_kind_t kind, const Pa
     break;
   case YYSYMBOL_DIMS:
     snprintf(out, size, "dimensions '%s'", text);
+    break;
+  case YYSYMBOL_STRING:
+    snprintf(out, size, "quoted name \"%s\"", text);
     break;
   case YYSYMBOL_NEWLINE:
     snprintf(out, size, "end of line");
@@ -413,6 +418,22 @@ static Arg *arg_atom(ParseState *ps, ArgKind kind, const char *text, const Loc *
     }
   }
   return a;
+}
+
+/* atom: STRING, the text between the quotes. Quotes are for the names of a
+   `classes` statement; elsewhere the text is taken as a word, after the
+   error a stray quote always got (one per line). */
+static Arg *arg_string(ParseState *ps, const char *text, const Loc *loc) {
+  if (ps->line_word && strcmp(ps->line_word, "classes") == 0)
+    return arg_atom(ps, ARG_STRING, text, loc);
+  if (loc->line != ps->error_line) {
+    Loc quote = *loc;
+    quote.len = 1;
+    ps->error_line = loc->line;
+    diag_error(ps->diag, quote, "unexpected character '\"'");
+    diag_note(ps->diag, quote, "names and words are written without quotes");
+  }
+  return arg_atom(ps, ARG_WORD, text, loc);
 }
 
 /* arg: WORD '=' value */

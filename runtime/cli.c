@@ -17,8 +17,8 @@
 
 #include "../compiler/compile.h"
 #include "../compiler/diag.h"
+#include "formats/safetensors.h"
 #include "io.h"
-#include "safetensors.h"
 
 /* A .cnn file is text of a few lines per layer; far below this. */
 #define CLI_MAX_NET_BYTES ((size_t)4 << 20)
@@ -329,12 +329,97 @@ Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status) {
   return net;
 }
 
-/* Safetensors: every tensor of the network, by name, shape and dtype. */
-static int read_safetensors(const char *path, const TensorInfo *ti, int nt, float *params, Err *e) {
+int cli_params(const Net *net, StParam *out) {
+  int nt = net_tensors(net, NULL);
+  if (!out)
+    return nt;
+  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
+  if (!ti)
+    return -1;
+  net_tensors(net, ti);
+  for (int i = 0; i < nt; i++) {
+    StParam *p = &out[i];
+    snprintf(p->name, sizeof p->name, "%s", ti[i].name);
+    p->rank = ti[i].rank;
+    for (int d = 0; d < 4; d++)
+      p->shape[d] = ti[i].shape[d];
+    p->offset = ti[i].offset;
+    p->count = ti[i].count;
+  }
+  free(ti);
+  return nt;
+}
+
+int cli_write_weights(const char *path, const Net *net, const float *params,
+                      const char *const *extra_meta, Err *e) {
+  int np = cli_params(net, NULL);
+  StParam *p = calloc((size_t)np + 1, sizeof *p);
+  if (!p || cli_params(net, p) < 0) {
+    free(p);
+    e->internal = 1;
+    return err_set(e, path, "out of memory");
+  }
+  int rc = st_write_params(path, net->name, p, np, params, extra_meta, e);
+  free(p);
+  return rc;
+}
+
+void cli_class_names_free(ClassNames *cn) {
+  for (int i = 0; i < cn->n; i++)
+    free(cn->names[i]);
+  free(cn->names);
+  memset(cn, 0, sizeof *cn);
+}
+
+const char *cli_class_name(const ClassNames *cn, int i) {
+  return cn && i >= 0 && i < cn->n ? cn->names[i] : NULL;
+}
+
+int cli_class_names_add(ClassNames *cn, const char *const *names, int n, const char *path,
+                        const char *what, int k, Err *e) {
+  if (n == 0)
+    return 0;
+  if (n != k)
+    return err_set(e, path, "its %s give%s %d class name%s, but the network has %d outputs", what,
+                   n == 1 ? "s" : "", n, n == 1 ? "" : "s", k);
+  if (cn->n) {
+    for (int i = 0; i < n; i++)
+      if (strcmp(names[i], cn->names[i]))
+        return err_set(e, path,
+                       "class %d is '%s' in its %s but '%s' in %s (the class names of the "
+                       "network, the data and the weights must agree)",
+                       i, names[i], what, cn->names[i], cn->from);
+    return 0;
+  }
+  cn->names = calloc((size_t)n, sizeof *cn->names);
+  for (int i = 0; cn->names && i < n; i++)
+    if (!(cn->names[cn->n++] = strdup(names[i]))) {
+      cli_class_names_free(cn);
+      break;
+    }
+  if (!cn->names) {
+    e->internal = 1;
+    return err_set(e, path, "out of memory");
+  }
+  snprintf(cn->from, sizeof cn->from, "%s's %s", path, what);
+  return 0;
+}
+
+/* Safetensors: every tensor of the network, by name, shape and dtype; the
+   class names of the metadata into cn. */
+static int read_safetensors(const char *path, const StParam *ti, int nt, float *params,
+                            ClassNames *cn, int k, Err *e) {
   StFile f;
   if (st_read(path, &f, e) < 0)
     return -1;
   int rc = st_load_params(&f, ti, nt, params, e);
+  char **names = NULL;
+  int n = 0;
+  if (rc == 0 && cn && (rc = st_meta_strings(&f, "classes", &names, &n, e)) == 0)
+    rc = cli_class_names_add(cn, (const char *const *)names, n, path, "metadata", k, e);
+  for (int i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
   st_free(&f);
   return rc;
 }
@@ -366,9 +451,9 @@ static int read_f32(const char *path, const Net *net, float *params, Err *e) {
 
 /* NaN or infinity anywhere would make every output NaN: the first one is
    refused, named by its tensor and index. */
-float *cli_read_weights(const char *path, const Net *net, Err *e) {
-  int nt = net_tensors(net, NULL);
-  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
+float *cli_read_weights(const char *path, const Net *net, ClassNames *cn, Err *e) {
+  int nt = cli_params(net, NULL);
+  StParam *ti = calloc((size_t)nt + 1, sizeof *ti);
   float *params = malloc(((size_t)net->param_count + 1) * sizeof *params);
   int rc = -1;
   size_t n = strlen(path);
@@ -376,11 +461,11 @@ float *cli_read_weights(const char *path, const Net *net, Err *e) {
     err_set(e, path, "out of memory");
     e->internal = 1;
   } else {
-    net_tensors(net, ti);
+    cli_params(net, ti);
     if (n > 4 && strcmp(path + n - 4, ".f32") == 0)
       rc = read_f32(path, net, params, e);
     else
-      rc = read_safetensors(path, ti, nt, params, e);
+      rc = read_safetensors(path, ti, nt, params, cn, (int)shape_size(net->output), e);
     if (rc == 0)
       rc = params_check_finite(path, ti, nt, params, e);
   }
@@ -392,13 +477,16 @@ float *cli_read_weights(const char *path, const Net *net, Err *e) {
   return params;
 }
 
-int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training) {
+int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training, ClassNames *cn) {
   Err e = {0};
+  if (cn && cli_class_names_add(cn, net->classes, net->nclasses, net->file, "classes statement",
+                                (int)shape_size(net->output), &e) < 0)
+    return cli_fail(&e);
   if (engine_open(en, net, a->backend, training, a->threads, &e) < 0)
     return cli_fail(&e);
   const char *wpath = a->value[CLI_WEIGHTS];
   if (wpath) {
-    float *params = cli_read_weights(wpath, net, &e);
+    float *params = cli_read_weights(wpath, net, cn, &e);
     if (!params) {
       engine_close(en);
       return cli_fail(&e);
@@ -407,11 +495,6 @@ int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training)
     free(params);
   }
   return 0;
-}
-
-void cli_bytes_to_floats(const unsigned char *src, long count, float *dst) {
-  for (long i = 0; i < count; i++)
-    dst[i] = (float)src[i] / 255.0f;
 }
 
 void cli_print_float(FILE *out, float v) {

@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "err.h"
+#include "formats/safetensors.h"
 
 #define CNNGEN_VERSION "0.1.0"
 
@@ -119,16 +120,42 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
    On failure returns NULL with *status set (1, or 2 for an internal error). */
 Net *cli_compile_net(Arena *a, const char *path, FILE *dump_ir, int *status);
 
+/* The network's parameter tensors in file order, as the weights formats see
+   them; returns their number. `out` may be NULL to count. */
+int cli_params(const Net *net, StParam *out);
+/* Writes `net`'s weights (flat `params`) as safetensors with the network's
+   name and `extra_meta` pairs (may be NULL) in the metadata. */
+int cli_write_weights(const char *path, const Net *net, const float *params,
+                      const char *const *extra_meta, Err *e);
+
+/* The names of a network's outputs, from the first source that gives them:
+   the network's classes statement, the data (an image folder's class
+   folders, classes.txt), the weights' metadata ("classes"). */
+typedef struct ClassNames {
+  int n;          /* 0: none yet */
+  char **names;   /* [n], owned */
+  char from[512]; /* "examples/fashion.cnn's classes statement" */
+} ClassNames;
+
+/* Adds a source of names (`path` and `what` say which, for messages): the
+   first one gives the names; a later one must agree with them, name for
+   name, or it is an error naming both. A source whose count is not the
+   network's k outputs is an error too. n = 0 adds nothing. */
+int cli_class_names_add(ClassNames *cn, const char *const *names, int n, const char *path,
+                        const char *what, int k, Err *e);
+void cli_class_names_free(ClassNames *cn);
+/* The name of class i, or NULL. */
+const char *cli_class_name(const ClassNames *cn, int i);
+
 /* Reads a weights file for `net` into a new flat parameter array (NAME_load's
-   order, PyTorch layout); NULL and e filled on failure. */
-float *cli_read_weights(const char *path, const Net *net, Err *e);
+   order, PyTorch layout); NULL and e filled on failure. With cn, the names
+   in a safetensors file's metadata are added to it (cli_class_names_add). */
+float *cli_read_weights(const char *path, const Net *net, ClassNames *cn, Err *e);
 
 /* Compiles `net` for a.backend and a.threads and, when --weights was given,
-   loads them. Returns 0, or the exit status after printing the error. */
-int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training);
-
-/* Converts n images of u8 [h][w][c] to floats x = byte / 255. */
-void cli_bytes_to_floats(const unsigned char *src, long count, float *dst);
+   loads them. With cn, gathers the class names of the network and of the
+   weights into it. Returns 0, or the exit status after printing the error. */
+int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training, ClassNames *cn);
 
 /* Prints v so that it reads back as the same float (JSON: null for NaN/inf). */
 void cli_print_float(FILE *out, float v);

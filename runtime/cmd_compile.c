@@ -145,7 +145,8 @@ static int run(const CliArgs *a) {
     goto done;
   if (name) /* only the C's prefix: nothing before emitting depends on it */
     snprintf(net->name, sizeof net->name, "%s", name);
-  if (a->value[CLI_WEIGHTS] && !(weights = cli_read_weights(a->value[CLI_WEIGHTS], net, &e))) {
+  if (a->value[CLI_WEIGHTS] &&
+      !(weights = cli_read_weights(a->value[CLI_WEIGHTS], net, NULL, &e))) {
     status = cli_fail(&e);
     goto done;
   }

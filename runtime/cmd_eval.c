@@ -1,8 +1,8 @@
 /*
  * cmd_eval.c: `cnngen eval NET.cnn --weights W` scores a network on the
- * t10k split of a data directory. The images run through the engine in
- * chunks; each chunk adds to running sums (loss, confusion matrix or
- * per-label counts), and the report is computed from the sums at the end.
+ * t10k split of a data directory, or the test folder of an image folder. The images run through the
+ * engine in chunks; each chunk adds to running sums (loss, confusion matrix or per-label counts),
+ * and the report is computed from the sums at the end.
  *
  * Two kinds of report:
  *   single-label (sparse CE, CE, mse): the class is the first largest
@@ -21,7 +21,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "idx.h"
+#include "formats/dataset.h"
+#include "formats/image.h"
 #include "trainer.h"
 
 static const char help[] =
@@ -46,7 +47,8 @@ static const char help[] =
     "Options:\n"
     "  --weights W     the trained weights (safetensors, PyTorch layout, or a\n"
     "                  raw .f32 file of the floats NAME_store writes); required\n"
-    "  --data DIR      the data directory (default " CNNGEN_DEFAULT_DATA ",\n"
+    "  --data DIR      the data: IDX files (t10k-...) or an image folder (its test\n"
+    "                  folder), as for train (default " CNNGEN_DEFAULT_DATA ",\n"
     "                  Debian's dataset-fashion-mnist)\n"
     "  --json          print one JSON object instead of the report, with \"loss\",\n"
     "                  \"accuracy\", \"per_class\" (a list of {\"precision\", \"recall\",\n"
@@ -75,6 +77,8 @@ typedef struct Eval {
   int k;               /* outputs */
   bool multilabel;     /* binary cross-entropy */
   double threshold;
+  const char *split; /* "t10k" or "test": the data's test split, for the report */
+  const ClassNames *names;
   double loss_sum;
   long n;
   long *confusion;              /* single-label: [k][k], rows = true class */
@@ -123,6 +127,23 @@ static void json_num(double v) {
     printf("%.10g", v);
   else
     fputs("null", stdout);
+}
+
+/* , "name": "Shirt" in a JSON entry, where class i has a name. */
+static void json_name(const Eval *ev, int i) {
+  const char *name = cli_class_name(ev->names, i);
+  if (name) {
+    fputs(", \"name\": ", stdout);
+    cli_print_json_string(stdout, name);
+  }
+}
+
+/* "  Shirt" after a table row, where class i has a name. */
+static void row_name(const Eval *ev, int i) {
+  const char *name = cli_class_name(ev->names, i);
+  if (name)
+    printf("  %s", name);
+  putchar('\n');
 }
 
 static int report_single(const Eval *ev, const CliArgs *a, const char *dir) {
@@ -175,7 +196,9 @@ static int report_single(const Eval *ev, const CliArgs *a, const char *dir) {
       json_num(r);
       printf(", \"f1\": ");
       json_num(f1(p, r));
-      printf(", \"support\": %ld}", truth[c]);
+      printf(", \"support\": %ld", truth[c]);
+      json_name(ev, c);
+      putchar('}');
     }
     printf("], \"confusion\": [");
     for (int t = 0; t < k; t++) {
@@ -186,16 +209,17 @@ static int report_single(const Eval *ev, const CliArgs *a, const char *dir) {
     }
     printf("]}\n");
   } else {
-    printf("%s on %s (t10k): %ld images, %d classes\n", ev->net->name, dir, ev->n, k);
+    printf("%s on %s (%s): %ld images, %d classes\n", ev->net->name, dir, ev->split, ev->n, k);
     printf("  accuracy      %.4f  (%ld of %ld)\n", accuracy, correct, ev->n);
     printf("  loss          %.6f  (%s, mean per image)\n", loss, loss_words[ev->net->train.loss]);
     printf("  macro recall  %.4f\n", macro_recall);
     printf("  macro F1      %.4f\n\n", macro_f1);
-    printf("  class  precision  recall      F1  support\n");
+    printf("  class  precision  recall      F1  support%s\n", ev->names->n ? "  name" : "");
     for (int c = 0; c < k; c++) {
       long tp = ev->confusion[(long)c * k + c];
       double p = ratio(tp, pred[c]), r = ratio(tp, truth[c]);
-      printf("  %5d  %9.4f  %6.4f  %6.4f  %7ld\n", c, p, r, f1(p, r), truth[c]);
+      printf("  %5d  %9.4f  %6.4f  %6.4f  %7ld", c, p, r, f1(p, r), truth[c]);
+      row_name(ev, c);
     }
     long widest = 1;
     for (long i = 0; i < (long)k * k; i++)
@@ -254,30 +278,33 @@ static void report_multi(const Eval *ev, const CliArgs *a, const char *dir) {
       json_num(r);
       printf(", \"f1\": ");
       json_num(f1(p, r));
-      printf(", \"support\": %ld}", ev->support[j]);
+      printf(", \"support\": %ld", ev->support[j]);
+      json_name(ev, j);
+      putchar('}');
     }
     printf("]}\n");
     return;
   }
-  printf("%s on %s (t10k): %ld images, %d labels, on above %g\n", ev->net->name, dir, ev->n, k,
-         ev->threshold);
+  printf("%s on %s (%s): %ld images, %d labels, on above %g\n", ev->net->name, dir, ev->split,
+         ev->n, k, ev->threshold);
   printf("  loss          %.6f  (%s, mean per image and label)\n", loss,
          loss_words[ev->net->train.loss]);
   printf("  exact match   %.4f  (%ld of %ld)\n", exact, ev->exact, ev->n);
   printf("  micro F1      %.4f\n", micro_f1);
   printf("  macro F1      %.4f\n\n", macro_f1);
-  printf("  label  precision  recall      F1  support\n");
+  printf("  label  precision  recall      F1  support%s\n", ev->names->n ? "  name" : "");
   for (int j = 0; j < k; j++) {
     double p = ratio(ev->tp[j], ev->tp[j] + ev->fp[j]), r = ratio(ev->tp[j], ev->tp[j] + ev->fn[j]);
-    printf("  %5d  %9.4f  %6.4f  %6.4f  %7ld\n", j, p, r, f1(p, r), ev->support[j]);
+    printf("  %5d  %9.4f  %6.4f  %6.4f  %7ld", j, p, r, f1(p, r), ev->support[j]);
+    row_name(ev, j);
   }
 }
 
 static int run(const CliArgs *a) {
   Arena arena = {0};
   Engine en = {0};
-  IdxImages im = {0};
-  IdxLabels lb = {0};
+  Dataset data = {0};
+  ClassNames names = {0};
   TrainSet set = {0};
   Eval ev = {0};
   Err e = {0};
@@ -287,19 +314,21 @@ static int run(const CliArgs *a) {
   Net *net = cli_compile_net(&arena, a->net_path, NULL, &status);
   if (!net)
     goto done;
-  if (idx_load_split(dir, "t10k", &im, &lb, &e) < 0) {
+  Shape in = net->input;
+  if (dataset_load(&data, dir, false, in.h, in.w, in.c, a->threads, &e) < 0) {
     status = cli_fail(&e);
     goto done;
   }
-  if (im.n == 0 || lb.n != im.n) {
+  const IdxImages im = data.test_im;
+  if (im.n == 0 || data.test_lb.n != im.n) {
     if (im.n == 0)
-      err_set(&e, dir, "t10k holds no images");
+      err_set(&e, dir, "%s holds no images", data.test_name);
     else
-      err_set(&e, dir, "t10k has %d images but %d labels", im.n, lb.n);
+      err_set(&e, dir, "%s has %d images but %d labels", data.test_name, im.n, data.test_lb.n);
     status = cli_fail(&e);
     goto done;
   }
-  if (trainset_make(&set, net, &im, &lb, dir, 0, &e) < 0) {
+  if (trainset_make(&set, net, &data.test_im, &data.test_lb, dir, 0, &e) < 0) {
     status = cli_fail(&e);
     goto done;
   }
@@ -307,9 +336,16 @@ static int run(const CliArgs *a) {
               .set = &set,
               .k = set.k,
               .multilabel = net->train.loss == LOSS_BCE,
-              .threshold = a->real[CLI_THRESHOLD]};
-  if ((status = cli_open_engine(&en, net, a, false)))
+              .threshold = a->real[CLI_THRESHOLD],
+              .split = data.test_name,
+              .names = &names};
+  if ((status = cli_open_engine(&en, net, a, false, &names)))
     goto done;
+  if (cli_class_names_add(&names, (const char *const *)data.classes, data.nclasses,
+                          data.classes_path, data.classes_what, set.k, &e) < 0) {
+    status = cli_fail(&e);
+    goto done;
+  }
 
   size_t k = (size_t)ev.k;
   long in_size = set.image_size;
@@ -329,7 +365,7 @@ static int run(const CliArgs *a) {
   }
   for (long first = 0; first < im.n; first += CHUNK) {
     int n = im.n - first < CHUNK ? (int)(im.n - first) : CHUNK;
-    cli_bytes_to_floats(im.data + first * in_size, n * in_size, x);
+    image_bytes_to_floats(im.data + first * in_size, n * in_size, x);
     engine_infer(&en, x, n, y);
     for (int i = 0; i < n; i++)
       score(&ev, first + i, y + i * k);
@@ -349,8 +385,8 @@ done:
   if (en.prog)
     engine_close(&en);
   trainset_free(&set);
-  idx_images_free(&im);
-  idx_labels_free(&lb);
+  dataset_free(&data);
+  cli_class_names_free(&names);
   arena_free(&arena);
   return status;
 }

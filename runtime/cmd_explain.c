@@ -19,9 +19,10 @@
 
 #include "cli.h"
 #include "explain.h"
-#include "idx.h"
-#include "image.h"
+#include "formats/idx.h"
+#include "formats/image.h"
 #include "io.h"
+#include "plot.h"
 
 static const char help[] =
     "usage: cnngen explain NET.cnn --weights W [options] IMAGE --out MAP.png\n"
@@ -34,9 +35,9 @@ static const char help[] =
     "logit before softmax or sigmoid); its gradient is computed by the network's\n"
     "generated training code (NAME_explain in the generated C).\n"
     "\n"
-    "IMAGE is a PGM/PPM (P2, P3, P5, P6) or PNG image of exactly the network's\n"
-    "input size (gray and RGB are converted to the network's channels), or an\n"
-    "IDX image file such as t10k-images-idx3-ubyte.gz with --index.\n"
+    "IMAGE is a PNG, JPEG or PGM/PPM (P2, P3, P5, P6) image of exactly the\n"
+    "network's input size (gray and RGB are converted to the network's\n"
+    "channels), or an IDX image file such as t10k-images-idx3-ubyte.gz with --index.\n"
     "\n"
     "Options:\n"
     "  --weights W       the trained weights (safetensors, or a raw .f32 file of\n"
@@ -190,45 +191,38 @@ int explain_render(const float *x, int h, int w, int c, const float *map, int sc
 
 /* ---- the command ---- */
 
+/* A white strip under the picture with "class K NAME (p=0.987)" in it:
+   where the class has a name, the picture says which class it explains. */
+static int caption(Image *pic, int cls, const char *name, const char *what, float v) {
+  enum { SCALE = 2, PAD = 6, STRIP = 8 * SCALE + 2 * PAD };
+  char text[320];
+  snprintf(text, sizeof text, "class %d %s (%s=%.3f)", cls, name, what, (double)v);
+  size_t row = (size_t)pic->w * (size_t)pic->c;
+  uint8_t *data = realloc(pic->data, row * (size_t)(pic->h + STRIP));
+  if (!data)
+    return -1;
+  memset(data + row * (size_t)pic->h, 255, row * STRIP);
+  pic->data = data;
+  pic->h += STRIP;
+  plot_image_text(pic, PAD, pic->h - STRIP + PAD, SCALE, text);
+  return 0;
+}
+
 typedef float (*ExplainFn)(const void *m, void *w, void *g, const float *x, int cls, float *y,
                            float *dx, float *cam_act, float *cam_grad);
-
-/* PNG or PNM by their magic; anything else is taken for IDX (plain or gzip). */
-static bool is_picture(const char *path) {
-  unsigned char m[4] = {0};
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return true; /* let image_read say why it cannot be opened */
-  size_t n = fread(m, 1, sizeof m, f);
-  fclose(f);
-  return (n == 4 && memcmp(m, "\x89PNG", 4) == 0) ||
-         (n >= 2 && m[0] == 'P' && m[1] >= '1' && m[1] <= '6');
-}
 
 /* Reads IMAGE (or image --index of an IDX file) into x [INPUT_SIZE]. */
 static int read_input(const CliArgs *a, const Net *net, const char *path, float *x, Err *e) {
   const Shape in = net->input;
-  if (is_picture(path)) {
+  if (image_is_picture(path)) {
     if (a->value[CLI_INDEX])
       return err_set(e, path, "--index picks an image of an IDX file; this is a picture");
     Image img;
-    if (image_read(path, &img, e) < 0)
+    if (image_read_input(path, in.h, in.w, in.c, net->file, &img, e) < 0)
       return -1;
-    int rc = -1;
-    if (img.h != in.h || img.w != in.w)
-      err_set(e, path, "image is %dx%d, the network %s takes %dx%d (resize the image)", img.h,
-              img.w, net->file, in.h, in.w);
-    else if (img.c != in.c && in.c != 1 && in.c != 3)
-      err_set(e, path, "the network %s takes %d channels; images give 1 (gray) or 3 (RGB)",
-              net->file, in.c);
-    else if (img.c != in.c && image_convert(&img, in.c) < 0)
-      err_set(e, path, "cannot convert the image to %d channels (out of memory)", in.c);
-    else {
-      cli_bytes_to_floats(img.data, shape_size(in), x);
-      rc = 0;
-    }
+    image_bytes_to_floats(img.data, shape_size(in), x);
     image_free(&img);
-    return rc;
+    return 0;
   }
   IdxImages im;
   if (idx_read_images(path, &im, e) < 0)
@@ -242,7 +236,7 @@ static int read_input(const CliArgs *a, const Net *net, const char *path, float 
     err_set(e, path, "--index %ld is out of range: the file holds %d images (0 to %d)", index, im.n,
             im.n - 1);
   else {
-    cli_bytes_to_floats(im.data + index * shape_size(in), shape_size(in), x);
+    image_bytes_to_floats(im.data + index * shape_size(in), shape_size(in), x);
     rc = 0;
   }
   idx_images_free(&im);
@@ -272,6 +266,7 @@ static int run(const CliArgs *a) {
   int status = 0;
   float *x = NULL, *y = NULL, *dx = NULL, *act = NULL, *grad = NULL, *map = NULL;
   void *g = NULL;
+  ClassNames names = {0};
   Image pic = {0};
   const char *method = a->value[CLI_METHOD] ? a->value[CLI_METHOD] : "saliency";
   const char *image_path = a->inputs[0], *out_path = a->value[CLI_OUT];
@@ -319,7 +314,7 @@ static int run(const CliArgs *a) {
   }
   if (read_input(a, net, image_path, x, &e) < 0)
     goto fail;
-  if ((status = cli_open_engine(&en, net, a, true)))
+  if ((status = cli_open_engine(&en, net, a, true, &names)))
     goto done;
 
   char name[128];
@@ -367,15 +362,21 @@ static int run(const CliArgs *a) {
     e.internal = 1;
     goto fail;
   }
-  if (image_write_png(out_path, &pic, &e) < 0)
-    goto fail;
   Act oact = net_output_act(net);
   bool prob = oact == ACT_SOFTMAX || oact == ACT_SIGMOID;
+  const char *cname = cli_class_name(&names, cls);
+  if (cname && caption(&pic, cls, cname, prob ? "p" : "y", y[cls]) < 0) {
+    err_set(&e, out_path, "out of memory for the picture's caption");
+    e.internal = 1;
+    goto fail;
+  }
+  if (image_write_png(out_path, &pic, &e) < 0)
+    goto fail;
   char where[64] = "";
-  if (!is_picture(image_path))
+  if (!image_is_picture(image_path))
     snprintf(where, sizeof where, "[%ld]", a->num[CLI_INDEX]);
-  printf("%s%s: class %d (%s=%.3f, score %.4g)\n", image_path, where, cls, prob ? "p" : "y",
-         (double)y[cls], (double)score);
+  printf("%s%s: class %d%s%s (%s=%.3f, score %.4g)\n", image_path, where, cls, cname ? " " : "",
+         cname ? cname : "", prob ? "p" : "y", (double)y[cls], (double)score);
   if (top == 0.0f)
     printf("note: the %s map is zero everywhere: %s\n", method,
            gradcam ? "no position of the last convolution raises the score"
@@ -389,6 +390,7 @@ fail:
   status = cli_fail(&e);
 done:
   image_free(&pic);
+  cli_class_names_free(&names);
   free(g);
   free(x), free(y), free(dx), free(act), free(grad), free(map);
   if (en.prog)

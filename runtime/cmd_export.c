@@ -247,7 +247,7 @@ static int run(const CliArgs *a) {
                              a->net_path, summary_shape(shape, sizeof shape, net->output));
     goto done;
   }
-  if (!(params = cli_read_weights(wpath, net, &e)) || export_net(net, params, target, &e) < 0)
+  if (!(params = cli_read_weights(wpath, net, NULL, &e)) || export_net(net, params, target, &e) < 0)
     status = cli_fail(&e);
 done:
   free(params);

@@ -23,7 +23,6 @@
 #include "cli.h"
 #include "formats/onnx.h"
 #include "io.h"
-#include "safetensors.h"
 
 static const char help[] =
     "usage: cnngen import MODEL.onnx -o NET.cnn [--weights-out W.safetensors]\n"
@@ -786,7 +785,7 @@ static int write_files(const CliArgs *a, const Net *net, const float *params, co
     return err_set(e, a->value[CLI_OUT], "cannot write (disk full?)");
   }
   const char *wout = a->value[CLI_WEIGHTS_OUT];
-  if (wout && st_write_params(wout, net, params, NULL, e) < 0) {
+  if (wout && cli_write_weights(wout, net, params, NULL, e) < 0) {
     atomic_abort(&af);
     return -1;
   }

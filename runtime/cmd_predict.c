@@ -13,17 +13,17 @@
 #include <string.h>
 
 #include "cli.h"
-#include "idx.h"
-#include "image.h"
+#include "formats/idx.h"
+#include "formats/image.h"
 
 static const char help[] =
     "usage: cnngen predict NET.cnn --weights W.safetensors [options] INPUT...\n"
     "\n"
     "Runs the network on images and prints the top classes of each.\n"
     "\n"
-    "Each INPUT is a PGM/PPM (P2, P3, P5, P6) or PNG image whose height and width\n"
-    "are exactly the network's input size (gray and RGB are converted to the\n"
-    "network's channels), or an IDX image file such as MNIST's\n"
+    "Each INPUT is a PNG, JPEG or PGM/PPM (P2, P3, P5, P6) image whose height and\n"
+    "width are exactly the network's input size (gray and RGB are converted to\n"
+    "the network's channels), or an IDX image file such as MNIST's\n"
     "t10k-images-idx3-ubyte (optionally .gz), of which every image is run.\n"
     "Pixels are fed as byte / 255 in height, width, channel order.\n"
     "\n"
@@ -78,7 +78,15 @@ typedef struct Batch {
   bool probabilities;      /* outputs are softmax or sigmoid */
   bool multilabel;         /* binary cross-entropy: list labels above threshold */
   int *order;              /* [out_size]: classes to print, best first */
+  ClassNames names;        /* of the network or the weights */
 } Batch;
+
+/* " Shirt" after class i's number, where it has a name. */
+static void print_name(const Batch *b, long i) {
+  const char *name = cli_class_name(&b->names, (int)i);
+  if (name)
+    printf(" %s", name);
+}
 
 /* The indices of the k largest outputs, largest first (ties: the first wins). */
 static void top_classes(const float *y, int n, int *order, int k) {
@@ -107,8 +115,11 @@ static void print_labels(Batch *b, const float *y) {
   }
   printf(on == 1 ? ": label" : ": labels");
   for (long j = 0, n = 0; j < b->out_size; j++)
-    if (y[j] > threshold)
-      printf("%s %ld (%.3f)", n++ ? "," : "", j, y[j]);
+    if (y[j] > threshold) {
+      printf("%s %ld", n++ ? "," : "", j);
+      print_name(b, j);
+      printf(" (%.3f)", y[j]);
+    }
   putchar('\n');
 }
 
@@ -125,11 +136,12 @@ static void print_plain(Batch *b, int slot, const float *y) {
   }
   for (int i = 0; i < k; i++) {
     float v = y[order[i]];
+    printf(i == 0 ? ": class %d" : i == 1 ? ", next %d" : ", %d", order[i]);
+    print_name(b, order[i]);
     if (i == 0)
-      printf(b->probabilities ? ": class %d (p=%.3f)" : ": class %d (y=%.4g)", order[i], v);
+      printf(b->probabilities ? " (p=%.3f)" : " (y=%.4g)", v);
     else
-      printf(b->probabilities ? "%s %d (%.3f)" : "%s %d (%.4g)", i == 1 ? ", next" : ",", order[i],
-             v);
+      printf(b->probabilities ? " (%.3f)" : " (%.4g)", v);
   }
   putchar('\n');
 }
@@ -139,7 +151,13 @@ static void print_json(Batch *b, int slot, const float *y) {
   top_classes(y, (int)b->out_size, &cls, 1);
   printf("{\"index\": %d, \"file\": ", b->sub[slot] >= 0 ? b->sub[slot] : 0);
   cli_print_json_string(stdout, b->file[slot]);
-  printf(", \"class\": %d, \"outputs\": [", cls);
+  printf(", \"class\": %d", cls);
+  const char *name = cli_class_name(&b->names, cls);
+  if (name) {
+    fputs(", \"name\": ", stdout);
+    cli_print_json_string(stdout, name);
+  }
+  fputs(", \"outputs\": [", stdout);
   for (long j = 0; j < b->out_size; j++) {
     if (j)
       fputs(", ", stdout);
@@ -172,45 +190,21 @@ static void flush(Batch *b) {
 static void push(Batch *b, const char *file, int sub, const unsigned char *pixels) {
   if (b->n == BATCH)
     flush(b);
-  cli_bytes_to_floats(pixels, b->in_size, b->x + b->n * b->in_size);
+  image_bytes_to_floats(pixels, b->in_size, b->x + b->n * b->in_size);
   b->file[b->n] = file;
   b->sub[b->n] = sub;
   b->n++;
-}
-
-/* PNG or PNM by their magic; anything else is taken for IDX (plain or gzip). */
-static bool is_picture(const char *path) {
-  unsigned char m[4] = {0};
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return true; /* let image_read report why it cannot be opened */
-  size_t n = fread(m, 1, sizeof m, f);
-  fclose(f);
-  return (n == 4 && memcmp(m, "\x89PNG", 4) == 0) ||
-         (n >= 2 && m[0] == 'P' && m[1] >= '1' && m[1] <= '6');
 }
 
 static int add_picture(Batch *b, const char *path, Err *e) {
   const Net *net = b->en->net;
   Shape in = net->input;
   Image img;
-  if (image_read(path, &img, e) < 0)
+  if (image_read_input(path, in.h, in.w, in.c, net->file, &img, e) < 0)
     return -1;
-  int rc = -1;
-  if (img.h != in.h || img.w != in.w)
-    err_set(e, path, "image is %dx%d, the network %s takes %dx%d (resize the image)", img.h, img.w,
-            net->file, in.h, in.w);
-  else if (img.c != in.c && in.c != 1 && in.c != 3)
-    err_set(e, path, "the network %s takes %d channels; images give 1 (gray) or 3 (RGB)", net->file,
-            in.c);
-  else if (img.c != in.c && image_convert(&img, in.c) < 0)
-    err_set(e, path, "cannot convert the image to %d channels", in.c);
-  else {
-    push(b, path, -1, img.data);
-    rc = 0;
-  }
+  push(b, path, -1, img.data);
   image_free(&img);
-  return rc;
+  return 0;
 }
 
 static int add_idx(Batch *b, const char *path, Err *e) {
@@ -238,7 +232,7 @@ static int run(const CliArgs *a) {
   Net *net = cli_compile_net(&arena, a->net_path, NULL, &status);
   if (!net)
     goto done;
-  if ((status = cli_open_engine(&en, net, a, false)))
+  if ((status = cli_open_engine(&en, net, a, false, &b.names)))
     goto done;
   b.en = &en;
   b.a = a;
@@ -257,7 +251,7 @@ static int run(const CliArgs *a) {
   for (int i = 0; i < a->ninputs; i++) {
     Err e = {0};
     const char *path = a->inputs[i];
-    if ((is_picture(path) ? add_picture(&b, path, &e) : add_idx(&b, path, &e)) < 0) {
+    if ((image_is_picture(path) ? add_picture(&b, path, &e) : add_idx(&b, path, &e)) < 0) {
       if (b.n) /* print what came before the bad input first */
         flush(&b);
       fflush(stdout);
@@ -271,6 +265,7 @@ done:
   free(b.x);
   free(b.y);
   free(b.order);
+  cli_class_names_free(&b.names);
   if (en.prog)
     engine_close(&en);
   arena_free(&arena);

@@ -1,6 +1,8 @@
 /*
  * cmd_train.c: `cnngen train NET.cnn` compiles the network with its training
- * code and runs the train block's recipe on IDX data.
+ * code and runs the train block's recipe on --data: IDX files or an image
+ * folder (formats/dataset.c), with the class names the network, the data
+ * and --weights give, which must agree, written into the weights.
  *
  * Each epoch visits the training set in an order drawn from the seed and the
  * epoch number alone, in mini-batches (the last one partial); a step is one
@@ -42,9 +44,12 @@
 #include "../compiler/compile.h"
 #include "augment.h"
 #include "cli.h"
+#include "formats/checkpoint.h"
+#include "formats/dataset.h"
+#include "formats/image.h"
+#include "formats/trainlog.h"
 #include "io.h"
 #include "plot.h"
-#include "safetensors.h"
 #include "trainer.h"
 
 static const char help[] =
@@ -83,10 +88,9 @@ static const char help[] =
     "noted, one line each: the first two change only the last bits.\n"
     "\n"
     "Options:\n"
-    "  --data DIR         IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
-    "                     t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each may\n"
-    "                     end in .gz). Default: " CNNGEN_DEFAULT_DATA "\n"
-    "                     (Debian's dataset-fashion-mnist)\n"
+    "  --data DIR         IDX files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]\n"
+    "                     or an image folder DIR/{train,test}/CLASS/IMAGE (PNG, JPEG,\n"
+    "                     PGM/PPM). Default: " CNNGEN_DEFAULT_DATA "\n"
     "  --epochs N         override the train block's epochs\n"
     "  --batch N          override its batch size\n"
     "  --seed N           override its seed (initialization, shuffling, augmentation,\n"
@@ -130,8 +134,8 @@ typedef struct Run {
   Net *net;
   Engine en;
   Trainer tr;
-  IdxImages train_im, test_im;
-  IdxLabels train_lb, test_lb;
+  Dataset data;
+  ClassNames names; /* of the network, the weights and the data */
   TrainSet train, test;
   char *out, *ckpt; /* paths */
   float *x, *y;     /* one batch: [batch][in], [batch][out] */
@@ -177,31 +181,21 @@ static char *checkpoint_path(const char *out) {
   return with_suffix(out, n, ".ckpt");
 }
 
-static const char *slot_name(const Net *net, int slot) {
-  if (net->train.optimizer == OPT_ADAM)
-    return slot == 0 ? "m" : "v";
-  return "velocity";
+static const char *const *slot_names(const Net *net) {
+  static const char *const adam[] = {"m", "v"}, *const sgd[] = {"velocity"};
+  return net->train.optimizer == OPT_ADAM ? adam : sgd;
 }
 
 /* The tensors of a checkpoint: parameters, then each optimizer slot's copy. */
-static TensorInfo *checkpoint_tensors(const Run *r, int *count) {
-  int nt = net_tensors(r->net, NULL), slots = r->tr.opt_slots;
-  TensorInfo *ti = calloc((size_t)(nt * (1 + slots)) + 1, sizeof *ti);
-  if (!ti)
-    return NULL;
-  net_tensors(r->net, ti);
-  for (int s = 0; s < slots; s++)
-    for (int i = 0; i < nt; i++) {
-      TensorInfo *t = &ti[(s + 1) * nt + i];
-      *t = ti[i];
-      /* Names longer than TensorInfo holds are cut the same way on write and read. */
-      char full[sizeof t->name + 16];
-      snprintf(full, sizeof full, "opt.%s.%s", slot_name(r->net, s), ti[i].name);
-      snprintf(t->name, sizeof t->name, "%.*s", (int)sizeof t->name - 1, full);
-      t->offset += (long)(s + 1) * r->net->param_count;
-    }
-  *count = nt * (1 + slots);
-  return ti;
+static StParam *checkpoint_tensors(const Run *r, int *count) {
+  int np = cli_params(r->net, NULL);
+  StParam *p = calloc((size_t)np + 1, sizeof *p);
+  StParam *all =
+      p && cli_params(r->net, p) >= 0
+          ? ckpt_params(p, np, slot_names(r->net), r->tr.opt_slots, r->net->param_count, count)
+          : NULL;
+  free(p);
+  return all;
 }
 
 static int write_checkpoint(Run *r, Err *e) {
@@ -209,50 +203,27 @@ static int write_checkpoint(Run *r, Err *e) {
   uint64_t step;
   r->tr.store_opt(r->en.model, r->state + r->net->param_count, &step);
   int n;
-  TensorInfo *ti = checkpoint_tensors(r, &n);
-  StEntry *st = calloc((size_t)n + 1, sizeof *st);
-  if (!ti || !st) {
-    free(ti);
-    free(st);
+  StParam *t = checkpoint_tensors(r, &n);
+  if (!t) {
     e->internal = 1;
     return err_set(e, r->ckpt, "out of memory");
   }
-  for (int i = 0; i < n; i++) {
-    st[i] = (StEntry){.name = ti[i].name, .rank = ti[i].rank, .data = r->state + ti[i].offset};
-    for (int d = 0; d < ti[i].rank; d++)
-      st[i].shape[d] = ti[i].shape[d];
-  }
-  char epoch[24], steps[24], seed[24], batch[24], samples[24], threads[24], acc[32], loss[32];
-  char batches[24], sums[160], lr[32];
-  snprintf(epoch, sizeof epoch, "%d", r->epoch);
-  snprintf(batches, sizeof batches, "%d", r->batch_done);
-  /* Hex floats, so that the resumed epoch's line sums exactly what it would have. */
-  snprintf(sums, sizeof sums, "%a %a %a %a", r->sums.wloss, r->sums.wsum, r->sums.acc,
-           r->sums.seconds);
-  snprintf(lr, sizeof lr, "%.17g", r->net->train.lr);
-  snprintf(steps, sizeof steps, "%" PRIu64, step);
-  snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
-  snprintf(batch, sizeof batch, "%d", r->net->train.batch);
-  snprintf(samples, sizeof samples, "%d", r->train.n);
-  snprintf(threads, sizeof threads, "%d", r->en.threads);
-  snprintf(acc, sizeof acc, "%.4f", r->test_acc);
-  snprintf(loss, sizeof loss, "%.6f", r->test_loss);
-  /* clang-format off */
-  const char *meta[] = {
-      "format", "cnngen",               "network", r->net->name,
-      "kind", "checkpoint",             "epoch", epoch,
-      "step", steps,                    "seed", seed,
-      "batch", batch,                   "optimizer", optimizer_words[r->net->train.optimizer],
-      "train_samples", samples,         "threads", threads,
-      "backend", program_backend(r->en.prog),
-      "test_accuracy", acc,             "test_loss", loss,
-      "epoch_batches", batches,         "epoch_sums", sums,
-      "lr", lr,
-      NULL};
-  /* clang-format on */
-  int rc = st_write(r->ckpt, st, n, meta, e);
-  free(ti);
-  free(st);
+  CkptMeta m = {.network = r->net->name,
+                .optimizer = optimizer_words[r->net->train.optimizer],
+                .backend = program_backend(r->en.prog),
+                .epoch = (unsigned long long)r->epoch,
+                .step = step,
+                .seed = r->net->train.seed,
+                .batch = (unsigned long long)r->net->train.batch,
+                .samples = (unsigned long long)r->train.n,
+                .threads = (unsigned long long)r->en.threads,
+                .epoch_batches = (unsigned long long)r->batch_done,
+                .sums = {r->sums.wloss, r->sums.wsum, r->sums.acc, r->sums.seconds},
+                .lr = r->net->train.lr,
+                .test_accuracy = r->test_acc,
+                .test_loss = r->test_loss};
+  int rc = ckpt_write(r->ckpt, t, n, r->state, &m, e);
+  free(t);
   if (rc == 0) {
     r->good_ckpt = r->ckpt;
     r->good_epoch = r->epoch;
@@ -261,55 +232,25 @@ static int write_checkpoint(Run *r, Err *e) {
   return rc;
 }
 
-/* A metadata number of the checkpoint, or -1 with e filled. */
-static int meta_number(const StFile *f, const char *key, unsigned long long *v, Err *e) {
-  const char *s = st_meta(f, key);
-  char *end;
-  errno = 0;
-  if (!s || !*s || (*v = strtoull(s, &end, 10), *end) || errno)
-    return err_set(e, f->path,
-                   "checkpoint metadata lacks a valid '%s' (is this a checkpoint "
-                   "written by cnngen train?)",
-                   key);
-  return 0;
-}
-
-/* A metadata number written with %.4f, %.17g or %a; NaN when missing or not a number
-   (checkpoints before the key existed). */
-static double meta_real(const StFile *f, const char *key) {
-  const char *s = st_meta(f, key);
-  char *end;
-  double v = s && *s ? strtod(s, &end) : NAN;
-  return s && *s && !*end ? v : NAN;
-}
-
-/* The position inside an epoch that epoch_batches and epoch_sums record
-   (both absent before a stop inside an epoch was possible: position 0). */
-static int resume_position(Run *r, const StFile *f, int epoch, int nbatches, Err *e) {
-  unsigned long long batches = 0;
-  if (st_meta(f, "epoch_batches") && meta_number(f, "epoch_batches", &batches, e) < 0)
-    return -1;
-  if (batches >= (unsigned long long)nbatches)
+/* The position inside an epoch that the checkpoint records (0: at an
+   epoch's end). */
+static int resume_position(Run *r, const StFile *f, const CkptMeta *m, int nbatches, Err *e) {
+  if (m->epoch_batches >= (unsigned long long)nbatches)
     return err_set(e, f->path, "checkpoint metadata out of range (epoch_batches %llu of %d)",
-                   batches, nbatches);
-  r->batch_done = (int)batches;
+                   m->epoch_batches, nbatches);
+  r->batch_done = (int)m->epoch_batches;
   r->sums = (EpochSums){0};
-  if (batches == 0)
+  if (m->epoch_batches == 0)
     return 0;
-  const char *s = st_meta(f, "epoch_sums");
-  double v[4];
-  char *end = NULL;
-  for (int i = 0; s && i < 4; i++, s = end)
-    v[i] = strtod(s, &end);
-  if (!s || *s || !(v[1] > 0))
-    return err_set(e, f->path, "checkpoint stopped inside epoch %d lacks valid 'epoch_sums'",
-                   epoch + 1);
-  r->sums = (EpochSums){v[0], v[1], v[2], v[3]};
-  if (epoch >= r->net->train.epochs)
+  if (!m->sums_ok)
+    return err_set(e, f->path, "checkpoint stopped inside epoch %llu lacks valid 'epoch_sums'",
+                   m->epoch + 1);
+  r->sums = (EpochSums){m->sums[0], m->sums[1], m->sums[2], m->sums[3]};
+  if (m->epoch >= (unsigned long long)r->net->train.epochs)
     return err_set(e, f->path,
-                   "checkpoint stopped inside epoch %d, past the %d epochs of this run (pass "
-                   "--epochs %d or more)",
-                   epoch + 1, r->net->train.epochs, epoch + 1);
+                   "checkpoint stopped inside epoch %llu, past the %d epochs of this run (pass "
+                   "--epochs %llu or more)",
+                   m->epoch + 1, r->net->train.epochs, m->epoch + 1);
   return 0;
 }
 
@@ -317,12 +258,10 @@ static int resume_position(Run *r, const StFile *f, int epoch, int nbatches, Err
    note each. Threads and backend only move the last bits of the sums; the
    learning rate (the train block's) is the user's to change, as after a
    divergence. */
-static void note_changes(const Run *r, const StFile *f) {
-  const char *path = f->path, *was = st_meta(f, "backend"), *now = program_backend(r->en.prog);
-  unsigned long long threads;
-  Err ignored = {0};
-  if (meta_number(f, "threads", &threads, &ignored) == 0 &&
-      threads != (unsigned long long)r->en.threads)
+static void note_changes(const Run *r, const StFile *f, const CkptMeta *m) {
+  const char *path = f->path, *was = m->backend, *now = program_backend(r->en.prog);
+  unsigned long long threads = m->threads;
+  if (threads && threads != (unsigned long long)r->en.threads)
     fprintf(stderr,
             "cnngen: note: %s: made with %llu thread%s, continuing with %d (the weights will "
             "not match an uninterrupted run bit for bit; --threads %llu would)\n",
@@ -332,12 +271,11 @@ static void note_changes(const Run *r, const StFile *f) {
             "cnngen: note: %s: made with backend %s, continuing with %s (the weights will not "
             "match an uninterrupted run bit for bit; --backend %s would)\n",
             path, was, now, was);
-  double lr = meta_real(f, "lr");
-  if (!isnan(lr) && lr != r->net->train.lr)
+  if (!isnan(m->lr) && m->lr != r->net->train.lr)
     fprintf(stderr,
             "cnngen: note: %s: made with lr %g, continuing with lr %g as %s says (the rest of "
             "the run follows the new rate)\n",
-            path, lr, r->net->train.lr, r->net->file);
+            path, m->lr, r->net->train.lr, r->net->file);
 }
 
 /* Loads --resume: weights, optimizer state, epoch, step and the position
@@ -348,24 +286,17 @@ static int resume(Run *r, const char *path, Err *e) {
   if (st_read(path, &f, e) < 0)
     return -1;
   int rc = -1;
-  unsigned long long epoch, step, seed, batch, samples;
-  const char *fmt = st_meta(&f, "format"), *name = st_meta(&f, "network"),
-             *kind = st_meta(&f, "kind");
-  if (!fmt || strcmp(fmt, "cnngen") || !kind || strcmp(kind, "checkpoint")) {
-    err_set(e, path,
-            "not a cnngen checkpoint (metadata kind=checkpoint missing); to start "
-            "from plain weights use --weights");
+  CkptMeta m;
+  if (ckpt_read_meta(&f, &m, e) < 0)
+    goto done;
+  if (!m.network || strcmp(m.network, r->net->name)) {
+    err_set(e, path, "checkpoint of network '%s', not '%s'", m.network ? m.network : "?",
+            r->net->name);
     goto done;
   }
-  if (!name || strcmp(name, r->net->name)) {
-    err_set(e, path, "checkpoint of network '%s', not '%s'", name ? name : "?", r->net->name);
-    goto done;
-  }
-  if (meta_number(&f, "epoch", &epoch, e) < 0 || meta_number(&f, "step", &step, e) < 0 ||
-      meta_number(&f, "seed", &seed, e) < 0 || meta_number(&f, "batch", &batch, e) < 0 ||
-      meta_number(&f, "train_samples", &samples, e) < 0)
-    goto done;
-  const char *opt = st_meta(&f, "optimizer");
+  unsigned long long epoch = m.epoch, step = m.step, seed = m.seed, batch = m.batch,
+                     samples = m.samples;
+  const char *opt = m.optimizer;
   if (!opt || strcmp(opt, optimizer_words[r->net->train.optimizer])) {
     err_set(e, path, "checkpoint was made with optimizer %s, the network now uses %s",
             opt ? opt : "?", optimizer_words[r->net->train.optimizer]);
@@ -393,10 +324,10 @@ static int resume(Run *r, const char *path, Err *e) {
   }
   r->net->train.seed = seed;
   r->net->train.batch = (int)batch;
-  if (resume_position(r, &f, (int)epoch, (int)((samples + batch - 1) / batch), e) < 0)
+  if (resume_position(r, &f, &m, (int)((samples + batch - 1) / batch), e) < 0)
     goto done;
   int n;
-  TensorInfo *ti = checkpoint_tensors(r, &n);
+  StParam *ti = checkpoint_tensors(r, &n);
   if (!ti) {
     e->internal = 1;
     err_set(e, path, "out of memory");
@@ -412,12 +343,12 @@ static int resume(Run *r, const char *path, Err *e) {
   r->tr.load_opt(r->en.model, r->state + r->net->param_count, step);
   r->epoch = (int)epoch;
   r->step = step;
-  r->test_acc = meta_real(&f, "test_accuracy");
-  r->test_loss = meta_real(&f, "test_loss");
+  r->test_acc = m.test_accuracy;
+  r->test_loss = m.test_loss;
   r->good_ckpt = path;
   r->good_epoch = r->epoch;
   r->good_batch = r->batch_done;
-  note_changes(r, &f);
+  note_changes(r, &f, &m);
 done:
   st_free(&f);
   return rc;
@@ -425,14 +356,20 @@ done:
 
 static int load_data(Run *r, Err *e) {
   const char *dir = r->a->value[CLI_DATA] ? r->a->value[CLI_DATA] : CNNGEN_DEFAULT_DATA;
-  if (idx_load_split(dir, "train", &r->train_im, &r->train_lb, e) < 0 ||
-      idx_load_split(dir, "t10k", &r->test_im, &r->test_lb, e) < 0) {
+  Shape in = r->net->input;
+  double t0 = now();
+  if (dataset_load(&r->data, dir, true, in.h, in.w, in.c, r->a->threads, e) < 0) {
     if (!r->a->value[CLI_DATA] && strlen(e->msg) + 80 < sizeof e->msg)
       strcat(e->msg, " (install Debian's dataset-fashion-mnist or pass --data DIR)");
     return -1;
   }
-  if (trainset_make(&r->train, r->net, &r->train_im, &r->train_lb, dir, 1, e) < 0 ||
-      trainset_make(&r->test, r->net, &r->test_im, &r->test_lb, dir, 0, e) < 0)
+  if (r->data.folder)
+    printf("decoded %d images (%d test) from %s in %.1f s, %d thread%s\n",
+           r->data.train_im.n + r->data.test_im.n, r->data.test_im.n, dir, now() - t0,
+           r->a->threads, r->a->threads == 1 ? "" : "s");
+  Dataset *d = &r->data;
+  if (trainset_make(&r->train, r->net, &d->train_im, &d->train_lb, dir, 1, e) < 0 ||
+      trainset_make(&r->test, r->net, &d->test_im, &d->test_lb, dir, 0, e) < 0)
     return -1;
   return 0;
 }
@@ -453,7 +390,7 @@ static void evaluate(Run *r) {
   }
   for (int first = 0; first < s->n; first += CHUNK) {
     int n = s->n - first < CHUNK ? s->n - first : CHUNK;
-    cli_bytes_to_floats(s->images + first * in, n * in, x);
+    image_bytes_to_floats(s->images + first * in, n * in, x);
     engine_infer(&r->en, x, n, y);
     for (int i = 0; i < n; i++) {
       const float *t = s->target + (long)(first + i) * s->k;
@@ -489,7 +426,7 @@ static void prepare_images(void *ctx, int thread, int first, int n) {
   for (int i = first; i < first + n; i++) {
     int j = r->order[r->batch_first + i];
     float *x = r->x + i * in;
-    cli_bytes_to_floats(s->images + j * in, in, x);
+    image_bytes_to_floats(s->images + j * in, in, x);
     if (r->augment)
       augment_image(&r->aug, augment_key(r->net->train.seed, r->epoch, j), x,
                     r->aug_tmp + thread * in);
@@ -637,82 +574,12 @@ static int train_epoch(Run *r, int epochs, Err *e) {
 
 /* ---- --log ---- */
 
-/* Logs from before the lr column have the old header; they are read back
-   (lr unknown: an empty field) and rewritten with the new one. */
-static const char log_header[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr";
-static const char log_header_old[] = "epoch,loss,accuracy,test_loss,test_accuracy,seconds";
-
-/* Writes the rows so far to --log, atomically. */
 static int write_log(const Run *r, Err *e) {
-  AtomicFile af;
-  if (atomic_open(&af, r->a->value[CLI_LOG], e) < 0)
-    return -1;
-  fprintf(af.f, "%s\n", log_header);
-  for (int i = 0; i < r->nrows; i++) {
-    const EpochStats *s = &r->rows[i];
-    fprintf(af.f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,", s->epoch, s->loss, s->accuracy, s->test_loss,
-            s->test_accuracy, s->seconds);
-    if (!isnan(s->lr))
-      fprintf(af.f, "%g", s->lr);
-    fputc('\n', af.f);
-  }
-  return atomic_commit(&af, e);
+  return trainlog_write(r->a->value[CLI_LOG], r->rows, r->nrows, e);
 }
 
-/* --resume with --log: the rows of epochs 1 .. r->epoch from the existing
-   log, in order (a log cut short keeps what it has; a missing file none). */
 static int read_log(Run *r, Err *e) {
-  const char *path = r->a->value[CLI_LOG];
-  if (access(path, F_OK) != 0)
-    return 0;
-  size_t len;
-  static const IoLimit limit = {.max = (size_t)64 << 20, .what = "a training log (at most 64 MB)"};
-  char *text = io_read_capped(path, &limit, &len, e);
-  if (!text)
-    return -1;
-  int rc = 0, lineno = 1;
-  bool has_lr = true;
-  char *line = text, *next;
-  for (; line && *line; line = next, lineno++) {
-    next = strchr(line, '\n');
-    if (next)
-      *next++ = 0;
-    size_t n = strlen(line);
-    if (n && line[n - 1] == '\r')
-      line[--n] = 0;
-    if (lineno == 1) {
-      has_lr = strcmp(line, log_header_old) != 0;
-      if (has_lr && strcmp(line, log_header)) {
-        rc = err_set(e, path,
-                     "not a training log: its first line is not '%s' (pass another --log or "
-                     "remove the file)",
-                     log_header);
-        break;
-      }
-      continue;
-    }
-    EpochStats s = {.lr = NAN};
-    int used = -1;
-    char *end = NULL;
-    if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf%n", &s.epoch, &s.loss, &s.accuracy, &s.test_loss,
-               &s.test_accuracy, &s.seconds, &used) == 6 &&
-        has_lr && line[used] == ',' && line[used + 1]) /* the lr, when the row has one */
-      s.lr = strtod(line + used + 1, &end);
-    if (used < 0 || (!has_lr && used != (int)n) ||
-        (has_lr && (line[used] != ',' || (end && *end)))) {
-      rc = err_set(e, path,
-                   "line %d is not a row of numbers like '%s' (pass another --log or remove "
-                   "the file)",
-                   lineno, has_lr ? log_header : log_header_old);
-      break;
-    }
-    if (s.epoch <= (r->nrows ? r->rows[r->nrows - 1].epoch : 0) || s.epoch > r->epoch)
-      continue; /* out of order, or past the checkpoint: that run's later epochs */
-    assert(r->nrows < r->rows_cap);
-    r->rows[r->nrows++] = s;
-  }
-  free(text);
-  return rc;
+  return trainlog_read(r->a->value[CLI_LOG], r->epoch, r->rows, &r->nrows, r->rows_cap, e);
 }
 
 /* --plot: the rows so far, drawn (before the first epoch, empty axes that
@@ -756,11 +623,27 @@ static int write_weights(Run *r, Err *e) {
   snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
   snprintf(acc, sizeof acc, "%.4f", r->test_acc);
   snprintf(loss, sizeof loss, "%.6f", r->test_loss);
-  const char *meta[] = {"epochs", epochs,      "seed", seed, "test_accuracy",
-                        acc,      "test_loss", loss,   NULL};
-  if (isnan(r->test_acc) || r->batch_done > 0) /* no epoch ran, or the scores are older */
-    meta[4] = NULL;
-  return st_write_params(r->out, r->net, r->state, meta, e);
+  char *classes =
+      r->names.n ? st_json_strings((const char *const *)r->names.names, r->names.n) : NULL;
+  if (r->names.n && !classes) {
+    e->internal = 1;
+    return err_set(e, r->out, "out of memory");
+  }
+  const char *meta[12] = {"epochs", epochs, "seed", seed};
+  int m = 4;
+  if (classes) {
+    meta[m++] = "classes";
+    meta[m++] = classes;
+  }
+  if (!isnan(r->test_acc) && r->batch_done == 0) { /* an epoch ran, and the scores are its */
+    meta[m++] = "test_accuracy";
+    meta[m++] = acc;
+    meta[m++] = "test_loss";
+    meta[m++] = loss;
+  }
+  int rc = cli_write_weights(r->out, r->net, r->state, meta, e);
+  free(classes);
+  return rc;
 }
 
 /* The files written against those read: the network, --weights, --resume
@@ -872,9 +755,12 @@ static int run(const CliArgs *a) {
     goto done;
   if (setup(&r, &e) < 0)
     goto fail;
-  if ((status = cli_open_engine(&r.en, r.net, a, true)) != 0)
+  if ((status = cli_open_engine(&r.en, r.net, a, true, &r.names)) != 0)
     goto done;
   engine_open = true;
+  if (cli_class_names_add(&r.names, (const char *const *)r.data.classes, r.data.nclasses,
+                          r.data.classes_path, r.data.classes_what, r.train.k, &e) < 0)
+    goto fail;
   if (trainer_open(&r.tr, &r.en, &e) < 0)
     goto fail;
   trainer_open_ok = true;
@@ -949,10 +835,8 @@ done:
     engine_close(&r.en);
   trainset_free(&r.train);
   trainset_free(&r.test);
-  idx_images_free(&r.train_im);
-  idx_images_free(&r.test_im);
-  idx_labels_free(&r.train_lb);
-  idx_labels_free(&r.test_lb);
+  dataset_free(&r.data);
+  cli_class_names_free(&r.names);
   free(r.out);
   free(r.ckpt);
   free(r.x);
@@ -969,7 +853,7 @@ done:
 
 const Command cmd_train = {
     .name = "train",
-    .summary = "train a network on IDX data (Fashion-MNIST by default)",
+    .summary = "train a network on IDX data or an image folder (Fashion-MNIST by default)",
     .help = help,
     .options = OPT(CLI_DATA) | OPT(CLI_EPOCHS) | OPT(CLI_BATCH) | OPT(CLI_SEED) | OPT(CLI_WEIGHTS) |
                OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) | OPT(CLI_RESUME) | OPT(CLI_LOG) | OPT(CLI_PLOT) |

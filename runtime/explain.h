@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "image.h"
+#include "formats/image.h"
 
 /* Saliency (Simonyan et al. 2014): map[y][x] = max over channels of
    |dx[y][x][c]|, divided by its largest value (all zeros when dx is 0).

@@ -35,7 +35,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "image.h"
+#include "formats/image.h"
 #include "io.h"
 
 /* ---- the font ---- */
@@ -384,6 +384,40 @@ static int text_width(const char *text, int scale) {
   return n ? (n * FONT_ADVANCE - 1) * scale : 0;
 }
 
+int plot_text_width(const char *text, int scale) {
+  return text_width(text, scale);
+}
+
+/* Calls paint(ctx, px, py) for each pixel of text at `s` with its top left
+   corner at (left, top) that falls inside w x h. */
+static void text_pixels(const char *text, int s, int left, int top, int w, int h,
+                        void (*paint)(void *ctx, int px, int py), void *ctx) {
+  char chars[256];
+  int n = text_chars(text, chars, sizeof chars);
+  for (int k = 0; k < n; k++) {
+    const uint8_t *g = font[chars[k] - 32];
+    for (int sy = 0; sy < FONT_H * s; sy++)
+      for (int sx = 0; sx < FONT_W * s; sx++) {
+        int px = left + k * FONT_ADVANCE * s + sx, py = top + sy;
+        if (px >= 0 && px < w && py >= 0 && py < h && glyph_scaled(g, s, sx, sy))
+          paint(ctx, px, py);
+      }
+  }
+}
+
+static void paint_black(void *ctx, int px, int py) {
+  Image *img = ctx;
+  memset(img->data + ((size_t)py * img->w + px) * img->c, 0, (size_t)img->c);
+}
+
+void plot_image_text(Image *img, int x, int y, int scale, const char *text) {
+  text_pixels(text, scale, x, y, img->w, img->h, paint_black, img);
+}
+
+static void paint_cover(void *ctx, int px, int py) {
+  cover_add(ctx, px, py, 1);
+}
+
 /* Text whose capitals are centred on y; x is its left end, centre or right
    end by align. size: 1 for labels, 2 for headings, 3 for the title. */
 static void cv_text(Canvas *cv, const char *cls, double x, double y, int size, int align, Rgb c,
@@ -409,15 +443,9 @@ static void cv_text(Canvas *cv, const char *cls, double x, double y, int size, i
   int w = text_width(text, s);
   int left = (int)lrint(align == ALIGN_LEFT ? x : align == ALIGN_CENTER ? x - w / 2.0 : x - w);
   int top = (int)lrint(y - 3.5 * s);
+  text_pixels(text, s, left, top, cv->w, cv->h, paint_cover, cv);
+  /* Headings and the title are bold: each column painted twice. */
   for (int k = 0; k < n; k++) {
-    const uint8_t *g = font[chars[k] - 32];
-    for (int sy = 0; sy < FONT_H * s; sy++)
-      for (int sx = 0; sx < FONT_W * s; sx++) {
-        int px = left + k * FONT_ADVANCE * s + sx, py = top + sy;
-        if (px >= 0 && px < cv->w && py >= 0 && py < cv->h && glyph_scaled(g, s, sx, sy))
-          cover_add(cv, px, py, 1);
-      }
-    /* Headings and the title are bold: each column painted twice. */
     if (size >= 2)
       for (int sy = 0; sy < FONT_H * s; sy++)
         for (int sx = FONT_W * s - 1; sx >= 0; sx--) {

@@ -10,12 +10,8 @@
 #include <stdbool.h>
 
 #include "err.h"
-
-typedef struct EpochStats {
-  int epoch; /* 1, 2, ... */
-  double loss, accuracy, test_loss, test_accuracy, seconds;
-  double lr; /* the learning rate; NaN where a log from before the column is read back */
-} EpochStats;
+#include "formats/image.h"
+#include "formats/trainlog.h"
 
 /* True when path names a format plot_write can draw (.png or .svg, any case). */
 bool plot_format_ok(const char *path);
@@ -23,5 +19,11 @@ bool plot_format_ok(const char *path);
 /* Draws rows[0..n) into path (PNG or SVG by its suffix), written atomically;
    `title` (the network's name) heads the picture. Returns 0, or -1 with e. */
 int plot_write(const char *path, const char *title, const EpochStats *rows, int n, Err *e);
+
+/* Text in the plots' bitmap font (5x8, printable ASCII; anything else a
+   '?'), enlarged `scale` times (2 and 3 smoothed), in black onto img with its
+   top left corner at (x, y), clipped to the image; and its width. */
+void plot_image_text(Image *img, int x, int y, int scale, const char *text);
+int plot_text_width(const char *text, int scale);
 
 #endif

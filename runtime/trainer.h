@@ -24,7 +24,7 @@
 #include "../compiler/ir.h"
 #include "engine.h"
 #include "err.h"
-#include "idx.h"
+#include "formats/idx.h"
 
 typedef struct TrainerPool TrainerPool;
 

@@ -25,7 +25,7 @@
 #include <string.h>
 
 #include "augment.h"
-#include "idx.h"
+#include "formats/idx.h"
 #include "testutil.h"
 
 #define MAXPIX 4096

@@ -27,9 +27,9 @@
 
 #include "cli.h"
 #include "compile.h"
-#include "idx.h"
-#include "image.h"
-#include "safetensors.h"
+#include "formats/idx.h"
+#include "formats/image.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 /* ---- helpers (files and runs: testutil.h) ---- */
@@ -627,7 +627,7 @@ static void test_cli_predict_json_on_reference_cases(void **state) {
 }
 
 /* The file's tensors as a raw .f32 file, in the order of `ti` (the network's). */
-static void write_f32_of(const char *name, const char *weights, const TensorInfo *ti, int nt) {
+static void write_f32_of(const char *name, const char *weights, const StParam *ti, int nt) {
   StFile f;
   Err e = {0};
   if (st_read(weights, &f, &e) < 0)
@@ -690,10 +690,10 @@ static void test_cli_bias_false_through_every_command(void **state) {
   assert_non_null(src);
   tu_read_file(net, src, 1 << 16);
   Net *n = tu_compile_ok(&a, src);
-  int nt = net_tensors(n, NULL);
+  int nt = cli_params(n, NULL);
   assert_int_equal(nt, 7); /* 5 weights, conv2.bias, dense2.bias */
-  TensorInfo ti[7];
-  net_tensors(n, ti);
+  StParam ti[7];
+  cli_params(n, ti);
   write_f32_of("w.f32", tu_path("w.safetensors"), ti, nt);
   struct stat st;
   assert_int_equal(stat(tu_path("w.f32"), &st), 0);
@@ -727,7 +727,7 @@ static void test_cli_bias_false_through_every_command(void **state) {
   Net *with_bias = tu_compile_ok(&a, src);
   float *p = calloc((size_t)with_bias->param_count, sizeof *p);
   assert_non_null(p);
-  assert_int_equal(st_write_params(tu_path("extra.safetensors"), with_bias, p, NULL, &e), 0);
+  assert_int_equal(cli_write_weights(tu_path("extra.safetensors"), with_bias, p, NULL, &e), 0);
   free(p);
   assert_int_equal(tu_run("predict %s --weights extra.safetensors %s", net, images), 1);
   assert_contains(tu_err, "cnngen: error: extra.safetensors: unexpected tensor 'conv1.bias': "

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "idx.h"
+#include "formats/idx.h"
 #include "testutil.h"
 
 #define FASHION_WEIGHTS TU_REFERENCE "/fashion-pytorch.safetensors"
@@ -66,6 +66,7 @@ static void build(const char *out, const char *cc, const char *net, const char *
 typedef struct Answer {
   int cls;
   double score;
+  char name[64]; /* "" where the network names no classes */
 } Answer;
 
 /* `cnngen predict --json` on the files: each line's class and its output. */
@@ -80,6 +81,10 @@ static void predict(const char *net, const char *weights, const char *files, Ans
     assert_non_null(c);
     assert_non_null(o);
     a[i].cls = atoi(c + 9);
+    const char *name = strstr(line, "\"name\": \""), *end = strchr(line, '\n');
+    a[i].name[0] = 0;
+    if (name && name < end)
+      sscanf(name + 9, "%63[^\"]", a[i].name);
     char *p = (char *)o + 12;
     for (int k = 0; k <= a[i].cls; k++) {
       a[i].score = strtod(p, &p);
@@ -110,6 +115,13 @@ static void check_classify(const char *program, const char *files, const char *n
     double score;
     assert_int_equal(sscanf(line + strlen(head), "%d, score %lf", &cls, &score), 2);
     assert_int_equal(cls, want[i].cls);
+    if (want[i].name[0]) { /* "(Ankle boot)" after the score, as predict names it */
+      char named[80];
+      snprintf(named, sizeof named, " (%s)\n", want[i].name);
+      assert_true(!strncmp(strchr(line, '\n') - strlen(named) + 1, named, strlen(named)));
+    } else {
+      assert_null(memchr(line, '(', (size_t)(strchr(line, '\n') - line)));
+    }
     double diff = fabs(score - want[i].score);
     if (diff > worst)
       worst = diff;

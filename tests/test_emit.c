@@ -35,8 +35,9 @@
 #include "../compiler/compile.h"
 #include "../compiler/emit.h"
 #include "../compiler/emitter.h"
-#include "idx.h"
-#include "safetensors.h"
+#include "cli.h"
+#include "formats/idx.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 /* ---- networks ---- */
@@ -762,6 +763,40 @@ static void test_emit_longest_names(void **state) {
   }
 }
 
+/* NAME_CLASS_NAMES, only with a classes statement: the names as a C
+   initializer that gcc -std=c99 -pedantic takes without a warning and that
+   gives back the names byte for byte (a backslash, a trigraph's "??/"). */
+static void test_emit_class_names(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "network named\ninput 4x4x1\n"
+                               "classes \"T-shirt/top\" \"a\\\\b\" \"why?\?/\" 7\n"
+                               "flatten\ndense 4 softmax\n");
+  size_t len;
+  char *h = emit_text(net, &(EmitOptions){0}, true, &len);
+  assert_non_null(strstr(h, "#define named_CLASS_NAMES \\\n  {\"T-shirt/top\", \\\n"));
+  FILE *f = fopen(tu_path("named.h"), "w");
+  assert_non_null(f);
+  fputs(h, f);
+  fclose(f);
+  free(h);
+  tu_write_text("names.c", "#include <stdio.h>\n#include \"named.h\"\n"
+                           "int main(void) {\n"
+                           "  static const char *const n[named_OUTPUT_SIZE] = named_CLASS_NAMES;\n"
+                           "  for (int i = 0; i < named_OUTPUT_SIZE; i++)\n"
+                           "    printf(\"[%s]\", n[i]);\n  return 0;\n}\n");
+  assert_int_equal(tu_shell("cd %s && gcc -std=c99 -Wall -Wextra -pedantic -Werror -o names "
+                            "names.c && ./names",
+                            tu_tmp),
+                   0);
+  assert_string_equal(tu_out, "[T-shirt/top][a\\\\b][why?\?/][7]");
+  Net *plain = tu_compile_ok(&a, "network plain\ninput 4x4x1\nflatten\ndense 4 softmax\n");
+  h = emit_text(plain, &(EmitOptions){0}, true, &len);
+  assert_null(strstr(h, "CLASS_NAMES"));
+  free(h);
+  arena_free(&a);
+}
+
 static void test_emit_header_layout(void **state) {
   (void)state;
   Arena a = {0};
@@ -951,8 +986,8 @@ static void test_emit_golden_seed_fashion(void **state) {
   src[len] = '\0';
   Arena a = {0};
   Net *net = tu_compile_ok(&a, src);
-  TensorInfo ti[64];
-  int nt = net_tensors(net, ti);
+  StParam ti[64];
+  int nt = cli_params(net, ti);
   float *p = malloc(sizeof(float) * (size_t)net->param_count);
   StFile st;
   path = tu_reference("seed_fashion/init.safetensors");
@@ -1166,6 +1201,7 @@ int main(void) {
       cmocka_unit_test(test_emit_baked_special_values),
       cmocka_unit_test(test_emit_fusion_and_plan),
       cmocka_unit_test(test_emit_header_layout),
+      cmocka_unit_test(test_emit_class_names),
       cmocka_unit_test(test_emit_is_deterministic),
       cmocka_unit_test(test_emit_channel_tails_are_vectorized),
       cmocka_unit_test(test_emit_vector_width_follows_target),

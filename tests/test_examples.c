@@ -25,8 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "idx.h"
-#include "safetensors.h"
+#include "formats/idx.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 enum { LIMIT = 300 }; /* source images per split the scripts read */

@@ -50,10 +50,11 @@
 #include "../compiler/compile.h"
 #include "../compiler/emit.h"
 #include "backend.h"
+#include "cli.h"
 #include "explain.h"
-#include "idx.h"
-#include "image.h"
-#include "safetensors.h"
+#include "formats/idx.h"
+#include "formats/image.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 /* ---- the networks ---- */
@@ -591,7 +592,7 @@ static void write_weights(const char *name, const char *src, const float *params
   Arena a = {0};
   Net *net = tu_compile_ok(&a, src);
   Err e = {0};
-  if (st_write_params(tu_path(name), net, params, NULL, &e) < 0)
+  if (cli_write_weights(tu_path(name), net, params, NULL, &e) < 0)
     fail_msg("%s", e.msg);
   arena_free(&a);
 }

@@ -26,11 +26,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "idx.h"
-#include "image.h"
+#include "cli.h"
+#include "formats/idx.h"
+#include "formats/image.h"
+#include "formats/safetensors.h"
 #include "io.h"
 #include "ir.h"
-#include "safetensors.h"
 #include "testutil.h"
 
 /* ---- helpers (the directory and its paths: testutil.h) ---- */
@@ -764,7 +765,7 @@ static void test_st_write_read_round_trip_bit_exact(void **state) {
 }
 
 /* The network of test_st_load_params_*: conv1 [4,1,3,3], dense1 [2,36]. */
-static int small_net(TensorInfo *ti) {
+static int small_net(StParam *ti) {
   static const struct {
     const char *name;
     int rank, s0, s1, s2, s3;
@@ -791,7 +792,7 @@ static int small_net(TensorInfo *ti) {
 
 static void test_st_load_params_checks_against_network(void **state) {
   (void)state;
-  TensorInfo ti[4];
+  StParam ti[4];
   int total = small_net(ti);
   float *vals = malloc(sizeof(float) * (size_t)total * 2);
   for (int i = 0; i < total * 2; i++)
@@ -876,7 +877,7 @@ static void test_st_load_params_checks_against_network(void **state) {
 }
 
 /* examples/fashion.cnn's network in PyTorch layout. */
-static int fashion_net(TensorInfo *ti) {
+static int fashion_net(StParam *ti) {
   static const int shapes[10][5] = {{4, 32, 1, 3, 3},  {1, 32}, {4, 64, 32, 3, 3}, {1, 64},
                                     {4, 64, 64, 3, 3}, {1, 64}, {2, 64, 576},      {1, 64},
                                     {2, 10, 64},       {1, 10}};
@@ -909,7 +910,7 @@ static void test_st_read_pytorch_weights(void **state) {
   assert_string_equal(st_meta(&f, "format"), "cnngen");
   assert_string_equal(st_meta(&f, "network"), "fashion");
   assert_string_equal(st_meta(&f, "test_accuracy"), "0.9040");
-  TensorInfo ti[10];
+  StParam ti[10];
   int total = fashion_net(ti);
   assert_int_equal(total, 93322);
   float *params = malloc(sizeof(float) * (size_t)total);
@@ -965,12 +966,12 @@ static void test_st_read_reference_files(void **state) {
 
 /* The tensors of a network compiled from src, malloc'd; their number in
  *nt and the floats in *count. */
-static TensorInfo *tensors_of(Arena *a, const char *src, int *nt, long *count) {
+static StParam *tensors_of(Arena *a, const char *src, int *nt, long *count) {
   Net *net = tu_compile_ok(a, src);
-  *nt = net_tensors(net, NULL);
-  TensorInfo *ti = calloc((size_t)*nt, sizeof *ti);
+  *nt = cli_params(net, NULL);
+  StParam *ti = calloc((size_t)*nt, sizeof *ti);
   assert_non_null(ti);
-  net_tensors(net, ti);
+  cli_params(net, ti);
   *count = net->param_count;
   return ti;
 }
@@ -989,8 +990,8 @@ static void test_st_bias_false_has_no_bias_tensor(void **state) {
   Arena a = {0};
   int nt, nt_b;
   long count, count_b;
-  TensorInfo *ti = tensors_of(&a, src, &nt, &count);
-  TensorInfo *ti_b = tensors_of(&a, with_bias, &nt_b, &count_b);
+  StParam *ti = tensors_of(&a, src, &nt, &count);
+  StParam *ti_b = tensors_of(&a, with_bias, &nt_b, &count_b);
   assert_int_equal(nt_b, nt + 1);
   assert_int_equal(count_b, count + 8);
   const char *init = tu_reference("stride_padding_bias/init.safetensors");
@@ -1009,7 +1010,7 @@ static void test_st_bias_false_has_no_bias_tensor(void **state) {
   /* A file with conv1.bias, against the network without it. */
   Net *net_b = tu_compile_ok(&a, with_bias);
   const char *p = tu_path("with_bias.safetensors");
-  assert_int_equal(st_write_params(p, net_b, params, NULL, &e), 0);
+  assert_int_equal(cli_write_weights(p, net_b, params, NULL, &e), 0);
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_int_equal(st_load_params(&f, ti, nt, params, &e), -1);
   check_err(&e, p,
@@ -1057,7 +1058,7 @@ static void test_st_write_params_of_a_net(void **state) {
   const char *p = tu_path("tiny.safetensors");
   const char *extra[] = {"epoch", "3", NULL};
   Err e = {0};
-  assert_int_equal(st_write_params(p, &net, params, extra, &e), 0);
+  assert_int_equal(cli_write_weights(p, &net, params, extra, &e), 0);
   StFile f;
   assert_int_equal(st_read(p, &f, &e), 0);
   assert_string_equal(st_meta(&f, "format"), "cnngen");
@@ -1067,15 +1068,15 @@ static void test_st_write_params_of_a_net(void **state) {
   assert_string_equal(f.tensors[0].name, "conv1.weight");
   assert_string_equal(f.tensors[2].name, "out.weight");
   assert_int_equal(f.tensors[2].shape[1], 27);
-  TensorInfo ti[4];
-  assert_int_equal(net_tensors(&net, ti), 4);
+  StParam ti[4];
+  assert_int_equal(cli_params(&net, ti), 4);
   float back[169];
   assert_int_equal(st_load_params(&f, ti, 4, back, &e), 0);
   assert_memory_equal(back, params, sizeof params);
   st_free(&f);
   /* "format" again in the extras is a caller bug, refused. */
   const char *clash[] = {"format", "other", NULL};
-  assert_int_equal(st_write_params(tu_path("clash.st"), &net, params, clash, &e), -1);
+  assert_int_equal(cli_write_weights(tu_path("clash.st"), &net, params, clash, &e), -1);
   check_err(&e, tu_path("clash.st"), "metadata key 'format' given twice");
 }
 
@@ -1152,8 +1153,8 @@ static void test_image_pgm_malformed(void **state) {
            "sample 1001 at pixel 0 is above "
            "maxval 1000");
   READ_BAD("p4.pbm", "P4\n1 1\n\x80", "P4 images (PBM bitmaps, PAM) are not supported");
-  READ_BAD("x.jpg", "\xff\xd8\xff\xe0", "not a PGM/PPM or PNG image");
-  READ_BAD("empty.pgm", "", "not a PGM/PPM or PNG image");
+  READ_BAD("x.jpg", "\xff\xd8\xff\xe0", "bad JPEG file:");
+  READ_BAD("empty.pgm", "", "not a PNG, JPEG or PGM/PPM image");
   READ_BAD("p5x.pgm", "P5x", "the magic P5 is not followed by whitespace");
   READ_BAD("p2.pgm", "P2\n1 1 255\n", "truncated: expected 1 pixel values, found 0");
 }
@@ -1303,6 +1304,80 @@ static void test_image_convert(void **state) {
   image_free(&img);
 }
 
+/* A gray and an RGB gradient through libjpeg at quality 100 come back at
+   their size and channels, each byte within a few levels of what went in. */
+static void test_image_jpeg_gray_and_rgb(void **state) {
+  (void)state;
+  for (int c = 1; c <= 3; c += 2) {
+    int h = 20, w = 33;
+    unsigned char *px = malloc((size_t)(h * w * c));
+    for (int i = 0; i < h * w * c; i++)
+      px[i] = (unsigned char)((i / c % w) * 5 + (i / c / w) * 3 + (i % c) * 10);
+    const char *p = tu_write_jpeg(c == 1 ? "g.jpg" : "c.jpg", px, h, w, c, 100);
+    Image img;
+    Err e = {0};
+    assert_int_equal(image_read(p, &img, &e), 0);
+    assert_int_equal(img.h, h);
+    assert_int_equal(img.w, w);
+    assert_int_equal(img.c, c);
+    int worst = 0;
+    for (int i = 0; i < h * w * c; i++) {
+      int d = abs((int)img.data[i] - (int)px[i]);
+      worst = d > worst ? d : worst;
+    }
+    assert_in_range(worst, 0, 8);
+    image_free(&img);
+    free(px);
+  }
+}
+
+/* A JPEG cut short is an error naming it (libjpeg would fill the rest with
+   gray and warn); so is a text file named .jpg or .png. */
+static void test_image_jpeg_malformed(void **state) {
+  (void)state;
+  unsigned char px[32 * 32];
+  for (size_t i = 0; i < sizeof px; i++)
+    px[i] = (unsigned char)(i * 13);
+  const char *p = tu_write_jpeg("whole.jpg", px, 32, 32, 1, 90);
+  size_t n;
+  unsigned char *b = slurp(p, &n);
+  read_bad("cut.jpg", b, n / 2, "bad JPEG file: Premature end of JPEG file");
+  read_bad("head.jpg", b, 40, "bad JPEG file:");
+  free(b);
+  read_bad("text.png", "hello, world\n", 13, "not a PNG, JPEG or PGM/PPM image");
+  read_bad("text.jpg", "hello, world\n", 13, "not a PNG, JPEG or PGM/PPM image");
+}
+
+/* Bilinear resizing with half-pixel centres, against PyTorch's
+   F.interpolate(mode="bilinear", align_corners=False) in float64 on the same
+   bytes, rounded to the nearest byte (halves up): [[0, 100], [200, 40]] to
+   4x4, that back to 2x2, that to 3x1. */
+static void test_image_resize_bilinear(void **state) {
+  (void)state;
+  unsigned char *px = malloc(4);
+  memcpy(px, (unsigned char[]){0, 100, 200, 40}, 4);
+  Image img = {2, 2, 1, px};
+  assert_int_equal(image_resize(&img, 4, 4), 0);
+  static const unsigned char want[16] = {0,   25,  75, 100, 50,  59,  76, 85,
+                                         150, 126, 79, 55,  200, 160, 80, 40};
+  for (int i = 0; i < 16; i++)
+    assert_int_equal(img.data[i], want[i]);
+  /* halving those bytes: 33.5, 84, 159, 63.5 */
+  assert_int_equal(image_resize(&img, 2, 2), 0);
+  static const unsigned char half[4] = {34, 84, 159, 64};
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(img.data[i], half[i]);
+  /* to 3x1 and RGB: 59, 85.25, 111.5 in each channel */
+  assert_int_equal(image_fit(&img, 3, 1, 3), 0);
+  assert_int_equal(img.c, 3);
+  assert_int_equal(img.h, 3);
+  assert_int_equal(img.w, 1);
+  static const unsigned char tall[9] = {59, 59, 59, 85, 85, 85, 112, 112, 112};
+  for (int i = 0; i < 9; i++)
+    assert_int_equal(img.data[i], tall[i]);
+  image_free(&img);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_io_read_plain_and_gzip),
@@ -1336,6 +1411,9 @@ int main(void) {
       cmocka_unit_test(test_image_png_write_read_round_trip),
       cmocka_unit_test(test_image_png_malformed),
       cmocka_unit_test(test_image_convert),
+      cmocka_unit_test(test_image_jpeg_gray_and_rgb),
+      cmocka_unit_test(test_image_jpeg_malformed),
+      cmocka_unit_test(test_image_resize_bilinear),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

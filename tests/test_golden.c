@@ -21,7 +21,8 @@
 #include "cli.h"
 #include "compile.h"
 #include "engine.h"
-#include "idx.h"
+#include "formats/idx.h"
+#include "formats/image.h"
 #include "io.h"
 #include "testutil.h"
 
@@ -51,7 +52,7 @@ static void case_open(Case *c, const char *name) {
   free(src);
 
   path = tu_reference("%s/init.safetensors", name);
-  c->params = cli_read_weights(path, c->net, &e);
+  c->params = cli_read_weights(path, c->net, NULL, &e);
   if (!c->params)
     fail_msg("%s", e.msg);
 
@@ -63,7 +64,7 @@ static void case_open(Case *c, const char *name) {
   assert_int_equal((long)im.h * im.w * im.c, size);
   c->n = im.n;
   c->x = malloc(sizeof(float) * (size_t)(im.n * size));
-  cli_bytes_to_floats(im.data, im.n * size, c->x);
+  image_bytes_to_floats(im.data, im.n * size, c->x);
   idx_images_free(&im);
 
   path = tu_reference("%s/expected_outputs.jsonl", name);

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "idx.h"
+#include "formats/idx.h"
 #include "testutil.h"
 
 enum { MAX_OUTPUTS = 4096 };

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "image.h"
+#include "formats/image.h"
 #include "plot.h"
 #include "testutil.h"
 

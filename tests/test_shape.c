@@ -18,9 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "compile.h"
+#include "formats/safetensors.h"
 #include "io.h"
-#include "safetensors.h"
 #include "testutil.h"
 
 /* The whole file, NUL-terminated (free it); NULL if unreadable. */
@@ -238,9 +239,9 @@ static void check_tensors(const char *cnn, const char *weights) {
   Err e = {0};
   if (st_read(weights, &f, &e) < 0)
     fail_msg("%s", e.msg);
-  int nt = net_tensors(net, NULL);
-  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
-  net_tensors(net, ti);
+  int nt = cli_params(net, NULL);
+  StParam *ti = calloc((size_t)nt + 1, sizeof *ti);
+  cli_params(net, ti);
   float *params = malloc(((size_t)net->param_count + 1) * sizeof *params);
   if (st_load_params(&f, ti, nt, params, &e) < 0)
     fail_msg("%s: %s", cnn, e.msg);

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "idx.h"
+#include "formats/idx.h"
 #include "testutil.h"
 
 #define FASHION_WEIGHTS TU_REFERENCE "/fashion-pytorch.safetensors"

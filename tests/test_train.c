@@ -43,8 +43,8 @@
 #include "../compiler/compile.h"
 #include "../compiler/emit.h"
 #include "backend.h"
-#include "idx.h"
-#include "safetensors.h"
+#include "formats/idx.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 #include "trainer.h"
 

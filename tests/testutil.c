@@ -14,10 +14,13 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+/* jpeglib.h needs size_t and FILE declared first. */
+#include <jpeglib.h>
 
+#include "cli.h"
 #include "emit.h"
-#include "idx.h"
-#include "safetensors.h"
+#include "formats/idx.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 char tu_tmp[64], tu_repo[1024];
@@ -242,6 +245,33 @@ void tu_quadrant_data(const char *dir, int n_train, int n_test) {
   }
 }
 
+const char *tu_write_jpeg(const char *name, const unsigned char *pixels, int h, int w, int c,
+                          int quality) {
+  const char *path = tu_path(name);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  struct jpeg_compress_struct cinfo;
+  struct jpeg_error_mgr err;
+  cinfo.err = jpeg_std_error(&err);
+  jpeg_create_compress(&cinfo);
+  jpeg_stdio_dest(&cinfo, f);
+  cinfo.image_width = (JDIMENSION)w;
+  cinfo.image_height = (JDIMENSION)h;
+  cinfo.input_components = c;
+  cinfo.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * (size_t)w * (size_t)c);
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  assert_int_equal(fclose(f), 0);
+  return path;
+}
+
 Net *tu_compile(Arena *a, const char *path, const char *src, size_t len, char **msgs, int *errors) {
   size_t size;
   FILE *mem = open_memstream(msgs, &size);
@@ -381,7 +411,7 @@ void tu_random_net(const char *name, const char *src, int n) {
   }
   Err e = {0};
   snprintf(path, sizeof path, "%s.safetensors", name);
-  if (st_write_params(tu_path(path), net, params, NULL, &e) < 0)
+  if (cli_write_weights(tu_path(path), net, params, NULL, &e) < 0)
     fail_msg("%s", e.msg);
   IdxImages im = {.n = n, .h = net->input.h, .w = net->input.w, .c = net->input.c};
   im.data = malloc((size_t)n * im.h * im.w * im.c);

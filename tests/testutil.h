@@ -87,6 +87,11 @@ int tu_finish(pid_t pid);
    network learns it in an epoch. The same images on every call. */
 void tu_quadrant_data(const char *dir, int n_train, int n_test);
 
+/* A JPEG of h x w x c (1 or 3) bytes as NAME in the directory, encoded by
+   libjpeg at `quality` (100: near lossless); returns its path. */
+const char *tu_write_jpeg(const char *name, const unsigned char *pixels, int h, int w, int c,
+                          int quality);
+
 /* Compiles SRC as PATH, its messages into *msgs (free them); the Net, which
    exists exactly when there was no error; *errors (when not NULL) counts
    the errors. */

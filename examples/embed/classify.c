@@ -4,7 +4,7 @@
  *
  *   cnngen fashion.cnn --weights fashion.safetensors --inference-only -o fashion.c
  *   cc -std=c99 -O2 classify.c fashion.c -lm -o classify
- *   ./classify shirt.pgm              ->  shirt.pgm: class 6, score 0.912345
+ *   ./classify shirt.pgm              ->  shirt.pgm: class 6, score 0.912345 (Shirt)
  *
  * The generated C needs no allocator, no files and no global state: the
  * weights are the constant fashion_trained, and the only memory is
@@ -26,6 +26,7 @@
 #ifndef NET
 #define NET fashion
 #define NET_HEADER "fashion.h"
+#define NET_NAMED
 #endif
 #include NET_HEADER
 
@@ -39,6 +40,12 @@
 #define net_work NET_SYMBOL(NET, _work)       /* fashion_work */
 #define net_infer NET_SYMBOL(NET, _infer)     /* fashion_infer */
 #define net_trained NET_SYMBOL(NET, _trained) /* fashion_trained */
+
+/* A network with a classes statement has NAME_CLASS_NAMES, the classes'
+   names as an initializer; the Makefile defines NET_NAMED for those. */
+#ifdef NET_NAMED
+static const char *const class_names[OUTPUT_SIZE] = NET_SYMBOL(NET, _CLASS_NAMES);
+#endif
 
 /* Skips whitespace and '#' comments in a PNM header. */
 static void skip_space(FILE *f) {
@@ -125,7 +132,11 @@ int main(int argc, char **argv) {
     for (int k = 1; k < OUTPUT_SIZE; k++)
       if (y[k] > y[top])
         top = k;
+#ifdef NET_NAMED
+    printf("%s: class %d, score %.9g (%s)\n", argv[i], top, y[top], class_names[top]);
+#else
     printf("%s: class %d, score %.9g\n", argv[i], top, y[top]);
+#endif
   }
   return status;
 }

@@ -1,12 +1,16 @@
 /*
- * image.c: input images for `predict` and `explain`, heat maps out.
+ * image.c: input images for `predict`, `explain` and image folders, heat
+ * maps out.
  *
  * The first bytes decide the format. Netpbm (P2/P5 gray, P3/P6 colour) is
  * parsed by hand: a header of whitespace-separated numbers with `#` comments,
  * then ASCII values or raw bytes (two big-endian bytes per sample when maxval
  * > 255); samples are rescaled to 0..255. PNG goes through libpng's classic
  * API with setjmp error handling and transforms that leave 8-bit gray, gray+
- * alpha, RGB or RGBA; alpha is dropped (as PIL's convert("L") does).
+ * alpha, RGB or RGBA; alpha is dropped (as PIL's convert("L") does). JPEG
+ * goes through libjpeg(-turbo) with its errors turned into a longjmp and its
+ * warnings (a file cut short, corrupt data) into errors too: libjpeg would
+ * otherwise fill the missing rows with gray and carry on.
  * Every size is checked before anything is allocated, so a hostile header
  * cannot ask for gigabytes.
  */
@@ -14,9 +18,12 @@
 
 #include <png.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+/* jpeglib.h needs size_t and FILE declared first. */
+#include <jpeglib.h>
 
 #include "io.h"
 
@@ -261,11 +268,80 @@ static int read_png(const char *path, const uint8_t *buf, size_t len, Image *img
   return 0;
 }
 
+/* ---- JPEG ---- */
+
+typedef struct {
+  struct jpeg_error_mgr mgr; /* first: libjpeg passes a pointer to it */
+  jmp_buf jump;
+  char msg[JMSG_LENGTH_MAX];
+} JpegErr;
+
+static void jpeg_on_error(j_common_ptr cinfo) {
+  JpegErr *je = (JpegErr *)cinfo->err;
+  je->mgr.format_message(cinfo, je->msg);
+  longjmp(je->jump, 1);
+}
+
+/* Warnings (msg_level -1: a premature end, corrupt data) stop the decode
+   as errors do; trace messages (>= 0) are ignored. */
+static void jpeg_on_message(j_common_ptr cinfo, int level) {
+  if (level < 0)
+    jpeg_on_error(cinfo);
+}
+
+static int read_jpeg(const char *path, const uint8_t *buf, size_t len, Image *img, Err *e) {
+  struct jpeg_decompress_struct cinfo;
+  JpegErr je;
+  cinfo.err = jpeg_std_error(&je.mgr);
+  je.mgr.error_exit = jpeg_on_error;
+  je.mgr.emit_message = jpeg_on_message;
+  uint8_t *volatile data = NULL;
+  if (setjmp(je.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    free(data);
+    return err_set(e, path, "bad JPEG file: %s", je.msg);
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+  jpeg_read_header(&cinfo, TRUE);
+  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+    jpeg_destroy_decompress(&cinfo);
+    return err_set(e, path, "CMYK JPEG images are not supported (convert to RGB)");
+  }
+  if (check_size(path, (long)cinfo.image_width, (long)cinfo.image_height, e) < 0) {
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  int c = (int)cinfo.output_components;
+  size_t row = (size_t)cinfo.output_width * (size_t)c;
+  data = malloc(row * cinfo.output_height);
+  if (!data) {
+    jpeg_destroy_decompress(&cinfo);
+    return err_set(e, path, "out of memory");
+  }
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW r = data + row * cinfo.output_scanline;
+    jpeg_read_scanlines(&cinfo, &r, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  img->w = (int)cinfo.output_width;
+  img->h = (int)cinfo.output_height;
+  img->c = c;
+  img->data = data;
+  jpeg_destroy_decompress(&cinfo);
+  return 0;
+}
+
 /* IoLimit.declared for images: a binary PGM/PPM's header and raster, a
    plain one's header and each sample's digits with room for whitespace, a
-   PNG's chunks up to IEND; -1 for anything else (image_read says what). */
+   PNG's chunks up to IEND; a JPEG declares no size (0: read on, up to the
+   limit); -1 for anything else (image_read says what). */
 static int image_declared(const unsigned char *head, size_t n, size_t *size) {
   static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n >= 3 && head[0] == 0xff && head[1] == 0xd8 && head[2] == 0xff)
+    return 0;
   if (n < 8)
     return 0;
   if (head[0] == 'P' && head[1] && strchr("2356", head[1])) {
@@ -317,20 +393,28 @@ int image_read(const char *path, Image *img, Err *e) {
   uint8_t *buf = io_read_capped(path, &limit, &len, e);
   if (!buf)
     return -1;
+  int rc = image_decode(path, buf, len, img, e);
+  free(buf);
+  return rc;
+}
+
+int image_decode(const char *path, const uint8_t *buf, size_t len, Image *img, Err *e) {
+  memset(img, 0, sizeof *img);
   int rc;
   static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (len >= 2 && buf[0] == 'P' && strchr("2356", buf[1]) && buf[1])
     rc = read_pnm(path, buf, len, img, e);
   else if (len >= 8 && !memcmp(buf, png_magic, 8))
     rc = read_png(path, buf, len, img, e);
+  else if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
+    rc = read_jpeg(path, buf, len, img, e);
   else if (len >= 2 && buf[0] == 'P' && strchr("147", buf[1]) && buf[1])
     rc = err_set(e, path,
                  "P%c images (PBM bitmaps, PAM) are not supported; convert to PGM (P5), "
                  "PPM (P6) or PNG",
                  buf[1]);
   else
-    rc = err_set(e, path, "not a PGM/PPM or PNG image (unknown first bytes)");
-  free(buf);
+    rc = err_set(e, path, "not a PNG, JPEG or PGM/PPM image (unknown first bytes)");
   return rc;
 }
 
@@ -356,6 +440,93 @@ int image_convert(Image *img, int c) {
   img->data = out;
   img->c = c;
   return 0;
+}
+
+/* Bilinear with half-pixel centres (PyTorch's interpolate(mode="bilinear",
+   align_corners=False) without antialiasing): output pixel (y, x) samples
+   the input at ((y + 0.5) * ih / oh - 0.5, ...), clamped to the edge, and is
+   rounded to the nearest byte. */
+/* Where output pixel i of n samples an input of m: the two neighbours and
+   the second one's weight. */
+typedef struct Tap {
+  int i0, i1;
+  double a;
+} Tap;
+
+static Tap tap(int i, int n, int m) {
+  double f = (i + 0.5) * m / n - 0.5;
+  if (f < 0)
+    f = 0;
+  int i0 = (int)f;
+  return (Tap){i0, i0 + 1 < m ? i0 + 1 : i0, f - i0};
+}
+
+int image_resize(Image *img, int h, int w) {
+  if (img->h == h && img->w == w)
+    return 0;
+  int c = img->c;
+  size_t iw = (size_t)img->w;
+  uint8_t *out = malloc((size_t)h * (size_t)w * (size_t)c);
+  if (!out)
+    return -1;
+  for (int y = 0; y < h; y++) {
+    Tap ty = tap(y, h, img->h);
+    const uint8_t *r0 = img->data + (size_t)ty.i0 * iw * c,
+                  *r1 = img->data + (size_t)ty.i1 * iw * c;
+    for (int x = 0; x < w; x++) {
+      Tap tx = tap(x, w, img->w);
+      for (int k = 0; k < c; k++) {
+        int a = tx.i0 * c + k, b = tx.i1 * c + k;
+        double top = r0[a] + (r0[b] - r0[a]) * tx.a, bottom = r1[a] + (r1[b] - r1[a]) * tx.a;
+        double v = top + (bottom - top) * ty.a + 0.5;
+        out[((size_t)y * w + x) * c + k] = (uint8_t)(v > 255 ? 255 : v);
+      }
+    }
+  }
+  free(img->data);
+  img->data = out;
+  img->h = h;
+  img->w = w;
+  return 0;
+}
+
+int image_fit(Image *img, int h, int w, int c) {
+  if (img->c != c && image_convert(img, c) < 0)
+    return -1;
+  return image_resize(img, h, w);
+}
+
+bool image_is_picture(const char *path) {
+  unsigned char m[4] = {0};
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return true; /* let image_read say why it cannot be opened */
+  size_t n = fread(m, 1, sizeof m, f);
+  fclose(f);
+  return (n == 4 && memcmp(m, "\x89PNG", 4) == 0) ||
+         (n >= 3 && m[0] == 0xff && m[1] == 0xd8 && m[2] == 0xff) ||
+         (n >= 2 && m[0] == 'P' && m[1] >= '1' && m[1] <= '6');
+}
+
+int image_read_input(const char *path, int h, int w, int c, const char *net, Image *img, Err *e) {
+  if (image_read(path, img, e) < 0)
+    return -1;
+  if (img->h != h || img->w != w)
+    err_set(e, path, "image is %dx%d, the network %s takes %dx%d (resize the image)", img->h,
+            img->w, net, h, w);
+  else if (img->c != c && c != 1 && c != 3)
+    err_set(e, path, "the network %s takes %d channels; images give 1 (gray) or 3 (RGB)", net, c);
+  else if (img->c != c && image_convert(img, c) < 0)
+    err_set(e, path, "cannot convert the image to %d channels (out of memory)", c);
+  else
+    return 0;
+  image_free(img);
+  return -1;
+}
+
+void image_bytes_to_floats(const unsigned char *src, long count, float *dst) {
+  for (long i = 0; i < count; i++)
+    dst[i] = (float)src[i] / 255.0f;
 }
 
 typedef struct {

@@ -387,6 +387,45 @@ const char *st_meta(const StFile *f, const char *key) {
   return NULL;
 }
 
+int st_meta_strings(const StFile *f, const char *key, char ***out, int *n, Err *e) {
+  *out = NULL;
+  *n = 0;
+  const char *text = st_meta(f, key);
+  if (!text)
+    return 0;
+  cJSON *j = cJSON_Parse(text);
+  int count = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : -1, rc = 0;
+  for (int i = 0; i < count && rc == 0; i++)
+    if (!cJSON_IsString(cJSON_GetArrayItem(j, i)))
+      rc = -1;
+  if (count < 1 || rc < 0) {
+    cJSON_Delete(j);
+    return err_set(e, f->path, "metadata '%s' is not a JSON list of strings", key);
+  }
+  char **s = calloc((size_t)count, sizeof *s);
+  for (int i = 0; s && i < count; i++)
+    if (!(s[i] = strdup(cJSON_GetArrayItem(j, i)->valuestring)))
+      rc = -1;
+  cJSON_Delete(j);
+  if (!s || rc < 0) {
+    for (int i = 0; s && i < count; i++)
+      free(s[i]);
+    free(s);
+    e->internal = 1;
+    return err_set(e, f->path, "out of memory");
+  }
+  *out = s;
+  *n = count;
+  return 0;
+}
+
+char *st_json_strings(const char *const *s, int n) {
+  cJSON *list = cJSON_CreateStringArray(s, n);
+  char *text = list ? cJSON_PrintUnformatted(list) : NULL;
+  cJSON_Delete(list);
+  return text;
+}
+
 const StTensor *st_find(const StFile *f, const char *name) {
   for (int i = 0; i < f->ntensors; i++)
     if (!strcmp(f->tensors[i].name, name))
@@ -399,7 +438,7 @@ static int st_is_extra(const char *name) {
   return !strncmp(name, "opt.", 4) || !strncmp(name, "__", 2);
 }
 
-static int ti_find(const TensorInfo *ti, int nt, const char *name) {
+static int ti_find(const StParam *ti, int nt, const char *name) {
   for (int i = 0; i < nt; i++)
     if (!strcmp(ti[i].name, name))
       return i;
@@ -418,7 +457,7 @@ static void list_append(char *buf, size_t n, const char *name) {
   snprintf(buf + k, n - k, "%s%s", k ? ", " : "", name);
 }
 
-int st_load_params(const StFile *f, const TensorInfo *ti, int nt, float *params, Err *e) {
+int st_load_params(const StFile *f, const StParam *ti, int nt, float *params, Err *e) {
   char list[400] = "";
   for (int i = 0; i < nt; i++) {
     const StTensor *t = st_find(f, ti[i].name);
@@ -477,8 +516,7 @@ int st_load_params(const StFile *f, const TensorInfo *ti, int nt, float *params,
   return 0;
 }
 
-int params_check_finite(const char *path, const TensorInfo *ti, int nt, const float *params,
-                        Err *e) {
+int params_check_finite(const char *path, const StParam *ti, int nt, const float *params, Err *e) {
   for (int t = 0; t < nt; t++)
     for (long i = 0; i < ti[t].count; i++) {
       float v = params[ti[t].offset + i];
@@ -655,36 +693,32 @@ int st_write(const char *path, const StEntry *t, int n, const char *const *meta,
   return atomic_commit(&af, e);
 }
 
-int st_write_params(const char *path, const Net *net, const float *params,
-                    const char *const *extra_meta, Err *e) {
-  int nt = net_tensors(net, NULL), nextra = 0;
+int st_write_params(const char *path, const char *network, const StParam *p, int np,
+                    const float *params, const char *const *extra_meta, Err *e) {
+  int nextra = 0;
   while (extra_meta && extra_meta[nextra])
     nextra++;
-  TensorInfo *ti = calloc((size_t)nt + 1, sizeof *ti);
-  StEntry *ent = calloc((size_t)nt + 1, sizeof *ent);
+  StEntry *ent = calloc((size_t)np + 1, sizeof *ent);
   const char **meta = calloc((size_t)nextra + 5, sizeof *meta);
-  if (!ti || !ent || !meta) {
-    free(ti);
+  if (!ent || !meta) {
     free(ent);
     free(meta);
     return err_set(e, path, "out of memory");
   }
-  net_tensors(net, ti);
-  for (int i = 0; i < nt; i++) {
-    ent[i].name = ti[i].name;
-    ent[i].rank = ti[i].rank;
-    for (int d = 0; d < ti[i].rank; d++)
-      ent[i].shape[d] = ti[i].shape[d];
-    ent[i].data = params + ti[i].offset;
+  for (int i = 0; i < np; i++) {
+    ent[i].name = p[i].name;
+    ent[i].rank = p[i].rank;
+    for (int d = 0; d < p[i].rank; d++)
+      ent[i].shape[d] = p[i].shape[d];
+    ent[i].data = params + p[i].offset;
   }
   meta[0] = "format";
   meta[1] = "cnngen";
   meta[2] = "network";
-  meta[3] = net->name;
+  meta[3] = network;
   for (int i = 0; i < nextra; i++)
     meta[4 + i] = extra_meta[i];
-  int rc = st_write(path, ent, nt, meta, e);
-  free(ti);
+  int rc = st_write(path, ent, np, meta, e);
   free(ent);
   free(meta);
   return rc;

@@ -17,7 +17,7 @@ typedef struct IdxImages {
 
 typedef struct IdxLabels {
   int n;
-  int k;         /* 0: class indices data[n]; > 0: rows data[n][k] */
+  int k; /* 0: class indices data[n]; > 0: rows data[n][k] */
   uint8_t *data;
 } IdxLabels;
 
@@ -35,8 +35,8 @@ int idx_write_labels(const char *path, const IdxLabels *lb, Err *e);
 /* A data directory: DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
    `which` is "train" or "t10k". Fills the resolved paths' files; an error
    names the directory and the file it looked for. */
-int idx_load_split(const char *dir, const char *which, IdxImages *images,
-                   IdxLabels *labels, Err *e);
+int idx_load_split(const char *dir, const char *which, IdxImages *images, IdxLabels *labels,
+                   Err *e);
 
 /* Debian's dataset-fashion-mnist location. */
 #define CNNGEN_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"

@@ -7,12 +7,21 @@
 
 #include <stddef.h>
 
-#include "../compiler/ir.h"
 #include "err.h"
+
+/* One tensor of a flat float parameter array, as the network lists them
+   (the runtime fills these from the compiler's tensor list: cli_params). */
+typedef struct StParam {
+  char name[80]; /* "conv1.weight" */
+  int rank;
+  int shape[4]; /* PyTorch layout */
+  long offset;  /* in floats, into the flat array */
+  long count;
+} StParam;
 
 typedef struct StTensor {
   char *name;
-  char dtype[8];       /* "F32", ... */
+  char dtype[8]; /* "F32", ... */
   int rank;
   long shape[8];
   const unsigned char *data; /* into the file's blob */
@@ -23,7 +32,7 @@ typedef struct StFile {
   const char *path;
   unsigned char *blob; /* the whole file */
   size_t len;
-  StTensor *tensors;   /* in data-offset order */
+  StTensor *tensors; /* in data-offset order */
   int ntensors;
   char **meta_keys, **meta_values; /* __metadata__, strings */
   int nmeta;
@@ -35,17 +44,22 @@ int st_read(const char *path, StFile *f, Err *e);
 void st_free(StFile *f);
 const char *st_meta(const StFile *f, const char *key); /* NULL if absent */
 const StTensor *st_find(const StFile *f, const char *name);
+/* A metadata value that holds a JSON list of strings (the class names):
+   *out gets malloc'd copies, *n their number; both 0 when the key is absent.
+   Anything but a non-empty list of strings is an error naming the file. */
+int st_meta_strings(const StFile *f, const char *key, char ***out, int *n, Err *e);
+/* s[0..n) as a JSON list, malloc'd (NULL when out of memory). */
+char *st_json_strings(const char *const *s, int n);
 
-/* Copies the network's parameters (ti from net_tensors) out of f into the
+/* Copies the network's parameters (p: its tensors) out of f into the
    flat array `params`; refuses a file that does not match, naming the first
    mismatch (missing tensor, wrong shape, wrong dtype, extra tensor). */
-int st_load_params(const StFile *f, const TensorInfo *ti, int nt, float *params, Err *e);
+int st_load_params(const StFile *f, const StParam *p, int np, float *params, Err *e);
 
 /* Refuses a NaN or infinite parameter, naming `path`, the tensor and the
    element's index in it: whatever format the weights came in, call this
    once they are in the flat array. */
-int params_check_finite(const char *path, const TensorInfo *ti, int nt, const float *params,
-                        Err *e);
+int params_check_finite(const char *path, const StParam *p, int np, const float *params, Err *e);
 
 typedef struct StEntry {
   const char *name;
@@ -58,9 +72,10 @@ typedef struct StEntry {
    atomically. */
 int st_write(const char *path, const StEntry *t, int n, const char *const *meta, Err *e);
 
-/* Convenience: the network's parameters, metadata format=cnngen, network=NAME,
-   plus `extra_meta` pairs (may be NULL). */
-int st_write_params(const char *path, const Net *net, const float *params,
-                    const char *const *extra_meta, Err *e);
+/* A network's parameters (p, np: its tensors in the flat array `params`),
+   metadata format=cnngen, network=NAME, plus `extra_meta` pairs (may be
+   NULL). */
+int st_write_params(const char *path, const char *network, const StParam *p, int np,
+                    const float *params, const char *const *extra_meta, Err *e);
 
 #endif
