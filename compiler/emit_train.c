@@ -182,105 +182,48 @@ static void blank(T *t) {
 
 /* ---- the layer list ---- */
 
-static const Layer *first_param_layer(const Net *net) {
-  for (int i = 0; i < net->nlayers; i++)
-    if (op_has_weights[net->layers[i].op])
-      return &net->layers[i];
-  return NULL;
-}
-
-/* Activation layers folded into a conv/dense (whose act field holds them)
-   emit nothing; pools run as layers of their own in training, since the
-   backward pass needs the conv output they were fused with. */
-static bool trains_alone(const Layer *l) {
-  return !(l->op == OP_ACT && l->fused_away);
-}
-
+/* The TLs: the layers that run in training (Layer.train, plan.c), with the
+   names and C expressions the emitted calls use. */
 static void plan(T *t) {
   const Net *net = t->net;
-  const Layer *first = first_param_layer(net);
   int count[OP_COUNT + ACT_COUNT] = {0};
-  bool after_first = false;
   const char *prev = "xi";
   t->ntl = 0;
-  t->out_act = ACT_LINEAR;
+  t->out_act = net->train_out_act;
+  t->gmax = net->train_grad_floats;
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    if (l == first)
-      after_first = true;
-    if (!trains_alone(l))
+    if (!(l->op == OP_ACT && l->fused_away)) /* named as in inference */
+      count[l->op == OP_ACT ? OP_COUNT + l->act : l->op]++;
+    if (!l->train.runs)
       continue;
     TL *L = &t->tl[t->ntl];
     memset(L, 0, sizeof *L);
     L->l = l;
-    L->k = t->ntl;
-    L->act = l->op == OP_ACT                             ? l->act
-             : (l->op == OP_CONV2D || l->op == OP_DENSE) ? l->act
-                                                         : ACT_LINEAR;
-    int c = ++count[l->op == OP_ACT ? OP_COUNT + l->act : l->op];
+    L->k = l->train.index;
+    L->act = l->train.act;
+    int c = count[l->op == OP_ACT ? OP_COUNT + l->act : l->op];
     if (l->name[0])
       L->fn = S(t, "%s_%s", t->n, l->name);
     else
       L->fn = S(t, "%s_%s%d", t->n, l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
     L->bfn = S(t, "%s_backward", L->fn);
     L->in = prev;
-    /* A flatten is free (the dense weights after it are permuted) unless it
-       is the output: then, as in inference (whose memory plan gives it a
-       tensor of its own), it transposes to PyTorch's C, H, W order. */
-    L->chw =
-        l->op == OP_FLATTEN && l->infer_out_offset != (i ? l[-1].infer_out_offset : INFER_AT_X);
-    if (l->op == OP_FLATTEN && !L->chw)
-      L->out = prev;
-    else
-      L->out = S(t, "t->y%d", L->k);
+    L->out = l->train.own_output ? S(t, "t->y%d", L->k) : prev;
     prev = L->out;
-    L->backward = after_first;
-    L->dx = after_first && l != first;
-    L->ph = l->in.h;
-    L->pw = l->in.w;
-    if (l->op == OP_CONV2D) {
-      int pt = l->u.conv.pad_top, pbm = l->u.conv.pad_bottom;
-      int pl = l->u.conv.pad_left, pr = l->u.conv.pad_right;
-      L->pad = pt || pbm || pl || pr;
-      L->ph = l->in.h + pt + pbm;
-      L->pw = l->in.w + pl + pr;
-      L->transposed = L->dx && l->in.c >= 8; /* vector input gradient */
-    }
+    L->chw = l->train.chw;
+    L->backward = l->train.backward;
+    L->dx = l->train.dx;
+    L->ph = l->train.ph;
+    L->pw = l->train.pw;
+    L->pad = l->op == OP_CONV2D && (L->ph > l->in.h || L->pw > l->in.w);
+    L->transposed = l->train.transposed;
+    L->pooled = l->train.pooled;
     t->ntl++;
   }
-  /* The output activation belongs to the loss: a trailing activation layer
-     is dropped, a trailing conv/dense runs linear. */
-  TL *last = &t->tl[t->ntl - 1];
-  if (last->l->op == OP_ACT && t->ntl > 1) {
-    t->out_act = last->act;
-    t->ntl--;
-  } else if (last->l->op == OP_CONV2D || last->l->op == OP_DENSE || last->l->op == OP_ACT) {
-    t->out_act = last->act;
-    last->act = ACT_LINEAR;
-  }
-  /* A conv followed by maxpool runs both backward passes as one, visiting
-     only each window's maximum (see conv_pool_backward), when a kernel row
-     has enough taps (KW * C) for the weight gradient rows to vectorize. */
-  for (int k = 0; k + 1 < t->ntl; k++) {
-    TL *c = &t->tl[k], *p = &t->tl[k + 1];
-    if (c->l->op == OP_CONV2D && c->backward && p->l->op == OP_MAXPOOL &&
-        c->l->u.conv.kw * c->l->in.c >= 16) {
-      c->pool = p;
-      p->pooled = true;
-    }
-  }
-  last = &t->tl[t->ntl - 1];
-  if (strcmp(last->out, last->in) == 0) /* a trailing flatten keeps z in a buffer */
-    last->out = S(t, "t->y%d", last->k);
-  t->gmax = shape_size(net->output);
-  for (int k = 0; k < t->ntl; k++) {
-    const TL *L = &t->tl[k];
-    long in = (long)L->ph * L->pw * L->l->in.c, out = shape_size(L->l->out);
-    if (out > t->gmax)
-      t->gmax = out;
-    if (in > t->gmax) /* every layer's dx: NAME_explain goes down to the input */
-      t->gmax = in;
-  }
+  for (int k = 0; k + 1 < t->ntl; k++)
+    if (t->tl[k].l->train.pool)
+      t->tl[k].pool = &t->tl[k + 1];
 }
 
 /* ---- activations ---- */
@@ -1808,12 +1751,6 @@ static void state_functions(T *t) {
 
 /* ---- entry points ---- */
 
-static int opt_slots(const TrainConfig *tc) {
-  if (tc->optimizer == OPT_ADAM)
-    return 2;
-  return tc->momentum != 0 ? 1 : 0;
-}
-
 /* NAME_PARAM_COUNT as an array size: 1 when it is 0 (C has no empty arrays). */
 static const char *param_count(T *t) {
   return t->net->param_count ? S(t, "%s_PARAM_COUNT", t->n) : "1";
@@ -1825,7 +1762,7 @@ static void begin(T *t, const Net *net, Emitter *em) {
   t->em = em;
   t->net = net;
   t->n = net->name;
-  t->slots = opt_slots(&net->train);
+  t->slots = net->opt_slots;
   t->tl = xcalloc((size_t)net->nlayers + 1, sizeof *t->tl);
   plan(t);
 }
@@ -1853,16 +1790,14 @@ void emit_train_work_members(Emitter *em, const Net *net) {
   end(&t);
 }
 
-/* The members of struct NAME_train_work; returns their floats. With
-   print false, only counts. */
-static long train_buffers(T *t, bool print) {
+/* The members of struct NAME_train_work (plan.c counted their floats). */
+static void train_buffers(T *t) {
   const int K = (int)shape_size(t->net->output);
   long total = 0;
 #define MEMBER(count, ...)                                                                         \
   do {                                                                                             \
     total += (count);                                                                              \
-    if (print)                                                                                     \
-      ln(t, __VA_ARGS__);                                                                          \
+    ln(t, __VA_ARGS__);                                                                            \
   } while (0)
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
@@ -1887,32 +1822,22 @@ static long train_buffers(T *t, bool print) {
   MEMBER(K, "float out[%d]; /* outputs after the last activation */", K);
   MEMBER(2 * t->gmax, "float g[2][%ld]; /* gradients, ping-pong */", t->gmax);
 #undef MEMBER
-  return total;
-}
-
-void emit_train_sizes(const Net *net, TrainSizes *sizes) {
-  T t;
-  begin(&t, net, NULL);
-  sizes->work_bytes = (size_t)train_buffers(&t, false) * sizeof(float);
-  sizes->grads_bytes = (size_t)net->param_count * sizeof(float);
-  sizes->opt_bytes = (size_t)t.slots * (size_t)net->param_count * sizeof(float) + 8;
-  end(&t);
+  assert(total == t->net->train_work_floats);
 }
 
 void emit_train_types(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
   const char *n = t.n;
-  TrainSizes sz;
-  emit_train_sizes(net, &sz);
+  const size_t params = (size_t)net->param_count * sizeof(float);
   ln(&t, "/* Training state: %s_model carries %zu bytes of optimizer state, and each", n,
-     sz.opt_bytes);
+     (size_t)t.slots * params + 8);
   ln(&t, "   thread a %s_grads of %zu bytes and %zu bytes of buffers in its %s_work. */", n,
-     sz.grads_bytes, sz.work_bytes, n);
+     params, (size_t)net->train_work_floats * sizeof(float), n);
   blank(&t);
   ln(&t, "/* Training buffers for one image, part of %s_work. */", n);
   ln(&t, "struct %s_train_work {", n);
-  train_buffers(&t, true);
+  train_buffers(&t);
   ln(&t, "};");
   blank(&t);
   ln(&t, "/* One gradient accumulator: %s_PARAM_COUNT floats in the model's internal layout;", n);

@@ -21,14 +21,6 @@ void emit_train_declarations(Emitter *em, const Net *net);
 /* Source: every training function. */
 void emit_train_source(Emitter *em, const Net *net);
 
-/* The bytes training adds (what the header's opening comment states). */
-typedef struct TrainSizes {
-  size_t opt_bytes;   /* optimizer state and step count, in NAME_model */
-  size_t grads_bytes; /* one NAME_grads (one per thread) */
-  size_t work_bytes;  /* training buffers in each NAME_work */
-} TrainSizes;
-void emit_train_sizes(const Net *net, TrainSizes *sizes);
-
 /* Provided by the inference emitter: a C expression (through the model
    pointer `m`) for the first float of layer l's weights (bias = 0) or bias
    (bias = 1), in the model's internal layout. */
