@@ -52,6 +52,8 @@ void em_open(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 /* em_open() for a function head "TYPE NAME(PARAMS)": lines longer than 100
    columns break after a comma, the rest aligned under the first parameter. */
 void em_open_fn(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+/* em_line() for a call or declaration "NAME(ARGS);", broken as em_open_fn's. */
+void em_call(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 void em_close(Emitter *em);
 void em_close_with(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 /* Indentation without braces (the body of a one-line for/if). */

@@ -221,9 +221,9 @@ static void plan_training(Net *net) {
     grad = in > grad ? in : grad; /* every layer's dx: NAME_explain goes down to the input */
     work += l->train.own_output ? out : 0;
     work += l->op == OP_CONV2D && in > shape_size(l->in) ? in : 0; /* padded input */
-    work += l->op == OP_DROPOUT ? out : 0;                          /* mask */
-    work += l->train.pool ? l->weight_count : 0;                    /* transposed dw */
-    work += l->train.transposed ? l->weight_count : 0;              /* transposed w */
+    work += l->op == OP_DROPOUT ? out : 0;                         /* mask */
+    work += l->train.pool ? l->weight_count : 0;                   /* transposed dw */
+    work += l->train.transposed ? l->weight_count : 0;             /* transposed w */
   }
   net->train_grad_floats = grad;
   net->train_work_floats = work + shape_size(net->output) + 2 * grad;

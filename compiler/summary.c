@@ -185,7 +185,8 @@ void ir_dump(const Net *net, FILE *out, const char *after_pass) {
   fprintf(out, "  plan: infer_buffer_floats %ld  infer_state_bytes %s  train_state_bytes %s\n",
           net->infer_buffer_floats, commas(b, sizeof b, (long long)net->infer_state_bytes),
           commas(c, sizeof c, (long long)net->train_state_bytes));
-  fprintf(out, "      train_out_act %s  train_grad_floats %ld  train_work_floats %ld  opt_slots %d\n",
+  fprintf(out,
+          "      train_out_act %s  train_grad_floats %ld  train_work_floats %ld  opt_slots %d\n",
           act_words[net->train_out_act], net->train_grad_floats, net->train_work_floats,
           net->opt_slots);
 }

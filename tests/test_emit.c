@@ -615,7 +615,7 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
   assert_contains(s, "tails_ADDTO_TAIL(dx + ");
   assert_contains(s, "tails_ADDTO_TAIL(o + ");
   /* 40 filters, 5 vectors: tiles of 3 vectors, then of 2 (not 5 tiles of 1) */
-  assert_contains(s, "{ /* the last 16 channels */");
+  assert_contains(s, "/* the last 16 channels */\n");
   free(s);
   arena_free(&a);
 }
