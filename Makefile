@@ -18,7 +18,7 @@ ifneq ($(V),1)
   Q := @
 endif
 
-COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_infer emit_train
+COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train
 RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot cmd_explain

@@ -57,12 +57,12 @@
 
 #include "compile.h"
 #include "emit.h"
+#include "emit_model.h"
 #include "emit_train.h"
 #include "emitter.h"
 
 enum { VW = 8 };            /* floats per vector */
 enum { MAX_ACC = 24 };      /* accumulator vectors in a tile */
-enum { ALIGN_FLOATS = 16 }; /* parameter arrays start on 64 bytes */
 
 typedef struct Gen {
   Emitter *em;
@@ -107,10 +107,7 @@ static const char *lin(Emitter *em, long c, ...) {
 }
 #define LIN(...) lin(EM, __VA_ARGS__, (const char *)NULL)
 
-static const char *shape_dims(Emitter *em, Shape s) {
-  return s.vec ? em_str(em, "[%d]", s.c) : em_str(em, "[%d][%d][%d]", s.h, s.w, s.c);
-}
-#define DIMS(s) shape_dims(EM, (s))
+#define DIMS(s) emit_dims(EM, (s))
 
 static bool conv_padded(const Layer *l) {
   return l->u.conv.pad_top || l->u.conv.pad_bottom || l->u.conv.pad_left || l->u.conv.pad_right;
@@ -143,11 +140,7 @@ static int *layer_ordinals(const Net *net) {
   return ordinal;
 }
 
-/* "line 6: conv2d 32 3x3 relu" */
-static const char *quote(Emitter *em, const Layer *l) {
-  return em_str(em, "line %d: %s", l->loc.line, l->text ? l->text : op_words[l->op]);
-}
-#define QUOTE(l) quote(EM, (l))
+#define QUOTE(l) emit_quote(EM, (l))
 
 /* The comment opening a layer's code: its DSL line and those fused into it. */
 static void layer_comment(Gen *g, const Layer *l, const char *what) {
@@ -159,16 +152,6 @@ static void layer_comment(Gen *g, const Layer *l, const char *what) {
   if (what)
     text = em_str(EM, "%s\n%s", text, what);
   em_comment(EM, "%s", text);
-}
-
-/* Parameter member names: "conv1_w", "conv1_b". */
-static const char *member(Emitter *em, const Layer *l, int bias) {
-  return em_str(em, "%s_%c", l->name, bias ? 'b' : 'w');
-}
-
-const char *emit_param_ref(Emitter *em, const Net *net, const Layer *l, int bias, const char *m) {
-  (void)net;
-  return em_str(em, "%s->%s", m, member(em, l, bias));
 }
 
 /* ---- scalar activations ---- */
@@ -944,256 +927,6 @@ static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
   em_blank(EM);
 }
 
-/* ---- parameters: layouts, init, load, store, baked weights ---- */
-
-/* A weight tensor's conversion between the file (PyTorch) layout and the
-   internal one, as nested loops: dims[i] iterations of vars[i], outermost
-   first, walking the file layout in order. */
-typedef struct Perm {
-  int ndims;
-  const char *vars[3];
-  int dims[3];
-  long file_coef[3];     /* file index = offset + sum vars[i] * file_coef[i] */
-  long internal_coef[3]; /* internal index = sum vars[i] * internal_coef[i] */
-} Perm;
-
-static Perm weight_perm(const Net *net, const Layer *l) {
-  Perm p = {0};
-  int F, C, K; /* outer, middle, inner dimension of the file layout */
-  if (l->op == OP_CONV2D) {
-    F = l->out.c, C = l->in.c, K = l->u.conv.kh * l->u.conv.kw;
-    /* file [F][C][KH*KW] -> internal [KH*KW][C][F] */
-  } else {
-    const Shape s = net_dense_source(net, l);
-    F = l->out.c, C = s.c, K = s.h * s.w;
-    /* file [OUT][C][H*W] -> internal [H*W][C][OUT] */
-  }
-  const char *vars[3] = {l->op == OP_CONV2D ? "f" : "o", "c", "k"};
-  const int dims[3] = {F, C, K};
-  const long file[3] = {(long)C * K, K, 1}, internal[3] = {1, F, (long)C * F};
-  for (int i = 0; i < 3; i++) {
-    if (dims[i] == 1)
-      continue;
-    p.vars[p.ndims] = vars[i];
-    p.dims[p.ndims] = dims[i];
-    p.file_coef[p.ndims] = file[i];
-    p.internal_coef[p.ndims] = internal[i];
-    p.ndims++;
-  }
-  return p;
-}
-
-/* The internal index of file index i (relative to the tensor's start). */
-static long perm_internal(const Perm *p, long i) {
-  long r = 0;
-  for (int d = p->ndims - 1; d >= 0; d--) {
-    r += (i % p->dims[d]) * p->internal_coef[d];
-    i /= p->dims[d];
-  }
-  return r;
-}
-
-/* "f * 288 + c * 9 + k + 320": the terms by falling coefficient. */
-static const char *perm_index(Emitter *em, const Perm *p, long off, bool file) {
-  const long *k = file ? p->file_coef : p->internal_coef;
-  const char *v[3] = {"", "", ""};
-  long c[3] = {0, 0, 0};
-  for (int i = 0; i < p->ndims; i++) {
-    int j = i;
-    for (; j > 0 && c[j - 1] < k[i]; j--)
-      v[j] = v[j - 1], c[j] = c[j - 1];
-    v[j] = p->vars[i], c[j] = k[i];
-  }
-  return lin(em, off, v[0], c[0], v[1], c[1], v[2], c[2], (const char *)NULL);
-}
-
-/* Emits the loops over a weight tensor, in the order of the file, and the
-   statement `fmt` inside, with the internal and the file index as its %s
-   (the file index first when file_first; fmt may use only the first). */
-static void emit_perm_loops(Gen *g, const Layer *l, const char *fmt, bool file_first) {
-  const Perm p = weight_perm(g->net, l);
-  const char *in = perm_index(EM, &p, 0, false);
-  const char *fi = perm_index(EM, &p, l->weight_offset, true);
-  for (int i = 0; i < p.ndims; i++) {
-    em_line(EM, "for (int %s = 0; %s < %d; %s++)", p.vars[i], p.vars[i], p.dims[i], p.vars[i]);
-    em_indent(EM);
-  }
-  em_line(EM, fmt, file_first ? fi : in, file_first ? in : fi);
-  for (int i = 0; i < p.ndims; i++)
-    em_dedent(EM);
-}
-
-static const char *file_layout(Emitter *em, const Layer *l) {
-  if (l->op == OP_CONV2D)
-    return em_str(em, "[%d][%d][%d][%d]", l->out.c, l->in.c, l->u.conv.kh, l->u.conv.kw);
-  return em_str(em, "[%d][%ld]", l->out.c, shape_size(l->in));
-}
-
-/* NAME_model's parameter members, each 64-byte aligned in the struct. */
-static void emit_model_members(Gen *g) {
-  long used = 0;
-  int pads = 0;
-  for (int i = 0; i < g->net->nlayers; i++) {
-    const Layer *l = &g->net->layers[i];
-    if (!op_has_weights[l->op])
-      continue;
-    const char *file = file_layout(EM, l), *layout;
-    if (l->op == OP_CONV2D) {
-      layout = em_str(EM, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw, l->in.c,
-                      l->out.c);
-    } else {
-      const Shape s = net_dense_source(g->net, l);
-      layout = em_str(EM, "[IN][OUT] = [%ld][%d], file %s", shape_size(l->in), l->out.c, file);
-      if (!s.vec)
-        layout =
-            em_str(EM, "%s; IN runs over %s\nin H, W, C order here, in C, H, W order in the file",
-                   layout, DIMS(s));
-    }
-    if (l->op == OP_CONV2D)
-      em_comment(EM, "%s\n%s.weight %s, file %s", QUOTE(l), l->name, layout, file);
-    else
-      em_comment(EM, "%s\n%s.weight %s", QUOTE(l), l->name, layout);
-    for (int bias = 0; bias < 2; bias++) {
-      const char *mem = member(EM, l, bias);
-      if (used % ALIGN_FLOATS) {
-        em_line(EM, "float pad%d[%ld]; /* aligns the next array to 64 bytes */", pads++,
-                ALIGN_FLOATS - used % ALIGN_FLOATS);
-        used += ALIGN_FLOATS - used % ALIGN_FLOATS;
-      }
-      long count = bias ? l->bias_count : l->weight_count;
-      em_line(EM, "float %s[%ld];", mem, count);
-      used += count;
-    }
-  }
-}
-
-static void emit_init(Gen *g) {
-  const char *n = g->n;
-  if (g->net->param_count == 0) {
-    em_open(EM, "void %s_init(%s_model *m, uint64_t seed)", n, n);
-    em_line(EM, "(void)seed;");
-    em_line(EM, "memset(m, 0, sizeof *m);");
-    em_close(EM);
-    em_blank(EM);
-    return;
-  }
-  em_comment(EM, "splitmix64 (Steele, Lea, Flood 2014): the generator of %s_init.", n);
-  em_open(EM, "static uint64_t %s_splitmix64(uint64_t *state)", n);
-  em_line(EM, "uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));");
-  em_line(EM, "z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);");
-  em_line(EM, "z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);");
-  em_line(EM, "return z ^ (z >> 31);");
-  em_close(EM);
-  em_blank(EM);
-  em_comment(EM, "Uniform in [-bound, bound): the top 24 bits t of a draw give\n"
-                 "t / 2^23 - 1, exact in float, times bound (one rounding).");
-  em_open(EM, "static float %s_uniform(uint64_t *state, float bound)", n);
-  em_line(EM, "const float t = (float)(int32_t)(%s_splitmix64(state) >> 40);", n);
-  em_line(EM, "return (t * (1.0f / 8388608.0f) - 1.0f) * bound;");
-  em_close(EM);
-  em_blank(EM);
-  em_open(EM, "void %s_init(%s_model *m, uint64_t seed)", n, n);
-  em_line(EM, "uint64_t state = seed;");
-  em_line(EM, "memset(m, 0, sizeof *m);");
-  for (int i = 0; i < g->net->nlayers; i++) {
-    const Layer *l = &g->net->layers[i];
-    if (!op_has_weights[l->op])
-      continue;
-    long fan_in, fan_out;
-    if (l->op == OP_CONV2D) {
-      long kk = (long)l->u.conv.kh * l->u.conv.kw;
-      fan_in = l->in.c * kk;
-      fan_out = l->out.c * kk;
-    } else {
-      fan_in = shape_size(l->in);
-      fan_out = l->out.c;
-    }
-    const char *mem = member(EM, l, 0);
-    em_comment(EM, "%s.weight, bound sqrt(6 / (%ld + %ld))", l->name, fan_in, fan_out);
-    const char *fmt = em_str(EM, "m->%s[%%s] = %s_uniform(&state, %s);", mem, n,
-                             FLT(sqrt(6.0 / (double)(fan_in + fan_out))));
-    emit_perm_loops(g, l, fmt, false);
-  }
-  em_close(EM);
-  em_blank(EM);
-}
-
-static void emit_load_store(Gen *g, bool store) {
-  const char *n = g->n;
-  if (store)
-    em_open(EM, "void %s_store(const %s_model *m, float *params)", n, n);
-  else
-    em_open(EM, "void %s_load(%s_model *m, const float *params)", n, n);
-  for (int i = 0; i < g->net->nlayers; i++) {
-    const Layer *l = &g->net->layers[i];
-    if (!op_has_weights[l->op])
-      continue;
-    const char *w = member(EM, l, 0), *b = member(EM, l, 1);
-    em_comment(EM, "%s.weight %s", l->name, file_layout(EM, l));
-    const char *fmt = store ? em_str(EM, "params[%%s] = m->%s[%%s];", w)
-                            : em_str(EM, "m->%s[%%s] = params[%%s];", w);
-    emit_perm_loops(g, l, fmt, store);
-    if (store)
-      em_line(EM, "memcpy(params + %ld, m->%s, %ld * sizeof(float)); /* %s.bias */", l->bias_offset,
-              b, l->bias_count, l->name);
-    else
-      em_line(EM, "memcpy(m->%s, params + %ld, %ld * sizeof(float)); /* %s.bias */", b,
-              l->bias_offset, l->bias_count, l->name);
-  }
-  if (g->net->param_count == 0)
-    em_line(EM, "(void)m, (void)params;");
-  em_close(EM);
-  em_blank(EM);
-}
-
-/* const NAME_model NAME_trained = { .conv1_w = { ... }, ... }; */
-static void emit_trained(Gen *g) {
-  const char *n = g->n;
-  const float *p = g->opt->weights;
-  em_comment(EM, "The weights baked in by --weights, in the internal layout.");
-  em_open(EM, "const %s_model %s_trained =", n, n);
-  for (int i = 0; i < g->net->nlayers; i++) {
-    const Layer *l = &g->net->layers[i];
-    if (!op_has_weights[l->op])
-      continue;
-    const Perm perm = weight_perm(g->net, l);
-    for (int bias = 0; bias < 2; bias++) {
-      const char *mem = member(EM, l, bias);
-      long count = bias ? l->bias_count : l->weight_count,
-           off = bias ? l->bias_offset : l->weight_offset;
-      float *v = malloc((size_t)count * sizeof *v + 1);
-      assert(v);
-      for (long k = 0; k < count; k++)
-        v[bias ? k : perm_internal(&perm, k)] = p[off + k];
-      em_open(EM, ".%s =", mem);
-      /* Lines of literals, built in a scratch emitter's strings freed after
-         each line (the weights can be millions of literals). */
-      Emitter line;
-      em_init(&line, NULL, 0);
-      const char *text = "";
-      for (long k = 0; k < count; k++) {
-        const char *num = em_float(&line, v[k]);
-        if (*text && strlen(text) + strlen(num) + 2 > 90) {
-          em_line(EM, "%s", text);
-          em_free(&line);
-          num = em_float(&line, v[k]);
-          text = "";
-        }
-        text = em_str(&line, "%s%s%s,", text, *text ? " " : "", num);
-      }
-      if (*text)
-        em_line(EM, "%s", text);
-      em_free(&line);
-      em_close_with(EM, ",");
-      free(v);
-    }
-  }
-  if (g->net->param_count == 0)
-    em_line(EM, "0");
-  em_close_with(EM, ";");
-  em_blank(EM);
-}
-
 /* ---- NAME_infer ---- */
 
 static const char *where(Emitter *em, long off) {
@@ -1380,7 +1113,7 @@ static void emit_header_text(Gen *g, FILE *out) {
              "and to the flat array of PyTorch-layout tensors.%s",
              n, n, g->opt->training ? " Training state follows\nthe parameters." : "");
   em_open(EM, "typedef struct %s_model", n);
-  emit_model_members(g);
+  emit_model_members(EM, net);
   if (net->param_count == 0 && !g->opt->training)
     em_line(EM, "char unused; /* no parameters: C has no empty structs */");
   if (g->opt->training)
@@ -1475,11 +1208,7 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   emit_act_functions(g);
   emit_layer_functions(g);
   emit_infer(g);
-  emit_init(g);
-  emit_load_store(g, false);
-  emit_load_store(g, true);
-  if (opt->weights)
-    emit_trained(g);
+  emit_model_source(EM, net, opt->weights);
   if (opt->training)
     emit_train_source(EM, net);
   free(gen.ordinal);

@@ -1473,114 +1473,107 @@ static void explain_functions(T *t) {
 
 /* ---- the optimizer ---- */
 
-/* The parameter tensors in file order (net_tensors), malloc'd. */
-static TensorInfo *tensors(const Net *net) {
-  int nt = net_tensors(net, NULL);
-  TensorInfo *ti = xcalloc((size_t)nt + 1, sizeof *ti);
-  net_tensors(net, ti);
-  return ti;
-}
-
-/* The layer whose weight or bias tensor ti is. The search starts at *from,
-   the layer found last, and wraps around: tensors come in layer order, so
-   a walk over all of them is linear in the layer count, not quadratic. */
-static const Layer *tensor_layer(const Net *net, const TensorInfo *ti, int *from) {
-  for (int k = 0; k < net->nlayers; k++) {
-    int j = (*from + k) % net->nlayers;
-    const Layer *l = &net->layers[j];
-    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset)) {
-      *from = j;
-      return l;
-    }
+/* NAME_adam or NAME_sgd: one step on n parameters p from their gradients
+   g (times scale) and state s0 (s1); NAME_update runs it on each tensor. */
+static void step_function(T *t) {
+  const TrainConfig *tc = &t->net->train;
+  const char *n = t->n;
+  const bool adam = tc->optimizer == OPT_ADAM, wd = tc->weight_decay != 0;
+  const char *decay = wd ? S(t, " + %s * ", FL(tc->weight_decay)) : "";
+  if (adam) {
+    em_comment(EM,
+               "adam lr=%g beta1=%g beta2=%g eps=%g weight_decay=%g, on the gradient scale * g:\n"
+               "g += weight_decay * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;\n"
+               "p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), with c1 = 1 - b1^t\n"
+               "and c2 = 1 - b2^t.",
+               tc->lr, tc->beta1, tc->beta2, tc->eps, tc->weight_decay);
+    em_open_fn(EM,
+               "static void %s_adam(float *restrict p, const float *restrict g, "
+               "float *restrict s0, float *restrict s1, long n, float scale, float c1, float c2)",
+               n);
+    em_line(EM, "long i = 0;");
+    /* sqrtf is not vectorized while it may set errno: spell out the vectors */
+    em_raw(EM, "#ifdef %s_SQRT", n);
+    em_open(EM, "for (; i + 8 <= n; i += 8)");
+    em_line(EM, "%s_f8 gv, pv, m0, m1;", n);
+    em_line(EM, "%s_LOAD(gv, g + i);", n);
+    em_line(EM, "%s_LOAD(pv, p + i);", n);
+    em_line(EM, "%s_LOAD(m0, s0 + i);", n);
+    em_line(EM, "%s_LOAD(m1, s1 + i);", n);
+    em_line(EM, "gv = scale * gv%s%s;", decay, wd ? "pv" : "");
+    em_line(EM, "m0 = %s * m0 + %s * gv;", FL(tc->beta1), FL(1.0 - tc->beta1));
+    em_line(EM, "m1 = %s * m1 + %s * gv * gv;", FL(tc->beta2), FL(1.0 - tc->beta2));
+    em_line(EM, "pv -= %s * (m0 / c1) / (%s_SQRT(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
+    em_line(EM, "%s_STORE(p + i, pv);", n);
+    em_line(EM, "%s_STORE(s0 + i, m0);", n);
+    em_line(EM, "%s_STORE(s1 + i, m1);", n);
+    em_close(EM);
+    em_raw(EM, "#endif");
+    em_open(EM, "for (; i < n; i++)");
+    em_line(EM, "const float gi = scale * g[i]%s%s;", decay, wd ? "p[i]" : "");
+    em_line(EM, "s0[i] = %s * s0[i] + %s * gi;", FL(tc->beta1), FL(1.0 - tc->beta1));
+    em_line(EM, "s1[i] = %s * s1[i] + %s * gi * gi;", FL(tc->beta2), FL(1.0 - tc->beta2));
+    em_line(EM, "p[i] -= %s * (s0[i] / c1) / (sqrtf(s1[i] / c2) + %s);", FL(tc->lr), FL(tc->eps));
+    em_close(EM);
+    em_close(EM);
+    em_blank(EM);
+    return;
   }
-  assert(0);
-  return NULL;
+  em_comment(EM, "sgd lr=%g momentum=%g%s weight_decay=%g, on the gradient scale * g:\n%s", tc->lr,
+             tc->momentum, tc->nesterov ? " nesterov" : "", tc->weight_decay,
+             !t->slots ? "g += weight_decay * p; p -= lr * g."
+             : tc->nesterov
+                 ? "g += weight_decay * p; v = momentum v + g; p -= lr * (g + momentum v)."
+                 : "g += weight_decay * p; v = momentum v + g; p -= lr * v.");
+  em_open_fn(
+      EM, "static void %s_sgd(float *restrict p, const float *restrict g, %slong n, float scale)",
+      n, t->slots ? "float *restrict s0, " : "");
+  em_open(EM, "for (long i = 0; i < n; i++)");
+  em_line(EM, "const float gi = scale * g[i]%s%s;", decay, wd ? "p[i]" : "");
+  if (t->slots) {
+    em_line(EM, "s0[i] = %s * s0[i] + gi;", FL(tc->momentum));
+    if (tc->nesterov)
+      em_line(EM, "p[i] -= %s * (gi + %s * s0[i]);", FL(tc->lr), FL(tc->momentum));
+    else
+      em_line(EM, "p[i] -= %s * s0[i];", FL(tc->lr));
+  } else {
+    em_line(EM, "p[i] -= %s * gi;", FL(tc->lr));
+  }
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
 }
 
 static void update_function(T *t) {
   const Net *net = t->net;
   const TrainConfig *tc = &net->train;
   const char *n = t->n;
-  int nt = net_tensors(net, NULL);
-  TensorInfo *ti = tensors(net);
-  bool adam = tc->optimizer == OPT_ADAM, wd = tc->weight_decay != 0;
-  if (adam)
-    em_line(EM,
-            "/* adam lr=%g beta1=%g beta2=%g eps=%g weight_decay=%g, on the gradient scale * g:",
-            tc->lr, tc->beta1, tc->beta2, tc->eps, tc->weight_decay);
-  else
-    em_line(EM, "/* sgd lr=%g momentum=%g%s weight_decay=%g, on the gradient scale * g:", tc->lr,
-            tc->momentum, tc->nesterov ? " nesterov" : "", tc->weight_decay);
-  if (adam) {
-    em_line(EM, "   g += weight_decay * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;");
-    em_line(EM, "   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps). */");
-  } else if (t->slots) {
-    em_line(EM, "   g += weight_decay * p; v = momentum v + g; p -= lr * %s. */",
-            tc->nesterov ? "(g + momentum v)" : "v");
-  } else {
-    em_line(EM, "   g += weight_decay * p; p -= lr * g. */");
-  }
-  em_open_fn(EM, "void %s_update(%s_model *m, const %s_grads *g, float scale)", n, n, n);
+  const bool adam = tc->optimizer == OPT_ADAM;
+  if (net->param_count)
+    step_function(t);
+  em_open(EM, "void %s_update(%s_model *m, const %s_grads *g, float scale)", n, n, n);
   em_line(EM, "const uint64_t step = ++m->step;");
-  if (adam && nt) {
-    em_line(EM, "const float c1 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta1);
-    em_line(EM, "const float c2 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta2);
+  if (!net->param_count) { /* a network without parameters */
+    em_line(EM, "(void)step, (void)g, (void)scale;");
   } else {
-    em_line(EM, "(void)step;");
-  }
-  if (!nt) /* a network without parameters */
-    em_line(EM, "(void)g, (void)scale;");
-  for (int i = 0, from = 0; i < nt; i++) {
-    const Layer *l = tensor_layer(net, &ti[i], &from);
-    const char *p = emit_param_ref(t->em, net, l, ti[i].offset == l->bias_offset, "m");
-    em_open(EM, "%s", "");
-    em_comment(EM, "%s", ti[i].name);
-    em_line(EM, "float *restrict p = %s;", p);
-    em_line(EM, "const float *restrict gr = g->p + %ld;", ti[i].offset);
-    for (int s = 0; s < t->slots; s++)
-      em_line(EM, "float *restrict s%d = m->opt[%d] + %ld;", s, s, ti[i].offset);
-    em_line(EM, "int i = 0;");
-    if (adam) { /* sqrtf is not vectorized while it may set errno: spell out the vectors */
-      em_raw(EM, "#ifdef %s_SQRT", n);
-      em_open(EM, "for (; i + 8 <= %ld; i += 8)", ti[i].count);
-      em_line(EM, "%s_f8 gv, pv, m0, m1;", n);
-      em_line(EM, "%s_LOAD(gv, gr + i);", n);
-      em_line(EM, "%s_LOAD(pv, p + i);", n);
-      em_line(EM, "%s_LOAD(m0, s0 + i);", n);
-      em_line(EM, "%s_LOAD(m1, s1 + i);", n);
-      em_line(EM, "gv = scale * gv%s%s%s;", wd ? " + " : "", wd ? FL(tc->weight_decay) : "",
-              wd ? " * pv" : "");
-      em_line(EM, "m0 = %s * m0 + %s * gv;", FL(tc->beta1), FL(1.0 - tc->beta1));
-      em_line(EM, "m1 = %s * m1 + %s * gv * gv;", FL(tc->beta2), FL(1.0 - tc->beta2));
-      em_line(EM, "pv -= %s * (m0 / c1) / (%s_SQRT(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
-      em_line(EM, "%s_STORE(p + i, pv);", n);
-      em_line(EM, "%s_STORE(s0 + i, m0);", n);
-      em_line(EM, "%s_STORE(s1 + i, m1);", n);
-      em_close(EM);
-      em_raw(EM, "#endif");
-    }
-    em_open(EM, "for (; i < %ld; i++)", ti[i].count);
-    em_line(EM, "const float gi = scale * gr[i]%s%s%s;", wd ? " + " : "",
-            wd ? FL(tc->weight_decay) : "", wd ? " * p[i]" : "");
     if (adam) {
-      em_line(EM, "s0[i] = %s * s0[i] + %s * gi;", FL(tc->beta1), FL(1.0 - tc->beta1));
-      em_line(EM, "s1[i] = %s * s1[i] + %s * gi * gi;", FL(tc->beta2), FL(1.0 - tc->beta2));
-      em_line(EM, "p[i] -= %s * (s0[i] / c1) / (sqrtf(s1[i] / c2) + %s);", FL(tc->lr), FL(tc->eps));
-    } else if (t->slots) {
-      em_line(EM, "s0[i] = %s * s0[i] + gi;", FL(tc->momentum));
-      if (tc->nesterov)
-        em_line(EM, "p[i] -= %s * (gi + %s * s0[i]);", FL(tc->lr), FL(tc->momentum));
-      else
-        em_line(EM, "p[i] -= %s * s0[i];", FL(tc->lr));
+      em_line(EM, "const float c1 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta1);
+      em_line(EM, "const float c2 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta2);
     } else {
-      em_line(EM, "p[i] -= %s * gi;", FL(tc->lr));
+      em_line(EM, "(void)step;");
     }
-    em_close(EM);
-    em_close(EM);
+    const char *state = adam       ? "m->opt[0] + at, m->opt[1] + at, "
+                        : t->slots ? "m->opt[0] + at, "
+                                   : "";
+    emit_tensor_loop(
+        EM, net,
+        S(t,
+          "const long at = t->offset, count = (long)t->o * t->c * t->k;\n"
+          "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale%s);",
+          n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
   }
   em_close(EM);
   em_blank(EM);
-  free(ti);
   em_open_fn(EM, "float %s_train_step(%s)", n, params_of(t, false));
   em_line(EM, "double wsum = 0.0;");
   em_line(EM, "for (int i = 0; i < n; i++)");
@@ -1594,51 +1587,7 @@ static void update_function(T *t) {
   em_blank(EM);
 }
 
-/* ---- layout conversions: internal <-> PyTorch (flat, as in docs/language.md) ---- */
-
-/* Emits a block copying tensor `ti` of layer l between `internal` and
-   `pytorch` (float pointers to the start of the flat arrays). */
-static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *internal,
-                        const char *pytorch, bool to_pytorch) {
-  const long off = ti->offset;
-  const char *dst = to_pytorch ? pytorch : internal, *src = to_pytorch ? internal : pytorch;
-  if (ti->offset == l->bias_offset) {
-    em_line(EM, "memcpy(%s + %ld, %s + %ld, %ld * sizeof(float)); /* %s */", dst, off, src, off,
-            ti->count, ti->name);
-    return;
-  }
-  em_open(EM, "%s", "");
-  em_comment(EM, "%s", ti->name);
-  em_line(EM, "float *restrict d = %s + %ld;", dst, off);
-  em_line(EM, "const float *restrict s = %s + %ld;", src, off);
-  const char *a, *b; /* the PyTorch and the internal index */
-  if (l->op == OP_CONV2D) {
-    const int F = l->out.c, C = l->in.c, KK = l->u.conv.kh * l->u.conv.kw;
-    a = S(t, "(f * %d + c) * %d + k", C, KK);
-    b = S(t, "(k * %d + c) * %d + f", C, F);
-    em_line(EM, "for (int f = 0; f < %d; f++)", F);
-    em_line(EM, "  for (int c = 0; c < %d; c++)", C);
-    em_line(EM, "    for (int k = 0; k < %d; k++)", KK);
-  } else { /* dense: IN in C, H, W order (PyTorch) and H, W, C order (internal) */
-    const Shape sh = net_dense_source(t->net, l);
-    const int OUT = l->out.c, IN = (int)shape_size(l->in), C = sh.c, HW = sh.h * sh.w;
-    a = S(t, "o * %d + c * %d + k", IN, HW);
-    b = S(t, "(k * %d + c) * %d + o", C, OUT);
-    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
-    em_line(EM, "  for (int c = 0; c < %d; c++)", C);
-    em_line(EM, "    for (int k = 0; k < %d; k++)", HW);
-  }
-  em_line(EM, "      d[%s] = s[%s];", to_pytorch ? a : b, to_pytorch ? b : a);
-  em_close(EM);
-}
-
-static void all_layout_copies(T *t, const char *internal, const char *pytorch, bool to_pytorch) {
-  int nt = net_tensors(t->net, NULL);
-  TensorInfo *ti = tensors(t->net);
-  for (int i = 0, from = 0; i < nt; i++)
-    layout_copy(t, tensor_layer(t->net, &ti[i], &from), &ti[i], internal, pytorch, to_pytorch);
-  free(ti);
-}
+/* ---- gradients and optimizer state in PyTorch's layout ---- */
 
 /* NAME_store_opt (store) or NAME_load_opt: the optimizer state between the
    model (internal layout) and `state` (PyTorch layout), and the step count. */
@@ -1648,12 +1597,21 @@ static void opt_state_function(T *t, bool store) {
     em_open(EM, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step)", n, n);
   else
     em_open(EM, "void %s_load_opt(%s_model *m, const float *state, uint64_t step)", n, n);
-  for (int s = 0; s < t->slots; s++) {
-    const char *in = S(t, "m->opt[%d]", s), *out = S(t, "(state + %d * %s_PARAM_COUNT)", s, n);
-    all_layout_copies(t, in, out, store);
-  }
-  if (!t->slots || !t->net->param_count)
+  if (t->slots && t->net->param_count) {
+    em_open(EM, "for (int s = 0; s < %s_OPT_SLOTS; s++)", n);
+    emit_tensor_loop(EM, t->net,
+                     store ? S(t,
+                               "%s_permute(t, state + s * %s_PARAM_COUNT + t->offset, "
+                               "m->opt[s] + t->offset, 1);",
+                               n, n)
+                           : S(t,
+                               "%s_permute(t, m->opt[s] + t->offset, "
+                               "state + s * %s_PARAM_COUNT + t->offset, 0);",
+                               n, n));
+    em_close(EM);
+  } else {
     em_line(EM, "(void)state;");
+  }
   em_line(EM, "%s", store ? "*step = m->step;" : "m->step = step;");
   em_close(EM);
   em_blank(EM);
@@ -1663,14 +1621,15 @@ static void state_functions(T *t) {
   const char *n = t->n;
   em_line(EM, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
   em_blank(EM);
-  em_open_fn(EM, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g)", n, n, n);
+  em_open(EM, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g)", n, n, n);
   em_line(EM, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
   em_line(EM, "  into->p[i] += g->p[i];");
   em_close(EM);
   em_blank(EM);
-  em_open_fn(EM, "void %s_grads_store(const %s_grads *g, float *flat)", n, n);
-  all_layout_copies(t, "g->p", "flat", true);
-  if (!t->net->param_count)
+  em_open(EM, "void %s_grads_store(const %s_grads *g, float *flat)", n, n);
+  if (t->net->param_count)
+    emit_tensor_loop(EM, t->net, S(t, "%s_permute(t, flat + t->offset, g->p + t->offset, 1);", n));
+  else
     em_line(EM, "(void)g, (void)flat;");
   em_close(EM);
   em_blank(EM);

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "emit_model.h"
 #include "emitter.h"
 #include "ir.h"
 
@@ -20,10 +21,5 @@ void emit_train_work_members(Emitter *em, const Net *net);
 void emit_train_declarations(Emitter *em, const Net *net);
 /* Source: every training function. */
 void emit_train_source(Emitter *em, const Net *net);
-
-/* Provided by the inference emitter: a C expression (through the model
-   pointer `m`) for the first float of layer l's weights (bias = 0) or bias
-   (bias = 1), in the model's internal layout. */
-const char *emit_param_ref(Emitter *em, const Net *net, const Layer *l, int bias, const char *m);
 
 #endif

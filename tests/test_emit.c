@@ -620,6 +620,32 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
   arena_free(&a);
 }
 
+/* The parameters are a table of tensors (NAME_tensors): one optimizer
+   routine and one layout permutation, each looped over it, instead of the
+   update and the PyTorch-layout copies written out per tensor. */
+static void test_emit_one_optimizer_and_permutation(void **state) {
+  (void)state;
+  const char *nets[] = {"network p\ninput 6x6x2\nconv2d 8 3x3 relu\nflatten\ndense 3 softmax\n"
+                        "train {\n optimizer adam lr=0.01\n}\n",
+                        "network p\ninput 6x6x2\nconv2d 8 3x3 relu\nflatten\ndense 3 softmax\n"
+                        "train {\n optimizer sgd lr=0.1 momentum=0.9 nesterov\n}\n"};
+  for (int i = 0; i < 2; i++) {
+    Arena a = {0};
+    Net *net = tu_compile_ok(&a, nets[i]);
+    size_t len;
+    char *s = emit_text(net, &(EmitOptions){.training = true}, false, &len);
+    assert_int_equal(tu_count(s, "static void p_permute("), 1);
+    /* load, store, grads_store, store_opt, load_opt */
+    assert_int_equal(tu_count(s, "p_permute(t, "), 5);
+    assert_int_equal(tu_count(s, i ? "static void p_sgd(" : "static void p_adam("), 1);
+    assert_int_equal(tu_count(s, i ? "p_sgd(" : "p_adam("), 2); /* defined, called once */
+    assert_int_equal(tu_count(s, "{offsetof(p_model, "), 4); /* conv1, dense1: w, b */
+    assert_null(strstr(s, "/* conv1.weight */\n  float")); /* no per-tensor copies */
+    free(s);
+    arena_free(&a);
+  }
+}
+
 /* The inlined form (header_name NULL, as the JIT uses it) is one complete
    translation unit, also with training code, and is the header followed by
    the source. */
@@ -1104,6 +1130,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_emitter_indents_and_quotes),
       cmocka_unit_test(test_emitter_floats_read_back),
+      cmocka_unit_test(test_emit_one_optimizer_and_permutation),
       cmocka_unit_test(test_emit_longest_names_compile),
       cmocka_unit_test(test_emit_baked_special_values),
       cmocka_unit_test(test_emit_fusion_and_plan),
