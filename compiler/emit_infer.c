@@ -61,8 +61,8 @@
 #include "emit_train.h"
 #include "emitter.h"
 
-enum { VW = 8 };            /* floats per vector */
-enum { MAX_ACC = 24 };      /* accumulator vectors in a tile */
+enum { VW = 8 };       /* floats per vector */
+enum { MAX_ACC = 24 }; /* accumulator vectors in a tile */
 
 typedef struct Gen {
   Emitter *em;
@@ -70,6 +70,11 @@ typedef struct Gen {
   const EmitOptions *opt;
   const char *n; /* the network's name: prefix of every symbol */
   int *ordinal;  /* per layer: its number among the layers of its kind (layer_fn) */
+  /* Writing a layer's forward function as training runs it (emit_train_forward):
+     no fused pool (the backward pass needs the conv's own output) and the
+     activation `act` (the output layer's is the loss's). */
+  bool train;
+  Act act;
 } Gen;
 
 /* ---- small helpers ---- */
@@ -147,8 +152,11 @@ static void layer_comment(Gen *g, const Layer *l, const char *what) {
   const char *text = QUOTE(l);
   if (l->fused_act)
     text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_act));
-  if (l->fused_pool)
+  if (l->fused_pool && !g->train)
     text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_pool));
+  if (g->train)
+    text = em_str(EM, "%s\nas training runs it: %s%s", text, act_words[g->act],
+                  l->fused_pool ? ", without the pool" : "");
   if (what)
     text = em_str(EM, "%s\n%s", text, what);
   em_comment(EM, "%s", text);
@@ -176,8 +184,12 @@ static void emit_act_functions(Gen *g) {
     return;
   em_comment(EM, "exp(x) = 2^n e^r: n the integer nearest x / ln 2, r = x - n ln 2 (in two\n"
                  "steps), e^r from Cephes' polynomial; x is clamped to [-87, 88] so that 2^n\n"
-                 "stays a normal float. Relative error below 1.5e-7; no branches, no calls.");
+                 "stays a normal float. Relative error below 1.5e-7; no branches, no calls.\n"
+                 "(Where float is wider than 32 bits, as in a build with float defined as\n"
+                 "double, the library's exp: the polynomial is a float's.)");
   em_open(EM, "static inline float %s_exp(float x)", n);
+  em_line(EM, "if (sizeof(float) != sizeof(int32_t))");
+  em_line(EM, "  return expf(x);");
   em_line(EM, "x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;");
   em_line(EM, "const float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* rounded */");
   em_line(EM, "const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;");
@@ -204,6 +216,8 @@ static void emit_act_functions(Gen *g) {
     em_comment(EM, "tanh: Cephes' odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above.\n"
                    "Relative error below 2.5e-7.");
     em_open(EM, "static inline float %s_tanh(float x)", n);
+    em_line(EM, "if (sizeof(float) != sizeof(int32_t))");
+    em_line(EM, "  return tanhf(x);");
     em_line(EM, "const float ax = x < 0.0f ? -x : x, z = x * x;");
     em_line(EM, "float p = -5.70498872745e-3f;");
     em_line(EM, "p = p * z + 2.06390887954e-2f;");
@@ -349,7 +363,7 @@ static void conv_tile(Conv *c) {
   assert(best >= 0);
 }
 
-static Conv conv_info(const Layer *l) {
+static Conv conv_info(const Layer *l, const Layer *pool, Act act) {
   Conv c = {0};
   c.l = l;
   c.C = l->in.c;
@@ -359,8 +373,8 @@ static Conv conv_info(const Layer *l) {
   c.S = l->u.conv.stride;
   c.IW = l->in.w + l->u.conv.pad_left + l->u.conv.pad_right;
   c.OW = l->out.w;
-  c.act = l->act;
-  c.pool = l->fused_pool;
+  c.act = act;
+  c.pool = pool;
   c.PKH = c.PKW = 1;
   c.rows = l->out.h;
   c.cols = l->out.w;
@@ -693,12 +707,12 @@ static void emit_conv_rows(Gen *g, const Conv *c) {
 }
 
 static void emit_conv(Gen *g, const Layer *l, const char *fn) {
-  const Conv c = conv_info(l);
+  const Conv c = conv_info(l, g->train ? NULL : l->fused_pool, g->train ? g->act : l->act);
   const int C = c.C, F = c.F;
   Shape xs = l->in;
   xs.h += l->u.conv.pad_top + l->u.conv.pad_bottom;
   xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
-  if (conv_padded(l))
+  if (conv_padded(l) && !g->train)
     emit_conv_pad(g, l, fn);
   Shape ys = c.pool ? c.pool->out : l->out;
   const char *what =
@@ -749,6 +763,7 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
 static void emit_dense(Gen *g, const Layer *l, const char *fn) {
   const char *n = g->n;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  const Act act = g->train ? g->act : l->act;
   const Shape src = net_dense_source(g->net, l);
   const char *what =
       src.vec ? em_str(EM, "x [%d] -> y [%d]", IN, OUT)
@@ -764,7 +779,7 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
   em_line(EM, "const float *restrict w = %s; /* [%d][%d] */", wref, IN, OUT);
   em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, OUT);
   const int vectors = OUT / VW, rest = OUT % VW;
-  const bool relu = l->act == ACT_RELU;
+  const bool relu = act == ACT_RELU;
   if (vectors && relu) {
     em_line(EM, "%s_f8 zero;", n);
     em_line(EM, "memset(&zero, 0, sizeof zero);");
@@ -818,7 +833,7 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
     em_close(EM);
   }
   if (!relu)
-    emit_act_pass(g, l->act, "y", OUT);
+    emit_act_pass(g, act, "y", OUT);
   em_close(EM);
   em_blank(EM);
 }
@@ -912,19 +927,41 @@ static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
   layer_comment(g, l, what);
   em_open(EM, "static void %s_forward(const float *x, float *y)", fn);
   const long count = shape_size(l->out);
-  if (l->act == ACT_SOFTMAX || l->act == ACT_LINEAR) {
+  const Act act = g->train ? g->act : l->act;
+  if (act == ACT_SOFTMAX || act == ACT_LINEAR) {
     em_line(EM, "if (y != x)");
     em_line(EM, "  memcpy(y, x, %ld * sizeof(float));", count);
-    emit_act_pass(g, l->act, "y", count);
+    emit_act_pass(g, act, "y", count);
   } else {
     em_line(EM, "for (int i = 0; i < %ld; i++)", count);
-    if (l->act == ACT_RELU)
+    if (act == ACT_RELU)
       em_line(EM, "  y[i] = x[i] > 0.0f ? x[i] : 0.0f;");
     else
-      em_line(EM, "  y[i] = %s_%s(x[i]);", g->n, act_words[l->act]);
+      em_line(EM, "  y[i] = %s_%s(x[i]);", g->n, act_words[act]);
   }
   em_close(EM);
   em_blank(EM);
+}
+
+void emit_train_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act) {
+  Gen gen = {em, net, NULL, net->name, NULL, true, act}, *g = &gen;
+  switch (l->op) {
+  case OP_CONV2D:
+    emit_conv(g, l, fn);
+    return;
+  case OP_DENSE:
+    emit_dense(g, l, fn);
+    return;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL:
+    emit_pool(g, l, fn);
+    return;
+  case OP_ACT:
+    emit_act_layer(g, l, fn);
+    return;
+  default:
+    assert(0);
+  }
 }
 
 /* ---- NAME_infer ---- */
@@ -1172,7 +1209,7 @@ static void emit_header_text(Gen *g, FILE *out) {
 void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
   Emitter em;
   em_init(&em, out, 0);
-  Gen g = {&em, net, opt, net->name, NULL};
+  Gen g = {&em, net, opt, net->name, NULL, false, ACT_LINEAR};
   emit_header_text(&g, out);
   em_free(&em);
 }
@@ -1182,7 +1219,7 @@ void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
 void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   Emitter em;
   em_init(&em, out, 0);
-  Gen gen = {&em, net, opt, net->name, layer_ordinals(net)}, *g = &gen;
+  Gen gen = {&em, net, opt, net->name, layer_ordinals(net), false, ACT_LINEAR}, *g = &gen;
   const char *n = net->name;
   if (opt->header_name) {
     fprintf(out, "/*\n * %s.c: generated by cnngen; do not edit. The API is documented in %s.\n", n,

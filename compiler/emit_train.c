@@ -13,10 +13,11 @@
  * NAME_explain (for `cnngen explain`) reuses all of it for one image:
  * the same forward calls (dropout as the identity), then the backward
  * calls from the class's logit instead of the loss, with every layer
- * computing its input gradient down to the image. Where that differs from
- * training (the first layer with parameters; the Grad-CAM conv, whose own
- * output gradient a fused conv + maxpool backward never forms) the same
- * emitter functions write a variant, NAME_LAYER_explain_backward.
+ * computing its input gradient down to the image (the first layer with
+ * parameters computes it when given a dx: training passes NULL). The
+ * Grad-CAM conv needs the gradient of its own output, which a fused
+ * conv + maxpool backward never forms: for it the same emitter functions
+ * write a variant, NAME_LAYER_explain_backward.
  *
  * Gradients flow through two ping-pong buffers: a layer's backward reads dy
  * from one and writes dx to the other, or works in place (activations,
@@ -52,6 +53,9 @@
 typedef struct TL {
   const Layer *l;
   const char *fn;        /* NAME_LAYER: the prefix of its functions */
+  const char *ffn;       /* its forward function's prefix: fn, inference's, or
+                            fn_train where training runs it otherwise (variant) */
+  bool variant;          /* emit_train_forward writes ffn_forward */
   const char *bfn;       /* its backward function: fn_backward (fn_explain_backward
                             for a variant only NAME_explain calls) */
   const char *in, *out;  /* C expressions of its input and output (per image) */
@@ -61,6 +65,8 @@ typedef struct TL {
   int ph, pw;            /* conv: (padded) input height and width */
   bool backward;         /* runs a backward pass */
   bool dx;               /* computes its input gradient */
+  bool dx_if;            /* the first layer with weights: computes it when its dx
+                            is not NULL (NAME_explain's; training passes NULL) */
   bool transposed;       /* conv: weights transposed into t->wt<k> for dx */
   const struct TL *pool; /* conv: the maxpool after it, whose backward it does */
   bool pooled;           /* maxpool: its backward is done by the conv before it */
@@ -132,12 +138,29 @@ static void plan(T *t) {
     else
       L->fn = S(t, "%s_%s%d", t->n, l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
     L->bfn = S(t, "%s_backward", L->fn);
+    switch (l->op) {
+    case OP_CONV2D:
+      L->variant = l->fused_pool || l->train.act != l->act;
+      break;
+    case OP_DENSE:
+    case OP_ACT:
+      L->variant = l->train.act != l->act;
+      break;
+    case OP_MAXPOOL:
+    case OP_AVGPOOL:
+      L->variant = l->fused_away; /* into the conv before it */
+      break;
+    default:
+      break;
+    }
+    L->ffn = L->variant ? S(t, "%s_train", L->fn) : L->fn;
     L->in = prev;
     L->out = l->train.own_output ? S(t, "t->y%d", L->k) : prev;
     prev = L->out;
     L->chw = l->train.chw;
     L->backward = l->train.backward;
     L->dx = l->train.dx;
+    L->dx_if = l->train.backward && !l->train.dx;
     L->ph = l->train.ph;
     L->pw = l->train.pw;
     L->pad = l->op == OP_CONV2D && (L->ph > l->in.h || L->pw > l->in.w);
@@ -148,6 +171,19 @@ static void plan(T *t) {
   for (int k = 0; k + 1 < t->ntl; k++)
     if (t->tl[k].l->train.pool)
       t->tl[k].pool = &t->tl[k + 1];
+}
+
+/* Whether L's backward function has a dx parameter. */
+static bool takes_dx(const TL *L) {
+  return L->dx || L->dx_if;
+}
+
+/* Opens (open) or closes the `if (dx)` around a dx_if layer's input gradient. */
+static void if_dx(T *t, const TL *L, bool open) {
+  if (L->dx_if && open)
+    em_open(EM, "if (dx)");
+  else if (L->dx_if)
+    em_close(EM);
 }
 
 /* ---- activations ---- */
@@ -166,11 +202,11 @@ static void act_forward(T *t, Act act, const char *dst, const char *src, long co
     return;
   case ACT_SIGMOID:
     em_line(EM, "for (int i = 0; i < %ld; i++)", count);
-    em_line(EM, "  %s[i] = 1.0f / (1.0f + expf(-%s[i]));", dst, src);
+    em_line(EM, "  %s[i] = %s_sigmoid(%s[i]);", dst, t->n, src);
     return;
   case ACT_TANH:
     em_line(EM, "for (int i = 0; i < %ld; i++)", count);
-    em_line(EM, "  %s[i] = tanhf(%s[i]);", dst, src);
+    em_line(EM, "  %s[i] = %s_tanh(%s[i]);", dst, t->n, src);
     return;
   case ACT_SOFTMAX:
     em_open(EM, "for (int p = 0; p < %ld; p++)", count / group);
@@ -331,19 +367,6 @@ static const char *weight_dims(T *t, const Layer *l) {
   return S(t, "[%d][%d]", (int)shape_size(l->in), l->out.c);
 }
 
-/* The forward function's head: its signature, the weights w and biases b. */
-static void param_forward_head(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  const char *b = emit_param_ref(t->em, t->net, l, 1, "m");
-  em_open_fn(
-      EM,
-      "static void %s_train_forward(const %s_model *m, const float *restrict x, float *restrict y)",
-      L->fn, t->n);
-  em_line(EM, "const float *restrict w = %s; /* %s */", w, weight_dims(t, l));
-  em_line(EM, "const float *restrict b = %s; /* [%d] */", b, l->out.c);
-}
-
 /* In the backward function: the gradients dw and db in g, and dy made the
    gradient before the activation (in place). */
 static void param_backward_head(T *t, const TL *L) {
@@ -365,86 +388,6 @@ static ConvDims conv_dims(const TL *L) {
   const Layer *l = L->l;
   return (ConvDims){l->in.c, l->out.c, l->u.conv.kh, l->u.conv.kw, l->u.conv.stride,
                     L->ph,   L->pw,    l->out.h,     l->out.w};
-}
-
-/* Forward tile: P output pixels from ox, FB vectors of channels from f0
-   (the last `shift` channels back). */
-static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB, int shift) {
-  const char *n = t->n;
-  em_open(EM, "%s", "");
-  em_line(EM, "%s_f8 b0, b1, b2, b3;", n);
-  for (int v = 0; v < FB; v++)
-    em_line(EM, "%s_LOAD(b%d, b + f0 + %d);", n, v, vec_off(v, FB, shift));
-  for (int v = FB; v < 4; v++)
-    em_line(EM, "%s_ZERO(b%d);", n, v);
-  tile_declare(t, P, FB, "b");
-  em_open(EM, "for (int ky = 0; ky < %d; ky++)", d->KH);
-  em_line(EM, "const float *xk = xr + ky * %d + ox * %d;", d->IW * d->C, d->S * d->C);
-  em_line(EM, "const float *wk = w + ky * %d + f0;", d->KW * d->C * d->F);
-  em_open(EM, "for (int k = 0; k < %d; k++)", d->KW * d->C);
-  for (int v = 0; v < FB; v++)
-    em_line(EM, "%s_f8 w%d;", n, v);
-  for (int v = 0; v < FB; v++)
-    em_line(EM, "%s_LOAD(w%d, wk + k * %d + %d);", n, v, d->F, vec_off(v, FB, shift));
-  for (int j = 0; j < P; j++)
-    em_line(EM, "const float s%d = xk[k + %d];", j, j * d->S * d->C);
-  for (int j = 0; j < P; j++)
-    for (int v = 0; v < FB; v++)
-      em_line(EM, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
-  em_close(EM);
-  em_close(EM);
-  for (int j = 0; j < P; j++)
-    for (int v = 0; v < FB; v++)
-      em_line(EM, "%s_STORE(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F,
-              vec_off(v, FB, shift), j, v);
-  em_close(EM);
-}
-
-/* The forward tiles of one output row, channels from f0. */
-static void conv_forward_block(T *t, const TL *L, int FB, int shift) {
-  const ConvDims d = conv_dims(L);
-  const int P = tile_pixels(FB, d.OW);
-  em_line(EM, "int ox;");
-  em_line(EM, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
-  conv_forward_tile(t, &d, P, FB, shift);
-  if (d.OW % P)
-    conv_forward_tile(t, &d, d.OW % P, FB, shift);
-}
-
-static void conv_forward(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const ConvDims d = conv_dims(L);
-  em_line(EM, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, d.IH, d.IW, d.C, d.OH, d.OW, d.F);
-  param_forward_head(t, L);
-  if (d.F >= 8) {
-    em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
-    em_line(EM, "const float *xr = x + oy * %d;", d.S * d.IW * d.C);
-    em_line(EM, "float *yr = y + oy * %d;", d.OW * d.F);
-    channel_blocks(t, L, "f0", d.F, conv_forward_block);
-    em_close(EM);
-  } else {
-    em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
-    em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
-    em_line(EM, "float acc[%d];", d.F);
-    em_line(EM, "for (int f = 0; f < %d; f++)", d.F);
-    em_line(EM, "  acc[f] = b[f];");
-    em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-    em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
-    em_line(EM, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
-    em_open(EM, "for (int k = 0; k < %d; k++)", d.KW * d.C);
-    em_line(EM, "const float s = xk[k];");
-    em_line(EM, "for (int f = 0; f < %d; f++)", d.F);
-    em_line(EM, "  acc[f] += s * wk[k * %d + f];", d.F);
-    em_close(EM);
-    em_close(EM);
-    em_line(EM, "for (int f = 0; f < %d; f++)", d.F);
-    em_line(EM, "  y[(oy * %d + ox) * %d + f] = acc[f];", d.OW, d.F);
-    em_close(EM);
-    em_close(EM);
-  }
-  act_forward(t, L->act, "y", "y", shape_size(l->out), d.F);
-  em_close(EM);
-  em_blank(EM);
 }
 
 /* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky, FB vectors
@@ -545,8 +488,8 @@ static void conv_backward(T *t, const TL *L) {
              "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const "
              "float *restrict y, float *restrict dy%s)",
              L->bfn, t->n, t->n, L->transposed ? ", const float *restrict wt" : "",
-             L->dx ? ", float *restrict dx" : "");
-  if (!L->dx || L->transposed)
+             takes_dx(L) ? ", float *restrict dx" : "");
+  if (!takes_dx(L) || L->transposed)
     em_line(EM, "(void)m;");
   param_backward_head(t, L);
   em_line(EM, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
@@ -572,7 +515,8 @@ static void conv_backward(T *t, const TL *L) {
     em_close(EM);
     em_close(EM);
   }
-  if (L->dx) {
+  if (takes_dx(L)) {
+    if_dx(t, L, true);
     em_line(EM, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
     if (L->transposed) {
       em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
@@ -596,6 +540,7 @@ static void conv_backward(T *t, const TL *L) {
       em_close(EM);
       em_close(EM);
     }
+    if_dx(t, L, false);
   }
   em_close(EM);
   em_blank(EM);
@@ -615,70 +560,7 @@ static void conv_unpad(T *t, const TL *L) {
   em_blank(EM);
 }
 
-/* Copies x [H][W][C] into the zero-bordered xp (and, when the layer computes
-   its input gradient, writes the unpad that undoes it). */
-static void conv_pad(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const int H = l->in.h, W = l->in.w, C = l->in.c;
-  const int pt = l->u.conv.pad_top, pl = l->u.conv.pad_left;
-  em_line(EM, "/* %s: input [%d][%d][%d] into [%d][%d][%d] with zeros around */", l->text, H, W, C,
-          L->ph, L->pw, C);
-  em_open_fn(EM, "static void %s_pad(const float *restrict x, float *restrict xp)", L->fn);
-  em_line(EM, "memset(xp, 0, %ld * sizeof(float));", (long)L->ph * L->pw * C);
-  em_line(EM, "for (int iy = 0; iy < %d; iy++)", H);
-  em_line(EM, "  memcpy(xp + (iy + %d) * %d + %d, x + iy * %d, %d * sizeof(float));", pt, L->pw * C,
-          pl * C, W * C, W * C);
-  em_close(EM);
-  em_blank(EM);
-  if (L->dx)
-    conv_unpad(t, L);
-}
-
 /* ---- dense ---- */
-
-static void dense_forward(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const int IN = (int)shape_size(l->in), OUT = l->out.c;
-  const char *n = t->n;
-  em_line(EM, "/* %s: [%d] -> [%d] */", l->text, IN, OUT);
-  param_forward_head(t, L);
-  if (OUT % 8 == 0) {
-    int NV = OUT / 8, OB = 8;
-    while (NV % OB)
-      OB--;
-    em_open(EM, "for (int o0 = 0; o0 < %d; o0 += %d)", OUT, 8 * OB);
-    for (int v = 0; v < OB; v++) {
-      em_line(EM, "%s_f8 a%d;", n, v);
-      em_line(EM, "%s_LOAD(a%d, b + o0 + %d);", n, v, 8 * v);
-    }
-    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
-    em_line(EM, "const float s = x[i];");
-    em_line(EM, "const float *wi = w + i * %d + o0;", OUT);
-    for (int v = 0; v < OB; v++) {
-      em_line(EM, "%s_f8 w%d;", n, v);
-      em_line(EM, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
-      em_line(EM, "%s_FMA(a%d, s, w%d);", n, v, v);
-    }
-    em_close(EM);
-    for (int v = 0; v < OB; v++)
-      em_line(EM, "%s_STORE(y + o0 + %d, a%d);", n, 8 * v, v);
-    em_close(EM);
-  } else {
-    em_line(EM, "float acc[%d];", OUT);
-    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
-    em_line(EM, "  acc[o] = b[o];");
-    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
-    em_line(EM, "const float s = x[i];");
-    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
-    em_line(EM, "  acc[o] += s * w[i * %d + o];", OUT);
-    em_close(EM);
-    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
-    em_line(EM, "  y[o] = acc[o];");
-  }
-  act_forward(t, L->act, "y", "y", OUT, OUT);
-  em_close(EM);
-  em_blank(EM);
-}
 
 static void dense_backward(T *t, const TL *L) {
   const Layer *l = L->l;
@@ -689,7 +571,7 @@ static void dense_backward(T *t, const TL *L) {
   em_open_fn(EM,
              "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, const float "
              "*restrict y, float *restrict dy%s)",
-             L->bfn, n, n, L->dx ? ", float *restrict dx" : "");
+             L->bfn, n, n, takes_dx(L) ? ", float *restrict dx" : "");
   param_backward_head(t, L);
   em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
   em_line(EM, "  db[o] += dy[o];");
@@ -698,7 +580,8 @@ static void dense_backward(T *t, const TL *L) {
   em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
   em_line(EM, "  dw[i * %d + o] += s * dy[o];", OUT);
   em_close(EM);
-  if (!L->dx) {
+  if_dx(t, L, true);
+  if (!takes_dx(L)) {
     em_line(EM, "(void)m;");
   } else if (OUT % 8 == 0 && OUT <= 128) {
     int NV = OUT / 8;
@@ -727,42 +610,12 @@ static void dense_backward(T *t, const TL *L) {
     em_line(EM, "dx[i] = s;");
     em_close(EM);
   }
+  if_dx(t, L, false);
   em_close(EM);
   em_blank(EM);
 }
 
 /* ---- pooling ---- */
-
-static void pool_forward(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
-  const int KH = l->u.pool.kh, KW = l->u.pool.kw, S = l->u.pool.stride;
-  bool max = l->op == OP_MAXPOOL;
-  em_line(EM, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, l->in.h, IW, C, OH, OW, C);
-  em_open_fn(EM, "static void %s_train_forward(const float *restrict x, float *restrict y)", L->fn);
-  em_open(EM, "for (int py = 0; py < %d; py++)", OH);
-  em_open(EM, "for (int px = 0; px < %d; px++)", OW);
-  em_line(EM, "const float *x0 = x + (py * %d + px * %d) * %d;", S * IW, S, C);
-  em_line(EM, "float *yp = y + (py * %d + px) * %d;", OW, C);
-  em_line(EM, "for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "  yp[c] = x0[c];");
-  em_open(EM, "for (int k = 1; k < %d; k++)", KH * KW);
-  em_line(EM, "const float *xk = x0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
-  em_line(EM, "for (int c = 0; c < %d; c++)", C);
-  if (max)
-    em_line(EM, "  yp[c] = xk[c] > yp[c] ? xk[c] : yp[c];");
-  else
-    em_line(EM, "  yp[c] += xk[c];");
-  em_close(EM);
-  if (!max) {
-    em_line(EM, "for (int c = 0; c < %d; c++)", C);
-    em_line(EM, "  yp[c] /= %s;", FL(KH * KW));
-  }
-  em_close(EM);
-  em_close(EM);
-  em_close(EM);
-  em_blank(EM);
-}
 
 /* Maxpool sends each window's gradient to its first maximum in row-major
    order: `r` holds what is still to be given, and the first match takes it. */
@@ -811,20 +664,9 @@ static void pool_backward(T *t, const TL *L) {
   em_blank(EM);
 }
 
-static void gap_forward(T *t, const TL *L) {
+static void gap_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int HW = l->in.h * l->in.w, C = l->in.c;
-  em_line(EM, "/* %s: [%d][%d][%d] -> [%d] */", l->text, l->in.h, l->in.w, C, C);
-  em_open_fn(EM, "static void %s_train_forward(const float *restrict x, float *restrict y)", L->fn);
-  em_line(EM, "for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "  y[c] = 0.0f;");
-  em_line(EM, "for (int p = 0; p < %d; p++)", HW);
-  em_line(EM, "  for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "    y[c] += x[p * %d + c];", C);
-  em_line(EM, "for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "  y[c] /= %s;", FL(HW));
-  em_close(EM);
-  em_blank(EM);
   em_line(EM, "/* %s: backward */", l->text);
   em_open_fn(EM, "static void %s(const float *restrict dy, float *restrict dx)", L->bfn);
   em_line(EM, "for (int p = 0; p < %d; p++)", HW);
@@ -886,18 +728,6 @@ static void act_layer_backward(T *t, const TL *L) {
   em_blank(EM);
 }
 
-static void act_layer(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const long N = shape_size(l->out);
-  em_line(EM, "/* %s: [%ld] */", l->text, N);
-  em_open_fn(EM, "static void %s_train_forward(const float *restrict x, float *restrict y)", L->fn);
-  act_forward(t, L->act, "y", "x", N, l->out.c);
-  em_close(EM);
-  em_blank(EM);
-  if (L->backward)
-    act_layer_backward(t, L);
-}
-
 /* The derivative of act at output a, times the gradient g (C expressions). */
 static const char *act_times(T *t, Act act, const char *a, const char *g) {
   switch (act) {
@@ -952,13 +782,14 @@ static void conv_pool_backward(T *t, const TL *L) {
       "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const float "
       "*restrict y, const float *restrict yp, const float *restrict dyp, float *restrict dwt%s)",
       L->bfn, n, n, L->transposed ? ", const float *restrict wt" : "",
-      L->dx ? ", float *restrict dx" : "");
-  if (!L->dx || L->transposed)
+      takes_dx(L) ? ", float *restrict dx" : "");
+  if (!takes_dx(L) || L->transposed)
     em_line(EM, "(void)m;");
   em_line(EM, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
-  if (L->dx)
-    em_line(EM, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
-  if (L->dx && !L->transposed)
+  if (takes_dx(L))
+    em_line(EM, "%smemset(dx, 0, %ld * sizeof(float));", L->dx_if ? "if (dx)\n  " : "",
+            (long)d.IH * d.IW * d.C);
+  if (takes_dx(L) && !L->transposed)
     em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
   em_open(EM, "for (int wy = 0; wy < %d; wy++)", POH);
   em_open(EM, "for (int wx = 0; wx < %d; wx++)", POW);
@@ -993,13 +824,14 @@ static void conv_pool_backward(T *t, const TL *L) {
   em_line(EM, "  dk[ky * %d + k] += v * xk[k];", K);
   em_close(EM);
   em_close(EM);
-  if (L->dx && L->transposed) {
+  if_dx(t, L, true);
+  if (takes_dx(L) && L->transposed) {
     em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
     em_line(EM, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S,
             d.KW, d.IW * d.C, d.S, d.KW, d.C);
     channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
     em_close(EM);
-  } else if (L->dx) {
+  } else if (takes_dx(L)) {
     em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
     em_line(EM, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S,
             d.KW, d.IW * d.C, d.S, d.KW, d.C);
@@ -1012,6 +844,7 @@ static void conv_pool_backward(T *t, const TL *L) {
     em_close(EM);
     em_close(EM);
   }
+  if_dx(t, L, false);
   em_close(EM);
   em_close(EM);
   em_close(EM);
@@ -1019,30 +852,32 @@ static void conv_pool_backward(T *t, const TL *L) {
   em_blank(EM);
 }
 
+/* Layer L's training functions: its forward function where inference's
+   does not serve, its backward function, and what they need. */
 static void layer_functions(T *t, const TL *L) {
-  switch (L->l->op) {
+  const Layer *l = L->l;
+  if (L->variant)
+    emit_train_forward(EM, t->net, l, L->ffn, L->act);
+  switch (l->op) {
   case OP_CONV2D:
-    if (L->pad)
-      conv_pad(t, L);
-    conv_forward(t, L);
+    if (L->pad && takes_dx(L))
+      conv_unpad(t, L);
     if (L->pool)
       conv_pool_backward(t, L);
     else if (L->backward)
       conv_backward(t, L);
     return;
   case OP_DENSE:
-    dense_forward(t, L);
     if (L->backward)
       dense_backward(t, L);
     return;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
-    pool_forward(t, L);
     if (L->backward && !L->pooled)
       pool_backward(t, L);
     return;
   case OP_GLOBALAVGPOOL:
-    gap_forward(t, L);
+    gap_backward(t, L);
     return;
   case OP_FLATTEN:
     return;
@@ -1050,7 +885,8 @@ static void layer_functions(T *t, const TL *L) {
     dropout_forward(t, L);
     return;
   case OP_ACT:
-    act_layer(t, L);
+    if (L->backward)
+      act_layer_backward(t, L);
     return;
   case OP_COUNT:
     break;
@@ -1098,7 +934,7 @@ static void loss_function(T *t) {
     /* Fused, stable in z: max(z, 0) - z t + log(1 + exp(-|z|)). */
     em_open(EM, "for (int i = 0; i < %d; i++)", K);
     em_line(EM, "const double u = z[i];");
-    em_line(EM, "y[i] = 1.0f / (1.0f + expf(-z[i]));");
+    em_line(EM, "y[i] = %s_sigmoid(z[i]);", t->n);
     em_line(EM, "loss += (u > 0 ? u : 0) - u * target[i] + log1p(exp(-fabs(u)));");
     em_line(EM, "dz[i] = weight * (y[i] - target[i]) / %s;", FL(K));
     em_close(EM);
@@ -1181,29 +1017,24 @@ static void forward_call(T *t, const TL *L) {
   switch (l->op) {
   case OP_CONV2D:
     if (L->pad)
-      em_line(EM, "%s_pad(%s, t->xp%d);", L->fn, L->in, L->k);
-    em_line(EM, "%s_train_forward(m, %s, %s);", L->fn, in_of(t, L), L->out);
+      em_line(EM, "%s_zero_pad(%s, t->xp%d);", L->fn, L->in, L->k);
+    em_line(EM, "%s_forward(m, %s, %s);", L->ffn, in_of(t, L), L->out);
     return;
   case OP_DENSE:
-    em_line(EM, "%s_train_forward(m, %s, %s);", L->fn, L->in, L->out);
+    em_line(EM, "%s_forward(m, %s, %s);", L->ffn, L->in, L->out);
     return;
   case OP_FLATTEN:
-    if (L->chw) {
-      const int HW = l->in.h * l->in.w, C = l->in.c;
-      em_line(EM, "for (int p = 0; p < %d; p++) /* %s: [%d][%d][%d] -> C, H, W order */", HW,
-              l->text, l->in.h, l->in.w, C);
-      em_line(EM, "  for (int c = 0; c < %d; c++)", C);
-      em_line(EM, "    %s[c * %d + p] = %s[p * %d + c];", L->out, HW, L->in, C);
-    } else if (strcmp(L->in, L->out)) {
+    if (L->chw) /* to C, H, W order, as in inference */
+      em_line(EM, "%s_forward(%s, %s);", L->fn, L->in, L->out);
+    else if (strcmp(L->in, L->out))
       em_line(EM, "memcpy(%s, %s, %ld * sizeof(float));", L->out, L->in, shape_size(l->out));
-    }
     return;
   case OP_DROPOUT:
     em_line(EM, "%s_train_forward(%s, %s, t->mask%d, key + (uint64_t)i);", L->fn, L->in, L->out,
             L->k);
     return;
   default:
-    em_line(EM, "%s_train_forward(%s, %s);", L->fn, L->in, L->out);
+    em_line(EM, "%s_forward(%s, %s);", L->ffn, L->in, L->out);
     return;
   }
 }
@@ -1219,17 +1050,17 @@ static void backward_call(T *t, const TL *L, int *cur) {
     const char *wt = L->transposed ? S(t, "t->wt%d, ", L->k) : "";
     if (L->pool)
       em_call(EM, "%s(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->bfn, wt, in_of(t, L),
-              L->out, L->pool->out, c, L->k, L->dx ? ", " : "", L->dx ? dx : "");
+              L->out, L->pool->out, c, L->k, takes_dx(L) ? ", " : "", L->dx ? dx : "NULL");
     else
       em_call(EM, "%s(m, g, %s%s, %s, t->g[%d]%s%s);", L->bfn, wt, in_of(t, L), L->out, c,
-              L->dx ? ", " : "", L->dx ? dx : "");
+              takes_dx(L) ? ", " : "", L->dx ? dx : "NULL");
     if (L->dx && L->pad)
       em_line(EM, "%s_unpad(%s);", L->fn, dx);
     break;
   }
   case OP_DENSE:
-    em_call(EM, "%s(m, g, %s, %s, t->g[%d]%s%s);", L->bfn, L->in, L->out, c, L->dx ? ", " : "",
-            L->dx ? dx : "");
+    em_call(EM, "%s(m, g, %s, %s, t->g[%d]%s%s);", L->bfn, L->in, L->out, c,
+            takes_dx(L) ? ", " : "", L->dx ? dx : "NULL");
     break;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
@@ -1351,7 +1182,6 @@ static int cam_index(const T *t) {
 /* The layers as NAME_explain runs them, a copy of the training plan
    (malloc'd): every layer runs backward and computes its input gradient,
    down to the image. Where that changes a layer's backward function (the
-   first layer with parameters computes no input gradient in training; the
    Grad-CAM conv needs the gradient of its own output, which the fused
    conv + maxpool backward never forms), the layer gets a variant named
    fn_explain_backward, emitted by the same code as the training one. */
@@ -1366,7 +1196,7 @@ static TL *explain_plan(T *t, int cam) {
       X->pool = unfuse ? NULL : &x[k + 1];
     if (unfuse)
       x[k + 1].pooled = false;
-    if ((L->backward && !L->dx) || unfuse)
+    if (unfuse)
       X->bfn = S(t, "%s_explain_backward", X->fn);
     X->backward = X->dx = true;
   }
@@ -1381,8 +1211,6 @@ static void explain_backward_functions(T *t, const TL *x) {
     case OP_CONV2D:
       if (strcmp(X->bfn, L->bfn) == 0)
         break;
-      if (X->pad && !L->dx)
-        conv_unpad(t, X);
       if (X->pool)
         conv_pool_backward(t, X);
       else
@@ -1565,12 +1393,11 @@ static void update_function(T *t) {
     const char *state = adam       ? "m->opt[0] + at, m->opt[1] + at, "
                         : t->slots ? "m->opt[0] + at, "
                                    : "";
-    emit_tensor_loop(
-        EM, net,
-        S(t,
-          "const long at = t->offset, count = (long)t->o * t->c * t->k;\n"
-          "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale%s);",
-          n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
+    emit_tensor_loop(EM, net,
+                     S(t,
+                       "const long at = t->offset, count = (long)t->o * t->c * t->k;\n"
+                       "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale%s);",
+                       n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
   }
   em_close(EM);
   em_blank(EM);

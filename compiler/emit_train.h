@@ -22,4 +22,11 @@ void emit_train_declarations(Emitter *em, const Net *net);
 /* Source: every training function. */
 void emit_train_source(Emitter *em, const Net *net);
 
+/* Provided by the inference emitter (emit_infer.c), whose kernels training's
+   forward pass runs: layer l's forward function fn_forward as training runs
+   it where that differs from inference (a conv without its fused pool, a
+   pool fused in inference, the output layer's activation, which the loss
+   applies), writing `act` after the op. */
+void emit_train_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act);
+
 #endif
