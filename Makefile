@@ -24,7 +24,7 @@ RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
             augment plot cmd_explain
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli \
-            test_augment test_explain test_plot test_embed test_examples
+            test_augment test_explain test_plot test_embed test_examples test_targets
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)

@@ -28,9 +28,10 @@
  * vectors are loaded once and used by every pixel of the tile, each input
  * value is broadcast once and used by all FB vectors. conv_cost() picks the
  * tile from a small model of the core (multiply-adds, loads, latency, the
- * weights' trips from L2). Bias starts the accumulators; ReLU and a fused
- * pool run on the registers before the single store (a pool window taller
- * than the tile is combined through y, row by row). Kernel rows and taps
+ * weights' trips from L2). Bias starts the accumulators (zero with
+ * bias=false: the layer has none); ReLU and a fused pool run on the
+ * registers before the single store (a pool window taller than the tile
+ * is combined through y, row by row). Kernel rows and taps
  * are loops with literal bounds that the C compiler unrolls as it sees
  * fit; the tile itself is written out. F not a multiple of 8 (the channel
  * tail, see Conv): above 8, the last vector overlaps the one before it and
@@ -40,8 +41,9 @@
  * per pixel when that copy would be large).
  * Padding: the input is first copied inside a zero border (a scratch
  * tensor of the plan; a few per cent of the layer's time), so no tap is
- * ever tested against the bounds. With a fused pool (stride = window),
- * conv rows and columns that the floor-mode pool drops are not computed.
+ * ever tested against the bounds. With a fused pool (stride = window in
+ * each direction), conv rows and columns that the floor-mode pool drops
+ * are not computed.
  * The vectors are GCC/Clang vector extensions, or 8-float structs with the
  * operations unrolled for compilers without them (tcc): one source, the same
  * arithmetic (NAME_f8 and its macros, shared with training: emit.c).
@@ -269,8 +271,9 @@ static void emit_act_pass(Gen *g, Act act, const char *p, long count) {
 
 typedef struct Conv {
   const Layer *l;
-  int C, F, KH, KW, S;
+  int C, F, KH, KW, SH, SW; /* SH, SW: the stride down and across */
   int IW;         /* width of the input read (padded when the conv pads) */
+  bool bias;      /* the accumulators start from the bias (else zero) */
   int rows, cols; /* conv output rows and columns computed */
   int OW;         /* unfused: row width of y, in pixels */
   const Layer *pool;
@@ -370,7 +373,9 @@ static Conv conv_info(const Layer *l, const Layer *pool, Act act) {
   c.F = l->out.c;
   c.KH = l->u.conv.kh;
   c.KW = l->u.conv.kw;
-  c.S = l->u.conv.stride;
+  c.SH = l->u.conv.sh;
+  c.SW = l->u.conv.sw;
+  c.bias = l->bias_count > 0;
   c.IW = l->in.w + l->u.conv.pad_left + l->u.conv.pad_right;
   c.OW = l->out.w;
   c.act = act;
@@ -446,7 +451,7 @@ static int vec_at(const Conv *c, const FBlock *k, int v) {
 static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *oxv, int oxl,
                            const FBlock *blk) {
   const char *n = g->n;
-  const int FB = c->FB, C = c->C, F = c->F, WS = c->WS, S = c->S, P = tr * tc;
+  const int FB = c->FB, C = c->C, F = c->F, WS = c->WS, SH = c->SH, SW = c->SW, P = tr * tc;
   const int last = F < VW ? F : VW; /* real channels of the last vector */
   const char *ox = oxv ? oxv : "";
   const char *f0 = blk->f0v ? blk->f0v : "";
@@ -462,7 +467,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   }
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", c->KH);
   em_line(EM, "const float *restrict xk = xr + %s;",
-          LIN((long)oxl * S * C, "ky", (long)c->IW * C, ox, (long)S * C));
+          LIN((long)oxl * SW * C, "ky", (long)c->IW * C, ox, (long)SW * C));
   em_line(EM, "const float *restrict wk = w + %s;",
           LIN(blk->f0l, "ky", (long)c->KW * C * WS, f0, 1L));
   em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
@@ -470,7 +475,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
     const char *line = "const float";
     for (int j = j0; j < P && j < j0 + 4; j++)
       line = em_str(EM, "%s%s s%d = xk[%s]", line, j > j0 ? "," : "", j,
-                    LIN((long)(j / tc) * S * c->IW * C + (long)(j % tc) * S * C, "k", 1L));
+                    LIN((long)(j / tc) * SH * c->IW * C + (long)(j % tc) * SW * C, "k", 1L));
     em_line(EM, "%s;", line);
   }
   for (int v = 0; v < FB; v++) {
@@ -566,8 +571,11 @@ static void emit_conv_block(Gen *g, const Conv *c, int tr, const FBlock *blk) {
   const char *n = g->n;
   for (int v = 0; v < c->FB; v++) {
     em_line(EM, "%s_f8 b%d;", n, v);
-    em_line(EM, "%s_LOAD(b%d, b + %s);", n, v,
-            LIN(vec_at(c, blk, v), blk->f0v ? blk->f0v : "", 1L));
+    if (c->bias)
+      em_line(EM, "%s_LOAD(b%d, b + %s);", n, v,
+              LIN(vec_at(c, blk, v), blk->f0v ? blk->f0v : "", 1L));
+    else
+      em_line(EM, "memset(&b%d, 0, sizeof b%d); /* no bias */", v, v);
   }
   const int full = c->cols / c->TC, rest = c->cols % c->TC;
   if (full > 1) {
@@ -602,14 +610,14 @@ static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
 /* Scalar path (F not a multiple of 8): one output pixel at a time, of the
    row at xr / yr. */
 static void emit_conv_row_scalar(Gen *g, const Conv *c) {
-  const int C = c->C, F = c->F, S = c->S;
+  const int C = c->C, F = c->F;
   em_open(EM, "for (int ox = 0; ox < %d; ox++)", c->cols);
   em_line(EM, "float acc[%d];", F);
   em_line(EM, "for (int f = 0; f < %d; f++)", F);
-  em_line(EM, "  acc[f] = b[f];");
+  em_line(EM, "  acc[f] = %s;", c->bias ? "b[f]" : "0.0f");
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", c->KH);
   em_line(EM, "const float *restrict xk = xr + %s;",
-          LIN(0, "ky", (long)c->IW * C, "ox", (long)S * C));
+          LIN(0, "ky", (long)c->IW * C, "ox", (long)c->SW * C));
   em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * F));
   em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
   em_line(EM, "const float s = xk[k];");
@@ -658,9 +666,9 @@ static void emit_conv_row_scalar(Gen *g, const Conv *c) {
    pool, pooled rows, each either one tile row (TR = PKH) or PKH conv rows
    r combined through y. */
 static void emit_conv_rows(Gen *g, const Conv *c) {
-  const int C = c->C, F = c->F, S = c->S;
+  const int C = c->C, F = c->F;
   const bool vector = c->vector;
-  const long xrow = (long)S * c->IW * C; /* input floats per output row */
+  const long xrow = (long)c->SH * c->IW * C; /* input floats per output row */
   if (c->pool) {
     em_open(EM, "for (int py = 0; py < %d; py++)", c->pool->out.h);
     em_line(EM, "float *restrict yr = y + %s; /* [%d][%d] */", LIN(0, "py", (long)c->PW * F), c->PW,
@@ -730,22 +738,30 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
       "float *restrict y)",
       g->n, fn, g->n);
   const char *wref = emit_param_ref(EM, g->net, l, 0, "m");
-  const char *bref = emit_param_ref(EM, g->net, l, 1, "m");
+  const char *bref = c.bias ? emit_param_ref(EM, g->net, l, 1, "m") : NULL;
   if (c.WS == F || !c.vector) {
     em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
-    em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, F);
+    if (bref)
+      em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, F);
   } else {
     const long K = (long)c.KH * c.KW * C;
     em_line(EM, "const float *restrict wm = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
-    em_line(EM, "const float *restrict bm = %s; /* [%d] */", bref, F);
-    em_line(EM, "float w[%ld], b[%d]; /* the same with %d zero filters: whole vectors */", K * c.WS,
-            c.WS, c.WS - F);
+    if (bref) {
+      em_line(EM, "const float *restrict bm = %s; /* [%d] */", bref, F);
+      em_line(EM, "float w[%ld], b[%d]; /* the same with %d zero filters: whole vectors */",
+              K * c.WS, c.WS, c.WS - F);
+    } else {
+      em_line(EM, "float w[%ld]; /* the same with %d zero filters: whole vectors */", K * c.WS,
+              c.WS - F);
+    }
     em_line(EM, "for (int k = 0; k < %ld; k++)", K);
     em_line(EM, "  for (int f = 0; f < %d; f++)", c.WS);
     em_line(EM, "    w[%s] = f < %d ? wm[%s] : 0.0f;", LIN(0, "k", (long)c.WS, "f", 1L), F,
             LIN(0, "k", (long)F, "f", 1L));
-    em_line(EM, "for (int f = 0; f < %d; f++)", c.WS);
-    em_line(EM, "  b[f] = f < %d ? bm[f] : 0.0f;", F);
+    if (bref) {
+      em_line(EM, "for (int f = 0; f < %d; f++)", c.WS);
+      em_line(EM, "  b[f] = f < %d ? bm[f] : 0.0f;", F);
+    }
   }
   if (c.vector && c.act == ACT_RELU) {
     em_line(EM, "%s_f8 zero;", g->n);
@@ -774,10 +790,12 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
       "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
       "float *restrict y)",
       n, fn, n);
+  const bool bias = l->bias_count > 0;
   const char *wref = emit_param_ref(EM, g->net, l, 0, "m");
-  const char *bref = emit_param_ref(EM, g->net, l, 1, "m");
   em_line(EM, "const float *restrict w = %s; /* [%d][%d] */", wref, IN, OUT);
-  em_line(EM, "const float *restrict b = %s; /* [%d] */", bref, OUT);
+  if (bias)
+    em_line(EM, "const float *restrict b = %s; /* [%d] */", emit_param_ref(EM, g->net, l, 1, "m"),
+            OUT);
   const int vectors = OUT / VW, rest = OUT % VW;
   const bool relu = act == ACT_RELU;
   if (vectors && relu) {
@@ -795,8 +813,11 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
       em_open(EM, "%s", "");
     for (int v = 0; v < ob; v++) {
       em_line(EM, "%s_f8 a%d;", n, v);
-      em_line(EM, "%s_LOAD(a%d, b + %s);", n, v,
-              LIN((long)(same > 1 ? 0 : o0 * VW) + v * VW, ov, 1L));
+      if (bias)
+        em_line(EM, "%s_LOAD(a%d, b + %s);", n, v,
+                LIN((long)(same > 1 ? 0 : o0 * VW) + v * VW, ov, 1L));
+      else
+        em_line(EM, "memset(&a%d, 0, sizeof a%d); /* no bias */", v, v);
     }
     em_open(EM, "for (int i = 0; i < %d; i++)", IN);
     em_line(EM, "const float s = x[i];");
@@ -822,7 +843,10 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
     em_open(EM, "%s", "");
     em_line(EM, "float acc[%d];", rest);
     em_line(EM, "for (int o = 0; o < %d; o++)", rest);
-    em_line(EM, "  acc[o] = b[%s];", LIN(base, "o", 1L));
+    if (bias)
+      em_line(EM, "  acc[o] = b[%s];", LIN(base, "o", 1L));
+    else
+      em_line(EM, "  acc[o] = 0.0f;");
     em_open(EM, "for (int i = 0; i < %d; i++)", IN);
     em_line(EM, "const float s = x[i];");
     em_line(EM, "for (int o = 0; o < %d; o++)", rest);
@@ -841,7 +865,7 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
 /* ---- pools, activations ---- */
 
 static void emit_pool(Gen *g, const Layer *l, const char *fn) {
-  const int C = l->in.c, W = l->in.w, S = l->u.pool.stride;
+  const int C = l->in.c, W = l->in.w, SH = l->u.pool.sh, SW = l->u.pool.sw;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, PH = l->out.h, PW = l->out.w;
   const bool avg = l->op == OP_AVGPOOL;
   const char *what = em_str(EM, "x %s -> y %s", DIMS(l->in), DIMS(l->out));
@@ -850,7 +874,7 @@ static void emit_pool(Gen *g, const Layer *l, const char *fn) {
   em_open(EM, "for (int py = 0; py < %d; py++)", PH);
   em_open(EM, "for (int px = 0; px < %d; px++)", PW);
   em_line(EM, "const float *restrict xp = x + %s;",
-          LIN(0, "py", (long)S * W * C, "px", (long)S * C));
+          LIN(0, "py", (long)SH * W * C, "px", (long)SW * C));
   em_line(EM, "float *restrict yp = y + %s;", LIN(0, "py", (long)PW * C, "px", (long)C));
   em_open(EM, "for (int c = 0; c < %d; c++)", C);
   const bool unroll = KH * KW <= 16;

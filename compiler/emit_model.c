@@ -87,13 +87,12 @@ static Tensor layer_tensor(Emitter *em, const Net *net, const Layer *l, int bias
 
 /* Every parameter tensor in file order, in em's strings; returns how many. */
 static int all_tensors(Emitter *em, const Net *net, Tensor **out) {
-  int count = 0;
-  for (int i = 0; i < net->nlayers; i++)
-    count += op_has_weights[net->layers[i].op] ? 2 : 0;
+  const int count = net_tensors(net, NULL);
   Tensor *t = arena_alloc(&em->strings, (size_t)(count + 1) * sizeof *t);
   for (int i = 0, j = 0; i < net->nlayers; i++)
     for (int bias = 0; bias < 2 && op_has_weights[net->layers[i].op]; bias++)
-      t[j++] = layer_tensor(em, net, &net->layers[i], bias);
+      if (!bias || net->layers[i].bias_count) /* bias=false: no bias tensor */
+        t[j++] = layer_tensor(em, net, &net->layers[i], bias);
   *out = t;
   return count;
 }
@@ -121,7 +120,7 @@ void emit_model_members(Emitter *em, const Net *net) {
       em_comment(EM, "%s\n%s.weight %s, file %s", emit_quote(em, l), l->name, layout, file);
     else
       em_comment(EM, "%s\n%s.weight %s", emit_quote(em, l), l->name, layout);
-    for (int bias = 0; bias < 2; bias++) {
+    for (int bias = 0; bias < (l->bias_count ? 2 : 1); bias++) {
       if (used % ALIGN_FLOATS) {
         em_line(EM, "float pad%d[%ld]; /* aligns the next array to 64 bytes */", pads++,
                 ALIGN_FLOATS - used % ALIGN_FLOATS);

@@ -372,7 +372,8 @@ static const char *weight_dims(T *t, const Layer *l) {
 static void param_backward_head(T *t, const TL *L) {
   const Layer *l = L->l;
   em_line(EM, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset, weight_dims(t, l));
-  em_line(EM, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
+  if (l->bias_count)
+    em_line(EM, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
   act_backward(t, L->act, "y", "dy", shape_size(l->out), l->out.c);
   if (L->act == ACT_LINEAR)
     em_line(EM, "(void)y;");
@@ -381,13 +382,23 @@ static void param_backward_head(T *t, const TL *L) {
 /* ---- conv2d ---- */
 
 typedef struct ConvDims {
-  int C, F, KH, KW, S, IH, IW, OH, OW; /* IH, IW: the padded input */
+  int C, F, KH, KW, SH, SW, IH, IW, OH, OW; /* SH, SW: the stride; IH, IW: the padded input */
+  bool bias;                                /* false: bias=false, no b or db */
 } ConvDims;
 
 static ConvDims conv_dims(const TL *L) {
   const Layer *l = L->l;
-  return (ConvDims){l->in.c, l->out.c, l->u.conv.kh, l->u.conv.kw, l->u.conv.stride,
-                    L->ph,   L->pw,    l->out.h,     l->out.w};
+  return (ConvDims){.C = l->in.c,
+                    .F = l->out.c,
+                    .KH = l->u.conv.kh,
+                    .KW = l->u.conv.kw,
+                    .SH = l->u.conv.sh,
+                    .SW = l->u.conv.sw,
+                    .IH = L->ph,
+                    .IW = L->pw,
+                    .OH = l->out.h,
+                    .OW = l->out.w,
+                    .bias = l->bias_count > 0};
 }
 
 /* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky, FB vectors
@@ -398,7 +409,7 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
   em_open(EM, "%s", "");
   tile_declare(t, CB, FB, NULL);
   em_open(EM, "for (int oy = 0; oy < %d; oy++)", d->OH);
-  em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->S, d->IW * d->C);
+  em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->SH, d->IW * d->C);
   em_line(EM, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
   em_open(EM, "for (int ox = 0; ox < %d; ox++)", d->OW);
   for (int v = 0; v < FB; v++)
@@ -406,7 +417,7 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
   for (int v = 0; v < FB; v++)
     em_line(EM, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, vec_off(v, FB, shift));
   for (int j = 0; j < CB; j++)
-    em_line(EM, "const float s%d = xk[ox * %d + %d];", j, d->S * d->C, j);
+    em_line(EM, "const float s%d = xk[ox * %d + %d];", j, d->SW * d->C, j);
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
       em_line(EM, "%s_FMA(a%d_%d, s%d, d%d);", n, j, v, j, v);
@@ -445,8 +456,8 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift) {
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++) {
       tile_addto(t,
-                 S(t, "dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d", d->S,
-                   d->IW * d->C, j, d->S * d->C, d->C, vec_off(v, CV, shift)),
+                 S(t, "dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d", d->SH,
+                   d->IW * d->C, j, d->SW * d->C, d->C, vec_off(v, CV, shift)),
                  j, v, CV, shift);
     }
   em_close(EM);
@@ -492,9 +503,11 @@ static void conv_backward(T *t, const TL *L) {
   if (!takes_dx(L) || L->transposed)
     em_line(EM, "(void)m;");
   param_backward_head(t, L);
-  em_line(EM, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
-  em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
-  em_line(EM, "    db[f] += dy[p * %d + f];", d.F);
+  if (d.bias) {
+    em_line(EM, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
+    em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
+    em_line(EM, "    db[f] += dy[p * %d + f];", d.F);
+  }
   if (d.F >= 8) {
     em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
     channel_blocks(t, L, "f0", d.F, conv_dw_block);
@@ -504,7 +517,8 @@ static void conv_backward(T *t, const TL *L) {
     em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
     em_line(EM, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
     em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-    em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+    em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C,
+            d.SW * d.C);
     em_line(EM, "float *wk = dw + ky * %d;", d.KW * d.C * d.F);
     em_open(EM, "for (int k = 0; k < %d; k++)", d.KW * d.C);
     em_line(EM, "const float s = xk[k];");
@@ -528,7 +542,7 @@ static void conv_backward(T *t, const TL *L) {
       em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
       em_line(EM, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
       em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-      em_line(EM, "float *xk = dx + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+      em_line(EM, "float *xk = dx + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
       em_line(EM, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
       em_open(EM, "for (int k = 0; k < %d; k++)", d.KW * d.C);
       em_line(EM, "float s = 0.0f;");
@@ -573,8 +587,10 @@ static void dense_backward(T *t, const TL *L) {
              "*restrict y, float *restrict dy%s)",
              L->bfn, n, n, takes_dx(L) ? ", float *restrict dx" : "");
   param_backward_head(t, L);
-  em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
-  em_line(EM, "  db[o] += dy[o];");
+  if (l->bias_count) {
+    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
+    em_line(EM, "  db[o] += dy[o];");
+  }
   em_open(EM, "for (int i = 0; i < %d; i++)", IN);
   em_line(EM, "const float s = x[i];");
   em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
@@ -622,7 +638,7 @@ static void dense_backward(T *t, const TL *L) {
 static void pool_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
-  const int KH = l->u.pool.kh, KW = l->u.pool.kw, S = l->u.pool.stride;
+  const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;
   bool max = l->op == OP_MAXPOOL;
   em_line(EM, "/* %s: backward */", l->text);
   em_open_fn(EM,
@@ -636,7 +652,7 @@ static void pool_backward(T *t, const TL *L) {
   em_line(EM, "memset(dx, 0, %ld * sizeof(float));", shape_size(l->in));
   em_open(EM, "for (int py = 0; py < %d; py++)", OH);
   em_open(EM, "for (int px = 0; px < %d; px++)", OW);
-  em_line(EM, "const long o0 = (py * %d + px * %d) * %d;", S * IW, S, C);
+  em_line(EM, "const long o0 = (py * %d + px * %d) * %d;", SH * IW, SW, C);
   em_line(EM, "const float *dp = dy + (py * %d + px) * %d;", OW, C);
   if (max) {
     em_line(EM, "const float *yp = y + (py * %d + px) * %d;", OW, C);
@@ -772,7 +788,7 @@ static void conv_pool_backward(T *t, const TL *L) {
   const Layer *l = L->l, *pl = L->pool->l;
   const ConvDims d = conv_dims(L);
   const char *n = t->n;
-  const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PS = pl->u.pool.stride;
+  const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PSH = pl->u.pool.sh, PSW = pl->u.pool.sw;
   const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW, K = d.KW * d.C;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   em_line(EM, "/* %s, then %s: backward from dyp [%d][%d][%d] */", l->text, pl->text, POH, POW,
@@ -785,7 +801,8 @@ static void conv_pool_backward(T *t, const TL *L) {
       takes_dx(L) ? ", float *restrict dx" : "");
   if (!takes_dx(L) || L->transposed)
     em_line(EM, "(void)m;");
-  em_line(EM, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
+  if (d.bias)
+    em_line(EM, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
   if (takes_dx(L))
     em_line(EM, "%smemset(dx, 0, %ld * sizeof(float));", L->dx_if ? "if (dx)\n  " : "",
             (long)d.IH * d.IW * d.C);
@@ -795,7 +812,7 @@ static void conv_pool_backward(T *t, const TL *L) {
   em_open(EM, "for (int wx = 0; wx < %d; wx++)", POW);
   em_line(EM, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW,
           d.F, POW, d.F);
-  em_line(EM, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PS * d.OW, PS, d.F);
+  em_line(EM, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PSH * d.OW, PSW, d.F);
   em_line(EM, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
   em_line(EM, "float vs[%d][%d];", KK, d.F);
   em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
@@ -807,19 +824,20 @@ static void conv_pool_backward(T *t, const TL *L) {
   em_line(EM, "const float v = %s;", act_times(t, L->act, "a", "dp[f]"));
   if (L->act == ACT_LINEAR)
     em_line(EM, "(void)a;");
-  em_line(EM, "db[f] += v;");
+  if (d.bias)
+    em_line(EM, "db[f] += v;");
   em_open(EM, "if (v != 0.0f)");
   em_line(EM, "fs[q][count[q]] = f;");
   em_line(EM, "vs[q][count[q]++] = v;");
   em_close(EM);
   em_close(EM);
   em_open(EM, "for (int q = 0; q < %d; q++)", KK);
-  em_line(EM, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PS, PKW, PS, PKW);
+  em_line(EM, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PSH, PKW, PSW, PKW);
   em_open(EM, "for (int i = 0; i < count[q]; i++)");
   em_line(EM, "float *dk = dwt + fs[q][i] * %d;", d.KH * K);
   em_line(EM, "const float v = vs[q][i];");
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-  em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.S, d.IW * d.C, d.S * d.C);
+  em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
   em_line(EM, "for (int k = 0; k < %d; k++)", K);
   em_line(EM, "  dk[ky * %d + k] += v * xk[k];", K);
   em_close(EM);
@@ -827,14 +845,14 @@ static void conv_pool_backward(T *t, const TL *L) {
   if_dx(t, L, true);
   if (takes_dx(L) && L->transposed) {
     em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
-    em_line(EM, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S,
-            d.KW, d.IW * d.C, d.S, d.KW, d.C);
+    em_line(EM, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.SH,
+            d.KW, d.IW * d.C, d.SW, d.KW, d.C);
     channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
     em_close(EM);
   } else if (takes_dx(L)) {
     em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
-    em_line(EM, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.S,
-            d.KW, d.IW * d.C, d.S, d.KW, d.C);
+    em_line(EM, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.SH,
+            d.KW, d.IW * d.C, d.SW, d.KW, d.C);
     em_line(EM, "const float *wk = w + tap * %d;", d.C * d.F);
     em_open(EM, "for (int c = 0; c < %d; c++)", d.C);
     em_line(EM, "float s = 0.0f;");

@@ -22,15 +22,16 @@
  *                                        which only the inference emitter
  *                                        reads; training always runs it.
  *
- * A pool fuses when its windows do not overlap (stride = window) and its
- * result does not depend on where the activation runs (see pool_fuses):
+ * A pool fuses when its windows do not overlap (stride = window, in each
+ * direction: maxpool 2x3 strides 2x3) and its result does not depend on
+ * where the activation runs (see pool_fuses):
  * max commutes with every increasing activation, a mean only with the
  * piecewise linear ones that the conv applies per pixel before summing.
  */
 #include "compile.h"
 
 static bool pool_fuses(const Layer *conv, const Layer *pool) {
-  if (pool->u.pool.stride != pool->u.pool.kh || pool->u.pool.stride != pool->u.pool.kw)
+  if (pool->u.pool.sh != pool->u.pool.kh || pool->u.pool.sw != pool->u.pool.kw)
     return false;
   if (pool->op == OP_MAXPOOL)
     return conv->act != ACT_SOFTMAX; /* softmax mixes channels: not monotonic per value */

@@ -30,7 +30,7 @@ int net_tensors(const Net *net, TensorInfo *out) {
       b->offset = l->bias_offset;
       b->count = l->bias_count;
     }
-    n += 2;
+    n += l->bias_count ? 2 : 1;
   }
   return n;
 }

@@ -17,7 +17,8 @@
  *   parameters    the flat array of NAME_load and raw .f32 weights files
  *                 (docs/language.md, Weights files):
  *                 for each layer with weights, in layer order, LAYER.weight
- *                 then LAYER.bias, in PyTorch layout (conv [F][C][KH][KW],
+ *                 then LAYER.bias (none with bias=false: bias_count 0), in
+ *                 PyTorch layout (conv [F][C][KH][KW],
  *                 dense [OUT][IN] with IN after flatten indexing C,H,W).
  *                 The generated model struct may hold them in any internal
  *                 layout; NAME_load / NAME_store convert.
@@ -71,14 +72,15 @@ typedef struct Layer {
 
   union {
     struct {
-      int filters, kh, kw, stride;
+      int filters, kh, kw;
+      int sh, sw;                /* stride down and across */
       int pad_mode;              /* PAD_VALID, PAD_SAME, PAD_EXPLICIT */
-      int pad;                   /* PAD_EXPLICIT: zeros on every side */
+      int pad_h, pad_w;          /* PAD_EXPLICIT: zeros above and below, left and right */
       int pad_top, pad_left;     /* filled by shape.c for every mode */
       int pad_bottom, pad_right; /*   (same at stride > 1: odd pixel bottom/right) */
     } conv;
     struct {
-      int kh, kw, stride; /* stride defaults to the window (kh) */
+      int kh, kw, sh, sw; /* the stride defaults to the window, in each direction */
     } pool;               /* OP_MAXPOOL, OP_AVGPOOL */
     struct {
       int units;
@@ -88,9 +90,13 @@ typedef struct Layer {
     } dropout;
   } u;
 
+  /* conv2d, dense: bias=false, no LAYER.bias tensor (lower.c). Every pass
+     after shape.c reads bias_count (0 then) instead. */
+  bool no_bias;
+
   /* Parameters (shape.c). Offsets count floats in the flat parameter array. */
   long weight_offset, weight_count; /* 0 counts for layers without weights */
-  long bias_offset, bias_count;
+  long bias_offset, bias_count;     /* no bias: offset -1, count 0 */
   long macs; /* multiply-accumulates per image */
 
   /* Fusion (fuse.c). */

@@ -42,11 +42,14 @@ static bool is_stmt(const char *word, int stmt) {
   return word && strcmp(word, statement_words[stmt]) == 0;
 }
 
-enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_COUNT };
-static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name"};
-/* padding=valid, padding=same (else a number: PAD_EXPLICIT) */
+enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_BIAS, OPTION_COUNT };
+static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name", "bias"};
+/* padding=valid, padding=same (else P or PHxPW: PAD_EXPLICIT) */
 static const char *const padding_words[] = {[PAD_VALID] = "valid", [PAD_SAME] = "same"};
 enum { PADDING_WORDS = sizeof padding_words / sizeof padding_words[0] };
+/* bias=false, bias=true */
+static const char *const bool_words[] = {"false", "true"};
+enum { BOOL_WORDS = sizeof bool_words / sizeof bool_words[0] };
 
 static const struct {
   int npos;                /* positional arguments, all required */
@@ -57,14 +60,22 @@ static const struct {
 } syntax[OP_COUNT] = {
     [OP_CONV2D] = {2,
                    {"a filter count", "a kernel size"},
-                   1u << OPTION_STRIDE | 1u << OPTION_PADDING | 1u << OPTION_NAME,
+                   1u << OPTION_STRIDE | 1u << OPTION_PADDING | 1u << OPTION_NAME |
+                       1u << OPTION_BIAS,
                    true,
-                   "conv2d F KHxKW [stride=S] [padding=valid|same|P] [ACT] [name=N]"},
-    [OP_MAXPOOL] = {1, {"a window size"}, 1u << OPTION_STRIDE, false, "maxpool KHxKW [stride=S]"},
-    [OP_AVGPOOL] = {1, {"a window size"}, 1u << OPTION_STRIDE, false, "avgpool KHxKW [stride=S]"},
+                   "conv2d F KHxKW [stride=S|SHxSW] [padding=valid|same|P|PHxPW] [bias=false] "
+                   "[ACT] [name=N]"},
+    [OP_MAXPOOL] =
+        {1, {"a window size"}, 1u << OPTION_STRIDE, false, "maxpool KHxKW [stride=S|SHxSW]"},
+    [OP_AVGPOOL] =
+        {1, {"a window size"}, 1u << OPTION_STRIDE, false, "avgpool KHxKW [stride=S|SHxSW]"},
     [OP_GLOBALAVGPOOL] = {0, {0}, 0, false, "globalavgpool"},
     [OP_FLATTEN] = {0, {0}, 0, false, "flatten"},
-    [OP_DENSE] = {1, {"a number of units"}, 1u << OPTION_NAME, true, "dense N [ACT] [name=N]"},
+    [OP_DENSE] = {1,
+                  {"a number of units"},
+                  1u << OPTION_NAME | 1u << OPTION_BIAS,
+                  true,
+                  "dense N [bias=false] [ACT] [name=N]"},
     [OP_DROPOUT] = {1, {"a rate"}, 0, false, "dropout RATE (0 <= RATE < 1)"},
     [OP_ACT] = {0, {0}, 0, true, "relu, sigmoid, tanh or softmax on a line of its own"},
 };
@@ -224,29 +235,36 @@ static bool want_real(Lower *L, const Arg *a, const char *what, double lo, bool 
   return true;
 }
 
-/* A kernel or window size: `3` (3x3) or `3x5`. */
-static bool want_size(Lower *L, const Arg *a, const char *what, int *kh, int *kw) {
+/* A value per direction, down and across: one number for both, or AxB
+   (`3` or `3x5` for a kernel, `2x1` for a stride), each at least min.
+   `form` says it for the message: "KHxKW like 3x3 (or one number for a square)". */
+static bool want_pair(Lower *L, const Arg *a, const char *what, const char *form, long min, int *h,
+                      int *w) {
   char buf[96];
   if (a->kind == ARG_NUMBER)
-    return want_int_field(L, a, what, 1, kh) && (*kw = *kh, true);
+    return want_int_field(L, a, what, min, h) && (*w = *h, true);
   if (a->kind != ARG_DIMS || a->ndims != 2) {
-    diag_error(L->d, a->loc, "%s must be KHxKW like 3x3 (or one number for a square), got %s", what,
-               describe(buf, sizeof buf, a));
+    diag_error(L->d, a->loc, "%s must be %s, got %s", what, form, describe(buf, sizeof buf, a));
     return false;
   }
   for (int i = 0; i < 2; i++)
-    if (a->dims[i] < 1 || a->dims[i] > INT_ARG_MAX) {
-      if (a->dims[i] < 1)
-        diag_error(L->d, a->loc, "%s must be at least 1x1, got '%s'", what,
+    if (a->dims[i] < min || a->dims[i] > INT_ARG_MAX) {
+      if (a->dims[i] < min)
+        diag_error(L->d, a->loc, "%s must be at least %ldx%ld, got '%s'", what, min, min,
                    ast_clip(buf, sizeof buf, a->text));
       else
         diag_error(L->d, a->loc, "%s must be at most %ld in each direction, got '%s'", what,
                    INT_ARG_MAX, ast_clip(buf, sizeof buf, a->text));
       return false;
     }
-  *kh = (int)a->dims[0];
-  *kw = (int)a->dims[1];
+  *h = (int)a->dims[0];
+  *w = (int)a->dims[1];
   return true;
+}
+
+/* A kernel or window size: `3` (3x3) or `3x5`. */
+static bool want_size(Lower *L, const Arg *a, const char *what, int *kh, int *kw) {
+  return want_pair(L, a, what, "KHxKW like 3x3 (or one number for a square)", 1, kh, kw);
 }
 
 /* A duplicate: error at the second, note at the first. */
@@ -262,7 +280,8 @@ static bool duplicate(Lower *L, Loc *first, Loc here, const char *what) {
 
 /* ---- layers ---- */
 
-/* `stride=2`, `padding=same`, `name=features`. */
+/* `stride=2`, `stride=2x1`, `padding=same`, `padding=1x2`, `bias=false`,
+   `name=features`. */
 static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *seen_at) {
   char buf[512], what[96];
   OpKind op = l->op;
@@ -281,21 +300,35 @@ static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *s
   if (duplicate(L, &seen_at[o], a->loc, what))
     return;
   const Arg *v = a->value;
-  int pad;
+  int pad, on;
   switch (o) {
   case OPTION_STRIDE:
-    want_int_field(L, v, "the stride", 1, op == OP_CONV2D ? &l->u.conv.stride : &l->u.pool.stride);
+    if (op == OP_CONV2D)
+      want_pair(L, v, "the stride", "S or SHxSW like 2 or 2x1", 1, &l->u.conv.sh, &l->u.conv.sw);
+    else
+      want_pair(L, v, "the stride", "S or SHxSW like 2 or 2x1", 1, &l->u.pool.sh, &l->u.pool.sw);
     break;
   case OPTION_PADDING:
     pad = v->kind == ARG_WORD ? word_lookup(padding_words, PADDING_WORDS, v->text) : -1;
     if (pad >= 0) {
       l->u.conv.pad_mode = pad;
-    } else if (v->kind == ARG_NUMBER) {
+    } else if (v->kind == ARG_NUMBER || v->kind == ARG_DIMS) {
       l->u.conv.pad_mode = PAD_EXPLICIT;
-      want_int_field(L, v, "the padding", 0, &l->u.conv.pad);
+      want_pair(L, v, "the padding", "P or PHxPW like 1 or 1x2", 0, &l->u.conv.pad_h,
+                &l->u.conv.pad_w);
     } else {
-      diag_error(L->d, v->loc, "padding must be valid, same or a number of pixels, got %s",
+      diag_error(L->d, v->loc, "padding must be valid, same, P or PHxPW (pixels), got %s",
                  describe(buf, sizeof buf, v));
+    }
+    break;
+  case OPTION_BIAS:
+    on = v->kind == ARG_WORD ? word_lookup(bool_words, BOOL_WORDS, v->text) : -1;
+    if (on < 0) {
+      diag_error(L->d, v->loc, "bias must be true or false, got %s", describe(buf, sizeof buf, v));
+      if (v->kind == ARG_WORD)
+        case_hint(L, v->loc, v->text, bool_words, BOOL_WORDS);
+    } else {
+      l->no_bias = !on;
     }
     break;
   case OPTION_NAME:
@@ -404,7 +437,7 @@ static Layer *layer_new(Lower *L, const Stmt *s, OpKind op, int act) {
   l->size_loc = s->loc;
   l->infer_out_offset = -1;
   if (op == OP_CONV2D)
-    l->u.conv.stride = 1;
+    l->u.conv.sh = l->u.conv.sw = 1;
   return l;
 }
 
@@ -454,12 +487,8 @@ static void layer_args(Lower *L, const Stmt *s, Layer *l, int *soft) {
     return;
   }
   if ((op == OP_MAXPOOL || op == OP_AVGPOOL) && !seen(options_seen[OPTION_STRIDE])) {
-    if (l->u.pool.kh != l->u.pool.kw)
-      diag_error(L->d, l->size_loc,
-                 "a %dx%d window needs an explicit stride=S (one stride is "
-                 "used in both directions)",
-                 l->u.pool.kh, l->u.pool.kw);
-    l->u.pool.stride = l->u.pool.kh;
+    l->u.pool.sh = l->u.pool.kh; /* the window, in each direction */
+    l->u.pool.sw = l->u.pool.kw;
   }
 }
 
@@ -1127,12 +1156,12 @@ int lower_words(const char **out, int max) {
     const char *const *words;
     int n;
   } tables[] = {
-      {statement_words, STMT_COUNT},     {op_words, OP_COUNT},
-      {act_words, ACT_COUNT},            {option_words, OPTION_COUNT},
-      {padding_words, PADDING_WORDS},    {setting_words, SET_COUNT},
-      {loss_words, LOSS_COUNT},          {optimizer_words, OPT_COUNT},
-      {opt_option_words, OO_COUNT},      {augment_words, AUG_COUNT},
-      {class_weight_words, CLASS_WEIGHT_WORDS},
+      {statement_words, STMT_COUNT},  {op_words, OP_COUNT},
+      {act_words, ACT_COUNT},         {option_words, OPTION_COUNT},
+      {padding_words, PADDING_WORDS}, {bool_words, BOOL_WORDS},
+      {setting_words, SET_COUNT},     {loss_words, LOSS_COUNT},
+      {optimizer_words, OPT_COUNT},   {opt_option_words, OO_COUNT},
+      {augment_words, AUG_COUNT},     {class_weight_words, CLASS_WEIGHT_WORDS},
   };
   int n = 0;
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)

@@ -48,17 +48,17 @@ static bool values_ok(Check *c, const Layer *l) {
   const char *bad = NULL;
   switch (l->op) {
   case OP_CONV2D:
-    bad = l->u.conv.filters < 1                  ? "the filter count must be at least 1"
-          : l->u.conv.kh < 1 || l->u.conv.kw < 1 ? "the kernel size must be at least 1x1"
-          : l->u.conv.stride < 1                 ? "the stride must be at least 1"
-          : l->u.conv.pad < 0                    ? "the padding must be at least 0"
-                                                 : NULL;
+    bad = l->u.conv.filters < 1                        ? "the filter count must be at least 1"
+          : l->u.conv.kh < 1 || l->u.conv.kw < 1       ? "the kernel size must be at least 1x1"
+          : l->u.conv.sh < 1 || l->u.conv.sw < 1       ? "the stride must be at least 1x1"
+          : l->u.conv.pad_h < 0 || l->u.conv.pad_w < 0 ? "the padding must be at least 0x0"
+                                                       : NULL;
     break;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
-    bad = l->u.pool.kh < 1 || l->u.pool.kw < 1 ? "the window size must be at least 1x1"
-          : l->u.pool.stride < 1               ? "the stride must be at least 1"
-                                               : NULL;
+    bad = l->u.pool.kh < 1 || l->u.pool.kw < 1   ? "the window size must be at least 1x1"
+          : l->u.pool.sh < 1 || l->u.pool.sw < 1 ? "the stride must be at least 1x1"
+                                                 : NULL;
     break;
   case OP_DENSE:
     bad = l->u.dense.units < 1 ? "the number of units must be at least 1" : NULL;
@@ -107,20 +107,21 @@ static bool conv_shape(Check *c, Layer *l) {
     needs_image(c, l);
     return false;
   }
-  int kh = l->u.conv.kh, kw = l->u.conv.kw, s = l->u.conv.stride;
+  int kh = l->u.conv.kh, kw = l->u.conv.kw, sh = l->u.conv.sh, sw = l->u.conv.sw;
   int *top = &l->u.conv.pad_top, *bottom = &l->u.conv.pad_bottom;
   int *left = &l->u.conv.pad_left, *right = &l->u.conv.pad_right;
   if (l->u.conv.pad_mode == PAD_SAME) {
-    same_pad(l->in.h, kh, s, top, bottom);
-    same_pad(l->in.w, kw, s, left, right);
+    same_pad(l->in.h, kh, sh, top, bottom);
+    same_pad(l->in.w, kw, sw, left, right);
   } else {
-    int p = l->u.conv.pad_mode == PAD_EXPLICIT ? l->u.conv.pad : 0;
-    *top = *bottom = *left = *right = p;
+    bool explicit = l->u.conv.pad_mode == PAD_EXPLICIT;
+    *top = *bottom = explicit ? l->u.conv.pad_h : 0;
+    *left = *right = explicit ? l->u.conv.pad_w : 0;
   }
   if (!window_fits(c, l, kh, kw, *top + *bottom, *left + *right))
     return false;
-  l->out = (Shape){(int)(((long)l->in.h + *top + *bottom - kh) / s + 1),
-                   (int)(((long)l->in.w + *left + *right - kw) / s + 1), l->u.conv.filters, false};
+  l->out = (Shape){(int)(((long)l->in.h + *top + *bottom - kh) / sh + 1),
+                   (int)(((long)l->in.w + *left + *right - kw) / sw + 1), l->u.conv.filters, false};
   return true;
 }
 
@@ -129,10 +130,11 @@ static bool pool_shape(Check *c, Layer *l) {
     needs_image(c, l);
     return false;
   }
-  int kh = l->u.pool.kh, kw = l->u.pool.kw, s = l->u.pool.stride;
+  int kh = l->u.pool.kh, kw = l->u.pool.kw;
   if (!window_fits(c, l, kh, kw, 0, 0))
     return false;
-  l->out = (Shape){(l->in.h - kh) / s + 1, (l->in.w - kw) / s + 1, l->in.c, false};
+  l->out =
+      (Shape){(l->in.h - kh) / l->u.pool.sh + 1, (l->in.w - kw) / l->u.pool.sw + 1, l->in.c, false};
   return true;
 }
 
@@ -185,11 +187,11 @@ static bool layer_params(Check *c, Layer *l, long *params) {
   double weights = 0, bias = 0, macs = 0;
   if (l->op == OP_CONV2D) {
     weights = (double)l->u.conv.filters * l->in.c * l->u.conv.kh * l->u.conv.kw;
-    bias = l->u.conv.filters;
+    bias = l->no_bias ? 0 : l->u.conv.filters;
     macs = (double)l->out.h * l->out.w * weights;
   } else if (l->op == OP_DENSE) {
     weights = (double)l->u.dense.units * (double)shape_size(l->in);
-    bias = l->u.dense.units;
+    bias = l->no_bias ? 0 : l->u.dense.units;
     macs = weights;
   }
   if ((double)*params + weights + bias > (double)MAX_PARAMS) {
@@ -202,7 +204,7 @@ static bool layer_params(Check *c, Layer *l, long *params) {
   if (op_has_weights[l->op]) {
     l->weight_offset = *params;
     l->weight_count = (long)weights;
-    l->bias_offset = *params + (long)weights;
+    l->bias_offset = bias ? *params + (long)weights : -1;
     l->bias_count = (long)bias;
     *params += (long)(weights + bias);
   }

@@ -102,17 +102,18 @@ static void dump_layer(const Net *net, const Layer *l, FILE *out) {
           summary_shape(b, sizeof b, l->out), act_words[l->act]);
   switch (l->op) {
   case OP_CONV2D:
-    fprintf(out, "      filters %d  kernel %dx%d  stride %d  padding %s", l->u.conv.filters,
-            l->u.conv.kh, l->u.conv.kw, l->u.conv.stride,
+    fprintf(out, "      filters %d  kernel %dx%d  stride %dx%d  padding %s", l->u.conv.filters,
+            l->u.conv.kh, l->u.conv.kw, l->u.conv.sh, l->u.conv.sw,
             pad_modes[l->u.conv.pad_mode >= 0 && l->u.conv.pad_mode <= 2 ? l->u.conv.pad_mode : 0]);
     if (l->u.conv.pad_mode == PAD_EXPLICIT)
-      fprintf(out, " %d", l->u.conv.pad);
+      fprintf(out, " %dx%d", l->u.conv.pad_h, l->u.conv.pad_w);
     fprintf(out, "  pads top %d left %d bottom %d right %d\n", l->u.conv.pad_top,
             l->u.conv.pad_left, l->u.conv.pad_bottom, l->u.conv.pad_right);
     break;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
-    fprintf(out, "      window %dx%d  stride %d\n", l->u.pool.kh, l->u.pool.kw, l->u.pool.stride);
+    fprintf(out, "      window %dx%d  stride %dx%d\n", l->u.pool.kh, l->u.pool.kw, l->u.pool.sh,
+            l->u.pool.sw);
     break;
   case OP_DENSE:
     fprintf(out, "      units %d\n", l->u.dense.units);
@@ -123,9 +124,11 @@ static void dump_layer(const Net *net, const Layer *l, FILE *out) {
   default:
     break;
   }
-  if (op_has_weights[l->op])
+  if (op_has_weights[l->op] && !l->no_bias)
     fprintf(out, "      weight @%ld x%ld  bias @%ld x%ld", l->weight_offset, l->weight_count,
             l->bias_offset, l->bias_count);
+  else if (op_has_weights[l->op])
+    fprintf(out, "      weight @%ld x%ld  no bias", l->weight_offset, l->weight_count);
   else
     fprintf(out, "      no parameters");
   fprintf(out, "  macs %ld\n", l->macs);

@@ -454,6 +454,16 @@ int st_load_params(const StFile *f, const TensorInfo *ti, int nt, float *params,
     const char *name = f->tensors[j].name;
     if (st_is_extra(name) || ti_find(ti, nt, name) >= 0)
       continue;
+    size_t k = strlen(name);
+    if (k > 5 && !strcmp(name + k - 5, ".bias")) { /* LAYER.bias of a layer with bias=false */
+      char weight[sizeof ti->name];
+      snprintf(weight, sizeof weight, "%.*s.weight", (int)(k - 5), name);
+      if (ti_find(ti, nt, weight) >= 0)
+        return err_set(e, f->path,
+                       "unexpected tensor '%s': layer %.*s has no bias in the network "
+                       "(bias=false)",
+                       name, (int)(k - 5), name);
+    }
     for (int i = 0; i < nt; i++)
       list_append(list, sizeof list, ti[i].name);
     return err_set(e, f->path, "unexpected tensor '%s' (the network has %s)", name,

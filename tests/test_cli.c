@@ -626,6 +626,117 @@ static void test_cli_predict_json_on_reference_cases(void **state) {
   }
 }
 
+/* The file's tensors as a raw .f32 file, in the order of `ti` (the network's). */
+static void write_f32_of(const char *name, const char *weights, const TensorInfo *ti, int nt) {
+  StFile f;
+  Err e = {0};
+  if (st_read(weights, &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  long total = 0;
+  for (int i = 0; i < nt; i++)
+    total += ti[i].count;
+  float *v = malloc((size_t)total * sizeof *v);
+  assert_non_null(v);
+  if (st_load_params(&f, ti, nt, v, &e) < 0)
+    fail_msg("%s", e.msg);
+  write_f32(name, v, (int)total);
+  free(v);
+  st_free(&f);
+}
+
+/* bias=false through every command, on tests/reference/stride_padding_bias:
+   check's table and --dump-ir count no bias; train writes weights and a
+   checkpoint without LAYER.bias or its optimizer state, and resumes on the
+   reference's losses; predict gives the same outputs from the safetensors
+   file and from the raw .f32 (no bias floats in it); compile bakes no bias
+   member; explain runs both methods; a file holding conv1.bias is refused. */
+static void test_cli_bias_false_through_every_command(void **state) {
+  (void)state;
+  char dir[1100], net[1200], images[1200];
+  snprintf(dir, sizeof dir, "%s/%s", tu_repo, tu_reference("stride_padding_bias"));
+  snprintf(net, sizeof net, "%s/net.cnn", dir);
+  snprintf(images, sizeof images, "%s/data/t10k-images-idx3-ubyte", dir);
+  assert_int_equal(tu_run("check %s", net), 0);
+  assert_contains(tu_out, "bias=false relu   conv1   8x22x8     216");
+  assert_contains(tu_out, "916  73,456\n"); /* the total: parameters, MACs */
+  assert_int_equal(tu_run("check %s --dump-ir", net), 0);
+  assert_contains(tu_out, "weight @0 x216  no bias");
+  assert_contains(tu_out, "weight @216 x384  bias @600 x8");
+  assert_contains(tu_out, "window 2x3  stride 2x3");
+
+  assert_int_equal(tu_run("train %s --data %s/data --weights %s/init.safetensors --epochs 2 "
+                          "--out w.safetensors --checkpoint c.safetensors",
+                          net, dir, dir),
+                   0);
+  StFile f;
+  Err e = {0};
+  assert_int_equal(st_read(tu_path("c.safetensors"), &f, &e), 0);
+  assert_non_null(st_find(&f, "conv1.weight"));
+  assert_null(st_find(&f, "conv1.bias"));
+  assert_null(st_find(&f, "dense1.bias"));
+  assert_null(st_find(&f, "opt.velocity.conv1.bias"));
+  assert_non_null(st_find(&f, "opt.velocity.conv1.weight"));
+  assert_non_null(st_find(&f, "opt.velocity.conv2.bias"));
+  st_free(&f);
+  /* The third step's loss, as PyTorch's (expected_trained.safetensors' losses). */
+  assert_int_equal(tu_run("train %s --data %s/data --resume c.safetensors --epochs 3 --out "
+                          "w3.safetensors",
+                          net, dir),
+                   0);
+  assert_contains(tu_out, "epoch 3/3  loss 1.3779");
+
+  Arena a = {0};
+  char *src = malloc(1 << 16);
+  assert_non_null(src);
+  tu_read_file(net, src, 1 << 16);
+  Net *n = tu_compile_ok(&a, src);
+  int nt = net_tensors(n, NULL);
+  assert_int_equal(nt, 7); /* 5 weights, conv2.bias, dense2.bias */
+  TensorInfo ti[7];
+  net_tensors(n, ti);
+  write_f32_of("w.f32", tu_path("w.safetensors"), ti, nt);
+  struct stat st;
+  assert_int_equal(stat(tu_path("w.f32"), &st), 0);
+  assert_int_equal(st.st_size, 916 * 4);
+  assert_int_equal(tu_run("predict %s --weights w.safetensors --json %s", net, images), 0);
+  char *from_st = strdup(tu_out);
+  assert_int_equal(tu_run("predict %s --weights w.f32 --json %s", net, images), 0);
+  assert_string_equal(from_st, tu_out);
+  free(from_st);
+
+  assert_int_equal(tu_run("%s --weights w.safetensors -o baked.c", net), 0);
+  static char baked[1 << 20];
+  tu_read_file(tu_path("baked.c"), baked, sizeof baked);
+  assert_non_null(strstr(baked, ".conv2_b ="));
+  assert_null(strstr(baked, ".conv1_b ="));
+  assert_null(strstr(baked, ".dense1_b ="));
+  tu_read_file(tu_path("baked.h"), baked, sizeof baked);
+  assert_non_null(strstr(baked, "float conv2_b["));
+  assert_null(strstr(baked, "float conv1_b["));
+  assert_null(strstr(baked, "float dense1_b["));
+  assert_int_equal(
+      tu_run("explain %s --weights w.safetensors --index 1 %s --out s.png", net, images), 0);
+  assert_int_equal(tu_run("explain %s --weights w.safetensors --method gradcam --index 1 %s "
+                          "--out g.png",
+                          net, images),
+                   0);
+
+  /* The same network with conv1's bias writes conv1.bias: refused here. */
+  char *at = strstr(src, " bias=false");
+  memmove(at, at + strlen(" bias=false"), strlen(at + strlen(" bias=false")) + 1);
+  Net *with_bias = tu_compile_ok(&a, src);
+  float *p = calloc((size_t)with_bias->param_count, sizeof *p);
+  assert_non_null(p);
+  assert_int_equal(st_write_params(tu_path("extra.safetensors"), with_bias, p, NULL, &e), 0);
+  free(p);
+  assert_int_equal(tu_run("predict %s --weights extra.safetensors %s", net, images), 1);
+  assert_contains(tu_err, "cnngen: error: extra.safetensors: unexpected tensor 'conv1.bias': "
+                          "layer conv1 has no bias in the network (bias=false)");
+  assert_string_equal(tu_out, "");
+  free(src);
+  arena_free(&a);
+}
+
 static void test_cli_predict_checks_image_size(void **state) {
   (void)state;
   /* Softmax of (0, ln 3 * x): a white pixel gives p = (0.25, 0.75). */
@@ -1096,6 +1207,7 @@ int main(void) {
       cmocka_unit_test(test_cli_compile_name_links_two_copies),
       cmocka_unit_test(test_cli_weights_raw_f32_and_non_finite),
       cmocka_unit_test(test_cli_predict_json_on_reference_cases),
+      cmocka_unit_test(test_cli_bias_false_through_every_command),
       cmocka_unit_test(test_cli_predict_checks_image_size),
       cmocka_unit_test(test_cli_predict_json_names_file_and_index),
       cmocka_unit_test(test_cli_eval_single_label_by_hand),

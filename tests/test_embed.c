@@ -151,12 +151,6 @@ static void fashion_images(void) {
   predict("examples/fashion.cnn", FASHION_WEIGHTS, fashion_files, fashion_want, N_IMAGES);
 }
 
-static int has_program(const char *name) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
-  return system(cmd) == 0;
-}
-
 static void test_embed_gcc_matches_predict(void **state) {
   (void)state;
   fashion_images();
@@ -168,7 +162,7 @@ static void test_embed_gcc_matches_predict(void **state) {
 
 static void test_embed_tcc_matches_predict(void **state) {
   (void)state;
-  if (!has_program("tcc")) {
+  if (!tu_has_program("tcc")) {
     print_message("tcc is not installed (Debian package tcc): the tcc build is not tested\n");
     skip();
   }

@@ -125,6 +125,18 @@ static const Case cases[] = {
     {"pools of their own on the input: large and overlapping windows",
      "network pools\ninput 9x9x3\navgpool 5x5 stride=1\nmaxpool 2x2 stride=1\n"
      "flatten\ndense 2\n"},
+    {"per-direction strides and padding, bias=false (vector, padded-copy and scalar filters; "
+     "dense vector and rest), fused 2x3 maxpool and 3x2 avgpool, a 1x2 stride=1x2 avgpool",
+     "network strides\ninput 13x14x3\n"
+     "conv2d 16 3x3 stride=2x1 padding=1x2 bias=false relu\nmaxpool 2x3\n"
+     "conv2d 4 3x2 stride=1x2 padding=same bias=false\navgpool 3x2 stride=1x2\n"
+     "conv2d 5 2x3 stride=1x2 padding=same bias=false tanh\n"
+     "conv2d 9 1x2 padding=0x1 bias=false relu\navgpool 1x2\n"
+     "flatten\ndense 20 bias=false relu\ndense 3 bias=false\n"},
+    {"bias=false next to layers with a bias (offsets of the tensors after it)",
+     "network mixed\ninput 8x9x2\n"
+     "conv2d 8 3x3 stride=1x2 bias=false\nrelu\nconv2d 8 2x2 stride=2x1 padding=1x0\n"
+     "flatten\ndense 8 bias=false tanh\ndense 2 softmax\n"},
     {"no parameters", "network noparams\ninput 5x5x2\nmaxpool 2x2\nglobalavgpool\n"},
     {"only identities: y is a copy of x", "network ident\ninput 1x1x5\nflatten\ndropout 0.5\n"},
     {"a flatten as the output: C, H, W order",
@@ -310,26 +322,30 @@ static void reference(const Net *net, const float *params, const float *x, doubl
     T u = {0};
     switch (l->op) {
     case OP_CONV2D: {
-      const int F = l->u.conv.filters, KH = l->u.conv.kh, KW = l->u.conv.kw, S = l->u.conv.stride;
+      const int F = l->u.conv.filters, KH = l->u.conv.kh, KW = l->u.conv.kw;
+      const int SH = l->u.conv.sh, SW = l->u.conv.sw;
       int pt, pl, pb, pr;
       if (l->u.conv.pad_mode == PAD_SAME) { /* docs/language.md, Layers */
-        int th = ((t.h + S - 1) / S - 1) * S + KH - t.h,
-            tw = ((t.w + S - 1) / S - 1) * S + KW - t.w;
+        int th = ((t.h + SH - 1) / SH - 1) * SH + KH - t.h,
+            tw = ((t.w + SW - 1) / SW - 1) * SW + KW - t.w;
         th = th > 0 ? th : 0, tw = tw > 0 ? tw : 0;
         pt = th / 2, pb = th - pt, pl = tw / 2, pr = tw - pl;
       } else {
-        pt = pb = pl = pr = l->u.conv.pad_mode == PAD_EXPLICIT ? l->u.conv.pad : 0;
+        bool explicit = l->u.conv.pad_mode == PAD_EXPLICIT;
+        pt = pb = explicit ? l->u.conv.pad_h : 0;
+        pl = pr = explicit ? l->u.conv.pad_w : 0;
       }
-      u = t_new(F, (t.h + pt + pb - KH) / S + 1, (t.w + pl + pr - KW) / S + 1);
-      const float *w = params + l->weight_offset, *b = params + l->bias_offset;
+      u = t_new(F, (t.h + pt + pb - KH) / SH + 1, (t.w + pl + pr - KW) / SW + 1);
+      /* bias=false: no bias in the parameters */
+      const float *w = params + l->weight_offset, *b = l->no_bias ? NULL : params + l->bias_offset;
       for (int f = 0; f < F; f++)
         for (int oy = 0; oy < u.h; oy++)
           for (int ox = 0; ox < u.w; ox++) {
-            double s = b[f];
+            double s = b ? b[f] : 0.0;
             for (int c = 0; c < t.c; c++)
               for (int ky = 0; ky < KH; ky++)
                 for (int kx = 0; kx < KW; kx++) {
-                  int iy = oy * S - pt + ky, ix = ox * S - pl + kx;
+                  int iy = oy * SH - pt + ky, ix = ox * SW - pl + kx;
                   if (iy >= 0 && iy < t.h && ix >= 0 && ix < t.w)
                     s += AT(t, c, iy, ix) * w[((f * t.c + c) * KH + ky) * KW + kx];
                 }
@@ -340,15 +356,15 @@ static void reference(const Net *net, const float *params, const float *x, doubl
     }
     case OP_MAXPOOL:
     case OP_AVGPOOL: {
-      const int KH = l->u.pool.kh, KW = l->u.pool.kw, S = l->u.pool.stride;
-      u = t_new(t.c, (t.h - KH) / S + 1, (t.w - KW) / S + 1);
+      const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;
+      u = t_new(t.c, (t.h - KH) / SH + 1, (t.w - KW) / SW + 1);
       for (int c = 0; c < t.c; c++)
         for (int oy = 0; oy < u.h; oy++)
           for (int ox = 0; ox < u.w; ox++) {
             double m = -INFINITY, s = 0;
             for (int ky = 0; ky < KH; ky++)
               for (int kx = 0; kx < KW; kx++) {
-                double v = AT(t, c, oy * S + ky, ox * S + kx);
+                double v = AT(t, c, oy * SH + ky, ox * SW + kx);
                 m = fmax(m, v);
                 s += v;
               }
@@ -374,10 +390,10 @@ static void reference(const Net *net, const float *params, const float *x, doubl
       break;
     case OP_DENSE: {
       const int OUT = l->u.dense.units, IN = t.c * t.h * t.w;
-      const float *w = params + l->weight_offset, *b = params + l->bias_offset;
+      const float *w = params + l->weight_offset, *b = l->no_bias ? NULL : params + l->bias_offset;
       u = t_new(OUT, 1, 1);
       for (int o = 0; o < OUT; o++) {
-        double s = b[o];
+        double s = b ? b[o] : 0.0;
         for (int k = 0; k < IN; k++)
           s += w[(long)o * IN + k] * t.v[k];
         u.v[o] = s;

@@ -554,9 +554,13 @@ static void test_idx_reference_data(void **state) {
     const char *dir;
     int h, w, c, k;
   } cases[] = {
-      {"seed_fashion/data", 28, 28, 1, 0},   {"sgd_same_stride/data", 12, 12, 3, 0},
-      {"multilabel_bce/data", 10, 10, 1, 4}, {"mse_gap/data", 9, 9, 2, 0},
+      {"seed_fashion/data", 28, 28, 1, 0},
+      {"sgd_same_stride/data", 12, 12, 3, 0},
+      {"multilabel_bce/data", 10, 10, 1, 4},
+      {"mse_gap/data", 9, 9, 2, 0},
       {"overlap_categorical/data", 11, 10, 2, 0},
+      {"stride_padding_bias/data", 16, 20, 3, 0},
+      {"stride_padding_bias_adam/data", 16, 20, 3, 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     for (int s = 0; s < 2; s++) {
@@ -959,6 +963,65 @@ static void test_st_read_reference_files(void **state) {
   globfree(&g);
 }
 
+/* The tensors of a network compiled from src, malloc'd; their number in
+ *nt and the floats in *count. */
+static TensorInfo *tensors_of(Arena *a, const char *src, int *nt, long *count) {
+  Net *net = tu_compile_ok(a, src);
+  *nt = net_tensors(net, NULL);
+  TensorInfo *ti = calloc((size_t)*nt, sizeof *ti);
+  assert_non_null(ti);
+  net_tensors(net, ti);
+  *count = net->param_count;
+  return ti;
+}
+
+/* bias=false (tests/reference/stride_padding_bias): the case's own file,
+   made without a conv1.bias, loads; a file with one, written for the same
+   network with the bias, is refused, naming the tensor and bias=false; and
+   the case's file is missing conv1.bias for the network with the bias. */
+static void test_st_bias_false_has_no_bias_tensor(void **state) {
+  (void)state;
+  static char src[4096], with_bias[4096];
+  tu_read_file(tu_reference("stride_padding_bias/net.cnn"), src, sizeof src);
+  char *at = strstr(src, " bias=false"); /* the first: conv1's */
+  assert_non_null(at);
+  snprintf(with_bias, sizeof with_bias, "%.*s%s", (int)(at - src), src, at + strlen(" bias=false"));
+  Arena a = {0};
+  int nt, nt_b;
+  long count, count_b;
+  TensorInfo *ti = tensors_of(&a, src, &nt, &count);
+  TensorInfo *ti_b = tensors_of(&a, with_bias, &nt_b, &count_b);
+  assert_int_equal(nt_b, nt + 1);
+  assert_int_equal(count_b, count + 8);
+  const char *init = tu_reference("stride_padding_bias/init.safetensors");
+  StFile f;
+  Err e = {0};
+  if (st_read(init, &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  assert_null(st_find(&f, "conv1.bias"));
+  float *params = calloc((size_t)count_b, sizeof *params);
+  assert_non_null(params);
+  if (st_load_params(&f, ti, nt, params, &e) < 0)
+    fail_msg("%s", e.msg);
+  assert_int_equal(st_load_params(&f, ti_b, nt_b, params, &e), -1);
+  check_err(&e, init, "missing tensor 'conv1.bias'");
+  st_free(&f);
+  /* A file with conv1.bias, against the network without it. */
+  Net *net_b = tu_compile_ok(&a, with_bias);
+  const char *p = tu_path("with_bias.safetensors");
+  assert_int_equal(st_write_params(p, net_b, params, NULL, &e), 0);
+  assert_int_equal(st_read(p, &f, &e), 0);
+  assert_int_equal(st_load_params(&f, ti, nt, params, &e), -1);
+  check_err(&e, p,
+            "unexpected tensor 'conv1.bias': layer conv1 has no bias in the network "
+            "(bias=false)");
+  st_free(&f);
+  free(params);
+  free(ti);
+  free(ti_b);
+  arena_free(&a);
+}
+
 static void test_st_write_params_of_a_net(void **state) {
   (void)state;
   Layer layers[3];
@@ -968,6 +1031,7 @@ static void test_st_write_params_of_a_net(void **state) {
   layers[0].in = (Shape){5, 5, 2, false};
   layers[0].u.conv.filters = 3;
   layers[0].u.conv.kh = layers[0].u.conv.kw = 3;
+  layers[0].u.conv.sh = layers[0].u.conv.sw = 1;
   layers[0].weight_offset = 0;
   layers[0].weight_count = 54;
   layers[0].bias_offset = 54;
@@ -1265,6 +1329,7 @@ int main(void) {
       cmocka_unit_test(test_st_read_pytorch_weights),
       cmocka_unit_test(test_st_read_reference_files),
       cmocka_unit_test(test_st_write_params_of_a_net),
+      cmocka_unit_test(test_st_bias_false_has_no_bias_tensor),
       cmocka_unit_test(test_image_pgm_ppm_good),
       cmocka_unit_test(test_image_pgm_malformed),
       cmocka_unit_test(test_image_png_kinds),

@@ -25,10 +25,6 @@
 #include "io.h"
 #include "testutil.h"
 
-/* tests/reference/check's tolerances: float32 forward against a float64 reference. */
-#define OUT_ATOL 2e-5
-#define OUT_RTOL 1e-4
-
 typedef struct Case {
   Arena arena;
   Net *net;
@@ -120,7 +116,7 @@ static void check_case(const char *name, BackendKind backend, int threads) {
   long bad = -1;
   for (long i = 0; i < total; i++) {
     double d = fabs(y[i] - c.want[i]);
-    if (!(d <= OUT_ATOL + OUT_RTOL * fabs(c.want[i])) && bad < 0)
+    if (!(d <= TU_PREDICT_ATOL + TU_PREDICT_RTOL * fabs(c.want[i])) && bad < 0)
       bad = i;
     if (d > worst || isnan(d))
       worst = d;

@@ -388,7 +388,8 @@ static void test_lower_layer_fields(void **state) {
   assert_int_equal(l[0].u.conv.filters, 8);
   assert_int_equal(l[0].u.conv.kh, 5);
   assert_int_equal(l[0].u.conv.kw, 5);
-  assert_int_equal(l[0].u.conv.stride, 2);
+  assert_int_equal(l[0].u.conv.sh, 2);
+  assert_int_equal(l[0].u.conv.sw, 2);
   assert_int_equal(l[0].u.conv.pad_mode, PAD_SAME);
   assert_int_equal(l[0].act, ACT_TANH);
   assert_int_equal(l[0].act_loc.col, 34);
@@ -397,15 +398,20 @@ static void test_lower_layer_fields(void **state) {
   assert_string_equal(l[1].text, "conv2d 4 3x1 padding=1");
   assert_int_equal(l[1].u.conv.kh, 3);
   assert_int_equal(l[1].u.conv.kw, 1);
-  assert_int_equal(l[1].u.conv.stride, 1);
+  assert_int_equal(l[1].u.conv.sh, 1);
+  assert_int_equal(l[1].u.conv.sw, 1);
   assert_int_equal(l[1].u.conv.pad_mode, PAD_EXPLICIT);
-  assert_int_equal(l[1].u.conv.pad, 1);
+  assert_int_equal(l[1].u.conv.pad_h, 1);
+  assert_int_equal(l[1].u.conv.pad_w, 1);
+  assert_false(l[1].no_bias);
   assert_int_equal(l[1].act, ACT_LINEAR);
   assert_int_equal(l[2].op, OP_MAXPOOL);
-  assert_int_equal(l[2].u.pool.stride, 1);
+  assert_int_equal(l[2].u.pool.sh, 1);
+  assert_int_equal(l[2].u.pool.sw, 1);
   assert_int_equal(l[3].op, OP_AVGPOOL);
   assert_int_equal(l[3].u.pool.kh, 2);
-  assert_int_equal(l[3].u.pool.stride, 2); /* the window */
+  assert_int_equal(l[3].u.pool.sh, 2); /* the window */
+  assert_int_equal(l[3].u.pool.sw, 2);
   assert_int_equal(l[4].op, OP_DROPOUT);
   assert_true(l[4].u.dropout.rate == 0.25);
   assert_int_equal(l[5].op, OP_ACT);
@@ -416,6 +422,63 @@ static void test_lower_layer_fields(void **state) {
   assert_int_equal(l[8].op, OP_DENSE);
   assert_int_equal(l[8].u.dense.units, 6);
   assert_int_equal(l[8].loc.line, 11);
+  arena_free(&a);
+}
+
+/* stride=SHxSW, padding=PHxPW, bias=false, pools striding by their window
+   in each direction: the fields, the shapes (PyTorch's rule per direction)
+   and the parameters (no bias tensor at all). */
+static void test_lower_stride_padding_bias_per_direction(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "input 13x14x3\n"
+                               "conv2d 8 3x3 stride=2x1 padding=1x2 bias=false\n"
+                               "conv2d 4 3x2 stride=1x2 padding=same bias=true relu\n"
+                               "maxpool 2x3\n"
+                               "avgpool 3x2 stride=1x2\n"
+                               "flatten\n"
+                               "dense 5 bias=false\n"
+                               "dense 3 softmax\n");
+  const Layer *l = net->layers;
+  assert_int_equal(l[0].u.conv.sh, 2);
+  assert_int_equal(l[0].u.conv.sw, 1);
+  assert_int_equal(l[0].u.conv.pad_mode, PAD_EXPLICIT);
+  assert_int_equal(l[0].u.conv.pad_h, 1);
+  assert_int_equal(l[0].u.conv.pad_w, 2);
+  assert_true(l[0].no_bias);
+  /* (13 + 2 - 3) / 2 + 1 = 7 rows, (14 + 4 - 3) / 1 + 1 = 16 columns */
+  assert_true(l[0].out.h == 7 && l[0].out.w == 16 && l[0].out.c == 8);
+  assert_int_equal(l[0].weight_count, 8 * 3 * 3 * 3);
+  assert_int_equal(l[0].bias_count, 0);
+  /* same: 7 rows at stride 1, ceil(16 / 2) = 8 columns; pads 1 + 1 and 0 + 0 */
+  assert_false(l[1].no_bias);
+  assert_true(l[1].out.h == 7 && l[1].out.w == 8);
+  assert_true(l[1].u.conv.pad_top == 1 && l[1].u.conv.pad_bottom == 1);
+  assert_true(l[1].u.conv.pad_left == 0 && l[1].u.conv.pad_right == 0);
+  assert_int_equal(l[1].weight_offset, 216);
+  assert_int_equal(l[1].bias_offset, 216 + 4 * 8 * 3 * 2);
+  assert_int_equal(l[1].bias_count, 4);
+  /* maxpool 2x3 strides 2 down and 3 across: 3 x 2 */
+  assert_true(l[2].u.pool.sh == 2 && l[2].u.pool.sw == 3);
+  assert_true(l[2].out.h == 3 && l[2].out.w == 2);
+  assert_true(l[3].u.pool.sh == 1 && l[3].u.pool.sw == 2);
+  assert_true(l[3].out.h == 1 && l[3].out.w == 1);
+  assert_true(l[5].no_bias);
+  assert_int_equal(l[5].bias_count, 0);
+  assert_int_equal(l[6].bias_count, 3);
+  assert_int_equal(net->param_count, 216 + 196 + 4 * 5 + 5 * 3 + 3);
+  /* The tensors: no conv1.bias, no dense1.bias. */
+  TensorInfo ti[8];
+  int n = net_tensors(net, NULL);
+  assert_int_equal(n, 6);
+  net_tensors(net, ti);
+  assert_string_equal(ti[0].name, "conv1.weight");
+  assert_string_equal(ti[1].name, "conv2.weight");
+  assert_string_equal(ti[2].name, "conv2.bias");
+  assert_string_equal(ti[3].name, "dense1.weight");
+  assert_string_equal(ti[4].name, "dense2.weight");
+  assert_int_equal(ti[4].offset, 216 + 196 + 20);
+  assert_string_equal(ti[5].name, "dense2.bias");
   arena_free(&a);
 }
 
@@ -799,6 +862,7 @@ int main(void) {
       cmocka_unit_test(test_lower_train_defaults),
       cmocka_unit_test(test_lower_train_settings),
       cmocka_unit_test(test_lower_layer_fields),
+      cmocka_unit_test(test_lower_stride_padding_bias_per_direction),
       cmocka_unit_test(test_lower_layer_names),
       cmocka_unit_test(test_lower_marks_what_it_cannot_read),
       cmocka_unit_test(test_lower_default_network_name),

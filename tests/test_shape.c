@@ -124,6 +124,14 @@ static void test_shape_parameter_offsets(void **state) {
   arena_free(&a);
 }
 
+/* A conv's padding, as shape.c filled it: top, bottom, left, right. */
+static void assert_pads(const Layer *l, int top, int bottom, int left, int right) {
+  assert_int_equal(l->u.conv.pad_top, top);
+  assert_int_equal(l->u.conv.pad_bottom, bottom);
+  assert_int_equal(l->u.conv.pad_left, left);
+  assert_int_equal(l->u.conv.pad_right, right);
+}
+
 static void test_shape_same_padding(void **state) {
   (void)state;
   /* TensorFlow: out = ceil(in / s), total = max((out-1)*s + k - in, 0),
@@ -144,10 +152,7 @@ static void test_shape_same_padding(void **state) {
     Net *net = tu_compile_ok(&a, src);
     const Layer *l = &net->layers[0];
     assert_shape(l->out, cases[i].out, cases[i].out, 1, false);
-    assert_int_equal(l->u.conv.pad_top, cases[i].before);
-    assert_int_equal(l->u.conv.pad_left, cases[i].before);
-    assert_int_equal(l->u.conv.pad_bottom, cases[i].after);
-    assert_int_equal(l->u.conv.pad_right, cases[i].after);
+    assert_pads(l, cases[i].before, cases[i].after, cases[i].before, cases[i].after);
     arena_free(&a);
   }
   /* Height and width on their own. */
@@ -155,10 +160,14 @@ static void test_shape_same_padding(void **state) {
   Net *net = tu_compile_ok(&a, "input 8x7x2\nconv2d 4 3x2 stride=2 padding=same\n");
   const Layer *l = &net->layers[0];
   assert_shape(l->out, 4, 4, 4, false);
-  assert_int_equal(l->u.conv.pad_top, 0);
-  assert_int_equal(l->u.conv.pad_bottom, 1);
-  assert_int_equal(l->u.conv.pad_left, 0);
-  assert_int_equal(l->u.conv.pad_right, 1);
+  assert_pads(l, 0, 1, 0, 1);
+  arena_free(&a);
+  /* Each direction with its own stride: down 1 (keeps 8, pads 1 + 1), across 3
+     (ceil(7 / 3) = 3, total (3 - 1) * 3 + 2 - 7 = 1, on the right). */
+  net = tu_compile_ok(&a, "input 8x7x2\nconv2d 4 3x2 stride=1x3 padding=same\n");
+  l = &net->layers[0];
+  assert_shape(l->out, 8, 3, 4, false);
+  assert_pads(l, 1, 1, 0, 1);
   arena_free(&a);
 }
 
@@ -166,23 +175,23 @@ static void test_shape_valid_and_explicit_padding(void **state) {
   (void)state;
   Arena a = {0};
   Net *net = tu_compile_ok(&a, "input 28x28x1\n"
-                               "conv2d 6 5x5 padding=2\n"              /* 28 */
-                               "conv2d 6 5x5\n"                        /* 24 */
-                               "conv2d 6 3x3 stride=2\n"               /* (24-3)/2+1 = 11 */
-                               "conv2d 6 4x2 padding=valid stride=3\n" /* 3, 4 */
-                               "conv2d 6 1 padding=1\n");              /* 5, 6 */
+                               "conv2d 6 5x5 padding=2\n"                /* 28 */
+                               "conv2d 6 5x5\n"                          /* 24 */
+                               "conv2d 6 3x3 stride=2\n"                 /* (24-3)/2+1 = 11 */
+                               "conv2d 6 4x2 padding=valid stride=3\n"   /* 3, 4 */
+                               "conv2d 6 1 padding=1\n"                  /* 5, 6 */
+                               "conv2d 6 3x3 stride=1x2 padding=2x0\n"); /* 7, 2 */
   const Layer *l = net->layers;
   assert_shape(l[0].out, 28, 28, 6, false);
-  assert_int_equal(l[0].u.conv.pad_top, 2);
-  assert_int_equal(l[0].u.conv.pad_bottom, 2);
-  assert_int_equal(l[0].u.conv.pad_left, 2);
-  assert_int_equal(l[0].u.conv.pad_right, 2);
+  assert_pads(&l[0], 2, 2, 2, 2);
   assert_shape(l[1].out, 24, 24, 6, false);
   assert_int_equal(l[1].u.conv.pad_top + l[1].u.conv.pad_bottom, 0);
   assert_shape(l[2].out, 11, 11, 6, false);
   assert_shape(l[3].out, 3, 4, 6, false);
   assert_shape(l[4].out, 5, 6, 6, false);
   assert_int_equal(l[4].weight_count, 6 * 6);
+  assert_shape(l[5].out, 7, 2, 6, false);
+  assert_pads(&l[5], 2, 2, 0, 0);
   arena_free(&a);
 }
 
@@ -198,7 +207,8 @@ static void test_shape_pools_and_vectors(void **state) {
                                "dense 5 sigmoid\n");
   const Layer *l = net->layers;
   assert_shape(l[0].out, 3, 4, 3, false);
-  assert_int_equal(l[0].u.pool.stride, 2);
+  assert_int_equal(l[0].u.pool.sh, 2);
+  assert_int_equal(l[0].u.pool.sw, 2);
   assert_shape(l[1].out, 2, 2, 3, false);
   assert_shape(l[2].out, 2, 2, 3, false);
   assert_shape(l[3].out, 2, 2, 3, false);
@@ -441,9 +451,9 @@ static void test_shape_bad_values_in_ir(void **state) {
     if (i == 0)
       l->u.conv.filters = 0;
     else if (i == 1)
-      l->u.conv.stride = 0;
+      l->u.conv.sw = 0;
     else if (i == 2)
-      l->u.pool.stride = 0;
+      l->u.pool.sh = 0;
     else if (i == 3)
       l->u.dropout.rate = 1;
     else

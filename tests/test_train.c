@@ -174,6 +174,18 @@ static const char *const gradient_nets[] = {
     "network tails\ninput 9x8x3\nconv2d 12 3x3 padding=same relu\nconv2d 20 3x3 tanh\n"
     "maxpool 2x2\nconv2d 36 2x2 relu\nconv2d 9 1x1\nconv2d 5 1x1\nconv2d 3 1x1 sigmoid\n"
     "flatten\ndense 3 softmax\ntrain {\n  loss sparse_categorical_crossentropy\n}\n",
+    /* per-direction strides and padding, bias=false everywhere: vector conv
+       tiles, a transposed input gradient, conv + maxpool 2x3 backward fused
+       (kw * C = 16), plain filters, avgpool 2x1, dense vector and plain */
+    "network s\ninput 10x13x2\nconv2d 8 3x3 stride=2x1 padding=1x2 bias=false relu\n"
+    "conv2d 16 2x2 stride=1x2 padding=same bias=false\nmaxpool 2x3\n"
+    "conv2d 5 1x2 bias=false tanh\navgpool 2x1\nflatten\ndense 8 bias=false relu\n"
+    "dense 3 bias=false softmax\ntrain {\n  loss sparse_categorical_crossentropy\n}\n",
+    /* bias=false next to biases, plain input gradients at stride 2x1, an
+       overlapping avgpool 3x2 stride=1x2 */
+    "network t\ninput 7x9x3\nconv2d 4 2x3 stride=1x2 padding=same bias=false sigmoid\n"
+    "conv2d 3 2x2 stride=2x1 padding=0x1 relu\navgpool 3x2 stride=1x2\nflatten\n"
+    "dense 2 sigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */

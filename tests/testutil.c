@@ -87,8 +87,13 @@ int tu_count(const char *text, const char *needle) {
   return n;
 }
 
-const char *const tu_reference_cases[TU_REFERENCE_CASES] = {
-    "seed_fashion", "sgd_same_stride", "mse_gap", "multilabel_bce", "overlap_categorical"};
+const char *const tu_reference_cases[TU_REFERENCE_CASES] = {"seed_fashion",
+                                                            "sgd_same_stride",
+                                                            "mse_gap",
+                                                            "multilabel_bce",
+                                                            "overlap_categorical",
+                                                            "stride_padding_bias",
+                                                            "stride_padding_bias_adam"};
 
 const char *tu_reference(const char *fmt, ...) {
   static char buf[8][512];
@@ -190,6 +195,10 @@ int tu_shell(const char *fmt, ...) {
   vsnprintf(cmd, sizeof cmd, fmt, ap);
   va_end(ap);
   return shell(cmd);
+}
+
+bool tu_has_program(const char *name) {
+  return tu_shell("command -v %s", name) == 0;
 }
 
 /* Deterministic pseudo-random values in [0, 1) (float: the images are the

@@ -42,9 +42,14 @@ int tu_count(const char *text, const char *needle);
    programs run (a rotating set of 8 buffers). A missing one fails the test
    with its path and the command that makes it. */
 #define TU_REFERENCE "tests/reference"
-enum { TU_REFERENCE_CASES = 5 };
+enum { TU_REFERENCE_CASES = 7 };
 extern const char *const tu_reference_cases[TU_REFERENCE_CASES];
 const char *tu_reference(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* tests/reference/check's tolerances for outputs: float32 against a float64
+   reference, |got - want| <= ATOL + RTOL |want|. */
+#define TU_PREDICT_ATOL 2e-5
+#define TU_PREDICT_RTOL 1e-4
 
 /* Runs `cnngen ARGS` (a shell word list) inside the directory; returns the
    exit status (128 + signal when killed), stdout and stderr in tu_out and
@@ -52,6 +57,8 @@ const char *tu_reference(const char *fmt, ...) __attribute__((format(printf, 1, 
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same for any shell command line. */
 int tu_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Whether the shell finds program NAME on the PATH. */
+bool tu_has_program(const char *name);
 /* Starts `cnngen ARGS` inside the directory without waiting for it (its
    stdout and stderr go to the files ".out" and ".err" there); its pid. */
 pid_t tu_start(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
