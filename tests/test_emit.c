@@ -17,6 +17,12 @@
  * emitted text is the same on a second run, NAME_init is seeded and
  * bounded, and the reference case tests/reference/seed_fashion matches
  * PyTorch's outputs.
+ *
+ * Snapshots: the whole generated C (training included) of two example
+ * networks is kept in tests/snapshots/ and compared byte for byte, so a
+ * change to the emitted text shows in the diff of the commit that makes
+ * it; `UPDATE=1 build/tests/test_emit` (or `UPDATE=1 make test`) rewrites
+ * them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,6 +41,7 @@
 #include "../compiler/emit.h"
 #include "../compiler/emitter.h"
 #include "idx.h"
+#include "io.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -638,6 +645,65 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
   arena_free(&a);
 }
 
+/* The generated NAME.c and NAME.h of examples/NAME.cnn against
+   tests/snapshots/ (see the top of this file); returns the number of files
+   that differ (0 when update rewrote them). */
+static int check_snapshot(const char *name, bool update) {
+  char path[256];
+  snprintf(path, sizeof path, "examples/%s.cnn", name);
+  Err e = {0};
+  size_t len;
+  char *src = io_read_file(path, &len, &e);
+  assert_non_null(src);
+  Arena a = {0};
+  char *msgs;
+  Net *net = tu_compile(&a, path, src, len, &msgs, NULL);
+  if (!net)
+    fail_msg("%s", msgs);
+  free(msgs);
+  char header[64];
+  snprintf(header, sizeof header, "%s.h", name);
+  const EmitOptions opt = {.training = true, .header_name = header};
+  int failed = 0;
+  for (int h = 0; h < 2; h++) {
+    size_t glen;
+    char *got = emit_text(net, &opt, h, &glen);
+    snprintf(path, sizeof path, "tests/snapshots/%s.%c", name, h ? 'h' : 'c');
+    if (update) {
+      if (io_write_atomic(path, got, glen, &e) != 0)
+        fail_msg("%s", e.msg);
+    } else {
+      size_t wlen;
+      char *want = io_read_file(path, &wlen, &e);
+      if (!want) {
+        print_error("%s: missing (UPDATE=1 build/tests/test_emit writes it)\n", path);
+        failed++;
+      } else if (wlen != glen || memcmp(want, got, glen) != 0) {
+        int line = 1;
+        for (size_t i = 0; i < wlen && i < glen && want[i] == got[i]; i++)
+          line += want[i] == '\n';
+        print_error("%s differs from the generated C from line %d on (UPDATE=1 "
+                    "build/tests/test_emit rewrites it; review the diff)\n",
+                    path, line);
+        failed++;
+      }
+      free(want);
+    }
+    free(got);
+  }
+  free(src);
+  arena_free(&a);
+  return failed;
+}
+
+static void test_emit_snapshots(void **state) {
+  (void)state;
+  const char *update = getenv("UPDATE");
+  const bool rewrite = update && strcmp(update, "1") == 0;
+  /* fashion: adam, convs with fused pools; lenet: sgd with momentum, padding */
+  assert_int_equal(check_snapshot("fashion", rewrite) + check_snapshot("lenet", rewrite), 0);
+}
+
 /* The parameters are a table of tensors (NAME_tensors): one optimizer
    routine and one layout permutation, each looped over it, instead of the
    update and the PyTorch-layout copies written out per tensor. */
@@ -1148,6 +1214,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_emitter_indents_and_quotes),
       cmocka_unit_test(test_emitter_floats_read_back),
+      cmocka_unit_test(test_emit_snapshots),
       cmocka_unit_test(test_emit_one_optimizer_and_permutation),
       cmocka_unit_test(test_emit_longest_names_compile),
       cmocka_unit_test(test_emit_baked_special_values),
