@@ -222,6 +222,28 @@ void em_comment(Emitter *em, const char *fmt, ...) {
   free(buf);
 }
 
+const char *em_lin(Emitter *em, long c, ...) {
+  va_list ap;
+  va_start(ap, c);
+  const char *s = "";
+  for (;;) {
+    const char *v = va_arg(ap, const char *);
+    if (!v)
+      break;
+    long coef = va_arg(ap, long);
+    if (coef == 0 || !v[0]) /* "" stands for a literal 0 */
+      continue;
+    if (coef == 1)
+      s = em_str(em, "%s%s%s", s, *s ? " + " : "", v);
+    else
+      s = em_str(em, "%s%s%s * %ld", s, *s ? " + " : "", v, coef);
+  }
+  va_end(ap);
+  if (c || !*s)
+    s = em_str(em, "%s%s%ld", s, *s ? " + " : "", c);
+  return s;
+}
+
 const char *em_float(Emitter *em, float v) {
   /* Divisions by zero: constant expressions for gcc, clang and tcc alike
      (tcc takes NAN and -INFINITY for non-constants) */

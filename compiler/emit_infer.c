@@ -84,35 +84,7 @@ typedef struct Gen {
 #define EM (g->em)
 #define FLT(v) em_float(EM, (float)(v))
 
-/* "a * 3 + b * 5 + 7" from (var, coefficient) pairs ending with NULL and a
-   constant; terms with coefficient 0 go, "* 1" goes, "0" if nothing is left. */
-static const char *vlin(Emitter *em, long c, va_list ap) {
-  const char *s = "";
-  for (;;) {
-    const char *v = va_arg(ap, const char *);
-    if (!v)
-      break;
-    long coef = va_arg(ap, long);
-    if (coef == 0 || !v[0]) /* "" stands for a literal 0 */
-      continue;
-    if (coef == 1)
-      s = em_str(em, "%s%s%s", s, *s ? " + " : "", v);
-    else
-      s = em_str(em, "%s%s%s * %ld", s, *s ? " + " : "", v, coef);
-  }
-  if (c || !*s)
-    s = em_str(em, "%s%s%ld", s, *s ? " + " : "", c);
-  return s;
-}
-
-static const char *lin(Emitter *em, long c, ...) {
-  va_list ap;
-  va_start(ap, c);
-  const char *s = vlin(em, c, ap);
-  va_end(ap);
-  return s;
-}
-#define LIN(...) lin(EM, __VA_ARGS__, (const char *)NULL)
+#define LIN(...) em_lin(EM, __VA_ARGS__, (const char *)NULL)
 
 #define DIMS(s) emit_dims(EM, (s))
 

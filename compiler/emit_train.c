@@ -97,6 +97,7 @@ static const char *S(T *t, const char *fmt, ...) {
 }
 
 #define EM (t->em)
+#define LIN(...) em_lin(EM, __VA_ARGS__, (const char *)NULL)
 
 /* calloc that aborts when memory runs out, as arena_alloc does. */
 static void *xcalloc(size_t n, size_t size) {
@@ -409,15 +410,16 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
   em_open(EM, "%s", "");
   tile_declare(t, CB, FB, NULL);
   em_open(EM, "for (int oy = 0; oy < %d; oy++)", d->OH);
-  em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->SH, d->IW * d->C);
+  em_line(EM, "const float *xk = x + %s;",
+          LIN(0, "oy", (long)d->SH * d->IW * d->C, "ky", (long)d->IW * d->C, "k0", 1L));
   em_line(EM, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
   em_open(EM, "for (int ox = 0; ox < %d; ox++)", d->OW);
   for (int v = 0; v < FB; v++)
     em_line(EM, "%s_f8 d%d;", n, v);
   for (int v = 0; v < FB; v++)
-    em_line(EM, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, vec_off(v, FB, shift));
+    em_line(EM, "%s_LOAD(d%d, dk + %s);", n, v, LIN(vec_off(v, FB, shift), "ox", (long)d->F));
   for (int j = 0; j < CB; j++)
-    em_line(EM, "const float s%d = xk[ox * %d + %d];", j, d->SW * d->C, j);
+    em_line(EM, "const float s%d = xk[%s];", j, LIN(j, "ox", (long)d->SW * d->C));
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
       em_line(EM, "%s_FMA(a%d_%d, s%d, d%d);", n, j, v, j, v);
@@ -426,8 +428,9 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++) {
       tile_addto(t,
-                 S(t, "dw + (ky * %d + k0 + %d) * %d + f0 + %d", d->KW * d->C, j, d->F,
-                   vec_off(v, FB, shift)),
+                 S(t, "dw + %s",
+                   LIN((long)j * d->F + vec_off(v, FB, shift), "ky", (long)d->KW * d->C * d->F,
+                       "k0", (long)d->F, "f0", 1L)),
                  j, v, FB, shift);
     }
   em_close(EM);
@@ -440,8 +443,9 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift) {
   const char *n = t->n;
   em_open(EM, "%s", "");
   tile_declare(t, P, CV, NULL);
-  em_line(EM, "const float *wk = wt + (ky * %d + kx) * %d + c0;", d->KW, d->F * d->C);
-  em_line(EM, "const float *dk = dy + (oy * %d + ox) * %d;", d->OW, d->F);
+  em_line(EM, "const float *wk = wt + %s;",
+          LIN(0, "ky", (long)d->KW * d->F * d->C, "kx", (long)d->F * d->C, "c0", 1L));
+  em_line(EM, "const float *dk = dy + %s;", LIN(0, "oy", (long)d->OW * d->F, "ox", (long)d->F));
   em_open(EM, "for (int f = 0; f < %d; f++)", d->F);
   for (int v = 0; v < CV; v++)
     em_line(EM, "%s_f8 w%d;", n, v);
@@ -455,10 +459,12 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift) {
   em_close(EM);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++) {
-      tile_addto(t,
-                 S(t, "dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d", d->SH,
-                   d->IW * d->C, j, d->SW * d->C, d->C, vec_off(v, CV, shift)),
-                 j, v, CV, shift);
+      tile_addto(
+          t,
+          S(t, "dx + %s",
+            LIN((long)j * d->SW * d->C + vec_off(v, CV, shift), "oy", (long)d->SH * d->IW * d->C,
+                "ky", (long)d->IW * d->C, "ox", (long)d->SW * d->C, "kx", (long)d->C, "c0", 1L)),
+          j, v, CV, shift);
     }
   em_close(EM);
 }
@@ -515,10 +521,10 @@ static void conv_backward(T *t, const TL *L) {
   } else {
     em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
     em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
-    em_line(EM, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
+    em_line(EM, "const float *d = dy + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
     em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-    em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C,
-            d.SW * d.C);
+    em_line(EM, "const float *xk = x + %s;",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, "ky", (long)d.IW * d.C, "ox", (long)d.SW * d.C));
     em_line(EM, "float *wk = dw + ky * %d;", d.KW * d.C * d.F);
     em_open(EM, "for (int k = 0; k < %d; k++)", d.KW * d.C);
     em_line(EM, "const float s = xk[k];");
@@ -540,9 +546,11 @@ static void conv_backward(T *t, const TL *L) {
       em_line(EM, "const float *restrict w = %s;", w);
       em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
       em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
-      em_line(EM, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
+      em_line(EM, "const float *d = dy + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
       em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-      em_line(EM, "float *xk = dx + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
+      em_line(
+          EM, "float *xk = dx + %s;",
+          LIN(0, "oy", (long)d.SH * d.IW * d.C, "ky", (long)d.IW * d.C, "ox", (long)d.SW * d.C));
       em_line(EM, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
       em_open(EM, "for (int k = 0; k < %d; k++)", d.KW * d.C);
       em_line(EM, "float s = 0.0f;");
@@ -652,15 +660,16 @@ static void pool_backward(T *t, const TL *L) {
   em_line(EM, "memset(dx, 0, %ld * sizeof(float));", shape_size(l->in));
   em_open(EM, "for (int py = 0; py < %d; py++)", OH);
   em_open(EM, "for (int px = 0; px < %d; px++)", OW);
-  em_line(EM, "const long o0 = (py * %d + px * %d) * %d;", SH * IW, SW, C);
-  em_line(EM, "const float *dp = dy + (py * %d + px) * %d;", OW, C);
+  em_line(EM, "const long o0 = %s;", LIN(0, "py", (long)SH * IW * C, "px", (long)SW * C));
+  em_line(EM, "const float *dp = dy + %s;", LIN(0, "py", (long)OW * C, "px", (long)C));
   if (max) {
-    em_line(EM, "const float *yp = y + (py * %d + px) * %d;", OW, C);
+    em_line(EM, "const float *yp = y + %s;", LIN(0, "py", (long)OW * C, "px", (long)C));
     em_line(EM, "float r[%d];", C);
     em_line(EM, "for (int c = 0; c < %d; c++)", C);
     em_line(EM, "  r[c] = dp[c];");
     em_open(EM, "for (int k = 0; k < %d; k++)", KH * KW);
-    em_line(EM, "const long o = o0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
+    em_line(EM, "const long o = o0 + %s;",
+            LIN(0, S(t, "k / %d", KW), (long)IW * C, S(t, "k %% %d", KW), (long)C));
     em_open(EM, "for (int c = 0; c < %d; c++)", C);
     em_line(EM, "const float h = x[o + c] == yp[c] ? r[c] : 0.0f;");
     em_line(EM, "dx[o + c] += h;");
@@ -669,7 +678,8 @@ static void pool_backward(T *t, const TL *L) {
     em_close(EM);
   } else {
     em_open(EM, "for (int k = 0; k < %d; k++)", KH * KW);
-    em_line(EM, "const long o = o0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
+    em_line(EM, "const long o = o0 + %s;",
+            LIN(0, S(t, "k / %d", KW), (long)IW * C, S(t, "k %% %d", KW), (long)C));
     em_line(EM, "for (int c = 0; c < %d; c++)", C);
     em_line(EM, "  dx[o + c] += dp[c] / %s;", FL(KH * KW));
     em_close(EM);
@@ -812,15 +822,17 @@ static void conv_pool_backward(T *t, const TL *L) {
   em_open(EM, "for (int wx = 0; wx < %d; wx++)", POW);
   em_line(EM, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW,
           d.F, POW, d.F);
-  em_line(EM, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PSH * d.OW, PSW, d.F);
+  em_line(EM, "const float *y0 = y + %s;",
+          LIN(0, "wy", (long)PSH * d.OW * d.F, "wx", (long)PSW * d.F));
   em_line(EM, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
   em_line(EM, "float vs[%d][%d];", KK, d.F);
   em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
   em_line(EM, "int q = 0;");
-  em_line(EM, "while (q < %d && y0[(q / %d * %d + q %% %d) * %d + f] != pp[f])", KK - 1, PKW, d.OW,
-          PKW, d.F);
+  const char *at =
+      LIN(0, S(t, "q / %d", PKW), (long)d.OW * d.F, S(t, "q %% %d", PKW), (long)d.F, "f", 1L);
+  em_line(EM, "while (q < %d && y0[%s] != pp[f])", KK - 1, at);
   em_line(EM, "  q++;");
-  em_line(EM, "const float a = y0[(q / %d * %d + q %% %d) * %d + f];", PKW, d.OW, PKW, d.F);
+  em_line(EM, "const float a = y0[%s];", at);
   em_line(EM, "const float v = %s;", act_times(t, L->act, "a", "dp[f]"));
   if (L->act == ACT_LINEAR)
     em_line(EM, "(void)a;");
@@ -837,7 +849,8 @@ static void conv_pool_backward(T *t, const TL *L) {
   em_line(EM, "float *dk = dwt + fs[q][i] * %d;", d.KH * K);
   em_line(EM, "const float v = vs[q][i];");
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-  em_line(EM, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
+  em_line(EM, "const float *xk = x + %s;",
+          LIN(0, "oy", (long)d.SH * d.IW * d.C, "ky", (long)d.IW * d.C, "ox", (long)d.SW * d.C));
   em_line(EM, "for (int k = 0; k < %d; k++)", K);
   em_line(EM, "  dk[ky * %d + k] += v * xk[k];", K);
   em_close(EM);
@@ -845,14 +858,16 @@ static void conv_pool_backward(T *t, const TL *L) {
   if_dx(t, L, true);
   if (takes_dx(L) && L->transposed) {
     em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
-    em_line(EM, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.SH,
-            d.KW, d.IW * d.C, d.SW, d.KW, d.C);
+    em_line(EM, "float *o = dx + %s;",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, S(t, "tap / %d", d.KW), (long)d.IW * d.C, "ox",
+                (long)d.SW * d.C, S(t, "tap %% %d", d.KW), (long)d.C));
     channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
     em_close(EM);
   } else if (takes_dx(L)) {
     em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
-    em_line(EM, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.SH,
-            d.KW, d.IW * d.C, d.SW, d.KW, d.C);
+    em_line(EM, "float *o = dx + %s;",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, S(t, "tap / %d", d.KW), (long)d.IW * d.C, "ox",
+                (long)d.SW * d.C, S(t, "tap %% %d", d.KW), (long)d.C));
     em_line(EM, "const float *wk = w + tap * %d;", d.C * d.F);
     em_open(EM, "for (int c = 0; c < %d; c++)", d.C);
     em_line(EM, "float s = 0.0f;");

@@ -65,6 +65,12 @@ void em_dedent(Emitter *em);
    with a space ("* /") so quoted source cannot end the comment early. */
 void em_comment(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 
+/* An index expression with its constants folded: "a * 3 + b * 5 + 7" from
+   the constant 7 and (const char *var, long coefficient) pairs ending with a
+   NULL var; terms with coefficient 0 (or var "") go, "* 1" goes, "0" when
+   nothing is left. An em_str. */
+const char *em_lin(Emitter *em, long c, ...);
+
 /* A float literal that reads back as the same float: "0.5f", "2.0f", "1e-07f";
    "(1.0f / 0.0f)", "(-1.0f / 0.0f)" and "(0.0f / 0.0f)" for the infinities and
    NaN (an em_str). */

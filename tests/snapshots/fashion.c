@@ -884,20 +884,20 @@ static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
         fashion_ZERO(a2_2);
         fashion_ZERO(a2_3);
         for (int oy = 0; oy < 26; oy++) {
-          const float *xk = x + (oy * 1 + ky) * 28 + k0;
+          const float *xk = x + oy * 28 + ky * 28 + k0;
           const float *dk = dy + oy * 832 + f0;
           for (int ox = 0; ox < 26; ox++) {
             fashion_f8 d0;
             fashion_f8 d1;
             fashion_f8 d2;
             fashion_f8 d3;
-            fashion_LOAD(d0, dk + ox * 32 + 0);
+            fashion_LOAD(d0, dk + ox * 32);
             fashion_LOAD(d1, dk + ox * 32 + 8);
             fashion_LOAD(d2, dk + ox * 32 + 16);
             fashion_LOAD(d3, dk + ox * 32 + 24);
-            const float s0 = xk[ox * 1 + 0];
-            const float s1 = xk[ox * 1 + 1];
-            const float s2 = xk[ox * 1 + 2];
+            const float s0 = xk[ox];
+            const float s1 = xk[ox + 1];
+            const float s2 = xk[ox + 2];
             fashion_FMA(a0_0, s0, d0);
             fashion_FMA(a0_1, s0, d1);
             fashion_FMA(a0_2, s0, d2);
@@ -912,18 +912,18 @@ static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
             fashion_FMA(a2_3, s2, d3);
           }
         }
-        fashion_ADDTO(dw + (ky * 3 + k0 + 0) * 32 + f0 + 0, a0_0);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 0) * 32 + f0 + 8, a0_1);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 0) * 32 + f0 + 16, a0_2);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 0) * 32 + f0 + 24, a0_3);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 1) * 32 + f0 + 0, a1_0);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 1) * 32 + f0 + 8, a1_1);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 1) * 32 + f0 + 16, a1_2);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 1) * 32 + f0 + 24, a1_3);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 2) * 32 + f0 + 0, a2_0);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 2) * 32 + f0 + 8, a2_1);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 2) * 32 + f0 + 16, a2_2);
-        fashion_ADDTO(dw + (ky * 3 + k0 + 2) * 32 + f0 + 24, a2_3);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0, a0_0);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 8, a0_1);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 16, a0_2);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 24, a0_3);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 32, a1_0);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 40, a1_1);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 48, a1_2);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 56, a1_3);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 64, a2_0);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 72, a2_1);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 80, a2_2);
+        fashion_ADDTO(dw + ky * 96 + k0 * 32 + f0 + 88, a2_3);
       }
     }
   }
@@ -932,9 +932,9 @@ static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
     const float *restrict w = m->conv1_w;
     for (int oy = 0; oy < 26; oy++) {
       for (int ox = 0; ox < 26; ox++) {
-        const float *d = dy + (oy * 26 + ox) * 32;
+        const float *d = dy + oy * 832 + ox * 32;
         for (int ky = 0; ky < 3; ky++) {
-          float *xk = dx + (oy * 1 + ky) * 28 + ox * 1;
+          float *xk = dx + oy * 28 + ky * 28 + ox;
           const float *wk = w + ky * 96;
           for (int k = 0; k < 3; k++) {
             float s = 0.0f;
@@ -973,14 +973,14 @@ static void fashion_maxpool1_backward(const float *restrict x, const float *rest
   memset(dx, 0, 21632 * sizeof(float));
   for (int py = 0; py < 13; py++) {
     for (int px = 0; px < 13; px++) {
-      const long o0 = (py * 52 + px * 2) * 32;
-      const float *dp = dy + (py * 13 + px) * 32;
-      const float *yp = y + (py * 13 + px) * 32;
+      const long o0 = py * 1664 + px * 64;
+      const float *dp = dy + py * 416 + px * 32;
+      const float *yp = y + py * 416 + px * 32;
       float r[32];
       for (int c = 0; c < 32; c++)
         r[c] = dp[c];
       for (int k = 0; k < 4; k++) {
-        const long o = o0 + (k / 2 * 26 + k % 2) * 32;
+        const long o = o0 + k / 2 * 832 + k % 2 * 32;
         for (int c = 0; c < 32; c++) {
           const float h = x[o + c] == yp[c] ? r[c] : 0.0f;
           dx[o + c] += h;
@@ -1118,14 +1118,14 @@ static void fashion_conv2_backward(const fashion_model *m, fashion_grads *g,
   for (int wy = 0; wy < 5; wy++) {
     for (int wx = 0; wx < 5; wx++) {
       const float *pp = yp + (wy * 5 + wx) * 64, *dp = dyp + (wy * 5 + wx) * 64;
-      const float *y0 = y + (wy * 22 + wx * 2) * 64;
+      const float *y0 = y + wy * 1408 + wx * 128;
       int count[4] = {0}, fs[4][64];
       float vs[4][64];
       for (int f = 0; f < 64; f++) {
         int q = 0;
-        while (q < 3 && y0[(q / 2 * 11 + q % 2) * 64 + f] != pp[f])
+        while (q < 3 && y0[q / 2 * 704 + q % 2 * 64 + f] != pp[f])
           q++;
-        const float a = y0[(q / 2 * 11 + q % 2) * 64 + f];
+        const float a = y0[q / 2 * 704 + q % 2 * 64 + f];
         const float v = a > 0.0f ? dp[f] : 0.0f;
         db[f] += v;
         if (v != 0.0f) {
@@ -1139,13 +1139,13 @@ static void fashion_conv2_backward(const fashion_model *m, fashion_grads *g,
           float *dk = dwt + fs[q][i] * 288;
           const float v = vs[q][i];
           for (int ky = 0; ky < 3; ky++) {
-            const float *xk = x + (oy * 1 + ky) * 416 + ox * 32;
+            const float *xk = x + oy * 416 + ky * 416 + ox * 32;
             for (int k = 0; k < 96; k++)
               dk[ky * 96 + k] += v * xk[k];
           }
         }
         for (int tap = 0; tap < 9; tap++) {
-          float *o = dx + (oy * 1 + tap / 3) * 416 + (ox * 1 + tap % 3) * 32;
+          float *o = dx + oy * 416 + tap / 3 * 416 + ox * 32 + tap % 3 * 32;
           for (int c0 = 0; c0 < 32; c0 += 32) {
             fashion_f8 a0_0, a0_1, a0_2, a0_3;
             fashion_ZERO(a0_0);
@@ -1247,18 +1247,18 @@ static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
         fashion_ZERO(a5_2);
         fashion_ZERO(a5_3);
         for (int oy = 0; oy < 3; oy++) {
-          const float *xk = x + (oy * 1 + ky) * 320 + k0;
+          const float *xk = x + oy * 320 + ky * 320 + k0;
           const float *dk = dy + oy * 192 + f0;
           for (int ox = 0; ox < 3; ox++) {
             fashion_f8 d0;
             fashion_f8 d1;
             fashion_f8 d2;
             fashion_f8 d3;
-            fashion_LOAD(d0, dk + ox * 64 + 0);
+            fashion_LOAD(d0, dk + ox * 64);
             fashion_LOAD(d1, dk + ox * 64 + 8);
             fashion_LOAD(d2, dk + ox * 64 + 16);
             fashion_LOAD(d3, dk + ox * 64 + 24);
-            const float s0 = xk[ox * 64 + 0];
+            const float s0 = xk[ox * 64];
             const float s1 = xk[ox * 64 + 1];
             const float s2 = xk[ox * 64 + 2];
             const float s3 = xk[ox * 64 + 3];
@@ -1290,30 +1290,30 @@ static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
             fashion_FMA(a5_3, s5, d3);
           }
         }
-        fashion_ADDTO(dw + (ky * 192 + k0 + 0) * 64 + f0 + 0, a0_0);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 0) * 64 + f0 + 8, a0_1);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 0) * 64 + f0 + 16, a0_2);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 0) * 64 + f0 + 24, a0_3);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 1) * 64 + f0 + 0, a1_0);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 1) * 64 + f0 + 8, a1_1);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 1) * 64 + f0 + 16, a1_2);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 1) * 64 + f0 + 24, a1_3);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 2) * 64 + f0 + 0, a2_0);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 2) * 64 + f0 + 8, a2_1);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 2) * 64 + f0 + 16, a2_2);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 2) * 64 + f0 + 24, a2_3);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 3) * 64 + f0 + 0, a3_0);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 3) * 64 + f0 + 8, a3_1);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 3) * 64 + f0 + 16, a3_2);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 3) * 64 + f0 + 24, a3_3);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 4) * 64 + f0 + 0, a4_0);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 4) * 64 + f0 + 8, a4_1);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 4) * 64 + f0 + 16, a4_2);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 4) * 64 + f0 + 24, a4_3);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 5) * 64 + f0 + 0, a5_0);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 5) * 64 + f0 + 8, a5_1);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 5) * 64 + f0 + 16, a5_2);
-        fashion_ADDTO(dw + (ky * 192 + k0 + 5) * 64 + f0 + 24, a5_3);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0, a0_0);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 8, a0_1);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 16, a0_2);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 24, a0_3);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 64, a1_0);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 72, a1_1);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 80, a1_2);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 88, a1_3);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 128, a2_0);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 136, a2_1);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 144, a2_2);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 152, a2_3);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 192, a3_0);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 200, a3_1);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 208, a3_2);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 216, a3_3);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 256, a4_0);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 264, a4_1);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 272, a4_2);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 280, a4_3);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 320, a5_0);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 328, a5_1);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 336, a5_2);
+        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 344, a5_3);
       }
     }
   }
@@ -1340,8 +1340,8 @@ static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
             fashion_ZERO(a2_1);
             fashion_ZERO(a2_2);
             fashion_ZERO(a2_3);
-            const float *wk = wt + (ky * 3 + kx) * 4096 + c0;
-            const float *dk = dy + (oy * 3 + ox) * 64;
+            const float *wk = wt + ky * 12288 + kx * 4096 + c0;
+            const float *dk = dy + oy * 192 + ox * 64;
             for (int f = 0; f < 64; f++) {
               fashion_f8 w0;
               fashion_f8 w1;
@@ -1367,18 +1367,18 @@ static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
               fashion_FMA(a2_2, s2, w2);
               fashion_FMA(a2_3, s2, w3);
             }
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 0) * 64 + kx * 64 + c0 + 0, a0_0);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 0) * 64 + kx * 64 + c0 + 8, a0_1);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 0) * 64 + kx * 64 + c0 + 16, a0_2);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 0) * 64 + kx * 64 + c0 + 24, a0_3);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 1) * 64 + kx * 64 + c0 + 0, a1_0);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 1) * 64 + kx * 64 + c0 + 8, a1_1);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 1) * 64 + kx * 64 + c0 + 16, a1_2);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 1) * 64 + kx * 64 + c0 + 24, a1_3);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 2) * 64 + kx * 64 + c0 + 0, a2_0);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 2) * 64 + kx * 64 + c0 + 8, a2_1);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 2) * 64 + kx * 64 + c0 + 16, a2_2);
-            fashion_ADDTO(dx + (oy * 1 + ky) * 320 + (ox + 2) * 64 + kx * 64 + c0 + 24, a2_3);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0, a0_0);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 8, a0_1);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 16, a0_2);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 24, a0_3);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 64, a1_0);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 72, a1_1);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 80, a1_2);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 88, a1_3);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 128, a2_0);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 136, a2_1);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 144, a2_2);
+            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 152, a2_3);
           }
         }
       }

@@ -697,9 +697,9 @@ static void lenet_conv1_backward(const lenet_model *m, lenet_grads *g, const flo
       db[f] += dy[p * 6 + f];
   for (int oy = 0; oy < 28; oy++) {
     for (int ox = 0; ox < 28; ox++) {
-      const float *d = dy + (oy * 28 + ox) * 6;
+      const float *d = dy + oy * 168 + ox * 6;
       for (int ky = 0; ky < 5; ky++) {
-        const float *xk = x + (oy * 1 + ky) * 32 + ox * 1;
+        const float *xk = x + oy * 32 + ky * 32 + ox;
         float *wk = dw + ky * 30;
         for (int k = 0; k < 5; k++) {
           const float s = xk[k];
@@ -714,9 +714,9 @@ static void lenet_conv1_backward(const lenet_model *m, lenet_grads *g, const flo
     const float *restrict w = m->conv1_w;
     for (int oy = 0; oy < 28; oy++) {
       for (int ox = 0; ox < 28; ox++) {
-        const float *d = dy + (oy * 28 + ox) * 6;
+        const float *d = dy + oy * 168 + ox * 6;
         for (int ky = 0; ky < 5; ky++) {
-          float *xk = dx + (oy * 1 + ky) * 32 + ox * 1;
+          float *xk = dx + oy * 32 + ky * 32 + ox;
           const float *wk = w + ky * 30;
           for (int k = 0; k < 5; k++) {
             float s = 0.0f;
@@ -738,10 +738,10 @@ static void lenet_avgpool1_backward(const float *restrict x, const float *restri
   memset(dx, 0, 4704 * sizeof(float));
   for (int py = 0; py < 14; py++) {
     for (int px = 0; px < 14; px++) {
-      const long o0 = (py * 56 + px * 2) * 6;
-      const float *dp = dy + (py * 14 + px) * 6;
+      const long o0 = py * 336 + px * 12;
+      const float *dp = dy + py * 84 + px * 6;
       for (int k = 0; k < 4; k++) {
-        const long o = o0 + (k / 2 * 28 + k % 2) * 6;
+        const long o = o0 + k / 2 * 168 + k % 2 * 6;
         for (int c = 0; c < 6; c++)
           dx[o + c] += dp[c] / 4.0f;
       }
@@ -801,14 +801,14 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
         lenet_ZERO(a11_0);
         lenet_ZERO(a11_1);
         for (int oy = 0; oy < 10; oy++) {
-          const float *xk = x + (oy * 1 + ky) * 84 + k0;
+          const float *xk = x + oy * 84 + ky * 84 + k0;
           const float *dk = dy + oy * 160 + f0;
           for (int ox = 0; ox < 10; ox++) {
             lenet_f8 d0;
             lenet_f8 d1;
-            lenet_LOAD(d0, dk + ox * 16 + 0);
+            lenet_LOAD(d0, dk + ox * 16);
             lenet_LOAD(d1, dk + ox * 16 + 8);
-            const float s0 = xk[ox * 6 + 0];
+            const float s0 = xk[ox * 6];
             const float s1 = xk[ox * 6 + 1];
             const float s2 = xk[ox * 6 + 2];
             const float s3 = xk[ox * 6 + 3];
@@ -846,30 +846,30 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
             lenet_FMA(a11_1, s11, d1);
           }
         }
-        lenet_ADDTO(dw + (ky * 30 + k0 + 0) * 16 + f0 + 0, a0_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 0) * 16 + f0 + 8, a0_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 1) * 16 + f0 + 0, a1_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 1) * 16 + f0 + 8, a1_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 2) * 16 + f0 + 0, a2_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 2) * 16 + f0 + 8, a2_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 3) * 16 + f0 + 0, a3_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 3) * 16 + f0 + 8, a3_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 4) * 16 + f0 + 0, a4_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 4) * 16 + f0 + 8, a4_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 5) * 16 + f0 + 0, a5_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 5) * 16 + f0 + 8, a5_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 6) * 16 + f0 + 0, a6_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 6) * 16 + f0 + 8, a6_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 7) * 16 + f0 + 0, a7_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 7) * 16 + f0 + 8, a7_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 8) * 16 + f0 + 0, a8_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 8) * 16 + f0 + 8, a8_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 9) * 16 + f0 + 0, a9_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 9) * 16 + f0 + 8, a9_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 10) * 16 + f0 + 0, a10_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 10) * 16 + f0 + 8, a10_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 11) * 16 + f0 + 0, a11_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 11) * 16 + f0 + 8, a11_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0, a0_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 8, a0_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 16, a1_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 24, a1_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 32, a2_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 40, a2_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 48, a3_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 56, a3_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 64, a4_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 72, a4_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 80, a5_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 88, a5_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 96, a6_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 104, a6_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 112, a7_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 120, a7_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 128, a8_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 136, a8_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 144, a9_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 152, a9_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 160, a10_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 168, a10_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 176, a11_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 184, a11_1);
       }
       {
         lenet_f8 a0_0, a0_1;
@@ -891,14 +891,14 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
         lenet_ZERO(a5_0);
         lenet_ZERO(a5_1);
         for (int oy = 0; oy < 10; oy++) {
-          const float *xk = x + (oy * 1 + ky) * 84 + k0;
+          const float *xk = x + oy * 84 + ky * 84 + k0;
           const float *dk = dy + oy * 160 + f0;
           for (int ox = 0; ox < 10; ox++) {
             lenet_f8 d0;
             lenet_f8 d1;
-            lenet_LOAD(d0, dk + ox * 16 + 0);
+            lenet_LOAD(d0, dk + ox * 16);
             lenet_LOAD(d1, dk + ox * 16 + 8);
-            const float s0 = xk[ox * 6 + 0];
+            const float s0 = xk[ox * 6];
             const float s1 = xk[ox * 6 + 1];
             const float s2 = xk[ox * 6 + 2];
             const float s3 = xk[ox * 6 + 3];
@@ -918,18 +918,18 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
             lenet_FMA(a5_1, s5, d1);
           }
         }
-        lenet_ADDTO(dw + (ky * 30 + k0 + 0) * 16 + f0 + 0, a0_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 0) * 16 + f0 + 8, a0_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 1) * 16 + f0 + 0, a1_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 1) * 16 + f0 + 8, a1_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 2) * 16 + f0 + 0, a2_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 2) * 16 + f0 + 8, a2_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 3) * 16 + f0 + 0, a3_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 3) * 16 + f0 + 8, a3_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 4) * 16 + f0 + 0, a4_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 4) * 16 + f0 + 8, a4_1);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 5) * 16 + f0 + 0, a5_0);
-        lenet_ADDTO(dw + (ky * 30 + k0 + 5) * 16 + f0 + 8, a5_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0, a0_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 8, a0_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 16, a1_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 24, a1_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 32, a2_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 40, a2_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 48, a3_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 56, a3_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 64, a4_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 72, a4_1);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 80, a5_0);
+        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 88, a5_1);
       }
     }
   }
@@ -937,9 +937,9 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
   const float *restrict w = m->conv2_w;
   for (int oy = 0; oy < 10; oy++) {
     for (int ox = 0; ox < 10; ox++) {
-      const float *d = dy + (oy * 10 + ox) * 16;
+      const float *d = dy + oy * 160 + ox * 16;
       for (int ky = 0; ky < 5; ky++) {
-        float *xk = dx + (oy * 1 + ky) * 84 + ox * 6;
+        float *xk = dx + oy * 84 + ky * 84 + ox * 6;
         const float *wk = w + ky * 480;
         for (int k = 0; k < 30; k++) {
           float s = 0.0f;
@@ -960,10 +960,10 @@ static void lenet_avgpool2_backward(const float *restrict x, const float *restri
   memset(dx, 0, 1600 * sizeof(float));
   for (int py = 0; py < 5; py++) {
     for (int px = 0; px < 5; px++) {
-      const long o0 = (py * 20 + px * 2) * 16;
-      const float *dp = dy + (py * 5 + px) * 16;
+      const long o0 = py * 320 + px * 32;
+      const float *dp = dy + py * 80 + px * 16;
       for (int k = 0; k < 4; k++) {
-        const long o = o0 + (k / 2 * 10 + k % 2) * 16;
+        const long o = o0 + k / 2 * 160 + k % 2 * 16;
         for (int c = 0; c < 16; c++)
           dx[o + c] += dp[c] / 4.0f;
       }
