@@ -341,8 +341,13 @@ static void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody 
   const int vectors = (N + 7) / 8, shift = 8 * vectors - N, nv = tile_vectors(vectors);
   const int last = vectors % nv ? vectors % nv : shift ? nv : 0; /* vectors of the last block */
   const int looped = (vectors - last) / nv;
-  if (looped) {
+  if (looped > 1) {
     em_open(EM, "for (int %s = 0; %s < %d; %s += %d)", var, var, 8 * nv * looped, var, 8 * nv);
+    body(t, L, nv, 0);
+    em_close(EM);
+  } else if (looped) { /* one block: no loop */
+    em_open(EM, "%s", "");
+    em_line(EM, "const int %s = 0;", var);
     body(t, L, nv, 0);
     em_close(EM);
   }
@@ -469,15 +474,32 @@ static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift) {
   em_close(EM);
 }
 
+/* "int VAR = 0;", or "int VAR;" and the loop of `full` steps over VAR
+   whose body follows; then, with a `rest`, VAR's value for the last tile. */
+static void tile_steps(T *t, const char *var, int full, int step) {
+  if (full > 1) {
+    em_line(EM, "int %s;", var);
+    em_line(EM, "for (%s = 0; %s < %d; %s += %d)", var, var, full * step, var, step);
+  } else {
+    em_line(EM, "int %s = 0;", var);
+  }
+}
+
+static void tile_rest(T *t, const char *var, int full, int step) {
+  if (full == 1)
+    em_line(EM, "%s = %d;", var, step);
+}
+
 /* The weight-gradient tiles of kernel row ky, output channels from f0. */
 static void conv_dw_block(T *t, const TL *L, int FB, int shift) {
   const ConvDims d = conv_dims(L);
   const int K = d.KW * d.C, CB = 24 / FB > K ? K : 24 / FB;
-  em_line(EM, "int k0;");
-  em_line(EM, "for (k0 = 0; k0 < %d; k0 += %d)", K - K % CB, CB);
+  tile_steps(t, "k0", K / CB, CB);
   conv_dw_tile(t, &d, CB, FB, shift);
-  if (K % CB)
+  if (K % CB) {
+    tile_rest(t, "k0", K / CB, CB);
     conv_dw_tile(t, &d, K % CB, FB, shift);
+  }
 }
 
 /* The input-gradient tiles of output row oy, input channels from c0. */
@@ -486,11 +508,12 @@ static void conv_dx_block(T *t, const TL *L, int CV, int shift) {
   const int P = tile_pixels(CV, d.OW);
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
   em_open(EM, "for (int kx = 0; kx < %d; kx++)", d.KW);
-  em_line(EM, "int ox;");
-  em_line(EM, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
+  tile_steps(t, "ox", d.OW / P, P);
   conv_dx_tile(t, &d, P, CV, shift);
-  if (d.OW % P)
+  if (d.OW % P) {
+    tile_rest(t, "ox", d.OW / P, P);
     conv_dx_tile(t, &d, d.OW % P, CV, shift);
+  }
   em_close(EM);
   em_close(EM);
 }

@@ -864,9 +864,9 @@ static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
     for (int f = 0; f < 32; f++)
       db[f] += dy[p * 32 + f];
   for (int ky = 0; ky < 3; ky++) {
-    for (int f0 = 0; f0 < 32; f0 += 32) {
-      int k0;
-      for (k0 = 0; k0 < 3; k0 += 3)
+    {
+      const int f0 = 0;
+      int k0 = 0;
       {
         fashion_f8 a0_0, a0_1, a0_2, a0_3;
         fashion_f8 a1_0, a1_1, a1_2, a1_3;
@@ -1146,7 +1146,8 @@ static void fashion_conv2_backward(const fashion_model *m, fashion_grads *g,
         }
         for (int tap = 0; tap < 9; tap++) {
           float *o = dx + oy * 416 + tap / 3 * 416 + ox * 32 + tap % 3 * 32;
-          for (int c0 = 0; c0 < 32; c0 += 32) {
+          {
+            const int c0 = 0;
             fashion_f8 a0_0, a0_1, a0_2, a0_3;
             fashion_ZERO(a0_0);
             fashion_ZERO(a0_1);
@@ -1322,8 +1323,7 @@ static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
     for (int c0 = 0; c0 < 64; c0 += 32) {
       for (int ky = 0; ky < 3; ky++) {
         for (int kx = 0; kx < 3; kx++) {
-          int ox;
-          for (ox = 0; ox < 3; ox += 3)
+          int ox = 0;
           {
             fashion_f8 a0_0, a0_1, a0_2, a0_3;
             fashion_f8 a1_0, a1_1, a1_2, a1_3;

@@ -760,7 +760,8 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
     for (int f = 0; f < 16; f++)
       db[f] += dy[p * 16 + f];
   for (int ky = 0; ky < 5; ky++) {
-    for (int f0 = 0; f0 < 16; f0 += 16) {
+    {
+      const int f0 = 0;
       int k0;
       for (k0 = 0; k0 < 24; k0 += 12)
       {
