@@ -522,8 +522,8 @@ static void conv_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  em_line(EM, "/* %s: backward from dy [%d][%d][%d] (made the pre-activation gradient) */", l->text,
-          d.OH, d.OW, d.F);
+  em_comment(EM, "%s\nbackward from dy [%d][%d][%d] (made the pre-activation gradient)",
+             emit_quote(EM, l), d.OH, d.OW, d.F);
   em_open_fn(EM,
              "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const "
              "float *restrict y, float *restrict dy%s)",
@@ -612,7 +612,8 @@ static void dense_backward(T *t, const TL *L) {
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const char *n = t->n;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  em_line(EM, "/* %s: backward from dy [%d] (made the pre-activation gradient) */", l->text, OUT);
+  em_comment(EM, "%s\nbackward from dy [%d] (made the pre-activation gradient)", emit_quote(EM, l),
+             OUT);
   em_open_fn(EM,
              "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, const float "
              "*restrict y, float *restrict dy%s)",
@@ -671,7 +672,7 @@ static void pool_backward(T *t, const TL *L) {
   const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;
   bool max = l->op == OP_MAXPOOL;
-  em_line(EM, "/* %s: backward */", l->text);
+  em_comment(EM, "%s\nbackward", emit_quote(EM, l));
   em_open_fn(EM,
              "static void %s(const float *restrict x, const float *restrict y, const float "
              "*restrict dy, float *restrict dx)",
@@ -716,7 +717,7 @@ static void pool_backward(T *t, const TL *L) {
 static void gap_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int HW = l->in.h * l->in.w, C = l->in.c;
-  em_line(EM, "/* %s: backward */", l->text);
+  em_comment(EM, "%s\nbackward", emit_quote(EM, l));
   em_open_fn(EM, "static void %s(const float *restrict dy, float *restrict dx)", L->bfn);
   em_line(EM, "for (int p = 0; p < %d; p++)", HW);
   em_line(EM, "  for (int c = 0; c < %d; c++)", C);
@@ -735,7 +736,7 @@ static void dropout_forward(T *t, const TL *L) {
   const long N = shape_size(l->in);
   double rate = l->u.dropout.rate;
   unsigned long long threshold = (unsigned long long)llround(rate * 16777216.0);
-  em_line(EM, "/* %s: [%ld], mask kept */", l->text, N);
+  em_comment(EM, "%s\n[%ld], mask kept", emit_quote(EM, l), N);
   em_open_fn(EM,
              "static void %s_train_forward(const float *restrict x, float *restrict y, float "
              "*restrict mask, uint64_t key)",
@@ -766,7 +767,7 @@ static void dropout_forward(T *t, const TL *L) {
 static void act_layer_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const long N = shape_size(l->out);
-  em_line(EM, "/* %s: backward, in place */", l->text);
+  em_comment(EM, "%s\nbackward, in place", emit_quote(EM, l));
   em_open_fn(EM, "static void %s(const float *restrict y, float *restrict dy)", L->bfn);
   act_backward(t, L->act, "y", "dy", N, l->out.c);
   if (L->act == ACT_LINEAR)
@@ -824,8 +825,8 @@ static void conv_pool_backward(T *t, const TL *L) {
   const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PSH = pl->u.pool.sh, PSW = pl->u.pool.sw;
   const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW, K = d.KW * d.C;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  em_line(EM, "/* %s, then %s: backward from dyp [%d][%d][%d] */", l->text, pl->text, POH, POW,
-          d.F);
+  em_comment(EM, "%s\n+ %s\nbackward from dyp [%d][%d][%d]", emit_quote(EM, l),
+             emit_quote(EM, pl), POH, POW, d.F);
   em_open_fn(
       EM,
       "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const float "

@@ -852,7 +852,8 @@ static fashion_NOINLINE void fashion_conv1_train_forward(const fashion_model *re
   }
 }
 
-/* conv2d 32 3x3 relu: backward from dy [26][26][32] (made the pre-activation gradient) */
+/* line 6: conv2d 32 3x3 relu
+   backward from dy [26][26][32] (made the pre-activation gradient) */
 static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
                                    const float *restrict x, const float *restrict y,
                                    float *restrict dy, float *restrict dx) {
@@ -967,7 +968,8 @@ static void fashion_maxpool1_train_forward(const float *restrict x, float *restr
   }
 }
 
-/* maxpool 2x2: backward */
+/* line 7: maxpool 2x2
+   backward */
 static void fashion_maxpool1_backward(const float *restrict x, const float *restrict y,
                                       const float *restrict dy, float *restrict dx) {
   memset(dx, 0, 21632 * sizeof(float));
@@ -1106,7 +1108,9 @@ static fashion_NOINLINE void fashion_conv2_train_forward(const fashion_model *re
   }
 }
 
-/* conv2d 64 3x3 relu, then maxpool 2x2: backward from dyp [5][5][64] */
+/* line 8: conv2d 64 3x3 relu
+   + line 9: maxpool 2x2
+   backward from dyp [5][5][64] */
 static void fashion_conv2_backward(const fashion_model *m, fashion_grads *g,
                                    const float *restrict wt, const float *restrict x,
                                    const float *restrict y, const float *restrict yp,
@@ -1199,7 +1203,8 @@ static void fashion_maxpool2_train_forward(const float *restrict x, float *restr
   }
 }
 
-/* conv2d 64 3x3 relu: backward from dy [3][3][64] (made the pre-activation gradient) */
+/* line 10: conv2d 64 3x3 relu
+   backward from dy [3][3][64] (made the pre-activation gradient) */
 static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
                                    const float *restrict wt, const float *restrict x,
                                    const float *restrict y, float *restrict dy,
@@ -1386,7 +1391,8 @@ static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
   }
 }
 
-/* dense 64 relu: backward from dy [64] (made the pre-activation gradient) */
+/* line 12: dense 64 relu
+   backward from dy [64] (made the pre-activation gradient) */
 static void fashion_dense1_backward(const fashion_model *m, fashion_grads *g,
                                     const float *restrict x, const float *restrict y,
                                     float *restrict dy, float *restrict dx) {
@@ -1484,7 +1490,8 @@ static fashion_NOINLINE void fashion_dense2_train_forward(const fashion_model *r
   }
 }
 
-/* dense 10 softmax: backward from dy [10] (made the pre-activation gradient) */
+/* line 13: dense 10 softmax
+   backward from dy [10] (made the pre-activation gradient) */
 static void fashion_dense2_backward(const fashion_model *m, fashion_grads *g,
                                     const float *restrict x, const float *restrict y,
                                     float *restrict dy, float *restrict dx) {

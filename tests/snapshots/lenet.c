@@ -685,7 +685,8 @@ static void lenet_conv1_unpad(float *dx) {
     memmove(dx + iy * 28, dx + (iy + 2) * 32 + 2, 28 * sizeof(float));
 }
 
-/* conv2d 6 5x5 padding=2 tanh: backward from dy [28][28][6] (made the pre-activation gradient) */
+/* line 8: conv2d 6 5x5 padding=2 tanh
+   backward from dy [28][28][6] (made the pre-activation gradient) */
 static void lenet_conv1_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
                                  const float *restrict y, float *restrict dy, float *restrict dx) {
   float *restrict dw = g->p + 0; /* [5][5][1][6] */
@@ -730,7 +731,8 @@ static void lenet_conv1_backward(const lenet_model *m, lenet_grads *g, const flo
   }
 }
 
-/* avgpool 2x2: backward */
+/* line 9: avgpool 2x2
+   backward */
 static void lenet_avgpool1_backward(const float *restrict x, const float *restrict y,
                                     const float *restrict dy, float *restrict dx) {
   (void)x;
@@ -749,7 +751,8 @@ static void lenet_avgpool1_backward(const float *restrict x, const float *restri
   }
 }
 
-/* conv2d 16 5x5 tanh: backward from dy [10][10][16] (made the pre-activation gradient) */
+/* line 10: conv2d 16 5x5 tanh
+   backward from dy [10][10][16] (made the pre-activation gradient) */
 static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
                                  const float *restrict y, float *restrict dy, float *restrict dx) {
   float *restrict dw = g->p + 156; /* [5][5][6][16] */
@@ -953,7 +956,8 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
   }
 }
 
-/* avgpool 2x2: backward */
+/* line 11: avgpool 2x2
+   backward */
 static void lenet_avgpool2_backward(const float *restrict x, const float *restrict y,
                                     const float *restrict dy, float *restrict dx) {
   (void)x;
@@ -972,7 +976,8 @@ static void lenet_avgpool2_backward(const float *restrict x, const float *restri
   }
 }
 
-/* dense 120 tanh: backward from dy [120] (made the pre-activation gradient) */
+/* line 13: dense 120 tanh
+   backward from dy [120] (made the pre-activation gradient) */
 static void lenet_dense1_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
                                   const float *restrict y, float *restrict dy, float *restrict dx) {
   float *restrict dw = g->p + 2572; /* [400][120] */
@@ -1070,7 +1075,8 @@ static void lenet_dense1_backward(const lenet_model *m, lenet_grads *g, const fl
   }
 }
 
-/* dense 84 tanh: backward from dy [84] (made the pre-activation gradient) */
+/* line 14: dense 84 tanh
+   backward from dy [84] (made the pre-activation gradient) */
 static void lenet_dense2_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
                                   const float *restrict y, float *restrict dy, float *restrict dx) {
   float *restrict dw = g->p + 50692; /* [120][84] */
@@ -1126,7 +1132,8 @@ static lenet_NOINLINE void lenet_dense3_train_forward(const lenet_model *restric
   }
 }
 
-/* dense 10 softmax: backward from dy [10] (made the pre-activation gradient) */
+/* line 15: dense 10 softmax
+   backward from dy [10] (made the pre-activation gradient) */
 static void lenet_dense3_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
                                   const float *restrict y, float *restrict dy, float *restrict dx) {
   float *restrict dw = g->p + 60856; /* [84][10] */
