@@ -1,13 +1,13 @@
 # cnngen: `make` builds build/cnngen, `make test` runs every test,
 # `make test SAN=1` runs them under AddressSanitizer + UBSan, `make bench`
 # measures against PyTorch and ONNX Runtime, `make fuzz` fuzzes the front end
-# (FUZZ_TIME seconds, default 60). V=1 shows the commands.
+# and the ONNX reader (FUZZ_TIME seconds, default 60). V=1 shows the commands.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 STD     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -pedantic -Icompiler -Iruntime -Ibuild
 CFLAGS  += $(STD)
-LDLIBS  := -ltcc -lcjson -lpng -lz -ldl -lm -lpthread
+LDLIBS  := -ltcc -lcjson -lpng -lz -lprotobuf-c -ldl -lm -lpthread
 B       := build
 ifeq ($(SAN),1)
   B       := build/san
@@ -21,14 +21,15 @@ endif
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train
 RUNTIME  := err io idx safetensors image backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
-            augment plot cmd_explain
+            augment plot cmd_explain formats/onnx cmd_export cmd_import
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_backend test_train test_cli \
-            test_augment test_explain test_plot test_embed test_examples test_targets
+            test_augment test_explain test_plot test_embed test_examples test_targets test_onnx \
+            test_onnx_peers
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)
-ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ)
+ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ) $(B)/proto/onnx.pb-c.o
 
 all: deps $(B)/cnngen
 
@@ -49,6 +50,18 @@ $(B)/grammar/%.o: build/%.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -Wno-unused-function -Wno-sign-compare -c -o $@ $<
+
+# onnx.proto as Debian's libonnx-dev installs it, to C by protoc-c (protobuf-c).
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+build/onnx.pb-c.c build/onnx.pb-c.h &: $(ONNX_PROTO)
+	@mkdir -p build
+	@echo "  PROTO $<"
+	$(Q)protoc-c --c_out=build -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
+$(B)/proto/onnx.pb-c.o: build/onnx.pb-c.c build/onnx.pb-c.h
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+$(B)/runtime/formats/onnx.o: build/onnx.pb-c.h
 
 $(B)/%.o: %.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
@@ -86,6 +99,21 @@ build/fuzz/grammar/%.o: build/%.c build/parser.h build/lexer.h
 build/fuzz/fuzz_compile: tests/fuzz/fuzz_compile.c $(FUZZ_OBJ)
 	@echo "  CC    $< (fuzz)"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -ltcc -ldl -lm
+
+# The ONNX reader's fuzzer (tests/fuzz/fuzz_onnx.c), built the same way.
+FUZZ_ONNX_OBJ := build/fuzz/runtime/formats/onnx.o build/fuzz/runtime/io.o \
+                 build/fuzz/runtime/err.o build/fuzz/proto/onnx.pb-c.o
+build/fuzz/runtime/%.o: runtime/%.c build/onnx.pb-c.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+build/fuzz/proto/onnx.pb-c.o: build/onnx.pb-c.c build/onnx.pb-c.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+build/fuzz/fuzz_onnx: tests/fuzz/fuzz_onnx.c $(FUZZ_ONNX_OBJ)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -lprotobuf-c -lz
 
 fuzz:
 	+$(Q)tests/fuzz/check $(FUZZ_TIME) build/fuzz/corpus

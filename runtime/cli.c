@@ -247,9 +247,11 @@ int cli_parse(const Command *cmd, int argc, char **argv, CliArgs *a) {
   if (!status && npos < cmd->min_args) {
     const char *usage = strstr(cmd->help, "usage: ");
     int len = usage ? (int)strcspn(usage, "\n") : 0;
-    status = cli_usage_error("%s: %s (%.*s)", cmd->name,
-                             npos == 0 ? "no network file given" : "too few arguments", len,
-                             usage ? usage : "");
+    if (npos)
+      status = cli_usage_error("%s: too few arguments (%.*s)", cmd->name, len, usage ? usage : "");
+    else
+      status = cli_usage_error("%s: no %s given (%.*s)", cmd->name,
+                               cmd->first ? cmd->first : "network file", len, usage ? usage : "");
   }
   if (!status && cmd->max_args >= 0 && npos > cmd->max_args)
     status = cli_usage_error("%s: unexpected argument '%s' (see 'cnngen help %s')", cmd->name,

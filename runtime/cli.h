@@ -23,7 +23,7 @@
 #define CNNGEN_VERSION "0.1.0"
 
 /* The commands, in the order `cnngen --help` lists them. */
-#define COMMANDS(X) X(compile) X(check) X(predict) X(eval) X(train) X(explain)
+#define COMMANDS(X) X(compile) X(check) X(predict) X(eval) X(train) X(explain) X(export) X(import)
 
 /* Every option any command takes, described once. */
 /* clang-format off */
@@ -49,7 +49,8 @@
   X(CLI_METHOD,         "method",         0,     ARG_TEXT, 0, 0)              \
   X(CLI_CLASS,          "class",          0,     ARG_INT,  0, 1000000)        \
   X(CLI_INDEX,          "index",          0,     ARG_INT,  0, 1e9)            \
-  X(CLI_NAME,           "name",           0,     ARG_TEXT, 0, 0)
+  X(CLI_NAME,           "name",           0,     ARG_TEXT, 0, 0)              \
+  X(CLI_WEIGHTS_OUT,    "weights-out",    0,     ARG_TEXT, 0, 0)
 /* clang-format on */
 
 typedef enum { ARG_NONE, ARG_TEXT, ARG_INT, ARG_REAL } CliArgKind;
@@ -68,6 +69,7 @@ typedef struct Command {
   const char *help;    /* the full text of `cnngen help NAME` */
   unsigned options;    /* OPT(CLI_...) | ...: the options it takes */
   unsigned required;   /* the options it cannot do without */
+  const char *first;   /* what the first argument is, for "no X given"; NULL: "network file" */
   int min_args;        /* positional arguments, NET.cnn included */
   int max_args;        /*   (-1: no limit) */
   int (*run)(const CliArgs *a);

@@ -166,35 +166,7 @@ static void build_and_run(const char *tag, const char *cc, bool baked, const cha
 static void expected_outputs(const char *name, double *out, int count) {
   static char text[1 << 20];
   tu_read_file(tu_reference("%s/expected_outputs.jsonl", name), text, sizeof text);
-  const char *p = text;
-  int i = 0;
-  while (i < count && (p = strstr(p, "\"outputs\": ["))) {
-    char *q = (char *)p + 12;
-    for (;;) {
-      assert_true(i < count);
-      out[i++] = strtod(q, &q);
-      if (*q != ',')
-        break;
-      q++;
-    }
-    assert_int_equal(*q, ']');
-    p = q;
-  }
-  assert_int_equal(i, count);
-}
-
-/* Each got[i] within tests/reference/check's tolerances of want[i]; the
-   largest difference. */
-static double compare(const char *what, const double *got, const double *want, int count) {
-  double worst = 0;
-  for (int i = 0; i < count; i++) {
-    double d = fabs(got[i] - want[i]);
-    if (!(d <= TU_PREDICT_ATOL + TU_PREDICT_RTOL * fabs(want[i])))
-      fail_msg("%s: output %d is %.9g, not %.9g", what, i, got[i], want[i]);
-    if (d > worst)
-      worst = d;
-  }
-  return worst;
+  assert_int_equal(tu_outputs(text, out, count), count);
 }
 
 /* The arm64 check for one network whose C and images are in TAG: the
@@ -209,12 +181,12 @@ static void arm64_matches_host(const char *qemu, const char *tag, bool baked, in
   snprintf(runner, sizeof runner, "%s ", qemu);
   build_and_run(tag, HOST_CC, baked, "run_host", "", n, host, count);
   build_and_run(tag, ARM64_CC, baked, "run_arm64", runner, n, arm, count);
-  double d = compare(tag, arm, host, count);
+  double d = tu_compare_outputs(tag, arm, host, count);
   print_message("%s: %d images, %d outputs, arm64 (qemu) against the host: largest difference "
                 "%.3g\n",
                 tag, n, count, d);
   if (reference) {
-    d = compare(tag, arm, reference, count);
+    d = tu_compare_outputs(tag, arm, reference, count);
     print_message("%s: arm64 against PyTorch (float64): largest difference %.3g\n", tag, d);
   }
 }

@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,4 +331,69 @@ bool tu_same_tensors(const char *a, const char *b) {
   st_free(&fa);
   st_free(&fb);
   return same;
+}
+
+int tu_outputs(const char *text, double *out, int max) {
+  int i = 0;
+  const char *p = text;
+  while ((p = strstr(p, "\"outputs\": ["))) {
+    char *q = (char *)p + 12;
+    for (;;) {
+      if (i >= max)
+        fail_msg("more than %d outputs in:\n%.2000s", max, text);
+      out[i++] = strtod(q, &q);
+      if (*q != ',')
+        break;
+      q++;
+    }
+    assert_int_equal(*q, ']');
+    p = q;
+  }
+  return i;
+}
+
+double tu_compare_outputs(const char *what, const double *got, const double *want, int count) {
+  double worst = 0;
+  for (int i = 0; i < count; i++) {
+    double d = fabs(got[i] - want[i]);
+    if (!(d <= TU_PREDICT_ATOL + TU_PREDICT_RTOL * fabs(want[i])))
+      fail_msg("%s: output %d is %.9g, not %.9g", what, i, got[i], want[i]);
+    if (d > worst)
+      worst = d;
+  }
+  return worst;
+}
+
+/* NAME.cnn with random weights in NAME.safetensors, and n random images
+   for it in NAME-images. */
+void tu_random_net(const char *name, const char *src, int n) {
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, src);
+  char path[64];
+  snprintf(path, sizeof path, "%s.cnn", name);
+  tu_write_text(path, src);
+  float *params = malloc((size_t)net->param_count * sizeof *params);
+  assert_non_null(params);
+  uint32_t r = 12345;
+  for (long i = 0; i < net->param_count; i++) {
+    r = r * 1664525u + 1013904223u;
+    params[i] = (float)((r >> 8) / 16777216.0 - 0.5);
+  }
+  Err e = {0};
+  snprintf(path, sizeof path, "%s.safetensors", name);
+  if (st_write_params(tu_path(path), net, params, NULL, &e) < 0)
+    fail_msg("%s", e.msg);
+  IdxImages im = {.n = n, .h = net->input.h, .w = net->input.w, .c = net->input.c};
+  im.data = malloc((size_t)n * im.h * im.w * im.c);
+  assert_non_null(im.data);
+  for (long i = 0; i < (long)n * im.h * im.w * im.c; i++) {
+    r = r * 1664525u + 1013904223u;
+    im.data[i] = (uint8_t)(r >> 24);
+  }
+  snprintf(path, sizeof path, "%s-images", name);
+  if (idx_write_images(tu_path(path), &im, &e) < 0)
+    fail_msg("%s", e.msg);
+  free(im.data);
+  free(params);
+  arena_free(&a);
 }

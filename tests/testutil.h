@@ -51,6 +51,19 @@ const char *tu_reference(const char *fmt, ...) __attribute__((format(printf, 1, 
 #define TU_PREDICT_ATOL 2e-5
 #define TU_PREDICT_RTOL 1e-4
 
+/* NAME.cnn from SRC (which must compile), random weights for it in
+   NAME.safetensors and n random images for it in the IDX file NAME-images,
+   all in the directory; the same files on every call. */
+void tu_random_net(const char *name, const char *src, int n);
+
+/* The numbers of every `"outputs": [...]` list in text (the lines of `cnngen
+   predict --json`, or an expected_outputs.jsonl), in order, at most max
+   (more fails the test); returns how many. */
+int tu_outputs(const char *text, double *out, int max);
+/* Each got[i] within the tolerances above of want[i] (otherwise fails the
+   test, naming `what` and i); returns the largest difference. */
+double tu_compare_outputs(const char *what, const double *got, const double *want, int count);
+
 /* Runs `cnngen ARGS` (a shell word list) inside the directory; returns the
    exit status (128 + signal when killed), stdout and stderr in tu_out and
    tu_err. A sanitizer report fails the test whatever the status. */
