@@ -275,16 +275,30 @@ static void unrolled8(Emitter *em, const char *n, const char *op, const char *ea
   em_raw(em, "%s)", line);
 }
 
+const EmVec em_vec8 = {8, "f8", "", 16}, em_vec16 = {16, "f16", "16", 32};
+const EmVec *const em_widths[2] = {&em_vec16, &em_vec8};
+
+void em_width_if(Emitter *em, const char *n, const EmVec *v) {
+  if (v->w == 16)
+    em_raw(em, "#if %s_VW == 16", n);
+  else
+    em_raw(em, "#else /* %s_VW == 8 */", n);
+}
+
 void em_vector_macros(Emitter *em, const char *n, bool training) {
   em_comment(em,
-             "8-float vectors for the convolution and dense tiles: with GCC and Clang, vector\n"
-             "extensions that stay in registers; elsewhere (tcc), structs of 8 floats with\n"
-             "the loops unrolled by hand (tcc does not unroll), the same arithmetic.\n"
+             "Vectors for the convolution and dense tiles: with GCC and Clang, vector\n"
+             "extensions that stay in registers, of 16 floats (%s_f16) under AVX-512 and of\n"
+             "8 (%s_f8) elsewhere; with other compilers (tcc), structs of 8 floats with the\n"
+             "loops unrolled by hand (tcc does not unroll), the same arithmetic. %s_VW is\n"
+             "the width the layers' tiles are written for (each such layer is written once\n"
+             "per width, under #if); a layer of fewer than 16 channels uses 8 on any target.\n"
              "%s_FMA(a, s, w) is a += s * w for a float s, fused where the machine has FMA\n"
-             "(gcc in ISO C mode would round twice, at half the speed). Layer functions are\n"
-             "kept out of %s_infer (%s_NOINLINE): inlined into one large function, gcc\n"
-             "allocates the tiles' registers worse.",
-             n, n, n);
+             "(gcc in ISO C mode would round twice, at half the speed); %s_FMA16 and the\n"
+             "other ...16 macros are the same on %s_f16. Layer functions are kept out of\n"
+             "%s_infer (%s_NOINLINE): inlined into one large function, gcc allocates the\n"
+             "tiles' registers worse.",
+             n, n, n, n, n, n, n, n);
   /* (macros, not inline functions: a vector passed by value draws -Wpsabi
      from gcc without -mavx) */
   em_raw(em,
@@ -327,7 +341,47 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
            "#endif\n"
            "#define %s_ZERO(a) memset(&(a), 0, sizeof(a))",
            n, n, n);
+    /* a += s * x written as such: fused exactly where the C compiler fuses
+       the same scalar expression */
+    em_raw(em, "#define %s_MULADD(a, s, x) ((a) += %s_SPLAT(s) * (x))", n, n);
   }
+  /* 16 floats: the same operations on zmm registers (the mask -1 and the
+     rounding 4, the current direction, are what _mm512_fmadd_ps passes) */
+  em_raw(em,
+         "#if defined(__AVX512F__) && defined(__FMA__)\n"
+         "#define %s_VW 16\n"
+         "typedef float %s_f16 __attribute__((vector_size(64)));\n"
+         "typedef int %s_i16 __attribute__((vector_size(64)));",
+         n, n, n);
+  em_raw(em,
+         "#define %s_SPLAT16(s) ((%s_f16){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), "
+         "(s), (s), (s), (s), (s)})",
+         n, n);
+  em_define(
+      em,
+      "#define %s_FMA16(a, s, w)\n"
+      "  ((a) = __builtin_ia32_vfmaddps512_mask((w), %s_SPLAT16(s), (a), (unsigned short)-1, 4))",
+      n, n);
+  em_define(em,
+            "#define %s_MAX16(a, b)\n"
+            "  do {\n"
+            "    %s_i16 ge_ = (a) >= (b);\n"
+            "    (a) = (%s_f16)(((%s_i16)(a) & ge_) | ((%s_i16)(b) & ~ge_));\n"
+            "  } while (0)",
+            n, n, n, n, n);
+  if (training) {
+    em_define(em,
+              "#define %s_ADDTO16(p, a) /* p[0..15] += a */\n"
+              "  do {\n"
+              "    %s_f16 t_;\n"
+              "    memcpy(&t_, (p), sizeof t_);\n"
+              "    t_ += (a);\n"
+              "    memcpy((p), &t_, sizeof t_);\n"
+              "  } while (0)",
+              n, n);
+    em_raw(em, "#define %s_MULADD16(a, s, x) ((a) += %s_SPLAT16(s) * (x))", n, n);
+  }
+  em_raw(em, "#else\n#define %s_VW 8\n#endif", n);
   em_raw(em, "#define %s_NOINLINE __attribute__((noinline))\n#else", n);
   em_open(em, "typedef struct");
   em_line(em, "float f[8];");
@@ -340,6 +394,7 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
   unrolled8(em, n, "SCALE(a, s)", "(a).f[Q] *= (s)");
   if (training) {
     unrolled8(em, n, "ADDTO(p, a)", "(p)[Q] += (a).f[Q]");
+    unrolled8(em, n, "MULADD(a, s, x)", "(a).f[Q] += (s) * (x).f[Q]");
     em_raw(em,
            "#define %s_HSUM(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + "
            "(a).f[5]) + ((a).f[6] + (a).f[7])))",
@@ -348,17 +403,18 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
   }
   em_raw(em,
          "#define %s_NOINLINE\n"
+         "#define %s_VW 8\n"
          "#endif\n"
          "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))\n"
          "#define %s_STORE(p, v) memcpy((p), &(v), sizeof(v))",
-         n, n, n);
+         n, n, n, n);
   if (training) /* (once per tile, outside the hot loops: plain C for both) */
     em_define(em,
-              "#define %s_ADDTO_TAIL(p, a, from) /* p[from..7] += a[from..7] */\n"
+              "#define %s_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */\n"
               "  do {\n"
-              "    float t_[8];\n"
+              "    float t_[sizeof(a) / sizeof(float)];\n"
               "    memcpy(t_, &(a), sizeof t_);\n"
-              "    for (int q_ = (from); q_ < 8; q_++)\n"
+              "    for (int q_ = (from); q_ < (int)(sizeof t_ / sizeof(float)); q_++)\n"
               "      (p)[q_] += t_[q_];\n"
               "  } while (0)",
               n);

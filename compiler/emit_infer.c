@@ -22,23 +22,25 @@
  * layer, NAME_<layer>_forward(m, x, y), on tensors at the offsets of the
  * memory plan (plan.c) in NAME_work.act; the last writes into y.
  *
- * Convolutions are the hot loops (fashion's conv2 runs at the FMA peak of
- * a Zen 4 core). Output pixels are computed in register tiles of TR rows x
- * TC columns x FB vectors of 8 channels: per tap (kx, c) the FB weight
- * vectors are loaded once and used by every pixel of the tile, each input
- * value is broadcast once and used by all FB vectors. conv_cost() picks the
- * tile from a small model of the core (multiply-adds, loads, latency, the
- * weights' trips from L2). Bias starts the accumulators (zero with
- * bias=false: the layer has none); ReLU and a fused pool run on the
- * registers before the single store (a pool window taller than the tile
- * is combined through y, row by row). Kernel rows and taps
- * are loops with literal bounds that the C compiler unrolls as it sees
- * fit; the tile itself is written out. F not a multiple of 8 (the channel
- * tail, see Conv): above 8, the last vector overlaps the one before it and
- * reads the weights in place, so the tail costs what a zero-padded vector
- * would, without a copy; below 8, the layer copies its weights with zero
- * filters up to one vector and stores only the real channels (a plain loop
- * per pixel when that copy would be large).
+ * Convolutions are the hot loops (fashion's conv2 runs at about the FMA
+ * peak of a Zen 5 core on 16-float tiles). Output pixels are computed in
+ * register tiles of TR rows x TC columns x FB vectors of VW channels (16
+ * floats under AVX-512, else 8; a conv of 16 filters or more is written
+ * once per width, under #if NAME_VW, each with its own tile): per tap
+ * (kx, c) the FB weight vectors are loaded once and used by every pixel of
+ * the tile, each input value is broadcast once and used by all FB vectors.
+ * conv_cost() picks the tile from a small model of the core (multiply-adds,
+ * loads, latency, the weights' trips from L2). Bias starts the
+ * accumulators (zero with bias=false: the layer has none); ReLU and a fused pool run on the registers before the
+ * single store (a pool window taller than the tile is combined through y,
+ * row by row). Kernel rows and taps are loops with literal bounds that the
+ * C compiler unrolls as it sees fit; the tile itself is written out. F not
+ * a multiple of VW (the channel tail, see Conv): above VW, the last vector
+ * overlaps the one before it and reads the weights in place, so the tail
+ * costs what a zero-padded vector would, without a copy; below VW, the
+ * layer copies its weights with zero filters up to one vector and stores
+ * only the real channels (a plain loop per pixel when that copy would be
+ * large).
  * Padding: the input is first copied inside a zero border (a scratch
  * tensor of the plan; a few per cent of the layer's time), so no tap is
  * ever tested against the bounds. With a fused pool (stride = window in
@@ -46,7 +48,8 @@
  * are not computed.
  * The vectors are GCC/Clang vector extensions, or 8-float structs with the
  * operations unrolled for compilers without them (tcc): one source, the same
- * arithmetic (NAME_f8 and its macros, shared with training: emit.c).
+ * arithmetic (NAME_f8, NAME_f16 and their macros, shared with training:
+ * emit.c).
  * Sigmoid and tanh use branch-free polynomials (within 3 ulp) so that their
  * loops vectorize; softmax uses expf.
  */
@@ -63,8 +66,6 @@
 #include "emit_train.h"
 #include "emitter.h"
 
-enum { VW = 8 };       /* floats per vector */
-enum { MAX_ACC = 24 }; /* accumulator vectors in a tile */
 
 typedef struct Gen {
   Emitter *em;
@@ -252,18 +253,19 @@ typedef struct Conv {
   int PKH, PKW, PW; /* fused pool window, pooled row width */
   bool avg;
   Act act;
-  /* Register tiles (vector): FB vectors of 8 channels x TR rows x TC
+  const EmVec *v; /* the vector width of the tiles: v->w floats (VW) */
+  /* Register tiles (vector): FB vectors of VW channels x TR rows x TC
      columns of pixels. With a pool, TR is 1 (each conv row combined into y)
      or PKH (whole windows combined in registers). FP: the channels as the
      tiles see them, F rounded up to whole vectors.
-     F not a multiple of 8 (the channel tail):
-       F > 8: the last vector overlaps the one before it: it starts at
-         channel F - 8, `shift` channels before its place 8 * (FP / 8 - 1),
+     F not a multiple of VW (the channel tail):
+       F > VW: the last vector overlaps the one before it: it starts at
+         channel F - VW, `shift` channels before its place VW * (FP / VW - 1),
          and reads the weights and biases in place. The overlapped
          channels get the same multiply-adds in the same order in both
          vectors, so both store the same bits; the tail costs one vector
          per tap, as a zero-padded one would, and no copy.
-       F < 8: one vector; the layer first copies its weights into WS = 8
+       F < VW: one vector; the layer first copies its weights into WS = VW
          floats per tap with zero filters added, and stores the F real
          channels (a plain loop per pixel when that copy would pass 64 KiB).
      WS: floats per tap (kx, c) in the weights the tiles read. */
@@ -289,8 +291,9 @@ static double tile_cost(const Conv *c, int fb, int tr, int p) {
   const bool from_l2 = taps * c->FP * sizeof(float) > 24 * 1024;
   double fma = p * fb / 2.0 > 4 ? p * fb / 2.0 : 4;
   double per_tap = max3(fma, (p + fb) / 2.0, (p * fb + p + fb + 3) / 5.0);
-  if (from_l2 && 2.0 * fb > per_tap)
-    per_tap = 2.0 * fb; /* fb vectors of 32 bytes */
+  const double l2 = fb * c->v->w * sizeof(float) / 16.0; /* fb vectors of VW floats */
+  if (from_l2 && l2 > per_tap)
+    per_tap = l2;
   return taps * per_tap + p * fb * (c->pool && tr == 1 ? 3 : 1) + 20;
 }
 
@@ -307,23 +310,24 @@ static double conv_cost(const Conv *c, int fb, int tr, int tc) {
     cycles += nc * tile_cost(c, fb, tr, rr * tc);
   if (rr && rc)
     cycles += tile_cost(c, fb, tr, rr * rc);
-  return cycles * (c->FP / VW / fb);
+  return cycles * (c->FP / c->v->w / fb);
 }
 
-/* Picks the cheapest tile by conv_cost whose accumulators (at most 24) plus
-   the live weights or broadcasts fit in the 32 vector registers of AVX-512. */
+/* Picks the cheapest tile by conv_cost whose accumulators (at most 3/4 of
+   the registers) plus the live weights or broadcasts fit in the vector
+   registers of the width (32 zmm for 16 floats, 16 ymm for 8). */
 static void conv_tile(Conv *c) {
-  const int FV = c->FP / VW;
+  const int FV = c->FP / c->v->w, regs = c->v->regs, max_acc = regs * 3 / 4;
   double best = -1;
   for (int fb = 1; fb <= FV && fb <= 8; fb++) {
     if (FV % fb)
       continue;
-    for (int tr = 1; tr <= c->rows && tr * c->PKW * fb <= MAX_ACC; tr++) {
+    for (int tr = 1; tr <= c->rows && tr * c->PKW * fb <= max_acc; tr++) {
       if (c->pool && tr != 1 && tr != c->PKH)
         continue;
       for (int tc = c->PKW; tc <= c->cols; tc += c->PKW) {
         int p = tr * tc;
-        if (p * fb > MAX_ACC || p * fb + (p < fb ? p : fb) + 2 > 32)
+        if (p * fb > max_acc || p * fb + (p < fb ? p : fb) + 2 > regs)
           break;
         if (tr > 1 && tc < c->cols && !c->pool)
           continue; /* a multi-row tile spans whole rows (or whole windows) */
@@ -338,9 +342,11 @@ static void conv_tile(Conv *c) {
   assert(best >= 0);
 }
 
-static Conv conv_info(const Layer *l, const Layer *pool, Act act) {
+static Conv conv_info(const Layer *l, const EmVec *v, const Layer *pool, Act act) {
+  const int VW = v->w;
   Conv c = {0};
   c.l = l;
+  c.v = v;
   c.C = l->in.c;
   c.F = l->out.c;
   c.KH = l->u.conv.kh;
@@ -363,7 +369,7 @@ static Conv conv_info(const Layer *l, const Layer *pool, Act act) {
     c.cols = c.PW * c.PKW;
     c.avg = c.pool->op == OP_AVGPOOL;
   }
-  /* The channel tail (see Conv): an overlapping last vector above 8
+  /* The channel tail (see Conv): an overlapping last vector above VW
      channels; below, a padded copy of up to 64 KiB (on the stack). */
   c.FP = (c.F + VW - 1) / VW * VW;
   c.WS = c.F < VW ? VW : c.F;
@@ -414,7 +420,7 @@ typedef struct FBlock {
 
 /* The channel offset of vector v of block k, from its f0. */
 static int vec_at(const Conv *c, const FBlock *k, int v) {
-  return v * VW - (v == c->FB - 1 ? k->shift : 0) + k->f0l;
+  return v * c->v->w - (v == c->FB - 1 ? k->shift : 0) + k->f0l;
 }
 
 /* One tile: tr x tc pixels from column ox (variable `oxv`, or the literal
@@ -422,8 +428,9 @@ static int vec_at(const Conv *c, const FBlock *k, int v) {
    is row j / tc, column j % tc of the tile. */
 static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *oxv, int oxl,
                            const FBlock *blk) {
-  const char *n = g->n;
-  const int FB = c->FB, C = c->C, F = c->F, WS = c->WS, SH = c->SH, SW = c->SW, P = tr * tc;
+  const char *n = g->n, *vt = c->v->type, *op = c->v->op;
+  const int FB = c->FB, C = c->C, F = c->F, WS = c->WS, SH = c->SH, SW = c->SW, P = tr * tc,
+            VW = c->v->w;
   const int last = F < VW ? F : VW; /* real channels of the last vector */
   const char *ox = oxv ? oxv : "";
   const char *f0 = blk->f0v ? blk->f0v : "";
@@ -432,7 +439,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   else
     em_open(EM, "%s", "");
   for (int j = 0; j < P; j++) {
-    const char *line = em_str(EM, "%s_f8", n);
+    const char *line = em_str(EM, "%s_%s", n, vt);
     for (int v = 0; v < FB; v++)
       line = em_str(EM, "%s%s a%d_%d = b%d", line, v ? "," : "", j, v, v);
     em_line(EM, "%s;", line);
@@ -451,19 +458,19 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
     em_line(EM, "%s;", line);
   }
   for (int v = 0; v < FB; v++) {
-    em_line(EM, "%s_f8 w%d;", n, v);
+    em_line(EM, "%s_%s w%d;", n, vt, v);
     em_line(EM, "%s_LOAD(w%d, wk + %s);", n, v, LIN(vec_at(c, blk, v) - blk->f0l, "k", (long)WS));
   }
   for (int j = 0; j < P; j++)
     for (int v = 0; v < FB; v++)
-      em_line(EM, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
+      em_line(EM, "%s_FMA%s(a%d_%d, s%d, w%d);", n, op, j, v, j, v);
   em_close(EM);
   em_close(EM);
   if (!c->pool) {
     for (int j = 0; j < P; j++)
       for (int v = 0; v < FB; v++) {
         if (c->act == ACT_RELU)
-          em_line(EM, "%s_MAX(a%d_%d, zero);", n, j, v);
+          em_line(EM, "%s_MAX%s(a%d_%d, zero);", n, op, j, v);
         const char *at = LIN(((long)(j / tc) * c->OW + oxl + j % tc) * F + vec_at(c, blk, v), ox,
                              (long)F, f0, 1L);
         if (v == FB - 1 && last < VW)
@@ -485,12 +492,13 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
         for (int jc = q * c->PKW; jc < (q + 1) * c->PKW; jc++) {
           int j = jr * tc + jc;
           if (c->avg && c->act == ACT_RELU)
-            em_line(EM, "%s_MAX(a%d_%d, zero);", n, j, v);
+            em_line(EM, "%s_MAX%s(a%d_%d, zero);", n, op, j, v);
           if (j != first)
-            em_line(EM, "%s_%s(a%d_%d, a%d_%d);", n, c->avg ? "ADD" : "MAX", first, v, j, v);
+            em_line(EM, "%s_%s(a%d_%d, a%d_%d);", n, c->avg ? "ADD" : em_str(EM, "MAX%s", op),
+                    first, v, j, v);
         }
       if (!c->avg && c->act == ACT_RELU)
-        em_line(EM, "%s_MAX(a%d_%d, zero);", n, first, v);
+        em_line(EM, "%s_MAX%s(a%d_%d, zero);", n, op, first, v);
     }
   /* y offset of pooled pixel q, vector v: (ox / PKW + q) * F + f0 + vec_at */
   const char *pxv = "";
@@ -502,7 +510,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
   const bool through_y = tr < c->PKH;
   if (through_y) {
     em_open(EM, "if (r > 0)");
-    em_line(EM, "%s_f8 o;", n);
+    em_line(EM, "%s_%s o;", n, vt);
     if (last < VW)
       em_line(EM, "memset(&o, 0, sizeof o);");
     for (int q = 0; q < Q; q++)
@@ -512,7 +520,8 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
           em_line(EM, "memcpy(&o, yr + %s, %d * sizeof(float));", at, last);
         else
           em_line(EM, "%s_LOAD(o, yr + %s);", n, at);
-        em_line(EM, "%s_%s(a%d_%d, o);", n, c->avg ? "ADD" : "MAX", q * c->PKW, v);
+        em_line(EM, "%s_%s(a%d_%d, o);", n, c->avg ? "ADD" : em_str(EM, "MAX%s", op), q * c->PKW,
+                v);
       }
     em_close(EM);
   }
@@ -542,7 +551,7 @@ static void emit_conv_tile(Gen *g, const Conv *c, int tr, int tc, const char *ox
 static void emit_conv_block(Gen *g, const Conv *c, int tr, const FBlock *blk) {
   const char *n = g->n;
   for (int v = 0; v < c->FB; v++) {
-    em_line(EM, "%s_f8 b%d;", n, v);
+    em_line(EM, "%s_%s b%d;", n, c->v->type, v);
     if (c->bias)
       em_line(EM, "%s_LOAD(b%d, b + %s);", n, v,
               LIN(vec_at(c, blk, v), blk->f0v ? blk->f0v : "", 1L));
@@ -562,7 +571,7 @@ static void emit_conv_block(Gen *g, const Conv *c, int tr, const FBlock *blk) {
 /* The tiles of tr rows at xr / yr, block by block of FB vectors of
    channels; with a channel tail (shift), the last block on its own. */
 static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
-  const int BW = c->FB * VW, blocks = c->FP / BW, looped = c->shift ? blocks - 1 : blocks;
+  const int BW = c->FB * c->v->w, blocks = c->FP / BW, looped = c->shift ? blocks - 1 : blocks;
   if (looped > 1) {
     em_open(EM, "for (int f0 = 0; f0 < %d; f0 += %d)", looped * BW, BW);
     emit_conv_block(g, c, tr, &(FBlock){"f0", 0, 0});
@@ -579,8 +588,8 @@ static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
   }
 }
 
-/* Scalar path (F not a multiple of 8): one output pixel at a time, of the
-   row at xr / yr. */
+/* Scalar path (F below VW, when a padded copy of the weights would be large): one output pixel at a
+   time, of the row at xr / yr. */
 static void emit_conv_row_scalar(Gen *g, const Conv *c) {
   const int C = c->C, F = c->F;
   em_open(EM, "for (int ox = 0; ox < %d; ox++)", c->cols);
@@ -686,24 +695,12 @@ static void emit_conv_rows(Gen *g, const Conv *c) {
   }
 }
 
-static void emit_conv(Gen *g, const Layer *l, const char *fn) {
-  const Conv c = conv_info(l, g->train ? NULL : l->fused_pool, g->train ? g->act : l->act);
+/* The forward function of conv c, for its vector width. */
+static void emit_conv_fn(Gen *g, const Conv *cp, const char *fn) {
+  const Conv c = *cp;
+  const Layer *l = c.l;
   const int C = c.C, F = c.F;
-  Shape xs = l->in;
-  xs.h += l->u.conv.pad_top + l->u.conv.pad_bottom;
-  xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
-  if (conv_padded(l) && !g->train)
-    emit_conv_pad(g, l, fn);
   Shape ys = c.pool ? c.pool->out : l->out;
-  const char *what =
-      em_str(EM, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "", DIMS(ys));
-  if (c.pool && (c.rows < l->out.h || c.cols < l->out.w))
-    what = em_str(EM, "%s\nof the conv's %s, the %d x %d the pool reads are computed", what,
-                  DIMS(l->out), c.rows, c.cols);
-  if (c.vector)
-    what = em_str(EM, "%s\ntiles of %d row%s x %d column%s x %d channels held in registers", what,
-                  c.TR, c.TR == 1 ? "" : "s", c.TC, c.TC == 1 ? "" : "s", c.FB * VW);
-  layer_comment(g, l, what);
   em_open_fn(
       EM,
       "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
@@ -736,27 +733,63 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
     }
   }
   if (c.vector && c.act == ACT_RELU) {
-    em_line(EM, "%s_f8 zero;", g->n);
+    em_line(EM, "%s_%s zero;", g->n, c.v->type);
     em_line(EM, "memset(&zero, 0, sizeof zero);");
   }
   emit_conv_rows(g, &c);
   if (c.act != ACT_RELU && c.act != ACT_LINEAR)
     emit_act_pass(g, c.act, "y", shape_size(ys));
   em_close(EM);
+}
+
+/* A conv of 16 channels or more is written once per vector width (its
+   tiles differ), under #if NAME_VW; a narrower one once, on 8 floats. */
+static void emit_conv(Gen *g, const Layer *l, const char *fn) {
+  const Layer *pool = g->train ? NULL : l->fused_pool;
+  const Act act = g->train ? g->act : l->act;
+  const Conv c8 = conv_info(l, &em_vec8, pool, act), c16 = conv_info(l, &em_vec16, pool, act);
+  const bool wide = c8.F >= 16 && c16.vector;
+  Shape xs = l->in;
+  xs.h += l->u.conv.pad_top + l->u.conv.pad_bottom;
+  xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
+  if (conv_padded(l) && !g->train)
+    emit_conv_pad(g, l, fn);
+  Shape ys = c8.pool ? c8.pool->out : l->out;
+  const char *what =
+      em_str(EM, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "", DIMS(ys));
+  if (c8.pool && (c8.rows < l->out.h || c8.cols < l->out.w))
+    what = em_str(EM, "%s\nof the conv's %s, the %d x %d the pool reads are computed", what,
+                  DIMS(l->out), c8.rows, c8.cols);
+  for (int i = 0; i < 2; i++) {
+    const Conv *c = i ? &c8 : &c16;
+    if (c->vector && (wide || i))
+      what =
+          em_str(EM, "%s\ntiles of %d row%s x %d column%s x %d channels held in registers%s", what,
+                 c->TR, c->TR == 1 ? "" : "s", c->TC, c->TC == 1 ? "" : "s", c->FB * c->v->w,
+                 !wide ? ""
+                 : i   ? " (8-float vectors)"
+                       : " (16-float vectors)");
+  }
+  layer_comment(g, l, what);
+  if (wide) {
+    for (int i = 0; i < 2; i++) {
+      em_width_if(EM, g->n, em_widths[i]);
+      emit_conv_fn(g, em_widths[i]->w == 16 ? &c16 : &c8, fn);
+    }
+    em_raw(EM, "#endif");
+  } else {
+    emit_conv_fn(g, &c8, fn);
+  }
   em_blank(EM);
 }
 
 /* ---- dense ---- */
 
-static void emit_dense(Gen *g, const Layer *l, const char *fn) {
-  const char *n = g->n;
-  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+/* The forward function of dense layer l on vectors v. */
+static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *vec) {
+  const char *n = g->n, *vt = vec->type;
+  const int IN = (int)shape_size(l->in), OUT = l->out.c, VW = vec->w;
   const Act act = g->train ? g->act : l->act;
-  const Shape src = net_dense_source(g->net, l);
-  const char *what =
-      src.vec ? em_str(EM, "x [%d] -> y [%d]", IN, OUT)
-              : em_str(EM, "x [%d] (%s flattened in NHWC order) -> y [%d]", IN, DIMS(src), OUT);
-  layer_comment(g, l, what);
   em_open_fn(
       EM,
       "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
@@ -771,10 +804,11 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
   const int vectors = OUT / VW, rest = OUT % VW;
   const bool relu = act == ACT_RELU;
   if (vectors && relu) {
-    em_line(EM, "%s_f8 zero;", n);
+    em_line(EM, "%s_%s zero;", n, vt);
     em_line(EM, "memset(&zero, 0, sizeof zero);");
   }
-  /* Blocks of up to 8 vectors of outputs in registers, all inputs each. */
+  /* Blocks of up to 8 vectors of outputs in registers, all inputs each
+     (up to 8 + 8 + 1 registers). */
   for (int o0 = 0; o0 < vectors;) {
     int ob = vectors - o0 < 8 ? vectors - o0 : 8;
     int same = (vectors - o0) / ob; /* blocks of this size from o0 */
@@ -784,7 +818,7 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
     else
       em_open(EM, "%s", "");
     for (int v = 0; v < ob; v++) {
-      em_line(EM, "%s_f8 a%d;", n, v);
+      em_line(EM, "%s_%s a%d;", n, vt, v);
       if (bias)
         em_line(EM, "%s_LOAD(a%d, b + %s);", n, v,
                 LIN((long)(same > 1 ? 0 : o0 * VW) + v * VW, ov, 1L));
@@ -796,14 +830,14 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
     em_line(EM, "const float *restrict wi = w + %s;",
             LIN((long)(same > 1 ? 0 : o0 * VW), "i", (long)OUT, ov, 1L));
     for (int v = 0; v < ob; v++) {
-      em_line(EM, "%s_f8 w%d;", n, v);
+      em_line(EM, "%s_%s w%d;", n, vt, v);
       em_line(EM, "%s_LOAD(w%d, wi + %d);", n, v, v * VW);
-      em_line(EM, "%s_FMA(a%d, s, w%d);", n, v, v);
+      em_line(EM, "%s_FMA%s(a%d, s, w%d);", n, vec->op, v, v);
     }
     em_close(EM);
     for (int v = 0; v < ob; v++) {
       if (relu)
-        em_line(EM, "%s_MAX(a%d, zero);", n, v);
+        em_line(EM, "%s_MAX%s(a%d, zero);", n, vec->op, v);
       em_line(EM, "%s_STORE(y + %s, a%d);", n, LIN((long)(same > 1 ? 0 : o0 * VW) + v * VW, ov, 1L),
               v);
     }
@@ -831,6 +865,26 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
   if (!relu)
     emit_act_pass(g, act, "y", OUT);
   em_close(EM);
+}
+
+/* Written once per vector width when the outputs are whole vectors of 16
+   floats, else once on 8. */
+static void emit_dense(Gen *g, const Layer *l, const char *fn) {
+  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  const Shape src = net_dense_source(g->net, l);
+  const char *what =
+      src.vec ? em_str(EM, "x [%d] -> y [%d]", IN, OUT)
+              : em_str(EM, "x [%d] (%s flattened in NHWC order) -> y [%d]", IN, DIMS(src), OUT);
+  layer_comment(g, l, what);
+  if (OUT % 16 == 0) {
+    for (int i = 0; i < 2; i++) {
+      em_width_if(EM, g->n, em_widths[i]);
+      emit_dense_fn(g, l, fn, em_widths[i]);
+    }
+    em_raw(EM, "#endif");
+  } else {
+    emit_dense_fn(g, l, fn, &em_vec8);
+  }
   em_blank(EM);
 }
 

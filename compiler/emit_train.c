@@ -27,16 +27,20 @@
  * Convolutions are the hot loops. Tensors are NHWC and weights
  * [KH][KW][C][F], so for one output pixel the (kx, c) taps of a kernel row
  * are contiguous in the input and in the weights. When the vectorized
- * dimension is a multiple of 8 the loops are register-blocked on 8-float
+ * dimension has 8 channels or more the loops are register-blocked on
  * vectors: the forward pass and the weight gradient keep a tile of
  * accumulators (output pixels or taps x output channels) in registers; the
  * input gradient scatters tiles of output pixels x input channels, with the
  * weights transposed to [KH][KW][F][C] once per NAME_accumulate call. A
  * conv followed by maxpool does both backward passes in one, visiting only
  * each window's maximum (conv_pool_backward). The vectors are NAME_f8 and
- * its macros, written once for inference and training by em_vector_macros
- * (emit.c). A vectorized dimension of 8 or more that is not a multiple of 8
- * ends in an overlapping vector (see "the channel tail" below), so its cost
+ * (under AVX-512) NAME_f16 and their macros, written once for inference and
+ * training by em_vector_macros (emit.c); a conv with 16 channels or more
+ * (out, or in for its input gradient) has its backward function written once
+ * per width, under #if NAME_VW (per_width), its 16-channel dimensions on
+ * 16-float tiles there (its forward function is inference's, written per
+ * width the same way). A vectorized dimension of 8 or more that is not a
+ * multiple of the vector ends in an overlapping vector (see "the channel tail" below), so its cost
  * follows its size; below 8 channels the loops are plain, channel innermost.
  */
 #include <assert.h>
@@ -79,10 +83,11 @@ typedef struct T {
   const char *n; /* the network's name */
   TL *tl;        /* the layers that train, in order (begin/end) */
   int ntl;
-  Act out_act;   /* applied by the loss to the last TL's output z */
-  long gmax;     /* floats in each gradient buffer */
-  int slots;     /* optimizer state arrays */
-  Arena strings; /* S()'s, until end() */
+  Act out_act;    /* applied by the loss to the last TL's output z */
+  long gmax;      /* floats in each gradient buffer */
+  int slots;      /* optimizer state arrays */
+  const EmVec *v; /* the widest vectors of the function being written (per_width) */
+  Arena strings;  /* S()'s, until end() */
 } T;
 
 /* A formatted string of any length, until end(): the training emitter
@@ -262,34 +267,40 @@ static void act_backward(T *t, Act act, const char *y, const char *dy, long coun
   assert(0);
 }
 
-/* ---- tiles of 8-float vectors ---- */
+/* ---- tiles of vectors (8 or 16 floats) ---- */
 
 /* Vectors per tile row for n vectors of channels: the largest of 4, 3, 2
-   that divides n; else (5, 7, 11, ...) 4 or 3, whichever leaves the larger
-   remainder, which channel_blocks runs as a narrower last block (5 as 3 + 2,
-   not 5 blocks of 1, whose tiles would load as much as they compute). */
-static int tile_vectors(int n) {
-  for (int v = 4; v > 1; v--)
-    if (n % v == 0)
-      return v;
-  if (n < 4)
+   that divides n (of 3, 2 with 16 registers); else (5, 7, 11, ...) 4 or 3,
+   whichever leaves the larger remainder, which channel_blocks runs as a
+   narrower last block (5 as 3 + 2, not 5 blocks of 1, whose tiles would
+   load as much as they compute). */
+static int tile_vectors(int n, const EmVec *v) {
+  const int most = v->regs >= 32 ? 4 : 3;
+  for (int k = most; k > 1; k--)
+    if (n % k == 0)
+      return k;
+  if (n < most)
     return n;
-  return n % 4 >= n % 3 ? 4 : 3;
+  return most == 3 || n % 4 < n % 3 ? 3 : 4;
 }
 
-/* Output pixels per tile of `vectors` vectors each: 24 accumulators in all,
-   at most 12 pixels, at most one output row of `width` pixels. */
-static int tile_pixels(int vectors, int width) {
-  int p = 24 / vectors;
-  p = p > 12 ? 12 : p;
+/* Output pixels (or taps) per tile of `vectors` vectors each: 3/4 of the
+   registers as accumulators (24 of AVX-512's 32, 12 of AVX2's 16), leaving
+   room for the vectors loaded and one broadcast; at most `most`, at most
+   one output row of `width` pixels. */
+static int tile_pixels(int vectors, int width, int most, const EmVec *v) {
+  int p = v->regs * 3 / 4 / vectors;
+  while (p > 1 && p * vectors + vectors + 1 > v->regs)
+    p--;
+  p = p > most ? most : p;
   return p > width ? width : p;
 }
 
 /* "NAME_f8 a0_0 = init0, a0_1 = init1, ...;" for a rows x cols tile: column
    v starts as the vector init<v>, or zero when init is NULL. */
-static void tile_declare(T *t, int rows, int cols, const char *init) {
+static void tile_declare(T *t, int rows, int cols, const char *init, const EmVec *vec) {
   for (int j = 0; j < rows; j++) {
-    const char *line = S(t, "%s_f8", t->n);
+    const char *line = S(t, "%s_%s", t->n, vec->type);
     for (int v = 0; v < cols; v++) {
       line = S(t, "%s%s a%d_%d", line, v ? "," : "", j, v);
       if (init)
@@ -306,62 +317,85 @@ static void tile_declare(T *t, int rows, int cols, const char *init) {
 /* ---- the channel tail ----
 
    A vectorized dimension N (a conv's output channels F; its input channels C
-   for the input gradient) of 8 or more that is not a multiple of 8 takes
-   ceil(N / 8) vectors, the last one overlapping the one before: it starts at
-   channel N - 8, `shift` = 8 * ceil(N / 8) - N channels before its place.
+   for the input gradient) of VW or more (8 or 16 floats a vector) that is not
+   a multiple of VW takes ceil(N / VW) vectors, the last one overlapping the
+   one before: it starts at channel N - VW, `shift` = VW * ceil(N / VW) - N
+   channels before its place.
    Its loads read the tensors in place (no padded copies, nothing read past
    the end). A forward tile stores it whole: the overlapped lanes got the same
    multiply-adds in the same order as in the vector before, so both hold the
    same bits. Tiles that add into memory (weight and input gradients) add
-   only its last 8 - shift lanes (NAME_ADDTO_TAIL). The tail thus costs one
+   only its last VW - shift lanes (NAME_ADDTO_TAIL). The tail thus costs one
    vector per tap, as a zero-padded vector would. */
 
 /* Channel offset of vector v of a block of nv vectors whose last vector is
    `shift` channels back. */
-static int vec_off(int v, int nv, int shift) {
-  return 8 * v - (v == nv - 1 ? shift : 0);
+static int vec_off(int v, int nv, int shift, const EmVec *vec) {
+  return vec->w * v - (v == nv - 1 ? shift : 0);
 }
 
 /* Adds tile vector a<j>_<v> into p (a C expression): whole, or its last
-   8 - shift lanes when it is the overlapping tail vector. */
-static void tile_addto(T *t, const char *p, int j, int v, int nv, int shift) {
+   VW - shift lanes when it is the overlapping tail vector. */
+static void tile_addto(T *t, const char *p, int j, int v, int nv, int shift, const EmVec *vec) {
   if (v == nv - 1 && shift)
     em_line(EM, "%s_ADDTO_TAIL(%s, a%d_%d, %d);", t->n, p, j, v, shift);
   else
-    em_line(EM, "%s_ADDTO(%s, a%d_%d);", t->n, p, j, v);
+    em_line(EM, "%s_ADDTO%s(%s, a%d_%d);", t->n, vec->op, p, j, v);
 }
 
-typedef void BlockBody(T *t, const TL *L, int nv, int shift);
+typedef void BlockBody(T *t, const TL *L, int nv, int shift, const EmVec *v);
 
 /* Runs body over the N channels (N >= 8) in blocks of tile_vectors
    vectors, the block's first channel in the variable `var`: a loop over the
    whole blocks, then, with a tail or a remainder of vectors, the last block
-   (narrower, its last vector overlapping) with `var` a constant. */
+   (narrower, its last vector overlapping) with `var` a constant. The
+   vectors are t->v's (16 floats in the AVX-512 half of a function written
+   per width) when N has that many channels, else 8 floats. */
 static void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body) {
-  const int vectors = (N + 7) / 8, shift = 8 * vectors - N, nv = tile_vectors(vectors);
+  const EmVec *v = N >= t->v->w ? t->v : &em_vec8;
+  const int VW = v->w, vectors = (N + VW - 1) / VW, shift = VW * vectors - N;
+  const int nv = tile_vectors(vectors, v);
   const int last = vectors % nv ? vectors % nv : shift ? nv : 0; /* vectors of the last block */
   const int looped = (vectors - last) / nv;
   if (looped > 1) {
-    em_open(EM, "for (int %s = 0; %s < %d; %s += %d)", var, var, 8 * nv * looped, var, 8 * nv);
-    body(t, L, nv, 0);
+    em_open(EM, "for (int %s = 0; %s < %d; %s += %d)", var, var, VW * nv * looped, var, VW * nv);
+    body(t, L, nv, 0, v);
     em_close(EM);
   } else if (looped) { /* one block: no loop */
     em_open(EM, "%s", "");
     em_line(EM, "const int %s = 0;", var);
-    body(t, L, nv, 0);
+    body(t, L, nv, 0, v);
     em_close(EM);
   }
   if (last) {
     if (shift)
-      em_comment(EM, "the last %d channels, the last vector %d channels back", 8 * last - shift,
+      em_comment(EM, "the last %d channels, the last vector %d channels back", VW * last - shift,
                  shift);
     else
-      em_comment(EM, "the last %d channels", 8 * last);
+      em_comment(EM, "the last %d channels", VW * last);
     em_open(EM, "%s", "");
-    em_line(EM, "const int %s = %d;", var, 8 * nv * looped);
-    body(t, L, last, shift);
+    em_line(EM, "const int %s = %d;", var, VW * nv * looped);
+    body(t, L, last, shift, v);
     em_close(EM);
   }
+}
+
+typedef void LayerFunction(T *t, const TL *L);
+
+/* Writes fn(t, L) once per vector width under #if NAME_VW when `wide` (its
+   tiles differ), else once on 8-float vectors. */
+static void per_width(T *t, const TL *L, LayerFunction *fn, bool wide) {
+  if (!wide) {
+    fn(t, L);
+    return;
+  }
+  for (int i = 0; i < 2; i++) {
+    em_width_if(EM, t->n, em_widths[i]);
+    t->v = em_widths[i];
+    fn(t, L);
+  }
+  em_raw(EM, "#endif");
+  t->v = &em_vec8;
 }
 
 /* ---- conv2d and dense: what their functions share ---- */
@@ -407,36 +441,47 @@ static ConvDims conv_dims(const TL *L) {
                     .bias = l->bias_count > 0};
 }
 
-/* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky, FB vectors
-   of output channels from f0 (the last `shift` back), summed over every
-   output pixel. */
-static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
+/* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky (j0 < 0),
+   or taps j0 .. j0 + CB - 1 of the whole kernel (ky, kx, c) (j0 >= 0), FB
+   vectors of output channels from f0 (the last `shift` back), summed over
+   every output pixel. */
+static void conv_dw_tile(T *t, const ConvDims *d, int j0, int CB, int FB, int shift,
+                         const EmVec *vec) {
   const char *n = t->n;
+  const int K = d->KW * d->C;
   em_open(EM, "%s", "");
-  tile_declare(t, CB, FB, NULL);
+  tile_declare(t, CB, FB, NULL, vec);
   em_open(EM, "for (int oy = 0; oy < %d; oy++)", d->OH);
-  em_line(EM, "const float *xk = x + %s;",
-          LIN(0, "oy", (long)d->SH * d->IW * d->C, "ky", (long)d->IW * d->C, "k0", 1L));
-  em_line(EM, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
+  if (j0 < 0)
+    em_line(EM, "const float *xk = x + %s;",
+            LIN(0, "oy", (long)d->SH * d->IW * d->C, "ky", (long)d->IW * d->C, "k0", 1L));
+  else
+    em_line(EM, "const float *xk = x + %s;", LIN(0, "oy", (long)d->SH * d->IW * d->C));
+  em_line(EM, "const float *dk = dy + %s;", LIN(0, "oy", (long)d->OW * d->F, "f0", 1L));
   em_open(EM, "for (int ox = 0; ox < %d; ox++)", d->OW);
   for (int v = 0; v < FB; v++)
-    em_line(EM, "%s_f8 d%d;", n, v);
+    em_line(EM, "%s_%s d%d;", n, vec->type, v);
   for (int v = 0; v < FB; v++)
-    em_line(EM, "%s_LOAD(d%d, dk + %s);", n, v, LIN(vec_off(v, FB, shift), "ox", (long)d->F));
+    em_line(EM, "%s_LOAD(d%d, dk + %s);", n, v,
+            LIN(vec_off(v, FB, shift, vec), "ox", (long)d->F));
   for (int j = 0; j < CB; j++)
-    em_line(EM, "const float s%d = xk[%s];", j, LIN(j, "ox", (long)d->SW * d->C));
+    em_line(EM, "const float s%d = xk[%s];", j,
+            LIN(j0 < 0 ? j : (long)(j0 + j) / K * d->IW * d->C + (j0 + j) % K, "ox",
+                (long)d->SW * d->C));
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
-      em_line(EM, "%s_FMA(a%d_%d, s%d, d%d);", n, j, v, j, v);
+      em_line(EM, "%s_FMA%s(a%d_%d, s%d, d%d);", n, vec->op, j, v, j, v);
   em_close(EM);
   em_close(EM);
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++) {
+      const int off = vec_off(v, FB, shift, vec);
       tile_addto(t,
                  S(t, "dw + %s",
-                   LIN((long)j * d->F + vec_off(v, FB, shift), "ky", (long)d->KW * d->C * d->F,
-                       "k0", (long)d->F, "f0", 1L)),
-                 j, v, FB, shift);
+                   j0 < 0 ? LIN((long)j * d->F + off, "ky", (long)K * d->F, "k0", (long)d->F, "f0",
+                                1L)
+                          : LIN((long)(j0 + j) * d->F + off, "f0", 1L)),
+                 j, v, FB, shift, vec);
     }
   em_close(EM);
 }
@@ -444,32 +489,32 @@ static void conv_dw_tile(T *t, const ConvDims *d, int CB, int FB, int shift) {
 /* Input-gradient tile: P output pixels from ox, CV vectors of input channels
    from c0 (the last `shift` back), for kernel tap (ky, kx), summed over the
    output channels. */
-static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift) {
+static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift, const EmVec *vec) {
   const char *n = t->n;
   em_open(EM, "%s", "");
-  tile_declare(t, P, CV, NULL);
+  tile_declare(t, P, CV, NULL, vec);
   em_line(EM, "const float *wk = wt + %s;",
           LIN(0, "ky", (long)d->KW * d->F * d->C, "kx", (long)d->F * d->C, "c0", 1L));
   em_line(EM, "const float *dk = dy + %s;", LIN(0, "oy", (long)d->OW * d->F, "ox", (long)d->F));
   em_open(EM, "for (int f = 0; f < %d; f++)", d->F);
   for (int v = 0; v < CV; v++)
-    em_line(EM, "%s_f8 w%d;", n, v);
+    em_line(EM, "%s_%s w%d;", n, vec->type, v);
   for (int v = 0; v < CV; v++)
-    em_line(EM, "%s_LOAD(w%d, wk + f * %d + %d);", n, v, d->C, vec_off(v, CV, shift));
+    em_line(EM, "%s_LOAD(w%d, wk + f * %d + %d);", n, v, d->C, vec_off(v, CV, shift, vec));
   for (int j = 0; j < P; j++)
     em_line(EM, "const float s%d = dk[%d + f];", j, j * d->F);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++)
-      em_line(EM, "%s_FMA(a%d_%d, s%d, w%d);", n, j, v, j, v);
+      em_line(EM, "%s_FMA%s(a%d_%d, s%d, w%d);", n, vec->op, j, v, j, v);
   em_close(EM);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++) {
-      tile_addto(
-          t,
-          S(t, "dx + %s",
-            LIN((long)j * d->SW * d->C + vec_off(v, CV, shift), "oy", (long)d->SH * d->IW * d->C,
-                "ky", (long)d->IW * d->C, "ox", (long)d->SW * d->C, "kx", (long)d->C, "c0", 1L)),
-          j, v, CV, shift);
+      tile_addto(t,
+                 S(t, "dx + %s",
+                   LIN((long)j * d->SW * d->C + vec_off(v, CV, shift, vec), "oy",
+                       (long)d->SH * d->IW * d->C, "ky", (long)d->IW * d->C, "ox",
+                       (long)d->SW * d->C, "kx", (long)d->C, "c0", 1L)),
+                 j, v, CV, shift, vec);
     }
   em_close(EM);
 }
@@ -491,28 +536,40 @@ static void tile_rest(T *t, const char *var, int full, int step) {
 }
 
 /* The weight-gradient tiles of kernel row ky, output channels from f0. */
-static void conv_dw_block(T *t, const TL *L, int FB, int shift) {
+static void conv_dw_block(T *t, const TL *L, int FB, int shift, const EmVec *v) {
   const ConvDims d = conv_dims(L);
-  const int K = d.KW * d.C, CB = 24 / FB > K ? K : 24 / FB;
+  const int K = d.KW * d.C, CB = tile_pixels(FB, K, K, v);
   tile_steps(t, "k0", K / CB, CB);
-  conv_dw_tile(t, &d, CB, FB, shift);
+  conv_dw_tile(t, &d, -1, CB, FB, shift, v);
   if (K % CB) {
     tile_rest(t, "k0", K / CB, CB);
-    conv_dw_tile(t, &d, K % CB, FB, shift);
+    conv_dw_tile(t, &d, -1, K % CB, FB, shift, v);
   }
 }
 
-/* The input-gradient tiles of output row oy, input channels from c0. */
-static void conv_dx_block(T *t, const TL *L, int CV, int shift) {
+/* The weight-gradient tiles of a small kernel (at most DW_WHOLE taps: a
+   first layer on a 1- to 3-channel image), output channels from f0: tiles
+   of taps across the kernel rows, so that dy is read once per tile rather
+   than once per kernel row (conv_dw_block) with a few taps each. */
+enum { DW_WHOLE = 32 };
+static void conv_dw_whole_block(T *t, const TL *L, int FB, int shift, const EmVec *v) {
   const ConvDims d = conv_dims(L);
-  const int P = tile_pixels(CV, d.OW);
+  const int N = d.KH * d.KW * d.C, CB = tile_pixels(FB, N, N, v);
+  for (int j0 = 0; j0 < N; j0 += CB)
+    conv_dw_tile(t, &d, j0, N - j0 < CB ? N - j0 : CB, FB, shift, v);
+}
+
+/* The input-gradient tiles of output row oy, input channels from c0. */
+static void conv_dx_block(T *t, const TL *L, int CV, int shift, const EmVec *v) {
+  const ConvDims d = conv_dims(L);
+  const int P = tile_pixels(CV, d.OW, 12, v);
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
   em_open(EM, "for (int kx = 0; kx < %d; kx++)", d.KW);
   tile_steps(t, "ox", d.OW / P, P);
-  conv_dx_tile(t, &d, P, CV, shift);
+  conv_dx_tile(t, &d, P, CV, shift, v);
   if (d.OW % P) {
     tile_rest(t, "ox", d.OW / P, P);
-    conv_dx_tile(t, &d, d.OW % P, CV, shift);
+    conv_dx_tile(t, &d, d.OW % P, CV, shift, v);
   }
   em_close(EM);
   em_close(EM);
@@ -537,7 +594,9 @@ static void conv_backward(T *t, const TL *L) {
     em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
     em_line(EM, "    db[f] += dy[p * %d + f];", d.F);
   }
-  if (d.F >= 8) {
+  if (d.F >= 8 && d.KH * d.KW * d.C <= DW_WHOLE) {
+    channel_blocks(t, L, "f0", d.F, conv_dw_whole_block);
+  } else if (d.F >= 8) {
     em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
     channel_blocks(t, L, "f0", d.F, conv_dw_block);
     em_close(EM);
@@ -792,38 +851,123 @@ static const char *act_times(T *t, Act act, const char *a, const char *g) {
   }
 }
 
-/* In conv_pool_backward, the input gradient of one tap (at o) from the
-   count[q] output channels of window pixel q, input channels from c0. */
-static void conv_pool_dx_block(T *t, const TL *L, int CV, int shift) {
-  const ConvDims d = conv_dims(L);
-  const char *n = t->n;
-  tile_declare(t, 1, CV, NULL);
+/* In conv_pool_backward, the input gradient of taps tap0 .. tap0 + T - 1
+   (tap0 the variable `tap0v`, or the literal tap0l) from the count[q] output
+   channels of window pixel q, input channels from c0: T x CV accumulators,
+   so that the multiply-adds of different taps overlap (one tap alone would
+   wait on the latency of its CV chains). */
+static void conv_pool_dx_tile(T *t, const ConvDims *d, int T_, const char *tap0v, int tap0l, int CV,
+                              int shift, const EmVec *vec) {
+  const char *n = t->n, *tap0 = tap0v ? S(t, "%s + ", tap0v) : "";
+  em_open(EM, "%s", "");
+  tile_declare(t, T_, CV, NULL, vec);
   em_open(EM, "for (int i = 0; i < count[q]; i++)");
-  em_line(EM, "const float *wk = wt + (tap * %d + fs[q][i]) * %d + c0;", d.F, d.C);
+  em_line(EM, "const float *wk = wt + %s;", LIN(0, "fs[q][i]", (long)d->C, "c0", 1L));
   em_line(EM, "const float s0 = vs[q][i];");
-  for (int v = 0; v < CV; v++) {
-    em_line(EM, "%s_f8 w%d;", n, v);
-    em_line(EM, "%s_LOAD(w%d, wk + %d);", n, v, vec_off(v, CV, shift));
-    em_line(EM, "%s_FMA(a0_%d, s0, w%d);", n, v, v);
+  for (int j = 0; j < T_; j++)
+    for (int v = 0; v < CV; v++) {
+      em_line(EM, "%s_%s w%d_%d;", n, vec->type, j, v);
+      em_line(EM, "%s_LOAD(w%d_%d, wk + %s);", n, j, v,
+              LIN((long)(tap0l + j) * d->F * d->C + vec_off(v, CV, shift, vec), tap0v ? tap0v : "",
+                  (long)d->F * d->C));
+      em_line(EM, "%s_FMA%s(a%d_%d, s0, w%d_%d);", n, vec->op, j, v, j, v);
+    }
+  em_close(EM);
+  for (int j = 0; j < T_; j++) {
+    const char *tap = S(t, "%s%d", tap0, tap0l + j);
+    for (int v = 0; v < CV; v++)
+      tile_addto(t,
+                 tap0v ? S(t, "o + %s",
+                           LIN(vec_off(v, CV, shift, vec), S(t, "(%s) / %d", tap, d->KW),
+                               (long)d->IW * d->C, S(t, "(%s) %% %d", tap, d->KW), (long)d->C,
+                               "c0", 1L))
+                       : S(t, "o + %s",
+                           LIN((long)(tap0l + j) / d->KW * d->IW * d->C +
+                                   (long)(tap0l + j) % d->KW * d->C + vec_off(v, CV, shift, vec),
+                               "c0", 1L)),
+                 j, v, CV, shift, vec);
   }
   em_close(EM);
-  for (int v = 0; v < CV; v++)
-    tile_addto(t, S(t, "o + c0 + %d", vec_off(v, CV, shift)), 0, v, CV, shift);
+}
+
+/* The input-gradient tiles of all taps, input channels from c0. */
+static void conv_pool_dx_block(T *t, const TL *L, int CV, int shift, const EmVec *vec) {
+  const ConvDims d = conv_dims(L);
+  const int KK = d.KH * d.KW, T_ = tile_pixels(CV, KK, KK, vec), full = KK / T_;
+  if (full > 1) {
+    em_line(EM, "for (int tap0 = 0; tap0 < %d; tap0 += %d)", full * T_, T_);
+    conv_pool_dx_tile(t, &d, T_, "tap0", 0, CV, shift, vec);
+  } else {
+    conv_pool_dx_tile(t, &d, T_, NULL, 0, CV, shift, vec);
+  }
+  if (KK % T_)
+    conv_pool_dx_tile(t, &d, KK % T_, NULL, full * T_, CV, shift, vec);
+}
+
+/* In conv_pool_backward, the weight gradient of the windows w0 .. w0 + nw - 1
+   (nw a C expression), from their records xo (the input offset of the
+   filter's maximum, -1 where its gradient is 0) and vw (that gradient): per
+   filter f, its row of dwt ([KH][KW * C]) in tiles of vectors held in
+   registers over the windows, each kernel row in vectors of VW (the last
+   overlapping the one before when KW * C is not a multiple), rather than
+   added into memory window by window. Each element still gets its products
+   in window order, as a + s * x (fused or not as the C compiler fuses a
+   scalar a += s * x), so the bits are the same. */
+static void conv_pool_dw(T *t, const ConvDims *d, const char *nw) {
+  const char *n = t->n;
+  const int K = d->KW * d->C;
+  const EmVec *vec = K >= t->v->w ? t->v : &em_vec8;
+  const int VW = vec->w, per_row = (K + VW - 1) / VW, shift = per_row * VW - K;
+  const int total = d->KH * per_row, most = vec->regs * 3 / 4;
+  const int tiles = (total + most - 1) / most, size = (total + tiles - 1) / tiles;
+  em_open(EM, "for (int f = 0; f < %d; f++)", d->F);
+  em_line(EM, "float *restrict dk = dwt + f * %d;", d->KH * K);
+  for (int j0 = 0; j0 < total; j0 += size) {
+    const int nj = total - j0 < size ? total - j0 : size;
+    em_open(EM, "%s", "");
+    for (int j = 0; j < nj; j++) {
+      const int ky = (j0 + j) / per_row,
+                off = ky * K + vec_off((j0 + j) % per_row, per_row, shift, vec);
+      em_line(EM, "%s_%s a%d;", n, vec->type, j);
+      em_line(EM, "%s_LOAD(a%d, dk + %d);", n, j, off);
+    }
+    em_open(EM, "for (int wi = 0; wi < %s; wi++)", nw);
+    em_line(EM, "if (xo[wi][f] < 0)");
+    em_line(EM, "  continue;");
+    em_line(EM, "const float *restrict xk = x + xo[wi][f];");
+    em_line(EM, "const float s = vw[wi][f];");
+    for (int j = 0; j < nj; j++) {
+      const int ky = (j0 + j) / per_row, off = vec_off((j0 + j) % per_row, per_row, shift, vec);
+      em_line(EM, "%s_%s x%d;", n, vec->type, j);
+      em_line(EM, "%s_LOAD(x%d, xk + %d);", n, j, ky * d->IW * d->C + off);
+      em_line(EM, "%s_MULADD%s(a%d, s, x%d);", n, vec->op, j, j);
+    }
+    em_close(EM);
+    for (int j = 0; j < nj; j++) {
+      const int ky = (j0 + j) / per_row,
+                off = ky * K + vec_off((j0 + j) % per_row, per_row, shift, vec);
+      em_line(EM, "%s_STORE(dk + %d, a%d);", n, off, j);
+    }
+    em_close(EM);
+  }
+  em_close(EM);
 }
 
 /* Conv and the maxpool after it, backward in one pass. The pool sends each
-   window's gradient, per channel, to one conv output: the first maximum. So
-   per window the channels are grouped by the position of their maximum, and
-   only those (pixel, channel) pairs with a nonzero gradient feed the weight
-   gradient (accumulated transposed, [F][KH][KW][C], in t->dwt<k>, folded into
-   g at the end of NAME_accumulate) and the input gradient. With 2x2 windows
-   that skips three quarters of the work of a dense backward pass. */
+   window's gradient, per channel, to one conv output: the first maximum
+   (found without branches). So per window the channels are grouped by the
+   position of their maximum, and only those (pixel, channel) pairs with a
+   nonzero gradient feed the input gradient; the weight gradient
+   (accumulated transposed, [F][KH][KW][C], in t->dwt<k>, folded into g at
+   the end of NAME_accumulate) comes from each group of windows' records on
+   register tiles per filter (conv_pool_dw). With 2x2 windows that skips
+   three quarters of the work of a dense backward pass. */
 static void conv_pool_backward(T *t, const TL *L) {
   const Layer *l = L->l, *pl = L->pool->l;
   const ConvDims d = conv_dims(L);
   const char *n = t->n;
   const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PSH = pl->u.pool.sh, PSW = pl->u.pool.sw;
-  const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW, K = d.KW * d.C;
+  const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
   em_comment(EM, "%s\n+ %s\nbackward from dyp [%d][%d][%d]", emit_quote(EM, l),
              emit_quote(EM, pl), POH, POW, d.F);
@@ -842,51 +986,67 @@ static void conv_pool_backward(T *t, const TL *L) {
             (long)d.IH * d.IW * d.C);
   if (takes_dx(L) && !L->transposed)
     em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
-  em_open(EM, "for (int wy = 0; wy < %d; wy++)", POH);
-  em_open(EM, "for (int wx = 0; wx < %d; wx++)", POW);
+  /* windows in groups of G, whose records (xo, vw: 8 bytes per filter) take at
+     most 32 KiB: their weight gradient after each group */
+  const int NW = POH * POW, G = 4096 / d.F < 1 ? 1 : 4096 / d.F > NW ? NW : 4096 / d.F;
+  em_line(EM, "int xo[%d][%d];", G, d.F);
+  em_line(EM, "float vw[%d][%d];", G, d.F);
+  if (G < NW) {
+    em_open(EM, "for (int w0 = 0; w0 < %d; w0 += %d)", NW, G);
+    em_line(EM, "const int nw = %d - w0 < %d ? %d - w0 : %d;", NW, G, NW, G);
+  } else { /* one group: no loop */
+    em_open(EM, "%s", "");
+    em_line(EM, "const int w0 = 0, nw = %d;", NW);
+  }
+  em_open(EM, "for (int wi = 0; wi < nw; wi++)");
+  em_line(EM, "const int wy = (w0 + wi) / %d, wx = (w0 + wi) %% %d;", POW, POW);
   em_line(EM, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW,
           d.F, POW, d.F);
   em_line(EM, "const float *y0 = y + %s;",
           LIN(0, "wy", (long)PSH * d.OW * d.F, "wx", (long)PSW * d.F));
-  em_line(EM, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
-  em_line(EM, "float vs[%d][%d];", KK, d.F);
+  em_line(EM, "int qf[%d];", d.F);
+  if (takes_dx(L)) { /* per window pixel q, the filters whose maximum it is, and their gradients */
+    em_line(EM, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
+    em_line(EM, "float vs[%d][%d];", KK, d.F);
+  }
+  em_comment(EM, "the first maximum without branches (a loop the C compiler vectorizes)");
   em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
-  em_line(EM, "int q = 0;");
-  const char *at =
-      LIN(0, S(t, "q / %d", PKW), (long)d.OW * d.F, S(t, "q %% %d", PKW), (long)d.F, "f", 1L);
-  em_line(EM, "while (q < %d && y0[%s] != pp[f])", KK - 1, at);
-  em_line(EM, "  q++;");
-  em_line(EM, "const float a = y0[%s];", at);
+  em_line(EM, "int q = %d;", KK - 1);
+  for (int q = KK - 2; q >= 0; q--)
+    em_line(EM, "q = y0[%s] == pp[f] ? %d : q;",
+            LIN((long)(q / PKW * d.OW + q % PKW) * d.F, "f", 1L), q);
+  em_line(EM, "qf[f] = q;");
+  em_close(EM);
+  em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
+  em_line(EM, "const int q = qf[f];");
+  em_line(EM, "const float a = y0[%s];",
+          LIN(0, S(t, "q / %d", PKW), (long)d.OW * d.F, S(t, "q %% %d", PKW), (long)d.F, "f", 1L));
   em_line(EM, "const float v = %s;", act_times(t, L->act, "a", "dp[f]"));
   if (L->act == ACT_LINEAR)
     em_line(EM, "(void)a;");
   if (d.bias)
     em_line(EM, "db[f] += v;");
-  em_open(EM, "if (v != 0.0f)");
-  em_line(EM, "fs[q][count[q]] = f;");
-  em_line(EM, "vs[q][count[q]++] = v;");
-  em_close(EM);
-  em_close(EM);
-  em_open(EM, "for (int q = 0; q < %d; q++)", KK);
-  em_line(EM, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PSH, PKW, PSW, PKW);
-  em_open(EM, "for (int i = 0; i < count[q]; i++)");
-  em_line(EM, "float *dk = dwt + fs[q][i] * %d;", d.KH * K);
-  em_line(EM, "const float v = vs[q][i];");
-  em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-  em_line(EM, "const float *xk = x + %s;",
-          LIN(0, "oy", (long)d.SH * d.IW * d.C, "ky", (long)d.IW * d.C, "ox", (long)d.SW * d.C));
-  em_line(EM, "for (int k = 0; k < %d; k++)", K);
-  em_line(EM, "  dk[ky * %d + k] += v * xk[k];", K);
-  em_close(EM);
+  em_line(EM, "xo[wi][f] = v != 0.0f ? %s : -1;",
+          LIN(0, "wy", (long)PSH * d.SH * d.IW * d.C, S(t, "q / %d", PKW),
+              (long)d.SH * d.IW * d.C, "wx", (long)PSW * d.SW * d.C, S(t, "q %% %d", PKW),
+              (long)d.SW * d.C));
+  em_line(EM, "vw[wi][f] = v;");
+  if (takes_dx(L)) {
+    em_open(EM, "if (v != 0.0f)");
+    em_line(EM, "fs[q][count[q]] = f;");
+    em_line(EM, "vs[q][count[q]++] = v;");
+    em_close(EM);
+  }
   em_close(EM);
   if_dx(t, L, true);
+  if (takes_dx(L)) {
+    em_open(EM, "for (int q = 0; q < %d; q++)", KK);
+    em_line(EM, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PSH, PKW, PSW, PKW);
+  }
   if (takes_dx(L) && L->transposed) {
-    em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
-    em_line(EM, "float *o = dx + %s;",
-            LIN(0, "oy", (long)d.SH * d.IW * d.C, S(t, "tap / %d", d.KW), (long)d.IW * d.C, "ox",
-                (long)d.SW * d.C, S(t, "tap %% %d", d.KW), (long)d.C));
+    em_line(EM, "float *o = dx + %s; /* tap (0, 0) */",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
     channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
-    em_close(EM);
   } else if (takes_dx(L)) {
     em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
     em_line(EM, "float *o = dx + %s;",
@@ -901,10 +1061,12 @@ static void conv_pool_backward(T *t, const TL *L) {
     em_close(EM);
     em_close(EM);
   }
+  if (takes_dx(L))
+    em_close(EM); /* q */
   if_dx(t, L, false);
-  em_close(EM);
-  em_close(EM);
-  em_close(EM);
+  em_close(EM); /* wi */
+  conv_pool_dw(t, &d, "nw");
+  em_close(EM); /* w0 */
   em_close(EM);
   em_blank(EM);
 }
@@ -915,14 +1077,15 @@ static void layer_functions(T *t, const TL *L) {
   const Layer *l = L->l;
   if (L->variant)
     emit_train_forward(EM, t->net, l, L->ffn, L->act);
+  const bool wide_f = l->out.c >= 16, wide_c = L->transposed && l->in.c >= 16;
   switch (l->op) {
   case OP_CONV2D:
     if (L->pad && takes_dx(L))
       conv_unpad(t, L);
     if (L->pool)
-      conv_pool_backward(t, L);
+      per_width(t, L, conv_pool_backward, wide_c);
     else if (L->backward)
-      conv_backward(t, L);
+      per_width(t, L, conv_backward, wide_f || wide_c);
     return;
   case OP_DENSE:
     if (L->backward)
@@ -1538,6 +1701,7 @@ static void begin(T *t, const Net *net, Emitter *em) {
   t->net = net;
   t->n = net->name;
   t->slots = net->opt_slots;
+  t->v = &em_vec8;
   t->tl = xcalloc((size_t)net->nlayers + 1, sizeof *t->tl);
   plan(t);
 }

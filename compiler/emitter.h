@@ -76,9 +76,29 @@ const char *em_lin(Emitter *em, long c, ...);
    NaN (an em_str). */
 const char *em_float(Emitter *em, float v);
 
-/* The 8-float vector type NAME_f8 and its macros (NAME_FMA, NAME_LOAD, ...),
-   written once at the top of the source for the inference and the training
-   code alike; `training` adds the ones only training uses. */
+/* The vector types NAME_f8 and (under AVX-512) NAME_f16 and their macros
+   (NAME_FMA, NAME_LOAD, ...; NAME_FMA16, ...), written once at the top of
+   the source for the inference and the training code alike; `training` adds
+   the ones only training uses. NAME_VW is the widest the compiling target
+   has: 16 under AVX-512 (GCC or Clang), else 8. */
 void em_vector_macros(Emitter *em, const char *n, bool training);
+
+/* A vector width of the kernels: its floats, the suffix of its type
+   (NAME_f8, NAME_f16) and of its macros (NAME_FMA, NAME_FMA16; LOAD, STORE,
+   ADD, SCALE and ZERO take either), and the vector registers a tile may
+   count on where that width runs: 16 ymm under AVX2 (16 f8 in NEON's 32
+   q registers), 32 zmm under AVX-512. */
+typedef struct EmVec {
+  int w;
+  const char *type, *op;
+  int regs;
+} EmVec;
+extern const EmVec em_vec8, em_vec16;
+
+/* The widths in the order their kernels are written, when they are written
+   once per width, and the preprocessor line before each: "#if NAME_VW == 16"
+   before em_vec16's, "#else" before em_vec8's (the caller writes "#endif"). */
+extern const EmVec *const em_widths[2];
+void em_width_if(Emitter *em, const char *n, const EmVec *v);
 
 #endif

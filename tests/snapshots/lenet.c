@@ -11,13 +11,17 @@
 #include <math.h>
 #include <string.h>
 
-/* 8-float vectors for the convolution and dense tiles: with GCC and Clang, vector
-   extensions that stay in registers; elsewhere (tcc), structs of 8 floats with
-   the loops unrolled by hand (tcc does not unroll), the same arithmetic.
+/* Vectors for the convolution and dense tiles: with GCC and Clang, vector
+   extensions that stay in registers, of 16 floats (lenet_f16) under AVX-512 and of
+   8 (lenet_f8) elsewhere; with other compilers (tcc), structs of 8 floats with the
+   loops unrolled by hand (tcc does not unroll), the same arithmetic. lenet_VW is
+   the width the layers' tiles are written for (each such layer is written once
+   per width, under #if); a layer of fewer than 16 channels uses 8 on any target.
    lenet_FMA(a, s, w) is a += s * w for a float s, fused where the machine has FMA
-   (gcc in ISO C mode would round twice, at half the speed). Layer functions are
-   kept out of lenet_infer (lenet_NOINLINE): inlined into one large function, gcc
-   allocates the tiles' registers worse. */
+   (gcc in ISO C mode would round twice, at half the speed); lenet_FMA16 and the
+   other ...16 macros are the same on lenet_f16. Layer functions are kept out of
+   lenet_infer (lenet_NOINLINE): inlined into one large function, gcc allocates the
+   tiles' registers worse. */
 #if defined(__GNUC__) && !defined(__TINYC__)
 typedef float lenet_f8 __attribute__((vector_size(32)));
 typedef int lenet_i8 __attribute__((vector_size(32)));
@@ -48,6 +52,30 @@ typedef int lenet_i8 __attribute__((vector_size(32)));
 #define lenet_SQRT(a) __builtin_ia32_sqrtps256(a)
 #endif
 #define lenet_ZERO(a) memset(&(a), 0, sizeof(a))
+#define lenet_MULADD(a, s, x) ((a) += lenet_SPLAT(s) * (x))
+#if defined(__AVX512F__) && defined(__FMA__)
+#define lenet_VW 16
+typedef float lenet_f16 __attribute__((vector_size(64)));
+typedef int lenet_i16 __attribute__((vector_size(64)));
+#define lenet_SPLAT16(s) ((lenet_f16){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
+#define lenet_FMA16(a, s, w)                                                                 \
+  ((a) = __builtin_ia32_vfmaddps512_mask((w), lenet_SPLAT16(s), (a), (unsigned short)-1, 4))
+#define lenet_MAX16(a, b)                                                \
+  do {                                                                   \
+    lenet_i16 ge_ = (a) >= (b);                                          \
+    (a) = (lenet_f16)(((lenet_i16)(a) & ge_) | ((lenet_i16)(b) & ~ge_)); \
+  } while (0)
+#define lenet_ADDTO16(p, a) /* p[0..15] += a */ \
+  do {                                          \
+    lenet_f16 t_;                               \
+    memcpy(&t_, (p), sizeof t_);                \
+    t_ += (a);                                  \
+    memcpy((p), &t_, sizeof t_);                \
+  } while (0)
+#define lenet_MULADD16(a, s, x) ((a) += lenet_SPLAT16(s) * (x))
+#else
+#define lenet_VW 8
+#endif
 #define lenet_NOINLINE __attribute__((noinline))
 #else
 typedef struct {
@@ -59,18 +87,20 @@ typedef struct {
 #define lenet_ADD(a, b) ((a).f[0] += (b).f[0], (a).f[1] += (b).f[1], (a).f[2] += (b).f[2], (a).f[3] += (b).f[3], (a).f[4] += (b).f[4], (a).f[5] += (b).f[5], (a).f[6] += (b).f[6], (a).f[7] += (b).f[7])
 #define lenet_SCALE(a, s) ((a).f[0] *= (s), (a).f[1] *= (s), (a).f[2] *= (s), (a).f[3] *= (s), (a).f[4] *= (s), (a).f[5] *= (s), (a).f[6] *= (s), (a).f[7] *= (s))
 #define lenet_ADDTO(p, a) ((p)[0] += (a).f[0], (p)[1] += (a).f[1], (p)[2] += (a).f[2], (p)[3] += (a).f[3], (p)[4] += (a).f[4], (p)[5] += (a).f[5], (p)[6] += (a).f[6], (p)[7] += (a).f[7])
+#define lenet_MULADD(a, s, x) ((a).f[0] += (s) * (x).f[0], (a).f[1] += (s) * (x).f[1], (a).f[2] += (s) * (x).f[2], (a).f[3] += (s) * (x).f[3], (a).f[4] += (s) * (x).f[4], (a).f[5] += (s) * (x).f[5], (a).f[6] += (s) * (x).f[6], (a).f[7] += (s) * (x).f[7])
 #define lenet_HSUM(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + (a).f[5]) + ((a).f[6] + (a).f[7])))
 #define lenet_ZERO(a) ((a).f[0] = 0.0f, (a).f[1] = 0.0f, (a).f[2] = 0.0f, (a).f[3] = 0.0f, (a).f[4] = 0.0f, (a).f[5] = 0.0f, (a).f[6] = 0.0f, (a).f[7] = 0.0f)
 #define lenet_NOINLINE
+#define lenet_VW 8
 #endif
 #define lenet_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
 #define lenet_STORE(p, v) memcpy((p), &(v), sizeof(v))
-#define lenet_ADDTO_TAIL(p, a, from) /* p[from..7] += a[from..7] */ \
-  do {                                                              \
-    float t_[8];                                                    \
-    memcpy(t_, &(a), sizeof t_);                                    \
-    for (int q_ = (from); q_ < 8; q_++)                             \
-      (p)[q_] += t_[q_];                                            \
+#define lenet_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */ \
+  do {                                                                          \
+    float t_[sizeof(a) / sizeof(float)];                                        \
+    memcpy(t_, &(a), sizeof t_);                                                \
+    for (int q_ = (from); q_ < (int)(sizeof t_ / sizeof(float)); q_++)          \
+      (p)[q_] += t_[q_];                                                        \
   } while (0)
 
 /* exp(x) = 2^n e^r: n the integer nearest x / ln 2, r = x - n ln 2 (in two
@@ -128,7 +158,7 @@ static void lenet_conv1_zero_pad(const float *restrict x, float *restrict xp) {
 
 /* line 8: conv2d 6 5x5 padding=2 tanh
    x [32][32][1] (padded) -> y [28][28][6]
-   tiles of 1 row x 14 columns x 8 channels held in registers */
+   tiles of 1 row x 10 columns x 8 channels held in registers */
 static lenet_NOINLINE void lenet_conv1_forward(const lenet_model *restrict m,
                                                const float *restrict x, float *restrict y) {
   const float *restrict wm = m->conv1_w; /* [5][5][1][6] */
@@ -145,7 +175,7 @@ static lenet_NOINLINE void lenet_conv1_forward(const lenet_model *restrict m,
     {
       lenet_f8 b0;
       lenet_LOAD(b0, b + 0);
-      for (int ox = 0; ox < 28; ox += 14) {
+      for (int ox = 0; ox < 20; ox += 10) {
         lenet_f8 a0_0 = b0;
         lenet_f8 a1_0 = b0;
         lenet_f8 a2_0 = b0;
@@ -156,18 +186,13 @@ static lenet_NOINLINE void lenet_conv1_forward(const lenet_model *restrict m,
         lenet_f8 a7_0 = b0;
         lenet_f8 a8_0 = b0;
         lenet_f8 a9_0 = b0;
-        lenet_f8 a10_0 = b0;
-        lenet_f8 a11_0 = b0;
-        lenet_f8 a12_0 = b0;
-        lenet_f8 a13_0 = b0;
         for (int ky = 0; ky < 5; ky++) {
           const float *restrict xk = xr + ky * 32 + ox;
           const float *restrict wk = w + ky * 40;
           for (int k = 0; k < 5; k++) {
             const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
             const float s4 = xk[k + 4], s5 = xk[k + 5], s6 = xk[k + 6], s7 = xk[k + 7];
-            const float s8 = xk[k + 8], s9 = xk[k + 9], s10 = xk[k + 10], s11 = xk[k + 11];
-            const float s12 = xk[k + 12], s13 = xk[k + 13];
+            const float s8 = xk[k + 8], s9 = xk[k + 9];
             lenet_f8 w0;
             lenet_LOAD(w0, wk + k * 8);
             lenet_FMA(a0_0, s0, w0);
@@ -180,10 +205,6 @@ static lenet_NOINLINE void lenet_conv1_forward(const lenet_model *restrict m,
             lenet_FMA(a7_0, s7, w0);
             lenet_FMA(a8_0, s8, w0);
             lenet_FMA(a9_0, s9, w0);
-            lenet_FMA(a10_0, s10, w0);
-            lenet_FMA(a11_0, s11, w0);
-            lenet_FMA(a12_0, s12, w0);
-            lenet_FMA(a13_0, s13, w0);
           }
         }
         memcpy(yr + ox * 6, &a0_0, 6 * sizeof(float));
@@ -196,10 +217,42 @@ static lenet_NOINLINE void lenet_conv1_forward(const lenet_model *restrict m,
         memcpy(yr + ox * 6 + 42, &a7_0, 6 * sizeof(float));
         memcpy(yr + ox * 6 + 48, &a8_0, 6 * sizeof(float));
         memcpy(yr + ox * 6 + 54, &a9_0, 6 * sizeof(float));
-        memcpy(yr + ox * 6 + 60, &a10_0, 6 * sizeof(float));
-        memcpy(yr + ox * 6 + 66, &a11_0, 6 * sizeof(float));
-        memcpy(yr + ox * 6 + 72, &a12_0, 6 * sizeof(float));
-        memcpy(yr + ox * 6 + 78, &a13_0, 6 * sizeof(float));
+      }
+      {
+        lenet_f8 a0_0 = b0;
+        lenet_f8 a1_0 = b0;
+        lenet_f8 a2_0 = b0;
+        lenet_f8 a3_0 = b0;
+        lenet_f8 a4_0 = b0;
+        lenet_f8 a5_0 = b0;
+        lenet_f8 a6_0 = b0;
+        lenet_f8 a7_0 = b0;
+        for (int ky = 0; ky < 5; ky++) {
+          const float *restrict xk = xr + ky * 32 + 20;
+          const float *restrict wk = w + ky * 40;
+          for (int k = 0; k < 5; k++) {
+            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
+            const float s4 = xk[k + 4], s5 = xk[k + 5], s6 = xk[k + 6], s7 = xk[k + 7];
+            lenet_f8 w0;
+            lenet_LOAD(w0, wk + k * 8);
+            lenet_FMA(a0_0, s0, w0);
+            lenet_FMA(a1_0, s1, w0);
+            lenet_FMA(a2_0, s2, w0);
+            lenet_FMA(a3_0, s3, w0);
+            lenet_FMA(a4_0, s4, w0);
+            lenet_FMA(a5_0, s5, w0);
+            lenet_FMA(a6_0, s6, w0);
+            lenet_FMA(a7_0, s7, w0);
+          }
+        }
+        memcpy(yr + 120, &a0_0, 6 * sizeof(float));
+        memcpy(yr + 126, &a1_0, 6 * sizeof(float));
+        memcpy(yr + 132, &a2_0, 6 * sizeof(float));
+        memcpy(yr + 138, &a3_0, 6 * sizeof(float));
+        memcpy(yr + 144, &a4_0, 6 * sizeof(float));
+        memcpy(yr + 150, &a5_0, 6 * sizeof(float));
+        memcpy(yr + 156, &a6_0, 6 * sizeof(float));
+        memcpy(yr + 162, &a7_0, 6 * sizeof(float));
       }
     }
   }
@@ -227,7 +280,100 @@ static void lenet_avgpool1_forward(const float *restrict x, float *restrict y) {
 
 /* line 10: conv2d 16 5x5 tanh
    x [14][14][6] -> y [10][10][16]
-   tiles of 1 row x 10 columns x 16 channels held in registers */
+   tiles of 2 rows x 10 columns x 16 channels held in registers (16-float vectors)
+   tiles of 1 row x 5 columns x 16 channels held in registers (8-float vectors) */
+#if lenet_VW == 16
+static lenet_NOINLINE void lenet_conv2_forward(const lenet_model *restrict m,
+                                               const float *restrict x, float *restrict y) {
+  const float *restrict w = m->conv2_w; /* [5][5][6][16] */
+  const float *restrict b = m->conv2_b; /* [16] */
+  for (int oy = 0; oy < 10; oy += 2) {
+    const float *restrict xr = x + oy * 84;
+    float *restrict yr = y + oy * 160; /* [2][10][16] */
+    {
+      lenet_f16 b0;
+      lenet_LOAD(b0, b + 0);
+      {
+        lenet_f16 a0_0 = b0;
+        lenet_f16 a1_0 = b0;
+        lenet_f16 a2_0 = b0;
+        lenet_f16 a3_0 = b0;
+        lenet_f16 a4_0 = b0;
+        lenet_f16 a5_0 = b0;
+        lenet_f16 a6_0 = b0;
+        lenet_f16 a7_0 = b0;
+        lenet_f16 a8_0 = b0;
+        lenet_f16 a9_0 = b0;
+        lenet_f16 a10_0 = b0;
+        lenet_f16 a11_0 = b0;
+        lenet_f16 a12_0 = b0;
+        lenet_f16 a13_0 = b0;
+        lenet_f16 a14_0 = b0;
+        lenet_f16 a15_0 = b0;
+        lenet_f16 a16_0 = b0;
+        lenet_f16 a17_0 = b0;
+        lenet_f16 a18_0 = b0;
+        lenet_f16 a19_0 = b0;
+        for (int ky = 0; ky < 5; ky++) {
+          const float *restrict xk = xr + ky * 84;
+          const float *restrict wk = w + ky * 480;
+          for (int k = 0; k < 30; k++) {
+            const float s0 = xk[k], s1 = xk[k + 6], s2 = xk[k + 12], s3 = xk[k + 18];
+            const float s4 = xk[k + 24], s5 = xk[k + 30], s6 = xk[k + 36], s7 = xk[k + 42];
+            const float s8 = xk[k + 48], s9 = xk[k + 54], s10 = xk[k + 84], s11 = xk[k + 90];
+            const float s12 = xk[k + 96], s13 = xk[k + 102], s14 = xk[k + 108], s15 = xk[k + 114];
+            const float s16 = xk[k + 120], s17 = xk[k + 126], s18 = xk[k + 132], s19 = xk[k + 138];
+            lenet_f16 w0;
+            lenet_LOAD(w0, wk + k * 16);
+            lenet_FMA16(a0_0, s0, w0);
+            lenet_FMA16(a1_0, s1, w0);
+            lenet_FMA16(a2_0, s2, w0);
+            lenet_FMA16(a3_0, s3, w0);
+            lenet_FMA16(a4_0, s4, w0);
+            lenet_FMA16(a5_0, s5, w0);
+            lenet_FMA16(a6_0, s6, w0);
+            lenet_FMA16(a7_0, s7, w0);
+            lenet_FMA16(a8_0, s8, w0);
+            lenet_FMA16(a9_0, s9, w0);
+            lenet_FMA16(a10_0, s10, w0);
+            lenet_FMA16(a11_0, s11, w0);
+            lenet_FMA16(a12_0, s12, w0);
+            lenet_FMA16(a13_0, s13, w0);
+            lenet_FMA16(a14_0, s14, w0);
+            lenet_FMA16(a15_0, s15, w0);
+            lenet_FMA16(a16_0, s16, w0);
+            lenet_FMA16(a17_0, s17, w0);
+            lenet_FMA16(a18_0, s18, w0);
+            lenet_FMA16(a19_0, s19, w0);
+          }
+        }
+        lenet_STORE(yr + 0, a0_0);
+        lenet_STORE(yr + 16, a1_0);
+        lenet_STORE(yr + 32, a2_0);
+        lenet_STORE(yr + 48, a3_0);
+        lenet_STORE(yr + 64, a4_0);
+        lenet_STORE(yr + 80, a5_0);
+        lenet_STORE(yr + 96, a6_0);
+        lenet_STORE(yr + 112, a7_0);
+        lenet_STORE(yr + 128, a8_0);
+        lenet_STORE(yr + 144, a9_0);
+        lenet_STORE(yr + 160, a10_0);
+        lenet_STORE(yr + 176, a11_0);
+        lenet_STORE(yr + 192, a12_0);
+        lenet_STORE(yr + 208, a13_0);
+        lenet_STORE(yr + 224, a14_0);
+        lenet_STORE(yr + 240, a15_0);
+        lenet_STORE(yr + 256, a16_0);
+        lenet_STORE(yr + 272, a17_0);
+        lenet_STORE(yr + 288, a18_0);
+        lenet_STORE(yr + 304, a19_0);
+      }
+    }
+  }
+  for (int i = 0; i < 1600; i++)
+    y[i] = lenet_tanh(y[i]);
+}
+#else /* lenet_VW == 8 */
 static lenet_NOINLINE void lenet_conv2_forward(const lenet_model *restrict m,
                                                const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv2_w; /* [5][5][6][16] */
@@ -240,24 +386,18 @@ static lenet_NOINLINE void lenet_conv2_forward(const lenet_model *restrict m,
       lenet_LOAD(b0, b + 0);
       lenet_f8 b1;
       lenet_LOAD(b1, b + 8);
-      {
+      for (int ox = 0; ox < 10; ox += 5) {
         lenet_f8 a0_0 = b0, a0_1 = b1;
         lenet_f8 a1_0 = b0, a1_1 = b1;
         lenet_f8 a2_0 = b0, a2_1 = b1;
         lenet_f8 a3_0 = b0, a3_1 = b1;
         lenet_f8 a4_0 = b0, a4_1 = b1;
-        lenet_f8 a5_0 = b0, a5_1 = b1;
-        lenet_f8 a6_0 = b0, a6_1 = b1;
-        lenet_f8 a7_0 = b0, a7_1 = b1;
-        lenet_f8 a8_0 = b0, a8_1 = b1;
-        lenet_f8 a9_0 = b0, a9_1 = b1;
         for (int ky = 0; ky < 5; ky++) {
-          const float *restrict xk = xr + ky * 84;
+          const float *restrict xk = xr + ky * 84 + ox * 6;
           const float *restrict wk = w + ky * 480;
           for (int k = 0; k < 30; k++) {
             const float s0 = xk[k], s1 = xk[k + 6], s2 = xk[k + 12], s3 = xk[k + 18];
-            const float s4 = xk[k + 24], s5 = xk[k + 30], s6 = xk[k + 36], s7 = xk[k + 42];
-            const float s8 = xk[k + 48], s9 = xk[k + 54];
+            const float s4 = xk[k + 24];
             lenet_f8 w0;
             lenet_LOAD(w0, wk + k * 16);
             lenet_f8 w1;
@@ -272,44 +412,25 @@ static lenet_NOINLINE void lenet_conv2_forward(const lenet_model *restrict m,
             lenet_FMA(a3_1, s3, w1);
             lenet_FMA(a4_0, s4, w0);
             lenet_FMA(a4_1, s4, w1);
-            lenet_FMA(a5_0, s5, w0);
-            lenet_FMA(a5_1, s5, w1);
-            lenet_FMA(a6_0, s6, w0);
-            lenet_FMA(a6_1, s6, w1);
-            lenet_FMA(a7_0, s7, w0);
-            lenet_FMA(a7_1, s7, w1);
-            lenet_FMA(a8_0, s8, w0);
-            lenet_FMA(a8_1, s8, w1);
-            lenet_FMA(a9_0, s9, w0);
-            lenet_FMA(a9_1, s9, w1);
           }
         }
-        lenet_STORE(yr + 0, a0_0);
-        lenet_STORE(yr + 8, a0_1);
-        lenet_STORE(yr + 16, a1_0);
-        lenet_STORE(yr + 24, a1_1);
-        lenet_STORE(yr + 32, a2_0);
-        lenet_STORE(yr + 40, a2_1);
-        lenet_STORE(yr + 48, a3_0);
-        lenet_STORE(yr + 56, a3_1);
-        lenet_STORE(yr + 64, a4_0);
-        lenet_STORE(yr + 72, a4_1);
-        lenet_STORE(yr + 80, a5_0);
-        lenet_STORE(yr + 88, a5_1);
-        lenet_STORE(yr + 96, a6_0);
-        lenet_STORE(yr + 104, a6_1);
-        lenet_STORE(yr + 112, a7_0);
-        lenet_STORE(yr + 120, a7_1);
-        lenet_STORE(yr + 128, a8_0);
-        lenet_STORE(yr + 136, a8_1);
-        lenet_STORE(yr + 144, a9_0);
-        lenet_STORE(yr + 152, a9_1);
+        lenet_STORE(yr + ox * 16, a0_0);
+        lenet_STORE(yr + ox * 16 + 8, a0_1);
+        lenet_STORE(yr + ox * 16 + 16, a1_0);
+        lenet_STORE(yr + ox * 16 + 24, a1_1);
+        lenet_STORE(yr + ox * 16 + 32, a2_0);
+        lenet_STORE(yr + ox * 16 + 40, a2_1);
+        lenet_STORE(yr + ox * 16 + 48, a3_0);
+        lenet_STORE(yr + ox * 16 + 56, a3_1);
+        lenet_STORE(yr + ox * 16 + 64, a4_0);
+        lenet_STORE(yr + ox * 16 + 72, a4_1);
       }
     }
   }
   for (int i = 0; i < 1600; i++)
     y[i] = lenet_tanh(y[i]);
 }
+#endif
 
 /* line 11: avgpool 2x2
    x [10][10][16] -> y [5][5][16] */
@@ -751,6 +872,215 @@ static void lenet_avgpool1_backward(const float *restrict x, const float *restri
   }
 }
 
+#if lenet_VW == 16
+/* line 10: conv2d 16 5x5 tanh
+   backward from dy [10][10][16] (made the pre-activation gradient) */
+static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
+                                 const float *restrict y, float *restrict dy, float *restrict dx) {
+  float *restrict dw = g->p + 156; /* [5][5][6][16] */
+  float *restrict db = g->p + 2556; /* [16] */
+  for (int i = 0; i < 1600; i++)
+    dy[i] *= 1.0f - y[i] * y[i];
+  for (int p = 0; p < 100; p++)
+    for (int f = 0; f < 16; f++)
+      db[f] += dy[p * 16 + f];
+  for (int ky = 0; ky < 5; ky++) {
+    {
+      const int f0 = 0;
+      int k0 = 0;
+      {
+        lenet_f16 a0_0;
+        lenet_f16 a1_0;
+        lenet_f16 a2_0;
+        lenet_f16 a3_0;
+        lenet_f16 a4_0;
+        lenet_f16 a5_0;
+        lenet_f16 a6_0;
+        lenet_f16 a7_0;
+        lenet_f16 a8_0;
+        lenet_f16 a9_0;
+        lenet_f16 a10_0;
+        lenet_f16 a11_0;
+        lenet_f16 a12_0;
+        lenet_f16 a13_0;
+        lenet_f16 a14_0;
+        lenet_f16 a15_0;
+        lenet_f16 a16_0;
+        lenet_f16 a17_0;
+        lenet_f16 a18_0;
+        lenet_f16 a19_0;
+        lenet_f16 a20_0;
+        lenet_f16 a21_0;
+        lenet_f16 a22_0;
+        lenet_f16 a23_0;
+        lenet_ZERO(a0_0);
+        lenet_ZERO(a1_0);
+        lenet_ZERO(a2_0);
+        lenet_ZERO(a3_0);
+        lenet_ZERO(a4_0);
+        lenet_ZERO(a5_0);
+        lenet_ZERO(a6_0);
+        lenet_ZERO(a7_0);
+        lenet_ZERO(a8_0);
+        lenet_ZERO(a9_0);
+        lenet_ZERO(a10_0);
+        lenet_ZERO(a11_0);
+        lenet_ZERO(a12_0);
+        lenet_ZERO(a13_0);
+        lenet_ZERO(a14_0);
+        lenet_ZERO(a15_0);
+        lenet_ZERO(a16_0);
+        lenet_ZERO(a17_0);
+        lenet_ZERO(a18_0);
+        lenet_ZERO(a19_0);
+        lenet_ZERO(a20_0);
+        lenet_ZERO(a21_0);
+        lenet_ZERO(a22_0);
+        lenet_ZERO(a23_0);
+        for (int oy = 0; oy < 10; oy++) {
+          const float *xk = x + oy * 84 + ky * 84 + k0;
+          const float *dk = dy + oy * 160 + f0;
+          for (int ox = 0; ox < 10; ox++) {
+            lenet_f16 d0;
+            lenet_LOAD(d0, dk + ox * 16);
+            const float s0 = xk[ox * 6];
+            const float s1 = xk[ox * 6 + 1];
+            const float s2 = xk[ox * 6 + 2];
+            const float s3 = xk[ox * 6 + 3];
+            const float s4 = xk[ox * 6 + 4];
+            const float s5 = xk[ox * 6 + 5];
+            const float s6 = xk[ox * 6 + 6];
+            const float s7 = xk[ox * 6 + 7];
+            const float s8 = xk[ox * 6 + 8];
+            const float s9 = xk[ox * 6 + 9];
+            const float s10 = xk[ox * 6 + 10];
+            const float s11 = xk[ox * 6 + 11];
+            const float s12 = xk[ox * 6 + 12];
+            const float s13 = xk[ox * 6 + 13];
+            const float s14 = xk[ox * 6 + 14];
+            const float s15 = xk[ox * 6 + 15];
+            const float s16 = xk[ox * 6 + 16];
+            const float s17 = xk[ox * 6 + 17];
+            const float s18 = xk[ox * 6 + 18];
+            const float s19 = xk[ox * 6 + 19];
+            const float s20 = xk[ox * 6 + 20];
+            const float s21 = xk[ox * 6 + 21];
+            const float s22 = xk[ox * 6 + 22];
+            const float s23 = xk[ox * 6 + 23];
+            lenet_FMA16(a0_0, s0, d0);
+            lenet_FMA16(a1_0, s1, d0);
+            lenet_FMA16(a2_0, s2, d0);
+            lenet_FMA16(a3_0, s3, d0);
+            lenet_FMA16(a4_0, s4, d0);
+            lenet_FMA16(a5_0, s5, d0);
+            lenet_FMA16(a6_0, s6, d0);
+            lenet_FMA16(a7_0, s7, d0);
+            lenet_FMA16(a8_0, s8, d0);
+            lenet_FMA16(a9_0, s9, d0);
+            lenet_FMA16(a10_0, s10, d0);
+            lenet_FMA16(a11_0, s11, d0);
+            lenet_FMA16(a12_0, s12, d0);
+            lenet_FMA16(a13_0, s13, d0);
+            lenet_FMA16(a14_0, s14, d0);
+            lenet_FMA16(a15_0, s15, d0);
+            lenet_FMA16(a16_0, s16, d0);
+            lenet_FMA16(a17_0, s17, d0);
+            lenet_FMA16(a18_0, s18, d0);
+            lenet_FMA16(a19_0, s19, d0);
+            lenet_FMA16(a20_0, s20, d0);
+            lenet_FMA16(a21_0, s21, d0);
+            lenet_FMA16(a22_0, s22, d0);
+            lenet_FMA16(a23_0, s23, d0);
+          }
+        }
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0, a0_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 16, a1_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 32, a2_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 48, a3_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 64, a4_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 80, a5_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 96, a6_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 112, a7_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 128, a8_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 144, a9_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 160, a10_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 176, a11_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 192, a12_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 208, a13_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 224, a14_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 240, a15_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 256, a16_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 272, a17_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 288, a18_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 304, a19_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 320, a20_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 336, a21_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 352, a22_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 368, a23_0);
+      }
+      k0 = 24;
+      {
+        lenet_f16 a0_0;
+        lenet_f16 a1_0;
+        lenet_f16 a2_0;
+        lenet_f16 a3_0;
+        lenet_f16 a4_0;
+        lenet_f16 a5_0;
+        lenet_ZERO(a0_0);
+        lenet_ZERO(a1_0);
+        lenet_ZERO(a2_0);
+        lenet_ZERO(a3_0);
+        lenet_ZERO(a4_0);
+        lenet_ZERO(a5_0);
+        for (int oy = 0; oy < 10; oy++) {
+          const float *xk = x + oy * 84 + ky * 84 + k0;
+          const float *dk = dy + oy * 160 + f0;
+          for (int ox = 0; ox < 10; ox++) {
+            lenet_f16 d0;
+            lenet_LOAD(d0, dk + ox * 16);
+            const float s0 = xk[ox * 6];
+            const float s1 = xk[ox * 6 + 1];
+            const float s2 = xk[ox * 6 + 2];
+            const float s3 = xk[ox * 6 + 3];
+            const float s4 = xk[ox * 6 + 4];
+            const float s5 = xk[ox * 6 + 5];
+            lenet_FMA16(a0_0, s0, d0);
+            lenet_FMA16(a1_0, s1, d0);
+            lenet_FMA16(a2_0, s2, d0);
+            lenet_FMA16(a3_0, s3, d0);
+            lenet_FMA16(a4_0, s4, d0);
+            lenet_FMA16(a5_0, s5, d0);
+          }
+        }
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0, a0_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 16, a1_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 32, a2_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 48, a3_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 64, a4_0);
+        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 80, a5_0);
+      }
+    }
+  }
+  memset(dx, 0, 1176 * sizeof(float));
+  const float *restrict w = m->conv2_w;
+  for (int oy = 0; oy < 10; oy++) {
+    for (int ox = 0; ox < 10; ox++) {
+      const float *d = dy + oy * 160 + ox * 16;
+      for (int ky = 0; ky < 5; ky++) {
+        float *xk = dx + oy * 84 + ky * 84 + ox * 6;
+        const float *wk = w + ky * 480;
+        for (int k = 0; k < 30; k++) {
+          float s = 0.0f;
+          for (int f = 0; f < 16; f++)
+            s += wk[k * 16 + f] * d[f];
+          xk[k] += s;
+        }
+      }
+    }
+  }
+}
+
+#else /* lenet_VW == 8 */
 /* line 10: conv2d 16 5x5 tanh
    backward from dy [10][10][16] (made the pre-activation gradient) */
 static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
@@ -766,115 +1096,7 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
     {
       const int f0 = 0;
       int k0;
-      for (k0 = 0; k0 < 24; k0 += 12)
-      {
-        lenet_f8 a0_0, a0_1;
-        lenet_f8 a1_0, a1_1;
-        lenet_f8 a2_0, a2_1;
-        lenet_f8 a3_0, a3_1;
-        lenet_f8 a4_0, a4_1;
-        lenet_f8 a5_0, a5_1;
-        lenet_f8 a6_0, a6_1;
-        lenet_f8 a7_0, a7_1;
-        lenet_f8 a8_0, a8_1;
-        lenet_f8 a9_0, a9_1;
-        lenet_f8 a10_0, a10_1;
-        lenet_f8 a11_0, a11_1;
-        lenet_ZERO(a0_0);
-        lenet_ZERO(a0_1);
-        lenet_ZERO(a1_0);
-        lenet_ZERO(a1_1);
-        lenet_ZERO(a2_0);
-        lenet_ZERO(a2_1);
-        lenet_ZERO(a3_0);
-        lenet_ZERO(a3_1);
-        lenet_ZERO(a4_0);
-        lenet_ZERO(a4_1);
-        lenet_ZERO(a5_0);
-        lenet_ZERO(a5_1);
-        lenet_ZERO(a6_0);
-        lenet_ZERO(a6_1);
-        lenet_ZERO(a7_0);
-        lenet_ZERO(a7_1);
-        lenet_ZERO(a8_0);
-        lenet_ZERO(a8_1);
-        lenet_ZERO(a9_0);
-        lenet_ZERO(a9_1);
-        lenet_ZERO(a10_0);
-        lenet_ZERO(a10_1);
-        lenet_ZERO(a11_0);
-        lenet_ZERO(a11_1);
-        for (int oy = 0; oy < 10; oy++) {
-          const float *xk = x + oy * 84 + ky * 84 + k0;
-          const float *dk = dy + oy * 160 + f0;
-          for (int ox = 0; ox < 10; ox++) {
-            lenet_f8 d0;
-            lenet_f8 d1;
-            lenet_LOAD(d0, dk + ox * 16);
-            lenet_LOAD(d1, dk + ox * 16 + 8);
-            const float s0 = xk[ox * 6];
-            const float s1 = xk[ox * 6 + 1];
-            const float s2 = xk[ox * 6 + 2];
-            const float s3 = xk[ox * 6 + 3];
-            const float s4 = xk[ox * 6 + 4];
-            const float s5 = xk[ox * 6 + 5];
-            const float s6 = xk[ox * 6 + 6];
-            const float s7 = xk[ox * 6 + 7];
-            const float s8 = xk[ox * 6 + 8];
-            const float s9 = xk[ox * 6 + 9];
-            const float s10 = xk[ox * 6 + 10];
-            const float s11 = xk[ox * 6 + 11];
-            lenet_FMA(a0_0, s0, d0);
-            lenet_FMA(a0_1, s0, d1);
-            lenet_FMA(a1_0, s1, d0);
-            lenet_FMA(a1_1, s1, d1);
-            lenet_FMA(a2_0, s2, d0);
-            lenet_FMA(a2_1, s2, d1);
-            lenet_FMA(a3_0, s3, d0);
-            lenet_FMA(a3_1, s3, d1);
-            lenet_FMA(a4_0, s4, d0);
-            lenet_FMA(a4_1, s4, d1);
-            lenet_FMA(a5_0, s5, d0);
-            lenet_FMA(a5_1, s5, d1);
-            lenet_FMA(a6_0, s6, d0);
-            lenet_FMA(a6_1, s6, d1);
-            lenet_FMA(a7_0, s7, d0);
-            lenet_FMA(a7_1, s7, d1);
-            lenet_FMA(a8_0, s8, d0);
-            lenet_FMA(a8_1, s8, d1);
-            lenet_FMA(a9_0, s9, d0);
-            lenet_FMA(a9_1, s9, d1);
-            lenet_FMA(a10_0, s10, d0);
-            lenet_FMA(a10_1, s10, d1);
-            lenet_FMA(a11_0, s11, d0);
-            lenet_FMA(a11_1, s11, d1);
-          }
-        }
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0, a0_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 8, a0_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 16, a1_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 24, a1_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 32, a2_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 40, a2_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 48, a3_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 56, a3_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 64, a4_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 72, a4_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 80, a5_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 88, a5_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 96, a6_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 104, a6_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 112, a7_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 120, a7_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 128, a8_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 136, a8_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 144, a9_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 152, a9_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 160, a10_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 168, a10_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 176, a11_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 184, a11_1);
-      }
+      for (k0 = 0; k0 < 30; k0 += 6)
       {
         lenet_f8 a0_0, a0_1;
         lenet_f8 a1_0, a1_1;
@@ -956,6 +1178,7 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
   }
 }
 
+#endif
 /* line 11: avgpool 2x2
    backward */
 static void lenet_avgpool2_backward(const float *restrict x, const float *restrict y,
