@@ -31,16 +31,16 @@
  * the tile, each input value is broadcast once and used by all FB vectors.
  * conv_cost() picks the tile from a small model of the core (multiply-adds,
  * loads, latency, the weights' trips from L2). Bias starts the
- * accumulators (zero with bias=false: the layer has none); ReLU and a fused pool run on the registers before the
- * single store (a pool window taller than the tile is combined through y,
- * row by row). Kernel rows and taps are loops with literal bounds that the
- * C compiler unrolls as it sees fit; the tile itself is written out. F not
- * a multiple of VW (the channel tail, see Conv): above VW, the last vector
- * overlaps the one before it and reads the weights in place, so the tail
- * costs what a zero-padded vector would, without a copy; below VW, the
- * layer copies its weights with zero filters up to one vector and stores
- * only the real channels (a plain loop per pixel when that copy would be
- * large).
+ * accumulators (zero with bias=false: the layer has none); ReLU and a
+ * fused pool run on the registers before the single store (a pool window
+ * taller than the tile is combined through y, row by row). Kernel rows and
+ * taps are loops with literal bounds that the C compiler unrolls as it sees
+ * fit; the tile itself is written out. F not a multiple of VW (the channel
+ * tail, see Conv): above VW, the last vector overlaps the one before it and
+ * reads the weights in place, so the tail costs what a zero-padded vector
+ * would, without a copy; below VW, the layer copies its weights with zero
+ * filters up to one vector and stores only the real channels (a plain loop
+ * per pixel when that copy would be large).
  * Padding: the input is first copied inside a zero border (a scratch
  * tensor of the plan; a few per cent of the layer's time), so no tap is
  * ever tested against the bounds. With a fused pool (stride = window in
@@ -65,7 +65,6 @@
 #include "emit_model.h"
 #include "emit_train.h"
 #include "emitter.h"
-
 
 typedef struct Gen {
   Emitter *em;
@@ -245,10 +244,10 @@ static void emit_act_pass(Gen *g, Act act, const char *p, long count) {
 typedef struct Conv {
   const Layer *l;
   int C, F, KH, KW, SH, SW; /* SH, SW: the stride down and across */
-  int IW;         /* width of the input read (padded when the conv pads) */
-  bool bias;      /* the accumulators start from the bias (else zero) */
-  int rows, cols; /* conv output rows and columns computed */
-  int OW;         /* unfused: row width of y, in pixels */
+  int IW;                   /* width of the input read (padded when the conv pads) */
+  bool bias;                /* the accumulators start from the bias (else zero) */
+  int rows, cols;           /* conv output rows and columns computed */
+  int OW;                   /* unfused: row width of y, in pixels */
   const Layer *pool;
   int PKH, PKW, PW; /* fused pool window, pooled row width */
   bool avg;

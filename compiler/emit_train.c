@@ -462,8 +462,7 @@ static void conv_dw_tile(T *t, const ConvDims *d, int j0, int CB, int FB, int sh
   for (int v = 0; v < FB; v++)
     em_line(EM, "%s_%s d%d;", n, vec->type, v);
   for (int v = 0; v < FB; v++)
-    em_line(EM, "%s_LOAD(d%d, dk + %s);", n, v,
-            LIN(vec_off(v, FB, shift, vec), "ox", (long)d->F));
+    em_line(EM, "%s_LOAD(d%d, dk + %s);", n, v, LIN(vec_off(v, FB, shift, vec), "ox", (long)d->F));
   for (int j = 0; j < CB; j++)
     em_line(EM, "const float s%d = xk[%s];", j,
             LIN(j0 < 0 ? j : (long)(j0 + j) / K * d->IW * d->C + (j0 + j) % K, "ox",
@@ -478,9 +477,9 @@ static void conv_dw_tile(T *t, const ConvDims *d, int j0, int CB, int FB, int sh
       const int off = vec_off(v, FB, shift, vec);
       tile_addto(t,
                  S(t, "dw + %s",
-                   j0 < 0 ? LIN((long)j * d->F + off, "ky", (long)K * d->F, "k0", (long)d->F, "f0",
-                                1L)
-                          : LIN((long)(j0 + j) * d->F + off, "f0", 1L)),
+                   j0 < 0
+                       ? LIN((long)j * d->F + off, "ky", (long)K * d->F, "k0", (long)d->F, "f0", 1L)
+                       : LIN((long)(j0 + j) * d->F + off, "f0", 1L)),
                  j, v, FB, shift, vec);
     }
   em_close(EM);
@@ -876,16 +875,16 @@ static void conv_pool_dx_tile(T *t, const ConvDims *d, int T_, const char *tap0v
   for (int j = 0; j < T_; j++) {
     const char *tap = S(t, "%s%d", tap0, tap0l + j);
     for (int v = 0; v < CV; v++)
-      tile_addto(t,
-                 tap0v ? S(t, "o + %s",
-                           LIN(vec_off(v, CV, shift, vec), S(t, "(%s) / %d", tap, d->KW),
-                               (long)d->IW * d->C, S(t, "(%s) %% %d", tap, d->KW), (long)d->C,
-                               "c0", 1L))
-                       : S(t, "o + %s",
-                           LIN((long)(tap0l + j) / d->KW * d->IW * d->C +
-                                   (long)(tap0l + j) % d->KW * d->C + vec_off(v, CV, shift, vec),
-                               "c0", 1L)),
-                 j, v, CV, shift, vec);
+      tile_addto(
+          t,
+          tap0v ? S(t, "o + %s",
+                    LIN(vec_off(v, CV, shift, vec), S(t, "(%s) / %d", tap, d->KW),
+                        (long)d->IW * d->C, S(t, "(%s) %% %d", tap, d->KW), (long)d->C, "c0", 1L))
+                : S(t, "o + %s",
+                    LIN((long)(tap0l + j) / d->KW * d->IW * d->C +
+                            (long)(tap0l + j) % d->KW * d->C + vec_off(v, CV, shift, vec),
+                        "c0", 1L)),
+          j, v, CV, shift, vec);
   }
   em_close(EM);
 }
@@ -969,8 +968,8 @@ static void conv_pool_backward(T *t, const TL *L) {
   const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PSH = pl->u.pool.sh, PSW = pl->u.pool.sw;
   const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  em_comment(EM, "%s\n+ %s\nbackward from dyp [%d][%d][%d]", emit_quote(EM, l),
-             emit_quote(EM, pl), POH, POW, d.F);
+  em_comment(EM, "%s\n+ %s\nbackward from dyp [%d][%d][%d]", emit_quote(EM, l), emit_quote(EM, pl),
+             POH, POW, d.F);
   em_open_fn(
       EM,
       "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const float "
@@ -1027,9 +1026,8 @@ static void conv_pool_backward(T *t, const TL *L) {
   if (d.bias)
     em_line(EM, "db[f] += v;");
   em_line(EM, "xo[wi][f] = v != 0.0f ? %s : -1;",
-          LIN(0, "wy", (long)PSH * d.SH * d.IW * d.C, S(t, "q / %d", PKW),
-              (long)d.SH * d.IW * d.C, "wx", (long)PSW * d.SW * d.C, S(t, "q %% %d", PKW),
-              (long)d.SW * d.C));
+          LIN(0, "wy", (long)PSH * d.SH * d.IW * d.C, S(t, "q / %d", PKW), (long)d.SH * d.IW * d.C,
+              "wx", (long)PSW * d.SW * d.C, S(t, "q %% %d", PKW), (long)d.SW * d.C));
   em_line(EM, "vw[wi][f] = v;");
   if (takes_dx(L)) {
     em_open(EM, "if (v != 0.0f)");

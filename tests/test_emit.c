@@ -616,8 +616,8 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
   (void)state;
   Arena a = {0};
   Net *net = tu_compile_ok(&a, "network tails\ninput 14x14x3\n"
-                               "conv2d 20 3x3 relu\nmaxpool 2x2\n"  /* F tail, C 3 */
-                               "conv2d 12 3x3 relu\nmaxpool 2x2\n"  /* C 20: conv + pool dx */
+                               "conv2d 20 3x3 relu\nmaxpool 2x2\n"   /* F tail, C 3 */
+                               "conv2d 12 3x3 relu\nmaxpool 2x2\n"   /* C 20: conv + pool dx */
                                "conv2d 100 1x1 relu\nconv2d 9 1x1\n" /* C 12, C 100 dx */
                                "conv2d 40 1x1\n" /* 5 vectors: blocks of 3 and 2 */
                                "flatten\ndense 3 softmax\n");
@@ -643,9 +643,9 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
     first = end;
   }
   assert_null(strstr(first, "static void tails_conv1_backward("));
-  assert_null(strstr(s, "acc[f] += s * wk["));     /* forward */
-  assert_null(strstr(s, "+= s * d[f]"));           /* weight gradient */
-  assert_null(strstr(s, "s += wk["));              /* input gradient */
+  assert_null(strstr(s, "acc[f] += s * wk["));   /* forward */
+  assert_null(strstr(s, "+= s * d[f]"));         /* weight gradient */
+  assert_null(strstr(s, "s += wk["));            /* input gradient */
   assert_null(strstr(s, "s += vs[q][i] * wk[")); /* input gradient through the maxpool */
   assert_contains(s, "tails_ADDTO_TAIL(dw + ");
   assert_contains(s, "tails_ADDTO_TAIL(dx + ");
@@ -734,8 +734,8 @@ static void test_emit_one_optimizer_and_permutation(void **state) {
     assert_int_equal(tu_count(s, "p_permute(t, "), 5);
     assert_int_equal(tu_count(s, i ? "static void p_sgd(" : "static void p_adam("), 1);
     assert_int_equal(tu_count(s, i ? "p_sgd(" : "p_adam("), 2); /* defined, called once */
-    assert_int_equal(tu_count(s, "{offsetof(p_model, "), 4); /* conv1, dense1: w, b */
-    assert_null(strstr(s, "/* conv1.weight */\n  float")); /* no per-tensor copies */
+    assert_int_equal(tu_count(s, "{offsetof(p_model, "), 4);    /* conv1, dense1: w, b */
+    assert_null(strstr(s, "/* conv1.weight */\n  float"));      /* no per-tensor copies */
     free(s);
     arena_free(&a);
   }
@@ -834,8 +834,10 @@ static void test_emit_long_layer_line(void **state) {
   enum { GAP = 5000 };
   char *src = malloc(3 * GAP + 200);
   assert_non_null(src);
-  snprintf(src, 3 * GAP + 200, "network long_line\ninput 6x6x1\nconv2d 2%*s3x3 relu\nmaxpool%*s2\n"
-           "flatten\ndense%*s2 softmax\n", GAP, "", GAP, "", GAP, "");
+  snprintf(src, 3 * GAP + 200,
+           "network long_line\ninput 6x6x1\nconv2d 2%*s3x3 relu\nmaxpool%*s2\n"
+           "flatten\ndense%*s2 softmax\n",
+           GAP, "", GAP, "", GAP, "");
   builds_with_training(src);
   free(src);
 }
@@ -1233,8 +1235,9 @@ static void test_emit_longest_names_compile(void **state) {
   char name[64], layer[64], file[128];
   memset(name, 'n', 63), name[63] = 0;
   memset(layer, 'c', 63), layer[63] = 0;
-  snprintf(file, sizeof file, "nets/%.*s.cnn", 80, "f_0123456789_0123456789_0123456789_0123456789"
-                                                   "_0123456789_0123456789_0123456789_0123456789");
+  snprintf(file, sizeof file, "nets/%.*s.cnn", 80,
+           "f_0123456789_0123456789_0123456789_0123456789"
+           "_0123456789_0123456789_0123456789_0123456789");
   for (int named = 0; named < 2; named++) {
     char src[1024];
     snprintf(src, sizeof src,
