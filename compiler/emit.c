@@ -113,15 +113,15 @@ void em_open(Emitter *em, const char *fmt, ...) {
   em->depth++;
 }
 
-void em_open_fn(Emitter *em, const char *fmt, ...) {
-  FORMAT(buf, fmt);
+/* `buf` ("NAME(A, B, ...)" and what follows) broken after the commas of the
+   outer parentheses where a line would pass 100 columns at the current
+   depth (`tail` more columns after the last piece), the later lines
+   aligned one past the first parenthesis: malloc'd, or NULL when it fits. */
+static char *wrap_call(const Emitter *em, const char *buf, int tail) {
   const int indent = 2 * em->depth, width = 100;
   const char *open = strchr(buf, '(');
-  if (!open || indent + (int)strlen(buf) + 2 <= width) {
-    em_open(em, "%s", buf);
-    free(buf);
-    return;
-  }
+  if (!open || indent + (int)strlen(buf) + tail <= width)
+    return NULL;
   const int align = (int)(open - buf) + 1;
   /* Each piece adds at most a newline and `align` spaces. */
   size_t cap = strlen(buf) * (size_t)(align + 2) + 1, k = 0;
@@ -142,8 +142,8 @@ void em_open_fn(Emitter *em, const char *fmt, ...) {
       }
     }
     int len = (int)(end - p); /* with the comma, without the space after it */
-    int tail = *end ? 0 : 2;  /* " {" after the last */
-    if (p != buf && col + len + tail > width) {
+    int last = *end ? 0 : tail;
+    if (p != buf && col + 1 + len + last > width) { /* 1: the space before it */
       k += (size_t)snprintf(out + k, cap - k, "\n%*s", align, "");
       col = indent + align;
     } else if (p != buf) {
@@ -155,7 +155,21 @@ void em_open_fn(Emitter *em, const char *fmt, ...) {
     p = *end ? end + 1 : end;
   }
   out[k] = 0;
-  em_open(em, "%s", out);
+  return out;
+}
+
+void em_open_fn(Emitter *em, const char *fmt, ...) {
+  FORMAT(buf, fmt);
+  char *out = wrap_call(em, buf, 2); /* " {" after the last */
+  em_open(em, "%s", out ? out : buf);
+  free(out);
+  free(buf);
+}
+
+void em_call(Emitter *em, const char *fmt, ...) {
+  FORMAT(buf, fmt);
+  char *out = wrap_call(em, buf, 0);
+  put(em, em->depth, out ? out : buf);
   free(out);
   free(buf);
 }
@@ -206,6 +220,28 @@ void em_comment(Emitter *em, const char *fmt, ...) {
   put(em, em->depth, safe);
   free(safe);
   free(buf);
+}
+
+const char *em_lin(Emitter *em, long c, ...) {
+  va_list ap;
+  va_start(ap, c);
+  const char *s = "";
+  for (;;) {
+    const char *v = va_arg(ap, const char *);
+    if (!v)
+      break;
+    long coef = va_arg(ap, long);
+    if (coef == 0 || !v[0]) /* "" stands for a literal 0 */
+      continue;
+    if (coef == 1)
+      s = em_str(em, "%s%s%s", s, *s ? " + " : "", v);
+    else
+      s = em_str(em, "%s%s%s * %ld", s, *s ? " + " : "", v, coef);
+  }
+  va_end(ap);
+  if (c || !*s)
+    s = em_str(em, "%s%s%ld", s, *s ? " + " : "", c);
+  return s;
 }
 
 const char *em_float(Emitter *em, float v) {

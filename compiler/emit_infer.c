@@ -31,16 +31,16 @@
  * the tile, each input value is broadcast once and used by all FB vectors.
  * conv_cost() picks the tile from a small model of the core (multiply-adds,
  * loads, latency, the weights' trips from L2). Bias starts the
- * accumulators (zero with bias=false: the layer has none); ReLU and a fused pool run on the registers before the
- * single store (a pool window taller than the tile is combined through y,
- * row by row). Kernel rows and taps are loops with literal bounds that the
- * C compiler unrolls as it sees fit; the tile itself is written out. F not
- * a multiple of VW (the channel tail, see Conv): above VW, the last vector
- * overlaps the one before it and reads the weights in place, so the tail
- * costs what a zero-padded vector would, without a copy; below VW, the
- * layer copies its weights with zero filters up to one vector and stores
- * only the real channels (a plain loop per pixel when that copy would be
- * large).
+ * accumulators (zero with bias=false: the layer has none); ReLU and a
+ * fused pool run on the registers before the single store (a pool window
+ * taller than the tile is combined through y, row by row). Kernel rows and
+ * taps are loops with literal bounds that the C compiler unrolls as it sees
+ * fit; the tile itself is written out. F not a multiple of VW (the channel
+ * tail, see Conv): above VW, the last vector overlaps the one before it and
+ * reads the weights in place, so the tail costs what a zero-padded vector
+ * would, without a copy; below VW, the layer copies its weights with zero
+ * filters up to one vector and stores only the real channels (a plain loop
+ * per pixel when that copy would be large).
  * Padding: the input is first copied inside a zero border (a scratch
  * tensor of the plan; a few per cent of the layer's time), so no tap is
  * ever tested against the bounds. With a fused pool (stride = window in
@@ -62,10 +62,9 @@
 
 #include "compile.h"
 #include "emit.h"
+#include "emit_model.h"
 #include "emit_train.h"
 #include "emitter.h"
-
-enum { ALIGN_FLOATS = 16 }; /* parameter arrays start on 64 bytes */
 
 typedef struct Gen {
   Emitter *em;
@@ -73,6 +72,11 @@ typedef struct Gen {
   const EmitOptions *opt;
   const char *n; /* the network's name: prefix of every symbol */
   int *ordinal;  /* per layer: its number among the layers of its kind (layer_fn) */
+  /* Writing a layer's forward function as training runs it (emit_train_forward):
+     no fused pool (the backward pass needs the conv's own output) and the
+     activation `act` (the output layer's is the loss's). */
+  bool train;
+  Act act;
 } Gen;
 
 /* ---- small helpers ---- */
@@ -80,40 +84,9 @@ typedef struct Gen {
 #define EM (g->em)
 #define FLT(v) em_float(EM, (float)(v))
 
-/* "a * 3 + b * 5 + 7" from (var, coefficient) pairs ending with NULL and a
-   constant; terms with coefficient 0 go, "* 1" goes, "0" if nothing is left. */
-static const char *vlin(Emitter *em, long c, va_list ap) {
-  const char *s = "";
-  for (;;) {
-    const char *v = va_arg(ap, const char *);
-    if (!v)
-      break;
-    long coef = va_arg(ap, long);
-    if (coef == 0 || !v[0]) /* "" stands for a literal 0 */
-      continue;
-    if (coef == 1)
-      s = em_str(em, "%s%s%s", s, *s ? " + " : "", v);
-    else
-      s = em_str(em, "%s%s%s * %ld", s, *s ? " + " : "", v, coef);
-  }
-  if (c || !*s)
-    s = em_str(em, "%s%s%ld", s, *s ? " + " : "", c);
-  return s;
-}
+#define LIN(...) em_lin(EM, __VA_ARGS__, (const char *)NULL)
 
-static const char *lin(Emitter *em, long c, ...) {
-  va_list ap;
-  va_start(ap, c);
-  const char *s = vlin(em, c, ap);
-  va_end(ap);
-  return s;
-}
-#define LIN(...) lin(EM, __VA_ARGS__, (const char *)NULL)
-
-static const char *shape_dims(Emitter *em, Shape s) {
-  return s.vec ? em_str(em, "[%d]", s.c) : em_str(em, "[%d][%d][%d]", s.h, s.w, s.c);
-}
-#define DIMS(s) shape_dims(EM, (s))
+#define DIMS(s) emit_dims(EM, (s))
 
 static bool conv_padded(const Layer *l) {
   return l->u.conv.pad_top || l->u.conv.pad_bottom || l->u.conv.pad_left || l->u.conv.pad_right;
@@ -146,32 +119,21 @@ static int *layer_ordinals(const Net *net) {
   return ordinal;
 }
 
-/* "line 6: conv2d 32 3x3 relu" */
-static const char *quote(Emitter *em, const Layer *l) {
-  return em_str(em, "line %d: %s", l->loc.line, l->text ? l->text : op_words[l->op]);
-}
-#define QUOTE(l) quote(EM, (l))
+#define QUOTE(l) emit_quote(EM, (l))
 
 /* The comment opening a layer's code: its DSL line and those fused into it. */
 static void layer_comment(Gen *g, const Layer *l, const char *what) {
   const char *text = QUOTE(l);
   if (l->fused_act)
     text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_act));
-  if (l->fused_pool)
+  if (l->fused_pool && !g->train)
     text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_pool));
+  if (g->train)
+    text = em_str(EM, "%s\nas training runs it: %s%s", text, act_words[g->act],
+                  l->fused_pool ? ", without the pool" : "");
   if (what)
     text = em_str(EM, "%s\n%s", text, what);
   em_comment(EM, "%s", text);
-}
-
-/* Parameter member names: "conv1_w", "conv1_b". */
-static const char *member(Emitter *em, const Layer *l, int bias) {
-  return em_str(em, "%s_%c", l->name, bias ? 'b' : 'w');
-}
-
-const char *emit_param_ref(Emitter *em, const Net *net, const Layer *l, int bias, const char *m) {
-  (void)net;
-  return em_str(em, "%s->%s", m, member(em, l, bias));
 }
 
 /* ---- scalar activations ---- */
@@ -196,8 +158,12 @@ static void emit_act_functions(Gen *g) {
     return;
   em_comment(EM, "exp(x) = 2^n e^r: n the integer nearest x / ln 2, r = x - n ln 2 (in two\n"
                  "steps), e^r from Cephes' polynomial; x is clamped to [-87, 88] so that 2^n\n"
-                 "stays a normal float. Relative error below 1.5e-7; no branches, no calls.");
+                 "stays a normal float. Relative error below 1.5e-7; no branches, no calls.\n"
+                 "(Where float is wider than 32 bits, as in a build with float defined as\n"
+                 "double, the library's exp: the polynomial is a float's.)");
   em_open(EM, "static inline float %s_exp(float x)", n);
+  em_line(EM, "if (sizeof(float) != sizeof(int32_t))");
+  em_line(EM, "  return expf(x);");
   em_line(EM, "x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;");
   em_line(EM, "const float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* rounded */");
   em_line(EM, "const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;");
@@ -224,6 +190,8 @@ static void emit_act_functions(Gen *g) {
     em_comment(EM, "tanh: Cephes' odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above.\n"
                    "Relative error below 2.5e-7.");
     em_open(EM, "static inline float %s_tanh(float x)", n);
+    em_line(EM, "if (sizeof(float) != sizeof(int32_t))");
+    em_line(EM, "  return tanhf(x);");
     em_line(EM, "const float ax = x < 0.0f ? -x : x, z = x * x;");
     em_line(EM, "float p = -5.70498872745e-3f;");
     em_line(EM, "p = p * z + 2.06390887954e-2f;");
@@ -276,10 +244,10 @@ static void emit_act_pass(Gen *g, Act act, const char *p, long count) {
 typedef struct Conv {
   const Layer *l;
   int C, F, KH, KW, SH, SW; /* SH, SW: the stride down and across */
-  int IW;         /* width of the input read (padded when the conv pads) */
-  bool bias;      /* the accumulators start from the bias (else zero) */
-  int rows, cols; /* conv output rows and columns computed */
-  int OW;         /* unfused: row width of y, in pixels */
+  int IW;                   /* width of the input read (padded when the conv pads) */
+  bool bias;                /* the accumulators start from the bias (else zero) */
+  int rows, cols;           /* conv output rows and columns computed */
+  int OW;                   /* unfused: row width of y, in pixels */
   const Layer *pool;
   int PKH, PKW, PW; /* fused pool window, pooled row width */
   bool avg;
@@ -373,7 +341,7 @@ static void conv_tile(Conv *c) {
   assert(best >= 0);
 }
 
-static Conv conv_info(const Layer *l, const EmVec *v) {
+static Conv conv_info(const Layer *l, const EmVec *v, const Layer *pool, Act act) {
   const int VW = v->w;
   Conv c = {0};
   c.l = l;
@@ -387,8 +355,8 @@ static Conv conv_info(const Layer *l, const EmVec *v) {
   c.bias = l->bias_count > 0;
   c.IW = l->in.w + l->u.conv.pad_left + l->u.conv.pad_right;
   c.OW = l->out.w;
-  c.act = l->act;
-  c.pool = l->fused_pool;
+  c.act = act;
+  c.pool = pool;
   c.PKH = c.PKW = 1;
   c.rows = l->out.h;
   c.cols = l->out.w;
@@ -776,12 +744,14 @@ static void emit_conv_fn(Gen *g, const Conv *cp, const char *fn) {
 /* A conv of 16 channels or more is written once per vector width (its
    tiles differ), under #if NAME_VW; a narrower one once, on 8 floats. */
 static void emit_conv(Gen *g, const Layer *l, const char *fn) {
-  const Conv c8 = conv_info(l, &em_vec8), c16 = conv_info(l, &em_vec16);
+  const Layer *pool = g->train ? NULL : l->fused_pool;
+  const Act act = g->train ? g->act : l->act;
+  const Conv c8 = conv_info(l, &em_vec8, pool, act), c16 = conv_info(l, &em_vec16, pool, act);
   const bool wide = c8.F >= 16 && c16.vector;
   Shape xs = l->in;
   xs.h += l->u.conv.pad_top + l->u.conv.pad_bottom;
   xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
-  if (conv_padded(l))
+  if (conv_padded(l) && !g->train)
     emit_conv_pad(g, l, fn);
   Shape ys = c8.pool ? c8.pool->out : l->out;
   const char *what =
@@ -818,6 +788,7 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
 static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *vec) {
   const char *n = g->n, *vt = vec->type;
   const int IN = (int)shape_size(l->in), OUT = l->out.c, VW = vec->w;
+  const Act act = g->train ? g->act : l->act;
   em_open_fn(
       EM,
       "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
@@ -830,7 +801,7 @@ static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *v
     em_line(EM, "const float *restrict b = %s; /* [%d] */", emit_param_ref(EM, g->net, l, 1, "m"),
             OUT);
   const int vectors = OUT / VW, rest = OUT % VW;
-  const bool relu = l->act == ACT_RELU;
+  const bool relu = act == ACT_RELU;
   if (vectors && relu) {
     em_line(EM, "%s_%s zero;", n, vt);
     em_line(EM, "memset(&zero, 0, sizeof zero);");
@@ -891,7 +862,7 @@ static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *v
     em_close(EM);
   }
   if (!relu)
-    emit_act_pass(g, l->act, "y", OUT);
+    emit_act_pass(g, act, "y", OUT);
   em_close(EM);
 }
 
@@ -1005,271 +976,41 @@ static void emit_act_layer(Gen *g, const Layer *l, const char *fn) {
   layer_comment(g, l, what);
   em_open(EM, "static void %s_forward(const float *x, float *y)", fn);
   const long count = shape_size(l->out);
-  if (l->act == ACT_SOFTMAX || l->act == ACT_LINEAR) {
+  const Act act = g->train ? g->act : l->act;
+  if (act == ACT_SOFTMAX || act == ACT_LINEAR) {
     em_line(EM, "if (y != x)");
     em_line(EM, "  memcpy(y, x, %ld * sizeof(float));", count);
-    emit_act_pass(g, l->act, "y", count);
+    emit_act_pass(g, act, "y", count);
   } else {
     em_line(EM, "for (int i = 0; i < %ld; i++)", count);
-    if (l->act == ACT_RELU)
+    if (act == ACT_RELU)
       em_line(EM, "  y[i] = x[i] > 0.0f ? x[i] : 0.0f;");
     else
-      em_line(EM, "  y[i] = %s_%s(x[i]);", g->n, act_words[l->act]);
+      em_line(EM, "  y[i] = %s_%s(x[i]);", g->n, act_words[act]);
   }
   em_close(EM);
   em_blank(EM);
 }
 
-/* ---- parameters: layouts, init, load, store, baked weights ---- */
-
-/* A weight tensor's conversion between the file (PyTorch) layout and the
-   internal one, as nested loops: dims[i] iterations of vars[i], outermost
-   first, walking the file layout in order. */
-typedef struct Perm {
-  int ndims;
-  const char *vars[3];
-  int dims[3];
-  long file_coef[3];     /* file index = offset + sum vars[i] * file_coef[i] */
-  long internal_coef[3]; /* internal index = sum vars[i] * internal_coef[i] */
-} Perm;
-
-static Perm weight_perm(const Net *net, const Layer *l) {
-  Perm p = {0};
-  int F, C, K; /* outer, middle, inner dimension of the file layout */
-  if (l->op == OP_CONV2D) {
-    F = l->out.c, C = l->in.c, K = l->u.conv.kh * l->u.conv.kw;
-    /* file [F][C][KH*KW] -> internal [KH*KW][C][F] */
-  } else {
-    const Shape s = net_dense_source(net, l);
-    F = l->out.c, C = s.c, K = s.h * s.w;
-    /* file [OUT][C][H*W] -> internal [H*W][C][OUT] */
-  }
-  const char *vars[3] = {l->op == OP_CONV2D ? "f" : "o", "c", "k"};
-  const int dims[3] = {F, C, K};
-  const long file[3] = {(long)C * K, K, 1}, internal[3] = {1, F, (long)C * F};
-  for (int i = 0; i < 3; i++) {
-    if (dims[i] == 1)
-      continue;
-    p.vars[p.ndims] = vars[i];
-    p.dims[p.ndims] = dims[i];
-    p.file_coef[p.ndims] = file[i];
-    p.internal_coef[p.ndims] = internal[i];
-    p.ndims++;
-  }
-  return p;
-}
-
-/* The internal index of file index i (relative to the tensor's start). */
-static long perm_internal(const Perm *p, long i) {
-  long r = 0;
-  for (int d = p->ndims - 1; d >= 0; d--) {
-    r += (i % p->dims[d]) * p->internal_coef[d];
-    i /= p->dims[d];
-  }
-  return r;
-}
-
-/* "f * 288 + c * 9 + k + 320": the terms by falling coefficient. */
-static const char *perm_index(Emitter *em, const Perm *p, long off, bool file) {
-  const long *k = file ? p->file_coef : p->internal_coef;
-  const char *v[3] = {"", "", ""};
-  long c[3] = {0, 0, 0};
-  for (int i = 0; i < p->ndims; i++) {
-    int j = i;
-    for (; j > 0 && c[j - 1] < k[i]; j--)
-      v[j] = v[j - 1], c[j] = c[j - 1];
-    v[j] = p->vars[i], c[j] = k[i];
-  }
-  return lin(em, off, v[0], c[0], v[1], c[1], v[2], c[2], (const char *)NULL);
-}
-
-/* Emits the loops over a weight tensor, in the order of the file, and the
-   statement `fmt` inside, with the internal and the file index as its %s
-   (the file index first when file_first; fmt may use only the first). */
-static void emit_perm_loops(Gen *g, const Layer *l, const char *fmt, bool file_first) {
-  const Perm p = weight_perm(g->net, l);
-  const char *in = perm_index(EM, &p, 0, false);
-  const char *fi = perm_index(EM, &p, l->weight_offset, true);
-  for (int i = 0; i < p.ndims; i++) {
-    em_line(EM, "for (int %s = 0; %s < %d; %s++)", p.vars[i], p.vars[i], p.dims[i], p.vars[i]);
-    em_indent(EM);
-  }
-  em_line(EM, fmt, file_first ? fi : in, file_first ? in : fi);
-  for (int i = 0; i < p.ndims; i++)
-    em_dedent(EM);
-}
-
-static const char *file_layout(Emitter *em, const Layer *l) {
-  if (l->op == OP_CONV2D)
-    return em_str(em, "[%d][%d][%d][%d]", l->out.c, l->in.c, l->u.conv.kh, l->u.conv.kw);
-  return em_str(em, "[%d][%ld]", l->out.c, shape_size(l->in));
-}
-
-/* NAME_model's parameter members, each 64-byte aligned in the struct. */
-static void emit_model_members(Gen *g) {
-  long used = 0;
-  int pads = 0;
-  for (int i = 0; i < g->net->nlayers; i++) {
-    const Layer *l = &g->net->layers[i];
-    if (!op_has_weights[l->op])
-      continue;
-    const char *file = file_layout(EM, l), *layout;
-    if (l->op == OP_CONV2D) {
-      layout = em_str(EM, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw, l->in.c,
-                      l->out.c);
-    } else {
-      const Shape s = net_dense_source(g->net, l);
-      layout = em_str(EM, "[IN][OUT] = [%ld][%d], file %s", shape_size(l->in), l->out.c, file);
-      if (!s.vec)
-        layout =
-            em_str(EM, "%s; IN runs over %s\nin H, W, C order here, in C, H, W order in the file",
-                   layout, DIMS(s));
-    }
-    if (l->op == OP_CONV2D)
-      em_comment(EM, "%s\n%s.weight %s, file %s", QUOTE(l), l->name, layout, file);
-    else
-      em_comment(EM, "%s\n%s.weight %s", QUOTE(l), l->name, layout);
-    for (int bias = 0; bias < (l->bias_count ? 2 : 1); bias++) {
-      const char *mem = member(EM, l, bias);
-      if (used % ALIGN_FLOATS) {
-        em_line(EM, "float pad%d[%ld]; /* aligns the next array to 64 bytes */", pads++,
-                ALIGN_FLOATS - used % ALIGN_FLOATS);
-        used += ALIGN_FLOATS - used % ALIGN_FLOATS;
-      }
-      long count = bias ? l->bias_count : l->weight_count;
-      em_line(EM, "float %s[%ld];", mem, count);
-      used += count;
-    }
-  }
-}
-
-static void emit_init(Gen *g) {
-  const char *n = g->n;
-  if (g->net->param_count == 0) {
-    em_open(EM, "void %s_init(%s_model *m, uint64_t seed)", n, n);
-    em_line(EM, "(void)seed;");
-    em_line(EM, "memset(m, 0, sizeof *m);");
-    em_close(EM);
-    em_blank(EM);
+void emit_train_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act) {
+  Gen gen = {em, net, NULL, net->name, NULL, true, act}, *g = &gen;
+  switch (l->op) {
+  case OP_CONV2D:
+    emit_conv(g, l, fn);
     return;
+  case OP_DENSE:
+    emit_dense(g, l, fn);
+    return;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL:
+    emit_pool(g, l, fn);
+    return;
+  case OP_ACT:
+    emit_act_layer(g, l, fn);
+    return;
+  default:
+    assert(0);
   }
-  em_comment(EM, "splitmix64 (Steele, Lea, Flood 2014): the generator of %s_init.", n);
-  em_open(EM, "static uint64_t %s_splitmix64(uint64_t *state)", n);
-  em_line(EM, "uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));");
-  em_line(EM, "z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);");
-  em_line(EM, "z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);");
-  em_line(EM, "return z ^ (z >> 31);");
-  em_close(EM);
-  em_blank(EM);
-  em_comment(EM, "Uniform in [-bound, bound): the top 24 bits t of a draw give\n"
-                 "t / 2^23 - 1, exact in float, times bound (one rounding).");
-  em_open(EM, "static float %s_uniform(uint64_t *state, float bound)", n);
-  em_line(EM, "const float t = (float)(int32_t)(%s_splitmix64(state) >> 40);", n);
-  em_line(EM, "return (t * (1.0f / 8388608.0f) - 1.0f) * bound;");
-  em_close(EM);
-  em_blank(EM);
-  em_open(EM, "void %s_init(%s_model *m, uint64_t seed)", n, n);
-  em_line(EM, "uint64_t state = seed;");
-  em_line(EM, "memset(m, 0, sizeof *m);");
-  for (int i = 0; i < g->net->nlayers; i++) {
-    const Layer *l = &g->net->layers[i];
-    if (!op_has_weights[l->op])
-      continue;
-    long fan_in, fan_out;
-    if (l->op == OP_CONV2D) {
-      long kk = (long)l->u.conv.kh * l->u.conv.kw;
-      fan_in = l->in.c * kk;
-      fan_out = l->out.c * kk;
-    } else {
-      fan_in = shape_size(l->in);
-      fan_out = l->out.c;
-    }
-    const char *mem = member(EM, l, 0);
-    em_comment(EM, "%s.weight, bound sqrt(6 / (%ld + %ld))", l->name, fan_in, fan_out);
-    const char *fmt = em_str(EM, "m->%s[%%s] = %s_uniform(&state, %s);", mem, n,
-                             FLT(sqrt(6.0 / (double)(fan_in + fan_out))));
-    emit_perm_loops(g, l, fmt, false);
-  }
-  em_close(EM);
-  em_blank(EM);
-}
-
-static void emit_load_store(Gen *g, bool store) {
-  const char *n = g->n;
-  if (store)
-    em_open(EM, "void %s_store(const %s_model *m, float *params)", n, n);
-  else
-    em_open(EM, "void %s_load(%s_model *m, const float *params)", n, n);
-  for (int i = 0; i < g->net->nlayers; i++) {
-    const Layer *l = &g->net->layers[i];
-    if (!op_has_weights[l->op])
-      continue;
-    const char *w = member(EM, l, 0), *b = member(EM, l, 1);
-    em_comment(EM, "%s.weight %s", l->name, file_layout(EM, l));
-    const char *fmt = store ? em_str(EM, "params[%%s] = m->%s[%%s];", w)
-                            : em_str(EM, "m->%s[%%s] = params[%%s];", w);
-    emit_perm_loops(g, l, fmt, store);
-    if (!l->bias_count)
-      continue; /* bias=false */
-    if (store)
-      em_line(EM, "memcpy(params + %ld, m->%s, %ld * sizeof(float)); /* %s.bias */", l->bias_offset,
-              b, l->bias_count, l->name);
-    else
-      em_line(EM, "memcpy(m->%s, params + %ld, %ld * sizeof(float)); /* %s.bias */", b,
-              l->bias_offset, l->bias_count, l->name);
-  }
-  if (g->net->param_count == 0)
-    em_line(EM, "(void)m, (void)params;");
-  em_close(EM);
-  em_blank(EM);
-}
-
-/* const NAME_model NAME_trained = { .conv1_w = { ... }, ... }; */
-static void emit_trained(Gen *g) {
-  const char *n = g->n;
-  const float *p = g->opt->weights;
-  em_comment(EM, "The weights baked in by --weights, in the internal layout.");
-  em_open(EM, "const %s_model %s_trained =", n, n);
-  for (int i = 0; i < g->net->nlayers; i++) {
-    const Layer *l = &g->net->layers[i];
-    if (!op_has_weights[l->op])
-      continue;
-    const Perm perm = weight_perm(g->net, l);
-    for (int bias = 0; bias < (l->bias_count ? 2 : 1); bias++) {
-      const char *mem = member(EM, l, bias);
-      long count = bias ? l->bias_count : l->weight_count,
-           off = bias ? l->bias_offset : l->weight_offset;
-      float *v = malloc((size_t)count * sizeof *v + 1);
-      assert(v);
-      for (long k = 0; k < count; k++)
-        v[bias ? k : perm_internal(&perm, k)] = p[off + k];
-      em_open(EM, ".%s =", mem);
-      /* Lines of literals, built in a scratch emitter's strings freed after
-         each line (the weights can be millions of literals). */
-      Emitter line;
-      em_init(&line, NULL, 0);
-      const char *text = "";
-      for (long k = 0; k < count; k++) {
-        const char *num = em_float(&line, v[k]);
-        if (*text && strlen(text) + strlen(num) + 2 > 90) {
-          em_line(EM, "%s", text);
-          em_free(&line);
-          num = em_float(&line, v[k]);
-          text = "";
-        }
-        text = em_str(&line, "%s%s%s,", text, *text ? " " : "", num);
-      }
-      if (*text)
-        em_line(EM, "%s", text);
-      em_free(&line);
-      em_close_with(EM, ",");
-      free(v);
-    }
-  }
-  if (g->net->param_count == 0)
-    em_line(EM, "0");
-  em_close_with(EM, ";");
-  em_blank(EM);
 }
 
 /* ---- NAME_infer ---- */
@@ -1486,7 +1227,7 @@ static void emit_header_text(Gen *g, FILE *out) {
              "and to the flat array of PyTorch-layout tensors.%s",
              n, n, g->opt->training ? " Training state follows\nthe parameters." : "");
   em_open(EM, "typedef struct %s_model", n);
-  emit_model_members(g);
+  emit_model_members(EM, net);
   if (net->param_count == 0 && !g->opt->training)
     em_line(EM, "char unused; /* no parameters: C has no empty structs */");
   if (g->opt->training)
@@ -1545,7 +1286,7 @@ static void emit_header_text(Gen *g, FILE *out) {
 void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
   Emitter em;
   em_init(&em, out, 0);
-  Gen g = {&em, net, opt, net->name, NULL};
+  Gen g = {&em, net, opt, net->name, NULL, false, ACT_LINEAR};
   emit_header_text(&g, out);
   em_free(&em);
 }
@@ -1555,7 +1296,7 @@ void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
 void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   Emitter em;
   em_init(&em, out, 0);
-  Gen gen = {&em, net, opt, net->name, layer_ordinals(net)}, *g = &gen;
+  Gen gen = {&em, net, opt, net->name, layer_ordinals(net), false, ACT_LINEAR}, *g = &gen;
   const char *n = net->name;
   if (opt->header_name) {
     fprintf(out, "/*\n * %s.c: generated by cnngen; do not edit. The API is documented in %s.\n", n,
@@ -1581,11 +1322,7 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   emit_act_functions(g);
   emit_layer_functions(g);
   emit_infer(g);
-  emit_init(g);
-  emit_load_store(g, false);
-  emit_load_store(g, true);
-  if (opt->weights)
-    emit_trained(g);
+  emit_model_source(EM, net, opt->weights);
   if (opt->training)
     emit_train_source(EM, net);
   free(gen.ordinal);

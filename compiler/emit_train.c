@@ -13,10 +13,11 @@
  * NAME_explain (for `cnngen explain`) reuses all of it for one image:
  * the same forward calls (dropout as the identity), then the backward
  * calls from the class's logit instead of the loss, with every layer
- * computing its input gradient down to the image. Where that differs from
- * training (the first layer with parameters; the Grad-CAM conv, whose own
- * output gradient a fused conv + maxpool backward never forms) the same
- * emitter functions write a variant, NAME_LAYER_explain_backward.
+ * computing its input gradient down to the image (the first layer with
+ * parameters computes it when given a dx: training passes NULL). The
+ * Grad-CAM conv needs the gradient of its own output, which a fused
+ * conv + maxpool backward never forms: for it the same emitter functions
+ * write a variant, NAME_LAYER_explain_backward.
  *
  * Gradients flow through two ping-pong buffers: a layer's backward reads dy
  * from one and writes dx to the other, or works in place (activations,
@@ -35,10 +36,11 @@
  * each window's maximum (conv_pool_backward). The vectors are NAME_f8 and
  * (under AVX-512) NAME_f16 and their macros, written once for inference and
  * training by em_vector_macros (emit.c); a conv with 16 channels or more
- * (out, or in for its input gradient) is written once per width, under
- * #if NAME_VW (per_width), its 16-channel dimensions on 16-float tiles there.
- * A vectorized dimension of 8 or more that is not a multiple of the vector
- * ends in an overlapping vector (see "the channel tail" below), so its cost
+ * (out, or in for its input gradient) has its backward function written once
+ * per width, under #if NAME_VW (per_width), its 16-channel dimensions on
+ * 16-float tiles there (its forward function is inference's, written per
+ * width the same way). A vectorized dimension of 8 or more that is not a
+ * multiple of the vector ends in an overlapping vector (see "the channel tail" below), so its cost
  * follows its size; below 8 channels the loops are plain, channel innermost.
  */
 #include <assert.h>
@@ -55,6 +57,9 @@
 typedef struct TL {
   const Layer *l;
   const char *fn;        /* NAME_LAYER: the prefix of its functions */
+  const char *ffn;       /* its forward function's prefix: fn, inference's, or
+                            fn_train where training runs it otherwise (variant) */
+  bool variant;          /* emit_train_forward writes ffn_forward */
   const char *bfn;       /* its backward function: fn_backward (fn_explain_backward
                             for a variant only NAME_explain calls) */
   const char *in, *out;  /* C expressions of its input and output (per image) */
@@ -64,6 +69,8 @@ typedef struct TL {
   int ph, pw;            /* conv: (padded) input height and width */
   bool backward;         /* runs a backward pass */
   bool dx;               /* computes its input gradient */
+  bool dx_if;            /* the first layer with weights: computes it when its dx
+                            is not NULL (NAME_explain's; training passes NULL) */
   bool transposed;       /* conv: weights transposed into t->wt<k> for dx */
   const struct TL *pool; /* conv: the maxpool after it, whose backward it does */
   bool pooled;           /* maxpool: its backward is done by the conv before it */
@@ -94,9 +101,10 @@ static const char *S(T *t, const char *fmt, ...) {
   return s;
 }
 
-/* ---- printing ---- */
+#define EM (t->em)
+#define LIN(...) em_lin(EM, __VA_ARGS__, (const char *)NULL)
 
-/* calloc and malloc that abort when memory runs out, as arena_alloc does. */
+/* calloc that aborts when memory runs out, as arena_alloc does. */
 static void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n, size);
   if (!p) {
@@ -106,185 +114,82 @@ static void *xcalloc(size_t n, size_t size) {
   return p;
 }
 
-static void *xmalloc(size_t size) {
-  return xcalloc(1, size);
-}
-
-/* Text wrapped after commas when longer than 100 columns (counting the
-   indentation), later lines aligned one past the first parenthesis; a new
-   malloc'd string, or NULL when the text stays as it is. */
-static char *wrap(const T *t, const char *text) {
-  int indent = 2 * t->em->depth, len = (int)strlen(text);
-  const char *open = strchr(text, '(');
-  if (indent + len <= 100 || !open || open - text > 50 || text[0] == '#')
-    return NULL;
-  int align = (int)(open - text) + 1, col = indent;
-  /* each piece adds at most a newline and `align` spaces */
-  size_t size = (size_t)len * (size_t)(align + 2) + 1, k = 0;
-  char *out = xmalloc(size);
-  for (int i = 0; i < len;) {
-    const char *comma = strstr(text + i, ", ");
-    int piece = comma ? (int)(comma - text) + 1 - i : len - i; /* up to the comma */
-    if (i > 0 && col + 1 + piece > 100) {
-      k += (size_t)snprintf(out + k, size - k, "\n%*s", align, "");
-      col = indent + align;
-    } else if (i > 0) {
-      k += (size_t)snprintf(out + k, size - k, " ");
-      col++;
-    }
-    k += (size_t)snprintf(out + k, size - k, "%.*s", piece, text + i);
-    col += piece;
-    i += piece + (comma ? 1 : 0); /* the space after the comma goes */
-  }
-  return out;
-}
-
-/* One line of C through the Emitter. Braces in the code part of the line
-   (before a comment) drive the indentation: a leading '}' closes a level, a
-   trailing '{' opens one. Preprocessor lines go to column 0. */
-static void ln(T *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ln(T *t, const char *fmt, ...) {
-  va_list ap, again;
-  va_start(ap, fmt);
-  va_copy(again, ap);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  char *buf = xmalloc((size_t)(n < 0 ? 0 : n) + 1);
-  vsnprintf(buf, (size_t)(n < 0 ? 0 : n) + 1, fmt, again);
-  va_end(again);
-  if (buf[0] == '#') {
-    em_raw(t->em, "%s", buf);
-    free(buf);
-    return;
-  }
-  const char *comment = strstr(buf, "/*");
-  size_t code = comment ? (size_t)(comment - buf) : strlen(buf);
-  int opens = 0, closes = 0;
-  for (size_t i = 0; i < code; i++) {
-    opens += buf[i] == '{';
-    closes += buf[i] == '}';
-  }
-  if (buf[0] == '}') {
-    em_dedent(t->em);
-    closes--;
-  }
-  char *wrapped = wrap(t, buf);
-  em_line(t->em, "%s", wrapped ? wrapped : buf);
-  free(wrapped);
-  free(buf);
-  for (; opens > closes; opens--)
-    em_indent(t->em);
-  for (; closes > opens; closes--)
-    em_dedent(t->em);
-}
-
-static void blank(T *t) {
-  em_blank(t->em);
-}
-
 #define FL(v) em_float(t->em, (float)(v))
 
 /* ---- the layer list ---- */
 
-static const Layer *first_param_layer(const Net *net) {
-  for (int i = 0; i < net->nlayers; i++)
-    if (op_has_weights[net->layers[i].op])
-      return &net->layers[i];
-  return NULL;
-}
-
-/* Activation layers folded into a conv/dense (whose act field holds them)
-   emit nothing; pools run as layers of their own in training, since the
-   backward pass needs the conv output they were fused with. */
-static bool trains_alone(const Layer *l) {
-  return !(l->op == OP_ACT && l->fused_away);
-}
-
+/* The TLs: the layers that run in training (Layer.train, plan.c), with the
+   names and C expressions the emitted calls use. */
 static void plan(T *t) {
   const Net *net = t->net;
-  const Layer *first = first_param_layer(net);
   int count[OP_COUNT + ACT_COUNT] = {0};
-  bool after_first = false;
   const char *prev = "xi";
   t->ntl = 0;
-  t->out_act = ACT_LINEAR;
+  t->out_act = net->train_out_act;
+  t->gmax = net->train_grad_floats;
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    if (l == first)
-      after_first = true;
-    if (!trains_alone(l))
+    if (!(l->op == OP_ACT && l->fused_away)) /* named as in inference */
+      count[l->op == OP_ACT ? OP_COUNT + l->act : l->op]++;
+    if (!l->train.runs)
       continue;
     TL *L = &t->tl[t->ntl];
     memset(L, 0, sizeof *L);
     L->l = l;
-    L->k = t->ntl;
-    L->act = l->op == OP_ACT                             ? l->act
-             : (l->op == OP_CONV2D || l->op == OP_DENSE) ? l->act
-                                                         : ACT_LINEAR;
-    int c = ++count[l->op == OP_ACT ? OP_COUNT + l->act : l->op];
+    L->k = l->train.index;
+    L->act = l->train.act;
+    int c = count[l->op == OP_ACT ? OP_COUNT + l->act : l->op];
     if (l->name[0])
       L->fn = S(t, "%s_%s", t->n, l->name);
     else
       L->fn = S(t, "%s_%s%d", t->n, l->op == OP_ACT ? act_words[l->act] : op_words[l->op], c);
     L->bfn = S(t, "%s_backward", L->fn);
-    L->in = prev;
-    /* A flatten is free (the dense weights after it are permuted) unless it
-       is the output: then, as in inference (whose memory plan gives it a
-       tensor of its own), it transposes to PyTorch's C, H, W order. */
-    L->chw =
-        l->op == OP_FLATTEN && l->infer_out_offset != (i ? l[-1].infer_out_offset : INFER_AT_X);
-    if (l->op == OP_FLATTEN && !L->chw)
-      L->out = prev;
-    else
-      L->out = S(t, "t->y%d", L->k);
-    prev = L->out;
-    L->backward = after_first;
-    L->dx = after_first && l != first;
-    L->ph = l->in.h;
-    L->pw = l->in.w;
-    if (l->op == OP_CONV2D) {
-      int pt = l->u.conv.pad_top, pbm = l->u.conv.pad_bottom;
-      int pl = l->u.conv.pad_left, pr = l->u.conv.pad_right;
-      L->pad = pt || pbm || pl || pr;
-      L->ph = l->in.h + pt + pbm;
-      L->pw = l->in.w + pl + pr;
-      L->transposed = L->dx && l->in.c >= 8; /* vector input gradient */
+    switch (l->op) {
+    case OP_CONV2D:
+      L->variant = l->fused_pool || l->train.act != l->act;
+      break;
+    case OP_DENSE:
+    case OP_ACT:
+      L->variant = l->train.act != l->act;
+      break;
+    case OP_MAXPOOL:
+    case OP_AVGPOOL:
+      L->variant = l->fused_away; /* into the conv before it */
+      break;
+    default:
+      break;
     }
+    L->ffn = L->variant ? S(t, "%s_train", L->fn) : L->fn;
+    L->in = prev;
+    L->out = l->train.own_output ? S(t, "t->y%d", L->k) : prev;
+    prev = L->out;
+    L->chw = l->train.chw;
+    L->backward = l->train.backward;
+    L->dx = l->train.dx;
+    L->dx_if = l->train.backward && !l->train.dx;
+    L->ph = l->train.ph;
+    L->pw = l->train.pw;
+    L->pad = l->op == OP_CONV2D && (L->ph > l->in.h || L->pw > l->in.w);
+    L->transposed = l->train.transposed;
+    L->pooled = l->train.pooled;
     t->ntl++;
   }
-  /* The output activation belongs to the loss: a trailing activation layer
-     is dropped, a trailing conv/dense runs linear. */
-  TL *last = &t->tl[t->ntl - 1];
-  if (last->l->op == OP_ACT && t->ntl > 1) {
-    t->out_act = last->act;
-    t->ntl--;
-  } else if (last->l->op == OP_CONV2D || last->l->op == OP_DENSE || last->l->op == OP_ACT) {
-    t->out_act = last->act;
-    last->act = ACT_LINEAR;
-  }
-  /* A conv followed by maxpool runs both backward passes as one, visiting
-     only each window's maximum (see conv_pool_backward), when a kernel row
-     has enough taps (KW * C) for the weight gradient rows to vectorize. */
-  for (int k = 0; k + 1 < t->ntl; k++) {
-    TL *c = &t->tl[k], *p = &t->tl[k + 1];
-    if (c->l->op == OP_CONV2D && c->backward && p->l->op == OP_MAXPOOL &&
-        c->l->u.conv.kw * c->l->in.c >= 16) {
-      c->pool = p;
-      p->pooled = true;
-    }
-  }
-  last = &t->tl[t->ntl - 1];
-  if (strcmp(last->out, last->in) == 0) /* a trailing flatten keeps z in a buffer */
-    last->out = S(t, "t->y%d", last->k);
-  t->gmax = shape_size(net->output);
-  for (int k = 0; k < t->ntl; k++) {
-    const TL *L = &t->tl[k];
-    long in = (long)L->ph * L->pw * L->l->in.c, out = shape_size(L->l->out);
-    if (out > t->gmax)
-      t->gmax = out;
-    if (in > t->gmax) /* every layer's dx: NAME_explain goes down to the input */
-      t->gmax = in;
-  }
+  for (int k = 0; k + 1 < t->ntl; k++)
+    if (t->tl[k].l->train.pool)
+      t->tl[k].pool = &t->tl[k + 1];
+}
+
+/* Whether L's backward function has a dx parameter. */
+static bool takes_dx(const TL *L) {
+  return L->dx || L->dx_if;
+}
+
+/* Opens (open) or closes the `if (dx)` around a dx_if layer's input gradient. */
+static void if_dx(T *t, const TL *L, bool open) {
+  if (L->dx_if && open)
+    em_open(EM, "if (dx)");
+  else if (L->dx_if)
+    em_close(EM);
 }
 
 /* ---- activations ---- */
@@ -295,33 +200,33 @@ static void act_forward(T *t, Act act, const char *dst, const char *src, long co
   switch (act) {
   case ACT_LINEAR:
     if (!same)
-      ln(t, "memcpy(%s, %s, %ld * sizeof(float));", dst, src, count);
+      em_line(EM, "memcpy(%s, %s, %ld * sizeof(float));", dst, src, count);
     return;
   case ACT_RELU:
-    ln(t, "for (int i = 0; i < %ld; i++)", count);
-    ln(t, "  %s[i] = %s[i] > 0.0f ? %s[i] : 0.0f;", dst, src, src);
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] = %s[i] > 0.0f ? %s[i] : 0.0f;", dst, src, src);
     return;
   case ACT_SIGMOID:
-    ln(t, "for (int i = 0; i < %ld; i++)", count);
-    ln(t, "  %s[i] = 1.0f / (1.0f + expf(-%s[i]));", dst, src);
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] = %s_sigmoid(%s[i]);", dst, t->n, src);
     return;
   case ACT_TANH:
-    ln(t, "for (int i = 0; i < %ld; i++)", count);
-    ln(t, "  %s[i] = tanhf(%s[i]);", dst, src);
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] = %s_tanh(%s[i]);", dst, t->n, src);
     return;
   case ACT_SOFTMAX:
-    ln(t, "for (int p = 0; p < %ld; p++) {", count / group);
-    ln(t, "const float *u = %s + p * %d;", src, group);
-    ln(t, "float *v = %s + p * %d, mx = u[0], s = 0.0f;", dst, group);
-    ln(t, "for (int i = 1; i < %d; i++)", group);
-    ln(t, "  mx = u[i] > mx ? u[i] : mx;");
-    ln(t, "for (int i = 0; i < %d; i++) {", group);
-    ln(t, "v[i] = expf(u[i] - mx);");
-    ln(t, "s += v[i];");
-    ln(t, "}");
-    ln(t, "for (int i = 0; i < %d; i++)", group);
-    ln(t, "  v[i] /= s;");
-    ln(t, "}");
+    em_open(EM, "for (int p = 0; p < %ld; p++)", count / group);
+    em_line(EM, "const float *u = %s + p * %d;", src, group);
+    em_line(EM, "float *v = %s + p * %d, mx = u[0], s = 0.0f;", dst, group);
+    em_line(EM, "for (int i = 1; i < %d; i++)", group);
+    em_line(EM, "  mx = u[i] > mx ? u[i] : mx;");
+    em_open(EM, "for (int i = 0; i < %d; i++)", group);
+    em_line(EM, "v[i] = expf(u[i] - mx);");
+    em_line(EM, "s += v[i];");
+    em_close(EM);
+    em_line(EM, "for (int i = 0; i < %d; i++)", group);
+    em_line(EM, "  v[i] /= s;");
+    em_close(EM);
     return;
   case ACT_COUNT:
     break;
@@ -335,26 +240,26 @@ static void act_backward(T *t, Act act, const char *y, const char *dy, long coun
   case ACT_LINEAR:
     return;
   case ACT_RELU:
-    ln(t, "for (int i = 0; i < %ld; i++)", count);
-    ln(t, "  %s[i] = %s[i] > 0.0f ? %s[i] : 0.0f;", dy, y, dy);
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] = %s[i] > 0.0f ? %s[i] : 0.0f;", dy, y, dy);
     return;
   case ACT_SIGMOID:
-    ln(t, "for (int i = 0; i < %ld; i++)", count);
-    ln(t, "  %s[i] *= %s[i] * (1.0f - %s[i]);", dy, y, y);
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] *= %s[i] * (1.0f - %s[i]);", dy, y, y);
     return;
   case ACT_TANH:
-    ln(t, "for (int i = 0; i < %ld; i++)", count);
-    ln(t, "  %s[i] *= 1.0f - %s[i] * %s[i];", dy, y, y);
+    em_line(EM, "for (int i = 0; i < %ld; i++)", count);
+    em_line(EM, "  %s[i] *= 1.0f - %s[i] * %s[i];", dy, y, y);
     return;
   case ACT_SOFTMAX: /* dz = y * (dy - sum(dy * y)) per group */
-    ln(t, "for (int p = 0; p < %ld; p++) {", count / group);
-    ln(t, "const float *v = %s + p * %d;", y, group);
-    ln(t, "float *d = %s + p * %d, s = 0.0f;", dy, group);
-    ln(t, "for (int i = 0; i < %d; i++)", group);
-    ln(t, "  s += d[i] * v[i];");
-    ln(t, "for (int i = 0; i < %d; i++)", group);
-    ln(t, "  d[i] = v[i] * (d[i] - s);");
-    ln(t, "}");
+    em_open(EM, "for (int p = 0; p < %ld; p++)", count / group);
+    em_line(EM, "const float *v = %s + p * %d;", y, group);
+    em_line(EM, "float *d = %s + p * %d, s = 0.0f;", dy, group);
+    em_line(EM, "for (int i = 0; i < %d; i++)", group);
+    em_line(EM, "  s += d[i] * v[i];");
+    em_line(EM, "for (int i = 0; i < %d; i++)", group);
+    em_line(EM, "  d[i] = v[i] * (d[i] - s);");
+    em_close(EM);
     return;
   case ACT_COUNT:
     break;
@@ -401,12 +306,12 @@ static void tile_declare(T *t, int rows, int cols, const char *init, const EmVec
       if (init)
         line = S(t, "%s = %s%d", line, init, v);
     }
-    ln(t, "%s;", line);
+    em_line(EM, "%s;", line);
   }
   if (!init)
     for (int j = 0; j < rows; j++)
       for (int v = 0; v < cols; v++)
-        ln(t, "%s_ZERO(a%d_%d);", t->n, j, v);
+        em_line(EM, "%s_ZERO(a%d_%d);", t->n, j, v);
 }
 
 /* ---- the channel tail ----
@@ -433,9 +338,9 @@ static int vec_off(int v, int nv, int shift, const EmVec *vec) {
    VW - shift lanes when it is the overlapping tail vector. */
 static void tile_addto(T *t, const char *p, int j, int v, int nv, int shift, const EmVec *vec) {
   if (v == nv - 1 && shift)
-    ln(t, "%s_ADDTO_TAIL(%s, a%d_%d, %d);", t->n, p, j, v, shift);
+    em_line(EM, "%s_ADDTO_TAIL(%s, a%d_%d, %d);", t->n, p, j, v, shift);
   else
-    ln(t, "%s_ADDTO%s(%s, a%d_%d);", t->n, vec->op, p, j, v);
+    em_line(EM, "%s_ADDTO%s(%s, a%d_%d);", t->n, vec->op, p, j, v);
 }
 
 typedef void BlockBody(T *t, const TL *L, int nv, int shift, const EmVec *v);
@@ -452,20 +357,26 @@ static void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody 
   const int nv = tile_vectors(vectors, v);
   const int last = vectors % nv ? vectors % nv : shift ? nv : 0; /* vectors of the last block */
   const int looped = (vectors - last) / nv;
-  if (looped) {
-    ln(t, "for (int %s = 0; %s < %d; %s += %d) {", var, var, VW * nv * looped, var, VW * nv);
+  if (looped > 1) {
+    em_open(EM, "for (int %s = 0; %s < %d; %s += %d)", var, var, VW * nv * looped, var, VW * nv);
     body(t, L, nv, 0, v);
-    ln(t, "}");
+    em_close(EM);
+  } else if (looped) { /* one block: no loop */
+    em_open(EM, "%s", "");
+    em_line(EM, "const int %s = 0;", var);
+    body(t, L, nv, 0, v);
+    em_close(EM);
   }
   if (last) {
     if (shift)
-      ln(t, "{ /* the last %d channels, the last vector %d channels back */", VW * last - shift,
-         shift);
+      em_comment(EM, "the last %d channels, the last vector %d channels back", VW * last - shift,
+                 shift);
     else
-      ln(t, "{ /* the last %d channels */", VW * last);
-    ln(t, "const int %s = %d;", var, VW * nv * looped);
+      em_comment(EM, "the last %d channels", VW * last);
+    em_open(EM, "%s", "");
+    em_line(EM, "const int %s = %d;", var, VW * nv * looped);
     body(t, L, last, shift, v);
-    ln(t, "}");
+    em_close(EM);
   }
 }
 
@@ -479,11 +390,11 @@ static void per_width(T *t, const TL *L, LayerFunction *fn, bool wide) {
     return;
   }
   for (int i = 0; i < 2; i++) {
-    em_width_if(t->em, t->n, em_widths[i]);
+    em_width_if(EM, t->n, em_widths[i]);
     t->v = em_widths[i];
     fn(t, L);
   }
-  ln(t, "#endif");
+  em_raw(EM, "#endif");
   t->v = &em_vec8;
 }
 
@@ -496,30 +407,16 @@ static const char *weight_dims(T *t, const Layer *l) {
   return S(t, "[%d][%d]", (int)shape_size(l->in), l->out.c);
 }
 
-/* The forward function's head: its signature, the weights w and biases b. */
-static void param_forward_head(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  ln(t,
-     "static void %s_train_forward(const %s_model *m, const float *restrict x, "
-     "float *restrict y) {",
-     L->fn, t->n);
-  ln(t, "const float *restrict w = %s; /* %s */", w, weight_dims(t, l));
-  if (l->bias_count)
-    ln(t, "const float *restrict b = %s; /* [%d] */", emit_param_ref(t->em, t->net, l, 1, "m"),
-       l->out.c);
-}
-
 /* In the backward function: the gradients dw and db in g, and dy made the
    gradient before the activation (in place). */
 static void param_backward_head(T *t, const TL *L) {
   const Layer *l = L->l;
-  ln(t, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset, weight_dims(t, l));
+  em_line(EM, "float *restrict dw = g->p + %ld; /* %s */", l->weight_offset, weight_dims(t, l));
   if (l->bias_count)
-    ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
+    em_line(EM, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, l->out.c);
   act_backward(t, L->act, "y", "dy", shape_size(l->out), l->out.c);
   if (L->act == ACT_LINEAR)
-    ln(t, "(void)y;");
+    em_line(EM, "(void)y;");
 }
 
 /* ---- conv2d ---- */
@@ -544,86 +441,6 @@ static ConvDims conv_dims(const TL *L) {
                     .bias = l->bias_count > 0};
 }
 
-/* Forward tile: P output pixels from ox, FB vectors of channels from f0
-   (the last `shift` channels back). */
-static void conv_forward_tile(T *t, const ConvDims *d, int P, int FB, int shift, const EmVec *vec) {
-  const char *n = t->n, *vt = vec->type;
-  ln(t, "{");
-  ln(t, "%s_%s b0, b1, b2, b3;", n, vt);
-  for (int v = 0; v < (d->bias ? FB : 0); v++)
-    ln(t, "%s_LOAD(b%d, b + f0 + %d);", n, v, vec_off(v, FB, shift, vec));
-  for (int v = d->bias ? FB : 0; v < 4; v++)
-    ln(t, "%s_ZERO(b%d);", n, v);
-  tile_declare(t, P, FB, "b", vec);
-  ln(t, "for (int ky = 0; ky < %d; ky++) {", d->KH);
-  ln(t, "const float *xk = xr + ky * %d + ox * %d;", d->IW * d->C, d->SW * d->C);
-  ln(t, "const float *wk = w + ky * %d + f0;", d->KW * d->C * d->F);
-  ln(t, "for (int k = 0; k < %d; k++) {", d->KW * d->C);
-  for (int v = 0; v < FB; v++)
-    ln(t, "%s_%s w%d;", n, vt, v);
-  for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD(w%d, wk + k * %d + %d);", n, v, d->F, vec_off(v, FB, shift, vec));
-  for (int j = 0; j < P; j++)
-    ln(t, "const float s%d = xk[k + %d];", j, j * d->SW * d->C);
-  for (int j = 0; j < P; j++)
-    for (int v = 0; v < FB; v++)
-      ln(t, "%s_FMA%s(a%d_%d, s%d, w%d);", n, vec->op, j, v, j, v);
-  ln(t, "}");
-  ln(t, "}");
-  for (int j = 0; j < P; j++)
-    for (int v = 0; v < FB; v++)
-      ln(t, "%s_STORE(yr + (ox + %d) * %d + f0 + %d, a%d_%d);", n, j, d->F,
-         vec_off(v, FB, shift, vec), j, v);
-  ln(t, "}");
-}
-
-/* The forward tiles of one output row, channels from f0. */
-static void conv_forward_block(T *t, const TL *L, int FB, int shift, const EmVec *v) {
-  const ConvDims d = conv_dims(L);
-  const int P = tile_pixels(FB, d.OW, 12, v);
-  ln(t, "int ox;");
-  ln(t, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
-  conv_forward_tile(t, &d, P, FB, shift, v);
-  if (d.OW % P)
-    conv_forward_tile(t, &d, d.OW % P, FB, shift, v);
-}
-
-static void conv_forward(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const ConvDims d = conv_dims(L);
-  ln(t, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, d.IH, d.IW, d.C, d.OH, d.OW, d.F);
-  param_forward_head(t, L);
-  if (d.F >= 8) {
-    ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
-    ln(t, "const float *xr = x + oy * %d;", d.SH * d.IW * d.C);
-    ln(t, "float *yr = y + oy * %d;", d.OW * d.F);
-    channel_blocks(t, L, "f0", d.F, conv_forward_block);
-    ln(t, "}");
-  } else {
-    ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
-    ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
-    ln(t, "float acc[%d];", d.F);
-    ln(t, "for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "  acc[f] = %s;", d.bias ? "b[f]" : "0.0f");
-    ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-    ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
-    ln(t, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
-    ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
-    ln(t, "const float s = xk[k];");
-    ln(t, "for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "  acc[f] += s * wk[k * %d + f];", d.F);
-    ln(t, "}");
-    ln(t, "}");
-    ln(t, "for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "  y[(oy * %d + ox) * %d + f] = acc[f];", d.OW, d.F);
-    ln(t, "}");
-    ln(t, "}");
-  }
-  act_forward(t, L->act, "y", "y", shape_size(l->out), d.F);
-  ln(t, "}");
-  blank(t);
-}
-
 /* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky (j0 < 0),
    or taps j0 .. j0 + CB - 1 of the whole kernel (ky, kx, c) (j0 >= 0), FB
    vectors of output channels from f0 (the last `shift` back), summed over
@@ -632,36 +449,40 @@ static void conv_dw_tile(T *t, const ConvDims *d, int j0, int CB, int FB, int sh
                          const EmVec *vec) {
   const char *n = t->n;
   const int K = d->KW * d->C;
-  ln(t, "{");
+  em_open(EM, "%s", "");
   tile_declare(t, CB, FB, NULL, vec);
-  ln(t, "for (int oy = 0; oy < %d; oy++) {", d->OH);
+  em_open(EM, "for (int oy = 0; oy < %d; oy++)", d->OH);
   if (j0 < 0)
-    ln(t, "const float *xk = x + (oy * %d + ky) * %d + k0;", d->SH, d->IW * d->C);
+    em_line(EM, "const float *xk = x + %s;",
+            LIN(0, "oy", (long)d->SH * d->IW * d->C, "ky", (long)d->IW * d->C, "k0", 1L));
   else
-    ln(t, "const float *xk = x + oy * %d;", d->SH * d->IW * d->C);
-  ln(t, "const float *dk = dy + oy * %d + f0;", d->OW * d->F);
-  ln(t, "for (int ox = 0; ox < %d; ox++) {", d->OW);
+    em_line(EM, "const float *xk = x + %s;", LIN(0, "oy", (long)d->SH * d->IW * d->C));
+  em_line(EM, "const float *dk = dy + %s;", LIN(0, "oy", (long)d->OW * d->F, "f0", 1L));
+  em_open(EM, "for (int ox = 0; ox < %d; ox++)", d->OW);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_%s d%d;", n, vec->type, v);
+    em_line(EM, "%s_%s d%d;", n, vec->type, v);
   for (int v = 0; v < FB; v++)
-    ln(t, "%s_LOAD(d%d, dk + ox * %d + %d);", n, v, d->F, vec_off(v, FB, shift, vec));
+    em_line(EM, "%s_LOAD(d%d, dk + %s);", n, v, LIN(vec_off(v, FB, shift, vec), "ox", (long)d->F));
   for (int j = 0; j < CB; j++)
-    ln(t, "const float s%d = xk[ox * %d + %d];", j, d->SW * d->C,
-       j0 < 0 ? j : (j0 + j) / K * d->IW * d->C + (j0 + j) % K);
+    em_line(EM, "const float s%d = xk[%s];", j,
+            LIN(j0 < 0 ? j : (long)(j0 + j) / K * d->IW * d->C + (j0 + j) % K, "ox",
+                (long)d->SW * d->C));
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++)
-      ln(t, "%s_FMA%s(a%d_%d, s%d, d%d);", n, vec->op, j, v, j, v);
-  ln(t, "}");
-  ln(t, "}");
+      em_line(EM, "%s_FMA%s(a%d_%d, s%d, d%d);", n, vec->op, j, v, j, v);
+  em_close(EM);
+  em_close(EM);
   for (int j = 0; j < CB; j++)
     for (int v = 0; v < FB; v++) {
       const int off = vec_off(v, FB, shift, vec);
       tile_addto(t,
-                 j0 < 0 ? S(t, "dw + (ky * %d + k0 + %d) * %d + f0 + %d", K, j, d->F, off)
-                        : S(t, "dw + %d + f0 + %d", (j0 + j) * d->F, off),
+                 S(t, "dw + %s",
+                   j0 < 0
+                       ? LIN((long)j * d->F + off, "ky", (long)K * d->F, "k0", (long)d->F, "f0", 1L)
+                       : LIN((long)(j0 + j) * d->F + off, "f0", 1L)),
                  j, v, FB, shift, vec);
     }
-  ln(t, "}");
+  em_close(EM);
 }
 
 /* Input-gradient tile: P output pixels from ox, CV vectors of input channels
@@ -669,40 +490,60 @@ static void conv_dw_tile(T *t, const ConvDims *d, int j0, int CB, int FB, int sh
    output channels. */
 static void conv_dx_tile(T *t, const ConvDims *d, int P, int CV, int shift, const EmVec *vec) {
   const char *n = t->n;
-  ln(t, "{");
+  em_open(EM, "%s", "");
   tile_declare(t, P, CV, NULL, vec);
-  ln(t, "const float *wk = wt + (ky * %d + kx) * %d + c0;", d->KW, d->F * d->C);
-  ln(t, "const float *dk = dy + (oy * %d + ox) * %d;", d->OW, d->F);
-  ln(t, "for (int f = 0; f < %d; f++) {", d->F);
+  em_line(EM, "const float *wk = wt + %s;",
+          LIN(0, "ky", (long)d->KW * d->F * d->C, "kx", (long)d->F * d->C, "c0", 1L));
+  em_line(EM, "const float *dk = dy + %s;", LIN(0, "oy", (long)d->OW * d->F, "ox", (long)d->F));
+  em_open(EM, "for (int f = 0; f < %d; f++)", d->F);
   for (int v = 0; v < CV; v++)
-    ln(t, "%s_%s w%d;", n, vec->type, v);
+    em_line(EM, "%s_%s w%d;", n, vec->type, v);
   for (int v = 0; v < CV; v++)
-    ln(t, "%s_LOAD(w%d, wk + f * %d + %d);", n, v, d->C, vec_off(v, CV, shift, vec));
+    em_line(EM, "%s_LOAD(w%d, wk + f * %d + %d);", n, v, d->C, vec_off(v, CV, shift, vec));
   for (int j = 0; j < P; j++)
-    ln(t, "const float s%d = dk[%d + f];", j, j * d->F);
+    em_line(EM, "const float s%d = dk[%d + f];", j, j * d->F);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++)
-      ln(t, "%s_FMA%s(a%d_%d, s%d, w%d);", n, vec->op, j, v, j, v);
-  ln(t, "}");
+      em_line(EM, "%s_FMA%s(a%d_%d, s%d, w%d);", n, vec->op, j, v, j, v);
+  em_close(EM);
   for (int j = 0; j < P; j++)
     for (int v = 0; v < CV; v++) {
       tile_addto(t,
-                 S(t, "dx + (oy * %d + ky) * %d + (ox + %d) * %d + kx * %d + c0 + %d", d->SH,
-                   d->IW * d->C, j, d->SW * d->C, d->C, vec_off(v, CV, shift, vec)),
+                 S(t, "dx + %s",
+                   LIN((long)j * d->SW * d->C + vec_off(v, CV, shift, vec), "oy",
+                       (long)d->SH * d->IW * d->C, "ky", (long)d->IW * d->C, "ox",
+                       (long)d->SW * d->C, "kx", (long)d->C, "c0", 1L)),
                  j, v, CV, shift, vec);
     }
-  ln(t, "}");
+  em_close(EM);
+}
+
+/* "int VAR = 0;", or "int VAR;" and the loop of `full` steps over VAR
+   whose body follows; then, with a `rest`, VAR's value for the last tile. */
+static void tile_steps(T *t, const char *var, int full, int step) {
+  if (full > 1) {
+    em_line(EM, "int %s;", var);
+    em_line(EM, "for (%s = 0; %s < %d; %s += %d)", var, var, full * step, var, step);
+  } else {
+    em_line(EM, "int %s = 0;", var);
+  }
+}
+
+static void tile_rest(T *t, const char *var, int full, int step) {
+  if (full == 1)
+    em_line(EM, "%s = %d;", var, step);
 }
 
 /* The weight-gradient tiles of kernel row ky, output channels from f0. */
 static void conv_dw_block(T *t, const TL *L, int FB, int shift, const EmVec *v) {
   const ConvDims d = conv_dims(L);
   const int K = d.KW * d.C, CB = tile_pixels(FB, K, K, v);
-  ln(t, "int k0;");
-  ln(t, "for (k0 = 0; k0 < %d; k0 += %d)", K - K % CB, CB);
+  tile_steps(t, "k0", K / CB, CB);
   conv_dw_tile(t, &d, -1, CB, FB, shift, v);
-  if (K % CB)
+  if (K % CB) {
+    tile_rest(t, "k0", K / CB, CB);
     conv_dw_tile(t, &d, -1, K % CB, FB, shift, v);
+  }
 }
 
 /* The weight-gradient tiles of a small kernel (at most DW_WHOLE taps: a
@@ -721,85 +562,91 @@ static void conv_dw_whole_block(T *t, const TL *L, int FB, int shift, const EmVe
 static void conv_dx_block(T *t, const TL *L, int CV, int shift, const EmVec *v) {
   const ConvDims d = conv_dims(L);
   const int P = tile_pixels(CV, d.OW, 12, v);
-  ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-  ln(t, "for (int kx = 0; kx < %d; kx++) {", d.KW);
-  ln(t, "int ox;");
-  ln(t, "for (ox = 0; ox < %d; ox += %d)", d.OW - d.OW % P, P);
+  em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
+  em_open(EM, "for (int kx = 0; kx < %d; kx++)", d.KW);
+  tile_steps(t, "ox", d.OW / P, P);
   conv_dx_tile(t, &d, P, CV, shift, v);
-  if (d.OW % P)
+  if (d.OW % P) {
+    tile_rest(t, "ox", d.OW / P, P);
     conv_dx_tile(t, &d, d.OW % P, CV, shift, v);
-  ln(t, "}");
-  ln(t, "}");
+  }
+  em_close(EM);
+  em_close(EM);
 }
 
 static void conv_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  ln(t, "/* %s: backward from dy [%d][%d][%d] (made the pre-activation gradient) */", l->text, d.OH,
-     d.OW, d.F);
-  ln(t,
-     "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, "
-     "const float *restrict y, float *restrict dy%s) {",
-     L->bfn, t->n, t->n, L->transposed ? ", const float *restrict wt" : "",
-     L->dx ? ", float *restrict dx" : "");
-  if (!L->dx || L->transposed)
-    ln(t, "(void)m;");
+  em_comment(EM, "%s\nbackward from dy [%d][%d][%d] (made the pre-activation gradient)",
+             emit_quote(EM, l), d.OH, d.OW, d.F);
+  em_open_fn(EM,
+             "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const "
+             "float *restrict y, float *restrict dy%s)",
+             L->bfn, t->n, t->n, L->transposed ? ", const float *restrict wt" : "",
+             takes_dx(L) ? ", float *restrict dx" : "");
+  if (!takes_dx(L) || L->transposed)
+    em_line(EM, "(void)m;");
   param_backward_head(t, L);
   if (d.bias) {
-    ln(t, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
-    ln(t, "  for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "    db[f] += dy[p * %d + f];", d.F);
+    em_line(EM, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
+    em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
+    em_line(EM, "    db[f] += dy[p * %d + f];", d.F);
   }
   if (d.F >= 8 && d.KH * d.KW * d.C <= DW_WHOLE) {
     channel_blocks(t, L, "f0", d.F, conv_dw_whole_block);
   } else if (d.F >= 8) {
-    ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
+    em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
     channel_blocks(t, L, "f0", d.F, conv_dw_block);
-    ln(t, "}");
+    em_close(EM);
   } else {
-    ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
-    ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
-    ln(t, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
-    ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-    ln(t, "const float *xk = x + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
-    ln(t, "float *wk = dw + ky * %d;", d.KW * d.C * d.F);
-    ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
-    ln(t, "const float s = xk[k];");
-    ln(t, "for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "  wk[k * %d + f] += s * d[f];", d.F);
-    ln(t, "}");
-    ln(t, "}");
-    ln(t, "}");
-    ln(t, "}");
+    em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
+    em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
+    em_line(EM, "const float *d = dy + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
+    em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
+    em_line(EM, "const float *xk = x + %s;",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, "ky", (long)d.IW * d.C, "ox", (long)d.SW * d.C));
+    em_line(EM, "float *wk = dw + ky * %d;", d.KW * d.C * d.F);
+    em_open(EM, "for (int k = 0; k < %d; k++)", d.KW * d.C);
+    em_line(EM, "const float s = xk[k];");
+    em_line(EM, "for (int f = 0; f < %d; f++)", d.F);
+    em_line(EM, "  wk[k * %d + f] += s * d[f];", d.F);
+    em_close(EM);
+    em_close(EM);
+    em_close(EM);
+    em_close(EM);
   }
-  if (L->dx) {
-    ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
+  if (takes_dx(L)) {
+    if_dx(t, L, true);
+    em_line(EM, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
     if (L->transposed) {
-      ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
+      em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
       channel_blocks(t, L, "c0", d.C, conv_dx_block);
-      ln(t, "}");
+      em_close(EM);
     } else {
-      ln(t, "const float *restrict w = %s;", w);
-      ln(t, "for (int oy = 0; oy < %d; oy++) {", d.OH);
-      ln(t, "for (int ox = 0; ox < %d; ox++) {", d.OW);
-      ln(t, "const float *d = dy + (oy * %d + ox) * %d;", d.OW, d.F);
-      ln(t, "for (int ky = 0; ky < %d; ky++) {", d.KH);
-      ln(t, "float *xk = dx + (oy * %d + ky) * %d + ox * %d;", d.SH, d.IW * d.C, d.SW * d.C);
-      ln(t, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
-      ln(t, "for (int k = 0; k < %d; k++) {", d.KW * d.C);
-      ln(t, "float s = 0.0f;");
-      ln(t, "for (int f = 0; f < %d; f++)", d.F);
-      ln(t, "  s += wk[k * %d + f] * d[f];", d.F);
-      ln(t, "xk[k] += s;");
-      ln(t, "}");
-      ln(t, "}");
-      ln(t, "}");
-      ln(t, "}");
+      em_line(EM, "const float *restrict w = %s;", w);
+      em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
+      em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
+      em_line(EM, "const float *d = dy + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
+      em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
+      em_line(
+          EM, "float *xk = dx + %s;",
+          LIN(0, "oy", (long)d.SH * d.IW * d.C, "ky", (long)d.IW * d.C, "ox", (long)d.SW * d.C));
+      em_line(EM, "const float *wk = w + ky * %d;", d.KW * d.C * d.F);
+      em_open(EM, "for (int k = 0; k < %d; k++)", d.KW * d.C);
+      em_line(EM, "float s = 0.0f;");
+      em_line(EM, "for (int f = 0; f < %d; f++)", d.F);
+      em_line(EM, "  s += wk[k * %d + f] * d[f];", d.F);
+      em_line(EM, "xk[k] += s;");
+      em_close(EM);
+      em_close(EM);
+      em_close(EM);
+      em_close(EM);
     }
+    if_dx(t, L, false);
   }
-  ln(t, "}");
-  blank(t);
+  em_close(EM);
+  em_blank(EM);
 }
 
 /* The input gradient of a padded conv: the interior of the padded one. */
@@ -807,168 +654,74 @@ static void conv_unpad(T *t, const TL *L) {
   const Layer *l = L->l;
   const int H = l->in.h, W = l->in.w, C = l->in.c;
   const int pt = l->u.conv.pad_top, pl = l->u.conv.pad_left;
-  ln(t, "/* the input gradient [%d][%d][%d] out of the padded one, in place */", H, W, C);
-  ln(t, "static void %s_unpad(float *dx) {", L->fn);
-  ln(t, "for (int iy = 0; iy < %d; iy++)", H);
-  ln(t, "  memmove(dx + iy * %d, dx + (iy + %d) * %d + %d, %d * sizeof(float));", W * C, pt,
-     L->pw * C, pl * C, W * C);
-  ln(t, "}");
-  blank(t);
-}
-
-/* Copies x [H][W][C] into the zero-bordered xp (and, when the layer computes
-   its input gradient, writes the unpad that undoes it). */
-static void conv_pad(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const int H = l->in.h, W = l->in.w, C = l->in.c;
-  const int pt = l->u.conv.pad_top, pl = l->u.conv.pad_left;
-  ln(t, "/* %s: input [%d][%d][%d] into [%d][%d][%d] with zeros around */", l->text, H, W, C, L->ph,
-     L->pw, C);
-  ln(t, "static void %s_pad(const float *restrict x, float *restrict xp) {", L->fn);
-  ln(t, "memset(xp, 0, %ld * sizeof(float));", (long)L->ph * L->pw * C);
-  ln(t, "for (int iy = 0; iy < %d; iy++)", H);
-  ln(t, "  memcpy(xp + (iy + %d) * %d + %d, x + iy * %d, %d * sizeof(float));", pt, L->pw * C,
-     pl * C, W * C, W * C);
-  ln(t, "}");
-  blank(t);
-  if (L->dx)
-    conv_unpad(t, L);
+  em_line(EM, "/* the input gradient [%d][%d][%d] out of the padded one, in place */", H, W, C);
+  em_open_fn(EM, "static void %s_unpad(float *dx)", L->fn);
+  em_line(EM, "for (int iy = 0; iy < %d; iy++)", H);
+  em_line(EM, "  memmove(dx + iy * %d, dx + (iy + %d) * %d + %d, %d * sizeof(float));", W * C, pt,
+          L->pw * C, pl * C, W * C);
+  em_close(EM);
+  em_blank(EM);
 }
 
 /* ---- dense ---- */
-
-static void dense_forward(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const int IN = (int)shape_size(l->in), OUT = l->out.c;
-  const char *n = t->n;
-  ln(t, "/* %s: [%d] -> [%d] */", l->text, IN, OUT);
-  param_forward_head(t, L);
-  if (OUT % 8 == 0) {
-    int NV = OUT / 8, OB = 8;
-    while (NV % OB)
-      OB--;
-    ln(t, "for (int o0 = 0; o0 < %d; o0 += %d) {", OUT, 8 * OB);
-    for (int v = 0; v < OB; v++) {
-      ln(t, "%s_f8 a%d;", n, v);
-      if (l->bias_count)
-        ln(t, "%s_LOAD(a%d, b + o0 + %d);", n, v, 8 * v);
-      else
-        ln(t, "%s_ZERO(a%d);", n, v);
-    }
-    ln(t, "for (int i = 0; i < %d; i++) {", IN);
-    ln(t, "const float s = x[i];");
-    ln(t, "const float *wi = w + i * %d + o0;", OUT);
-    for (int v = 0; v < OB; v++) {
-      ln(t, "%s_f8 w%d;", n, v);
-      ln(t, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
-      ln(t, "%s_FMA(a%d, s, w%d);", n, v, v);
-    }
-    ln(t, "}");
-    for (int v = 0; v < OB; v++)
-      ln(t, "%s_STORE(y + o0 + %d, a%d);", n, 8 * v, v);
-    ln(t, "}");
-  } else {
-    ln(t, "float acc[%d];", OUT);
-    ln(t, "for (int o = 0; o < %d; o++)", OUT);
-    ln(t, "  acc[o] = %s;", l->bias_count ? "b[o]" : "0.0f");
-    ln(t, "for (int i = 0; i < %d; i++) {", IN);
-    ln(t, "const float s = x[i];");
-    ln(t, "for (int o = 0; o < %d; o++)", OUT);
-    ln(t, "  acc[o] += s * w[i * %d + o];", OUT);
-    ln(t, "}");
-    ln(t, "for (int o = 0; o < %d; o++)", OUT);
-    ln(t, "  y[o] = acc[o];");
-  }
-  act_forward(t, L->act, "y", "y", OUT, OUT);
-  ln(t, "}");
-  blank(t);
-}
 
 static void dense_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const char *n = t->n;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  ln(t, "/* %s: backward from dy [%d] (made the pre-activation gradient) */", l->text, OUT);
-  ln(t,
-     "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, "
-     "const float *restrict y, float *restrict dy%s) {",
-     L->bfn, n, n, L->dx ? ", float *restrict dx" : "");
+  em_comment(EM, "%s\nbackward from dy [%d] (made the pre-activation gradient)", emit_quote(EM, l),
+             OUT);
+  em_open_fn(EM,
+             "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, const float "
+             "*restrict y, float *restrict dy%s)",
+             L->bfn, n, n, takes_dx(L) ? ", float *restrict dx" : "");
   param_backward_head(t, L);
   if (l->bias_count) {
-    ln(t, "for (int o = 0; o < %d; o++)", OUT);
-    ln(t, "  db[o] += dy[o];");
+    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
+    em_line(EM, "  db[o] += dy[o];");
   }
-  ln(t, "for (int i = 0; i < %d; i++) {", IN);
-  ln(t, "const float s = x[i];");
-  ln(t, "for (int o = 0; o < %d; o++)", OUT);
-  ln(t, "  dw[i * %d + o] += s * dy[o];", OUT);
-  ln(t, "}");
-  if (!L->dx) {
-    ln(t, "(void)m;");
+  em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+  em_line(EM, "const float s = x[i];");
+  em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
+  em_line(EM, "  dw[i * %d + o] += s * dy[o];", OUT);
+  em_close(EM);
+  if_dx(t, L, true);
+  if (!takes_dx(L)) {
+    em_line(EM, "(void)m;");
   } else if (OUT % 8 == 0 && OUT <= 128) {
     int NV = OUT / 8;
-    ln(t, "const float *restrict w = %s;", w);
+    em_line(EM, "const float *restrict w = %s;", w);
     for (int v = 0; v < NV; v++) {
-      ln(t, "%s_f8 d%d;", n, v);
-      ln(t, "%s_LOAD(d%d, dy + %d);", n, v, 8 * v);
+      em_line(EM, "%s_f8 d%d;", n, v);
+      em_line(EM, "%s_LOAD(d%d, dy + %d);", n, v, 8 * v);
     }
-    ln(t, "for (int i = 0; i < %d; i++) {", IN);
-    ln(t, "const float *wi = w + i * %d;", OUT);
-    ln(t, "%s_f8 a;", n);
-    ln(t, "%s_ZERO(a);", n);
+    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+    em_line(EM, "const float *wi = w + i * %d;", OUT);
+    em_line(EM, "%s_f8 a;", n);
+    em_line(EM, "%s_ZERO(a);", n);
     for (int v = 0; v < NV; v++) {
-      ln(t, "%s_f8 w%d;", n, v);
-      ln(t, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
-      ln(t, "%s_MAC(a, w%d, d%d);", n, v, v);
+      em_line(EM, "%s_f8 w%d;", n, v);
+      em_line(EM, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
+      em_line(EM, "%s_MAC(a, w%d, d%d);", n, v, v);
     }
-    ln(t, "dx[i] = %s_HSUM(a);", n);
-    ln(t, "}");
+    em_line(EM, "dx[i] = %s_HSUM(a);", n);
+    em_close(EM);
   } else {
-    ln(t, "const float *restrict w = %s;", w);
-    ln(t, "for (int i = 0; i < %d; i++) {", IN);
-    ln(t, "float s = 0.0f;");
-    ln(t, "for (int o = 0; o < %d; o++)", OUT);
-    ln(t, "  s += w[i * %d + o] * dy[o];", OUT);
-    ln(t, "dx[i] = s;");
-    ln(t, "}");
+    em_line(EM, "const float *restrict w = %s;", w);
+    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+    em_line(EM, "float s = 0.0f;");
+    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
+    em_line(EM, "  s += w[i * %d + o] * dy[o];", OUT);
+    em_line(EM, "dx[i] = s;");
+    em_close(EM);
   }
-  ln(t, "}");
-  blank(t);
+  if_dx(t, L, false);
+  em_close(EM);
+  em_blank(EM);
 }
 
 /* ---- pooling ---- */
-
-static void pool_forward(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
-  const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;
-  bool max = l->op == OP_MAXPOOL;
-  ln(t, "/* %s: [%d][%d][%d] -> [%d][%d][%d] */", l->text, l->in.h, IW, C, OH, OW, C);
-  ln(t, "static void %s_train_forward(const float *restrict x, float *restrict y) {", L->fn);
-  ln(t, "for (int py = 0; py < %d; py++) {", OH);
-  ln(t, "for (int px = 0; px < %d; px++) {", OW);
-  ln(t, "const float *x0 = x + (py * %d + px * %d) * %d;", SH * IW, SW, C);
-  ln(t, "float *yp = y + (py * %d + px) * %d;", OW, C);
-  ln(t, "for (int c = 0; c < %d; c++)", C);
-  ln(t, "  yp[c] = x0[c];");
-  ln(t, "for (int k = 1; k < %d; k++) {", KH * KW);
-  ln(t, "const float *xk = x0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
-  ln(t, "for (int c = 0; c < %d; c++)", C);
-  if (max)
-    ln(t, "  yp[c] = xk[c] > yp[c] ? xk[c] : yp[c];");
-  else
-    ln(t, "  yp[c] += xk[c];");
-  ln(t, "}");
-  if (!max) {
-    ln(t, "for (int c = 0; c < %d; c++)", C);
-    ln(t, "  yp[c] /= %s;", FL(KH * KW));
-  }
-  ln(t, "}");
-  ln(t, "}");
-  ln(t, "}");
-  blank(t);
-}
 
 /* Maxpool sends each window's gradient to its first maximum in row-major
    order: `r` holds what is still to be given, and the first match takes it. */
@@ -977,67 +730,58 @@ static void pool_backward(T *t, const TL *L) {
   const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;
   bool max = l->op == OP_MAXPOOL;
-  ln(t, "/* %s: backward */", l->text);
-  ln(t,
-     "static void %s(const float *restrict x, const float *restrict y, "
-     "const float *restrict dy, float *restrict dx) {",
-     L->bfn);
+  em_comment(EM, "%s\nbackward", emit_quote(EM, l));
+  em_open_fn(EM,
+             "static void %s(const float *restrict x, const float *restrict y, const float "
+             "*restrict dy, float *restrict dx)",
+             L->bfn);
   if (!max)
-    ln(t, "(void)x;");
+    em_line(EM, "(void)x;");
   if (!max)
-    ln(t, "(void)y;");
-  ln(t, "memset(dx, 0, %ld * sizeof(float));", shape_size(l->in));
-  ln(t, "for (int py = 0; py < %d; py++) {", OH);
-  ln(t, "for (int px = 0; px < %d; px++) {", OW);
-  ln(t, "const long o0 = (py * %d + px * %d) * %d;", SH * IW, SW, C);
-  ln(t, "const float *dp = dy + (py * %d + px) * %d;", OW, C);
+    em_line(EM, "(void)y;");
+  em_line(EM, "memset(dx, 0, %ld * sizeof(float));", shape_size(l->in));
+  em_open(EM, "for (int py = 0; py < %d; py++)", OH);
+  em_open(EM, "for (int px = 0; px < %d; px++)", OW);
+  em_line(EM, "const long o0 = %s;", LIN(0, "py", (long)SH * IW * C, "px", (long)SW * C));
+  em_line(EM, "const float *dp = dy + %s;", LIN(0, "py", (long)OW * C, "px", (long)C));
   if (max) {
-    ln(t, "const float *yp = y + (py * %d + px) * %d;", OW, C);
-    ln(t, "float r[%d];", C);
-    ln(t, "for (int c = 0; c < %d; c++)", C);
-    ln(t, "  r[c] = dp[c];");
-    ln(t, "for (int k = 0; k < %d; k++) {", KH * KW);
-    ln(t, "const long o = o0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
-    ln(t, "for (int c = 0; c < %d; c++) {", C);
-    ln(t, "const float h = x[o + c] == yp[c] ? r[c] : 0.0f;");
-    ln(t, "dx[o + c] += h;");
-    ln(t, "r[c] -= h;");
-    ln(t, "}");
-    ln(t, "}");
+    em_line(EM, "const float *yp = y + %s;", LIN(0, "py", (long)OW * C, "px", (long)C));
+    em_line(EM, "float r[%d];", C);
+    em_line(EM, "for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "  r[c] = dp[c];");
+    em_open(EM, "for (int k = 0; k < %d; k++)", KH * KW);
+    em_line(EM, "const long o = o0 + %s;",
+            LIN(0, S(t, "k / %d", KW), (long)IW * C, S(t, "k %% %d", KW), (long)C));
+    em_open(EM, "for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "const float h = x[o + c] == yp[c] ? r[c] : 0.0f;");
+    em_line(EM, "dx[o + c] += h;");
+    em_line(EM, "r[c] -= h;");
+    em_close(EM);
+    em_close(EM);
   } else {
-    ln(t, "for (int k = 0; k < %d; k++) {", KH * KW);
-    ln(t, "const long o = o0 + (k / %d * %d + k %% %d) * %d;", KW, IW, KW, C);
-    ln(t, "for (int c = 0; c < %d; c++)", C);
-    ln(t, "  dx[o + c] += dp[c] / %s;", FL(KH * KW));
-    ln(t, "}");
+    em_open(EM, "for (int k = 0; k < %d; k++)", KH * KW);
+    em_line(EM, "const long o = o0 + %s;",
+            LIN(0, S(t, "k / %d", KW), (long)IW * C, S(t, "k %% %d", KW), (long)C));
+    em_line(EM, "for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "  dx[o + c] += dp[c] / %s;", FL(KH * KW));
+    em_close(EM);
   }
-  ln(t, "}");
-  ln(t, "}");
-  ln(t, "}");
-  blank(t);
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
 }
 
-static void gap_forward(T *t, const TL *L) {
+static void gap_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const int HW = l->in.h * l->in.w, C = l->in.c;
-  ln(t, "/* %s: [%d][%d][%d] -> [%d] */", l->text, l->in.h, l->in.w, C, C);
-  ln(t, "static void %s_train_forward(const float *restrict x, float *restrict y) {", L->fn);
-  ln(t, "for (int c = 0; c < %d; c++)", C);
-  ln(t, "  y[c] = 0.0f;");
-  ln(t, "for (int p = 0; p < %d; p++)", HW);
-  ln(t, "  for (int c = 0; c < %d; c++)", C);
-  ln(t, "    y[c] += x[p * %d + c];", C);
-  ln(t, "for (int c = 0; c < %d; c++)", C);
-  ln(t, "  y[c] /= %s;", FL(HW));
-  ln(t, "}");
-  blank(t);
-  ln(t, "/* %s: backward */", l->text);
-  ln(t, "static void %s(const float *restrict dy, float *restrict dx) {", L->bfn);
-  ln(t, "for (int p = 0; p < %d; p++)", HW);
-  ln(t, "  for (int c = 0; c < %d; c++)", C);
-  ln(t, "    dx[p * %d + c] = dy[c] / %s;", C, FL(HW));
-  ln(t, "}");
-  blank(t);
+  em_comment(EM, "%s\nbackward", emit_quote(EM, l));
+  em_open_fn(EM, "static void %s(const float *restrict dy, float *restrict dx)", L->bfn);
+  em_line(EM, "for (int p = 0; p < %d; p++)", HW);
+  em_line(EM, "  for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "    dx[p * %d + c] = dy[c] / %s;", C, FL(HW));
+  em_close(EM);
+  em_blank(EM);
 }
 
 /* ---- dropout and activation layers ---- */
@@ -1050,58 +794,46 @@ static void dropout_forward(T *t, const TL *L) {
   const long N = shape_size(l->in);
   double rate = l->u.dropout.rate;
   unsigned long long threshold = (unsigned long long)llround(rate * 16777216.0);
-  ln(t, "/* %s: [%ld], mask kept */", l->text, N);
-  ln(t,
-     "static void %s_train_forward(const float *restrict x, float *restrict y, "
-     "float *restrict mask, uint64_t key) {",
-     L->fn);
+  em_comment(EM, "%s\n[%ld], mask kept", emit_quote(EM, l), N);
+  em_open_fn(EM,
+             "static void %s_train_forward(const float *restrict x, float *restrict y, float "
+             "*restrict mask, uint64_t key)",
+             L->fn);
   if (threshold == 0) { /* a rate this small keeps everything: no hash to test */
-    ln(t, "(void)key;");
-    ln(t, "for (int i = 0; i < %ld; i++) {", N);
-    ln(t, "mask[i] = 1.0f;");
-    ln(t, "y[i] = x[i];");
-    ln(t, "}");
-    ln(t, "}");
-    blank(t);
+    em_line(EM, "(void)key;");
+    em_open(EM, "for (int i = 0; i < %ld; i++)", N);
+    em_line(EM, "mask[i] = 1.0f;");
+    em_line(EM, "y[i] = x[i];");
+    em_close(EM);
+    em_close(EM);
+    em_blank(EM);
     return;
   }
-  ln(t, "for (int i = 0; i < %ld; i++) {", N);
-  ln(t, "uint64_t z = key + (uint64_t)i * UINT64_C(0x9E3779B97F4A7C15);");
-  ln(t, "z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);");
-  ln(t, "z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);");
-  ln(t, "z ^= z >> 31;");
-  ln(t, "mask[i] = (z >> 40) >= %lluu ? %s : 0.0f;", threshold,
-     FL(rate < 1 ? 1.0 / (1.0 - rate) : 0.0));
-  ln(t, "y[i] = x[i] * mask[i];");
-  ln(t, "}");
-  ln(t, "}");
-  blank(t);
+  em_open(EM, "for (int i = 0; i < %ld; i++)", N);
+  em_line(EM, "uint64_t z = key + (uint64_t)i * UINT64_C(0x9E3779B97F4A7C15);");
+  em_line(EM, "z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);");
+  em_line(EM, "z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);");
+  em_line(EM, "z ^= z >> 31;");
+  em_line(EM, "mask[i] = (z >> 40) >= %lluu ? %s : 0.0f;", threshold,
+          FL(rate < 1 ? 1.0 / (1.0 - rate) : 0.0));
+  em_line(EM, "y[i] = x[i] * mask[i];");
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
 }
 
 static void act_layer_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const long N = shape_size(l->out);
-  ln(t, "/* %s: backward, in place */", l->text);
-  ln(t, "static void %s(const float *restrict y, float *restrict dy) {", L->bfn);
+  em_comment(EM, "%s\nbackward, in place", emit_quote(EM, l));
+  em_open_fn(EM, "static void %s(const float *restrict y, float *restrict dy)", L->bfn);
   act_backward(t, L->act, "y", "dy", N, l->out.c);
   if (L->act == ACT_LINEAR)
-    ln(t, "(void)y;");
+    em_line(EM, "(void)y;");
   if (L->act == ACT_LINEAR)
-    ln(t, "(void)dy;");
-  ln(t, "}");
-  blank(t);
-}
-
-static void act_layer(T *t, const TL *L) {
-  const Layer *l = L->l;
-  const long N = shape_size(l->out);
-  ln(t, "/* %s: [%ld] */", l->text, N);
-  ln(t, "static void %s_train_forward(const float *restrict x, float *restrict y) {", L->fn);
-  act_forward(t, L->act, "y", "x", N, l->out.c);
-  ln(t, "}");
-  blank(t);
-  if (L->backward)
-    act_layer_backward(t, L);
+    em_line(EM, "(void)dy;");
+  em_close(EM);
+  em_blank(EM);
 }
 
 /* The derivative of act at output a, times the gradient g (C expressions). */
@@ -1126,32 +858,35 @@ static const char *act_times(T *t, Act act, const char *a, const char *g) {
 static void conv_pool_dx_tile(T *t, const ConvDims *d, int T_, const char *tap0v, int tap0l, int CV,
                               int shift, const EmVec *vec) {
   const char *n = t->n, *tap0 = tap0v ? S(t, "%s + ", tap0v) : "";
-  ln(t, "{");
+  em_open(EM, "%s", "");
   tile_declare(t, T_, CV, NULL, vec);
-  ln(t, "for (int i = 0; i < count[q]; i++) {");
-  ln(t, "const float *wk = wt + fs[q][i] * %d + c0;", d->C);
-  ln(t, "const float s0 = vs[q][i];");
+  em_open(EM, "for (int i = 0; i < count[q]; i++)");
+  em_line(EM, "const float *wk = wt + %s;", LIN(0, "fs[q][i]", (long)d->C, "c0", 1L));
+  em_line(EM, "const float s0 = vs[q][i];");
   for (int j = 0; j < T_; j++)
     for (int v = 0; v < CV; v++) {
-      ln(t, "%s_%s w%d_%d;", n, vec->type, j, v);
-      ln(t, "%s_LOAD(w%d_%d, wk + %s%d);", n, j, v,
-         tap0v ? S(t, "%s * %d + ", tap0v, d->F * d->C) : "",
-         (tap0l + j) * d->F * d->C + vec_off(v, CV, shift, vec));
-      ln(t, "%s_FMA%s(a%d_%d, s0, w%d_%d);", n, vec->op, j, v, j, v);
+      em_line(EM, "%s_%s w%d_%d;", n, vec->type, j, v);
+      em_line(EM, "%s_LOAD(w%d_%d, wk + %s);", n, j, v,
+              LIN((long)(tap0l + j) * d->F * d->C + vec_off(v, CV, shift, vec), tap0v ? tap0v : "",
+                  (long)d->F * d->C));
+      em_line(EM, "%s_FMA%s(a%d_%d, s0, w%d_%d);", n, vec->op, j, v, j, v);
     }
-  ln(t, "}");
+  em_close(EM);
   for (int j = 0; j < T_; j++) {
     const char *tap = S(t, "%s%d", tap0, tap0l + j);
     for (int v = 0; v < CV; v++)
-      tile_addto(t,
-                 tap0v ? S(t, "o + (%s) / %d * %d + (%s) %% %d * %d + c0 + %d", tap, d->KW,
-                           d->IW * d->C, tap, d->KW, d->C, vec_off(v, CV, shift, vec))
-                       : S(t, "o + %d + c0 + %d",
-                           (tap0l + j) / d->KW * d->IW * d->C + (tap0l + j) % d->KW * d->C,
-                           vec_off(v, CV, shift, vec)),
-                 j, v, CV, shift, vec);
+      tile_addto(
+          t,
+          tap0v ? S(t, "o + %s",
+                    LIN(vec_off(v, CV, shift, vec), S(t, "(%s) / %d", tap, d->KW),
+                        (long)d->IW * d->C, S(t, "(%s) %% %d", tap, d->KW), (long)d->C, "c0", 1L))
+                : S(t, "o + %s",
+                    LIN((long)(tap0l + j) / d->KW * d->IW * d->C +
+                            (long)(tap0l + j) % d->KW * d->C + vec_off(v, CV, shift, vec),
+                        "c0", 1L)),
+          j, v, CV, shift, vec);
   }
-  ln(t, "}");
+  em_close(EM);
 }
 
 /* The input-gradient tiles of all taps, input channels from c0. */
@@ -1159,7 +894,7 @@ static void conv_pool_dx_block(T *t, const TL *L, int CV, int shift, const EmVec
   const ConvDims d = conv_dims(L);
   const int KK = d.KH * d.KW, T_ = tile_pixels(CV, KK, KK, vec), full = KK / T_;
   if (full > 1) {
-    ln(t, "for (int tap0 = 0; tap0 < %d; tap0 += %d)", full * T_, T_);
+    em_line(EM, "for (int tap0 = 0; tap0 < %d; tap0 += %d)", full * T_, T_);
     conv_pool_dx_tile(t, &d, T_, "tap0", 0, CV, shift, vec);
   } else {
     conv_pool_dx_tile(t, &d, T_, NULL, 0, CV, shift, vec);
@@ -1184,46 +919,48 @@ static void conv_pool_dw(T *t, const ConvDims *d, const char *nw) {
   const int VW = vec->w, per_row = (K + VW - 1) / VW, shift = per_row * VW - K;
   const int total = d->KH * per_row, most = vec->regs * 3 / 4;
   const int tiles = (total + most - 1) / most, size = (total + tiles - 1) / tiles;
-  ln(t, "for (int f = 0; f < %d; f++) {", d->F);
-  ln(t, "float *restrict dk = dwt + f * %d;", d->KH * K);
+  em_open(EM, "for (int f = 0; f < %d; f++)", d->F);
+  em_line(EM, "float *restrict dk = dwt + f * %d;", d->KH * K);
   for (int j0 = 0; j0 < total; j0 += size) {
     const int nj = total - j0 < size ? total - j0 : size;
-    ln(t, "{");
+    em_open(EM, "%s", "");
     for (int j = 0; j < nj; j++) {
       const int ky = (j0 + j) / per_row,
                 off = ky * K + vec_off((j0 + j) % per_row, per_row, shift, vec);
-      ln(t, "%s_%s a%d;", n, vec->type, j);
-      ln(t, "%s_LOAD(a%d, dk + %d);", n, j, off);
+      em_line(EM, "%s_%s a%d;", n, vec->type, j);
+      em_line(EM, "%s_LOAD(a%d, dk + %d);", n, j, off);
     }
-    ln(t, "for (int wi = 0; wi < %s; wi++) {", nw);
-    ln(t, "if (xo[wi][f] < 0)");
-    ln(t, "  continue;");
-    ln(t, "const float *restrict xk = x + xo[wi][f];");
-    ln(t, "const float s = vw[wi][f];");
+    em_open(EM, "for (int wi = 0; wi < %s; wi++)", nw);
+    em_line(EM, "if (xo[wi][f] < 0)");
+    em_line(EM, "  continue;");
+    em_line(EM, "const float *restrict xk = x + xo[wi][f];");
+    em_line(EM, "const float s = vw[wi][f];");
     for (int j = 0; j < nj; j++) {
       const int ky = (j0 + j) / per_row, off = vec_off((j0 + j) % per_row, per_row, shift, vec);
-      ln(t, "%s_%s x%d;", n, vec->type, j);
-      ln(t, "%s_LOAD(x%d, xk + %d);", n, j, ky * d->IW * d->C + off);
-      ln(t, "%s_MULADD%s(a%d, s, x%d);", n, vec->op, j, j);
+      em_line(EM, "%s_%s x%d;", n, vec->type, j);
+      em_line(EM, "%s_LOAD(x%d, xk + %d);", n, j, ky * d->IW * d->C + off);
+      em_line(EM, "%s_MULADD%s(a%d, s, x%d);", n, vec->op, j, j);
     }
-    ln(t, "}");
+    em_close(EM);
     for (int j = 0; j < nj; j++) {
       const int ky = (j0 + j) / per_row,
                 off = ky * K + vec_off((j0 + j) % per_row, per_row, shift, vec);
-      ln(t, "%s_STORE(dk + %d, a%d);", n, off, j);
+      em_line(EM, "%s_STORE(dk + %d, a%d);", n, off, j);
     }
-    ln(t, "}");
+    em_close(EM);
   }
-  ln(t, "}");
+  em_close(EM);
 }
 
 /* Conv and the maxpool after it, backward in one pass. The pool sends each
-   window's gradient, per channel, to one conv output: the first maximum. So
-   per window the channels are grouped by the position of their maximum, and
-   only those (pixel, channel) pairs with a nonzero gradient feed the weight
-   gradient (accumulated transposed, [F][KH][KW][C], in t->dwt<k>, folded into
-   g at the end of NAME_accumulate) and the input gradient. With 2x2 windows
-   that skips three quarters of the work of a dense backward pass. */
+   window's gradient, per channel, to one conv output: the first maximum
+   (found without branches). So per window the channels are grouped by the
+   position of their maximum, and only those (pixel, channel) pairs with a
+   nonzero gradient feed the input gradient; the weight gradient
+   (accumulated transposed, [F][KH][KW][C], in t->dwt<k>, folded into g at
+   the end of NAME_accumulate) comes from each group of windows' records on
+   register tiles per filter (conv_pool_dw). With 2x2 windows that skips
+   three quarters of the work of a dense backward pass. */
 static void conv_pool_backward(T *t, const TL *L) {
   const Layer *l = L->l, *pl = L->pool->l;
   const ConvDims d = conv_dims(L);
@@ -1231,118 +968,134 @@ static void conv_pool_backward(T *t, const TL *L) {
   const int PKH = pl->u.pool.kh, PKW = pl->u.pool.kw, PSH = pl->u.pool.sh, PSW = pl->u.pool.sw;
   const int POH = pl->out.h, POW = pl->out.w, KK = PKH * PKW;
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
-  ln(t, "/* %s, then %s: backward from dyp [%d][%d][%d] */", l->text, pl->text, POH, POW, d.F);
-  ln(t,
-     "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, "
-     "const float *restrict y, const float *restrict yp, const float *restrict dyp, "
-     "float *restrict dwt%s) {",
-     L->bfn, n, n, L->transposed ? ", const float *restrict wt" : "",
-     L->dx ? ", float *restrict dx" : "");
-  if (!L->dx || L->transposed)
-    ln(t, "(void)m;");
+  em_comment(EM, "%s\n+ %s\nbackward from dyp [%d][%d][%d]", emit_quote(EM, l), emit_quote(EM, pl),
+             POH, POW, d.F);
+  em_open_fn(
+      EM,
+      "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const float "
+      "*restrict y, const float *restrict yp, const float *restrict dyp, float *restrict dwt%s)",
+      L->bfn, n, n, L->transposed ? ", const float *restrict wt" : "",
+      takes_dx(L) ? ", float *restrict dx" : "");
+  if (!takes_dx(L) || L->transposed)
+    em_line(EM, "(void)m;");
   if (d.bias)
-    ln(t, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
-  if (L->dx)
-    ln(t, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
-  if (L->dx && !L->transposed)
-    ln(t, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
+    em_line(EM, "float *restrict db = g->p + %ld; /* [%d] */", l->bias_offset, d.F);
+  if (takes_dx(L))
+    em_line(EM, "%smemset(dx, 0, %ld * sizeof(float));", L->dx_if ? "if (dx)\n  " : "",
+            (long)d.IH * d.IW * d.C);
+  if (takes_dx(L) && !L->transposed)
+    em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", w, d.KH, d.KW, d.C, d.F);
   /* windows in groups of G, whose records (xo, vw: 8 bytes per filter) take at
      most 32 KiB: their weight gradient after each group */
   const int NW = POH * POW, G = 4096 / d.F < 1 ? 1 : 4096 / d.F > NW ? NW : 4096 / d.F;
-  ln(t, "int xo[%d][%d];", G, d.F);
-  ln(t, "float vw[%d][%d];", G, d.F);
-  ln(t, "for (int w0 = 0; w0 < %d; w0 += %d) {", NW, G);
-  ln(t, "const int nw = %d - w0 < %d ? %d - w0 : %d;", NW, G, NW, G);
-  ln(t, "for (int wi = 0; wi < nw; wi++) {");
-  ln(t, "const int wy = (w0 + wi) / %d, wx = (w0 + wi) %% %d;", POW, POW);
-  ln(t, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW, d.F,
-     POW, d.F);
-  ln(t, "const float *y0 = y + (wy * %d + wx * %d) * %d;", PSH * d.OW, PSW, d.F);
-  ln(t, "int qf[%d];", d.F);
-  if (L->dx) { /* per window pixel q, the filters whose maximum it is, and their gradients */
-    ln(t, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
-    ln(t, "float vs[%d][%d];", KK, d.F);
+  em_line(EM, "int xo[%d][%d];", G, d.F);
+  em_line(EM, "float vw[%d][%d];", G, d.F);
+  if (G < NW) {
+    em_open(EM, "for (int w0 = 0; w0 < %d; w0 += %d)", NW, G);
+    em_line(EM, "const int nw = %d - w0 < %d ? %d - w0 : %d;", NW, G, NW, G);
+  } else { /* one group: no loop */
+    em_open(EM, "%s", "");
+    em_line(EM, "const int w0 = 0, nw = %d;", NW);
   }
-  /* the first maximum without branches (a loop the C compiler vectorizes) */
-  ln(t, "for (int f = 0; f < %d; f++) {", d.F);
-  ln(t, "int q = %d;", KK - 1);
+  em_open(EM, "for (int wi = 0; wi < nw; wi++)");
+  em_line(EM, "const int wy = (w0 + wi) / %d, wx = (w0 + wi) %% %d;", POW, POW);
+  em_line(EM, "const float *pp = yp + (wy * %d + wx) * %d, *dp = dyp + (wy * %d + wx) * %d;", POW,
+          d.F, POW, d.F);
+  em_line(EM, "const float *y0 = y + %s;",
+          LIN(0, "wy", (long)PSH * d.OW * d.F, "wx", (long)PSW * d.F));
+  em_line(EM, "int qf[%d];", d.F);
+  if (takes_dx(L)) { /* per window pixel q, the filters whose maximum it is, and their gradients */
+    em_line(EM, "int count[%d] = {0}, fs[%d][%d];", KK, KK, d.F);
+    em_line(EM, "float vs[%d][%d];", KK, d.F);
+  }
+  em_comment(EM, "the first maximum without branches (a loop the C compiler vectorizes)");
+  em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
+  em_line(EM, "int q = %d;", KK - 1);
   for (int q = KK - 2; q >= 0; q--)
-    ln(t, "q = y0[%d + f] == pp[f] ? %d : q;", (q / PKW * d.OW + q % PKW) * d.F, q);
-  ln(t, "qf[f] = q;");
-  ln(t, "}");
-  ln(t, "for (int f = 0; f < %d; f++) {", d.F);
-  ln(t, "const int q = qf[f];");
-  ln(t, "const float a = y0[(q / %d * %d + q %% %d) * %d + f];", PKW, d.OW, PKW, d.F);
-  ln(t, "const float v = %s;", act_times(t, L->act, "a", "dp[f]"));
+    em_line(EM, "q = y0[%s] == pp[f] ? %d : q;",
+            LIN((long)(q / PKW * d.OW + q % PKW) * d.F, "f", 1L), q);
+  em_line(EM, "qf[f] = q;");
+  em_close(EM);
+  em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
+  em_line(EM, "const int q = qf[f];");
+  em_line(EM, "const float a = y0[%s];",
+          LIN(0, S(t, "q / %d", PKW), (long)d.OW * d.F, S(t, "q %% %d", PKW), (long)d.F, "f", 1L));
+  em_line(EM, "const float v = %s;", act_times(t, L->act, "a", "dp[f]"));
   if (L->act == ACT_LINEAR)
-    ln(t, "(void)a;");
+    em_line(EM, "(void)a;");
   if (d.bias)
-    ln(t, "db[f] += v;");
-  ln(t, "xo[wi][f] = v != 0.0f ? (wy * %d + q / %d) * %d + (wx * %d + q %% %d) * %d : -1;", PSH,
-     PKW, d.SH * d.IW * d.C, PSW, PKW, d.SW * d.C);
-  ln(t, "vw[wi][f] = v;");
-  if (L->dx) {
-    ln(t, "if (v != 0.0f) {");
-    ln(t, "fs[q][count[q]] = f;");
-    ln(t, "vs[q][count[q]++] = v;");
-    ln(t, "}");
+    em_line(EM, "db[f] += v;");
+  em_line(EM, "xo[wi][f] = v != 0.0f ? %s : -1;",
+          LIN(0, "wy", (long)PSH * d.SH * d.IW * d.C, S(t, "q / %d", PKW), (long)d.SH * d.IW * d.C,
+              "wx", (long)PSW * d.SW * d.C, S(t, "q %% %d", PKW), (long)d.SW * d.C));
+  em_line(EM, "vw[wi][f] = v;");
+  if (takes_dx(L)) {
+    em_open(EM, "if (v != 0.0f)");
+    em_line(EM, "fs[q][count[q]] = f;");
+    em_line(EM, "vs[q][count[q]++] = v;");
+    em_close(EM);
   }
-  ln(t, "}");
-  if (L->dx) {
-    ln(t, "for (int q = 0; q < %d; q++) {", KK);
-    ln(t, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PSH, PKW, PSW, PKW);
+  em_close(EM);
+  if_dx(t, L, true);
+  if (takes_dx(L)) {
+    em_open(EM, "for (int q = 0; q < %d; q++)", KK);
+    em_line(EM, "const int oy = wy * %d + q / %d, ox = wx * %d + q %% %d;", PSH, PKW, PSW, PKW);
   }
-  if (L->dx && L->transposed) {
-    ln(t, "float *o = dx + oy * %d + ox * %d; /* tap (0, 0) */", d.SH * d.IW * d.C, d.SW * d.C);
+  if (takes_dx(L) && L->transposed) {
+    em_line(EM, "float *o = dx + %s; /* tap (0, 0) */",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
     channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
-  } else if (L->dx) {
-    ln(t, "for (int tap = 0; tap < %d; tap++) {", d.KH * d.KW);
-    ln(t, "float *o = dx + (oy * %d + tap / %d) * %d + (ox * %d + tap %% %d) * %d;", d.SH, d.KW,
-       d.IW * d.C, d.SW, d.KW, d.C);
-    ln(t, "const float *wk = w + tap * %d;", d.C * d.F);
-    ln(t, "for (int c = 0; c < %d; c++) {", d.C);
-    ln(t, "float s = 0.0f;");
-    ln(t, "for (int i = 0; i < count[q]; i++)");
-    ln(t, "  s += vs[q][i] * wk[c * %d + fs[q][i]];", d.F);
-    ln(t, "o[c] += s;");
-    ln(t, "}");
-    ln(t, "}");
+  } else if (takes_dx(L)) {
+    em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
+    em_line(EM, "float *o = dx + %s;",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, S(t, "tap / %d", d.KW), (long)d.IW * d.C, "ox",
+                (long)d.SW * d.C, S(t, "tap %% %d", d.KW), (long)d.C));
+    em_line(EM, "const float *wk = w + tap * %d;", d.C * d.F);
+    em_open(EM, "for (int c = 0; c < %d; c++)", d.C);
+    em_line(EM, "float s = 0.0f;");
+    em_line(EM, "for (int i = 0; i < count[q]; i++)");
+    em_line(EM, "  s += vs[q][i] * wk[c * %d + fs[q][i]];", d.F);
+    em_line(EM, "o[c] += s;");
+    em_close(EM);
+    em_close(EM);
   }
-  if (L->dx)
-    ln(t, "}"); /* q */
-  ln(t, "}");   /* w */
+  if (takes_dx(L))
+    em_close(EM); /* q */
+  if_dx(t, L, false);
+  em_close(EM); /* wi */
   conv_pool_dw(t, &d, "nw");
-  ln(t, "}"); /* w0 */
-  ln(t, "}");
-  blank(t);
+  em_close(EM); /* w0 */
+  em_close(EM);
+  em_blank(EM);
 }
 
+/* Layer L's training functions: its forward function where inference's
+   does not serve, its backward function, and what they need. */
 static void layer_functions(T *t, const TL *L) {
-  switch (L->l->op) {
-  case OP_CONV2D: {
-    const bool wide_f = L->l->out.c >= 16, wide_c = L->transposed && L->l->in.c >= 16;
-    if (L->pad)
-      conv_pad(t, L);
-    per_width(t, L, conv_forward, wide_f);
+  const Layer *l = L->l;
+  if (L->variant)
+    emit_train_forward(EM, t->net, l, L->ffn, L->act);
+  const bool wide_f = l->out.c >= 16, wide_c = L->transposed && l->in.c >= 16;
+  switch (l->op) {
+  case OP_CONV2D:
+    if (L->pad && takes_dx(L))
+      conv_unpad(t, L);
     if (L->pool)
       per_width(t, L, conv_pool_backward, wide_c);
     else if (L->backward)
       per_width(t, L, conv_backward, wide_f || wide_c);
     return;
-  }
   case OP_DENSE:
-    dense_forward(t, L);
     if (L->backward)
       dense_backward(t, L);
     return;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
-    pool_forward(t, L);
     if (L->backward && !L->pooled)
       pool_backward(t, L);
     return;
   case OP_GLOBALAVGPOOL:
-    gap_forward(t, L);
+    gap_backward(t, L);
     return;
   case OP_FLATTEN:
     return;
@@ -1350,7 +1103,8 @@ static void layer_functions(T *t, const TL *L) {
     dropout_forward(t, L);
     return;
   case OP_ACT:
-    act_layer(t, L);
+    if (L->backward)
+      act_layer_backward(t, L);
     return;
   case OP_COUNT:
     break;
@@ -1365,76 +1119,76 @@ static void loss_function(T *t) {
   const int K = (int)shape_size(net->output), G = net->output.c;
   const Loss loss = net->train.loss;
   const bool ce = loss == LOSS_SPARSE_CE || loss == LOSS_CE;
-  ln(t, "/* One sample's %s on %s outputs: returns the loss,", loss_words[loss],
-     act_words[t->out_act]);
-  ln(t, "   writes y = %s(z) and dz = weight * dloss/dz. */", act_words[t->out_act]);
-  ln(t,
-     "static double %s_loss(const float *restrict z, const float *restrict target, "
-     "float weight, float *restrict y, float *restrict dz) {",
-     t->n);
-  ln(t, "double loss = 0.0;");
+  em_line(EM, "/* One sample's %s on %s outputs: returns the loss,", loss_words[loss],
+          act_words[t->out_act]);
+  em_line(EM, "   writes y = %s(z) and dz = weight * dloss/dz. */", act_words[t->out_act]);
+  em_open_fn(EM,
+             "static double %s_loss(const float *restrict z, const float *restrict target, float "
+             "weight, float *restrict y, float *restrict dz)",
+             t->n);
+  em_line(EM, "double loss = 0.0;");
   if (ce && t->out_act == ACT_SOFTMAX) {
     /* Fused: log-softmax by max subtraction; dz = weight * (sum(t) * p - t). */
-    ln(t, "for (int p = 0; p < %d; p++) {", K / G);
-    ln(t, "const float *u = z + p * %d, *tp = target + p * %d;", G, G);
-    ln(t, "float *v = y + p * %d, *d = dz + p * %d, mx = u[0], s = 0.0f, tsum = 0.0f;", G, G);
-    ln(t, "for (int i = 1; i < %d; i++)", G);
-    ln(t, "  mx = u[i] > mx ? u[i] : mx;");
-    ln(t, "for (int i = 0; i < %d; i++) {", G);
-    ln(t, "v[i] = expf(u[i] - mx);");
-    ln(t, "s += v[i];");
-    ln(t, "}");
-    ln(t, "const float lse = mx + logf(s);");
-    ln(t, "for (int i = 0; i < %d; i++) {", G);
-    ln(t, "v[i] /= s;");
-    ln(t, "tsum += tp[i];");
-    ln(t, "loss += (double)tp[i] * ((double)lse - u[i]);");
-    ln(t, "}");
-    ln(t, "for (int i = 0; i < %d; i++)", G);
-    ln(t, "  d[i] = weight * (tsum * v[i] - tp[i]);");
-    ln(t, "}");
-    ln(t, "return loss;");
+    em_open(EM, "for (int p = 0; p < %d; p++)", K / G);
+    em_line(EM, "const float *u = z + p * %d, *tp = target + p * %d;", G, G);
+    em_line(EM, "float *v = y + p * %d, *d = dz + p * %d, mx = u[0], s = 0.0f, tsum = 0.0f;", G, G);
+    em_line(EM, "for (int i = 1; i < %d; i++)", G);
+    em_line(EM, "  mx = u[i] > mx ? u[i] : mx;");
+    em_open(EM, "for (int i = 0; i < %d; i++)", G);
+    em_line(EM, "v[i] = expf(u[i] - mx);");
+    em_line(EM, "s += v[i];");
+    em_close(EM);
+    em_line(EM, "const float lse = mx + logf(s);");
+    em_open(EM, "for (int i = 0; i < %d; i++)", G);
+    em_line(EM, "v[i] /= s;");
+    em_line(EM, "tsum += tp[i];");
+    em_line(EM, "loss += (double)tp[i] * ((double)lse - u[i]);");
+    em_close(EM);
+    em_line(EM, "for (int i = 0; i < %d; i++)", G);
+    em_line(EM, "  d[i] = weight * (tsum * v[i] - tp[i]);");
+    em_close(EM);
+    em_line(EM, "return loss;");
   } else if (loss == LOSS_BCE && t->out_act == ACT_SIGMOID) {
     /* Fused, stable in z: max(z, 0) - z t + log(1 + exp(-|z|)). */
-    ln(t, "for (int i = 0; i < %d; i++) {", K);
-    ln(t, "const double u = z[i];");
-    ln(t, "y[i] = 1.0f / (1.0f + expf(-z[i]));");
-    ln(t, "loss += (u > 0 ? u : 0) - u * target[i] + log1p(exp(-fabs(u)));");
-    ln(t, "dz[i] = weight * (y[i] - target[i]) / %s;", FL(K));
-    ln(t, "}");
-    ln(t, "return loss / %d;", K);
+    em_open(EM, "for (int i = 0; i < %d; i++)", K);
+    em_line(EM, "const double u = z[i];");
+    em_line(EM, "y[i] = %s_sigmoid(z[i]);", t->n);
+    em_line(EM, "loss += (u > 0 ? u : 0) - u * target[i] + log1p(exp(-fabs(u)));");
+    em_line(EM, "dz[i] = weight * (y[i] - target[i]) / %s;", FL(K));
+    em_close(EM);
+    em_line(EM, "return loss / %d;", K);
   } else {
     act_forward(t, t->out_act, "y", "z", K, G);
-    ln(t, "for (int i = 0; i < %d; i++) {", K);
+    em_open(EM, "for (int i = 0; i < %d; i++)", K);
     switch (loss) {
     case LOSS_MSE:
-      ln(t, "const float e = y[i] - target[i];");
-      ln(t, "loss += (double)e * e;");
-      ln(t, "dz[i] = weight * 2.0f * e / %s;", FL(K));
+      em_line(EM, "const float e = y[i] - target[i];");
+      em_line(EM, "loss += (double)e * e;");
+      em_line(EM, "dz[i] = weight * 2.0f * e / %s;", FL(K));
       break;
     case LOSS_BCE: /* as PyTorch's BCELoss: logs clamped at -100 */
-      ln(t, "const double u = y[i];");
-      ln(t, "loss -= target[i] * fmax(log(u), -100.0) + (1.0 - target[i]) * fmax(log(1.0 - u), "
-            "-100.0);");
-      ln(t, "const float q = y[i] * (1.0f - y[i]);");
-      ln(t, "dz[i] = weight * (y[i] - target[i]) / (q > 1e-12f ? q : 1e-12f) / %s;", FL(K));
+      em_line(EM, "const double u = y[i];");
+      em_line(EM, "loss -= target[i] * fmax(log(u), -100.0) + (1.0 - target[i]) * fmax(log(1.0 - "
+                  "u), -100.0);");
+      em_line(EM, "const float q = y[i] * (1.0f - y[i]);");
+      em_line(EM, "dz[i] = weight * (y[i] - target[i]) / (q > 1e-12f ? q : 1e-12f) / %s;", FL(K));
       break;
     default: /* cross-entropy on outputs that are not a softmax */
-      ln(t, "const float u = y[i] > 1e-30f ? y[i] : 1e-30f;");
-      ln(t, "if (target[i] != 0.0f)");
-      ln(t, "  loss -= target[i] * log(u);");
-      ln(t, "dz[i] = -weight * target[i] / u;");
+      em_line(EM, "const float u = y[i] > 1e-30f ? y[i] : 1e-30f;");
+      em_line(EM, "if (target[i] != 0.0f)");
+      em_line(EM, "  loss -= target[i] * log(u);");
+      em_line(EM, "dz[i] = -weight * target[i] / u;");
       break;
     }
-    ln(t, "}");
+    em_close(EM);
     act_backward(t, t->out_act, "y", "dz", K, G);
     if (loss == LOSS_MSE || loss == LOSS_BCE)
-      ln(t, "return loss / %d;", K);
+      em_line(EM, "return loss / %d;", K);
     else
-      ln(t, "return loss;");
+      em_line(EM, "return loss;");
   }
-  ln(t, "}");
-  blank(t);
+  em_close(EM);
+  em_blank(EM);
 }
 
 /* ---- NAME_accumulate ---- */
@@ -1450,25 +1204,26 @@ static bool any_transposed(const T *t, const TL *tl) {
 static void transpose_function(T *t) {
   if (!any_transposed(t, t->tl))
     return;
-  ln(t, "/* Conv weights [KH][KW][C][F] -> [KH][KW][F][C] for the input gradients. */");
-  ln(t, "static void %s_transpose(const %s_model *m, struct %s_train_work *t) {", t->n, t->n, t->n);
+  em_line(EM, "/* Conv weights [KH][KW][C][F] -> [KH][KW][F][C] for the input gradients. */");
+  em_open_fn(EM, "static void %s_transpose(const %s_model *m, struct %s_train_work *t)", t->n, t->n,
+             t->n);
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
     if (!L->transposed)
       continue;
     const ConvDims d = conv_dims(L);
     const char *w = emit_param_ref(t->em, t->net, L->l, 0, "m");
-    ln(t, "{");
-    ln(t, "const float *restrict w = %s;", w);
-    ln(t, "for (int k = 0; k < %d; k++)", d.KH * d.KW);
-    ln(t, "  for (int c = 0; c < %d; c++)", d.C);
-    ln(t, "    for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "      t->wt%d[(k * %d + f) * %d + c] = w[(k * %d + c) * %d + f];", k, d.F, d.C, d.C,
-       d.F);
-    ln(t, "}");
+    em_open(EM, "%s", "");
+    em_line(EM, "const float *restrict w = %s;", w);
+    em_line(EM, "for (int k = 0; k < %d; k++)", d.KH * d.KW);
+    em_line(EM, "  for (int c = 0; c < %d; c++)", d.C);
+    em_line(EM, "    for (int f = 0; f < %d; f++)", d.F);
+    em_line(EM, "      t->wt%d[(k * %d + f) * %d + c] = w[(k * %d + c) * %d + f];", k, d.F, d.C,
+            d.C, d.F);
+    em_close(EM);
   }
-  ln(t, "}");
-  blank(t);
+  em_close(EM);
+  em_blank(EM);
 }
 
 static const char *in_of(T *t, const TL *L) {
@@ -1480,28 +1235,24 @@ static void forward_call(T *t, const TL *L) {
   switch (l->op) {
   case OP_CONV2D:
     if (L->pad)
-      ln(t, "%s_pad(%s, t->xp%d);", L->fn, L->in, L->k);
-    ln(t, "%s_train_forward(m, %s, %s);", L->fn, in_of(t, L), L->out);
+      em_line(EM, "%s_zero_pad(%s, t->xp%d);", L->fn, L->in, L->k);
+    em_line(EM, "%s_forward(m, %s, %s);", L->ffn, in_of(t, L), L->out);
     return;
   case OP_DENSE:
-    ln(t, "%s_train_forward(m, %s, %s);", L->fn, L->in, L->out);
+    em_line(EM, "%s_forward(m, %s, %s);", L->ffn, L->in, L->out);
     return;
   case OP_FLATTEN:
-    if (L->chw) {
-      const int HW = l->in.h * l->in.w, C = l->in.c;
-      ln(t, "for (int p = 0; p < %d; p++) /* %s: [%d][%d][%d] -> C, H, W order */", HW, l->text,
-         l->in.h, l->in.w, C);
-      ln(t, "  for (int c = 0; c < %d; c++)", C);
-      ln(t, "    %s[c * %d + p] = %s[p * %d + c];", L->out, HW, L->in, C);
-    } else if (strcmp(L->in, L->out)) {
-      ln(t, "memcpy(%s, %s, %ld * sizeof(float));", L->out, L->in, shape_size(l->out));
-    }
+    if (L->chw) /* to C, H, W order, as in inference */
+      em_line(EM, "%s_forward(%s, %s);", L->fn, L->in, L->out);
+    else if (strcmp(L->in, L->out))
+      em_line(EM, "memcpy(%s, %s, %ld * sizeof(float));", L->out, L->in, shape_size(l->out));
     return;
   case OP_DROPOUT:
-    ln(t, "%s_train_forward(%s, %s, t->mask%d, key + (uint64_t)i);", L->fn, L->in, L->out, L->k);
+    em_line(EM, "%s_train_forward(%s, %s, t->mask%d, key + (uint64_t)i);", L->fn, L->in, L->out,
+            L->k);
     return;
   default:
-    ln(t, "%s_train_forward(%s, %s);", L->fn, L->in, L->out);
+    em_line(EM, "%s_forward(%s, %s);", L->ffn, L->in, L->out);
     return;
   }
 }
@@ -1516,43 +1267,43 @@ static void backward_call(T *t, const TL *L, int *cur) {
   case OP_CONV2D: {
     const char *wt = L->transposed ? S(t, "t->wt%d, ", L->k) : "";
     if (L->pool)
-      ln(t, "%s(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->bfn, wt, in_of(t, L), L->out,
-         L->pool->out, c, L->k, L->dx ? ", " : "", L->dx ? dx : "");
+      em_call(EM, "%s(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->bfn, wt, in_of(t, L),
+              L->out, L->pool->out, c, L->k, takes_dx(L) ? ", " : "", L->dx ? dx : "NULL");
     else
-      ln(t, "%s(m, g, %s%s, %s, t->g[%d]%s%s);", L->bfn, wt, in_of(t, L), L->out, c,
-         L->dx ? ", " : "", L->dx ? dx : "");
+      em_call(EM, "%s(m, g, %s%s, %s, t->g[%d]%s%s);", L->bfn, wt, in_of(t, L), L->out, c,
+              takes_dx(L) ? ", " : "", L->dx ? dx : "NULL");
     if (L->dx && L->pad)
-      ln(t, "%s_unpad(%s);", L->fn, dx);
+      em_line(EM, "%s_unpad(%s);", L->fn, dx);
     break;
   }
   case OP_DENSE:
-    ln(t, "%s(m, g, %s, %s, t->g[%d]%s%s);", L->bfn, L->in, L->out, c, L->dx ? ", " : "",
-       L->dx ? dx : "");
+    em_call(EM, "%s(m, g, %s, %s, t->g[%d]%s%s);", L->bfn, L->in, L->out, c,
+            takes_dx(L) ? ", " : "", L->dx ? dx : "NULL");
     break;
   case OP_MAXPOOL:
   case OP_AVGPOOL:
     if (L->pooled) /* done by the conv before it */
       return;
-    ln(t, "%s(%s, %s, t->g[%d], %s);", L->bfn, L->in, L->out, c, dx);
+    em_call(EM, "%s(%s, %s, t->g[%d], %s);", L->bfn, L->in, L->out, c, dx);
     break;
   case OP_GLOBALAVGPOOL:
-    ln(t, "%s(t->g[%d], %s);", L->bfn, c, dx);
+    em_call(EM, "%s(t->g[%d], %s);", L->bfn, c, dx);
     break;
   case OP_FLATTEN:
     if (!L->chw)
       return; /* the same floats */
     assert(L->dx);
-    ln(t, "for (int p = 0; p < %d; p++) /* %s: back to H, W, C order */", l->in.h * l->in.w,
-       l->text);
-    ln(t, "  for (int c = 0; c < %d; c++)", l->in.c);
-    ln(t, "    %s[p * %d + c] = t->g[%d][c * %d + p];", dx, l->in.c, c, l->in.h * l->in.w);
+    em_line(EM, "for (int p = 0; p < %d; p++) /* %s: back to H, W, C order */", l->in.h * l->in.w,
+            l->text);
+    em_line(EM, "  for (int c = 0; c < %d; c++)", l->in.c);
+    em_line(EM, "    %s[p * %d + c] = t->g[%d][c * %d + p];", dx, l->in.c, c, l->in.h * l->in.w);
     break;
   case OP_DROPOUT:
-    ln(t, "for (int j = 0; j < %ld; j++)", shape_size(l->out));
-    ln(t, "  t->g[%d][j] *= t->mask%d[j];", c, L->k);
+    em_line(EM, "for (int j = 0; j < %ld; j++)", shape_size(l->out));
+    em_line(EM, "  t->g[%d][j] *= t->mask%d[j];", c, L->k);
     return;
   case OP_ACT:
-    ln(t, "%s(%s, t->g[%d]);", L->bfn, L->out, c);
+    em_call(EM, "%s(%s, t->g[%d]);", L->bfn, L->out, c);
     return;
   case OP_COUNT:
     assert(0);
@@ -1575,7 +1326,7 @@ static const char *params_of(T *t, bool const_model) {
 static void dwt_zero(T *t, const TL *tl) {
   for (int k = 0; k < t->ntl; k++)
     if (tl[k].pool)
-      ln(t, "memset(t->dwt%d, 0, sizeof t->dwt%d);", k, k);
+      em_line(EM, "memset(t->dwt%d, 0, sizeof t->dwt%d);", k, k);
 }
 
 static void dwt_fold(T *t, const TL *tl) {
@@ -1585,10 +1336,11 @@ static void dwt_fold(T *t, const TL *tl) {
       continue;
     const ConvDims d = conv_dims(L);
     const int J = d.KH * d.KW * d.C;
-    ln(t, "/* %s: the weight gradient, [F][KH][KW][C] -> [KH][KW][C][F] */", L->l->text);
-    ln(t, "for (int j = 0; j < %d; j++)", J);
-    ln(t, "  for (int f = 0; f < %d; f++)", d.F);
-    ln(t, "    g->p[%ld + j * %d + f] += t->dwt%d[f * %d + j];", L->l->weight_offset, d.F, k, J);
+    em_line(EM, "/* %s: the weight gradient, [F][KH][KW][C] -> [KH][KW][C][F] */", L->l->text);
+    em_line(EM, "for (int j = 0; j < %d; j++)", J);
+    em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
+    em_line(EM, "    g->p[%ld + j * %d + f] += t->dwt%d[f * %d + j];", L->l->weight_offset, d.F, k,
+            J);
   }
 }
 
@@ -1600,37 +1352,38 @@ static void accumulate_function(T *t) {
   bool dropout = false;
   for (int k = 0; k < t->ntl; k++)
     dropout |= t->tl[k].l->op == OP_DROPOUT;
-  ln(t, "double %s_accumulate_y(%s, float *y) {", n, acc_params);
-  ln(t, "struct %s_train_work *t = &w->train;", n);
+  em_open_fn(EM, "double %s_accumulate_y(%s, float *y)", n, acc_params);
+  em_line(EM, "struct %s_train_work *t = &w->train;", n);
   if (!t->net->param_count)
-    ln(t, "(void)m, (void)g;");
-  ln(t, "double loss = 0.0;");
+    em_line(EM, "(void)m, (void)g;");
+  em_line(EM, "double loss = 0.0;");
   if (!dropout)
-    ln(t, "(void)key;");
+    em_line(EM, "(void)key;");
   if (any_transposed(t, t->tl))
-    ln(t, "%s_transpose(m, t);", n);
+    em_line(EM, "%s_transpose(m, t);", n);
   dwt_zero(t, t->tl);
-  ln(t, "for (int i = 0; i < n; i++) {");
-  ln(t, "const float *xi = x + (long)i * %s_INPUT_SIZE;", n);
-  ln(t, "const float wi = weight ? weight[i] : 1.0f;");
+  em_open(EM, "for (int i = 0; i < n; i++)");
+  em_line(EM, "const float *xi = x + (long)i * %s_INPUT_SIZE;", n);
+  em_line(EM, "const float wi = weight ? weight[i] : 1.0f;");
   for (int k = 0; k < t->ntl; k++)
     forward_call(t, &t->tl[k]);
-  ln(t, "loss += wi * %s_loss(%s, target + (long)i * %d, wi, t->out, t->g[0]);", n, last->out, K);
-  ln(t, "if (y)");
-  ln(t, "  memcpy(y + (long)i * %d, t->out, %d * sizeof(float));", K, K);
+  em_line(EM, "loss += wi * %s_loss(%s, target + (long)i * %d, wi, t->out, t->g[0]);", n, last->out,
+          K);
+  em_line(EM, "if (y)");
+  em_line(EM, "  memcpy(y + (long)i * %d, t->out, %d * sizeof(float));", K, K);
   int cur = 0;
   for (int k = t->ntl - 1; k >= 0; k--)
     if (t->tl[k].backward)
       backward_call(t, &t->tl[k], &cur);
-  ln(t, "}");
+  em_close(EM);
   dwt_fold(t, t->tl);
-  ln(t, "return loss;");
-  ln(t, "}");
-  blank(t);
-  ln(t, "double %s_accumulate(%s) {", n, acc_params);
-  ln(t, "  return %s_accumulate_y(m, w, g, x, target, weight, n, key, NULL);", n);
-  ln(t, "}");
-  blank(t);
+  em_line(EM, "return loss;");
+  em_close(EM);
+  em_blank(EM);
+  em_open_fn(EM, "double %s_accumulate(%s)", n, acc_params);
+  em_line(EM, "  return %s_accumulate_y(m, w, g, x, target, weight, n, key, NULL);", n);
+  em_close(EM);
+  em_blank(EM);
 }
 
 /* ---- NAME_explain: the gradient of one class score ---- */
@@ -1647,7 +1400,6 @@ static int cam_index(const T *t) {
 /* The layers as NAME_explain runs them, a copy of the training plan
    (malloc'd): every layer runs backward and computes its input gradient,
    down to the image. Where that changes a layer's backward function (the
-   first layer with parameters computes no input gradient in training; the
    Grad-CAM conv needs the gradient of its own output, which the fused
    conv + maxpool backward never forms), the layer gets a variant named
    fn_explain_backward, emitted by the same code as the training one. */
@@ -1662,7 +1414,7 @@ static TL *explain_plan(T *t, int cam) {
       X->pool = unfuse ? NULL : &x[k + 1];
     if (unfuse)
       x[k + 1].pooled = false;
-    if ((L->backward && !L->dx) || unfuse)
+    if (unfuse)
       X->bfn = S(t, "%s_explain_backward", X->fn);
     X->backward = X->dx = true;
   }
@@ -1677,8 +1429,6 @@ static void explain_backward_functions(T *t, const TL *x) {
     case OP_CONV2D:
       if (strcmp(X->bfn, L->bfn) == 0)
         break;
-      if (X->pad && !L->dx)
-        conv_unpad(t, X);
       if (X->pool)
         conv_pool_backward(t, X);
       else
@@ -1707,56 +1457,56 @@ static void explain_function(T *t, const TL *x, int cam) {
   const char *n = t->n;
   const int K = (int)shape_size(t->net->output), G = t->net->output.c;
   const TL *last = &x[t->ntl - 1];
-  ln(t,
-     "float %s_explain(const %s_model *m, %s_work *w, %s_grads *g, const float *x, int cls, "
-     "float *y, float *dx, float *cam_act, float *cam_grad) {",
-     n, n, n, n);
-  ln(t, "struct %s_train_work *t = &w->train;", n);
-  ln(t, "const float *xi = x;");
+  em_open_fn(EM,
+             "float %s_explain(const %s_model *m, %s_work *w, %s_grads *g, const float *x, int "
+             "cls, float *y, float *dx, float *cam_act, float *cam_grad)",
+             n, n, n, n);
+  em_line(EM, "struct %s_train_work *t = &w->train;", n);
+  em_line(EM, "const float *xi = x;");
   if (!t->net->param_count)
-    ln(t, "(void)m;");
+    em_line(EM, "(void)m;");
   if (cam < 0)
-    ln(t, "(void)cam_act, (void)cam_grad;");
-  ln(t, "if (cls < 0 || cls >= %d)", K);
-  ln(t, "  return 0.0f;");
-  ln(t, "%s_grads_zero(g);", n);
+    em_line(EM, "(void)cam_act, (void)cam_grad;");
+  em_line(EM, "if (cls < 0 || cls >= %d)", K);
+  em_line(EM, "  return 0.0f;");
+  em_line(EM, "%s_grads_zero(g);", n);
   if (any_transposed(t, x))
-    ln(t, "%s_transpose(m, t);", n);
+    em_line(EM, "%s_transpose(m, t);", n);
   dwt_zero(t, x);
   for (int k = 0; k < t->ntl; k++) {
     const TL *X = &x[k];
     if (X->l->op == OP_DROPOUT) { /* the identity, as at inference */
       const long N = shape_size(X->l->out);
-      ln(t, "for (int j = 0; j < %ld; j++)", N);
-      ln(t, "  t->mask%d[j] = 1.0f;", k);
-      ln(t, "memcpy(%s, %s, %ld * sizeof(float)); /* %s */", X->out, X->in, N, X->l->text);
+      em_line(EM, "for (int j = 0; j < %ld; j++)", N);
+      em_line(EM, "  t->mask%d[j] = 1.0f;", k);
+      em_line(EM, "memcpy(%s, %s, %ld * sizeof(float)); /* %s */", X->out, X->in, N, X->l->text);
     } else {
       forward_call(t, X);
     }
   }
-  ln(t, "const float score = %s[cls];", last->out);
-  ln(t, "if (y) {");
+  em_line(EM, "const float score = %s[cls];", last->out);
+  em_open(EM, "if (y)");
   act_forward(t, t->out_act, "y", last->out, K, G);
-  ln(t, "}");
-  ln(t, "memset(t->g[0], 0, %d * sizeof(float));", K);
-  ln(t, "t->g[0][cls] = 1.0f;");
+  em_close(EM);
+  em_line(EM, "memset(t->g[0], 0, %d * sizeof(float));", K);
+  em_line(EM, "t->g[0][cls] = 1.0f;");
   int cur = 0;
   for (int k = t->ntl - 1; k >= 0; k--) {
     if (k == cam) {
       const long N = shape_size(x[k].l->out);
-      ln(t, "if (cam_act)");
-      ln(t, "  memcpy(cam_act, %s, %ld * sizeof(float));", x[k].out, N);
-      ln(t, "if (cam_grad)");
-      ln(t, "  memcpy(cam_grad, t->g[%d], %ld * sizeof(float));", cur, N);
+      em_line(EM, "if (cam_act)");
+      em_line(EM, "  memcpy(cam_act, %s, %ld * sizeof(float));", x[k].out, N);
+      em_line(EM, "if (cam_grad)");
+      em_line(EM, "  memcpy(cam_grad, t->g[%d], %ld * sizeof(float));", cur, N);
     }
     backward_call(t, &x[k], &cur);
   }
   dwt_fold(t, x);
-  ln(t, "if (dx)");
-  ln(t, "  memcpy(dx, t->g[%d], %s_INPUT_SIZE * sizeof(float));", cur, n);
-  ln(t, "return score;");
-  ln(t, "}");
-  blank(t);
+  em_line(EM, "if (dx)");
+  em_line(EM, "  memcpy(dx, t->g[%d], %s_INPUT_SIZE * sizeof(float));", cur, n);
+  em_line(EM, "return score;");
+  em_close(EM);
+  em_blank(EM);
 }
 
 static void explain_functions(T *t) {
@@ -1769,219 +1519,173 @@ static void explain_functions(T *t) {
 
 /* ---- the optimizer ---- */
 
-/* The parameter tensors in file order (net_tensors), malloc'd. */
-static TensorInfo *tensors(const Net *net) {
-  int nt = net_tensors(net, NULL);
-  TensorInfo *ti = xcalloc((size_t)nt + 1, sizeof *ti);
-  net_tensors(net, ti);
-  return ti;
-}
-
-/* The layer whose weight or bias tensor ti is. The search starts at *from,
-   the layer found last, and wraps around: tensors come in layer order, so
-   a walk over all of them is linear in the layer count, not quadratic. */
-static const Layer *tensor_layer(const Net *net, const TensorInfo *ti, int *from) {
-  for (int k = 0; k < net->nlayers; k++) {
-    int j = (*from + k) % net->nlayers;
-    const Layer *l = &net->layers[j];
-    if (op_has_weights[l->op] && (l->weight_offset == ti->offset || l->bias_offset == ti->offset)) {
-      *from = j;
-      return l;
-    }
+/* NAME_adam or NAME_sgd: one step on n parameters p from their gradients
+   g (times scale) and state s0 (s1); NAME_update runs it on each tensor. */
+static void step_function(T *t) {
+  const TrainConfig *tc = &t->net->train;
+  const char *n = t->n;
+  const bool adam = tc->optimizer == OPT_ADAM, wd = tc->weight_decay != 0;
+  const char *decay = wd ? S(t, " + %s * ", FL(tc->weight_decay)) : "";
+  if (adam) {
+    em_comment(EM,
+               "adam lr=%g beta1=%g beta2=%g eps=%g weight_decay=%g, on the gradient scale * g:\n"
+               "g += weight_decay * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;\n"
+               "p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), with c1 = 1 - b1^t\n"
+               "and c2 = 1 - b2^t.",
+               tc->lr, tc->beta1, tc->beta2, tc->eps, tc->weight_decay);
+    em_open_fn(EM,
+               "static void %s_adam(float *restrict p, const float *restrict g, "
+               "float *restrict s0, float *restrict s1, long n, float scale, float c1, float c2)",
+               n);
+    em_line(EM, "long i = 0;");
+    /* sqrtf is not vectorized while it may set errno: spell out the vectors */
+    em_raw(EM, "#ifdef %s_SQRT", n);
+    em_open(EM, "for (; i + 8 <= n; i += 8)");
+    em_line(EM, "%s_f8 gv, pv, m0, m1;", n);
+    em_line(EM, "%s_LOAD(gv, g + i);", n);
+    em_line(EM, "%s_LOAD(pv, p + i);", n);
+    em_line(EM, "%s_LOAD(m0, s0 + i);", n);
+    em_line(EM, "%s_LOAD(m1, s1 + i);", n);
+    em_line(EM, "gv = scale * gv%s%s;", decay, wd ? "pv" : "");
+    em_line(EM, "m0 = %s * m0 + %s * gv;", FL(tc->beta1), FL(1.0 - tc->beta1));
+    em_line(EM, "m1 = %s * m1 + %s * gv * gv;", FL(tc->beta2), FL(1.0 - tc->beta2));
+    em_line(EM, "pv -= %s * (m0 / c1) / (%s_SQRT(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
+    em_line(EM, "%s_STORE(p + i, pv);", n);
+    em_line(EM, "%s_STORE(s0 + i, m0);", n);
+    em_line(EM, "%s_STORE(s1 + i, m1);", n);
+    em_close(EM);
+    em_raw(EM, "#endif");
+    em_open(EM, "for (; i < n; i++)");
+    em_line(EM, "const float gi = scale * g[i]%s%s;", decay, wd ? "p[i]" : "");
+    em_line(EM, "s0[i] = %s * s0[i] + %s * gi;", FL(tc->beta1), FL(1.0 - tc->beta1));
+    em_line(EM, "s1[i] = %s * s1[i] + %s * gi * gi;", FL(tc->beta2), FL(1.0 - tc->beta2));
+    em_line(EM, "p[i] -= %s * (s0[i] / c1) / (sqrtf(s1[i] / c2) + %s);", FL(tc->lr), FL(tc->eps));
+    em_close(EM);
+    em_close(EM);
+    em_blank(EM);
+    return;
   }
-  assert(0);
-  return NULL;
+  em_comment(EM, "sgd lr=%g momentum=%g%s weight_decay=%g, on the gradient scale * g:\n%s", tc->lr,
+             tc->momentum, tc->nesterov ? " nesterov" : "", tc->weight_decay,
+             !t->slots ? "g += weight_decay * p; p -= lr * g."
+             : tc->nesterov
+                 ? "g += weight_decay * p; v = momentum v + g; p -= lr * (g + momentum v)."
+                 : "g += weight_decay * p; v = momentum v + g; p -= lr * v.");
+  em_open_fn(
+      EM, "static void %s_sgd(float *restrict p, const float *restrict g, %slong n, float scale)",
+      n, t->slots ? "float *restrict s0, " : "");
+  em_open(EM, "for (long i = 0; i < n; i++)");
+  em_line(EM, "const float gi = scale * g[i]%s%s;", decay, wd ? "p[i]" : "");
+  if (t->slots) {
+    em_line(EM, "s0[i] = %s * s0[i] + gi;", FL(tc->momentum));
+    if (tc->nesterov)
+      em_line(EM, "p[i] -= %s * (gi + %s * s0[i]);", FL(tc->lr), FL(tc->momentum));
+    else
+      em_line(EM, "p[i] -= %s * s0[i];", FL(tc->lr));
+  } else {
+    em_line(EM, "p[i] -= %s * gi;", FL(tc->lr));
+  }
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
 }
 
 static void update_function(T *t) {
   const Net *net = t->net;
   const TrainConfig *tc = &net->train;
   const char *n = t->n;
-  int nt = net_tensors(net, NULL);
-  TensorInfo *ti = tensors(net);
-  bool adam = tc->optimizer == OPT_ADAM, wd = tc->weight_decay != 0;
-  if (adam)
-    ln(t,
-       "/* adam lr=%g beta1=%g beta2=%g eps=%g weight_decay=%g, on the gradient scale * g:", tc->lr,
-       tc->beta1, tc->beta2, tc->eps, tc->weight_decay);
-  else
-    ln(t, "/* sgd lr=%g momentum=%g%s weight_decay=%g, on the gradient scale * g:", tc->lr,
-       tc->momentum, tc->nesterov ? " nesterov" : "", tc->weight_decay);
-  if (adam) {
-    ln(t, "   g += weight_decay * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;");
-    ln(t, "   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps). */");
-  } else if (t->slots) {
-    ln(t, "   g += weight_decay * p; v = momentum v + g; p -= lr * %s. */",
-       tc->nesterov ? "(g + momentum v)" : "v");
+  const bool adam = tc->optimizer == OPT_ADAM;
+  if (net->param_count)
+    step_function(t);
+  em_open(EM, "void %s_update(%s_model *m, const %s_grads *g, float scale)", n, n, n);
+  em_line(EM, "const uint64_t step = ++m->step;");
+  if (!net->param_count) { /* a network without parameters */
+    em_line(EM, "(void)step, (void)g, (void)scale;");
   } else {
-    ln(t, "   g += weight_decay * p; p -= lr * g. */");
-  }
-  ln(t, "void %s_update(%s_model *m, const %s_grads *g, float scale) {", n, n, n);
-  ln(t, "const uint64_t step = ++m->step;");
-  if (adam && nt) {
-    ln(t, "const float c1 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta1);
-    ln(t, "const float c2 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta2);
-  } else {
-    ln(t, "(void)step;");
-  }
-  if (!nt) /* a network without parameters */
-    ln(t, "(void)g, (void)scale;");
-  for (int i = 0, from = 0; i < nt; i++) {
-    const Layer *l = tensor_layer(net, &ti[i], &from);
-    const char *p = emit_param_ref(t->em, net, l, ti[i].offset == l->bias_offset, "m");
-    ln(t, "{ /* %s */", ti[i].name);
-    ln(t, "float *restrict p = %s;", p);
-    ln(t, "const float *restrict gr = g->p + %ld;", ti[i].offset);
-    for (int s = 0; s < t->slots; s++)
-      ln(t, "float *restrict s%d = m->opt[%d] + %ld;", s, s, ti[i].offset);
-    ln(t, "int i = 0;");
-    if (adam) { /* sqrtf is not vectorized while it may set errno: spell out the vectors */
-      ln(t, "#ifdef %s_SQRT", n);
-      ln(t, "for (; i + 8 <= %ld; i += 8) {", ti[i].count);
-      ln(t, "%s_f8 gv, pv, m0, m1;", n);
-      ln(t, "%s_LOAD(gv, gr + i);", n);
-      ln(t, "%s_LOAD(pv, p + i);", n);
-      ln(t, "%s_LOAD(m0, s0 + i);", n);
-      ln(t, "%s_LOAD(m1, s1 + i);", n);
-      ln(t, "gv = scale * gv%s%s%s;", wd ? " + " : "", wd ? FL(tc->weight_decay) : "",
-         wd ? " * pv" : "");
-      ln(t, "m0 = %s * m0 + %s * gv;", FL(tc->beta1), FL(1.0 - tc->beta1));
-      ln(t, "m1 = %s * m1 + %s * gv * gv;", FL(tc->beta2), FL(1.0 - tc->beta2));
-      ln(t, "pv -= %s * (m0 / c1) / (%s_SQRT(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
-      ln(t, "%s_STORE(p + i, pv);", n);
-      ln(t, "%s_STORE(s0 + i, m0);", n);
-      ln(t, "%s_STORE(s1 + i, m1);", n);
-      ln(t, "}");
-      ln(t, "#endif");
-    }
-    ln(t, "for (; i < %ld; i++) {", ti[i].count);
-    ln(t, "const float gi = scale * gr[i]%s%s%s;", wd ? " + " : "", wd ? FL(tc->weight_decay) : "",
-       wd ? " * p[i]" : "");
     if (adam) {
-      ln(t, "s0[i] = %s * s0[i] + %s * gi;", FL(tc->beta1), FL(1.0 - tc->beta1));
-      ln(t, "s1[i] = %s * s1[i] + %s * gi * gi;", FL(tc->beta2), FL(1.0 - tc->beta2));
-      ln(t, "p[i] -= %s * (s0[i] / c1) / (sqrtf(s1[i] / c2) + %s);", FL(tc->lr), FL(tc->eps));
-    } else if (t->slots) {
-      ln(t, "s0[i] = %s * s0[i] + gi;", FL(tc->momentum));
-      if (tc->nesterov)
-        ln(t, "p[i] -= %s * (gi + %s * s0[i]);", FL(tc->lr), FL(tc->momentum));
-      else
-        ln(t, "p[i] -= %s * s0[i];", FL(tc->lr));
+      em_line(EM, "const float c1 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta1);
+      em_line(EM, "const float c2 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta2);
     } else {
-      ln(t, "p[i] -= %s * gi;", FL(tc->lr));
+      em_line(EM, "(void)step;");
     }
-    ln(t, "}");
-    ln(t, "}");
+    const char *state = adam       ? "m->opt[0] + at, m->opt[1] + at, "
+                        : t->slots ? "m->opt[0] + at, "
+                                   : "";
+    emit_tensor_loop(EM, net,
+                     S(t,
+                       "const long at = t->offset, count = (long)t->o * t->c * t->k;\n"
+                       "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale%s);",
+                       n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
   }
-  ln(t, "}");
-  blank(t);
-  free(ti);
-  ln(t, "float %s_train_step(%s) {", n, params_of(t, false));
-  ln(t, "double wsum = 0.0;");
-  ln(t, "for (int i = 0; i < n; i++)");
-  ln(t, "  wsum += weight ? weight[i] : 1.0f;");
-  ln(t, "%s_grads_zero(g);", n);
-  ln(t, "const double loss = %s_accumulate(m, w, g, x, target, weight, n, key);", n);
-  ln(t, "if (wsum > 0.0)");
-  ln(t, "  %s_update(m, g, (float)(1.0 / wsum));", n);
-  ln(t, "return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;");
-  ln(t, "}");
-  blank(t);
+  em_close(EM);
+  em_blank(EM);
+  em_open_fn(EM, "float %s_train_step(%s)", n, params_of(t, false));
+  em_line(EM, "double wsum = 0.0;");
+  em_line(EM, "for (int i = 0; i < n; i++)");
+  em_line(EM, "  wsum += weight ? weight[i] : 1.0f;");
+  em_line(EM, "%s_grads_zero(g);", n);
+  em_line(EM, "const double loss = %s_accumulate(m, w, g, x, target, weight, n, key);", n);
+  em_line(EM, "if (wsum > 0.0)");
+  em_line(EM, "  %s_update(m, g, (float)(1.0 / wsum));", n);
+  em_line(EM, "return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;");
+  em_close(EM);
+  em_blank(EM);
 }
 
-/* ---- layout conversions: internal <-> PyTorch (flat, as in docs/language.md) ---- */
-
-/* Emits a block copying tensor `ti` of layer l between `internal` and
-   `pytorch` (float pointers to the start of the flat arrays). */
-static void layout_copy(T *t, const Layer *l, const TensorInfo *ti, const char *internal,
-                        const char *pytorch, bool to_pytorch) {
-  const long off = ti->offset;
-  const char *dst = to_pytorch ? pytorch : internal, *src = to_pytorch ? internal : pytorch;
-  if (ti->offset == l->bias_offset) {
-    ln(t, "memcpy(%s + %ld, %s + %ld, %ld * sizeof(float)); /* %s */", dst, off, src, off,
-       ti->count, ti->name);
-    return;
-  }
-  ln(t, "{ /* %s */", ti->name);
-  ln(t, "float *restrict d = %s + %ld;", dst, off);
-  ln(t, "const float *restrict s = %s + %ld;", src, off);
-  const char *a, *b; /* the PyTorch and the internal index */
-  if (l->op == OP_CONV2D) {
-    const int F = l->out.c, C = l->in.c, KK = l->u.conv.kh * l->u.conv.kw;
-    a = S(t, "(f * %d + c) * %d + k", C, KK);
-    b = S(t, "(k * %d + c) * %d + f", C, F);
-    ln(t, "for (int f = 0; f < %d; f++)", F);
-    ln(t, "  for (int c = 0; c < %d; c++)", C);
-    ln(t, "    for (int k = 0; k < %d; k++)", KK);
-  } else { /* dense: IN in C, H, W order (PyTorch) and H, W, C order (internal) */
-    const Shape sh = net_dense_source(t->net, l);
-    const int OUT = l->out.c, IN = (int)shape_size(l->in), C = sh.c, HW = sh.h * sh.w;
-    a = S(t, "o * %d + c * %d + k", IN, HW);
-    b = S(t, "(k * %d + c) * %d + o", C, OUT);
-    ln(t, "for (int o = 0; o < %d; o++)", OUT);
-    ln(t, "  for (int c = 0; c < %d; c++)", C);
-    ln(t, "    for (int k = 0; k < %d; k++)", HW);
-  }
-  ln(t, "      d[%s] = s[%s];", to_pytorch ? a : b, to_pytorch ? b : a);
-  ln(t, "}");
-}
-
-static void all_layout_copies(T *t, const char *internal, const char *pytorch, bool to_pytorch) {
-  int nt = net_tensors(t->net, NULL);
-  TensorInfo *ti = tensors(t->net);
-  for (int i = 0, from = 0; i < nt; i++)
-    layout_copy(t, tensor_layer(t->net, &ti[i], &from), &ti[i], internal, pytorch, to_pytorch);
-  free(ti);
-}
+/* ---- gradients and optimizer state in PyTorch's layout ---- */
 
 /* NAME_store_opt (store) or NAME_load_opt: the optimizer state between the
    model (internal layout) and `state` (PyTorch layout), and the step count. */
 static void opt_state_function(T *t, bool store) {
   const char *n = t->n;
-  ln(t,
-     store ? "void %s_store_opt(const %s_model *m, float *state, uint64_t *step) {"
-           : "void %s_load_opt(%s_model *m, const float *state, uint64_t step) {",
-     n, n);
-  for (int s = 0; s < t->slots; s++) {
-    const char *in = S(t, "m->opt[%d]", s), *out = S(t, "(state + %d * %s_PARAM_COUNT)", s, n);
-    all_layout_copies(t, in, out, store);
+  if (store)
+    em_open(EM, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step)", n, n);
+  else
+    em_open(EM, "void %s_load_opt(%s_model *m, const float *state, uint64_t step)", n, n);
+  if (t->slots && t->net->param_count) {
+    em_open(EM, "for (int s = 0; s < %s_OPT_SLOTS; s++)", n);
+    emit_tensor_loop(EM, t->net,
+                     store ? S(t,
+                               "%s_permute(t, state + s * %s_PARAM_COUNT + t->offset, "
+                               "m->opt[s] + t->offset, 1);",
+                               n, n)
+                           : S(t,
+                               "%s_permute(t, m->opt[s] + t->offset, "
+                               "state + s * %s_PARAM_COUNT + t->offset, 0);",
+                               n, n));
+    em_close(EM);
+  } else {
+    em_line(EM, "(void)state;");
   }
-  if (!t->slots || !t->net->param_count)
-    ln(t, "(void)state;");
-  ln(t, store ? "*step = m->step;" : "m->step = step;");
-  ln(t, "}");
-  blank(t);
+  em_line(EM, "%s", store ? "*step = m->step;" : "m->step = step;");
+  em_close(EM);
+  em_blank(EM);
 }
 
 static void state_functions(T *t) {
   const char *n = t->n;
-  ln(t, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
-  blank(t);
-  ln(t, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g) {", n, n, n);
-  ln(t, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
-  ln(t, "  into->p[i] += g->p[i];");
-  ln(t, "}");
-  blank(t);
-  ln(t, "void %s_grads_store(const %s_grads *g, float *flat) {", n, n);
-  all_layout_copies(t, "g->p", "flat", true);
-  if (!t->net->param_count)
-    ln(t, "(void)g, (void)flat;");
-  ln(t, "}");
-  blank(t);
+  em_line(EM, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
+  em_blank(EM);
+  em_open(EM, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g)", n, n, n);
+  em_line(EM, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
+  em_line(EM, "  into->p[i] += g->p[i];");
+  em_close(EM);
+  em_blank(EM);
+  em_open(EM, "void %s_grads_store(const %s_grads *g, float *flat)", n, n);
+  if (t->net->param_count)
+    emit_tensor_loop(EM, t->net, S(t, "%s_permute(t, flat + t->offset, g->p + t->offset, 1);", n));
+  else
+    em_line(EM, "(void)g, (void)flat;");
+  em_close(EM);
+  em_blank(EM);
   opt_state_function(t, true);
   opt_state_function(t, false);
-  ln(t, "size_t %s_grads_bytes(void) { return sizeof(%s_grads); }", n, n);
-  ln(t, "int %s_opt_slots(void) { return %s_OPT_SLOTS; }", n, n);
-  blank(t);
+  em_line(EM, "size_t %s_grads_bytes(void) { return sizeof(%s_grads); }", n, n);
+  em_line(EM, "int %s_opt_slots(void) { return %s_OPT_SLOTS; }", n, n);
+  em_blank(EM);
 }
 
 /* ---- entry points ---- */
-
-static int opt_slots(const TrainConfig *tc) {
-  if (tc->optimizer == OPT_ADAM)
-    return 2;
-  return tc->momentum != 0 ? 1 : 0;
-}
 
 /* NAME_PARAM_COUNT as an array size: 1 when it is 0 (C has no empty arrays). */
 static const char *param_count(T *t) {
@@ -1994,7 +1698,7 @@ static void begin(T *t, const Net *net, Emitter *em) {
   t->em = em;
   t->net = net;
   t->n = net->name;
-  t->slots = opt_slots(&net->train);
+  t->slots = net->opt_slots;
   t->v = &em_vec8;
   t->tl = xcalloc((size_t)net->nlayers + 1, sizeof *t->tl);
   plan(t);
@@ -2010,29 +1714,27 @@ void emit_train_model_members(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
   if (t.slots)
-    ln(&t, "float opt[%d][%s]; /* optimizer state (%s), internal layout */", t.slots,
-       param_count(&t), net->train.optimizer == OPT_ADAM ? "adam m, v" : "sgd velocity");
-  ln(&t, "uint64_t step; /* optimizer steps so far */");
+    em_line(em, "float opt[%d][%s]; /* optimizer state (%s), internal layout */", t.slots,
+            param_count(&t), net->train.optimizer == OPT_ADAM ? "adam m, v" : "sgd velocity");
+  em_line(em, "uint64_t step; /* optimizer steps so far */");
   end(&t);
 }
 
 void emit_train_work_members(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
-  ln(&t, "struct %s_train_work train; /* one image's training buffers */", t.n);
+  em_line(em, "struct %s_train_work train; /* one image's training buffers */", t.n);
   end(&t);
 }
 
-/* The members of struct NAME_train_work; returns their floats. With
-   print false, only counts. */
-static long train_buffers(T *t, bool print) {
+/* The members of struct NAME_train_work (plan.c counted their floats). */
+static void train_buffers(T *t) {
   const int K = (int)shape_size(t->net->output);
   long total = 0;
 #define MEMBER(count, ...)                                                                         \
   do {                                                                                             \
     total += (count);                                                                              \
-    if (print)                                                                                     \
-      ln(t, __VA_ARGS__);                                                                          \
+    em_line(EM, __VA_ARGS__);                                                                      \
   } while (0)
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
@@ -2057,44 +1759,35 @@ static long train_buffers(T *t, bool print) {
   MEMBER(K, "float out[%d]; /* outputs after the last activation */", K);
   MEMBER(2 * t->gmax, "float g[2][%ld]; /* gradients, ping-pong */", t->gmax);
 #undef MEMBER
-  return total;
-}
-
-void emit_train_sizes(const Net *net, TrainSizes *sizes) {
-  T t;
-  begin(&t, net, NULL);
-  sizes->work_bytes = (size_t)train_buffers(&t, false) * sizeof(float);
-  sizes->grads_bytes = (size_t)net->param_count * sizeof(float);
-  sizes->opt_bytes = (size_t)t.slots * (size_t)net->param_count * sizeof(float) + 8;
-  end(&t);
+  assert(total == t->net->train_work_floats);
 }
 
 void emit_train_types(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
   const char *n = t.n;
-  TrainSizes sz;
-  emit_train_sizes(net, &sz);
-  ln(&t, "/* Training state: %s_model carries %zu bytes of optimizer state, and each", n,
-     sz.opt_bytes);
-  ln(&t, "   thread a %s_grads of %zu bytes and %zu bytes of buffers in its %s_work. */", n,
-     sz.grads_bytes, sz.work_bytes, n);
-  blank(&t);
-  ln(&t, "/* Training buffers for one image, part of %s_work. */", n);
-  ln(&t, "struct %s_train_work {", n);
-  train_buffers(&t, true);
-  ln(&t, "};");
-  blank(&t);
-  ln(&t, "/* One gradient accumulator: %s_PARAM_COUNT floats in the model's internal layout;", n);
-  ln(&t, "   one per thread. */");
-  ln(&t,
-     "#define %s_OPT_SLOTS %d /* optimizer state arrays: adam 2 (m, v), sgd+momentum 1, "
-     "sgd 0 */",
-     n, t.slots);
-  ln(&t, "typedef struct %s_grads {", n);
-  ln(&t, "float p[%s];", param_count(&t));
-  ln(&t, "} %s_grads;", n);
-  blank(&t);
+  const size_t params = (size_t)net->param_count * sizeof(float);
+  em_line(em, "/* Training state: %s_model carries %zu bytes of optimizer state, and each", n,
+          (size_t)t.slots * params + 8);
+  em_line(em, "   thread a %s_grads of %zu bytes and %zu bytes of buffers in its %s_work. */", n,
+          params, (size_t)net->train_work_floats * sizeof(float), n);
+  em_blank(em);
+  em_line(em, "/* Training buffers for one image, part of %s_work. */", n);
+  em_open(em, "struct %s_train_work", n);
+  train_buffers(&t);
+  em_close_with(em, ";");
+  em_blank(em);
+  em_line(em, "/* One gradient accumulator: %s_PARAM_COUNT floats in the model's internal layout;",
+          n);
+  em_line(em, "   one per thread. */");
+  em_raw(
+      em,
+      "#define %s_OPT_SLOTS %d /* optimizer state arrays: adam 2 (m, v), sgd+momentum 1, sgd 0 */",
+      n, t.slots);
+  em_open(em, "typedef struct %s_grads", n);
+  em_line(em, "float p[%s];", param_count(&t));
+  em_close_with(em, " %s_grads;", n);
+  em_blank(em);
   end(&t);
 }
 
@@ -2103,38 +1796,39 @@ static void explain_declarations(T *t) {
   const char *n = t->n;
   const int cam = cam_index(t);
   const Layer *c = cam >= 0 ? t->tl[cam].l : NULL;
-  ln(t, "/* ---- Explanations ----");
-  blank(t);
-  ln(t, "   %s_explain runs one image forward (dropout as the identity, as at inference)", n);
-  ln(t, "   and takes the gradient of one class score s back to the image, through the");
-  ln(t, "   training code's backward passes. s is the output layer's value for class cls");
-  ln(t, "   BEFORE the final activation (the logit, before softmax or sigmoid), as saliency");
-  ln(t, "   maps (Simonyan et al. 2014) and Grad-CAM (Selvaraju et al. 2017) take it.");
-  ln(t, "   Grad-CAM's layer is the last convolution; its output shape follows (0 without");
-  ln(t, "   a convolution). */");
+  em_line(EM, "/* ---- Explanations ----");
+  em_blank(EM);
+  em_line(EM, "   %s_explain runs one image forward (dropout as the identity, as at inference)", n);
+  em_line(EM, "   and takes the gradient of one class score s back to the image, through the");
+  em_line(EM, "   training code's backward passes. s is the output layer's value for class cls");
+  em_line(EM, "   BEFORE the final activation (the logit, before softmax or sigmoid), as saliency");
+  em_line(EM, "   maps (Simonyan et al. 2014) and Grad-CAM (Selvaraju et al. 2017) take it.");
+  em_line(EM, "   Grad-CAM's layer is the last convolution; its output shape follows (0 without");
+  em_line(EM, "   a convolution). */");
   if (c) {
-    ln(t, "#define %s_CAM_H %d /* %s (line %d) */", n, c->out.h, c->text, c->loc.line);
-    ln(t, "#define %s_CAM_W %d", n, c->out.w);
-    ln(t, "#define %s_CAM_C %d", n, c->out.c);
+    em_raw(EM, "#define %s_CAM_H %d /* %s (line %d) */", n, c->out.h, c->text, c->loc.line);
+    em_raw(EM, "#define %s_CAM_W %d", n, c->out.w);
+    em_raw(EM, "#define %s_CAM_C %d", n, c->out.c);
   } else {
-    ln(t, "#define %s_CAM_H 0 /* no convolution */", n);
-    ln(t, "#define %s_CAM_W 0", n);
-    ln(t, "#define %s_CAM_C 0", n);
+    em_raw(EM, "#define %s_CAM_H 0 /* no convolution */", n);
+    em_raw(EM, "#define %s_CAM_W 0", n);
+    em_raw(EM, "#define %s_CAM_C 0", n);
   }
-  ln(t, "/* Returns s for image x [%s_INPUT_SIZE] and writes, each only when not NULL:", n);
-  ln(t, "     y        [%s_OUTPUT_SIZE] the outputs after the last activation", n);
-  ln(t, "     dx       [%s_INPUT_SIZE] ds/dx, in H, W, C order", n);
-  ln(t, "     cam_act  [%s_CAM_H][%s_CAM_W][%s_CAM_C] the last convolution's output", n, n, n);
-  ln(t, "              (after its activation unless it is the output layer)");
-  ln(t, "     cam_grad [%s_CAM_H][%s_CAM_W][%s_CAM_C] ds/d cam_act", n, n, n);
-  ln(t, "   g is scratch, left holding ds/d(params) (%s_grads_store reads it). A cls", n);
-  ln(t, "   outside [0, %s_OUTPUT_SIZE) writes nothing and returns 0. Uses w's training", n);
-  ln(t, "   buffers: one w per thread, as for training. */");
-  ln(t,
-     "float %s_explain(const %s_model *m, %s_work *w, %s_grads *g, const float *x, int cls, "
-     "float *y, float *dx, float *cam_act, float *cam_grad);",
-     n, n, n, n);
-  blank(t);
+  em_line(EM, "/* Returns s for image x [%s_INPUT_SIZE] and writes, each only when not NULL:", n);
+  em_line(EM, "     y        [%s_OUTPUT_SIZE] the outputs after the last activation", n);
+  em_line(EM, "     dx       [%s_INPUT_SIZE] ds/dx, in H, W, C order", n);
+  em_line(EM, "     cam_act  [%s_CAM_H][%s_CAM_W][%s_CAM_C] the last convolution's output", n, n,
+          n);
+  em_line(EM, "              (after its activation unless it is the output layer)");
+  em_line(EM, "     cam_grad [%s_CAM_H][%s_CAM_W][%s_CAM_C] ds/d cam_act", n, n, n);
+  em_line(EM, "   g is scratch, left holding ds/d(params) (%s_grads_store reads it). A cls", n);
+  em_line(EM, "   outside [0, %s_OUTPUT_SIZE) writes nothing and returns 0. Uses w's training", n);
+  em_line(EM, "   buffers: one w per thread, as for training. */");
+  em_call(EM,
+          "float %s_explain(const %s_model *m, %s_work *w, %s_grads *g, const float *x, int cls, "
+          "float *y, float *dx, float *cam_act, float *cam_grad);",
+          n, n, n, n);
+  em_blank(EM);
 }
 
 void emit_train_declarations(Emitter *em, const Net *net) {
@@ -2142,42 +1836,48 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   begin(&t, net, em);
   const char *n = t.n;
   const TrainConfig *tc = &net->train;
-  ln(&t, "/* ---- Training (%s, %s; batch %d, %d epochs in the .cnn file) ----",
-     loss_words[tc->loss], optimizer_words[tc->optimizer], tc->batch, tc->epochs);
-  blank(&t);
-  ln(&t, "   A step: zero a %s_grads, accumulate the batch's gradients, update.", n);
-  ln(&t, "   With T threads, split the batch into T contiguous chunks, accumulate chunk t");
-  ln(&t, "   into grads g_t with its own %s_work, add g_1.. into g_0 in order, update", n);
-  ln(&t, "   with g_0: the result is repeatable bit for bit. %s_train_step does it all on", n);
-  ln(&t, "   one thread. No batch normalization exists, so images are independent. */");
-  blank(&t);
-  ln(&t, "void %s_grads_zero(%s_grads *g);", n, n);
-  ln(&t, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g); /* into += g */",
-     n, n, n);
-  ln(&t, "/* Forward and backward over n images x [n][%s_INPUT_SIZE] with targets", n);
-  ln(&t, "   [n][%s_OUTPUT_SIZE] (one-hot rows for class labels, 0/1 rows for multi-label)", n);
-  ln(&t, "   and per-sample weights [n] (class weights; NULL: all 1). Image i's dropout draws");
-  ln(&t, "   from key + i. Adds d(sum_i weight_i * loss_i)/d(params) to g and returns");
-  ln(&t, "   sum_i weight_i * loss_i (loss_i: cross-entropy -sum t log p; binary");
-  ln(&t, "   cross-entropy and mse: the mean over the outputs). */");
-  ln(&t, "double %s_accumulate(%s);", n, params_of(&t, true));
-  ln(&t, "/* The same, also writing the outputs [n][%s_OUTPUT_SIZE] to y when y is not NULL. */",
-     n);
-  ln(&t, "double %s_accumulate_y(%s, float *y);", n, params_of(&t, true));
-  ln(&t, "/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights). */");
-  ln(&t, "void %s_update(%s_model *m, const %s_grads *g, float scale);", n, n, n);
-  ln(&t,
-     "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
-  ln(&t, "float %s_train_step(%s);", n, params_of(&t, false));
-  ln(&t, "/* Gradients as a flat array in %s_load's order and PyTorch layout. */", n);
-  ln(&t, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);
-  ln(&t, "/* Optimizer state [%s_OPT_SLOTS][%s_PARAM_COUNT] in PyTorch layout, and the step. */", n,
-     n);
-  ln(&t, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step);", n, n);
-  ln(&t, "void %s_load_opt(%s_model *m, const float *state, uint64_t step);", n, n);
-  ln(&t, "size_t %s_grads_bytes(void); /* sizeof(%s_grads) */", n, n);
-  ln(&t, "int %s_opt_slots(void);      /* %s_OPT_SLOTS */", n, n);
-  blank(&t);
+  em_line(em, "/* ---- Training (%s, %s; batch %d, %d epochs in the .cnn file) ----",
+          loss_words[tc->loss], optimizer_words[tc->optimizer], tc->batch, tc->epochs);
+  em_blank(em);
+  em_line(em, "   A step: zero a %s_grads, accumulate the batch's gradients, update.", n);
+  em_line(em, "   With T threads, split the batch into T contiguous chunks, accumulate chunk t");
+  em_line(em, "   into grads g_t with its own %s_work, add g_1.. into g_0 in order, update", n);
+  em_line(em, "   with g_0: the result is repeatable bit for bit. %s_train_step does it all on", n);
+  em_line(em, "   one thread. No batch normalization exists, so images are independent. */");
+  em_blank(em);
+  em_call(em, "void %s_grads_zero(%s_grads *g);", n, n);
+  em_line(em,
+          "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g); /* into += g */",
+          n, n, n);
+  em_line(em, "/* Forward and backward over n images x [n][%s_INPUT_SIZE] with targets", n);
+  em_line(em, "   [n][%s_OUTPUT_SIZE] (one-hot rows for class labels, 0/1 rows for multi-label)",
+          n);
+  em_line(em,
+          "   and per-sample weights [n] (class weights; NULL: all 1). Image i's dropout draws");
+  em_line(em, "   from key + i. Adds d(sum_i weight_i * loss_i)/d(params) to g and returns");
+  em_line(em, "   sum_i weight_i * loss_i (loss_i: cross-entropy -sum t log p; binary");
+  em_line(em, "   cross-entropy and mse: the mean over the outputs). */");
+  em_call(em, "double %s_accumulate(%s);", n, params_of(&t, true));
+  em_line(em,
+          "/* The same, also writing the outputs [n][%s_OUTPUT_SIZE] to y when y is not NULL. */",
+          n);
+  em_call(em, "double %s_accumulate_y(%s, float *y);", n, params_of(&t, true));
+  em_line(em, "/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights). */");
+  em_call(em, "void %s_update(%s_model *m, const %s_grads *g, float scale);", n, n, n);
+  em_line(
+      em,
+      "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
+  em_call(em, "float %s_train_step(%s);", n, params_of(&t, false));
+  em_line(em, "/* Gradients as a flat array in %s_load's order and PyTorch layout. */", n);
+  em_call(em, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);
+  em_line(em,
+          "/* Optimizer state [%s_OPT_SLOTS][%s_PARAM_COUNT] in PyTorch layout, and the step. */",
+          n, n);
+  em_call(em, "void %s_store_opt(const %s_model *m, float *state, uint64_t *step);", n, n);
+  em_call(em, "void %s_load_opt(%s_model *m, const float *state, uint64_t step);", n, n);
+  em_line(em, "size_t %s_grads_bytes(void); /* sizeof(%s_grads) */", n, n);
+  em_line(em, "int %s_opt_slots(void);      /* %s_OPT_SLOTS */", n, n);
+  em_blank(em);
   explain_declarations(&t);
   end(&t);
 }
@@ -2185,8 +1885,8 @@ void emit_train_declarations(Emitter *em, const Net *net) {
 void emit_train_source(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
-  ln(&t, "/* ---- Training ---- */");
-  blank(&t);
+  em_line(em, "/* ---- Training ---- */");
+  em_blank(em);
   for (int k = 0; k < t.ntl; k++)
     layer_functions(&t, &t.tl[k]);
   loss_function(&t);

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "emit_model.h"
 #include "emitter.h"
 #include "ir.h"
 
@@ -21,17 +22,11 @@ void emit_train_declarations(Emitter *em, const Net *net);
 /* Source: every training function. */
 void emit_train_source(Emitter *em, const Net *net);
 
-/* The bytes training adds (what the header's opening comment states). */
-typedef struct TrainSizes {
-  size_t opt_bytes;   /* optimizer state and step count, in NAME_model */
-  size_t grads_bytes; /* one NAME_grads (one per thread) */
-  size_t work_bytes;  /* training buffers in each NAME_work */
-} TrainSizes;
-void emit_train_sizes(const Net *net, TrainSizes *sizes);
-
-/* Provided by the inference emitter: a C expression (through the model
-   pointer `m`) for the first float of layer l's weights (bias = 0) or bias
-   (bias = 1), in the model's internal layout. */
-const char *emit_param_ref(Emitter *em, const Net *net, const Layer *l, int bias, const char *m);
+/* Provided by the inference emitter (emit_infer.c), whose kernels training's
+   forward pass runs: layer l's forward function fn_forward as training runs
+   it where that differs from inference (a conv without its fused pool, a
+   pool fused in inference, the output layer's activation, which the loss
+   applies), writing `act` after the op. */
+void emit_train_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act);
 
 #endif

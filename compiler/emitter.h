@@ -52,6 +52,8 @@ void em_open(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 /* em_open() for a function head "TYPE NAME(PARAMS)": lines longer than 100
    columns break after a comma, the rest aligned under the first parameter. */
 void em_open_fn(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+/* em_line() for a call or declaration "NAME(ARGS);", broken as em_open_fn's. */
+void em_call(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 void em_close(Emitter *em);
 void em_close_with(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
 /* Indentation without braces (the body of a one-line for/if). */
@@ -62,6 +64,12 @@ void em_dedent(Emitter *em);
    align under the first. A comment terminator inside the text is written
    with a space ("* /") so quoted source cannot end the comment early. */
 void em_comment(Emitter *em, const char *fmt, ...) EM_PRINTF(2, 3);
+
+/* An index expression with its constants folded: "a * 3 + b * 5 + 7" from
+   the constant 7 and (const char *var, long coefficient) pairs ending with a
+   NULL var; terms with coefficient 0 (or var "") go, "* 1" goes, "0" when
+   nothing is left. An em_str. */
+const char *em_lin(Emitter *em, long c, ...);
 
 /* A float literal that reads back as the same float: "0.5f", "2.0f", "1e-07f";
    "(1.0f / 0.0f)", "(-1.0f / 0.0f)" and "(0.0f / 0.0f)" for the infinities and

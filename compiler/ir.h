@@ -110,6 +110,22 @@ typedef struct Layer {
                              INFER_AT_X / INFER_AT_Y below */
   long infer_pad_offset;  /* inference, conv with padding: its input copied
                              into a zero border here; -1 otherwise */
+
+  /* Training plan (plan.c): how NAME_accumulate runs this layer. */
+  struct {
+    bool runs;          /* a step of its own: not an activation folded into a
+                           conv/dense, not the output activation (the loss's) */
+    int index;          /* its number among the layers that run (buffer names) */
+    Act act;            /* the activation it applies (the output one: the loss's) */
+    bool backward;      /* runs a backward pass (a layer with weights is at or before it) */
+    bool dx;            /* computes its input gradient */
+    bool own_output;    /* its output has a buffer y<index> (else: its input) */
+    bool chw;           /* flatten that is the network's output: to C, H, W order */
+    bool transposed;    /* conv: weights transposed to [KH][KW][F][C] for dx */
+    struct Layer *pool; /* conv: the maxpool after it, whose backward it does */
+    bool pooled;        /* maxpool: its backward is done by the conv before it */
+    int ph, pw;         /* input height and width (conv: padded) */
+  } train;
 } Layer;
 
 /* Layer.infer_out_offset outside the work buffer: the output is the caller's
@@ -167,6 +183,11 @@ typedef struct Net {
   size_t infer_state_bytes; /* model + work for one image, inference */
   size_t train_state_bytes; /* training, one thread: model + optimizer
                                state + gradients + work */
+  Act train_out_act;        /* the activation the loss applies to the last
+                               training layer's output */
+  long train_grad_floats;   /* floats in each of the two gradient buffers */
+  long train_work_floats;   /* floats in struct NAME_train_work */
+  int opt_slots;            /* optimizer state arrays: adam 2, sgd+momentum 1, sgd 0 */
 } Net;
 
 /* One parameter tensor as it appears in a safetensors file. */

@@ -24,17 +24,35 @@
  *   - the last tensor is the caller's y (INFER_AT_Y): the final layer
  *     writes its outputs there directly, with no copy.
  *
- * Training: the training emitter sizes its own buffers (emit_train_sizes);
- * the plan records their sum for `cnngen check`: parameters, optimizer
+ * Training (Layer.train): NAME_accumulate runs one image at a time, its
+ * forward pass keeping every output, then the backward passes in reverse.
+ *
+ *   - an activation folded into a conv/dense runs inside it; pools and
+ *     dropout run as steps of their own (fuse.c's pool fusion is for
+ *     inference only: the backward pass needs the conv's own output);
+ *   - the output activation belongs to the loss: a trailing activation
+ *     layer does not run, a trailing conv/dense runs linear;
+ *   - layers before the first one with weights run no backward pass, and
+ *     that one computes no input gradient;
+ *   - a conv that computes its input gradient over 8 or more channels
+ *     reads its weights transposed to [KH][KW][F][C] (vector dx);
+ *   - a conv followed by maxpool does both backward passes in one, visiting
+ *     only each window's maximum, when a kernel row has enough taps
+ *     (KW * C >= 16) for the weight-gradient rows to vectorize;
+ *   - every running layer's output gets a buffer, but a flatten that is
+ *     not the network's output (the same floats); the gradients flow
+ *     through two buffers of train_grad_floats each.
+ *
+ * The plan records the sizes for `cnngen check`: parameters, optimizer
  * state, and for one thread its gradient accumulator and its work struct
  * (inference tensors plus the training buffers of one image: a thread
  * runs its images one at a time, so the batch size does not enter).
  */
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "compile.h"
-#include "emit_train.h"
 
 enum { ALIGN_FLOATS = 16 };
 
@@ -140,12 +158,85 @@ static void plan_inference(Net *net) {
   free(pad_block);
 }
 
+static void plan_training(Net *net) {
+  Layer *first = NULL, *last = NULL;
+  for (int i = 0; i < net->nlayers && !first; i++)
+    if (op_has_weights[net->layers[i].op])
+      first = &net->layers[i];
+  bool after_first = false;
+  int runs = 0;
+  for (int i = 0; i < net->nlayers; i++) {
+    Layer *l = &net->layers[i];
+    memset(&l->train, 0, sizeof l->train);
+    after_first |= l == first;
+    if (l->op == OP_ACT && l->fused_away)
+      continue;
+    l->train.runs = true;
+    l->train.index = runs++;
+    l->train.act = l->op == OP_CONV2D || l->op == OP_DENSE || l->op == OP_ACT ? l->act : ACT_LINEAR;
+    l->train.backward = after_first;
+    l->train.dx = after_first && l != first;
+    l->train.chw = flatten_transposes(net, i);
+    l->train.own_output = l->op != OP_FLATTEN || l->train.chw;
+    l->train.ph = l->in.h;
+    l->train.pw = l->in.w;
+    if (l->op == OP_CONV2D) {
+      l->train.ph += l->u.conv.pad_top + l->u.conv.pad_bottom;
+      l->train.pw += l->u.conv.pad_left + l->u.conv.pad_right;
+      l->train.transposed = l->train.dx && l->in.c >= 8;
+    }
+    last = l;
+  }
+  net->train_out_act = ACT_LINEAR;
+  if (!last)
+    return;
+  if (last->op == OP_ACT && runs > 1) {
+    net->train_out_act = last->train.act;
+    last->train.runs = false;
+    for (last--; !last->train.runs; last--)
+      ;
+  } else if (last->op == OP_CONV2D || last->op == OP_DENSE || last->op == OP_ACT) {
+    net->train_out_act = last->train.act;
+    last->train.act = ACT_LINEAR;
+  }
+  last->train.own_output = true; /* the loss reads z from a buffer */
+  Layer *prev = NULL;
+  for (Layer *l = net->layers; l <= last; l++) {
+    if (!l->train.runs)
+      continue;
+    if (prev && prev->op == OP_CONV2D && prev->train.backward && l->op == OP_MAXPOOL &&
+        prev->u.conv.kw * prev->in.c >= 16) {
+      prev->train.pool = l;
+      l->train.pooled = true;
+    }
+    prev = l;
+  }
+  /* The buffers of struct NAME_train_work (emit_train.c prints them). */
+  long grad = shape_size(net->output), work = 0;
+  for (Layer *l = net->layers; l <= last; l++) {
+    if (!l->train.runs)
+      continue;
+    const long in = (long)l->train.ph * l->train.pw * l->in.c, out = shape_size(l->out);
+    grad = out > grad ? out : grad;
+    grad = in > grad ? in : grad; /* every layer's dx: NAME_explain goes down to the input */
+    work += l->train.own_output ? out : 0;
+    work += l->op == OP_CONV2D && in > shape_size(l->in) ? in : 0; /* padded input */
+    work += l->op == OP_DROPOUT ? out : 0;                         /* mask */
+    work += l->train.pool ? l->weight_count : 0;                   /* transposed dw */
+    work += l->train.transposed ? l->weight_count : 0;             /* transposed w */
+  }
+  net->train_grad_floats = grad;
+  net->train_work_floats = work + shape_size(net->output) + 2 * grad;
+}
+
 void plan_memory(Net *net) {
   plan_inference(net);
+  plan_training(net);
+  const TrainConfig *tc = &net->train;
+  net->opt_slots = tc->optimizer == OPT_ADAM ? 2 : tc->momentum != 0 ? 1 : 0;
   const size_t params = (size_t)net->param_count * sizeof(float);
   const size_t infer_work = (size_t)net->infer_buffer_floats * sizeof(float);
   net->infer_state_bytes = params + infer_work;
-  TrainSizes t;
-  emit_train_sizes(net, &t);
-  net->train_state_bytes = params + t.opt_bytes + t.grads_bytes + infer_work + t.work_bytes;
+  net->train_state_bytes = params + (size_t)net->opt_slots * params + 8 + params + infer_work +
+                           (size_t)net->train_work_floats * sizeof(float);
 }

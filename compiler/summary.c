@@ -136,6 +136,15 @@ static void dump_layer(const Net *net, const Layer *l, FILE *out) {
           layer_ref(a, sizeof a, net, l->fused_act));
   fprintf(out, "  fused_pool %s  infer_out_offset %ld\n",
           layer_ref(a, sizeof a, net, l->fused_pool), l->infer_out_offset);
+  if (!l->train.runs)
+    return;
+  fprintf(out, "      train #%d  act %s%s%s%s%s%s", l->train.index, act_words[l->train.act],
+          l->train.backward ? "  backward" : "", l->train.dx ? "  dx" : "",
+          l->train.transposed ? "  transposed" : "", l->train.chw ? "  chw" : "",
+          l->train.pooled ? "  pooled" : "");
+  if (l->train.pool)
+    fprintf(out, "  pool %s", layer_ref(a, sizeof a, net, l->train.pool));
+  fputc('\n', out);
 }
 
 static void dump_train(const TrainConfig *t, FILE *out) {
@@ -179,4 +188,8 @@ void ir_dump(const Net *net, FILE *out, const char *after_pass) {
   fprintf(out, "  plan: infer_buffer_floats %ld  infer_state_bytes %s  train_state_bytes %s\n",
           net->infer_buffer_floats, commas(b, sizeof b, (long long)net->infer_state_bytes),
           commas(c, sizeof c, (long long)net->train_state_bytes));
+  fprintf(out,
+          "      train_out_act %s  train_grad_floats %ld  train_work_floats %ld  opt_slots %d\n",
+          act_words[net->train_out_act], net->train_grad_floats, net->train_work_floats,
+          net->opt_slots);
 }

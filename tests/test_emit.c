@@ -18,6 +18,12 @@
  * emitted text is the same on a second run, NAME_init is seeded and
  * bounded, and the reference case tests/reference/seed_fashion matches
  * PyTorch's outputs.
+ *
+ * Snapshots: the whole generated C (training included) of two example
+ * networks is kept in tests/snapshots/ and compared byte for byte, so a
+ * change to the emitted text shows in the diff of the commit that makes
+ * it; `UPDATE=1 build/tests/test_emit` (or `UPDATE=1 make test`) rewrites
+ * them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,6 +44,7 @@
 #include "cli.h"
 #include "formats/idx.h"
 #include "formats/safetensors.h"
+#include "io.h"
 #include "testutil.h"
 
 /* ---- networks ---- */
@@ -610,8 +617,8 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
   (void)state;
   Arena a = {0};
   Net *net = tu_compile_ok(&a, "network tails\ninput 14x14x3\n"
-                               "conv2d 20 3x3 relu\nmaxpool 2x2\n"  /* F tail, C 3 */
-                               "conv2d 12 3x3 relu\nmaxpool 2x2\n"  /* C 20: conv + pool dx */
+                               "conv2d 20 3x3 relu\nmaxpool 2x2\n"   /* F tail, C 3 */
+                               "conv2d 12 3x3 relu\nmaxpool 2x2\n"   /* C 20: conv + pool dx */
                                "conv2d 100 1x1 relu\nconv2d 9 1x1\n" /* C 12, C 100 dx */
                                "conv2d 40 1x1\n" /* 5 vectors: blocks of 3 and 2 */
                                "flatten\ndense 3 softmax\n");
@@ -624,22 +631,115 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
   assert_null(strstr(s, "acc[f] += s * wk[")); /* no plain loop */
   free(s);
   s = emit_text(net, &(EmitOptions){.training = true}, false, &len);
-  /* (NAME_explain's backward of the first conv, to the 3 channels of the
-     image, comes last and keeps its plain loop) */
-  char *explain = strstr(s, "tails_conv1_explain_backward(");
-  assert_non_null(explain);
-  *explain = '\0';
-  assert_null(strstr(s, "acc[f] += s * wk["));     /* forward */
-  assert_null(strstr(s, "+= s * d[f]"));           /* weight gradient */
-  assert_null(strstr(s, "s += wk["));              /* input gradient */
+  /* (the first conv's input gradient, to the 3 channels of the image, which
+     only NAME_explain asks for, keeps its plain loop: blanked here, in both
+     of its functions, the one per vector width) */
+  char *first = s;
+  for (int width = 0; width < 2; width++) {
+    first = strstr(first, "static void tails_conv1_backward(");
+    assert_non_null(first);
+    char *dx = strstr(first, "  if (dx) {\n"), *end = strstr(first, "\n}\n");
+    assert_true(dx && end && dx < end);
+    memset(dx, ' ', (size_t)(end - dx));
+    first = end;
+  }
+  assert_null(strstr(first, "static void tails_conv1_backward("));
+  assert_null(strstr(s, "acc[f] += s * wk["));   /* forward */
+  assert_null(strstr(s, "+= s * d[f]"));         /* weight gradient */
+  assert_null(strstr(s, "s += wk["));            /* input gradient */
   assert_null(strstr(s, "s += vs[q][i] * wk[")); /* input gradient through the maxpool */
   assert_contains(s, "tails_ADDTO_TAIL(dw + ");
   assert_contains(s, "tails_ADDTO_TAIL(dx + ");
   assert_contains(s, "tails_ADDTO_TAIL(o + ");
   /* 40 filters, 5 vectors: tiles of 3 vectors, then of 2 (not 5 tiles of 1) */
-  assert_contains(s, "{ /* the last 16 channels */");
+  assert_contains(s, "/* the last 16 channels */\n");
   free(s);
   arena_free(&a);
+}
+
+/* The generated NAME.c and NAME.h of examples/NAME.cnn against
+   tests/snapshots/ (see the top of this file); returns the number of files
+   that differ (0 when update rewrote them). */
+static int check_snapshot(const char *name, bool update) {
+  char path[256];
+  snprintf(path, sizeof path, "examples/%s.cnn", name);
+  Err e = {0};
+  size_t len;
+  char *src = io_read_file(path, &len, &e);
+  assert_non_null(src);
+  Arena a = {0};
+  char *msgs;
+  Net *net = tu_compile(&a, path, src, len, &msgs, NULL);
+  if (!net)
+    fail_msg("%s", msgs);
+  free(msgs);
+  char header[64];
+  snprintf(header, sizeof header, "%s.h", name);
+  const EmitOptions opt = {.training = true, .header_name = header};
+  int failed = 0;
+  for (int h = 0; h < 2; h++) {
+    size_t glen;
+    char *got = emit_text(net, &opt, h, &glen);
+    snprintf(path, sizeof path, "tests/snapshots/%s.%c", name, h ? 'h' : 'c');
+    if (update) {
+      if (io_write_atomic(path, got, glen, &e) != 0)
+        fail_msg("%s", e.msg);
+    } else {
+      size_t wlen;
+      char *want = io_read_file(path, &wlen, &e);
+      if (!want) {
+        print_error("%s: missing (UPDATE=1 build/tests/test_emit writes it)\n", path);
+        failed++;
+      } else if (wlen != glen || memcmp(want, got, glen) != 0) {
+        int line = 1;
+        for (size_t i = 0; i < wlen && i < glen && want[i] == got[i]; i++)
+          line += want[i] == '\n';
+        print_error("%s differs from the generated C from line %d on (UPDATE=1 "
+                    "build/tests/test_emit rewrites it; review the diff)\n",
+                    path, line);
+        failed++;
+      }
+      free(want);
+    }
+    free(got);
+  }
+  free(src);
+  arena_free(&a);
+  return failed;
+}
+
+static void test_emit_snapshots(void **state) {
+  (void)state;
+  const char *update = getenv("UPDATE");
+  const bool rewrite = update && strcmp(update, "1") == 0;
+  /* fashion: adam, convs with fused pools; lenet: sgd with momentum, padding */
+  assert_int_equal(check_snapshot("fashion", rewrite) + check_snapshot("lenet", rewrite), 0);
+}
+
+/* The parameters are a table of tensors (NAME_tensors): one optimizer
+   routine and one layout permutation, each looped over it, instead of the
+   update and the PyTorch-layout copies written out per tensor. */
+static void test_emit_one_optimizer_and_permutation(void **state) {
+  (void)state;
+  const char *nets[] = {"network p\ninput 6x6x2\nconv2d 8 3x3 relu\nflatten\ndense 3 softmax\n"
+                        "train {\n optimizer adam lr=0.01\n}\n",
+                        "network p\ninput 6x6x2\nconv2d 8 3x3 relu\nflatten\ndense 3 softmax\n"
+                        "train {\n optimizer sgd lr=0.1 momentum=0.9 nesterov\n}\n"};
+  for (int i = 0; i < 2; i++) {
+    Arena a = {0};
+    Net *net = tu_compile_ok(&a, nets[i]);
+    size_t len;
+    char *s = emit_text(net, &(EmitOptions){.training = true}, false, &len);
+    assert_int_equal(tu_count(s, "static void p_permute("), 1);
+    /* load, store, grads_store, store_opt, load_opt */
+    assert_int_equal(tu_count(s, "p_permute(t, "), 5);
+    assert_int_equal(tu_count(s, i ? "static void p_sgd(" : "static void p_adam("), 1);
+    assert_int_equal(tu_count(s, i ? "p_sgd(" : "p_adam("), 2); /* defined, called once */
+    assert_int_equal(tu_count(s, "{offsetof(p_model, "), 4);    /* conv1, dense1: w, b */
+    assert_null(strstr(s, "/* conv1.weight */\n  float"));      /* no per-tensor copies */
+    free(s);
+    arena_free(&a);
+  }
 }
 
 /* One .c serves every target, its kernels at the target's vector width:
@@ -735,8 +835,10 @@ static void test_emit_long_layer_line(void **state) {
   enum { GAP = 5000 };
   char *src = malloc(3 * GAP + 200);
   assert_non_null(src);
-  snprintf(src, 3 * GAP + 200, "network long_line\ninput 6x6x1\nconv2d 2%*s3x3 relu\nmaxpool%*s2\n"
-           "flatten\ndense%*s2 softmax\n", GAP, "", GAP, "", GAP, "");
+  snprintf(src, 3 * GAP + 200,
+           "network long_line\ninput 6x6x1\nconv2d 2%*s3x3 relu\nmaxpool%*s2\n"
+           "flatten\ndense%*s2 softmax\n",
+           GAP, "", GAP, "", GAP, "");
   builds_with_training(src);
   free(src);
 }
@@ -1168,8 +1270,9 @@ static void test_emit_longest_names_compile(void **state) {
   char name[64], layer[64], file[128];
   memset(name, 'n', 63), name[63] = 0;
   memset(layer, 'c', 63), layer[63] = 0;
-  snprintf(file, sizeof file, "nets/%.*s.cnn", 80, "f_0123456789_0123456789_0123456789_0123456789"
-                                                   "_0123456789_0123456789_0123456789_0123456789");
+  snprintf(file, sizeof file, "nets/%.*s.cnn", 80,
+           "f_0123456789_0123456789_0123456789_0123456789"
+           "_0123456789_0123456789_0123456789_0123456789");
   for (int named = 0; named < 2; named++) {
     char src[1024];
     snprintf(src, sizeof src,
@@ -1197,6 +1300,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_emitter_indents_and_quotes),
       cmocka_unit_test(test_emitter_floats_read_back),
+      cmocka_unit_test(test_emit_snapshots),
+      cmocka_unit_test(test_emit_one_optimizer_and_permutation),
       cmocka_unit_test(test_emit_longest_names_compile),
       cmocka_unit_test(test_emit_baked_special_values),
       cmocka_unit_test(test_emit_fusion_and_plan),

@@ -558,8 +558,51 @@ static void test_shape_dump_ir_after_each_pass(void **state) {
   arena_free(&a);
 }
 
+/* The training plan is a pass (plan.c) that fills Layer.train: which layers
+   run, run backward, compute dx, transpose their weights, pair with a
+   maxpool; the output activation goes to the loss. */
+static void test_shape_training_plan(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "input 12x12x1\nconv2d 8 3x3 relu\nmaxpool 2x2\n"
+                               "conv2d 16 3x3 padding=same\nrelu\nmaxpool 2x2\nflatten\n"
+                               "dense 10\nsoftmax\n");
+  assert_non_null(net);
+  const Layer *l = net->layers;
+  assert_int_equal(net->nlayers, 8);
+  /* conv1: the first with weights, so no dx */
+  assert_true(l[0].train.runs && l[0].train.backward && !l[0].train.dx);
+  assert_int_equal(l[0].train.act, ACT_RELU);
+  /* maxpool after conv1: KW * C = 3 < 16, so it runs its own backward */
+  assert_true(l[1].train.runs && l[1].train.dx && !l[1].train.pooled);
+  assert_null(l[0].train.pool);
+  /* conv2 (padded, 8 input channels): transposed weights, paired with its pool */
+  assert_true(l[2].train.dx && l[2].train.transposed);
+  assert_int_equal(l[2].train.ph, 7); /* 5 rows and a zero each side */
+  assert_ptr_equal(l[2].train.pool, &l[4]);
+  assert_true(l[4].train.pooled);
+  assert_false(l[3].train.runs); /* the relu folded into conv2 */
+  assert_int_equal(l[2].train.act, ACT_RELU);
+  /* flatten before a dense: the same floats */
+  assert_true(l[5].train.runs && !l[5].train.own_output && !l[5].train.chw);
+  /* the trailing softmax is the loss's; the dense before it runs linear */
+  assert_false(l[7].train.runs);
+  assert_int_equal(net->train_out_act, ACT_SOFTMAX);
+  assert_int_equal(l[6].train.act, ACT_LINEAR);
+  assert_true(l[6].train.own_output);
+  int index = 0;
+  for (int i = 0; i < net->nlayers; i++)
+    if (l[i].train.runs)
+      assert_int_equal(l[i].train.index, index++);
+  /* gradients: the largest of every running layer's output and (padded) input */
+  assert_int_equal(net->train_grad_floats, 10 * 10 * 8);
+  assert_int_equal(net->opt_slots, 2); /* the default optimizer, adam: m and v */
+  arena_free(&a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_shape_training_plan),
       cmocka_unit_test(test_shape_fashion_network),
       cmocka_unit_test(test_shape_parameter_offsets),
       cmocka_unit_test(test_shape_same_padding),

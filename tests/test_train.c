@@ -1095,8 +1095,8 @@ static void test_train_says_when_cc_object_was_cached(void **state) {
 static void test_train_reference_cases_on_two_threads(void **state) {
   (void)state;
   for (int b = 0; b < 2; b++) {
-    int rc = tu_shell("%s/%s/check --only train --backend %s --threads 2 %s", tu_repo,
-                      TU_REFERENCE, b ? "cc" : "tcc", tu_cnngen);
+    int rc = tu_shell("%s/%s/check --only train --backend %s --threads 2 %s", tu_repo, TU_REFERENCE,
+                      b ? "cc" : "tcc", tu_cnngen);
     if (rc != 0)
       fail_msg("%s/check exited with %d:\n%s%s", TU_REFERENCE, rc, tu_out, tu_err);
     assert_contains(tu_out, " 0 failed");
@@ -1108,17 +1108,64 @@ static void test_train_reference_cases_on_two_threads(void **state) {
 static void test_train_reference_check_names_a_missing_file(void **state) {
   (void)state;
   const char *from = tu_reference("mse_gap");
-  assert_int_equal(tu_shell("cp -r %s/%s mse_gap && rm mse_gap/expected_trained.safetensors",
-                            tu_repo, from),
-                   0);
+  assert_int_equal(
+      tu_shell("cp -r %s/%s mse_gap && rm mse_gap/expected_trained.safetensors", tu_repo, from), 0);
   assert_int_equal(tu_shell("%s/%s/check %s mse_gap", tu_repo, TU_REFERENCE, tu_cnngen), 1);
   assert_contains(tu_out, "FAIL mse_gap predict: mse_gap/expected_trained.safetensors is missing "
                           "(make it with tests/reference/make-reference mse_gap)");
   assert_contains(tu_out, "0 passed, 2 failed");
 }
 
+/* Training's forward pass runs inference's kernels (and its activation
+   functions), so the outputs NAME_accumulate_y reports are NAME_infer's bit
+   for bit: channel counts below and above 8, sigmoid and tanh, a conv + pool
+   that inference fuses, dense outputs that are not whole vectors, softmax
+   and sigmoid outputs, with both backends. */
+static void test_train_forward_is_inference_bit_for_bit(void **state) {
+  (void)state;
+  static const char *const nets[] = {
+      "network s\ninput 7x7x2\nconv2d 5 3x3 tanh\nmaxpool 2x2\nflatten\ndense 10 sigmoid\n"
+      "train {\n  loss binary_crossentropy\n}\n",
+      "network r\ninput 9x9x3\nconv2d 12 3x3 relu\nmaxpool 2x2\nconv2d 8 2x2 sigmoid\n"
+      "flatten\ndense 6 softmax\n",
+      "network q\ninput 6x6x1\nconv2d 9 3x3 padding=same\ntanh\nflatten\ndense 5 sigmoid\n"
+      "train {\n  loss mse\n}\n"};
+  for (size_t k = 0; k < sizeof nets / sizeof *nets; k++)
+    for (int backend = 0; backend < 2; backend++) {
+      Compiled c;
+      compile_net(&c, nets[k], backend ? BACKEND_CC : BACKEND_TCC, false);
+      void (*init)(void *, uint64_t), (*infer)(const void *, void *, const float *, int, float *);
+      void *p = sym(&c, "_init");
+      memcpy(&init, &p, sizeof p);
+      p = sym(&c, "_infer");
+      memcpy(&infer, &p, sizeof p);
+      const int n = 4;
+      const long in = shape_size(c.net->input), out = shape_size(c.net->output);
+      void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes),
+           *g = tu_zalloc(c.grads_bytes);
+      float *x = malloc(sizeof(float) * (size_t)(n * in)), *target = calloc((size_t)(n * out), 4);
+      float *yi = malloc(sizeof(float) * (size_t)(n * out)),
+            *yt = malloc(sizeof(float) * (size_t)(n * out));
+      uint64_t seed = 77 + k;
+      for (long i = 0; i < n * in; i++)
+        x[i] = (float)uniform(&seed);
+      for (int i = 0; i < n; i++)
+        target[i * out] = 1.0f;
+      init(m, 5 + k);
+      infer(m, w, x, n, yi);
+      c.accumulate_y(m, w, g, x, target, NULL, n, 1, yt);
+      for (long i = 0; i < n * out; i++)
+        if (memcmp(&yi[i], &yt[i], sizeof(float)))
+          fail_msg("network %s (%s): output %ld is %.9g in inference, %.9g in training",
+                   c.net->name, backend ? "cc" : "tcc", i, yi[i], yt[i]);
+      free(x), free(target), free(yi), free(yt), free(m), free(w), free(g);
+      release(&c);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_train_forward_is_inference_bit_for_bit),
       cmocka_unit_test(test_train_gradients_match_finite_differences),
       cmocka_unit_test(test_train_float_code_matches_double),
       cmocka_unit_test(test_train_loss_values_follow_the_docs),
