@@ -21,7 +21,7 @@ endif
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train
 RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
-            augment plot cmd_explain formats/onnx cmd_export cmd_import
+            augment plot explain cmd_explain formats/onnx cmd_export cmd_import
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_checkpoint \
             test_backend test_train test_cli test_augment test_explain test_plot test_embed \
