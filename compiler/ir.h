@@ -208,9 +208,4 @@ int net_tensors(const Net *net, TensorInfo *out);
 const Layer *net_last_layer(const Net *net);
 Act net_output_act(const Net *net);
 
-/* The shape a dense layer's IN index walks in H, W, C order: what a flatten
-   before it (possibly through dropout or activations) flattened; else its
-   input. Both emitters permute dense weights by it. (ir.c) */
-Shape net_dense_source(const Net *net, const Layer *l);
-
 #endif
