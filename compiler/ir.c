@@ -9,20 +9,23 @@ int net_tensors(const Net *net, TensorInfo *out) {
     if (!op_modules[l->op]->weights)
       continue;
     if (out) {
-      TensorInfo *w = &out[n], *b = &out[n + 1];
+      TensorInfo *w = &out[n];
       snprintf(w->name, sizeof w->name, "%s.weight", l->name);
-      snprintf(b->name, sizeof b->name, "%s.bias", l->name);
       OpTensor t;
       op_modules[l->op]->tensor(net, l, &t);
       w->rank = t.rank;
       for (int d = 0; d < 4; d++)
         w->shape[d] = t.shape[d];
-      b->rank = 1;
-      b->shape[0] = w->shape[0];
       w->offset = l->weight_offset;
       w->count = l->weight_count;
-      b->offset = l->bias_offset;
-      b->count = l->bias_count;
+      if (l->bias_count) { /* bias=false: no entry */
+        TensorInfo *b = &out[n + 1];
+        snprintf(b->name, sizeof b->name, "%s.bias", l->name);
+        b->rank = 1;
+        b->shape[0] = w->shape[0];
+        b->offset = l->bias_offset;
+        b->count = l->bias_count;
+      }
     }
     n += l->bias_count ? 2 : 1;
   }
