@@ -70,6 +70,8 @@ typedef struct Layer {
      shape.c gives it no shape and checks nothing after it. */
   bool broken;
 
+  /* The kinds' own fields, each read by its op module (compiler/ops/) and
+     by lower.c, which fills them from the options. */
   union {
     struct {
       int filters, kh, kw;
