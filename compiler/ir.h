@@ -70,6 +70,8 @@ typedef struct Layer {
      shape.c gives it no shape and checks nothing after it. */
   bool broken;
 
+  /* The kinds' own fields, each read by its op module (compiler/ops/) and
+     by lower.c, which fills them from the options. */
   union {
     struct {
       int filters, kh, kw;
@@ -207,10 +209,5 @@ int net_tensors(const Net *net, TensorInfo *out);
    what the network's outputs are. (ir.c) */
 const Layer *net_last_layer(const Net *net);
 Act net_output_act(const Net *net);
-
-/* The shape a dense layer's IN index walks in H, W, C order: what a flatten
-   before it (possibly through dropout or activations) flattened; else its
-   input. Both emitters permute dense weights by it. (ir.c) */
-Shape net_dense_source(const Net *net, const Layer *l);
 
 #endif

@@ -1100,11 +1100,11 @@ static void name_layers(Lower *L) {
   NamedLayer *e = arena_alloc(L->a, (size_t)net->nlayers * sizeof *e + 1);
   for (int i = 0; i < net->nlayers; i++) {
     Layer *l = &net->layers[i];
-    if (!op_has_weights[l->op])
+    if (!op_modules[l->op]->weights)
       continue;
     count[l->op]++;
     if (!L->named[i])
-      snprintf(l->name, sizeof l->name, "%s%d", l->op == OP_CONV2D ? "conv" : op_words[l->op],
+      snprintf(l->name, sizeof l->name, "%s%d", op_modules[l->op]->prefix,
                count[l->op]);
     if (l->name[0])
       e[n++] = (NamedLayer){l->name, i};

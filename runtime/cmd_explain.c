@@ -119,7 +119,7 @@ static int read_input(const CliArgs *a, const Net *net, const char *path, float 
 static const Layer *last_conv(const Net *net) {
   const Layer *c = NULL;
   for (int i = 0; i < net->nlayers; i++)
-    if (net->layers[i].op == OP_CONV2D)
+    if (op_modules[net->layers[i].op]->cam)
       c = &net->layers[i];
   return c;
 }
