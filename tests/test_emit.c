@@ -66,6 +66,13 @@ typedef struct Case {
 
 static const Case cases[] = {
     {"fashion (examples/fashion.cnn)", fashion_src},
+    {"batchnorm folded (conv bias=false + relu + fused pool, dense + relu), and not "
+     "(after a relu conv, on a vector before softmax)",
+     "network bn\ninput 10x10x3\n"
+     "conv2d 16 3x3 padding=same bias=false\nbatchnorm\nrelu\nmaxpool 2x2\n"
+     "conv2d 5 3x3 relu\nbatchnorm momentum=0.3 eps=0.01\n"
+     "globalavgpool\ndense 20\nbatchnorm eps=0.1\nrelu\n"
+     "dense 6\ndropout 0.5\nbatchnorm\nsoftmax\n"},
     {"same padding at stride 2, odd input, scalar and vector channels",
      "network samepad\ninput 15x13x3\n"
      "conv2d 16 3x3 stride=2 padding=same relu\n"
@@ -362,7 +369,8 @@ static void reference(const Net *net, const float *params, const float *x, doubl
                 }
             AT(u, f, oy, ox) = s;
           }
-      act_apply(&u, l->fused_act ? ACT_LINEAR : l->act, true); /* the DSL's own */
+      /* the DSL's own (with a batchnorm folded in, the batchnorm's) */
+      act_apply(&u, l->fused_act || l->fused_bn ? ACT_LINEAR : l->act, true);
       break;
     }
     case OP_MAXPOOL:
@@ -409,8 +417,18 @@ static void reference(const Net *net, const float *params, const float *x, doubl
           s += w[(long)o * IN + k] * t.v[k];
         u.v[o] = s;
       }
-      act_apply(&u, l->fused_act ? ACT_LINEAR : l->act, false);
+      act_apply(&u, l->fused_act || l->fused_bn ? ACT_LINEAR : l->act, false);
       break;
+    }
+    case OP_BATCHNORM: { /* the running statistics */
+      const long C = l->bias_count, hw = (long)t.h * t.w;
+      const float *g = params + l->weight_offset, *b = params + l->bias_offset;
+      const float *mean = params + l->stats_offset, *var = mean + C;
+      for (long c = 0; c < C; c++)
+        for (long p = 0; p < hw; p++)
+          t.v[c * hw + p] = (t.v[c * hw + p] - mean[c]) / sqrt(var[c] + l->u.bn.eps) * g[c] + b[c];
+      act_apply(&t, l->fused_act ? ACT_LINEAR : l->act, spatial);
+      continue;
     }
     case OP_DROPOUT:
       continue;
@@ -449,6 +467,15 @@ static float *random_params(const Net *net) {
     const Layer *l = &net->layers[i];
     if (!op_modules[l->op]->weights)
       continue;
+    if (l->op == OP_BATCHNORM) { /* scale in [0.5, 1.5), mean +-0.5, variance in [0.5, 1.5) */
+      for (long k = 0; k < l->bias_count; k++) {
+        p[l->weight_offset + k] = (float)(0.5 + uniform());
+        p[l->bias_offset + k] = (float)((2 * uniform() - 1) * 0.1);
+        p[l->stats_offset + k] = (float)(uniform() - 0.5);
+        p[l->stats_offset + l->bias_count + k] = (float)(0.5 + uniform());
+      }
+      continue;
+    }
     long fan_in = l->weight_count / (l->op == OP_CONV2D ? l->u.conv.filters : l->u.dense.units);
     double bound = sqrt(3.0 / (double)fan_in);
     for (long k = 0; k < l->weight_count; k++)
