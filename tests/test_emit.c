@@ -555,6 +555,62 @@ static void test_emit_matches_reference(void **state) {
   }
 }
 
+/* A batchnorm folded into the conv/dense before it gives the outputs of the
+   same network with the batchnorms run on their own (a `dropout 0` between,
+   the identity in inference, stops the folding; the tensors are the same),
+   within the golden tolerance; a conv with bias=false gains a folded bias. */
+static void test_emit_batchnorm_folded_matches_unfolded(void **state) {
+  (void)state;
+  static const char *const src[2] = {
+      "network folded\ninput 9x9x3\n"
+      "conv2d 12 3x3 bias=false\nbatchnorm\nrelu\nmaxpool 2x2\n"
+      "conv2d 5 3x3\nbatchnorm eps=0.01\ntanh\n"
+      "flatten\ndense 10\nbatchnorm\nrelu\ndense 4 bias=false\nbatchnorm\n",
+      "network unfolded\ninput 9x9x3\n"
+      "conv2d 12 3x3 bias=false\ndropout 0\nbatchnorm\nrelu\nmaxpool 2x2\n"
+      "conv2d 5 3x3\ndropout 0\nbatchnorm eps=0.01\ntanh\n"
+      "flatten\ndense 10\ndropout 0\nbatchnorm\nrelu\ndense 4 bias=false\ndropout 0\n"
+      "batchnorm\n"};
+  Arena a[2] = {{0}, {0}};
+  Net *net[2];
+  Built b[2];
+  float *y[2];
+  int folds[2] = {0, 0};
+  for (int k = 0; k < 2; k++) {
+    net[k] = tu_compile_ok(&a[k], src[k]);
+    for (int i = 0; i < net[k]->nlayers; i++)
+      folds[k] += net[k]->layers[i].fused_bn != NULL;
+    build(net[k], &(EmitOptions){0}, 0, k ? "bn-unfolded" : "bn-folded", &b[k]);
+  }
+  assert_int_equal(folds[0], 4);
+  assert_int_equal(folds[1], 0);
+  assert_int_equal(net[0]->param_count, net[1]->param_count);
+  float *p = random_params(net[0]), *x = random_images(net[0], IMAGES);
+  const long out = shape_size(net[0]->output);
+  double worst = 0;
+  for (int k = 0; k < 2; k++) {
+    void *m = zalloc(b[k].model_bytes), *w = zalloc(b[k].work_bytes);
+    y[k] = malloc(sizeof(float) * (size_t)(out * IMAGES));
+    assert_non_null(y[k]);
+    b[k].load(m, p);
+    b[k].infer(m, w, x, IMAGES, y[k]);
+    free(m), free(w);
+  }
+  for (long i = 0; i < out * IMAGES; i++) {
+    const double d = fabs((double)y[0][i] - y[1][i]);
+    worst = d > worst ? d : worst;
+    if (!(d <= 2e-5 + 1e-4 * fabs(y[1][i])))
+      fail_msg("output %ld: folded %.9g, unfolded %.9g", i, y[0][i], y[1][i]);
+  }
+  printf("  folded against unfolded: max |difference| %.2g\n", worst);
+  for (int k = 0; k < 2; k++) {
+    free(y[k]);
+    unload(&b[k]);
+    arena_free(&a[k]);
+  }
+  free(p), free(x);
+}
+
 static void test_emit_load_store_round_trip(void **state) {
   (void)state;
   for (int c = 0; c < NCASES; c++) {
@@ -1341,6 +1397,7 @@ int main(void) {
       cmocka_unit_test(test_emit_long_layer_line),
       cmocka_unit_test(test_emit_longest_names),
       cmocka_unit_test(test_emit_matches_reference),
+      cmocka_unit_test(test_emit_batchnorm_folded_matches_unfolded),
       cmocka_unit_test(test_emit_load_store_round_trip),
       cmocka_unit_test(test_emit_baked_weights_match_load),
       cmocka_unit_test(test_emit_init_is_seeded_glorot),
