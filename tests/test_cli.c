@@ -749,7 +749,20 @@ static void test_cli_batchnorm_through_every_command(void **state) {
   assert_int_equal(tu_run("explain bn.cnn --weights bn.safetensors --index 1 %s --out s.png",
                           images),
                    0);
-  assert_int_equal(tu_run("export bn.cnn --weights bn.safetensors -o bn.onnx"), 0);
+  /* ONNX: export writes BatchNormalization nodes, import reads them back to
+     the same network and outputs. */
+  if (tu_run("export bn.cnn --weights bn.safetensors -o bn.onnx") != 0)
+    fail_msg("export: %s", tu_err);
+  if (tu_run("import bn.onnx -o back.cnn --weights-out back.safetensors") != 0)
+    fail_msg("import: %s", tu_err);
+  static char back[1 << 14];
+  tu_read_file(tu_path("back.cnn"), back, sizeof back);
+  assert_contains(back, "batchnorm momentum=0.2 eps=1e-05 ");
+  assert_contains(back, "batchnorm momentum=0.1 eps=1e-05 ");
+  assert_int_equal(tu_count(back, "batchnorm"), 3);
+  assert_int_equal(tu_run("predict back.cnn --weights back.safetensors --json %s", images), 0);
+  assert_int_equal(tu_outputs(tu_out, want, 64), n);
+  tu_compare_outputs("imported against the original", want, got, n);
 }
 
 /* bias=false through every command, on tests/reference/stride_padding_bias:
