@@ -54,8 +54,8 @@ const char *emit_dims(Emitter *em, Shape s) {
 /* A layer's tensors, in file order, and the folded ones (members only). */
 enum { T_WEIGHT, T_BIAS, T_MEAN, T_VAR, T_FOLDED_W, T_FOLDED_B, T_KINDS };
 static const char *const kind_suffix[T_KINDS] = {"w", "b", "rm", "rv", "fw", "fb"};
-static const char *const kind_name[T_KINDS] = {"weight",       "bias",        "running_mean",
-                                               "running_var",  "folded weight", "folded bias"};
+static const char *const kind_name[T_KINDS] = {"weight",      "bias",          "running_mean",
+                                               "running_var", "folded weight", "folded bias"};
 
 /* Parameter member names: "conv1_w", "conv1_b", "bn1_rm". */
 static const char *member(Emitter *em, const Layer *l, int kind) {
@@ -80,7 +80,6 @@ static long kind_count(const Layer *l, int kind) {
     return l->fused_bn ? l->out.c : 0;
   }
 }
-
 
 const char *emit_param_ref(Emitter *em, const Net *net, const Layer *l, int bias, const char *m) {
   (void)net;
@@ -163,8 +162,8 @@ void emit_model_members(Emitter *em, const Net *net) {
         em_line(EM, "float %s[%ld]; /* %s, with %s folded in (%s_fold) */", member(EM, l, kind),
                 count, kind_name[kind], l->fused_bn->name, net->name);
       else if (kind >= T_MEAN)
-        em_line(EM, "float %s[%ld]; /* %s.%s (not trained) */", member(EM, l, kind), count,
-                l->name, kind_name[kind]);
+        em_line(EM, "float %s[%ld]; /* %s.%s (not trained) */", member(EM, l, kind), count, l->name,
+                kind_name[kind]);
       else
         em_line(EM, "float %s[%ld];", member(EM, l, kind), count);
       used += count;

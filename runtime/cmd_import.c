@@ -62,7 +62,7 @@ typedef struct Line {
   const float *w, *b;  /* conv2d, dense: PyTorch layout; b NULL with bias=false */
   long wcount, bcount;
   const float *rm, *rv; /* batchnorm: the running mean and variance, bcount each */
-  float *own; /* a transposed copy of w, freed with the line */
+  float *own;           /* a transposed copy of w, freed with the line */
 } Line;
 
 typedef struct Import {
@@ -766,8 +766,7 @@ static float *lay_out(const Import *im, const Net *net) {
       memcpy(params + l->bias_offset, src->b, (size_t)src->bcount * sizeof *params);
     if (src->rm) { /* running statistics */
       memcpy(params + l->stats_offset, src->rm, (size_t)src->bcount * sizeof *params);
-      memcpy(params + l->stats_offset + src->bcount, src->rv,
-             (size_t)src->bcount * sizeof *params);
+      memcpy(params + l->stats_offset + src->bcount, src->rv, (size_t)src->bcount * sizeof *params);
     }
   }
   return params;

@@ -732,8 +732,7 @@ static void test_cli_batchnorm_through_every_command(void **state) {
   static double got[64], want[64];
   const int n = tu_outputs(tu_out, got, 64);
   assert_true(n >= 10);
-  assert_int_equal(tu_run("predict bn-unfolded.cnn --weights bn.safetensors --json %s", images),
-                   0);
+  assert_int_equal(tu_run("predict bn-unfolded.cnn --weights bn.safetensors --json %s", images), 0);
   assert_int_equal(tu_outputs(tu_out, want, 64), n);
   tu_compare_outputs("folded against unfolded", got, want, n);
 
@@ -746,9 +745,8 @@ static void test_cli_batchnorm_through_every_command(void **state) {
   tu_read_file(tu_path("baked.c"), baked, sizeof baked);
   assert_non_null(strstr(baked, ".conv1_fw ="));
   assert_non_null(strstr(baked, ".bn2_rv ="));
-  assert_int_equal(tu_run("explain bn.cnn --weights bn.safetensors --index 1 %s --out s.png",
-                          images),
-                   0);
+  assert_int_equal(
+      tu_run("explain bn.cnn --weights bn.safetensors --index 1 %s --out s.png", images), 0);
   /* ONNX: export writes BatchNormalization nodes, import reads them back to
      the same network and outputs. */
   if (tu_run("export bn.cnn --weights bn.safetensors -o bn.onnx") != 0)

@@ -134,13 +134,13 @@ static void test_shape_batchnorm(void **state) {
   Arena a = {0};
   Net *net = tu_compile_ok(&a, "input 6x6x2\n"
                                "conv2d 3 3x3 bias=false\n" /* w 54 */
-                               "batchnorm\n"              /* 3 + 3, stats 6 */
+                               "batchnorm\n"               /* 3 + 3, stats 6 */
                                "relu\n"
-                               "conv2d 4 1x1 relu\n"          /* w 12, b 4 */
+                               "conv2d 4 1x1 relu\n"                           /* w 12, b 4 */
                                "batchnorm momentum=0.25 eps=0.001 name=norm\n" /* 4 + 4, 8 */
                                "globalavgpool\n"
-                               "dense 5\n" /* w 20, b 5 */
-                               "batchnorm\n" /* 5 + 5, 10 */
+                               "dense 5\n"           /* w 20, b 5 */
+                               "batchnorm\n"         /* 5 + 5, 10 */
                                "dense 2 softmax\n"); /* w 10, b 2 */
   const Layer *l = net->layers;
   assert_int_equal(l[1].op, OP_BATCHNORM);
@@ -161,13 +161,12 @@ static void test_shape_batchnorm(void **state) {
   TensorInfo ti[19];
   assert_int_equal(net_tensors(net, NULL), 19);
   assert_int_equal(net_tensors(net, ti), 19);
-  const char *names[] = {"conv1.weight",       "bn1.weight",       "bn1.bias",
-                         "bn1.running_mean",   "bn1.running_var",  "conv2.weight",
-                         "conv2.bias",         "norm.weight",      "norm.bias",
-                         "norm.running_mean",  "norm.running_var", "dense1.weight",
-                         "dense1.bias",        "bn3.weight",       "bn3.bias",
-                         "bn3.running_mean",   "bn3.running_var",  "dense2.weight",
-                         "dense2.bias"};
+  const char *names[] = {
+      "conv1.weight",    "bn1.weight",        "bn1.bias",         "bn1.running_mean",
+      "bn1.running_var", "conv2.weight",      "conv2.bias",       "norm.weight",
+      "norm.bias",       "norm.running_mean", "norm.running_var", "dense1.weight",
+      "dense1.bias",     "bn3.weight",        "bn3.bias",         "bn3.running_mean",
+      "bn3.running_var", "dense2.weight",     "dense2.bias"};
   for (int i = 0; i < 19; i++)
     assert_string_equal(ti[i].name, names[i]);
   assert_int_equal(ti[4].rank, 1);

@@ -48,8 +48,7 @@ static void bn_tensor(const Net *net, const Layer *l, OpTensor *t) {
 
 static const char *bn_weight_comment(Emitter *em, const Net *net, const Layer *l) {
   (void)net;
-  return em_str(em, "[%d], the scale; .bias the shift; running statistics after them",
-                l->out.c);
+  return em_str(em, "[%d], the scale; .bias the shift; running statistics after them", l->out.c);
 }
 
 static void bn_dump(const Layer *l, FILE *out) {

@@ -503,8 +503,7 @@ int st_load_params(const StFile *f, const StParam *ti, int nt, float *params, Er
       if (ti_find(ti, nt, mean) >= 0 && t->rank == 0 && !strcmp(t->dtype, "I64"))
         continue;
       if (ti_find(ti, nt, mean) >= 0)
-        return err_set(e, f->path, "tensor '%s' must be a scalar I64, as PyTorch writes it",
-                       name);
+        return err_set(e, f->path, "tensor '%s' must be a scalar I64, as PyTorch writes it", name);
     }
     if (k > 5 && !strcmp(name + k - 5, ".bias")) { /* LAYER.bias of a layer with bias=false */
       char weight[sizeof ti->name];
