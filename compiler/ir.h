@@ -80,6 +80,7 @@ typedef struct Layer {
       int pad_h, pad_w;          /* PAD_EXPLICIT: zeros above and below, left and right */
       int pad_top, pad_left;     /* filled by shape.c for every mode */
       int pad_bottom, pad_right; /*   (same at stride > 1: odd pixel bottom/right) */
+      int groups;                /* groups=G (lower.c: 1; 0, in IR built by hand, is 1) */
     } conv;
     struct {
       int kh, kw, sh, sw; /* the stride defaults to the window, in each direction */
@@ -129,6 +130,11 @@ typedef struct Layer {
     int ph, pw;         /* input height and width (conv: padded) */
   } train;
 } Layer;
+
+/* A conv2d's groups=G (1 when not given). */
+static inline int conv_groups(const Layer *l) {
+  return l->u.conv.groups > 1 ? l->u.conv.groups : 1;
+}
 
 /* Layer.infer_out_offset outside the work buffer: the output is the caller's
    input x (layers that are identities at the start: flatten, dropout), or

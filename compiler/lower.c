@@ -42,8 +42,9 @@ static bool is_stmt(const char *word, int stmt) {
   return word && strcmp(word, statement_words[stmt]) == 0;
 }
 
-enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_BIAS, OPTION_COUNT };
-static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name", "bias"};
+enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_BIAS, OPTION_GROUPS, OPTION_COUNT };
+static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name", "bias",
+                                                       "groups"};
 /* padding=valid, padding=same (else P or PHxPW: PAD_EXPLICIT) */
 static const char *const padding_words[] = {[PAD_VALID] = "valid", [PAD_SAME] = "same"};
 enum { PADDING_WORDS = sizeof padding_words / sizeof padding_words[0] };
@@ -61,10 +62,10 @@ static const struct {
     [OP_CONV2D] = {2,
                    {"a filter count", "a kernel size"},
                    1u << OPTION_STRIDE | 1u << OPTION_PADDING | 1u << OPTION_NAME |
-                       1u << OPTION_BIAS,
+                       1u << OPTION_BIAS | 1u << OPTION_GROUPS,
                    true,
-                   "conv2d F KHxKW [stride=S|SHxSW] [padding=valid|same|P|PHxPW] [bias=false] "
-                   "[ACT] [name=N]"},
+                   "conv2d F KHxKW [stride=S|SHxSW] [padding=valid|same|P|PHxPW] [groups=G] "
+                   "[bias=false] [ACT] [name=N]"},
     [OP_MAXPOOL] =
         {1, {"a window size"}, 1u << OPTION_STRIDE, false, "maxpool KHxKW [stride=S|SHxSW]"},
     [OP_AVGPOOL] =
@@ -332,6 +333,9 @@ static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *s
       l->no_bias = !on;
     }
     break;
+  case OPTION_GROUPS:
+    want_int_field(L, v, "the group count", 1, &l->u.conv.groups);
+    break;
   case OPTION_NAME:
     if (v->kind != ARG_WORD)
       diag_error(L->d, v->loc, "a layer name must be a word like 'features', got %s",
@@ -438,7 +442,7 @@ static Layer *layer_new(Lower *L, const Stmt *s, OpKind op, int act) {
   l->size_loc = s->loc;
   l->infer_out_offset = -1;
   if (op == OP_CONV2D)
-    l->u.conv.sh = l->u.conv.sw = 1;
+    l->u.conv.sh = l->u.conv.sw = l->u.conv.groups = 1;
   return l;
 }
 
