@@ -146,6 +146,20 @@ static const Case cases[] = {
      "network mixed\ninput 8x9x2\n"
      "conv2d 8 3x3 stride=1x2 bias=false\nrelu\nconv2d 8 2x2 stride=2x1 padding=1x0\n"
      "flatten\ndense 8 bias=false tanh\ndense 2 softmax\n"},
+    {"depthwise 3x3 at strides 1 and 2 (20 and 40 channels, a depth multiplier of 2), "
+     "padded, relu, tanh and linear, a 5x5 depthwise, bias=false, then pointwise",
+     "network depthwise\ninput 11x10x3\n"
+     "conv2d 20 3x3 padding=1 relu\nconv2d 20 3x3 padding=1 groups=20 relu\n"
+     "conv2d 40 3x3 stride=2 padding=same groups=20 tanh\n"
+     "conv2d 40 5x5 padding=2 groups=40 bias=false\nmaxpool 2x2\n"
+     "conv2d 8 1x1 relu\nconv2d 8 3x3 padding=1 groups=8 sigmoid\nflatten\ndense 3\n"},
+    {"grouped convs: rectangular kernels, strides and padding, groups of 2 to 4 channels "
+     "and filters",
+     "network grouped\ninput 13x12x6\n"
+     "conv2d 12 3x2 stride=2x1 padding=1x0 groups=3 relu\n"
+     "conv2d 8 2x3 stride=1x2 padding=same groups=2 tanh\navgpool 2x2\n"
+     "conv2d 8 1x1 groups=4 bias=false\nconv2d 4 3x3 padding=1 groups=2 sigmoid\nflatten\n"
+     "dense 3 softmax\n"},
     {"no parameters", "network noparams\ninput 5x5x2\nmaxpool 2x2\nglobalavgpool\n"},
     {"only identities: y is a copy of x", "network ident\ninput 1x1x5\nflatten\ndropout 0.5\n"},
     {"a flatten as the output: C, H, W order",
@@ -335,6 +349,8 @@ static void reference(const Net *net, const float *params, const float *x, doubl
     case OP_CONV2D: {
       const int F = l->u.conv.filters, KH = l->u.conv.kh, KW = l->u.conv.kw;
       const int SH = l->u.conv.sh, SW = l->u.conv.sw;
+      /* groups=G: filter f sees the CG channels of its group f / (F / G) */
+      const int G = l->u.conv.groups > 1 ? l->u.conv.groups : 1, CG = t.c / G;
       int pt, pl, pb, pr;
       if (l->u.conv.pad_mode == PAD_SAME) { /* docs/language.md, Layers */
         int th = ((t.h + SH - 1) / SH - 1) * SH + KH - t.h,
@@ -353,12 +369,13 @@ static void reference(const Net *net, const float *params, const float *x, doubl
         for (int oy = 0; oy < u.h; oy++)
           for (int ox = 0; ox < u.w; ox++) {
             double s = b ? b[f] : 0.0;
-            for (int c = 0; c < t.c; c++)
+            for (int c = 0; c < CG; c++)
               for (int ky = 0; ky < KH; ky++)
                 for (int kx = 0; kx < KW; kx++) {
                   int iy = oy * SH - pt + ky, ix = ox * SW - pl + kx;
                   if (iy >= 0 && iy < t.h && ix >= 0 && ix < t.w)
-                    s += AT(t, c, iy, ix) * w[((f * t.c + c) * KH + ky) * KW + kx];
+                    s +=
+                        AT(t, f / (F / G) * CG + c, iy, ix) * w[((f * CG + c) * KH + ky) * KW + kx];
                 }
             AT(u, f, oy, ox) = s;
           }

@@ -125,6 +125,60 @@ static void test_shape_parameter_offsets(void **state) {
   arena_free(&a);
 }
 
+/* groups=G: C/G weights per filter per tap, PyTorch's [F][C/G][KH][KW],
+   MACs per output C/G * KH * KW; depthwise (G = C, F = C or 2C); and the
+   errors when G does not divide C or F, with the counts that do. */
+static void test_shape_groups(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "input 10x9x6\n"
+                               "conv2d 12 3x2 stride=2x1 padding=1x0 groups=3 relu\n" /* 12*2*6 */
+                               "conv2d 12 3x3 padding=1 groups=12\n" /* 12*1*9, depthwise */
+                               "conv2d 24 3x3 padding=same groups=12 bias=false\n" /* F = 2C */
+                               "conv2d 8 1x1 groups=4\n" /* 8*(24/4) */);
+  const Layer *l = net->layers;
+  assert_int_equal(l[0].weight_count, 144);
+  assert_int_equal(l[0].bias_count, 12);
+  assert_true(l[0].out.h == 5 && l[0].out.w == 8 && l[0].out.c == 12);
+  assert_int_equal(l[0].macs, 5 * 8 * 144);
+  assert_int_equal(l[1].weight_count, 108);
+  assert_true(l[1].out.h == 5 && l[1].out.w == 8 && l[1].out.c == 12);
+  assert_int_equal(l[1].macs, 5 * 8 * 108);
+  assert_int_equal(l[2].weight_count, 216);
+  assert_int_equal(l[2].bias_count, 0);
+  assert_int_equal(l[2].out.c, 24);
+  assert_int_equal(l[3].weight_count, 48);
+  assert_int_equal(net->param_count, 144 + 12 + 108 + 12 + 216 + 48 + 8);
+  TensorInfo ti[7];
+  assert_int_equal(net_tensors(net, ti), 7);
+  const int shapes[5][4] = {{12, 2, 3, 2}, {0}, {12, 1, 3, 3}, {0}, {24, 1, 3, 3}};
+  for (int i = 0; i < 5; i += 2)
+    for (int k = 0; k < 4; k++)
+      assert_int_equal(ti[i].shape[k], shapes[i][k]);
+  assert_string_equal(ti[5].name, "conv4.weight");
+  assert_true(ti[5].shape[0] == 8 && ti[5].shape[1] == 24 / 4);
+  expect_error("input 8x8x6\nconv2d 12 3x3 groups=4\n", "2:1",
+               "groups=4 needs input channels divisible by 4, but the input has 6");
+  expect_error("input 8x8x6\nconv2d 10 3x3 groups=3\n", "2:1",
+               "groups=3 needs a filter count divisible by 3, got 10");
+  const char *notes[][2] = {
+      {"input 8x8x6\nconv2d 10 3x3 groups=3\n",
+       "note: groups must divide both the 6 input channels and the 10 filters: 1, 2\n"},
+      {"input 8x8x4\nconv2d 6 3x3 groups=4\n",
+       "note: a depthwise conv (groups=4) needs 4 filters or a multiple; groups may be any of 1, "
+       "2 here\n"}};
+  for (int i = 0; i < 2; i++) {
+    char *msgs;
+    assert_null(tu_compile(&a, "t.cnn", notes[i][0], strlen(notes[i][0]), &msgs, NULL));
+    if (!strstr(msgs, notes[i][1]))
+      fail_msg("expected '%s' in:\n%s", notes[i][1], msgs);
+    free(msgs);
+  }
+  expect_error("input 8x8x4\nconv2d 4 3x3 groups=0\n", "2:21",
+               "the group count must be at least 1");
+  arena_free(&a);
+}
+
 /* A conv's padding, as shape.c filled it: top, bottom, left, right. */
 static void assert_pads(const Layer *l, int top, int bottom, int left, int right) {
   assert_int_equal(l->u.conv.pad_top, top);
@@ -439,11 +493,8 @@ static void test_shape_bad_values_in_ir(void **state) {
   struct {
     int layer;
     const char *what;
-  } cases[] = {{0, "the filter count"},
-               {0, "the stride"},
-               {1, "the stride"},
-               {3, "the dropout rate"},
-               {4, "the number of units"}};
+  } cases[] = {{0, "the filter count"}, {0, "the stride"},       {0, "the group count"},
+               {1, "the stride"},       {3, "the dropout rate"}, {4, "the number of units"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     Net copy = *net;
     copy.layers = arena_alloc(&a, (size_t)net->nlayers * sizeof *copy.layers);
@@ -454,8 +505,10 @@ static void test_shape_bad_values_in_ir(void **state) {
     else if (i == 1)
       l->u.conv.sw = 0;
     else if (i == 2)
-      l->u.pool.sh = 0;
+      l->u.conv.groups = -1;
     else if (i == 3)
+      l->u.pool.sh = 0;
+    else if (i == 4)
       l->u.dropout.rate = 1;
     else
       l->u.dense.units = 0;
@@ -668,6 +721,7 @@ int main(void) {
       cmocka_unit_test(test_shape_training_plan),
       cmocka_unit_test(test_shape_fashion_network),
       cmocka_unit_test(test_shape_parameter_offsets),
+      cmocka_unit_test(test_shape_groups),
       cmocka_unit_test(test_shape_same_padding),
       cmocka_unit_test(test_shape_valid_and_explicit_padding),
       cmocka_unit_test(test_shape_pools_and_vectors),

@@ -186,6 +186,15 @@ static const char *const gradient_nets[] = {
     "network t\ninput 7x9x3\nconv2d 4 2x3 stride=1x2 padding=same bias=false sigmoid\n"
     "conv2d 3 2x2 stride=2x1 padding=0x1 relu\navgpool 3x2 stride=1x2\nflatten\n"
     "dense 2 sigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
+    /* grouped and depthwise: depthwise 3x3 at strides 1 and 2 with padding
+       (its input gradient into a padded input), a depth multiplier of 2,
+       groups of 3 and 2 channels with rectangular kernels and strides, a
+       grouped conv before a maxpool (not paired), bias=false */
+    "network grp\ninput 9x8x2\nconv2d 12 3x3 padding=1 relu\n"
+    "conv2d 12 3x3 padding=1 groups=12 tanh\nconv2d 24 3x3 stride=2 padding=same groups=12\n"
+    "relu\nconv2d 8 3x2 stride=1x2 padding=1x0 groups=4 bias=false sigmoid\n"
+    "conv2d 6 2x2 padding=1 groups=2 relu\nmaxpool 2x2\nflatten\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */
@@ -1129,7 +1138,9 @@ static void test_train_forward_is_inference_bit_for_bit(void **state) {
       "network r\ninput 9x9x3\nconv2d 12 3x3 relu\nmaxpool 2x2\nconv2d 8 2x2 sigmoid\n"
       "flatten\ndense 6 softmax\n",
       "network q\ninput 6x6x1\nconv2d 9 3x3 padding=same\ntanh\nflatten\ndense 5 sigmoid\n"
-      "train {\n  loss mse\n}\n"};
+      "train {\n  loss mse\n}\n",
+      "network dw\ninput 8x8x3\nconv2d 20 3x3 relu\nconv2d 20 3x3 padding=1 groups=20 relu\n"
+      "conv2d 20 3x3 stride=2 groups=10 tanh\nmaxpool 2x2\nflatten\ndense 4 softmax\n"};
   for (size_t k = 0; k < sizeof nets / sizeof *nets; k++)
     for (int backend = 0; backend < 2; backend++) {
       Compiled c;
