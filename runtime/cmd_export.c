@@ -123,12 +123,14 @@ static void add_layer(Graph *g, const Layer *l, int index, const float *params) 
   switch (l->op) {
   case OP_CONV2D: {
     n = add_node(g, "Conv", name);
-    int wd[4] = {l->u.conv.filters, l->in.c, l->u.conv.kh, l->u.conv.kw};
+    int wd[4] = {l->u.conv.filters, l->in.c / conv_groups(l), l->u.conv.kh, l->u.conv.kw};
     add_init(g, n, graph_name(g, "%s%s", name, ".weight"), params + l->weight_offset, 4, wd);
     if (l->bias_count)
       add_init(g, n, graph_name(g, "%s%s", name, ".bias"), params + l->bias_offset, 1, wd);
     add_ints(g, n, "kernel_shape", l->u.conv.kh, l->u.conv.kw, 0, 0, 2);
     add_ints(g, n, "strides", l->u.conv.sh, l->u.conv.sw, 0, 0, 2);
+    if (conv_groups(l) > 1)
+      add_int(n, "group", conv_groups(l));
     if (l->u.conv.pad_mode == PAD_SAME) /* ONNX's name for TensorFlow's rule */
       ((OnnxAttr *)n->attrs)[n->nattrs++] =
           (OnnxAttr){.name = "auto_pad", .kind = ONNX_ATTR_STRING, .s = "SAME_UPPER"};

@@ -30,7 +30,7 @@ static const char help[] =
     "Turns an ONNX model, as torch.onnx.export writes them (opsets 9 to 17), into\n"
     "a .cnn file and, with --weights-out, its weights (PyTorch layout). The\n"
     "graph must be a chain of layers with one float input [N, C, H, W]; the ops\n"
-    "read are Conv (groups 1, with or without bias), Relu, Sigmoid, Tanh,\n"
+    "read are Conv (any group count, with or without bias), Relu, Sigmoid, Tanh,\n"
     "MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape to [N, -1],\n"
     "Gemm (either transB), MatMul (+ Add of a bias), Softmax, Dropout, Identity,\n"
     "and Constant values. An activation is fused onto the conv2d or dense before\n"
@@ -248,11 +248,9 @@ static int read_conv(Import *im, const OnnxNode *n) {
   if (check_attrs(im, n, known) < 0 || check_input(im, n, 2) < 0 || need_image(im, n) < 0 ||
       get_int(im, n, "group", 1, &group) < 0)
     return -1;
-  if (group != 1)
-    return node_err(im, n,
-                    "attribute 'group' is %lld: grouped convolutions are not supported "
-                    "yet (only group 1)",
-                    (long long)group);
+  if (group < 1 || group > im->c || im->c % group)
+    return node_err(im, n, "attribute 'group' is %lld: it must divide the input's %d channels",
+                    (long long)group, im->c);
   const OnnxTensor *w = weight(im, n, 1, 4), *b = NULL;
   if (!w)
     return -1;
@@ -270,9 +268,14 @@ static int read_conv(Import *im, const OnnxNode *n) {
                     (long long)d[0], (long long)d[1]);
   if (s[0] < 1 || s[1] < 1)
     return node_err(im, n, "attribute 'strides' must be at least 1");
-  if (w->dims[1] != im->c)
-    return node_err(im, n, "weight '%.60s' has %lld input channels but the input has %d", w->name,
-                    (long long)w->dims[1], im->c);
+  if (w->dims[1] * group != im->c)
+    return node_err(im, n,
+                    "weight '%.60s' has %lld input channels per group but the input has %d "
+                    "in %lld group%s",
+                    w->name, (long long)w->dims[1], im->c, (long long)group, group > 1 ? "s" : "");
+  if (w->dims[0] % group)
+    return node_err(im, n, "weight '%.60s' has %lld filters, not a multiple of group %lld",
+                    w->name, (long long)w->dims[0], (long long)group);
   const char *autopad = get_string(n, "auto_pad", "NOTSET");
   bool same = strcmp(autopad, "SAME_UPPER") == 0;
   if (same || strcmp(autopad, "VALID") == 0)
@@ -305,14 +308,16 @@ static int read_conv(Import *im, const OnnxNode *n) {
                       (long long)w->dims[0]);
   }
   Line *l = add_line(im, n);
-  char stride[40], pad[40];
+  char stride[40], pad[40], groups[32] = "";
   pair_opt(stride, sizeof stride, "stride", s[0], s[1], 1, 1);
+  if (group > 1)
+    snprintf(groups, sizeof groups, " groups=%lld", (long long)group);
   if (same)
     snprintf(pad, sizeof pad, " padding=same");
   else
     pair_opt(pad, sizeof pad, "padding", p[0], p[1], 0, 0);
-  snprintf(l->stmt, sizeof l->stmt, "conv2d %lld %lldx%lld%s%s%s", (long long)w->dims[0],
-           (long long)k[0], (long long)k[1], stride, pad, b ? "" : " bias=false");
+  snprintf(l->stmt, sizeof l->stmt, "conv2d %lld %lldx%lld%s%s%s%s", (long long)w->dims[0],
+           (long long)k[0], (long long)k[1], stride, pad, groups, b ? "" : " bias=false");
   l->takes_act = true;
   l->w = w->f;
   l->wcount = (long)w->count;

@@ -164,8 +164,8 @@ static void test_onnx_import_refuses_what_cnngen_cannot_say(void **state) {
       {"dilation", "node 'c0' (Conv): attribute 'dilations' is 2x2: cnngen's conv2d has no "
                    "dilation"},
       {"asympad", "node 'c0' (Conv): attribute 'pads' is [1, 0, 0, 0]: asymmetric padding"},
-      {"group", "node 'c0' (Conv): attribute 'group' is 2: grouped convolutions are not "
-                "supported yet"},
+      {"group", "node 'c0' (Conv): attribute 'group' is 3: it must divide the input's 2 "
+                "channels"},
       {"bigkernel", "'conv2d 2 7x7 bias=false' (from big (Conv)) does not check: kernel 7x7 "
                     "is larger than its input 5x5x1"},
       {"twoinputs", "the graph has 2 inputs: cnngen networks take one image"},
