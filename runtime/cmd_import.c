@@ -274,8 +274,8 @@ static int read_conv(Import *im, const OnnxNode *n) {
                     "in %lld group%s",
                     w->name, (long long)w->dims[1], im->c, (long long)group, group > 1 ? "s" : "");
   if (w->dims[0] % group)
-    return node_err(im, n, "weight '%.60s' has %lld filters, not a multiple of group %lld",
-                    w->name, (long long)w->dims[0], (long long)group);
+    return node_err(im, n, "weight '%.60s' has %lld filters, not a multiple of group %lld", w->name,
+                    (long long)w->dims[0], (long long)group);
   const char *autopad = get_string(n, "auto_pad", "NOTSET");
   bool same = strcmp(autopad, "SAME_UPPER") == 0;
   if (same || strcmp(autopad, "VALID") == 0)
