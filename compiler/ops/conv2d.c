@@ -1309,6 +1309,70 @@ static bool depthwise_fast(const ConvDims *d) {
   return d->CG == 1 && d->FG == 1 && d->KH * d->KW <= 49;
 }
 
+/* The depthwise loops over the output pixels of row oy, P at a time (then
+   the rest), one loop over the channels each: the forward pass (y = the
+   sums from the bias, stored through `store`, a format of the target, the
+   sum and the sum again), or the weight gradient (dw += x * dy over the P
+   pixels: dw is read and written once per tap for P pixels). */
+typedef struct DwTile {
+  bool dw, bias;
+  const char *store;
+} DwTile;
+
+#define OP_EM (em)
+
+static void depthwise_tile(Emitter *em, const ConvDims *d, DwTile k, int P, const char *oxv,
+                           int oxl) {
+  const char *ox = oxv ? oxv : "";
+  em_line(EM, "const float *restrict xp = x + %s;",
+          LIN((long)oxl * d->SW * d->C, "oy", (long)d->SH * d->IW * d->C, ox, (long)d->SW * d->C));
+  em_line(EM, "%sfloat *restrict yp = %s + %s;", k.dw ? "const " : "", k.dw ? "dy" : "y",
+          LIN((long)oxl * d->F, "oy", (long)d->OW * d->F, ox, (long)d->F));
+  em_open(EM, "for (int f = 0; f < %d; f++)", d->F);
+  for (int j = 0; j < P; j++)
+    em_line(EM, k.dw ? "const float d%d = yp[%s];" : "float s%d = %s;", j,
+            k.dw     ? LIN((long)j * d->F, "f", 1L)
+            : k.bias ? "b[f]"
+                     : "0.0f");
+  for (int ky = 0; ky < d->KH; ky++)
+    for (int kx = 0; kx < d->KW; kx++) {
+      const char *wi = LIN((long)(ky * d->KW + kx) * d->F, "f", 1L);
+      const char *sum = "";
+      if (!k.dw)
+        em_line(EM, "const float w%d_%d = w[%s];", ky, kx, wi);
+      for (int j = 0; j < P; j++) {
+        const char *xi =
+            LIN((long)ky * d->IW * d->C + ((long)kx + (long)j * d->SW) * d->C, "f", 1L);
+        if (k.dw)
+          sum = em_str(EM, "%s%sxp[%s] * d%d", sum, j ? " + " : "", xi, j);
+        else
+          em_line(EM, "s%d += xp[%s] * w%d_%d;", j, xi, ky, kx);
+      }
+      if (k.dw)
+        em_line(EM, "dw[%s] += %s;", wi, sum);
+    }
+  for (int j = 0; !k.dw && j < P; j++)
+    em_line(EM, k.store, em_str(EM, "yp[%s]", LIN((long)j * d->F, "f", 1L)), em_str(EM, "s%d", j),
+            em_str(EM, "s%d", j));
+  em_close(EM);
+}
+
+static void depthwise_tiles(Emitter *em, const ConvDims *d, DwTile k) {
+  const int P = d->OW < 4 ? d->OW : 4, full = d->OW / P, rest = d->OW % P;
+  if (full > 1)
+    em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", full * P, P);
+  else
+    em_open(EM, "%s", "");
+  depthwise_tile(em, d, k, P, full > 1 ? "ox" : NULL, 0);
+  em_close(EM);
+  if (rest) {
+    em_open(EM, "%s", "");
+    depthwise_tile(em, d, k, rest, NULL, full * P);
+    em_close(EM);
+  }
+}
+
+#undef OP_EM
 #define OP_EM (g->em)
 
 static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act) {
@@ -1336,21 +1400,14 @@ static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act) {
     em_line(EM, "const float *restrict b = %s; /* [%d] */", emit_param_ref(EM, g->net, l, 1, "m"),
             d.F);
   em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
-  em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
-  em_line(EM, "const float *restrict xp = x + %s;",
-          LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
-  em_line(EM, "float *restrict yp = y + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
   const char *store = relu ? "%s = %s > 0.0f ? %s : 0.0f;" : "%s = %s;";
   if (fast) {
-    em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
-    em_line(EM, "float s = %s;", d.bias ? "b[f]" : "0.0f");
-    for (int ky = 0; ky < d.KH; ky++)
-      for (int kx = 0; kx < d.KW; kx++)
-        em_line(EM, "s += xp[%s] * w[%s];", LIN((long)ky * d.IW * d.C + (long)kx * d.C, "f", 1L),
-                LIN((long)(ky * d.KW + kx) * d.F, "f", 1L));
-    em_line(EM, store, "yp[f]", "s", "s");
-    em_close(EM);
+    depthwise_tiles(EM, &d, (DwTile){false, d.bias, store});
   } else {
+    em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
+    em_line(EM, "const float *restrict xp = x + %s;",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
+    em_line(EM, "float *restrict yp = y + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
     em_open(EM, "for (int gi = 0; gi < %d; gi++)", d.G);
     em_line(EM, "float a[%d];", d.FG);
     em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
@@ -1374,8 +1431,8 @@ static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act) {
         EM, "  %s",
         em_str(EM, store, em_str(EM, "yp[%s]", LIN(0, "gi", (long)d.FG, "j", 1L)), "a[j]", "a[j]"));
     em_close(EM);
+    em_close(EM);
   }
-  em_close(EM);
   em_close(EM);
   if (act != ACT_RELU && act != ACT_LINEAR)
     emit_act_pass(g, act, "y", shape_size(l->out));
@@ -1412,6 +1469,11 @@ static void group_backward(T *t, const TL *L) {
       em_line(EM, "const float *restrict w = %s;", emit_param_ref(t->em, t->net, l, 0, "m"));
     }
     em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
+    if (fast && !dx) {
+      depthwise_tiles(EM, &d, (DwTile){true, false, NULL});
+      em_close(EM);
+      continue;
+    }
     em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
     em_line(EM, "%sfloat *restrict xp = %s + %s;", dx ? "" : "const ", dx ? "dx" : "x",
             LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
@@ -1423,10 +1485,7 @@ static void group_backward(T *t, const TL *L) {
         for (int kx = 0; kx < d.KW; kx++) {
           const char *xi = LIN((long)ky * d.IW * d.C + (long)kx * d.C, "f", 1L);
           const char *wi = LIN((long)(ky * d.KW + kx) * d.F, "f", 1L);
-          if (dx)
-            em_line(EM, "xp[%s] += w[%s] * d[f];", xi, wi);
-          else
-            em_line(EM, "dw[%s] += xp[%s] * d[f];", wi, xi);
+          em_line(EM, "xp[%s] += w[%s] * d[f];", xi, wi);
         }
       em_close(EM);
     } else {
