@@ -338,6 +338,8 @@ static void test_shape_examples(void **state) {
       {"examples/fashion.cnn", 93322},
       {"examples/lenet.cnn", 61706}, /* LeNet-5's well-known count */
       {"examples/cifar.cnn", 896 + 9248 + 18496 + 36928 + (8 * 8 * 64 + 1) * 128 + 129 * 10},
+      /* depthwise 3x3 (32 * 9 + 32, 64 * 9 + 64) and pointwise 1x1 in place of 3x3 convs */
+      {"examples/separable.cnn", 320 + 320 + 2112 + 640 + 4160 + (3 * 3 * 64 + 1) * 64 + 65 * 10},
   };
   for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) {
     size_t len;
