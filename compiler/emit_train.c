@@ -64,6 +64,16 @@ static void *xcalloc(size_t n, size_t size) {
 
 /* ---- the layer list ---- */
 
+/* The input of an earlier layer that runs in training, l (residual
+   blocks: OpModule.operand, resumes). */
+static const char *tl_input(const T *t, const Layer *l) {
+  for (int k = t->ntl - 1; k >= 0; k--)
+    if (t->tl[k].l == l)
+      return t->tl[k].in;
+  assert(!"a block's layer that does not run in training");
+  return "";
+}
+
 /* The TLs: the layers that run in training (Layer.train, plan.c), with the
    names and C expressions the emitted calls use. */
 static void plan(T *t) {
@@ -92,8 +102,11 @@ static void plan(T *t) {
     L->bfn = S(t, "%s_backward", L->fn);
     L->variant = op_modules[l->op]->train_variant && op_modules[l->op]->train_variant(l);
     L->ffn = L->variant ? S(t, "%s_train", L->fn) : L->fn;
+    const OpModule *op = op_modules[l->op];
+    const Layer *resumes = op->resumes ? op->resumes(net, l) : NULL;
     L->in = prev;
-    L->out = l->train.own_output ? S(t, "t->y%d", L->k) : prev;
+    L->out = l->train.own_output ? S(t, "t->y%d", L->k) : resumes ? tl_input(t, resumes) : prev;
+    L->in2 = op->operand ? tl_input(t, op->operand(net, l)) : NULL;
     prev = L->out;
     L->chw = l->train.chw;
     L->backward = l->train.backward;

@@ -90,7 +90,18 @@ typedef struct Layer {
     struct {
       double rate;
     } dropout;
+    /* A residual block's three layers (OP_RESIDUAL, OP_SHORTCUT, OP_ADD)
+       name each other by index in Net.layers: the fork, where the block's
+       input x is kept; the shortcut, where the main path's output m is kept
+       and x is taken up again (-1: the identity); the add, y = m + s(x). */
+    struct {
+      int fork, shortcut, add;
+    } block;
   } u;
+
+  /* How many residual blocks this layer is inside (lower.c; check indents
+     by it). The block's own fork and add are outside it, its shortcut inside. */
+  int depth;
 
   /* conv2d, dense: bias=false, no LAYER.bias tensor (lower.c). Every pass
      after shape.c reads bias_count (0 then) instead. */

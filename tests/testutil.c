@@ -97,7 +97,9 @@ const char *const tu_reference_cases[TU_REFERENCE_CASES] = {"seed_fashion",
                                                             "multilabel_bce",
                                                             "overlap_categorical",
                                                             "stride_padding_bias",
-                                                            "stride_padding_bias_adam"};
+                                                            "stride_padding_bias_adam",
+                                                            "residual_identity",
+                                                            "residual_projection"};
 
 const char *tu_reference(const char *fmt, ...) {
   static char buf[8][512];

@@ -80,6 +80,7 @@ typedef struct TL {
   const char *bfn;       /* its backward function: fn_backward (fn_explain_backward
                             for a variant only NAME_explain calls) */
   const char *in, *out;  /* C expressions of its input and output (per image) */
+  const char *in2;       /* an add: the other path's output (OpModule.operand) */
   Act act;               /* the activation it applies (the output one is the loss's) */
   int k;                 /* index among the TLs: buffer names */
   bool pad;              /* conv with padding: input copied into t->xp<k> */
