@@ -45,9 +45,9 @@ static bool add_shape(ShapeCheck *c, Layer *l) {
   const Net *net = c->net;
   const Layer *fork = at(net, l->u.block.fork);
   const int sc = l->u.block.shortcut;
-  const Shape x = fork->in, m = sc >= 0 ? at(net, sc)->in : l->in, s = l->in;
+  const Shape x = fork->in, m = sc >= 0 ? at(net, sc)->in : l->in, s = sc >= 0 ? l->in : x;
   char a[64], b[64];
-  l->out = m;
+  l->out = m; /* after an error too: the walk goes on with the main path's shape */
   if (m.h == s.h && m.w == s.w && m.c == s.c && m.vec == s.vec)
     return true;
   summary_shape(a, sizeof a, m);
@@ -62,15 +62,23 @@ static bool add_shape(ShapeCheck *c, Layer *l) {
                "the two paths of this residual block end in different shapes: the main path in "
                "%s, the shortcut in %s",
                a, b);
+  /* The layer that fits: a 1x1 conv of the main path's channels at the
+     stride between the two (or a dense on vectors). */
+  char fix[96];
   if (m.vec || x.vec)
-    diag_note(c->d, fork->loc, "add a shortcut { dense %d } as the block's last statement", m.c);
-  else if (m.h > 0 && x.h % m.h == 0 && x.w % m.w == 0 && x.h / m.h == x.w / m.w)
-    diag_note(c->d, fork->loc, "add a shortcut { conv2d %d 1x1 stride=%d } as the block's last "
-              "statement", m.c, x.h / m.h);
+    snprintf(fix, sizeof fix, "dense %d", m.c);
+  else if (m.h > 0 && x.h % m.h == 0 && x.w % m.w == 0 && x.h / m.h == x.w / m.w && x.h != m.h)
+    snprintf(fix, sizeof fix, "conv2d %d 1x1 stride=%d", m.c, x.h / m.h);
+  else if (x.h == m.h && x.w == m.w)
+    snprintf(fix, sizeof fix, "conv2d %d 1x1", m.c);
   else
-    diag_note(c->d, fork->loc, "make both paths end in the same shape, e.g. with a shortcut { "
-              "conv2d %d 1x1 ... } as the block's last statement", m.c);
-  return false;
+    snprintf(fix, sizeof fix, "conv2d %d 1x1 and a stride that gives %dx%d", m.c, m.h, m.w);
+  if (sc < 0)
+    diag_note(c->d, fork->loc, "add a 'shortcut { %s }' as the block's last statement", fix);
+  else
+    diag_note(c->d, at(net, sc)->loc, "make the shortcut end in %s, e.g. 'shortcut { %s }'", a,
+              fix);
+  return true;
 }
 
 /* ---- the graph ---- */
