@@ -545,13 +545,13 @@ static void accumulate_function(T *t) {
 
 /* ---- NAME_explain: the gradient of one class score ---- */
 
-/* Grad-CAM's layer: the last conv (OpModule.cam) among the TLs, or -1. */
+/* Grad-CAM's layer (net_cam_layer) among the TLs, or -1. */
 static int cam_index(const T *t) {
-  int cam = -1;
+  const Layer *cam = net_cam_layer(t->net);
   for (int k = 0; k < t->ntl; k++)
-    if (op_modules[t->tl[k].l->op]->cam)
-      cam = k;
-  return cam;
+    if (t->tl[k].l == cam)
+      return k;
+  return -1;
 }
 
 /* The layers as NAME_explain runs them, a copy of the training plan

@@ -216,6 +216,11 @@ typedef struct TensorInfo {
    may be NULL to count. (ir.c) */
 int net_tensors(const Net *net, TensorInfo *out);
 
+/* Grad-CAM's layer: the last spatial layer that OpModule.cam marks (a conv,
+   the add of a residual block) outside any block, so that every path from
+   the input to the outputs goes through it; NULL if none. (ir.c) */
+const Layer *net_cam_layer(const Net *net);
+
 /* The last layer that emits code (skips fused_away), and its activation:
    what the network's outputs are. (ir.c) */
 const Layer *net_last_layer(const Net *net);

@@ -105,7 +105,8 @@ typedef struct OpModule {
   bool takes_act;     /* an activation layer right after it folds into it (fuse.c) */
   bool folds;         /* may fold into the conv/dense before it (an activation,
                          a pool: see the conv's fuses_pool) */
-  bool cam;           /* a spatial layer with weights: Grad-CAM's layer is the last */
+  bool cam;           /* Grad-CAM may look at its output (a conv, a block's add):
+                         the last such layer outside blocks (net_cam_layer) */
   bool infer_identity; /* inference skips it (dropout): fused_away */
   bool draws;          /* draws from the image's key in training (dropout) */
 

@@ -186,6 +186,21 @@ static const char *const gradient_nets[] = {
     "network t\ninput 7x9x3\nconv2d 4 2x3 stride=1x2 padding=same bias=false sigmoid\n"
     "conv2d 3 2x2 stride=2x1 padding=0x1 relu\navgpool 3x2 stride=1x2\nflatten\n"
     "dense 2 sigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
+    /* residual blocks: an identity block whose main path starts with a relu
+       (the two gradients summed at the fork), a nested block inside a
+       stride-2 block with a projection shortcut, conv + maxpool backward
+       fused inside a block, a dropout in a shortcut, a block first in the
+       network (its shortcut's conv computes no input gradient: the main
+       path's is the first with weights), a block on vectors whose tanh
+       folds into the add */
+    "network r\ninput 8x8x2\nresidual {\n  conv2d 2 3x3 padding=same relu\n  shortcut {\n"
+    "    conv2d 2 1x1\n  }\n}\nconv2d 8 3x3 padding=same\nresidual {\n  relu\n"
+    "  conv2d 8 3x3 padding=same relu\n}\nrelu\nresidual {\n"
+    "  conv2d 8 3x3 stride=2 padding=same relu\n  residual {\n    conv2d 8 3x3 padding=1 tanh\n"
+    "  }\n  shortcut {\n    conv2d 8 1x1 stride=2\n    dropout 0.2\n  }\n}\nresidual {\n"
+    "  conv2d 16 2x2 padding=same relu\n  maxpool 2x2\n  shortcut {\n    conv2d 16 2x2 stride=2\n"
+    "  }\n}\nflatten\ndense 6\nresidual {\n  dense 6 sigmoid\n}\ntanh\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */

@@ -245,6 +245,7 @@ const OpModule op_shortcut = {
 const OpModule op_add = {
     .applies_act = true,
     .takes_act = true,
+    .cam = true,
     .shape = add_shape,
     .dump = block_dump,
     .operand = add_operand,
