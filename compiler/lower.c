@@ -1308,7 +1308,7 @@ int lower_words(const char **out, int max) {
   int n = 0;
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
     for (int i = 0; i < tables[t].n; i++)
-      if (tables[t].words[i]) {
+      if (tables[t].words[i] && (tables[t].words != op_words || syntax[i].usage)) {
         if (n < max)
           out[n] = tables[t].words[i];
         n++;
