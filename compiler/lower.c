@@ -80,7 +80,8 @@ static const struct {
     [OP_ACT] = {0, {0}, 0, true, "relu, sigmoid, tanh or softmax on a line of its own"},
     /* Blocks (lower_residual); the add is no word of the language. */
     [OP_RESIDUAL] = {0, {0}, 0, false, "residual { LAYERS [shortcut { LAYERS }] }"},
-    [OP_SHORTCUT] = {0, {0}, 0, false, "shortcut { LAYERS }, the last statement of a residual block"},
+    [OP_SHORTCUT] =
+        {0, {0}, 0, false, "shortcut { LAYERS }, the last statement of a residual block"},
 };
 
 /* A layer word of the language (not the add a residual block ends in). */
@@ -1168,7 +1169,7 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   /* The list of layers: every op but the generic "activation", then each
      activation word but linear. */
   size_t used = strlen(word_list(buf, sizeof buf, op_words, OP_COUNT,
-                                   ~0u & ~(1u << OP_ACT | 1u << OP_SHORTCUT | 1u << OP_ADD), NULL));
+                                 ~0u & ~(1u << OP_ACT | 1u << OP_SHORTCUT | 1u << OP_ADD), NULL));
   snprintf(buf + used, sizeof buf - used, ", ");
   used += 2;
   word_list(buf + used, sizeof buf - used, act_words, ACT_COUNT, ~0u, "linear");

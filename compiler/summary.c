@@ -75,8 +75,8 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
           wout, "output", wparams, "params", wmacs, "MACs");
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    fprintf(out, "%s%5d  %*s%-*s  %-*s  %-*s  %*s  %*s\n", prefix, l->loc.line, 2 * l->depth,
-            "", wtext - 2 * l->depth, layer_text(l), wname, l->name, wout,
+    fprintf(out, "%s%5d  %*s%-*s  %-*s  %-*s  %*s  %*s\n", prefix, l->loc.line, 2 * l->depth, "",
+            wtext - 2 * l->depth, layer_text(l), wname, l->name, wout,
             summary_shape(a, sizeof a, l->out), wparams,
             commas(b, sizeof b, l->weight_count + l->bias_count), wmacs,
             commas(c, sizeof c, l->macs));
