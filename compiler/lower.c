@@ -1090,8 +1090,7 @@ static void lower_residual(Lower *L, const Stmt *s) {
   int layers = lower_block_body(L, s, true, &shortcut);
   int main_layers = layers - (shortcut >= 0 ? net->nlayers - shortcut : 0);
   Layer *add = layer_new(L, s, OP_ADD, -1);
-  add->text = arena_printf(L->a, "} of line %d: main path + %s", s->loc.line,
-                           shortcut >= 0 ? "shortcut" : "x");
+  add->text = shortcut >= 0 ? "}: main path + shortcut" : "}: main path + x";
   add->loc = s->unclosed ? s->open_loc : s->loc;
   if (main_layers == 0 && L->d->errors == errors) {
     diag_error(L->d, s->open_loc,

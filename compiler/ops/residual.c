@@ -183,13 +183,13 @@ static const char *buffer(T *t, const Net *net, int layer) {
 static void fork_backward_call(T *t, const TL *L, int *cur) {
   const long N = shape_size(L->l->in);
   em_line(EM, "for (int i = 0; i < %ld; i++) /* %s: the two paths' gradients at x */", N,
-          L->l->text);
+          QUOTE(L->l));
   em_line(EM, "  t->g[%d][i] += %s[i];", *cur, buffer(t, t->net, (int)(L->l - t->net->layers)));
 }
 
 static void shortcut_backward_call(T *t, const TL *L, int *cur) {
   const Layer *l = L->l;
-  em_comment(EM, "%s: the shortcut's gradient at x kept, the main path's dy back", l->text);
+  em_comment(EM, "%s: the shortcut's gradient at x kept, the main path's dy back", QUOTE(l));
   em_line(EM, "memcpy(%s, t->g[%d], %ld * sizeof(float));", buffer(t, t->net, l->u.block.fork),
           *cur, shape_size(l->out));
   em_line(EM, "memcpy(t->g[%d], %s, %ld * sizeof(float));", *cur,
@@ -208,7 +208,7 @@ static void add_backward_call(T *t, const TL *L, int *cur) {
   const Layer *l = L->l;
   const long N = shape_size(l->out);
   const int sc = l->u.block.shortcut;
-  em_comment(EM, "%s: dy to both paths", l->text);
+  em_comment(EM, "%s: dy to both paths", QUOTE(l));
   act_backward(t, L->act, L->out, S(t, "t->g[%d]", *cur), N, l->out.c);
   em_line(EM, "memcpy(%s, t->g[%d], %ld * sizeof(float));",
           buffer(t, t->net, sc >= 0 ? sc : l->u.block.fork), *cur, N);
