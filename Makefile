@@ -18,7 +18,8 @@ ifneq ($(V),1)
   Q := @
 endif
 
-COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train
+COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train \
+            emit_glue
 RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot cmd_explain formats/onnx cmd_export cmd_import
@@ -27,8 +28,20 @@ TESTS    := test_parser test_shape test_emit test_golden test_files test_folder 
             test_backend test_train test_cli test_augment test_explain test_plot test_embed \
             test_examples test_targets test_onnx test_onnx_peers
 
+# The JIT's kernels (runtime/kernels/): kernels.c once per vector width.
+ifeq ($(shell uname -m),x86_64)
+  KERNEL_ISAS := avx512 avx2 generic
+else
+  KERNEL_ISAS := generic
+endif
+KERNEL_FLAGS   := -O3 -fno-math-errno -ffp-contract=fast
+KERNEL_avx512  := -DCNK_VW=16 -mavx512f -mavx512vl -mavx2 -mfma
+KERNEL_avx2    := -DCNK_VW=8 -mavx2 -mfma
+KERNEL_generic := -DCNK_VW=4
+
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
-RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)
+RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o) $(B)/runtime/kernels/select.o \
+                $(KERNEL_ISAS:%=$(B)/runtime/kernels/kernels_%.o)
 ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ) $(B)/proto/onnx.pb-c.o
 
 all: deps $(B)/cnngen
@@ -67,6 +80,11 @@ $(B)/%.o: %.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/runtime/kernels/kernels_%.o: runtime/kernels/kernels.c runtime/kernels/kernels.h compiler/ops.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< ($*)"
+	$(Q)$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(KERNEL_$*) -DCNK_ISA=$* -c -o $@ $<
 
 # Tests: one CMocka program per module, linked with everything but main and
 # with tests/testutil.c (temporary directory, running the binary).

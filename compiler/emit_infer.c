@@ -62,6 +62,7 @@
 
 #include "compile.h"
 #include "emit.h"
+#include "emit_glue.h"
 #include "emit_model.h"
 #include "emit_train.h"
 #include "emitter.h"
@@ -753,6 +754,10 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
   if (conv_padded(l) && !g->train)
     emit_conv_pad(g, l, fn);
+  if (EM->kernels) {
+    glue_conv_forward(EM, g->net, l, fn, pool, act);
+    return;
+  }
   Shape ys = c8.pool ? c8.pool->out : l->out;
   const char *what =
       em_str(EM, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "", DIMS(ys));
@@ -869,6 +874,10 @@ static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *v
 /* Written once per vector width when the outputs are whole vectors of 16
    floats, else once on 8. */
 static void emit_dense(Gen *g, const Layer *l, const char *fn) {
+  if (EM->kernels) {
+    glue_dense_forward(EM, g->net, l, fn, g->train ? g->act : l->act);
+    return;
+  }
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const Shape src = net_dense_source(g->net, l);
   const char *what =
@@ -890,6 +899,10 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
 /* ---- pools, activations ---- */
 
 static void emit_pool(Gen *g, const Layer *l, const char *fn) {
+  if (EM->kernels) {
+    glue_pool_forward(EM, l, fn);
+    return;
+  }
   const int C = l->in.c, W = l->in.w, SH = l->u.pool.sh, SW = l->u.pool.sw;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, PH = l->out.h, PW = l->out.w;
   const bool avg = l->op == OP_AVGPOOL;
@@ -1296,6 +1309,7 @@ void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
 void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   Emitter em;
   em_init(&em, out, 0);
+  em.kernels = opt->kernels;
   Gen gen = {&em, net, opt, net->name, layer_ordinals(net), false, ACT_LINEAR}, *g = &gen;
   const char *n = net->name;
   if (opt->header_name) {
@@ -1319,6 +1333,8 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   em_raw(EM, "#include <string.h>");
   em_blank(EM);
   em_vector_macros(EM, n, opt->training);
+  if (opt->kernels)
+    glue_declarations(EM);
   emit_act_functions(g);
   emit_layer_functions(g);
   emit_infer(g);

@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emit_glue.h"
 #include "emit_train.h"
 
 /* One layer as the training code sees it. */
@@ -385,7 +386,7 @@ typedef void LayerFunction(T *t, const TL *L);
 /* Writes fn(t, L) once per vector width under #if NAME_VW when `wide` (its
    tiles differ), else once on 8-float vectors. */
 static void per_width(T *t, const TL *L, LayerFunction *fn, bool wide) {
-  if (!wide) {
+  if (!wide || EM->kernels) {
     fn(t, L);
     return;
   }
@@ -396,6 +397,25 @@ static void per_width(T *t, const TL *L, LayerFunction *fn, bool wide) {
   }
   em_raw(EM, "#endif");
   t->v = &em_vec8;
+}
+
+/* ---- the JIT's kernels ---- */
+
+/* With Emitter.kernels, writes L's backward function as a call to the
+   prebuilt kernels (emit_glue.h) and returns true. */
+static bool glue_backward(T *t, const TL *L) {
+  if (!EM->kernels)
+    return false;
+  const GlueBackward b = {L->bfn,       L->act,       L->ph,
+                          L->pw,        L->transposed, takes_dx(L),
+                          L->pool ? L->pool->l : NULL};
+  if (L->l->op == OP_CONV2D)
+    glue_conv_backward(EM, t->net, L->l, &b);
+  else if (L->l->op == OP_DENSE)
+    glue_dense_backward(EM, t->net, L->l, &b);
+  else
+    glue_pool_backward(EM, L->l, L->bfn);
+  return true;
 }
 
 /* ---- conv2d and dense: what their functions share ---- */
@@ -575,6 +595,8 @@ static void conv_dx_block(T *t, const TL *L, int CV, int shift, const EmVec *v) 
 }
 
 static void conv_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
@@ -666,6 +688,8 @@ static void conv_unpad(T *t, const TL *L) {
 /* ---- dense ---- */
 
 static void dense_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const char *n = t->n;
@@ -726,6 +750,8 @@ static void dense_backward(T *t, const TL *L) {
 /* Maxpool sends each window's gradient to its first maximum in row-major
    order: `r` holds what is still to be given, and the first match takes it. */
 static void pool_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l;
   const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;
@@ -962,6 +988,8 @@ static void conv_pool_dw(T *t, const ConvDims *d, const char *nw) {
    register tiles per filter (conv_pool_dw). With 2x2 windows that skips
    three quarters of the work of a dense backward pass. */
 static void conv_pool_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l, *pl = L->pool->l;
   const ConvDims d = conv_dims(L);
   const char *n = t->n;
@@ -1595,7 +1623,9 @@ static void update_function(T *t) {
   const TrainConfig *tc = &net->train;
   const char *n = t->n;
   const bool adam = tc->optimizer == OPT_ADAM;
-  if (net->param_count)
+  if (net->param_count && EM->kernels)
+    glue_optimizer(EM, net, t->slots);
+  else if (net->param_count)
     step_function(t);
   em_open(EM, "void %s_update(%s_model *m, const %s_grads *g, float scale)", n, n, n);
   em_line(EM, "const uint64_t step = ++m->step;");

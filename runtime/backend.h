@@ -21,6 +21,8 @@ typedef struct Program Program;
 
 /* Parses "auto", "tcc", "cc"; -1 for anything else. */
 int backend_parse(const char *word);
+/* auto as what it stands for here (cc or tcc); others as they are. */
+BackendKind backend_resolve(BackendKind kind);
 /* Compiles one translation unit. Compiler diagnostics go into e (internal). */
 Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *e);
 void *program_symbol(Program *p, const char *name);

@@ -31,12 +31,12 @@ static void *alloc_zeroed(size_t bytes) {
 }
 
 /* Writes the whole translation unit into a malloc'd buffer. */
-static char *generate(const Net *net, bool training, size_t *len) {
+static char *generate(const Net *net, bool training, bool kernels, size_t *len) {
   char *buf = NULL;
   FILE *f = open_memstream(&buf, len);
   if (!f)
     return NULL;
-  EmitOptions opt = {.training = training};
+  EmitOptions opt = {.training = training, .kernels = kernels};
   emit_source(net, &opt, f);
   fprintf(f,
           "\n/* engine glue */\n"
@@ -69,7 +69,9 @@ int engine_open(Engine *en, const Net *net, BackendKind kind, bool training, int
   en->net = net;
   en->threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
   size_t len;
-  char *src = generate(net, training, &len);
+  kind = backend_resolve(kind);
+  /* tcc runs the layers' loops in the prebuilt kernels (runtime/kernels/) */
+  char *src = generate(net, training, kind == BACKEND_TCC, &len);
   if (!src) {
     err_set(e, net->file, "cannot generate code in memory (out of memory)");
     e->internal = 1;
