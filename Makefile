@@ -26,7 +26,7 @@ RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/tr
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_checkpoint \
             test_backend test_train test_cli test_augment test_explain test_plot test_embed \
-            test_examples test_targets test_onnx test_onnx_peers
+            test_examples test_targets test_onnx test_onnx_peers test_kernels
 
 # The JIT's kernels (runtime/kernels/): kernels.c once per vector width.
 ifeq ($(shell uname -m),x86_64)
@@ -164,8 +164,13 @@ imbalanced: all
 multilabel: all
 	CNNGEN=$(B)/cnngen examples/multilabel/run $(B)/multilabel
 
-bench: all
+bench: all $(B)/jit_bench
 	$(Q)tests/bench/run
+
+# The backends side by side (compile times, batch-1 latency) for tests/bench/run.
+$(B)/jit_bench: tests/bench/jit_bench.c $(ALL_OBJ)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Says which Debian package provides what is missing.
 deps:
