@@ -44,7 +44,7 @@ static int executable_found(const char *prog, size_t n) {
 }
 
 /* auto: cc when $CC's first word (or `cc`) is an executable on $PATH. */
-static int cc_available(void) {
+bool backend_cc_available(void) {
   const char *cc = getenv("CC");
   if (!cc || !*cc)
     cc = "cc";
@@ -72,7 +72,7 @@ void backend_first_lines(char *out, size_t n, const char *text, int max_lines) {
 
 BackendKind backend_resolve(BackendKind kind) {
   if (kind == BACKEND_AUTO)
-    return cc_available() ? BACKEND_CC : BACKEND_TCC;
+    return backend_cc_available() ? BACKEND_CC : BACKEND_TCC;
   return kind;
 }
 

@@ -707,6 +707,19 @@ static double printed(int epoch, const char *key) {
   return atof(v + strlen(key));
 }
 
+/* Without --backend, a run far shorter than cc's compile goes to tcc (the
+   README, Performance: the backend that finishes first). */
+static void test_train_auto_takes_tcc_for_a_short_run(void **state) {
+  (void)state;
+  if (!fashion_subset("tiny", 64, 16))
+    skip();
+  tu_write_text("quick.cnn", "network quick\ninput 28x28x1\nconv2d 8 3x3 relu\nflatten\n"
+                             "dense 10 softmax\ntrain {\n  batch 16\n}\n");
+  assert_int_equal(tu_run("train quick.cnn --data tiny --epochs 1 --threads 1 --out q.safetensors"),
+                   0);
+  assert_non_null(strstr(tu_out, "backend tcc (compiled in"));
+}
+
 static void test_train_log_has_a_row_per_epoch(void **state) {
   (void)state;
   if (!fashion_subset("tiny", 64, 16))
@@ -1184,6 +1197,7 @@ int main(void) {
       cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
       cmocka_unit_test(test_train_resume_reports_what_changed),
       cmocka_unit_test(test_train_resume_at_the_end_keeps_the_scores),
+      cmocka_unit_test(test_train_auto_takes_tcc_for_a_short_run),
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
       cmocka_unit_test(test_train_log_without_lr_column_resumes),
