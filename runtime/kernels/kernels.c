@@ -505,44 +505,163 @@ void FN(cnk_conv_backward)(const cnk_conv *d, const float *x, const float *y, fl
     conv_dx(d, dy, w, wt, dx);
 }
 
+#define CASES_8(CALL, i)                                                                           \
+  case 1: CALL(i, 1); break;                                                                       \
+  case 2: CALL(i, 2); break;                                                                       \
+  case 3: CALL(i, 3); break;                                                                       \
+  case 4: CALL(i, 4); break;                                                                       \
+  case 5: CALL(i, 5); break;                                                                       \
+  case 6: CALL(i, 6); break;                                                                       \
+  case 7: CALL(i, 7); break;                                                                       \
+  case 8: CALL(i, 8); break;
+
+/* NV vectors of dk in registers over the windows' records (every F-th). */
+INLINE void pool_dw_tile(const float *x, const int *xo, const float *vw, int F, int nw, float *dk,
+                         const int NV) {
+  vf acc[8];
+  for (int v = 0; v < NV; v++)
+    acc[v] = vload(dk + v * VW);
+  for (int wi = 0; wi < nw; wi++) {
+    const int o = xo[(long)wi * F];
+    if (o < 0)
+      continue;
+    const float sv = vw[(long)wi * F], *xk = x + o;
+    for (int v = 0; v < NV; v++)
+      acc[v] += sv * vload(xk + v * VW);
+  }
+  for (int v = 0; v < NV; v++)
+    vstore(dk + v * VW, acc[v]);
+}
+
+/* NV vectors of input channels from v0: the sum over the n filters fs of vs
+   times wk, added into o. */
+INLINE void pool_dx_tile(const Blocks *cb, const float *wk, const int *fs, const float *vs, int n,
+                         int C, float *o, int v0, const int NV) {
+  vf acc[8];
+  for (int v = 0; v < NV; v++)
+    acc[v] = (vf){0};
+  for (int i = 0; i < n; i++)
+    for (int v = 0; v < NV; v++)
+      acc[v] += vs[i] * vload(wk + (long)fs[i] * C + vec_off(cb, v0 + v));
+  for (int v = 0; v < NV; v++)
+    vaddto(o + vec_off(cb, v0 + v), acc[v], v0 + v == cb->vectors - 1 ? cb->shift : 0);
+}
+
+/* dwt[f][ky][k] += the sum over the windows wi of vw[wi][f] times the input
+   at xo[wi][f] (skipped where -1): per filter and kernel row, the row's whole
+   vectors in registers over the windows, the rest plain. */
+static void pool_dw(const cnk_conv *d, const float *x, const int *xo, const float *vw, int nw,
+                    float *dwt) {
+  const int F = d->F, K = d->KW * d->C, whole = K / VW;
+  const long row = (long)d->IW * d->C;
+  for (int f = 0; f < F; f++)
+    for (int ky = 0; ky < d->KH; ky++) {
+      float *dk = dwt + ((long)f * d->KH + ky) * K;
+      for (int v0 = 0; v0 < whole; v0 += 8) {
+#define POOL_DW(i, k) pool_dw_tile(x + ky * row + v0 * VW, xo + f, vw + f, F, nw, dk + v0 * VW, k)
+        switch (whole - v0 < 8 ? whole - v0 : 8) { CASES_8(POOL_DW, 0) default: break; }
+#undef POOL_DW
+      }
+      for (int k = whole * VW; k < K; k++)
+        for (int wi = 0; wi < nw; wi++) {
+          const int o = xo[(long)wi * F + f];
+          if (o >= 0)
+            dk[k] += vw[(long)wi * F + f] * x[o + ky * row + k];
+        }
+    }
+}
+
+/* The input gradient of one window pixel at output (oy, ox) from its n
+   filters fs with gradients vs: per tap, the input channels in vectors
+   summed over the filters (from wt), added into dx once. */
+static void pool_dx(const cnk_conv *d, const float *w, const float *wt, const int *fs,
+                    const float *vs, int n, int oy, int ox, float *dx) {
+  const int C = d->C, F = d->F;
+  for (int tap = 0; tap < d->KH * d->KW; tap++) {
+    float *o = dx + ((long)(oy * d->SH + tap / d->KW) * d->IW + (long)ox * d->SW + tap % d->KW) * C;
+    if (wt && C >= VW) {
+      const Blocks cb = blocks(C);
+      const float *wk = wt + (long)tap * F * C;
+      for (int v0 = 0; v0 < cb.vectors; v0 += 8) {
+#define POOL_DX(i, k) pool_dx_tile(&cb, wk, fs, vs, n, C, o, v0, k)
+        switch (cb.vectors - v0 < 8 ? cb.vectors - v0 : 8) { CASES_8(POOL_DX, 0) default: break; }
+#undef POOL_DX
+      }
+    } else {
+      const float *wk = w + (long)tap * C * F;
+      for (int c = 0; c < C; c++) {
+        float sum = 0.0f;
+        for (int i = 0; i < n; i++)
+          sum += vs[i] * wk[(long)c * F + fs[i]];
+        o[c] += sum;
+      }
+    }
+  }
+}
+
+/* As the generated code does it (emit_train.c, conv_pool_backward): the
+   pool sends each window's gradient, per filter, to one conv output, its
+   first maximum; only those feed the gradients. Per window the filters are
+   grouped by the pixel of their maximum for the input gradient; the weight
+   gradient comes from records of groups of windows (xo: the input offset of
+   the filter's maximum, -1 where its gradient is 0; vw: that gradient). */
 void FN(cnk_conv_pool_backward)(const cnk_conv *d, const float *x, const float *y,
                                 const float *yp, const float *dyp, const float *w,
                                 const float *wt, float *dwt, float *db, float *dx) {
-  const int F = d->F, PKH = d->PKH, PKW = d->PKW;
-  const int POH = d->OH / PKH, POW = d->OW / PKW;
-  const size_t n = (size_t)d->OH * d->OW * F;
-  float small[4096];
-  float *dy = scratch(small, 4096, n);
-  memset(dy, 0, n * sizeof(float));
-  /* each window's gradient to its first maximum, through the activation */
-  for (int wy = 0; wy < POH; wy++)
-    for (int wx = 0; wx < POW; wx++) {
-      const float *pp = yp + ((long)wy * POW + wx) * F, *dp = dyp + ((long)wy * POW + wx) * F;
-      const long y0 = ((long)wy * PKH * d->OW + (long)wx * PKW) * F;
-      /* the first maximum without branches, 256 filters at a time (the last
-         of the window where none matches: a NaN, as the generated code does) */
-      for (int f0 = 0; f0 < F; f0 += 256) {
-        const int nf = F - f0 < 256 ? F - f0 : 256;
-        long at[256];
-        for (int f = 0; f < nf; f++)
-          at[f] = y0 + ((long)(PKH - 1) * d->OW + PKW - 1) * F + f0 + f;
-        for (int q = PKH * PKW - 2; q >= 0; q--) {
-          const long o = y0 + ((long)(q / PKW) * d->OW + q % PKW) * F + f0;
-          for (int f = 0; f < nf; f++)
-            at[f] = y[o + f] == pp[f0 + f] ? o + f : at[f];
-        }
-        for (int f = 0; f < nf; f++)
-          dy[at[f]] += dp[f0 + f];
-      }
-    }
-  act_backward(d->act, y, dy, (long)n, F);
-  if (db)
-    bias_grad(dy, db, (long)d->OH * d->OW, F);
-  conv_dw(d, x, dy, dwt, 1, (long)d->KH * d->KW * d->C);
+  const int F = d->F, PKH = d->PKH, PKW = d->PKW, KK = PKH * PKW, C = d->C;
+  const int POH = d->OH / PKH, POW = d->OW / PKW, NW = POH * POW;
+  const int G = 4096 / F < 1 ? 1 : 4096 / F > NW ? NW : 4096 / F; /* windows per group */
+  int *xo = malloc(sizeof(int) * ((size_t)G * F + (size_t)KK * F + F));
+  float *vw = malloc(sizeof(float) * ((size_t)G * F + (size_t)KK * F));
+  if (!xo || !vw)
+    abort(); /* the generated C has no way to report it */
+  int *fs = xo + (long)G * F, *at = fs + (long)KK * F, count[64];
+  float *vs = vw + (long)G * F;
   if (dx)
-    conv_dx(d, dy, w, wt, dx);
-  if (dy != small)
-    free(dy);
+    memset(dx, 0, (size_t)d->IH * d->IW * C * sizeof(float));
+  for (int w0 = 0; w0 < NW; w0 += G) {
+    const int nw = NW - w0 < G ? NW - w0 : G;
+    for (int wi = 0; wi < nw; wi++) {
+      const int wy = (w0 + wi) / POW, wx = (w0 + wi) % POW;
+      const float *pp = yp + (long)(w0 + wi) * F, *dp = dyp + (long)(w0 + wi) * F;
+      const float *y0 = y + ((long)wy * PKH * d->OW + (long)wx * PKW) * F;
+      /* the first maximum without branches (the last where none matches: a NaN) */
+      for (int f = 0; f < F; f++)
+        at[f] = KK - 1;
+      for (int q = KK - 2; q >= 0; q--) {
+        const float *yq = y0 + ((long)(q / PKW) * d->OW + q % PKW) * F;
+        for (int f = 0; f < F; f++)
+          at[f] = yq[f] == pp[f] ? q : at[f];
+      }
+      const int groups = KK <= 64 && dx;
+      for (int q = 0; q < KK && groups; q++)
+        count[q] = 0;
+      for (int f = 0; f < F; f++) {
+        const int q = at[f];
+        float v = dp[f];
+        const float a = y0[((long)(q / PKW) * d->OW + q % PKW) * F + f];
+        act_backward(d->act, &a, &v, 1, 1);
+        if (db)
+          db[f] += v;
+        const int oy = wy * PKH + q / PKW, ox = wx * PKW + q % PKW;
+        xo[(long)wi * F + f] = v != 0.0f ? (int)(((long)oy * d->SH * d->IW + (long)ox * d->SW) * C) : -1;
+        vw[(long)wi * F + f] = v;
+        if (v != 0.0f && groups) {
+          fs[(long)q * F + count[q]] = f;
+          vs[(long)q * F + count[q]++] = v;
+        } else if (v != 0.0f && dx) { /* a window of more than 64 pixels: one filter at a time */
+          pool_dx(d, w, wt, &f, &v, 1, oy, ox, dx);
+        }
+      }
+      for (int q = 0; q < KK && groups; q++)
+        if (count[q])
+          pool_dx(d, w, wt, fs + (long)q * F, vs + (long)q * F, count[q], wy * PKH + q / PKW,
+                  wx * PKW + q % PKW, dx);
+    }
+    pool_dw(d, x, xo, vw, nw, dwt);
+  }
+  free(xo);
+  free(vw);
 }
 
 /* ---- dense ---- */
