@@ -119,6 +119,20 @@ static void act_pass(int act, float *y, long n) {
   }
 }
 
+/* act'(y) g for one value (not softmax, which never comes before a pool). */
+INLINE float act_grad(int act, float y, float g) {
+  switch (act) {
+  case ACT_RELU:
+    return y > 0.0f ? g : 0.0f;
+  case ACT_SIGMOID:
+    return g * (y * (1.0f - y));
+  case ACT_TANH:
+    return g * (1.0f - y * y);
+  default:
+    return g;
+  }
+}
+
 /* dy = act'(y) dy in place (softmax per group of `group`). */
 static void act_backward(int act, const float *y, float *dy, long n, int group) {
   switch (act) {
@@ -638,9 +652,7 @@ void FN(cnk_conv_pool_backward)(const cnk_conv *d, const float *x, const float *
         count[q] = 0;
       for (int f = 0; f < F; f++) {
         const int q = at[f];
-        float v = dp[f];
-        const float a = y0[((long)(q / PKW) * d->OW + q % PKW) * F + f];
-        act_backward(d->act, &a, &v, 1, 1);
+        const float v = act_grad(d->act, y0[((long)(q / PKW) * d->OW + q % PKW) * F + f], dp[f]);
         if (db)
           db[f] += v;
         const int oy = wy * PKH + q / PKW, ox = wx * PKW + q % PKW;
