@@ -138,6 +138,15 @@ void glue_pool_backward(Emitter *em, const Layer *l, const char *fn) {
   em_blank(em);
 }
 
+void glue_transpose(Emitter *em, const char *src, const char *dst, long outer, long rows,
+                    long cols, bool add) {
+  em_call(em, "cnk_transpose(%s, %s, %ld, %ld, %ld, %d);", src, dst, outer, rows, cols, add);
+}
+
+void glue_add(Emitter *em, const char *into, const char *g, const char *n) {
+  em_call(em, "cnk_add(%s, %s, %s);", into, g, n);
+}
+
 void glue_optimizer(Emitter *em, const Net *net, int slots) {
   const TrainConfig *tc = &net->train;
   const char *n = net->name;

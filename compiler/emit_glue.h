@@ -36,6 +36,13 @@ void glue_conv_backward(Emitter *em, const Net *net, const Layer *l, const GlueB
 void glue_dense_backward(Emitter *em, const Net *net, const Layer *l, const GlueBackward *b);
 void glue_pool_backward(Emitter *em, const Layer *l, const char *fn);
 
+/* A call that puts src [outer][rows][cols] into dst as [outer][cols][rows]
+   (add: adds it), for the training emitter's transposed weights and
+   gradients; one that adds n floats of g into `into`. */
+void glue_transpose(Emitter *em, const char *src, const char *dst, long outer, long rows,
+                    long cols, bool add);
+void glue_add(Emitter *em, const char *into, const char *g, const char *n);
+
 /* NAME_adam or NAME_sgd, as the training emitter's NAME_update calls it
    (`slots`: the optimizer's state arrays). */
 void glue_optimizer(Emitter *em, const Net *net, int slots);

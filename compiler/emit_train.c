@@ -1241,6 +1241,10 @@ static void transpose_function(T *t) {
       continue;
     const ConvDims d = conv_dims(L);
     const char *w = emit_param_ref(t->em, t->net, L->l, 0, "m");
+    if (EM->kernels) {
+      glue_transpose(EM, w, S(t, "t->wt%d", k), d.KH * d.KW, d.C, d.F, false);
+      continue;
+    }
     em_open(EM, "%s", "");
     em_line(EM, "const float *restrict w = %s;", w);
     em_line(EM, "for (int k = 0; k < %d; k++)", d.KH * d.KW);
@@ -1365,6 +1369,11 @@ static void dwt_fold(T *t, const TL *tl) {
     const ConvDims d = conv_dims(L);
     const int J = d.KH * d.KW * d.C;
     em_line(EM, "/* %s: the weight gradient, [F][KH][KW][C] -> [KH][KW][C][F] */", L->l->text);
+    if (EM->kernels) {
+      glue_transpose(EM, S(t, "t->dwt%d", k), S(t, "g->p + %ld", L->l->weight_offset), 1, d.F, J,
+                     true);
+      continue;
+    }
     em_line(EM, "for (int j = 0; j < %d; j++)", J);
     em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
     em_line(EM, "    g->p[%ld + j * %d + f] += t->dwt%d[f * %d + j];", L->l->weight_offset, d.F, k,
@@ -1697,8 +1706,12 @@ static void state_functions(T *t) {
   em_line(EM, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
   em_blank(EM);
   em_open(EM, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g)", n, n, n);
-  em_line(EM, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
-  em_line(EM, "  into->p[i] += g->p[i];");
+  if (EM->kernels) {
+    glue_add(EM, "into->p", "g->p", S(t, "%s_PARAM_COUNT", n));
+  } else {
+    em_line(EM, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
+    em_line(EM, "  into->p[i] += g->p[i];");
+  }
   em_close(EM);
   em_blank(EM);
   em_open(EM, "void %s_grads_store(const %s_grads *g, float *flat)", n, n);

@@ -625,8 +625,11 @@ void FN(cnk_conv_pool_backward)(const cnk_conv *d, const float *x, const float *
   const int F = d->F, PKH = d->PKH, PKW = d->PKW, KK = PKH * PKW, C = d->C;
   const int POH = d->OH / PKH, POW = d->OW / PKW, NW = POH * POW;
   const int G = 4096 / F < 1 ? 1 : 4096 / F > NW ? NW : 4096 / F; /* windows per group */
-  int *xo = malloc(sizeof(int) * ((size_t)G * F + (size_t)KK * F + F));
-  float *vw = malloc(sizeof(float) * ((size_t)G * F + (size_t)KK * F));
+  const size_t n = (size_t)G * F + (size_t)KK * F + F;
+  int xo_small[6144]; /* 24 KiB each on the stack: every window of a small layer */
+  float vw_small[6144];
+  int *xo = n <= 6144 ? xo_small : malloc(sizeof(int) * n);
+  float *vw = n <= 6144 ? vw_small : malloc(sizeof(float) * n);
   if (!xo || !vw)
     abort(); /* the generated C has no way to report it */
   int *fs = xo + (long)G * F, *at = fs + (long)KK * F, count[64];
@@ -672,8 +675,10 @@ void FN(cnk_conv_pool_backward)(const cnk_conv *d, const float *x, const float *
     }
     pool_dw(d, x, xo, vw, nw, dwt);
   }
-  free(xo);
-  free(vw);
+  if (xo != xo_small)
+    free(xo);
+  if (vw != vw_small)
+    free(vw);
 }
 
 /* ---- dense ---- */
@@ -836,6 +841,21 @@ void FN(cnk_sgd)(float *p, const float *g, float *v, long n, float scale, float 
       p[i] -= lr * (nesterov ? gi + momentum * v[i] : v[i]);
     }
   }
+}
+
+void FN(cnk_transpose)(const float *src, float *dst, long outer, long rows, long cols, int add) {
+  for (long o = 0; o < outer; o++) {
+    const float *s = src + o * rows * cols;
+    float *d = dst + o * rows * cols;
+    for (long c = 0; c < cols; c++)
+      for (long r = 0; r < rows; r++)
+        d[c * rows + r] = add ? d[c * rows + r] + s[r * cols + c] : s[r * cols + c];
+  }
+}
+
+void FN(cnk_add)(float *into, const float *g, long n) {
+  for (long i = 0; i < n; i++)
+    into[i] += g[i];
 }
 
 /* This width's set, for cnk_select (select.c). */

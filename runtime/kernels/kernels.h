@@ -68,7 +68,11 @@ typedef struct cnk_conv {
            float wd))                                                                          \
   /* sgd; v NULL without momentum */                                                           \
   X(sgd, (float *p, const float *g, float *v, long n, float scale, float lr, float momentum,   \
-          int nesterov, float wd))
+          int nesterov, float wd))                                                             \
+  /* dst[o][c][r] = src[o][r][c] (add: +=), o < outer, r < rows, c < cols */                  \
+  X(transpose, (const float *src, float *dst, long outer, long rows, long cols, int add))      \
+  /* into[i] += g[i] */                                                                        \
+  X(add, (float *into, const float *g, long n))
 
 /* The glue's text of the above: the struct and one prototype per kernel. */
 #define CNK_STR_(...) #__VA_ARGS__
