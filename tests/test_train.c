@@ -715,8 +715,8 @@ static void test_train_auto_takes_tcc_for_a_short_run(void **state) {
     skip();
   tu_write_text("quick.cnn", "network quick\ninput 28x28x1\nconv2d 8 3x3 relu\nflatten\n"
                              "dense 10 softmax\ntrain {\n  batch 16\n}\n");
-  assert_int_equal(tu_run("train quick.cnn --data tiny --epochs 1 --threads 1 --out q.safetensors"),
-                   0);
+  assert_int_equal(
+      tu_run("train quick.cnn --data tiny --epochs 1 --threads 1 --out quick.safetensors"), 0);
   assert_non_null(strstr(tu_out, "backend tcc (compiled in"));
 }
 

@@ -236,6 +236,21 @@ INLINE void conv_block(const cnk_conv *d, const Blocks *fb_, const float *x, con
 
 enum { FB_MOST = REGS >= 32 ? 4 : 2 };
 
+/* n vectors of channels in blocks of FB_MOST, then the rest (3, 2 or 1):
+   CALL(v0, k) for each block, v0 its first vector and k its size, a constant. */
+#define VECTOR_BLOCKS(n, CALL)                                                                     \
+  do {                                                                                             \
+    int v0_ = 0;                                                                                   \
+    for (; v0_ + FB_MOST <= (n); v0_ += FB_MOST)                                                   \
+      CALL(v0_, FB_MOST);                                                                          \
+    switch ((n) - v0_) {                                                                           \
+    case 3: CALL(v0_, 3); break;                                                                   \
+    case 2: CALL(v0_, 2); break;                                                                   \
+    case 1: CALL(v0_, 1); break;                                                                   \
+    default: break;                                                                                \
+    }                                                                                              \
+  } while (0)
+
 /* Row oy's first `cols` pixels into yr ([cols][F]). */
 static void conv_row(const cnk_conv *d, const float *x, const float *w, const float *b, float *yr,
                      int oy, int cols) {
@@ -258,22 +273,9 @@ static void conv_row(const cnk_conv *d, const float *x, const float *w, const fl
     return;
   }
   const Blocks fb = blocks(F);
-  int v0 = 0;
-  for (; v0 + FB_MOST <= fb.vectors; v0 += FB_MOST)
-    conv_block(d, &fb, x, w, b, yr, oy, cols, v0, FB_MOST);
-  switch (fb.vectors - v0) {
-  case 3:
-    conv_block(d, &fb, x, w, b, yr, oy, cols, v0, 3);
-    break;
-  case 2:
-    conv_block(d, &fb, x, w, b, yr, oy, cols, v0, 2);
-    break;
-  case 1:
-    conv_block(d, &fb, x, w, b, yr, oy, cols, v0, 1);
-    break;
-  default:
-    break;
-  }
+#define CONV_BLOCK(v0, k) conv_block(d, &fb, x, w, b, yr, oy, cols, v0, k)
+  VECTOR_BLOCKS(fb.vectors, CONV_BLOCK);
+#undef CONV_BLOCK
 }
 
 /* Scratch of n floats: on the stack below 16 KiB (`small`), else malloc'd. */
@@ -397,22 +399,9 @@ static void conv_dw(const cnk_conv *d, const float *x, const float *dy, float *d
     return;
   }
   const Blocks fb = blocks(F);
-  int v0 = 0;
-  for (; v0 + FB_MOST <= fb.vectors; v0 += FB_MOST)
-    dw_block(d, &fb, x, dy, dw, sj, sf, v0, FB_MOST);
-  switch (fb.vectors - v0) {
-  case 3:
-    dw_block(d, &fb, x, dy, dw, sj, sf, v0, 3);
-    break;
-  case 2:
-    dw_block(d, &fb, x, dy, dw, sj, sf, v0, 2);
-    break;
-  case 1:
-    dw_block(d, &fb, x, dy, dw, sj, sf, v0, 1);
-    break;
-  default:
-    break;
-  }
+#define DW_BLOCK(v0, k) dw_block(d, &fb, x, dy, dw, sj, sf, v0, k)
+  VECTOR_BLOCKS(fb.vectors, DW_BLOCK);
+#undef DW_BLOCK
 }
 
 /* ---- convolution, input gradient ---- */
@@ -483,22 +472,9 @@ static void conv_dx(const cnk_conv *d, const float *dy, const float *w, const fl
   for (int oy = 0; oy < d->OH; oy++)
     for (int ky = 0; ky < d->KH; ky++)
       for (int kx = 0; kx < d->KW; kx++) {
-        int v0 = 0;
-        for (; v0 + FB_MOST <= cb.vectors; v0 += FB_MOST)
-          dx_block(d, &cb, dy, wt, dx, oy, ky, kx, v0, FB_MOST);
-        switch (cb.vectors - v0) {
-        case 3:
-          dx_block(d, &cb, dy, wt, dx, oy, ky, kx, v0, 3);
-          break;
-        case 2:
-          dx_block(d, &cb, dy, wt, dx, oy, ky, kx, v0, 2);
-          break;
-        case 1:
-          dx_block(d, &cb, dy, wt, dx, oy, ky, kx, v0, 1);
-          break;
-        default:
-          break;
-        }
+#define DX_BLOCK(v0, k) dx_block(d, &cb, dy, wt, dx, oy, ky, kx, v0, k)
+        VECTOR_BLOCKS(cb.vectors, DX_BLOCK);
+#undef DX_BLOCK
       }
 }
 
