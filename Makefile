@@ -19,7 +19,7 @@ ifneq ($(V),1)
 endif
 
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train
-RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine \
+RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine dist \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot cmd_explain formats/onnx cmd_export cmd_import
 GRAMMAR  := parser lexer
@@ -31,7 +31,19 @@ COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)
 ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ) $(B)/proto/onnx.pb-c.o
 
-all: deps $(B)/cnngen
+# MPI (`mpirun -n R cnngen train`): the plugin cnngen-mpi.so beside the binary,
+# built where mpicc is found; cnngen loads it only under mpirun (dist.c).
+MPICC ?= mpicc
+ifneq ($(shell command -v $(MPICC) 2>/dev/null),)
+  MPI_PLUGIN := $(B)/cnngen-mpi.so
+endif
+
+all: deps $(B)/cnngen $(MPI_PLUGIN)
+
+$(B)/cnngen-mpi.so: runtime/dist_mpi.c runtime/dist_ops.h
+	@mkdir -p $(@D)
+	@echo "  MPICC $<"
+	$(Q)$(MPICC) -O2 -g $(STD) -shared -fPIC -o $@ $<
 
 $(B)/cnngen: $(ALL_OBJ) $(B)/runtime/main.o
 	@echo "  LD    $@"
