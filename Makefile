@@ -25,7 +25,7 @@ RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/tr
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_checkpoint \
             test_backend test_train test_cli test_augment test_explain test_plot test_embed \
-            test_examples test_targets test_onnx test_onnx_peers
+            test_examples test_targets test_onnx test_onnx_peers test_mpi
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
 RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)

@@ -947,6 +947,8 @@ static int run(const CliArgs *cli) {
   }
   if (r.dist.rank == 0 && start_log(&r, &e) < 0)
     goto fail;
+  catch_stop_signals(r.tty, old_signals); /* before the ranks start together */
+  caught = true;
   if (r.dist.size > 1) {
     agreed = true;
     if (start_ranks(&r, 0, &e) < 0)
@@ -957,8 +959,6 @@ static int run(const CliArgs *cli) {
   describe_position(&r, r.epoch, r.batch_done, where, sizeof where);
   if (a->value[CLI_RESUME])
     snprintf(resumed, sizeof resumed, " (resuming %s)", where);
-  catch_stop_signals(r.tty, old_signals);
-  caught = true;
   /* A cache hit compiled nothing: its time would only be the lookup's. */
   char compiled[48] = "cached";
   if (!program_cached(r.en.prog))
