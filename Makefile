@@ -161,6 +161,10 @@ multilabel: all
 bench: all
 	$(Q)tests/bench/run
 
+# 1 process x 2 threads against mpirun -n 2 x 1 thread, and dist_sum alone.
+bench-mpi: all
+	$(Q)tests/bench/mpi
+
 # Says which Debian package provides what is missing.
 deps:
 	$(Q)tests/check-deps
@@ -169,5 +173,5 @@ clean:
 	rm -rf build
 
 -include $(sort $(shell find $(B) build/fuzz -name '*.d' 2>/dev/null))
-.PHONY: all test fuzz fashion fashion-augment folder imbalanced multilabel bench deps clean
+.PHONY: all test fuzz fashion fashion-augment folder imbalanced multilabel bench bench-mpi deps clean
 .SECONDARY:

@@ -92,6 +92,8 @@ static const char help[] =
     "Resumed, the run ends with the same weights, bit for bit, as one never\n"
     "stopped. A second Ctrl-C stops at once; the files on disk stay whole.\n"
     "\n"
+    "mpirun -n R cnngen train: data-parallel (README).\n"
+    "\n"
     "--resume takes the seed and batch from the checkpoint (a --seed or --batch\n"
     "that differs is refused). Another thread count or backend, or a learning\n"
     "rate changed in the train block (after a divergence, say) is allowed and\n"
@@ -982,6 +984,8 @@ static int run(const CliArgs *cli) {
     }
     printf("\n");
   }
+  double started = now();
+  r.dist.comm_seconds = 0;
   for (int rc = 0; r.epoch < tc->epochs && rc == 0;) {
     rc = train_epoch(&r, tc->epochs, &e);
     if (rc < 0 || on_rank0(&r, write_epoch_files, &e) < 0)
@@ -989,6 +993,12 @@ static int run(const CliArgs *cli) {
   }
   if (on_rank0(&r, write_weights, &e) < 0)
     goto fail;
+  if (r.dist.size > 1) {
+    double total = now() - started;
+    printf("communication: %.1f s of %.1f s (%.0f%%) on rank 0, waiting for the other ranks "
+           "included\n",
+           r.dist.comm_seconds, total, total > 0 ? 100 * r.dist.comm_seconds / total : 0.0);
+  }
   printf("wrote %s (checkpoint %s)\n", r.out, r.good_ckpt ? r.good_ckpt : "none");
   if (r.epoch < tc->epochs) { /* stopped by a signal */
     describe_position(&r, r.epoch, r.batch_done, where, sizeof where);

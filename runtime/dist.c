@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { PIECE = 16384 }; /* floats per message of the chain: 64 KB */
@@ -133,6 +134,12 @@ static void fatal(Dist *d, int rc, const char *what, int peer) {
   _exit(1); /* MPI_Abort does not return; in case it does */
 }
 
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void add_piece(float *restrict acc, const float *restrict p, long n) {
   for (long i = 0; i < n; i++)
     acc[i] += p[i];
@@ -168,6 +175,7 @@ void dist_sum(Dist *d, float *const *parts, int nparts, long n, float *out) {
     memcpy(out, parts[0], (size_t)n * sizeof *out);
   }
   int last = d->size - 1, rc;
+  double t0 = now();
   for (long at = 0; at < n; at += PIECE) {
     long len = n - at < PIECE ? n - at : PIECE;
     if (d->rank > 0 && (rc = d->ops->recv(acc + at, (size_t)len * sizeof *acc, d->rank - 1)))
@@ -182,6 +190,7 @@ void dist_sum(Dist *d, float *const *parts, int nparts, long n, float *out) {
     memcpy(out, acc, (size_t)n * sizeof *out);
   if ((rc = d->ops->bcast(out, (size_t)n * sizeof *out, last)))
     fatal(d, rc, "receiving the sum from", last);
+  d->comm_seconds += now() - t0;
 }
 
 void dist_allgather(Dist *d, const void *mine, size_t bytes, void *all) {
@@ -189,9 +198,11 @@ void dist_allgather(Dist *d, const void *mine, size_t bytes, void *all) {
     memmove(all, mine, bytes);
     return;
   }
+  double t0 = now();
   int rc = d->ops->allgather(mine, bytes, all);
   if (rc)
     fatal(d, rc, "gathering from every rank; rank", d->rank);
+  d->comm_seconds += now() - t0;
 }
 
 void dist_bcast(Dist *d, void *buf, size_t bytes) {

@@ -29,6 +29,7 @@ typedef struct Dist {
   int err_fd;         /* this rank's own standard error, for fatal messages */
   float *scratch;     /* dist_sum's running sum on ranks > 0 */
   long scratch_n;
+  double comm_seconds; /* in dist_sum and dist_allgather, waiting included */
 } Dist;
 
 /* Whether mpirun started this process as one of several ranks

@@ -2,12 +2,35 @@
  * dist_mpi.c: the MPI plugin (see dist_ops.h), a thin layer over Open MPI
  * built by mpicc as cnngen-mpi.so. Messages larger than MPI's int counts
  * go in pieces of at most 1 GiB.
+ *
+ * Waiting: every call starts a nonblocking operation and waits for it in
+ * finish(), which polls for SPIN seconds, then sleeps between polls. A rank
+ * that waits for a slower one (still computing its share, or descheduled
+ * on a busy machine) so leaves the core to it, where MPI's own blocking
+ * calls would keep polling on it; a transfer under way finishes within the
+ * spin.
  */
 #include <mpi.h>
+#include <time.h>
 
 #include "dist_ops.h"
 
 enum { PIECE = 1 << 30 };
+#define SPIN 200e-6 /* seconds of polling before sleeping between polls */
+#define NAP 20000   /* nanoseconds of each sleep */
+
+static int finish(MPI_Request *req) {
+  double start = MPI_Wtime();
+  for (;;) {
+    int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS || done)
+      return rc;
+    if (MPI_Wtime() - start > SPIN) {
+      struct timespec nap = {0, NAP};
+      nanosleep(&nap, NULL);
+    }
+  }
+}
 
 static int init(int *rank, int *size) {
   int provided, rc;
@@ -28,8 +51,9 @@ static int piece(size_t left) {
 static int send(const void *buf, size_t bytes, int to) {
   const char *p = buf;
   for (size_t done = 0; done < bytes; done += PIECE) {
-    int rc = MPI_Send(p + done, piece(bytes - done), MPI_BYTE, to, 0, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS)
+    MPI_Request req;
+    int rc = MPI_Isend(p + done, piece(bytes - done), MPI_BYTE, to, 0, MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS || (rc = finish(&req)) != MPI_SUCCESS)
       return rc;
   }
   return 0;
@@ -38,9 +62,9 @@ static int send(const void *buf, size_t bytes, int to) {
 static int recv(void *buf, size_t bytes, int from) {
   char *p = buf;
   for (size_t done = 0; done < bytes; done += PIECE) {
-    int rc = MPI_Recv(p + done, piece(bytes - done), MPI_BYTE, from, 0, MPI_COMM_WORLD,
-                      MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS)
+    MPI_Request req;
+    int rc = MPI_Irecv(p + done, piece(bytes - done), MPI_BYTE, from, 0, MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS || (rc = finish(&req)) != MPI_SUCCESS)
       return rc;
   }
   return 0;
@@ -49,8 +73,9 @@ static int recv(void *buf, size_t bytes, int from) {
 static int bcast(void *buf, size_t bytes, int root) {
   char *p = buf;
   for (size_t done = 0; done < bytes; done += PIECE) {
-    int rc = MPI_Bcast(p + done, piece(bytes - done), MPI_BYTE, root, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS)
+    MPI_Request req;
+    int rc = MPI_Ibcast(p + done, piece(bytes - done), MPI_BYTE, root, MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS || (rc = finish(&req)) != MPI_SUCCESS)
       return rc;
   }
   return 0;
@@ -60,7 +85,10 @@ static int bcast(void *buf, size_t bytes, int root) {
 static int allgather(const void *mine, size_t bytes, void *all) {
   if (bytes > PIECE)
     return MPI_ERR_COUNT;
-  return MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+  MPI_Request req;
+  int rc =
+      MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &req);
+  return rc != MPI_SUCCESS ? rc : finish(&req);
 }
 
 static void error_string(int code, char *buf, size_t cap) {

@@ -48,19 +48,8 @@ static int mpi(int ranks, const char *fmt, ...) {
 /* Starts `mpirun -n RANKS cnngen ARGS` in the directory without waiting
    (stdout and stderr to .out and .err, as tu_start); its pid. */
 static pid_t mpi_start(int ranks, const char *args) {
-  char cmd[8192];
-  snprintf(cmd, sizeof cmd, "cd %s && exec " MPIRUN " -n %d ./rank.sh %s >.out 2>.err", tu_tmp,
-           ranks, args);
-  unlink(tu_path(".out")); /* so that tu_await never reads an earlier run's */
-  unlink(tu_path(".err"));
   unlink(tu_path(".rank1.pid"));
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
-  return pid;
+  return tu_start_shell("exec " MPIRUN " -n %d ./rank.sh %s", ranks, args);
 }
 
 /* Rank 1's pid, once it has started. */

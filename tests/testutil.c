@@ -144,12 +144,9 @@ static void cnngen_command(char *cmd, size_t size, const char *prefix, const cha
   snprintf(cmd, size, "%s%s %s", prefix, tu_cnngen, args);
 }
 
-pid_t tu_start(const char *fmt, ...) {
-  char run[6144], cmd[8192];
-  va_list ap;
-  va_start(ap, fmt);
-  cnngen_command(run, sizeof run, "exec ", fmt, ap); /* exec: the pid is cnngen's, for signals */
-  va_end(ap);
+/* Starts the shell command line `run` in the directory (see tu_start). */
+static pid_t start(const char *run) {
+  char cmd[8192];
   snprintf(cmd, sizeof cmd, "cd %s && %s >%s/.out 2>%s/.err", tu_tmp, run, tu_tmp, tu_tmp);
   unlink(tu_path(".out")); /* so that tu_await never reads an earlier run's */
   unlink(tu_path(".err"));
@@ -160,6 +157,24 @@ pid_t tu_start(const char *fmt, ...) {
     _exit(127);
   }
   return pid;
+}
+
+pid_t tu_start(const char *fmt, ...) {
+  char run[6144];
+  va_list ap;
+  va_start(ap, fmt);
+  cnngen_command(run, sizeof run, "exec ", fmt, ap); /* exec: the pid is cnngen's, for signals */
+  va_end(ap);
+  return start(run);
+}
+
+pid_t tu_start_shell(const char *fmt, ...) {
+  char run[6144];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(run, sizeof run, fmt, ap);
+  va_end(ap);
+  return start(run);
 }
 
 void tu_await(pid_t pid, const char *name, const char *needle) {

@@ -75,6 +75,9 @@ bool tu_has_program(const char *name);
 /* Starts `cnngen ARGS` inside the directory without waiting for it (its
    stdout and stderr go to the files ".out" and ".err" there); its pid. */
 pid_t tu_start(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same for any shell command line (`exec` it for the pid to be the
+   command's). */
+pid_t tu_start_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Polls until file NAME in the directory (".out", ".err", a checkpoint)
    holds `needle`; fails the test if the started run ends first. */
 void tu_await(pid_t pid, const char *name, const char *needle);
