@@ -143,8 +143,9 @@ typedef struct EpochSums {
 
 typedef struct Run {
   const CliArgs *a;
-  Dist dist;   /* the ranks under mpirun; one process otherwise */
-  int threads; /* in all ranks together */
+  Dist dist;             /* the ranks under mpirun; one process otherwise */
+  int threads;           /* in all ranks together */
+  uint64_t *rank_hashes; /* [ranks]: check_same_weights's */
   Net *net;
   Engine en;
   Trainer tr;
@@ -752,15 +753,27 @@ static int setup(Run *r, Err *e) {
 }
 
 static int allocate(Run *r, Err *e) {
+  long in = r->train.image_size;
+  r->order = malloc((size_t)r->train.n * sizeof *r->order);
+  r->state = malloc((size_t)(r->net->param_count * (1 + r->tr.opt_slots) + 1) * sizeof *r->state);
+  r->aug_tmp = malloc((size_t)(in * r->en.threads) * sizeof *r->aug_tmp);
+  if (!r->order || !r->state || !r->aug_tmp) {
+    e->internal = 1;
+    return err_set(e, NULL, "out of memory for %d images' order and the training state",
+                   r->train.n);
+  }
+  return 0;
+}
+
+/* The batch's buffers, once the batch is known: --resume takes the
+   checkpoint's. */
+static int allocate_batch(Run *r, Err *e) {
   long in = r->train.image_size, k = r->train.k, batch = r->net->train.batch;
   r->x = malloc((size_t)(batch * in) * sizeof *r->x);
   r->y = malloc((size_t)(batch * k) * sizeof *r->y);
   r->target = malloc((size_t)(batch * k) * sizeof *r->target);
   r->weight = malloc((size_t)batch * sizeof *r->weight);
-  r->order = malloc((size_t)r->train.n * sizeof *r->order);
-  r->state = malloc((size_t)(r->net->param_count * (1 + r->tr.opt_slots) + 1) * sizeof *r->state);
-  r->aug_tmp = malloc((size_t)(in * r->en.threads) * sizeof *r->aug_tmp);
-  if (!r->x || !r->y || !r->target || !r->weight || !r->order || !r->state || !r->aug_tmp) {
+  if (!r->x || !r->y || !r->target || !r->weight) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory for a batch of %ld images", batch);
   }
@@ -882,7 +895,34 @@ static int start_ranks(Run *r, int rc, Err *e) {
     r->batch_done = st.batch_done;
     r->sums = st.sums;
   }
-  return dist_agree(d, trainer_distribute(&r->tr, d, r->net->train.batch, e), e);
+  rc = trainer_distribute(&r->tr, d, r->net->train.batch, e);
+  if (rc == 0 && !(r->rank_hashes = calloc((size_t)d->size, sizeof *r->rank_hashes))) {
+    e->internal = 1;
+    rc = err_set(e, NULL, "out of memory for %d ranks", d->size);
+  }
+  return dist_agree(d, rc, e);
+}
+
+/* After each epoch under mpirun: every rank's weights must still be rank
+   0's. Ranks that compute differently (another CC, or -march=native on
+   another CPU) would otherwise drift apart without a word. */
+static int check_same_weights(Run *r, Err *e) {
+  if (r->dist.size == 1)
+    return 0;
+  r->en.store(r->en.model, r->state);
+  uint64_t mine = io_hash(IO_HASH_START, r->state, (size_t)r->net->param_count * sizeof *r->state);
+  dist_allgather(&r->dist, &mine, sizeof mine, r->rank_hashes);
+  for (int k = 1; k < r->dist.size; k++)
+    if (r->rank_hashes[k] != r->rank_hashes[0]) {
+      char where[64];
+      describe_position(r, r->epoch, r->batch_done, where, sizeof where);
+      return err_set(e, r->net->file,
+                     "rank %d's weights differ from rank 0's %s: the ranks compute differently "
+                     "(use the same backend and CC on every machine, and a -march that they "
+                     "all share in place of -march=native)",
+                     k, where);
+    }
+  return 0;
 }
 
 /* Rank 0's writes (checkpoint, log, weights); every rank learns whether
@@ -956,6 +996,8 @@ static int run(const CliArgs *cli) {
     if (start_ranks(&r, 0, &e) < 0)
       goto fail;
   }
+  if (dist_agree(&r.dist, allocate_batch(&r, &e), &e) < 0)
+    goto fail;
   const TrainConfig *tc = &r.net->train;
   char resumed[96] = "", where[64];
   describe_position(&r, r.epoch, r.batch_done, where, sizeof where);
@@ -988,7 +1030,7 @@ static int run(const CliArgs *cli) {
   r.dist.comm_seconds = 0;
   for (int rc = 0; r.epoch < tc->epochs && rc == 0;) {
     rc = train_epoch(&r, tc->epochs, &e);
-    if (rc < 0 || on_rank0(&r, write_epoch_files, &e) < 0)
+    if (rc < 0 || check_same_weights(&r, &e) < 0 || on_rank0(&r, write_epoch_files, &e) < 0)
       goto fail;
   }
   if (on_rank0(&r, write_weights, &e) < 0)
@@ -1040,6 +1082,7 @@ done:
   free(r.state);
   free(r.aug_tmp);
   free(r.rows);
+  free(r.rank_hashes);
   dist_close(&r.dist);
   arena_free(&arena);
   return status;

@@ -7,8 +7,8 @@
  * cnngen without its MPI plugin refuses under mpirun.
  *
  * Every rank runs through ./rank.sh, which records its pid in .rankN.pid
- * and, for rank 1, runs inside rank1/ when that folder exists (so rank 1
- * can be given another network or data under the same names). mpirun runs
+ * and, for rank 1, reads rank1.env and runs inside rank1/ when these exist
+ * (so rank 1 can be given another network, data or CC under the same names). mpirun runs
  * under `timeout`, so a hang fails the test instead of stopping the suite.
  * Without mpirun or the plugin the program exits 77 (skipped).
  */
@@ -73,6 +73,7 @@ static int group_setup(void **state) {
   snprintf(script, sizeof script,
            "#!/bin/sh\n"
            "echo $$ > .rank$OMPI_COMM_WORLD_RANK.pid\n"
+           "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && [ -f rank1.env ]; then . ./rank1.env; fi\n"
            "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && [ -d rank1 ]; then cd rank1; fi\n"
            "exec %s \"$@\"\n",
            tu_cnngen);
@@ -201,6 +202,23 @@ static void test_mpi_rank_with_other_network_or_data(void **state) {
   assert_int_equal(tu_shell("rm -rf rank1"), 0);
 }
 
+/* Rank 1 compiles with CC="cc -O2", rank 0 with the default -O3
+   -march=native: both are backend cc, but their floats round differently;
+   after the first epoch every rank stops, nothing is written that epoch. */
+static void test_mpi_ranks_that_compute_differently(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 100, 30);
+  write_small_net("small.cnn", "adam lr=0.01");
+  tu_write_text("rank1.env", "export CC='cc -O2'\n");
+  int status = mpi(2, "train small.cnn --data quad --threads 1 --backend cc --out cc.safetensors");
+  unlink(tu_path("rank1.env"));
+  assert_int_equal(status, 1);
+  assert_contains(tu_err, "cnngen: error: small.cnn: rank 1's weights differ from rank 0's after "
+                          "epoch 1: the ranks compute differently");
+  assert_false(tu_exists("cc.safetensors"));
+  assert_false(tu_exists("cc.ckpt.safetensors"));
+}
+
 /* Rank 1 killed in the middle of a run: mpirun ends every rank (no hang,
    see MPIRUN's timeout) and names the rank; the last checkpoint stays
    whole and resumes. */
@@ -306,6 +324,7 @@ int main(void) {
       cmocka_unit_test(test_mpi_fashion_matches_threads),
       cmocka_unit_test(test_mpi_adam_and_sgd_match_threads),
       cmocka_unit_test(test_mpi_rank_with_other_network_or_data),
+      cmocka_unit_test(test_mpi_ranks_that_compute_differently),
       cmocka_unit_test(test_mpi_killed_rank_stops_all),
       cmocka_unit_test(test_mpi_resume_across_rank_counts),
       cmocka_unit_test(test_mpi_signal_stops_every_rank),
