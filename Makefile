@@ -1,7 +1,8 @@
 # cnngen: `make` builds build/cnngen, `make test` runs every test,
 # `make test SAN=1` runs them under AddressSanitizer + UBSan, `make bench`
-# measures against PyTorch and ONNX Runtime, `make fuzz` fuzzes the front end
-# and the ONNX reader (FUZZ_TIME seconds, default 60). V=1 shows the commands.
+# measures against PyTorch and ONNX Runtime, `make bench-mpi` training over
+# MPI, `make fuzz` fuzzes the front end and the ONNX reader (FUZZ_TIME
+# seconds, default 60). V=1 shows the commands.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g

@@ -330,6 +330,18 @@ int main(void) {
     fprintf(stderr, "test_mpi: mpirun is missing (sh tests/install-deps installs Open MPI)\n");
     return 77;
   }
+  /* The plugin beside $CNNGEN: make builds it where mpicc is found. */
+  const char *bin = getenv("CNNGEN") ? getenv("CNNGEN") : "build/cnngen";
+  const char *slash = strrchr(bin, '/');
+  char plugin[4200];
+  snprintf(plugin, sizeof plugin, "%.*scnngen-mpi.so", slash ? (int)(slash - bin + 1) : 0, bin);
+  if (access(plugin, R_OK) != 0) {
+    fprintf(stderr,
+            "test_mpi: %s is missing: cnngen was built without mpicc (sh "
+            "tests/install-deps installs Open MPI; then make)\n",
+            plugin);
+    return 77;
+  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mpi_fashion_matches_threads),
       cmocka_unit_test(test_mpi_adam_and_sgd_match_threads),
