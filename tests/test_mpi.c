@@ -103,11 +103,7 @@ static void fashion_subset(const char *dir, int n_train, int n_test) {
     if (idx_load_split(CNNGEN_DEFAULT_DATA, which[s], &im, &lb, &e) < 0)
       fail_msg("%s (install Debian's dataset-fashion-mnist)", e.msg);
     im.n = lb.n = counts[s];
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_images(p, &im, &e), 0);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_labels(p, &lb, &e), 0);
+    tu_write_idx(dir, which[s], &im, &lb);
     idx_images_free(&im);
     idx_labels_free(&lb);
   }

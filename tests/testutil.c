@@ -227,6 +227,15 @@ static float next_uniform(uint64_t *s) {
   return (float)((double)(*s >> 11) / 9007199254740992.0);
 }
 
+void tu_write_idx(const char *dir, const char *which, const IdxImages *im, const IdxLabels *lb) {
+  char p[600];
+  Err e = {0};
+  snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which);
+  assert_int_equal(idx_write_images(p, im, &e), 0);
+  snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which);
+  assert_int_equal(idx_write_labels(p, lb, &e), 0);
+}
+
 void tu_quadrant_data(const char *dir, int n_train, int n_test) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "mkdir -p %s", tu_path(dir));
@@ -249,12 +258,7 @@ void tu_quadrant_data(const char *dir, int n_train, int n_test) {
             (uint8_t)(inside ? 160 + next_uniform(&seed) * 95 : next_uniform(&seed) * 90);
       }
     }
-    char p[600];
-    Err e = {0};
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_images(p, &im, &e), 0);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_labels(p, &lb, &e), 0);
+    tu_write_idx(dir, which[s], &im, &lb);
     idx_images_free(&im);
     idx_labels_free(&lb);
   }

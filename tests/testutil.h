@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "compile.h"
+#include "formats/idx.h"
 
 extern char tu_tmp[];           /* the test program's directory */
 extern char tu_repo[];          /* where it started: the repository root */
@@ -89,6 +90,9 @@ int tu_finish(pid_t pid);
    class k (of 4) is a bright square in quadrant k on noise, so a small
    network learns it in an epoch. The same images on every call. */
 void tu_quadrant_data(const char *dir, int n_train, int n_test);
+/* im and lb as DIR/WHICH-images-idx3-ubyte and DIR/WHICH-labels-idx1-ubyte
+   in the directory (WHICH: "train" or "t10k"). */
+void tu_write_idx(const char *dir, const char *which, const IdxImages *im, const IdxLabels *lb);
 
 /* A JPEG of h x w x c (1 or 3) bytes as NAME in the directory, encoded by
    libjpeg at `quality` (100: near lossless); returns its path. */
