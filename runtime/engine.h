@@ -14,6 +14,8 @@
 #include "backend.h"
 #include "err.h"
 
+enum { ENGINE_MAX_THREADS = 256 }; /* as --threads allows */
+
 typedef struct Engine {
   const Net *net;
   Program *prog;
@@ -27,8 +29,7 @@ typedef struct Engine {
   void (*infer)(const void *m, void *w, const float *x, int n, float *y);
 } Engine;
 
-int engine_open(Engine *en, const Net *net, BackendKind kind, bool training,
-                int threads, Err *e);
+int engine_open(Engine *en, const Net *net, BackendKind kind, bool training, int threads, Err *e);
 void engine_close(Engine *en);
 /* n images [n][INPUT_SIZE] -> y [n][OUTPUT_SIZE], split across threads. */
 void engine_infer(Engine *en, const float *x, int n, float *y);

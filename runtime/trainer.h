@@ -9,6 +9,9 @@
  * applies g0 / sum of weights. The order of every sum is fixed, so a run is
  * bit for bit repeatable for a given thread count and backend. Worker threads
  * live as long as the Trainer and wait on a condition variable between steps.
+ * Under mpirun (trainer_distribute) the threads are those of every rank:
+ * rank r's thread t is thread r*T+t of the batch's split, and the sums run
+ * over all of them in that order (dist.h).
  *
  * The data side: a TrainSet turns IDX images and labels into what the loss
  * needs (one-hot or 0/1 target rows, class labels, per-sample class weights),
@@ -19,9 +22,11 @@
 #ifndef CNNGEN_TRAINER_H
 #define CNNGEN_TRAINER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "../compiler/ir.h"
+#include "dist.h"
 #include "engine.h"
 #include "err.h"
 #include "formats/idx.h"
@@ -36,7 +41,6 @@ typedef struct Trainer {
   void **grads;       /* [threads] NAME_grads, 64-aligned */
   /* The generated entry points (NAME_ prefix). */
   void (*grads_zero)(void *g);
-  void (*grads_add)(void *into, const void *g);
   double (*accumulate_y)(const void *m, void *w, void *g, const float *x, const float *target,
                          const float *weight, int n, uint64_t key, float *y);
   void (*update)(void *m, const void *g, float scale);
@@ -49,12 +53,24 @@ typedef struct Trainer {
      images of a batch are prepared in parallel. */
   void (*prepare)(void *ctx, int thread, int first, int n);
   void *prepare_ctx;
+  /* Optional: a stop request (a signal number, 0: none), read as the step's
+     own threads finish; trainer_step leaves in `stop` the largest request of
+     any rank, so that every rank stops after the same step. */
+  const volatile sig_atomic_t *stop_request;
+  int stop;
+  Dist *dist;          /* NULL: this process alone (trainer_distribute) */
+  unsigned char *recs; /* [ranks][rec_bytes]: a step's losses and outputs */
+  size_t rec_bytes;
+  int rec_rows; /* rows of outputs a rank's record holds */
 } Trainer;
 
 /* Looks up the training entry points in en (opened with training code) and
    starts en->threads - 1 worker threads. */
 int trainer_open(Trainer *t, Engine *en, Err *e);
 void trainer_close(Trainer *t);
+/* Makes the steps data-parallel over d's ranks (every rank runs
+   en->threads threads; steps of at most `batch` images). */
+int trainer_distribute(Trainer *t, Dist *d, int batch, Err *e);
 
 /* One optimizer step on n samples (x filled by t->prepare when set): x [n][in_size], target
    [n][out_size], weight [n] (NULL: all 1). Image i's dropout draws from key + i. Writes the forward

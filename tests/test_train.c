@@ -1019,6 +1019,27 @@ static void test_train_resume_reports_what_changed(void **state) {
   assert_contains(tu_out, "lr 0.0005");
 }
 
+/* A checkpoint made with --batch 400 resumed without --batch (the train
+   block says 50) trains on the checkpoint's batches of 400, as an
+   uninterrupted run does (the batch buffers once held only 50 images). */
+static void test_train_resume_with_the_checkpoints_larger_batch(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 1200, 48);
+  write_linear_net("big.cnn", "adam", "0.01");
+  assert_int_equal(tu_run("train big.cnn --data quad --epochs 2 --batch 400 --backend tcc "
+                          "--threads 2 --out whole.safetensors --checkpoint whole.ckpt"),
+                   0);
+  assert_int_equal(tu_run("train big.cnn --data quad --epochs 1 --batch 400 --backend tcc "
+                          "--threads 2 --out half.safetensors --checkpoint half.ckpt"),
+                   0);
+  int status = tu_run("train big.cnn --data quad --epochs 2 --backend tcc --threads 2 --resume "
+                      "half.ckpt --out rest.safetensors --checkpoint rest.ckpt");
+  if (status != 0)
+    fail_msg("exit %d:\n%s%s", status, tu_out, tu_err);
+  assert_contains(tu_out, "batch 400");
+  assert_true(tu_same_tensors("whole.safetensors", "rest.safetensors"));
+}
+
 /* Resuming from the checkpoint of the last epoch writes the same weights
    file, test scores included, and names that checkpoint. */
 static void test_train_resume_at_the_end_keeps_the_scores(void **state) {
@@ -1182,6 +1203,7 @@ int main(void) {
       cmocka_unit_test(test_train_sigterm_and_a_second_signal),
       cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
       cmocka_unit_test(test_train_resume_reports_what_changed),
+      cmocka_unit_test(test_train_resume_with_the_checkpoints_larger_batch),
       cmocka_unit_test(test_train_resume_at_the_end_keeps_the_scores),
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
