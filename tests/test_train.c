@@ -494,9 +494,9 @@ static void test_train_set_targets_and_class_weights(void **state) {
 }
 
 /* The learning rate of each step against the closed forms of docs/language.md
-   (Training settings), written per epoch here; and the rates PyTorch's
-   reference cases in the shared golden-blocks folder list per epoch (one
-   step each): cosine warmup=1 over 4 epochs, step every=2 gamma=0.5. */
+   (Training settings), written per epoch here; and the rates that PyTorch
+   gives per epoch of one step for cosine warmup=1 over 4 epochs and for step
+   every=2 gamma=0.5. */
 static void test_train_lr_schedules_follow_closed_forms(void **state) {
   (void)state;
   Arena arena = {0};
