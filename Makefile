@@ -147,6 +147,10 @@ fashion-augment: all
 	$(B)/cnngen train examples/fashion_augment.cnn --out $(B)/fashion_augment.safetensors --checkpoint $(B)/fashion_augment.ckpt.safetensors --log $(B)/fashion_augment.csv --plot $(B)/fashion_augment.png
 	$(B)/cnngen eval examples/fashion_augment.cnn --weights $(B)/fashion_augment.safetensors
 
+fashion-recipes: all
+	$(B)/cnngen train examples/fashion_recipes.cnn --out $(B)/fashion_recipes.safetensors --checkpoint $(B)/fashion_recipes.ckpt.safetensors --log $(B)/fashion_recipes.csv
+	$(B)/cnngen eval examples/fashion_recipes.cnn --weights $(B)/fashion_recipes.safetensors
+
 # Fashion-MNIST written out as an image folder of 70,000 PNG files, then
 # trained on and evaluated as `make fashion` does on the IDX files.
 folder: all
@@ -175,5 +179,5 @@ clean:
 	rm -rf build
 
 -include $(sort $(shell find $(B) build/fuzz -name '*.d' 2>/dev/null))
-.PHONY: all test fuzz fashion fashion-augment folder imbalanced multilabel bench bench-mpi deps clean
+.PHONY: all test fuzz fashion fashion-augment fashion-recipes folder imbalanced multilabel bench bench-mpi deps clean
 .SECONDARY:

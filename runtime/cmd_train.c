@@ -72,8 +72,8 @@ static const char help[] =
     "optimizer are generated C too) and trains it as its train { } block says.\n"
     "Each epoch shuffles the training set (from the seed), steps through it in\n"
     "mini-batches (the last one may be smaller), then prints the training loss\n"
-    "and accuracy, the test loss and accuracy, the learning rate, the seconds\n"
-    "and images/s. On a terminal a progress bar shows the epoch as it runs.\n"
+    "and accuracy, the validation (if any) and test loss and accuracy, the\n"
+    "learning rate, seconds and images/s. A terminal shows a progress bar.\n"
     "\n"
     "The train block's augment line (hflip, vflip, crop, shift, rotate, noise,\n"
     "applied in that order) transforms each training image as it is read, drawn\n"
@@ -152,6 +152,7 @@ typedef struct Run {
   Dataset data;
   ClassNames names; /* of the network, the weights and the data */
   TrainSet train, test;
+  TrainSet val;     /* validation: the last images of the training file (n = 0: none) */
   char *out, *ckpt; /* paths */
   float *x, *y;     /* one batch: [batch][in], [batch][out] */
   float *target, *weight;
@@ -164,6 +165,11 @@ typedef struct Run {
   const char *good_ckpt;      /* the checkpoint that holds the latest state, or NULL */
   int good_epoch, good_batch; /* its epoch and batch_done */
   double test_loss, test_acc; /* the last test scores (NaN: none yet) */
+  double val_loss, val_acc;   /* the last validation scores (NaN: none yet) */
+  /* early_stopping: the epoch with the lowest validation loss (0: none yet),
+     that loss, and the epochs since; its weights are best_params(). */
+  int best_epoch, waited;
+  double best_loss;
   bool tty;
   Augmenter aug;
   bool augment;     /* any transform on */
@@ -196,19 +202,35 @@ static char *checkpoint_path(const char *out) {
   return with_suffix(out, n, ".ckpt");
 }
 
-static const char *const *slot_names(const Net *net) {
-  static const char *const adam[] = {"m", "v"}, *const sgd[] = {"velocity"};
-  return net->train.optimizer == OPT_ADAM ? adam : sgd;
+/* The copies of the parameters that a checkpoint holds after them: each
+   optimizer slot's state, then with early_stopping the best epoch's weights
+   (best_params). Returns their number. */
+static int checkpoint_slots(const Run *r, const char *names[3]) {
+  int n = 0;
+  if (r->net->train.optimizer == OPT_ADAM) {
+    names[n++] = "opt.m";
+    names[n++] = "opt.v";
+  } else if (r->tr.opt_slots) {
+    names[n++] = "opt.velocity";
+  }
+  if (r->net->train.patience)
+    names[n++] = "best";
+  return n;
 }
 
-/* The tensors of a checkpoint: parameters, then each optimizer slot's copy. */
+static float *best_params(const Run *r) {
+  return r->state + (long)(1 + r->tr.opt_slots) * r->net->param_count;
+}
+
+/* The tensors of a checkpoint: parameters, then each slot's copy. */
 static StParam *checkpoint_tensors(const Run *r, int *count) {
   int np = cli_params(r->net, NULL);
+  const char *slots[3];
+  int nslots = checkpoint_slots(r, slots);
   StParam *p = calloc((size_t)np + 1, sizeof *p);
-  StParam *all =
-      p && cli_params(r->net, p) >= 0
-          ? ckpt_params(p, np, slot_names(r->net), r->tr.opt_slots, r->net->param_count, count)
-          : NULL;
+  StParam *all = p && cli_params(r->net, p) >= 0
+                     ? ckpt_params(p, np, slots, nslots, r->net->param_count, count)
+                     : NULL;
   free(p);
   return all;
 }
@@ -236,7 +258,10 @@ static int write_checkpoint(Run *r, Err *e) {
                 .sums = {r->sums.wloss, r->sums.wsum, r->sums.acc, r->sums.seconds},
                 .lr = r->net->train.lr,
                 .test_accuracy = r->test_acc,
-                .test_loss = r->test_loss};
+                .test_loss = r->test_loss,
+                .best_epoch = (unsigned long long)r->best_epoch,
+                .waited = (unsigned long long)r->waited,
+                .best_loss = r->best_loss};
   int rc = ckpt_write(r->ckpt, t, n, r->state, &m, e);
   free(t);
   if (rc == 0) {
@@ -369,6 +394,9 @@ static int resume(Run *r, const char *path, Err *e) {
   r->step = step;
   r->test_acc = m.test_accuracy;
   r->test_loss = m.test_loss;
+  r->best_epoch = m.best_epoch <= epoch ? (int)m.best_epoch : 0;
+  r->waited = m.waited <= epoch ? (int)m.waited : 0;
+  r->best_loss = m.best_loss;
   r->good_ckpt = path;
   r->good_epoch = r->epoch;
   r->good_batch = r->batch_done;
@@ -392,22 +420,43 @@ static int load_data(Run *r, Err *e) {
            r->data.train_im.n + r->data.test_im.n, r->data.test_im.n, dir, now() - t0,
            r->a->threads, r->a->threads == 1 ? "" : "s");
   Dataset *d = &r->data;
-  if (trainset_make(&r->train, r->net, &d->train_im, &d->train_lb, dir, 1, e) < 0 ||
+  IdxImages im = d->train_im;
+  IdxLabels lb = d->train_lb;
+  const TrainConfig *tc = &r->net->train;
+  if (tc->validation > 0) { /* the last round(F * N) images, before any shuffling */
+    int held = (int)round(tc->validation * im.n);
+    if (held < 1 || held >= im.n)
+      return err_set(e, dir,
+                     "validation %g of %d training images holds out %d, which leaves nothing "
+                     "to %s (change validation in %s)",
+                     tc->validation, im.n, held, held < 1 ? "score" : "train on", r->net->file);
+    IdxImages vim = im;
+    IdxLabels vlb = lb;
+    vim.n = vlb.n = held;
+    vim.data += (size_t)(im.n - held) * (size_t)im.h * (size_t)im.w * (size_t)im.c;
+    vlb.data += (size_t)(lb.n - held) * (size_t)(lb.k > 0 ? lb.k : 1);
+    im.n -= held;
+    lb.n -= held;
+    if (trainset_make(&r->val, r->net, &vim, &vlb, dir, 0, e) < 0)
+      return -1;
+  }
+  if (trainset_make(&r->train, r->net, &im, &lb, dir, 1, e) < 0 ||
       trainset_make(&r->test, r->net, &d->test_im, &d->test_lb, dir, 0, e) < 0)
     return -1;
+  trainset_smooth(&r->train, tc->loss, tc->label_smoothing);
   return 0;
 }
 
-/* Mean loss and accuracy of the test set. */
-static void evaluate(Run *r) {
-  const TrainSet *s = &r->test;
+/* Mean loss and accuracy of the test or validation set (without class
+   weights or label smoothing: the loss `cnngen eval` prints). */
+static void evaluate(Run *r, const TrainSet *s, double *mean_loss, double *mean_acc) {
   enum { CHUNK = 1024 };
   long in = s->image_size;
   float *x = malloc((size_t)CHUNK * (size_t)in * sizeof *x);
   float *y = malloc((size_t)CHUNK * (size_t)s->k * sizeof *y);
   double loss = 0, acc = 0;
   if (!x || !y) {
-    r->test_loss = r->test_acc = NAN;
+    *mean_loss = *mean_acc = NAN;
     free(x);
     free(y);
     return;
@@ -422,8 +471,8 @@ static void evaluate(Run *r) {
       acc += train_accuracy(r->net->train.loss, y + (long)i * s->k, t, s->label[first + i], s->k);
     }
   }
-  r->test_loss = loss / s->n;
-  r->test_acc = acc / s->n;
+  *mean_loss = loss / s->n;
+  *mean_acc = acc / s->n;
   free(x);
   free(y);
 }
@@ -515,6 +564,30 @@ static int stop_requested(const Run *r) {
   return r->dist.size > 1 ? r->tr.stop : stop_signal;
 }
 
+/* early_stopping, after an epoch scored on the validation set: a loss below
+   the best by more than min_delta (or the first one) is the new best, and
+   its weights are kept; otherwise one more epoch without improvement. */
+static void track_best(Run *r) {
+  const TrainConfig *tc = &r->net->train;
+  if (!tc->patience)
+    return;
+  bool better =
+      r->best_epoch == 0 ? !isnan(r->val_loss) : r->val_loss < r->best_loss - tc->min_delta;
+  if (!better) {
+    r->waited++;
+    return;
+  }
+  r->best_epoch = r->epoch;
+  r->best_loss = r->val_loss;
+  r->waited = 0;
+  r->en.store(r->en.model, best_params(r));
+}
+
+/* early_stopping's patience is spent. */
+static bool patience_out(const Run *r) {
+  return r->net->train.patience && r->waited >= r->net->train.patience;
+}
+
 /* One epoch over the training set, from batch r->batch_done on. Returns 0
    at its end; 1 when a stop signal came before a batch ended: after the
    last one the epoch is finished (so an epoch of one batch stops too),
@@ -538,6 +611,7 @@ static int train_epoch(Run *r, int epochs, Err *e) {
         r->weight[i] = s->weight[j];
     }
     r->batch_first = first; /* prepare_images reads its samples from here */
+    r->tr.lr = train_lr(&r->net->train, r->step, nbatches, epochs);
     double ws;
     double loss = trainer_step(&r->tr, r->x, r->target, s->weight ? r->weight : NULL, n,
                                train_key(seed, r->step), r->y, &ws);
@@ -582,20 +656,26 @@ static int train_epoch(Run *r, int epochs, Err *e) {
   if (r->tty)
     fputs("\r\033[K", stderr);
   if (r->dist.rank == 0)
-    evaluate(r);
+    evaluate(r, &r->test, &r->test_loss, &r->test_acc);
   r->epoch++;
+  char val[96] = "";
+  if (r->val.n) {
+    evaluate(r, &r->val, &r->val_loss, &r->val_acc);
+    snprintf(val, sizeof val, "  val loss %.4f  val accuracy %.4f", r->val_loss, r->val_acc);
+    track_best(r);
+  }
   EpochStats row = {.epoch = r->epoch,
                     .loss = sum->wsum > 0 ? sum->wloss / sum->wsum : 0.0,
                     .accuracy = sum->acc / s->n,
                     .test_loss = r->test_loss,
                     .test_accuracy = r->test_acc,
                     .seconds = seconds,
-                    .lr = r->net->train.lr};
+                    .lr = r->tr.lr};
   r->batch_done = 0;
   *sum = (EpochSums){0};
-  printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  lr %g  "
+  printf("epoch %d/%d  loss %.4f  accuracy %.4f%s  test loss %.4f  test accuracy %.4f  lr %g  "
          "%.1f s  %.0f images/s\n",
-         r->epoch, epochs, row.loss, row.accuracy, r->test_loss, r->test_acc, row.lr, seconds,
+         r->epoch, epochs, row.loss, row.accuracy, val, r->test_loss, r->test_acc, row.lr, seconds,
          s->n / seconds);
   fflush(stdout);
   if (r->rows) {
@@ -649,9 +729,11 @@ static int update_log(Run *r, Err *e) {
   return write_plot(r, e);
 }
 
+/* The weights: the last epoch's, or with early_stopping the best epoch's. */
 static int write_weights(Run *r, Err *e) {
   r->en.store(r->en.model, r->state);
-  char epochs[24], seed[24], acc[32], loss[32];
+  const bool best = r->net->train.patience && r->best_epoch > 0;
+  char epochs[24], seed[24], acc[32], loss[32], best_epoch[24];
   snprintf(epochs, sizeof epochs, "%d", r->epoch);
   snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
   snprintf(acc, sizeof acc, "%.4f", r->test_acc);
@@ -662,19 +744,25 @@ static int write_weights(Run *r, Err *e) {
     e->internal = 1;
     return err_set(e, r->out, "out of memory");
   }
-  const char *meta[12] = {"epochs", epochs, "seed", seed};
+  const char *meta[14] = {"epochs", epochs, "seed", seed};
   int m = 4;
+  if (best) {
+    snprintf(best_epoch, sizeof best_epoch, "%d", r->best_epoch);
+    meta[m++] = "best_epoch";
+    meta[m++] = best_epoch;
+  }
   if (classes) {
     meta[m++] = "classes";
     meta[m++] = classes;
   }
-  if (!isnan(r->test_acc) && r->batch_done == 0) { /* an epoch ran, and the scores are its */
+  /* an epoch ran, and the scores are its weights' */
+  if (!isnan(r->test_acc) && r->batch_done == 0 && (!best || r->best_epoch == r->epoch)) {
     meta[m++] = "test_accuracy";
     meta[m++] = acc;
     meta[m++] = "test_loss";
     meta[m++] = loss;
   }
-  int rc = cli_write_weights(r->out, r->net, r->state, meta, e);
+  int rc = cli_write_weights(r->out, r->net, best ? best_params(r) : r->state, meta, e);
   free(classes);
   return rc;
 }
@@ -755,7 +843,9 @@ static int setup(Run *r, Err *e) {
 static int allocate(Run *r, Err *e) {
   long in = r->train.image_size;
   r->order = malloc((size_t)r->train.n * sizeof *r->order);
-  r->state = malloc((size_t)(r->net->param_count * (1 + r->tr.opt_slots) + 1) * sizeof *r->state);
+  const char *slots[3];
+  r->state = calloc((size_t)(r->net->param_count * (1 + checkpoint_slots(r, slots)) + 1),
+                    sizeof *r->state);
   r->aug_tmp = malloc((size_t)(in * r->en.threads) * sizeof *r->aug_tmp);
   if (!r->order || !r->state || !r->aug_tmp) {
     e->internal = 1;
@@ -820,6 +910,8 @@ typedef struct RankState {
   uint64_t step, opt_step;
   int batch, epoch, batch_done;
   EpochSums sums;
+  int best_epoch, waited; /* early_stopping's (checkpoint_slots holds the best weights) */
+  double best_loss;
 } RankState;
 
 /* After every rank has set up, rc its verdict (rank 0 has also read --resume
@@ -875,13 +967,15 @@ static int start_ranks(Run *r, int rc, Err *e) {
   if (rc < 0)
     return -1;
 
-  long count = r->net->param_count * (1 + r->tr.opt_slots);
+  const char *slots[3];
+  long count = r->net->param_count * (1 + checkpoint_slots(r, slots));
   RankState st = {0};
   if (d->rank == 0) {
     r->en.store(r->en.model, r->state);
     r->tr.store_opt(r->en.model, r->state + r->net->param_count, &st.opt_step);
     st = (RankState){r->net->train.seed, r->step,       st.opt_step, r->net->train.batch,
-                     r->epoch,           r->batch_done, r->sums};
+                     r->epoch,           r->batch_done, r->sums,      r->best_epoch,
+                     r->waited,          r->best_loss};
   }
   dist_bcast(d, &st, sizeof st);
   dist_bcast(d, r->state, (size_t)count * sizeof *r->state);
@@ -894,6 +988,9 @@ static int start_ranks(Run *r, int rc, Err *e) {
     r->epoch = st.epoch;
     r->batch_done = st.batch_done;
     r->sums = st.sums;
+    r->best_epoch = st.best_epoch;
+    r->waited = st.waited;
+    r->best_loss = st.best_loss;
   }
   rc = trainer_distribute(&r->tr, d, r->net->train.batch, e);
   if (rc == 0 && !(r->rank_hashes = calloc((size_t)d->size, sizeof *r->rank_hashes))) {
@@ -943,7 +1040,12 @@ static int run(const CliArgs *cli) {
   Arena arena = {0};
   Err e = {0};
   int status = 0;
-  Run r = {.a = a, .test_loss = NAN, .test_acc = NAN};
+  Run r = {.a = a,
+           .test_loss = NAN,
+           .test_acc = NAN,
+           .val_loss = NAN,
+           .val_acc = NAN,
+           .best_loss = NAN};
   bool engine_open = false, trainer_open_ok = false, caught = false, agreed = false;
   struct sigaction old_signals[2];
   if (dist_open(&r.dist, &e) < 0)
@@ -1007,12 +1109,14 @@ static int run(const CliArgs *cli) {
   char compiled[48] = "cached";
   if (!program_cached(r.en.prog))
     snprintf(compiled, sizeof compiled, "compiled in %.2f s", program_compile_seconds(r.en.prog));
-  char ranks[32] = "";
+  char ranks[32] = "", held[48] = "";
   if (r.dist.size > 1)
     snprintf(ranks, sizeof ranks, "%d ranks x ", r.dist.size);
-  printf("training %s: %d images (%d test), batch %d, %d epoch%s%s, %s, backend %s (%s), %s%d "
+  if (r.val.n)
+    snprintf(held, sizeof held, ", %d for validation", r.val.n);
+  printf("training %s: %d images (%d test%s), batch %d, %d epoch%s%s, %s, backend %s (%s), %s%d "
          "thread%s\n",
-         r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
+         r.net->name, r.train.n, r.test.n, held, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
          resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog), compiled, ranks,
          r.en.threads, r.en.threads == 1 ? "" : "s");
   if (r.augment) {
@@ -1028,11 +1132,16 @@ static int run(const CliArgs *cli) {
   }
   double started = now();
   r.dist.comm_seconds = 0;
-  for (int rc = 0; r.epoch < tc->epochs && rc == 0;) {
+  for (int rc = 0; r.epoch < tc->epochs && rc == 0 && !patience_out(&r);) {
     rc = train_epoch(&r, tc->epochs, &e);
     if (rc < 0 || check_same_weights(&r, &e) < 0 || on_rank0(&r, write_epoch_files, &e) < 0)
       goto fail;
   }
+  const bool early = r.epoch < tc->epochs && patience_out(&r);
+  if (early)
+    printf("early stopping after epoch %d: the validation loss has not fallen below epoch %d's "
+           "%.4f for %d epochs\n",
+           r.epoch, r.best_epoch, r.best_loss, r.waited);
   if (on_rank0(&r, write_weights, &e) < 0)
     goto fail;
   if (r.dist.size > 1) {
@@ -1041,8 +1150,12 @@ static int run(const CliArgs *cli) {
            "included\n",
            r.dist.comm_seconds, total, total > 0 ? 100 * r.dist.comm_seconds / total : 0.0);
   }
-  printf("wrote %s (checkpoint %s)\n", r.out, r.good_ckpt ? r.good_ckpt : "none");
-  if (r.epoch < tc->epochs) { /* stopped by a signal */
+  if (tc->patience && r.best_epoch > 0)
+    printf("wrote %s: epoch %d's weights, the lowest validation loss (checkpoint %s)\n", r.out,
+           r.best_epoch, r.good_ckpt ? r.good_ckpt : "none");
+  else
+    printf("wrote %s (checkpoint %s)\n", r.out, r.good_ckpt ? r.good_ckpt : "none");
+  if (r.epoch < tc->epochs && !early) { /* stopped by a signal */
     describe_position(&r, r.epoch, r.batch_done, where, sizeof where);
     int sig = stop_requested(&r);
     printf("stopped by %s %s; to continue:\n  ", sig == SIGINT ? "Ctrl-C" : "SIGTERM", where);
@@ -1070,6 +1183,7 @@ done:
     engine_close(&r.en);
   trainset_free(&r.train);
   trainset_free(&r.test);
+  trainset_free(&r.val);
   dataset_free(&r.data);
   cli_class_names_free(&r.names);
   free(r.out);

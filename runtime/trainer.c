@@ -179,6 +179,7 @@ int trainer_open(Trainer *t, Engine *en, Err *e) {
   LOOKUP(t->store_opt, "_store_opt");
   LOOKUP(t->load_opt, "_load_opt");
 #undef LOOKUP
+  t->lr = en->net->train.lr;
   t->grads_bytes = grads_bytes();
   t->opt_slots = opt_slots();
   t->grads = calloc((size_t)en->threads, sizeof *t->grads);
@@ -321,7 +322,7 @@ double trainer_step(Trainer *t, const float *x, const float *target, const float
     wsum = n;
   *weight_sum = wsum;
   if (wsum > 0)
-    t->update(t->en->model, t->grads[0], (float)(1.0 / wsum));
+    t->update(t->en->model, t->grads[0], (float)(1.0 / wsum), (float)t->lr);
   return loss;
 }
 
@@ -380,7 +381,7 @@ static int make_weights(TrainSet *s, const TrainConfig *tc, const char *what, Er
   }
   for (int i = 0; i < s->n; i++)
     s->weight[i] = (float)cw[s->label[i]];
-  free(cw);
+  s->class_weight = cw;
   return 0;
 }
 
@@ -437,10 +438,27 @@ int trainset_make(TrainSet *s, const Net *net, const IdxImages *im, const IdxLab
   return 0;
 }
 
+void trainset_smooth(TrainSet *s, Loss loss, double smoothing) {
+  if (smoothing <= 0 || (loss != LOSS_SPARSE_CE && loss != LOSS_CE))
+    return;
+  const int k = s->k;
+  for (int i = 0; i < s->n; i++) {
+    float *t = s->target + (long)i * k;
+    const double wy = s->class_weight ? s->class_weight[s->label[i]] : 1.0;
+    if (wy <= 0)
+      continue; /* weight 0: the sample adds nothing */
+    for (int c = 0; c < k; c++) {
+      const double wc = s->class_weight ? s->class_weight[c] : 1.0;
+      t[c] = (float)((1.0 - smoothing) * t[c] + smoothing / k * wc / wy);
+    }
+  }
+}
+
 void trainset_free(TrainSet *s) {
   free(s->target);
   free(s->label);
   free(s->weight);
+  free(s->class_weight);
   memset(s, 0, sizeof *s);
 }
 
@@ -495,6 +513,29 @@ void train_order(uint64_t seed, int epoch, int *order, int n) {
     order[i] = order[j];
     order[j] = tmp;
   }
+}
+
+double train_lr(const TrainConfig *tc, uint64_t step, long per_epoch, int epochs) {
+  const double lr = tc->lr;
+  const uint64_t warm = (uint64_t)tc->warmup * (uint64_t)per_epoch;
+  if (step < warm)
+    return lr * (double)(step + 1) / (double)warm;
+  const uint64_t t = step - warm, total = (uint64_t)epochs * (uint64_t)per_epoch;
+  switch (tc->schedule) {
+  case SCHED_STEP:
+    return lr * pow(tc->step_gamma, (double)(t / (uint64_t)per_epoch / (uint64_t)tc->step_every));
+  case SCHED_COSINE: {
+    if (total <= warm || t >= total - warm) /* past the run's last step (a shorter --epochs) */
+      return tc->min_lr;
+    const double pi = 3.14159265358979323846;
+    return tc->min_lr +
+           (lr - tc->min_lr) * (1.0 + cos(pi * (double)t / (double)(total - warm))) / 2.0;
+  }
+  case SCHED_CONSTANT:
+  case SCHED_COUNT:
+    break;
+  }
+  return lr;
 }
 
 uint64_t train_key(uint64_t seed, uint64_t step) {

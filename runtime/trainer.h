@@ -43,7 +43,7 @@ typedef struct Trainer {
   void (*grads_zero)(void *g);
   double (*accumulate_y)(const void *m, void *w, void *g, const float *x, const float *target,
                          const float *weight, int n, uint64_t key, float *y);
-  void (*update)(void *m, const void *g, float scale);
+  void (*update)(void *m, const void *g, float scale, float lr);
   void (*store_opt)(const void *m, float *state, uint64_t *step);
   void (*load_opt)(void *m, const float *state, uint64_t step);
   TrainerPool *pool; /* threads 1 .. threads-1; NULL with one thread */
@@ -62,6 +62,9 @@ typedef struct Trainer {
   unsigned char *recs; /* [ranks][rec_bytes]: a step's losses and outputs */
   size_t rec_bytes;
   int rec_rows; /* rows of outputs a rank's record holds */
+  /* The learning rate of the next step: the caller sets it before each step
+     (train_lr); trainer_open sets the train block's. */
+  double lr;
 } Trainer;
 
 /* Looks up the training entry points in en (opened with training code) and
@@ -88,6 +91,7 @@ typedef struct TrainSet {
   float *target;         /* [n][k]: one-hot rows for class labels, 0/1 rows as given */
   int *label;            /* [n]: the class, or -1 for a multi-label row */
   float *weight;         /* [n] class weights, or NULL (all 1) */
+  double *class_weight;  /* [k] the weight of each class, or NULL */
 } TrainSet;
 
 /* Checks that the images fit the network's input and the labels its loss and
@@ -97,6 +101,14 @@ typedef struct TrainSet {
 int trainset_make(TrainSet *s, const Net *net, const IdxImages *im, const IdxLabels *lb,
                   const char *what, int class_weights, Err *e);
 void trainset_free(TrainSet *s);
+
+/* label_smoothing F for the cross-entropy losses (nothing for the others or
+   F = 0): each target row t becomes (1 - F) t + F / K. With class weights,
+   sample i's loss is weight_i * (row . -log p), so that it adds up to
+   PyTorch's CrossEntropyLoss(weight, label_smoothing) numerator
+   (1 - F) w_y (-log p_y) + F / K sum_c w_c (-log p_c), its row becomes
+   (1 - F) onehot + F / K * w_c / w_y; a sample of weight 0 stays out. */
+void trainset_smooth(TrainSet *s, Loss loss, double smoothing);
 
 /* The runtime's random numbers: xoshiro256** seeded through splitmix64.
    One generator for shuffling (train_order) and augmentation (augment.c). */
@@ -118,6 +130,13 @@ double train_rng_uniform(TrainRng *r);
 /* Epoch `epoch`'s order of n samples: a Fisher-Yates shuffle driven by
    xoshiro256** seeded from (seed, epoch) through splitmix64. */
 void train_order(uint64_t seed, int epoch, int *order, int n);
+/* The learning rate of optimizer step `step` (0, 1, ...) of a run of
+   `epochs` epochs of `per_epoch` steps each, as tc's schedule says
+   (docs/language.md, Training settings): the first warmup * per_epoch steps
+   ramp up as lr * (step + 1) / that, then the schedule runs over the rest,
+   its epochs and steps counted from the warmup's end. */
+double train_lr(const TrainConfig *tc, uint64_t step, long per_epoch, int epochs);
+
 /* The dropout key of optimizer step `step` (images use key + i). */
 uint64_t train_key(uint64_t seed, uint64_t step);
 

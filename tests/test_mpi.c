@@ -282,6 +282,49 @@ static void test_mpi_resume_across_rank_counts(void **state) {
   assert_false(tu_exists("d.safetensors"));
 }
 
+/* The training recipes across ranks: a cosine schedule with warmup, label
+   smoothing, a validation split and early stopping (min_delta so large that
+   only epoch 1 counts as the best, so the run stops after epoch 3). Every
+   rank scores the validation set and stops after the same epoch; resumed
+   under mpirun from that epoch's checkpoint, every rank takes rank 0's
+   patience count (else rank 1 trains on while rank 0 has stopped) and the
+   best epoch's weights are written. */
+static void test_mpi_recipes_and_early_stopping(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 100, 30);
+  tu_write_text("rec.cnn", "network rec\n"
+                           "input 12x12x1\n"
+                           "conv2d 4 3x3 relu\n"
+                           "maxpool 2x2\n"
+                           "flatten\n"
+                           "dense 4 softmax\n"
+                           "train {\n"
+                           "  optimizer adam lr=0.01\n"
+                           "  schedule cosine warmup=1\n"
+                           "  label_smoothing 0.1\n"
+                           "  validation 0.2\n"
+                           "  early_stopping patience=2 min_delta=10\n"
+                           "  batch 7\n"
+                           "  epochs 5\n"
+                           "  seed 3\n"
+                           "}\n");
+  assert_int_equal(tu_run("train rec.cnn --data quad --threads 2 --out one.safetensors"), 0);
+  assert_contains(tu_out, "early stopping after epoch 3");
+  int status = mpi(2, "train rec.cnn --data quad --threads 1 --out two.safetensors");
+  if (status != 0)
+    fail_msg("mpirun exited %d:\n%s%s", status, tu_out, tu_err);
+  assert_contains(tu_out, "early stopping after epoch 3");
+  assert_int_equal(tu_count(tu_out, "val loss"), 3);
+  assert_same_file("one.safetensors", "two.safetensors");
+  assert_same_file("one.ckpt.safetensors", "two.ckpt.safetensors");
+
+  status = mpi(2, "train rec.cnn --data quad --threads 1 --resume one.ckpt.safetensors "
+                  "--checkpoint three.ckpt --out three.safetensors");
+  if (status != 0)
+    fail_msg("mpirun --resume exited %d:\n%s%s", status, tu_out, tu_err);
+  assert_same_file("one.safetensors", "three.safetensors");
+}
+
 /* SIGTERM to rank 1 alone: every rank stops after the same batch, rank 0
    writes the checkpoint inside the epoch and prints the command that
    resumes; resumed, the run ends where an uninterrupted one does. */
@@ -345,6 +388,7 @@ int main(void) {
       cmocka_unit_test(test_mpi_ranks_that_compute_differently),
       cmocka_unit_test(test_mpi_killed_rank_stops_all),
       cmocka_unit_test(test_mpi_resume_across_rank_counts),
+      cmocka_unit_test(test_mpi_recipes_and_early_stopping),
       cmocka_unit_test(test_mpi_signal_stops_every_rank),
       cmocka_unit_test(test_mpi_without_plugin_refuses),
   };

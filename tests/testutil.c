@@ -97,7 +97,10 @@ const char *const tu_reference_cases[TU_REFERENCE_CASES] = {"seed_fashion",
                                                             "multilabel_bce",
                                                             "overlap_categorical",
                                                             "stride_padding_bias",
-                                                            "stride_padding_bias_adam"};
+                                                            "stride_padding_bias_adam",
+                                                            "recipe_cosine_smoothing",
+                                                            "recipe_step_weights",
+                                                            "recipe_early_stopping"};
 
 const char *tu_reference(const char *fmt, ...) {
   static char buf[8][512];
