@@ -152,23 +152,25 @@ void glue_optimizer(Emitter *em, const Net *net, int slots) {
   const char *n = net->name;
 #define FL(v) em_float(em, (float)(v))
   if (tc->optimizer == OPT_ADAM) {
-    em_comment(em, "adam lr=%g beta1=%g beta2=%g eps=%g weight_decay=%g", tc->lr, tc->beta1,
+    em_comment(em, "adam (lr=%g in the .cnn file, the step's lr at run time) beta1=%g beta2=%g eps=%g weight_decay=%g", tc->lr, tc->beta1,
                tc->beta2, tc->eps, tc->weight_decay);
     em_open_fn(em,
                "static void %s_adam(float *restrict p, const float *restrict g, "
-               "float *restrict s0, float *restrict s1, long n, float scale, float c1, float c2)",
+               "float *restrict s0, float *restrict s1, long n, float scale, float lr, float c1, "
+               "float c2)",
                n);
-    em_call(em, "cnk_adam(p, g, s0, s1, n, scale, c1, c2, %s, %s, %s, %s, %s, %s, %s);",
-            FL(tc->lr), FL(tc->beta1), FL(1.0 - tc->beta1), FL(tc->beta2), FL(1.0 - tc->beta2),
+    em_call(em, "cnk_adam(p, g, s0, s1, n, scale, c1, c2, lr, %s, %s, %s, %s, %s, %s);",
+            FL(tc->beta1), FL(1.0 - tc->beta1), FL(tc->beta2), FL(1.0 - tc->beta2),
             FL(tc->eps), FL(tc->weight_decay));
   } else {
-    em_comment(em, "sgd lr=%g momentum=%g%s weight_decay=%g", tc->lr, tc->momentum,
+    em_comment(em, "sgd (lr=%g in the .cnn file, the step's lr at run time) momentum=%g%s weight_decay=%g", tc->lr, tc->momentum,
                tc->nesterov ? " nesterov" : "", tc->weight_decay);
     em_open_fn(
-        em, "static void %s_sgd(float *restrict p, const float *restrict g, %slong n, float scale)",
+        em, "static void %s_sgd(float *restrict p, const float *restrict g, %slong n, float scale, "
+        "float lr)",
         n, slots ? "float *restrict s0, " : "");
-    em_call(em, "cnk_sgd(p, g, %s, n, scale, %s, %s, %d, %s);", slots ? "s0" : "NULL",
-            FL(tc->lr), FL(tc->momentum), tc->nesterov, FL(tc->weight_decay));
+    em_call(em, "cnk_sgd(p, g, %s, n, scale, lr, %s, %d, %s);", slots ? "s0" : "NULL",
+            FL(tc->momentum), tc->nesterov, FL(tc->weight_decay));
   }
 #undef FL
   em_close(em);

@@ -66,21 +66,14 @@ static Tensor layer_tensor(Emitter *em, const Net *net, const Layer *l, int bias
     return t;
   t.offset = l->weight_offset;
   t.count = l->weight_count;
-  long fan_in, fan_out;
-  if (l->op == OP_CONV2D) {
-    t.c = l->in.c;
-    t.k = l->u.conv.kh * l->u.conv.kw;
-    t.file = em_str(em, "[%d][%d][%d][%d]", t.o, t.c, l->u.conv.kh, l->u.conv.kw);
-    fan_in = (long)t.c * t.k;
-    fan_out = (long)t.o * t.k;
-  } else {
-    const Shape s = net_dense_source(net, l);
-    t.c = s.c;
-    t.k = s.h * s.w;
-    t.file = em_str(em, "[%d][%ld]", t.o, shape_size(l->in));
-    fan_in = shape_size(l->in);
-    fan_out = t.o;
-  }
+  OpTensor w;
+  op_modules[l->op]->tensor(net, l, &w);
+  t.c = w.c;
+  t.k = w.k;
+  t.file = "";
+  for (int d = 0; d < w.rank; d++)
+    t.file = em_str(em, "%s[%d]", t.file, w.shape[d]);
+  const long fan_in = w.fan_in, fan_out = w.fan_out;
   t.bound = sqrt(6.0 / (double)(fan_in + fan_out));
   return t;
 }
@@ -90,7 +83,7 @@ static int all_tensors(Emitter *em, const Net *net, Tensor **out) {
   const int count = net_tensors(net, NULL);
   Tensor *t = arena_alloc(&em->strings, (size_t)(count + 1) * sizeof *t);
   for (int i = 0, j = 0; i < net->nlayers; i++)
-    for (int bias = 0; bias < 2 && op_has_weights[net->layers[i].op]; bias++)
+    for (int bias = 0; bias < 2 && op_modules[net->layers[i].op]->weights; bias++)
       if (!bias || net->layers[i].bias_count) /* bias=false: no bias tensor */
         t[j++] = layer_tensor(em, net, &net->layers[i], bias);
   *out = t;
@@ -102,24 +95,10 @@ void emit_model_members(Emitter *em, const Net *net) {
   int pads = 0;
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    if (!op_has_weights[l->op])
+    if (!op_modules[l->op]->weights)
       continue;
-    const char *file = layer_tensor(em, net, l, 0).file, *layout;
-    if (l->op == OP_CONV2D) {
-      layout = em_str(EM, "[KH][KW][C][F] = [%d][%d][%d][%d]", l->u.conv.kh, l->u.conv.kw, l->in.c,
-                      l->out.c);
-    } else {
-      const Shape s = net_dense_source(net, l);
-      layout = em_str(EM, "[IN][OUT] = [%ld][%d], file %s", shape_size(l->in), l->out.c, file);
-      if (!s.vec)
-        layout =
-            em_str(EM, "%s; IN runs over %s\nin H, W, C order here, in C, H, W order in the file",
-                   layout, emit_dims(em, s));
-    }
-    if (l->op == OP_CONV2D)
-      em_comment(EM, "%s\n%s.weight %s, file %s", emit_quote(em, l), l->name, layout, file);
-    else
-      em_comment(EM, "%s\n%s.weight %s", emit_quote(em, l), l->name, layout);
+    em_comment(EM, "%s\n%s.weight %s", emit_quote(em, l), l->name,
+               op_modules[l->op]->weight_comment(em, net, l));
     for (int bias = 0; bias < (l->bias_count ? 2 : 1); bias++) {
       if (used % ALIGN_FLOATS) {
         em_line(EM, "float pad%d[%ld]; /* aligns the next array to 64 bytes */", pads++,

@@ -22,21 +22,12 @@
  *                                        which only the inference emitter
  *                                        reads; training always runs it.
  *
- * A pool fuses when its windows do not overlap (stride = window, in each
- * direction: maxpool 2x3 strides 2x3) and its result does not depend on
- * where the activation runs (see pool_fuses):
- * max commutes with every increasing activation, a mean only with the
- * piecewise linear ones that the conv applies per pixel before summing.
+ * The op table decides (ops.h): which layers take the activation after
+ * them (takes_act), which are the identity in inference (infer_identity),
+ * and which pools fold into a conv (the conv module's fuses_pool: windows
+ * that do not overlap, an activation that commutes with the pool).
  */
 #include "compile.h"
-
-static bool pool_fuses(const Layer *conv, const Layer *pool) {
-  if (pool->u.pool.sh != pool->u.pool.kh || pool->u.pool.sw != pool->u.pool.kw)
-    return false;
-  if (pool->op == OP_MAXPOOL)
-    return conv->act != ACT_SOFTMAX; /* softmax mixes channels: not monotonic per value */
-  return conv->act == ACT_LINEAR || conv->act == ACT_RELU;
-}
 
 void fuse(Net *net) {
   for (int i = 0; i < net->nlayers; i++) {
@@ -46,11 +37,12 @@ void fuse(Net *net) {
   }
   for (int i = 0; i < net->nlayers; i++) {
     Layer *l = &net->layers[i];
-    if (l->op == OP_DROPOUT) {
+    const OpModule *op = op_modules[l->op];
+    if (op->infer_identity) {
       l->fused_away = true;
       continue;
     }
-    if (l->op != OP_CONV2D && l->op != OP_DENSE)
+    if (!op->takes_act)
       continue;
     Layer *next = i + 1 < net->nlayers ? &net->layers[i + 1] : NULL;
     if (next && next->op == OP_ACT && l->act == ACT_LINEAR) {
@@ -60,8 +52,7 @@ void fuse(Net *net) {
     }
     int after = l->fused_act ? i + 1 : i;
     next = after + 1 < net->nlayers ? &net->layers[after + 1] : NULL;
-    if (l->op == OP_CONV2D && next && (next->op == OP_MAXPOOL || next->op == OP_AVGPOOL) &&
-        pool_fuses(l, next)) {
+    if (next && op->fuses_pool && op_modules[next->op]->folds && op->fuses_pool(l, next)) {
       l->fused_pool = next;
       next->fused_away = true;
     }

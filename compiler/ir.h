@@ -70,6 +70,8 @@ typedef struct Layer {
      shape.c gives it no shape and checks nothing after it. */
   bool broken;
 
+  /* The kinds' own fields, each read by its op module (compiler/ops/) and
+     by lower.c, which fills them from the options. */
   union {
     struct {
       int filters, kh, kw;
@@ -154,6 +156,19 @@ typedef struct TrainConfig {
   double *class_weight_list; /* CW_LIST: one weight per output */
   int class_weight_count;
   Loc class_weights_loc;
+  double label_smoothing; /* in [0, 1): cross-entropy against (1 - F) onehot + F / K */
+  Loc label_smoothing_loc;
+  Schedule schedule; /* the learning rate per step: trainer.c, train_lr */
+  int step_every;    /* SCHED_STEP: lr * step_gamma^floor(epoch / step_every) */
+  double step_gamma;
+  double min_lr; /* SCHED_COSINE: the rate at the run's last step */
+  int warmup;    /* epochs whose steps ramp the rate up linearly (0: none) */
+  Loc schedule_loc;
+  double validation; /* in (0, 1): the last round(F * N) training images held out; 0: none */
+  Loc validation_loc;
+  int patience;     /* early_stopping patience=P (0: no early stopping) */
+  double min_delta; /*   min_delta=F: the fall in validation loss that counts */
+  Loc early_stopping_loc;
   bool present; /* a train { } block was written */
   /* lower.c reported an error that checking the loss against the output
      would only repeat (a bad loss, the last activation). */
@@ -207,10 +222,5 @@ int net_tensors(const Net *net, TensorInfo *out);
    what the network's outputs are. (ir.c) */
 const Layer *net_last_layer(const Net *net);
 Act net_output_act(const Net *net);
-
-/* The shape a dense layer's IN index walks in H, W, C order: what a flatten
-   before it (possibly through dropout or activations) flattened; else its
-   input. Both emitters permute dense weights by it. (ir.c) */
-Shape net_dense_source(const Net *net, const Layer *l);
 
 #endif

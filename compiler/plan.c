@@ -71,22 +71,15 @@ static bool overlap_time(const Block *a, const Block *b) {
   return a->start <= b->end && b->start <= a->end;
 }
 
-/* A flatten is free (NHWC is the dense layer's order once its weights are
-   permuted) unless no dense comes after it: then its output is the
-   network's, which must be in PyTorch's C, H, W order, and it transposes. */
-static bool flatten_transposes(const Net *net, int i) {
-  const Layer *l = &net->layers[i];
-  if (l->op != OP_FLATTEN || (l->in.h == 1 && l->in.w == 1))
-    return false;
-  for (int j = i + 1; j < net->nlayers; j++)
-    if (net->layers[j].op == OP_DENSE)
-      return false;
-  return true;
+/* Its output is its input's floats (a flatten before a dense layer). */
+static bool is_view(const Net *net, const Layer *l) {
+  return op_modules[l->op]->view && op_modules[l->op]->view(net, l);
 }
 
-static bool conv_padded(const Layer *l) {
-  return l->op == OP_CONV2D &&
-         (l->u.conv.pad_top || l->u.conv.pad_bottom || l->u.conv.pad_left || l->u.conv.pad_right);
+/* Zeros around its input (a conv with padding): in pad[4], top, left,
+   bottom, right. */
+static bool pads(const Layer *l, int pad[4]) {
+  return op_modules[l->op]->pad && op_modules[l->op]->pad(l, pad);
 }
 
 /* Places blocks[0..n) by first fit in order; returns the buffer size. */
@@ -127,16 +120,16 @@ static void plan_inference(Net *net) {
   for (int i = 0; i < n; i++) {
     Layer *l = &net->layers[i];
     pad_block[i] = -1;
-    const bool alias = l->op == OP_FLATTEN && !flatten_transposes(net, i);
+    const bool alias = is_view(net, l);
     if (cur >= 0 && blocks[cur].end < i && !l->fused_away && !alias)
       blocks[cur].end = i; /* read at step i */
     if (l->fused_away || alias || (l->op == OP_ACT && cur >= 0)) {
       out_block[i] = cur; /* identity, fused, or in place */
       continue;
     }
-    if (conv_padded(l)) {
-      long ph = (long)l->in.h + l->u.conv.pad_top + l->u.conv.pad_bottom;
-      long pw = (long)l->in.w + l->u.conv.pad_left + l->u.conv.pad_right;
+    int pad[4];
+    if (pads(l, pad)) {
+      long ph = (long)l->in.h + pad[0] + pad[2], pw = (long)l->in.w + pad[1] + pad[3];
       blocks[nb] = (Block){ph * pw * l->in.c, i, i, 0, false};
       pad_block[i] = nb++;
     }
@@ -161,7 +154,7 @@ static void plan_inference(Net *net) {
 static void plan_training(Net *net) {
   Layer *first = NULL, *last = NULL;
   for (int i = 0; i < net->nlayers && !first; i++)
-    if (op_has_weights[net->layers[i].op])
+    if (op_modules[net->layers[i].op]->weights)
       first = &net->layers[i];
   bool after_first = false;
   int runs = 0;
@@ -173,18 +166,14 @@ static void plan_training(Net *net) {
       continue;
     l->train.runs = true;
     l->train.index = runs++;
-    l->train.act = l->op == OP_CONV2D || l->op == OP_DENSE || l->op == OP_ACT ? l->act : ACT_LINEAR;
+    l->train.act = op_modules[l->op]->applies_act ? l->act : ACT_LINEAR;
     l->train.backward = after_first;
     l->train.dx = after_first && l != first;
-    l->train.chw = flatten_transposes(net, i);
-    l->train.own_output = l->op != OP_FLATTEN || l->train.chw;
+    l->train.own_output = true;
     l->train.ph = l->in.h;
     l->train.pw = l->in.w;
-    if (l->op == OP_CONV2D) {
-      l->train.ph += l->u.conv.pad_top + l->u.conv.pad_bottom;
-      l->train.pw += l->u.conv.pad_left + l->u.conv.pad_right;
-      l->train.transposed = l->train.dx && l->in.c >= 8;
-    }
+    if (op_modules[l->op]->plan_train)
+      op_modules[l->op]->plan_train(net, l);
     last = l;
   }
   net->train_out_act = ACT_LINEAR;
@@ -195,7 +184,7 @@ static void plan_training(Net *net) {
     last->train.runs = false;
     for (last--; !last->train.runs; last--)
       ;
-  } else if (last->op == OP_CONV2D || last->op == OP_DENSE || last->op == OP_ACT) {
+  } else if (op_modules[last->op]->applies_act) {
     net->train_out_act = last->train.act;
     last->train.act = ACT_LINEAR;
   }
@@ -204,8 +193,7 @@ static void plan_training(Net *net) {
   for (Layer *l = net->layers; l <= last; l++) {
     if (!l->train.runs)
       continue;
-    if (prev && prev->op == OP_CONV2D && prev->train.backward && l->op == OP_MAXPOOL &&
-        prev->u.conv.kw * prev->in.c >= 16) {
+    if (prev && op_modules[prev->op]->train_pairs && op_modules[prev->op]->train_pairs(prev, l)) {
       prev->train.pool = l;
       l->train.pooled = true;
     }
@@ -220,10 +208,8 @@ static void plan_training(Net *net) {
     grad = out > grad ? out : grad;
     grad = in > grad ? in : grad; /* every layer's dx: NAME_explain goes down to the input */
     work += l->train.own_output ? out : 0;
-    work += l->op == OP_CONV2D && in > shape_size(l->in) ? in : 0; /* padded input */
-    work += l->op == OP_DROPOUT ? out : 0;                         /* mask */
-    work += l->train.pool ? l->weight_count : 0;                   /* transposed dw */
-    work += l->train.transposed ? l->weight_count : 0;             /* transposed w */
+    if (op_modules[l->op]->train_floats) /* padded input, mask, transposed w and dw */
+      work += op_modules[l->op]->train_floats(l);
   }
   net->train_grad_floats = grad;
   net->train_work_floats = work + shape_size(net->output) + 2 * grad;

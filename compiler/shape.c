@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "compile.h"
+#include "ops/op.h"
 
 /* What the language accepts, far beyond any real image classifier, so that
    the generated C (every dimension a literal, fixed-size structs) and the
@@ -28,172 +29,50 @@
 #define MAX_PARAMS (1L << 28)        /* 1 GiB as floats */
 #define MAX_ACTIVATIONS (1L << 30)   /* all layers' outputs (training keeps them): 4 GiB */
 
-typedef struct Check {
-  Net *net;
-  Diag *d;
-  const Layer *flat;  /* the layer that made the tensor a vector */
-  bool softmax_early; /* a softmax before the last layer was reported */
-} Check;
+typedef ShapeCheck Check;
 
-/* conv2d, maxpool, ... on a vector. */
-static void needs_image(Check *c, const Layer *l) {
+bool shape_identity(Check *c, Layer *l) {
+  (void)c;
+  l->out = l->in;
+  return true;
+}
+
+bool shape_needs_image(Check *c, const Layer *l) {
   diag_error(c->d, l->loc, "%s needs an HxWxC input but gets a vector of %d", op_words[l->op],
              l->in.c);
   if (c->flat)
     diag_note(c->d, c->flat->loc, "the input became a vector here");
+  return false;
 }
 
 /* Values lower.c already refuses; checked again for IR built by hand. */
 static bool values_ok(Check *c, const Layer *l) {
-  const char *bad = NULL;
-  switch (l->op) {
-  case OP_CONV2D:
-    bad = l->u.conv.filters < 1                        ? "the filter count must be at least 1"
-          : l->u.conv.kh < 1 || l->u.conv.kw < 1       ? "the kernel size must be at least 1x1"
-          : l->u.conv.sh < 1 || l->u.conv.sw < 1       ? "the stride must be at least 1x1"
-          : l->u.conv.pad_h < 0 || l->u.conv.pad_w < 0 ? "the padding must be at least 0x0"
-                                                       : NULL;
-    break;
-  case OP_MAXPOOL:
-  case OP_AVGPOOL:
-    bad = l->u.pool.kh < 1 || l->u.pool.kw < 1   ? "the window size must be at least 1x1"
-          : l->u.pool.sh < 1 || l->u.pool.sw < 1 ? "the stride must be at least 1x1"
-                                                 : NULL;
-    break;
-  case OP_DENSE:
-    bad = l->u.dense.units < 1 ? "the number of units must be at least 1" : NULL;
-    break;
-  case OP_DROPOUT:
-    bad = !(l->u.dropout.rate >= 0 && l->u.dropout.rate < 1) ? "the dropout rate must be in [0, 1)"
-                                                             : NULL;
-    break;
-  default:
-    break;
-  }
+  const char *bad = op_modules[l->op]->bad_values ? op_modules[l->op]->bad_values(l) : NULL;
   if (bad)
     diag_error(c->d, l->loc, "%s", bad);
   return !bad;
 }
 
-/* TensorFlow's 'same' padding along one axis: the output is ceil(in / s),
-   the odd pixel goes after. */
-static void same_pad(int in, int k, int stride, int *before, int *after) {
-  long out = ((long)in + stride - 1) / stride;
-  long total = (out - 1) * stride + k - in;
-  total = total > 0 ? total : 0;
-  *before = (int)(total / 2);
-  *after = (int)(total - total / 2);
-}
-
-/* The window of a conv or pool against its padded input. */
-static bool window_fits(Check *c, const Layer *l, int kh, int kw, int pad_h, int pad_w) {
+bool shape_window_fits(Check *c, const Layer *l, const char *what, int kh, int kw, int pad_h,
+                       int pad_w) {
   long h = (long)l->in.h + pad_h, w = (long)l->in.w + pad_w;
   if (kh <= h && kw <= w)
     return true;
   char in[64];
   if (pad_h || pad_w)
     diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s (%ldx%ld with padding)",
-               l->op == OP_CONV2D ? "kernel" : "window", kh, kw,
-               summary_shape(in, sizeof in, l->in), h, w);
+               what, kh, kw, summary_shape(in, sizeof in, l->in), h, w);
   else
-    diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s",
-               l->op == OP_CONV2D ? "kernel" : "window", kh, kw,
+    diag_error(c->d, l->size_loc, "%s %dx%d is larger than its input %s", what, kh, kw,
                summary_shape(in, sizeof in, l->in));
-  return false;
-}
-
-static bool conv_shape(Check *c, Layer *l) {
-  if (l->in.vec) {
-    needs_image(c, l);
-    return false;
-  }
-  int kh = l->u.conv.kh, kw = l->u.conv.kw, sh = l->u.conv.sh, sw = l->u.conv.sw;
-  int *top = &l->u.conv.pad_top, *bottom = &l->u.conv.pad_bottom;
-  int *left = &l->u.conv.pad_left, *right = &l->u.conv.pad_right;
-  if (l->u.conv.pad_mode == PAD_SAME) {
-    same_pad(l->in.h, kh, sh, top, bottom);
-    same_pad(l->in.w, kw, sw, left, right);
-  } else {
-    bool explicit = l->u.conv.pad_mode == PAD_EXPLICIT;
-    *top = *bottom = explicit ? l->u.conv.pad_h : 0;
-    *left = *right = explicit ? l->u.conv.pad_w : 0;
-  }
-  if (!window_fits(c, l, kh, kw, *top + *bottom, *left + *right))
-    return false;
-  l->out = (Shape){(int)(((long)l->in.h + *top + *bottom - kh) / sh + 1),
-                   (int)(((long)l->in.w + *left + *right - kw) / sw + 1), l->u.conv.filters, false};
-  return true;
-}
-
-static bool pool_shape(Check *c, Layer *l) {
-  if (l->in.vec) {
-    needs_image(c, l);
-    return false;
-  }
-  int kh = l->u.pool.kh, kw = l->u.pool.kw;
-  if (!window_fits(c, l, kh, kw, 0, 0))
-    return false;
-  l->out =
-      (Shape){(l->in.h - kh) / l->u.pool.sh + 1, (l->in.w - kw) / l->u.pool.sw + 1, l->in.c, false};
-  return true;
-}
-
-/* The output shape of l from l->in; false (reported) if there is none. */
-static bool layer_shape(Check *c, Layer *l) {
-  char in[64];
-  switch (l->op) {
-  case OP_CONV2D:
-    return conv_shape(c, l);
-  case OP_MAXPOOL:
-  case OP_AVGPOOL:
-    return pool_shape(c, l);
-  case OP_GLOBALAVGPOOL:
-    if (l->in.vec) {
-      needs_image(c, l);
-      return false;
-    }
-    l->out = (Shape){1, 1, l->in.c, true};
-    c->flat = l;
-    return true;
-  case OP_FLATTEN:
-    l->out = (Shape){1, 1, (int)shape_size(l->in), true};
-    if (l->in.vec)
-      diag_error(c->d, l->loc,
-                 "flatten needs an HxWxC input but gets a vector of %d (it is "
-                 "flat already)",
-                 l->in.c);
-    else
-      c->flat = l;
-    return true;
-  case OP_DENSE:
-    if (!l->in.vec) {
-      diag_error(c->d, l->loc, "dense needs a vector input but gets %s",
-                 summary_shape(in, sizeof in, l->in));
-      diag_note(c->d, l->loc, "add 'flatten' before line %d", l->loc.line);
-    }
-    l->out = (Shape){1, 1, l->u.dense.units, true};
-    return true;
-  case OP_DROPOUT:
-  case OP_ACT:
-  case OP_COUNT:
-    l->out = l->in;
-    return true;
-  }
   return false;
 }
 
 /* Weights, bias and MACs of l at offset *params; false if too many. */
 static bool layer_params(Check *c, Layer *l, long *params) {
   double weights = 0, bias = 0, macs = 0;
-  if (l->op == OP_CONV2D) {
-    weights = (double)l->u.conv.filters * l->in.c * l->u.conv.kh * l->u.conv.kw;
-    bias = l->no_bias ? 0 : l->u.conv.filters;
-    macs = (double)l->out.h * l->out.w * weights;
-  } else if (l->op == OP_DENSE) {
-    weights = (double)l->u.dense.units * (double)shape_size(l->in);
-    bias = l->no_bias ? 0 : l->u.dense.units;
-    macs = weights;
-  }
+  if (op_modules[l->op]->counts)
+    op_modules[l->op]->counts(l, &weights, &bias, &macs);
   if ((double)*params + weights + bias > (double)MAX_PARAMS) {
     diag_error(c->d, l->loc,
                "the network is too large: more than %ld parameters (1 GiB of floats) up to "
@@ -201,7 +80,7 @@ static bool layer_params(Check *c, Layer *l, long *params) {
                MAX_PARAMS);
     return false;
   }
-  if (op_has_weights[l->op]) {
+  if (op_modules[l->op]->weights) {
     l->weight_offset = *params;
     l->weight_count = (long)weights;
     l->bias_offset = bias ? *params + (long)weights : -1;
@@ -286,8 +165,8 @@ int shape_check(Net *net, Diag *d) {
   }
   if (net->nlayers > MAX_LAYERS) {
     diag_error(d, net->layers[MAX_LAYERS].loc,
-               "too many layers: at most %d (this is layer %d of %d)", MAX_LAYERS,
-               MAX_LAYERS + 1, net->nlayers);
+               "too many layers: at most %d (this is layer %d of %d)", MAX_LAYERS, MAX_LAYERS + 1,
+               net->nlayers);
     known = false;
   }
   for (int i = 0; known && i < net->nlayers; i++) {
@@ -297,7 +176,7 @@ int shape_check(Net *net, Diag *d) {
       known = false; /* reported by lower.c */
       break;
     }
-    known = values_ok(&c, l) && layer_shape(&c, l);
+    known = values_ok(&c, l) && op_modules[l->op]->shape(&c, l);
     if (known && (double)shape_size(l->out) > MAX_TENSOR_VALUES) {
       diag_error(d, l->loc,
                  "the output of this layer, %s, is too large: at most %ld values (1 GiB of "

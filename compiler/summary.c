@@ -95,39 +95,16 @@ static const char *layer_ref(char *buf, size_t size, const Net *net, const Layer
 
 static void dump_layer(const Net *net, const Layer *l, FILE *out) {
   char a[64], b[64];
-  static const char *const pad_modes[] = {"valid", "same", "explicit"};
   fprintf(out, "  #%d %s%s%s  line %d:%d  \"%s\"\n", (int)(l - net->layers), op_words[l->op],
           l->name[0] ? " " : "", l->name, l->loc.line, l->loc.col, l->text ? l->text : "");
   fprintf(out, "      in %s  out %s  act %s\n", summary_shape(a, sizeof a, l->in),
           summary_shape(b, sizeof b, l->out), act_words[l->act]);
-  switch (l->op) {
-  case OP_CONV2D:
-    fprintf(out, "      filters %d  kernel %dx%d  stride %dx%d  padding %s", l->u.conv.filters,
-            l->u.conv.kh, l->u.conv.kw, l->u.conv.sh, l->u.conv.sw,
-            pad_modes[l->u.conv.pad_mode >= 0 && l->u.conv.pad_mode <= 2 ? l->u.conv.pad_mode : 0]);
-    if (l->u.conv.pad_mode == PAD_EXPLICIT)
-      fprintf(out, " %dx%d", l->u.conv.pad_h, l->u.conv.pad_w);
-    fprintf(out, "  pads top %d left %d bottom %d right %d\n", l->u.conv.pad_top,
-            l->u.conv.pad_left, l->u.conv.pad_bottom, l->u.conv.pad_right);
-    break;
-  case OP_MAXPOOL:
-  case OP_AVGPOOL:
-    fprintf(out, "      window %dx%d  stride %dx%d\n", l->u.pool.kh, l->u.pool.kw, l->u.pool.sh,
-            l->u.pool.sw);
-    break;
-  case OP_DENSE:
-    fprintf(out, "      units %d\n", l->u.dense.units);
-    break;
-  case OP_DROPOUT:
-    fprintf(out, "      rate %g\n", l->u.dropout.rate);
-    break;
-  default:
-    break;
-  }
-  if (op_has_weights[l->op] && !l->no_bias)
+  if (op_modules[l->op]->dump)
+    op_modules[l->op]->dump(l, out);
+  if (op_modules[l->op]->weights && !l->no_bias)
     fprintf(out, "      weight @%ld x%ld  bias @%ld x%ld", l->weight_offset, l->weight_count,
             l->bias_offset, l->bias_count);
-  else if (op_has_weights[l->op])
+  else if (op_modules[l->op]->weights)
     fprintf(out, "      weight @%ld x%ld  no bias", l->weight_offset, l->weight_count);
   else
     fprintf(out, "      no parameters");
@@ -174,6 +151,17 @@ static void dump_train(const TrainConfig *t, FILE *out) {
   else
     fprintf(out, "none");
   fputc('\n', out);
+  fprintf(out, "      schedule %s", schedule_words[t->schedule]);
+  if (t->schedule == SCHED_STEP)
+    fprintf(out, " every %d gamma %g", t->step_every, t->step_gamma);
+  else if (t->schedule == SCHED_COSINE)
+    fprintf(out, " min_lr %g", t->min_lr);
+  fprintf(out, " warmup %d  label_smoothing %g  validation %g  early_stopping ", t->warmup,
+          t->label_smoothing, t->validation);
+  if (t->patience)
+    fprintf(out, "patience %d min_delta %g\n", t->patience, t->min_delta);
+  else
+    fprintf(out, "none\n");
 }
 
 void ir_dump(const Net *net, FILE *out, const char *after_pass) {

@@ -32,20 +32,12 @@
 #include <unistd.h>
 
 #include "backend_impl.h"
+#include "io.h"
 
 extern char **environ;
 
 #define CC_DEFAULT "cc -O3 -march=native"
 #define CC_SALT "cnngen-cc-1"
-
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 /* mkdir -p */
 static int make_dirs(char *path) {
@@ -277,9 +269,9 @@ static int object_path(const char *source, size_t len, const char **cmd, char *d
     *cmd = CC_DEFAULT;
   if (cache_dir(dir, dn, e) < 0)
     return -1;
-  uint64_t h = fnv1a(0xcbf29ce484222325ULL, CC_SALT, sizeof CC_SALT);
-  h = fnv1a(h, *cmd, strlen(*cmd) + 1);
-  h = fnv1a(h, source, len);
+  uint64_t h = io_hash(IO_HASH_START, CC_SALT, sizeof CC_SALT);
+  h = io_hash(h, *cmd, strlen(*cmd) + 1);
+  h = io_hash(h, source, len);
   snprintf(so, sn, "%s/%016llx.so", dir, (unsigned long long)h);
   return 0;
 }

@@ -172,7 +172,7 @@ static void add_layer(Graph *g, const Layer *l, int index, const float *params) 
   case OP_COUNT:
     break;
   }
-  if ((l->op == OP_CONV2D || l->op == OP_DENSE) && l->act != ACT_LINEAR)
+  if (op_modules[l->op]->takes_act && l->act != ACT_LINEAR)
     add_act(g, l->act, graph_name(g, "%s_%s", name, act_words[l->act]));
 }
 

@@ -716,7 +716,7 @@ static float *lay_out(const Import *im, const Net *net) {
   int li = 0;
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    if (!op_has_weights[l->op])
+    if (!op_modules[l->op]->weights)
       continue;
     while (li < im->nlines && !im->lines[li].w)
       li++;

@@ -18,8 +18,6 @@
 
 #include "../compiler/emit.h"
 
-enum { MAX_THREADS = 256 }; /* as --threads allows */
-
 static void *alloc_zeroed(size_t bytes) {
   size_t rounded = (bytes + 63) / 64 * 64;
   if (rounded == 0)
@@ -99,7 +97,7 @@ int engine_open_run(Engine *en, const Net *net, BackendKind kind, bool training,
                     int threads, Err *e) {
   memset(en, 0, sizeof *en);
   en->net = net;
-  en->threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+  en->threads = threads < 1 ? 1 : threads > ENGINE_MAX_THREADS ? ENGINE_MAX_THREADS : threads;
   size_t len;
   if (kind == BACKEND_AUTO)
     kind = engine_pick(net, training, images, en->threads);
@@ -183,9 +181,9 @@ void engine_infer(Engine *en, const float *x, int n, float *y) {
     return;
   }
   long in_size = shape_size(en->net->input), out_size = shape_size(en->net->output);
-  Slice slices[MAX_THREADS];
-  pthread_t tids[MAX_THREADS];
-  bool started[MAX_THREADS] = {0};
+  Slice slices[ENGINE_MAX_THREADS];
+  pthread_t tids[ENGINE_MAX_THREADS];
+  bool started[ENGINE_MAX_THREADS] = {0};
   for (int t = 0, first = 0; t < parts; t++) {
     int count = n / parts + (t < n % parts);
     slices[t] =

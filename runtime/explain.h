@@ -1,8 +1,7 @@
 /*
- * explain.h: the arithmetic behind `cnngen explain` (defined in
- * cmd_explain.c, declared here so the tests can check it): turning the
- * gradients that NAME_explain computes into a heat map at the input's size,
- * and drawing the picture.
+ * explain.h: the arithmetic behind `cnngen explain` (explain.c, tested
+ * alone by tests/test_explain.c): turning the gradients that NAME_explain
+ * computes into a heat map at the input's size, and drawing the picture.
  */
 #ifndef CNNGEN_EXPLAIN_H
 #define CNNGEN_EXPLAIN_H

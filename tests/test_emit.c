@@ -447,7 +447,7 @@ static float *random_params(const Net *net) {
   assert_non_null(p);
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    if (!op_has_weights[l->op])
+    if (!op_modules[l->op]->weights)
       continue;
     long fan_in = l->weight_count / (l->op == OP_CONV2D ? l->u.conv.filters : l->u.dense.units);
     double bound = sqrt(3.0 / (double)fan_in);
@@ -1044,7 +1044,7 @@ static void test_emit_init_is_seeded_glorot(void **state) {
   b.store(m1, p1);
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    if (!op_has_weights[l->op])
+    if (!op_modules[l->op]->weights)
       continue;
     long units = l->op == OP_CONV2D ? l->u.conv.filters : l->u.dense.units;
     long fan_in = l->weight_count / units, fan_out = units;

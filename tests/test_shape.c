@@ -539,7 +539,8 @@ static void test_shape_summary_table(void **state) {
 static void test_shape_dump_ir_after_each_pass(void **state) {
   (void)state;
   const char *src = "input 6x6x1\nconv2d 2 3x3 padding=same relu\nmaxpool 2x2\nflatten\n"
-                    "dense 3 softmax\n";
+                    "dense 3 softmax\ntrain {\n  schedule cosine min_lr=0.01 warmup=2\n"
+                    "  validation 0.2\n  early_stopping patience=4\n}\n";
   size_t size;
   char *out;
   FILE *mem = open_memstream(&out, &size);
@@ -554,6 +555,8 @@ static void test_shape_dump_ir_after_each_pass(void **state) {
   assert_true(lower && shape && fuse && plan && lower < shape && shape < fuse && fuse < plan);
   assert_non_null(strstr(shape, "padding same  pads top 1 left 1 bottom 1 right 1"));
   assert_non_null(strstr(shape, "in 6x6x1  out 6x6x2  act relu"));
+  assert_non_null(strstr(lower, "schedule cosine min_lr 0.01 warmup 2  label_smoothing 0  "
+                                "validation 0.2  early_stopping patience 4 min_delta 0\n"));
   free(out);
   arena_free(&a);
 }
@@ -600,8 +603,71 @@ static void test_shape_training_plan(void **state) {
   arena_free(&a);
 }
 
+/* The op table (ops.h): every row answers what the passes ask of its kind,
+   so that no layer kind falls through to another's code; a row with
+   weights gives its tensor, whose PyTorch shape and [o][c][k] view count
+   the floats shape.c placed. */
+static void test_shape_op_table_rows_complete(void **state) {
+  (void)state;
+  for (int op = 0; op < OP_COUNT; op++) {
+    const OpModule *m = op_modules[op];
+    assert_non_null(m);
+    assert_non_null(m->shape);
+    assert_non_null(m->backward_call);
+    assert_true(m->forward || m->infer_identity); /* else inference has nothing to call */
+    assert_true(!m->takes_act || m->applies_act);
+    if (!m->weights) {
+      assert_null(m->counts);
+      continue;
+    }
+    assert_non_null(m->prefix);
+    assert_non_null(m->counts);
+    assert_non_null(m->tensor);
+    assert_non_null(m->weight_comment);
+    assert_non_null(m->train_functions);
+  }
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "input 9x9x2\nconv2d 3 2x3 stride=2\nflatten\ndense 4 relu\n"
+                               "dense 5 bias=false softmax\n");
+  assert_non_null(net);
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (!op_modules[l->op]->weights)
+      continue;
+    OpTensor t;
+    op_modules[l->op]->tensor(net, l, &t);
+    long size = 1;
+    for (int d = 0; d < t.rank; d++)
+      size *= t.shape[d];
+    assert_int_equal(size, l->weight_count);
+    assert_int_equal((long)t.o * t.c * t.k, l->weight_count);
+    assert_int_equal(t.o, l->out.c);
+  }
+  arena_free(&a);
+}
+
+/* net_tensors writes as many entries as it counts: a last layer without a
+   bias writes no bias entry past them. */
+static void test_shape_tensor_list_fits_its_count(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "input 4x4x1\nflatten\ndense 3 bias=false\n");
+  assert_non_null(net);
+  int n = net_tensors(net, NULL);
+  assert_int_equal(n, 1);
+  TensorInfo ti[2];
+  memset(ti, 0, sizeof ti);
+  snprintf(ti[1].name, sizeof ti[1].name, "untouched");
+  assert_int_equal(net_tensors(net, ti), 1);
+  assert_string_equal(ti[0].name, "dense1.weight");
+  assert_string_equal(ti[1].name, "untouched");
+  arena_free(&a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_shape_op_table_rows_complete),
+      cmocka_unit_test(test_shape_tensor_list_fits_its_count),
       cmocka_unit_test(test_shape_training_plan),
       cmocka_unit_test(test_shape_fashion_network),
       cmocka_unit_test(test_shape_parameter_offsets),

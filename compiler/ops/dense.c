@@ -1,0 +1,285 @@
+/*
+ * dense.c: a fully connected layer, y = act(W x + b). Its weight is
+ * PyTorch's [OUT][IN], held as [IN][OUT] (OUT innermost) with IN in H, W, C
+ * order after a flatten, so that it reads NHWC as it is (the permutation
+ * of emit_model.c: o = OUT, c = C, k = H * W).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "op.h"
+
+static const char *dense_bad_values(const Layer *l) {
+  return l->u.dense.units < 1 ? "the number of units must be at least 1" : NULL;
+}
+
+static bool dense_shape(ShapeCheck *c, Layer *l) {
+  char in[64];
+  if (!l->in.vec) {
+    diag_error(c->d, l->loc, "dense needs a vector input but gets %s",
+               summary_shape(in, sizeof in, l->in));
+    diag_note(c->d, l->loc, "add 'flatten' before line %d", l->loc.line);
+  }
+  l->out = (Shape){1, 1, l->u.dense.units, true};
+  return true;
+}
+
+static void dense_counts(const Layer *l, double *weights, double *bias, double *macs) {
+  *weights = (double)l->u.dense.units * (double)shape_size(l->in);
+  *bias = l->no_bias ? 0 : l->u.dense.units;
+  *macs = *weights;
+}
+
+/* The shape a dense layer's IN index walks in H, W, C order: what a flatten
+   before it (possibly through dropout or activations) flattened; else its
+   input. Both emitters permute dense weights by it. */
+static Shape dense_source(const Net *net, const Layer *l) {
+  for (const Layer *p = l - 1; p >= net->layers; p--) {
+    if (p->op == OP_FLATTEN)
+      return p->in;
+    if (p->op != OP_DROPOUT && p->op != OP_ACT)
+      break;
+  }
+  return l->in;
+}
+
+static void dense_tensor(const Net *net, const Layer *l, OpTensor *t) {
+  const Shape s = dense_source(net, l);
+  *t = (OpTensor){2,         {l->u.dense.units, (int)shape_size(l->in)},
+                  l->out.c,  s.c,
+                  s.h * s.w, shape_size(l->in),
+                  l->out.c};
+}
+
+static const char *dense_weight_comment(Emitter *em, const Net *net, const Layer *l) {
+  const Shape s = dense_source(net, l);
+  const char *layout = em_str(em, "[IN][OUT] = [%ld][%d], file [%d][%ld]", shape_size(l->in),
+                              l->out.c, l->out.c, shape_size(l->in));
+  if (!s.vec)
+    layout = em_str(em, "%s; IN runs over %s\nin H, W, C order here, in C, H, W order in the file",
+                    layout, emit_dims(em, s));
+  return layout;
+}
+
+static void dense_dump(const Layer *l, FILE *out) {
+  fprintf(out, "      units %d\n", l->u.dense.units);
+}
+
+static bool dense_variant(const Layer *l) {
+  return l->train.act != l->act;
+}
+
+/* ---- forward ---- */
+
+#define OP_EM (g->em)
+
+/* The forward function of dense layer l on vectors v. */
+static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *vec) {
+  const char *n = g->n, *vt = vec->type;
+  const int IN = (int)shape_size(l->in), OUT = l->out.c, VW = vec->w;
+  const Act act = g->train ? g->act : l->act;
+  em_open_fn(
+      EM,
+      "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
+      "float *restrict y)",
+      n, fn, n);
+  const bool bias = l->bias_count > 0;
+  const char *wref = emit_param_ref(EM, g->net, l, 0, "m");
+  em_line(EM, "const float *restrict w = %s; /* [%d][%d] */", wref, IN, OUT);
+  if (bias)
+    em_line(EM, "const float *restrict b = %s; /* [%d] */", emit_param_ref(EM, g->net, l, 1, "m"),
+            OUT);
+  const int vectors = OUT / VW, rest = OUT % VW;
+  const bool relu = act == ACT_RELU;
+  if (vectors && relu) {
+    em_line(EM, "%s_%s zero;", n, vt);
+    em_line(EM, "memset(&zero, 0, sizeof zero);");
+  }
+  /* Blocks of up to 8 vectors of outputs in registers, all inputs each
+     (up to 8 + 8 + 1 registers). */
+  for (int o0 = 0; o0 < vectors;) {
+    int ob = vectors - o0 < 8 ? vectors - o0 : 8;
+    int same = (vectors - o0) / ob; /* blocks of this size from o0 */
+    const char *ov = same > 1 ? "o0" : "";
+    if (same > 1)
+      em_open(EM, "for (int o0 = %d; o0 < %d; o0 += %d)", o0 * VW, (o0 + same * ob) * VW, ob * VW);
+    else
+      em_open(EM, "%s", "");
+    for (int v = 0; v < ob; v++) {
+      em_line(EM, "%s_%s a%d;", n, vt, v);
+      if (bias)
+        em_line(EM, "%s_LOAD(a%d, b + %s);", n, v,
+                LIN((long)(same > 1 ? 0 : o0 * VW) + v * VW, ov, 1L));
+      else
+        em_line(EM, "memset(&a%d, 0, sizeof a%d); /* no bias */", v, v);
+    }
+    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+    em_line(EM, "const float s = x[i];");
+    em_line(EM, "const float *restrict wi = w + %s;",
+            LIN((long)(same > 1 ? 0 : o0 * VW), "i", (long)OUT, ov, 1L));
+    for (int v = 0; v < ob; v++) {
+      em_line(EM, "%s_%s w%d;", n, vt, v);
+      em_line(EM, "%s_LOAD(w%d, wi + %d);", n, v, v * VW);
+      em_line(EM, "%s_FMA%s(a%d, s, w%d);", n, vec->op, v, v);
+    }
+    em_close(EM);
+    for (int v = 0; v < ob; v++) {
+      if (relu)
+        em_line(EM, "%s_MAX%s(a%d, zero);", n, vec->op, v);
+      em_line(EM, "%s_STORE(y + %s, a%d);", n, LIN((long)(same > 1 ? 0 : o0 * VW) + v * VW, ov, 1L),
+              v);
+    }
+    em_close(EM);
+    o0 += same * ob;
+  }
+  if (rest) {
+    const int base = vectors * VW;
+    em_open(EM, "%s", "");
+    em_line(EM, "float acc[%d];", rest);
+    em_line(EM, "for (int o = 0; o < %d; o++)", rest);
+    if (bias)
+      em_line(EM, "  acc[o] = b[%s];", LIN(base, "o", 1L));
+    else
+      em_line(EM, "  acc[o] = 0.0f;");
+    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+    em_line(EM, "const float s = x[i];");
+    em_line(EM, "for (int o = 0; o < %d; o++)", rest);
+    em_line(EM, "  acc[o] += s * w[%s];", LIN(base, "i", (long)OUT, "o", 1L));
+    em_close(EM);
+    em_line(EM, "for (int o = 0; o < %d; o++)", rest);
+    em_line(EM, "  y[%s] = acc[o]%s;", LIN(base, "o", 1L), relu ? " > 0.0f ? acc[o] : 0.0f" : "");
+    em_close(EM);
+  }
+  if (!relu)
+    emit_act_pass(g, act, "y", OUT);
+  em_close(EM);
+}
+
+/* Written once per vector width when the outputs are whole vectors of 16
+   floats, else once on 8. */
+static void emit_dense(Gen *g, const Layer *l, const char *fn) {
+  if (EM->kernels) {
+    glue_dense_forward(EM, g->net, l, fn, g->train ? g->act : l->act);
+    return;
+  }
+  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  const Shape src = dense_source(g->net, l);
+  const char *what =
+      src.vec ? em_str(EM, "x [%d] -> y [%d]", IN, OUT)
+              : em_str(EM, "x [%d] (%s flattened in NHWC order) -> y [%d]", IN, DIMS(src), OUT);
+  layer_comment(g, l, what);
+  if (OUT % 16 == 0) {
+    for (int i = 0; i < 2; i++) {
+      em_width_if(EM, g->n, em_widths[i]);
+      emit_dense_fn(g, l, fn, em_widths[i]);
+    }
+    em_raw(EM, "#endif");
+  } else {
+    emit_dense_fn(g, l, fn, &em_vec8);
+  }
+  em_blank(EM);
+}
+
+#undef OP_EM
+
+/* ---- training ---- */
+
+#define OP_EM (t->em)
+
+static void dense_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
+  const Layer *l = L->l;
+  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  const char *n = t->n;
+  const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
+  em_comment(EM, "%s\nbackward from dy [%d] (made the pre-activation gradient)", emit_quote(EM, l),
+             OUT);
+  em_open_fn(EM,
+             "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, const float "
+             "*restrict y, float *restrict dy%s)",
+             L->bfn, n, n, takes_dx(L) ? ", float *restrict dx" : "");
+  param_backward_head(t, L, S(t, "[%d][%d]", IN, OUT));
+  if (l->bias_count) {
+    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
+    em_line(EM, "  db[o] += dy[o];");
+  }
+  em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+  em_line(EM, "const float s = x[i];");
+  em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
+  em_line(EM, "  dw[i * %d + o] += s * dy[o];", OUT);
+  em_close(EM);
+  if_dx(t, L, true);
+  if (!takes_dx(L)) {
+    em_line(EM, "(void)m;");
+  } else if (OUT % 8 == 0 && OUT <= 128) {
+    int NV = OUT / 8;
+    em_line(EM, "const float *restrict w = %s;", w);
+    for (int v = 0; v < NV; v++) {
+      em_line(EM, "%s_f8 d%d;", n, v);
+      em_line(EM, "%s_LOAD(d%d, dy + %d);", n, v, 8 * v);
+    }
+    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+    em_line(EM, "const float *wi = w + i * %d;", OUT);
+    em_line(EM, "%s_f8 a;", n);
+    em_line(EM, "%s_ZERO(a);", n);
+    for (int v = 0; v < NV; v++) {
+      em_line(EM, "%s_f8 w%d;", n, v);
+      em_line(EM, "%s_LOAD(w%d, wi + %d);", n, v, 8 * v);
+      em_line(EM, "%s_MAC(a, w%d, d%d);", n, v, v);
+    }
+    em_line(EM, "dx[i] = %s_HSUM(a);", n);
+    em_close(EM);
+  } else {
+    em_line(EM, "const float *restrict w = %s;", w);
+    em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+    em_line(EM, "float s = 0.0f;");
+    em_line(EM, "for (int o = 0; o < %d; o++)", OUT);
+    em_line(EM, "  s += w[i * %d + o] * dy[o];", OUT);
+    em_line(EM, "dx[i] = s;");
+    em_close(EM);
+  }
+  if_dx(t, L, false);
+  em_close(EM);
+  em_blank(EM);
+}
+
+#undef OP_EM
+
+#define OP_EM (t->em)
+
+static void dense_train_functions(T *t, const TL *L) {
+  if (L->backward)
+    dense_backward(t, L);
+}
+
+static void dense_backward_call(T *t, const TL *L, int *cur) {
+  param_backward_call(t, L, "", L->in, *cur);
+  if (L->dx)
+    *cur = 1 - *cur;
+}
+
+static void dense_explain_functions(T *t, const TL *L, const TL *X) {
+  if (strcmp(X->bfn, L->bfn) != 0)
+    dense_backward(t, X);
+}
+
+#undef OP_EM
+
+const OpModule op_dense = {
+    .weights = true,
+    .prefix = "dense",
+    .applies_act = true,
+    .takes_act = true,
+    .bad_values = dense_bad_values,
+    .shape = dense_shape,
+    .counts = dense_counts,
+    .tensor = dense_tensor,
+    .weight_comment = dense_weight_comment,
+    .dump = dense_dump,
+    .forward = emit_dense,
+    .train_variant = dense_variant,
+    .train_functions = dense_train_functions,
+    .backward_call = dense_backward_call,
+    .explain_functions = dense_explain_functions,
+};
