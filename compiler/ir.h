@@ -167,6 +167,19 @@ typedef struct TrainConfig {
   double *class_weight_list; /* CW_LIST: one weight per output */
   int class_weight_count;
   Loc class_weights_loc;
+  double label_smoothing; /* in [0, 1): cross-entropy against (1 - F) onehot + F / K */
+  Loc label_smoothing_loc;
+  Schedule schedule; /* the learning rate per step: trainer.c, train_lr */
+  int step_every;    /* SCHED_STEP: lr * step_gamma^floor(epoch / step_every) */
+  double step_gamma;
+  double min_lr; /* SCHED_COSINE: the rate at the run's last step */
+  int warmup;    /* epochs whose steps ramp the rate up linearly (0: none) */
+  Loc schedule_loc;
+  double validation; /* in (0, 1): the last round(F * N) training images held out; 0: none */
+  Loc validation_loc;
+  int patience;     /* early_stopping patience=P (0: no early stopping) */
+  double min_delta; /*   min_delta=F: the fall in validation loss that counts */
+  Loc early_stopping_loc;
   bool present; /* a train { } block was written */
   /* lower.c reported an error that checking the loss against the output
      would only repeat (a bad loss, the last activation). */

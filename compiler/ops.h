@@ -50,6 +50,12 @@
   X(OPT_SGD,  "sgd")    \
   X(OPT_ADAM, "adam")
 
+/* Learning-rate schedules (the train block's `schedule`). */
+#define SCHEDULES(X)                  \
+  X(SCHED_CONSTANT, "constant")       \
+  X(SCHED_STEP,     "step")           \
+  X(SCHED_COSINE,   "cosine")
+
 /*   enum          DSL word   takes a value */
 #define AUGMENTS(X)                   \
   X(AUG_HFLIP,  "hflip",  0)          \
@@ -65,6 +71,7 @@ typedef enum { OPS(X_ENUM) OP_COUNT } OpKind;
 typedef enum { ACTS(X_ENUM2) ACT_COUNT } Act;
 typedef enum { LOSSES(X_ENUM2) LOSS_COUNT } Loss;
 typedef enum { OPTIMIZERS(X_ENUM2) OPT_COUNT } Optimizer;
+typedef enum { SCHEDULES(X_ENUM2) SCHED_COUNT } Schedule;
 typedef enum { AUGMENTS(X_ENUM) AUG_COUNT } Augment;
 #undef X_ENUM
 #undef X_ENUM2
@@ -74,6 +81,7 @@ extern const char *const op_words[OP_COUNT];
 extern const char *const act_words[ACT_COUNT];
 extern const char *const loss_words[LOSS_COUNT];
 extern const char *const optimizer_words[OPT_COUNT];
+extern const char *const schedule_words[SCHED_COUNT];
 extern const char *const augment_words[AUG_COUNT];
 extern const unsigned char augment_takes_value[AUG_COUNT];
 

@@ -157,6 +157,17 @@ static void dump_train(const TrainConfig *t, FILE *out) {
   else
     fprintf(out, "none");
   fputc('\n', out);
+  fprintf(out, "      schedule %s", schedule_words[t->schedule]);
+  if (t->schedule == SCHED_STEP)
+    fprintf(out, " every %d gamma %g", t->step_every, t->step_gamma);
+  else if (t->schedule == SCHED_COSINE)
+    fprintf(out, " min_lr %g", t->min_lr);
+  fprintf(out, " warmup %d  label_smoothing %g  validation %g  early_stopping ", t->warmup,
+          t->label_smoothing, t->validation);
+  if (t->patience)
+    fprintf(out, "patience %d min_delta %g\n", t->patience, t->min_delta);
+  else
+    fprintf(out, "none\n");
 }
 
 void ir_dump(const Net *net, FILE *out, const char *after_pass) {

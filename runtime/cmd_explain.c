@@ -179,7 +179,7 @@ static int run(const CliArgs *a) {
   }
   if (read_input(a, net, image_path, x, &e) < 0)
     goto fail;
-  if ((status = cli_open_engine(&en, net, a, true, &names)))
+  if ((status = cli_open_engine(&en, net, a, true, 1, &names)))
     goto done;
 
   char name[128];

@@ -539,7 +539,8 @@ static void test_shape_summary_table(void **state) {
 static void test_shape_dump_ir_after_each_pass(void **state) {
   (void)state;
   const char *src = "input 6x6x1\nconv2d 2 3x3 padding=same relu\nmaxpool 2x2\nflatten\n"
-                    "dense 3 softmax\n";
+                    "dense 3 softmax\ntrain {\n  schedule cosine min_lr=0.01 warmup=2\n"
+                    "  validation 0.2\n  early_stopping patience=4\n}\n";
   size_t size;
   char *out;
   FILE *mem = open_memstream(&out, &size);
@@ -554,6 +555,8 @@ static void test_shape_dump_ir_after_each_pass(void **state) {
   assert_true(lower && shape && fuse && plan && lower < shape && shape < fuse && fuse < plan);
   assert_non_null(strstr(shape, "padding same  pads top 1 left 1 bottom 1 right 1"));
   assert_non_null(strstr(shape, "in 6x6x1  out 6x6x2  act relu"));
+  assert_non_null(strstr(lower, "schedule cosine min_lr 0.01 warmup 2  label_smoothing 0  "
+                                "validation 0.2  early_stopping patience 4 min_delta 0\n"));
   free(out);
   arena_free(&a);
 }

@@ -18,6 +18,7 @@
 
 #include "compile.h"
 #include "emit.h"
+#include "emit_glue.h"
 #include "emit_model.h"
 #include "emitter.h"
 
@@ -146,5 +147,8 @@ typedef void BlockBody(T *t, const TL *L, int nv, int shift, const EmVec *v);
 void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body);
 typedef void LayerFunction(T *t, const TL *L);
 void per_width(T *t, const TL *L, LayerFunction *fn, bool wide);
+/* With Emitter.kernels (the JIT), writes L's backward function as one call
+   to the prebuilt kernels and returns true; false: the module writes it. */
+bool glue_backward(T *t, const TL *L);
 
 #endif
