@@ -91,7 +91,18 @@ typedef struct Layer {
     struct {
       double rate;
     } dropout;
+    /* A residual block's three layers (OP_RESIDUAL, OP_SHORTCUT, OP_ADD)
+       name each other by index in Net.layers: the fork, where the block's
+       input x is kept; the shortcut, where the main path's output m is kept
+       and x is taken up again (-1: the identity); the add, y = m + s(x). */
+    struct {
+      int fork, shortcut, add;
+    } block;
   } u;
+
+  /* How many residual blocks this layer is inside (lower.c; check indents
+     by it). The block's own fork and add are outside it, its shortcut inside. */
+  int depth;
 
   /* conv2d, dense: bias=false, no LAYER.bias tensor (lower.c). Every pass
      after shape.c reads bias_count (0 then) instead. */
@@ -162,6 +173,19 @@ typedef struct TrainConfig {
   double *class_weight_list; /* CW_LIST: one weight per output */
   int class_weight_count;
   Loc class_weights_loc;
+  double label_smoothing; /* in [0, 1): cross-entropy against (1 - F) onehot + F / K */
+  Loc label_smoothing_loc;
+  Schedule schedule; /* the learning rate per step: trainer.c, train_lr */
+  int step_every;    /* SCHED_STEP: lr * step_gamma^floor(epoch / step_every) */
+  double step_gamma;
+  double min_lr; /* SCHED_COSINE: the rate at the run's last step */
+  int warmup;    /* epochs whose steps ramp the rate up linearly (0: none) */
+  Loc schedule_loc;
+  double validation; /* in (0, 1): the last round(F * N) training images held out; 0: none */
+  Loc validation_loc;
+  int patience;     /* early_stopping patience=P (0: no early stopping) */
+  double min_delta; /*   min_delta=F: the fall in validation loss that counts */
+  Loc early_stopping_loc;
   bool present; /* a train { } block was written */
   /* lower.c reported an error that checking the loss against the output
      would only repeat (a bad loss, the last activation). */
@@ -210,6 +234,11 @@ typedef struct TensorInfo {
 /* Lists the parameter tensors in file order; returns their number. `out`
    may be NULL to count. (ir.c) */
 int net_tensors(const Net *net, TensorInfo *out);
+
+/* Grad-CAM's layer: the last spatial layer that OpModule.cam marks (a conv,
+   the add of a residual block) outside any block, so that every path from
+   the input to the outputs goes through it; NULL if none. (ir.c) */
+const Layer *net_cam_layer(const Net *net);
 
 /* The last layer that emits code (skips fused_away), and its activation:
    what the network's outputs are. (ir.c) */

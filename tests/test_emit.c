@@ -171,6 +171,19 @@ static const Case cases[] = {
      "network tanhout\ninput 6x6x4\n"
      "conv2d 8 3x3 stride=3 relu\nmaxpool 2x2\nflatten\ndropout 0\n"
      "dense 24 tanh\ndropout 0.5\ndense 9 tanh\ndropout 0.1\n"},
+    {"residual blocks: a relu first on the main path (x must survive it), a nested block, a "
+     "stride-2 projection shortcut, conv + maxpool inside a block, a block on the input and "
+     "one as the output, activations folded into the add",
+     "network blocks\ninput 9x9x3\n"
+     "residual {\n  dropout 0.5\n  relu\n  conv2d 3 3x3 padding=same\n}\n"
+     "conv2d 8 3x3 padding=same\n"
+     "residual {\n  relu\n  conv2d 8 3x3 padding=same relu\n"
+     "  residual {\n    conv2d 8 3x3 padding=1 tanh\n  }\n  conv2d 8 1x1\n}\nrelu\n"
+     "residual {\n  conv2d 12 3x3 stride=2 padding=same relu\n"
+     "  conv2d 12 3x3 padding=same relu\n  maxpool 2x2\n"
+     "  shortcut {\n    conv2d 12 1x1 stride=2\n    avgpool 2x2\n  }\n}\nsigmoid\n"
+     "flatten\ndense 6\nresidual {\n  dense 6 relu\n  shortcut {\n    dense 6\n  }\n}\n"
+     "softmax\n"},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
@@ -335,8 +348,16 @@ static void act_apply(T *t, Act act, bool spatial) {
 /* One image x [H][W][C] (as NAME_infer takes it) -> out (the outputs in the
    order NAME_infer writes them). Reads the IR only for each layer's kind
    and arguments (the DSL), not for shapes or fusion. */
+static T t_copy(T t) {
+  T u = t_new(t.c, t.h, t.w);
+  memcpy(u.v, t.v, sizeof(double) * (size_t)t.c * t.h * t.w);
+  return u;
+}
+
 static void reference(const Net *net, const float *params, const float *x, double *out) {
   T t = t_new(net->input.c, net->input.h, net->input.w);
+  T *kept = calloc((size_t)net->nlayers, sizeof *kept); /* residual blocks: x, then m */
+  assert_non_null(kept);
   bool spatial = true;
   for (int y = 0; y < t.h; y++)
     for (int xx = 0; xx < t.w; xx++)
@@ -434,6 +455,24 @@ static void reference(const Net *net, const float *params, const float *x, doubl
     case OP_ACT:
       act_apply(&t, l->act, spatial);
       continue;
+    case OP_RESIDUAL: /* y = main(x) + shortcut(x) */
+      kept[i] = t_copy(t);
+      continue;
+    case OP_SHORTCUT:
+      kept[i] = t;
+      t = t_copy(kept[l->u.block.fork]);
+      continue;
+    case OP_ADD: {
+      T *other = &kept[l->u.block.shortcut >= 0 ? l->u.block.shortcut : l->u.block.fork];
+      assert_int_equal((long)t.c * t.h * t.w, (long)other->c * other->h * other->w);
+      for (long k = 0; k < (long)t.c * t.h * t.w; k++)
+        t.v[k] += other->v[k];
+      act_apply(&t, l->fused_act ? ACT_LINEAR : l->act, spatial);
+      free(kept[l->u.block.fork].v);
+      if (l->u.block.shortcut >= 0)
+        free(kept[l->u.block.shortcut].v);
+      continue;
+    }
     case OP_COUNT:
       fail();
     }
@@ -446,6 +485,7 @@ static void reference(const Net *net, const float *params, const float *x, doubl
       for (int c = 0; c < t.c; c++)
         out[((long)y * t.w + xx) * t.c + c] = AT(t, c, y, xx);
   free(t.v);
+  free(kept);
 }
 
 /* ---- data ---- */

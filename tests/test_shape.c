@@ -594,7 +594,8 @@ static void test_shape_summary_table(void **state) {
 static void test_shape_dump_ir_after_each_pass(void **state) {
   (void)state;
   const char *src = "input 6x6x1\nconv2d 2 3x3 padding=same relu\nmaxpool 2x2\nflatten\n"
-                    "dense 3 softmax\n";
+                    "dense 3 softmax\ntrain {\n  schedule cosine min_lr=0.01 warmup=2\n"
+                    "  validation 0.2\n  early_stopping patience=4\n}\n";
   size_t size;
   char *out;
   FILE *mem = open_memstream(&out, &size);
@@ -609,6 +610,97 @@ static void test_shape_dump_ir_after_each_pass(void **state) {
   assert_true(lower && shape && fuse && plan && lower < shape && shape < fuse && fuse < plan);
   assert_non_null(strstr(shape, "padding same  pads top 1 left 1 bottom 1 right 1"));
   assert_non_null(strstr(shape, "in 6x6x1  out 6x6x2  act relu"));
+  assert_non_null(strstr(lower, "schedule cosine min_lr 0.01 warmup 2  label_smoothing 0  "
+                                "validation 0.2  early_stopping patience 4 min_delta 0\n"));
+  free(out);
+  arena_free(&a);
+}
+
+/* Residual blocks: the linear list lower.c makes of them (fork, main path,
+   shortcut, its path, add), their layers numbered with the others in
+   source order, the depth check indents by, the shapes, check's table; the
+   inference plan keeps the block's input alive until the add, and a relu
+   first on the main path does not work on it in place. */
+static const char nested_src[] = "input 8x8x4\n"                 /* line 1 */
+                                 "conv2d 4 3x3 padding=same\n"    /* 2 */
+                                 "residual {\n"                   /* 3 */
+                                 "  relu\n"                       /* 4 */
+                                 "  conv2d 8 3x3 stride=2 padding=same relu\n"
+                                 "  residual {\n"                 /* 6 */
+                                 "    conv2d 8 3x3 padding=same\n"
+                                 "  }\n"
+                                 "  shortcut {\n"                 /* 9 */
+                                 "    conv2d 8 1x1 stride=2\n"
+                                 "  }\n"
+                                 "}\n"
+                                 "relu\n"                         /* 13 */
+                                 "flatten\n"
+                                 "dense 3 softmax\n";
+
+static void test_shape_residual_blocks(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, nested_src);
+  const Layer *l = net->layers;
+  const OpKind ops[] = {OP_CONV2D, OP_RESIDUAL, OP_ACT,   OP_CONV2D, OP_RESIDUAL, OP_CONV2D,
+                        OP_ADD,    OP_SHORTCUT, OP_CONV2D, OP_ADD,    OP_ACT,      OP_FLATTEN,
+                        OP_DENSE};
+  const int depth[] = {0, 0, 1, 1, 1, 2, 1, 1, 2, 0, 0, 0, 0};
+  const char *names[] = {"conv1", "", "", "conv2", "", "conv3", "", "", "conv4", "", "", "",
+                         "dense1"};
+  assert_int_equal(net->nlayers, 13);
+  for (int i = 0; i < net->nlayers; i++) {
+    assert_int_equal(l[i].op, ops[i]);
+    assert_int_equal(l[i].depth, depth[i]);
+    assert_string_equal(l[i].name, names[i]);
+  }
+  /* The outer block: fork #1, shortcut #7, add #9; the inner one has none. */
+  assert_int_equal(l[1].u.block.shortcut, 7);
+  assert_int_equal(l[1].u.block.add, 9);
+  assert_int_equal(l[7].u.block.fork, 1);
+  assert_int_equal(l[9].u.block.fork, 1);
+  assert_int_equal(l[4].u.block.shortcut, -1);
+  assert_int_equal(l[6].u.block.fork, 4);
+  assert_int_equal(l[3].loc.line, 5);
+  assert_int_equal(l[8].loc.line, 10);
+  /* Shapes: the shortcut starts again from the block's input. */
+  assert_int_equal(l[6].out.h, 4);
+  assert_int_equal(l[7].out.h, 8);
+  assert_int_equal(l[7].out.c, 4);
+  assert_int_equal(l[9].out.h, 4);
+  assert_int_equal(l[9].out.c, 8);
+  assert_int_equal(net->param_count, 148 + 296 + 584 + 40 + 387);
+  /* The relu after the outer block folds into its add. */
+  assert_ptr_equal(l[9].fused_act, &l[10]);
+  assert_int_equal(l[9].act, ACT_RELU);
+  /* Inference: conv1's output is the outer block's x. The relu first on
+     the main path gets a tensor of its own; x lives until the shortcut's
+     conv reads it, and the main path's output (the inner add's) until the
+     outer add. */
+  const long x = l[0].infer_out_offset, m = l[6].infer_out_offset;
+  assert_true(x >= 0 && m >= 0);
+  assert_int_equal(l[1].infer_out_offset, x); /* the fork: a view */
+  assert_true(l[2].infer_out_offset != x);
+  assert_int_equal(l[7].infer_out_offset, x); /* the shortcut takes x up again */
+  const long sc = l[8].infer_out_offset;
+  assert_true(sc + 4 * 4 * 8 <= m || m + 4 * 4 * 8 <= sc);
+  assert_true(sc + 4 * 4 * 8 <= x || x + 8 * 8 * 4 <= sc);
+  /* Training: the fork and the shortcut keep no output of their own. */
+  assert_false(l[1].train.own_output);
+  assert_false(l[7].train.own_output);
+  assert_true(l[9].train.own_output);
+  /* check: blocks indented, the add as the block's '}' */
+  char *out;
+  size_t size;
+  FILE *mem = open_memstream(&out, &size);
+  summary_print(net, mem, "");
+  fclose(mem);
+  assert_non_null(strstr(out, "\n    3  residual {  "));
+  assert_non_null(strstr(out, "\n    5    conv2d 8 3x3 stride=2 padding=same relu  conv2   4x4x8"));
+  assert_non_null(strstr(out, "\n    7      conv2d 8 3x3 padding=same  "));
+  assert_non_null(strstr(out, "\n    9    shortcut {  "));
+  assert_non_null(strstr(out, "\n   10      conv2d 8 1x1 stride=2  "));
+  assert_non_null(strstr(out, "\n    3  } +  "));
   free(out);
   arena_free(&a);
 }
@@ -721,6 +813,7 @@ int main(void) {
       cmocka_unit_test(test_shape_op_table_rows_complete),
       cmocka_unit_test(test_shape_tensor_list_fits_its_count),
       cmocka_unit_test(test_shape_training_plan),
+      cmocka_unit_test(test_shape_residual_blocks),
       cmocka_unit_test(test_shape_fashion_network),
       cmocka_unit_test(test_shape_parameter_offsets),
       cmocka_unit_test(test_shape_groups),

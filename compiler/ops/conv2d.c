@@ -756,6 +756,10 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
   if (conv_padded(l) && !g->train)
     emit_conv_pad(g, l, fn);
+  if (EM->kernels) {
+    glue_conv_forward(EM, g->net, l, fn, pool, act);
+    return;
+  }
   Shape ys = c8.pool ? c8.pool->out : l->out;
   const char *what =
       em_str(EM, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "", DIMS(ys));
@@ -969,6 +973,8 @@ static void conv_backward(T *t, const TL *L) {
     group_backward(t, L);
     return;
   }
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
@@ -1179,6 +1185,8 @@ static void conv_pool_dw(T *t, const ConvDims *d, const char *nw) {
    register tiles per filter (conv_pool_dw). With 2x2 windows that skips
    three quarters of the work of a dense backward pass. */
 static void conv_pool_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l, *pl = L->pool->l;
   const ConvDims d = conv_dims(L);
   const char *n = t->n;
@@ -1617,6 +1625,11 @@ static void conv_train_end(T *t, const TL *L) {
   const ConvDims d = conv_dims(L);
   const int J = d.KH * d.KW * d.C;
   em_line(EM, "/* %s: the weight gradient, [F][KH][KW][C] -> [KH][KW][C][F] */", L->l->text);
+  if (EM->kernels) {
+    glue_transpose(EM, S(t, "t->dwt%d", L->k), S(t, "g->p + %ld", L->l->weight_offset), 1, d.F, J,
+                   true);
+    return;
+  }
   em_line(EM, "for (int j = 0; j < %d; j++)", J);
   em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
   em_line(EM, "    g->p[%ld + j * %d + f] += t->dwt%d[f * %d + j];", L->l->weight_offset, d.F, L->k,
@@ -1627,6 +1640,10 @@ static void conv_train_end(T *t, const TL *L) {
 static void conv_transpose(T *t, const TL *L) {
   const ConvDims d = conv_dims(L);
   const char *w = emit_param_ref(t->em, t->net, L->l, 0, "m");
+  if (EM->kernels) {
+    glue_transpose(EM, w, S(t, "t->wt%d", L->k), d.KH * d.KW, d.C, d.F, false);
+    return;
+  }
   em_open(EM, "%s", "");
   em_line(EM, "const float *restrict w = %s;", w);
   em_line(EM, "for (int k = 0; k < %d; k++)", d.KH * d.KW);
