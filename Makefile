@@ -20,17 +20,30 @@ ifneq ($(V),1)
 endif
 
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train \
-            ops/conv2d ops/dense ops/pool ops/globalavgpool ops/flatten ops/dropout ops/activation
+            ops/conv2d ops/dense ops/pool ops/globalavgpool ops/flatten ops/dropout ops/activation ops/residual \
+            emit_glue
 RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine dist \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot explain cmd_explain formats/onnx cmd_export cmd_import
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_checkpoint \
             test_backend test_train test_cli test_augment test_explain test_plot test_embed \
-            test_examples test_targets test_onnx test_onnx_peers test_mpi
+            test_examples test_targets test_onnx test_onnx_peers test_mpi test_kernels
+
+# The JIT's kernels (runtime/kernels/): kernels.c once per vector width.
+ifeq ($(shell uname -m),x86_64)
+  KERNEL_ISAS := avx512 avx2 generic
+else
+  KERNEL_ISAS := generic
+endif
+KERNEL_FLAGS   := -O3 -fno-math-errno -ffp-contract=fast
+KERNEL_avx512  := -DCNK_VW=16 -mavx512f -mavx512vl -mavx2 -mfma
+KERNEL_avx2    := -DCNK_VW=8 -mavx2 -mfma
+KERNEL_generic := -DCNK_VW=4
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
-RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)
+RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o) $(B)/runtime/kernels/select.o \
+                $(KERNEL_ISAS:%=$(B)/runtime/kernels/kernels_%.o)
 ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ) $(B)/proto/onnx.pb-c.o
 
 # MPI (`mpirun -n R cnngen train`): the plugin cnngen-mpi.so beside the binary,
@@ -81,6 +94,11 @@ $(B)/%.o: %.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/runtime/kernels/kernels_%.o: runtime/kernels/kernels.c runtime/kernels/kernels.h compiler/ops.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< ($*)"
+	$(Q)$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(KERNEL_$*) -DCNK_ISA=$* -c -o $@ $<
 
 # Tests: one CMocka program per module, linked with everything but main and
 # with tests/testutil.c (temporary directory, running the binary).
@@ -164,8 +182,13 @@ imbalanced: all
 multilabel: all
 	CNNGEN=$(B)/cnngen examples/multilabel/run $(B)/multilabel
 
-bench: all
+bench: all $(B)/jit_bench
 	$(Q)tests/bench/run
+
+# The backends side by side (compile times, batch-1 latency) for tests/bench/run.
+$(B)/jit_bench: tests/bench/jit_bench.c $(ALL_OBJ)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # 1 process x 2 threads against mpirun -n 2 x 1 thread, and dist_sum alone.
 bench-mpi: all

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emit_glue.h"
 #include "emit_train.h"
 #include "ops/op.h"
 
@@ -63,6 +64,16 @@ static void *xcalloc(size_t n, size_t size) {
 }
 
 /* ---- the layer list ---- */
+
+/* The input of an earlier layer that runs in training, l (residual
+   blocks: OpModule.operand, resumes). */
+static const char *tl_input(const T *t, const Layer *l) {
+  for (int k = t->ntl - 1; k >= 0; k--)
+    if (t->tl[k].l == l)
+      return t->tl[k].in;
+  assert(!"a block's layer that does not run in training");
+  return "";
+}
 
 /* The TLs: the layers that run in training (Layer.train, plan.c), with the
    names and C expressions the emitted calls use. */
@@ -92,8 +103,11 @@ static void plan(T *t) {
     L->bfn = S(t, "%s_backward", L->fn);
     L->variant = op_modules[l->op]->train_variant && op_modules[l->op]->train_variant(l);
     L->ffn = L->variant ? S(t, "%s_train", L->fn) : L->fn;
+    const OpModule *op = op_modules[l->op];
+    const Layer *resumes = op->resumes ? op->resumes(net, l) : NULL;
     L->in = prev;
-    L->out = l->train.own_output ? S(t, "t->y%d", L->k) : prev;
+    L->out = l->train.own_output ? S(t, "t->y%d", L->k) : resumes ? tl_input(t, resumes) : prev;
+    L->in2 = op->operand ? tl_input(t, op->operand(net, l)) : NULL;
     prev = L->out;
     L->chw = l->train.chw;
     L->backward = l->train.backward;
@@ -313,7 +327,7 @@ void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body) 
 /* Writes fn(t, L) once per vector width under #if NAME_VW when `wide` (its
    tiles differ), else once on 8-float vectors. */
 void per_width(T *t, const TL *L, LayerFunction *fn, bool wide) {
-  if (!wide) {
+  if (!wide || EM->kernels) {
     fn(t, L);
     return;
   }
@@ -324,6 +338,26 @@ void per_width(T *t, const TL *L, LayerFunction *fn, bool wide) {
   }
   em_raw(EM, "#endif");
   t->v = &em_vec8;
+}
+
+/* ---- the JIT's kernels ---- */
+
+/* With Emitter.kernels, writes L's backward function as one call to the
+   prebuilt kernels (emit_glue.h) and returns true. */
+bool glue_backward(T *t, const TL *L) {
+  if (!EM->kernels)
+    return false;
+  const GlueBackward b = {L->bfn,       L->act,       L->ph,
+                          L->pw,        L->transposed, takes_dx(L),
+                          L->pool ? L->pool->l : NULL};
+  switch (L->l->op) {
+  case OP_CONV2D: glue_conv_backward(EM, t->net, L->l, &b); break;
+  case OP_DENSE: glue_dense_backward(EM, t->net, L->l, &b); break;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL: glue_pool_backward(EM, L->l, L->bfn); break;
+  default: return false; /* no kernel: the module writes its loops */
+  }
+  return true;
 }
 
 /* ---- layers with weights: what their functions share ---- */
@@ -532,13 +566,13 @@ static void accumulate_function(T *t) {
 
 /* ---- NAME_explain: the gradient of one class score ---- */
 
-/* Grad-CAM's layer: the last conv (OpModule.cam) among the TLs, or -1. */
+/* Grad-CAM's layer (net_cam_layer) among the TLs, or -1. */
 static int cam_index(const T *t) {
-  int cam = -1;
+  const Layer *cam = net_cam_layer(t->net);
   for (int k = 0; k < t->ntl; k++)
-    if (op_modules[t->tl[k].l->op]->cam)
-      cam = k;
-  return cam;
+    if (t->tl[k].l == cam)
+      return k;
+  return -1;
 }
 
 /* The layers as NAME_explain runs them, a copy of the training plan
@@ -718,7 +752,9 @@ static void update_function(T *t) {
   const TrainConfig *tc = &net->train;
   const char *n = t->n;
   const bool adam = tc->optimizer == OPT_ADAM;
-  if (net->param_count)
+  if (net->param_count && EM->kernels)
+    glue_optimizer(EM, net, t->slots);
+  else if (net->param_count)
     step_function(t);
   em_open(EM, "void %s_update(%s_model *m, const %s_grads *g, float scale, float lr)", n, n, n);
   em_line(EM, "const uint64_t step = ++m->step;");
@@ -790,8 +826,12 @@ static void state_functions(T *t) {
   em_line(EM, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
   em_blank(EM);
   em_open(EM, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g)", n, n, n);
-  em_line(EM, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
-  em_line(EM, "  into->p[i] += g->p[i];");
+  if (EM->kernels) {
+    glue_add(EM, "into->p", "g->p", S(t, "%s_PARAM_COUNT", n));
+  } else {
+    em_line(EM, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
+    em_line(EM, "  into->p[i] += g->p[i];");
+  }
   em_close(EM);
   em_blank(EM);
   em_open(EM, "void %s_grads_store(const %s_grads *g, float *flat)", n, n);

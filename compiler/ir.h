@@ -80,6 +80,7 @@ typedef struct Layer {
       int pad_h, pad_w;          /* PAD_EXPLICIT: zeros above and below, left and right */
       int pad_top, pad_left;     /* filled by shape.c for every mode */
       int pad_bottom, pad_right; /*   (same at stride > 1: odd pixel bottom/right) */
+      int groups;                /* groups=G (lower.c: 1; 0, in IR built by hand, is 1) */
     } conv;
     struct {
       int kh, kw, sh, sw; /* the stride defaults to the window, in each direction */
@@ -90,7 +91,18 @@ typedef struct Layer {
     struct {
       double rate;
     } dropout;
+    /* A residual block's three layers (OP_RESIDUAL, OP_SHORTCUT, OP_ADD)
+       name each other by index in Net.layers: the fork, where the block's
+       input x is kept; the shortcut, where the main path's output m is kept
+       and x is taken up again (-1: the identity); the add, y = m + s(x). */
+    struct {
+      int fork, shortcut, add;
+    } block;
   } u;
+
+  /* How many residual blocks this layer is inside (lower.c; check indents
+     by it). The block's own fork and add are outside it, its shortcut inside. */
+  int depth;
 
   /* conv2d, dense: bias=false, no LAYER.bias tensor (lower.c). Every pass
      after shape.c reads bias_count (0 then) instead. */
@@ -129,6 +141,11 @@ typedef struct Layer {
     int ph, pw;         /* input height and width (conv: padded) */
   } train;
 } Layer;
+
+/* A conv2d's groups=G (1 when not given). */
+static inline int conv_groups(const Layer *l) {
+  return l->u.conv.groups > 1 ? l->u.conv.groups : 1;
+}
 
 /* Layer.infer_out_offset outside the work buffer: the output is the caller's
    input x (layers that are identities at the start: flatten, dropout), or
@@ -217,6 +234,11 @@ typedef struct TensorInfo {
 /* Lists the parameter tensors in file order; returns their number. `out`
    may be NULL to count. (ir.c) */
 int net_tensors(const Net *net, TensorInfo *out);
+
+/* Grad-CAM's layer: the last spatial layer that OpModule.cam marks (a conv,
+   the add of a residual block) outside any block, so that every path from
+   the input to the outputs goes through it; NULL if none. (ir.c) */
+const Layer *net_cam_layer(const Net *net);
 
 /* The last layer that emits code (skips fused_away), and its activation:
    what the network's outputs are. (ir.c) */

@@ -42,8 +42,9 @@ static bool is_stmt(const char *word, int stmt) {
   return word && strcmp(word, statement_words[stmt]) == 0;
 }
 
-enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_BIAS, OPTION_COUNT };
-static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name", "bias"};
+enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_BIAS, OPTION_GROUPS, OPTION_COUNT };
+static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name", "bias",
+                                                       "groups"};
 /* padding=valid, padding=same (else P or PHxPW: PAD_EXPLICIT) */
 static const char *const padding_words[] = {[PAD_VALID] = "valid", [PAD_SAME] = "same"};
 enum { PADDING_WORDS = sizeof padding_words / sizeof padding_words[0] };
@@ -61,10 +62,10 @@ static const struct {
     [OP_CONV2D] = {2,
                    {"a filter count", "a kernel size"},
                    1u << OPTION_STRIDE | 1u << OPTION_PADDING | 1u << OPTION_NAME |
-                       1u << OPTION_BIAS,
+                       1u << OPTION_BIAS | 1u << OPTION_GROUPS,
                    true,
-                   "conv2d F KHxKW [stride=S|SHxSW] [padding=valid|same|P|PHxPW] [bias=false] "
-                   "[ACT] [name=N]"},
+                   "conv2d F KHxKW [stride=S|SHxSW] [padding=valid|same|P|PHxPW] [groups=G] "
+                   "[bias=false] [ACT] [name=N]"},
     [OP_MAXPOOL] =
         {1, {"a window size"}, 1u << OPTION_STRIDE, false, "maxpool KHxKW [stride=S|SHxSW]"},
     [OP_AVGPOOL] =
@@ -78,7 +79,17 @@ static const struct {
                   "dense N [bias=false] [ACT] [name=N]"},
     [OP_DROPOUT] = {1, {"a rate"}, 0, false, "dropout RATE (0 <= RATE < 1)"},
     [OP_ACT] = {0, {0}, 0, true, "relu, sigmoid, tanh or softmax on a line of its own"},
+    /* Blocks (lower_residual); the add is no word of the language. */
+    [OP_RESIDUAL] = {0, {0}, 0, false, "residual { LAYERS [shortcut { LAYERS }] }"},
+    [OP_SHORTCUT] =
+        {0, {0}, 0, false, "shortcut { LAYERS }, the last statement of a residual block"},
 };
+
+/* A layer word of the language (not the add a residual block ends in). */
+static int layer_word(const char *word) {
+  int op = word ? word_lookup(op_words, OP_COUNT, word) : -1;
+  return op >= 0 && syntax[op].usage ? op : -1;
+}
 
 /* ---- training settings ---- */
 
@@ -161,6 +172,7 @@ typedef struct Lower {
   const Stmt *broken; /* the last top-level statement with a syntax error */
   Loc train_loc, network_loc, first_layer;
   Loc setting_loc[SET_COUNT]; /* line 0: not set yet */
+  int depth;                  /* residual blocks around the statement being lowered */
 } Lower;
 
 static bool seen(Loc loc) {
@@ -357,6 +369,9 @@ static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *s
       l->no_bias = !on;
     }
     break;
+  case OPTION_GROUPS:
+    want_int_field(L, v, "the group count", 1, &l->u.conv.groups);
+    break;
   case OPTION_NAME:
     if (v->kind != ARG_WORD)
       diag_error(L->d, v->loc, "a layer name must be a word like 'features', got %s",
@@ -432,6 +447,9 @@ static void layer_positional(Lower *L, Layer *l, int i, const Arg *a) {
   case OP_GLOBALAVGPOOL:
   case OP_FLATTEN:
   case OP_ACT:
+  case OP_RESIDUAL:
+  case OP_SHORTCUT:
+  case OP_ADD:
   case OP_COUNT:
     break;
   }
@@ -462,8 +480,9 @@ static Layer *layer_new(Lower *L, const Stmt *s, OpKind op, int act) {
   l->act_loc = s->loc;
   l->size_loc = s->loc;
   l->infer_out_offset = -1;
+  l->depth = L->depth;
   if (op == OP_CONV2D)
-    l->u.conv.sh = l->u.conv.sw = 1;
+    l->u.conv.sh = l->u.conv.sw = l->u.conv.groups = 1;
   return l;
 }
 
@@ -532,7 +551,7 @@ static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
    word): it stands in the list so that shape.c checks nothing after it.
    A known layer word keeps its kind (it counts for the names conv1, ...). */
 static void layer_broken(Lower *L, const Stmt *s) {
-  int op = s->word ? word_lookup(op_words, OP_COUNT, s->word) : -1;
+  int op = layer_word(s->word);
   int act = s->word ? word_lookup(act_words, ACT_COUNT, s->word) : -1;
   Layer *l = layer_new(L, s, op >= 0 ? (OpKind)op : OP_ACT, op < 0 ? act : -1);
   l->broken = true;
@@ -1187,8 +1206,85 @@ static void lower_broken(Lower *L, const Stmt *s) {
 /* Whether `word` starts a statement that may stand at the top level. */
 static bool top_level_word(const char *word) {
   int act = word_lookup(act_words, ACT_COUNT, word);
-  return is_stmt(word, STMT_NETWORK) || is_stmt(word, STMT_INPUT) ||
-         word_lookup(op_words, OP_COUNT, word) >= 0 || (act >= 0 && act != ACT_LINEAR);
+  return is_stmt(word, STMT_NETWORK) || is_stmt(word, STMT_INPUT) || layer_word(word) >= 0 ||
+         (act >= 0 && act != ACT_LINEAR);
+}
+
+/* ---- residual blocks ---- */
+
+/* The statements of a residual block (shortcut: of its shortcut block):
+   layers and nested blocks, lowered in source order so that the names
+   conv1, ... count them as written; the shortcut block only as the
+   block's last statement. Returns the number of layers they gave. */
+static int lower_block_body(Lower *L, const Stmt *block, bool shortcut_allowed, int *shortcut) {
+  char what[96];
+  int before = L->net->nlayers;
+  L->depth++;
+  for (const Stmt *st = block->body.head; st; st = st->next) {
+    int op = layer_word(st->word);
+    if (op == OP_SHORTCUT && !st->broken && shortcut_allowed && !st->next) {
+      *shortcut = L->net->nlayers;
+      Layer *sc = layer_new(L, st, OP_SHORTCUT, -1);
+      if (!st->block)
+        diag_error(L->d, st->end, "shortcut needs a block: 'shortcut {', its layers, then '}'");
+      else if (st->args.head)
+        diag_error(L->d, st->args.head->loc, "shortcut takes no arguments, got %s",
+                   describe(what, sizeof what, st->args.head));
+      sc->broken = !st->block;
+      if (st->block)
+        lower_block_body(L, st, false, shortcut);
+      *shortcut = (int)(sc - L->net->layers);
+    } else if (op == OP_SHORTCUT && !st->broken) {
+      diag_error(L->d, st->loc, "shortcut must be the last statement of a residual block");
+      diag_note(L->d, block->loc, "in this %s block", block->word);
+    } else if (st->word && (is_stmt(st->word, STMT_NETWORK) || is_stmt(st->word, STMT_INPUT) ||
+                            is_stmt(st->word, STMT_TRAIN) || is_stmt(st->word, STMT_CLASSES))) {
+      diag_error(L->d, st->loc, "%s cannot be inside a %s block (only layers can)", st->word,
+                 block->word);
+    } else {
+      lower_stmt(L, st);
+    }
+  }
+  L->depth--;
+  return L->net->nlayers - before;
+}
+
+/* residual { LAYERS [shortcut { LAYERS }] }: the fork (keeps x), the main
+   path's layers, the shortcut and its layers, then the add (y = m + s(x)):
+   a linear list that names the tensors the block keeps (ir.h). */
+static void lower_residual(Lower *L, const Stmt *s) {
+  char what[96];
+  Net *net = L->net;
+  if (!s->block) {
+    diag_error(L->d, s->end, "residual needs a block: 'residual {', its layers, then '}'");
+    layer_broken(L, s);
+    return;
+  }
+  if (s->args.head)
+    diag_error(L->d, s->args.head->loc, "residual takes no arguments, got %s",
+               describe(what, sizeof what, s->args.head));
+  if (!seen(L->first_layer))
+    L->first_layer = s->loc;
+  int fork = net->nlayers, shortcut = -1;
+  layer_new(L, s, OP_RESIDUAL, -1);
+  int errors = L->d->errors;
+  int layers = lower_block_body(L, s, true, &shortcut);
+  int main_layers = layers - (shortcut >= 0 ? net->nlayers - shortcut : 0);
+  Layer *add = layer_new(L, s, OP_ADD, -1);
+  add->text = shortcut >= 0 ? "}: main path + shortcut" : "}: main path + x";
+  add->loc = s->unclosed ? s->open_loc : s->loc;
+  if (main_layers == 0 && L->d->errors == errors) {
+    diag_error(L->d, s->open_loc,
+               "this residual block has no layers on its main path (y = main(x) + shortcut(x))");
+    diag_note(L->d, s->loc, "put its layers inside, e.g. 'conv2d 16 3x3 padding=same'");
+    add->broken = true;
+  }
+  int n = (int)(add - net->layers);
+  for (int i = fork; i <= n; i += n - fork) /* the fork and the add */
+    net->layers[i].u.block.fork = fork, net->layers[i].u.block.shortcut = shortcut,
+    net->layers[i].u.block.add = n;
+  if (shortcut >= 0)
+    net->layers[shortcut].u.block = net->layers[fork].u.block;
 }
 
 static void lower_stmt(Lower *L, const Stmt *s) {
@@ -1202,8 +1298,17 @@ static void lower_stmt(Lower *L, const Stmt *s) {
     lower_broken(L, s);
     return;
   }
+  if (s->word && (layer_word(s->word) == OP_RESIDUAL)) {
+    lower_residual(L, s);
+    return;
+  }
+  if (s->word && layer_word(s->word) == OP_SHORTCUT) {
+    diag_error(L->d, s->loc, "shortcut belongs inside a residual block, as its last statement");
+    diag_note(L->d, s->loc, "usage: %s", syntax[OP_RESIDUAL].usage);
+    return;
+  }
   if (s->block && !is_stmt(s->word, STMT_TRAIN)) {
-    diag_error(L->d, s->open_loc, "only train takes a block, not '%s'",
+    diag_error(L->d, s->open_loc, "only train, residual and shortcut take a block, not '%s'",
                ast_clip(what, sizeof what, s->word));
     if (!top_level_word(s->word)) {
       if (word_lookup(setting_words, SET_COUNT, s->word) < 0)
@@ -1231,7 +1336,7 @@ static void lower_stmt(Lower *L, const Stmt *s) {
     lower_classes(L, s);
     return;
   }
-  int op = word_lookup(op_words, OP_COUNT, s->word);
+  int op = layer_word(s->word);
   int act = word_lookup(act_words, ACT_COUNT, s->word);
   if (op >= 0 || (act >= 0 && act != ACT_LINEAR)) {
     lower_layer(L, s, op >= 0 ? (OpKind)op : OP_ACT, op >= 0 ? -1 : act);
@@ -1243,7 +1348,8 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   }
   /* The list of layers: every op but the generic "activation", then each
      activation word but linear. */
-  size_t used = strlen(word_list(buf, sizeof buf, op_words, OP_COUNT, ~0u & ~(1u << OP_ACT), NULL));
+  size_t used = strlen(word_list(buf, sizeof buf, op_words, OP_COUNT,
+                                 ~0u & ~(1u << OP_ACT | 1u << OP_SHORTCUT | 1u << OP_ADD), NULL));
   snprintf(buf + used, sizeof buf - used, ", ");
   used += 2;
   word_list(buf + used, sizeof buf - used, act_words, ACT_COUNT, ~0u, "linear");
@@ -1330,7 +1436,7 @@ int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net 
   Net *net = arena_alloc(a, sizeof *net);
   Lower L = {.a = a, .d = d, .net = net};
   net->file = path;
-  size_t n = (size_t)count_stmts(&stmts);
+  size_t n = 2 * (size_t)count_stmts(&stmts); /* a residual block: its fork and its add */
   net->layers = arena_alloc(a, n * sizeof *net->layers + 1);
   L.name_loc = arena_alloc(a, n * sizeof *L.name_loc + 1);
   L.named = arena_alloc(a, n * sizeof *L.named + 1);
@@ -1384,7 +1490,7 @@ int lower_words(const char **out, int max) {
   int n = 0;
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
     for (int i = 0; i < tables[t].n; i++)
-      if (tables[t].words[i]) {
+      if (tables[t].words[i] && (tables[t].words != op_words || syntax[i].usage)) {
         if (n < max)
           out[n] = tables[t].words[i];
         n++;

@@ -261,17 +261,34 @@ static int cc_build(const char *cmd, const char *dir, const char *source, size_t
   return 0;
 }
 
-Program *backend_cc_compile(const char *source, size_t len, Err *e) {
-  const char *cmd = getenv("CC");
-  if (!cmd || !*cmd)
-    cmd = CC_DEFAULT;
-  char dir[4096], so[4200];
-  if (cache_dir(dir, sizeof dir, e) < 0)
-    return NULL;
+/* The compile command, the cache directory and the object's path in it. */
+static int object_path(const char *source, size_t len, const char **cmd, char *dir, size_t dn,
+                       char *so, size_t sn, Err *e) {
+  *cmd = getenv("CC");
+  if (!*cmd || !**cmd)
+    *cmd = CC_DEFAULT;
+  if (cache_dir(dir, dn, e) < 0)
+    return -1;
   uint64_t h = io_hash(IO_HASH_START, CC_SALT, sizeof CC_SALT);
-  h = io_hash(h, cmd, strlen(cmd) + 1);
+  h = io_hash(h, *cmd, strlen(*cmd) + 1);
   h = io_hash(h, source, len);
-  snprintf(so, sizeof so, "%s/%016llx.so", dir, (unsigned long long)h);
+  snprintf(so, sn, "%s/%016llx.so", dir, (unsigned long long)h);
+  return 0;
+}
+
+bool backend_cc_cached(const char *source, size_t len) {
+  const char *cmd;
+  char dir[4096], so[4200];
+  Err e = {0};
+  return object_path(source, len, &cmd, dir, sizeof dir, so, sizeof so, &e) == 0 &&
+         access(so, R_OK) == 0;
+}
+
+Program *backend_cc_compile(const char *source, size_t len, Err *e) {
+  const char *cmd;
+  char dir[4096], so[4200];
+  if (object_path(source, len, &cmd, dir, sizeof dir, so, sizeof so, e) < 0)
+    return NULL;
   void *handle = NULL;
   if (access(so, R_OK) == 0) {
     handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);

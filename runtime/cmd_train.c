@@ -113,16 +113,15 @@ static const char help[] =
     "  --checkpoint CKPT  where each epoch's checkpoint goes (default: the --out\n"
     "                     name with .ckpt.safetensors in place of .safetensors)\n"
     "  --resume CKPT      continue a run from its checkpoint\n"
-    "  --log FILE.csv     one row per epoch: epoch,loss,accuracy,test_loss,\n"
-    "                     test_accuracy,seconds,lr; rewritten atomically after\n"
-    "                     each epoch. With --resume, the rows of the epochs the\n"
-    "                     checkpoint holds are kept from the existing file (one\n"
-    "                     without the lr column too: its rows get an empty lr)\n"
-    "  --plot FILE        draw loss and accuracy (training and test) against the\n"
-    "                     epoch as a PNG or SVG (by FILE's suffix), redrawn after\n"
-    "                     each epoch; with --resume and --log it includes the rows\n"
-    "                     read back from the log\n"
-    "  --backend B        auto (default), tcc (fast to start) or cc (fast to run)\n"
+    "  --log FILE.csv     a row per epoch: epoch,loss,accuracy,test_loss,\n"
+    "                     test_accuracy,seconds,lr, rewritten atomically. --resume\n"
+    "                     keeps the rows of the epochs the checkpoint holds\n"
+    "  --plot FILE        loss and accuracy (training and test) per epoch, a PNG or\n"
+    "                     SVG by the suffix, redrawn each epoch (with --resume and\n"
+    "                     --log, the rows read back too)\n"
+    "  --backend B        tcc (compiles in ms), cc (in seconds, cached) or auto:\n"
+    "                     cc if cached, else tcc if cc's compile (1 s/60 KB of C)\n"
+    "                     would outlast the run on cc (50 G multiply-adds/s/thread)\n"
     "  --threads N        split each batch across N threads (default: the CPUs)\n"
     "\n"
     "Examples:\n"
@@ -1068,7 +1067,9 @@ static int run(const CliArgs *cli) {
     goto done;
   if (setup(&r, &e) < 0)
     goto fail;
-  if ((status = cli_open_engine(&r.en, r.net, a, true, &r.names)) != 0)
+  /* each epoch: the training images forward and backward, the test images forward */
+  const double images = r.net->train.epochs * (r.train.n + r.test.n / 3.0);
+  if ((status = cli_open_engine(&r.en, r.net, a, true, images, &r.names)) != 0)
     goto done;
   engine_open = true;
   r.threads = r.en.threads * r.dist.size;

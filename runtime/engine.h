@@ -30,6 +30,14 @@ typedef struct Engine {
 } Engine;
 
 int engine_open(Engine *en, const Net *net, BackendKind kind, bool training, int threads, Err *e);
+/* The same, for a run that will put `images` images through the network
+   (training images once per epoch, each counting as a forward and a
+   backward pass; 0: not known), which --backend auto weighs (engine.c,
+   engine_pick). */
+int engine_open_run(Engine *en, const Net *net, BackendKind kind, bool training, double images,
+                    int threads, Err *e);
+/* What auto stands for on such a run: tcc or cc. */
+BackendKind engine_pick(const Net *net, bool training, double images, int threads);
 void engine_close(Engine *en);
 /* n images [n][INPUT_SIZE] -> y [n][OUTPUT_SIZE], split across threads. */
 void engine_infer(Engine *en, const float *x, int n, float *y);

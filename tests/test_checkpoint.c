@@ -120,8 +120,8 @@ static void test_trainlog_round_trip_and_old_header(void **state) {
   char text[512];
   tu_read_file(tu_path("log.csv"), text, sizeof text);
   assert_string_equal(text, "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr\n"
-                            "1,0.500000,0.800000,0.400000,0.850000,1.500,0.001\n"
-                            "2,0.250000,0.900000,0.300000,0.875000,1.250,\n");
+                            "1,0.500000,0.800000,0.400000,0.850000,1.500000,0.001\n"
+                            "2,0.250000,0.900000,0.300000,0.875000,1.250000,\n");
   EpochStats back[3];
   int n = 0;
   assert_int_equal(trainlog_read(tu_path("log.csv"), 1, back, &n, 3, &e), 0);

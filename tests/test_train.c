@@ -186,6 +186,30 @@ static const char *const gradient_nets[] = {
     "network t\ninput 7x9x3\nconv2d 4 2x3 stride=1x2 padding=same bias=false sigmoid\n"
     "conv2d 3 2x2 stride=2x1 padding=0x1 relu\navgpool 3x2 stride=1x2\nflatten\n"
     "dense 2 sigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
+    /* grouped and depthwise: depthwise 3x3 at strides 1 and 2 with padding
+       (its input gradient into a padded input), a depth multiplier of 2,
+       groups of 3 and 2 channels with rectangular kernels and strides, a
+       grouped conv before a maxpool (not paired), bias=false */
+    "network grp\ninput 9x8x2\nconv2d 12 3x3 padding=1 relu\n"
+    "conv2d 12 3x3 padding=1 groups=12 tanh\nconv2d 24 3x3 stride=2 padding=same groups=12\n"
+    "relu\nconv2d 8 3x2 stride=1x2 padding=1x0 groups=4 bias=false sigmoid\n"
+    "conv2d 6 2x2 padding=1 groups=2 relu\nmaxpool 2x2\nflatten\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
+    /* residual blocks: an identity block whose main path starts with a relu
+       (the two gradients summed at the fork), a nested block inside a
+       stride-2 block with a projection shortcut, conv + maxpool backward
+       fused inside a block, a dropout in a shortcut, a block first in the
+       network (its shortcut's conv computes no input gradient: the main
+       path's is the first with weights), a block on vectors whose tanh
+       folds into the add */
+    "network r\ninput 8x8x2\nresidual {\n  conv2d 2 3x3 padding=same relu\n  shortcut {\n"
+    "    conv2d 2 1x1\n  }\n}\nconv2d 8 3x3 padding=same\nresidual {\n  relu\n"
+    "  conv2d 8 3x3 padding=same relu\n}\nrelu\nresidual {\n"
+    "  conv2d 8 3x3 stride=2 padding=same relu\n  residual {\n    conv2d 8 3x3 padding=1 tanh\n"
+    "  }\n  shortcut {\n    conv2d 8 1x1 stride=2\n    dropout 0.2\n  }\n}\nresidual {\n"
+    "  conv2d 16 2x2 padding=same relu\n  maxpool 2x2\n  shortcut {\n    conv2d 16 2x2 stride=2\n"
+    "  }\n}\nflatten\ndense 6\nresidual {\n  dense 6 sigmoid\n}\ntanh\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */
@@ -819,6 +843,19 @@ static double printed(int epoch, const char *key) {
   return atof(printed_at(epoch, key));
 }
 
+/* Without --backend, a run far shorter than cc's compile goes to tcc (the
+   README, Performance: the backend that finishes first). */
+static void test_train_auto_takes_tcc_for_a_short_run(void **state) {
+  (void)state;
+  if (!fashion_subset("tiny", 64, 16))
+    skip();
+  tu_write_text("quick.cnn", "network quick\ninput 28x28x1\nconv2d 8 3x3 relu\nflatten\n"
+                             "dense 10 softmax\ntrain {\n  batch 16\n}\n");
+  assert_int_equal(
+      tu_run("train quick.cnn --data tiny --epochs 1 --threads 1 --out quick.safetensors"), 0);
+  assert_non_null(strstr(tu_out, "backend tcc (compiled in"));
+}
+
 static void test_train_log_has_a_row_per_epoch(void **state) {
   (void)state;
   if (!fashion_subset("tiny", 64, 16))
@@ -838,6 +875,8 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
       /* The log holds what the epoch's line printed, to more digits. */
       assert_float_equal(rows[i][k], printed(i + 1, keys[k - 1]), 0.5e-4 + 1e-9);
     }
+    /* seconds, to the microsecond (an epoch of 64 images on the JIT kernels
+       takes less than a millisecond) */
     assert_true(rows[i][5] > 0 && rows[i][5] < 60);
     /* The learning rate, on the line and in the log. */
     assert_float_equal(printed(i + 1, "  lr "), 0.001, 0);
@@ -1430,7 +1469,9 @@ static void test_train_forward_is_inference_bit_for_bit(void **state) {
       "network r\ninput 9x9x3\nconv2d 12 3x3 relu\nmaxpool 2x2\nconv2d 8 2x2 sigmoid\n"
       "flatten\ndense 6 softmax\n",
       "network q\ninput 6x6x1\nconv2d 9 3x3 padding=same\ntanh\nflatten\ndense 5 sigmoid\n"
-      "train {\n  loss mse\n}\n"};
+      "train {\n  loss mse\n}\n",
+      "network dw\ninput 8x8x3\nconv2d 20 3x3 relu\nconv2d 20 3x3 padding=1 groups=20 relu\n"
+      "conv2d 20 3x3 stride=2 groups=10 tanh\nmaxpool 2x2\nflatten\ndense 4 softmax\n"};
   for (size_t k = 0; k < sizeof nets / sizeof *nets; k++)
     for (int backend = 0; backend < 2; backend++) {
       Compiled c;
@@ -1490,6 +1531,7 @@ int main(void) {
       cmocka_unit_test(test_train_resume_reports_what_changed),
       cmocka_unit_test(test_train_resume_with_the_checkpoints_larger_batch),
       cmocka_unit_test(test_train_resume_at_the_end_keeps_the_scores),
+      cmocka_unit_test(test_train_auto_takes_tcc_for_a_short_run),
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
       cmocka_unit_test(test_train_log_without_lr_column_resumes),

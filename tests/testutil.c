@@ -98,6 +98,12 @@ const char *const tu_reference_cases[TU_REFERENCE_CASES] = {"seed_fashion",
                                                             "overlap_categorical",
                                                             "stride_padding_bias",
                                                             "stride_padding_bias_adam",
+                                                            "depthwise",
+                                                            "depthwise_adam",
+                                                            "groups_rect",
+
+                                                            "residual_identity",
+                                                            "residual_projection",
                                                             "recipe_cosine_smoothing",
                                                             "recipe_step_weights",
                                                             "recipe_early_stopping"};
