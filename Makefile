@@ -1,7 +1,8 @@
 # cnngen: `make` builds build/cnngen, `make test` runs every test,
 # `make test SAN=1` runs them under AddressSanitizer + UBSan, `make bench`
-# measures against PyTorch and ONNX Runtime, `make fuzz` fuzzes the front end
-# and the ONNX reader (FUZZ_TIME seconds, default 60). V=1 shows the commands.
+# measures against PyTorch and ONNX Runtime, `make bench-mpi` training over
+# MPI, `make fuzz` fuzzes the front end and the ONNX reader (FUZZ_TIME
+# seconds, default 60). V=1 shows the commands.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -19,20 +20,45 @@ ifneq ($(V),1)
 endif
 
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train \
-            ops/conv2d ops/dense ops/pool ops/globalavgpool ops/flatten ops/batchnorm ops/dropout ops/activation
-RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine \
+            ops/conv2d ops/dense ops/pool ops/globalavgpool ops/flatten ops/batchnorm ops/dropout ops/activation ops/residual \
+            emit_glue
+RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine dist \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \
             augment plot explain cmd_explain formats/onnx cmd_export cmd_import
 GRAMMAR  := parser lexer
 TESTS    := test_parser test_shape test_emit test_golden test_files test_folder test_checkpoint \
             test_backend test_train test_cli test_augment test_explain test_plot test_embed \
-            test_examples test_targets test_onnx test_onnx_peers
+            test_examples test_targets test_onnx test_onnx_peers test_mpi test_kernels
+
+# The JIT's kernels (runtime/kernels/): kernels.c once per vector width.
+ifeq ($(shell uname -m),x86_64)
+  KERNEL_ISAS := avx512 avx2 generic
+else
+  KERNEL_ISAS := generic
+endif
+KERNEL_FLAGS   := -O3 -fno-math-errno -ffp-contract=fast
+KERNEL_avx512  := -DCNK_VW=16 -mavx512f -mavx512vl -mavx2 -mfma
+KERNEL_avx2    := -DCNK_VW=8 -mavx2 -mfma
+KERNEL_generic := -DCNK_VW=4
 
 COMPILER_OBJ := $(COMPILER:%=$(B)/compiler/%.o) $(GRAMMAR:%=$(B)/grammar/%.o)
-RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o)
+RUNTIME_OBJ  := $(RUNTIME:%=$(B)/runtime/%.o) $(B)/runtime/kernels/select.o \
+                $(KERNEL_ISAS:%=$(B)/runtime/kernels/kernels_%.o)
 ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ) $(B)/proto/onnx.pb-c.o
 
-all: deps $(B)/cnngen
+# MPI (`mpirun -n R cnngen train`): the plugin cnngen-mpi.so beside the binary,
+# built where mpicc is found; cnngen loads it only under mpirun (dist.c).
+MPICC ?= mpicc
+ifneq ($(shell command -v $(MPICC) 2>/dev/null),)
+  MPI_PLUGIN := $(B)/cnngen-mpi.so
+endif
+
+all: deps $(B)/cnngen $(MPI_PLUGIN)
+
+$(B)/cnngen-mpi.so: runtime/dist_mpi.c runtime/dist_ops.h
+	@mkdir -p $(@D)
+	@echo "  MPICC $<"
+	$(Q)$(MPICC) -O2 -g $(STD) -shared -fPIC -o $@ $<
 
 $(B)/cnngen: $(ALL_OBJ) $(B)/runtime/main.o
 	@echo "  LD    $@"
@@ -68,6 +94,11 @@ $(B)/%.o: %.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/runtime/kernels/kernels_%.o: runtime/kernels/kernels.c runtime/kernels/kernels.h compiler/ops.h
+	@mkdir -p $(@D)
+	@echo "  CC    $< ($*)"
+	$(Q)$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(KERNEL_$*) -DCNK_ISA=$* -c -o $@ $<
 
 # Tests: one CMocka program per module, linked with everything but main and
 # with tests/testutil.c (temporary directory, running the binary).
@@ -134,6 +165,10 @@ fashion-augment: all
 	$(B)/cnngen train examples/fashion_augment.cnn --out $(B)/fashion_augment.safetensors --checkpoint $(B)/fashion_augment.ckpt.safetensors --log $(B)/fashion_augment.csv --plot $(B)/fashion_augment.png
 	$(B)/cnngen eval examples/fashion_augment.cnn --weights $(B)/fashion_augment.safetensors
 
+fashion-recipes: all
+	$(B)/cnngen train examples/fashion_recipes.cnn --out $(B)/fashion_recipes.safetensors --checkpoint $(B)/fashion_recipes.ckpt.safetensors --log $(B)/fashion_recipes.csv
+	$(B)/cnngen eval examples/fashion_recipes.cnn --weights $(B)/fashion_recipes.safetensors
+
 # Fashion-MNIST written out as an image folder of 70,000 PNG files, then
 # trained on and evaluated as `make fashion` does on the IDX files.
 folder: all
@@ -147,8 +182,17 @@ imbalanced: all
 multilabel: all
 	CNNGEN=$(B)/cnngen examples/multilabel/run $(B)/multilabel
 
-bench: all
+bench: all $(B)/jit_bench
 	$(Q)tests/bench/run
+
+# The backends side by side (compile times, batch-1 latency) for tests/bench/run.
+$(B)/jit_bench: tests/bench/jit_bench.c $(ALL_OBJ)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# 1 process x 2 threads against mpirun -n 2 x 1 thread, and dist_sum alone.
+bench-mpi: all
+	$(Q)tests/bench/mpi
 
 # Says which Debian package provides what is missing.
 deps:
@@ -158,5 +202,5 @@ clean:
 	rm -rf build
 
 -include $(sort $(shell find $(B) build/fuzz -name '*.d' 2>/dev/null))
-.PHONY: all test fuzz fashion fashion-augment folder imbalanced multilabel bench deps clean
+.PHONY: all test fuzz fashion fashion-augment fashion-recipes folder imbalanced multilabel bench bench-mpi deps clean
 .SECONDARY:

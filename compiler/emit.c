@@ -17,6 +17,7 @@ void em_init(Emitter *em, FILE *out, int depth) {
   em->depth = depth;
   em->lines = 0;
   em->strings = (Arena){0};
+  em->kernels = false;
 }
 
 void em_free(Emitter *em) {

@@ -17,6 +17,9 @@ typedef struct EmitOptions {
                               parameters) as `const NAME_model NAME_trained` */
   const char *header_name; /* the source #includes this; NULL: the header is
                               inlined, making one translation unit (JIT) */
+  bool kernels;            /* the layers' loops as calls to cnngen's prebuilt
+                              kernels (emit_glue.h): for libtcc only, which
+                              links them in; never in written-out C */
 } EmitOptions;
 
 void emit_header(const Net *net, const EmitOptions *opt, FILE *out);

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emit_glue.h"
 #include "emit_train.h"
 #include "ops/op.h"
 
@@ -448,6 +449,7 @@ void emit_header(const Net *net, const EmitOptions *opt, FILE *out) {
 void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   Emitter em;
   em_init(&em, out, 0);
+  em.kernels = opt->kernels;
   Gen gen = {&em, net, opt, net->name, layer_ordinals(net), false, ACT_LINEAR}, *g = &gen;
   const char *n = net->name;
   if (opt->header_name) {
@@ -471,6 +473,8 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   em_raw(EM, "#include <string.h>");
   em_blank(EM);
   em_vector_macros(EM, n, opt->training);
+  if (opt->kernels)
+    glue_declarations(EM);
   emit_act_functions(g);
   emit_layer_functions(g);
   emit_infer(g);

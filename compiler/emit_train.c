@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emit_glue.h"
 #include "emit_train.h"
 #include "ops/op.h"
 
@@ -63,6 +64,16 @@ static void *xcalloc(size_t n, size_t size) {
 }
 
 /* ---- the layer list ---- */
+
+/* The input of an earlier layer that runs in training, l (residual
+   blocks: OpModule.operand, resumes). */
+static const char *tl_input(const T *t, const Layer *l) {
+  for (int k = t->ntl - 1; k >= 0; k--)
+    if (t->tl[k].l == l)
+      return t->tl[k].in;
+  assert(!"a block's layer that does not run in training");
+  return "";
+}
 
 /* The TLs: the layers that run in training (Layer.train, plan.c), with the
    names and C expressions the emitted calls use. */
@@ -92,8 +103,11 @@ static void plan(T *t) {
     L->bfn = S(t, "%s_backward", L->fn);
     L->variant = op_modules[l->op]->train_variant && op_modules[l->op]->train_variant(l);
     L->ffn = L->variant ? S(t, "%s_train", L->fn) : L->fn;
+    const OpModule *op = op_modules[l->op];
+    const Layer *resumes = op->resumes ? op->resumes(net, l) : NULL;
     L->in = prev;
-    L->out = l->train.own_output ? S(t, "t->y%d", L->k) : prev;
+    L->out = l->train.own_output ? S(t, "t->y%d", L->k) : resumes ? tl_input(t, resumes) : prev;
+    L->in2 = op->operand ? tl_input(t, op->operand(net, l)) : NULL;
     prev = L->out;
     L->chw = l->train.chw;
     L->backward = l->train.backward;
@@ -313,7 +327,7 @@ void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body) 
 /* Writes fn(t, L) once per vector width under #if NAME_VW when `wide` (its
    tiles differ), else once on 8-float vectors. */
 void per_width(T *t, const TL *L, LayerFunction *fn, bool wide) {
-  if (!wide) {
+  if (!wide || EM->kernels) {
     fn(t, L);
     return;
   }
@@ -324,6 +338,26 @@ void per_width(T *t, const TL *L, LayerFunction *fn, bool wide) {
   }
   em_raw(EM, "#endif");
   t->v = &em_vec8;
+}
+
+/* ---- the JIT's kernels ---- */
+
+/* With Emitter.kernels, writes L's backward function as one call to the
+   prebuilt kernels (emit_glue.h) and returns true. */
+bool glue_backward(T *t, const TL *L) {
+  if (!EM->kernels)
+    return false;
+  const GlueBackward b = {L->bfn,       L->act,       L->ph,
+                          L->pw,        L->transposed, takes_dx(L),
+                          L->pool ? L->pool->l : NULL};
+  switch (L->l->op) {
+  case OP_CONV2D: glue_conv_backward(EM, t->net, L->l, &b); break;
+  case OP_DENSE: glue_dense_backward(EM, t->net, L->l, &b); break;
+  case OP_MAXPOOL:
+  case OP_AVGPOOL: glue_pool_backward(EM, L->l, L->bfn); break;
+  default: return false; /* no kernel: the module writes its loops */
+  }
+  return true;
 }
 
 /* ---- layers with weights: what their functions share ---- */
@@ -532,13 +566,13 @@ static void accumulate_function(T *t) {
 
 /* ---- NAME_explain: the gradient of one class score ---- */
 
-/* Grad-CAM's layer: the last conv (OpModule.cam) among the TLs, or -1. */
+/* Grad-CAM's layer (net_cam_layer) among the TLs, or -1. */
 static int cam_index(const T *t) {
-  int cam = -1;
+  const Layer *cam = net_cam_layer(t->net);
   for (int k = 0; k < t->ntl; k++)
-    if (op_modules[t->tl[k].l->op]->cam)
-      cam = k;
-  return cam;
+    if (t->tl[k].l == cam)
+      return k;
+  return -1;
 }
 
 /* The layers as NAME_explain runs them, a copy of the training plan
@@ -645,14 +679,16 @@ static void step_function(T *t) {
   const char *decay = wd ? S(t, " + %s * ", FL(tc->weight_decay)) : "";
   if (adam) {
     em_comment(EM,
-               "adam lr=%g beta1=%g beta2=%g eps=%g weight_decay=%g, on the gradient scale * g:\n"
+               "adam (lr=%g in the .cnn file) beta1=%g beta2=%g eps=%g weight_decay=%g, on the\n"
+               "gradient scale * g, at the learning rate lr of the step:\n"
                "g += weight_decay * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;\n"
                "p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), with c1 = 1 - b1^t\n"
                "and c2 = 1 - b2^t.",
                tc->lr, tc->beta1, tc->beta2, tc->eps, tc->weight_decay);
     em_open_fn(EM,
                "static void %s_adam(float *restrict p, const float *restrict g, "
-               "float *restrict s0, float *restrict s1, long n, float scale, float c1, float c2)",
+               "float *restrict s0, float *restrict s1, long n, float scale, float lr, float c1, "
+               "float c2)",
                n);
     em_line(EM, "long i = 0;");
     /* sqrtf is not vectorized while it may set errno: spell out the vectors */
@@ -666,7 +702,7 @@ static void step_function(T *t) {
     em_line(EM, "gv = scale * gv%s%s;", decay, wd ? "pv" : "");
     em_line(EM, "m0 = %s * m0 + %s * gv;", FL(tc->beta1), FL(1.0 - tc->beta1));
     em_line(EM, "m1 = %s * m1 + %s * gv * gv;", FL(tc->beta2), FL(1.0 - tc->beta2));
-    em_line(EM, "pv -= %s * (m0 / c1) / (%s_SQRT(m1 / c2) + %s);", FL(tc->lr), n, FL(tc->eps));
+    em_line(EM, "pv -= lr * (m0 / c1) / (%s_SQRT(m1 / c2) + %s);", n, FL(tc->eps));
     em_line(EM, "%s_STORE(p + i, pv);", n);
     em_line(EM, "%s_STORE(s0 + i, m0);", n);
     em_line(EM, "%s_STORE(s1 + i, m1);", n);
@@ -676,31 +712,35 @@ static void step_function(T *t) {
     em_line(EM, "const float gi = scale * g[i]%s%s;", decay, wd ? "p[i]" : "");
     em_line(EM, "s0[i] = %s * s0[i] + %s * gi;", FL(tc->beta1), FL(1.0 - tc->beta1));
     em_line(EM, "s1[i] = %s * s1[i] + %s * gi * gi;", FL(tc->beta2), FL(1.0 - tc->beta2));
-    em_line(EM, "p[i] -= %s * (s0[i] / c1) / (sqrtf(s1[i] / c2) + %s);", FL(tc->lr), FL(tc->eps));
+    em_line(EM, "p[i] -= lr * (s0[i] / c1) / (sqrtf(s1[i] / c2) + %s);", FL(tc->eps));
     em_close(EM);
     em_close(EM);
     em_blank(EM);
     return;
   }
-  em_comment(EM, "sgd lr=%g momentum=%g%s weight_decay=%g, on the gradient scale * g:\n%s", tc->lr,
-             tc->momentum, tc->nesterov ? " nesterov" : "", tc->weight_decay,
+  em_comment(EM,
+             "sgd (lr=%g in the .cnn file) momentum=%g%s weight_decay=%g, on the gradient\n"
+             "scale * g, at the learning rate lr of the step:\n%s",
+             tc->lr, tc->momentum, tc->nesterov ? " nesterov" : "", tc->weight_decay,
              !t->slots ? "g += weight_decay * p; p -= lr * g."
              : tc->nesterov
                  ? "g += weight_decay * p; v = momentum v + g; p -= lr * (g + momentum v)."
                  : "g += weight_decay * p; v = momentum v + g; p -= lr * v.");
   em_open_fn(
-      EM, "static void %s_sgd(float *restrict p, const float *restrict g, %slong n, float scale)",
+      EM,
+      "static void %s_sgd(float *restrict p, const float *restrict g, %slong n, float scale, "
+      "float lr)",
       n, t->slots ? "float *restrict s0, " : "");
   em_open(EM, "for (long i = 0; i < n; i++)");
   em_line(EM, "const float gi = scale * g[i]%s%s;", decay, wd ? "p[i]" : "");
   if (t->slots) {
     em_line(EM, "s0[i] = %s * s0[i] + gi;", FL(tc->momentum));
     if (tc->nesterov)
-      em_line(EM, "p[i] -= %s * (gi + %s * s0[i]);", FL(tc->lr), FL(tc->momentum));
+      em_line(EM, "p[i] -= lr * (gi + %s * s0[i]);", FL(tc->momentum));
     else
-      em_line(EM, "p[i] -= %s * s0[i];", FL(tc->lr));
+      em_line(EM, "p[i] -= lr * s0[i];");
   } else {
-    em_line(EM, "p[i] -= %s * gi;", FL(tc->lr));
+    em_line(EM, "p[i] -= lr * gi;");
   }
   em_close(EM);
   em_close(EM);
@@ -712,12 +752,14 @@ static void update_function(T *t) {
   const TrainConfig *tc = &net->train;
   const char *n = t->n;
   const bool adam = tc->optimizer == OPT_ADAM;
-  if (net->param_count)
+  if (net->param_count && EM->kernels)
+    glue_optimizer(EM, net, t->slots);
+  else if (net->param_count)
     step_function(t);
-  em_open(EM, "void %s_update(%s_model *m, const %s_grads *g, float scale)", n, n, n);
+  em_open(EM, "void %s_update(%s_model *m, const %s_grads *g, float scale, float lr)", n, n, n);
   em_line(EM, "const uint64_t step = ++m->step;");
   if (!net->param_count) { /* a network without parameters */
-    em_line(EM, "(void)step, (void)g, (void)scale;");
+    em_line(EM, "(void)step, (void)g, (void)scale, (void)lr;");
   } else {
     if (adam) {
       em_line(EM, "const float c1 = (float)(1.0 - pow(%.17g, (double)step));", tc->beta1);
@@ -733,7 +775,7 @@ static void update_function(T *t) {
         S(t,
           "%s"
           "const long at = t->offset, count = (long)t->o * t->c * t->k;\n"
-          "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale%s);",
+          "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale, lr%s);",
           net_has_stats(net) ? "if (t->bound < -1.5f)\n  continue; /* running statistics */\n" : "",
           n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
     if (net_has_folds(net))
@@ -741,14 +783,14 @@ static void update_function(T *t) {
   }
   em_close(EM);
   em_blank(EM);
-  em_open_fn(EM, "float %s_train_step(%s)", n, params_of(t, false));
+  em_open_fn(EM, "float %s_train_step(%s, float lr)", n, params_of(t, false));
   em_line(EM, "double wsum = 0.0;");
   em_line(EM, "for (int i = 0; i < n; i++)");
   em_line(EM, "  wsum += weight ? weight[i] : 1.0f;");
   em_line(EM, "%s_grads_zero(g);", n);
   em_line(EM, "const double loss = %s_accumulate(m, w, g, x, target, weight, n, key);", n);
   em_line(EM, "if (wsum > 0.0)");
-  em_line(EM, "  %s_update(m, g, (float)(1.0 / wsum));", n);
+  em_line(EM, "  %s_update(m, g, (float)(1.0 / wsum), lr);", n);
   em_line(EM, "return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;");
   em_close(EM);
   em_blank(EM);
@@ -789,8 +831,12 @@ static void state_functions(T *t) {
   em_line(EM, "void %s_grads_zero(%s_grads *g) { memset(g, 0, sizeof *g); }", n, n);
   em_blank(EM);
   em_open(EM, "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g)", n, n, n);
-  em_line(EM, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
-  em_line(EM, "  into->p[i] += g->p[i];");
+  if (EM->kernels) {
+    glue_add(EM, "into->p", "g->p", S(t, "%s_PARAM_COUNT", n));
+  } else {
+    em_line(EM, "for (int i = 0; i < %s_PARAM_COUNT; i++)", n);
+    em_line(EM, "  into->p[i] += g->p[i];");
+  }
   em_close(EM);
   em_blank(EM);
   em_open(EM, "void %s_grads_store(const %s_grads *g, float *flat)", n, n);
@@ -976,12 +1022,14 @@ void emit_train_declarations(Emitter *em, const Net *net) {
           "/* The same, also writing the outputs [n][%s_OUTPUT_SIZE] to y when y is not NULL. */",
           n);
   em_call(em, "double %s_accumulate_y(%s, float *y);", n, params_of(&t, true));
-  em_line(em, "/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights). */");
-  em_call(em, "void %s_update(%s_model *m, const %s_grads *g, float scale);", n, n, n);
+  em_line(em, "/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights) at");
+  em_line(em, "   learning rate lr (the train block's is %g; a schedule changes it per step). */",
+          tc->lr);
+  em_call(em, "void %s_update(%s_model *m, const %s_grads *g, float scale, float lr);", n, n, n);
   em_line(
       em,
       "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
-  em_call(em, "float %s_train_step(%s);", n, params_of(&t, false));
+  em_call(em, "float %s_train_step(%s, float lr);", n, params_of(&t, false));
   em_line(em, "/* Gradients as a flat array in %s_load's order and PyTorch layout. */", n);
   em_call(em, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);
   em_line(em,

@@ -28,6 +28,7 @@ typedef struct Emitter {
   int depth;     /* indentation level; 2 spaces each */
   long lines;    /* lines written so far */
   Arena strings; /* em_str's, until em_free */
+  bool kernels;  /* the layers' loops as calls to the JIT's kernels (emit_glue.h) */
 } Emitter;
 
 void em_init(Emitter *em, FILE *out, int depth);

@@ -65,7 +65,11 @@ void fuse(Net *net) {
       continue;
     Layer *next = i + 1 < net->nlayers ? &net->layers[i + 1] : NULL;
     int after = i;
-    if (next && op_modules[next->op]->folds_weights && op->weights && l->act == ACT_LINEAR) {
+    /* a grouped conv keeps its batchnorm unfolded: its kernels read the
+       layer's own weights (conv_groups) */
+    const bool foldable = l->op != OP_CONV2D || conv_groups(l) == 1;
+    if (next && op_modules[next->op]->folds_weights && op->weights && foldable &&
+        l->act == ACT_LINEAR) {
       fuse_act(net, next, i + 1);
       l->fused_bn = next;
       l->act = next->act;

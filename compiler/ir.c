@@ -55,6 +55,16 @@ bool net_has_folds(const Net *net) {
   return false;
 }
 
+const Layer *net_cam_layer(const Net *net) {
+  const Layer *cam = NULL;
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (op_modules[l->op]->cam && l->depth == 0 && !l->out.vec)
+      cam = l;
+  }
+  return cam;
+}
+
 const Layer *net_last_layer(const Net *net) {
   for (int i = net->nlayers - 1; i >= 0; i--)
     if (!net->layers[i].fused_away)

@@ -80,6 +80,7 @@ typedef struct Layer {
       int pad_h, pad_w;          /* PAD_EXPLICIT: zeros above and below, left and right */
       int pad_top, pad_left;     /* filled by shape.c for every mode */
       int pad_bottom, pad_right; /*   (same at stride > 1: odd pixel bottom/right) */
+      int groups;                /* groups=G (lower.c: 1; 0, in IR built by hand, is 1) */
     } conv;
     struct {
       int kh, kw, sh, sw; /* the stride defaults to the window, in each direction */
@@ -93,7 +94,18 @@ typedef struct Layer {
     struct {
       double momentum, eps;
     } bn;
+    /* A residual block's three layers (OP_RESIDUAL, OP_SHORTCUT, OP_ADD)
+       name each other by index in Net.layers: the fork, where the block's
+       input x is kept; the shortcut, where the main path's output m is kept
+       and x is taken up again (-1: the identity); the add, y = m + s(x). */
+    struct {
+      int fork, shortcut, add;
+    } block;
   } u;
+
+  /* How many residual blocks this layer is inside (lower.c; check indents
+     by it). The block's own fork and add are outside it, its shortcut inside. */
+  int depth;
 
   /* conv2d, dense: bias=false, no LAYER.bias tensor (lower.c). Every pass
      after shape.c reads bias_count (0 then) instead. */
@@ -138,6 +150,11 @@ typedef struct Layer {
   } train;
 } Layer;
 
+/* A conv2d's groups=G (1 when not given). */
+static inline int conv_groups(const Layer *l) {
+  return l->u.conv.groups > 1 ? l->u.conv.groups : 1;
+}
+
 /* Layer.infer_out_offset outside the work buffer: the output is the caller's
    input x (layers that are identities at the start: flatten, dropout), or
    is written straight into the caller's y (the last layer that computes,
@@ -164,6 +181,19 @@ typedef struct TrainConfig {
   double *class_weight_list; /* CW_LIST: one weight per output */
   int class_weight_count;
   Loc class_weights_loc;
+  double label_smoothing; /* in [0, 1): cross-entropy against (1 - F) onehot + F / K */
+  Loc label_smoothing_loc;
+  Schedule schedule; /* the learning rate per step: trainer.c, train_lr */
+  int step_every;    /* SCHED_STEP: lr * step_gamma^floor(epoch / step_every) */
+  double step_gamma;
+  double min_lr; /* SCHED_COSINE: the rate at the run's last step */
+  int warmup;    /* epochs whose steps ramp the rate up linearly (0: none) */
+  Loc schedule_loc;
+  double validation; /* in (0, 1): the last round(F * N) training images held out; 0: none */
+  Loc validation_loc;
+  int patience;     /* early_stopping patience=P (0: no early stopping) */
+  double min_delta; /*   min_delta=F: the fall in validation loss that counts */
+  Loc early_stopping_loc;
   bool present; /* a train { } block was written */
   /* lower.c reported an error that checking the loss against the output
      would only repeat (a bad loss, the last activation). */
@@ -217,6 +247,11 @@ int net_tensors(const Net *net, TensorInfo *out);
    batchnorm is folded into a conv/dense (Layer.fused_bn). (ir.c) */
 bool net_has_stats(const Net *net);
 bool net_has_folds(const Net *net);
+
+/* Grad-CAM's layer: the last spatial layer that OpModule.cam marks (a conv,
+   the add of a residual block) outside any block, so that every path from
+   the input to the outputs goes through it; NULL if none. (ir.c) */
+const Layer *net_cam_layer(const Net *net);
 
 /* The last layer that emits code (skips fused_away), and its activation:
    what the network's outputs are. (ir.c) */

@@ -47,12 +47,13 @@ enum {
   OPTION_PADDING,
   OPTION_NAME,
   OPTION_BIAS,
+  OPTION_GROUPS,
   OPTION_MOMENTUM,
   OPTION_EPS,
   OPTION_COUNT
 };
-static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name",
-                                                       "bias",   "momentum", "eps"};
+static const char *const option_words[OPTION_COUNT] = {"stride", "padding",  "name", "bias",
+                                                       "groups", "momentum", "eps"};
 /* padding=valid, padding=same (else P or PHxPW: PAD_EXPLICIT) */
 static const char *const padding_words[] = {[PAD_VALID] = "valid", [PAD_SAME] = "same"};
 enum { PADDING_WORDS = sizeof padding_words / sizeof padding_words[0] };
@@ -70,10 +71,10 @@ static const struct {
     [OP_CONV2D] = {2,
                    {"a filter count", "a kernel size"},
                    1u << OPTION_STRIDE | 1u << OPTION_PADDING | 1u << OPTION_NAME |
-                       1u << OPTION_BIAS,
+                       1u << OPTION_BIAS | 1u << OPTION_GROUPS,
                    true,
-                   "conv2d F KHxKW [stride=S|SHxSW] [padding=valid|same|P|PHxPW] [bias=false] "
-                   "[ACT] [name=N]"},
+                   "conv2d F KHxKW [stride=S|SHxSW] [padding=valid|same|P|PHxPW] [groups=G] "
+                   "[bias=false] [ACT] [name=N]"},
     [OP_MAXPOOL] =
         {1, {"a window size"}, 1u << OPTION_STRIDE, false, "maxpool KHxKW [stride=S|SHxSW]"},
     [OP_AVGPOOL] =
@@ -92,7 +93,17 @@ static const struct {
                       "batchnorm [momentum=F] [eps=F] [name=N]"},
     [OP_DROPOUT] = {1, {"a rate"}, 0, false, "dropout RATE (0 <= RATE < 1)"},
     [OP_ACT] = {0, {0}, 0, true, "relu, sigmoid, tanh or softmax on a line of its own"},
+    /* Blocks (lower_residual); the add is no word of the language. */
+    [OP_RESIDUAL] = {0, {0}, 0, false, "residual { LAYERS [shortcut { LAYERS }] }"},
+    [OP_SHORTCUT] =
+        {0, {0}, 0, false, "shortcut { LAYERS }, the last statement of a residual block"},
 };
+
+/* A layer word of the language (not the add a residual block ends in). */
+static int layer_word(const char *word) {
+  int op = word ? word_lookup(op_words, OP_COUNT, word) : -1;
+  return op >= 0 && syntax[op].usage ? op : -1;
+}
 
 /* ---- training settings ---- */
 
@@ -103,7 +114,11 @@ static const struct {
   X(SET_EPOCHS, "epochs", "epochs 5")                                                              \
   X(SET_SEED, "seed", "seed 1")                                                                    \
   X(SET_AUGMENT, "augment", "augment hflip shift=2")                                               \
-  X(SET_CLASS_WEIGHTS, "class_weights", "class_weights balanced")
+  X(SET_CLASS_WEIGHTS, "class_weights", "class_weights balanced")                                  \
+  X(SET_LABEL_SMOOTHING, "label_smoothing", "label_smoothing 0.1")                                 \
+  X(SET_SCHEDULE, "schedule", "schedule cosine warmup=1")                                          \
+  X(SET_VALIDATION, "validation", "validation 0.1")                                                \
+  X(SET_EARLY_STOPPING, "early_stopping", "early_stopping patience=3")
 
 #define X_ENUM(e, ...) e,
 #define X_WORD(e, w, ...) [e] = w,
@@ -134,6 +149,27 @@ static const unsigned opt_options_of[OPT_COUNT] = {
     [OPT_ADAM] = BIT(OO_LR) | BIT(OO_BETA1) | BIT(OO_BETA2) | BIT(OO_EPS) | BIT(OO_WEIGHT_DECAY),
 };
 static const double default_lr[OPT_COUNT] = {[OPT_SGD] = 0.01, [OPT_ADAM] = 0.001};
+/* The options of schedule and early_stopping, and which schedule takes which. */
+#define RECIPE_OPTIONS(X)                                                                          \
+  X(RO_EVERY, "every")                                                                             \
+  X(RO_GAMMA, "gamma")                                                                             \
+  X(RO_MIN_LR, "min_lr")                                                                           \
+  X(RO_WARMUP, "warmup")                                                                           \
+  X(RO_PATIENCE, "patience")                                                                       \
+  X(RO_MIN_DELTA, "min_delta")
+#define X_RO_ENUM(e, w) e,
+#define X_RO_WORD(e, w) [e] = w,
+typedef enum { RECIPE_OPTIONS(X_RO_ENUM) RO_COUNT } RecipeOption;
+static const char *const recipe_option_words[RO_COUNT] = {RECIPE_OPTIONS(X_RO_WORD)};
+#undef X_RO_ENUM
+#undef X_RO_WORD
+static const unsigned schedule_options_of[SCHED_COUNT] = {
+    [SCHED_CONSTANT] = BIT(RO_WARMUP),
+    [SCHED_STEP] = BIT(RO_EVERY) | BIT(RO_GAMMA) | BIT(RO_WARMUP),
+    [SCHED_COSINE] = BIT(RO_MIN_LR) | BIT(RO_WARMUP),
+};
+static const unsigned early_stopping_options = BIT(RO_PATIENCE) | BIT(RO_MIN_DELTA);
+
 /* class_weights balanced (else a list of numbers: CW_LIST) */
 static const char *const class_weight_words[] = {[CW_BALANCED] = "balanced"};
 enum { CLASS_WEIGHT_WORDS = sizeof class_weight_words / sizeof class_weight_words[0] };
@@ -150,6 +186,7 @@ typedef struct Lower {
   const Stmt *broken; /* the last top-level statement with a syntax error */
   Loc train_loc, network_loc, first_layer;
   Loc setting_loc[SET_COUNT]; /* line 0: not set yet */
+  int depth;                  /* residual blocks around the statement being lowered */
 } Lower;
 
 static bool seen(Loc loc) {
@@ -346,6 +383,9 @@ static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *s
       l->no_bias = !on;
     }
     break;
+  case OPTION_GROUPS:
+    want_int_field(L, v, "the group count", 1, &l->u.conv.groups);
+    break;
   case OPTION_MOMENTUM:
     want_real(L, v, "the momentum", 0, false, 1, false, "in [0, 1]", &l->u.bn.momentum);
     break;
@@ -428,6 +468,9 @@ static void layer_positional(Lower *L, Layer *l, int i, const Arg *a) {
   case OP_GLOBALAVGPOOL:
   case OP_FLATTEN:
   case OP_ACT:
+  case OP_RESIDUAL:
+  case OP_SHORTCUT:
+  case OP_ADD:
   case OP_COUNT:
     break;
   }
@@ -458,8 +501,9 @@ static Layer *layer_new(Lower *L, const Stmt *s, OpKind op, int act) {
   l->act_loc = s->loc;
   l->size_loc = s->loc;
   l->infer_out_offset = -1;
+  l->depth = L->depth;
   if (op == OP_CONV2D)
-    l->u.conv.sh = l->u.conv.sw = 1;
+    l->u.conv.sh = l->u.conv.sw = l->u.conv.groups = 1;
   if (op == OP_BATCHNORM) { /* PyTorch's defaults */
     l->u.bn.momentum = 0.1;
     l->u.bn.eps = 1e-5;
@@ -532,7 +576,7 @@ static void lower_layer(Lower *L, const Stmt *s, OpKind op, int act) {
    word): it stands in the list so that shape.c checks nothing after it.
    A known layer word keeps its kind (it counts for the names conv1, ...). */
 static void layer_broken(Lower *L, const Stmt *s) {
-  int op = s->word ? word_lookup(op_words, OP_COUNT, s->word) : -1;
+  int op = layer_word(s->word);
   int act = s->word ? word_lookup(act_words, ACT_COUNT, s->word) : -1;
   Layer *l = layer_new(L, s, op >= 0 ? (OpKind)op : OP_ACT, op < 0 ? act : -1);
   l->broken = true;
@@ -596,21 +640,31 @@ static void set_loss(Lower *L, const Stmt *s) {
   L->net->train.loss_loc = a->loc;
 }
 
+/* The kind that a setting's first argument names (`optimizer adam ...`,
+   `schedule cosine ...`): its index in `words`, or -1 (reported). `needs`
+   says what is missing: "a name: sgd or adam". */
+static int setting_kind(Lower *L, const Stmt *s, Setting set, const char *needs,
+                        const char *const *words, int n) {
+  const Arg *a = s->args.head;
+  if (!a) {
+    diag_error(L->d, s->end, "%s needs %s, e.g. '%s'", setting_words[set], needs,
+               setting_examples[set]);
+    return -1;
+  }
+  int k = a->kind == ARG_WORD ? word_lookup(words, n, a->text) : -1;
+  if (k < 0)
+    unknown_word(L, a, setting_words[set], words, n, ~0u);
+  return k;
+}
+
 /* optimizer sgd lr=0.1 momentum=0.9 nesterov weight_decay=1e-4 */
 static void set_optimizer(Lower *L, const Stmt *s) {
   char buf[256], what[96];
   TrainConfig *t = &L->net->train;
   const Arg *a = s->args.head;
-  if (!a) {
-    diag_error(L->d, s->end, "optimizer needs a name: sgd or adam, e.g. '%s'",
-               setting_examples[SET_OPTIMIZER]);
+  int opt = setting_kind(L, s, SET_OPTIMIZER, "a name: sgd or adam", optimizer_words, OPT_COUNT);
+  if (opt < 0)
     return;
-  }
-  int opt = a->kind == ARG_WORD ? word_lookup(optimizer_words, OPT_COUNT, a->text) : -1;
-  if (opt < 0) {
-    unknown_word(L, a, "optimizer", optimizer_words, OPT_COUNT, ~0u);
-    return;
-  }
   t->optimizer = (Optimizer)opt;
   t->optimizer_loc = a->loc;
   t->lr = default_lr[opt];
@@ -798,6 +852,136 @@ static void set_seed(Lower *L, const Stmt *s) {
     L->net->train.seed = (unsigned long long)v;
 }
 
+/* label_smoothing 0.1 | validation 0.2: one number in a range. */
+static void set_fraction(Lower *L, const Stmt *s, Setting set) {
+  TrainConfig *t = &L->net->train;
+  const Arg *a = single_arg(L, s, set);
+  if (!a)
+    return;
+  if (set == SET_LABEL_SMOOTHING) {
+    if (want_real(L, a, "label_smoothing", 0, false, 1, true, "in [0, 1)", &t->label_smoothing))
+      t->label_smoothing_loc = a->loc;
+  } else if (want_real(L, a, "validation (the fraction held out)", 0, true, 1, true, "in (0, 1)",
+                       &t->validation)) {
+    t->validation_loc = a->loc;
+  }
+}
+
+/* The KEY=VALUE options of a schedule or early_stopping, from `a` on: each
+   one that `mask` allows goes to val[its RecipeOption]; anything else,
+   twice or without a value is reported. False if anything was. */
+static bool recipe_options(Lower *L, const Arg *a, const char *owner, unsigned mask,
+                           const Arg *val[RO_COUNT]) {
+  char buf[256], what[96];
+  Loc given[RO_COUNT] = {0};
+  bool ok = true;
+  for (; a; a = a->next) {
+    int o = a->kind == ARG_WORD || a->kind == ARG_KEYVAL
+                ? word_lookup(recipe_option_words, RO_COUNT, a->text)
+                : -1;
+    if (o < 0 || !(mask & BIT(o))) {
+      word_list(buf, sizeof buf, recipe_option_words, RO_COUNT, mask, NULL);
+      if (a->kind == ARG_WORD || a->kind == ARG_KEYVAL)
+        diag_error(L->d, a->loc, "%s has no option '%s' (expected one of: %s)", owner,
+                   ast_clip(what, sizeof what, a->text), buf);
+      else
+        diag_error(L->d, a->loc, "unexpected %s for %s (expected one of: %s)",
+                   describe(what, sizeof what, a), owner, buf);
+      ok = false;
+      continue;
+    }
+    snprintf(what, sizeof what, "'%s'", recipe_option_words[o]);
+    if (duplicate(L, &given[o], a->loc, what)) {
+      ok = false;
+      continue;
+    }
+    if (a->kind != ARG_KEYVAL) {
+      diag_error(L->d, a->loc, "%s needs a value, e.g. %s=%s", a->text, a->text,
+                 o == RO_GAMMA                         ? "0.5"
+                 : o == RO_MIN_LR || o == RO_MIN_DELTA ? "0.001"
+                                                       : "2");
+      ok = false;
+      continue;
+    }
+    val[o] = a->value;
+  }
+  return ok;
+}
+
+/* schedule constant | step every=10 gamma=0.5 | cosine min_lr=1e-5, each
+   with an optional warmup=E */
+static void set_schedule(Lower *L, const Stmt *s) {
+  TrainConfig *t = &L->net->train;
+  const Arg *a = s->args.head, *val[RO_COUNT] = {0};
+  int k = setting_kind(L, s, SET_SCHEDULE, "a kind: constant, step or cosine", schedule_words,
+                       SCHED_COUNT);
+  if (k < 0)
+    return;
+  t->schedule_loc = a->loc;
+  if (!recipe_options(L, a->next, schedule_words[k], schedule_options_of[k], val))
+    return;
+  long v;
+  if (val[RO_WARMUP] && want_int(L, val[RO_WARMUP], "warmup (epochs)", 0, INT_ARG_MAX, &v))
+    t->warmup = (int)v;
+  if (val[RO_MIN_LR])
+    want_real(L, val[RO_MIN_LR], "min_lr", 0, false, HUGE_VAL, false, "at least 0", &t->min_lr);
+  if (k == SCHED_STEP) {
+    if (!val[RO_EVERY] || !val[RO_GAMMA]) {
+      diag_error(L->d, a->loc,
+                 "schedule step needs every=E and gamma=G, e.g. 'schedule step "
+                 "every=10 gamma=0.5'");
+      return;
+    }
+    if (want_int(L, val[RO_EVERY], "every (epochs)", 1, INT_ARG_MAX, &v))
+      t->step_every = (int)v;
+    want_real(L, val[RO_GAMMA], "gamma", 0, true, HUGE_VAL, false, "greater than 0",
+              &t->step_gamma);
+  }
+  t->schedule = (Schedule)k;
+}
+
+/* early_stopping patience=3 min_delta=0.001 */
+static void set_early_stopping(Lower *L, const Stmt *s) {
+  TrainConfig *t = &L->net->train;
+  const Arg *val[RO_COUNT] = {0};
+  if (!recipe_options(L, s->args.head, "early_stopping", early_stopping_options, val))
+    return;
+  if (!val[RO_PATIENCE]) {
+    diag_error(L->d, s->args.head ? s->args.head->loc : s->end,
+               "early_stopping needs patience=P (epochs without a better validation loss), "
+               "e.g. '%s'",
+               setting_examples[SET_EARLY_STOPPING]);
+    return;
+  }
+  long v;
+  if (val[RO_MIN_DELTA])
+    want_real(L, val[RO_MIN_DELTA], "min_delta", 0, false, HUGE_VAL, false, "at least 0",
+              &t->min_delta);
+  if (want_int(L, val[RO_PATIENCE], "patience (epochs)", 1, INT_ARG_MAX, &v)) {
+    t->patience = (int)v;
+    t->early_stopping_loc = s->loc;
+  }
+}
+
+/* Settings that only make sense together, once the block is read. */
+static void check_recipe(Lower *L) {
+  const TrainConfig *t = &L->net->train;
+  if (t->label_smoothing > 0 && !t->loss_unchecked &&
+      (t->loss == LOSS_BCE || t->loss == LOSS_MSE)) {
+    diag_error(L->d, t->label_smoothing_loc,
+               "label_smoothing is for the cross-entropy losses, not %s", loss_words[t->loss]);
+    diag_note(L->d, t->loss_loc,
+              "use sparse_categorical_crossentropy or categorical_crossentropy, or drop "
+              "label_smoothing");
+  }
+  if (t->patience > 0 && t->validation == 0) {
+    diag_error(L->d, t->early_stopping_loc,
+               "early_stopping needs a validation split to watch (the test set never steers "
+               "training)");
+    diag_note(L->d, t->early_stopping_loc, "add 'validation 0.1' to the train block");
+  }
+}
+
 /* A hint for a setting that is really an optimizer option (`lr 0.1`). */
 static void setting_hint(Lower *L, const Stmt *s) {
   if (word_lookup(opt_option_words, OO_COUNT, s->word) >= 0)
@@ -853,6 +1037,16 @@ static void lower_setting(Lower *L, const Stmt *st) {
   case SET_CLASS_WEIGHTS:
     set_class_weights(L, st);
     break;
+  case SET_LABEL_SMOOTHING:
+  case SET_VALIDATION:
+    set_fraction(L, st, (Setting)set);
+    break;
+  case SET_SCHEDULE:
+    set_schedule(L, st);
+    break;
+  case SET_EARLY_STOPPING:
+    set_early_stopping(L, st);
+    break;
   case SET_COUNT:
     break;
   }
@@ -893,6 +1087,8 @@ static void lower_train(Lower *L, const Stmt *s) {
   for (; st && !(s->unclosed && st->word && top_level_word(st->word)); st = st->next)
     if (first)
       lower_setting(L, st);
+  if (first)
+    check_recipe(L);
   for (; st; st = st->next)
     lower_stmt(L, st);
 }
@@ -1035,8 +1231,85 @@ static void lower_broken(Lower *L, const Stmt *s) {
 /* Whether `word` starts a statement that may stand at the top level. */
 static bool top_level_word(const char *word) {
   int act = word_lookup(act_words, ACT_COUNT, word);
-  return is_stmt(word, STMT_NETWORK) || is_stmt(word, STMT_INPUT) ||
-         word_lookup(op_words, OP_COUNT, word) >= 0 || (act >= 0 && act != ACT_LINEAR);
+  return is_stmt(word, STMT_NETWORK) || is_stmt(word, STMT_INPUT) || layer_word(word) >= 0 ||
+         (act >= 0 && act != ACT_LINEAR);
+}
+
+/* ---- residual blocks ---- */
+
+/* The statements of a residual block (shortcut: of its shortcut block):
+   layers and nested blocks, lowered in source order so that the names
+   conv1, ... count them as written; the shortcut block only as the
+   block's last statement. Returns the number of layers they gave. */
+static int lower_block_body(Lower *L, const Stmt *block, bool shortcut_allowed, int *shortcut) {
+  char what[96];
+  int before = L->net->nlayers;
+  L->depth++;
+  for (const Stmt *st = block->body.head; st; st = st->next) {
+    int op = layer_word(st->word);
+    if (op == OP_SHORTCUT && !st->broken && shortcut_allowed && !st->next) {
+      *shortcut = L->net->nlayers;
+      Layer *sc = layer_new(L, st, OP_SHORTCUT, -1);
+      if (!st->block)
+        diag_error(L->d, st->end, "shortcut needs a block: 'shortcut {', its layers, then '}'");
+      else if (st->args.head)
+        diag_error(L->d, st->args.head->loc, "shortcut takes no arguments, got %s",
+                   describe(what, sizeof what, st->args.head));
+      sc->broken = !st->block;
+      if (st->block)
+        lower_block_body(L, st, false, shortcut);
+      *shortcut = (int)(sc - L->net->layers);
+    } else if (op == OP_SHORTCUT && !st->broken) {
+      diag_error(L->d, st->loc, "shortcut must be the last statement of a residual block");
+      diag_note(L->d, block->loc, "in this %s block", block->word);
+    } else if (st->word && (is_stmt(st->word, STMT_NETWORK) || is_stmt(st->word, STMT_INPUT) ||
+                            is_stmt(st->word, STMT_TRAIN) || is_stmt(st->word, STMT_CLASSES))) {
+      diag_error(L->d, st->loc, "%s cannot be inside a %s block (only layers can)", st->word,
+                 block->word);
+    } else {
+      lower_stmt(L, st);
+    }
+  }
+  L->depth--;
+  return L->net->nlayers - before;
+}
+
+/* residual { LAYERS [shortcut { LAYERS }] }: the fork (keeps x), the main
+   path's layers, the shortcut and its layers, then the add (y = m + s(x)):
+   a linear list that names the tensors the block keeps (ir.h). */
+static void lower_residual(Lower *L, const Stmt *s) {
+  char what[96];
+  Net *net = L->net;
+  if (!s->block) {
+    diag_error(L->d, s->end, "residual needs a block: 'residual {', its layers, then '}'");
+    layer_broken(L, s);
+    return;
+  }
+  if (s->args.head)
+    diag_error(L->d, s->args.head->loc, "residual takes no arguments, got %s",
+               describe(what, sizeof what, s->args.head));
+  if (!seen(L->first_layer))
+    L->first_layer = s->loc;
+  int fork = net->nlayers, shortcut = -1;
+  layer_new(L, s, OP_RESIDUAL, -1);
+  int errors = L->d->errors;
+  int layers = lower_block_body(L, s, true, &shortcut);
+  int main_layers = layers - (shortcut >= 0 ? net->nlayers - shortcut : 0);
+  Layer *add = layer_new(L, s, OP_ADD, -1);
+  add->text = shortcut >= 0 ? "}: main path + shortcut" : "}: main path + x";
+  add->loc = s->unclosed ? s->open_loc : s->loc;
+  if (main_layers == 0 && L->d->errors == errors) {
+    diag_error(L->d, s->open_loc,
+               "this residual block has no layers on its main path (y = main(x) + shortcut(x))");
+    diag_note(L->d, s->loc, "put its layers inside, e.g. 'conv2d 16 3x3 padding=same'");
+    add->broken = true;
+  }
+  int n = (int)(add - net->layers);
+  for (int i = fork; i <= n; i += n - fork) /* the fork and the add */
+    net->layers[i].u.block.fork = fork, net->layers[i].u.block.shortcut = shortcut,
+    net->layers[i].u.block.add = n;
+  if (shortcut >= 0)
+    net->layers[shortcut].u.block = net->layers[fork].u.block;
 }
 
 static void lower_stmt(Lower *L, const Stmt *s) {
@@ -1050,8 +1323,17 @@ static void lower_stmt(Lower *L, const Stmt *s) {
     lower_broken(L, s);
     return;
   }
+  if (s->word && (layer_word(s->word) == OP_RESIDUAL)) {
+    lower_residual(L, s);
+    return;
+  }
+  if (s->word && layer_word(s->word) == OP_SHORTCUT) {
+    diag_error(L->d, s->loc, "shortcut belongs inside a residual block, as its last statement");
+    diag_note(L->d, s->loc, "usage: %s", syntax[OP_RESIDUAL].usage);
+    return;
+  }
   if (s->block && !is_stmt(s->word, STMT_TRAIN)) {
-    diag_error(L->d, s->open_loc, "only train takes a block, not '%s'",
+    diag_error(L->d, s->open_loc, "only train, residual and shortcut take a block, not '%s'",
                ast_clip(what, sizeof what, s->word));
     if (!top_level_word(s->word)) {
       if (word_lookup(setting_words, SET_COUNT, s->word) < 0)
@@ -1079,7 +1361,7 @@ static void lower_stmt(Lower *L, const Stmt *s) {
     lower_classes(L, s);
     return;
   }
-  int op = word_lookup(op_words, OP_COUNT, s->word);
+  int op = layer_word(s->word);
   int act = word_lookup(act_words, ACT_COUNT, s->word);
   if (op >= 0 || (act >= 0 && act != ACT_LINEAR)) {
     lower_layer(L, s, op >= 0 ? (OpKind)op : OP_ACT, op >= 0 ? -1 : act);
@@ -1091,7 +1373,8 @@ static void lower_stmt(Lower *L, const Stmt *s) {
   }
   /* The list of layers: every op but the generic "activation", then each
      activation word but linear. */
-  size_t used = strlen(word_list(buf, sizeof buf, op_words, OP_COUNT, ~0u & ~(1u << OP_ACT), NULL));
+  size_t used = strlen(word_list(buf, sizeof buf, op_words, OP_COUNT,
+                                 ~0u & ~(1u << OP_ACT | 1u << OP_SHORTCUT | 1u << OP_ADD), NULL));
   snprintf(buf + used, sizeof buf - used, ", ");
   used += 2;
   word_list(buf + used, sizeof buf - used, act_words, ACT_COUNT, ~0u, "linear");
@@ -1178,7 +1461,7 @@ int lower(Arena *a, const char *path, const char *src, size_t len, Diag *d, Net 
   Net *net = arena_alloc(a, sizeof *net);
   Lower L = {.a = a, .d = d, .net = net};
   net->file = path;
-  size_t n = (size_t)count_stmts(&stmts);
+  size_t n = 2 * (size_t)count_stmts(&stmts); /* a residual block: its fork and its add */
   net->layers = arena_alloc(a, n * sizeof *net->layers + 1);
   L.name_loc = arena_alloc(a, n * sizeof *L.name_loc + 1);
   L.named = arena_alloc(a, n * sizeof *L.named + 1);
@@ -1227,11 +1510,12 @@ int lower_words(const char **out, int max) {
       {setting_words, SET_COUNT},     {loss_words, LOSS_COUNT},
       {optimizer_words, OPT_COUNT},   {opt_option_words, OO_COUNT},
       {augment_words, AUG_COUNT},     {class_weight_words, CLASS_WEIGHT_WORDS},
+      {schedule_words, SCHED_COUNT},  {recipe_option_words, RO_COUNT},
   };
   int n = 0;
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
     for (int i = 0; i < tables[t].n; i++)
-      if (tables[t].words[i]) {
+      if (tables[t].words[i] && (tables[t].words != op_words || syntax[i].usage)) {
         if (n < max)
           out[n] = tables[t].words[i];
         n++;

@@ -28,7 +28,10 @@
   X(OP_DENSE,          "dense",         op_dense)           \
   X(OP_BATCHNORM,      "batchnorm",     op_batchnorm)       \
   X(OP_DROPOUT,        "dropout",       op_dropout)         \
-  X(OP_ACT,            "activation",    op_activation)
+  X(OP_ACT,            "activation",    op_activation)      \
+  X(OP_RESIDUAL,       "residual",      op_residual)        \
+  X(OP_SHORTCUT,       "shortcut",      op_shortcut)        \
+  X(OP_ADD,            "add",           op_add)
 
 /* Activations; each word is also a layer of its own (OP_ACT). */
 #define ACTS(X)                       \
@@ -48,6 +51,12 @@
   X(OPT_SGD,  "sgd")    \
   X(OPT_ADAM, "adam")
 
+/* Learning-rate schedules (the train block's `schedule`). */
+#define SCHEDULES(X)                  \
+  X(SCHED_CONSTANT, "constant")       \
+  X(SCHED_STEP,     "step")           \
+  X(SCHED_COSINE,   "cosine")
+
 /*   enum          DSL word   takes a value */
 #define AUGMENTS(X)                   \
   X(AUG_HFLIP,  "hflip",  0)          \
@@ -63,6 +72,7 @@ typedef enum { OPS(X_ENUM) OP_COUNT } OpKind;
 typedef enum { ACTS(X_ENUM2) ACT_COUNT } Act;
 typedef enum { LOSSES(X_ENUM2) LOSS_COUNT } Loss;
 typedef enum { OPTIMIZERS(X_ENUM2) OPT_COUNT } Optimizer;
+typedef enum { SCHEDULES(X_ENUM2) SCHED_COUNT } Schedule;
 typedef enum { AUGMENTS(X_ENUM) AUG_COUNT } Augment;
 #undef X_ENUM
 #undef X_ENUM2
@@ -72,6 +82,7 @@ extern const char *const op_words[OP_COUNT];
 extern const char *const act_words[ACT_COUNT];
 extern const char *const loss_words[LOSS_COUNT];
 extern const char *const optimizer_words[OPT_COUNT];
+extern const char *const schedule_words[SCHED_COUNT];
 extern const char *const augment_words[AUG_COUNT];
 extern const unsigned char augment_takes_value[AUG_COUNT];
 
@@ -111,7 +122,8 @@ typedef struct OpModule {
   bool takes_act;     /* an activation layer right after it folds into it (fuse.c) */
   bool folds;         /* may fold into the conv/dense before it (an activation,
                          a pool: see the conv's fuses_pool) */
-  bool cam;           /* a spatial layer with weights: Grad-CAM's layer is the last */
+  bool cam;           /* Grad-CAM may look at its output (a conv, a block's add):
+                         the last such layer outside blocks (net_cam_layer) */
   bool infer_identity; /* inference skips it (dropout): fused_away */
   bool draws;          /* draws from the image's key in training (dropout) */
 
@@ -138,6 +150,14 @@ typedef struct OpModule {
   /* fuse.c: whether `pool`, right after l (and its folded activation),
      folds into l for inference. */
   bool (*fuses_pool)(const struct Layer *l, const struct Layer *pool);
+
+  /* A graph that is not a chain (residual blocks, ir.h): the earlier layer
+     whose input tensor this one reads too (an add: the other path's
+     output), and the earlier layer whose input tensor is this one's output
+     (a shortcut takes the block's input up again). NULL: none. plan.c
+     keeps those tensors alive; the emitters pass them. */
+  const struct Layer *(*operand)(const struct Net *net, const struct Layer *l);
+  const struct Layer *(*resumes)(const struct Net *net, const struct Layer *l);
 
   /* plan.c. view: its output is its input's floats (no code, no buffer).
      pad: zeros around its input (top, left, bottom, right), which it reads

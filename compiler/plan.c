@@ -116,14 +116,36 @@ static void plan_inference(Net *net) {
   int *out_block = malloc((size_t)(n + 1) * sizeof *out_block);
   int *pad_block = malloc((size_t)(n + 1) * sizeof *pad_block);
   assert(blocks && out_block && pad_block);
+  /* Residual blocks: the input of layer i is read again at step hold[i]
+     (by an add, or a shortcut that takes it up again): it lives until then,
+     and nothing works on it in place before. */
+  int *hold = calloc((size_t)n + 1, sizeof *hold);
+  assert(hold);
+  for (int i = 0; i < n; i++) {
+    const OpModule *op = op_modules[net->layers[i].op];
+    const Layer *r = op->resumes ? op->resumes(net, &net->layers[i]) : NULL;
+    const Layer *o = op->operand ? op->operand(net, &net->layers[i]) : NULL;
+    if (r)
+      hold[r - net->layers] = i;
+    if (o)
+      hold[o - net->layers] = i;
+  }
   int nb = 0, cur = -1; /* the block holding the current tensor; -1: x */
   for (int i = 0; i < n; i++) {
     Layer *l = &net->layers[i];
+    const OpModule *op = op_modules[l->op];
     pad_block[i] = -1;
     const bool alias = is_view(net, l);
     if (cur >= 0 && blocks[cur].end < i && !l->fused_away && !alias)
       blocks[cur].end = i; /* read at step i */
-    if (l->fused_away || alias || (l->op == OP_ACT && cur >= 0)) {
+    if (cur >= 0 && blocks[cur].end < hold[i])
+      blocks[cur].end = hold[i];
+    if (op->resumes) { /* its output: an earlier layer's input */
+      long r = op->resumes(net, l) - net->layers;
+      out_block[i] = cur = r ? out_block[r - 1] : -1;
+      continue;
+    }
+    if (l->fused_away || alias || (l->op == OP_ACT && cur >= 0 && blocks[cur].end <= i)) {
       out_block[i] = cur; /* identity, fused, or in place */
       continue;
     }
@@ -149,6 +171,7 @@ static void plan_inference(Net *net) {
   free(blocks);
   free(out_block);
   free(pad_block);
+  free(hold);
 }
 
 static void plan_training(Net *net) {

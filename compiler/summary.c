@@ -46,6 +46,12 @@ static const char *bytes_str(char *buf, size_t size, size_t bytes) {
   return buf;
 }
 
+/* The layer as check shows it, indented by its depth in residual blocks:
+   its source line (the add: the block's closing brace). */
+static const char *layer_text(const Layer *l) {
+  return l->op == OP_ADD ? "} +" : l->text ? l->text : op_words[l->op];
+}
+
 static int max_int(int a, int b) {
   return a > b ? a : b;
 }
@@ -57,7 +63,7 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
   int wmacs = max_int(4, (int)strlen(commas(a, sizeof a, net->macs)));
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    wtext = max_int(wtext, (int)strlen(l->text ? l->text : op_words[l->op]));
+    wtext = max_int(wtext, 2 * l->depth + (int)strlen(layer_text(l)));
     wname = max_int(wname, (int)strlen(l->name));
     wout = max_int(wout, (int)strlen(summary_shape(a, sizeof a, l->out)));
   }
@@ -69,8 +75,8 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
           wout, "output", wparams, "params", wmacs, "MACs");
   for (int i = 0; i < net->nlayers; i++) {
     const Layer *l = &net->layers[i];
-    fprintf(out, "%s%5d  %-*s  %-*s  %-*s  %*s  %*s\n", prefix, l->loc.line, wtext,
-            l->text ? l->text : op_words[l->op], wname, l->name, wout,
+    fprintf(out, "%s%5d  %*s%-*s  %-*s  %-*s  %*s  %*s\n", prefix, l->loc.line, 2 * l->depth, "",
+            wtext - 2 * l->depth, layer_text(l), wname, l->name, wout,
             summary_shape(a, sizeof a, l->out), wparams,
             commas(b, sizeof b, l->weight_count + l->bias_count), wmacs,
             commas(c, sizeof c, l->macs));
@@ -168,6 +174,17 @@ static void dump_train(const TrainConfig *t, FILE *out) {
   else
     fprintf(out, "none");
   fputc('\n', out);
+  fprintf(out, "      schedule %s", schedule_words[t->schedule]);
+  if (t->schedule == SCHED_STEP)
+    fprintf(out, " every %d gamma %g", t->step_every, t->step_gamma);
+  else if (t->schedule == SCHED_COSINE)
+    fprintf(out, " min_lr %g", t->min_lr);
+  fprintf(out, " warmup %d  label_smoothing %g  validation %g  early_stopping ", t->warmup,
+          t->label_smoothing, t->validation);
+  if (t->patience)
+    fprintf(out, "patience %d min_delta %g\n", t->patience, t->min_delta);
+  else
+    fprintf(out, "none\n");
 }
 
 void ir_dump(const Net *net, FILE *out, const char *after_pass) {

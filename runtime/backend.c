@@ -44,7 +44,7 @@ static int executable_found(const char *prog, size_t n) {
 }
 
 /* auto: cc when $CC's first word (or `cc`) is an executable on $PATH. */
-static int cc_available(void) {
+bool backend_cc_available(void) {
   const char *cc = getenv("CC");
   if (!cc || !*cc)
     cc = "cc";
@@ -70,6 +70,12 @@ void backend_first_lines(char *out, size_t n, const char *text, int max_lines) {
   out[k] = 0;
 }
 
+BackendKind backend_resolve(BackendKind kind) {
+  if (kind == BACKEND_AUTO)
+    return backend_cc_available() ? BACKEND_CC : BACKEND_TCC;
+  return kind;
+}
+
 Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *e) {
   if (memchr(source, 0, len)) {
     e->internal = 1;
@@ -83,8 +89,7 @@ Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *
   }
   memcpy(src, source, len);
   src[len] = 0;
-  if (kind == BACKEND_AUTO)
-    kind = cc_available() ? BACKEND_CC : BACKEND_TCC;
+  kind = backend_resolve(kind);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   Program *p = kind == BACKEND_CC ? backend_cc_compile(src, len, e) : backend_tcc_compile(src, e);

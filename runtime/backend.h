@@ -21,6 +21,13 @@ typedef struct Program Program;
 
 /* Parses "auto", "tcc", "cc"; -1 for anything else. */
 int backend_parse(const char *word);
+/* auto as what it stands for when nothing is known of the run: cc where a
+   system compiler is found, else tcc; others as they are. */
+BackendKind backend_resolve(BackendKind kind);
+/* Whether a system compiler is found ($CC's first word, or cc). */
+bool backend_cc_available(void);
+/* Whether the cc backend's cache holds this source's object already. */
+bool backend_cc_cached(const char *source, size_t len);
 /* Compiles one translation unit. Compiler diagnostics go into e (internal). */
 Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *e);
 void *program_symbol(Program *p, const char *name);

@@ -32,20 +32,12 @@
 #include <unistd.h>
 
 #include "backend_impl.h"
+#include "io.h"
 
 extern char **environ;
 
 #define CC_DEFAULT "cc -O3 -march=native"
 #define CC_SALT "cnngen-cc-1"
-
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 /* mkdir -p */
 static int make_dirs(char *path) {
@@ -269,17 +261,34 @@ static int cc_build(const char *cmd, const char *dir, const char *source, size_t
   return 0;
 }
 
-Program *backend_cc_compile(const char *source, size_t len, Err *e) {
-  const char *cmd = getenv("CC");
-  if (!cmd || !*cmd)
-    cmd = CC_DEFAULT;
+/* The compile command, the cache directory and the object's path in it. */
+static int object_path(const char *source, size_t len, const char **cmd, char *dir, size_t dn,
+                       char *so, size_t sn, Err *e) {
+  *cmd = getenv("CC");
+  if (!*cmd || !**cmd)
+    *cmd = CC_DEFAULT;
+  if (cache_dir(dir, dn, e) < 0)
+    return -1;
+  uint64_t h = io_hash(IO_HASH_START, CC_SALT, sizeof CC_SALT);
+  h = io_hash(h, *cmd, strlen(*cmd) + 1);
+  h = io_hash(h, source, len);
+  snprintf(so, sn, "%s/%016llx.so", dir, (unsigned long long)h);
+  return 0;
+}
+
+bool backend_cc_cached(const char *source, size_t len) {
+  const char *cmd;
   char dir[4096], so[4200];
-  if (cache_dir(dir, sizeof dir, e) < 0)
+  Err e = {0};
+  return object_path(source, len, &cmd, dir, sizeof dir, so, sizeof so, &e) == 0 &&
+         access(so, R_OK) == 0;
+}
+
+Program *backend_cc_compile(const char *source, size_t len, Err *e) {
+  const char *cmd;
+  char dir[4096], so[4200];
+  if (object_path(source, len, &cmd, dir, sizeof dir, so, sizeof so, e) < 0)
     return NULL;
-  uint64_t h = fnv1a(0xcbf29ce484222325ULL, CC_SALT, sizeof CC_SALT);
-  h = fnv1a(h, cmd, strlen(cmd) + 1);
-  h = fnv1a(h, source, len);
-  snprintf(so, sizeof so, "%s/%016llx.so", dir, (unsigned long long)h);
   void *handle = NULL;
   if (access(so, R_OK) == 0) {
     handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);

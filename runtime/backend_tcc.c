@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend_impl.h"
+#include "kernels/kernels.h"
 
 /* Collects tcc's messages (errors and warnings, one per call). */
 typedef struct {
@@ -71,6 +72,14 @@ Program *backend_tcc_compile(const char *source, Err *e) {
     return tcc_fail(s, &log, "failed to compile", e);
   if (tcc_add_library(s, "m") < 0)
     return tcc_fail(s, &log, "could not link libm for", e);
+  /* the kernels that code generated for tcc calls (EmitOptions.kernels) */
+  const CnkSet *set = cnk_select();
+  for (int i = 0; i < set->count; i++) {
+    void *fn; /* a function's address as tcc takes it (POSIX dlsym style): copy the bits */
+    memcpy(&fn, &set->symbols[i].fn, sizeof fn);
+    if (tcc_add_symbol(s, set->symbols[i].name, fn) < 0)
+      return tcc_fail(s, &log, "could not add the kernels to", e);
+  }
   if (tcc_relocate_auto(s) < 0)
     return tcc_fail(s, &log, "failed to link", e);
   return program_new("tcc", s, tcc_symbol, tcc_release, e);

@@ -477,12 +477,13 @@ float *cli_read_weights(const char *path, const Net *net, ClassNames *cn, Err *e
   return params;
 }
 
-int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training, ClassNames *cn) {
+int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training, double images,
+                    ClassNames *cn) {
   Err e = {0};
   if (cn && cli_class_names_add(cn, net->classes, net->nclasses, net->file, "classes statement",
                                 (int)shape_size(net->output), &e) < 0)
     return cli_fail(&e);
-  if (engine_open(en, net, a->backend, training, a->threads, &e) < 0)
+  if (engine_open_run(en, net, a->backend, training, images, a->threads, &e) < 0)
     return cli_fail(&e);
   const char *wpath = a->value[CLI_WEIGHTS];
   if (wpath) {

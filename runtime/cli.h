@@ -154,8 +154,11 @@ float *cli_read_weights(const char *path, const Net *net, ClassNames *cn, Err *e
 
 /* Compiles `net` for a.backend and a.threads and, when --weights was given,
    loads them. With cn, gathers the class names of the network and of the
-   weights into it. Returns 0, or the exit status after printing the error. */
-int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training, ClassNames *cn);
+   weights into it. `images`: what the run will put through the network, for
+   --backend auto (engine_open_run). Returns 0, or the exit status after
+   printing the error. */
+int cli_open_engine(Engine *en, const Net *net, const CliArgs *a, bool training, double images,
+                    ClassNames *cn);
 
 /* Prints v so that it reads back as the same float (JSON: null for NaN/inf). */
 void cli_print_float(FILE *out, float v);

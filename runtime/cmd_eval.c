@@ -58,7 +58,7 @@ static const char help[] =
     "                  \"exact_match\"\n"
     "  --threshold T   multi-label: the output value above which a label is on\n"
     "                  (default 0.5)\n"
-    "  --backend B     auto, tcc or cc (default auto: cc when a C compiler is found)\n"
+    "  --backend B     auto, tcc or cc (default auto: as train)\n"
     "  --threads N     threads running the network, 1 to 256 (default: the number\n"
     "                  of CPUs); results do not depend on it\n"
     "\n"
@@ -339,7 +339,7 @@ static int run(const CliArgs *a) {
               .threshold = a->real[CLI_THRESHOLD],
               .split = data.test_name,
               .names = &names};
-  if ((status = cli_open_engine(&en, net, a, false, &names)))
+  if ((status = cli_open_engine(&en, net, a, false, set.n, &names)))
     goto done;
   if (cli_class_names_add(&names, (const char *const *)data.classes, data.nclasses,
                           data.classes_path, data.classes_what, set.k, &e) < 0) {

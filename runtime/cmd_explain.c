@@ -116,14 +116,6 @@ static int read_input(const CliArgs *a, const Net *net, const char *path, float 
   return rc;
 }
 
-static const Layer *last_conv(const Net *net) {
-  const Layer *c = NULL;
-  for (int i = 0; i < net->nlayers; i++)
-    if (op_modules[net->layers[i].op]->cam)
-      c = &net->layers[i];
-  return c;
-}
-
 static void *zalloc(size_t bytes) {
   size_t rounded = (bytes + 63) / 64 * 64;
   void *p = aligned_alloc(64, rounded ? rounded : 64);
@@ -161,7 +153,7 @@ static int run(const CliArgs *a) {
     goto done;
   const Shape in = net->input;
   const long in_size = shape_size(in), out_size = shape_size(net->output);
-  const Layer *conv = last_conv(net);
+  const Layer *conv = net_cam_layer(net);
   if (gradcam && !conv) {
     err_set(&e, net->file,
             "the network has no conv2d layer, and Grad-CAM works on the last convolution "
@@ -187,7 +179,7 @@ static int run(const CliArgs *a) {
   }
   if (read_input(a, net, image_path, x, &e) < 0)
     goto fail;
-  if ((status = cli_open_engine(&en, net, a, true, &names)))
+  if ((status = cli_open_engine(&en, net, a, true, 1, &names)))
     goto done;
 
   char name[128];

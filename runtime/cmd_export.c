@@ -118,7 +118,11 @@ static void add_act(Graph *g, Act act, const char *name) {
     add_int(n, "axis", 1); /* on [batch, K] */
 }
 
-static void add_layer(Graph *g, const Layer *l, int index, const float *params) {
+/* A residual block (compiler/ops/residual.c): the fork keeps no node, the
+   shortcut's path starts again from the fork's input, the add is an Add of
+   the two paths' outputs. inputs[i]: the tensor layer i reads. */
+static void add_layer(Graph *g, const Net *net, const char **inputs, const Layer *l, int index,
+                      const float *params) {
   char word[NAME_SIZE];
   snprintf(word, sizeof word, "%s%d", l->op == OP_ACT ? act_words[l->act] : op_words[l->op],
            index + 1);
@@ -127,12 +131,14 @@ static void add_layer(Graph *g, const Layer *l, int index, const float *params) 
   switch (l->op) {
   case OP_CONV2D: {
     n = add_node(g, "Conv", name);
-    int wd[4] = {l->u.conv.filters, l->in.c, l->u.conv.kh, l->u.conv.kw};
+    int wd[4] = {l->u.conv.filters, l->in.c / conv_groups(l), l->u.conv.kh, l->u.conv.kw};
     add_init(g, n, graph_name(g, "%s%s", name, ".weight"), params + l->weight_offset, 4, wd);
     if (l->bias_count)
       add_init(g, n, graph_name(g, "%s%s", name, ".bias"), params + l->bias_offset, 1, wd);
     add_ints(g, n, "kernel_shape", l->u.conv.kh, l->u.conv.kw, 0, 0, 2);
     add_ints(g, n, "strides", l->u.conv.sh, l->u.conv.sw, 0, 0, 2);
+    if (conv_groups(l) > 1)
+      add_int(n, "group", conv_groups(l));
     if (l->u.conv.pad_mode == PAD_SAME) /* ONNX's name for TensorFlow's rule */
       ((OnnxAttr *)n->attrs)[n->nattrs++] =
           (OnnxAttr){.name = "auto_pad", .kind = ONNX_ATTR_STRING, .s = "SAME_UPPER"};
@@ -185,6 +191,17 @@ static void add_layer(Graph *g, const Layer *l, int index, const float *params) 
   case OP_ACT:
     add_act(g, l->act, name);
     return;
+  case OP_RESIDUAL:
+    return;
+  case OP_SHORTCUT:
+    g->cur = inputs[l->u.block.fork];
+    return;
+  case OP_ADD: {
+    const Layer *o = op_modules[l->op]->operand(net, l);
+    n = add_node(g, "Add", name);
+    n->in[n->nin++] = inputs[o - net->layers];
+    break;
+  }
   case OP_COUNT:
     break;
   }
@@ -204,8 +221,9 @@ static int export_net(const Net *net, const float *params, const char *path, Err
       .names = calloc((size_t)cap * 2, sizeof *g.names),
       .cur = "input",
   };
+  const char **inputs = calloc((size_t)net->nlayers + 1, sizeof *inputs);
   int rc;
-  if (!g.nodes || !g.inits || !g.attrs || !g.io || !g.ints || !g.ratios || !g.names) {
+  if (!g.nodes || !g.inits || !g.attrs || !g.io || !g.ints || !g.ratios || !g.names || !inputs) {
     e->internal = 1;
     rc = err_set(e, path, "out of memory");
   } else {
@@ -213,7 +231,8 @@ static int export_net(const Net *net, const float *params, const char *path, Err
       const Layer *l = &net->layers[i];
       if (l->op == OP_ACT && l->fused_away) /* it set the conv's or dense's act */
         continue;
-      add_layer(&g, l, i, params);
+      inputs[i] = g.cur;
+      add_layer(&g, net, inputs, l, i, params);
     }
     g.nodes[g.nnodes - 1].out[0] = "output";
     OnnxGraphOut out = {
@@ -238,6 +257,7 @@ static int export_net(const Net *net, const float *params, const char *path, Err
   free(g.ints);
   free(g.ratios);
   free(g.names);
+  free(inputs);
   return rc;
 }
 

@@ -4,7 +4,10 @@
  * into a .cnn file and its weights.
  *
  * The graph must be a chain: each node reads the tensor the node before it
- * wrote (its other inputs are initializers or Constant values). Walking it
+ * wrote (its other inputs are initializers or Constant values), but for
+ * residual blocks: a tensor that two nodes read opens a `residual {`, a
+ * node that reads it again after the main path opens the `shortcut {`, and
+ * the Add of the two paths' outputs closes the block. Walking it
  * in order, each node becomes one line of the .cnn (or a comment, for the
  * nodes that only rename or reshape what cnngen already holds), an
  * activation is fused onto the conv2d or dense right before it, and MatMul
@@ -30,7 +33,7 @@ static const char help[] =
     "Turns an ONNX model, as torch.onnx.export writes them (opsets 9 to 17), into\n"
     "a .cnn file and, with --weights-out, its weights (PyTorch layout). The\n"
     "graph must be a chain of layers with one float input [N, C, H, W]; the ops\n"
-    "read are Conv (groups 1, with or without bias), Relu, Sigmoid, Tanh,\n"
+    "read are Conv (any group count, with or without bias), Relu, Sigmoid, Tanh,\n"
     "MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape to [N, -1],\n"
     "Gemm (either transB), MatMul (+ Add of a bias), Softmax, BatchNormalization,\n"
     "Dropout, Identity,\n"
@@ -51,7 +54,7 @@ static const char help[] =
     "Exit status: 0 success; 1 the model cannot be read or said in the language\n"
     "(nothing is written); 2 internal error.\n";
 
-enum { STMT_MAX = 160, FROM_MAX = 400, NODE_NAME_MAX = 60 };
+enum { STMT_MAX = 160, FROM_MAX = 400, NODE_NAME_MAX = 60, BLOCKS_MAX = 64 };
 
 /* One line of the .cnn. */
 typedef struct Line {
@@ -63,7 +66,23 @@ typedef struct Line {
   long wcount, bcount;
   const float *rm, *rv; /* batchnorm: the running mean and variance, bcount each */
   float *own;           /* a transposed copy of w, freed with the line */
+  int depth;            /* blocks open around it: the indentation */
 } Line;
+
+/* What the chain holds: the tensor and its shape. */
+typedef struct Tensor {
+  const char *name;
+  int rank;    /* 4 (an image) or 2 (a vector) */
+  int c, h, w; /* rank 2: c features */
+  bool pooled; /* rank 4 [N, C, 1, 1] from GlobalAveragePool: cnngen holds a vector */
+} Tensor;
+
+/* An open residual block: its input x, and once the shortcut began, where
+   the main path ended. */
+typedef struct Block {
+  Tensor x, main;
+  bool shortcut;
+} Block;
 
 typedef struct Import {
   const OnnxModel *m;
@@ -76,6 +95,9 @@ typedef struct Import {
   int rank;        /* of cur: 4 (an image) or 2 (a vector) */
   int c, h, w;     /* rank 2: c features */
   bool pooled;     /* rank 4 [N, C, 1, 1] from GlobalAveragePool: cnngen holds a vector */
+  Block blocks[BLOCKS_MAX];
+  int nblocks; /* open residual blocks */
+  int depth;   /* '{' open in the text */
 } Import;
 
 /* A name as it may appear in a comment: printable, bounded. */
@@ -109,6 +131,7 @@ static int node_err(const Import *im, const OnnxNode *n, const char *fmt, ...) {
 
 static Line *add_line(Import *im, const OnnxNode *n) {
   Line *l = &im->lines[im->nlines++];
+  l->depth = im->depth;
   char name[NODE_NAME_MAX + 1];
   clean_name(name, sizeof name, n->name);
   snprintf(l->from, sizeof l->from, "%s (%.40s)", *name ? name : "unnamed", n->op);
@@ -250,11 +273,9 @@ static int read_conv(Import *im, const OnnxNode *n) {
   if (check_attrs(im, n, known) < 0 || check_input(im, n, 2) < 0 || need_image(im, n) < 0 ||
       get_int(im, n, "group", 1, &group) < 0)
     return -1;
-  if (group != 1)
-    return node_err(im, n,
-                    "attribute 'group' is %lld: grouped convolutions are not supported "
-                    "yet (only group 1)",
-                    (long long)group);
+  if (group < 1 || group > im->c || im->c % group)
+    return node_err(im, n, "attribute 'group' is %lld: it must divide the input's %d channels",
+                    (long long)group, im->c);
   const OnnxTensor *w = weight(im, n, 1, 4), *b = NULL;
   if (!w)
     return -1;
@@ -272,9 +293,14 @@ static int read_conv(Import *im, const OnnxNode *n) {
                     (long long)d[0], (long long)d[1]);
   if (s[0] < 1 || s[1] < 1)
     return node_err(im, n, "attribute 'strides' must be at least 1");
-  if (w->dims[1] != im->c)
-    return node_err(im, n, "weight '%.60s' has %lld input channels but the input has %d", w->name,
-                    (long long)w->dims[1], im->c);
+  if (w->dims[1] * group != im->c)
+    return node_err(im, n,
+                    "weight '%.60s' has %lld input channels per group but the input has %d "
+                    "in %lld group%s",
+                    w->name, (long long)w->dims[1], im->c, (long long)group, group > 1 ? "s" : "");
+  if (w->dims[0] % group)
+    return node_err(im, n, "weight '%.60s' has %lld filters, not a multiple of group %lld", w->name,
+                    (long long)w->dims[0], (long long)group);
   const char *autopad = get_string(n, "auto_pad", "NOTSET");
   bool same = strcmp(autopad, "SAME_UPPER") == 0;
   if (same || strcmp(autopad, "VALID") == 0)
@@ -307,14 +333,16 @@ static int read_conv(Import *im, const OnnxNode *n) {
                       (long long)w->dims[0]);
   }
   Line *l = add_line(im, n);
-  char stride[40], pad[40];
+  char stride[40], pad[40], groups[32] = "";
   pair_opt(stride, sizeof stride, "stride", s[0], s[1], 1, 1);
+  if (group > 1)
+    snprintf(groups, sizeof groups, " groups=%lld", (long long)group);
   if (same)
     snprintf(pad, sizeof pad, " padding=same");
   else
     pair_opt(pad, sizeof pad, "padding", p[0], p[1], 0, 0);
-  snprintf(l->stmt, sizeof l->stmt, "conv2d %lld %lldx%lld%s%s%s", (long long)w->dims[0],
-           (long long)k[0], (long long)k[1], stride, pad, b ? "" : " bias=false");
+  snprintf(l->stmt, sizeof l->stmt, "conv2d %lld %lldx%lld%s%s%s%s", (long long)w->dims[0],
+           (long long)k[0], (long long)k[1], stride, pad, groups, b ? "" : " bias=false");
   l->takes_act = true;
   l->w = w->f;
   l->wcount = (long)w->count;
@@ -599,6 +627,89 @@ static int read_dropout(Import *im, const OnnxNode *n) {
   return 0;
 }
 
+/* ---- residual blocks ---- */
+
+static Tensor held(const Import *im) {
+  return (Tensor){im->cur, im->rank, im->c, im->h, im->w, im->pooled};
+}
+
+static void hold(Import *im, Tensor t) {
+  im->cur = t.name, im->rank = t.rank, im->c = t.c, im->h = t.h, im->w = t.w;
+  im->pooled = t.pooled;
+}
+
+/* The nodes that read tensor `name`. */
+static int readers(const Import *im, const char *name) {
+  int count = 0;
+  for (int i = 0; i < im->m->nnodes; i++)
+    for (int k = 0; k < im->m->nodes[i].nin; k++)
+      if (strcmp(im->m->nodes[i].in[k], name) == 0) {
+        count++;
+        break;
+      }
+  return count;
+}
+
+/* "residual {", "shortcut {" or "}", for node n. */
+static void block_line(Import *im, const OnnxNode *n, const char *stmt, const char *why) {
+  Line *l = add_line(im, n);
+  snprintf(l->stmt, STMT_MAX, "%s", stmt);
+  size_t k = strlen(l->from);
+  snprintf(l->from + k, sizeof l->from - k, ": %s", why);
+}
+
+/* Before node n: a tensor that two nodes read opens a block; a node that
+   reads the block's input after its main path opens the shortcut. */
+static int block_begin(Import *im, const OnnxNode *n) {
+  Block *top = im->nblocks ? &im->blocks[im->nblocks - 1] : NULL;
+  if (top && !top->shortcut && n->nin >= 1 && strcmp(n->op, "Add") != 0 &&
+      strcmp(n->in[0], top->x.name) == 0 && strcmp(im->cur, top->x.name) != 0) {
+    block_line(im, n, "shortcut {", "reads the block's input again");
+    im->depth++;
+    top->main = held(im);
+    top->shortcut = true;
+    hold(im, top->x);
+    return 0;
+  }
+  if (top && strcmp(top->x.name, im->cur) == 0)
+    return 0; /* this block's input: opened already */
+  int count = readers(im, im->cur);
+  if (count <= 1)
+    return 0;
+  char name[NODE_NAME_MAX + 1];
+  clean_name(name, sizeof name, im->cur);
+  if (count > 2)
+    return node_err(im, n, "'%s' is read by %d nodes: a cnngen residual block forks in two", name,
+                    count);
+  if (im->nblocks == BLOCKS_MAX)
+    return node_err(im, n, "residual blocks nested more than %d deep", BLOCKS_MAX);
+  block_line(im, n, "residual {", "the first node of a block");
+  im->depth++;
+  im->blocks[im->nblocks++] = (Block){.x = held(im)};
+  return 0;
+}
+
+/* An Add of the two paths' outputs closes the innermost block: 1; an Add
+   that is no such sum: 0 (for read_node's messages). */
+static int block_end(Import *im, const OnnxNode *n) {
+  const Block *top = im->nblocks ? &im->blocks[im->nblocks - 1] : NULL;
+  if (!top || n->nin != 2 || n->nattrs || n->nout < 1)
+    return 0;
+  const char *other = top->shortcut ? top->main.name : top->x.name;
+  bool ours = (strcmp(n->in[0], im->cur) == 0 && strcmp(n->in[1], other) == 0) ||
+              (strcmp(n->in[1], im->cur) == 0 && strcmp(n->in[0], other) == 0);
+  if (!ours)
+    return 0;
+  if (top->shortcut) {
+    im->depth--;
+    block_line(im, n, "}", "the end of the shortcut");
+  }
+  im->depth--;
+  block_line(im, n, "}", top->shortcut ? "main path + shortcut" : "main path + the block's input");
+  im->nblocks--;
+  return 1;
+}
+
 static int read_node(Import *im, const OnnxNode *n, const OnnxNode *next, bool *took_next) {
   static const char *const none[] = {NULL};
   static const struct {
@@ -610,7 +721,11 @@ static int read_node(Import *im, const OnnxNode *n, const OnnxNode *next, bool *
   int rc;
   if (*n->domain && strcmp(n->domain, "ai.onnx") != 0)
     return node_err(im, n, "domain '%.40s' is not the standard one", n->domain);
-  if (strcmp(op, "Conv") == 0)
+  if (block_begin(im, n) < 0)
+    return -1;
+  if (strcmp(op, "Add") == 0 && block_end(im, n))
+    rc = 0;
+  else if (strcmp(op, "Conv") == 0)
     rc = read_conv(im, n);
   else if (strcmp(op, "MaxPool") == 0)
     rc = read_pool(im, n, "maxpool");
@@ -647,7 +762,8 @@ static int read_node(Import *im, const OnnxNode *n, const OnnxNode *next, bool *
     return node_err(im, n,
                     consts ? "adds a constant, which no cnngen layer does here (only as "
                              "the bias of a MatMul)"
-                           : "a residual branch: cnngen has no residual blocks yet");
+                           : "adds two tensors that are not the two paths of a residual "
+                             "block (a branch cnngen cannot say)");
   } else {
     size_t i = 0;
     while (i < sizeof acts / sizeof acts[0] && strcmp(acts[i].op, op) != 0)
@@ -740,7 +856,8 @@ static void write_text(const Import *im, const char *cnn, FILE *f) {
     char line[STMT_MAX + 16];
     snprintf(line, sizeof line, "%s%s%s", l->stmt, l->act != ACT_LINEAR ? " " : "",
              l->act != ACT_LINEAR ? act_words[l->act] : "");
-    fprintf(f, "%-32s # %s\n", line, l->from);
+    int indent = 2 * l->depth;
+    fprintf(f, "%*s%-*s # %s\n", indent, "", indent < 32 ? 32 - indent : 0, line, l->from);
   }
 }
 
@@ -847,7 +964,7 @@ static int run(const CliArgs *a) {
       onnx_read(a->net_path, &m, &e) < 0)
     return cli_fail(&e);
   Import im = {.m = &m, .path = a->net_path, .e = &e};
-  im.lines = calloc((size_t)m.nnodes + 1, sizeof *im.lines);
+  im.lines = calloc(3 * (size_t)m.nnodes + 1, sizeof *im.lines); /* a node and two of '{', '}' */
   if (!im.lines) {
     e.internal = 1;
     err_set(&e, a->net_path, "out of memory");
@@ -861,6 +978,15 @@ static int run(const CliArgs *a) {
     if (read_node(&im, &m.nodes[i], i + 1 < m.nnodes ? &m.nodes[i + 1] : NULL, &took_next) < 0)
       goto fail;
     i += took_next;
+  }
+  if (im.nblocks) {
+    char x[NODE_NAME_MAX + 1];
+    clean_name(x, sizeof x, im.blocks[im.nblocks - 1].x.name);
+    err_set(&e, a->net_path,
+            "'%s' is read by two nodes whose paths never meet in an Add: a branch cnngen "
+            "cannot say (it has residual blocks)",
+            x);
+    goto fail;
   }
   if (strcmp(im.cur, m.outputs[0].name) != 0) {
     char want[NODE_NAME_MAX + 1], got[NODE_NAME_MAX + 1];

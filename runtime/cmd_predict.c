@@ -52,7 +52,7 @@ static const char help[] =
     "                output (default 3)\n"
     "  --threshold T multi-label networks: the output value above which a label\n"
     "                is listed (default 0.5); single-label networks ignore it\n"
-    "  --backend B   auto, tcc or cc (default auto: cc when a C compiler is found)\n"
+    "  --backend B   auto, tcc or cc (default auto: as train)\n"
     "  --threads N   threads running the network, 1 to 256 (default: the number\n"
     "                of CPUs); results do not depend on it\n"
     "\n"
@@ -232,7 +232,7 @@ static int run(const CliArgs *a) {
   Net *net = cli_compile_net(&arena, a->net_path, NULL, &status);
   if (!net)
     goto done;
-  if ((status = cli_open_engine(&en, net, a, false, &b.names)))
+  if ((status = cli_open_engine(&en, net, a, false, a->ninputs, &b.names)))
     goto done;
   b.en = &en;
   b.a = a;

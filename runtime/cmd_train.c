@@ -30,6 +30,15 @@
  * after each epoch; --resume first reads back the rows of the epochs the
  * checkpoint holds. --plot draws the same rows as a PNG or SVG (plot.c), redrawn
  * after each epoch too.
+ *
+ * Under `mpirun -n R` (dist.h) every rank compiles the network, reads the
+ * data and runs its T threads' share of each batch; the trainer sums over
+ * all R*T threads. Rank 0 alone reads --resume, scores the test set, prints
+ * and writes files. start_ranks checks that every rank has the same network
+ * text, data and thread count, then sends rank 0's state (weights, optimizer
+ * state, position) to the others; after that, whatever can fail on one rank
+ * only (rank 0's writes) is agreed on (dist_agree) before the ranks go on,
+ * and a stop signal on any rank stops all of them after the same batch.
  */
 #include <assert.h>
 #include <errno.h>
@@ -44,6 +53,7 @@
 #include "../compiler/compile.h"
 #include "augment.h"
 #include "cli.h"
+#include "dist.h"
 #include "formats/checkpoint.h"
 #include "formats/dataset.h"
 #include "formats/image.h"
@@ -62,8 +72,8 @@ static const char help[] =
     "optimizer are generated C too) and trains it as its train { } block says.\n"
     "Each epoch shuffles the training set (from the seed), steps through it in\n"
     "mini-batches (the last one may be smaller), then prints the training loss\n"
-    "and accuracy, the test loss and accuracy, the learning rate, the seconds\n"
-    "and images/s. On a terminal a progress bar shows the epoch as it runs.\n"
+    "and accuracy, the validation (if any) and test loss and accuracy, the\n"
+    "learning rate, seconds and images/s. A terminal shows a progress bar.\n"
     "\n"
     "The train block's augment line (hflip, vflip, crop, shift, rotate, noise,\n"
     "applied in that order) transforms each training image as it is read, drawn\n"
@@ -81,6 +91,8 @@ static const char help[] =
     "the command that resumes, and exits with status 130 (143 for SIGTERM).\n"
     "Resumed, the run ends with the same weights, bit for bit, as one never\n"
     "stopped. A second Ctrl-C stops at once; the files on disk stay whole.\n"
+    "\n"
+    "mpirun -n R cnngen train: data-parallel (README).\n"
     "\n"
     "--resume takes the seed and batch from the checkpoint (a --seed or --batch\n"
     "that differs is refused). Another thread count or backend, or a learning\n"
@@ -101,16 +113,15 @@ static const char help[] =
     "  --checkpoint CKPT  where each epoch's checkpoint goes (default: the --out\n"
     "                     name with .ckpt.safetensors in place of .safetensors)\n"
     "  --resume CKPT      continue a run from its checkpoint\n"
-    "  --log FILE.csv     one row per epoch: epoch,loss,accuracy,test_loss,\n"
-    "                     test_accuracy,seconds,lr; rewritten atomically after\n"
-    "                     each epoch. With --resume, the rows of the epochs the\n"
-    "                     checkpoint holds are kept from the existing file (one\n"
-    "                     without the lr column too: its rows get an empty lr)\n"
-    "  --plot FILE        draw loss and accuracy (training and test) against the\n"
-    "                     epoch as a PNG or SVG (by FILE's suffix), redrawn after\n"
-    "                     each epoch; with --resume and --log it includes the rows\n"
-    "                     read back from the log\n"
-    "  --backend B        auto (default), tcc (fast to start) or cc (fast to run)\n"
+    "  --log FILE.csv     a row per epoch: epoch,loss,accuracy,test_loss,\n"
+    "                     test_accuracy,seconds,lr, rewritten atomically. --resume\n"
+    "                     keeps the rows of the epochs the checkpoint holds\n"
+    "  --plot FILE        loss and accuracy (training and test) per epoch, a PNG or\n"
+    "                     SVG by the suffix, redrawn each epoch (with --resume and\n"
+    "                     --log, the rows read back too)\n"
+    "  --backend B        tcc (compiles in ms), cc (in seconds, cached) or auto:\n"
+    "                     cc if cached, else tcc if cc's compile (1 s/60 KB of C)\n"
+    "                     would outlast the run on cc (50 G multiply-adds/s/thread)\n"
     "  --threads N        split each batch across N threads (default: the CPUs)\n"
     "\n"
     "Examples:\n"
@@ -131,12 +142,16 @@ typedef struct EpochSums {
 
 typedef struct Run {
   const CliArgs *a;
+  Dist dist;             /* the ranks under mpirun; one process otherwise */
+  int threads;           /* in all ranks together */
+  uint64_t *rank_hashes; /* [ranks]: check_same_weights's */
   Net *net;
   Engine en;
   Trainer tr;
   Dataset data;
   ClassNames names; /* of the network, the weights and the data */
   TrainSet train, test;
+  TrainSet val;     /* validation: the last images of the training file (n = 0: none) */
   char *out, *ckpt; /* paths */
   float *x, *y;     /* one batch: [batch][in], [batch][out] */
   float *target, *weight;
@@ -149,6 +164,11 @@ typedef struct Run {
   const char *good_ckpt;      /* the checkpoint that holds the latest state, or NULL */
   int good_epoch, good_batch; /* its epoch and batch_done */
   double test_loss, test_acc; /* the last test scores (NaN: none yet) */
+  double val_loss, val_acc;   /* the last validation scores (NaN: none yet) */
+  /* early_stopping: the epoch with the lowest validation loss (0: none yet),
+     that loss, and the epochs since; its weights are best_params(). */
+  int best_epoch, waited;
+  double best_loss;
   bool tty;
   Augmenter aug;
   bool augment;     /* any transform on */
@@ -181,19 +201,35 @@ static char *checkpoint_path(const char *out) {
   return with_suffix(out, n, ".ckpt");
 }
 
-static const char *const *slot_names(const Net *net) {
-  static const char *const adam[] = {"m", "v"}, *const sgd[] = {"velocity"};
-  return net->train.optimizer == OPT_ADAM ? adam : sgd;
+/* The copies of the parameters that a checkpoint holds after them: each
+   optimizer slot's state, then with early_stopping the best epoch's weights
+   (best_params). Returns their number. */
+static int checkpoint_slots(const Run *r, const char *names[3]) {
+  int n = 0;
+  if (r->net->train.optimizer == OPT_ADAM) {
+    names[n++] = "opt.m";
+    names[n++] = "opt.v";
+  } else if (r->tr.opt_slots) {
+    names[n++] = "opt.velocity";
+  }
+  if (r->net->train.patience)
+    names[n++] = "best";
+  return n;
 }
 
-/* The tensors of a checkpoint: parameters, then each optimizer slot's copy. */
+static float *best_params(const Run *r) {
+  return r->state + (long)(1 + r->tr.opt_slots) * r->net->param_count;
+}
+
+/* The tensors of a checkpoint: parameters, then each slot's copy. */
 static StParam *checkpoint_tensors(const Run *r, int *count) {
   int np = cli_params(r->net, NULL);
+  const char *slots[3];
+  int nslots = checkpoint_slots(r, slots);
   StParam *p = calloc((size_t)np + 1, sizeof *p);
-  StParam *all =
-      p && cli_params(r->net, p) >= 0
-          ? ckpt_params(p, np, slot_names(r->net), r->tr.opt_slots, r->net->param_count, count)
-          : NULL;
+  StParam *all = p && cli_params(r->net, p) >= 0
+                     ? ckpt_params(p, np, slots, nslots, r->net->param_count, count)
+                     : NULL;
   free(p);
   return all;
 }
@@ -216,12 +252,15 @@ static int write_checkpoint(Run *r, Err *e) {
                 .seed = r->net->train.seed,
                 .batch = (unsigned long long)r->net->train.batch,
                 .samples = (unsigned long long)r->train.n,
-                .threads = (unsigned long long)r->en.threads,
+                .threads = (unsigned long long)r->threads,
                 .epoch_batches = (unsigned long long)r->batch_done,
                 .sums = {r->sums.wloss, r->sums.wsum, r->sums.acc, r->sums.seconds},
                 .lr = r->net->train.lr,
                 .test_accuracy = r->test_acc,
-                .test_loss = r->test_loss};
+                .test_loss = r->test_loss,
+                .best_epoch = (unsigned long long)r->best_epoch,
+                .waited = (unsigned long long)r->waited,
+                .best_loss = r->best_loss};
   int rc = ckpt_write(r->ckpt, t, n, r->state, &m, e);
   free(t);
   if (rc == 0) {
@@ -261,11 +300,11 @@ static int resume_position(Run *r, const StFile *f, const CkptMeta *m, int nbatc
 static void note_changes(const Run *r, const StFile *f, const CkptMeta *m) {
   const char *path = f->path, *was = m->backend, *now = program_backend(r->en.prog);
   unsigned long long threads = m->threads;
-  if (threads && threads != (unsigned long long)r->en.threads)
+  if (threads && threads != (unsigned long long)r->threads)
     fprintf(stderr,
             "cnngen: note: %s: made with %llu thread%s, continuing with %d (the weights will "
             "not match an uninterrupted run bit for bit; --threads %llu would)\n",
-            path, threads, threads == 1 ? "" : "s", r->en.threads, threads);
+            path, threads, threads == 1 ? "" : "s", r->threads, threads);
   if (was && strcmp(was, now))
     fprintf(stderr,
             "cnngen: note: %s: made with backend %s, continuing with %s (the weights will not "
@@ -313,6 +352,15 @@ static int resume(Run *r, const char *path, Err *e) {
             batch, batch);
     goto done;
   }
+  /* Over several ranks another thread count would change every step's
+     split across the ranks: refused rather than noted. */
+  if (r->dist.size > 1 && m.threads && m.threads != (unsigned long long)r->threads) {
+    err_set(e, path,
+            "checkpoint was made with %llu threads in all, these %d ranks run %d (resume with "
+            "a rank count and --threads whose product is %llu)",
+            m.threads, r->dist.size, r->threads, m.threads);
+    goto done;
+  }
   if (samples != (unsigned long long)r->train.n) {
     err_set(e, path, "checkpoint was made on %llu training images, this data has %d", samples,
             r->train.n);
@@ -345,6 +393,9 @@ static int resume(Run *r, const char *path, Err *e) {
   r->step = step;
   r->test_acc = m.test_accuracy;
   r->test_loss = m.test_loss;
+  r->best_epoch = m.best_epoch <= epoch ? (int)m.best_epoch : 0;
+  r->waited = m.waited <= epoch ? (int)m.waited : 0;
+  r->best_loss = m.best_loss;
   r->good_ckpt = path;
   r->good_epoch = r->epoch;
   r->good_batch = r->batch_done;
@@ -368,22 +419,43 @@ static int load_data(Run *r, Err *e) {
            r->data.train_im.n + r->data.test_im.n, r->data.test_im.n, dir, now() - t0,
            r->a->threads, r->a->threads == 1 ? "" : "s");
   Dataset *d = &r->data;
-  if (trainset_make(&r->train, r->net, &d->train_im, &d->train_lb, dir, 1, e) < 0 ||
+  IdxImages im = d->train_im;
+  IdxLabels lb = d->train_lb;
+  const TrainConfig *tc = &r->net->train;
+  if (tc->validation > 0) { /* the last round(F * N) images, before any shuffling */
+    int held = (int)round(tc->validation * im.n);
+    if (held < 1 || held >= im.n)
+      return err_set(e, dir,
+                     "validation %g of %d training images holds out %d, which leaves nothing "
+                     "to %s (change validation in %s)",
+                     tc->validation, im.n, held, held < 1 ? "score" : "train on", r->net->file);
+    IdxImages vim = im;
+    IdxLabels vlb = lb;
+    vim.n = vlb.n = held;
+    vim.data += (size_t)(im.n - held) * (size_t)im.h * (size_t)im.w * (size_t)im.c;
+    vlb.data += (size_t)(lb.n - held) * (size_t)(lb.k > 0 ? lb.k : 1);
+    im.n -= held;
+    lb.n -= held;
+    if (trainset_make(&r->val, r->net, &vim, &vlb, dir, 0, e) < 0)
+      return -1;
+  }
+  if (trainset_make(&r->train, r->net, &im, &lb, dir, 1, e) < 0 ||
       trainset_make(&r->test, r->net, &d->test_im, &d->test_lb, dir, 0, e) < 0)
     return -1;
+  trainset_smooth(&r->train, tc->loss, tc->label_smoothing);
   return 0;
 }
 
-/* Mean loss and accuracy of the test set. */
-static void evaluate(Run *r) {
-  const TrainSet *s = &r->test;
+/* Mean loss and accuracy of the test or validation set (without class
+   weights or label smoothing: the loss `cnngen eval` prints). */
+static void evaluate(Run *r, const TrainSet *s, double *mean_loss, double *mean_acc) {
   enum { CHUNK = 1024 };
   long in = s->image_size;
   float *x = malloc((size_t)CHUNK * (size_t)in * sizeof *x);
   float *y = malloc((size_t)CHUNK * (size_t)s->k * sizeof *y);
   double loss = 0, acc = 0;
   if (!x || !y) {
-    r->test_loss = r->test_acc = NAN;
+    *mean_loss = *mean_acc = NAN;
     free(x);
     free(y);
     return;
@@ -398,8 +470,8 @@ static void evaluate(Run *r) {
       acc += train_accuracy(r->net->train.loss, y + (long)i * s->k, t, s->label[first + i], s->k);
     }
   }
-  r->test_loss = loss / s->n;
-  r->test_acc = acc / s->n;
+  *mean_loss = loss / s->n;
+  *mean_acc = acc / s->n;
   free(x);
   free(y);
 }
@@ -432,6 +504,10 @@ static void prepare_images(void *ctx, int thread, int first, int n) {
                     r->aug_tmp + thread * in);
   }
 }
+
+/* A stop signal's number, 0 for none: this process's own, or over several
+   ranks the largest that any rank had at the end of the last step. */
+static int stop_requested(const Run *r);
 
 static int batches_per_epoch(const Run *r) {
   return (r->train.n + r->net->train.batch - 1) / r->net->train.batch;
@@ -483,6 +559,34 @@ static void restore_stop_signals(const struct sigaction old[2]) {
   sigaction(SIGTERM, &old[1], NULL);
 }
 
+static int stop_requested(const Run *r) {
+  return r->dist.size > 1 ? r->tr.stop : stop_signal;
+}
+
+/* early_stopping, after an epoch scored on the validation set: a loss below
+   the best by more than min_delta (or the first one) is the new best, and
+   its weights are kept; otherwise one more epoch without improvement. */
+static void track_best(Run *r) {
+  const TrainConfig *tc = &r->net->train;
+  if (!tc->patience)
+    return;
+  bool better =
+      r->best_epoch == 0 ? !isnan(r->val_loss) : r->val_loss < r->best_loss - tc->min_delta;
+  if (!better) {
+    r->waited++;
+    return;
+  }
+  r->best_epoch = r->epoch;
+  r->best_loss = r->val_loss;
+  r->waited = 0;
+  r->en.store(r->en.model, best_params(r));
+}
+
+/* early_stopping's patience is spent. */
+static bool patience_out(const Run *r) {
+  return r->net->train.patience && r->waited >= r->net->train.patience;
+}
+
 /* One epoch over the training set, from batch r->batch_done on. Returns 0
    at its end; 1 when a stop signal came before a batch ended: after the
    last one the epoch is finished (so an epoch of one batch stops too),
@@ -506,6 +610,7 @@ static int train_epoch(Run *r, int epochs, Err *e) {
         r->weight[i] = s->weight[j];
     }
     r->batch_first = first; /* prepare_images reads its samples from here */
+    r->tr.lr = train_lr(&r->net->train, r->step, nbatches, epochs);
     double ws;
     double loss = trainer_step(&r->tr, r->x, r->target, s->weight ? r->weight : NULL, n,
                                train_key(seed, r->step), r->y, &ws);
@@ -538,7 +643,7 @@ static int train_epoch(Run *r, int epochs, Err *e) {
       shown = t;
       progress(r, epochs, b + 1, nbatches, sum->wloss / sum->wsum, sum->acc / (first + n), t - t0);
     }
-    if (stop_signal && b + 1 < nbatches) {
+    if (stop_requested(r) && b + 1 < nbatches) {
       sum->seconds = t - t0;
       if (r->tty)
         fputs("\r\033[K", stderr);
@@ -546,23 +651,30 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     }
   }
   double seconds = now() - t0;
-  int stop = stop_signal != 0;
+  int stop = stop_requested(r) != 0;
   if (r->tty)
     fputs("\r\033[K", stderr);
-  evaluate(r);
+  if (r->dist.rank == 0)
+    evaluate(r, &r->test, &r->test_loss, &r->test_acc);
   r->epoch++;
+  char val[96] = "";
+  if (r->val.n) {
+    evaluate(r, &r->val, &r->val_loss, &r->val_acc);
+    snprintf(val, sizeof val, "  val loss %.4f  val accuracy %.4f", r->val_loss, r->val_acc);
+    track_best(r);
+  }
   EpochStats row = {.epoch = r->epoch,
                     .loss = sum->wsum > 0 ? sum->wloss / sum->wsum : 0.0,
                     .accuracy = sum->acc / s->n,
                     .test_loss = r->test_loss,
                     .test_accuracy = r->test_acc,
                     .seconds = seconds,
-                    .lr = r->net->train.lr};
+                    .lr = r->tr.lr};
   r->batch_done = 0;
   *sum = (EpochSums){0};
-  printf("epoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  lr %g  "
+  printf("epoch %d/%d  loss %.4f  accuracy %.4f%s  test loss %.4f  test accuracy %.4f  lr %g  "
          "%.1f s  %.0f images/s\n",
-         r->epoch, epochs, row.loss, row.accuracy, r->test_loss, r->test_acc, row.lr, seconds,
+         r->epoch, epochs, row.loss, row.accuracy, val, r->test_loss, r->test_acc, row.lr, seconds,
          s->n / seconds);
   fflush(stdout);
   if (r->rows) {
@@ -616,9 +728,11 @@ static int update_log(Run *r, Err *e) {
   return write_plot(r, e);
 }
 
+/* The weights: the last epoch's, or with early_stopping the best epoch's. */
 static int write_weights(Run *r, Err *e) {
   r->en.store(r->en.model, r->state);
-  char epochs[24], seed[24], acc[32], loss[32];
+  const bool best = r->net->train.patience && r->best_epoch > 0;
+  char epochs[24], seed[24], acc[32], loss[32], best_epoch[24];
   snprintf(epochs, sizeof epochs, "%d", r->epoch);
   snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
   snprintf(acc, sizeof acc, "%.4f", r->test_acc);
@@ -629,19 +743,25 @@ static int write_weights(Run *r, Err *e) {
     e->internal = 1;
     return err_set(e, r->out, "out of memory");
   }
-  const char *meta[12] = {"epochs", epochs, "seed", seed};
+  const char *meta[14] = {"epochs", epochs, "seed", seed};
   int m = 4;
+  if (best) {
+    snprintf(best_epoch, sizeof best_epoch, "%d", r->best_epoch);
+    meta[m++] = "best_epoch";
+    meta[m++] = best_epoch;
+  }
   if (classes) {
     meta[m++] = "classes";
     meta[m++] = classes;
   }
-  if (!isnan(r->test_acc) && r->batch_done == 0) { /* an epoch ran, and the scores are its */
+  /* an epoch ran, and the scores are its weights' */
+  if (!isnan(r->test_acc) && r->batch_done == 0 && (!best || r->best_epoch == r->epoch)) {
     meta[m++] = "test_accuracy";
     meta[m++] = acc;
     meta[m++] = "test_loss";
     meta[m++] = loss;
   }
-  int rc = cli_write_weights(r->out, r->net, r->state, meta, e);
+  int rc = cli_write_weights(r->out, r->net, best ? best_params(r) : r->state, meta, e);
   free(classes);
   return rc;
 }
@@ -723,34 +843,226 @@ static int setup(Run *r, Err *e) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory");
   }
-  if (check_outputs(r, e) < 0 || load_data(r, e) < 0)
+  if ((r->dist.rank == 0 && check_outputs(r, e) < 0) || load_data(r, e) < 0)
     return -1;
   return 0;
 }
 
 static int allocate(Run *r, Err *e) {
+  long in = r->train.image_size;
+  r->order = malloc((size_t)r->train.n * sizeof *r->order);
+  const char *slots[3];
+  r->state = calloc((size_t)(r->net->param_count * (1 + checkpoint_slots(r, slots)) + 1),
+                    sizeof *r->state);
+  r->aug_tmp = malloc((size_t)(in * r->en.threads) * sizeof *r->aug_tmp);
+  if (!r->order || !r->state || !r->aug_tmp) {
+    e->internal = 1;
+    return err_set(e, NULL, "out of memory for %d images' order and the training state",
+                   r->train.n);
+  }
+  return 0;
+}
+
+/* The batch's buffers, once the batch is known: --resume takes the
+   checkpoint's. */
+static int allocate_batch(Run *r, Err *e) {
   long in = r->train.image_size, k = r->train.k, batch = r->net->train.batch;
   r->x = malloc((size_t)(batch * in) * sizeof *r->x);
   r->y = malloc((size_t)(batch * k) * sizeof *r->y);
   r->target = malloc((size_t)(batch * k) * sizeof *r->target);
   r->weight = malloc((size_t)batch * sizeof *r->weight);
-  r->order = malloc((size_t)r->train.n * sizeof *r->order);
-  r->state = malloc((size_t)(r->net->param_count * (1 + r->tr.opt_slots) + 1) * sizeof *r->state);
-  r->aug_tmp = malloc((size_t)(in * r->en.threads) * sizeof *r->aug_tmp);
-  if (!r->x || !r->y || !r->target || !r->weight || !r->order || !r->state || !r->aug_tmp) {
+  if (!r->x || !r->y || !r->target || !r->weight) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory for a batch of %ld images", batch);
   }
   return 0;
 }
 
-static int run(const CliArgs *a) {
+/* ---- several ranks ---- */
+
+/* What must be the same on every rank for the sums to be one run's. */
+typedef struct RankCheck {
+  uint64_t net_hash, data_hash;
+  long long train_n, test_n, image_size, k;
+  int threads;
+  char backend[8];
+} RankCheck;
+
+static uint64_t hash_set(uint64_t h, const TrainSet *s) {
+  h = io_hash(h, s->images, (size_t)s->n * (size_t)s->image_size);
+  h = io_hash(h, s->target, (size_t)s->n * (size_t)s->k * sizeof *s->target);
+  return io_hash(h, s->label, (size_t)s->n * sizeof *s->label);
+}
+
+static int rank_check(Run *r, RankCheck *c, Err *e) {
+  size_t len;
+  char *text = io_read_file(r->a->net_path, &len, e);
+  if (!text)
+    return -1;
+  *c = (RankCheck){.net_hash = io_hash(IO_HASH_START, text, len),
+                   .data_hash = hash_set(hash_set(IO_HASH_START, &r->train), &r->test),
+                   .train_n = r->train.n,
+                   .test_n = r->test.n,
+                   .image_size = r->train.image_size,
+                   .k = r->train.k,
+                   .threads = r->en.threads};
+  snprintf(c->backend, sizeof c->backend, "%s", program_backend(r->en.prog));
+  free(text);
+  return 0;
+}
+
+/* The state that rank 0 sends: where the run is, besides the parameters and
+   optimizer state. */
+typedef struct RankState {
+  unsigned long long seed;
+  uint64_t step, opt_step;
+  int batch, epoch, batch_done;
+  EpochSums sums;
+  int best_epoch, waited; /* early_stopping's (checkpoint_slots holds the best weights) */
+  double best_loss;
+} RankState;
+
+/* After every rank has set up, rc its verdict (rank 0 has also read --resume
+   and started the log): all ranks agree, check each other (RankCheck), and
+   take rank 0's state. Returns -1 on every rank when any failed. */
+static int start_ranks(Run *r, int rc, Err *e) {
+  Dist *d = &r->dist;
+  RankCheck mine = {0};
+  if (rc == 0)
+    rc = rank_check(r, &mine, e);
+  if (dist_agree(d, rc, e) < 0)
+    return -1;
+  RankCheck *all = calloc((size_t)d->size, sizeof *all);
+  if (!all) {
+    e->internal = 1;
+    return err_set(e, NULL, "out of memory for %d ranks", d->size);
+  }
+  dist_allgather(d, &mine, sizeof mine, all);
+  const char *dir = r->a->value[CLI_DATA] ? r->a->value[CLI_DATA] : CNNGEN_DEFAULT_DATA;
+  rc = 0;
+  for (int k = 1; k < d->size && rc == 0; k++) {
+    const RankCheck *a = &all[0], *b = &all[k];
+    if (b->net_hash != a->net_hash)
+      rc = err_set(e, r->a->net_path,
+                   "rank %d's network file differs from rank 0's (every rank must train the same "
+                   "network: copy it to every machine)",
+                   k);
+    else if (b->train_n != a->train_n || b->test_n != a->test_n || b->image_size != a->image_size ||
+             b->k != a->k)
+      rc =
+          err_set(e, dir,
+                  "rank %d's data differ from rank 0's: %lld training and %lld test images of %lld "
+                  "values there, %lld and %lld of %lld on rank 0 (every rank must read the same "
+                  "data)",
+                  k, b->train_n, b->test_n, b->image_size, a->train_n, a->test_n, a->image_size);
+    else if (b->data_hash != a->data_hash)
+      rc = err_set(e, dir,
+                   "rank %d's data differ from rank 0's: the same sizes but other images or "
+                   "labels (every rank must read the same data)",
+                   k);
+    else if (b->threads != a->threads)
+      rc = err_set(e, r->a->net_path,
+                   "rank %d runs %d threads, rank 0 runs %d (pass the same --threads to every "
+                   "rank)",
+                   k, b->threads, a->threads);
+    else if (strcmp(b->backend, a->backend))
+      rc = err_set(e, r->a->net_path,
+                   "rank %d compiled with backend %s, rank 0 with %s (pass the same --backend to "
+                   "every rank)",
+                   k, b->backend, a->backend);
+  }
+  free(all);
+  if (rc < 0)
+    return -1;
+
+  const char *slots[3];
+  long count = r->net->param_count * (1 + checkpoint_slots(r, slots));
+  RankState st = {0};
+  if (d->rank == 0) {
+    r->en.store(r->en.model, r->state);
+    r->tr.store_opt(r->en.model, r->state + r->net->param_count, &st.opt_step);
+    st = (RankState){r->net->train.seed, r->step,       st.opt_step, r->net->train.batch,
+                     r->epoch,           r->batch_done, r->sums,      r->best_epoch,
+                     r->waited,          r->best_loss};
+  }
+  dist_bcast(d, &st, sizeof st);
+  dist_bcast(d, r->state, (size_t)count * sizeof *r->state);
+  if (d->rank != 0) {
+    r->en.load(r->en.model, r->state);
+    r->tr.load_opt(r->en.model, r->state + r->net->param_count, st.opt_step);
+    r->net->train.seed = st.seed;
+    r->net->train.batch = st.batch;
+    r->step = st.step;
+    r->epoch = st.epoch;
+    r->batch_done = st.batch_done;
+    r->sums = st.sums;
+    r->best_epoch = st.best_epoch;
+    r->waited = st.waited;
+    r->best_loss = st.best_loss;
+  }
+  rc = trainer_distribute(&r->tr, d, r->net->train.batch, e);
+  if (rc == 0 && !(r->rank_hashes = calloc((size_t)d->size, sizeof *r->rank_hashes))) {
+    e->internal = 1;
+    rc = err_set(e, NULL, "out of memory for %d ranks", d->size);
+  }
+  return dist_agree(d, rc, e);
+}
+
+/* After each epoch under mpirun: every rank's weights must still be rank
+   0's. Ranks that compute differently (another CC, or -march=native on
+   another CPU) would otherwise drift apart without a word. */
+static int check_same_weights(Run *r, Err *e) {
+  if (r->dist.size == 1)
+    return 0;
+  r->en.store(r->en.model, r->state);
+  uint64_t mine = io_hash(IO_HASH_START, r->state, (size_t)r->net->param_count * sizeof *r->state);
+  dist_allgather(&r->dist, &mine, sizeof mine, r->rank_hashes);
+  for (int k = 1; k < r->dist.size; k++)
+    if (r->rank_hashes[k] != r->rank_hashes[0]) {
+      char where[64];
+      describe_position(r, r->epoch, r->batch_done, where, sizeof where);
+      return err_set(e, r->net->file,
+                     "rank %d's weights differ from rank 0's %s: the ranks compute differently "
+                     "(use the same backend and CC on every machine, and a -march that they "
+                     "all share in place of -march=native)",
+                     k, where);
+    }
+  return 0;
+}
+
+/* Rank 0's writes (checkpoint, log, weights); every rank learns whether
+   they worked. */
+static int on_rank0(Run *r, int (*write)(Run *, Err *), Err *e) {
+  return dist_agree(&r->dist, r->dist.rank == 0 ? write(r, e) : 0, e);
+}
+
+static int write_epoch_files(Run *r, Err *e) {
+  if (write_checkpoint(r, e) < 0 || (r->batch_done == 0 && update_log(r, e) < 0))
+    return -1;
+  return 0;
+}
+
+static int run(const CliArgs *cli) {
+  CliArgs args = *cli; /* under mpirun, threads divided among the machine's ranks */
+  const CliArgs *a = &args;
   Arena arena = {0};
   Err e = {0};
   int status = 0;
-  Run r = {.a = a, .tty = isatty(2), .test_loss = NAN, .test_acc = NAN};
-  bool engine_open = false, trainer_open_ok = false, caught = false;
+  Run r = {.a = a,
+           .test_loss = NAN,
+           .test_acc = NAN,
+           .val_loss = NAN,
+           .val_acc = NAN,
+           .best_loss = NAN};
+  bool engine_open = false, trainer_open_ok = false, caught = false, agreed = false;
   struct sigaction old_signals[2];
+  if (dist_open(&r.dist, &e) < 0)
+    goto fail;
+  r.tty = isatty(2); /* after dist_open: only rank 0 keeps its terminal */
+  if (r.dist.size > 1 && !a->value[CLI_THREADS]) {
+    args.threads /= dist_local_ranks();
+    args.threads = args.threads < 1 ? 1 : args.threads;
+  }
   if (a->value[CLI_RESUME] && a->value[CLI_WEIGHTS]) {
     status = cli_usage_error("train: --resume already holds the weights; drop --weights");
     goto done;
@@ -764,9 +1076,12 @@ static int run(const CliArgs *a) {
     goto done;
   if (setup(&r, &e) < 0)
     goto fail;
-  if ((status = cli_open_engine(&r.en, r.net, a, true, &r.names)) != 0)
+  /* each epoch: the training images forward and backward, the test images forward */
+  const double images = r.net->train.epochs * (r.train.n + r.test.n / 3.0);
+  if ((status = cli_open_engine(&r.en, r.net, a, true, images, &r.names)) != 0)
     goto done;
   engine_open = true;
+  r.threads = r.en.threads * r.dist.size;
   if (cli_class_names_add(&r.names, (const char *const *)r.data.classes, r.data.nclasses,
                           r.data.classes_path, r.data.classes_what, r.train.k, &e) < 0)
     goto fail;
@@ -777,29 +1092,42 @@ static int run(const CliArgs *a) {
     goto fail;
   r.tr.prepare = prepare_images;
   r.tr.prepare_ctx = &r;
+  r.tr.stop_request = &stop_signal;
   if (a->value[CLI_RESUME]) {
-    if (resume(&r, a->value[CLI_RESUME], &e) < 0)
+    if (r.dist.rank == 0 && resume(&r, a->value[CLI_RESUME], &e) < 0)
       goto fail;
   } else if (!a->value[CLI_WEIGHTS]) {
     r.en.init(r.en.model, r.net->train.seed);
   }
-  if (start_log(&r, &e) < 0)
+  if (r.dist.rank == 0 && start_log(&r, &e) < 0)
+    goto fail;
+  catch_stop_signals(r.tty, old_signals); /* before the ranks start together */
+  caught = true;
+  if (r.dist.size > 1) {
+    agreed = true;
+    if (start_ranks(&r, 0, &e) < 0)
+      goto fail;
+  }
+  if (dist_agree(&r.dist, allocate_batch(&r, &e), &e) < 0)
     goto fail;
   const TrainConfig *tc = &r.net->train;
   char resumed[96] = "", where[64];
   describe_position(&r, r.epoch, r.batch_done, where, sizeof where);
   if (a->value[CLI_RESUME])
     snprintf(resumed, sizeof resumed, " (resuming %s)", where);
-  catch_stop_signals(r.tty, old_signals);
-  caught = true;
   /* A cache hit compiled nothing: its time would only be the lookup's. */
   char compiled[48] = "cached";
   if (!program_cached(r.en.prog))
     snprintf(compiled, sizeof compiled, "compiled in %.2f s", program_compile_seconds(r.en.prog));
-  printf("training %s: %d images (%d test), batch %d, %d epoch%s%s, %s, backend %s (%s), %d "
+  char ranks[32] = "", held[48] = "";
+  if (r.dist.size > 1)
+    snprintf(ranks, sizeof ranks, "%d ranks x ", r.dist.size);
+  if (r.val.n)
+    snprintf(held, sizeof held, ", %d for validation", r.val.n);
+  printf("training %s: %d images (%d test%s), batch %d, %d epoch%s%s, %s, backend %s (%s), %s%d "
          "thread%s\n",
-         r.net->name, r.train.n, r.test.n, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
-         resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog), compiled,
+         r.net->name, r.train.n, r.test.n, held, tc->batch, tc->epochs, tc->epochs == 1 ? "" : "s",
+         resumed, optimizer_words[tc->optimizer], program_backend(r.en.prog), compiled, ranks,
          r.en.threads, r.en.threads == 1 ? "" : "s");
   if (r.augment) {
     printf("augmenting training images:");
@@ -812,30 +1140,51 @@ static int run(const CliArgs *a) {
     }
     printf("\n");
   }
-  for (int rc = 0; r.epoch < tc->epochs && rc == 0;) {
+  double started = now();
+  r.dist.comm_seconds = 0;
+  for (int rc = 0; r.epoch < tc->epochs && rc == 0 && !patience_out(&r);) {
     rc = train_epoch(&r, tc->epochs, &e);
-    if (rc < 0 || write_checkpoint(&r, &e) < 0 || (r.batch_done == 0 && update_log(&r, &e) < 0))
+    if (rc < 0 || check_same_weights(&r, &e) < 0 || on_rank0(&r, write_epoch_files, &e) < 0)
       goto fail;
   }
-  if (write_weights(&r, &e) < 0)
+  const bool early = r.epoch < tc->epochs && patience_out(&r);
+  if (early)
+    printf("early stopping after epoch %d: the validation loss has not fallen below epoch %d's "
+           "%.4f for %d epochs\n",
+           r.epoch, r.best_epoch, r.best_loss, r.waited);
+  if (on_rank0(&r, write_weights, &e) < 0)
     goto fail;
-  printf("wrote %s (checkpoint %s)\n", r.out, r.good_ckpt ? r.good_ckpt : "none");
-  if (r.epoch < tc->epochs) { /* stopped by a signal */
+  if (r.dist.size > 1) {
+    double total = now() - started;
+    printf("communication: %.1f s of %.1f s (%.0f%%) on rank 0, waiting for the other ranks "
+           "included\n",
+           r.dist.comm_seconds, total, total > 0 ? 100 * r.dist.comm_seconds / total : 0.0);
+  }
+  if (tc->patience && r.best_epoch > 0)
+    printf("wrote %s: epoch %d's weights, the lowest validation loss (checkpoint %s)\n", r.out,
+           r.best_epoch, r.good_ckpt ? r.good_ckpt : "none");
+  else
+    printf("wrote %s (checkpoint %s)\n", r.out, r.good_ckpt ? r.good_ckpt : "none");
+  if (r.epoch < tc->epochs && !early) { /* stopped by a signal */
     describe_position(&r, r.epoch, r.batch_done, where, sizeof where);
-    printf("stopped by %s %s; to continue:\n  ", stop_signal == SIGINT ? "Ctrl-C" : "SIGTERM",
-           where);
+    int sig = stop_requested(&r);
+    printf("stopped by %s %s; to continue:\n  ", sig == SIGINT ? "Ctrl-C" : "SIGTERM", where);
+    if (r.dist.size > 1)
+      printf("mpirun -n %d ", r.dist.size);
     cli_write_command(stdout, a,
                       OPT(CLI_DATA) | OPT(CLI_EPOCHS) | OPT(CLI_OUT) | OPT(CLI_CHECKPOINT) |
                           OPT(CLI_LOG) | OPT(CLI_PLOT) | OPT(CLI_BACKEND) | OPT(CLI_THREADS));
     fputs(" --resume ", stdout);
     cli_write_word(stdout, r.ckpt);
     fputc('\n', stdout);
-    status = 128 + stop_signal;
+    status = 128 + sig;
   }
   goto done;
 fail:
   status = cli_fail(&e);
 done:
+  if (r.dist.size > 1 && !agreed) /* the others wait for this rank's verdict */
+    dist_agree(&r.dist, -1, &e);
   if (caught)
     restore_stop_signals(old_signals);
   if (trainer_open_ok)
@@ -844,6 +1193,7 @@ done:
     engine_close(&r.en);
   trainset_free(&r.train);
   trainset_free(&r.test);
+  trainset_free(&r.val);
   dataset_free(&r.data);
   cli_class_names_free(&r.names);
   free(r.out);
@@ -856,6 +1206,8 @@ done:
   free(r.state);
   free(r.aug_tmp);
   free(r.rows);
+  free(r.rank_hashes);
+  dist_close(&r.dist);
   arena_free(&arena);
   return status;
 }

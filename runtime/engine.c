@@ -18,8 +18,6 @@
 
 #include "../compiler/emit.h"
 
-enum { MAX_THREADS = 256 }; /* as --threads allows */
-
 static void *alloc_zeroed(size_t bytes) {
   size_t rounded = (bytes + 63) / 64 * 64;
   if (rounded == 0)
@@ -31,12 +29,12 @@ static void *alloc_zeroed(size_t bytes) {
 }
 
 /* Writes the whole translation unit into a malloc'd buffer. */
-static char *generate(const Net *net, bool training, size_t *len) {
+static char *generate(const Net *net, bool training, bool kernels, size_t *len) {
   char *buf = NULL;
   FILE *f = open_memstream(&buf, len);
   if (!f)
     return NULL;
-  EmitOptions opt = {.training = training};
+  EmitOptions opt = {.training = training, .kernels = kernels};
   emit_source(net, &opt, f);
   fprintf(f,
           "\n/* engine glue */\n"
@@ -64,12 +62,47 @@ static void *symbol(Engine *en, const char *suffix, Err *e) {
   return p;
 }
 
+/* --backend auto: the backend that finishes the run first. tcc compiles in
+   milliseconds and runs the layers on the prebuilt kernels at half cc's speed
+   or better (README, Performance); cc compiles for seconds, about one per
+   CC_BYTES_PER_S of generated C, unless its cache holds the object. So cc when
+   its object is cached or nothing is known of the run, and tcc when cc's
+   compile would outlast the whole run on cc's code (then tcc, even at half
+   the speed, is done first): a big network and a short run. The run's time on
+   cc is its multiply-adds (3 per forward one when training) at
+   CC_MACS_PER_S per thread, a low figure for an AVX2 or AVX-512 core. */
+enum { CC_BYTES_PER_S = 60000 };
+#define CC_MACS_PER_S 50e9
+
+BackendKind engine_pick(const Net *net, bool training, double images, int threads) {
+  if (!backend_cc_available())
+    return BACKEND_TCC;
+  size_t len;
+  char *src = images > 0 ? generate(net, training, false, &len) : NULL;
+  if (!src)
+    return BACKEND_CC;
+  const bool cached = backend_cc_cached(src, len);
+  free(src);
+  const double compile = (double)len / CC_BYTES_PER_S;
+  const double run = images * (double)net->macs * (training ? 3 : 1) /
+                     (CC_MACS_PER_S * (threads < 1 ? 1 : threads));
+  return !cached && compile > run ? BACKEND_TCC : BACKEND_CC;
+}
+
 int engine_open(Engine *en, const Net *net, BackendKind kind, bool training, int threads, Err *e) {
+  return engine_open_run(en, net, kind, training, 0, threads, e);
+}
+
+int engine_open_run(Engine *en, const Net *net, BackendKind kind, bool training, double images,
+                    int threads, Err *e) {
   memset(en, 0, sizeof *en);
   en->net = net;
-  en->threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+  en->threads = threads < 1 ? 1 : threads > ENGINE_MAX_THREADS ? ENGINE_MAX_THREADS : threads;
   size_t len;
-  char *src = generate(net, training, &len);
+  if (kind == BACKEND_AUTO)
+    kind = engine_pick(net, training, images, en->threads);
+  /* tcc runs the layers' loops in the prebuilt kernels (runtime/kernels/) */
+  char *src = generate(net, training, kind == BACKEND_TCC, &len);
   if (!src) {
     err_set(e, net->file, "cannot generate code in memory (out of memory)");
     e->internal = 1;
@@ -148,9 +181,9 @@ void engine_infer(Engine *en, const float *x, int n, float *y) {
     return;
   }
   long in_size = shape_size(en->net->input), out_size = shape_size(en->net->output);
-  Slice slices[MAX_THREADS];
-  pthread_t tids[MAX_THREADS];
-  bool started[MAX_THREADS] = {0};
+  Slice slices[ENGINE_MAX_THREADS];
+  pthread_t tids[ENGINE_MAX_THREADS];
+  bool started[ENGINE_MAX_THREADS] = {0};
   for (int t = 0, first = 0; t < parts; t++) {
     int count = n / parts + (t < n % parts);
     slices[t] =

@@ -419,3 +419,12 @@ int io_check_outputs(const IoPath *out, int nout, const IoPath *in, int nin, Err
       remove_stale_temporaries(out[i].path);
   return rc;
 }
+
+uint64_t io_hash(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}

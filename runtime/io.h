@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "err.h"
@@ -63,5 +64,9 @@ typedef struct IoPath {
    option and the path. Then removes the temporaries that atomic_open left
    beside each output in runs that were killed (their process is gone). */
 int io_check_outputs(const IoPath *out, int nout, const IoPath *in, int nin, Err *e);
+
+/* 64-bit FNV-1a of n bytes, continuing from h (IO_HASH_START to begin). */
+#define IO_HASH_START 0xcbf29ce484222325ULL
+uint64_t io_hash(uint64_t h, const void *data, size_t n);
 
 #endif

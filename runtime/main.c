@@ -35,11 +35,14 @@ static const char language_help[] =
     "      a word: classes \"T-shirt/top\" Trouser ... \"Ankle boot\"\n"
     "\n"
     "layers, in order                               default\n"
-    "  conv2d N KHxKW [stride=S|SHxSW] [padding=P] [bias=false] [ACT] [name=NAME]\n"
+    "  conv2d N KHxKW [stride=S|SHxSW] [padding=P] [groups=G] [bias=false] [ACT]\n"
+    "         [name=NAME]\n"
     "      N filters and biases                     stride=1 padding=valid linear\n"
     "      padding: valid (none), same (output ceil(H/SH) x ceil(W/SW)), P pixels\n"
     "      on every side, or PHxPW (PH above and below, PW left and right)\n"
     "      bias=false: no bias tensor (bias=true is the default)\n"
+    "      groups=G: channels and filters in G groups, each filter seeing its\n"
+    "      group's C/G channels (G divides C and N; G = C is depthwise)\n"
     "  maxpool KHxKW [stride=S|SHxSW]               stride = window, in each\n"
     "  avgpool KHxKW [stride=S|SHxSW]                 direction; floor, no padding\n"
     "  globalavgpool                                mean over H, W: a vector of C\n"
@@ -51,11 +54,16 @@ static const char language_help[] =
     "  dropout F                                    rate 0 <= F < 1, training only\n"
     "  relu | sigmoid | tanh | softmax              an activation as its own layer\n"
     "  activation ACT                               the same, spelled out\n"
+    "  residual { LAYERS [shortcut { LAYERS }] }    y = main(x) + shortcut(x); the\n"
+    "      shortcut is x unless a shortcut { } (the block's last statement) gives\n"
+    "      its layers; both paths end in one shape; blocks nest\n"
     "  softmax: the last layer only, on a vector. Weights (safetensors): conv1.weight\n"
     "  [F][C][KH][KW], conv1.bias [F], dense1.weight [OUT][IN], dense1.bias [OUT],\n"
     "  ... numbered per kind, or name=NAME (no .bias with bias=false); or a raw .f32\n"
     "  file as NAME_store writes.\n"
-    "\n"
+    "\n";
+/* Two strings: C99 promises string literals of 4095 bytes, no more. */
+static const char language_help_train[] =
     "train { one setting per line }                 default, also with no train block\n"
     "  loss sparse_categorical_crossentropy         sparse_categorical_crossentropy\n"
     "     | categorical_crossentropy                  (these two need softmax)\n"
@@ -71,6 +79,19 @@ static const char language_help[] =
     "  augment [hflip] [vflip] [crop=N] [shift=N] [rotate=F] [noise=F]\n"
     "                                               none (applied in this order)\n"
     "  class_weights balanced | w0,w1,...           none (every image weighs 1)\n"
+    "  label_smoothing F                            0; 0 <= F < 1, cross-entropy\n"
+    "                                                 only: (1-F)*onehot + F/K\n"
+    "  schedule constant | step every=E gamma=G | cosine [min_lr=F]\n"
+    "                                               constant; each takes warmup=E:\n"
+    "      step: lr*G^floor(epoch/E); cosine: per step t of T, min_lr + (lr-min_lr)\n"
+    "      *(1+cos(pi*t/T))/2; warmup: the first E epochs' W steps at lr*(t+1)/W,\n"
+    "      then the schedule over the rest\n"
+    "  validation F                                 none; 0 < F < 1: the last\n"
+    "                                                 round(F*N) training images\n"
+    "                                                 held out, scored each epoch\n"
+    "  early_stopping patience=P [min_delta=F]      none; needs validation: stop\n"
+    "      after P epochs whose validation loss is not below the best by more than\n"
+    "      F (default 0); the best epoch's weights are written\n"
     "  train --epochs/--batch/--seed override batch, epochs and seed.\n"
     "\n"
     "Errors: FILE:LINE:COL: error: MESSAGE, the line and a caret; several per run;\n"
@@ -139,6 +160,7 @@ static int help(int argc, char **argv) {
   }
   if (strcmp(argv[0], "language") == 0) {
     fputs(language_help, stdout);
+    fputs(language_help_train, stdout);
     return 0;
   }
   const Command *cmd = find_command(argv[0]);

@@ -8,6 +8,12 @@
  * into them (after the caller's prepare hook, if any, has filled its
  * images); then the caller adds g1, g2, ... into g0 in that order and runs
  * the update. Losses are summed in double, also in chunk order.
+ *
+ * Over R ranks the chunks are those of R*T threads, rank r holding chunks
+ * r*T .. r*T+T-1; dist_sum adds the gradients over every rank in chunk
+ * order, and one allgather brings every rank's chunk losses, output rows and
+ * stop request, so every rank sums the same losses in the same order and
+ * holds the whole batch's outputs.
  */
 #include "trainer.h"
 
@@ -168,12 +174,12 @@ int trainer_open(Trainer *t, Engine *en, Err *e) {
   LOOKUP(grads_bytes, "_grads_bytes");
   LOOKUP(opt_slots, "_opt_slots");
   LOOKUP(t->grads_zero, "_grads_zero");
-  LOOKUP(t->grads_add, "_grads_add");
   LOOKUP(t->accumulate_y, "_accumulate_y");
   LOOKUP(t->update, "_update");
   LOOKUP(t->store_opt, "_store_opt");
   LOOKUP(t->load_opt, "_load_opt");
 #undef LOOKUP
+  t->lr = en->net->train.lr;
   t->grads_bytes = grads_bytes();
   t->opt_slots = opt_slots();
   t->grads = calloc((size_t)en->threads, sizeof *t->grads);
@@ -197,7 +203,23 @@ fail:
   return -1;
 }
 
+int trainer_distribute(Trainer *t, Dist *d, int batch, Err *e) {
+  if (d->size == 1)
+    return 0;
+  int threads = t->en->threads;
+  t->rec_rows = (batch + d->size - 1) / d->size;
+  size_t head = (size_t)(1 + threads) * sizeof(double);
+  t->rec_bytes = (head + (size_t)t->rec_rows * (size_t)t->out_size * sizeof(float) + 7) / 8 * 8;
+  if (!(t->recs = malloc(t->rec_bytes * (size_t)(d->size + 1)))) {
+    e->internal = 1;
+    return err_set(e, NULL, "out of memory for %d ranks' step records", d->size);
+  }
+  t->dist = d;
+  return 0;
+}
+
 void trainer_close(Trainer *t) {
+  free(t->recs);
   if (t->pool)
     pool_stop(t->pool);
   if (t->grads)
@@ -207,12 +229,50 @@ void trainer_close(Trainer *t) {
   memset(t, 0, sizeof *t);
 }
 
+/* After the ranks' chunks ran: every rank's record (its stop request, its
+   chunks' losses, its output rows) to every rank; returns the loss summed
+   over all chunks in order, sets t->stop, fills the other ranks' rows of y. */
+static double gather_step(Trainer *t, const Chunk *chunks, int threads, int n, float *y) {
+  Dist *d = t->dist;
+  unsigned char *mine = t->recs + t->rec_bytes * (size_t)d->size;
+  double head[1 + ENGINE_MAX_THREADS];
+  head[0] = t->stop_request ? *t->stop_request : 0;
+  for (int i = 0; i < threads; i++)
+    head[1 + i] = chunks[i].loss;
+  memcpy(mine, head, (size_t)(1 + threads) * sizeof *head);
+  float *rows = (float *)(mine + (size_t)(1 + threads) * sizeof(double));
+  /* Rank r's rows are its chunks': [n*r/R, n*(r+1)/R). */
+  int first = (int)((long)n * d->rank / d->size);
+  int count = (int)((long)n * (d->rank + 1) / d->size) - first;
+  if (y)
+    memcpy(rows, y + (long)first * t->out_size, (size_t)(count * t->out_size) * sizeof *y);
+  dist_allgather(d, mine, t->rec_bytes, t->recs);
+  double loss = 0;
+  t->stop = 0;
+  for (int r = 0; r < d->size; r++) {
+    const unsigned char *rec = t->recs + t->rec_bytes * (size_t)r;
+    memcpy(head, rec, (size_t)(1 + threads) * sizeof *head);
+    if ((int)head[0] > t->stop)
+      t->stop = (int)head[0];
+    for (int i = 0; i < threads; i++)
+      loss = r == 0 && i == 0 ? head[1] : loss + head[1 + i];
+    first = (int)((long)n * r / d->size);
+    count = (int)((long)n * (r + 1) / d->size) - first;
+    if (y && r != d->rank)
+      memcpy(y + (long)first * t->out_size, rec + (size_t)(1 + threads) * sizeof(double),
+             (size_t)(count * t->out_size) * sizeof *y);
+  }
+  return loss;
+}
+
 double trainer_step(Trainer *t, const float *x, const float *target, const float *weight, int n,
                     uint64_t key, float *y, double *weight_sum) {
   int threads = t->pool ? t->en->threads : 1;
+  int rank = t->dist ? t->dist->rank : 0, all = threads * (t->dist ? t->dist->size : 1);
   Chunk one, *chunks = t->pool ? t->pool->chunks : &one;
   for (int i = 0; i < threads; i++) {
-    int first = (int)((long)n * i / threads), last = (int)((long)n * (i + 1) / threads);
+    int g = rank * threads + i; /* the global thread */
+    int first = (int)((long)n * g / all), last = (int)((long)n * (g + 1) / all);
     chunks[i] = (Chunk){
         .x = x + first * t->in_size,
         .target = target + first * t->out_size,
@@ -239,11 +299,20 @@ double trainer_step(Trainer *t, const float *x, const float *target, const float
       pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
   }
-  double loss = chunks[0].loss;
-  for (int i = 1; i < threads; i++) {
-    if (chunks[i].n > 0)
-      t->grads_add(t->grads[0], t->grads[i]);
-    loss += chunks[i].loss;
+  /* Global chunk 0 starts the sum; an empty chunk adds nothing (not even
+     its zeros: -0 + 0 is +0). */
+  float *parts[ENGINE_MAX_THREADS];
+  for (int i = 0; i < threads; i++)
+    parts[i] = chunks[i].n > 0 || rank * threads + i == 0 ? (float *)t->grads[i] : NULL;
+  dist_sum(t->dist, parts, threads, t->param_count, t->grads[0]);
+  double loss;
+  if (t->dist) {
+    loss = gather_step(t, chunks, threads, n, y);
+  } else {
+    loss = chunks[0].loss;
+    for (int i = 1; i < threads; i++)
+      loss += chunks[i].loss;
+    t->stop = t->stop_request ? *t->stop_request : 0;
   }
   double wsum = 0;
   if (weight)
@@ -253,7 +322,7 @@ double trainer_step(Trainer *t, const float *x, const float *target, const float
     wsum = n;
   *weight_sum = wsum;
   if (wsum > 0)
-    t->update(t->en->model, t->grads[0], (float)(1.0 / wsum));
+    t->update(t->en->model, t->grads[0], (float)(1.0 / wsum), (float)t->lr);
   return loss;
 }
 
@@ -312,7 +381,7 @@ static int make_weights(TrainSet *s, const TrainConfig *tc, const char *what, Er
   }
   for (int i = 0; i < s->n; i++)
     s->weight[i] = (float)cw[s->label[i]];
-  free(cw);
+  s->class_weight = cw;
   return 0;
 }
 
@@ -369,10 +438,27 @@ int trainset_make(TrainSet *s, const Net *net, const IdxImages *im, const IdxLab
   return 0;
 }
 
+void trainset_smooth(TrainSet *s, Loss loss, double smoothing) {
+  if (smoothing <= 0 || (loss != LOSS_SPARSE_CE && loss != LOSS_CE))
+    return;
+  const int k = s->k;
+  for (int i = 0; i < s->n; i++) {
+    float *t = s->target + (long)i * k;
+    const double wy = s->class_weight ? s->class_weight[s->label[i]] : 1.0;
+    if (wy <= 0)
+      continue; /* weight 0: the sample adds nothing */
+    for (int c = 0; c < k; c++) {
+      const double wc = s->class_weight ? s->class_weight[c] : 1.0;
+      t[c] = (float)((1.0 - smoothing) * t[c] + smoothing / k * wc / wy);
+    }
+  }
+}
+
 void trainset_free(TrainSet *s) {
   free(s->target);
   free(s->label);
   free(s->weight);
+  free(s->class_weight);
   memset(s, 0, sizeof *s);
 }
 
@@ -427,6 +513,29 @@ void train_order(uint64_t seed, int epoch, int *order, int n) {
     order[i] = order[j];
     order[j] = tmp;
   }
+}
+
+double train_lr(const TrainConfig *tc, uint64_t step, long per_epoch, int epochs) {
+  const double lr = tc->lr;
+  const uint64_t warm = (uint64_t)tc->warmup * (uint64_t)per_epoch;
+  if (step < warm)
+    return lr * (double)(step + 1) / (double)warm;
+  const uint64_t t = step - warm, total = (uint64_t)epochs * (uint64_t)per_epoch;
+  switch (tc->schedule) {
+  case SCHED_STEP:
+    return lr * pow(tc->step_gamma, (double)(t / (uint64_t)per_epoch / (uint64_t)tc->step_every));
+  case SCHED_COSINE: {
+    if (total <= warm || t >= total - warm) /* past the run's last step (a shorter --epochs) */
+      return tc->min_lr;
+    const double pi = 3.14159265358979323846;
+    return tc->min_lr +
+           (lr - tc->min_lr) * (1.0 + cos(pi * (double)t / (double)(total - warm))) / 2.0;
+  }
+  case SCHED_CONSTANT:
+  case SCHED_COUNT:
+    break;
+  }
+  return lr;
 }
 
 uint64_t train_key(uint64_t seed, uint64_t step) {

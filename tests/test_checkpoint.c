@@ -28,7 +28,7 @@ static const StParam params[2] = {
 
 static void test_ckpt_params_names_and_offsets(void **state) {
   (void)state;
-  static const char *const slots[2] = {"m", "v"};
+  static const char *const slots[2] = {"opt.m", "opt.v"};
   int n;
   StParam *all = ckpt_params(params, 2, slots, 2, 4, &n);
   assert_non_null(all);
@@ -44,10 +44,11 @@ static void test_ckpt_params_names_and_offsets(void **state) {
 
 static void test_ckpt_write_read_round_trip(void **state) {
   (void)state;
-  static const char *const slots[1] = {"velocity"};
+  static const char *const slots[2] = {"opt.velocity", "best"};
   int n;
-  StParam *all = ckpt_params(params, 2, slots, 1, 4, &n);
-  float data[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  StParam *all = ckpt_params(params, 2, slots, 2, 4, &n);
+  assert_string_equal(all[4].name, "best.conv1.weight");
+  float data[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   CkptMeta m = {.network = "net",
                 .optimizer = "sgd",
                 .backend = "tcc",
@@ -61,7 +62,10 @@ static void test_ckpt_write_read_round_trip(void **state) {
                 .sums = {0.1, 224.0, 1.0 / 3.0, 2.5},
                 .lr = 0.001,
                 .test_accuracy = 0.875,
-                .test_loss = 0.25};
+                .test_loss = 0.25,
+                .best_epoch = 2,
+                .waited = 1,
+                .best_loss = 1.0 / 3.0};
   Err e = {0};
   assert_int_equal(ckpt_write(tu_path("c.st"), all, n, data, &m, &e), 0);
   StFile f;
@@ -77,7 +81,8 @@ static void test_ckpt_write_read_round_trip(void **state) {
   for (int i = 0; i < 4; i++) /* hex floats: exact */
     assert_true(r.sums[i] == m.sums[i]);
   assert_true(r.lr == 0.001 && r.test_accuracy == 0.875 && r.test_loss == 0.25);
-  float back[8] = {0};
+  assert_true(r.best_epoch == 2 && r.waited == 1 && r.best_loss == 1.0 / 3.0); /* exact */
+  float back[12] = {0};
   assert_int_equal(st_load_params(&f, all, n, back, &e), 0);
   assert_memory_equal(back, data, sizeof data);
   st_free(&f);
@@ -115,8 +120,8 @@ static void test_trainlog_round_trip_and_old_header(void **state) {
   char text[512];
   tu_read_file(tu_path("log.csv"), text, sizeof text);
   assert_string_equal(text, "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr\n"
-                            "1,0.500000,0.800000,0.400000,0.850000,1.500,0.001\n"
-                            "2,0.250000,0.900000,0.300000,0.875000,1.250,\n");
+                            "1,0.500000,0.800000,0.400000,0.850000,1.500000,0.001\n"
+                            "2,0.250000,0.900000,0.300000,0.875000,1.250000,\n");
   EpochStats back[3];
   int n = 0;
   assert_int_equal(trainlog_read(tu_path("log.csv"), 1, back, &n, 3, &e), 0);

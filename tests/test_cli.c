@@ -724,6 +724,11 @@ static void test_cli_batchnorm_through_every_command(void **state) {
   assert_contains(tu_out, "plus 48 running statistics (saved with the weights, not trained)\n");
   assert_int_equal(tu_run("check bn-unfolded.cnn"), 0);
   assert_null(strstr(tu_out, "folded into"));
+  /* a grouped conv keeps its batchnorm unfolded (its loops read its own weights) */
+  tu_write_text("grp.cnn", "network grp\ninput 6x6x4\nconv2d 4 3x3 groups=4 bias=false\n"
+                           "batchnorm\nrelu\nflatten\ndense 2 softmax\n");
+  assert_int_equal(tu_run("check grp.cnn"), 0);
+  assert_null(strstr(tu_out, "folded into"));
   assert_int_equal(tu_run("train bn.cnn --data /nonexistent"), 1);
   assert_contains(tu_err, "cnngen: error: bn.cnn: line 4: cnngen cannot train batchnorm yet");
 
@@ -735,6 +740,16 @@ static void test_cli_batchnorm_through_every_command(void **state) {
   assert_int_equal(tu_run("predict bn-unfolded.cnn --weights bn.safetensors --json %s", images), 0);
   assert_int_equal(tu_outputs(tu_out, want, 64), n);
   tu_compare_outputs("folded against unfolded", got, want, n);
+  /* on each backend: tcc's layers call the JIT's kernels, which must read
+     the folded weights too */
+  static const char *const backends[] = {"tcc", "cc"};
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(tu_run("predict bn.cnn --backend %s --weights bn.safetensors --json %s",
+                            backends[i], images),
+                     0);
+    assert_int_equal(tu_outputs(tu_out, got, 64), n);
+    tu_compare_outputs(backends[i], got, want, n);
+  }
 
   write_bn_weights("bad.safetensors", folded, "F32");
   assert_int_equal(tu_run("predict bn.cnn --weights bad.safetensors %s", images), 1);

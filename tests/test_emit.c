@@ -153,6 +153,20 @@ static const Case cases[] = {
      "network mixed\ninput 8x9x2\n"
      "conv2d 8 3x3 stride=1x2 bias=false\nrelu\nconv2d 8 2x2 stride=2x1 padding=1x0\n"
      "flatten\ndense 8 bias=false tanh\ndense 2 softmax\n"},
+    {"depthwise 3x3 at strides 1 and 2 (20 and 40 channels, a depth multiplier of 2), "
+     "padded, relu, tanh and linear, a 5x5 depthwise, bias=false, then pointwise",
+     "network depthwise\ninput 11x10x3\n"
+     "conv2d 20 3x3 padding=1 relu\nconv2d 20 3x3 padding=1 groups=20 relu\n"
+     "conv2d 40 3x3 stride=2 padding=same groups=20 tanh\n"
+     "conv2d 40 5x5 padding=2 groups=40 bias=false\nmaxpool 2x2\n"
+     "conv2d 8 1x1 relu\nconv2d 8 3x3 padding=1 groups=8 sigmoid\nflatten\ndense 3\n"},
+    {"grouped convs: rectangular kernels, strides and padding, groups of 2 to 4 channels "
+     "and filters",
+     "network grouped\ninput 13x12x6\n"
+     "conv2d 12 3x2 stride=2x1 padding=1x0 groups=3 relu\n"
+     "conv2d 8 2x3 stride=1x2 padding=same groups=2 tanh\navgpool 2x2\n"
+     "conv2d 8 1x1 groups=4 bias=false\nconv2d 4 3x3 padding=1 groups=2 sigmoid\nflatten\n"
+     "dense 3 softmax\n"},
     {"no parameters", "network noparams\ninput 5x5x2\nmaxpool 2x2\nglobalavgpool\n"},
     {"only identities: y is a copy of x", "network ident\ninput 1x1x5\nflatten\ndropout 0.5\n"},
     {"a flatten as the output: C, H, W order",
@@ -164,6 +178,19 @@ static const Case cases[] = {
      "network tanhout\ninput 6x6x4\n"
      "conv2d 8 3x3 stride=3 relu\nmaxpool 2x2\nflatten\ndropout 0\n"
      "dense 24 tanh\ndropout 0.5\ndense 9 tanh\ndropout 0.1\n"},
+    {"residual blocks: a relu first on the main path (x must survive it), a nested block, a "
+     "stride-2 projection shortcut, conv + maxpool inside a block, a block on the input and "
+     "one as the output, activations folded into the add",
+     "network blocks\ninput 9x9x3\n"
+     "residual {\n  dropout 0.5\n  relu\n  conv2d 3 3x3 padding=same\n}\n"
+     "conv2d 8 3x3 padding=same\n"
+     "residual {\n  relu\n  conv2d 8 3x3 padding=same relu\n"
+     "  residual {\n    conv2d 8 3x3 padding=1 tanh\n  }\n  conv2d 8 1x1\n}\nrelu\n"
+     "residual {\n  conv2d 12 3x3 stride=2 padding=same relu\n"
+     "  conv2d 12 3x3 padding=same relu\n  maxpool 2x2\n"
+     "  shortcut {\n    conv2d 12 1x1 stride=2\n    avgpool 2x2\n  }\n}\nsigmoid\n"
+     "flatten\ndense 6\nresidual {\n  dense 6 relu\n  shortcut {\n    dense 6\n  }\n}\n"
+     "softmax\n"},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
@@ -328,8 +355,16 @@ static void act_apply(T *t, Act act, bool spatial) {
 /* One image x [H][W][C] (as NAME_infer takes it) -> out (the outputs in the
    order NAME_infer writes them). Reads the IR only for each layer's kind
    and arguments (the DSL), not for shapes or fusion. */
+static T t_copy(T t) {
+  T u = t_new(t.c, t.h, t.w);
+  memcpy(u.v, t.v, sizeof(double) * (size_t)t.c * t.h * t.w);
+  return u;
+}
+
 static void reference(const Net *net, const float *params, const float *x, double *out) {
   T t = t_new(net->input.c, net->input.h, net->input.w);
+  T *kept = calloc((size_t)net->nlayers, sizeof *kept); /* residual blocks: x, then m */
+  assert_non_null(kept);
   bool spatial = true;
   for (int y = 0; y < t.h; y++)
     for (int xx = 0; xx < t.w; xx++)
@@ -342,6 +377,8 @@ static void reference(const Net *net, const float *params, const float *x, doubl
     case OP_CONV2D: {
       const int F = l->u.conv.filters, KH = l->u.conv.kh, KW = l->u.conv.kw;
       const int SH = l->u.conv.sh, SW = l->u.conv.sw;
+      /* groups=G: filter f sees the CG channels of its group f / (F / G) */
+      const int G = l->u.conv.groups > 1 ? l->u.conv.groups : 1, CG = t.c / G;
       int pt, pl, pb, pr;
       if (l->u.conv.pad_mode == PAD_SAME) { /* docs/language.md, Layers */
         int th = ((t.h + SH - 1) / SH - 1) * SH + KH - t.h,
@@ -360,12 +397,13 @@ static void reference(const Net *net, const float *params, const float *x, doubl
         for (int oy = 0; oy < u.h; oy++)
           for (int ox = 0; ox < u.w; ox++) {
             double s = b ? b[f] : 0.0;
-            for (int c = 0; c < t.c; c++)
+            for (int c = 0; c < CG; c++)
               for (int ky = 0; ky < KH; ky++)
                 for (int kx = 0; kx < KW; kx++) {
                   int iy = oy * SH - pt + ky, ix = ox * SW - pl + kx;
                   if (iy >= 0 && iy < t.h && ix >= 0 && ix < t.w)
-                    s += AT(t, c, iy, ix) * w[((f * t.c + c) * KH + ky) * KW + kx];
+                    s +=
+                        AT(t, f / (F / G) * CG + c, iy, ix) * w[((f * CG + c) * KH + ky) * KW + kx];
                 }
             AT(u, f, oy, ox) = s;
           }
@@ -435,6 +473,24 @@ static void reference(const Net *net, const float *params, const float *x, doubl
     case OP_ACT:
       act_apply(&t, l->act, spatial);
       continue;
+    case OP_RESIDUAL: /* y = main(x) + shortcut(x) */
+      kept[i] = t_copy(t);
+      continue;
+    case OP_SHORTCUT:
+      kept[i] = t;
+      t = t_copy(kept[l->u.block.fork]);
+      continue;
+    case OP_ADD: {
+      T *other = &kept[l->u.block.shortcut >= 0 ? l->u.block.shortcut : l->u.block.fork];
+      assert_int_equal((long)t.c * t.h * t.w, (long)other->c * other->h * other->w);
+      for (long k = 0; k < (long)t.c * t.h * t.w; k++)
+        t.v[k] += other->v[k];
+      act_apply(&t, l->fused_act ? ACT_LINEAR : l->act, spatial);
+      free(kept[l->u.block.fork].v);
+      if (l->u.block.shortcut >= 0)
+        free(kept[l->u.block.shortcut].v);
+      continue;
+    }
     case OP_COUNT:
       fail();
     }
@@ -447,6 +503,7 @@ static void reference(const Net *net, const float *params, const float *x, doubl
       for (int c = 0; c < t.c; c++)
         out[((long)y * t.w + xx) * t.c + c] = AT(t, c, y, xx);
   free(t.v);
+  free(kept);
 }
 
 /* ---- data ---- */

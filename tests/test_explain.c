@@ -82,6 +82,12 @@ static const char *const nets[] = {
     "network flatout\ninput 3x2x4\nconv2d 3 2x1 tanh\nflatten\ndropout 0.2\nsigmoid\n",
     /* no conv: dense only, dropout between */
     "network noconv\ninput 3x4x2\nflatten\ndense 6 tanh\ndropout 0.5\ndense 3 softmax\n",
+    /* residual blocks: a block on the input (dx is the two paths' sum), an
+       identity block, the Grad-CAM conv in a projection shortcut */
+    "network blocks\ninput 6x6x2\nresidual {\n  relu\n  conv2d 2 3x3 padding=same\n}\n"
+    "conv2d 8 3x3 padding=same relu\nresidual {\n  conv2d 8 3x3 padding=same relu\n"
+    "  maxpool 2x2\n  shortcut {\n    conv2d 8 2x2 stride=2\n  }\n}\nrelu\nflatten\n"
+    "dense 3 softmax\n",
 };
 enum { NNETS = sizeof nets / sizeof nets[0] };
 

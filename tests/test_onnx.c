@@ -33,7 +33,7 @@
 
 enum { MAX_OUTPUTS = 4096 };
 
-static const char *const models[] = {"lenet", "strided", "matmul", "constants"};
+static const char *const models[] = {"lenet", "strided", "matmul", "constants", "resnet"};
 
 /* Lines the imported .cnn must hold, per model: a layer with its fused
    activation and the comment naming its nodes. */
@@ -58,6 +58,14 @@ static const char *const model_lines[][4] = {
      "flatten                          # flat0 (Flatten)\n",
      "dropout 0.2                      # drop0 (Dropout)\n",
      "dense 4                          # gemm0 (Gemm)\n"},
+    {"residual {                       # /a1/Conv (Conv): the first node of a block\n"
+     "  conv2d 4 3x3 padding=1 relu    # /a1/Conv (Conv), /Relu_1 (Relu)\n",
+     "}                                # /Add (Add): main path + the block's input\n"
+     "relu                             # /Relu_2 (Relu)\n",
+     "  shortcut {                     # /proj/Conv (Conv): reads the block's input again\n"
+     "    conv2d 6 1x1 stride=2 bias=false # /proj/Conv (Conv)\n"
+     "  }                              # /Add_1 (Add): the end of the shortcut\n",
+     "}                                # /Add_1 (Add): main path + shortcut\n"},
 };
 
 static void test_onnx_import_pytorch_models(void **state) {
@@ -91,7 +99,7 @@ static void test_onnx_import_pytorch_models(void **state) {
 
 /* The networks of the round trip, in tests/onnx (every.cnn has every layer
    and option of the language). */
-static const char *const round_trip_nets[] = {"every", "flat"};
+static const char *const round_trip_nets[] = {"every", "flat", "blocks"};
 
 /* tests/onnx/NAME.cnn's text (a static buffer). */
 static const char *net_text(const char *name) {
@@ -159,13 +167,15 @@ static void refused(const char *file, const char *fragment) {
 static void test_onnx_import_refuses_what_cnngen_cannot_say(void **state) {
   (void)state;
   static const char *const cases[][2] = {
-      {"residual", "node 'add0' (Add): a residual branch: cnngen has no residual blocks yet"},
+      {"fork3", "node 'c0' (Conv): 'x' is read by 3 nodes: a cnngen residual block forks in two"},
+      {"addself", "node 'add0' (Add): adds two tensors that are not the two paths of a residual "
+                  "block (a branch cnngen cannot say)"},
       {"concat", "node 'cat0' (Concat): cnngen has no layer for this op"},
       {"dilation", "node 'c0' (Conv): attribute 'dilations' is 2x2: cnngen's conv2d has no "
                    "dilation"},
       {"asympad", "node 'c0' (Conv): attribute 'pads' is [1, 0, 0, 0]: asymmetric padding"},
-      {"group", "node 'c0' (Conv): attribute 'group' is 2: grouped convolutions are not "
-                "supported yet"},
+      {"group", "node 'c0' (Conv): attribute 'group' is 3: it must divide the input's 2 "
+                "channels"},
       {"bigkernel", "'conv2d 2 7x7 bias=false' (from big (Conv)) does not check: kernel 7x7 "
                     "is larger than its input 5x5x1"},
       {"twoinputs", "the graph has 2 inputs: cnngen networks take one image"},

@@ -199,6 +199,60 @@ static void test_shape_batchnorm_refusals(void **state) {
                "batchnorm on a flattened image (4x4x2) is not supported");
 }
 
+/* groups=G: C/G weights per filter per tap, PyTorch's [F][C/G][KH][KW],
+   MACs per output C/G * KH * KW; depthwise (G = C, F = C or 2C); and the
+   errors when G does not divide C or F, with the counts that do. */
+static void test_shape_groups(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "input 10x9x6\n"
+                               "conv2d 12 3x2 stride=2x1 padding=1x0 groups=3 relu\n" /* 12*2*6 */
+                               "conv2d 12 3x3 padding=1 groups=12\n" /* 12*1*9, depthwise */
+                               "conv2d 24 3x3 padding=same groups=12 bias=false\n" /* F = 2C */
+                               "conv2d 8 1x1 groups=4\n" /* 8*(24/4) */);
+  const Layer *l = net->layers;
+  assert_int_equal(l[0].weight_count, 144);
+  assert_int_equal(l[0].bias_count, 12);
+  assert_true(l[0].out.h == 5 && l[0].out.w == 8 && l[0].out.c == 12);
+  assert_int_equal(l[0].macs, 5 * 8 * 144);
+  assert_int_equal(l[1].weight_count, 108);
+  assert_true(l[1].out.h == 5 && l[1].out.w == 8 && l[1].out.c == 12);
+  assert_int_equal(l[1].macs, 5 * 8 * 108);
+  assert_int_equal(l[2].weight_count, 216);
+  assert_int_equal(l[2].bias_count, 0);
+  assert_int_equal(l[2].out.c, 24);
+  assert_int_equal(l[3].weight_count, 48);
+  assert_int_equal(net->param_count, 144 + 12 + 108 + 12 + 216 + 48 + 8);
+  TensorInfo ti[7];
+  assert_int_equal(net_tensors(net, ti), 7);
+  const int shapes[5][4] = {{12, 2, 3, 2}, {0}, {12, 1, 3, 3}, {0}, {24, 1, 3, 3}};
+  for (int i = 0; i < 5; i += 2)
+    for (int k = 0; k < 4; k++)
+      assert_int_equal(ti[i].shape[k], shapes[i][k]);
+  assert_string_equal(ti[5].name, "conv4.weight");
+  assert_true(ti[5].shape[0] == 8 && ti[5].shape[1] == 24 / 4);
+  expect_error("input 8x8x6\nconv2d 12 3x3 groups=4\n", "2:1",
+               "groups=4 needs input channels divisible by 4, but the input has 6");
+  expect_error("input 8x8x6\nconv2d 10 3x3 groups=3\n", "2:1",
+               "groups=3 needs a filter count divisible by 3, got 10");
+  const char *notes[][2] = {
+      {"input 8x8x6\nconv2d 10 3x3 groups=3\n",
+       "note: groups must divide both the 6 input channels and the 10 filters: 1, 2\n"},
+      {"input 8x8x4\nconv2d 6 3x3 groups=4\n",
+       "note: a depthwise conv (groups=4) needs 4 filters or a multiple; groups may be any of 1, "
+       "2 here\n"}};
+  for (int i = 0; i < 2; i++) {
+    char *msgs;
+    assert_null(tu_compile(&a, "t.cnn", notes[i][0], strlen(notes[i][0]), &msgs, NULL));
+    if (!strstr(msgs, notes[i][1]))
+      fail_msg("expected '%s' in:\n%s", notes[i][1], msgs);
+    free(msgs);
+  }
+  expect_error("input 8x8x4\nconv2d 4 3x3 groups=0\n", "2:21",
+               "the group count must be at least 1");
+  arena_free(&a);
+}
+
 /* A conv's padding, as shape.c filled it: top, bottom, left, right. */
 static void assert_pads(const Layer *l, int top, int bottom, int left, int right) {
   assert_int_equal(l->u.conv.pad_top, top);
@@ -358,6 +412,8 @@ static void test_shape_examples(void **state) {
       {"examples/fashion.cnn", 93322},
       {"examples/lenet.cnn", 61706}, /* LeNet-5's well-known count */
       {"examples/cifar.cnn", 896 + 9248 + 18496 + 36928 + (8 * 8 * 64 + 1) * 128 + 129 * 10},
+      /* depthwise 3x3 (32 * 9 + 32, 64 * 9 + 64) and pointwise 1x1 in place of 3x3 convs */
+      {"examples/separable.cnn", 320 + 320 + 2112 + 640 + 4160 + (3 * 3 * 64 + 1) * 64 + 65 * 10},
   };
   for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) {
     size_t len;
@@ -513,11 +569,8 @@ static void test_shape_bad_values_in_ir(void **state) {
   struct {
     int layer;
     const char *what;
-  } cases[] = {{0, "the filter count"},
-               {0, "the stride"},
-               {1, "the stride"},
-               {3, "the dropout rate"},
-               {4, "the number of units"}};
+  } cases[] = {{0, "the filter count"}, {0, "the stride"},       {0, "the group count"},
+               {1, "the stride"},       {3, "the dropout rate"}, {4, "the number of units"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     Net copy = *net;
     copy.layers = arena_alloc(&a, (size_t)net->nlayers * sizeof *copy.layers);
@@ -528,8 +581,10 @@ static void test_shape_bad_values_in_ir(void **state) {
     else if (i == 1)
       l->u.conv.sw = 0;
     else if (i == 2)
-      l->u.pool.sh = 0;
+      l->u.conv.groups = -1;
     else if (i == 3)
+      l->u.pool.sh = 0;
+    else if (i == 4)
       l->u.dropout.rate = 1;
     else
       l->u.dense.units = 0;
@@ -613,7 +668,8 @@ static void test_shape_summary_table(void **state) {
 static void test_shape_dump_ir_after_each_pass(void **state) {
   (void)state;
   const char *src = "input 6x6x1\nconv2d 2 3x3 padding=same relu\nmaxpool 2x2\nflatten\n"
-                    "dense 3 softmax\n";
+                    "dense 3 softmax\ntrain {\n  schedule cosine min_lr=0.01 warmup=2\n"
+                    "  validation 0.2\n  early_stopping patience=4\n}\n";
   size_t size;
   char *out;
   FILE *mem = open_memstream(&out, &size);
@@ -628,6 +684,97 @@ static void test_shape_dump_ir_after_each_pass(void **state) {
   assert_true(lower && shape && fuse && plan && lower < shape && shape < fuse && fuse < plan);
   assert_non_null(strstr(shape, "padding same  pads top 1 left 1 bottom 1 right 1"));
   assert_non_null(strstr(shape, "in 6x6x1  out 6x6x2  act relu"));
+  assert_non_null(strstr(lower, "schedule cosine min_lr 0.01 warmup 2  label_smoothing 0  "
+                                "validation 0.2  early_stopping patience 4 min_delta 0\n"));
+  free(out);
+  arena_free(&a);
+}
+
+/* Residual blocks: the linear list lower.c makes of them (fork, main path,
+   shortcut, its path, add), their layers numbered with the others in
+   source order, the depth check indents by, the shapes, check's table; the
+   inference plan keeps the block's input alive until the add, and a relu
+   first on the main path does not work on it in place. */
+static const char nested_src[] = "input 8x8x4\n"                 /* line 1 */
+                                 "conv2d 4 3x3 padding=same\n"    /* 2 */
+                                 "residual {\n"                   /* 3 */
+                                 "  relu\n"                       /* 4 */
+                                 "  conv2d 8 3x3 stride=2 padding=same relu\n"
+                                 "  residual {\n"                 /* 6 */
+                                 "    conv2d 8 3x3 padding=same\n"
+                                 "  }\n"
+                                 "  shortcut {\n"                 /* 9 */
+                                 "    conv2d 8 1x1 stride=2\n"
+                                 "  }\n"
+                                 "}\n"
+                                 "relu\n"                         /* 13 */
+                                 "flatten\n"
+                                 "dense 3 softmax\n";
+
+static void test_shape_residual_blocks(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, nested_src);
+  const Layer *l = net->layers;
+  const OpKind ops[] = {OP_CONV2D, OP_RESIDUAL, OP_ACT,   OP_CONV2D, OP_RESIDUAL, OP_CONV2D,
+                        OP_ADD,    OP_SHORTCUT, OP_CONV2D, OP_ADD,    OP_ACT,      OP_FLATTEN,
+                        OP_DENSE};
+  const int depth[] = {0, 0, 1, 1, 1, 2, 1, 1, 2, 0, 0, 0, 0};
+  const char *names[] = {"conv1", "", "", "conv2", "", "conv3", "", "", "conv4", "", "", "",
+                         "dense1"};
+  assert_int_equal(net->nlayers, 13);
+  for (int i = 0; i < net->nlayers; i++) {
+    assert_int_equal(l[i].op, ops[i]);
+    assert_int_equal(l[i].depth, depth[i]);
+    assert_string_equal(l[i].name, names[i]);
+  }
+  /* The outer block: fork #1, shortcut #7, add #9; the inner one has none. */
+  assert_int_equal(l[1].u.block.shortcut, 7);
+  assert_int_equal(l[1].u.block.add, 9);
+  assert_int_equal(l[7].u.block.fork, 1);
+  assert_int_equal(l[9].u.block.fork, 1);
+  assert_int_equal(l[4].u.block.shortcut, -1);
+  assert_int_equal(l[6].u.block.fork, 4);
+  assert_int_equal(l[3].loc.line, 5);
+  assert_int_equal(l[8].loc.line, 10);
+  /* Shapes: the shortcut starts again from the block's input. */
+  assert_int_equal(l[6].out.h, 4);
+  assert_int_equal(l[7].out.h, 8);
+  assert_int_equal(l[7].out.c, 4);
+  assert_int_equal(l[9].out.h, 4);
+  assert_int_equal(l[9].out.c, 8);
+  assert_int_equal(net->param_count, 148 + 296 + 584 + 40 + 387);
+  /* The relu after the outer block folds into its add. */
+  assert_ptr_equal(l[9].fused_act, &l[10]);
+  assert_int_equal(l[9].act, ACT_RELU);
+  /* Inference: conv1's output is the outer block's x. The relu first on
+     the main path gets a tensor of its own; x lives until the shortcut's
+     conv reads it, and the main path's output (the inner add's) until the
+     outer add. */
+  const long x = l[0].infer_out_offset, m = l[6].infer_out_offset;
+  assert_true(x >= 0 && m >= 0);
+  assert_int_equal(l[1].infer_out_offset, x); /* the fork: a view */
+  assert_true(l[2].infer_out_offset != x);
+  assert_int_equal(l[7].infer_out_offset, x); /* the shortcut takes x up again */
+  const long sc = l[8].infer_out_offset;
+  assert_true(sc + 4 * 4 * 8 <= m || m + 4 * 4 * 8 <= sc);
+  assert_true(sc + 4 * 4 * 8 <= x || x + 8 * 8 * 4 <= sc);
+  /* Training: the fork and the shortcut keep no output of their own. */
+  assert_false(l[1].train.own_output);
+  assert_false(l[7].train.own_output);
+  assert_true(l[9].train.own_output);
+  /* check: blocks indented, the add as the block's '}' */
+  char *out;
+  size_t size;
+  FILE *mem = open_memstream(&out, &size);
+  summary_print(net, mem, "");
+  fclose(mem);
+  assert_non_null(strstr(out, "\n    3  residual {  "));
+  assert_non_null(strstr(out, "\n    5    conv2d 8 3x3 stride=2 padding=same relu  conv2   4x4x8"));
+  assert_non_null(strstr(out, "\n    7      conv2d 8 3x3 padding=same  "));
+  assert_non_null(strstr(out, "\n    9    shortcut {  "));
+  assert_non_null(strstr(out, "\n   10      conv2d 8 1x1 stride=2  "));
+  assert_non_null(strstr(out, "\n    3  } +  "));
   free(out);
   arena_free(&a);
 }
@@ -740,8 +887,10 @@ int main(void) {
       cmocka_unit_test(test_shape_op_table_rows_complete),
       cmocka_unit_test(test_shape_tensor_list_fits_its_count),
       cmocka_unit_test(test_shape_training_plan),
+      cmocka_unit_test(test_shape_residual_blocks),
       cmocka_unit_test(test_shape_fashion_network),
       cmocka_unit_test(test_shape_parameter_offsets),
+      cmocka_unit_test(test_shape_groups),
       cmocka_unit_test(test_shape_same_padding),
       cmocka_unit_test(test_shape_valid_and_explicit_padding),
       cmocka_unit_test(test_shape_pools_and_vectors),

@@ -60,8 +60,8 @@ typedef struct Compiled {
   void (*grads_store)(const void *g, void *flat);
   double (*accumulate_y)(const void *m, void *w, void *g, const void *x, const void *target,
                          const void *weight, int n, uint64_t key, void *y);
-  void (*update)(void *m, const void *g, float scale);
-  void (*update_d)(void *m, const void *g, double scale); /* float defined as double */
+  void (*update)(void *m, const void *g, float scale, float lr);
+  void (*update_d)(void *m, const void *g, double scale, double lr); /* float as double */
   void (*store)(const void *m, void *params);
   void (*store_opt)(const void *m, void *state, uint64_t *step);
 } Compiled;
@@ -186,6 +186,30 @@ static const char *const gradient_nets[] = {
     "network t\ninput 7x9x3\nconv2d 4 2x3 stride=1x2 padding=same bias=false sigmoid\n"
     "conv2d 3 2x2 stride=2x1 padding=0x1 relu\navgpool 3x2 stride=1x2\nflatten\n"
     "dense 2 sigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
+    /* grouped and depthwise: depthwise 3x3 at strides 1 and 2 with padding
+       (its input gradient into a padded input), a depth multiplier of 2,
+       groups of 3 and 2 channels with rectangular kernels and strides, a
+       grouped conv before a maxpool (not paired), bias=false */
+    "network grp\ninput 9x8x2\nconv2d 12 3x3 padding=1 relu\n"
+    "conv2d 12 3x3 padding=1 groups=12 tanh\nconv2d 24 3x3 stride=2 padding=same groups=12\n"
+    "relu\nconv2d 8 3x2 stride=1x2 padding=1x0 groups=4 bias=false sigmoid\n"
+    "conv2d 6 2x2 padding=1 groups=2 relu\nmaxpool 2x2\nflatten\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
+    /* residual blocks: an identity block whose main path starts with a relu
+       (the two gradients summed at the fork), a nested block inside a
+       stride-2 block with a projection shortcut, conv + maxpool backward
+       fused inside a block, a dropout in a shortcut, a block first in the
+       network (its shortcut's conv computes no input gradient: the main
+       path's is the first with weights), a block on vectors whose tanh
+       folds into the add */
+    "network r\ninput 8x8x2\nresidual {\n  conv2d 2 3x3 padding=same relu\n  shortcut {\n"
+    "    conv2d 2 1x1\n  }\n}\nconv2d 8 3x3 padding=same\nresidual {\n  relu\n"
+    "  conv2d 8 3x3 padding=same relu\n}\nrelu\nresidual {\n"
+    "  conv2d 8 3x3 stride=2 padding=same relu\n  residual {\n    conv2d 8 3x3 padding=1 tanh\n"
+    "  }\n  shortcut {\n    conv2d 8 1x1 stride=2\n    dropout 0.2\n  }\n}\nresidual {\n"
+    "  conv2d 16 2x2 padding=same relu\n  maxpool 2x2\n  shortcut {\n    conv2d 16 2x2 stride=2\n"
+    "  }\n}\nflatten\ndense 6\nresidual {\n  dense 6 sigmoid\n}\ntanh\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */
@@ -386,18 +410,20 @@ static void check_optimizer(const char *train_block, bool adam, double lr, doubl
     memset(g, 0, c.grads_bytes);
     c.accumulate_y(m, w, g, b.x, b.target, b.weight, b.n, 99, NULL);
     c.grads_store(g, gr);
-    c.update_d(m, g, scale);
+    /* The rate is the caller's, step by step (a schedule's): 1/4 of it next. */
+    const double lr_step = step == 1 ? lr : lr / 4;
+    c.update_d(m, g, scale, lr_step);
     for (long i = 0; i < np; i++) {
       double gi = scale * gr[i] + wd * p[i];
       if (adam) {
         s0[i] = b1 * s0[i] + (1 - b1) * gi;
         s1[i] = b2 * s1[i] + (1 - b2) * gi * gi;
-        p[i] -= lr * (s0[i] / (1 - pow(b1, step))) / (sqrt(s1[i] / (1 - pow(b2, step))) + eps);
+        p[i] -= lr_step * (s0[i] / (1 - pow(b1, step))) / (sqrt(s1[i] / (1 - pow(b2, step))) + eps);
       } else if (mom != 0) {
         s0[i] = mom * s0[i] + gi;
-        p[i] -= lr * (nesterov ? gi + mom * s0[i] : s0[i]);
+        p[i] -= lr_step * (nesterov ? gi + mom * s0[i] : s0[i]);
       } else {
-        p[i] -= lr * gi;
+        p[i] -= lr_step * gi;
       }
     }
   }
@@ -488,6 +514,111 @@ static void test_train_set_targets_and_class_weights(void **state) {
   labels[1] = 3;
   assert_int_equal(trainset_make(&s, net, &im, &lb, "data", 0, &e), -1);
   assert_non_null(strstr(e.msg, "label 3"));
+  arena_free(&arena);
+}
+
+/* The learning rate of each step against the closed forms of docs/language.md
+   (Training settings), written per epoch here; and the rates that PyTorch
+   gives per epoch of one step for cosine warmup=1 over 4 epochs and for step
+   every=2 gamma=0.5. */
+static void test_train_lr_schedules_follow_closed_forms(void **state) {
+  (void)state;
+  Arena arena = {0};
+  const char *const blocks[] = {
+      "optimizer sgd lr=0.1\n",
+      "optimizer sgd lr=0.1\n  schedule step every=3 gamma=0.5\n",
+      "optimizer sgd lr=0.1\n  schedule cosine min_lr=0.001\n",
+      "optimizer sgd lr=0.1\n  schedule cosine warmup=2\n",
+      "optimizer sgd lr=0.1\n  schedule step every=2 gamma=0.1 warmup=1\n",
+      "optimizer sgd lr=0.1\n  schedule constant warmup=3\n",
+  };
+  enum { EPOCHS = 7, PER = 5, T = EPOCHS * PER };
+  const double pi = 3.14159265358979323846;
+  for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
+    char src[512];
+    snprintf(src, sizeof src,
+             "network s\ninput 2x2x1\nflatten\ndense 3 softmax\ntrain {\n  %s  epochs %d\n}\n",
+             blocks[b], EPOCHS);
+    const TrainConfig *tc = &tu_compile_ok(&arena, src)->train;
+    for (int e = 0; e < EPOCHS; e++)
+      for (int i = 0; i < PER; i++) {
+        const int t = e * PER + i, w = tc->warmup * PER; /* step, warmup steps */
+        double want;
+        if (t < w)
+          want = 0.1 * (t + 1) / w;
+        else if (tc->schedule == SCHED_STEP)
+          want = 0.1 * pow(tc->step_gamma, (e - tc->warmup) / tc->step_every);
+        else if (tc->schedule == SCHED_COSINE)
+          want = tc->min_lr + (0.1 - tc->min_lr) * (1 + cos(pi * (t - w) / (T - w))) / 2;
+        else
+          want = 0.1;
+        double got = train_lr(tc, (uint64_t)t, PER, EPOCHS);
+        if (fabs(got - want) > 1e-15)
+          fail_msg("%s: step %d: lr %.17g, the closed form gives %.17g", blocks[b], t, got, want);
+      }
+  }
+  /* The reference cases' rates, per epoch of one step. */
+  const TrainConfig *cos4 =
+      &tu_compile_ok(&arena,
+                     "network c\ninput 2x2x1\nflatten\ndense 3 softmax\ntrain {\n"
+                     "  optimizer adam lr=0.01\n  schedule cosine warmup=1\n  epochs 4\n}\n")
+           ->train;
+  const TrainConfig *step4 =
+      &tu_compile_ok(&arena, "network d\ninput 2x2x1\nflatten\ndense 3 softmax\ntrain {\n"
+                             "  optimizer sgd lr=0.05 momentum=0.9\n"
+                             "  schedule step every=2 gamma=0.5\n  epochs 4\n}\n")
+           ->train;
+  const double want_cos[4] = {0.01, 0.01, 0.0075, 0.0025000000000000014};
+  const double want_step[4] = {0.05, 0.05, 0.025, 0.025};
+  for (int t = 0; t < 4; t++) {
+    assert_float_equal(train_lr(cos4, (uint64_t)t, 1, 4), want_cos[t], 1e-15);
+    assert_float_equal(train_lr(step4, (uint64_t)t, 1, 4), want_step[t], 1e-15);
+  }
+  arena_free(&arena);
+}
+
+/* label_smoothing's target rows: (1 - F) onehot + F / K; with class weights
+   w, weight_i * row . (-log p) is PyTorch's per-sample numerator
+   (1 - F) w_y (-log p_y) + F / K sum_c w_c (-log p_c). Nothing for mse. */
+static void test_train_label_smoothing_targets(void **state) {
+  (void)state;
+  Arena arena = {0};
+  uint8_t pixels[4 * 4] = {0}, labels[4] = {0, 1, 2, 1};
+  IdxImages im = {4, 2, 2, 1, pixels};
+  IdxLabels lb = {4, 0, labels};
+  TrainSet s;
+  Err e = {0};
+  Net *plain = tu_compile_ok(&arena, "network p\ninput 2x2x1\nflatten\ndense 3 softmax\n"
+                                     "train {\n  label_smoothing 0.3\n}\n");
+  assert_int_equal(trainset_make(&s, plain, &im, &lb, "data", 1, &e), 0);
+  trainset_smooth(&s, plain->train.loss, plain->train.label_smoothing);
+  assert_float_equal(s.target[0], 0.7 + 0.1, 1e-7);
+  assert_float_equal(s.target[1], 0.1, 1e-7);
+  assert_float_equal(s.target[2 * 3 + 2], 0.8, 1e-7);
+  assert_int_equal(s.label[2], 2);
+  trainset_free(&s);
+  Net *weighted = tu_compile_ok(&arena, "network w\ninput 2x2x1\nflatten\ndense 3 softmax\n"
+                                        "train {\n  label_smoothing 0.3\n"
+                                        "  class_weights 1,2,0.5\n}\n");
+  assert_int_equal(trainset_make(&s, weighted, &im, &lb, "data", 1, &e), 0);
+  trainset_smooth(&s, weighted->train.loss, weighted->train.label_smoothing);
+  const double cw[3] = {1, 2, 0.5}, nlp[3] = {0.3, 1.7, 2.9}; /* -log p of each class */
+  for (int i = 0; i < 4; i++) {
+    double got = 0, want = (1 - 0.3) * cw[labels[i]] * nlp[labels[i]];
+    for (int c = 0; c < 3; c++) {
+      got += s.weight[i] * s.target[i * 3 + c] * nlp[c];
+      want += 0.3 / 3 * cw[c] * nlp[c];
+    }
+    assert_float_equal(got, want, 1e-6);
+  }
+  trainset_free(&s);
+  Net *mse = tu_compile_ok(&arena, "network m\ninput 2x2x1\nflatten\ndense 3\n"
+                                   "train {\n  loss mse\n}\n");
+  assert_int_equal(trainset_make(&s, mse, &im, &lb, "data", 1, &e), 0);
+  trainset_smooth(&s, LOSS_MSE, 0.3);
+  assert_float_equal(s.target[0], 1.0, 0);
+  assert_float_equal(s.target[1], 0.0, 0);
+  trainset_free(&s);
   arena_free(&arena);
 }
 
@@ -696,15 +827,33 @@ static int read_log(const char *file, double rows[][LOG_COLS], int cap) {
   return n;
 }
 
-/* The number after `key` in the printed line of epoch `epoch`. */
-static double printed(int epoch, const char *key) {
+/* What follows `key` in the printed line of epoch `epoch`. */
+static const char *printed_at(int epoch, const char *key) {
   char head[32];
   snprintf(head, sizeof head, "epoch %d/", epoch);
   const char *line = strstr(tu_out, head);
   assert_non_null(line);
   const char *v = strstr(line, key);
   assert_non_null(v);
-  return atof(v + strlen(key));
+  return v + strlen(key);
+}
+
+/* The number after `key` in the printed line of epoch `epoch`. */
+static double printed(int epoch, const char *key) {
+  return atof(printed_at(epoch, key));
+}
+
+/* Without --backend, a run far shorter than cc's compile goes to tcc (the
+   README, Performance: the backend that finishes first). */
+static void test_train_auto_takes_tcc_for_a_short_run(void **state) {
+  (void)state;
+  if (!fashion_subset("tiny", 64, 16))
+    skip();
+  tu_write_text("quick.cnn", "network quick\ninput 28x28x1\nconv2d 8 3x3 relu\nflatten\n"
+                             "dense 10 softmax\ntrain {\n  batch 16\n}\n");
+  assert_int_equal(
+      tu_run("train quick.cnn --data tiny --epochs 1 --threads 1 --out quick.safetensors"), 0);
+  assert_non_null(strstr(tu_out, "backend tcc (compiled in"));
 }
 
 static void test_train_log_has_a_row_per_epoch(void **state) {
@@ -726,6 +875,8 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
       /* The log holds what the epoch's line printed, to more digits. */
       assert_float_equal(rows[i][k], printed(i + 1, keys[k - 1]), 0.5e-4 + 1e-9);
     }
+    /* seconds, to the microsecond (an epoch of 64 images on the JIT kernels
+       takes less than a millisecond) */
     assert_true(rows[i][5] > 0 && rows[i][5] < 60);
     /* The learning rate, on the line and in the log. */
     assert_float_equal(printed(i + 1, "  lr "), 0.001, 0);
@@ -883,6 +1034,20 @@ static const char *meta_of(const char *file, const char *key) {
   return v;
 }
 
+/* The 3 rows of two --log files agree but for the seconds; `rows` (or NULL)
+   gets a's. */
+static void same_log_rows(const char *a, const char *b, double rows[3][LOG_COLS]) {
+  double full[4][LOG_COLS], resumed[4][LOG_COLS];
+  assert_int_equal(read_log(a, full, 4), 3);
+  assert_int_equal(read_log(b, resumed, 4), 3);
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < LOG_COLS; k++)
+      if (k != 5) /* the seconds */
+        assert_float_equal(full[i][k], resumed[i][k], 0);
+  if (rows)
+    memcpy(rows, full, 3 * sizeof full[0]);
+}
+
 /* The first SIGINT after the first epoch: the batch ends, the checkpoint
    (inside epoch 2) and the weights are written, the command that
    continues is printed, exit 130; that command ends with the weights of an
@@ -926,13 +1091,167 @@ static void test_train_sigint_saves_and_resumes_exactly(void **state) {
   assert_contains(tu_out, "(resuming in epoch ");
   assert_contains(tu_out, "epoch 3/3");
   assert_true(same_bytes("full.safetensors", "s.safetensors"));
-  double full[4][LOG_COLS], resumed[4][LOG_COLS];
-  assert_int_equal(read_log("full.csv", full, 4), 3);
-  assert_int_equal(read_log("s.csv", resumed, 4), 3);
-  for (int i = 0; i < 3; i++)
-    for (int k = 0; k < LOG_COLS; k++)
-      if (k != 5) /* the seconds */
-        assert_float_equal(full[i][k], resumed[i][k], 0);
+  same_log_rows("full.csv", "s.csv", NULL);
+}
+
+/* ---- validation and early stopping ---- */
+
+/* DST/WHICH-{images,labels}: the training images [first, first + n) of
+   the quadrant data im, lb; the labels of those from index `wrong` on moved
+   on by one class (of 4). */
+static void write_part(const IdxImages *im, const IdxLabels *lb, const char *dst, const char *which,
+                       int first, int n, int wrong) {
+  char path[600];
+  Err e = {0};
+  snprintf(path, sizeof path, "mkdir -p %s", tu_path(dst));
+  assert_int_equal(system(path), 0);
+  IdxImages part = *im;
+  part.n = n;
+  part.data = im->data + (size_t)first * 144;
+  uint8_t *labels = malloc((size_t)n);
+  for (int i = 0; i < n; i++)
+    labels[i] = (uint8_t)((lb->data[first + i] + (first + i >= wrong)) % 4);
+  IdxLabels lpart = {n, 0, labels};
+  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", tu_path(dst), which);
+  assert_int_equal(idx_write_images(path, &part, &e), 0);
+  snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", tu_path(dst), which);
+  assert_int_equal(idx_write_labels(path, &lpart, &e), 0);
+  free(labels);
+}
+
+/* DST from 400 quadrant images: its training set their first train_n, its
+   test set test_n from test_first on; labels from index `wrong` on wrong. */
+static void quad_parts(const char *dst, int train_n, int test_first, int test_n, int wrong) {
+  tu_quadrant_data("q400", 400, 8);
+  IdxImages im;
+  IdxLabels lb;
+  Err e = {0};
+  if (idx_load_split(tu_path("q400"), "train", &im, &lb, &e) < 0)
+    fail_msg("%s", e.msg);
+  write_part(&im, &lb, dst, "train", 0, train_n, wrong);
+  write_part(&im, &lb, dst, "t10k", test_first, test_n, wrong);
+  idx_images_free(&im);
+  idx_labels_free(&lb);
+}
+
+/* The printed "KEY LOSS  ACC" pair of epoch `epoch`, as text. */
+static void printed_pair(int epoch, const char *key, char *out, size_t size) {
+  const char *v = printed_at(epoch, key);
+  const char *acc = strstr(v, "accuracy ");
+  assert_non_null(acc);
+  snprintf(out, size, "%.*s %.6s", (int)strcspn(v, " "), v, acc + strlen("accuracy "));
+}
+
+/* validation 0.25 of 400 images holds out the last 100 before shuffling:
+   training on the first 300 alone gives the same weights, bit for bit, and
+   its test scores on those 100 are the validation scores printed. */
+static void test_train_validation_holds_out_the_last_images(void **state) {
+  (void)state;
+  quad_parts("vall", 400, 0, 40, 400);
+  quad_parts("vhead", 300, 300, 100, 400);
+  const char *net = "network v\ninput 12x12x1\nconv2d 4 3x3 relu\nmaxpool 2x2\nflatten\n"
+                    "dense 4 softmax\ntrain {\n  optimizer adam lr=0.01\n  batch 16\n"
+                    "  epochs 2\n  schedule cosine\n%s}\n";
+  char src[512];
+  snprintf(src, sizeof src, net, "  validation 0.25\n");
+  tu_write_text("val.cnn", src);
+  snprintf(src, sizeof src, net, "");
+  tu_write_text("head.cnn", src);
+  assert_int_equal(tu_run("train val.cnn --data vall --out val.safetensors --backend tcc "
+                          "--threads 2"),
+                   0);
+  assert_contains(tu_out, "training v: 300 images (40 test, 100 for validation)");
+  char val[2][64], test[2][64];
+  for (int e = 0; e < 2; e++)
+    printed_pair(e + 1, "val loss ", val[e], sizeof val[e]);
+  assert_int_equal(tu_run("train head.cnn --data vhead --out head.safetensors --backend tcc "
+                          "--threads 2"),
+                   0);
+  assert_true(tu_same_tensors("val.safetensors", "head.safetensors"));
+  for (int e = 0; e < 2; e++) {
+    printed_pair(e + 1, "test loss ", test[e], sizeof test[e]);
+    assert_string_equal(val[e], test[e]);
+  }
+  /* A split that leaves nothing on one side. */
+  snprintf(src, sizeof src, net, "  validation 0.001\n");
+  tu_write_text("none.cnn", src);
+  assert_int_equal(tu_run("train none.cnn --data vall --out none.safetensors --backend tcc"), 1);
+  assert_contains(tu_err, "validation 0.001 of 400 training images holds out 0");
+  assert_false(tu_exists("none.safetensors"));
+}
+
+/* The held-out images carry the wrong labels (each moved on by one class),
+   so the better the network learns, the higher the validation loss: epoch 1
+   is the best, patience 2 stops after epoch 3, and the weights written are
+   epoch 1's, the same bits as a run of one epoch. The checkpoint keeps the
+   best weights and the patience counter: resuming it stops at once with the
+   same weights. */
+static void test_train_early_stopping_keeps_the_best_epoch(void **state) {
+  (void)state;
+  quad_parts("rising", 400, 0, 40, 300); /* the last 100 of the training set: wrong */
+  tu_write_text("es.cnn", "network es\ninput 12x12x1\nconv2d 4 3x3 relu\nmaxpool 2x2\nflatten\n"
+                          "dense 4 softmax\ntrain {\n  optimizer adam lr=0.01\n  batch 10\n"
+                          "  epochs 10\n  validation 0.25\n  early_stopping patience=2\n}\n");
+  const char *args = "--data rising --backend tcc --threads 1";
+  assert_int_equal(tu_run("train es.cnn %s --out es.safetensors --checkpoint es.ckpt", args), 0);
+  double v1 = printed(1, "val loss "), v2 = printed(2, "val loss "), v3 = printed(3, "val loss ");
+  print_message("validation loss per epoch: %.4f %.4f %.4f\n", v1, v2, v3);
+  assert_true(v2 > v1 && v3 > v1);
+  assert_contains(tu_out, "early stopping after epoch 3: the validation loss has not fallen below "
+                          "epoch 1's ");
+  assert_contains(tu_out, "wrote es.safetensors: epoch 1's weights, the lowest validation loss");
+  assert_null(strstr(tu_out, "epoch 4/10"));
+  assert_string_equal(meta_of("es.safetensors", "best_epoch"), "1");
+  assert_string_equal(meta_of("es.ckpt", "epoch"), "3");
+  assert_string_equal(meta_of("es.ckpt", "epochs_without_improvement"), "2");
+  assert_int_equal(
+      tu_run("train es.cnn %s --epochs 1 --out one.safetensors --checkpoint one.ckpt", args), 0);
+  assert_true(tu_same_tensors("es.safetensors", "one.safetensors"));
+  assert_int_equal(tu_run("train es.cnn %s --resume es.ckpt --out again.safetensors "
+                          "--checkpoint again.ckpt",
+                          args),
+                   0);
+  assert_null(strstr(tu_out, "epoch 4/10"));
+  assert_contains(tu_out, "early stopping after epoch 3");
+  assert_true(tu_same_tensors("es.safetensors", "again.safetensors"));
+}
+
+/* A cosine schedule with warmup, a validation split and early stopping,
+   stopped by SIGINT inside epoch 2 and resumed: the same weights, byte for
+   byte, and the same log, learning rates included, as a run never stopped. */
+static void test_train_resume_mid_schedule_is_exact(void **state) {
+  (void)state;
+  tu_quadrant_data("squad", 6000, 48); /* 2,400 steps an epoch: the signal lands inside one */
+  tu_write_text("sched.cnn", "network sched\ninput 12x12x1\nconv2d 4 3x3 relu\nmaxpool 2x2\n"
+                             "flatten\ndense 4 softmax\ntrain {\n  optimizer sgd lr=0.05 "
+                             "momentum=0.9\n  batch 2\n  epochs 3\n"
+                             "  schedule cosine warmup=1 min_lr=0.001\n  label_smoothing 0.1\n"
+                             "  validation 0.2\n  early_stopping patience=5\n}\n");
+  const char *args = "--data squad --backend tcc --threads 2";
+  assert_int_equal(
+      tu_run("train sched.cnn %s --out mfull.safetensors --checkpoint mfull.ckpt --log mfull.csv",
+             args),
+      0);
+  pid_t pid =
+      tu_start("train sched.cnn %s --out m.safetensors --checkpoint m.ckpt --log m.csv", args);
+  tu_await(pid, "m.csv", "\n1,");
+  kill(pid, SIGINT);
+  assert_int_equal(tu_finish(pid), 130);
+  assert_true(atoi(meta_of("m.ckpt", "epoch_batches")) > 0);
+  assert_int_equal(tu_run("train sched.cnn %s --out m.safetensors --checkpoint m.ckpt --log m.csv "
+                          "--resume m.ckpt",
+                          args),
+                   0);
+  assert_contains(tu_out, "(resuming in epoch 2");
+  assert_true(same_bytes("mfull.safetensors", "m.safetensors"));
+  double full[3][LOG_COLS];
+  same_log_rows("mfull.csv", "m.csv", full);
+  /* The lr column, each epoch's last step: epoch 1 ends the warmup at 0.05;
+     the cosine runs over the last 4,800 steps. */
+  assert_float_equal(full[0][6], 0.05, 1e-9);
+  const double pi = 3.14159265358979323846;
+  assert_float_equal(full[1][6], 0.001 + 0.049 * (1 + cos(pi * 2399 / 4800)) / 2, 1e-6);
+  assert_float_equal(full[2][6], 0.001 + 0.049 * (1 + cos(pi * 4799 / 4800)) / 2, 1e-6);
 }
 
 /* SIGTERM stops the same way (exit 143). A second signal exits at once:
@@ -1017,6 +1336,27 @@ static void test_train_resume_reports_what_changed(void **state) {
   assert_contains(tu_err, "made with backend tcc, continuing with cc ");
   assert_contains(tu_err, "made with lr 0.001, continuing with lr 0.0005 ");
   assert_contains(tu_out, "lr 0.0005");
+}
+
+/* A checkpoint made with --batch 400 resumed without --batch (the train
+   block says 50) trains on the checkpoint's batches of 400, as an
+   uninterrupted run does (the batch buffers once held only 50 images). */
+static void test_train_resume_with_the_checkpoints_larger_batch(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 1200, 48);
+  write_linear_net("big.cnn", "adam", "0.01");
+  assert_int_equal(tu_run("train big.cnn --data quad --epochs 2 --batch 400 --backend tcc "
+                          "--threads 2 --out whole.safetensors --checkpoint whole.ckpt"),
+                   0);
+  assert_int_equal(tu_run("train big.cnn --data quad --epochs 1 --batch 400 --backend tcc "
+                          "--threads 2 --out half.safetensors --checkpoint half.ckpt"),
+                   0);
+  int status = tu_run("train big.cnn --data quad --epochs 2 --backend tcc --threads 2 --resume "
+                      "half.ckpt --out rest.safetensors --checkpoint rest.ckpt");
+  if (status != 0)
+    fail_msg("exit %d:\n%s%s", status, tu_out, tu_err);
+  assert_contains(tu_out, "batch 400");
+  assert_true(tu_same_tensors("whole.safetensors", "rest.safetensors"));
 }
 
 /* Resuming from the checkpoint of the last epoch writes the same weights
@@ -1129,7 +1469,9 @@ static void test_train_forward_is_inference_bit_for_bit(void **state) {
       "network r\ninput 9x9x3\nconv2d 12 3x3 relu\nmaxpool 2x2\nconv2d 8 2x2 sigmoid\n"
       "flatten\ndense 6 softmax\n",
       "network q\ninput 6x6x1\nconv2d 9 3x3 padding=same\ntanh\nflatten\ndense 5 sigmoid\n"
-      "train {\n  loss mse\n}\n"};
+      "train {\n  loss mse\n}\n",
+      "network dw\ninput 8x8x3\nconv2d 20 3x3 relu\nconv2d 20 3x3 padding=1 groups=20 relu\n"
+      "conv2d 20 3x3 stride=2 groups=10 tanh\nmaxpool 2x2\nflatten\ndense 4 softmax\n"};
   for (size_t k = 0; k < sizeof nets / sizeof *nets; k++)
     for (int backend = 0; backend < 2; backend++) {
       Compiled c;
@@ -1172,6 +1514,8 @@ int main(void) {
       cmocka_unit_test(test_train_optimizers_follow_the_docs),
       cmocka_unit_test(test_train_order_is_a_seeded_permutation),
       cmocka_unit_test(test_train_set_targets_and_class_weights),
+      cmocka_unit_test(test_train_lr_schedules_follow_closed_forms),
+      cmocka_unit_test(test_train_label_smoothing_targets),
       cmocka_unit_test(test_train_same_seed_same_weights),
       cmocka_unit_test(test_train_resume_matches_uninterrupted),
       cmocka_unit_test(test_train_checkpoint_survives_kill),
@@ -1180,9 +1524,14 @@ int main(void) {
       cmocka_unit_test(test_train_refuses_data_that_does_not_fit),
       cmocka_unit_test(test_train_sigint_saves_and_resumes_exactly),
       cmocka_unit_test(test_train_sigterm_and_a_second_signal),
+      cmocka_unit_test(test_train_validation_holds_out_the_last_images),
+      cmocka_unit_test(test_train_early_stopping_keeps_the_best_epoch),
+      cmocka_unit_test(test_train_resume_mid_schedule_is_exact),
       cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
       cmocka_unit_test(test_train_resume_reports_what_changed),
+      cmocka_unit_test(test_train_resume_with_the_checkpoints_larger_batch),
       cmocka_unit_test(test_train_resume_at_the_end_keeps_the_scores),
+      cmocka_unit_test(test_train_auto_takes_tcc_for_a_short_run),
       cmocka_unit_test(test_train_log_has_a_row_per_epoch),
       cmocka_unit_test(test_train_log_resume_keeps_earlier_rows),
       cmocka_unit_test(test_train_log_without_lr_column_resumes),

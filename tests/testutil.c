@@ -97,7 +97,16 @@ const char *const tu_reference_cases[TU_REFERENCE_CASES] = {"seed_fashion",
                                                             "multilabel_bce",
                                                             "overlap_categorical",
                                                             "stride_padding_bias",
-                                                            "stride_padding_bias_adam"};
+                                                            "stride_padding_bias_adam",
+                                                            "depthwise",
+                                                            "depthwise_adam",
+                                                            "groups_rect",
+
+                                                            "residual_identity",
+                                                            "residual_projection",
+                                                            "recipe_cosine_smoothing",
+                                                            "recipe_step_weights",
+                                                            "recipe_early_stopping"};
 
 const char *tu_reference(const char *fmt, ...) {
   static char buf[8][512];
@@ -144,12 +153,9 @@ static void cnngen_command(char *cmd, size_t size, const char *prefix, const cha
   snprintf(cmd, size, "%s%s %s", prefix, tu_cnngen, args);
 }
 
-pid_t tu_start(const char *fmt, ...) {
-  char run[6144], cmd[8192];
-  va_list ap;
-  va_start(ap, fmt);
-  cnngen_command(run, sizeof run, "exec ", fmt, ap); /* exec: the pid is cnngen's, for signals */
-  va_end(ap);
+/* Starts the shell command line `run` in the directory (see tu_start). */
+static pid_t start(const char *run) {
+  char cmd[8192];
   snprintf(cmd, sizeof cmd, "cd %s && %s >%s/.out 2>%s/.err", tu_tmp, run, tu_tmp, tu_tmp);
   unlink(tu_path(".out")); /* so that tu_await never reads an earlier run's */
   unlink(tu_path(".err"));
@@ -160,6 +166,24 @@ pid_t tu_start(const char *fmt, ...) {
     _exit(127);
   }
   return pid;
+}
+
+pid_t tu_start(const char *fmt, ...) {
+  char run[6144];
+  va_list ap;
+  va_start(ap, fmt);
+  cnngen_command(run, sizeof run, "exec ", fmt, ap); /* exec: the pid is cnngen's, for signals */
+  va_end(ap);
+  return start(run);
+}
+
+pid_t tu_start_shell(const char *fmt, ...) {
+  char run[6144];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(run, sizeof run, fmt, ap);
+  va_end(ap);
+  return start(run);
 }
 
 void tu_await(pid_t pid, const char *name, const char *needle) {
@@ -212,6 +236,15 @@ static float next_uniform(uint64_t *s) {
   return (float)((double)(*s >> 11) / 9007199254740992.0);
 }
 
+void tu_write_idx(const char *dir, const char *which, const IdxImages *im, const IdxLabels *lb) {
+  char p[600];
+  Err e = {0};
+  snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which);
+  assert_int_equal(idx_write_images(p, im, &e), 0);
+  snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which);
+  assert_int_equal(idx_write_labels(p, lb, &e), 0);
+}
+
 void tu_quadrant_data(const char *dir, int n_train, int n_test) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "mkdir -p %s", tu_path(dir));
@@ -234,12 +267,7 @@ void tu_quadrant_data(const char *dir, int n_train, int n_test) {
             (uint8_t)(inside ? 160 + next_uniform(&seed) * 95 : next_uniform(&seed) * 90);
       }
     }
-    char p[600];
-    Err e = {0};
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_images(p, &im, &e), 0);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_labels(p, &lb, &e), 0);
+    tu_write_idx(dir, which[s], &im, &lb);
     idx_images_free(&im);
     idx_labels_free(&lb);
   }

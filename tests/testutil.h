@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "compile.h"
+#include "formats/idx.h"
 
 extern char tu_tmp[];           /* the test program's directory */
 extern char tu_repo[];          /* where it started: the repository root */
@@ -42,7 +43,7 @@ int tu_count(const char *text, const char *needle);
    programs run (a rotating set of 8 buffers). A missing one fails the test
    with its path and the command that makes it. */
 #define TU_REFERENCE "tests/reference"
-enum { TU_REFERENCE_CASES = 7 };
+enum { TU_REFERENCE_CASES = 15 };
 extern const char *const tu_reference_cases[TU_REFERENCE_CASES];
 const char *tu_reference(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -75,6 +76,9 @@ bool tu_has_program(const char *name);
 /* Starts `cnngen ARGS` inside the directory without waiting for it (its
    stdout and stderr go to the files ".out" and ".err" there); its pid. */
 pid_t tu_start(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same for any shell command line (`exec` it for the pid to be the
+   command's). */
+pid_t tu_start_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Polls until file NAME in the directory (".out", ".err", a checkpoint)
    holds `needle`; fails the test if the started run ends first. */
 void tu_await(pid_t pid, const char *name, const char *needle);
@@ -86,6 +90,9 @@ int tu_finish(pid_t pid);
    class k (of 4) is a bright square in quadrant k on noise, so a small
    network learns it in an epoch. The same images on every call. */
 void tu_quadrant_data(const char *dir, int n_train, int n_test);
+/* im and lb as DIR/WHICH-images-idx3-ubyte and DIR/WHICH-labels-idx1-ubyte
+   in the directory (WHICH: "train" or "t10k"). */
+void tu_write_idx(const char *dir, const char *which, const IdxImages *im, const IdxLabels *lb);
 
 /* A JPEG of h x w x c (1 or 3) bytes as NAME in the directory, encoded by
    libjpeg at `quality` (100: near lossless); returns its path. */

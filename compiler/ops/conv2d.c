@@ -67,6 +67,7 @@ static const char *conv_bad_values(const Layer *l) {
          : l->u.conv.kh < 1 || l->u.conv.kw < 1       ? "the kernel size must be at least 1x1"
          : l->u.conv.sh < 1 || l->u.conv.sw < 1       ? "the stride must be at least 1x1"
          : l->u.conv.pad_h < 0 || l->u.conv.pad_w < 0 ? "the padding must be at least 0x0"
+         : l->u.conv.groups < 0                       ? "the group count must be at least 1"
                                                       : NULL;
 }
 
@@ -80,9 +81,42 @@ static void same_pad(int in, int k, int stride, int *before, int *after) {
   *after = (int)(total - total / 2);
 }
 
+static int gcd(int a, int b) {
+  return b ? gcd(b, a % b) : a;
+}
+
+/* groups=G divides the input channels and the filters; else the error,
+   and a note listing the group counts that divide both. */
+static bool conv_groups_divide(ShapeCheck *c, const Layer *l) {
+  const int G = conv_groups(l), C = l->in.c, F = l->u.conv.filters;
+  if (C % G == 0 && F % G == 0)
+    return true;
+  if (C % G)
+    diag_error(c->d, l->loc, "groups=%d needs input channels divisible by %d, but the input has %d",
+               G, G, C);
+  else
+    diag_error(c->d, l->loc, "groups=%d needs a filter count divisible by %d, got %d", G, G, F);
+  char list[256] = "";
+  const int common = gcd(C, F);
+  for (int d = 1, n = 0, len = 0; d <= common && len < 200; d++)
+    if (common % d == 0)
+      len += snprintf(list + len, sizeof list - (size_t)len, "%s%d", n++ ? ", " : "", d);
+  if (C % G == 0 && G == C)
+    diag_note(c->d, l->loc,
+              "a depthwise conv (groups=%d) needs %d filters or a multiple; groups may be "
+              "any of %s here",
+              C, C, list);
+  else
+    diag_note(c->d, l->loc, "groups must divide both the %d input channels and the %d filters: %s",
+              C, F, list);
+  return false;
+}
+
 static bool conv_shape(ShapeCheck *c, Layer *l) {
   if (l->in.vec)
     return shape_needs_image(c, l);
+  if (!conv_groups_divide(c, l))
+    return false;
   int kh = l->u.conv.kh, kw = l->u.conv.kw, sh = l->u.conv.sh, sw = l->u.conv.sw;
   int *top = &l->u.conv.pad_top, *bottom = &l->u.conv.pad_bottom;
   int *left = &l->u.conv.pad_left, *right = &l->u.conv.pad_right;
@@ -102,27 +136,32 @@ static bool conv_shape(ShapeCheck *c, Layer *l) {
 }
 
 static void conv_counts(const Layer *l, double *weights, double *bias, double *macs) {
-  *weights = (double)l->u.conv.filters * l->in.c * l->u.conv.kh * l->u.conv.kw;
+  *weights = (double)l->u.conv.filters * (l->in.c / conv_groups(l)) * l->u.conv.kh * l->u.conv.kw;
   *bias = l->no_bias ? 0 : l->u.conv.filters;
   *macs = (double)l->out.h * l->out.w * *weights;
 }
 
 static void conv_tensor(const Net *net, const Layer *l, OpTensor *t) {
   (void)net;
-  const int kk = l->u.conv.kh * l->u.conv.kw;
+  const int kk = l->u.conv.kh * l->u.conv.kw, cg = l->in.c / conv_groups(l);
   *t = (OpTensor){4,
-                  {l->u.conv.filters, l->in.c, l->u.conv.kh, l->u.conv.kw},
+                  {l->u.conv.filters, cg, l->u.conv.kh, l->u.conv.kw},
                   l->out.c,
-                  l->in.c,
+                  cg,
                   kk,
-                  (long)l->in.c * kk,
+                  (long)cg * kk,
                   (long)l->out.c * kk};
 }
 
 static const char *conv_weight_comment(Emitter *em, const Net *net, const Layer *l) {
   (void)net;
+  const int G = conv_groups(l), cg = l->in.c / G;
+  if (G > 1)
+    return em_str(em, "[KH][KW][C/G][F] = [%d][%d][%d][%d], groups %d, file [%d][%d][%d][%d]",
+                  l->u.conv.kh, l->u.conv.kw, cg, l->out.c, G, l->out.c, cg, l->u.conv.kh,
+                  l->u.conv.kw);
   return em_str(em, "[KH][KW][C][F] = [%d][%d][%d][%d], file [%d][%d][%d][%d]", l->u.conv.kh,
-                l->u.conv.kw, l->in.c, l->out.c, l->out.c, l->in.c, l->u.conv.kh, l->u.conv.kw);
+                l->u.conv.kw, cg, l->out.c, l->out.c, cg, l->u.conv.kh, l->u.conv.kw);
 }
 
 static void conv_dump(const Layer *l, FILE *out) {
@@ -132,6 +171,8 @@ static void conv_dump(const Layer *l, FILE *out) {
           pad_modes[l->u.conv.pad_mode >= 0 && l->u.conv.pad_mode <= 2 ? l->u.conv.pad_mode : 0]);
   if (l->u.conv.pad_mode == PAD_EXPLICIT)
     fprintf(out, " %dx%d", l->u.conv.pad_h, l->u.conv.pad_w);
+  if (conv_groups(l) > 1)
+    fprintf(out, "  groups %d", conv_groups(l));
   fprintf(out, "  pads top %d left %d bottom %d right %d\n", l->u.conv.pad_top, l->u.conv.pad_left,
           l->u.conv.pad_bottom, l->u.conv.pad_right);
 }
@@ -142,6 +183,8 @@ static void conv_dump(const Layer *l, FILE *out) {
    commutes with every increasing activation, a mean only with the
    piecewise linear ones that the conv applies per pixel before summing. */
 static bool conv_fuses_pool(const Layer *conv, const Layer *pool) {
+  if (conv_groups(conv) > 1) /* the grouped kernels have no fused pool */
+    return false;
   if (pool->op != OP_MAXPOOL && pool->op != OP_AVGPOOL)
     return false;
   if (pool->u.pool.sh != pool->u.pool.kh || pool->u.pool.sw != pool->u.pool.kw)
@@ -162,19 +205,20 @@ static bool conv_pad(const Layer *l, int pad[4]) {
 }
 
 /* Training: the padded input; weights transposed to [KH][KW][F][C] for an
-   input gradient over 8 or more channels (vector dx). */
+   input gradient over 8 or more channels (vector dx), not grouped. */
 static void conv_plan_train(const Net *net, Layer *l) {
   (void)net;
   l->train.ph += l->u.conv.pad_top + l->u.conv.pad_bottom;
   l->train.pw += l->u.conv.pad_left + l->u.conv.pad_right;
-  l->train.transposed = l->train.dx && l->in.c >= 8;
+  l->train.transposed = l->train.dx && l->in.c >= 8 && conv_groups(l) == 1;
 }
 
 /* A maxpool right after it in training: both backward passes in one,
    visiting only each window's maximum, when a kernel row has enough taps
-   (KW * C >= 16) for the weight-gradient rows to vectorize. */
+   (KW * C >= 16) for the weight-gradient rows to vectorize; not grouped. */
 static bool conv_train_pairs(const Layer *l, const Layer *next) {
-  return l->train.backward && next->op == OP_MAXPOOL && l->u.conv.kw * l->in.c >= 16;
+  return conv_groups(l) == 1 && l->train.backward && next->op == OP_MAXPOOL &&
+         l->u.conv.kw * l->in.c >= 16;
 }
 
 /* The padded input, the transposed weight gradient (with a pool), the
@@ -693,11 +737,18 @@ static void emit_conv_fn(Gen *g, const Conv *cp, const char *fn) {
   em_close(EM);
 }
 
+static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act);
+
 /* A conv of 16 channels or more is written once per vector width (its
-   tiles differ), under #if NAME_VW; a narrower one once, on 8 floats. */
+   tiles differ), under #if NAME_VW; a narrower one once, on 8 floats.
+   A grouped one: emit_group_conv. */
 static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   const Layer *pool = g->train ? NULL : l->fused_pool;
   const Act act = g->train ? g->act : l->act;
+  if (conv_groups(l) > 1) {
+    emit_group_conv(g, l, fn, act);
+    return;
+  }
   Conv c8 = conv_info(l, &em_vec8, pool, act), c16 = conv_info(l, &em_vec16, pool, act);
   c8.bias = c16.bias = forward_has_bias(g, l);
   const bool wide = c8.F >= 16 && c16.vector;
@@ -706,6 +757,11 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   xs.w += l->u.conv.pad_left + l->u.conv.pad_right;
   if (conv_padded(l) && !g->train)
     emit_conv_pad(g, l, fn);
+  if (EM->kernels) {
+    glue_conv_forward(EM, g->net, l, fn, pool, act, forward_param_ref(g, l, 0),
+                      c8.bias ? forward_param_ref(g, l, 1) : "NULL");
+    return;
+  }
   Shape ys = c8.pool ? c8.pool->out : l->out;
   const char *what =
       em_str(EM, "x %s%s -> y %s", DIMS(xs), conv_padded(l) ? " (padded)" : "", DIMS(ys));
@@ -744,21 +800,30 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
 typedef struct ConvDims {
   int C, F, KH, KW, SH, SW, IH, IW, OH, OW; /* SH, SW: the stride; IH, IW: the padded input */
   bool bias;                                /* false: bias=false, no b or db */
+  int G, CG, FG;                            /* groups: input channels and filters per group */
 } ConvDims;
 
-static ConvDims conv_dims(const TL *L) {
-  const Layer *l = L->l;
+/* l's dimensions, its input ih x iw (padded). */
+static ConvDims layer_dims(const Layer *l, int ih, int iw) {
+  const int G = conv_groups(l);
   return (ConvDims){.C = l->in.c,
                     .F = l->out.c,
                     .KH = l->u.conv.kh,
                     .KW = l->u.conv.kw,
                     .SH = l->u.conv.sh,
                     .SW = l->u.conv.sw,
-                    .IH = L->ph,
-                    .IW = L->pw,
+                    .IH = ih,
+                    .IW = iw,
                     .OH = l->out.h,
                     .OW = l->out.w,
-                    .bias = l->bias_count > 0};
+                    .bias = l->bias_count > 0,
+                    .G = G,
+                    .CG = l->in.c / G,
+                    .FG = l->out.c / G};
+}
+
+static ConvDims conv_dims(const TL *L) {
+  return layer_dims(L->l, L->ph, L->pw);
 }
 
 /* Weight-gradient tile: CB taps (kx, c) from k0 in kernel row ky (j0 < 0),
@@ -894,7 +959,24 @@ static void conv_dx_block(T *t, const TL *L, int CV, int shift, const EmVec *v) 
   em_close(EM);
 }
 
+static void group_backward(T *t, const TL *L);
+
+/* db += dy summed over the output pixels. */
+static void conv_bias_backward(T *t, const ConvDims *d) {
+  if (!d->bias)
+    return;
+  em_line(EM, "for (int p = 0; p < %d; p++)", d->OH * d->OW);
+  em_line(EM, "  for (int f = 0; f < %d; f++)", d->F);
+  em_line(EM, "    db[f] += dy[p * %d + f];", d->F);
+}
+
 static void conv_backward(T *t, const TL *L) {
+  if (conv_groups(L->l) > 1) {
+    group_backward(t, L);
+    return;
+  }
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
   const char *w = emit_param_ref(t->em, t->net, l, 0, "m");
@@ -908,11 +990,7 @@ static void conv_backward(T *t, const TL *L) {
   if (!takes_dx(L) || L->transposed)
     em_line(EM, "(void)m;");
   param_backward_head(t, L, S(t, "[%d][%d][%d][%d]", d.KH, d.KW, d.C, d.F));
-  if (d.bias) {
-    em_line(EM, "for (int p = 0; p < %d; p++)", d.OH * d.OW);
-    em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
-    em_line(EM, "    db[f] += dy[p * %d + f];", d.F);
-  }
+  conv_bias_backward(t, &d);
   if (d.F >= 8 && d.KH * d.KW * d.C <= DW_WHOLE) {
     channel_blocks(t, L, "f0", d.F, conv_dw_whole_block);
   } else if (d.F >= 8) {
@@ -1109,6 +1187,8 @@ static void conv_pool_dw(T *t, const ConvDims *d, const char *nw) {
    register tiles per filter (conv_pool_dw). With 2x2 windows that skips
    three quarters of the work of a dense backward pass. */
 static void conv_pool_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l, *pl = L->pool->l;
   const ConvDims d = conv_dims(L);
   const char *n = t->n;
@@ -1218,6 +1298,243 @@ static void conv_pool_backward(T *t, const TL *L) {
 
 #undef OP_EM
 
+/* ---- grouped and depthwise (groups=G) ----
+ *
+ * The input channels fall in G groups of CG = C / G, the filters in G
+ * groups of FG = F / G; filter f reads only the channels of its group
+ * f / FG. The weights are [KH][KW][CG][F] (PyTorch's [F][C/G][KH][KW]
+ * through the same permutation). Depthwise with one filter per channel
+ * (CG = FG = 1) does KH * KW multiply-adds per output, each on its own
+ * input value and weight: it is memory-bound, so it runs as one loop over
+ * the channels, contiguous in x, w, y (and dy, dw, dx), with the taps
+ * written out and the sum in a register: the C compiler vectorizes it
+ * across channels at the target's width. Other group shapes (a depth
+ * multiplier FG > 1, CG > 1) run per pixel and group, filters innermost.
+ * The grouped kernels have no fused pool and no transposed weights.
+ */
+
+/* Depthwise with one filter per channel and a kernel small enough to
+   write out. */
+static bool depthwise_fast(const ConvDims *d) {
+  return d->CG == 1 && d->FG == 1 && d->KH * d->KW <= 49;
+}
+
+/* The depthwise loops over the output pixels of row oy, P at a time (then
+   the rest), one loop over the channels each: the forward pass (y = the
+   sums from the bias, stored through `store`, a format of the target, the
+   sum and the sum again), or the weight gradient (dw += x * dy over the P
+   pixels: dw is read and written once per tap for P pixels). */
+typedef struct DwTile {
+  bool dw, bias;
+  const char *store;
+} DwTile;
+
+#define OP_EM (em)
+
+static void depthwise_tile(Emitter *em, const ConvDims *d, DwTile k, int P, const char *oxv,
+                           int oxl) {
+  const char *ox = oxv ? oxv : "";
+  em_line(EM, "const float *restrict xp = x + %s;",
+          LIN((long)oxl * d->SW * d->C, "oy", (long)d->SH * d->IW * d->C, ox, (long)d->SW * d->C));
+  em_line(EM, "%sfloat *restrict yp = %s + %s;", k.dw ? "const " : "", k.dw ? "dy" : "y",
+          LIN((long)oxl * d->F, "oy", (long)d->OW * d->F, ox, (long)d->F));
+  em_open(EM, "for (int f = 0; f < %d; f++)", d->F);
+  for (int j = 0; j < P; j++)
+    em_line(EM, k.dw ? "const float d%d = yp[%s];" : "float s%d = %s;", j,
+            k.dw     ? LIN((long)j * d->F, "f", 1L)
+            : k.bias ? "b[f]"
+                     : "0.0f");
+  for (int ky = 0; ky < d->KH; ky++)
+    for (int kx = 0; kx < d->KW; kx++) {
+      const char *wi = LIN((long)(ky * d->KW + kx) * d->F, "f", 1L);
+      const char *sum = "";
+      if (!k.dw)
+        em_line(EM, "const float w%d_%d = w[%s];", ky, kx, wi);
+      for (int j = 0; j < P; j++) {
+        const char *xi =
+            LIN((long)ky * d->IW * d->C + ((long)kx + (long)j * d->SW) * d->C, "f", 1L);
+        if (k.dw)
+          sum = em_str(EM, "%s%sxp[%s] * d%d", sum, j ? " + " : "", xi, j);
+        else
+          em_line(EM, "s%d += xp[%s] * w%d_%d;", j, xi, ky, kx);
+      }
+      if (k.dw)
+        em_line(EM, "dw[%s] += %s;", wi, sum);
+    }
+  for (int j = 0; !k.dw && j < P; j++)
+    em_line(EM, k.store, em_str(EM, "yp[%s]", LIN((long)j * d->F, "f", 1L)), em_str(EM, "s%d", j),
+            em_str(EM, "s%d", j));
+  em_close(EM);
+}
+
+static void depthwise_tiles(Emitter *em, const ConvDims *d, DwTile k) {
+  const int P = d->OW < 4 ? d->OW : 4, full = d->OW / P, rest = d->OW % P;
+  if (full > 1)
+    em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", full * P, P);
+  else
+    em_open(EM, "%s", "");
+  depthwise_tile(em, d, k, P, full > 1 ? "ox" : NULL, 0);
+  em_close(EM);
+  if (rest) {
+    em_open(EM, "%s", "");
+    depthwise_tile(em, d, k, rest, NULL, full * P);
+    em_close(EM);
+  }
+}
+
+#undef OP_EM
+#define OP_EM (g->em)
+
+static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act) {
+  const ConvDims d = layer_dims(l, l->in.h + l->u.conv.pad_top + l->u.conv.pad_bottom,
+                                l->in.w + l->u.conv.pad_left + l->u.conv.pad_right);
+  if (conv_padded(l) && !g->train)
+    emit_conv_pad(g, l, fn);
+  const bool fast = depthwise_fast(&d), relu = act == ACT_RELU;
+  const Shape xs = {d.IH, d.IW, d.C, false};
+  layer_comment(
+      g, l,
+      em_str(EM, "x %s%s -> y %s, groups %d of %d channel%s and %d filter%s%s", DIMS(xs),
+             conv_padded(l) ? " (padded)" : "", DIMS(l->out), d.G, d.CG, d.CG == 1 ? "" : "s", d.FG,
+             d.FG == 1 ? "" : "s",
+             fast ? "\ndepthwise: per pixel one loop over the channels, the taps written out"
+                  : ""));
+  em_open_fn(
+      EM,
+      "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
+      "float *restrict y)",
+      g->n, fn, g->n);
+  em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */",
+          emit_param_ref(EM, g->net, l, 0, "m"), d.KH, d.KW, d.CG, d.F);
+  if (d.bias)
+    em_line(EM, "const float *restrict b = %s; /* [%d] */", emit_param_ref(EM, g->net, l, 1, "m"),
+            d.F);
+  em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
+  const char *store = relu ? "%s = %s > 0.0f ? %s : 0.0f;" : "%s = %s;";
+  if (fast) {
+    depthwise_tiles(EM, &d, (DwTile){false, d.bias, store});
+  } else {
+    em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
+    em_line(EM, "const float *restrict xp = x + %s;",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
+    em_line(EM, "float *restrict yp = y + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
+    em_open(EM, "for (int gi = 0; gi < %d; gi++)", d.G);
+    em_line(EM, "float a[%d];", d.FG);
+    em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
+    em_line(EM, "  a[j] = %s;",
+            d.bias ? em_str(EM, "b[%s]", LIN(0, "gi", (long)d.FG, "j", 1L)) : "0.0f");
+    em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
+    em_open(EM, "for (int kx = 0; kx < %d; kx++)", d.KW);
+    em_open(EM, "for (int c = 0; c < %d; c++)", d.CG);
+    em_line(EM, "const float s = xp[%s];",
+            LIN(0, "ky", (long)d.IW * d.C, "kx", (long)d.C, "gi", (long)d.CG, "c", 1L));
+    em_line(EM, "const float *restrict wk = w + %s;",
+            LIN(0, "ky", (long)d.KW * d.CG * d.F, "kx", (long)d.CG * d.F, "c", (long)d.F, "gi",
+                (long)d.FG));
+    em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
+    em_line(EM, "  a[j] += s * wk[j];");
+    em_close(EM);
+    em_close(EM);
+    em_close(EM);
+    em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
+    em_line(
+        EM, "  %s",
+        em_str(EM, store, em_str(EM, "yp[%s]", LIN(0, "gi", (long)d.FG, "j", 1L)), "a[j]", "a[j]"));
+    em_close(EM);
+    em_close(EM);
+  }
+  em_close(EM);
+  if (act != ACT_RELU && act != ACT_LINEAR)
+    emit_act_pass(g, act, "y", shape_size(l->out));
+  em_close(EM);
+  em_blank(EM);
+}
+
+#undef OP_EM
+#define OP_EM (t->em)
+
+/* The backward function of a grouped conv, as conv_backward's: the bias
+   and weight gradients, then (when it has one) the input gradient. */
+static void group_backward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const ConvDims d = conv_dims(L);
+  const bool fast = depthwise_fast(&d);
+  em_comment(EM, "%s\nbackward from dy [%d][%d][%d] (made the pre-activation gradient)",
+             emit_quote(EM, l), d.OH, d.OW, d.F);
+  em_open_fn(EM,
+             "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, const "
+             "float *restrict y, float *restrict dy%s)",
+             L->bfn, t->n, t->n, takes_dx(L) ? ", float *restrict dx" : "");
+  if (!takes_dx(L))
+    em_line(EM, "(void)m;");
+  param_backward_head(t, L, S(t, "[%d][%d][%d][%d]", d.KH, d.KW, d.CG, d.F));
+  conv_bias_backward(t, &d);
+  for (int part = 0; part < 2; part++) { /* dw, then dx */
+    const bool dx = part == 1;
+    if (dx && !takes_dx(L))
+      break;
+    if (dx) {
+      if_dx(t, L, true);
+      em_line(EM, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
+      em_line(EM, "const float *restrict w = %s;", emit_param_ref(t->em, t->net, l, 0, "m"));
+    }
+    em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
+    if (fast && !dx) {
+      depthwise_tiles(EM, &d, (DwTile){true, false, NULL});
+      em_close(EM);
+      continue;
+    }
+    em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
+    em_line(EM, "%sfloat *restrict xp = %s + %s;", dx ? "" : "const ", dx ? "dx" : "x",
+            LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
+    em_line(EM, "const float *restrict d = dy + %s;",
+            LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
+    if (fast) {
+      em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
+      for (int ky = 0; ky < d.KH; ky++)
+        for (int kx = 0; kx < d.KW; kx++) {
+          const char *xi = LIN((long)ky * d.IW * d.C + (long)kx * d.C, "f", 1L);
+          const char *wi = LIN((long)(ky * d.KW + kx) * d.F, "f", 1L);
+          em_line(EM, "xp[%s] += w[%s] * d[f];", xi, wi);
+        }
+      em_close(EM);
+    } else {
+      em_open(EM, "for (int gi = 0; gi < %d; gi++)", d.G);
+      em_line(EM, "const float *restrict dg = d + gi * %d;", d.FG);
+      em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
+      em_open(EM, "for (int kx = 0; kx < %d; kx++)", d.KW);
+      em_open(EM, "for (int c = 0; c < %d; c++)", d.CG);
+      const char *xi = LIN(0, "ky", (long)d.IW * d.C, "kx", (long)d.C, "gi", (long)d.CG, "c", 1L);
+      const char *wi = LIN(0, "ky", (long)d.KW * d.CG * d.F, "kx", (long)d.CG * d.F, "c", (long)d.F,
+                           "gi", (long)d.FG);
+      if (dx) {
+        em_line(EM, "const float *restrict wk = w + %s;", wi);
+        em_line(EM, "float s = 0.0f;");
+        em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
+        em_line(EM, "  s += wk[j] * dg[j];");
+        em_line(EM, "xp[%s] += s;", xi);
+      } else {
+        em_line(EM, "const float s = xp[%s];", xi);
+        em_line(EM, "float *restrict wk = dw + %s;", wi);
+        em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
+        em_line(EM, "  wk[j] += s * dg[j];");
+      }
+      em_close(EM);
+      em_close(EM);
+      em_close(EM);
+      em_close(EM);
+    }
+    em_close(EM);
+    em_close(EM);
+    if (dx)
+      if_dx(t, L, false);
+  }
+  em_close(EM);
+  em_blank(EM);
+}
+
+#undef OP_EM
+
 /* ---- the calls, the buffers, the module ---- */
 
 #define OP_EM (g->em)
@@ -1244,7 +1561,7 @@ static void conv_train_functions(T *t, const TL *L) {
   if (L->pool)
     per_width(t, L, conv_pool_backward, wide_c);
   else if (L->backward)
-    per_width(t, L, conv_backward, wide_f || wide_c);
+    per_width(t, L, conv_backward, conv_groups(l) == 1 && (wide_f || wide_c));
 }
 
 static void conv_members(T *t, const TL *L, long *total) {
@@ -1310,6 +1627,11 @@ static void conv_train_end(T *t, const TL *L) {
   const ConvDims d = conv_dims(L);
   const int J = d.KH * d.KW * d.C;
   em_line(EM, "/* %s: the weight gradient, [F][KH][KW][C] -> [KH][KW][C][F] */", L->l->text);
+  if (EM->kernels) {
+    glue_transpose(EM, S(t, "t->dwt%d", L->k), S(t, "g->p + %ld", L->l->weight_offset), 1, d.F, J,
+                   true);
+    return;
+  }
   em_line(EM, "for (int j = 0; j < %d; j++)", J);
   em_line(EM, "  for (int f = 0; f < %d; f++)", d.F);
   em_line(EM, "    g->p[%ld + j * %d + f] += t->dwt%d[f * %d + j];", L->l->weight_offset, d.F, L->k,
@@ -1320,6 +1642,10 @@ static void conv_train_end(T *t, const TL *L) {
 static void conv_transpose(T *t, const TL *L) {
   const ConvDims d = conv_dims(L);
   const char *w = emit_param_ref(t->em, t->net, L->l, 0, "m");
+  if (EM->kernels) {
+    glue_transpose(EM, w, S(t, "t->wt%d", L->k), d.KH * d.KW, d.C, d.F, false);
+    return;
+  }
   em_open(EM, "%s", "");
   em_line(EM, "const float *restrict w = %s;", w);
   em_line(EM, "for (int k = 0; k < %d; k++)", d.KH * d.KW);

@@ -157,6 +157,11 @@ static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *v
 /* Written once per vector width when the outputs are whole vectors of 16
    floats, else once on 8. */
 static void emit_dense(Gen *g, const Layer *l, const char *fn) {
+  if (EM->kernels) {
+    glue_dense_forward(EM, g->net, l, fn, g->train ? g->act : l->act, forward_param_ref(g, l, 0),
+                       forward_has_bias(g, l) ? forward_param_ref(g, l, 1) : "NULL");
+    return;
+  }
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const Shape src = dense_source(g->net, l);
   const char *what =
@@ -182,6 +187,8 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
 #define OP_EM (t->em)
 
 static void dense_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const char *n = t->n;

@@ -18,6 +18,7 @@
 
 #include "compile.h"
 #include "emit.h"
+#include "emit_glue.h"
 #include "emit_model.h"
 #include "emitter.h"
 
@@ -85,6 +86,7 @@ typedef struct TL {
   const char *bfn;       /* its backward function: fn_backward (fn_explain_backward
                             for a variant only NAME_explain calls) */
   const char *in, *out;  /* C expressions of its input and output (per image) */
+  const char *in2;       /* an add: the other path's output (OpModule.operand) */
   Act act;               /* the activation it applies (the output one is the loss's) */
   int k;                 /* index among the TLs: buffer names */
   bool pad;              /* conv with padding: input copied into t->xp<k> */
@@ -150,5 +152,8 @@ typedef void BlockBody(T *t, const TL *L, int nv, int shift, const EmVec *v);
 void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body);
 typedef void LayerFunction(T *t, const TL *L);
 void per_width(T *t, const TL *L, LayerFunction *fn, bool wide);
+/* With Emitter.kernels (the JIT), writes L's backward function as one call
+   to the prebuilt kernels and returns true; false: the module writes it. */
+bool glue_backward(T *t, const TL *L);
 
 #endif

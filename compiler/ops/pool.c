@@ -39,6 +39,10 @@ static bool pool_variant(const Layer *l) {
 #define OP_EM (g->em)
 
 static void emit_pool(Gen *g, const Layer *l, const char *fn) {
+  if (EM->kernels) {
+    glue_pool_forward(EM, l, fn);
+    return;
+  }
   const int C = l->in.c, W = l->in.w, SH = l->u.pool.sh, SW = l->u.pool.sw;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, PH = l->out.h, PW = l->out.w;
   const bool avg = l->op == OP_AVGPOOL;
@@ -95,6 +99,8 @@ static void emit_pool(Gen *g, const Layer *l, const char *fn) {
 /* Maxpool sends each window's gradient to its first maximum in row-major
    order: `r` holds what is still to be given, and the first match takes it. */
 static void pool_backward(T *t, const TL *L) {
+  if (glue_backward(t, L))
+    return;
   const Layer *l = L->l;
   const int IW = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
   const int KH = l->u.pool.kh, KW = l->u.pool.kw, SH = l->u.pool.sh, SW = l->u.pool.sw;

@@ -22,7 +22,7 @@ StParam *ckpt_params(const StParam *p, int np, const char *const *slots, int nsl
       StParam *t = &all[(s + 1) * np + i];
       *t = p[i];
       char full[sizeof t->name + 32];
-      snprintf(full, sizeof full, "opt.%s.%s", slots[s], p[i].name);
+      snprintf(full, sizeof full, "%s.%s", slots[s], p[i].name);
       snprintf(t->name, sizeof t->name, "%.*s", (int)sizeof t->name - 1, full);
       t->offset += (long)(s + 1) * param_count;
     }
@@ -43,12 +43,15 @@ int ckpt_write(const char *path, const StParam *t, int n, const float *state, co
       st[i].shape[d] = t[i].shape[d];
   }
   char epoch[24], steps[24], seed[24], batch[24], samples[24], threads[24], acc[32], loss[32];
-  char batches[24], sums[160], lr[32];
+  char batches[24], sums[160], lr[32], best_epoch[24], best_loss[48], waited[24];
   snprintf(epoch, sizeof epoch, "%llu", m->epoch);
   snprintf(batches, sizeof batches, "%llu", m->epoch_batches);
   /* Hex floats, so that the resumed epoch's line sums exactly what it would have. */
   snprintf(sums, sizeof sums, "%a %a %a %a", m->sums[0], m->sums[1], m->sums[2], m->sums[3]);
   snprintf(lr, sizeof lr, "%.17g", m->lr);
+  snprintf(best_epoch, sizeof best_epoch, "%llu", m->best_epoch);
+  snprintf(best_loss, sizeof best_loss, "%a", m->best_loss);
+  snprintf(waited, sizeof waited, "%llu", m->waited);
   snprintf(steps, sizeof steps, "%llu", m->step);
   snprintf(seed, sizeof seed, "%llu", m->seed);
   snprintf(batch, sizeof batch, "%llu", m->batch);
@@ -67,6 +70,8 @@ int ckpt_write(const char *path, const StParam *t, int n, const float *state, co
       "test_accuracy", acc,             "test_loss", loss,
       "epoch_batches", batches,         "epoch_sums", sums,
       "lr", lr,
+      "best_epoch", best_epoch,         "best_val_loss", best_loss,
+      "epochs_without_improvement", waited,
       NULL};
   /* clang-format on */
   int rc = st_write(path, st, n, meta, e);
@@ -116,6 +121,13 @@ int ckpt_read_meta(const StFile *f, CkptMeta *m, Err *e) {
   m->lr = meta_real(f, "lr");
   m->test_accuracy = meta_real(f, "test_accuracy");
   m->test_loss = meta_real(f, "test_loss");
+  /* Early stopping's state: absent before it existed (no best epoch yet). */
+  if (st_meta(f, "best_epoch") && (meta_number(f, "best_epoch", &m->best_epoch, e) < 0 ||
+                                   meta_number(f, "epochs_without_improvement", &m->waited, e) < 0))
+    return -1;
+  m->best_loss = meta_real(f, "best_val_loss");
+  if (m->best_epoch > 0 && isnan(m->best_loss))
+    return err_set(e, f->path, "checkpoint metadata lacks a valid 'best_val_loss'");
   /* epoch_batches and epoch_sums: absent before a stop inside an epoch was
      possible (position 0). */
   if (st_meta(f, "epoch_batches") && meta_number(f, "epoch_batches", &m->epoch_batches, e) < 0)

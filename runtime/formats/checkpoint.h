@@ -19,12 +19,17 @@ typedef struct CkptMeta {
                      (written as hex floats, so exact) */
   int sums_ok;    /* on read: 1 when epoch_sums held four numbers with weights > 0 */
   double lr, test_accuracy, test_loss; /* on read: NaN where absent */
+  /* early_stopping: the epoch with the lowest validation loss so far (0:
+     none yet), that loss, and the epochs since it (0 where absent). */
+  unsigned long long best_epoch, waited;
+  double best_loss;
 } CkptMeta;
 
 /* The tensors of a checkpoint: the np parameter tensors p, then for each of
-   the nslots optimizer slots a copy named opt.SLOT.NAME whose offset is moved
-   on by param_count per slot. malloc'd; *count gets their number; NULL when
-   out of memory. */
+   the nslots slots (optimizer state "opt.m", "opt.v", "opt.velocity"; early
+   stopping's best weights "best") a copy named SLOT.NAME whose offset is
+   moved on by param_count per slot. malloc'd; *count gets their number; NULL
+   when out of memory. */
 StParam *ckpt_params(const StParam *p, int np, const char *const *slots, int nslots,
                      long param_count, int *count);
 

@@ -23,7 +23,7 @@ int trainlog_write(const char *path, const EpochStats *rows, int n, Err *e) {
   fprintf(af.f, "%s\n", log_header);
   for (int i = 0; i < n; i++) {
     const EpochStats *s = &rows[i];
-    fprintf(af.f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,", s->epoch, s->loss, s->accuracy, s->test_loss,
+    fprintf(af.f, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,", s->epoch, s->loss, s->accuracy, s->test_loss,
             s->test_accuracy, s->seconds);
     if (!isnan(s->lr))
       fprintf(af.f, "%g", s->lr);

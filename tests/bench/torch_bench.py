@@ -13,6 +13,10 @@ Subcommands:
   train            images/s for an epoch at batch 32, Adam lr=0.001, sparse CE,
                    at 1 and 2 threads (env BENCH_TRAIN_IMAGES, default 60000)
   compare DIR K    stdlib only: max |difference| between the *_out.f32 files in DIR
+  layer NAME SPEC [OUT.onnx]
+                   one conv + ReLU (SPEC HxWxC:F:K:G, groups G) at batch 1 on 1 thread,
+                   eager, channels_last and oneDNN, the best reported; OUT.onnx: the
+                   same layer for ONNX Runtime
 
 Results go to stdout as `RESULT PEER METRIC VALUE` lines that tests/bench/run collects;
 everything else is commentary. Times are medians over repetitions (time.perf_counter).
@@ -212,6 +216,54 @@ def cmd_infer(reps):
         print("RESULT torch %s_mode %s" % (metric, best[0]))
 
 
+def cmd_layer(name, spec, reps, onnx_out=None):
+    """One conv layer + ReLU at batch 1 on 1 thread, as tests/bench/run's grouped and
+    depthwise networks: spec HxWxC:F:K:G (KxK kernel, padding K // 2, stride 1, groups G),
+    random weights, 64 random inputs cycled through. Times eager NCHW, eager channels_last and jit.trace +
+    optimize_for_inference; RESULT torch_NAME latency_b1_t1 (the best) and _mode. With
+    onnx_out, also exports the layer for ONNX Runtime."""
+    import copy
+
+    import torch
+
+    dims, f, k, g = spec.split(":")
+    h, w, c = (int(v) for v in dims.split("x"))
+    f, k, g = int(f), int(k), int(g)
+    torch.manual_seed(1)
+    torch.set_num_threads(1)
+    net = torch.nn.Sequential(torch.nn.Conv2d(c, f, k, padding=k // 2, groups=g), torch.nn.ReLU())
+    net = net.eval()
+    # 64 inputs cycled through, as cnngen_infer and ort_bench.js do: each call reads an
+    # input that is not in the caches
+    xs = [torch.rand(1, c, h, w) for _ in range(64)]
+    x = xs[0]
+    cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    xcls = [v.contiguous(memory_format=torch.channels_last) for v in xs]
+    with torch.inference_mode():
+        onednn = torch.jit.optimize_for_inference(torch.jit.trace(copy.deepcopy(net), x).eval())
+        best = None
+        for mode, m, inps in (("eager", net, xs), ("channels_last", cl, xcls), ("jit_onednn", onednn, xs)):
+            i = [0]
+
+            def step():
+                m(inps[i[0] % 64])
+                i[0] += 1
+
+            for _ in range(20):
+                step()
+            t = measure(step, reps)
+            print("torch %s %s: %.1f us/image" % (name, mode, t * 1e6))
+            if best is None or t < best[1]:
+                best = (mode, t)
+    print("RESULT torch_%s latency_b1_t1 %.3f" % (name, best[1] * 1e6))
+    print("RESULT torch_%s latency_b1_t1_mode %s" % (name, best[0]))
+    if onnx_out:
+        torch.onnx.export(
+            net, x, onnx_out, opset_version=13, input_names=["x"], output_names=["y"],
+            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+        )  # fmt: skip
+
+
 def cmd_train(n_images, threads_list, batch=32, segments=10):
     import torch
     from torch import nn
@@ -302,6 +354,8 @@ def main(argv):
     elif cmd == "train":
         threads = [int(t) for t in os.environ.get("BENCH_TRAIN_THREADS", "1,2").split(",")]
         cmd_train(int(os.environ.get("BENCH_TRAIN_IMAGES", "60000")), threads)
+    elif cmd == "layer":
+        cmd_layer(args[0], args[1], int(os.environ.get("BENCH_REPS", "7")), *args[2:3])
     elif cmd == "compare":
         cmd_compare(args[0], int(args[1]))
     else:

@@ -2989,12 +2989,13 @@ double fashion_accumulate(const fashion_model *m, fashion_work *w, fashion_grads
     return fashion_accumulate_y(m, w, g, x, target, weight, n, key, NULL);
 }
 
-/* adam lr=0.001 beta1=0.9 beta2=0.999 eps=1e-07 weight_decay=0, on the gradient scale * g:
+/* adam (lr=0.001 in the .cnn file) beta1=0.9 beta2=0.999 eps=1e-07 weight_decay=0, on the
+   gradient scale * g, at the learning rate lr of the step:
    g += weight_decay * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
    p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), with c1 = 1 - b1^t
    and c2 = 1 - b2^t. */
 static void fashion_adam(float *restrict p, const float *restrict g, float *restrict s0,
-                         float *restrict s1, long n, float scale, float c1, float c2) {
+                         float *restrict s1, long n, float scale, float lr, float c1, float c2) {
   long i = 0;
 #ifdef fashion_SQRT
   for (; i + 8 <= n; i += 8) {
@@ -3006,7 +3007,7 @@ static void fashion_adam(float *restrict p, const float *restrict g, float *rest
     gv = scale * gv;
     m0 = 0.9f * m0 + 0.1f * gv;
     m1 = 0.999f * m1 + 0.001f * gv * gv;
-    pv -= 0.001f * (m0 / c1) / (fashion_SQRT(m1 / c2) + 1e-07f);
+    pv -= lr * (m0 / c1) / (fashion_SQRT(m1 / c2) + 1e-07f);
     fashion_STORE(p + i, pv);
     fashion_STORE(s0 + i, m0);
     fashion_STORE(s1 + i, m1);
@@ -3016,11 +3017,11 @@ static void fashion_adam(float *restrict p, const float *restrict g, float *rest
     const float gi = scale * g[i];
     s0[i] = 0.9f * s0[i] + 0.1f * gi;
     s1[i] = 0.999f * s1[i] + 0.001f * gi * gi;
-    p[i] -= 0.001f * (s0[i] / c1) / (sqrtf(s1[i] / c2) + 1e-07f);
+    p[i] -= lr * (s0[i] / c1) / (sqrtf(s1[i] / c2) + 1e-07f);
   }
 }
 
-void fashion_update(fashion_model *m, const fashion_grads *g, float scale) {
+void fashion_update(fashion_model *m, const fashion_grads *g, float scale, float lr) {
   const uint64_t step = ++m->step;
   const float c1 = (float)(1.0 - pow(0.90000000000000002, (double)step));
   const float c2 = (float)(1.0 - pow(0.999, (double)step));
@@ -3028,19 +3029,19 @@ void fashion_update(fashion_model *m, const fashion_grads *g, float scale) {
     const fashion_tensor *t = &fashion_tensors[j];
     const long at = t->offset, count = (long)t->o * t->c * t->k;
     fashion_adam((float *)((char *)m + t->at), g->p + at, m->opt[0] + at, m->opt[1] + at, count,
-                 scale, c1, c2);
+                 scale, lr, c1, c2);
   }
 }
 
 float fashion_train_step(fashion_model *m, fashion_work *w, fashion_grads *g, const float *x,
-                         const float *target, const float *weight, int n, uint64_t key) {
+                         const float *target, const float *weight, int n, uint64_t key, float lr) {
   double wsum = 0.0;
   for (int i = 0; i < n; i++)
     wsum += weight ? weight[i] : 1.0f;
   fashion_grads_zero(g);
   const double loss = fashion_accumulate(m, w, g, x, target, weight, n, key);
   if (wsum > 0.0)
-    fashion_update(m, g, (float)(1.0 / wsum));
+    fashion_update(m, g, (float)(1.0 / wsum), lr);
   return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;
 }
 

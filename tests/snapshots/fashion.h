@@ -164,11 +164,12 @@ double fashion_accumulate(const fashion_model *m, fashion_work *w, fashion_grads
 double fashion_accumulate_y(const fashion_model *m, fashion_work *w, fashion_grads *g,
                             const float *x, const float *target, const float *weight, int n,
                             uint64_t key, float *y);
-/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights). */
-void fashion_update(fashion_model *m, const fashion_grads *g, float scale);
+/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights) at
+   learning rate lr (the train block's is 0.001; a schedule changes it per step). */
+void fashion_update(fashion_model *m, const fashion_grads *g, float scale, float lr);
 /* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */
 float fashion_train_step(fashion_model *m, fashion_work *w, fashion_grads *g, const float *x,
-                         const float *target, const float *weight, int n, uint64_t key);
+                         const float *target, const float *weight, int n, uint64_t key, float lr);
 /* Gradients as a flat array in fashion_load's order and PyTorch layout. */
 void fashion_grads_store(const fashion_grads *g, float *flat);
 /* Optimizer state [fashion_OPT_SLOTS][fashion_PARAM_COUNT] in PyTorch layout, and the step. */

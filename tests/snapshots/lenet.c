@@ -1439,36 +1439,37 @@ double lenet_accumulate(const lenet_model *m, lenet_work *w, lenet_grads *g, con
     return lenet_accumulate_y(m, w, g, x, target, weight, n, key, NULL);
 }
 
-/* sgd lr=0.05 momentum=0.9 weight_decay=0, on the gradient scale * g:
+/* sgd (lr=0.05 in the .cnn file) momentum=0.9 weight_decay=0, on the gradient
+   scale * g, at the learning rate lr of the step:
    g += weight_decay * p; v = momentum v + g; p -= lr * v. */
 static void lenet_sgd(float *restrict p, const float *restrict g, float *restrict s0, long n,
-                      float scale) {
+                      float scale, float lr) {
   for (long i = 0; i < n; i++) {
     const float gi = scale * g[i];
     s0[i] = 0.9f * s0[i] + gi;
-    p[i] -= 0.05f * s0[i];
+    p[i] -= lr * s0[i];
   }
 }
 
-void lenet_update(lenet_model *m, const lenet_grads *g, float scale) {
+void lenet_update(lenet_model *m, const lenet_grads *g, float scale, float lr) {
   const uint64_t step = ++m->step;
   (void)step;
   for (int j = 0; j < lenet_TENSORS; j++) {
     const lenet_tensor *t = &lenet_tensors[j];
     const long at = t->offset, count = (long)t->o * t->c * t->k;
-    lenet_sgd((float *)((char *)m + t->at), g->p + at, m->opt[0] + at, count, scale);
+    lenet_sgd((float *)((char *)m + t->at), g->p + at, m->opt[0] + at, count, scale, lr);
   }
 }
 
 float lenet_train_step(lenet_model *m, lenet_work *w, lenet_grads *g, const float *x,
-                       const float *target, const float *weight, int n, uint64_t key) {
+                       const float *target, const float *weight, int n, uint64_t key, float lr) {
   double wsum = 0.0;
   for (int i = 0; i < n; i++)
     wsum += weight ? weight[i] : 1.0f;
   lenet_grads_zero(g);
   const double loss = lenet_accumulate(m, w, g, x, target, weight, n, key);
   if (wsum > 0.0)
-    lenet_update(m, g, (float)(1.0 / wsum));
+    lenet_update(m, g, (float)(1.0 / wsum), lr);
   return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;
 }
 

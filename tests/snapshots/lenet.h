@@ -156,11 +156,12 @@ double lenet_accumulate(const lenet_model *m, lenet_work *w, lenet_grads *g, con
 /* The same, also writing the outputs [n][lenet_OUTPUT_SIZE] to y when y is not NULL. */
 double lenet_accumulate_y(const lenet_model *m, lenet_work *w, lenet_grads *g, const float *x,
                           const float *target, const float *weight, int n, uint64_t key, float *y);
-/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights). */
-void lenet_update(lenet_model *m, const lenet_grads *g, float scale);
+/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights) at
+   learning rate lr (the train block's is 0.05; a schedule changes it per step). */
+void lenet_update(lenet_model *m, const lenet_grads *g, float scale, float lr);
 /* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */
 float lenet_train_step(lenet_model *m, lenet_work *w, lenet_grads *g, const float *x,
-                       const float *target, const float *weight, int n, uint64_t key);
+                       const float *target, const float *weight, int n, uint64_t key, float lr);
 /* Gradients as a flat array in lenet_load's order and PyTorch layout. */
 void lenet_grads_store(const lenet_grads *g, float *flat);
 /* Optimizer state [lenet_OPT_SLOTS][lenet_PARAM_COUNT] in PyTorch layout, and the step. */

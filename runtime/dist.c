@@ -1,0 +1,255 @@
+/*
+ * dist.c: ranks and the ordered sum (see dist.h).
+ *
+ * The sum. One process adds its threads' gradients as g0 += g1, g0 += g2,
+ * ... and float addition is not associative, so an allreduce (which adds in
+ * an order of its own, a tree or a ring) cannot give the same bits. Two
+ * ways keep the order: every rank gathers every thread's array and adds
+ * them all (R*T arrays in per rank and step), or the running sum walks the
+ * ranks in order. dist_sum does the second: rank 0 adds its threads into
+ * the sum and sends it to rank 1, which adds its threads and sends it on,
+ * to the last rank, which broadcasts the total. Each rank receives and
+ * sends about twice the array, whatever R (as a ring allreduce would);
+ * what grows with R is the chain's latency, which the array's pieces hide:
+ * rank r adds piece k while rank r+1 adds piece k-1.
+ */
+#include "dist.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { PIECE = 16384 }; /* floats per message of the chain: 64 KB */
+
+bool dist_launched(void) {
+  const char *s = getenv("OMPI_COMM_WORLD_SIZE");
+  return s && atoi(s) > 1;
+}
+
+int dist_local_ranks(void) {
+  const char *s = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  int n = s ? atoi(s) : 1;
+  return n < 1 ? 1 : n;
+}
+
+/* $CNNGEN_MPI_PLUGIN, or cnngen-mpi.so in the binary's directory. */
+static void plugin_path(char *buf, size_t cap) {
+  const char *env = getenv("CNNGEN_MPI_PLUGIN");
+  if (env) {
+    snprintf(buf, cap, "%s", env);
+    return;
+  }
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[n > 0 ? n : 0] = 0;
+  char *slash = strrchr(exe, '/');
+  if (slash)
+    slash[1] = 0;
+  else
+    exe[0] = 0;
+  snprintf(buf, cap, "%scnngen-mpi.so", exe);
+}
+
+/* Points standard output and error at /dev/null, keeping the error stream
+   in d->err_fd for a fatal message. */
+static void quiet(Dist *d) {
+  int null = open("/dev/null", O_WRONLY);
+  d->err_fd = dup(2);
+  if (null >= 0) {
+    fflush(stdout);
+    fflush(stderr);
+    dup2(null, 1);
+    dup2(null, 2);
+    close(null);
+  }
+  if (d->err_fd < 0)
+    d->err_fd = 2;
+}
+
+int dist_open(Dist *d, Err *e) {
+  memset(d, 0, sizeof *d);
+  d->size = 1;
+  d->err_fd = 2;
+  if (!dist_launched())
+    return 0;
+  /* Until MPI runs, the ranks know who they are from mpirun's variables:
+     rank 0 alone says what fails. */
+  const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+  if (rank && atoi(rank) != 0)
+    quiet(d);
+  char path[PATH_MAX + 32];
+  plugin_path(path, sizeof path);
+  /* RTLD_GLOBAL: Open MPI's own components resolve libmpi's symbols. */
+  d->lib = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+  if (!d->lib)
+    return err_set(e, path,
+                   "mpirun started %s ranks, but this cnngen has no MPI support (%s) (install "
+                   "libopenmpi-dev and rebuild, or run without mpirun)",
+                   getenv("OMPI_COMM_WORLD_SIZE"), dlerror());
+  const DistOps *(*get)(void);
+  void *sym = dlsym(d->lib, DIST_OPS_SYMBOL);
+  memcpy(&get, &sym, sizeof sym);
+  const DistOps *ops = sym ? get() : NULL;
+  if (!ops || ops->version != DIST_OPS_VERSION) {
+    dlclose(d->lib);
+    d->lib = NULL;
+    return err_set(e, path, "not a cnngen MPI plugin of this version (rebuild cnngen)");
+  }
+  int rc = ops->init(&d->rank, &d->size);
+  if (rc != 0) {
+    char why[256] = "";
+    ops->error_string(rc, why, sizeof why);
+    return err_set(e, path, "MPI_Init failed: %s", why);
+  }
+  d->ops = ops;
+  if (d->rank != 0 && d->err_fd == 2) /* only rank 0 speaks */
+    quiet(d);
+  return 0;
+}
+
+void dist_close(Dist *d) {
+  if (d->ops)
+    d->ops->finalize();
+  free(d->scratch);
+  memset(d, 0, sizeof *d);
+}
+
+/* A communication failed: no rank can go on, and waiting would hang. */
+static void fatal(Dist *d, int rc, const char *what, int peer) {
+  char why[256] = "", msg[512];
+  d->ops->error_string(rc, why, sizeof why);
+  int n = snprintf(msg, sizeof msg,
+                   "cnngen: error: rank %d of %d: %s rank %d failed (%s); stopping every rank "
+                   "(did a rank die? see mpirun's message)\n",
+                   d->rank, d->size, what, peer, why);
+  ssize_t unused = write(d->err_fd, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : 0);
+  (void)unused;
+  d->ops->abort(1);
+  _exit(1); /* MPI_Abort does not return; in case it does */
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void add_piece(float *restrict acc, const float *restrict p, long n) {
+  for (long i = 0; i < n; i++)
+    acc[i] += p[i];
+}
+
+void dist_sum(Dist *d, float *const *parts, int nparts, long n, float *out) {
+  if (n == 0)
+    return;
+  if (!d || d->size == 1) {
+    if (out != parts[0])
+      memcpy(out, parts[0], (size_t)n * sizeof *out);
+    for (int i = 1; i < nparts; i++)
+      if (parts[i])
+        add_piece(out, parts[i], n);
+    return;
+  }
+  int first = d->rank == 0 ? 1 : 0; /* rank 0 starts from its parts[0] */
+  float *acc = out;
+  if (d->rank > 0) {
+    if (d->scratch_n < n) {
+      free(d->scratch);
+      if (!(d->scratch = malloc((size_t)n * sizeof *d->scratch))) {
+        char msg[] = "cnngen: error: out of memory for the sum of a step's gradients\n";
+        ssize_t unused = write(d->err_fd, msg, sizeof msg - 1);
+        (void)unused;
+        d->ops->abort(2);
+        _exit(2);
+      }
+      d->scratch_n = n;
+    }
+    acc = d->scratch;
+  } else if (out != parts[0]) {
+    memcpy(out, parts[0], (size_t)n * sizeof *out);
+  }
+  int last = d->size - 1, rc;
+  double t0 = now();
+  for (long at = 0; at < n; at += PIECE) {
+    long len = n - at < PIECE ? n - at : PIECE;
+    if (d->rank > 0 && (rc = d->ops->recv(acc + at, (size_t)len * sizeof *acc, d->rank - 1)))
+      fatal(d, rc, "receiving the running sum from", d->rank - 1);
+    for (int i = first; i < nparts; i++)
+      if (parts[i])
+        add_piece(acc + at, parts[i] + at, len);
+    if (d->rank < last && (rc = d->ops->send(acc + at, (size_t)len * sizeof *acc, d->rank + 1)))
+      fatal(d, rc, "sending the running sum to", d->rank + 1);
+  }
+  if (d->rank == last && acc != out)
+    memcpy(out, acc, (size_t)n * sizeof *out);
+  if ((rc = d->ops->bcast(out, (size_t)n * sizeof *out, last)))
+    fatal(d, rc, "receiving the sum from", last);
+  d->comm_seconds += now() - t0;
+}
+
+void dist_allgather(Dist *d, const void *mine, size_t bytes, void *all) {
+  if (d->size == 1) {
+    memmove(all, mine, bytes);
+    return;
+  }
+  double t0 = now();
+  int rc = d->ops->allgather(mine, bytes, all);
+  if (rc)
+    fatal(d, rc, "gathering from every rank; rank", d->rank);
+  d->comm_seconds += now() - t0;
+}
+
+void dist_bcast(Dist *d, void *buf, size_t bytes) {
+  if (d->size == 1)
+    return;
+  int rc = d->ops->bcast(buf, bytes, 0);
+  if (rc)
+    fatal(d, rc, "receiving from", 0);
+}
+
+typedef struct Verdict {
+  int rc, internal;
+  char msg[sizeof(((Err *)0)->msg)];
+} Verdict;
+
+int dist_agree(Dist *d, int rc, Err *e) {
+  if (d->size == 1)
+    return rc < 0 ? -1 : 0;
+  Verdict mine = {.rc = rc < 0 ? -1 : 0, .internal = rc < 0 && e->internal};
+  if (rc < 0)
+    memcpy(mine.msg, e->msg, sizeof mine.msg);
+  Verdict *all = malloc((size_t)d->size * sizeof *all);
+  if (!all) {
+    char msg[] = "cnngen: error: out of memory for every rank's verdict\n";
+    ssize_t unused = write(d->err_fd, msg, sizeof msg - 1);
+    (void)unused;
+    d->ops->abort(2);
+    _exit(2);
+  }
+  dist_allgather(d, &mine, sizeof mine, all);
+  int failed = -1;
+  for (int r = 0; r < d->size && failed < 0; r++)
+    if (all[r].rc < 0)
+      failed = r;
+  if (failed >= 0) {
+    Verdict *v = &all[failed];
+    v->msg[sizeof v->msg - 1] = 0;
+    if (!v->msg[0])
+      snprintf(v->msg, sizeof v->msg,
+               "rank %d stopped (run the command without mpirun on its machine to see why)",
+               failed);
+    memcpy(e->msg, v->msg, sizeof e->msg);
+    size_t len = strlen(e->msg);
+    if (failed > 0 && len + 16 < sizeof e->msg)
+      snprintf(e->msg + len, sizeof e->msg - len, " (rank %d)", failed);
+    e->internal = v->internal;
+  }
+  free(all);
+  return failed >= 0 ? -1 : 0;
+}

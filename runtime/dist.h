@@ -1,0 +1,61 @@
+/*
+ * dist.h: data-parallel training across processes. Under `mpirun -n R`,
+ * rank r's T threads are global threads r*T .. r*T+T-1 of a run of R*T
+ * threads, and what the threads of one process would add up in thread
+ * order (gradients, losses, later batch statistics) is added up in the same
+ * order over every rank, so that R ranks of T threads give the weights of
+ * one process of R*T threads bit for bit.
+ *
+ * Without mpirun (or with one rank) a Dist is one process: rank 0 of 1,
+ * and no MPI is loaded. Under mpirun, dist_open loads the MPI plugin
+ * (dist_ops.h) and calls MPI_Init; ranks other than 0 then write nothing to
+ * standard output or error (their messages reach rank 0 through
+ * dist_agree). A failed communication (a rank died) prints what failed and
+ * stops every rank (MPI_Abort, exit status 1): nothing waits forever.
+ */
+#ifndef CNNGEN_DIST_H
+#define CNNGEN_DIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dist_ops.h"
+#include "err.h"
+
+typedef struct Dist {
+  int rank, size;     /* 0 of 1 for one process */
+  const DistOps *ops; /* NULL for one process */
+  void *lib;          /* the plugin's dlopen handle */
+  int err_fd;         /* this rank's own standard error, for fatal messages */
+  float *scratch;     /* dist_sum's running sum on ranks > 0 */
+  long scratch_n;
+  double comm_seconds; /* in dist_sum and dist_allgather, waiting included */
+} Dist;
+
+/* Whether mpirun started this process as one of several ranks
+   (OMPI_COMM_WORLD_SIZE > 1). */
+bool dist_launched(void);
+/* How many ranks share this machine (OMPI_COMM_WORLD_LOCAL_SIZE; 1 alone). */
+int dist_local_ranks(void);
+/* One process unless dist_launched(); then loads the plugin (the file
+   $CNNGEN_MPI_PLUGIN, or cnngen-mpi.so beside the binary) and joins the
+   ranks. A cnngen built without MPI fails here, saying so. */
+int dist_open(Dist *d, Err *e);
+void dist_close(Dist *d);
+
+/* The primitive: parts[0..nparts) are this rank's threads' n floats each,
+   in thread order (NULL: that thread adds nothing); out gets, on every rank,
+   p_0 + p_1 + ... over all global threads, added one after the other
+   left to right as one process's threads are. out may be parts[0]. Global
+   thread 0's part (rank 0's parts[0]) must be there: the sum starts from it. */
+void dist_sum(Dist *d, float *const *parts, int nparts, long n, float *out);
+/* Every rank's `bytes` bytes, in rank order, into all [size][bytes]. */
+void dist_allgather(Dist *d, const void *mine, size_t bytes, void *all);
+/* Rank 0's buf to every rank. */
+void dist_bcast(Dist *d, void *buf, size_t bytes);
+/* A collective verdict: rc is this rank's (0 or -1, with e). Returns -1 on
+   every rank when any rank failed, with e holding the first failing rank's
+   message (" (rank K)" added for K > 0); 0 otherwise. */
+int dist_agree(Dist *d, int rc, Err *e);
+
+#endif

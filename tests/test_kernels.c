@@ -1,0 +1,374 @@
+/*
+ * test_kernels.c: the JIT's prebuilt kernels (runtime/kernels/), every width
+ * this CPU runs (AVX-512, AVX2, generic), against plain double-precision
+ * loops on dimensions chosen to reach every path: channel counts below,
+ * at and between multiples of the vector (the overlapping last vector),
+ * strides and rectangular windows, pixel counts that leave uneven tiles,
+ * fused pools, transposed weights or none. Then the generated C for tcc:
+ * its layers call the kernels, and an engine on it agrees with cc's.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../compiler/emit.h"
+#include "cli.h"
+#include "engine.h"
+#include "kernels/kernels.h"
+#include "testutil.h"
+
+#define TYPEDEF(name, params) typedef void name##_fn params;
+CNK_KERNELS(TYPEDEF)
+#undef TYPEDEF
+
+/* Kernel `name` of `set`, as a function pointer of its type. */
+#define KERNEL(set, name) ((name##_fn *)lookup(set, "cnk_" #name))
+static void (*lookup(const CnkSet *set, const char *name))(void) {
+  for (int i = 0; i < set->count; i++)
+    if (!strcmp(set->symbols[i].name, name))
+      return set->symbols[i].fn;
+  fail_msg("%s has no %s", set->isa, name);
+  return NULL;
+}
+
+/* The sets this CPU runs, by CNNGEN_KERNELS. */
+static int sets(const CnkSet **out) {
+  static const char *const names[3] = {"avx512", "avx2", "generic"};
+  int n = 0;
+  for (int i = 0; i < 3; i++) {
+    setenv("CNNGEN_KERNELS", names[i], 1);
+    const CnkSet *s = cnk_select();
+    if (!strcmp(s->isa, names[i]))
+      out[n++] = s;
+  }
+  unsetenv("CNNGEN_KERNELS");
+  assert_true(n >= 1 && !strcmp(out[n - 1]->isa, "generic"));
+  return n;
+}
+
+static unsigned rng = 1;
+static float *randoms(long n) {
+  float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
+  assert_non_null(p);
+  for (long i = 0; i < n; i++) {
+    rng = rng * 1103515245u + 12345u;
+    p[i] = (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
+  }
+  return p;
+}
+
+static void close_to(const char *isa, const char *what, const float *got, const double *want,
+                     long n) {
+  double worst = 0;
+  for (long i = 0; i < n; i++) {
+    const double d = fabs(got[i] - want[i]) / (1.0 + fabs(want[i]));
+    if (!(d <= 1e-4))
+      fail_msg("%s %s [%ld]: %.9g, expected %.9g", isa, what, i, got[i], want[i]);
+    worst = d > worst ? d : worst;
+  }
+  (void)worst;
+}
+
+typedef struct Case {
+  int C, F, KH, KW, SH, SW, IH, IW;
+} Case;
+
+static const Case cases[] = {
+    {1, 32, 3, 3, 1, 1, 28, 28}, /* fashion's first layer */
+    {32, 64, 3, 3, 1, 1, 13, 13}, {3, 20, 3, 2, 2, 1, 11, 9},  {17, 6, 2, 3, 1, 2, 8, 10},
+    {24, 40, 1, 1, 1, 1, 5, 7},   {9, 33, 5, 5, 2, 2, 15, 15}, {16, 17, 3, 3, 1, 1, 6, 30},
+};
+
+static cnk_conv dims_of(const Case *k, int act, int pool) {
+  return (cnk_conv){k->C,  k->F,  k->KH, k->KW, k->SH, k->SW, k->IH,
+                    k->IW, (k->IH - k->KH) / k->SH + 1, (k->IW - k->KW) / k->SW + 1,
+                    act,   pool,  pool ? 2 : 0, pool ? 2 : 0};
+}
+
+#define X_(d, x, oy, ox, ky, kx, c)                                                                \
+  x[(((long)(oy) * (d)->SH + (ky)) * (d)->IW + (long)(ox) * (d)->SW + (kx)) * (d)->C + (c)]
+
+/* The conv's pre-activation output in double. */
+static double *conv_ref(const cnk_conv *d, const float *x, const float *w, const float *b) {
+  double *y = calloc((size_t)d->OH * d->OW * d->F, sizeof *y);
+  assert_non_null(y);
+  for (int oy = 0; oy < d->OH; oy++)
+    for (int ox = 0; ox < d->OW; ox++)
+      for (int f = 0; f < d->F; f++) {
+        double s = b ? b[f] : 0;
+        for (int ky = 0; ky < d->KH; ky++)
+          for (int kx = 0; kx < d->KW; kx++)
+            for (int c = 0; c < d->C; c++)
+              s += (double)X_(d, x, oy, ox, ky, kx, c) *
+                   w[(((long)ky * d->KW + kx) * d->C + c) * d->F + f];
+        y[((long)oy * d->OW + ox) * d->F + f] = s;
+      }
+  return y;
+}
+
+static void test_kernels_conv_forward(void **state) {
+  (void)state;
+  const CnkSet *set[3];
+  const int nsets = sets(set);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (int pool = 0; pool <= 2; pool++) {
+      const cnk_conv d = dims_of(&cases[i], ACT_RELU, pool);
+      const int POH = pool ? d.OH / 2 : d.OH, POW = pool ? d.OW / 2 : d.OW;
+      const long ny = (long)POH * POW * d.F;
+      float *x = randoms((long)d.IH * d.IW * d.C), *w = randoms((long)d.KH * d.KW * d.C * d.F);
+      float *b = randoms(d.F), *y = malloc((size_t)ny * sizeof *y);
+      double *z = conv_ref(&d, x, w, i % 2 ? NULL : b), *want = calloc((size_t)ny, sizeof *want);
+      for (int py = 0; py < POH; py++) /* relu, then the pool */
+        for (int px = 0; px < POW; px++)
+          for (int f = 0; f < d.F; f++) {
+            const int k = pool ? 2 : 1;
+            double m = pool == 1 ? -INFINITY : 0;
+            for (int q = 0; q < k * k; q++) {
+              double v = z[(((long)py * k + q / k) * d.OW + px * k + q % k) * d.F + f];
+              v = v > 0 ? v : 0;
+              m = pool == 1 ? (v > m ? v : m) : m + v;
+            }
+            want[((long)py * POW + px) * d.F + f] = pool == 2 ? m / 4 : m;
+          }
+      for (int s = 0; s < nsets; s++) {
+        memset(y, 0xff, (size_t)ny * sizeof *y);
+        KERNEL(set[s], conv_forward)(&d, x, w, i % 2 ? NULL : b, y);
+        close_to(set[s]->isa, pool ? "conv_forward + pool" : "conv_forward", y, want, ny);
+      }
+      free(x), free(w), free(b), free(y), free(z), free(want);
+    }
+}
+
+/* The weight and input gradients of dy (after the activation) in double:
+   dw [KH][KW][C][F], dx [IH][IW][C]. */
+static void conv_grads_ref(const cnk_conv *d, const float *x, const float *w, const double *dy,
+                           double *dw, double *dx) {
+  for (int oy = 0; oy < d->OH; oy++)
+    for (int ox = 0; ox < d->OW; ox++)
+      for (int ky = 0; ky < d->KH; ky++)
+        for (int kx = 0; kx < d->KW; kx++)
+          for (int c = 0; c < d->C; c++) {
+            const long j = ((long)ky * d->KW + kx) * d->C + c;
+            const long xi = (((long)oy * d->SH + ky) * d->IW + (long)ox * d->SW + kx) * d->C + c;
+            for (int f = 0; f < d->F; f++) {
+              const double g = dy[((long)oy * d->OW + ox) * d->F + f];
+              dw[j * d->F + f] += x[xi] * g;
+              dx[xi] += w[j * d->F + f] * g;
+            }
+          }
+}
+
+static float *transpose(const cnk_conv *d, const float *w) {
+  float *wt = malloc((size_t)d->KH * d->KW * d->C * d->F * sizeof *wt);
+  assert_non_null(wt);
+  for (int k = 0; k < d->KH * d->KW; k++)
+    for (int c = 0; c < d->C; c++)
+      for (int f = 0; f < d->F; f++)
+        wt[((long)k * d->F + f) * d->C + c] = w[((long)k * d->C + c) * d->F + f];
+  return wt;
+}
+
+static void test_kernels_conv_backward(void **state) {
+  (void)state;
+  const CnkSet *set[3];
+  const int nsets = sets(set);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const cnk_conv d = dims_of(&cases[i], ACT_RELU, 0);
+    const long nx = (long)d.IH * d.IW * d.C, ny = (long)d.OH * d.OW * d.F;
+    const long nw = (long)d.KH * d.KW * d.C * d.F;
+    float *x = randoms(nx), *w = randoms(nw), *y = randoms(ny), *dy0 = randoms(ny);
+    float *wt = transpose(&d, w), *dy = malloc((size_t)ny * sizeof *dy);
+    float *dw = malloc((size_t)nw * sizeof *dw), *db = malloc((size_t)d.F * sizeof *db);
+    float *dx = malloc((size_t)nx * sizeof *dx);
+    double *g = calloc((size_t)ny, sizeof *g), *wdw = calloc((size_t)nw, sizeof *wdw);
+    double *wdx = calloc((size_t)nx, sizeof *wdx), *wdb = calloc((size_t)d.F, sizeof *wdb);
+    for (long p = 0; p < ny; p++) { /* relu' at y, into the 0.5 the gradients start from */
+      g[p] = y[p] > 0 ? dy0[p] : 0;
+      wdb[p % d.F] += g[p];
+    }
+    conv_grads_ref(&d, x, w, g, wdw, wdx);
+    for (long j = 0; j < nw; j++)
+      wdw[j] += 0.5;
+    for (int f = 0; f < d.F; f++)
+      wdb[f] += 0.5;
+    for (int s = 0; s < nsets; s++)
+      for (int with_wt = 0; with_wt <= 1; with_wt++) {
+        memcpy(dy, dy0, (size_t)ny * sizeof *dy);
+        for (long j = 0; j < nw; j++)
+          dw[j] = 0.5f;
+        for (int f = 0; f < d.F; f++)
+          db[f] = 0.5f;
+        memset(dx, 0xff, (size_t)nx * sizeof *dx);
+        KERNEL(set[s], conv_backward)(&d, x, y, dy, w, with_wt ? wt : NULL, dw, db, dx);
+        close_to(set[s]->isa, "conv_backward dy", dy, g, ny);
+        close_to(set[s]->isa, "conv_backward dw", dw, wdw, nw);
+        close_to(set[s]->isa, "conv_backward db", db, wdb, d.F);
+        close_to(set[s]->isa, with_wt ? "conv_backward dx (wt)" : "conv_backward dx", dx, wdx, nx);
+      }
+    free(x), free(w), free(y), free(dy0), free(wt), free(dy), free(dw), free(db), free(dx);
+    free(g), free(wdw), free(wdx), free(wdb);
+  }
+}
+
+/* Conv + maxpool 2x2 backward: each window's gradient to its first maximum
+   (ties made on purpose), dw added transposed ([F][KH][KW][C]). */
+static void test_kernels_conv_pool_backward(void **state) {
+  (void)state;
+  const CnkSet *set[3];
+  const int nsets = sets(set);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const cnk_conv d = dims_of(&cases[i], ACT_RELU, 1);
+    const int POH = d.OH / 2, POW = d.OW / 2;
+    const long nx = (long)d.IH * d.IW * d.C, ny = (long)d.OH * d.OW * d.F;
+    const long nw = (long)d.KH * d.KW * d.C * d.F, np = (long)POH * POW * d.F;
+    float *x = randoms(nx), *w = randoms(nw), *y = randoms(ny), *dyp = randoms(np);
+    float *yp = malloc((size_t)np * sizeof *yp), *wt = transpose(&d, w);
+    for (long p = 0; p < ny; p += 7) /* ties: the first maximum takes the gradient */
+      y[p] = y[p > d.F ? p - d.F : p];
+    double *g = calloc((size_t)ny, sizeof *g), *wdw = calloc((size_t)nw, sizeof *wdw);
+    double *wdx = calloc((size_t)nx, sizeof *wdx);
+    for (int py = 0; py < POH; py++)
+      for (int px = 0; px < POW; px++)
+        for (int f = 0; f < d.F; f++) {
+          long best = -1;
+          for (int q = 0; q < 4; q++) {
+            const long o = (((long)py * 2 + q / 2) * d.OW + px * 2 + q % 2) * d.F + f;
+            if (best < 0 || y[o] > y[best])
+              best = o;
+          }
+          yp[((long)py * POW + px) * d.F + f] = y[best];
+          g[best] += y[best] > 0 ? dyp[((long)py * POW + px) * d.F + f] : 0;
+        }
+    conv_grads_ref(&d, x, w, g, wdw, wdx);
+    double *wdwt = calloc((size_t)nw, sizeof *wdwt);
+    const long J = nw / d.F;
+    for (long j = 0; j < J; j++)
+      for (int f = 0; f < d.F; f++)
+        wdwt[f * J + j] = wdw[j * d.F + f];
+    float *dwt = malloc((size_t)nw * sizeof *dwt), *dx = malloc((size_t)nx * sizeof *dx);
+    for (int s = 0; s < nsets; s++) {
+      memset(dwt, 0, (size_t)nw * sizeof *dwt);
+      KERNEL(set[s], conv_pool_backward)(&d, x, y, yp, dyp, w, wt, dwt, NULL, dx);
+      close_to(set[s]->isa, "conv_pool_backward dwt", dwt, wdwt, nw);
+      close_to(set[s]->isa, "conv_pool_backward dx", dx, wdx, nx);
+    }
+    free(x), free(w), free(y), free(dyp), free(yp), free(wt), free(g), free(wdw), free(wdx);
+    free(wdwt), free(dwt), free(dx);
+  }
+}
+
+static void test_kernels_dense(void **state) {
+  (void)state;
+  const CnkSet *set[3];
+  const int nsets = sets(set);
+  static const int shapes[][2] = {{576, 64}, {64, 10}, {7, 3}, {33, 17}, {5, 130}, {100, 16}};
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    const int in = shapes[i][0], out = shapes[i][1];
+    float *x = randoms(in), *w = randoms((long)in * out), *b = randoms(out), *y = randoms(out);
+    float *dy0 = randoms(out), *got = malloc((size_t)(in > out ? in : out) * sizeof *got);
+    float *dw = malloc((size_t)in * out * sizeof *dw), *dy = malloc((size_t)out * sizeof *dy);
+    double *want = calloc((size_t)out, sizeof *want), *wdx = calloc((size_t)in, sizeof *wdx);
+    double *wdw = calloc((size_t)in * out, sizeof *wdw), *g = calloc((size_t)out, sizeof *g);
+    for (int o = 0; o < out; o++) {
+      double s = b[o];
+      for (int k = 0; k < in; k++)
+        s += (double)x[k] * w[(long)k * out + o];
+      want[o] = s > 0 ? s : 0;
+      g[o] = y[o] > 0 ? dy0[o] : 0;
+    }
+    for (int k = 0; k < in; k++)
+      for (int o = 0; o < out; o++) {
+        wdw[(long)k * out + o] = (double)x[k] * g[o];
+        wdx[k] += (double)w[(long)k * out + o] * g[o];
+      }
+    for (int s = 0; s < nsets; s++) {
+      KERNEL(set[s], dense_forward)(in, out, ACT_RELU, x, w, b, got);
+      close_to(set[s]->isa, "dense_forward", got, want, out);
+      memcpy(dy, dy0, (size_t)out * sizeof *dy);
+      memset(dw, 0, (size_t)in * out * sizeof *dw);
+      KERNEL(set[s], dense_backward)(in, out, ACT_RELU, x, y, dy, w, dw, NULL, got);
+      close_to(set[s]->isa, "dense_backward dw", dw, wdw, (long)in * out);
+      close_to(set[s]->isa, "dense_backward dx", got, wdx, in);
+    }
+    free(x), free(w), free(b), free(y), free(dy0), free(got), free(dw), free(dy);
+    free(want), free(wdx), free(wdw), free(g);
+  }
+}
+
+/* The generated C for tcc calls the kernels for every loop of its layers,
+   and an engine on it (inference and a training step) agrees with cc's. */
+static const char net_src[] = "network k\n"
+                              "input 12x10x6\n"
+                              "conv2d 20 3x3 padding=same relu\n"
+                              "maxpool 2x2\n"
+                              "conv2d 17 3x2 stride=2x1 tanh\n"
+                              "avgpool 2x2 stride=1\n"
+                              "flatten\n"
+                              "dense 9 relu\n"
+                              "dense 4 softmax\n"
+                              "train {\n  loss sparse_categorical_crossentropy\n"
+                              "  optimizer sgd lr=0.1 momentum=0.9\n  batch 4\n}\n";
+
+static void test_kernels_generated_c_calls_them(void **state) {
+  (void)state;
+  tu_write_text("k.cnn", net_src);
+  Arena arena = {0};
+  int status = 0;
+  Net *net = cli_compile_net(&arena, tu_path("k.cnn"), NULL, &status);
+  assert_non_null(net);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  EmitOptions opt = {.training = true, .kernels = true};
+  emit_source(net, &opt, f);
+  fclose(f);
+  /* conv1 twice (inference's with its pool fused, training's without), conv2 once;
+     dense2 twice (training's without the softmax, which the loss applies) */
+  assert_int_equal(tu_count(text, "cnk_conv_forward(&d"), 3);
+  assert_int_equal(tu_count(text, "cnk_conv_pool_backward(&d"), 1);
+  assert_int_equal(tu_count(text, "cnk_conv_backward(&d"), 1);
+  /* the calls, and each kernel's prototype once */
+  assert_int_equal(tu_count(text, "cnk_dense_forward("), 3 + 1);
+  assert_int_equal(tu_count(text, "cnk_dense_backward("), 2 + 1);
+  assert_int_equal(tu_count(text, "cnk_pool_forward("), 2 + 1); /* avgpool; maxpool for training */
+  assert_int_equal(tu_count(text, "cnk_pool_backward("), 1 + 1);
+  assert_int_equal(tu_count(text, "cnk_sgd("), 1 + 1);
+  assert_int_equal(tu_count(text, "for (int ky"), 0); /* no loop of a layer's own */
+  free(text);
+
+  Engine en[2];
+  Err e = {0};
+  const BackendKind kinds[2] = {BACKEND_TCC, BACKEND_CC};
+  float *x = randoms(4 * 720), y[2][16];
+  for (int k = 0; k < 2; k++) {
+    if (engine_open(&en[k], net, kinds[k], false, 1, &e) < 0)
+      fail_msg("%s", e.msg);
+    en[k].init(en[k].model, 7);
+    engine_infer(&en[k], x, 4, y[k]);
+  }
+  for (int i = 0; i < 16; i++)
+    assert_float_equal(y[0][i], y[1][i], 1e-5);
+  engine_close(&en[0]);
+  engine_close(&en[1]);
+  free(x);
+  arena_free(&arena);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_kernels_conv_forward),
+      cmocka_unit_test(test_kernels_conv_backward),
+      cmocka_unit_test(test_kernels_conv_pool_backward),
+      cmocka_unit_test(test_kernels_dense),
+      cmocka_unit_test(test_kernels_generated_c_calls_them),
+  };
+  return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
+}
