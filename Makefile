@@ -20,7 +20,7 @@ ifneq ($(V),1)
 endif
 
 COMPILER := arena ops ir diag lower shape fuse plan summary compile emit emit_model emit_infer emit_train \
-            ops/conv2d ops/dense ops/pool ops/globalavgpool ops/flatten ops/dropout ops/activation ops/residual \
+            ops/conv2d ops/dense ops/pool ops/globalavgpool ops/flatten ops/batchnorm ops/dropout ops/activation ops/residual \
             emit_glue
 RUNTIME  := err io formats/idx formats/safetensors formats/checkpoint formats/trainlog formats/image formats/folder formats/dataset backend backend_tcc backend_cc engine dist \
             cli cmd_compile cmd_check cmd_predict cmd_eval trainer cmd_train \

@@ -30,16 +30,12 @@ static void conv_dims(Emitter *em, const Layer *l, int ih, int iw, Act act, cons
           pool ? pool->u.pool.kh : 0, pool ? pool->u.pool.kw : 0);
 }
 
-static const char *bias_ref(Emitter *em, const Net *net, const Layer *l, const char *m) {
-  return l->bias_count ? emit_param_ref(em, net, l, 1, m) : "NULL";
-}
-
 static void comment(Emitter *em, const Layer *l, const char *what) {
   em_comment(em, "%s\n%s", emit_quote(em, l), what);
 }
 
 void glue_conv_forward(Emitter *em, const Net *net, const Layer *l, const char *fn,
-                       const Layer *pool, Act act) {
+                       const Layer *pool, Act act, const char *w, const char *b) {
   const int ih = l->in.h + l->u.conv.pad_top + l->u.conv.pad_bottom;
   const int iw = l->in.w + l->u.conv.pad_left + l->u.conv.pad_right;
   comment(em, l,
@@ -50,21 +46,20 @@ void glue_conv_forward(Emitter *em, const Net *net, const Layer *l, const char *
              "float *restrict y)",
              fn, net->name);
   conv_dims(em, l, ih, iw, act, pool);
-  em_call(em, "cnk_conv_forward(&d, x, %s, %s, y);", emit_param_ref(em, net, l, 0, "m"),
-          bias_ref(em, net, l, "m"));
+  em_call(em, "cnk_conv_forward(&d, x, %s, %s, y);", w, b);
   em_close(em);
   em_blank(em);
 }
 
-void glue_dense_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act) {
+void glue_dense_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act,
+                        const char *w, const char *b) {
   const int in = (int)shape_size(l->in), out = l->out.c;
   comment(em, l, em_str(em, "x [%d] -> y [%d]", in, out));
   em_open_fn(em,
              "static void %s_forward(const %s_model *restrict m, const float *restrict x, "
              "float *restrict y)",
              fn, net->name);
-  em_call(em, "cnk_dense_forward(%d, %d, %d, x, %s, %s, y);", in, out, (int)act,
-          emit_param_ref(em, net, l, 0, "m"), bias_ref(em, net, l, "m"));
+  em_call(em, "cnk_dense_forward(%d, %d, %d, x, %s, %s, y);", in, out, (int)act, w, b);
   em_close(em);
   em_blank(em);
 }

@@ -17,10 +17,13 @@
 void glue_declarations(Emitter *em);
 
 /* FN_forward(m, x, y) of conv or dense layer l with activation act (and for
-   a conv, the pool fused after it, or NULL); FN_forward(x, y) of a pool. */
+   a conv, the pool fused after it, or NULL), reading its weights and bias
+   (or "NULL") through w and b: a folded batchnorm's (NAME_fold) where one
+   folds into it; FN_forward(x, y) of a pool. */
 void glue_conv_forward(Emitter *em, const Net *net, const Layer *l, const char *fn,
-                       const Layer *pool, Act act);
-void glue_dense_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act);
+                       const Layer *pool, Act act, const char *w, const char *b);
+void glue_dense_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act,
+                        const char *w, const char *b);
 void glue_pool_forward(Emitter *em, const Layer *l, const char *fn);
 
 /* A backward function as the training emitter names and calls it. */

@@ -78,6 +78,11 @@ void layer_comment(Gen *g, const Layer *l, const char *what) {
   const char *text = QUOTE(l);
   if (l->fused_act)
     text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_act));
+  if (l->fused_bn && !g->train)
+    text = em_str(EM, "%s\n+ %s (folded into the weights and bias: NAME_fold)", text,
+                  QUOTE(l->fused_bn));
+  if (l->fused_bn && l->fused_bn->fused_act && !g->train)
+    text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_bn->fused_act));
   if (l->fused_pool && !g->train)
     text = em_str(EM, "%s\n+ %s (fused)", text, QUOTE(l->fused_pool));
   if (g->train)
@@ -86,6 +91,16 @@ void layer_comment(Gen *g, const Layer *l, const char *what) {
   if (what)
     text = em_str(EM, "%s\n%s", text, what);
   em_comment(EM, "%s", text);
+}
+
+const char *forward_param_ref(Gen *g, const Layer *l, int bias) {
+  if (l->fused_bn && !g->train)
+    return emit_folded_ref(EM, l, bias, "m");
+  return emit_param_ref(EM, g->net, l, bias, "m");
+}
+
+bool forward_has_bias(const Gen *g, const Layer *l) {
+  return l->bias_count > 0 || (l->fused_bn && !g->train);
 }
 
 /* ---- scalar activations ---- */

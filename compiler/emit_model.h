@@ -21,6 +21,12 @@ void emit_tensor_loop(Emitter *em, const Net *net, const char *body);
 /* A C expression (through the model pointer `m`) for the first float of
    layer l's weights (bias = 0) or bias (bias = 1), in the model's layout. */
 const char *emit_param_ref(Emitter *em, const Net *net, const Layer *l, int bias, const char *m);
+/* The same for the running mean (var = 0) or variance (1) of a layer with
+   running statistics (OpModule.stats). */
+const char *emit_stats_ref(Emitter *em, const Layer *l, int var, const char *m);
+/* The same for the weights and bias of a conv/dense with a folded batchnorm
+   (Layer.fused_bn), which NAME_fold computes from both layers' tensors. */
+const char *emit_folded_ref(Emitter *em, const Layer *l, int bias, const char *m);
 /* "line 6: conv2d 32 3x3 relu": how a comment quotes a layer. */
 const char *emit_quote(Emitter *em, const Layer *l);
 /* "[26][26][32]" for an image, "[10]" for a vector. */

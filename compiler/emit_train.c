@@ -770,11 +770,16 @@ static void update_function(T *t) {
     const char *state = adam       ? "m->opt[0] + at, m->opt[1] + at, "
                         : t->slots ? "m->opt[0] + at, "
                                    : "";
-    emit_tensor_loop(EM, net,
-                     S(t,
-                       "const long at = t->offset, count = (long)t->o * t->c * t->k;\n"
-                       "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale, lr%s);",
-                       n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
+    emit_tensor_loop(
+        EM, net,
+        S(t,
+          "%s"
+          "const long at = t->offset, count = (long)t->o * t->c * t->k;\n"
+          "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale, lr%s);",
+          net_has_stats(net) ? "if (t->bound < -1.5f)\n  continue; /* running statistics */\n" : "",
+          n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
+    if (net_has_folds(net))
+      em_line(EM, "%s_fold(m);", n);
   }
   em_close(EM);
   em_blank(EM);

@@ -18,6 +18,14 @@
  *                                        as a step of its own with this IR
  *                                        unchanged (Layer.out of the conv is
  *                                        still the unpooled shape).
+ *   conv2d/dense (linear) + batchnorm    INFERENCE ONLY. The batchnorm (with the
+ *   [+ activation]                       activation after it, which it takes as
+ *                                        its act for training too) folds into
+ *                                        the conv's or dense's weights and bias
+ *                                        (NAME_fold): it is the layer's fused_bn
+ *                                        and fused_away, and the layer's act
+ *                                        becomes the batchnorm's (plan.c keeps
+ *                                        the layer's training act linear).
  *   dropout                              identity in inference: fused_away,
  *                                        which only the inference emitter
  *                                        reads; training always runs it.
@@ -29,11 +37,22 @@
  */
 #include "compile.h"
 
+/* The activation layer after l (layer i), if any, into l; whether it did. */
+static bool fuse_act(Net *net, Layer *l, int i) {
+  Layer *next = i + 1 < net->nlayers ? &net->layers[i + 1] : NULL;
+  if (!next || next->op != OP_ACT || l->act != ACT_LINEAR || !op_modules[l->op]->takes_act)
+    return false;
+  l->act = next->act;
+  l->fused_act = next;
+  next->fused_away = true;
+  return true;
+}
+
 void fuse(Net *net) {
   for (int i = 0; i < net->nlayers; i++) {
     Layer *l = &net->layers[i];
     l->fused_away = false;
-    l->fused_act = l->fused_pool = NULL;
+    l->fused_act = l->fused_pool = l->fused_bn = NULL;
   }
   for (int i = 0; i < net->nlayers; i++) {
     Layer *l = &net->layers[i];
@@ -45,12 +64,20 @@ void fuse(Net *net) {
     if (!op->takes_act)
       continue;
     Layer *next = i + 1 < net->nlayers ? &net->layers[i + 1] : NULL;
-    if (next && next->op == OP_ACT && l->act == ACT_LINEAR) {
+    int after = i;
+    /* a grouped conv keeps its batchnorm unfolded: its kernels read the
+       layer's own weights (conv_groups) */
+    const bool foldable = l->op != OP_CONV2D || conv_groups(l) == 1;
+    if (next && op_modules[next->op]->folds_weights && op->weights && foldable &&
+        l->act == ACT_LINEAR) {
+      fuse_act(net, next, i + 1);
+      l->fused_bn = next;
       l->act = next->act;
-      l->fused_act = next;
       next->fused_away = true;
+      after = next->fused_act ? i + 2 : i + 1;
+    } else if (fuse_act(net, l, i)) {
+      after = i + 1;
     }
-    int after = l->fused_act ? i + 1 : i;
     next = after + 1 < net->nlayers ? &net->layers[after + 1] : NULL;
     if (next && op->fuses_pool && op_modules[next->op]->folds && op->fuses_pool(l, next)) {
       l->fused_pool = next;

@@ -27,9 +27,32 @@ int net_tensors(const Net *net, TensorInfo *out) {
         b->count = l->bias_count;
       }
     }
-    n += l->bias_count ? 2 : 1;
+    if (op_modules[l->op]->stats && out) /* running statistics: not trained */
+      for (int k = 0; k < 2; k++) {
+        TensorInfo *r = &out[n + 2 + k];
+        snprintf(r->name, sizeof r->name, "%s.%s", l->name, k ? "running_var" : "running_mean");
+        r->rank = 1;
+        r->shape[0] = (int)l->bias_count;
+        r->offset = l->stats_offset + k * l->bias_count;
+        r->count = l->bias_count;
+      }
+    n += (l->bias_count ? 2 : 1) + (op_modules[l->op]->stats ? 2 : 0);
   }
   return n;
+}
+
+bool net_has_stats(const Net *net) {
+  for (int i = 0; i < net->nlayers; i++)
+    if (op_modules[net->layers[i].op]->stats)
+      return true;
+  return false;
+}
+
+bool net_has_folds(const Net *net) {
+  for (int i = 0; i < net->nlayers; i++)
+    if (net->layers[i].fused_bn)
+      return true;
+  return false;
 }
 
 const Layer *net_cam_layer(const Net *net) {

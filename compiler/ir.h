@@ -91,6 +91,9 @@ typedef struct Layer {
     struct {
       double rate;
     } dropout;
+    struct {
+      double momentum, eps;
+    } bn;
     /* A residual block's three layers (OP_RESIDUAL, OP_SHORTCUT, OP_ADD)
        name each other by index in Net.layers: the fork, where the block's
        input x is kept; the shortcut, where the main path's output m is kept
@@ -111,12 +114,17 @@ typedef struct Layer {
   /* Parameters (shape.c). Offsets count floats in the flat parameter array. */
   long weight_offset, weight_count; /* 0 counts for layers without weights */
   long bias_offset, bias_count;     /* no bias: offset -1, count 0 */
+  long stats_offset;  /* OpModule.stats: running_mean here, running_var after
+                        it (bias_count floats each); -1 otherwise */
   long macs; /* multiply-accumulates per image */
 
   /* Fusion (fuse.c). */
   bool fused_away;          /* folded into the previous layer; emits no code of its own */
   struct Layer *fused_act;  /* OP_ACT folded into this conv/dense (its act set) */
   struct Layer *fused_pool; /* inference: maxpool/avgpool folded into this conv */
+  struct Layer *fused_bn;   /* inference: batchnorm folded into this conv/dense's
+                               weights and bias (NAME_fold); its act is then the
+                               batchnorm's, its training act stays linear */
 
   /* Memory plan (plan.c). Offsets count floats inside the work struct's
      activation buffer, per image; -1 where the layer keeps no buffer. */
@@ -234,6 +242,11 @@ typedef struct TensorInfo {
 /* Lists the parameter tensors in file order; returns their number. `out`
    may be NULL to count. (ir.c) */
 int net_tensors(const Net *net, TensorInfo *out);
+
+/* Whether a layer has running statistics (OpModule.stats), and whether a
+   batchnorm is folded into a conv/dense (Layer.fused_bn). (ir.c) */
+bool net_has_stats(const Net *net);
+bool net_has_folds(const Net *net);
 
 /* Grad-CAM's layer: the last spatial layer that OpModule.cam marks (a conv,
    the add of a residual block) outside any block, so that every path from

@@ -42,9 +42,18 @@ static bool is_stmt(const char *word, int stmt) {
   return word && strcmp(word, statement_words[stmt]) == 0;
 }
 
-enum { OPTION_STRIDE, OPTION_PADDING, OPTION_NAME, OPTION_BIAS, OPTION_GROUPS, OPTION_COUNT };
-static const char *const option_words[OPTION_COUNT] = {"stride", "padding", "name", "bias",
-                                                       "groups"};
+enum {
+  OPTION_STRIDE,
+  OPTION_PADDING,
+  OPTION_NAME,
+  OPTION_BIAS,
+  OPTION_GROUPS,
+  OPTION_MOMENTUM,
+  OPTION_EPS,
+  OPTION_COUNT
+};
+static const char *const option_words[OPTION_COUNT] = {"stride", "padding",  "name", "bias",
+                                                       "groups", "momentum", "eps"};
 /* padding=valid, padding=same (else P or PHxPW: PAD_EXPLICIT) */
 static const char *const padding_words[] = {[PAD_VALID] = "valid", [PAD_SAME] = "same"};
 enum { PADDING_WORDS = sizeof padding_words / sizeof padding_words[0] };
@@ -77,6 +86,11 @@ static const struct {
                   1u << OPTION_NAME | 1u << OPTION_BIAS,
                   true,
                   "dense N [bias=false] [ACT] [name=N]"},
+    [OP_BATCHNORM] = {0,
+                      {0},
+                      1u << OPTION_MOMENTUM | 1u << OPTION_EPS | 1u << OPTION_NAME,
+                      false,
+                      "batchnorm [momentum=F] [eps=F] [name=N]"},
     [OP_DROPOUT] = {1, {"a rate"}, 0, false, "dropout RATE (0 <= RATE < 1)"},
     [OP_ACT] = {0, {0}, 0, true, "relu, sigmoid, tanh or softmax on a line of its own"},
     /* Blocks (lower_residual); the add is no word of the language. */
@@ -372,6 +386,12 @@ static void layer_option(Lower *L, const Stmt *s, Layer *l, const Arg *a, Loc *s
   case OPTION_GROUPS:
     want_int_field(L, v, "the group count", 1, &l->u.conv.groups);
     break;
+  case OPTION_MOMENTUM:
+    want_real(L, v, "the momentum", 0, false, 1, false, "in [0, 1]", &l->u.bn.momentum);
+    break;
+  case OPTION_EPS:
+    want_real(L, v, "eps", 0, true, 1, false, "in (0, 1]", &l->u.bn.eps);
+    break;
   case OPTION_NAME:
     if (v->kind != ARG_WORD)
       diag_error(L->d, v->loc, "a layer name must be a word like 'features', got %s",
@@ -444,6 +464,7 @@ static void layer_positional(Lower *L, Layer *l, int i, const Arg *a) {
   case OP_DROPOUT:
     want_real(L, a, "the dropout rate", 0, false, 1, true, "in [0, 1)", &l->u.dropout.rate);
     break;
+  case OP_BATCHNORM:
   case OP_GLOBALAVGPOOL:
   case OP_FLATTEN:
   case OP_ACT:
@@ -483,6 +504,10 @@ static Layer *layer_new(Lower *L, const Stmt *s, OpKind op, int act) {
   l->depth = L->depth;
   if (op == OP_CONV2D)
     l->u.conv.sh = l->u.conv.sw = l->u.conv.groups = 1;
+  if (op == OP_BATCHNORM) { /* PyTorch's defaults */
+    l->u.bn.momentum = 0.1;
+    l->u.bn.eps = 1e-5;
+  }
   return l;
 }
 

@@ -26,6 +26,7 @@
   X(OP_GLOBALAVGPOOL,  "globalavgpool", op_globalavgpool)   \
   X(OP_FLATTEN,        "flatten",       op_flatten)         \
   X(OP_DENSE,          "dense",         op_dense)           \
+  X(OP_BATCHNORM,      "batchnorm",     op_batchnorm)       \
   X(OP_DROPOUT,        "dropout",       op_dropout)         \
   X(OP_ACT,            "activation",    op_activation)      \
   X(OP_RESIDUAL,       "residual",      op_residual)        \
@@ -107,8 +108,16 @@ typedef struct OpModule {
   bool weights;       /* trained parameters: LAYER.weight, LAYER.bias unless
                          bias=false; named prefix1, prefix2, ... (lower.c) */
   const char *prefix; /* the default name's prefix ("conv") */
-  bool stats;         /* buffers saved with the weights but not trained (running
-                         statistics): no op has them yet */
+  bool stats;         /* LAYER.running_mean and LAYER.running_var, each of the
+                         bias's size, after its weight and bias in the flat
+                         array: saved with the weights, not trained
+                         (Layer.stats_offset; batchnorm) */
+  bool folds_weights; /* inference folds it into the weights and bias of a
+                         linear conv/dense right before it (fuse.c:
+                         Layer.fused_bn), with fold() */
+  bool weight_ones;   /* its weight starts at 1, not drawn (a batchnorm's scale) */
+  bool batch_stats;   /* training needs the whole batch's statistics
+                         (cnngen train refuses it: see README, Layout) */
   bool applies_act;   /* applies Layer.act after the op */
   bool takes_act;     /* an activation layer right after it folds into it (fuse.c) */
   bool folds;         /* may fold into the conv/dense before it (an activation,
@@ -128,6 +137,14 @@ typedef struct OpModule {
   void (*tensor)(const struct Net *net, const struct Layer *l, OpTensor *t);
   /* The comment above the model's members: the layout of the weight. */
   const char *(*weight_comment)(struct Emitter *em, const struct Net *net, const struct Layer *l);
+  /* folds_weights: the layer as y' = s * y + sh per channel. fold writes
+     C (in NAME_fold) declaring floats s and sh for channel `o` from the
+     model `m`; fold_values computes the same (the same float arithmetic)
+     from the flat parameter array p, for baked weights: every multiply-add
+     an explicit fmaf, so that both give the same bits whatever the C
+     compiler contracts. */
+  void (*fold)(struct Emitter *em, const struct Layer *l, const char *m, const char *o);
+  void (*fold_values)(const struct Layer *l, const float *p, int o, float *s, float *sh);
   /* --dump-ir: the op's own fields, one line (NULL: none). */
   void (*dump)(const struct Layer *l, FILE *out);
   /* fuse.c: whether `pool`, right after l (and its folded activation),

@@ -189,7 +189,8 @@ static void plan_training(Net *net) {
       continue;
     l->train.runs = true;
     l->train.index = runs++;
-    l->train.act = op_modules[l->op]->applies_act ? l->act : ACT_LINEAR;
+    /* a conv/dense with a folded batchnorm has the batchnorm's act in inference */
+    l->train.act = op_modules[l->op]->applies_act && !l->fused_bn ? l->act : ACT_LINEAR;
     l->train.backward = after_first;
     l->train.dx = after_first && l != first;
     l->train.own_output = true;

@@ -73,7 +73,8 @@ static bool layer_params(Check *c, Layer *l, long *params) {
   double weights = 0, bias = 0, macs = 0;
   if (op_modules[l->op]->counts)
     op_modules[l->op]->counts(l, &weights, &bias, &macs);
-  if ((double)*params + weights + bias > (double)MAX_PARAMS) {
+  const double stats = op_modules[l->op]->stats ? 2 * bias : 0; /* running mean, variance */
+  if ((double)*params + weights + bias + stats > (double)MAX_PARAMS) {
     diag_error(c->d, l->loc,
                "the network is too large: more than %ld parameters (1 GiB of floats) up to "
                "this layer",
@@ -87,6 +88,8 @@ static bool layer_params(Check *c, Layer *l, long *params) {
     l->bias_count = (long)bias;
     *params += (long)(weights + bias);
   }
+  l->stats_offset = stats ? *params : -1;
+  *params += (long)stats;
   l->macs = (long)macs;
   return true;
 }

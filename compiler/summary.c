@@ -81,9 +81,21 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
             commas(b, sizeof b, l->weight_count + l->bias_count), wmacs,
             commas(c, sizeof c, l->macs));
   }
+  long stats = 0; /* running statistics: saved with the weights, not trained */
+  for (int i = 0; i < net->nlayers; i++)
+    stats += op_modules[net->layers[i].op]->stats ? 2 * net->layers[i].bias_count : 0;
   fprintf(out, "%s%5s  %-*s  %-*s  %-*s  %*s  %*s\n", prefix, "", wtext, "total", wname, "", wout,
-          "", wparams, commas(b, sizeof b, net->param_count), wmacs,
+          "", wparams, commas(b, sizeof b, net->param_count - stats), wmacs,
           commas(c, sizeof c, net->macs));
+  if (stats)
+    fprintf(out, "%splus %s running statistics (saved with the weights, not trained)\n", prefix,
+            commas(b, sizeof b, stats));
+  for (int i = 0; i < net->nlayers; i++) {
+    const Layer *l = &net->layers[i];
+    if (l->fused_bn)
+      fprintf(out, "%sline %d: %s folded into %s (line %d) for inference\n", prefix,
+              l->fused_bn->loc.line, l->fused_bn->name, l->name, l->loc.line);
+  }
   fprintf(out, "%sstate for inference: %s (one image)\n", prefix,
           bytes_str(a, sizeof a, net->infer_state_bytes));
   fprintf(out, "%sstate for training:  %s (one thread; gradients and work per thread)\n", prefix,
@@ -119,6 +131,11 @@ static void dump_layer(const Net *net, const Layer *l, FILE *out) {
           layer_ref(a, sizeof a, net, l->fused_act));
   fprintf(out, "  fused_pool %s  infer_out_offset %ld\n",
           layer_ref(a, sizeof a, net, l->fused_pool), l->infer_out_offset);
+  if (op_modules[l->op]->stats)
+    fprintf(out, "      running_mean @%ld  running_var @%ld\n", l->stats_offset,
+            l->stats_offset + l->bias_count);
+  if (l->fused_bn)
+    fprintf(out, "      fused_bn %s\n", layer_ref(a, sizeof a, net, l->fused_bn));
   if (!l->train.runs)
     return;
   fprintf(out, "      train #%d  act %s%s%s%s%s%s", l->train.index, act_words[l->train.act],

@@ -38,7 +38,7 @@ static const char help[] =
     "Exit status: 0 success; 1 an error in the network, the weights or the options\n"
     "(nothing is written); 2 internal error.\n";
 
-enum { MAX_ATTRS = 4, MAX_INPUTS = 3, MAX_INTS = 16, TENSOR_NAME = NAME_SIZE + 16 };
+enum { MAX_ATTRS = 4, MAX_INPUTS = 5, MAX_INTS = 16, TENSOR_NAME = NAME_SIZE + 16 };
 
 /* The graph under construction: arrays sized for two nodes and two
    initializers per layer, filled in order. */
@@ -85,6 +85,10 @@ static void add_ints(Graph *g, OnnxNode *n, const char *name, int a, int b, int 
   g->nints += count;
   ((OnnxAttr *)n->attrs)[n->nattrs++] =
       (OnnxAttr){.name = name, .kind = ONNX_ATTR_INTS, .ints = v, .nints = count};
+}
+
+static void add_float(OnnxNode *n, const char *name, float v) {
+  ((OnnxAttr *)n->attrs)[n->nattrs++] = (OnnxAttr){.name = name, .kind = ONNX_ATTR_FLOAT, .f = v};
 }
 
 static void add_int(OnnxNode *n, const char *name, int v) {
@@ -165,6 +169,18 @@ static void add_layer(Graph *g, const Net *net, const char **inputs, const Layer
   case OP_FLATTEN:
     add_node(g, "Flatten", name);
     break;
+  case OP_BATCHNORM: { /* its running statistics; ONNX's momentum is 1 - PyTorch's */
+    n = add_node(g, "BatchNormalization", name);
+    int cd[1] = {l->out.c};
+    add_init(g, n, graph_name(g, "%s%s", name, ".weight"), params + l->weight_offset, 1, cd);
+    add_init(g, n, graph_name(g, "%s%s", name, ".bias"), params + l->bias_offset, 1, cd);
+    add_init(g, n, graph_name(g, "%s%s", name, ".running_mean"), params + l->stats_offset, 1, cd);
+    add_init(g, n, graph_name(g, "%s%s", name, ".running_var"),
+             params + l->stats_offset + l->bias_count, 1, cd);
+    add_float(n, "epsilon", (float)l->u.bn.eps);
+    add_float(n, "momentum", (float)(1 - l->u.bn.momentum));
+    break;
+  }
   case OP_DROPOUT: {
     n = add_node(g, "Dropout", name);
     float *ratio = &g->ratios[g->nratios++];
@@ -189,12 +205,12 @@ static void add_layer(Graph *g, const Net *net, const char **inputs, const Layer
   case OP_COUNT:
     break;
   }
-  if (op_modules[l->op]->takes_act && l->act != ACT_LINEAR)
+  if (op_modules[l->op]->takes_act && l->act != ACT_LINEAR && !l->fused_bn)
     add_act(g, l->act, graph_name(g, "%s_%s", name, act_words[l->act]));
 }
 
 static int export_net(const Net *net, const float *params, const char *path, Err *e) {
-  int cap = 2 * net->nlayers + 2;
+  int cap = 4 * net->nlayers + 2; /* a batchnorm has 4 initializers */
   Graph g = {
       .nodes = calloc((size_t)cap, sizeof *g.nodes),
       .inits = calloc((size_t)cap, sizeof *g.inits),

@@ -35,7 +35,8 @@ static const char help[] =
     "graph must be a chain of layers with one float input [N, C, H, W]; the ops\n"
     "read are Conv (any group count, with or without bias), Relu, Sigmoid, Tanh,\n"
     "MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape to [N, -1],\n"
-    "Gemm (either transB), MatMul (+ Add of a bias), Softmax, Dropout, Identity,\n"
+    "Gemm (either transB), MatMul (+ Add of a bias), Softmax, BatchNormalization,\n"
+    "Dropout, Identity,\n"
     "and Constant values. An activation is fused onto the conv2d or dense before\n"
     "it; each line of the .cnn names the ONNX nodes it came from. Anything else\n"
     "(an op, an attribute such as a dilation or an asymmetric pad, a second\n"
@@ -63,8 +64,9 @@ typedef struct Line {
   char from[FROM_MAX]; /* "Conv_0 (Conv), Relu_1 (Relu)", or the comment */
   const float *w, *b;  /* conv2d, dense: PyTorch layout; b NULL with bias=false */
   long wcount, bcount;
-  float *own; /* a transposed copy of w, freed with the line */
-  int depth;  /* blocks open around it: the indentation */
+  const float *rm, *rv; /* batchnorm: the running mean and variance, bcount each */
+  float *own;           /* a transposed copy of w, freed with the line */
+  int depth;            /* blocks open around it: the indentation */
 } Line;
 
 /* What the chain holds: the tensor and its shape. */
@@ -573,6 +575,40 @@ static int read_act(Import *im, const OnnxNode *n, Act act) {
   return 0;
 }
 
+/* BatchNormalization in inference mode: scale, B, mean, var, one per channel
+   (an image) or per element (a vector); ONNX's momentum is 1 - PyTorch's. */
+static int read_batchnorm(Import *im, const OnnxNode *n) {
+  static const char *const known[] = {"epsilon", "momentum", "training_mode", "spatial", NULL};
+  double eps, momentum;
+  int64_t training = 0, spatial = 1;
+  if (check_attrs(im, n, known) < 0 || check_input(im, n, 5) < 0 ||
+      get_float(im, n, "epsilon", 1e-5, &eps) < 0 ||
+      get_float(im, n, "momentum", 0.9, &momentum) < 0 ||
+      get_int(im, n, "training_mode", 0, &training) < 0 ||
+      get_int(im, n, "spatial", 1, &spatial) < 0)
+    return -1;
+  if (training || !spatial)
+    return node_err(im, n, "attribute '%s' is %lld: cnngen imports inference's batch norm",
+                    training ? "training_mode" : "spatial", (long long)(training ? training : 0));
+  if (n->nout > 1)
+    return node_err(im, n, "has %d outputs: cnngen imports inference's batch norm (one)", n->nout);
+  if (!(eps > 0 && eps <= 1) || !(momentum >= 0 && momentum <= 1))
+    return node_err(im, n, "epsilon %g or momentum %g out of range", eps, momentum);
+  const OnnxTensor *t[4];
+  for (int k = 0; k < 4; k++) {
+    if (!(t[k] = weight(im, n, k + 1, 1)))
+      return -1;
+    if (t[k]->count != im->c)
+      return node_err(im, n, "input %d has %lld values but the input has %d channels", k + 1,
+                      (long long)t[k]->count, im->c);
+  }
+  Line *l = add_line(im, n);
+  snprintf(l->stmt, sizeof l->stmt, "batchnorm momentum=%g eps=%g", 1 - momentum, eps);
+  l->w = t[0]->f, l->b = t[1]->f, l->rm = t[2]->f, l->rv = t[3]->f;
+  l->wcount = l->bcount = im->c;
+  return 0;
+}
+
 static int read_dropout(Import *im, const OnnxNode *n) {
   static const char *const known[] = {"ratio", "seed", "is_test", NULL};
   double ratio;
@@ -720,7 +756,7 @@ static int read_node(Import *im, const OnnxNode *n, const OnnxNode *next, bool *
     if ((rc = check_input(im, n, 1)) == 0)
       add_comment(im, n, "passes its input on");
   } else if (strcmp(op, "BatchNormalization") == 0)
-    return node_err(im, n, "cnngen has no batchnorm layer yet");
+    rc = read_batchnorm(im, n);
   else if (strcmp(op, "Add") == 0) {
     bool consts = n->nin == 2 && (onnx_init(im->m, n->in[0]) || onnx_init(im->m, n->in[1]));
     return node_err(im, n,
@@ -845,6 +881,10 @@ static float *lay_out(const Import *im, const Net *net) {
     memcpy(params + l->weight_offset, src->w, (size_t)src->wcount * sizeof *params);
     if (src->bcount)
       memcpy(params + l->bias_offset, src->b, (size_t)src->bcount * sizeof *params);
+    if (src->rm) { /* running statistics */
+      memcpy(params + l->stats_offset, src->rm, (size_t)src->bcount * sizeof *params);
+      memcpy(params + l->stats_offset + src->bcount, src->rv, (size_t)src->bcount * sizeof *params);
+    }
   }
   return params;
 }

@@ -644,6 +644,140 @@ static void write_f32_of(const char *name, const char *weights, const StParam *t
   st_free(&f);
 }
 
+/* Weights for net `src` as PyTorch writes them: every tensor F32 (scales in
+   [0.5, 1.5), running variances in [0.5, 1.5), the rest small), plus
+   bn1.num_batches_tracked as `nbt_dtype` ("I64": a scalar, as PyTorch's). */
+static void write_bn_weights(const char *name, const char *src, const char *nbt_dtype) {
+  Arena a = {0};
+  Net *n = tu_compile_ok(&a, src);
+  const int nt = cli_params(n, NULL);
+  StParam *ti = calloc((size_t)nt, sizeof *ti);
+  float *p = calloc((size_t)n->param_count, sizeof *p);
+  assert_true(ti && p);
+  cli_params(n, ti);
+  char *head = calloc(1, 65536);
+  assert_non_null(head);
+  strcat(head, "{\"__metadata__\":{\"format\":\"pt\"}");
+  long at = 0;
+  for (int i = 0; i < nt; i++) {
+    const size_t len = strlen(ti[i].name);
+    const bool var = len > 12 && !strcmp(ti[i].name + len - 12, ".running_var");
+    const bool scale = strncmp(ti[i].name, "bn", 2) == 0 && strstr(ti[i].name, ".weight");
+    for (long k = 0; k < ti[i].count; k++)
+      p[ti[i].offset + k] = var || scale ? 0.5f + (float)((k * 7 + i) % 10) / 10
+                                         : (float)((k * 13 + i * 5) % 21 - 10) / 40;
+    char shape[64] = "";
+    for (int d = 0; d < ti[i].rank; d++)
+      snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%d", d ? "," : "",
+               ti[i].shape[d]);
+    snprintf(head + strlen(head), 65536 - strlen(head),
+             ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%ld,%ld]}", ti[i].name,
+             shape, at * 4, (at + ti[i].count) * 4);
+    at += ti[i].count;
+  }
+  const int nbt = !strcmp(nbt_dtype, "I64") ? 8 : 4;
+  snprintf(head + strlen(head), 65536 - strlen(head),
+           ",\"bn1.num_batches_tracked\":{\"dtype\":\"%s\",\"shape\":[],\"data_offsets\":[%ld,"
+           "%ld]}}",
+           nbt_dtype, at * 4, at * 4 + nbt);
+  FILE *f = fopen(tu_path(name), "wb");
+  assert_non_null(f);
+  const uint64_t hlen = strlen(head), count = 7;
+  fwrite(&hlen, 8, 1, f);
+  fwrite(head, 1, hlen, f);
+  long done = 0;
+  for (int i = 0; i < nt; i++) { /* in the header's order */
+    fwrite(p + ti[i].offset, 4, (size_t)ti[i].count, f);
+    done += ti[i].count;
+  }
+  fwrite(&count, (size_t)nbt, 1, f);
+  fclose(f);
+  assert_int_equal(done, at);
+  free(head), free(p), free(ti);
+  arena_free(&a);
+}
+
+/* batchnorm through every command: check says which layers fold; train
+   refuses it (for now); predict reads PyTorch-style weights with
+   num_batches_tracked and gives the outputs of the same network unfolded;
+   a num_batches_tracked that is no I64 scalar is refused; compile bakes
+   the folded weights; explain and export run. */
+static void test_cli_batchnorm_through_every_command(void **state) {
+  (void)state;
+  static const char folded[] =
+      "network bnc\ninput 16x20x3\n"
+      "conv2d 8 3x3 bias=false\nbatchnorm\nrelu\nmaxpool 2x2\n"
+      "conv2d 6 3x3 relu\nbatchnorm momentum=0.2\nflatten\ndense 10\nbatchnorm\nsoftmax\n";
+  static const char unfolded[] =
+      "network bnc\ninput 16x20x3\n"
+      "conv2d 8 3x3 bias=false\ndropout 0\nbatchnorm\nrelu\nmaxpool 2x2\n"
+      "conv2d 6 3x3 relu\nbatchnorm momentum=0.2\nflatten\ndense 10\ndropout 0\nbatchnorm\n"
+      "softmax\n";
+  char images[1200];
+  snprintf(images, sizeof images, "%s/%s/data/t10k-images-idx3-ubyte", tu_repo,
+           tu_reference("stride_padding_bias"));
+  tu_write_text("bn.cnn", folded);
+  tu_write_text("bn-unfolded.cnn", unfolded);
+  assert_int_equal(tu_run("check bn.cnn"), 0);
+  assert_contains(tu_out, "line 4: bn1 folded into conv1 (line 3) for inference\n");
+  assert_contains(tu_out, "line 11: bn3 folded into dense1 (line 10) for inference\n");
+  assert_contains(tu_out, "plus 48 running statistics (saved with the weights, not trained)\n");
+  assert_int_equal(tu_run("check bn-unfolded.cnn"), 0);
+  assert_null(strstr(tu_out, "folded into"));
+  /* a grouped conv keeps its batchnorm unfolded (its loops read its own weights) */
+  tu_write_text("grp.cnn", "network grp\ninput 6x6x4\nconv2d 4 3x3 groups=4 bias=false\n"
+                           "batchnorm\nrelu\nflatten\ndense 2 softmax\n");
+  assert_int_equal(tu_run("check grp.cnn"), 0);
+  assert_null(strstr(tu_out, "folded into"));
+  assert_int_equal(tu_run("train bn.cnn --data /nonexistent"), 1);
+  assert_contains(tu_err, "cnngen: error: bn.cnn: line 4: cnngen cannot train batchnorm yet");
+
+  write_bn_weights("bn.safetensors", folded, "I64");
+  assert_int_equal(tu_run("predict bn.cnn --weights bn.safetensors --json %s", images), 0);
+  static double got[64], want[64];
+  const int n = tu_outputs(tu_out, got, 64);
+  assert_true(n >= 10);
+  assert_int_equal(tu_run("predict bn-unfolded.cnn --weights bn.safetensors --json %s", images), 0);
+  assert_int_equal(tu_outputs(tu_out, want, 64), n);
+  tu_compare_outputs("folded against unfolded", got, want, n);
+  /* on each backend: tcc's layers call the JIT's kernels, which must read
+     the folded weights too */
+  static const char *const backends[] = {"tcc", "cc"};
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(tu_run("predict bn.cnn --backend %s --weights bn.safetensors --json %s",
+                            backends[i], images),
+                     0);
+    assert_int_equal(tu_outputs(tu_out, got, 64), n);
+    tu_compare_outputs(backends[i], got, want, n);
+  }
+
+  write_bn_weights("bad.safetensors", folded, "F32");
+  assert_int_equal(tu_run("predict bn.cnn --weights bad.safetensors %s", images), 1);
+  assert_contains(tu_err, "bad.safetensors: tensor 'bn1.num_batches_tracked' must be a scalar I64");
+
+  assert_int_equal(tu_run("bn.cnn --weights bn.safetensors -o baked.c"), 0);
+  static char baked[1 << 20];
+  tu_read_file(tu_path("baked.c"), baked, sizeof baked);
+  assert_non_null(strstr(baked, ".conv1_fw ="));
+  assert_non_null(strstr(baked, ".bn2_rv ="));
+  assert_int_equal(
+      tu_run("explain bn.cnn --weights bn.safetensors --index 1 %s --out s.png", images), 0);
+  /* ONNX: export writes BatchNormalization nodes, import reads them back to
+     the same network and outputs. */
+  if (tu_run("export bn.cnn --weights bn.safetensors -o bn.onnx") != 0)
+    fail_msg("export: %s", tu_err);
+  if (tu_run("import bn.onnx -o back.cnn --weights-out back.safetensors") != 0)
+    fail_msg("import: %s", tu_err);
+  static char back[1 << 14];
+  tu_read_file(tu_path("back.cnn"), back, sizeof back);
+  assert_contains(back, "batchnorm momentum=0.2 eps=1e-05 ");
+  assert_contains(back, "batchnorm momentum=0.1 eps=1e-05 ");
+  assert_int_equal(tu_count(back, "batchnorm"), 3);
+  assert_int_equal(tu_run("predict back.cnn --weights back.safetensors --json %s", images), 0);
+  assert_int_equal(tu_outputs(tu_out, want, 64), n);
+  tu_compare_outputs("imported against the original", want, got, n);
+}
+
 /* bias=false through every command, on tests/reference/stride_padding_bias:
    check's table and --dump-ir count no bias; train writes weights and a
    checkpoint without LAYER.bias or its optimizer state, and resumes on the
@@ -1208,6 +1342,7 @@ int main(void) {
       cmocka_unit_test(test_cli_weights_raw_f32_and_non_finite),
       cmocka_unit_test(test_cli_predict_json_on_reference_cases),
       cmocka_unit_test(test_cli_bias_false_through_every_command),
+      cmocka_unit_test(test_cli_batchnorm_through_every_command),
       cmocka_unit_test(test_cli_predict_checks_image_size),
       cmocka_unit_test(test_cli_predict_json_names_file_and_index),
       cmocka_unit_test(test_cli_eval_single_label_by_hand),

@@ -66,6 +66,13 @@ typedef struct Case {
 
 static const Case cases[] = {
     {"fashion (examples/fashion.cnn)", fashion_src},
+    {"batchnorm folded (conv bias=false + relu + fused pool, dense + relu), and not "
+     "(after a relu conv, on a vector before softmax)",
+     "network bn\ninput 10x10x3\n"
+     "conv2d 16 3x3 padding=same bias=false\nbatchnorm\nrelu\nmaxpool 2x2\n"
+     "conv2d 5 3x3 relu\nbatchnorm momentum=0.3 eps=0.01\n"
+     "globalavgpool\ndense 20\nbatchnorm eps=0.1\nrelu\n"
+     "dense 6\ndropout 0.5\nbatchnorm\nsoftmax\n"},
     {"same padding at stride 2, odd input, scalar and vector channels",
      "network samepad\ninput 15x13x3\n"
      "conv2d 16 3x3 stride=2 padding=same relu\n"
@@ -400,7 +407,8 @@ static void reference(const Net *net, const float *params, const float *x, doubl
                 }
             AT(u, f, oy, ox) = s;
           }
-      act_apply(&u, l->fused_act ? ACT_LINEAR : l->act, true); /* the DSL's own */
+      /* the DSL's own (with a batchnorm folded in, the batchnorm's) */
+      act_apply(&u, l->fused_act || l->fused_bn ? ACT_LINEAR : l->act, true);
       break;
     }
     case OP_MAXPOOL:
@@ -447,8 +455,18 @@ static void reference(const Net *net, const float *params, const float *x, doubl
           s += w[(long)o * IN + k] * t.v[k];
         u.v[o] = s;
       }
-      act_apply(&u, l->fused_act ? ACT_LINEAR : l->act, false);
+      act_apply(&u, l->fused_act || l->fused_bn ? ACT_LINEAR : l->act, false);
       break;
+    }
+    case OP_BATCHNORM: { /* the running statistics */
+      const long C = l->bias_count, hw = (long)t.h * t.w;
+      const float *g = params + l->weight_offset, *b = params + l->bias_offset;
+      const float *mean = params + l->stats_offset, *var = mean + C;
+      for (long c = 0; c < C; c++)
+        for (long p = 0; p < hw; p++)
+          t.v[c * hw + p] = (t.v[c * hw + p] - mean[c]) / sqrt(var[c] + l->u.bn.eps) * g[c] + b[c];
+      act_apply(&t, l->fused_act ? ACT_LINEAR : l->act, spatial);
+      continue;
     }
     case OP_DROPOUT:
       continue;
@@ -506,6 +524,15 @@ static float *random_params(const Net *net) {
     const Layer *l = &net->layers[i];
     if (!op_modules[l->op]->weights)
       continue;
+    if (l->op == OP_BATCHNORM) { /* scale in [0.5, 1.5), mean +-0.5, variance in [0.5, 1.5) */
+      for (long k = 0; k < l->bias_count; k++) {
+        p[l->weight_offset + k] = (float)(0.5 + uniform());
+        p[l->bias_offset + k] = (float)((2 * uniform() - 1) * 0.1);
+        p[l->stats_offset + k] = (float)(uniform() - 0.5);
+        p[l->stats_offset + l->bias_count + k] = (float)(0.5 + uniform());
+      }
+      continue;
+    }
     long fan_in = l->weight_count / (l->op == OP_CONV2D ? l->u.conv.filters : l->u.dense.units);
     double bound = sqrt(3.0 / (double)fan_in);
     for (long k = 0; k < l->weight_count; k++)
@@ -583,6 +610,62 @@ static void test_emit_matches_reference(void **state) {
       arena_free(&a);
     }
   }
+}
+
+/* A batchnorm folded into the conv/dense before it gives the outputs of the
+   same network with the batchnorms run on their own (a `dropout 0` between,
+   the identity in inference, stops the folding; the tensors are the same),
+   within the golden tolerance; a conv with bias=false gains a folded bias. */
+static void test_emit_batchnorm_folded_matches_unfolded(void **state) {
+  (void)state;
+  static const char *const src[2] = {
+      "network folded\ninput 9x9x3\n"
+      "conv2d 12 3x3 bias=false\nbatchnorm\nrelu\nmaxpool 2x2\n"
+      "conv2d 5 3x3\nbatchnorm eps=0.01\ntanh\n"
+      "flatten\ndense 10\nbatchnorm\nrelu\ndense 4 bias=false\nbatchnorm\n",
+      "network unfolded\ninput 9x9x3\n"
+      "conv2d 12 3x3 bias=false\ndropout 0\nbatchnorm\nrelu\nmaxpool 2x2\n"
+      "conv2d 5 3x3\ndropout 0\nbatchnorm eps=0.01\ntanh\n"
+      "flatten\ndense 10\ndropout 0\nbatchnorm\nrelu\ndense 4 bias=false\ndropout 0\n"
+      "batchnorm\n"};
+  Arena a[2] = {{0}, {0}};
+  Net *net[2];
+  Built b[2];
+  float *y[2];
+  int folds[2] = {0, 0};
+  for (int k = 0; k < 2; k++) {
+    net[k] = tu_compile_ok(&a[k], src[k]);
+    for (int i = 0; i < net[k]->nlayers; i++)
+      folds[k] += net[k]->layers[i].fused_bn != NULL;
+    build(net[k], &(EmitOptions){0}, 0, k ? "bn-unfolded" : "bn-folded", &b[k]);
+  }
+  assert_int_equal(folds[0], 4);
+  assert_int_equal(folds[1], 0);
+  assert_int_equal(net[0]->param_count, net[1]->param_count);
+  float *p = random_params(net[0]), *x = random_images(net[0], IMAGES);
+  const long out = shape_size(net[0]->output);
+  double worst = 0;
+  for (int k = 0; k < 2; k++) {
+    void *m = zalloc(b[k].model_bytes), *w = zalloc(b[k].work_bytes);
+    y[k] = malloc(sizeof(float) * (size_t)(out * IMAGES));
+    assert_non_null(y[k]);
+    b[k].load(m, p);
+    b[k].infer(m, w, x, IMAGES, y[k]);
+    free(m), free(w);
+  }
+  for (long i = 0; i < out * IMAGES; i++) {
+    const double d = fabs((double)y[0][i] - y[1][i]);
+    worst = d > worst ? d : worst;
+    if (!(d <= 2e-5 + 1e-4 * fabs(y[1][i])))
+      fail_msg("output %ld: folded %.9g, unfolded %.9g", i, y[0][i], y[1][i]);
+  }
+  printf("  folded against unfolded: max |difference| %.2g\n", worst);
+  for (int k = 0; k < 2; k++) {
+    free(y[k]);
+    unload(&b[k]);
+    arena_free(&a[k]);
+  }
+  free(p), free(x);
 }
 
 static void test_emit_load_store_round_trip(void **state) {
@@ -1371,6 +1454,7 @@ int main(void) {
       cmocka_unit_test(test_emit_long_layer_line),
       cmocka_unit_test(test_emit_longest_names),
       cmocka_unit_test(test_emit_matches_reference),
+      cmocka_unit_test(test_emit_batchnorm_folded_matches_unfolded),
       cmocka_unit_test(test_emit_load_store_round_trip),
       cmocka_unit_test(test_emit_baked_weights_match_load),
       cmocka_unit_test(test_emit_init_is_seeded_glorot),

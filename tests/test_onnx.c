@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 enum { MAX_OUTPUTS = 4096 };
@@ -166,7 +167,6 @@ static void refused(const char *file, const char *fragment) {
 static void test_onnx_import_refuses_what_cnngen_cannot_say(void **state) {
   (void)state;
   static const char *const cases[][2] = {
-      {"batchnorm", "node 'bn0' (BatchNormalization): cnngen has no batchnorm layer yet"},
       {"fork3", "node 'c0' (Conv): 'x' is read by 3 nodes: a cnngen residual block forks in two"},
       {"addself", "node 'add0' (Add): adds two tensors that are not the two paths of a residual "
                   "block (a branch cnngen cannot say)"},
@@ -188,6 +188,27 @@ static void test_onnx_import_refuses_what_cnngen_cannot_say(void **state) {
     assert_int_equal(tu_run("import %s -o out.cnn --weights-out out.safetensors", file), 1);
     refused(file, cases[i][1]);
   }
+}
+
+/* tests/onnx/refuse-batchnorm.onnx (made when cnngen had no batchnorm): a
+   conv and a BatchNormalization with ONNX's default epsilon and momentum
+   (0.9, PyTorch's 0.1) now import; its scale, shift, mean and variance are
+   1, so it gives the conv's output / sqrt(1 + 1e-5). */
+static void test_onnx_import_reads_batchnorm(void **state) {
+  (void)state;
+  char file[1100];
+  snprintf(file, sizeof file, "%s/tests/onnx/refuse-batchnorm.onnx", tu_repo);
+  if (tu_run("import %s -o bn.cnn --weights-out bn.safetensors", file) != 0)
+    fail_msg("%s", tu_err);
+  static char text[4096];
+  tu_read_file(tu_path("bn.cnn"), text, sizeof text);
+  assert_contains(text, "batchnorm momentum=0.1 eps=1e-05 ");
+  StFile f;
+  Err e = {0};
+  assert_int_equal(st_read(tu_path("bn.safetensors"), &f, &e), 0);
+  assert_non_null(st_find(&f, "bn1.running_mean"));
+  assert_non_null(st_find(&f, "bn1.running_var"));
+  st_free(&f);
 }
 
 static void test_onnx_import_refuses_truncated_and_random_files(void **state) {
@@ -267,6 +288,7 @@ int main(void) {
       cmocka_unit_test(test_onnx_import_pytorch_models),
       cmocka_unit_test(test_onnx_round_trip),
       cmocka_unit_test(test_onnx_import_refuses_what_cnngen_cannot_say),
+      cmocka_unit_test(test_onnx_import_reads_batchnorm),
       cmocka_unit_test(test_onnx_import_refuses_truncated_and_random_files),
       cmocka_unit_test(test_onnx_import_and_export_options),
   };

@@ -125,6 +125,80 @@ static void test_shape_parameter_offsets(void **state) {
   arena_free(&a);
 }
 
+/* batchnorm: its options, the shape it keeps, its four tensors (weight and
+   bias trained, then the running statistics) with PyTorch's names, bn1, ...
+   by default; folded into a linear conv/dense right before it, not after a
+   conv with its own activation; the activation after it is its own. */
+static void test_shape_batchnorm(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "input 6x6x2\n"
+                               "conv2d 3 3x3 bias=false\n" /* w 54 */
+                               "batchnorm\n"               /* 3 + 3, stats 6 */
+                               "relu\n"
+                               "conv2d 4 1x1 relu\n"                           /* w 12, b 4 */
+                               "batchnorm momentum=0.25 eps=0.001 name=norm\n" /* 4 + 4, 8 */
+                               "globalavgpool\n"
+                               "dense 5\n"           /* w 20, b 5 */
+                               "batchnorm\n"         /* 5 + 5, 10 */
+                               "dense 2 softmax\n"); /* w 10, b 2 */
+  const Layer *l = net->layers;
+  assert_int_equal(l[1].op, OP_BATCHNORM);
+  assert_string_equal(l[1].name, "bn1");
+  assert_string_equal(l[4].name, "norm");
+  assert_string_equal(l[7].name, "bn3");
+  assert_true(l[1].u.bn.momentum == 0.1 && l[1].u.bn.eps == 1e-5);
+  assert_true(l[4].u.bn.momentum == 0.25 && l[4].u.bn.eps == 0.001);
+  assert_shape(l[1].out, 4, 4, 3, false);
+  assert_shape(l[7].out, 1, 1, 5, true);
+  assert_int_equal(l[1].weight_offset, 54);
+  assert_int_equal(l[1].weight_count, 3);
+  assert_int_equal(l[1].bias_offset, 57);
+  assert_int_equal(l[1].stats_offset, 60);
+  assert_int_equal(l[3].weight_offset, 66);
+  assert_int_equal(l[0].stats_offset, -1);
+  assert_int_equal(net->param_count, 54 + 12 + 16 + 16 + 25 + 20 + 12);
+  TensorInfo ti[19];
+  assert_int_equal(net_tensors(net, NULL), 19);
+  assert_int_equal(net_tensors(net, ti), 19);
+  const char *names[] = {
+      "conv1.weight",    "bn1.weight",        "bn1.bias",         "bn1.running_mean",
+      "bn1.running_var", "conv2.weight",      "conv2.bias",       "norm.weight",
+      "norm.bias",       "norm.running_mean", "norm.running_var", "dense1.weight",
+      "dense1.bias",     "bn3.weight",        "bn3.bias",         "bn3.running_mean",
+      "bn3.running_var", "dense2.weight",     "dense2.bias"};
+  for (int i = 0; i < 19; i++)
+    assert_string_equal(ti[i].name, names[i]);
+  assert_int_equal(ti[4].rank, 1);
+  assert_int_equal(ti[4].shape[0], 3);
+  assert_int_equal(ti[4].offset, 63);
+  assert_int_equal(ti[4].count, 3);
+  /* folding (inference): bn1 into conv1 with the relu after it; not norm,
+     after conv2's relu; bn3 into dense1 */
+  assert_ptr_equal(l[0].fused_bn, &l[1]);
+  assert_true(l[1].fused_away);
+  assert_ptr_equal(l[1].fused_act, &l[2]);
+  assert_int_equal(l[0].act, ACT_RELU);
+  assert_int_equal(l[0].train.act, ACT_LINEAR);
+  assert_int_equal(l[1].train.act, ACT_RELU);
+  assert_null(l[3].fused_bn);
+  assert_false(l[4].fused_away);
+  assert_ptr_equal(l[6].fused_bn, &l[7]);
+  arena_free(&a);
+}
+
+static void test_shape_batchnorm_refusals(void **state) {
+  (void)state;
+  expect_error("input 4x4x1\nbatchnorm momentum=1.5\n", "2:20",
+               "the momentum must be in [0, 1], got '1.5'");
+  expect_error("input 4x4x1\nbatchnorm eps=0\n", "2:15", "eps must be in (0, 1], got '0'");
+  expect_error("input 4x4x1\nbatchnorm stride=2\n", "2:11",
+               "batchnorm has no option 'stride' (expected one of: name, momentum, eps)");
+  expect_error("input 4x4x1\nbatchnorm 3\n", "2:11", "too many arguments for batchnorm");
+  expect_error("input 4x4x2\nflatten\nbatchnorm\n", "3:1",
+               "batchnorm on a flattened image (4x4x2) is not supported");
+}
+
 /* groups=G: C/G weights per filter per tap, PyTorch's [F][C/G][KH][KW],
    MACs per output C/G * KH * KW; depthwise (G = C, F = C or 2C); and the
    errors when G does not divide C or F, with the counts that do. */
@@ -830,6 +904,8 @@ int main(void) {
       cmocka_unit_test(test_shape_bad_values_in_ir),
       cmocka_unit_test(test_shape_skips_what_lower_reported),
       cmocka_unit_test(test_shape_summary_table),
+      cmocka_unit_test(test_shape_batchnorm),
+      cmocka_unit_test(test_shape_batchnorm_refusals),
       cmocka_unit_test(test_shape_dump_ir_after_each_pass),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -701,8 +701,8 @@ static void emit_conv_fn(Gen *g, const Conv *cp, const char *fn) {
       "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
       "float *restrict y)",
       g->n, fn, g->n);
-  const char *wref = emit_param_ref(EM, g->net, l, 0, "m");
-  const char *bref = c.bias ? emit_param_ref(EM, g->net, l, 1, "m") : NULL;
+  const char *wref = forward_param_ref(g, l, 0);
+  const char *bref = c.bias ? forward_param_ref(g, l, 1) : NULL;
   if (c.WS == F || !c.vector) {
     em_line(EM, "const float *restrict w = %s; /* [%d][%d][%d][%d] */", wref, c.KH, c.KW, C, F);
     if (bref)
@@ -749,7 +749,8 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
     emit_group_conv(g, l, fn, act);
     return;
   }
-  const Conv c8 = conv_info(l, &em_vec8, pool, act), c16 = conv_info(l, &em_vec16, pool, act);
+  Conv c8 = conv_info(l, &em_vec8, pool, act), c16 = conv_info(l, &em_vec16, pool, act);
+  c8.bias = c16.bias = forward_has_bias(g, l);
   const bool wide = c8.F >= 16 && c16.vector;
   Shape xs = l->in;
   xs.h += l->u.conv.pad_top + l->u.conv.pad_bottom;
@@ -757,7 +758,8 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   if (conv_padded(l) && !g->train)
     emit_conv_pad(g, l, fn);
   if (EM->kernels) {
-    glue_conv_forward(EM, g->net, l, fn, pool, act);
+    glue_conv_forward(EM, g->net, l, fn, pool, act, forward_param_ref(g, l, 0),
+                      c8.bias ? forward_param_ref(g, l, 1) : "NULL");
     return;
   }
   Shape ys = c8.pool ? c8.pool->out : l->out;

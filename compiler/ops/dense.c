@@ -83,12 +83,11 @@ static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *v
       "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
       "float *restrict y)",
       n, fn, n);
-  const bool bias = l->bias_count > 0;
-  const char *wref = emit_param_ref(EM, g->net, l, 0, "m");
+  const bool bias = forward_has_bias(g, l);
+  const char *wref = forward_param_ref(g, l, 0);
   em_line(EM, "const float *restrict w = %s; /* [%d][%d] */", wref, IN, OUT);
   if (bias)
-    em_line(EM, "const float *restrict b = %s; /* [%d] */", emit_param_ref(EM, g->net, l, 1, "m"),
-            OUT);
+    em_line(EM, "const float *restrict b = %s; /* [%d] */", forward_param_ref(g, l, 1), OUT);
   const int vectors = OUT / VW, rest = OUT % VW;
   const bool relu = act == ACT_RELU;
   if (vectors && relu) {
@@ -159,7 +158,8 @@ static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *v
    floats, else once on 8. */
 static void emit_dense(Gen *g, const Layer *l, const char *fn) {
   if (EM->kernels) {
-    glue_dense_forward(EM, g->net, l, fn, g->train ? g->act : l->act);
+    glue_dense_forward(EM, g->net, l, fn, g->train ? g->act : l->act, forward_param_ref(g, l, 0),
+                       forward_has_bias(g, l) ? forward_param_ref(g, l, 1) : "NULL");
     return;
   }
   const int IN = (int)shape_size(l->in), OUT = l->out.c;

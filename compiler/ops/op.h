@@ -65,6 +65,11 @@ typedef struct Gen {
 /* The comment opening a layer's code: its DSL line and those fused into it,
    then `what` (NULL: nothing). */
 void layer_comment(Gen *g, const Layer *l, const char *what);
+/* The weights (bias 0) or bias (1) l's forward function reads, through
+   `m`: inference's of a conv/dense with a folded batchnorm (fused_bn) are
+   NAME_fold's; and whether it has a bias (a folded one always does). */
+const char *forward_param_ref(Gen *g, const Layer *l, int bias);
+bool forward_has_bias(const Gen *g, const Layer *l);
 /* Where NAME_infer finds a tensor of the memory plan: "xi", "yi", "a + 64". */
 const char *emit_where(Emitter *em, long offset);
 /* Applies act to `count` floats of p in place, after the layer stored them

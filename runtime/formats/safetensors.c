@@ -494,6 +494,17 @@ int st_load_params(const StFile *f, const StParam *ti, int nt, float *params, Er
     if (st_is_extra(name) || ti_find(ti, nt, name) >= 0)
       continue;
     size_t k = strlen(name);
+    static const char nbt[] = ".num_batches_tracked";
+    const size_t nk = sizeof nbt - 1;
+    if (k > nk && !strcmp(name + k - nk, nbt)) { /* PyTorch's batch count: optional, unused */
+      char mean[sizeof ti->name];
+      snprintf(mean, sizeof mean, "%.*s.running_mean", (int)(k - nk), name);
+      const StTensor *t = &f->tensors[j];
+      if (ti_find(ti, nt, mean) >= 0 && t->rank == 0 && !strcmp(t->dtype, "I64"))
+        continue;
+      if (ti_find(ti, nt, mean) >= 0)
+        return err_set(e, f->path, "tensor '%s' must be a scalar I64, as PyTorch writes it", name);
+    }
     if (k > 5 && !strcmp(name + k - 5, ".bias")) { /* LAYER.bias of a layer with bias=false */
       char weight[sizeof ti->name];
       snprintf(weight, sizeof weight, "%.*s.weight", (int)(k - 5), name);
