@@ -24,8 +24,8 @@ static void touch_tensor(const OnnxTensor *t) {
   sink += strlen(t->name) + (size_t)t->rank;
   if (t->count && t->f)
     sink += (size_t)(t->f[0] + t->f[t->count - 1] != 0);
-  if (t->count && t->i)
-    sink += (size_t)(t->i[0] + t->i[t->count - 1]);
+  if (t->count && t->i) /* any int64 the file holds: summed without overflow */
+    sink += (size_t)((uint64_t)t->i[0] + (uint64_t)t->i[t->count - 1]);
 }
 
 static void touch_values(const OnnxValue *v, int n) {
