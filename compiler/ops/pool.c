@@ -147,10 +147,6 @@ static void pool_backward(T *t, const TL *L) {
   em_blank(EM);
 }
 
-#undef OP_EM
-
-#define OP_EM (t->em)
-
 static void pool_train_functions(T *t, const TL *L) {
   if (L->backward && !L->pooled)
     pool_backward(t, L);
