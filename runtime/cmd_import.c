@@ -15,9 +15,10 @@
  * comment naming the nodes it came from; a train block to start from
  * follows, its loss chosen by the compiled layers' output activation. The
  * text is then compiled like any .cnn file, which checks every shape, and
- * the weights are laid out in the compiled network's order (PyTorch layout is ONNX's: Conv W
- * [F][C][KH][KW]; a Gemm's or MatMul's matrix is transposed to [OUT][IN]
- * where it is [IN][OUT]). Both files are written, or neither.
+ * the weights are laid out in the compiled network's order (PyTorch
+ * layout is ONNX's: Conv W [F][C][KH][KW]; a Gemm's or MatMul's matrix is
+ * transposed to [OUT][IN] where it is [IN][OUT]). Both files are written,
+ * or neither.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -39,9 +40,9 @@ static const char help[] =
     "Gemm (either transB), MatMul (+ Add of a bias), Softmax, BatchNormalization,\n"
     "Dropout, Identity, and Constant values. An activation is fused onto the\n"
     "conv2d or dense before it; each line of the .cnn names the ONNX nodes it\n"
-    "came from. Anything else\n"
-    "(an op, an attribute such as a dilation or an asymmetric pad, a second\n"
-    "input, a branch) is refused with the node's name, op and attribute.\n"
+    "came from. Anything else (an op, an attribute such as a dilation or an\n"
+    "asymmetric pad, a second input, a branch) is refused with the node's name,\n"
+    "op and attribute.\n"
     "The network's name is NET's base name. The .cnn ends in a train block to\n"
     "start from (ONNX holds no training recipe): the loss fits the output\n"
     "(softmax: sparse_categorical_crossentropy, sigmoid: binary_crossentropy,\n"
@@ -966,8 +967,10 @@ static Net *render(const Import *im, Arena *a, const char *cnn, char **text, siz
   Net *net = NULL;
   int out = -1; /* no train block on the first pass */
   for (int pass = 0; pass < 2; pass++) {
-    if (net)
-      out = (int)net->train_out_act; /* before the arena goes */
+    if (net) /* before the arena goes; a softmax of one output has no classes to tell */
+      out = net->train_out_act == ACT_SOFTMAX && shape_size(net->output) < 2
+                ? ACT_LINEAR
+                : (int)net->train_out_act;
     free(*text);
     *text = NULL;
     arena_free(a);

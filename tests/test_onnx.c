@@ -204,8 +204,9 @@ static void test_onnx_round_trip_of_pytorch_models(void **state) {
 }
 
 /* The train block import writes fits the output: sigmoid outputs (labels)
-   get binary cross-entropy. */
-static void test_onnx_import_train_block_for_labels(void **state) {
+   get binary cross-entropy; a softmax of one output, which has no classes
+   to tell apart, mse (sparse cross-entropy would not check). */
+static void test_onnx_import_train_block_fits_the_output(void **state) {
   (void)state;
   static char text[1 << 14];
   tu_random_net("labels",
@@ -220,6 +221,11 @@ static void test_onnx_import_train_block_for_labels(void **state) {
                         "# the language's defaults.\n"
                         "train {\n  loss      binary_crossentropy\n");
   assert_int_equal(tu_run("check back.cnn"), 0);
+  tu_random_net("one", "network one\ninput 6x6x1\nflatten\ndense 1 softmax\n", 2);
+  assert_int_equal(tu_run("export one.cnn --weights one.safetensors -o one.onnx"), 0);
+  assert_int_equal(tu_run("import one.onnx -o back.cnn"), 0);
+  tu_read_file(tu_path("back.cnn"), text, sizeof text);
+  assert_contains(text, "train {\n  loss      mse\n");
 }
 
 static void test_onnx_round_trip(void **state) {
@@ -367,7 +373,7 @@ int main(void) {
       cmocka_unit_test(test_onnx_import_pytorch_models),
       cmocka_unit_test(test_onnx_round_trip),
       cmocka_unit_test(test_onnx_round_trip_of_pytorch_models),
-      cmocka_unit_test(test_onnx_import_train_block_for_labels),
+      cmocka_unit_test(test_onnx_import_train_block_fits_the_output),
       cmocka_unit_test(test_onnx_import_refuses_what_cnngen_cannot_say),
       cmocka_unit_test(test_onnx_import_refuses_truncated_and_random_files),
       cmocka_unit_test(test_onnx_import_and_export_options),
