@@ -49,6 +49,10 @@ void plan_memory(Net *net);
 /* Prints the table `cnngen check` shows (also the header's opening
    comment, each line prefixed with `prefix`). (summary.c) */
 void summary_print(const Net *net, FILE *out, const char *prefix);
+/* The classes statement's names as it writes them (a word bare, anything
+   else quoted) after "classes (line N):"; nothing without one. Not part of
+   summary_print: a name may hold what ends a C comment. (summary.c) */
+void summary_classes(const Net *net, FILE *out, const char *prefix);
 /* "26x26x32" for an image, "10" for a vector; returns buf. (summary.c) */
 const char *summary_shape(char *buf, size_t size, Shape s);
 /* Prints the IR, for --dump-ir. (summary.c) */

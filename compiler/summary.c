@@ -102,6 +102,21 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
           bytes_str(a, sizeof a, net->train_state_bytes));
 }
 
+void summary_classes(const Net *net, FILE *out, const char *prefix) {
+  if (!net->nclasses)
+    return;
+  fprintf(out, "%sclasses (line %d):", prefix, net->classes_loc.line);
+  for (int i = 0; i < net->nclasses; i++) {
+    const char *name = net->classes[i];
+    bool word = (*name >= 'A' && *name <= 'Z') || (*name >= 'a' && *name <= 'z') || *name == '_';
+    for (const char *p = name; word && *p; p++)
+      word = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+             *p == '_';
+    fprintf(out, word ? " %s" : " \"%s\"", name);
+  }
+  fputc('\n', out);
+}
+
 /* ---- --dump-ir ---- */
 
 static const char *layer_ref(char *buf, size_t size, const Net *net, const Layer *l) {
@@ -191,6 +206,7 @@ void ir_dump(const Net *net, FILE *out, const char *after_pass) {
   char a[64], b[64], c[64];
   fprintf(out, "== IR after %s: network %s (%s), input %s, %d layers\n", after_pass, net->name,
           net->file ? net->file : "?", summary_shape(a, sizeof a, net->input), net->nlayers);
+  summary_classes(net, out, "  ");
   for (int i = 0; i < net->nlayers; i++)
     dump_layer(net, &net->layers[i], out);
   dump_train(&net->train, out);

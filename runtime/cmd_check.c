@@ -8,8 +8,9 @@ static const char help[] =
     "Parses and checks a network without generating code, and prints a table:\n"
     "each layer with its source line, output shape, parameters and\n"
     "multiply-accumulates per image, then the totals and the bytes of state\n"
-    "that inference and training need. Errors are reported as\n"
-    "FILE:LINE:COL: error: MESSAGE with the source line and a caret.\n"
+    "that inference and training need, and the classes statement's names.\n"
+    "Errors are reported as FILE:LINE:COL: error: MESSAGE with the source\n"
+    "line and a caret.\n"
     "\n"
     "Options:\n"
     "  --dump-ir   also print the IR after each compiler pass (before the table)\n"
@@ -25,8 +26,10 @@ static int run(const CliArgs *a) {
   Arena arena = {0};
   int status = 0;
   Net *net = cli_compile_net(&arena, a->net_path, a->value[CLI_DUMP_IR] ? stdout : NULL, &status);
-  if (net)
+  if (net) {
     summary_print(net, stdout, "");
+    summary_classes(net, stdout, "");
+  }
   arena_free(&arena);
   return status;
 }

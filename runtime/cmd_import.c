@@ -12,11 +12,13 @@
  * nodes that only rename or reshape what cnngen already holds), an
  * activation is fused onto the conv2d or dense right before it, and MatMul
  * followed by Add of a bias becomes one dense. Every line ends with a
- * comment naming the nodes it came from. The text is then compiled like
- * any .cnn file, which checks every shape, and the weights are laid out in
- * the compiled network's order (PyTorch layout is ONNX's: Conv W
- * [F][C][KH][KW]; a Gemm's or MatMul's matrix is transposed to [OUT][IN]
- * where it is [IN][OUT]). Both files are written, or neither.
+ * comment naming the nodes it came from; a train block to start from
+ * follows, its loss chosen by the compiled layers' output activation. The
+ * text is then compiled like any .cnn file, which checks every shape, and
+ * the weights are laid out in the compiled network's order (PyTorch
+ * layout is ONNX's: Conv W [F][C][KH][KW]; a Gemm's or MatMul's matrix is
+ * transposed to [OUT][IN] where it is [IN][OUT]). Both files are written,
+ * or neither.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -36,12 +38,16 @@ static const char help[] =
     "read are Conv (any group count, with or without bias), Relu, Sigmoid, Tanh,\n"
     "MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape to [N, -1],\n"
     "Gemm (either transB), MatMul (+ Add of a bias), Softmax, BatchNormalization,\n"
-    "Dropout, Identity,\n"
-    "and Constant values. An activation is fused onto the conv2d or dense before\n"
-    "it; each line of the .cnn names the ONNX nodes it came from. Anything else\n"
-    "(an op, an attribute such as a dilation or an asymmetric pad, a second\n"
-    "input, a branch) is refused with the node's name, op and attribute.\n"
-    "The network's name is NET's base name. Both files are written, or neither.\n"
+    "Dropout, Identity, and Constant values. An activation is fused onto the\n"
+    "conv2d or dense before it; each line of the .cnn names the ONNX nodes it\n"
+    "came from. Anything else (an op, an attribute such as a dilation or an\n"
+    "asymmetric pad, a second input, a branch) is refused with the node's name,\n"
+    "op and attribute.\n"
+    "The network's name is NET's base name. The .cnn ends in a train block to\n"
+    "start from (ONNX holds no training recipe): the loss fits the output\n"
+    "(softmax: sparse_categorical_crossentropy, sigmoid: binary_crossentropy,\n"
+    "otherwise mse), then adam lr=0.001, batch 32, epochs 5, the language's\n"
+    "defaults. Both files are written, or neither.\n"
     "\n"
     "Options:\n"
     "  -o FILE, --out FILE  the .cnn file to write\n"
@@ -828,7 +834,28 @@ static void net_name(char *dst, const char *cnn) {
     snprintf(dst, NAME_SIZE, "imported");
 }
 
-static void write_text(const Import *im, const char *cnn, FILE *f) {
+/* A train block to start from: ONNX holds no training recipe, so the loss
+   is the one that fits the output's activation and the rest are the
+   language's defaults. */
+static void write_train(Act out, FILE *f) {
+  const char *loss = out == ACT_SOFTMAX   ? "sparse_categorical_crossentropy"
+                     : out == ACT_SIGMOID ? "binary_crossentropy"
+                                          : "mse";
+  const char *why = out == ACT_SOFTMAX   ? "softmax outputs (one class per image)"
+                    : out == ACT_SIGMOID ? "sigmoid outputs (labels)"
+                                         : "outputs that are not probabilities";
+  fprintf(f,
+          "\n# A starting point for cnngen train: the ONNX model holds no training\n"
+          "# recipe. The loss fits %s; the rest are\n# the language's defaults.\n",
+          why);
+  fprintf(f,
+          "train {\n  loss      %s\n  optimizer adam lr=0.001\n  batch     32\n"
+          "  epochs    5\n}\n",
+          loss);
+}
+
+/* The .cnn text; with a train block for outputs `out` unless out < 0. */
+static void write_text(const Import *im, const char *cnn, int out, FILE *f) {
   const OnnxModel *m = im->m;
   char name[NAME_SIZE], prod[NODE_NAME_MAX + 1], ver[NODE_NAME_MAX + 1], in[NODE_NAME_MAX + 1];
   const char *src = strrchr(im->path, '/');
@@ -859,6 +886,8 @@ static void write_text(const Import *im, const char *cnn, FILE *f) {
     int indent = 2 * l->depth;
     fprintf(f, "%*s%-*s # %s\n", indent, "", indent < 32 ? 32 - indent : 0, line, l->from);
   }
+  if (out >= 0)
+    write_train((Act)out, f);
 }
 
 /* The compiled network's flat parameters from the lines' weights. */
@@ -932,6 +961,34 @@ static Net *check_text(const Import *im, Arena *a, const char *cnn, const char *
   return net;
 }
 
+/* The text (malloc'd in *text) compiled in `a`: the layers alone first,
+   for the output's activation, then with the train block that fits it. */
+static Net *render(const Import *im, Arena *a, const char *cnn, char **text, size_t *len) {
+  Net *net = NULL;
+  int out = -1; /* no train block on the first pass */
+  for (int pass = 0; pass < 2; pass++) {
+    if (net) /* before the arena goes; a softmax of one output has no classes to tell */
+      out = net->train_out_act == ACT_SOFTMAX && shape_size(net->output) < 2
+                ? ACT_LINEAR
+                : (int)net->train_out_act;
+    free(*text);
+    *text = NULL;
+    arena_free(a);
+    *a = (Arena){0};
+    FILE *f = open_memstream(text, len);
+    if (!f) {
+      im->e->internal = 1;
+      err_set(im->e, im->path, "out of memory");
+      return NULL;
+    }
+    write_text(im, cnn, out, f);
+    fclose(f);
+    if (!(net = check_text(im, a, cnn, *text, *len)))
+      return NULL;
+  }
+  return net;
+}
+
 static int write_files(const CliArgs *a, const Net *net, const float *params, const char *text,
                        size_t len, Err *e) {
   AtomicFile af = {0};
@@ -998,15 +1055,7 @@ static int run(const CliArgs *a) {
             want, got);
     goto fail;
   }
-  FILE *f = open_memstream(&text, &len);
-  if (!f) {
-    e.internal = 1;
-    err_set(&e, a->net_path, "out of memory");
-    goto fail;
-  }
-  write_text(&im, cnn, f);
-  fclose(f);
-  Net *net = check_text(&im, &arena, cnn, text, len);
+  Net *net = render(&im, &arena, cnn, &text, &len);
   if (!net)
     goto fail;
   if (!(params = lay_out(&im, net))) {

@@ -234,17 +234,33 @@ static StParam *checkpoint_tensors(const Run *r, int *count) {
   return all;
 }
 
+/* The class names as the weights' metadata holds them (a JSON list, malloc'd
+   in *json), or NULL where there are none. */
+static int classes_json(const Run *r, const char *path, char **json, Err *e) {
+  *json = r->names.n ? st_json_strings((const char *const *)r->names.names, r->names.n) : NULL;
+  if (r->names.n && !*json) {
+    e->internal = 1;
+    return err_set(e, path, "out of memory");
+  }
+  return 0;
+}
+
 static int write_checkpoint(Run *r, Err *e) {
   r->en.store(r->en.model, r->state);
   uint64_t step;
   r->tr.store_opt(r->en.model, r->state + r->net->param_count, &step);
   int n;
+  char *classes;
+  if (classes_json(r, r->ckpt, &classes, e) < 0)
+    return -1;
   StParam *t = checkpoint_tensors(r, &n);
   if (!t) {
+    free(classes);
     e->internal = 1;
     return err_set(e, r->ckpt, "out of memory");
   }
   CkptMeta m = {.network = r->net->name,
+                .classes = classes,
                 .optimizer = optimizer_words[r->net->train.optimizer],
                 .backend = program_backend(r->en.prog),
                 .epoch = (unsigned long long)r->epoch,
@@ -263,6 +279,7 @@ static int write_checkpoint(Run *r, Err *e) {
                 .best_loss = r->best_loss};
   int rc = ckpt_write(r->ckpt, t, n, r->state, &m, e);
   free(t);
+  free(classes);
   if (rc == 0) {
     r->good_ckpt = r->ckpt;
     r->good_epoch = r->epoch;
@@ -737,12 +754,9 @@ static int write_weights(Run *r, Err *e) {
   snprintf(seed, sizeof seed, "%llu", r->net->train.seed);
   snprintf(acc, sizeof acc, "%.4f", r->test_acc);
   snprintf(loss, sizeof loss, "%.6f", r->test_loss);
-  char *classes =
-      r->names.n ? st_json_strings((const char *const *)r->names.names, r->names.n) : NULL;
-  if (r->names.n && !classes) {
-    e->internal = 1;
-    return err_set(e, r->out, "out of memory");
-  }
+  char *classes;
+  if (classes_json(r, r->out, &classes, e) < 0)
+    return -1;
   const char *meta[14] = {"epochs", epochs, "seed", seed};
   int m = 4;
   if (best) {
@@ -981,9 +995,8 @@ static int start_ranks(Run *r, int rc, Err *e) {
   if (d->rank == 0) {
     r->en.store(r->en.model, r->state);
     r->tr.store_opt(r->en.model, r->state + r->net->param_count, &st.opt_step);
-    st = (RankState){r->net->train.seed, r->step,       st.opt_step, r->net->train.batch,
-                     r->epoch,           r->batch_done, r->sums,      r->best_epoch,
-                     r->waited,          r->best_loss};
+    st = (RankState){r->net->train.seed, r->step, st.opt_step,   r->net->train.batch, r->epoch,
+                     r->batch_done,      r->sums, r->best_epoch, r->waited,           r->best_loss};
   }
   dist_bcast(d, &st, sizeof st);
   dist_bcast(d, r->state, (size_t)count * sizeof *r->state);
@@ -1048,12 +1061,8 @@ static int run(const CliArgs *cli) {
   Arena arena = {0};
   Err e = {0};
   int status = 0;
-  Run r = {.a = a,
-           .test_loss = NAN,
-           .test_acc = NAN,
-           .val_loss = NAN,
-           .val_acc = NAN,
-           .best_loss = NAN};
+  Run r = {
+      .a = a, .test_loss = NAN, .test_acc = NAN, .val_loss = NAN, .val_acc = NAN, .best_loss = NAN};
   bool engine_open = false, trainer_open_ok = false, caught = false, agreed = false;
   struct sigaction old_signals[2];
   if (dist_open(&r.dist, &e) < 0)

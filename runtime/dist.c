@@ -27,6 +27,16 @@
 
 enum { PIECE = 16384 }; /* floats per message of the chain: 64 KB */
 
+/* A rank's process as a rank on the same machine finds it: its pid, its
+   start time (so that a reused pid is not taken for it) and the machine
+   (the boot's id and the pid namespace, which make pids comparable; ""
+   where unknown: never compared). */
+struct DistPeer {
+  int pid;
+  unsigned long long start;
+  char machine[96];
+};
+
 bool dist_launched(void) {
   const char *s = getenv("OMPI_COMM_WORLD_SIZE");
   return s && atoi(s) > 1;
@@ -72,6 +82,79 @@ static void quiet(Dist *d) {
     d->err_fd = 2;
 }
 
+/* A small file of /proc into buf, NUL-terminated; its length, -1 when it
+   cannot be read. Not io.c's readers: this runs in the wait loop, where a
+   missing file is an answer, not an error, and nothing is allocated. */
+static ssize_t read_proc(const char *path, char *buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+  if (fd >= 0)
+    close(fd);
+  buf[n > 0 ? n : 0] = 0;
+  return n;
+}
+
+/* /proc/PID/stat's state (field 3) and start time (field 22); -1 when the
+   process is gone. */
+static int proc_stat(int pid, char *state, unsigned long long *start) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  if (read_proc(path, buf, sizeof buf) <= 0)
+    return -1;
+  char *p = strrchr(buf, ')'); /* after the command's name, which may hold anything */
+  if (!p || p[1] != ' ' || !p[2])
+    return -1;
+  *state = p[2];
+  for (int field = 2; field < 22 && p; field++)
+    if ((p = strchr(p + 1, ' ')))
+      p++;
+  if (!p)
+    return -1;
+  *start = strtoull(p, NULL, 10);
+  return 0;
+}
+
+static void this_process(DistPeer *me) {
+  memset(me, 0, sizeof *me);
+  me->pid = (int)getpid();
+  char state;
+  if (proc_stat(me->pid, &state, &me->start) < 0)
+    return;
+  char boot[40], ns[48];
+  ssize_t nb = read_proc("/proc/sys/kernel/random/boot_id", boot, sizeof boot);
+  ssize_t nn = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+  if (nb < 32 || nn <= 0)
+    return;
+  boot[strcspn(boot, "\n")] = 0;
+  ns[nn] = 0;
+  snprintf(me->machine, sizeof me->machine, "%s %s", boot, ns);
+}
+
+/* The wait check: a rank on this machine whose process is gone (or a
+   zombie) has died. mpirun ends the job, naming it, but the ranks it
+   stops would say nothing: this rank says which one and stops. */
+static void check_peers(void *arg) {
+  Dist *d = arg;
+  const DistPeer *me = &d->peers[d->rank];
+  for (int r = 0; r < d->size && me->machine[0]; r++) {
+    const DistPeer *p = &d->peers[r];
+    char state;
+    unsigned long long start;
+    if (r == d->rank || strcmp(p->machine, me->machine) != 0 ||
+        (proc_stat(p->pid, &state, &start) == 0 && state != 'Z' && state != 'X' &&
+         start == p->start))
+      continue;
+    char msg[300];
+    int n = snprintf(msg, sizeof msg,
+                     "cnngen: error: rank %d of %d: rank %d (pid %d on this machine) has died; "
+                     "stopping (mpirun stops every rank and says how it ended)\n",
+                     d->rank, d->size, r, p->pid);
+    ssize_t unused = write(d->err_fd, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : 0);
+    (void)unused;
+    _exit(1); /* not MPI_Abort: mpirun is ending the job already */
+  }
+}
+
 int dist_open(Dist *d, Err *e) {
   memset(d, 0, sizeof *d);
   d->size = 1;
@@ -110,12 +193,23 @@ int dist_open(Dist *d, Err *e) {
   d->ops = ops;
   if (d->rank != 0 && d->err_fd == 2) /* only rank 0 speaks */
     quiet(d);
+  if (!(d->peers = calloc((size_t)d->size, sizeof *d->peers))) {
+    e->internal = 1;
+    return err_set(e, path, "out of memory for %d ranks", d->size);
+  }
+  DistPeer me;
+  this_process(&me);
+  dist_allgather(d, &me, sizeof me, d->peers);
+  ops->set_wait_check(check_peers, d);
   return 0;
 }
 
 void dist_close(Dist *d) {
-  if (d->ops)
+  if (d->ops) {
+    d->ops->set_wait_check(NULL, NULL);
     d->ops->finalize();
+  }
+  free(d->peers);
   free(d->scratch);
   memset(d, 0, sizeof *d);
 }

@@ -10,8 +10,12 @@
  * and no MPI is loaded. Under mpirun, dist_open loads the MPI plugin
  * (dist_ops.h) and calls MPI_Init; ranks other than 0 then write nothing to
  * standard output or error (their messages reach rank 0 through
- * dist_agree). A failed communication (a rank died) prints what failed and
- * stops every rank (MPI_Abort, exit status 1): nothing waits forever.
+ * dist_agree). A failed communication prints what failed and stops every
+ * rank (MPI_Abort, exit status 1). A rank that dies makes no call fail:
+ * while a rank waits, it looks every few milliseconds for the processes of
+ * the ranks on its machine, and one that is gone stops it with a message
+ * naming that rank (exit status 1); mpirun, which saw the death first,
+ * stops the ranks on other machines. Nothing waits forever.
  */
 #ifndef CNNGEN_DIST_H
 #define CNNGEN_DIST_H
@@ -22,8 +26,11 @@
 #include "dist_ops.h"
 #include "err.h"
 
+typedef struct DistPeer DistPeer;
+
 typedef struct Dist {
   int rank, size;     /* 0 of 1 for one process */
+  DistPeer *peers;    /* [size]: each rank's process, for the wait check */
   const DistOps *ops; /* NULL for one process */
   void *lib;          /* the plugin's dlopen handle */
   int err_fd;         /* this rank's own standard error, for fatal messages */

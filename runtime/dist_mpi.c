@@ -8,7 +8,8 @@
  * that waits for a slower one (still computing its share, or descheduled
  * on a busy machine) so leaves the core to it, where MPI's own blocking
  * calls would keep polling on it; a transfer under way finishes within the
- * spin.
+ * spin. Every CHECK seconds of waiting, the wait check that dist.c set
+ * looks for a rank that died (MPI itself would wait on).
  */
 #include <mpi.h>
 #include <time.h>
@@ -18,16 +19,30 @@
 enum { PIECE = 1 << 30 };
 #define SPIN 200e-6 /* seconds of polling before sleeping between polls */
 #define NAP 20000   /* nanoseconds of each sleep */
+#define CHECK 10e-3 /* seconds between wait checks */
+
+static void (*wait_check)(void *arg);
+static void *wait_arg;
+
+static void set_wait_check(void (*check)(void *arg), void *arg) {
+  wait_check = check;
+  wait_arg = arg;
+}
 
 static int finish(MPI_Request *req) {
-  double start = MPI_Wtime();
+  double start = MPI_Wtime(), checked = start;
   for (;;) {
     int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS || done)
       return rc;
-    if (MPI_Wtime() - start > SPIN) {
+    double t = MPI_Wtime();
+    if (t - start > SPIN) {
       struct timespec nap = {0, NAP};
       nanosleep(&nap, NULL);
+    }
+    if (wait_check && t - checked > CHECK) {
+      checked = t;
+      wait_check(wait_arg);
     }
   }
 }
@@ -120,6 +135,7 @@ static const DistOps ops = {
     .error_string = error_string,
     .abort = abort_all,
     .finalize = finalize,
+    .set_wait_check = set_wait_check,
 };
 
 const DistOps *cnngen_dist_ops(void);

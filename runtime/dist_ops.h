@@ -7,14 +7,15 @@
  *
  * Every call works on MPI_COMM_WORLD, in bytes, and returns 0 or an MPI
  * error code (errors are returned, not fatal); error_string says what a code
- * means.
+ * means. A rank that dies makes no call fail (Open MPI's shared memory
+ * transport waits on): the wait check is how a rank notices.
  */
 #ifndef CNNGEN_DIST_OPS_H
 #define CNNGEN_DIST_OPS_H
 
 #include <stddef.h>
 
-#define DIST_OPS_VERSION 1
+#define DIST_OPS_VERSION 2
 #define DIST_OPS_SYMBOL "cnngen_dist_ops"
 
 typedef struct DistOps {
@@ -27,6 +28,10 @@ typedef struct DistOps {
   void (*error_string)(int code, char *buf, size_t cap);
   void (*abort)(int status); /* ends every rank; mpirun exits with status */
   void (*finalize)(void);
+  /* While a call waits for other ranks (past its first moments of
+     polling), check(arg) runs every few milliseconds; it may end the
+     process (a rank it waits for has died). */
+  void (*set_wait_check)(void (*check)(void *arg), void *arg);
 } DistOps;
 
 #endif

@@ -211,6 +211,21 @@ static const char good_net[] = "network small\n"
                                "flatten\n"
                                "dense 3 softmax\n";
 
+/* The classes statement's names in check's output and --dump-ir, as the
+   statement writes them (a name that is not a word quoted); none without one. */
+static void test_cli_check_shows_class_names(void **state) {
+  (void)state;
+  tu_write_text("named.cnn", "network named\ninput 6x6x1\nflatten\ndense 3 softmax\n"
+                             "classes cat \"sea lion\" 7\n");
+  assert_int_equal(tu_run("check named.cnn"), 0);
+  assert_contains(tu_out, "\nclasses (line 5): cat \"sea lion\" \"7\"\n");
+  assert_int_equal(tu_run("check named.cnn --dump-ir"), 0);
+  assert_int_equal(tu_count(tu_out, "\n  classes (line 5): cat \"sea lion\" \"7\"\n"), 4);
+  tu_write_text("good.cnn", good_net);
+  assert_int_equal(tu_run("check good.cnn --dump-ir"), 0);
+  assert_null(strstr(tu_out, "classes"));
+}
+
 static void test_cli_exit_statuses(void **state) {
   (void)state;
   tu_write_text("good.cnn", good_net);
@@ -1332,6 +1347,7 @@ int main(void) {
       cmocka_unit_test(test_cli_write_command_quotes_for_the_shell),
       cmocka_unit_test(test_cli_parse_rejects_bad_options),
       cmocka_unit_test(test_cli_suggest_finds_typos),
+      cmocka_unit_test(test_cli_check_shows_class_names),
       cmocka_unit_test(test_cli_exit_statuses),
       cmocka_unit_test(test_cli_unknown_words_get_hints),
       cmocka_unit_test(test_cli_help_for_every_command),

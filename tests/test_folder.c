@@ -303,9 +303,9 @@ static const char named_net[] = "network n\ninput 12x12x1\nclasses east north so
 static const char plain_net[] = "network n\ninput 12x12x1\nflatten\ndense 4 softmax\n"
                                 "train {\n  batch 8\n  epochs 1\n}\n";
 
-/* Names from the folders reach the weights' metadata, eval's table and
-   --json, predict's lines and "name", explain's line; the same with the
-   network's classes statement, which agrees. */
+/* Names from the folders reach the weights' and the checkpoint's metadata,
+   eval's table and --json, predict's lines and "name", explain's line; the
+   same with the network's classes statement, which agrees. */
 static void test_class_names_shown_everywhere(void **state) {
   (void)state;
   quadrant_folder("named");
@@ -318,6 +318,13 @@ static void test_class_names_shown_everywhere(void **state) {
   assert_int_equal(st_read(tu_path("p.st"), &f, &e), 0);
   assert_string_equal(st_meta(&f, "classes"), "[\"east\",\"north\",\"south\",\"west\"]");
   st_free(&f);
+  /* the checkpoint's metadata too, so that predict names them from it */
+  assert_int_equal(st_read(tu_path("p.st.ckpt"), &f, &e), 0);
+  assert_string_equal(st_meta(&f, "classes"), "[\"east\",\"north\",\"south\",\"west\"]");
+  st_free(&f);
+  assert_int_equal(tu_run("predict plain.cnn --weights p.st.ckpt %s named/test/west/*.png", run),
+                   0);
+  assert_contains(tu_out, ": class 3 west (p=");
   assert_int_equal(tu_run("eval plain.cnn --data named --weights p.st %s --json", run), 0);
   assert_contains(tu_out, ", \"name\": \"east\"}, {\"precision\": ");
   assert_int_equal(tu_count(tu_out, "\"name\": "), 4);

@@ -8,7 +8,9 @@
  *
  * Every rank runs through ./rank.sh, which records its pid in .rankN.pid
  * and, for rank 1, reads rank1.env and runs inside rank1/ when these exist
- * (so rank 1 can be given another network, data or CC under the same names). mpirun runs
+ * (so rank 1 can be given another network, data or CC under the same names);
+ * where rank0.status exists, rank 0 runs as the script's child and the
+ * script writes its exit status there (mpirun reports another). mpirun runs
  * under `timeout`, so a hang fails the test instead of stopping the suite.
  * Without mpirun or the plugin the program exits 77 (skipped).
  */
@@ -49,14 +51,16 @@ static int mpi(int ranks, const char *fmt, ...) {
 /* Starts `mpirun -n RANKS cnngen ARGS` in the directory without waiting
    (stdout and stderr to .out and .err, as tu_start); its pid. */
 static pid_t mpi_start(int ranks, const char *args) {
+  unlink(tu_path(".rank0.pid"));
   unlink(tu_path(".rank1.pid"));
   return tu_start_shell("exec " MPIRUN " -n %d ./rank.sh %s", ranks, args);
 }
 
-/* Rank 1's pid, once it has started. */
-static pid_t rank1_pid(void) {
-  char text[64];
-  tu_read_file(tu_path(".rank1.pid"), text, sizeof text);
+/* The pid in .rankN.pid, once rank N has started. */
+static pid_t rank_pid(int rank) {
+  char name[32], text[64];
+  snprintf(name, sizeof name, ".rank%d.pid", rank);
+  tu_read_file(tu_path(name), text, sizeof text);
   assert_true(atol(text) > 0);
   return (pid_t)atol(text);
 }
@@ -85,8 +89,15 @@ static int group_setup(void **state) {
            "echo $$ > .rank$OMPI_COMM_WORLD_RANK.pid\n"
            "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && [ -f rank1.env ]; then . ./rank1.env; fi\n"
            "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && [ -d rank1 ]; then cd rank1; fi\n"
+           "if [ \"$OMPI_COMM_WORLD_RANK\" = 0 ] && [ -f rank0.status ]; then\n"
+           /* mpirun's SIGTERM goes to the process group: cnngen gets it, the
+              script waits on (a trap runs after its foreground command) */
+           "  trap : TERM\n"
+           "  %s \"$@\"\n"
+           "  s=$?; echo $s > rank0.status; exit $s\n"
+           "fi\n"
            "exec %s \"$@\"\n",
-           tu_cnngen);
+           tu_cnngen, tu_cnngen);
   tu_write_text("rank.sh", script);
   return chmod(tu_path("rank.sh"), 0755);
 }
@@ -225,25 +236,54 @@ static void test_mpi_ranks_that_compute_differently(void **state) {
   assert_false(tu_exists("cc.ckpt.safetensors"));
 }
 
-/* Rank 1 killed in the middle of a run: mpirun ends every rank (no hang,
-   see MPIRUN's timeout) and names the rank; the last checkpoint stays
-   whole and resumes. */
+/* Rank 1 killed by SIGKILL in the middle of a run (no hang, see MPIRUN's
+   timeout): rank 0, waiting for it, sees its process gone, says so in one
+   line naming it and exits 1 (rank0.status); mpirun's own status is 137,
+   128 + SIGKILL, as it reports the first rank that failed, and its message
+   names that rank too. The last checkpoint stays whole and resumes. Then
+   rank 0 killed: rank 1, whose output is otherwise silenced, says so. */
 static void test_mpi_killed_rank_stops_all(void **state) {
   (void)state;
   tu_quadrant_data("quad", 100, 30);
   write_small_net("small.cnn", "adam lr=0.01");
+  tu_write_text("rank0.status", "");
   pid_t pid = mpi_start(2, "train small.cnn --data quad --threads 1 --epochs 100000 --out "
                            "k.safetensors --checkpoint k.ckpt");
   tu_await(pid, ".out", "epoch 2/");
-  assert_int_equal(kill(rank1_pid(), SIGKILL), 0);
+  pid_t dead = rank_pid(1);
+  assert_int_equal(kill(dead, SIGKILL), 0);
   int status = tu_finish(pid);
-  assert_int_not_equal(status, 0);
-  assert_int_not_equal(status, 124); /* timeout's: a rank hung */
-  assert_contains(tu_err, "rank 1");
+  if (status != 137)
+    fail_msg("mpirun exited %d, not 137 (124: a rank hung):\n%s", status, tu_err);
+  char line[200];
+  snprintf(line, sizeof line,
+           "cnngen: error: rank 0 of 2: rank 1 (pid %d on this machine) has died; stopping "
+           "(mpirun stops every rank and says how it ended)\n",
+           (int)dead);
+  assert_contains(tu_err, line);
+  assert_int_equal(tu_count(tu_err, "cnngen: error:"), 1);
+  assert_contains(tu_err, "process rank 1 "); /* mpirun's */
+  char text[16];
+  tu_read_file(tu_path("rank0.status"), text, sizeof text);
+  assert_string_equal(text, "1\n");
+  unlink(tu_path("rank0.status"));
   assert_false(tu_exists("k.safetensors"));
   assert_int_equal(tu_run("train small.cnn --data quad --threads 2 --epochs 3 --resume k.ckpt "
                           "--checkpoint k2.ckpt --out k.safetensors"),
                    0);
+
+  pid = mpi_start(2, "train small.cnn --data quad --threads 1 --epochs 100000 --out "
+                     "k0.safetensors --checkpoint k0.ckpt");
+  tu_await(pid, ".out", "epoch 2/");
+  dead = rank_pid(0);
+  assert_int_equal(kill(dead, SIGKILL), 0);
+  status = tu_finish(pid);
+  if (status != 137)
+    fail_msg("mpirun exited %d, not 137 (124: a rank hung):\n%s", status, tu_err);
+  snprintf(line, sizeof line,
+           "cnngen: error: rank 1 of 2: rank 0 (pid %d on this machine) has died", (int)dead);
+  assert_contains(tu_err, line);
+  assert_false(tu_exists("k0.safetensors"));
 }
 
 /* Two epochs uninterrupted on 2 threads; the same from a checkpoint after
@@ -337,7 +377,7 @@ static void test_mpi_signal_stops_every_rank(void **state) {
   pid_t pid = mpi_start(2, "train small.cnn --data quad --threads 1 --epochs 3 --out "
                            "s.safetensors --checkpoint s.ckpt");
   tu_await(pid, ".out", "epoch 1/3");
-  assert_int_equal(kill(rank1_pid(), SIGTERM), 0);
+  assert_int_equal(kill(rank_pid(1), SIGTERM), 0);
   int status = tu_finish(pid);
   if (status != 143)
     fail_msg("mpirun exited %d:\n%s%s", status, tu_out, tu_err);

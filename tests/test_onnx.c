@@ -5,13 +5,17 @@
  * a LeNet-like network at opset 9; colour input with per-direction stride
  * and padding, bias=False, a Pad before an AveragePool and Gemm with
  * transB=0 at opset 13; Reshape to [-1, K] with MatMul + Add and MatMul
- * alone at opset 17), and one that onnx.helper built with what PyTorch does
- * not write (weights as Constant nodes, Identity, Dropout's ratio as an
- * attribute at opset 9). Each is imported and run by `cnngen predict` to
- * PyTorch's float64 outputs within tests/reference/check's tolerances. The
- * round trip import(export(net)) gives the same .cnn layers, the same
- * weights and the same outputs, for tests/onnx/every.cnn (every layer and
- * option) and flat.cnn. Files that
+ * alone at opset 17; a small ResNet with both shortcut kinds at opset 13;
+ * a depthwise-separable network with batch norms after convs and not, at
+ * opset 15), and one that onnx.helper built with what PyTorch does not
+ * write (weights as Constant nodes, Identity, a BatchNormalization with
+ * ONNX's default attributes, Dropout's ratio as an attribute at opset 9).
+ * Each is imported and run by `cnngen predict` to PyTorch's float64
+ * outputs within tests/reference/check's tolerances, with a train block to
+ * start from whose loss fits the output. The round trip import(export(net))
+ * gives the same .cnn layers, the same weights and the same outputs, for
+ * tests/onnx/every.cnn (every layer and option), flat.cnn, blocks.cnn and
+ * each imported PyTorch model. Files that
  * are not ONNX, truncated or random, and graphs cnngen cannot say are
  * refused with one line naming the file (and the node, its op and the
  * attribute), and nothing is written. ONNX Runtime and onnx.checker are in
@@ -33,7 +37,8 @@
 
 enum { MAX_OUTPUTS = 4096 };
 
-static const char *const models[] = {"lenet", "strided", "matmul", "constants", "resnet"};
+static const char *const models[] = {"lenet",     "strided", "matmul",
+                                     "constants", "resnet",  "depthwise"};
 
 /* Lines the imported .cnn must hold, per model: a layer with its fused
    activation and the comment naming its nodes. */
@@ -54,7 +59,8 @@ static const char *const model_lines[][4] = {
      "dense 12 tanh                    # /MatMul (MatMul), /Add (Add), /Tanh (Tanh)\n"
      "dense 6 bias=false softmax       # /MatMul_1 (MatMul), /Softmax (Softmax)\n"},
     {"# id0 (Identity): passes its input on\n"
-     "conv2d 3 3x3 stride=2x1 padding=1x0 sigmoid # conv0 (Conv), sig0 (Sigmoid)\n",
+     "conv2d 3 3x3 stride=2x1 padding=1x0 sigmoid # conv0 (Conv), sig0 (Sigmoid)\n"
+     "batchnorm momentum=0.1 eps=1e-05 # bn0 (BatchNormalization)\n",
      "flatten                          # flat0 (Flatten)\n",
      "dropout 0.2                      # drop0 (Dropout)\n",
      "dense 4                          # gemm0 (Gemm)\n"},
@@ -66,7 +72,22 @@ static const char *const model_lines[][4] = {
      "    conv2d 6 1x1 stride=2 bias=false # /proj/Conv (Conv)\n"
      "  }                              # /Add_1 (Add): the end of the shortcut\n",
      "}                                # /Add_1 (Add): main path + shortcut\n"},
+    {"conv2d 8 3x3 padding=1 groups=8 bias=false # /dw1/Conv (Conv)\n"
+     "batchnorm momentum=0.1 eps=1e-05 # /bn1/BatchNormalization (BatchNormalization)\n"
+     "relu                             # /Relu_1 (Relu)\n"
+     "conv2d 16 1x1 bias=false         # /pw1/Conv (Conv)\n",
+     "conv2d 32 3x3 stride=2 padding=1 groups=16 bias=false # /dw2/Conv (Conv)\n",
+     "maxpool 2x2                      # /MaxPool (MaxPool)\n"
+     "batchnorm momentum=0.1 eps=1e-05 # /bn4/BatchNormalization (BatchNormalization)\n",
+     "# /Flatten (Flatten): the input is a vector already\n"
+     "batchnorm momentum=0.1 eps=1e-05 # /bn5/BatchNormalization (BatchNormalization)\n"
+     "dense 5 softmax                  # /fc/Gemm (Gemm), /Softmax (Softmax)\n"},
 };
+
+/* The loss of each model's train block: from its output's activation. */
+static const char *const model_losses[] = {
+    "sparse_categorical_crossentropy", "mse", "sparse_categorical_crossentropy", "mse", "mse",
+    "sparse_categorical_crossentropy"};
 
 static void test_onnx_import_pytorch_models(void **state) {
   (void)state;
@@ -82,6 +103,12 @@ static void test_onnx_import_pytorch_models(void **state) {
     tu_read_file(tu_path(cnn), text, sizeof text);
     for (int k = 0; k < 4; k++)
       assert_contains(text, model_lines[i][k]);
+    char train[200];
+    snprintf(train, sizeof train,
+             "train {\n  loss      %s\n  optimizer adam lr=0.001\n  batch     32\n"
+             "  epochs    5\n}\n",
+             model_losses[i]);
+    assert_contains(text, train);
     assert_int_equal(tu_run("predict %s.cnn --weights %s.safetensors --json "
                             "%s/tests/onnx/%s-images-idx3-ubyte",
                             m, m, tu_repo, m),
@@ -128,6 +155,79 @@ static void statements(const char *text, char *out, size_t cap) {
   out[k] = 0;
 }
 
+/* The statements before a train block (which import writes as a starting
+   point, and a network's source may lack). */
+static void layer_statements(const char *text, char *out, size_t cap) {
+  statements(text, out, cap);
+  char *train = strstr(out, "train {\n");
+  if (train && (train == out || train[-1] == '\n'))
+    *train = 0;
+}
+
+/* import(export(imported)) for the PyTorch models: the same .cnn, train
+   block included, the same weights, the same outputs. */
+static void test_onnx_round_trip_of_pytorch_models(void **state) {
+  (void)state;
+  static char text[1 << 16], a[1 << 14], b[1 << 14], first[1 << 16];
+  assert_int_equal(tu_shell("mkdir -p rt"), 0);
+  for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+    const char *m = models[i];
+    assert_int_equal(tu_run("import %s/tests/onnx/%s.onnx -o rt/%s.cnn --weights-out "
+                            "rt/%s.safetensors",
+                            tu_repo, m, m, m),
+                     0);
+    assert_int_equal(tu_run("export rt/%s.cnn --weights rt/%s.safetensors -o rt.onnx", m, m), 0);
+    assert_int_equal(tu_run("import rt.onnx -o %s.cnn --weights-out back.safetensors", m), 0);
+    char path[64];
+    snprintf(path, sizeof path, "rt/%s.cnn", m);
+    tu_read_file(tu_path(path), text, sizeof text);
+    statements(text, a, sizeof a);
+    snprintf(path, sizeof path, "%s.cnn", m);
+    tu_read_file(tu_path(path), text, sizeof text);
+    statements(text, b, sizeof b);
+    assert_string_equal(b, a);
+    char weights[64];
+    snprintf(weights, sizeof weights, "rt/%s.safetensors", m);
+    assert_true(tu_same_tensors(weights, "back.safetensors"));
+    /* one backend for both: auto may take cc for one and tcc for the other */
+    assert_int_equal(tu_run("predict rt/%s.cnn --weights rt/%s.safetensors --backend tcc --json "
+                            "%s/tests/onnx/%s-images-idx3-ubyte",
+                            m, m, tu_repo, m),
+                     0);
+    snprintf(first, sizeof first, "%s", tu_out);
+    assert_int_equal(tu_run("predict %s.cnn --weights back.safetensors --backend tcc --json "
+                            "%s/tests/onnx/%s-images-idx3-ubyte",
+                            m, tu_repo, m),
+                     0);
+    assert_string_equal(tu_out, first);
+  }
+}
+
+/* The train block import writes fits the output: sigmoid outputs (labels)
+   get binary cross-entropy; a softmax of one output, which has no classes
+   to tell apart, mse (sparse cross-entropy would not check). */
+static void test_onnx_import_train_block_fits_the_output(void **state) {
+  (void)state;
+  static char text[1 << 14];
+  tu_random_net("labels",
+                "network labels\ninput 6x6x1\nconv2d 2 3x3 relu\nflatten\n"
+                "dense 3 sigmoid\n",
+                2);
+  assert_int_equal(tu_run("export labels.cnn --weights labels.safetensors -o labels.onnx"), 0);
+  assert_int_equal(tu_run("import labels.onnx -o back.cnn"), 0);
+  tu_read_file(tu_path("back.cnn"), text, sizeof text);
+  assert_contains(text, "# A starting point for cnngen train: the ONNX model holds no training\n"
+                        "# recipe. The loss fits sigmoid outputs (labels); the rest are\n"
+                        "# the language's defaults.\n"
+                        "train {\n  loss      binary_crossentropy\n");
+  assert_int_equal(tu_run("check back.cnn"), 0);
+  tu_random_net("one", "network one\ninput 6x6x1\nflatten\ndense 1 softmax\n", 2);
+  assert_int_equal(tu_run("export one.cnn --weights one.safetensors -o one.onnx"), 0);
+  assert_int_equal(tu_run("import one.onnx -o back.cnn"), 0);
+  tu_read_file(tu_path("back.cnn"), text, sizeof text);
+  assert_contains(text, "train {\n  loss      mse\n");
+}
+
 static void test_onnx_round_trip(void **state) {
   (void)state;
   static char text[1 << 16], a[1 << 14], b[1 << 14], first[1 << 16];
@@ -141,9 +241,13 @@ static void test_onnx_round_trip(void **state) {
     char cnn[64];
     snprintf(cnn, sizeof cnn, "%s.cnn", name);
     tu_read_file(tu_path(cnn), text, sizeof text);
-    statements(src, a, sizeof a);
-    statements(text, b, sizeof b);
+    layer_statements(src, a, sizeof a);
+    layer_statements(text, b, sizeof b);
     assert_string_equal(b, a);
+    /* flat's output is linear, the others' softmax */
+    assert_contains(text, strcmp(name, "flat") == 0
+                              ? "  loss      mse\n"
+                              : "  loss      sparse_categorical_crossentropy\n");
     assert_true(tu_same_tensors("orig.safetensors", "back.safetensors"));
     assert_int_equal(tu_run("predict orig.cnn --weights orig.safetensors --json orig-images"), 0);
     snprintf(first, sizeof first, "%s", tu_out);
@@ -174,8 +278,10 @@ static void test_onnx_import_refuses_what_cnngen_cannot_say(void **state) {
       {"dilation", "node 'c0' (Conv): attribute 'dilations' is 2x2: cnngen's conv2d has no "
                    "dilation"},
       {"asympad", "node 'c0' (Conv): attribute 'pads' is [1, 0, 0, 0]: asymmetric padding"},
-      {"group", "node 'c0' (Conv): attribute 'group' is 3: it must divide the input's 2 "
-                "channels"},
+      {"groupchannels", "node 'c0' (Conv): attribute 'group' is 3: it must divide the input's 2 "
+                        "channels"},
+      {"bntraining", "node 'bn0' (BatchNormalization): attribute 'training_mode' is 1: cnngen "
+                     "imports inference's batch norm"},
       {"bigkernel", "'conv2d 2 7x7 bias=false' (from big (Conv)) does not check: kernel 7x7 "
                     "is larger than its input 5x5x1"},
       {"twoinputs", "the graph has 2 inputs: cnngen networks take one image"},
@@ -188,27 +294,6 @@ static void test_onnx_import_refuses_what_cnngen_cannot_say(void **state) {
     assert_int_equal(tu_run("import %s -o out.cnn --weights-out out.safetensors", file), 1);
     refused(file, cases[i][1]);
   }
-}
-
-/* tests/onnx/refuse-batchnorm.onnx (made when cnngen had no batchnorm): a
-   conv and a BatchNormalization with ONNX's default epsilon and momentum
-   (0.9, PyTorch's 0.1) now import; its scale, shift, mean and variance are
-   1, so it gives the conv's output / sqrt(1 + 1e-5). */
-static void test_onnx_import_reads_batchnorm(void **state) {
-  (void)state;
-  char file[1100];
-  snprintf(file, sizeof file, "%s/tests/onnx/refuse-batchnorm.onnx", tu_repo);
-  if (tu_run("import %s -o bn.cnn --weights-out bn.safetensors", file) != 0)
-    fail_msg("%s", tu_err);
-  static char text[4096];
-  tu_read_file(tu_path("bn.cnn"), text, sizeof text);
-  assert_contains(text, "batchnorm momentum=0.1 eps=1e-05 ");
-  StFile f;
-  Err e = {0};
-  assert_int_equal(st_read(tu_path("bn.safetensors"), &f, &e), 0);
-  assert_non_null(st_find(&f, "bn1.running_mean"));
-  assert_non_null(st_find(&f, "bn1.running_var"));
-  st_free(&f);
 }
 
 static void test_onnx_import_refuses_truncated_and_random_files(void **state) {
@@ -287,8 +372,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_onnx_import_pytorch_models),
       cmocka_unit_test(test_onnx_round_trip),
+      cmocka_unit_test(test_onnx_round_trip_of_pytorch_models),
+      cmocka_unit_test(test_onnx_import_train_block_fits_the_output),
       cmocka_unit_test(test_onnx_import_refuses_what_cnngen_cannot_say),
-      cmocka_unit_test(test_onnx_import_reads_batchnorm),
       cmocka_unit_test(test_onnx_import_refuses_truncated_and_random_files),
       cmocka_unit_test(test_onnx_import_and_export_options),
   };

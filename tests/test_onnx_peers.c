@@ -49,7 +49,8 @@ static void prepare(const char *name) {
                    0);
 }
 
-static const char *const nets[] = {"lenet", "strided", "matmul", "constants", "every", "resnet"};
+static const char *const nets[] = {"lenet", "strided", "matmul",   "constants",
+                                   "every", "resnet",  "depthwise"};
 
 static void test_onnx_peers_checker_accepts_exports(void **state) {
   (void)state;

@@ -72,8 +72,14 @@ int ckpt_write(const char *path, const StParam *t, int n, const float *state, co
       "lr", lr,
       "best_epoch", best_epoch,         "best_val_loss", best_loss,
       "epochs_without_improvement", waited,
+      NULL, NULL, /* "classes" */
       NULL};
   /* clang-format on */
+  if (m->classes) { /* as the weights have them: predict shows them from a checkpoint too */
+    size_t k = sizeof meta / sizeof *meta - 3;
+    meta[k] = "classes";
+    meta[k + 1] = m->classes;
+  }
   int rc = st_write(path, st, n, meta, e);
   free(st);
   return rc;

@@ -12,6 +12,7 @@
 
 typedef struct CkptMeta {
   const char *network, *optimizer, *backend; /* on read: into the StFile (backend may be NULL) */
+  const char *classes; /* on write: the outputs' names as a JSON list, or NULL for none */
   unsigned long long epoch, step, seed, batch, samples;
   unsigned long long threads;       /* on read: 0 where absent */
   unsigned long long epoch_batches; /* of epoch + 1 done: > 0 only for a stop inside it */
