@@ -142,6 +142,18 @@ void glue_add(Emitter *em, const char *into, const char *g, const char *n) {
   em_call(em, "cnk_add(%s, %s, %s);", into, g, n);
 }
 
+void glue_add_forward(Emitter *em, const Layer *l, const char *fn, Act act) {
+  comment(em, l, em_str(em, "y %s = a + b", emit_dims(em, l->out)));
+  em_open_fn(em, "static void %s_forward(const float *a, const float *b, float *y)", fn);
+  em_call(em, "cnk_add_forward(%ld, %d, a, b, y);", shape_size(l->out), (int)act);
+  em_close(em);
+  em_blank(em);
+}
+
+void glue_act_backward(Emitter *em, Act act, const char *y, const char *dy, long count, int group) {
+  em_call(em, "cnk_act_backward(%ld, %d, %d, %s, %s);", count, (int)act, group, y, dy);
+}
+
 void glue_optimizer(Emitter *em, const Net *net, int slots) {
   const TrainConfig *tc = &net->train;
   const char *n = net->name;

@@ -46,6 +46,13 @@ void glue_transpose(Emitter *em, const char *src, const char *dst, long outer, l
                     long cols, bool add);
 void glue_add(Emitter *em, const char *into, const char *g, const char *n);
 
+/* A residual block's sum: FN_forward(a, b, y), y = act(a + b) (the add of
+   compiler/ops/residual.c). A call that makes dy act'(y) dy in place over
+   count floats (softmax: per group of `group`), for the training emitter's
+   act_backward. */
+void glue_add_forward(Emitter *em, const Layer *l, const char *fn, Act act);
+void glue_act_backward(Emitter *em, Act act, const char *y, const char *dy, long count, int group);
+
 /* NAME_adam or NAME_sgd, as the training emitter's NAME_update calls it
    (`slots`: the optimizer's state arrays). */
 void glue_optimizer(Emitter *em, const Net *net, int slots);

@@ -834,6 +834,24 @@ void FN(cnk_add)(float *into, const float *g, long n) {
     into[i] += g[i];
 }
 
+/* ---- residual blocks, activations ---- */
+
+/* As the generated code's add (compiler/ops/residual.c): relu as the sum is
+   stored (a NaN sum gives 0), another activation after. */
+void FN(cnk_add_forward)(long n, int act, const float *a, const float *b, float *y) {
+  if (act == ACT_RELU)
+    for (long i = 0; i < n; i++)
+      y[i] = a[i] + b[i] > 0.0f ? a[i] + b[i] : 0.0f;
+  else
+    for (long i = 0; i < n; i++)
+      y[i] = a[i] + b[i];
+  act_pass(act, y, n);
+}
+
+void FN(cnk_act_backward)(long n, int act, int group, const float *y, float *dy) {
+  act_backward(act, y, dy, n, group);
+}
+
 /* This width's set, for cnk_select (select.c). */
 #define ENTRY(name, params) {"cnk_" #name, (void (*)(void))FN(cnk_##name)},
 static const CnkSymbol symbols[] = {CNK_KERNELS(ENTRY)};

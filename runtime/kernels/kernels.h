@@ -72,7 +72,12 @@ typedef struct cnk_conv {
   /* dst[o][c][r] = src[o][r][c] (add: +=), o < outer, r < rows, c < cols */                  \
   X(transpose, (const float *src, float *dst, long outer, long rows, long cols, int add))      \
   /* into[i] += g[i] */                                                                        \
-  X(add, (float *into, const float *g, long n))
+  X(add, (float *into, const float *g, long n))                                                \
+  /* y = act(a + b) over n floats (softmax: over all n), a residual block's sum; y may be      \
+     a or b */                                                                                 \
+  X(add_forward, (long n, int act, const float *a, const float *b, float *y))                  \
+  /* dy = act'(y) dy in place over n floats (softmax: per group of `group`) */                 \
+  X(act_backward, (long n, int act, int group, const float *y, float *dy))
 
 /* The glue's text of the above: the struct and one prototype per kernel. */
 #define CNK_STR_(...) #__VA_ARGS__
