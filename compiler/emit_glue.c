@@ -16,10 +16,13 @@
 #include "../runtime/kernels/kernels.h"
 #include "emit_model.h"
 
-void glue_declarations(Emitter *em) {
-  em_comment(em, "The prebuilt kernels of cnngen's JIT backend (runtime/kernels/kernels.h),\n"
-                 "linked in by libtcc: every loop of the layers below runs in them.");
-  em_raw(em, "%s", CNK_DECLARATIONS);
+void glue_declarations(Emitter *em, bool pointers) {
+  em_comment(em,
+             "The prebuilt kernels of cnngen's JIT backend (runtime/kernels/kernels.h),\n"
+             "%s: every loop of the layers below runs in them.",
+             pointers ? "pointers to them set by cnngen after loading this object"
+                      : "linked in by libtcc");
+  em_raw(em, "%s", pointers ? CNK_POINTER_DECLARATIONS : CNK_DECLARATIONS);
 }
 
 /* "static const cnk_conv d = {...};" for conv l on input ih x iw. */

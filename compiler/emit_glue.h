@@ -13,8 +13,10 @@
 #include "emitter.h"
 #include "ir.h"
 
-/* The kernels' struct and prototypes, once at the top of the source. */
-void glue_declarations(Emitter *em);
+/* The kernels' struct and prototypes, once at the top of the source; or
+   (pointers) one function pointer per kernel, by the same name, which the
+   loader sets (backend.c, --backend cc-kernels). */
+void glue_declarations(Emitter *em, bool pointers);
 
 /* FN_forward(m, x, y) of conv or dense layer l with activation act (and for
    a conv, the pool fused after it, or NULL), reading its weights and bias

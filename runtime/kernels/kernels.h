@@ -10,8 +10,10 @@
  * cnngen is built, with -O3, once per vector width (kernels.c three times:
  * AVX-512, AVX2 + FMA, plain C), and cnk_select() picks one set by the CPU's
  * features; backend_tcc.c hands the chosen set to tcc (tcc_add_symbol) under
- * the names below. The written-out C (-o) and the cc backend never call them:
- * they stay fully specialized and self-contained.
+ * the names below. --backend cc-kernels compiles the same glue with the
+ * system compiler, the kernels declared as function pointers of these names
+ * that backend.c sets after dlopen. The written-out C (-o) and the cc
+ * backend never call them: they stay fully specialized and self-contained.
  *
  * One list, CNK_KERNELS, names every kernel with its parameters: it declares
  * the per-width functions here and, as text, the prototypes the glue writes
@@ -83,9 +85,11 @@ typedef struct cnk_conv {
 #define CNK_STR_(...) #__VA_ARGS__
 #define CNK_STR(...) CNK_STR_(__VA_ARGS__)
 #define CNK_PROTO_TEXT(name, params) "void cnk_" #name CNK_STR(params) ";\n"
-#define CNK_DECLARATIONS                                                                       \
-  "typedef struct cnk_conv {\n  " CNK_STR(CNK_CONV_FIELDS) "\n} cnk_conv;\n" CNK_KERNELS(      \
-      CNK_PROTO_TEXT)
+#define CNK_STRUCT_TEXT "typedef struct cnk_conv {\n  " CNK_STR(CNK_CONV_FIELDS) "\n} cnk_conv;\n"
+#define CNK_DECLARATIONS CNK_STRUCT_TEXT CNK_KERNELS(CNK_PROTO_TEXT)
+/* The same as function pointers, set after dlopen (--backend cc-kernels). */
+#define CNK_POINTER_TEXT(name, params) "void (*cnk_" #name ")" CNK_STR(params) ";\n"
+#define CNK_POINTER_DECLARATIONS CNK_STRUCT_TEXT CNK_KERNELS(CNK_POINTER_TEXT)
 
 /* One width's kernels, by name. */
 typedef struct CnkSymbol {
