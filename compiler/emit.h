@@ -18,8 +18,13 @@ typedef struct EmitOptions {
   const char *header_name; /* the source #includes this; NULL: the header is
                               inlined, making one translation unit (JIT) */
   bool kernels;            /* the layers' loops as calls to cnngen's prebuilt
-                              kernels (emit_glue.h): for libtcc only, which
-                              links them in; never in written-out C */
+                              kernels (emit_glue.h): for libtcc, which links
+                              them in, or --backend cc-kernels; never in
+                              written-out C */
+  bool kernel_pointers;    /* with kernels: declared as function pointers that
+                              the loader fills (--backend cc-kernels: the
+                              shared object cannot link cnngen's own
+                              functions), not as functions */
 } EmitOptions;
 
 void emit_header(const Net *net, const EmitOptions *opt, FILE *out);

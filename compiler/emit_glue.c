@@ -16,10 +16,13 @@
 #include "../runtime/kernels/kernels.h"
 #include "emit_model.h"
 
-void glue_declarations(Emitter *em) {
-  em_comment(em, "The prebuilt kernels of cnngen's JIT backend (runtime/kernels/kernels.h),\n"
-                 "linked in by libtcc: every loop of the layers below runs in them.");
-  em_raw(em, "%s", CNK_DECLARATIONS);
+void glue_declarations(Emitter *em, bool pointers) {
+  em_comment(em,
+             "The prebuilt kernels of cnngen's JIT backend (runtime/kernels/kernels.h),\n"
+             "%s: every loop of the layers below runs in them.",
+             pointers ? "pointers to them set by cnngen after loading this object"
+                      : "linked in by libtcc");
+  em_raw(em, "%s", pointers ? CNK_POINTER_DECLARATIONS : CNK_DECLARATIONS);
 }
 
 /* "static const cnk_conv d = {...};" for conv l on input ih x iw. */
@@ -140,6 +143,18 @@ void glue_transpose(Emitter *em, const char *src, const char *dst, long outer, l
 
 void glue_add(Emitter *em, const char *into, const char *g, const char *n) {
   em_call(em, "cnk_add(%s, %s, %s);", into, g, n);
+}
+
+void glue_add_forward(Emitter *em, const Layer *l, const char *fn, Act act) {
+  comment(em, l, em_str(em, "y %s = a + b", emit_dims(em, l->out)));
+  em_open_fn(em, "static void %s_forward(const float *a, const float *b, float *y)", fn);
+  em_call(em, "cnk_add_forward(%ld, %d, a, b, y);", shape_size(l->out), (int)act);
+  em_close(em);
+  em_blank(em);
+}
+
+void glue_act_backward(Emitter *em, Act act, const char *y, const char *dy, long count, int group) {
+  em_call(em, "cnk_act_backward(%ld, %d, %d, %s, %s);", count, (int)act, group, y, dy);
 }
 
 void glue_optimizer(Emitter *em, const Net *net, int slots) {

@@ -13,8 +13,10 @@
 #include "emitter.h"
 #include "ir.h"
 
-/* The kernels' struct and prototypes, once at the top of the source. */
-void glue_declarations(Emitter *em);
+/* The kernels' struct and prototypes, once at the top of the source; or
+   (pointers) one function pointer per kernel, by the same name, which the
+   loader sets (backend.c, --backend cc-kernels). */
+void glue_declarations(Emitter *em, bool pointers);
 
 /* FN_forward(m, x, y) of conv or dense layer l with activation act (and for
    a conv, the pool fused after it, or NULL), reading its weights and bias
@@ -45,6 +47,13 @@ void glue_pool_backward(Emitter *em, const Layer *l, const char *fn);
 void glue_transpose(Emitter *em, const char *src, const char *dst, long outer, long rows,
                     long cols, bool add);
 void glue_add(Emitter *em, const char *into, const char *g, const char *n);
+
+/* A residual block's sum: FN_forward(a, b, y), y = act(a + b) (the add of
+   compiler/ops/residual.c). A call that makes dy act'(y) dy in place over
+   count floats (softmax: per group of `group`), for the training emitter's
+   act_backward. */
+void glue_add_forward(Emitter *em, const Layer *l, const char *fn, Act act);
+void glue_act_backward(Emitter *em, Act act, const char *y, const char *dy, long count, int group);
 
 /* NAME_adam or NAME_sgd, as the training emitter's NAME_update calls it
    (`slots`: the optimizer's state arrays). */

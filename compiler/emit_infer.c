@@ -474,7 +474,7 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   em_blank(EM);
   em_vector_macros(EM, n, opt->training);
   if (opt->kernels)
-    glue_declarations(EM);
+    glue_declarations(EM, opt->kernel_pointers);
   emit_act_functions(g);
   emit_layer_functions(g);
   emit_infer(g);

@@ -182,6 +182,10 @@ void act_forward(T *t, Act act, const char *dst, const char *src, long count, in
 
 /* dy = act'(y) * dy in place: the gradient before the activation. */
 void act_backward(T *t, Act act, const char *y, const char *dy, long count, int group) {
+  if (EM->kernels && act != ACT_LINEAR) { /* the JIT: the prebuilt kernel's loop */
+    glue_act_backward(EM, act, y, dy, count, group);
+    return;
+  }
   switch (act) {
   case ACT_LINEAR:
     return;

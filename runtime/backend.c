@@ -4,6 +4,7 @@
  * compiler, shared object cache, dlopen).
  */
 #include "backend_impl.h"
+#include "kernels/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@ int backend_parse(const char *word) {
     return BACKEND_TCC;
   if (!strcmp(word, "cc"))
     return BACKEND_CC;
+  if (!strcmp(word, "cc-kernels"))
+    return BACKEND_CC_KERNELS;
   return -1;
 }
 
@@ -76,6 +79,24 @@ BackendKind backend_resolve(BackendKind kind) {
   return kind;
 }
 
+/* --backend cc-kernels: each kernel's pointer in the loaded object set to
+   this CPU's kernel (the glue declares them, EmitOptions.kernel_pointers). */
+static Program *bind_kernels(Program *p, Err *e) {
+  const CnkSet *set = cnk_select();
+  for (int i = 0; i < set->count; i++) {
+    void *slot = program_symbol(p, set->symbols[i].name);
+    if (!slot) {
+      e->internal = 1;
+      err_set(e, NULL, "the generated C lacks the kernel pointer %s", set->symbols[i].name);
+      program_free(p);
+      return NULL;
+    }
+    memcpy(slot, &set->symbols[i].fn, sizeof set->symbols[i].fn);
+  }
+  p->backend = "cc-kernels";
+  return p;
+}
+
 Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *e) {
   if (memchr(source, 0, len)) {
     e->internal = 1;
@@ -92,7 +113,9 @@ Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *
   kind = backend_resolve(kind);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  Program *p = kind == BACKEND_CC ? backend_cc_compile(src, len, e) : backend_tcc_compile(src, e);
+  Program *p = kind == BACKEND_TCC ? backend_tcc_compile(src, e) : backend_cc_compile(src, len, e);
+  if (p && kind == BACKEND_CC_KERNELS)
+    p = bind_kernels(p, e);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   free(src);
   if (p)

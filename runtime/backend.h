@@ -5,6 +5,9 @@
  *         shared object cached under $XDG_CACHE_HOME/cnngen (or
  *         ~/.cache/cnngen) by a hash of the source and the command, then
  *         dlopen (backend_cc.c).
+ *   cc-kernels  the JIT's glue (as tcc gets it, the layers' loops in the
+ *         prebuilt kernels, runtime/kernels/) compiled by the system compiler
+ *         as cc does, the kernels' pointers set after dlopen.
  *   auto  cc where a system compiler is found, tcc otherwise.
  */
 #ifndef CNNGEN_BACKEND_H
@@ -15,11 +18,11 @@
 
 #include "err.h"
 
-typedef enum { BACKEND_AUTO, BACKEND_TCC, BACKEND_CC } BackendKind;
+typedef enum { BACKEND_AUTO, BACKEND_TCC, BACKEND_CC, BACKEND_CC_KERNELS } BackendKind;
 
 typedef struct Program Program;
 
-/* Parses "auto", "tcc", "cc"; -1 for anything else. */
+/* Parses "auto", "tcc", "cc", "cc-kernels"; -1 for anything else. */
 int backend_parse(const char *word);
 /* auto as what it stands for when nothing is known of the run: cc where a
    system compiler is found, else tcc; others as they are. */
@@ -31,7 +34,7 @@ bool backend_cc_cached(const char *source, size_t len);
 /* Compiles one translation unit. Compiler diagnostics go into e (internal). */
 Program *backend_compile(BackendKind kind, const char *source, size_t len, Err *e);
 void *program_symbol(Program *p, const char *name);
-const char *program_backend(const Program *p); /* "tcc" or "cc" */
+const char *program_backend(const Program *p); /* "tcc", "cc" or "cc-kernels" */
 double program_compile_seconds(const Program *p);
 /* Whether the code came ready-made from the cc backend's cache (its compile
    seconds are then only the lookup). */

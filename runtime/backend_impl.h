@@ -11,7 +11,7 @@
 #include "backend.h"
 
 struct Program {
-  const char *backend; /* "tcc" or "cc" */
+  const char *backend; /* "tcc", "cc" or "cc-kernels" */
   double seconds;      /* wall time of backend_compile */
   bool cached;         /* cc: the object came from the cache, nothing was compiled */
   void *handle;        /* TCCState * or dlopen handle */

@@ -157,7 +157,7 @@ static int set_value(const Command *cmd, CliArgs *a, int opt, const char *text) 
   } else if (opt == CLI_BACKEND) {
     int b = backend_parse(text);
     if (b < 0)
-      return cli_usage_error("%s: --backend needs auto, tcc or cc, got '%s'", cmd->name, text);
+      return cli_usage_error("%s: --backend needs auto, tcc, cc or cc-kernels, got '%s'", cmd->name, text);
     a->backend = (BackendKind)b;
   }
   return 0;

@@ -58,7 +58,7 @@ static const char help[] =
     "                  \"exact_match\"\n"
     "  --threshold T   multi-label: the output value above which a label is on\n"
     "                  (default 0.5)\n"
-    "  --backend B     auto, tcc or cc (default auto: as train)\n"
+    "  --backend B     auto, tcc, cc or cc-kernels (default auto: as train)\n"
     "  --threads N     threads running the network, 1 to 256 (default: the number\n"
     "                  of CPUs); results do not depend on it\n"
     "\n"

@@ -50,7 +50,7 @@ static const char help[] =
     "                    resized bilinearly to the image\n"
     "  --class K         the class to explain (default: the top class)\n"
     "  --index N         the image to take from an IDX file (default 0)\n"
-    "  --backend B       auto, tcc or cc (default auto)\n"
+    "  --backend B       auto, tcc, cc or cc-kernels (default auto)\n"
     "  --threads N       accepted as by the other commands (one image: one thread)\n"
     "\n"
     "Examples:\n"

@@ -52,7 +52,7 @@ static const char help[] =
     "                output (default 3)\n"
     "  --threshold T multi-label networks: the output value above which a label\n"
     "                is listed (default 0.5); single-label networks ignore it\n"
-    "  --backend B   auto, tcc or cc (default auto: as train)\n"
+    "  --backend B   auto, tcc, cc or cc-kernels (default auto: as train)\n"
     "  --threads N   threads running the network, 1 to 256 (default: the number\n"
     "                of CPUs); results do not depend on it\n"
     "\n"

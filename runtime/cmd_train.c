@@ -66,7 +66,7 @@ static const char help[] =
     "usage: cnngen train NET.cnn [--data DIR] [--epochs N] [--batch N] [--seed N]\n"
     "                    [--weights INIT] [--out W.safetensors] [--checkpoint CKPT]\n"
     "                    [--resume CKPT] [--log FILE.csv] [--plot FILE.png|.svg]\n"
-    "                    [--backend auto|tcc|cc] [--threads N]\n"
+    "                    [--backend auto|tcc|cc|cc-kernels] [--threads N]\n"
     "\n"
     "Compiles the network with its training code (backward passes, loss and\n"
     "optimizer are generated C too) and trains it as its train { } block says.\n"
@@ -119,9 +119,10 @@ static const char help[] =
     "  --plot FILE        loss and accuracy (training and test) per epoch, a PNG or\n"
     "                     SVG by the suffix, redrawn each epoch (with --resume and\n"
     "                     --log, the rows read back too)\n"
-    "  --backend B        tcc (compiles in ms), cc (in seconds, cached) or auto:\n"
-    "                     cc if cached, else tcc if cc's compile (1 s/60 KB of C)\n"
-    "                     would outlast the run on cc (50 G multiply-adds/s/thread)\n"
+    "  --backend B        tcc (compiles in ms), cc (in seconds, cached), cc-kernels\n"
+    "                     (tcc's kernels, cc's glue) or auto: cc if cached, else\n"
+    "                     tcc if cc's compile (1 s/60 KB of C) outlasts the run\n"
+    "                     on cc (50 G multiply-adds/s/thread)\n"
     "  --threads N        split each batch across N threads (default: the CPUs)\n"
     "\n"
     "Examples:\n"
@@ -899,7 +900,7 @@ typedef struct RankCheck {
   uint64_t net_hash, data_hash;
   long long train_n, test_n, image_size, k;
   int threads;
-  char backend[8];
+  char backend[16]; /* "tcc", "cc", "cc-kernels" */
 } RankCheck;
 
 static uint64_t hash_set(uint64_t h, const TrainSet *s) {

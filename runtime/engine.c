@@ -29,12 +29,15 @@ static void *alloc_zeroed(size_t bytes) {
 }
 
 /* Writes the whole translation unit into a malloc'd buffer. */
-static char *generate(const Net *net, bool training, bool kernels, size_t *len) {
+static char *generate(const Net *net, bool training, BackendKind kind, size_t *len) {
   char *buf = NULL;
   FILE *f = open_memstream(&buf, len);
   if (!f)
     return NULL;
-  EmitOptions opt = {.training = training, .kernels = kernels};
+  /* tcc and cc-kernels run the layers' loops in the prebuilt kernels (runtime/kernels/) */
+  EmitOptions opt = {.training = training,
+                     .kernels = kind == BACKEND_TCC || kind == BACKEND_CC_KERNELS,
+                     .kernel_pointers = kind == BACKEND_CC_KERNELS};
   emit_source(net, &opt, f);
   fprintf(f,
           "\n/* engine glue */\n"
@@ -78,7 +81,7 @@ BackendKind engine_pick(const Net *net, bool training, double images, int thread
   if (!backend_cc_available())
     return BACKEND_TCC;
   size_t len;
-  char *src = images > 0 ? generate(net, training, false, &len) : NULL;
+  char *src = images > 0 ? generate(net, training, BACKEND_CC, &len) : NULL;
   if (!src)
     return BACKEND_CC;
   const bool cached = backend_cc_cached(src, len);
@@ -101,8 +104,7 @@ int engine_open_run(Engine *en, const Net *net, BackendKind kind, bool training,
   size_t len;
   if (kind == BACKEND_AUTO)
     kind = engine_pick(net, training, images, en->threads);
-  /* tcc runs the layers' loops in the prebuilt kernels (runtime/kernels/) */
-  char *src = generate(net, training, kind == BACKEND_TCC, &len);
+  char *src = generate(net, training, kind, &len);
   if (!src) {
     err_set(e, net->file, "cannot generate code in memory (out of memory)");
     e->internal = 1;

@@ -109,6 +109,7 @@ static void test_backend_parse_words(void **state) {
   assert_int_equal(backend_parse("auto"), BACKEND_AUTO);
   assert_int_equal(backend_parse("tcc"), BACKEND_TCC);
   assert_int_equal(backend_parse("cc"), BACKEND_CC);
+  assert_int_equal(backend_parse("cc-kernels"), BACKEND_CC_KERNELS);
   assert_int_equal(backend_parse("gcc"), -1);
   assert_int_equal(backend_parse("TCC"), -1);
   assert_int_equal(backend_parse(""), -1);

@@ -303,6 +303,101 @@ static void test_kernels_dense(void **state) {
   }
 }
 
+/* A residual block's sum with each activation (y in place of a, as the
+   generated code may call it), and the activations' backward. */
+static void test_kernels_add_and_act_backward(void **state) {
+  (void)state;
+  const CnkSet *set[3];
+  const int nsets = sets(set);
+  static const long sizes[] = {1, 7, 16, 33, 3136};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    for (int act = 0; act < ACT_COUNT; act++) {
+      const long n = sizes[i];
+      float *a = randoms(n), *b = randoms(n), *y = randoms(n), *dy0 = randoms(n);
+      float *got = malloc((size_t)n * sizeof *got);
+      double *want = calloc((size_t)n, sizeof *want), *g = calloc((size_t)n, sizeof *g);
+      double mx = -INFINITY, sum = 0;
+      for (long k = 0; k < n; k++) {
+        const double s = (double)a[k] + b[k];
+        want[k] = act == ACT_RELU      ? (s > 0 ? s : 0)
+                  : act == ACT_SIGMOID ? 1 / (1 + exp(-s))
+                  : act == ACT_TANH    ? tanh(s)
+                                       : s;
+        mx = s > mx ? s : mx;
+      }
+      if (act == ACT_SOFTMAX) {
+        for (long k = 0; k < n; k++)
+          sum += want[k] = exp(want[k] - mx);
+        for (long k = 0; k < n; k++)
+          want[k] /= sum;
+      }
+      /* the backward: softmax in groups of 4 where n allows */
+      const int group = act == ACT_SOFTMAX && n % 4 == 0 ? 4 : (int)n;
+      for (long p = 0; p < n; p += group) {
+        double s = 0;
+        for (long k = p; k < p + group; k++)
+          s += (double)dy0[k] * y[k];
+        for (long k = p; k < p + group; k++) {
+          const double v = y[k], d = dy0[k];
+          g[k] = act == ACT_RELU      ? (v > 0 ? d : 0)
+                 : act == ACT_SIGMOID ? d * v * (1 - v)
+                 : act == ACT_TANH    ? d * (1 - v * v)
+                 : act == ACT_SOFTMAX ? v * (d - s)
+                                      : d;
+        }
+      }
+      for (int s = 0; s < nsets; s++) {
+        memcpy(got, a, (size_t)n * sizeof *got);
+        KERNEL(set[s], add_forward)(n, act, got, b, got);
+        close_to(set[s]->isa, act_words[act], got, want, n);
+        memcpy(got, dy0, (size_t)n * sizeof *got);
+        KERNEL(set[s], act_backward)(n, act, group, y, got);
+        close_to(set[s]->isa, "act_backward", got, g, n);
+      }
+      free(a), free(b), free(y), free(dy0), free(got), free(want), free(g);
+    }
+}
+
+/* Inference on the engines of the kernels (tcc, and cc-kernels: the same
+   glue compiled by cc, the kernels' pointers set after loading) agrees with
+   the cc engine's (the specialized C), for 4 random images. */
+static void same_on_both_backends(const Net *net) {
+  Engine en[3];
+  Err e = {0};
+  const BackendKind kinds[3] = {BACKEND_CC, BACKEND_TCC, BACKEND_CC_KERNELS};
+  static const char *const names[3] = {"cc", "tcc", "cc-kernels"};
+  const long in = shape_size(net->input), out = shape_size(net->output);
+  float *x = randoms(4 * in), *y[3] = {randoms(4 * out), randoms(4 * out), randoms(4 * out)};
+  for (int k = 0; k < 3; k++) {
+    if (engine_open(&en[k], net, kinds[k], false, 1, &e) < 0)
+      fail_msg("%s", e.msg);
+    assert_string_equal(program_backend(en[k].prog), names[k]);
+    en[k].init(en[k].model, 7);
+    engine_infer(&en[k], x, 4, y[k]);
+    for (long i = 0; i < 4 * out; i++)
+      assert_float_equal(y[k][i], y[0][i], 1e-5);
+    engine_close(&en[k]);
+  }
+  free(x), free(y[0]), free(y[1]), free(y[2]);
+}
+
+/* The training C for tcc (EmitOptions.kernels) of network `src`, written to
+   `file` and compiled into *net (in arena); malloc'd. */
+static char *jit_source(Arena *arena, const char *file, const char *src, Net **net) {
+  tu_write_text(file, src);
+  int status = 0;
+  *net = cli_compile_net(arena, tu_path(file), NULL, &status);
+  assert_non_null(*net);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  EmitOptions opt = {.training = true, .kernels = true};
+  emit_source(*net, &opt, f);
+  fclose(f);
+  return text;
+}
+
 /* The generated C for tcc calls the kernels for every loop of its layers,
    and an engine on it (inference and a training step) agrees with cc's. */
 static const char net_src[] = "network k\n"
@@ -319,17 +414,9 @@ static const char net_src[] = "network k\n"
 
 static void test_kernels_generated_c_calls_them(void **state) {
   (void)state;
-  tu_write_text("k.cnn", net_src);
   Arena arena = {0};
-  int status = 0;
-  Net *net = cli_compile_net(&arena, tu_path("k.cnn"), NULL, &status);
-  assert_non_null(net);
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  EmitOptions opt = {.training = true, .kernels = true};
-  emit_source(net, &opt, f);
-  fclose(f);
+  Net *net;
+  char *text = jit_source(&arena, "k.cnn", net_src, &net);
   /* conv1 twice (inference's with its pool fused, training's without), conv2 once;
      dense2 twice (training's without the softmax, which the loss applies) */
   assert_int_equal(tu_count(text, "cnk_conv_forward(&d"), 3);
@@ -343,22 +430,53 @@ static void test_kernels_generated_c_calls_them(void **state) {
   assert_int_equal(tu_count(text, "cnk_sgd("), 1 + 1);
   assert_int_equal(tu_count(text, "for (int ky"), 0); /* no loop of a layer's own */
   free(text);
+  same_on_both_backends(net);
+  arena_free(&arena);
+}
 
-  Engine en[2];
-  Err e = {0};
-  const BackendKind kinds[2] = {BACKEND_TCC, BACKEND_CC};
-  float *x = randoms(4 * 720), y[2][16];
-  for (int k = 0; k < 2; k++) {
-    if (engine_open(&en[k], net, kinds[k], false, 1, &e) < 0)
-      fail_msg("%s", e.msg);
-    en[k].init(en[k].model, 7);
-    engine_infer(&en[k], x, 4, y[k]);
-  }
-  for (int i = 0; i < 16; i++)
-    assert_float_equal(y[0][i], y[1][i], 1e-5);
-  engine_close(&en[0]);
-  engine_close(&en[1]);
-  free(x);
+/* A residual block's sum (with its activation), its backward and the fork's
+   gradients call the kernels too: identity and projection shortcuts, relu
+   and tanh after the blocks. */
+static const char residual_src[] = "network r\n"
+                                   "input 8x8x3\n"
+                                   "conv2d 16 3x3 padding=same relu\n"
+                                   "residual {\n"
+                                   "  conv2d 16 3x3 padding=same relu\n"
+                                   "  conv2d 16 3x3 padding=same\n"
+                                   "}\n"
+                                   "relu\n"
+                                   "residual {\n"
+                                   "  conv2d 24 3x3 stride=2 padding=same relu\n"
+                                   "  conv2d 24 3x3 padding=same\n"
+                                   "  shortcut {\n"
+                                   "    conv2d 24 1x1 stride=2\n"
+                                   "  }\n"
+                                   "}\n"
+                                   "tanh\n"
+                                   "flatten\n"
+                                   "dense 5 softmax\n"
+                                   "train {\n  loss sparse_categorical_crossentropy\n"
+                                   "  optimizer adam lr=0.01\n  batch 4\n}\n";
+
+static void test_kernels_residual_calls_them(void **state) {
+  (void)state;
+  Arena arena = {0};
+  Net *net;
+  char *text = jit_source(&arena, "r.cnn", residual_src, &net);
+  /* each block's sum once (training runs inference's), and the prototype */
+  assert_int_equal(tu_count(text, "cnk_add_forward("), 2 + 1);
+  assert_int_equal(tu_count(text, "cnk_add_forward(1024, 1, a, b, y);"), 1);
+  assert_int_equal(tu_count(text, "cnk_add_forward(384, 3, a, b, y);"), 1);
+  /* backward: each sum's activation in training and in NAME_explain */
+  assert_int_equal(tu_count(text, "cnk_act_backward(1024, 1, 16, "), 2);
+  assert_int_equal(tu_count(text, "cnk_act_backward(384, 3, 24, "), 2);
+  /* the forks add the two paths' gradients: with the kernel, no loop */
+  assert_int_equal(tu_count(text, "cnk_add(t->g["), 2 * 2);
+  assert_int_equal(tu_count(text, "a[i] + b[i]"), 0);
+  assert_int_equal(tu_count(text, "[i] += t->r"), 0);
+  assert_int_equal(tu_count(text, "[i] > 0.0f ?"), 0);
+  free(text);
+  same_on_both_backends(net);
   arena_free(&arena);
 }
 
@@ -368,7 +486,9 @@ int main(void) {
       cmocka_unit_test(test_kernels_conv_backward),
       cmocka_unit_test(test_kernels_conv_pool_backward),
       cmocka_unit_test(test_kernels_dense),
+      cmocka_unit_test(test_kernels_add_and_act_backward),
       cmocka_unit_test(test_kernels_generated_c_calls_them),
+      cmocka_unit_test(test_kernels_residual_calls_them),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

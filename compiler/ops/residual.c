@@ -136,6 +136,10 @@ static void shortcut_infer_call(Gen *g, const Layer *l, const char *fn, const ch
 static void add_forward(Gen *g, const Layer *l, const char *fn) {
   const long count = shape_size(l->out);
   const Act act = g->train ? g->act : l->act;
+  if (EM->kernels) {
+    glue_add_forward(EM, l, fn, act);
+    return;
+  }
   layer_comment(g, l, em_str(EM, "y %s = a + b", DIMS(l->out)));
   em_open_fn(EM, "static void %s_forward(const float *a, const float *b, float *y)", fn);
   em_line(EM, "for (int i = 0; i < %ld; i++)", count);
@@ -182,9 +186,15 @@ static const char *buffer(T *t, const Net *net, int layer) {
 
 static void fork_backward_call(T *t, const TL *L, int *cur) {
   const long N = shape_size(L->l->in);
+  const char *r = buffer(t, t->net, (int)(L->l - t->net->layers));
+  if (EM->kernels) {
+    em_comment(EM, "%s: the two paths' gradients at x", QUOTE(L->l));
+    glue_add(EM, S(t, "t->g[%d]", *cur), r, S(t, "%ld", N));
+    return;
+  }
   em_line(EM, "for (int i = 0; i < %ld; i++) /* %s: the two paths' gradients at x */", N,
           QUOTE(L->l));
-  em_line(EM, "  t->g[%d][i] += %s[i];", *cur, buffer(t, t->net, (int)(L->l - t->net->layers)));
+  em_line(EM, "  t->g[%d][i] += %s[i];", *cur, r);
 }
 
 static void shortcut_backward_call(T *t, const TL *L, int *cur) {

@@ -234,7 +234,27 @@ INLINE void conv_block(const cnk_conv *d, const Blocks *fb_, const float *x, con
 #undef CONV_TILE
 }
 
-enum { FB_MOST = REGS >= 32 ? 4 : 2 };
+/* Filter vectors per block: 4 with 32 registers, else 2 (a literal: the
+   blocks' functions are named by it). */
+#if CNK_VW == 16
+#define FB_MOST 4
+#else
+#define FB_MOST 2
+#endif
+
+/* BLOCK_k, 1 <= k <= 4: one function per block width k, calling the inlined
+   BLOCK(ARGS..., k) (its tiles inlined in turn). The loop over the blocks
+   calls them: with every width's tiles inlined into one function, gcc gave
+   up tracking variables for the debug information (-g) of conv_row and
+   conv_dw under the sanitizers ("variable tracking size limit exceeded").
+   A call per block of a row is nothing beside the block's work. */
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define BLOCK_WIDTHS(BLOCK, params, ...)                                                           \
+  static __attribute__((noinline, unused)) void BLOCK##_1 params { BLOCK(__VA_ARGS__, 1); }        \
+  static __attribute__((noinline, unused)) void BLOCK##_2 params { BLOCK(__VA_ARGS__, 2); }        \
+  static __attribute__((noinline, unused)) void BLOCK##_3 params { BLOCK(__VA_ARGS__, 3); }        \
+  static __attribute__((noinline, unused)) void BLOCK##_4 params { BLOCK(__VA_ARGS__, 4); }
 
 /* n vectors of channels in blocks of FB_MOST, then the rest (3, 2 or 1):
    CALL(v0, k) for each block, v0 its first vector and k its size, a constant. */
@@ -250,6 +270,11 @@ enum { FB_MOST = REGS >= 32 ? 4 : 2 };
     default: break;                                                                                \
     }                                                                                              \
   } while (0)
+
+BLOCK_WIDTHS(conv_block,
+             (const cnk_conv *d, const Blocks *fb, const float *x, const float *w, const float *b,
+              float *yr, int oy, int cols, int v0),
+             d, fb, x, w, b, yr, oy, cols, v0)
 
 /* Row oy's first `cols` pixels into yr ([cols][F]). */
 static void conv_row(const cnk_conv *d, const float *x, const float *w, const float *b, float *yr,
@@ -273,7 +298,7 @@ static void conv_row(const cnk_conv *d, const float *x, const float *w, const fl
     return;
   }
   const Blocks fb = blocks(F);
-#define CONV_BLOCK(v0, k) conv_block(d, &fb, x, w, b, yr, oy, cols, v0, k)
+#define CONV_BLOCK(v0, k) CAT(conv_block_, k)(d, &fb, x, w, b, yr, oy, cols, v0)
   VECTOR_BLOCKS(fb.vectors, CONV_BLOCK);
 #undef CONV_BLOCK
 }
@@ -381,6 +406,11 @@ INLINE void dw_block(const cnk_conv *d, const Blocks *fb, const float *x, const 
 #undef DW_TILE
 }
 
+BLOCK_WIDTHS(dw_block,
+             (const cnk_conv *d, const Blocks *fb, const float *x, const float *dy, float *dw,
+              long sj, long sf, int v0),
+             d, fb, x, dy, dw, sj, sf, v0)
+
 static void conv_dw(const cnk_conv *d, const float *x, const float *dy, float *dw, long sj,
                     long sf) {
   const int C = d->C, F = d->F, K = d->KW * C, J = d->KH * K;
@@ -399,7 +429,7 @@ static void conv_dw(const cnk_conv *d, const float *x, const float *dy, float *d
     return;
   }
   const Blocks fb = blocks(F);
-#define DW_BLOCK(v0, k) dw_block(d, &fb, x, dy, dw, sj, sf, v0, k)
+#define DW_BLOCK(v0, k) CAT(dw_block_, k)(d, &fb, x, dy, dw, sj, sf, v0)
   VECTOR_BLOCKS(fb.vectors, DW_BLOCK);
 #undef DW_BLOCK
 }
@@ -832,6 +862,24 @@ void FN(cnk_transpose)(const float *src, float *dst, long outer, long rows, long
 void FN(cnk_add)(float *into, const float *g, long n) {
   for (long i = 0; i < n; i++)
     into[i] += g[i];
+}
+
+/* ---- residual blocks, activations ---- */
+
+/* As the generated code's add (compiler/ops/residual.c): relu as the sum is
+   stored (a NaN sum gives 0), another activation after. */
+void FN(cnk_add_forward)(long n, int act, const float *a, const float *b, float *y) {
+  if (act == ACT_RELU)
+    for (long i = 0; i < n; i++)
+      y[i] = a[i] + b[i] > 0.0f ? a[i] + b[i] : 0.0f;
+  else
+    for (long i = 0; i < n; i++)
+      y[i] = a[i] + b[i];
+  act_pass(act, y, n);
+}
+
+void FN(cnk_act_backward)(long n, int act, int group, const float *y, float *dy) {
+  act_backward(act, y, dy, n, group);
 }
 
 /* This width's set, for cnk_select (select.c). */

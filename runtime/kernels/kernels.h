@@ -10,8 +10,10 @@
  * cnngen is built, with -O3, once per vector width (kernels.c three times:
  * AVX-512, AVX2 + FMA, plain C), and cnk_select() picks one set by the CPU's
  * features; backend_tcc.c hands the chosen set to tcc (tcc_add_symbol) under
- * the names below. The written-out C (-o) and the cc backend never call them:
- * they stay fully specialized and self-contained.
+ * the names below. --backend cc-kernels compiles the same glue with the
+ * system compiler, the kernels declared as function pointers of these names
+ * that backend.c sets after dlopen. The written-out C (-o) and the cc
+ * backend never call them: they stay fully specialized and self-contained.
  *
  * One list, CNK_KERNELS, names every kernel with its parameters: it declares
  * the per-width functions here and, as text, the prototypes the glue writes
@@ -72,15 +74,22 @@ typedef struct cnk_conv {
   /* dst[o][c][r] = src[o][r][c] (add: +=), o < outer, r < rows, c < cols */                  \
   X(transpose, (const float *src, float *dst, long outer, long rows, long cols, int add))      \
   /* into[i] += g[i] */                                                                        \
-  X(add, (float *into, const float *g, long n))
+  X(add, (float *into, const float *g, long n))                                                \
+  /* y = act(a + b) over n floats (softmax: over all n), a residual block's sum; y may be      \
+     a or b */                                                                                 \
+  X(add_forward, (long n, int act, const float *a, const float *b, float *y))                  \
+  /* dy = act'(y) dy in place over n floats (softmax: per group of `group`) */                 \
+  X(act_backward, (long n, int act, int group, const float *y, float *dy))
 
 /* The glue's text of the above: the struct and one prototype per kernel. */
 #define CNK_STR_(...) #__VA_ARGS__
 #define CNK_STR(...) CNK_STR_(__VA_ARGS__)
 #define CNK_PROTO_TEXT(name, params) "void cnk_" #name CNK_STR(params) ";\n"
-#define CNK_DECLARATIONS                                                                       \
-  "typedef struct cnk_conv {\n  " CNK_STR(CNK_CONV_FIELDS) "\n} cnk_conv;\n" CNK_KERNELS(      \
-      CNK_PROTO_TEXT)
+#define CNK_STRUCT_TEXT "typedef struct cnk_conv {\n  " CNK_STR(CNK_CONV_FIELDS) "\n} cnk_conv;\n"
+#define CNK_DECLARATIONS CNK_STRUCT_TEXT CNK_KERNELS(CNK_PROTO_TEXT)
+/* The same as function pointers, set after dlopen (--backend cc-kernels). */
+#define CNK_POINTER_TEXT(name, params) "void (*cnk_" #name ")" CNK_STR(params) ";\n"
+#define CNK_POINTER_DECLARATIONS CNK_STRUCT_TEXT CNK_KERNELS(CNK_POINTER_TEXT)
 
 /* One width's kernels, by name. */
 typedef struct CnkSymbol {

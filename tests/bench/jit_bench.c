@@ -4,16 +4,16 @@
  *
  *   jit_bench NET.cnn [REPS]
  *
- * For tcc and for cc (with whatever cache XDG_CACHE_HOME points at: the
- * bench gives it an empty one, so that cc really compiles): the seconds to
+ * For tcc, cc and cc-kernels (cc with whatever cache XDG_CACHE_HOME points
+ * at: the bench gives it an empty one, so that cc really compiles): the seconds to
  * compile the training code (engine_open with training, as `cnngen train`
  * does) and the inference code, and the latency of inference at batch 1 on
  * one thread (NAME_infer through the engine, random Glorot weights and random
  * pixels: the time does not depend on them), the median over REPS (default 7)
  * repetitions of about 0.25 s. Prints `RESULT PEER METRIC VALUE` lines for
  * tests/bench/run, with PEER the network's name: compile_train_tcc,
- * compile_train_cc, compile_infer_tcc, compile_infer_cc (seconds),
- * latency_b1_tcc, latency_b1_cc (microseconds).
+ * compile_train_cc, compile_train_cc_kernels, compile_infer_tcc, ... (seconds),
+ * latency_b1_tcc, latency_b1_cc, latency_b1_cc_kernels (microseconds).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,9 +76,9 @@ int main(int argc, char **argv) {
   srand(1);
   for (long i = 0; i < in; i++)
     x[i] = (float)rand() / (float)RAND_MAX;
-  const BackendKind kinds[2] = {BACKEND_TCC, BACKEND_CC};
-  const char *names[2] = {"tcc", "cc"};
-  for (int k = 0; k < 2; k++) {
+  const BackendKind kinds[3] = {BACKEND_TCC, BACKEND_CC, BACKEND_CC_KERNELS};
+  const char *names[3] = {"tcc", "cc", "cc_kernels"};
+  for (int k = 0; k < 3; k++) {
     Engine en;
     Err e = {0};
     if (engine_open(&en, net, kinds[k], true, 1, &e) < 0) {
