@@ -383,7 +383,11 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
     em_raw(em, "#define %s_MULADD16(a, s, x) ((a) += %s_SPLAT16(s) * (x))", n, n);
   }
   em_raw(em, "#else\n#define %s_VW 8\n#endif", n);
-  em_raw(em, "#define %s_NOINLINE __attribute__((noinline))\n#else", n);
+  em_raw(em,
+         "#define %s_NOINLINE __attribute__((noinline))\n"
+         "#define %s_UNROLL _Pragma(\"GCC unroll 32\")\n"
+         "#else",
+         n, n);
   em_open(em, "typedef struct");
   em_line(em, "float f[8];");
   em_close_with(em, " %s_f8;", n);
@@ -404,11 +408,26 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
   }
   em_raw(em,
          "#define %s_NOINLINE\n"
+         "#define %s_UNROLL\n"
          "#define %s_VW 8\n"
          "#endif\n"
          "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))\n"
          "#define %s_STORE(p, v) memcpy((p), &(v), sizeof(v))",
-         n, n, n, n);
+         n, n, n, n, n);
+  /* the vector of NAME_VW floats, of the tiles written once for every width */
+  em_raw(em,
+         "#if %s_VW == 16\n"
+         "typedef %s_f16 %s_v;\n"
+         "#define %s_FMAV %s_FMA16\n"
+         "#define %s_MAXV %s_MAX16",
+         n, n, n, n, n, n, n);
+  if (training)
+    em_raw(em, "#define %s_ADDTOV %s_ADDTO16\n#define %s_MULADDV %s_MULADD16", n, n, n, n);
+  em_raw(em, "#else\ntypedef %s_f8 %s_v;\n#define %s_FMAV %s_FMA\n#define %s_MAXV %s_MAX", n, n, n,
+         n, n, n);
+  if (training)
+    em_raw(em, "#define %s_ADDTOV %s_ADDTO\n#define %s_MULADDV %s_MULADD", n, n, n, n);
+  em_raw(em, "#endif");
   if (training) /* (once per tile, outside the hot loops: plain C for both) */
     em_define(em,
               "#define %s_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */\n"

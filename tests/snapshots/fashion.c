@@ -95,6 +95,19 @@ typedef struct {
 #endif
 #define fashion_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
 #define fashion_STORE(p, v) memcpy((p), &(v), sizeof(v))
+#if fashion_VW == 16
+typedef fashion_f16 fashion_v;
+#define fashion_FMAV fashion_FMA16
+#define fashion_MAXV fashion_MAX16
+#define fashion_ADDTOV fashion_ADDTO16
+#define fashion_MULADDV fashion_MULADD16
+#else
+typedef fashion_f8 fashion_v;
+#define fashion_FMAV fashion_FMA
+#define fashion_MAXV fashion_MAX
+#define fashion_ADDTOV fashion_ADDTO
+#define fashion_MULADDV fashion_MULADD
+#endif
 #define fashion_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */ \
   do {                                                                            \
     float t_[sizeof(a) / sizeof(float)];                                          \
@@ -106,584 +119,227 @@ typedef struct {
 /* line 6: conv2d 32 3x3 relu
    + line 7: maxpool 2x2 (fused)
    x [28][28][1] -> y [13][13][32]
-   tiles of 2 rows x 6 columns x 32 channels held in registers (16-float vectors)
-   tiles of 2 rows x 2 columns x 16 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 2 rows x TC columns (6 at 16 floats, 2 at 8) x 2 vectors of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv1_forward(const fashion_model *restrict m,
                                                    const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv1_w; /* [3][3][1][32] */
   const float *restrict b = m->conv1_b; /* [32] */
-  fashion_f16 zero;
+  enum { TC = fashion_VW == 16 ? 6 : 2, REST = 26 % TC }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   for (int py = 0; py < 13; py++) {
     float *restrict yr = y + py * 416; /* [13][32] */
     const float *restrict xr = x + py * 56;
-    {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + 0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + 16);
-      for (int ox = 0; ox < 24; ox += 6) {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
-        fashion_f16 a9_0 = b0, a9_1 = b1;
-        fashion_f16 a10_0 = b0, a10_1 = b1;
-        fashion_f16 a11_0 = b0, a11_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + ox;
-          const float *restrict wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
-            const float s4 = xk[k + 4], s5 = xk[k + 5], s6 = xk[k + 28], s7 = xk[k + 29];
-            const float s8 = xk[k + 30], s9 = xk[k + 31], s10 = xk[k + 32], s11 = xk[k + 33];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 32 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
-            fashion_FMA16(a9_0, s9, w0);
-            fashion_FMA16(a9_1, s9, w1);
-            fashion_FMA16(a10_0, s10, w0);
-            fashion_FMA16(a10_1, s10, w1);
-            fashion_FMA16(a11_0, s11, w0);
-            fashion_FMA16(a11_1, s11, w1);
-          }
-        }
-        fashion_MAX16(a0_0, a1_0);
-        fashion_MAX16(a0_0, a6_0);
-        fashion_MAX16(a0_0, a7_0);
-        fashion_MAX16(a0_0, zero);
-        fashion_MAX16(a0_1, a1_1);
-        fashion_MAX16(a0_1, a6_1);
-        fashion_MAX16(a0_1, a7_1);
-        fashion_MAX16(a0_1, zero);
-        fashion_MAX16(a2_0, a3_0);
-        fashion_MAX16(a2_0, a8_0);
-        fashion_MAX16(a2_0, a9_0);
-        fashion_MAX16(a2_0, zero);
-        fashion_MAX16(a2_1, a3_1);
-        fashion_MAX16(a2_1, a8_1);
-        fashion_MAX16(a2_1, a9_1);
-        fashion_MAX16(a2_1, zero);
-        fashion_MAX16(a4_0, a5_0);
-        fashion_MAX16(a4_0, a10_0);
-        fashion_MAX16(a4_0, a11_0);
-        fashion_MAX16(a4_0, zero);
-        fashion_MAX16(a4_1, a5_1);
-        fashion_MAX16(a4_1, a10_1);
-        fashion_MAX16(a4_1, a11_1);
-        fashion_MAX16(a4_1, zero);
-        const int px = ox / 2;
-        fashion_STORE(yr + px * 32, a0_0);
-        fashion_STORE(yr + px * 32 + 16, a0_1);
-        fashion_STORE(yr + px * 32 + 32, a2_0);
-        fashion_STORE(yr + px * 32 + 48, a2_1);
-        fashion_STORE(yr + px * 32 + 64, a4_0);
-        fashion_STORE(yr + px * 32 + 80, a4_1);
-      }
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + 24;
-          const float *restrict wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 28], s3 = xk[k + 29];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 32 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-          }
-        }
-        fashion_MAX16(a0_0, a1_0);
-        fashion_MAX16(a0_0, a2_0);
-        fashion_MAX16(a0_0, a3_0);
-        fashion_MAX16(a0_0, zero);
-        fashion_MAX16(a0_1, a1_1);
-        fashion_MAX16(a0_1, a2_1);
-        fashion_MAX16(a0_1, a3_1);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + 384, a0_0);
-        fashion_STORE(yr + 400, a0_1);
-      }
-    }
-  }
-}
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv1_forward(const fashion_model *restrict m,
-                                                   const float *restrict x, float *restrict y) {
-  const float *restrict w = m->conv1_w; /* [3][3][1][32] */
-  const float *restrict b = m->conv1_b; /* [32] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  for (int py = 0; py < 13; py++) {
-    float *restrict yr = y + py * 416; /* [13][32] */
-    const float *restrict xr = x + py * 56;
-    for (int f0 = 0; f0 < 32; f0 += 16) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f8 b1;
-      fashion_LOAD(b1, b + f0 + 8);
-      for (int ox = 0; ox < 26; ox += 2) {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
+    for (int f0 = 0; f0 < 32; f0 += 2 * fashion_VW) {
+      fashion_v bv[2];
+      for (int v = 0; v < 2; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
+      for (int ox = 0; ox < 26 - REST; ox += TC) {
+        fashion_v a[2][TC][2];
+        for (int i = 0; i < 2; i++)
+          for (int j = 0; j < TC; j++)
+            for (int v = 0; v < 2; v++)
+              a[i][j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
           const float *restrict xk = xr + ky * 28 + ox;
           const float *restrict wk = w + ky * 96 + f0;
           for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 28], s3 = xk[k + 29];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 32 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
+            fashion_v wv[2];
+            for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 32 + v * fashion_VW);
+            for (int i = 0; i < 2; i++)
+              for (int j = 0; j < TC; j++) {
+                const float s = xk[k + i * 28 + j];
+                for (int v = 0; v < 2; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
           }
         }
-        fashion_MAX(a0_0, a1_0);
-        fashion_MAX(a0_0, a2_0);
-        fashion_MAX(a0_0, a3_0);
-        fashion_MAX(a0_0, zero);
-        fashion_MAX(a0_1, a1_1);
-        fashion_MAX(a0_1, a2_1);
-        fashion_MAX(a0_1, a3_1);
-        fashion_MAX(a0_1, zero);
+        for (int q = 0; q < TC / 2; q++)
+          for (int v = 0; v < 2; v++) {
+            for (int p = 1; p < 4; p++)
+              fashion_MAXV(a[0][q * 2][v], a[p / 2][q * 2 + p % 2][v]);
+            fashion_MAXV(a[0][q * 2][v], zero);
+          }
         const int px = ox / 2;
-        fashion_STORE(yr + px * 32 + f0, a0_0);
-        fashion_STORE(yr + px * 32 + f0 + 8, a0_1);
+        for (int q = 0; q < TC / 2; q++)
+          for (int v = 0; v < 2; v++)
+            fashion_STORE(yr + px * 32 + q * 32 + f0 + v * fashion_VW, a[0][q * 2][v]);
+      }
+      if (REST) {
+        const int ox = 26 - REST;
+        fashion_v a[2][TC][2];
+        for (int i = 0; i < 2; i++)
+          for (int j = 0; j < REST; j++)
+            for (int v = 0; v < 2; v++)
+              a[i][j][v] = bv[v];
+        for (int ky = 0; ky < 3; ky++) {
+          const float *restrict xk = xr + ky * 28 + ox;
+          const float *restrict wk = w + ky * 96 + f0;
+          for (int k = 0; k < 3; k++) {
+            fashion_v wv[2];
+            for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 32 + v * fashion_VW);
+            for (int i = 0; i < 2; i++)
+              for (int j = 0; j < REST; j++) {
+                const float s = xk[k + i * 28 + j];
+                for (int v = 0; v < 2; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
+          }
+        }
+        for (int q = 0; q < REST / 2; q++)
+          for (int v = 0; v < 2; v++) {
+            for (int p = 1; p < 4; p++)
+              fashion_MAXV(a[0][q * 2][v], a[p / 2][q * 2 + p % 2][v]);
+            fashion_MAXV(a[0][q * 2][v], zero);
+          }
+        const int px = ox / 2;
+        for (int q = 0; q < REST / 2; q++)
+          for (int v = 0; v < 2; v++)
+            fashion_STORE(yr + px * 32 + q * 32 + f0 + v * fashion_VW, a[0][q * 2][v]);
       }
     }
   }
 }
-#endif
 
 /* line 8: conv2d 64 3x3 relu
    + line 9: maxpool 2x2 (fused)
    x [13][13][32] -> y [5][5][64]
    of the conv's [11][11][64], the 10 x 10 the pool reads are computed
-   tiles of 2 rows x 6 columns x 32 channels held in registers (16-float vectors)
-   tiles of 2 rows x 2 columns x 16 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 2 rows x TC columns (6 at 16 floats, 2 at 8) x 2 vectors of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv2_forward(const fashion_model *restrict m,
                                                    const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv2_w; /* [3][3][32][64] */
   const float *restrict b = m->conv2_b; /* [64] */
-  fashion_f16 zero;
+  enum { TC = fashion_VW == 16 ? 6 : 2, REST = 10 % TC }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   for (int py = 0; py < 5; py++) {
     float *restrict yr = y + py * 320; /* [5][64] */
     const float *restrict xr = x + py * 832;
-    for (int f0 = 0; f0 < 64; f0 += 32) {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + f0 + 16);
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
-        fashion_f16 a9_0 = b0, a9_1 = b1;
-        fashion_f16 a10_0 = b0, a10_1 = b1;
-        fashion_f16 a11_0 = b0, a11_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416;
-          const float *restrict wk = w + ky * 6144 + f0;
-          for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 128], s5 = xk[k + 160], s6 = xk[k + 416], s7 = xk[k + 448];
-            const float s8 = xk[k + 480], s9 = xk[k + 512], s10 = xk[k + 544], s11 = xk[k + 576];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 64 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
-            fashion_FMA16(a9_0, s9, w0);
-            fashion_FMA16(a9_1, s9, w1);
-            fashion_FMA16(a10_0, s10, w0);
-            fashion_FMA16(a10_1, s10, w1);
-            fashion_FMA16(a11_0, s11, w0);
-            fashion_FMA16(a11_1, s11, w1);
-          }
-        }
-        fashion_MAX16(a0_0, a1_0);
-        fashion_MAX16(a0_0, a6_0);
-        fashion_MAX16(a0_0, a7_0);
-        fashion_MAX16(a0_0, zero);
-        fashion_MAX16(a0_1, a1_1);
-        fashion_MAX16(a0_1, a6_1);
-        fashion_MAX16(a0_1, a7_1);
-        fashion_MAX16(a0_1, zero);
-        fashion_MAX16(a2_0, a3_0);
-        fashion_MAX16(a2_0, a8_0);
-        fashion_MAX16(a2_0, a9_0);
-        fashion_MAX16(a2_0, zero);
-        fashion_MAX16(a2_1, a3_1);
-        fashion_MAX16(a2_1, a8_1);
-        fashion_MAX16(a2_1, a9_1);
-        fashion_MAX16(a2_1, zero);
-        fashion_MAX16(a4_0, a5_0);
-        fashion_MAX16(a4_0, a10_0);
-        fashion_MAX16(a4_0, a11_0);
-        fashion_MAX16(a4_0, zero);
-        fashion_MAX16(a4_1, a5_1);
-        fashion_MAX16(a4_1, a10_1);
-        fashion_MAX16(a4_1, a11_1);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_STORE(yr + f0 + 16, a0_1);
-        fashion_STORE(yr + f0 + 64, a2_0);
-        fashion_STORE(yr + f0 + 80, a2_1);
-        fashion_STORE(yr + f0 + 128, a4_0);
-        fashion_STORE(yr + f0 + 144, a4_1);
-      }
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416 + 192;
-          const float *restrict wk = w + ky * 6144 + f0;
-          for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 416], s5 = xk[k + 448], s6 = xk[k + 480], s7 = xk[k + 512];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 64 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-          }
-        }
-        fashion_MAX16(a0_0, a1_0);
-        fashion_MAX16(a0_0, a4_0);
-        fashion_MAX16(a0_0, a5_0);
-        fashion_MAX16(a0_0, zero);
-        fashion_MAX16(a0_1, a1_1);
-        fashion_MAX16(a0_1, a4_1);
-        fashion_MAX16(a0_1, a5_1);
-        fashion_MAX16(a0_1, zero);
-        fashion_MAX16(a2_0, a3_0);
-        fashion_MAX16(a2_0, a6_0);
-        fashion_MAX16(a2_0, a7_0);
-        fashion_MAX16(a2_0, zero);
-        fashion_MAX16(a2_1, a3_1);
-        fashion_MAX16(a2_1, a6_1);
-        fashion_MAX16(a2_1, a7_1);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + f0 + 192, a0_0);
-        fashion_STORE(yr + f0 + 208, a0_1);
-        fashion_STORE(yr + f0 + 256, a2_0);
-        fashion_STORE(yr + f0 + 272, a2_1);
-      }
-    }
-  }
-}
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv2_forward(const fashion_model *restrict m,
-                                                   const float *restrict x, float *restrict y) {
-  const float *restrict w = m->conv2_w; /* [3][3][32][64] */
-  const float *restrict b = m->conv2_b; /* [64] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  for (int py = 0; py < 5; py++) {
-    float *restrict yr = y + py * 320; /* [5][64] */
-    const float *restrict xr = x + py * 832;
-    for (int f0 = 0; f0 < 64; f0 += 16) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f8 b1;
-      fashion_LOAD(b1, b + f0 + 8);
-      for (int ox = 0; ox < 10; ox += 2) {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
+    for (int f0 = 0; f0 < 64; f0 += 2 * fashion_VW) {
+      fashion_v bv[2];
+      for (int v = 0; v < 2; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
+      for (int ox = 0; ox < 10 - REST; ox += TC) {
+        fashion_v a[2][TC][2];
+        for (int i = 0; i < 2; i++)
+          for (int j = 0; j < TC; j++)
+            for (int v = 0; v < 2; v++)
+              a[i][j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
           const float *restrict xk = xr + ky * 416 + ox * 32;
           const float *restrict wk = w + ky * 6144 + f0;
           for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 416], s3 = xk[k + 448];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 64 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
+            fashion_v wv[2];
+            for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            for (int i = 0; i < 2; i++)
+              for (int j = 0; j < TC; j++) {
+                const float s = xk[k + i * 416 + j * 32];
+                for (int v = 0; v < 2; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
           }
         }
-        fashion_MAX(a0_0, a1_0);
-        fashion_MAX(a0_0, a2_0);
-        fashion_MAX(a0_0, a3_0);
-        fashion_MAX(a0_0, zero);
-        fashion_MAX(a0_1, a1_1);
-        fashion_MAX(a0_1, a2_1);
-        fashion_MAX(a0_1, a3_1);
-        fashion_MAX(a0_1, zero);
+        for (int q = 0; q < TC / 2; q++)
+          for (int v = 0; v < 2; v++) {
+            for (int p = 1; p < 4; p++)
+              fashion_MAXV(a[0][q * 2][v], a[p / 2][q * 2 + p % 2][v]);
+            fashion_MAXV(a[0][q * 2][v], zero);
+          }
         const int px = ox / 2;
-        fashion_STORE(yr + px * 64 + f0, a0_0);
-        fashion_STORE(yr + px * 64 + f0 + 8, a0_1);
+        for (int q = 0; q < TC / 2; q++)
+          for (int v = 0; v < 2; v++)
+            fashion_STORE(yr + px * 64 + q * 64 + f0 + v * fashion_VW, a[0][q * 2][v]);
+      }
+      if (REST) {
+        const int ox = 10 - REST;
+        fashion_v a[2][TC][2];
+        for (int i = 0; i < 2; i++)
+          for (int j = 0; j < REST; j++)
+            for (int v = 0; v < 2; v++)
+              a[i][j][v] = bv[v];
+        for (int ky = 0; ky < 3; ky++) {
+          const float *restrict xk = xr + ky * 416 + ox * 32;
+          const float *restrict wk = w + ky * 6144 + f0;
+          for (int k = 0; k < 96; k++) {
+            fashion_v wv[2];
+            for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            for (int i = 0; i < 2; i++)
+              for (int j = 0; j < REST; j++) {
+                const float s = xk[k + i * 416 + j * 32];
+                for (int v = 0; v < 2; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
+          }
+        }
+        for (int q = 0; q < REST / 2; q++)
+          for (int v = 0; v < 2; v++) {
+            for (int p = 1; p < 4; p++)
+              fashion_MAXV(a[0][q * 2][v], a[p / 2][q * 2 + p % 2][v]);
+            fashion_MAXV(a[0][q * 2][v], zero);
+          }
+        const int px = ox / 2;
+        for (int q = 0; q < REST / 2; q++)
+          for (int v = 0; v < 2; v++)
+            fashion_STORE(yr + px * 64 + q * 64 + f0 + v * fashion_VW, a[0][q * 2][v]);
       }
     }
   }
 }
-#endif
 
 /* line 10: conv2d 64 3x3 relu
    x [5][5][64] -> y [3][3][64]
-   tiles of 3 rows x 3 columns x 32 channels held in registers (16-float vectors)
-   tiles of 3 rows x 3 columns x 8 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 3 rows x 3 columns x FB vectors (2 at 16 floats, 1 at 8) of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv3_forward(const fashion_model *restrict m,
                                                    const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv3_w; /* [3][3][64][64] */
   const float *restrict b = m->conv3_b; /* [64] */
-  fashion_f16 zero;
+  enum { FB = fashion_VW == 16 ? 2 : 1 }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   {
-    const float *restrict xr = x + 0;
-    float *restrict yr = y + 0; /* [3][3][64] */
-    for (int f0 = 0; f0 < 64; f0 += 32) {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + f0 + 16);
+    const float *restrict xr = x;
+    float *restrict yr = y; /* [3][3][64] */
+    for (int f0 = 0; f0 < 64; f0 += FB * fashion_VW) {
+      fashion_v bv[FB];
+      for (int v = 0; v < FB; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
       {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
+        const int ox = 0;
+        fashion_v a[3][3][FB];
+        for (int i = 0; i < 3; i++)
+          for (int j = 0; j < 3; j++)
+            for (int v = 0; v < FB; v++)
+              a[i][j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 320;
+          const float *restrict xk = xr + ky * 320 + ox * 64;
           const float *restrict wk = w + ky * 12288 + f0;
           for (int k = 0; k < 192; k++) {
-            const float s0 = xk[k], s1 = xk[k + 64], s2 = xk[k + 128], s3 = xk[k + 320];
-            const float s4 = xk[k + 384], s5 = xk[k + 448], s6 = xk[k + 640], s7 = xk[k + 704];
-            const float s8 = xk[k + 768];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 64 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
+            fashion_v wv[FB];
+            for (int v = 0; v < FB; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            for (int i = 0; i < 3; i++)
+              for (int j = 0; j < 3; j++) {
+                const float s = xk[k + i * 320 + j * 64];
+                for (int v = 0; v < FB; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
           }
         }
-        fashion_MAX16(a0_0, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + f0 + 16, a0_1);
-        fashion_MAX16(a1_0, zero);
-        fashion_STORE(yr + f0 + 64, a1_0);
-        fashion_MAX16(a1_1, zero);
-        fashion_STORE(yr + f0 + 80, a1_1);
-        fashion_MAX16(a2_0, zero);
-        fashion_STORE(yr + f0 + 128, a2_0);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + f0 + 144, a2_1);
-        fashion_MAX16(a3_0, zero);
-        fashion_STORE(yr + f0 + 192, a3_0);
-        fashion_MAX16(a3_1, zero);
-        fashion_STORE(yr + f0 + 208, a3_1);
-        fashion_MAX16(a4_0, zero);
-        fashion_STORE(yr + f0 + 256, a4_0);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + f0 + 272, a4_1);
-        fashion_MAX16(a5_0, zero);
-        fashion_STORE(yr + f0 + 320, a5_0);
-        fashion_MAX16(a5_1, zero);
-        fashion_STORE(yr + f0 + 336, a5_1);
-        fashion_MAX16(a6_0, zero);
-        fashion_STORE(yr + f0 + 384, a6_0);
-        fashion_MAX16(a6_1, zero);
-        fashion_STORE(yr + f0 + 400, a6_1);
-        fashion_MAX16(a7_0, zero);
-        fashion_STORE(yr + f0 + 448, a7_0);
-        fashion_MAX16(a7_1, zero);
-        fashion_STORE(yr + f0 + 464, a7_1);
-        fashion_MAX16(a8_0, zero);
-        fashion_STORE(yr + f0 + 512, a8_0);
-        fashion_MAX16(a8_1, zero);
-        fashion_STORE(yr + f0 + 528, a8_1);
+        for (int i = 0; i < 3; i++)
+          for (int j = 0; j < 3; j++)
+            for (int v = 0; v < FB; v++) {
+              fashion_MAXV(a[i][j][v], zero);
+              fashion_STORE(yr + i * 192 + ox * 64 + j * 64 + f0 + v * fashion_VW, a[i][j][v]);
+            }
       }
     }
   }
 }
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv3_forward(const fashion_model *restrict m,
-                                                   const float *restrict x, float *restrict y) {
-  const float *restrict w = m->conv3_w; /* [3][3][64][64] */
-  const float *restrict b = m->conv3_b; /* [64] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  {
-    const float *restrict xr = x + 0;
-    float *restrict yr = y + 0; /* [3][3][64] */
-    for (int f0 = 0; f0 < 64; f0 += 8) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      {
-        fashion_f8 a0_0 = b0;
-        fashion_f8 a1_0 = b0;
-        fashion_f8 a2_0 = b0;
-        fashion_f8 a3_0 = b0;
-        fashion_f8 a4_0 = b0;
-        fashion_f8 a5_0 = b0;
-        fashion_f8 a6_0 = b0;
-        fashion_f8 a7_0 = b0;
-        fashion_f8 a8_0 = b0;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 320;
-          const float *restrict wk = w + ky * 12288 + f0;
-          for (int k = 0; k < 192; k++) {
-            const float s0 = xk[k], s1 = xk[k + 64], s2 = xk[k + 128], s3 = xk[k + 320];
-            const float s4 = xk[k + 384], s5 = xk[k + 448], s6 = xk[k + 640], s7 = xk[k + 704];
-            const float s8 = xk[k + 768];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a4_0, s4, w0);
-            fashion_FMA(a5_0, s5, w0);
-            fashion_FMA(a6_0, s6, w0);
-            fashion_FMA(a7_0, s7, w0);
-            fashion_FMA(a8_0, s8, w0);
-          }
-        }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + f0 + 64, a1_0);
-        fashion_MAX(a2_0, zero);
-        fashion_STORE(yr + f0 + 128, a2_0);
-        fashion_MAX(a3_0, zero);
-        fashion_STORE(yr + f0 + 192, a3_0);
-        fashion_MAX(a4_0, zero);
-        fashion_STORE(yr + f0 + 256, a4_0);
-        fashion_MAX(a5_0, zero);
-        fashion_STORE(yr + f0 + 320, a5_0);
-        fashion_MAX(a6_0, zero);
-        fashion_STORE(yr + f0 + 384, a6_0);
-        fashion_MAX(a7_0, zero);
-        fashion_STORE(yr + f0 + 448, a7_0);
-        fashion_MAX(a8_0, zero);
-        fashion_STORE(yr + f0 + 512, a8_0);
-      }
-    }
-  }
-}
-#endif
 
 /* line 12: dense 64 relu
    x [576] ([3][3][64] flattened in NHWC order) -> y [64] */
@@ -945,278 +601,76 @@ void fashion_store(const fashion_model *m, float *params) {
 /* line 6: conv2d 32 3x3 relu
    as training runs it: relu, without the pool
    x [28][28][1] -> y [26][26][32]
-   tiles of 1 row x 9 columns x 32 channels held in registers (16-float vectors)
-   tiles of 1 row x 6 columns x 16 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 1 row x TC columns (9 at 16 floats, 6 at 8) x 2 vectors of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv1_train_forward(const fashion_model *restrict m,
                                                          const float *restrict x,
                                                          float *restrict y) {
   const float *restrict w = m->conv1_w; /* [3][3][1][32] */
   const float *restrict b = m->conv1_b; /* [32] */
-  fashion_f16 zero;
+  enum { TC = fashion_VW == 16 ? 9 : 6, REST = 26 % TC }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   for (int oy = 0; oy < 26; oy++) {
     const float *restrict xr = x + oy * 28;
     float *restrict yr = y + oy * 832; /* [26][32] */
-    {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + 0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + 16);
-      for (int ox = 0; ox < 18; ox += 9) {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + ox;
-          const float *restrict wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
-            const float s4 = xk[k + 4], s5 = xk[k + 5], s6 = xk[k + 6], s7 = xk[k + 7];
-            const float s8 = xk[k + 8];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 32 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
-          }
-        }
-        fashion_MAX16(a0_0, zero);
-        fashion_STORE(yr + ox * 32, a0_0);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + ox * 32 + 16, a0_1);
-        fashion_MAX16(a1_0, zero);
-        fashion_STORE(yr + ox * 32 + 32, a1_0);
-        fashion_MAX16(a1_1, zero);
-        fashion_STORE(yr + ox * 32 + 48, a1_1);
-        fashion_MAX16(a2_0, zero);
-        fashion_STORE(yr + ox * 32 + 64, a2_0);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + ox * 32 + 80, a2_1);
-        fashion_MAX16(a3_0, zero);
-        fashion_STORE(yr + ox * 32 + 96, a3_0);
-        fashion_MAX16(a3_1, zero);
-        fashion_STORE(yr + ox * 32 + 112, a3_1);
-        fashion_MAX16(a4_0, zero);
-        fashion_STORE(yr + ox * 32 + 128, a4_0);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + ox * 32 + 144, a4_1);
-        fashion_MAX16(a5_0, zero);
-        fashion_STORE(yr + ox * 32 + 160, a5_0);
-        fashion_MAX16(a5_1, zero);
-        fashion_STORE(yr + ox * 32 + 176, a5_1);
-        fashion_MAX16(a6_0, zero);
-        fashion_STORE(yr + ox * 32 + 192, a6_0);
-        fashion_MAX16(a6_1, zero);
-        fashion_STORE(yr + ox * 32 + 208, a6_1);
-        fashion_MAX16(a7_0, zero);
-        fashion_STORE(yr + ox * 32 + 224, a7_0);
-        fashion_MAX16(a7_1, zero);
-        fashion_STORE(yr + ox * 32 + 240, a7_1);
-        fashion_MAX16(a8_0, zero);
-        fashion_STORE(yr + ox * 32 + 256, a8_0);
-        fashion_MAX16(a8_1, zero);
-        fashion_STORE(yr + ox * 32 + 272, a8_1);
-      }
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + 18;
-          const float *restrict wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
-            const float s4 = xk[k + 4], s5 = xk[k + 5], s6 = xk[k + 6], s7 = xk[k + 7];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 32 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-          }
-        }
-        fashion_MAX16(a0_0, zero);
-        fashion_STORE(yr + 576, a0_0);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + 592, a0_1);
-        fashion_MAX16(a1_0, zero);
-        fashion_STORE(yr + 608, a1_0);
-        fashion_MAX16(a1_1, zero);
-        fashion_STORE(yr + 624, a1_1);
-        fashion_MAX16(a2_0, zero);
-        fashion_STORE(yr + 640, a2_0);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + 656, a2_1);
-        fashion_MAX16(a3_0, zero);
-        fashion_STORE(yr + 672, a3_0);
-        fashion_MAX16(a3_1, zero);
-        fashion_STORE(yr + 688, a3_1);
-        fashion_MAX16(a4_0, zero);
-        fashion_STORE(yr + 704, a4_0);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + 720, a4_1);
-        fashion_MAX16(a5_0, zero);
-        fashion_STORE(yr + 736, a5_0);
-        fashion_MAX16(a5_1, zero);
-        fashion_STORE(yr + 752, a5_1);
-        fashion_MAX16(a6_0, zero);
-        fashion_STORE(yr + 768, a6_0);
-        fashion_MAX16(a6_1, zero);
-        fashion_STORE(yr + 784, a6_1);
-        fashion_MAX16(a7_0, zero);
-        fashion_STORE(yr + 800, a7_0);
-        fashion_MAX16(a7_1, zero);
-        fashion_STORE(yr + 816, a7_1);
-      }
-    }
-  }
-}
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv1_train_forward(const fashion_model *restrict m,
-                                                         const float *restrict x,
-                                                         float *restrict y) {
-  const float *restrict w = m->conv1_w; /* [3][3][1][32] */
-  const float *restrict b = m->conv1_b; /* [32] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  for (int oy = 0; oy < 26; oy++) {
-    const float *restrict xr = x + oy * 28;
-    float *restrict yr = y + oy * 832; /* [26][32] */
-    for (int f0 = 0; f0 < 32; f0 += 16) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f8 b1;
-      fashion_LOAD(b1, b + f0 + 8);
-      for (int ox = 0; ox < 24; ox += 6) {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
-        fashion_f8 a4_0 = b0, a4_1 = b1;
-        fashion_f8 a5_0 = b0, a5_1 = b1;
+    for (int f0 = 0; f0 < 32; f0 += 2 * fashion_VW) {
+      fashion_v bv[2];
+      for (int v = 0; v < 2; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
+      for (int ox = 0; ox < 26 - REST; ox += TC) {
+        fashion_v a[TC][2];
+        for (int j = 0; j < TC; j++)
+          for (int v = 0; v < 2; v++)
+            a[j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
           const float *restrict xk = xr + ky * 28 + ox;
           const float *restrict wk = w + ky * 96 + f0;
           for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
-            const float s4 = xk[k + 4], s5 = xk[k + 5];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 32 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
-            fashion_FMA(a4_0, s4, w0);
-            fashion_FMA(a4_1, s4, w1);
-            fashion_FMA(a5_0, s5, w0);
-            fashion_FMA(a5_1, s5, w1);
+            fashion_v wv[2];
+            for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 32 + v * fashion_VW);
+            for (int j = 0; j < TC; j++) {
+              const float s = xk[k + j];
+              for (int v = 0; v < 2; v++)
+                fashion_FMAV(a[j][v], s, wv[v]);
+            }
           }
         }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + ox * 32 + f0, a0_0);
-        fashion_MAX(a0_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 8, a0_1);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 32, a1_0);
-        fashion_MAX(a1_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 40, a1_1);
-        fashion_MAX(a2_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 64, a2_0);
-        fashion_MAX(a2_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 72, a2_1);
-        fashion_MAX(a3_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 96, a3_0);
-        fashion_MAX(a3_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 104, a3_1);
-        fashion_MAX(a4_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 128, a4_0);
-        fashion_MAX(a4_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 136, a4_1);
-        fashion_MAX(a5_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 160, a5_0);
-        fashion_MAX(a5_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 168, a5_1);
+        for (int j = 0; j < TC; j++)
+          for (int v = 0; v < 2; v++) {
+            fashion_MAXV(a[j][v], zero);
+            fashion_STORE(yr + ox * 32 + j * 32 + f0 + v * fashion_VW, a[j][v]);
+          }
       }
-      {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
+      if (REST) {
+        const int ox = 26 - REST;
+        fashion_v a[TC][2];
+        for (int j = 0; j < REST; j++)
+          for (int v = 0; v < 2; v++)
+            a[j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + 24;
+          const float *restrict xk = xr + ky * 28 + ox;
           const float *restrict wk = w + ky * 96 + f0;
           for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 32 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
+            fashion_v wv[2];
+            for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 32 + v * fashion_VW);
+            for (int j = 0; j < REST; j++) {
+              const float s = xk[k + j];
+              for (int v = 0; v < 2; v++)
+                fashion_FMAV(a[j][v], s, wv[v]);
+            }
           }
         }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + f0 + 768, a0_0);
-        fashion_MAX(a0_1, zero);
-        fashion_STORE(yr + f0 + 776, a0_1);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + f0 + 800, a1_0);
-        fashion_MAX(a1_1, zero);
-        fashion_STORE(yr + f0 + 808, a1_1);
+        for (int j = 0; j < REST; j++)
+          for (int v = 0; v < 2; v++) {
+            fashion_MAXV(a[j][v], zero);
+            fashion_STORE(yr + ox * 32 + j * 32 + f0 + v * fashion_VW, a[j][v]);
+          }
       }
     }
   }
 }
-#endif
 
 #if fashion_VW == 16
 /* line 6: conv2d 32 3x3 relu
@@ -1519,244 +973,76 @@ static void fashion_maxpool1_backward(const float *restrict x, const float *rest
 /* line 8: conv2d 64 3x3 relu
    as training runs it: relu, without the pool
    x [13][13][32] -> y [11][11][64]
-   tiles of 1 row x 11 columns x 32 channels held in registers (16-float vectors)
-   tiles of 1 row x 6 columns x 16 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 1 row x TC columns (11 at 16 floats, 6 at 8) x 2 vectors of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv2_train_forward(const fashion_model *restrict m,
                                                          const float *restrict x,
                                                          float *restrict y) {
   const float *restrict w = m->conv2_w; /* [3][3][32][64] */
   const float *restrict b = m->conv2_b; /* [64] */
-  fashion_f16 zero;
+  enum { TC = fashion_VW == 16 ? 11 : 6, REST = 11 % TC }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   for (int oy = 0; oy < 11; oy++) {
     const float *restrict xr = x + oy * 416;
     float *restrict yr = y + oy * 704; /* [11][64] */
-    for (int f0 = 0; f0 < 64; f0 += 32) {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + f0 + 16);
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
-        fashion_f16 a9_0 = b0, a9_1 = b1;
-        fashion_f16 a10_0 = b0, a10_1 = b1;
+    for (int f0 = 0; f0 < 64; f0 += 2 * fashion_VW) {
+      fashion_v bv[2];
+      for (int v = 0; v < 2; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
+      for (int ox = 0; ox < 11 - REST; ox += TC) {
+        fashion_v a[TC][2];
+        for (int j = 0; j < TC; j++)
+          for (int v = 0; v < 2; v++)
+            a[j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416;
+          const float *restrict xk = xr + ky * 416 + ox * 32;
           const float *restrict wk = w + ky * 6144 + f0;
           for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 128], s5 = xk[k + 160], s6 = xk[k + 192], s7 = xk[k + 224];
-            const float s8 = xk[k + 256], s9 = xk[k + 288], s10 = xk[k + 320];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 64 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
-            fashion_FMA16(a9_0, s9, w0);
-            fashion_FMA16(a9_1, s9, w1);
-            fashion_FMA16(a10_0, s10, w0);
-            fashion_FMA16(a10_1, s10, w1);
+            fashion_v wv[2];
+            for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            for (int j = 0; j < TC; j++) {
+              const float s = xk[k + j * 32];
+              for (int v = 0; v < 2; v++)
+                fashion_FMAV(a[j][v], s, wv[v]);
+            }
           }
         }
-        fashion_MAX16(a0_0, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + f0 + 16, a0_1);
-        fashion_MAX16(a1_0, zero);
-        fashion_STORE(yr + f0 + 64, a1_0);
-        fashion_MAX16(a1_1, zero);
-        fashion_STORE(yr + f0 + 80, a1_1);
-        fashion_MAX16(a2_0, zero);
-        fashion_STORE(yr + f0 + 128, a2_0);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + f0 + 144, a2_1);
-        fashion_MAX16(a3_0, zero);
-        fashion_STORE(yr + f0 + 192, a3_0);
-        fashion_MAX16(a3_1, zero);
-        fashion_STORE(yr + f0 + 208, a3_1);
-        fashion_MAX16(a4_0, zero);
-        fashion_STORE(yr + f0 + 256, a4_0);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + f0 + 272, a4_1);
-        fashion_MAX16(a5_0, zero);
-        fashion_STORE(yr + f0 + 320, a5_0);
-        fashion_MAX16(a5_1, zero);
-        fashion_STORE(yr + f0 + 336, a5_1);
-        fashion_MAX16(a6_0, zero);
-        fashion_STORE(yr + f0 + 384, a6_0);
-        fashion_MAX16(a6_1, zero);
-        fashion_STORE(yr + f0 + 400, a6_1);
-        fashion_MAX16(a7_0, zero);
-        fashion_STORE(yr + f0 + 448, a7_0);
-        fashion_MAX16(a7_1, zero);
-        fashion_STORE(yr + f0 + 464, a7_1);
-        fashion_MAX16(a8_0, zero);
-        fashion_STORE(yr + f0 + 512, a8_0);
-        fashion_MAX16(a8_1, zero);
-        fashion_STORE(yr + f0 + 528, a8_1);
-        fashion_MAX16(a9_0, zero);
-        fashion_STORE(yr + f0 + 576, a9_0);
-        fashion_MAX16(a9_1, zero);
-        fashion_STORE(yr + f0 + 592, a9_1);
-        fashion_MAX16(a10_0, zero);
-        fashion_STORE(yr + f0 + 640, a10_0);
-        fashion_MAX16(a10_1, zero);
-        fashion_STORE(yr + f0 + 656, a10_1);
+        for (int j = 0; j < TC; j++)
+          for (int v = 0; v < 2; v++) {
+            fashion_MAXV(a[j][v], zero);
+            fashion_STORE(yr + ox * 64 + j * 64 + f0 + v * fashion_VW, a[j][v]);
+          }
+      }
+      if (REST) {
+        const int ox = 11 - REST;
+        fashion_v a[TC][2];
+        for (int j = 0; j < REST; j++)
+          for (int v = 0; v < 2; v++)
+            a[j][v] = bv[v];
+        for (int ky = 0; ky < 3; ky++) {
+          const float *restrict xk = xr + ky * 416 + ox * 32;
+          const float *restrict wk = w + ky * 6144 + f0;
+          for (int k = 0; k < 96; k++) {
+            fashion_v wv[2];
+            for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            for (int j = 0; j < REST; j++) {
+              const float s = xk[k + j * 32];
+              for (int v = 0; v < 2; v++)
+                fashion_FMAV(a[j][v], s, wv[v]);
+            }
+          }
+        }
+        for (int j = 0; j < REST; j++)
+          for (int v = 0; v < 2; v++) {
+            fashion_MAXV(a[j][v], zero);
+            fashion_STORE(yr + ox * 64 + j * 64 + f0 + v * fashion_VW, a[j][v]);
+          }
       }
     }
   }
 }
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv2_train_forward(const fashion_model *restrict m,
-                                                         const float *restrict x,
-                                                         float *restrict y) {
-  const float *restrict w = m->conv2_w; /* [3][3][32][64] */
-  const float *restrict b = m->conv2_b; /* [64] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  for (int oy = 0; oy < 11; oy++) {
-    const float *restrict xr = x + oy * 416;
-    float *restrict yr = y + oy * 704; /* [11][64] */
-    for (int f0 = 0; f0 < 64; f0 += 16) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f8 b1;
-      fashion_LOAD(b1, b + f0 + 8);
-      {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
-        fashion_f8 a4_0 = b0, a4_1 = b1;
-        fashion_f8 a5_0 = b0, a5_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416;
-          const float *restrict wk = w + ky * 6144 + f0;
-          for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 128], s5 = xk[k + 160];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 64 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
-            fashion_FMA(a4_0, s4, w0);
-            fashion_FMA(a4_1, s4, w1);
-            fashion_FMA(a5_0, s5, w0);
-            fashion_FMA(a5_1, s5, w1);
-          }
-        }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_MAX(a0_1, zero);
-        fashion_STORE(yr + f0 + 8, a0_1);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + f0 + 64, a1_0);
-        fashion_MAX(a1_1, zero);
-        fashion_STORE(yr + f0 + 72, a1_1);
-        fashion_MAX(a2_0, zero);
-        fashion_STORE(yr + f0 + 128, a2_0);
-        fashion_MAX(a2_1, zero);
-        fashion_STORE(yr + f0 + 136, a2_1);
-        fashion_MAX(a3_0, zero);
-        fashion_STORE(yr + f0 + 192, a3_0);
-        fashion_MAX(a3_1, zero);
-        fashion_STORE(yr + f0 + 200, a3_1);
-        fashion_MAX(a4_0, zero);
-        fashion_STORE(yr + f0 + 256, a4_0);
-        fashion_MAX(a4_1, zero);
-        fashion_STORE(yr + f0 + 264, a4_1);
-        fashion_MAX(a5_0, zero);
-        fashion_STORE(yr + f0 + 320, a5_0);
-        fashion_MAX(a5_1, zero);
-        fashion_STORE(yr + f0 + 328, a5_1);
-      }
-      {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
-        fashion_f8 a4_0 = b0, a4_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416 + 192;
-          const float *restrict wk = w + ky * 6144 + f0;
-          for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 128];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 64 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
-            fashion_FMA(a4_0, s4, w0);
-            fashion_FMA(a4_1, s4, w1);
-          }
-        }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + f0 + 384, a0_0);
-        fashion_MAX(a0_1, zero);
-        fashion_STORE(yr + f0 + 392, a0_1);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + f0 + 448, a1_0);
-        fashion_MAX(a1_1, zero);
-        fashion_STORE(yr + f0 + 456, a1_1);
-        fashion_MAX(a2_0, zero);
-        fashion_STORE(yr + f0 + 512, a2_0);
-        fashion_MAX(a2_1, zero);
-        fashion_STORE(yr + f0 + 520, a2_1);
-        fashion_MAX(a3_0, zero);
-        fashion_STORE(yr + f0 + 576, a3_0);
-        fashion_MAX(a3_1, zero);
-        fashion_STORE(yr + f0 + 584, a3_1);
-        fashion_MAX(a4_0, zero);
-        fashion_STORE(yr + f0 + 640, a4_0);
-        fashion_MAX(a4_1, zero);
-        fashion_STORE(yr + f0 + 648, a4_1);
-      }
-    }
-  }
-}
-#endif
 
 #if fashion_VW == 16
 /* line 8: conv2d 64 3x3 relu

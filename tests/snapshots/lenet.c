@@ -95,6 +95,19 @@ typedef struct {
 #endif
 #define lenet_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
 #define lenet_STORE(p, v) memcpy((p), &(v), sizeof(v))
+#if lenet_VW == 16
+typedef lenet_f16 lenet_v;
+#define lenet_FMAV lenet_FMA16
+#define lenet_MAXV lenet_MAX16
+#define lenet_ADDTOV lenet_ADDTO16
+#define lenet_MULADDV lenet_MULADD16
+#else
+typedef lenet_f8 lenet_v;
+#define lenet_FMAV lenet_FMA
+#define lenet_MAXV lenet_MAX
+#define lenet_ADDTOV lenet_ADDTO
+#define lenet_MULADDV lenet_MULADD
+#endif
 #define lenet_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */ \
   do {                                                                          \
     float t_[sizeof(a) / sizeof(float)];                                        \
@@ -280,157 +293,71 @@ static void lenet_avgpool1_forward(const float *restrict x, float *restrict y) {
 
 /* line 10: conv2d 16 5x5 tanh
    x [14][14][6] -> y [10][10][16]
-   tiles of 2 rows x 10 columns x 16 channels held in registers (16-float vectors)
-   tiles of 1 row x 5 columns x 16 channels held in registers (8-float vectors) */
-#if lenet_VW == 16
+   tiles of 1 row x TC columns (10 at 16 floats, 5 at 8) x FB vectors (1 at 16 floats, 2 at 8) of lenet_VW channels held in registers */
 static lenet_NOINLINE void lenet_conv2_forward(const lenet_model *restrict m,
                                                const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv2_w; /* [5][5][6][16] */
   const float *restrict b = m->conv2_b; /* [16] */
-  for (int oy = 0; oy < 10; oy += 2) {
-    const float *restrict xr = x + oy * 84;
-    float *restrict yr = y + oy * 160; /* [2][10][16] */
-    {
-      lenet_f16 b0;
-      lenet_LOAD(b0, b + 0);
-      {
-        lenet_f16 a0_0 = b0;
-        lenet_f16 a1_0 = b0;
-        lenet_f16 a2_0 = b0;
-        lenet_f16 a3_0 = b0;
-        lenet_f16 a4_0 = b0;
-        lenet_f16 a5_0 = b0;
-        lenet_f16 a6_0 = b0;
-        lenet_f16 a7_0 = b0;
-        lenet_f16 a8_0 = b0;
-        lenet_f16 a9_0 = b0;
-        lenet_f16 a10_0 = b0;
-        lenet_f16 a11_0 = b0;
-        lenet_f16 a12_0 = b0;
-        lenet_f16 a13_0 = b0;
-        lenet_f16 a14_0 = b0;
-        lenet_f16 a15_0 = b0;
-        lenet_f16 a16_0 = b0;
-        lenet_f16 a17_0 = b0;
-        lenet_f16 a18_0 = b0;
-        lenet_f16 a19_0 = b0;
-        for (int ky = 0; ky < 5; ky++) {
-          const float *restrict xk = xr + ky * 84;
-          const float *restrict wk = w + ky * 480;
-          for (int k = 0; k < 30; k++) {
-            const float s0 = xk[k], s1 = xk[k + 6], s2 = xk[k + 12], s3 = xk[k + 18];
-            const float s4 = xk[k + 24], s5 = xk[k + 30], s6 = xk[k + 36], s7 = xk[k + 42];
-            const float s8 = xk[k + 48], s9 = xk[k + 54], s10 = xk[k + 84], s11 = xk[k + 90];
-            const float s12 = xk[k + 96], s13 = xk[k + 102], s14 = xk[k + 108], s15 = xk[k + 114];
-            const float s16 = xk[k + 120], s17 = xk[k + 126], s18 = xk[k + 132], s19 = xk[k + 138];
-            lenet_f16 w0;
-            lenet_LOAD(w0, wk + k * 16);
-            lenet_FMA16(a0_0, s0, w0);
-            lenet_FMA16(a1_0, s1, w0);
-            lenet_FMA16(a2_0, s2, w0);
-            lenet_FMA16(a3_0, s3, w0);
-            lenet_FMA16(a4_0, s4, w0);
-            lenet_FMA16(a5_0, s5, w0);
-            lenet_FMA16(a6_0, s6, w0);
-            lenet_FMA16(a7_0, s7, w0);
-            lenet_FMA16(a8_0, s8, w0);
-            lenet_FMA16(a9_0, s9, w0);
-            lenet_FMA16(a10_0, s10, w0);
-            lenet_FMA16(a11_0, s11, w0);
-            lenet_FMA16(a12_0, s12, w0);
-            lenet_FMA16(a13_0, s13, w0);
-            lenet_FMA16(a14_0, s14, w0);
-            lenet_FMA16(a15_0, s15, w0);
-            lenet_FMA16(a16_0, s16, w0);
-            lenet_FMA16(a17_0, s17, w0);
-            lenet_FMA16(a18_0, s18, w0);
-            lenet_FMA16(a19_0, s19, w0);
-          }
-        }
-        lenet_STORE(yr + 0, a0_0);
-        lenet_STORE(yr + 16, a1_0);
-        lenet_STORE(yr + 32, a2_0);
-        lenet_STORE(yr + 48, a3_0);
-        lenet_STORE(yr + 64, a4_0);
-        lenet_STORE(yr + 80, a5_0);
-        lenet_STORE(yr + 96, a6_0);
-        lenet_STORE(yr + 112, a7_0);
-        lenet_STORE(yr + 128, a8_0);
-        lenet_STORE(yr + 144, a9_0);
-        lenet_STORE(yr + 160, a10_0);
-        lenet_STORE(yr + 176, a11_0);
-        lenet_STORE(yr + 192, a12_0);
-        lenet_STORE(yr + 208, a13_0);
-        lenet_STORE(yr + 224, a14_0);
-        lenet_STORE(yr + 240, a15_0);
-        lenet_STORE(yr + 256, a16_0);
-        lenet_STORE(yr + 272, a17_0);
-        lenet_STORE(yr + 288, a18_0);
-        lenet_STORE(yr + 304, a19_0);
-      }
-    }
-  }
-  for (int i = 0; i < 1600; i++)
-    y[i] = lenet_tanh(y[i]);
-}
-#else /* lenet_VW == 8 */
-static lenet_NOINLINE void lenet_conv2_forward(const lenet_model *restrict m,
-                                               const float *restrict x, float *restrict y) {
-  const float *restrict w = m->conv2_w; /* [5][5][6][16] */
-  const float *restrict b = m->conv2_b; /* [16] */
+  enum { FB = lenet_VW == 16 ? 1 : 2, TC = lenet_VW == 16 ? 10 : 5, REST = 10 % TC }; /* the tile at lenet_VW floats */
   for (int oy = 0; oy < 10; oy++) {
     const float *restrict xr = x + oy * 84;
     float *restrict yr = y + oy * 160; /* [10][16] */
-    {
-      lenet_f8 b0;
-      lenet_LOAD(b0, b + 0);
-      lenet_f8 b1;
-      lenet_LOAD(b1, b + 8);
-      for (int ox = 0; ox < 10; ox += 5) {
-        lenet_f8 a0_0 = b0, a0_1 = b1;
-        lenet_f8 a1_0 = b0, a1_1 = b1;
-        lenet_f8 a2_0 = b0, a2_1 = b1;
-        lenet_f8 a3_0 = b0, a3_1 = b1;
-        lenet_f8 a4_0 = b0, a4_1 = b1;
+    for (int f0 = 0; f0 < 16; f0 += FB * lenet_VW) {
+      lenet_v bv[FB];
+      for (int v = 0; v < FB; v++)
+        lenet_LOAD(bv[v], b + f0 + v * lenet_VW);
+      for (int ox = 0; ox < 10 - REST; ox += TC) {
+        lenet_v a[TC][FB];
+        for (int j = 0; j < TC; j++)
+          for (int v = 0; v < FB; v++)
+            a[j][v] = bv[v];
         for (int ky = 0; ky < 5; ky++) {
           const float *restrict xk = xr + ky * 84 + ox * 6;
-          const float *restrict wk = w + ky * 480;
+          const float *restrict wk = w + ky * 480 + f0;
           for (int k = 0; k < 30; k++) {
-            const float s0 = xk[k], s1 = xk[k + 6], s2 = xk[k + 12], s3 = xk[k + 18];
-            const float s4 = xk[k + 24];
-            lenet_f8 w0;
-            lenet_LOAD(w0, wk + k * 16);
-            lenet_f8 w1;
-            lenet_LOAD(w1, wk + k * 16 + 8);
-            lenet_FMA(a0_0, s0, w0);
-            lenet_FMA(a0_1, s0, w1);
-            lenet_FMA(a1_0, s1, w0);
-            lenet_FMA(a1_1, s1, w1);
-            lenet_FMA(a2_0, s2, w0);
-            lenet_FMA(a2_1, s2, w1);
-            lenet_FMA(a3_0, s3, w0);
-            lenet_FMA(a3_1, s3, w1);
-            lenet_FMA(a4_0, s4, w0);
-            lenet_FMA(a4_1, s4, w1);
+            lenet_v wv[FB];
+            for (int v = 0; v < FB; v++)
+              lenet_LOAD(wv[v], wk + k * 16 + v * lenet_VW);
+            for (int j = 0; j < TC; j++) {
+              const float s = xk[k + j * 6];
+              for (int v = 0; v < FB; v++)
+                lenet_FMAV(a[j][v], s, wv[v]);
+            }
           }
         }
-        lenet_STORE(yr + ox * 16, a0_0);
-        lenet_STORE(yr + ox * 16 + 8, a0_1);
-        lenet_STORE(yr + ox * 16 + 16, a1_0);
-        lenet_STORE(yr + ox * 16 + 24, a1_1);
-        lenet_STORE(yr + ox * 16 + 32, a2_0);
-        lenet_STORE(yr + ox * 16 + 40, a2_1);
-        lenet_STORE(yr + ox * 16 + 48, a3_0);
-        lenet_STORE(yr + ox * 16 + 56, a3_1);
-        lenet_STORE(yr + ox * 16 + 64, a4_0);
-        lenet_STORE(yr + ox * 16 + 72, a4_1);
+        for (int j = 0; j < TC; j++)
+          for (int v = 0; v < FB; v++)
+            lenet_STORE(yr + ox * 16 + j * 16 + f0 + v * lenet_VW, a[j][v]);
+      }
+      if (REST) {
+        const int ox = 10 - REST;
+        lenet_v a[TC][FB];
+        for (int j = 0; j < REST; j++)
+          for (int v = 0; v < FB; v++)
+            a[j][v] = bv[v];
+        for (int ky = 0; ky < 5; ky++) {
+          const float *restrict xk = xr + ky * 84 + ox * 6;
+          const float *restrict wk = w + ky * 480 + f0;
+          for (int k = 0; k < 30; k++) {
+            lenet_v wv[FB];
+            for (int v = 0; v < FB; v++)
+              lenet_LOAD(wv[v], wk + k * 16 + v * lenet_VW);
+            for (int j = 0; j < REST; j++) {
+              const float s = xk[k + j * 6];
+              for (int v = 0; v < FB; v++)
+                lenet_FMAV(a[j][v], s, wv[v]);
+            }
+          }
+        }
+        for (int j = 0; j < REST; j++)
+          for (int v = 0; v < FB; v++)
+            lenet_STORE(yr + ox * 16 + j * 16 + f0 + v * lenet_VW, a[j][v]);
       }
     }
   }
   for (int i = 0; i < 1600; i++)
     y[i] = lenet_tanh(y[i]);
 }
-#endif
 
 /* line 11: avgpool 2x2
    x [10][10][16] -> y [5][5][16] */
