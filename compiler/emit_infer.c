@@ -443,7 +443,16 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   em_raw(EM, "#include <math.h>");
   em_raw(EM, "#include <string.h>");
   em_blank(EM);
-  em_vector_macros(EM, n, opt->training);
+  bool every_width = false; /* a conv or dense of 16k channels: tiles on NAME_v */
+  for (int i = 0; i < g->net->nlayers && !opt->kernels; i++) {
+    const Layer *l = &g->net->layers[i];
+    const bool conv = l->op == OP_CONV2D, dense = l->op == OP_DENSE;
+    if ((conv || dense) && l->out.c >= 16 && l->out.c % 16 == 0)
+      every_width = true;
+    if (conv && l->in.c >= 16 && l->in.c % 16 == 0)
+      every_width = true;
+  }
+  em_vector_macros(EM, n, opt->training, every_width);
   if (opt->kernels)
     glue_declarations(EM);
   emit_act_functions(g);

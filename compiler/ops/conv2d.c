@@ -13,8 +13,10 @@
  * Convolutions are the hot loops (fashion's conv2 runs at about the FMA
  * peak of a Zen 5 core on 16-float tiles). Output pixels are computed in
  * register tiles of TR rows x TC columns x FB vectors of VW channels (16
- * floats under AVX-512, else 8; a conv of 16 filters or more is written
- * once per width, under #if NAME_VW, each with its own tile): per tap
+ * floats under AVX-512, else 8; a conv of a multiple of 16 filters is
+ * written once for every width on NAME_v, FB and TC constants from NAME_VW,
+ * see conv_tile_generic; other convs of 16 or more once per width under
+ * #if NAME_VW): per tap
  * (kx, c) the FB weight vectors are loaded once and used by every pixel of
  * the tile, each input value is broadcast once and used by all FB vectors.
  * conv_cost() picks the tile from a small model of the core (multiply-adds,
@@ -23,7 +25,8 @@
  * fused pool run on the registers before the single store (a pool window
  * taller than the tile is combined through y, row by row). Kernel rows and
  * taps are loops with literal bounds that the C compiler unrolls as it sees
- * fit; the tile itself is written out. F not a multiple of VW (the channel
+ * fit; the tile's accumulators are arrays with constant bounds, unrolled
+ * into registers (NAME_UNROLL). F not a multiple of VW (the channel
  * tail, see Conv): above VW, the last vector overlaps the one before it and
  * reads the weights in place, so the tail costs what a zero-padded vector
  * would, without a copy; below VW, the layer copies its weights with zero
@@ -49,9 +52,9 @@
  * (under AVX-512) NAME_f16 and their macros, written once for inference and
  * training by em_vector_macros (emit.c); a conv with 16 channels or more
  * (out, or in for its input gradient) has its backward function written once
- * per width, under #if NAME_VW (per_width), its 16-channel dimensions on
- * 16-float tiles there (its forward function is inference's, written per
- * width the same way). A vectorized dimension of 8 or more that is not a
+ * for every width on NAME_v where those are whole blocks at both widths
+ * (gen_backward_ok, the gen_* tiles), else once per width under #if NAME_VW
+ * (per_width). A vectorized dimension of 8 or more that is not a
  * multiple of the vector ends in an overlapping vector (the channel tail,
  * emit_train.c), so its cost follows its size; below 8 channels the loops
  * are plain, channel innermost.

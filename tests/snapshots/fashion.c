@@ -15,8 +15,8 @@
    extensions that stay in registers, of 16 floats (fashion_f16) under AVX-512 and of
    8 (fashion_f8) elsewhere; with other compilers (tcc), structs of 8 floats with the
    loops unrolled by hand (tcc does not unroll), the same arithmetic. fashion_VW is
-   the width the layers' tiles are written for (each such layer is written once
-   per width, under #if); a layer of fewer than 16 channels uses 8 on any target.
+   the width of the layers' tiles, written once for every width on fashion_v; a layer
+   of fewer than 16 channels uses 8 on any target.
    fashion_FMA(a, s, w) is a += s * w for a float s, fused where the machine has FMA
    (gcc in ISO C mode would round twice, at half the speed); fashion_FMA16 and the
    other ...16 macros are the same on fashion_f16. Layer functions are kept out of
@@ -97,6 +97,13 @@ typedef struct {
 #endif
 #define fashion_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
 #define fashion_STORE(p, v) memcpy((p), &(v), sizeof(v))
+#define fashion_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */ \
+  do {                                                                            \
+    float t_[sizeof(a) / sizeof(float)];                                          \
+    memcpy(t_, &(a), sizeof t_);                                                  \
+    for (int q_ = (from); q_ < (int)(sizeof t_ / sizeof(float)); q_++)            \
+      (p)[q_] += t_[q_];                                                          \
+  } while (0)
 #if fashion_VW == 16
 typedef fashion_f16 fashion_v;
 #define fashion_FMAV fashion_FMA16
@@ -110,13 +117,6 @@ typedef fashion_f8 fashion_v;
 #define fashion_ADDTOV fashion_ADDTO
 #define fashion_MULADDV fashion_MULADD
 #endif
-#define fashion_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */ \
-  do {                                                                            \
-    float t_[sizeof(a) / sizeof(float)];                                          \
-    memcpy(t_, &(a), sizeof t_);                                                  \
-    for (int q_ = (from); q_ < (int)(sizeof t_ / sizeof(float)); q_++)            \
-      (p)[q_] += t_[q_];                                                          \
-  } while (0)
 
 /* line 6: conv2d 32 3x3 relu
    + line 7: maxpool 2x2 (fused)

@@ -15,8 +15,8 @@
    extensions that stay in registers, of 16 floats (lenet_f16) under AVX-512 and of
    8 (lenet_f8) elsewhere; with other compilers (tcc), structs of 8 floats with the
    loops unrolled by hand (tcc does not unroll), the same arithmetic. lenet_VW is
-   the width the layers' tiles are written for (each such layer is written once
-   per width, under #if); a layer of fewer than 16 channels uses 8 on any target.
+   the width of the layers' tiles, written once for every width on lenet_v; a layer
+   of fewer than 16 channels uses 8 on any target.
    lenet_FMA(a, s, w) is a += s * w for a float s, fused where the machine has FMA
    (gcc in ISO C mode would round twice, at half the speed); lenet_FMA16 and the
    other ...16 macros are the same on lenet_f16. Layer functions are kept out of
@@ -97,6 +97,13 @@ typedef struct {
 #endif
 #define lenet_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
 #define lenet_STORE(p, v) memcpy((p), &(v), sizeof(v))
+#define lenet_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */ \
+  do {                                                                          \
+    float t_[sizeof(a) / sizeof(float)];                                        \
+    memcpy(t_, &(a), sizeof t_);                                                \
+    for (int q_ = (from); q_ < (int)(sizeof t_ / sizeof(float)); q_++)          \
+      (p)[q_] += t_[q_];                                                        \
+  } while (0)
 #if lenet_VW == 16
 typedef lenet_f16 lenet_v;
 #define lenet_FMAV lenet_FMA16
@@ -110,13 +117,6 @@ typedef lenet_f8 lenet_v;
 #define lenet_ADDTOV lenet_ADDTO
 #define lenet_MULADDV lenet_MULADD
 #endif
-#define lenet_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */ \
-  do {                                                                          \
-    float t_[sizeof(a) / sizeof(float)];                                        \
-    memcpy(t_, &(a), sizeof t_);                                                \
-    for (int q_ = (from); q_ < (int)(sizeof t_ / sizeof(float)); q_++)          \
-      (p)[q_] += t_[q_];                                                        \
-  } while (0)
 
 /* exp(x) = 2^n e^r: n the integer nearest x / ln 2, r = x - n ln 2 (in two
    steps), e^r from Cephes' polynomial; x is clamped to [-87, 88] so that 2^n
