@@ -90,12 +90,21 @@ $(B)/proto/onnx.pb-c.o: build/onnx.pb-c.c build/onnx.pb-c.h
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 $(B)/runtime/formats/onnx.o: build/onnx.pb-c.h
 
+# exp and tanh (runtime/kernels/act_poly.h) as a C string, which emit_infer.c
+# writes into the generated C: one copy for the JIT's kernels and the emitter.
+build/act_poly.inc: runtime/kernels/act_poly.h
+	@mkdir -p build
+	@echo "  GEN   $@"
+	$(Q)sed -n '/^\/\* exp(x)/,$$p' $< | sed 's/\\/\\\\/g; s/"/\\"/g; s/^/"/; s/$$/\\n"/' >$@
+$(B)/compiler/emit_infer.o: build/act_poly.inc
+
 $(B)/%.o: %.c build/parser.h build/lexer.h
 	@mkdir -p $(@D)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(B)/runtime/kernels/kernels_%.o: runtime/kernels/kernels.c runtime/kernels/kernels.h compiler/ops.h
+$(B)/runtime/kernels/kernels_%.o: runtime/kernels/kernels.c runtime/kernels/kernels.h compiler/ops.h \
+                                  runtime/kernels/act_poly.h
 	@mkdir -p $(@D)
 	@echo "  CC    $< ($*)"
 	$(Q)$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(KERNEL_$*) -DCNK_ISA=$* -c -o $@ $<

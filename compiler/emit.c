@@ -286,20 +286,22 @@ void em_width_if(Emitter *em, const char *n, const EmVec *v) {
     em_raw(em, "#else /* %s_VW == 8 */", n);
 }
 
-void em_vector_macros(Emitter *em, const char *n, bool training) {
+static void em_vector_v(Emitter *em, const char *n, bool training);
+
+void em_vector_macros(Emitter *em, const char *n, bool training, bool every_width) {
   em_comment(em,
              "Vectors for the convolution and dense tiles: with GCC and Clang, vector\n"
              "extensions that stay in registers, of 16 floats (%s_f16) under AVX-512 and of\n"
              "8 (%s_f8) elsewhere; with other compilers (tcc), structs of 8 floats with the\n"
              "loops unrolled by hand (tcc does not unroll), the same arithmetic. %s_VW is\n"
-             "the width the layers' tiles are written for (each such layer is written once\n"
-             "per width, under #if); a layer of fewer than 16 channels uses 8 on any target.\n"
+             "the width of the layers' tiles, written once for every width on %s_v; a layer\n"
+             "of fewer than 16 channels uses 8 on any target.\n"
              "%s_FMA(a, s, w) is a += s * w for a float s, fused where the machine has FMA\n"
              "(gcc in ISO C mode would round twice, at half the speed); %s_FMA16 and the\n"
              "other ...16 macros are the same on %s_f16. Layer functions are kept out of\n"
              "%s_infer (%s_NOINLINE): inlined into one large function, gcc allocates the\n"
              "tiles' registers worse.",
-             n, n, n, n, n, n, n, n);
+             n, n, n, n, n, n, n, n, n);
   /* (macros, not inline functions: a vector passed by value draws -Wpsabi
      from gcc without -mavx) */
   em_raw(em,
@@ -383,7 +385,10 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
     em_raw(em, "#define %s_MULADD16(a, s, x) ((a) += %s_SPLAT16(s) * (x))", n, n);
   }
   em_raw(em, "#else\n#define %s_VW 8\n#endif", n);
-  em_raw(em, "#define %s_NOINLINE __attribute__((noinline))\n#else", n);
+  em_raw(em, "#define %s_NOINLINE __attribute__((noinline))", n);
+  if (every_width)
+    em_raw(em, "#define %s_UNROLL _Pragma(\"GCC unroll 32\")", n);
+  em_raw(em, "#else");
   em_open(em, "typedef struct");
   em_line(em, "float f[8];");
   em_close_with(em, " %s_f8;", n);
@@ -402,13 +407,15 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
            n);
     unrolled8(em, n, "ZERO(a)", "(a).f[Q] = 0.0f");
   }
+  em_raw(em, "#define %s_NOINLINE", n);
+  if (every_width)
+    em_raw(em, "#define %s_UNROLL", n);
   em_raw(em,
-         "#define %s_NOINLINE\n"
          "#define %s_VW 8\n"
          "#endif\n"
          "#define %s_LOAD(v, p) memcpy(&(v), (p), sizeof(v))\n"
          "#define %s_STORE(p, v) memcpy((p), &(v), sizeof(v))",
-         n, n, n, n);
+         n, n, n);
   if (training) /* (once per tile, outside the hot loops: plain C for both) */
     em_define(em,
               "#define %s_ADDTO_TAIL(p, a, from) /* p[from..] += a[from..], a of 8 or 16 */\n"
@@ -419,5 +426,25 @@ void em_vector_macros(Emitter *em, const char *n, bool training) {
               "      (p)[q_] += t_[q_];\n"
               "  } while (0)",
               n);
+  /* the vector of NAME_VW floats, of the tiles written once for every width */
+  if (every_width)
+    em_vector_v(em, n, training);
   em_blank(em);
+}
+
+/* NAME_v and its macros (em_vector_macros). */
+static void em_vector_v(Emitter *em, const char *n, bool training) {
+  em_raw(em,
+         "#if %s_VW == 16\n"
+         "typedef %s_f16 %s_v;\n"
+         "#define %s_FMAV %s_FMA16\n"
+         "#define %s_MAXV %s_MAX16",
+         n, n, n, n, n, n, n);
+  if (training)
+    em_raw(em, "#define %s_ADDTOV %s_ADDTO16\n#define %s_MULADDV %s_MULADD16", n, n, n, n);
+  em_raw(em, "#else\ntypedef %s_f8 %s_v;\n#define %s_FMAV %s_FMA\n#define %s_MAXV %s_MAX", n, n, n,
+         n, n, n);
+  if (training)
+    em_raw(em, "#define %s_ADDTOV %s_ADDTO\n#define %s_MULADDV %s_MULADD", n, n, n, n);
+  em_raw(em, "#endif");
 }

@@ -114,59 +114,30 @@ static bool uses_act(const Net *net, Act act) {
   return false;
 }
 
-/* NAME_exp, NAME_tanh, NAME_sigmoid: within 3 ulp of the exact values and
-   branch-free, so that gcc and clang vectorize the loops that call them
-   (libm's expf and tanhf are calls, one value at a time). */
+/* NAME_exp, NAME_tanh (runtime/kernels/act_poly.h, the JIT's kernels'
+   own), NAME_sigmoid: within 3 ulp of the exact values. */
 static void emit_act_functions(Gen *g) {
   const char *n = g->n;
   const bool tanh = uses_act(g->net, ACT_TANH), sigmoid = uses_act(g->net, ACT_SIGMOID);
   if (!tanh && !sigmoid)
     return;
-  em_comment(EM, "exp(x) = 2^n e^r: n the integer nearest x / ln 2, r = x - n ln 2 (in two\n"
-                 "steps), e^r from Cephes' polynomial; x is clamped to [-87, 88] so that 2^n\n"
-                 "stays a normal float. Relative error below 1.5e-7; no branches, no calls.\n"
-                 "(Where float is wider than 32 bits, as in a build with float defined as\n"
-                 "double, the library's exp: the polynomial is a float's.)");
-  em_open(EM, "static inline float %s_exp(float x)", n);
-  em_line(EM, "if (sizeof(float) != sizeof(int32_t))");
-  em_line(EM, "  return expf(x);");
-  em_line(EM, "x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;");
-  em_line(EM, "const float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* rounded */");
-  em_line(EM, "const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;");
-  em_line(EM, "float p = 1.9875691500e-4f;");
-  em_line(EM, "p = p * r + 1.3981999507e-3f;");
-  em_line(EM, "p = p * r + 8.3334519073e-3f;");
-  em_line(EM, "p = p * r + 4.1665795894e-2f;");
-  em_line(EM, "p = p * r + 1.6666665459e-1f;");
-  em_line(EM, "p = p * r + 5.0000001201e-1f;");
-  em_line(EM, "p = p * r * r + r + 1.0f;");
-  em_line(EM, "const int32_t bits = ((int32_t)k + 127) << 23;");
-  em_line(EM, "float scale;");
-  em_line(EM, "memcpy(&scale, &bits, sizeof scale);");
-  em_line(EM, "return p * scale;");
-  em_close(EM);
+  /* act_poly.h's text with ACT_POLY(name) spelled NAME_name */
+  static const char poly[] =
+#include "act_poly.inc"
+      ;
+  /* exp, then (where used) tanh, less the newline or blank line at the end */
+  const char *p = poly, *stop = tanh ? poly + strlen(poly) - 1 : strstr(poly, "/* tanh:") - 2;
+  const char *text = "";
+  for (const char *at; (at = strstr(p, "ACT_POLY(")) && at < stop;) {
+    const char *name = at + strlen("ACT_POLY("), *end = strchr(name, ')');
+    text = em_str(EM, "%s%.*s%s_%.*s", text, (int)(at - p), p, n, (int)(end - name), name);
+    p = end + 1;
+  }
+  em_raw(EM, "%s%.*s", text, (int)(stop - p), p);
   em_blank(EM);
   if (sigmoid) {
     em_open(EM, "static inline float %s_sigmoid(float x)", n);
     em_line(EM, "return 1.0f / (1.0f + %s_exp(-x));", n);
-    em_close(EM);
-    em_blank(EM);
-  }
-  if (tanh) {
-    em_comment(EM, "tanh: Cephes' odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above.\n"
-                   "Relative error below 2.5e-7.");
-    em_open(EM, "static inline float %s_tanh(float x)", n);
-    em_line(EM, "if (sizeof(float) != sizeof(int32_t))");
-    em_line(EM, "  return tanhf(x);");
-    em_line(EM, "const float ax = x < 0.0f ? -x : x, z = x * x;");
-    em_line(EM, "float p = -5.70498872745e-3f;");
-    em_line(EM, "p = p * z + 2.06390887954e-2f;");
-    em_line(EM, "p = p * z - 5.37397155531e-2f;");
-    em_line(EM, "p = p * z + 1.33314422036e-1f;");
-    em_line(EM, "p = p * z - 3.33332819422e-1f;");
-    em_line(EM, "const float small = p * z * x + x;");
-    em_line(EM, "const float big = 1.0f - 2.0f / (%s_exp(2.0f * ax) + 1.0f);", n);
-    em_line(EM, "return ax < 0.625f ? small : x < 0.0f ? -big : big;");
     em_close(EM);
     em_blank(EM);
   }
@@ -472,7 +443,16 @@ void emit_source(const Net *net, const EmitOptions *opt, FILE *out) {
   em_raw(EM, "#include <math.h>");
   em_raw(EM, "#include <string.h>");
   em_blank(EM);
-  em_vector_macros(EM, n, opt->training);
+  bool every_width = false; /* a conv or dense of 16k channels: tiles on NAME_v */
+  for (int i = 0; i < g->net->nlayers && !opt->kernels; i++) {
+    const Layer *l = &g->net->layers[i];
+    const bool conv = l->op == OP_CONV2D, dense = l->op == OP_DENSE;
+    if ((conv || dense) && l->out.c >= 16 && l->out.c % 16 == 0)
+      every_width = true;
+    if (conv && l->in.c >= 16 && l->in.c % 16 == 0)
+      every_width = true;
+  }
+  em_vector_macros(EM, n, opt->training, every_width);
   if (opt->kernels)
     glue_declarations(EM, opt->kernel_pointers);
   emit_act_functions(g);

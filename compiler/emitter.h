@@ -80,9 +80,11 @@ const char *em_float(Emitter *em, float v);
 /* The vector types NAME_f8 and (under AVX-512) NAME_f16 and their macros
    (NAME_FMA, NAME_LOAD, ...; NAME_FMA16, ...), written once at the top of
    the source for the inference and the training code alike; `training` adds
-   the ones only training uses. NAME_VW is the widest the compiling target
-   has: 16 under AVX-512 (GCC or Clang), else 8. */
-void em_vector_macros(Emitter *em, const char *n, bool training);
+   the ones only training uses; `every_width` adds NAME_v (NAME_VW floats)
+   and NAME_UNROLL for the kernels written once for every width. NAME_VW is
+   the widest the compiling target has: 16 under AVX-512 (GCC or Clang),
+   else 8. */
+void em_vector_macros(Emitter *em, const char *n, bool training, bool every_width);
 
 /* A vector width of the kernels: its floats, the suffix of its type
    (NAME_f8, NAME_f16) and of its macros (NAME_FMA, NAME_FMA16; LOAD, STORE,

@@ -13,8 +13,10 @@
  * Convolutions are the hot loops (fashion's conv2 runs at about the FMA
  * peak of a Zen 5 core on 16-float tiles). Output pixels are computed in
  * register tiles of TR rows x TC columns x FB vectors of VW channels (16
- * floats under AVX-512, else 8; a conv of 16 filters or more is written
- * once per width, under #if NAME_VW, each with its own tile): per tap
+ * floats under AVX-512, else 8; a conv of a multiple of 16 filters is
+ * written once for every width on NAME_v, FB and TC constants from NAME_VW,
+ * see conv_tile_generic; other convs of 16 or more once per width under
+ * #if NAME_VW): per tap
  * (kx, c) the FB weight vectors are loaded once and used by every pixel of
  * the tile, each input value is broadcast once and used by all FB vectors.
  * conv_cost() picks the tile from a small model of the core (multiply-adds,
@@ -23,7 +25,8 @@
  * fused pool run on the registers before the single store (a pool window
  * taller than the tile is combined through y, row by row). Kernel rows and
  * taps are loops with literal bounds that the C compiler unrolls as it sees
- * fit; the tile itself is written out. F not a multiple of VW (the channel
+ * fit; the tile's accumulators are arrays with constant bounds, unrolled
+ * into registers (NAME_UNROLL). F not a multiple of VW (the channel
  * tail, see Conv): above VW, the last vector overlaps the one before it and
  * reads the weights in place, so the tail costs what a zero-padded vector
  * would, without a copy; below VW, the layer copies its weights with zero
@@ -49,9 +52,9 @@
  * (under AVX-512) NAME_f16 and their macros, written once for inference and
  * training by em_vector_macros (emit.c); a conv with 16 channels or more
  * (out, or in for its input gradient) has its backward function written once
- * per width, under #if NAME_VW (per_width), its 16-channel dimensions on
- * 16-float tiles there (its forward function is inference's, written per
- * width the same way). A vectorized dimension of 8 or more that is not a
+ * for every width on NAME_v where those are whole blocks at both widths
+ * (gen_backward_ok, the gen_* tiles), else once per width under #if NAME_VW
+ * (per_width). A vectorized dimension of 8 or more that is not a
  * multiple of the vector ends in an overlapping vector (the channel tail,
  * emit_train.c), so its cost follows its size; below 8 channels the loops
  * are plain, channel innermost.
@@ -267,6 +270,10 @@ typedef struct Conv {
   bool vector;
   int FP, FB, TR, TC;
   int WS, shift;
+  /* Written once for every width (conv_tile_generic): TR the same at 16
+     floats and at 8, FB and TC per width (fb16, fb8, tc16, tc8). */
+  bool generic;
+  int tc16, tc8, fb16, fb8;
 } Conv;
 
 static double max3(double a, double b, double c) {
@@ -308,33 +315,86 @@ static double conv_cost(const Conv *c, int fb, int tr, int tc) {
   return cycles * (c->FP / c->v->w / fb);
 }
 
-/* Picks the cheapest tile by conv_cost whose accumulators (at most 3/4 of
-   the registers) plus the live weights or broadcasts fit in the vector
-   registers of the width (32 zmm for 16 floats, 16 ymm for 8). */
+/* The cheapest TC by conv_cost for a tile of fb vectors and tr rows whose
+   accumulators (at most 3/4 of the registers) plus the live weights or
+   broadcasts fit in the vector registers of the width (32 zmm for 16
+   floats, 16 ymm for 8), its cost in *cost; 0 when none fits. */
+static int conv_best_tc(const Conv *c, int fb, int tr, double *cost) {
+  const int regs = c->v->regs, max_acc = regs * 3 / 4;
+  int best = 0;
+  if (tr * c->PKW * fb > max_acc || (c->pool && tr != 1 && tr != c->PKH))
+    return 0;
+  for (int tc = c->PKW; tc <= c->cols; tc += c->PKW) {
+    int p = tr * tc;
+    if (p * fb > max_acc || p * fb + (p < fb ? p : fb) + 2 > regs)
+      break;
+    if (tr > 1 && tc < c->cols && !c->pool)
+      continue; /* a multi-row tile spans whole rows (or whole windows) */
+    double k = conv_cost(c, fb, tr, tc);
+    if (!best || k < *cost - 1e-9) {
+      *cost = k;
+      best = tc;
+    }
+  }
+  return best;
+}
+
+/* Picks the cheapest tile by conv_cost (conv_best_tc per block and rows). */
 static void conv_tile(Conv *c) {
-  const int FV = c->FP / c->v->w, regs = c->v->regs, max_acc = regs * 3 / 4;
+  const int FV = c->FP / c->v->w;
   double best = -1;
   for (int fb = 1; fb <= FV && fb <= 8; fb++) {
     if (FV % fb)
       continue;
-    for (int tr = 1; tr <= c->rows && tr * c->PKW * fb <= max_acc; tr++) {
-      if (c->pool && tr != 1 && tr != c->PKH)
-        continue;
-      for (int tc = c->PKW; tc <= c->cols; tc += c->PKW) {
-        int p = tr * tc;
-        if (p * fb > max_acc || p * fb + (p < fb ? p : fb) + 2 > regs)
-          break;
-        if (tr > 1 && tc < c->cols && !c->pool)
-          continue; /* a multi-row tile spans whole rows (or whole windows) */
-        double cost = conv_cost(c, fb, tr, tc);
-        if (best < 0 || cost < best - 1e-9) {
-          best = cost;
-          c->FB = fb, c->TR = tr, c->TC = tc;
-        }
+    for (int tr = 1; tr <= c->rows; tr++) {
+      double cost;
+      const int tc = conv_best_tc(c, fb, tr, &cost);
+      if (tc && (best < 0 || cost < best - 1e-9)) {
+        best = cost;
+        c->FB = fb, c->TR = tr, c->TC = tc;
       }
     }
   }
   assert(best >= 0);
+}
+
+/* The cheapest tile of c with tr rows: its cost, FB and TC; false when none fits. */
+static bool conv_best_rows(Conv *c, int tr, double *cost) {
+  const int FV = c->FP / c->v->w;
+  bool found = false;
+  for (int fb = 1; fb <= FV && fb <= 8; fb++) {
+    double k;
+    const int tc = FV % fb ? 0 : conv_best_tc(c, fb, tr, &k);
+    if (tc && (!found || k < *cost - 1e-9)) {
+      *cost = k;
+      c->FB = fb, c->TC = tc;
+      found = true;
+    }
+  }
+  return found;
+}
+
+/* The tile of a conv written once for every width: the same TR at 16
+   floats and at 8 (the code's structure follows it), the one whose costs,
+   each relative to the cheapest tile of its width, sum least; FB and TC
+   per width. */
+static void conv_tile_generic(Conv *c16, Conv *c8) {
+  const double b16 = conv_cost(c16, c16->FB, c16->TR, c16->TC);
+  const double b8 = conv_cost(c8, c8->FB, c8->TR, c8->TC);
+  Conv t16 = *c16, t8 = *c8;
+  double best = -1;
+  for (int tr = 1; tr <= c16->rows; tr++) {
+    double k16, k8;
+    if (!conv_best_rows(&t16, tr, &k16) || !conv_best_rows(&t8, tr, &k8) ||
+        (best >= 0 && k16 / b16 + k8 / b8 >= best - 1e-9))
+      continue;
+    best = k16 / b16 + k8 / b8;
+    c16->TR = c8->TR = tr;
+    c16->FB = t16.FB, c16->TC = t16.TC, c8->FB = t8.FB, c8->TC = t8.TC;
+  }
+  assert(best >= 0);
+  c16->generic = true;
+  c16->tc16 = c16->TC, c16->tc8 = c8->TC, c16->fb16 = c16->FB, c16->fb8 = c8->FB;
 }
 
 static Conv conv_info(const Layer *l, const EmVec *v, const Layer *pool, Act act) {
@@ -563,9 +623,15 @@ static void emit_conv_block(Gen *g, const Conv *c, int tr, const FBlock *blk) {
     emit_conv_tile(g, c, tr, rest, NULL, full * c->TC, blk);
 }
 
+static void emit_generic_rows(Gen *g, const Conv *c, int tr);
+
 /* The tiles of tr rows at xr / yr, block by block of FB vectors of
    channels; with a channel tail (shift), the last block on its own. */
 static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
+  if (c->generic) {
+    emit_generic_rows(g, c, tr);
+    return;
+  }
   const int BW = c->FB * c->v->w, blocks = c->FP / BW, looped = c->shift ? blocks - 1 : blocks;
   if (looped > 1) {
     em_open(EM, "for (int f0 = 0; f0 < %d; f0 += %d)", looped * BW, BW);
@@ -581,6 +647,221 @@ static void emit_conv_rows_vector(Gen *g, const Conv *c, int tr) {
     emit_conv_block(g, c, tr, &(FBlock){NULL, looped * BW, c->shift});
     em_close(EM);
   }
+}
+
+/* ---- the tiles written once for every width ----
+
+   A conv of a multiple of 16 filters (conv_tile_generic): one function for
+   every target, its tiles counted in vectors of NAME_VW floats: the
+   accumulators a[TR][TC][FB] (a[TC][FB] for one row, no [FB] for one
+   vector) and loops with constant bounds over them, which the C compiler
+   unrolls into registers; FB and TC, where they differ by width, are
+   constants of the function (enum, from NAME_VW), the columns left over
+   by whole tiles one more tile of REST columns. In the helpers, fb is the
+   vectors per block, 0 when it differs by width (the constant FB). */
+
+static const char *fb_n(Gen *g, int fb) {
+  return fb ? em_str(EM, "%d", fb) : "FB";
+}
+
+/* "for (int v ...)" over the fb vectors, indented; false (nothing) for one. */
+static bool v_loop(Gen *g, int fb) {
+  if (fb == 1)
+    return false;
+  em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", g->n, fb_n(g, fb));
+  em_indent(EM);
+  return true;
+}
+
+/* Vector v of a block (name, name[v]) and its channel offset from f0. */
+static const char *vec_v(Gen *g, int fb, const char *name) {
+  return fb == 1 ? name : em_str(EM, "%s[v]", name);
+}
+
+static const char *vec_off_v(Gen *g, int fb) {
+  return fb == 1 ? "" : em_str(EM, "v * %s_VW", g->n);
+}
+
+/* Accumulator (i, j, v) of a tile of tr rows; i and j C expressions. */
+static const char *acc_at(Gen *g, int tr, int fb, const char *i, const char *j) {
+  return em_str(EM, "a%s[%s]%s", tr > 1 ? em_str(EM, "[%s]", i) : "", j, fb == 1 ? "" : "[v]");
+}
+
+/* Opens the loops over a tile's accumulators: rows i (tr), columns j (n,
+   a C expression), vectors v; braces on the last when `block`. Returns
+   the indents acc_close undoes. */
+static int acc_loops(Gen *g, int tr, const char *n, int fb, bool block) {
+  int open = 0;
+  if (tr > 1)
+    em_line(EM, "%s_UNROLL for (int i = 0; i < %d; i++)", g->n, tr), em_indent(EM), open++;
+  const char *j = em_str(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", g->n, n);
+  if (fb == 1 && block)
+    em_open(EM, "%s", j);
+  else
+    em_line(EM, "%s", j), em_indent(EM), open++;
+  if (fb != 1 && block)
+    em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", g->n, fb_n(g, fb));
+  else if (fb != 1)
+    open += v_loop(g, fb);
+  return open;
+}
+
+static void acc_close(Gen *g, int open, bool block) {
+  if (block)
+    em_close(EM);
+  while (open--)
+    em_dedent(EM);
+}
+
+/* One tile of tr rows x n columns (a C expression; nl its value, 0 when it
+   differs by width; `size` the array's) from column ox of the rows at xr /
+   yr, channels from f0. */
+static void emit_generic_tile(Gen *g, const Conv *c, int tr, const char *n, int nl,
+                              const char *size) {
+  const char *N = g->n;
+  const int fb = c->fb16 == c->fb8 ? c->fb16 : 0, C = c->C, F = c->F;
+  const char *fbv = fb == 1 ? "" : em_str(EM, "[%s]", fb_n(g, fb)), *vo = vec_off_v(g, fb);
+  const char *a = acc_at(g, tr, fb, "i", "j");
+  em_line(EM, "%s_v a%s[%s]%s;", N, tr > 1 ? em_str(EM, "[%d]", tr) : "", size, fbv);
+  int open = acc_loops(g, tr, n, fb, false);
+  em_line(EM, "%s = %s;", a, vec_v(g, fb, "bv"));
+  acc_close(g, open, false);
+  em_open(EM, "for (int ky = 0; ky < %d; ky++)", c->KH);
+  em_line(EM, "const float *restrict xk = xr + %s;",
+          LIN(0, "ky", (long)c->IW * C, "ox", (long)c->SW * C));
+  em_line(EM, "const float *restrict wk = w + %s;", LIN(0, "ky", (long)c->KW * C * F, "f0", 1L));
+  em_open(EM, "for (int k = 0; k < %d; k++)", c->KW * C);
+  em_line(EM, "%s_v wv%s;", N, fbv);
+  open = v_loop(g, fb);
+  em_line(EM, "%s_LOAD(%s, wk + %s);", N, vec_v(g, fb, "wv"), LIN(0, "k", (long)F, vo, 1L));
+  acc_close(g, open, false);
+  if (tr > 1)
+    em_line(EM, "%s_UNROLL for (int i = 0; i < %d; i++)", g->n, tr), em_indent(EM);
+  em_open(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", g->n, n);
+  em_line(EM, "const float s = xk[%s];",
+          LIN(0, "k", 1L, tr > 1 ? "i" : "", (long)c->SH * c->IW * C, "j", (long)c->SW * C));
+  open = v_loop(g, fb);
+  em_line(EM, "%s_FMAV(%s, s, %s);", N, a, vec_v(g, fb, "wv"));
+  acc_close(g, open, false);
+  em_close(EM);
+  if (tr > 1)
+    em_dedent(EM);
+  em_close(EM);
+  em_close(EM);
+  if (!c->pool) {
+    const bool relu = c->act == ACT_RELU;
+    open = acc_loops(g, tr, n, fb, relu);
+    if (relu)
+      em_line(EM, "%s_MAXV(%s, zero);", N, a);
+    em_line(EM, "%s_STORE(yr + %s, %s);", N,
+            LIN(0, tr > 1 ? "i" : "", (long)c->OW * F, "ox", (long)F, "j", (long)F, "f0", 1L, vo,
+                1L),
+            a);
+    acc_close(g, open, relu);
+    return;
+  }
+  /* Pool: each window's pixels combined into its first (window q of the
+     tile at column q * PKW, its pixel p at row p / PKW, column q * PKW +
+     p % PKW); with one row per tile, also with the rows before (r > 0),
+     through y. */
+  const int PKW = c->PKW;
+  const char *comb = c->avg ? "ADD" : "MAXV";
+  const char *first = acc_at(g, tr, fb, "0", em_str(EM, "q * %d", PKW));
+  const char *px = tr > 1 ? acc_at(g, tr, fb, em_str(EM, "p / %d", PKW),
+                                   em_str(EM, "q * %d + p %% %d", PKW, PKW))
+                          : acc_at(g, tr, fb, "", em_str(EM, "q * %d + p", PKW));
+  const char *q_for = em_str(EM, "%s_UNROLL for (int q = 0; q < %s; q++)", g->n,
+                             nl ? em_str(EM, "%d", nl / PKW) : em_str(EM, "%s / %d", n, PKW));
+  const bool relu_each = c->avg && c->act == ACT_RELU;
+  em_line(EM, "%s", q_for), em_indent(EM);
+  if (fb == 1)
+    em_open(EM, "%s", "");
+  else
+    em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", g->n, fb_n(g, fb));
+  if (relu_each)
+    em_line(EM, "%s_MAXV(%s, zero);", N, first);
+  em_line(EM, "%s_UNROLL for (int p = 1; p < %d; p++)", g->n, tr * PKW);
+  if (relu_each) {
+    em_open(EM, "%s", "");
+    em_line(EM, "%s_MAXV(%s, zero);", N, px);
+    em_line(EM, "%s_%s(%s, %s);", N, comb, first, px);
+    em_close(EM);
+  } else {
+    em_line(EM, "  %s_%s(%s, %s);", N, comb, first, px);
+  }
+  if (!c->avg && c->act == ACT_RELU)
+    em_line(EM, "%s_MAXV(%s, zero);", N, first);
+  em_close(EM);
+  em_dedent(EM);
+  em_line(EM, "const int px = ox / %d;", PKW);
+  const char *at = LIN(0, "px", (long)F, "q", (long)F, "f0", 1L, vo, 1L);
+  const bool through_y = tr < c->PKH;
+  if (through_y) {
+    em_line(EM, "if (r > 0)"), em_indent(EM);
+    em_line(EM, "%s", q_for), em_indent(EM);
+    open = v_loop(g, fb);
+    em_open(EM, "%s", "");
+    em_line(EM, "%s_v o;", N);
+    em_line(EM, "%s_LOAD(o, yr + %s);", N, at);
+    em_line(EM, "%s_%s(%s, o);", N, comb, first);
+    acc_close(g, open + 2, true);
+  }
+  if (c->avg) {
+    if (through_y)
+      em_line(EM, "if (r == %d)", c->PKH - 1), em_indent(EM);
+    em_line(EM, "%s", q_for), em_indent(EM);
+    open = v_loop(g, fb);
+    em_line(EM, "%s_SCALE(%s, %s);", N, first, FLT(1.0 / (c->PKH * c->PKW)));
+    acc_close(g, open + 1 + through_y, false);
+  }
+  em_line(EM, "%s", q_for), em_indent(EM);
+  open = v_loop(g, fb);
+  em_line(EM, "%s_STORE(yr + %s, %s);", N, at, first);
+  acc_close(g, open + 1, false);
+}
+
+/* The tiles of tr rows at xr / yr, block by block of FB vectors from
+   channel f0: whole tiles of TC columns, then the rest. */
+static void emit_generic_rows(Gen *g, const Conv *c, int tr) {
+  const char *N = g->n;
+  const int fb = c->fb16 == c->fb8 ? c->fb16 : 0;
+  em_open(EM, "for (int f0 = 0; f0 < %d; f0 += %s%s_VW)", c->F,
+          fb == 1 ? "" : em_str(EM, "%s * ", fb_n(g, fb)), N);
+  em_line(EM, "%s_v bv%s;", N, fb == 1 ? "" : em_str(EM, "[%s]", fb_n(g, fb)));
+  if (!c->bias) {
+    em_line(EM, "memset(&bv, 0, sizeof bv); /* no bias */");
+  } else {
+    const int open = v_loop(g, fb);
+    em_line(EM, "%s_LOAD(%s, b + %s);", N, vec_v(g, fb, "bv"),
+            LIN(0, "f0", 1L, vec_off_v(g, fb), 1L));
+    acc_close(g, open, false);
+  }
+  if (c->tc16 != c->tc8) {
+    em_open(EM, "for (int ox = 0; ox < %d - REST; ox += TC)", c->cols);
+    emit_generic_tile(g, c, tr, "TC", 0, "TC");
+    em_close(EM);
+    em_open(EM, "if (REST)");
+    em_line(EM, "const int ox = %d - REST;", c->cols);
+    emit_generic_tile(g, c, tr, "REST", 0, "TC");
+    em_close(EM);
+  } else {
+    const int TC = c->TC, full = c->cols / TC, rest = c->cols % TC;
+    const char *tc = em_str(EM, "%d", TC);
+    if (full > 1)
+      em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", full * TC, TC);
+    else
+      em_open(EM, "%s", ""), em_line(EM, "const int ox = 0;");
+    emit_generic_tile(g, c, tr, tc, TC, tc);
+    em_close(EM);
+    if (rest) {
+      em_open(EM, "%s", "");
+      em_line(EM, "const int ox = %d;", full * TC);
+      const char *r = em_str(EM, "%d", rest);
+      emit_generic_tile(g, c, tr, r, rest, r);
+      em_close(EM);
+    }
+  }
+  em_close(EM);
 }
 
 /* Scalar path (F below VW, when a padded copy of the weights would be large): one output pixel at a
@@ -676,12 +957,15 @@ static void emit_conv_rows(Gen *g, const Conv *c) {
       em_open(EM, "for (int oy = %d; oy < %d; oy += %d)", first, first + count * rows, rows);
     else
       em_open(EM, "%s", "");
-    em_line(EM, "const float *restrict xr = x + %s;", LIN(count > 1 ? 0 : first * xrow, oy, xrow));
+    const char *xoff = LIN(count > 1 ? 0 : first * xrow, oy, xrow);
     const char *yoff = LIN(count > 1 ? 0 : (long)first * c->OW * F, oy, (long)c->OW * F);
+    xoff = strcmp(xoff, "0") ? em_str(EM, "x + %s", xoff) : "x";
+    yoff = strcmp(yoff, "0") ? em_str(EM, "y + %s", yoff) : "y";
+    em_line(EM, "const float *restrict xr = %s;", xoff);
     if (rows == 1)
-      em_line(EM, "float *restrict yr = y + %s; /* [%d][%d] */", yoff, c->OW, F);
+      em_line(EM, "float *restrict yr = %s; /* [%d][%d] */", yoff, c->OW, F);
     else
-      em_line(EM, "float *restrict yr = y + %s; /* [%d][%d][%d] */", yoff, rows, c->OW, F);
+      em_line(EM, "float *restrict yr = %s; /* [%d][%d][%d] */", yoff, rows, c->OW, F);
     if (vector)
       emit_conv_rows_vector(g, c, rows);
     else
@@ -727,8 +1011,17 @@ static void emit_conv_fn(Gen *g, const Conv *cp, const char *fn) {
       em_line(EM, "  b[f] = f < %d ? bm[f] : 0.0f;", F);
     }
   }
+  if (c.generic && (c.tc16 != c.tc8 || c.fb16 != c.fb8)) {
+    const char *e = "";
+    if (c.fb16 != c.fb8)
+      e = em_str(EM, "FB = %s_VW == 16 ? %d : %d, ", g->n, c.fb16, c.fb8);
+    if (c.tc16 != c.tc8)
+      e = em_str(EM, "%sTC = %s_VW == 16 ? %d : %d, REST = %d %% TC, ", e, g->n, c.tc16, c.tc8,
+                 c.cols);
+    em_line(EM, "enum { %.*s }; /* the tile at %s_VW floats */", (int)strlen(e) - 2, e, g->n);
+  }
   if (c.vector && c.act == ACT_RELU) {
-    em_line(EM, "%s_%s zero;", g->n, c.v->type);
+    em_line(EM, "%s_%s zero;", g->n, c.generic ? "v" : c.v->type);
     em_line(EM, "memset(&zero, 0, sizeof zero);");
   }
   emit_conv_rows(g, &c);
@@ -768,6 +1061,23 @@ static void emit_conv(Gen *g, const Layer *l, const char *fn) {
   if (c8.pool && (c8.rows < l->out.h || c8.cols < l->out.w))
     what = em_str(EM, "%s\nof the conv's %s, the %d x %d the pool reads are computed", what,
                   DIMS(l->out), c8.rows, c8.cols);
+  if (wide && c8.F % 16 == 0) { /* one function for every width */
+    conv_tile_generic(&c16, &c8);
+    what = em_str(EM, "%s\ntiles of %d row%s x ", what, c16.TR, c16.TR == 1 ? "" : "s");
+    if (c16.tc16 == c16.tc8)
+      what = em_str(EM, "%s%d columns x ", what, c16.TC);
+    else
+      what = em_str(EM, "%sTC columns (%d at 16 floats, %d at 8) x ", what, c16.tc16, c16.tc8);
+    if (c16.fb16 == c16.fb8)
+      what = em_str(EM, "%s%d vector%s", what, c16.FB, c16.FB == 1 ? "" : "s");
+    else
+      what = em_str(EM, "%sFB vectors (%d at 16 floats, %d at 8)", what, c16.fb16, c16.fb8);
+    what = em_str(EM, "%s of %s_VW channels held in registers", what, g->n);
+    layer_comment(g, l, what);
+    emit_conv_fn(g, &c16, fn);
+    em_blank(EM);
+    return;
+  }
   for (int i = 0; i < 2; i++) {
     const Conv *c = i ? &c8 : &c16;
     if (c->vector && (wide || i))
@@ -959,6 +1269,282 @@ static void conv_dx_block(T *t, const TL *L, int CV, int shift, const EmVec *v) 
   em_close(EM);
 }
 
+/* ---- backward tiles written once for every width ----
+
+   As the forward tiles (emit_generic_tile): accumulators in arrays with
+   constant bounds, counts in vectors of NAME_VW; a count that differs by
+   width is an enum constant (PREFIX_V vectors per block, PREFIX_T pixels
+   or taps per tile, PREFIX_R the last tile's), chosen per width by the
+   same rules as the per-width functions (tile_vectors, tile_pixels). A
+   layer gets these when each vectorized dimension of 16 or more is whole
+   blocks at both widths (gen_blocks). */
+
+/* A count at 16 floats and at 8. */
+typedef struct Wc {
+  int w16, w8;
+} Wc;
+
+/* The count as the code names it: a literal where the widths agree. */
+static const char *wc(T *t, Wc c, const char *prefix, const char *name) {
+  return c.w16 == c.w8 ? S(t, "%d", c.w16) : S(t, "%s_%s", prefix, name);
+}
+
+/* Vectors per block of N channels at each width; false unless blocks are whole. */
+static bool gen_blocks(int N, Wc *nv) {
+  *nv = (Wc){1, 1};
+  if (N % 16)
+    return false;
+  nv->w16 = tile_vectors(N / 16, &em_vec16), nv->w8 = tile_vectors(N / 8, &em_vec8);
+  return N / 16 % nv->w16 == 0 && N / 8 % nv->w8 == 0;
+}
+
+/* Tiles of at most `most` pixels (or taps) of nv vectors over n of them. */
+static Wc gen_pixels(Wc nv, int n, int most) {
+  return (Wc){tile_pixels(nv.w16, n, most, &em_vec16), tile_pixels(nv.w8, n, most, &em_vec8)};
+}
+
+/* "enum { P_V = ..., P_T = ..., P_R = n % P_T };" for the counts that differ. */
+static void gen_enum(T *t, const char *prefix, Wc nv, Wc tp, int n) {
+  const char *e = "";
+  if (nv.w16 != nv.w8)
+    e = S(t, "%s_V = %s_VW == 16 ? %d : %d, ", prefix, t->n, nv.w16, nv.w8);
+  if (tp.w16 != tp.w8)
+    e = S(t, "%s%s_T = %s_VW == 16 ? %d : %d, %s_R = %d %% %s_T, ", e, prefix, t->n, tp.w16,
+          tp.w8, prefix, n, prefix);
+  if (*e)
+    em_line(EM, "enum { %.*s };", (int)strlen(e) - 2, e);
+}
+
+/* The loop over channel blocks: var from 0 to N by V vectors. */
+static void gen_block_loop(T *t, const char *var, int N, const char *V) {
+  em_open(EM, "for (int %s = 0; %s < %d; %s += %s%s_VW)", var, var, N, var,
+          strcmp(V, "1") ? S(t, "%s * ", V) : "", t->n);
+}
+
+/* Tile body writer: n (a C expression) pixels or taps from the variable
+   var, V vectors. */
+typedef void GenTile(T *t, const TL *L, const char *n, const char *size, const char *V);
+
+/* Whole tiles of T over n from var (a loop), then the rest (R) at n - R. */
+static void gen_tiles(T *t, const TL *L, const char *var, int n, Wc tp, const char *prefix,
+                      const char *V, GenTile *tile) {
+  if (tp.w16 != tp.w8) {
+    const char *T_ = S(t, "%s_T", prefix), *R = S(t, "%s_R", prefix);
+    em_open(EM, "for (int %s = 0; %s < %d - %s; %s += %s)", var, var, n, R, var, T_);
+    tile(t, L, T_, T_, V);
+    em_close(EM);
+    em_open(EM, "if (%s)", R);
+    em_line(EM, "const int %s = %d - %s;", var, n, R);
+    tile(t, L, R, T_, V);
+    em_close(EM);
+    return;
+  }
+  const int T_ = tp.w16, full = n / T_, rest = n % T_;
+  const char *ts = S(t, "%d", T_);
+  if (full > 1)
+    em_open(EM, "for (int %s = 0; %s < %d; %s += %d)", var, var, full * T_, var, T_);
+  else
+    em_open(EM, "%s", ""), em_line(EM, "const int %s = 0;", var);
+  tile(t, L, ts, ts, V);
+  em_close(EM);
+  if (rest) {
+    const char *rs = S(t, "%d", rest);
+    em_open(EM, "%s", "");
+    em_line(EM, "const int %s = %d;", var, full * T_);
+    tile(t, L, rs, rs, V);
+    em_close(EM);
+  }
+}
+
+/* "NAME_v a[size][V];" zeroed (for n), and the loops' helpers. */
+static void gen_acc(T *t, const char *n, const char *size, const char *V) {
+  em_line(EM, "%s_v a[%s][%s];", t->n, size, V);
+  em_line(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", t->n, n);
+  em_line(EM, "  %s_UNROLL for (int v = 0; v < %s; v++)", t->n, V);
+  em_line(EM, "    %s_ZERO(a[j][v]);", t->n);
+}
+
+/* Adds the accumulators into p(j, v) (a C expression in j and v). */
+static void gen_addto(T *t, const char *n, const char *V, const char *p) {
+  em_line(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", t->n, n);
+  em_line(EM, "  %s_UNROLL for (int v = 0; v < %s; v++)", t->n, V);
+  em_line(EM, "    %s_ADDTOV(%s, a[j][v]);", t->n, p);
+}
+
+/* Weight gradient: taps j0 + j of the whole kernel (whole) or k0 + j of
+   kernel row ky, V vectors of filters from f0, summed over the output. */
+static void gen_dw_tile(T *t, const TL *L, const char *n, const char *size, const char *V,
+                        bool whole) {
+  const ConvDims d = conv_dims(L);
+  const long K = (long)d.KW * d.C, row = (long)d.IW * d.C;
+  gen_acc(t, n, size, V);
+  em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
+  em_line(EM, "const float *xk = x + %s;",
+          whole ? LIN(0, "oy", (long)d.SH * row) : LIN(0, "oy", (long)d.SH * row, "ky", row, "k0", 1L));
+  em_line(EM, "const float *dk = dy + %s;", LIN(0, "oy", (long)d.OW * d.F, "f0", 1L));
+  em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
+  em_line(EM, "%s_v dv[%s];", t->n, V);
+  em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", t->n, V);
+  em_line(EM, "  %s_LOAD(dv[v], dk + %s);", t->n, LIN(0, "ox", (long)d.F, S(t, "v * %s_VW", t->n), 1L));
+  em_open(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", t->n, n);
+  if (whole)
+    em_line(EM, "const float s = xk[%s + (j0 + j) / %ld * %ld + (j0 + j) %% %ld];",
+            LIN(0, "ox", (long)d.SW * d.C), K, row, K);
+  else
+    em_line(EM, "const float s = xk[%s];", LIN(0, "ox", (long)d.SW * d.C, "j", 1L));
+  em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", t->n, V);
+  em_line(EM, "  %s_FMAV(a[j][v], s, dv[v]);", t->n);
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  gen_addto(t, n, V,
+            whole ? S(t, "dw + (j0 + j) * %d + f0 + v * %s_VW", d.F, t->n)
+                  : S(t, "dw + %s", LIN(0, "ky", K * d.F, "(k0 + j)", (long)d.F, "f0", 1L,
+                                        S(t, "v * %s_VW", t->n), 1L)));
+}
+
+static void gen_dw_whole(T *t, const TL *L, const char *n, const char *size, const char *V) {
+  gen_dw_tile(t, L, n, size, V, true);
+}
+
+static void gen_dw_row(T *t, const TL *L, const char *n, const char *size, const char *V) {
+  gen_dw_tile(t, L, n, size, V, false);
+}
+
+/* Input gradient (weights transposed): n output pixels from ox of row oy,
+   V vectors of input channels from c0, for tap (ky, kx). */
+static void gen_dx_tile(T *t, const TL *L, const char *n, const char *size, const char *V) {
+  const ConvDims d = conv_dims(L);
+  gen_acc(t, n, size, V);
+  em_line(EM, "const float *wk = wt + %s;",
+          LIN(0, "ky", (long)d.KW * d.F * d.C, "kx", (long)d.F * d.C, "c0", 1L));
+  em_line(EM, "const float *dk = dy + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
+  em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
+  em_line(EM, "%s_v wv[%s];", t->n, V);
+  em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", t->n, V);
+  em_line(EM, "  %s_LOAD(wv[v], wk + f * %d + v * %s_VW);", t->n, d.C, t->n);
+  em_open(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", t->n, n);
+  em_line(EM, "const float s = dk[j * %d + f];", d.F);
+  em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", t->n, V);
+  em_line(EM, "  %s_FMAV(a[j][v], s, wv[v]);", t->n);
+  em_close(EM);
+  em_close(EM);
+  gen_addto(t, n, V,
+            S(t, "dx + %s",
+              LIN(0, "oy", (long)d.SH * d.IW * d.C, "ky", (long)d.IW * d.C, "ox",
+                  (long)d.SW * d.C, "kx", (long)d.C, "j", (long)d.SW * d.C, "c0", 1L,
+                  S(t, "v * %s_VW", t->n), 1L)));
+}
+
+/* In conv_pool_backward, the input gradient of taps tap0 + j from the
+   count[q] filters of window pixel q, V vectors of channels from c0. */
+static void gen_pool_dx_tile(T *t, const TL *L, const char *n, const char *size, const char *V) {
+  const ConvDims d = conv_dims(L);
+  gen_acc(t, n, size, V);
+  em_open(EM, "for (int i = 0; i < count[q]; i++)");
+  em_line(EM, "const float *wk = wt + %s;", LIN(0, "fs[q][i]", (long)d.C, "c0", 1L));
+  em_line(EM, "const float s = vs[q][i];");
+  em_line(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", t->n, n);
+  em_indent(EM);
+  em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", t->n, V);
+  em_line(EM, "%s_v wv;", t->n);
+  em_line(EM, "%s_LOAD(wv, wk + (tap0 + j) * %ld + v * %s_VW);", t->n, (long)d.F * d.C, t->n);
+  em_line(EM, "%s_FMAV(a[j][v], s, wv);", t->n);
+  em_close(EM);
+  em_dedent(EM);
+  em_close(EM);
+  gen_addto(t, n, V,
+            S(t, "o + (tap0 + j) / %d * %ld + (tap0 + j) %% %d * %d + c0 + v * %s_VW", d.KW,
+              (long)d.IW * d.C, d.KW, d.C, t->n));
+}
+
+/* In conv_pool_backward, the weight gradient (conv_pool_dw): vectors j0 + j
+   of filter f's row of dwt (each NAME_VW floats, the kernel rows end to
+   end), over the windows' records. */
+static void gen_pool_dw_tile(T *t, const TL *L, const char *n, const char *size, const char *V) {
+  const ConvDims d = conv_dims(L);
+  const long K = (long)d.KW * d.C;
+  (void)V;
+  em_line(EM, "%s_v a[%s];", t->n, size);
+  em_line(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", t->n, n);
+  em_line(EM, "  %s_LOAD(a[j], dk + (j0 + j) * %s_VW);", t->n, t->n);
+  em_open(EM, "for (int wi = 0; wi < nw; wi++)");
+  em_line(EM, "if (xo[wi][f] < 0)");
+  em_line(EM, "  continue;");
+  em_line(EM, "const float *restrict xk = x + xo[wi][f];");
+  em_line(EM, "const float s = vw[wi][f];");
+  em_open(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", t->n, n);
+  em_line(EM, "const int at = (j0 + j) * %s_VW; /* in kernel row at / %ld */", t->n, K);
+  em_line(EM, "%s_v xv;", t->n);
+  em_line(EM, "%s_LOAD(xv, xk + at / %ld * %ld + at %% %ld);", t->n, K, (long)d.IW * d.C, K);
+  em_line(EM, "%s_MULADDV(a[j], s, xv);", t->n);
+  em_close(EM);
+  em_close(EM);
+  em_line(EM, "%s_UNROLL for (int j = 0; j < %s; j++)", t->n, n);
+  em_line(EM, "  %s_STORE(dk + (j0 + j) * %s_VW, a[j]);", t->n, t->n);
+}
+
+/* Whether L's backward function can be written once for every width. */
+static bool gen_backward_ok(const TL *L) {
+  const ConvDims d = conv_dims(L);
+  Wc nv;
+  if (conv_groups(L->l) > 1)
+    return false;
+  if (d.F >= 8 && !gen_blocks(d.F, &nv) && !L->pool)
+    return false;
+  if (takes_dx(L) && L->transposed && d.C >= 8 && !gen_blocks(d.C, &nv))
+    return false;
+  return !L->pool || (d.KW * d.C) % 16 == 0;
+}
+
+/* The channel blocks of N (prefix's V) with their tiles over n (tp). */
+static void gen_blocks_tiles(T *t, const TL *L, const char *prefix, const char *var, int N,
+                             int n, int most, const char *tvar, GenTile *tile, bool taps) {
+  const ConvDims d = conv_dims(L);
+  Wc nv;
+  gen_blocks(N, &nv);
+  const Wc tp = gen_pixels(nv, n, most);
+  gen_enum(t, prefix, nv, tp, n);
+  const char *V = wc(t, nv, prefix, "V");
+  gen_block_loop(t, var, N, V);
+  if (taps) {
+    em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
+    em_open(EM, "for (int kx = 0; kx < %d; kx++)", d.KW);
+  }
+  gen_tiles(t, L, tvar, n, tp, prefix, V, tile);
+  if (taps) {
+    em_close(EM);
+    em_close(EM);
+  }
+  em_close(EM);
+}
+
+/* conv_pool_dw's tiles, once for every width: per filter, its row of dwt
+   in PW_N vectors, tiles of PW_T (3/4 of the registers, evened out). */
+static void gen_pool_dw(T *t, const TL *L) {
+  const ConvDims d = conv_dims(L);
+  const int K = d.KW * d.C;
+  int size[2];
+  for (int i = 0; i < 2; i++) {
+    const EmVec *vec = em_widths[i];
+    const int total = d.KH * K / vec->w, most = vec->regs * 3 / 4;
+    const int tiles = (total + most - 1) / most;
+    size[i] = (total + tiles - 1) / tiles;
+  }
+  em_line(EM, "enum { PW_N = %d / %s_VW, PW_T = %s_VW == 16 ? %d : %d, PW_R = PW_N %% PW_T };",
+          d.KH * K, t->n, t->n, size[0], size[1]);
+  em_open(EM, "for (int f = 0; f < %d; f++)", d.F);
+  em_line(EM, "float *restrict dk = dwt + f * %d;", d.KH * K);
+  em_open(EM, "for (int j0 = 0; j0 < PW_N - PW_R; j0 += PW_T)");
+  gen_pool_dw_tile(t, L, "PW_T", "PW_T", "1");
+  em_close(EM);
+  em_open(EM, "if (PW_R)");
+  em_line(EM, "const int j0 = PW_N - PW_R;");
+  gen_pool_dw_tile(t, L, "PW_R", "PW_T", "1");
+  em_close(EM);
+  em_close(EM);
+}
+
 static void group_backward(T *t, const TL *L);
 
 /* db += dy summed over the output pixels. */
@@ -991,7 +1577,14 @@ static void conv_backward(T *t, const TL *L) {
     em_line(EM, "(void)m;");
   param_backward_head(t, L, S(t, "[%d][%d][%d][%d]", d.KH, d.KW, d.C, d.F));
   conv_bias_backward(t, &d);
-  if (d.F >= 8 && d.KH * d.KW * d.C <= DW_WHOLE) {
+  if (t->generic && d.F >= 8 && d.KH * d.KW * d.C <= DW_WHOLE) {
+    const int N = d.KH * d.KW * d.C;
+    gen_blocks_tiles(t, L, "DW", "f0", d.F, N, N, "j0", gen_dw_whole, false);
+  } else if (t->generic && d.F >= 8) {
+    em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
+    gen_blocks_tiles(t, L, "DW", "f0", d.F, d.KW * d.C, d.KW * d.C, "k0", gen_dw_row, false);
+    em_close(EM);
+  } else if (d.F >= 8 && d.KH * d.KW * d.C <= DW_WHOLE) {
     channel_blocks(t, L, "f0", d.F, conv_dw_whole_block);
   } else if (d.F >= 8) {
     em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
@@ -1019,7 +1612,10 @@ static void conv_backward(T *t, const TL *L) {
     em_line(EM, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
     if (L->transposed) {
       em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
-      channel_blocks(t, L, "c0", d.C, conv_dx_block);
+      if (t->generic)
+        gen_blocks_tiles(t, L, "DX", "c0", d.C, d.OW, 12, "ox", gen_dx_tile, true);
+      else
+        channel_blocks(t, L, "c0", d.C, conv_dx_block);
       em_close(EM);
     } else {
       em_line(EM, "const float *restrict w = %s;", w);
@@ -1271,7 +1867,11 @@ static void conv_pool_backward(T *t, const TL *L) {
   if (takes_dx(L) && L->transposed) {
     em_line(EM, "float *o = dx + %s; /* tap (0, 0) */",
             LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
-    channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
+    if (t->generic)
+      gen_blocks_tiles(t, L, "PX", "c0", d.C, d.KH * d.KW, d.KH * d.KW, "tap0", gen_pool_dx_tile,
+                       false);
+    else
+      channel_blocks(t, L, "c0", d.C, conv_pool_dx_block);
   } else if (takes_dx(L)) {
     em_open(EM, "for (int tap = 0; tap < %d; tap++)", d.KH * d.KW);
     em_line(EM, "float *o = dx + %s;",
@@ -1290,7 +1890,10 @@ static void conv_pool_backward(T *t, const TL *L) {
     em_close(EM); /* q */
   if_dx(t, L, false);
   em_close(EM); /* wi */
-  conv_pool_dw(t, &d, "nw");
+  if (t->generic)
+    gen_pool_dw(t, L);
+  else
+    conv_pool_dw(t, &d, "nw");
   em_close(EM); /* w0 */
   em_close(EM);
   em_blank(EM);
@@ -1558,10 +2161,15 @@ static void conv_train_functions(T *t, const TL *L) {
   const bool wide_f = l->out.c >= 16, wide_c = L->transposed && l->in.c >= 16;
   if (L->pad && takes_dx(L))
     conv_unpad(t, L);
-  if (L->pool)
-    per_width(t, L, conv_pool_backward, wide_c);
-  else if (L->backward)
-    per_width(t, L, conv_backward, conv_groups(l) == 1 && (wide_f || wide_c));
+  LayerFunction *fn = L->pool ? conv_pool_backward : L->backward ? conv_backward : NULL;
+  const bool wide = L->pool ? wide_c : conv_groups(l) == 1 && (wide_f || wide_c);
+  if (fn && wide && !t->em->kernels && gen_backward_ok(L)) { /* once for every width */
+    t->generic = true;
+    fn(t, L);
+    t->generic = false;
+  } else if (fn) {
+    per_width(t, L, fn, wide);
+  }
 }
 
 static void conv_members(T *t, const TL *L, long *total) {

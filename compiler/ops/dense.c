@@ -154,8 +154,77 @@ static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *v
   em_close(EM);
 }
 
-/* Written once per vector width when the outputs are whole vectors of 16
-   floats, else once on 8. */
+/* The largest count of vectors up to 8 that divides n. */
+static int dense_block(int n) {
+  int b = n < 8 ? n : 8;
+  while (n % b)
+    b--;
+  return b;
+}
+
+/* The forward function of a dense layer of a multiple of 16 outputs, once
+   for every width: blocks of OB vectors of NAME_VW outputs in registers
+   (OB per width, at most 8: 8 + 8 + 1 registers), all inputs each. */
+static void emit_dense_generic(Gen *g, const Layer *l, const char *fn) {
+  const char *n = g->n;
+  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  const int ob16 = dense_block(OUT / 16), ob8 = dense_block(OUT / 8);
+  const Act act = g->train ? g->act : l->act;
+  const bool bias = forward_has_bias(g, l), relu = act == ACT_RELU;
+  em_open_fn(
+      EM,
+      "static %s_NOINLINE void %s_forward(const %s_model *restrict m, const float *restrict x, "
+      "float *restrict y)",
+      n, fn, n);
+  em_line(EM, "const float *restrict w = %s; /* [%d][%d] */", forward_param_ref(g, l, 0), IN, OUT);
+  if (bias)
+    em_line(EM, "const float *restrict b = %s; /* [%d] */", forward_param_ref(g, l, 1), OUT);
+  const char *OB = ob16 == ob8 ? em_str(EM, "%d", ob16) : "OB";
+  if (ob16 != ob8)
+    em_line(EM, "enum { OB = %s_VW == 16 ? %d : %d }; /* vectors of outputs per block */", n, ob16,
+            ob8);
+  if (relu) {
+    em_line(EM, "%s_v zero;", n);
+    em_line(EM, "memset(&zero, 0, sizeof zero);");
+  }
+  const bool one = OUT / 16 == ob16 && OUT / 8 == ob8; /* one block at each width */
+  if (one)
+    em_open(EM, "%s", "");
+  else
+    em_open(EM, "for (int o0 = 0; o0 < %d; o0 += %s * %s_VW)", OUT, OB, n);
+  const char *o0 = one ? "" : "o0";
+  em_line(EM, "%s_v a[%s];", n, OB);
+  em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, OB);
+  if (bias)
+    em_line(EM, "  %s_LOAD(a[v], b + %s);", n, LIN(0, o0, 1L, em_str(EM, "v * %s_VW", n), 1L));
+  else
+    em_line(EM, "  %s_ZERO(a[v]);", n);
+  em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+  em_line(EM, "const float s = x[i];");
+  em_line(EM, "const float *restrict wi = w + %s;", LIN(0, "i", (long)OUT, o0, 1L));
+  em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, OB);
+  em_line(EM, "%s_v wv;", n);
+  em_line(EM, "%s_LOAD(wv, wi + v * %s_VW);", n, n);
+  em_line(EM, "%s_FMAV(a[v], s, wv);", n);
+  em_close(EM);
+  em_close(EM);
+  if (relu)
+    em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, OB), em_line(EM, "%s_MAXV(a[v], zero);", n);
+  else
+    em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, OB), em_indent(EM);
+  em_line(EM, "%s_STORE(y + %s, a[v]);", n, LIN(0, o0, 1L, em_str(EM, "v * %s_VW", n), 1L));
+  if (relu)
+    em_close(EM);
+  else
+    em_dedent(EM);
+  em_close(EM);
+  if (!relu)
+    emit_act_pass(g, act, "y", OUT);
+  em_close(EM);
+}
+
+/* Written once for every width when the outputs are whole vectors of 16
+   floats (emit_dense_generic), else once on 8. */
 static void emit_dense(Gen *g, const Layer *l, const char *fn) {
   if (EM->kernels) {
     glue_dense_forward(EM, g->net, l, fn, g->train ? g->act : l->act, forward_param_ref(g, l, 0),
@@ -169,11 +238,7 @@ static void emit_dense(Gen *g, const Layer *l, const char *fn) {
               : em_str(EM, "x [%d] (%s flattened in NHWC order) -> y [%d]", IN, DIMS(src), OUT);
   layer_comment(g, l, what);
   if (OUT % 16 == 0) {
-    for (int i = 0; i < 2; i++) {
-      em_width_if(EM, g->n, em_widths[i]);
-      emit_dense_fn(g, l, fn, em_widths[i]);
-    }
-    em_raw(EM, "#endif");
+    emit_dense_generic(g, l, fn);
   } else {
     emit_dense_fn(g, l, fn, &em_vec8);
   }

@@ -112,6 +112,7 @@ typedef struct T {
   long gmax;      /* floats in each gradient buffer */
   int slots;      /* optimizer state arrays */
   const EmVec *v; /* the widest vectors of the function being written (per_width) */
+  bool generic;   /* the function is written once for every width, on NAME_v */
   Arena strings;  /* S()'s, until end() */
 } T;
 

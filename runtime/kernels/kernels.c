@@ -21,6 +21,7 @@
  * so the two backends agree to float rounding.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,35 +61,10 @@ INLINE void vaddto(float *p, vf v, int from) {
 
 /* ---- activations ---- */
 
-/* exp and tanh as the generated code's NAME_exp / NAME_tanh compute them. */
-static float k_exp(float x) {
-  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-  const float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-  const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int bits = ((int)k + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-static float k_tanh(float x) {
-  const float ax = x < 0.0f ? -x : x, z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
-  const float big = 1.0f - 2.0f / (k_exp(2.0f * ax) + 1.0f);
-  return ax < 0.625f ? small : x < 0.0f ? -big : big;
-}
+/* exp and tanh as the generated code's NAME_exp / NAME_tanh compute them:
+   the one copy of both, which the compiler embeds in the generated C. */
+#define ACT_POLY(name) k_##name
+#include "act_poly.h"
 
 /* y = act(y) over n floats, after a layer stored them (relu is done in
    registers before the store); softmax over all n, as the generated code's. */

@@ -15,8 +15,8 @@
    extensions that stay in registers, of 16 floats (fashion_f16) under AVX-512 and of
    8 (fashion_f8) elsewhere; with other compilers (tcc), structs of 8 floats with the
    loops unrolled by hand (tcc does not unroll), the same arithmetic. fashion_VW is
-   the width the layers' tiles are written for (each such layer is written once
-   per width, under #if); a layer of fewer than 16 channels uses 8 on any target.
+   the width of the layers' tiles, written once for every width on fashion_v; a layer
+   of fewer than 16 channels uses 8 on any target.
    fashion_FMA(a, s, w) is a += s * w for a float s, fused where the machine has FMA
    (gcc in ISO C mode would round twice, at half the speed); fashion_FMA16 and the
    other ...16 macros are the same on fashion_f16. Layer functions are kept out of
@@ -77,6 +77,7 @@ typedef int fashion_i16 __attribute__((vector_size(64)));
 #define fashion_VW 8
 #endif
 #define fashion_NOINLINE __attribute__((noinline))
+#define fashion_UNROLL _Pragma("GCC unroll 32")
 #else
 typedef struct {
   float f[8];
@@ -91,6 +92,7 @@ typedef struct {
 #define fashion_HSUM(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + (a).f[5]) + ((a).f[6] + (a).f[7])))
 #define fashion_ZERO(a) ((a).f[0] = 0.0f, (a).f[1] = 0.0f, (a).f[2] = 0.0f, (a).f[3] = 0.0f, (a).f[4] = 0.0f, (a).f[5] = 0.0f, (a).f[6] = 0.0f, (a).f[7] = 0.0f)
 #define fashion_NOINLINE
+#define fashion_UNROLL
 #define fashion_VW 8
 #endif
 #define fashion_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
@@ -102,704 +104,273 @@ typedef struct {
     for (int q_ = (from); q_ < (int)(sizeof t_ / sizeof(float)); q_++)            \
       (p)[q_] += t_[q_];                                                          \
   } while (0)
+#if fashion_VW == 16
+typedef fashion_f16 fashion_v;
+#define fashion_FMAV fashion_FMA16
+#define fashion_MAXV fashion_MAX16
+#define fashion_ADDTOV fashion_ADDTO16
+#define fashion_MULADDV fashion_MULADD16
+#else
+typedef fashion_f8 fashion_v;
+#define fashion_FMAV fashion_FMA
+#define fashion_MAXV fashion_MAX
+#define fashion_ADDTOV fashion_ADDTO
+#define fashion_MULADDV fashion_MULADD
+#endif
 
 /* line 6: conv2d 32 3x3 relu
    + line 7: maxpool 2x2 (fused)
    x [28][28][1] -> y [13][13][32]
-   tiles of 2 rows x 6 columns x 32 channels held in registers (16-float vectors)
-   tiles of 2 rows x 2 columns x 16 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 2 rows x TC columns (6 at 16 floats, 2 at 8) x 2 vectors of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv1_forward(const fashion_model *restrict m,
                                                    const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv1_w; /* [3][3][1][32] */
   const float *restrict b = m->conv1_b; /* [32] */
-  fashion_f16 zero;
+  enum { TC = fashion_VW == 16 ? 6 : 2, REST = 26 % TC }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   for (int py = 0; py < 13; py++) {
     float *restrict yr = y + py * 416; /* [13][32] */
     const float *restrict xr = x + py * 56;
-    {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + 0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + 16);
-      for (int ox = 0; ox < 24; ox += 6) {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
-        fashion_f16 a9_0 = b0, a9_1 = b1;
-        fashion_f16 a10_0 = b0, a10_1 = b1;
-        fashion_f16 a11_0 = b0, a11_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + ox;
-          const float *restrict wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
-            const float s4 = xk[k + 4], s5 = xk[k + 5], s6 = xk[k + 28], s7 = xk[k + 29];
-            const float s8 = xk[k + 30], s9 = xk[k + 31], s10 = xk[k + 32], s11 = xk[k + 33];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 32 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
-            fashion_FMA16(a9_0, s9, w0);
-            fashion_FMA16(a9_1, s9, w1);
-            fashion_FMA16(a10_0, s10, w0);
-            fashion_FMA16(a10_1, s10, w1);
-            fashion_FMA16(a11_0, s11, w0);
-            fashion_FMA16(a11_1, s11, w1);
-          }
-        }
-        fashion_MAX16(a0_0, a1_0);
-        fashion_MAX16(a0_0, a6_0);
-        fashion_MAX16(a0_0, a7_0);
-        fashion_MAX16(a0_0, zero);
-        fashion_MAX16(a0_1, a1_1);
-        fashion_MAX16(a0_1, a6_1);
-        fashion_MAX16(a0_1, a7_1);
-        fashion_MAX16(a0_1, zero);
-        fashion_MAX16(a2_0, a3_0);
-        fashion_MAX16(a2_0, a8_0);
-        fashion_MAX16(a2_0, a9_0);
-        fashion_MAX16(a2_0, zero);
-        fashion_MAX16(a2_1, a3_1);
-        fashion_MAX16(a2_1, a8_1);
-        fashion_MAX16(a2_1, a9_1);
-        fashion_MAX16(a2_1, zero);
-        fashion_MAX16(a4_0, a5_0);
-        fashion_MAX16(a4_0, a10_0);
-        fashion_MAX16(a4_0, a11_0);
-        fashion_MAX16(a4_0, zero);
-        fashion_MAX16(a4_1, a5_1);
-        fashion_MAX16(a4_1, a10_1);
-        fashion_MAX16(a4_1, a11_1);
-        fashion_MAX16(a4_1, zero);
-        const int px = ox / 2;
-        fashion_STORE(yr + px * 32, a0_0);
-        fashion_STORE(yr + px * 32 + 16, a0_1);
-        fashion_STORE(yr + px * 32 + 32, a2_0);
-        fashion_STORE(yr + px * 32 + 48, a2_1);
-        fashion_STORE(yr + px * 32 + 64, a4_0);
-        fashion_STORE(yr + px * 32 + 80, a4_1);
-      }
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + 24;
-          const float *restrict wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 28], s3 = xk[k + 29];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 32 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-          }
-        }
-        fashion_MAX16(a0_0, a1_0);
-        fashion_MAX16(a0_0, a2_0);
-        fashion_MAX16(a0_0, a3_0);
-        fashion_MAX16(a0_0, zero);
-        fashion_MAX16(a0_1, a1_1);
-        fashion_MAX16(a0_1, a2_1);
-        fashion_MAX16(a0_1, a3_1);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + 384, a0_0);
-        fashion_STORE(yr + 400, a0_1);
-      }
-    }
-  }
-}
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv1_forward(const fashion_model *restrict m,
-                                                   const float *restrict x, float *restrict y) {
-  const float *restrict w = m->conv1_w; /* [3][3][1][32] */
-  const float *restrict b = m->conv1_b; /* [32] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  for (int py = 0; py < 13; py++) {
-    float *restrict yr = y + py * 416; /* [13][32] */
-    const float *restrict xr = x + py * 56;
-    for (int f0 = 0; f0 < 32; f0 += 16) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f8 b1;
-      fashion_LOAD(b1, b + f0 + 8);
-      for (int ox = 0; ox < 26; ox += 2) {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
+    for (int f0 = 0; f0 < 32; f0 += 2 * fashion_VW) {
+      fashion_v bv[2];
+      fashion_UNROLL for (int v = 0; v < 2; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
+      for (int ox = 0; ox < 26 - REST; ox += TC) {
+        fashion_v a[2][TC][2];
+        fashion_UNROLL for (int i = 0; i < 2; i++)
+          fashion_UNROLL for (int j = 0; j < TC; j++)
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              a[i][j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
           const float *restrict xk = xr + ky * 28 + ox;
           const float *restrict wk = w + ky * 96 + f0;
           for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 28], s3 = xk[k + 29];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 32 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
+            fashion_v wv[2];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 32 + v * fashion_VW);
+            fashion_UNROLL for (int i = 0; i < 2; i++)
+              fashion_UNROLL for (int j = 0; j < TC; j++) {
+                const float s = xk[k + i * 28 + j];
+                fashion_UNROLL for (int v = 0; v < 2; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
           }
         }
-        fashion_MAX(a0_0, a1_0);
-        fashion_MAX(a0_0, a2_0);
-        fashion_MAX(a0_0, a3_0);
-        fashion_MAX(a0_0, zero);
-        fashion_MAX(a0_1, a1_1);
-        fashion_MAX(a0_1, a2_1);
-        fashion_MAX(a0_1, a3_1);
-        fashion_MAX(a0_1, zero);
+        fashion_UNROLL for (int q = 0; q < TC / 2; q++)
+          fashion_UNROLL for (int v = 0; v < 2; v++) {
+            fashion_UNROLL for (int p = 1; p < 4; p++)
+              fashion_MAXV(a[0][q * 2][v], a[p / 2][q * 2 + p % 2][v]);
+            fashion_MAXV(a[0][q * 2][v], zero);
+          }
         const int px = ox / 2;
-        fashion_STORE(yr + px * 32 + f0, a0_0);
-        fashion_STORE(yr + px * 32 + f0 + 8, a0_1);
+        fashion_UNROLL for (int q = 0; q < TC / 2; q++)
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            fashion_STORE(yr + px * 32 + q * 32 + f0 + v * fashion_VW, a[0][q * 2][v]);
+      }
+      if (REST) {
+        const int ox = 26 - REST;
+        fashion_v a[2][TC][2];
+        fashion_UNROLL for (int i = 0; i < 2; i++)
+          fashion_UNROLL for (int j = 0; j < REST; j++)
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              a[i][j][v] = bv[v];
+        for (int ky = 0; ky < 3; ky++) {
+          const float *restrict xk = xr + ky * 28 + ox;
+          const float *restrict wk = w + ky * 96 + f0;
+          for (int k = 0; k < 3; k++) {
+            fashion_v wv[2];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 32 + v * fashion_VW);
+            fashion_UNROLL for (int i = 0; i < 2; i++)
+              fashion_UNROLL for (int j = 0; j < REST; j++) {
+                const float s = xk[k + i * 28 + j];
+                fashion_UNROLL for (int v = 0; v < 2; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
+          }
+        }
+        fashion_UNROLL for (int q = 0; q < REST / 2; q++)
+          fashion_UNROLL for (int v = 0; v < 2; v++) {
+            fashion_UNROLL for (int p = 1; p < 4; p++)
+              fashion_MAXV(a[0][q * 2][v], a[p / 2][q * 2 + p % 2][v]);
+            fashion_MAXV(a[0][q * 2][v], zero);
+          }
+        const int px = ox / 2;
+        fashion_UNROLL for (int q = 0; q < REST / 2; q++)
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            fashion_STORE(yr + px * 32 + q * 32 + f0 + v * fashion_VW, a[0][q * 2][v]);
       }
     }
   }
 }
-#endif
 
 /* line 8: conv2d 64 3x3 relu
    + line 9: maxpool 2x2 (fused)
    x [13][13][32] -> y [5][5][64]
    of the conv's [11][11][64], the 10 x 10 the pool reads are computed
-   tiles of 2 rows x 6 columns x 32 channels held in registers (16-float vectors)
-   tiles of 2 rows x 2 columns x 16 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 2 rows x TC columns (6 at 16 floats, 2 at 8) x 2 vectors of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv2_forward(const fashion_model *restrict m,
                                                    const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv2_w; /* [3][3][32][64] */
   const float *restrict b = m->conv2_b; /* [64] */
-  fashion_f16 zero;
+  enum { TC = fashion_VW == 16 ? 6 : 2, REST = 10 % TC }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   for (int py = 0; py < 5; py++) {
     float *restrict yr = y + py * 320; /* [5][64] */
     const float *restrict xr = x + py * 832;
-    for (int f0 = 0; f0 < 64; f0 += 32) {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + f0 + 16);
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
-        fashion_f16 a9_0 = b0, a9_1 = b1;
-        fashion_f16 a10_0 = b0, a10_1 = b1;
-        fashion_f16 a11_0 = b0, a11_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416;
-          const float *restrict wk = w + ky * 6144 + f0;
-          for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 128], s5 = xk[k + 160], s6 = xk[k + 416], s7 = xk[k + 448];
-            const float s8 = xk[k + 480], s9 = xk[k + 512], s10 = xk[k + 544], s11 = xk[k + 576];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 64 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
-            fashion_FMA16(a9_0, s9, w0);
-            fashion_FMA16(a9_1, s9, w1);
-            fashion_FMA16(a10_0, s10, w0);
-            fashion_FMA16(a10_1, s10, w1);
-            fashion_FMA16(a11_0, s11, w0);
-            fashion_FMA16(a11_1, s11, w1);
-          }
-        }
-        fashion_MAX16(a0_0, a1_0);
-        fashion_MAX16(a0_0, a6_0);
-        fashion_MAX16(a0_0, a7_0);
-        fashion_MAX16(a0_0, zero);
-        fashion_MAX16(a0_1, a1_1);
-        fashion_MAX16(a0_1, a6_1);
-        fashion_MAX16(a0_1, a7_1);
-        fashion_MAX16(a0_1, zero);
-        fashion_MAX16(a2_0, a3_0);
-        fashion_MAX16(a2_0, a8_0);
-        fashion_MAX16(a2_0, a9_0);
-        fashion_MAX16(a2_0, zero);
-        fashion_MAX16(a2_1, a3_1);
-        fashion_MAX16(a2_1, a8_1);
-        fashion_MAX16(a2_1, a9_1);
-        fashion_MAX16(a2_1, zero);
-        fashion_MAX16(a4_0, a5_0);
-        fashion_MAX16(a4_0, a10_0);
-        fashion_MAX16(a4_0, a11_0);
-        fashion_MAX16(a4_0, zero);
-        fashion_MAX16(a4_1, a5_1);
-        fashion_MAX16(a4_1, a10_1);
-        fashion_MAX16(a4_1, a11_1);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_STORE(yr + f0 + 16, a0_1);
-        fashion_STORE(yr + f0 + 64, a2_0);
-        fashion_STORE(yr + f0 + 80, a2_1);
-        fashion_STORE(yr + f0 + 128, a4_0);
-        fashion_STORE(yr + f0 + 144, a4_1);
-      }
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416 + 192;
-          const float *restrict wk = w + ky * 6144 + f0;
-          for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 416], s5 = xk[k + 448], s6 = xk[k + 480], s7 = xk[k + 512];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 64 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-          }
-        }
-        fashion_MAX16(a0_0, a1_0);
-        fashion_MAX16(a0_0, a4_0);
-        fashion_MAX16(a0_0, a5_0);
-        fashion_MAX16(a0_0, zero);
-        fashion_MAX16(a0_1, a1_1);
-        fashion_MAX16(a0_1, a4_1);
-        fashion_MAX16(a0_1, a5_1);
-        fashion_MAX16(a0_1, zero);
-        fashion_MAX16(a2_0, a3_0);
-        fashion_MAX16(a2_0, a6_0);
-        fashion_MAX16(a2_0, a7_0);
-        fashion_MAX16(a2_0, zero);
-        fashion_MAX16(a2_1, a3_1);
-        fashion_MAX16(a2_1, a6_1);
-        fashion_MAX16(a2_1, a7_1);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + f0 + 192, a0_0);
-        fashion_STORE(yr + f0 + 208, a0_1);
-        fashion_STORE(yr + f0 + 256, a2_0);
-        fashion_STORE(yr + f0 + 272, a2_1);
-      }
-    }
-  }
-}
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv2_forward(const fashion_model *restrict m,
-                                                   const float *restrict x, float *restrict y) {
-  const float *restrict w = m->conv2_w; /* [3][3][32][64] */
-  const float *restrict b = m->conv2_b; /* [64] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  for (int py = 0; py < 5; py++) {
-    float *restrict yr = y + py * 320; /* [5][64] */
-    const float *restrict xr = x + py * 832;
-    for (int f0 = 0; f0 < 64; f0 += 16) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f8 b1;
-      fashion_LOAD(b1, b + f0 + 8);
-      for (int ox = 0; ox < 10; ox += 2) {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
+    for (int f0 = 0; f0 < 64; f0 += 2 * fashion_VW) {
+      fashion_v bv[2];
+      fashion_UNROLL for (int v = 0; v < 2; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
+      for (int ox = 0; ox < 10 - REST; ox += TC) {
+        fashion_v a[2][TC][2];
+        fashion_UNROLL for (int i = 0; i < 2; i++)
+          fashion_UNROLL for (int j = 0; j < TC; j++)
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              a[i][j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
           const float *restrict xk = xr + ky * 416 + ox * 32;
           const float *restrict wk = w + ky * 6144 + f0;
           for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 416], s3 = xk[k + 448];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 64 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
+            fashion_v wv[2];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            fashion_UNROLL for (int i = 0; i < 2; i++)
+              fashion_UNROLL for (int j = 0; j < TC; j++) {
+                const float s = xk[k + i * 416 + j * 32];
+                fashion_UNROLL for (int v = 0; v < 2; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
           }
         }
-        fashion_MAX(a0_0, a1_0);
-        fashion_MAX(a0_0, a2_0);
-        fashion_MAX(a0_0, a3_0);
-        fashion_MAX(a0_0, zero);
-        fashion_MAX(a0_1, a1_1);
-        fashion_MAX(a0_1, a2_1);
-        fashion_MAX(a0_1, a3_1);
-        fashion_MAX(a0_1, zero);
+        fashion_UNROLL for (int q = 0; q < TC / 2; q++)
+          fashion_UNROLL for (int v = 0; v < 2; v++) {
+            fashion_UNROLL for (int p = 1; p < 4; p++)
+              fashion_MAXV(a[0][q * 2][v], a[p / 2][q * 2 + p % 2][v]);
+            fashion_MAXV(a[0][q * 2][v], zero);
+          }
         const int px = ox / 2;
-        fashion_STORE(yr + px * 64 + f0, a0_0);
-        fashion_STORE(yr + px * 64 + f0 + 8, a0_1);
+        fashion_UNROLL for (int q = 0; q < TC / 2; q++)
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            fashion_STORE(yr + px * 64 + q * 64 + f0 + v * fashion_VW, a[0][q * 2][v]);
+      }
+      if (REST) {
+        const int ox = 10 - REST;
+        fashion_v a[2][TC][2];
+        fashion_UNROLL for (int i = 0; i < 2; i++)
+          fashion_UNROLL for (int j = 0; j < REST; j++)
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              a[i][j][v] = bv[v];
+        for (int ky = 0; ky < 3; ky++) {
+          const float *restrict xk = xr + ky * 416 + ox * 32;
+          const float *restrict wk = w + ky * 6144 + f0;
+          for (int k = 0; k < 96; k++) {
+            fashion_v wv[2];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            fashion_UNROLL for (int i = 0; i < 2; i++)
+              fashion_UNROLL for (int j = 0; j < REST; j++) {
+                const float s = xk[k + i * 416 + j * 32];
+                fashion_UNROLL for (int v = 0; v < 2; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
+          }
+        }
+        fashion_UNROLL for (int q = 0; q < REST / 2; q++)
+          fashion_UNROLL for (int v = 0; v < 2; v++) {
+            fashion_UNROLL for (int p = 1; p < 4; p++)
+              fashion_MAXV(a[0][q * 2][v], a[p / 2][q * 2 + p % 2][v]);
+            fashion_MAXV(a[0][q * 2][v], zero);
+          }
+        const int px = ox / 2;
+        fashion_UNROLL for (int q = 0; q < REST / 2; q++)
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            fashion_STORE(yr + px * 64 + q * 64 + f0 + v * fashion_VW, a[0][q * 2][v]);
       }
     }
   }
 }
-#endif
 
 /* line 10: conv2d 64 3x3 relu
    x [5][5][64] -> y [3][3][64]
-   tiles of 3 rows x 3 columns x 32 channels held in registers (16-float vectors)
-   tiles of 3 rows x 3 columns x 8 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 3 rows x 3 columns x FB vectors (2 at 16 floats, 1 at 8) of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv3_forward(const fashion_model *restrict m,
                                                    const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv3_w; /* [3][3][64][64] */
   const float *restrict b = m->conv3_b; /* [64] */
-  fashion_f16 zero;
+  enum { FB = fashion_VW == 16 ? 2 : 1 }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   {
-    const float *restrict xr = x + 0;
-    float *restrict yr = y + 0; /* [3][3][64] */
-    for (int f0 = 0; f0 < 64; f0 += 32) {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + f0 + 16);
+    const float *restrict xr = x;
+    float *restrict yr = y; /* [3][3][64] */
+    for (int f0 = 0; f0 < 64; f0 += FB * fashion_VW) {
+      fashion_v bv[FB];
+      fashion_UNROLL for (int v = 0; v < FB; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
       {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
+        const int ox = 0;
+        fashion_v a[3][3][FB];
+        fashion_UNROLL for (int i = 0; i < 3; i++)
+          fashion_UNROLL for (int j = 0; j < 3; j++)
+            fashion_UNROLL for (int v = 0; v < FB; v++)
+              a[i][j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 320;
+          const float *restrict xk = xr + ky * 320 + ox * 64;
           const float *restrict wk = w + ky * 12288 + f0;
           for (int k = 0; k < 192; k++) {
-            const float s0 = xk[k], s1 = xk[k + 64], s2 = xk[k + 128], s3 = xk[k + 320];
-            const float s4 = xk[k + 384], s5 = xk[k + 448], s6 = xk[k + 640], s7 = xk[k + 704];
-            const float s8 = xk[k + 768];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 64 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
+            fashion_v wv[FB];
+            fashion_UNROLL for (int v = 0; v < FB; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            fashion_UNROLL for (int i = 0; i < 3; i++)
+              fashion_UNROLL for (int j = 0; j < 3; j++) {
+                const float s = xk[k + i * 320 + j * 64];
+                fashion_UNROLL for (int v = 0; v < FB; v++)
+                  fashion_FMAV(a[i][j][v], s, wv[v]);
+              }
           }
         }
-        fashion_MAX16(a0_0, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + f0 + 16, a0_1);
-        fashion_MAX16(a1_0, zero);
-        fashion_STORE(yr + f0 + 64, a1_0);
-        fashion_MAX16(a1_1, zero);
-        fashion_STORE(yr + f0 + 80, a1_1);
-        fashion_MAX16(a2_0, zero);
-        fashion_STORE(yr + f0 + 128, a2_0);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + f0 + 144, a2_1);
-        fashion_MAX16(a3_0, zero);
-        fashion_STORE(yr + f0 + 192, a3_0);
-        fashion_MAX16(a3_1, zero);
-        fashion_STORE(yr + f0 + 208, a3_1);
-        fashion_MAX16(a4_0, zero);
-        fashion_STORE(yr + f0 + 256, a4_0);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + f0 + 272, a4_1);
-        fashion_MAX16(a5_0, zero);
-        fashion_STORE(yr + f0 + 320, a5_0);
-        fashion_MAX16(a5_1, zero);
-        fashion_STORE(yr + f0 + 336, a5_1);
-        fashion_MAX16(a6_0, zero);
-        fashion_STORE(yr + f0 + 384, a6_0);
-        fashion_MAX16(a6_1, zero);
-        fashion_STORE(yr + f0 + 400, a6_1);
-        fashion_MAX16(a7_0, zero);
-        fashion_STORE(yr + f0 + 448, a7_0);
-        fashion_MAX16(a7_1, zero);
-        fashion_STORE(yr + f0 + 464, a7_1);
-        fashion_MAX16(a8_0, zero);
-        fashion_STORE(yr + f0 + 512, a8_0);
-        fashion_MAX16(a8_1, zero);
-        fashion_STORE(yr + f0 + 528, a8_1);
+        fashion_UNROLL for (int i = 0; i < 3; i++)
+          fashion_UNROLL for (int j = 0; j < 3; j++)
+            fashion_UNROLL for (int v = 0; v < FB; v++) {
+              fashion_MAXV(a[i][j][v], zero);
+              fashion_STORE(yr + i * 192 + ox * 64 + j * 64 + f0 + v * fashion_VW, a[i][j][v]);
+            }
       }
     }
   }
 }
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv3_forward(const fashion_model *restrict m,
-                                                   const float *restrict x, float *restrict y) {
-  const float *restrict w = m->conv3_w; /* [3][3][64][64] */
-  const float *restrict b = m->conv3_b; /* [64] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  {
-    const float *restrict xr = x + 0;
-    float *restrict yr = y + 0; /* [3][3][64] */
-    for (int f0 = 0; f0 < 64; f0 += 8) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      {
-        fashion_f8 a0_0 = b0;
-        fashion_f8 a1_0 = b0;
-        fashion_f8 a2_0 = b0;
-        fashion_f8 a3_0 = b0;
-        fashion_f8 a4_0 = b0;
-        fashion_f8 a5_0 = b0;
-        fashion_f8 a6_0 = b0;
-        fashion_f8 a7_0 = b0;
-        fashion_f8 a8_0 = b0;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 320;
-          const float *restrict wk = w + ky * 12288 + f0;
-          for (int k = 0; k < 192; k++) {
-            const float s0 = xk[k], s1 = xk[k + 64], s2 = xk[k + 128], s3 = xk[k + 320];
-            const float s4 = xk[k + 384], s5 = xk[k + 448], s6 = xk[k + 640], s7 = xk[k + 704];
-            const float s8 = xk[k + 768];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a4_0, s4, w0);
-            fashion_FMA(a5_0, s5, w0);
-            fashion_FMA(a6_0, s6, w0);
-            fashion_FMA(a7_0, s7, w0);
-            fashion_FMA(a8_0, s8, w0);
-          }
-        }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + f0 + 64, a1_0);
-        fashion_MAX(a2_0, zero);
-        fashion_STORE(yr + f0 + 128, a2_0);
-        fashion_MAX(a3_0, zero);
-        fashion_STORE(yr + f0 + 192, a3_0);
-        fashion_MAX(a4_0, zero);
-        fashion_STORE(yr + f0 + 256, a4_0);
-        fashion_MAX(a5_0, zero);
-        fashion_STORE(yr + f0 + 320, a5_0);
-        fashion_MAX(a6_0, zero);
-        fashion_STORE(yr + f0 + 384, a6_0);
-        fashion_MAX(a7_0, zero);
-        fashion_STORE(yr + f0 + 448, a7_0);
-        fashion_MAX(a8_0, zero);
-        fashion_STORE(yr + f0 + 512, a8_0);
-      }
-    }
-  }
-}
-#endif
 
 /* line 12: dense 64 relu
    x [576] ([3][3][64] flattened in NHWC order) -> y [64] */
-#if fashion_VW == 16
 static fashion_NOINLINE void fashion_dense1_forward(const fashion_model *restrict m,
                                                     const float *restrict x, float *restrict y) {
   const float *restrict w = m->dense1_w; /* [576][64] */
   const float *restrict b = m->dense1_b; /* [64] */
-  fashion_f16 zero;
+  enum { OB = fashion_VW == 16 ? 4 : 8 }; /* vectors of outputs per block */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   {
-    fashion_f16 a0;
-    fashion_LOAD(a0, b + 0);
-    fashion_f16 a1;
-    fashion_LOAD(a1, b + 16);
-    fashion_f16 a2;
-    fashion_LOAD(a2, b + 32);
-    fashion_f16 a3;
-    fashion_LOAD(a3, b + 48);
+    fashion_v a[OB];
+    fashion_UNROLL for (int v = 0; v < OB; v++)
+      fashion_LOAD(a[v], b + v * fashion_VW);
     for (int i = 0; i < 576; i++) {
       const float s = x[i];
       const float *restrict wi = w + i * 64;
-      fashion_f16 w0;
-      fashion_LOAD(w0, wi + 0);
-      fashion_FMA16(a0, s, w0);
-      fashion_f16 w1;
-      fashion_LOAD(w1, wi + 16);
-      fashion_FMA16(a1, s, w1);
-      fashion_f16 w2;
-      fashion_LOAD(w2, wi + 32);
-      fashion_FMA16(a2, s, w2);
-      fashion_f16 w3;
-      fashion_LOAD(w3, wi + 48);
-      fashion_FMA16(a3, s, w3);
+      fashion_UNROLL for (int v = 0; v < OB; v++) {
+        fashion_v wv;
+        fashion_LOAD(wv, wi + v * fashion_VW);
+        fashion_FMAV(a[v], s, wv);
+      }
     }
-    fashion_MAX16(a0, zero);
-    fashion_STORE(y + 0, a0);
-    fashion_MAX16(a1, zero);
-    fashion_STORE(y + 16, a1);
-    fashion_MAX16(a2, zero);
-    fashion_STORE(y + 32, a2);
-    fashion_MAX16(a3, zero);
-    fashion_STORE(y + 48, a3);
+    fashion_UNROLL for (int v = 0; v < OB; v++) {
+      fashion_MAXV(a[v], zero);
+      fashion_STORE(y + v * fashion_VW, a[v]);
+    }
   }
 }
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_dense1_forward(const fashion_model *restrict m,
-                                                    const float *restrict x, float *restrict y) {
-  const float *restrict w = m->dense1_w; /* [576][64] */
-  const float *restrict b = m->dense1_b; /* [64] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  {
-    fashion_f8 a0;
-    fashion_LOAD(a0, b + 0);
-    fashion_f8 a1;
-    fashion_LOAD(a1, b + 8);
-    fashion_f8 a2;
-    fashion_LOAD(a2, b + 16);
-    fashion_f8 a3;
-    fashion_LOAD(a3, b + 24);
-    fashion_f8 a4;
-    fashion_LOAD(a4, b + 32);
-    fashion_f8 a5;
-    fashion_LOAD(a5, b + 40);
-    fashion_f8 a6;
-    fashion_LOAD(a6, b + 48);
-    fashion_f8 a7;
-    fashion_LOAD(a7, b + 56);
-    for (int i = 0; i < 576; i++) {
-      const float s = x[i];
-      const float *restrict wi = w + i * 64;
-      fashion_f8 w0;
-      fashion_LOAD(w0, wi + 0);
-      fashion_FMA(a0, s, w0);
-      fashion_f8 w1;
-      fashion_LOAD(w1, wi + 8);
-      fashion_FMA(a1, s, w1);
-      fashion_f8 w2;
-      fashion_LOAD(w2, wi + 16);
-      fashion_FMA(a2, s, w2);
-      fashion_f8 w3;
-      fashion_LOAD(w3, wi + 24);
-      fashion_FMA(a3, s, w3);
-      fashion_f8 w4;
-      fashion_LOAD(w4, wi + 32);
-      fashion_FMA(a4, s, w4);
-      fashion_f8 w5;
-      fashion_LOAD(w5, wi + 40);
-      fashion_FMA(a5, s, w5);
-      fashion_f8 w6;
-      fashion_LOAD(w6, wi + 48);
-      fashion_FMA(a6, s, w6);
-      fashion_f8 w7;
-      fashion_LOAD(w7, wi + 56);
-      fashion_FMA(a7, s, w7);
-    }
-    fashion_MAX(a0, zero);
-    fashion_STORE(y + 0, a0);
-    fashion_MAX(a1, zero);
-    fashion_STORE(y + 8, a1);
-    fashion_MAX(a2, zero);
-    fashion_STORE(y + 16, a2);
-    fashion_MAX(a3, zero);
-    fashion_STORE(y + 24, a3);
-    fashion_MAX(a4, zero);
-    fashion_STORE(y + 32, a4);
-    fashion_MAX(a5, zero);
-    fashion_STORE(y + 40, a5);
-    fashion_MAX(a6, zero);
-    fashion_STORE(y + 48, a6);
-    fashion_MAX(a7, zero);
-    fashion_STORE(y + 56, a7);
-  }
-}
-#endif
 
 /* line 13: dense 10 softmax
    x [64] -> y [10] */
@@ -945,280 +516,77 @@ void fashion_store(const fashion_model *m, float *params) {
 /* line 6: conv2d 32 3x3 relu
    as training runs it: relu, without the pool
    x [28][28][1] -> y [26][26][32]
-   tiles of 1 row x 9 columns x 32 channels held in registers (16-float vectors)
-   tiles of 1 row x 6 columns x 16 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 1 row x TC columns (9 at 16 floats, 6 at 8) x 2 vectors of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv1_train_forward(const fashion_model *restrict m,
                                                          const float *restrict x,
                                                          float *restrict y) {
   const float *restrict w = m->conv1_w; /* [3][3][1][32] */
   const float *restrict b = m->conv1_b; /* [32] */
-  fashion_f16 zero;
+  enum { TC = fashion_VW == 16 ? 9 : 6, REST = 26 % TC }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   for (int oy = 0; oy < 26; oy++) {
     const float *restrict xr = x + oy * 28;
     float *restrict yr = y + oy * 832; /* [26][32] */
-    {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + 0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + 16);
-      for (int ox = 0; ox < 18; ox += 9) {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + ox;
-          const float *restrict wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
-            const float s4 = xk[k + 4], s5 = xk[k + 5], s6 = xk[k + 6], s7 = xk[k + 7];
-            const float s8 = xk[k + 8];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 32 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
-          }
-        }
-        fashion_MAX16(a0_0, zero);
-        fashion_STORE(yr + ox * 32, a0_0);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + ox * 32 + 16, a0_1);
-        fashion_MAX16(a1_0, zero);
-        fashion_STORE(yr + ox * 32 + 32, a1_0);
-        fashion_MAX16(a1_1, zero);
-        fashion_STORE(yr + ox * 32 + 48, a1_1);
-        fashion_MAX16(a2_0, zero);
-        fashion_STORE(yr + ox * 32 + 64, a2_0);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + ox * 32 + 80, a2_1);
-        fashion_MAX16(a3_0, zero);
-        fashion_STORE(yr + ox * 32 + 96, a3_0);
-        fashion_MAX16(a3_1, zero);
-        fashion_STORE(yr + ox * 32 + 112, a3_1);
-        fashion_MAX16(a4_0, zero);
-        fashion_STORE(yr + ox * 32 + 128, a4_0);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + ox * 32 + 144, a4_1);
-        fashion_MAX16(a5_0, zero);
-        fashion_STORE(yr + ox * 32 + 160, a5_0);
-        fashion_MAX16(a5_1, zero);
-        fashion_STORE(yr + ox * 32 + 176, a5_1);
-        fashion_MAX16(a6_0, zero);
-        fashion_STORE(yr + ox * 32 + 192, a6_0);
-        fashion_MAX16(a6_1, zero);
-        fashion_STORE(yr + ox * 32 + 208, a6_1);
-        fashion_MAX16(a7_0, zero);
-        fashion_STORE(yr + ox * 32 + 224, a7_0);
-        fashion_MAX16(a7_1, zero);
-        fashion_STORE(yr + ox * 32 + 240, a7_1);
-        fashion_MAX16(a8_0, zero);
-        fashion_STORE(yr + ox * 32 + 256, a8_0);
-        fashion_MAX16(a8_1, zero);
-        fashion_STORE(yr + ox * 32 + 272, a8_1);
-      }
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + 18;
-          const float *restrict wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
-            const float s4 = xk[k + 4], s5 = xk[k + 5], s6 = xk[k + 6], s7 = xk[k + 7];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 32 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-          }
-        }
-        fashion_MAX16(a0_0, zero);
-        fashion_STORE(yr + 576, a0_0);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + 592, a0_1);
-        fashion_MAX16(a1_0, zero);
-        fashion_STORE(yr + 608, a1_0);
-        fashion_MAX16(a1_1, zero);
-        fashion_STORE(yr + 624, a1_1);
-        fashion_MAX16(a2_0, zero);
-        fashion_STORE(yr + 640, a2_0);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + 656, a2_1);
-        fashion_MAX16(a3_0, zero);
-        fashion_STORE(yr + 672, a3_0);
-        fashion_MAX16(a3_1, zero);
-        fashion_STORE(yr + 688, a3_1);
-        fashion_MAX16(a4_0, zero);
-        fashion_STORE(yr + 704, a4_0);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + 720, a4_1);
-        fashion_MAX16(a5_0, zero);
-        fashion_STORE(yr + 736, a5_0);
-        fashion_MAX16(a5_1, zero);
-        fashion_STORE(yr + 752, a5_1);
-        fashion_MAX16(a6_0, zero);
-        fashion_STORE(yr + 768, a6_0);
-        fashion_MAX16(a6_1, zero);
-        fashion_STORE(yr + 784, a6_1);
-        fashion_MAX16(a7_0, zero);
-        fashion_STORE(yr + 800, a7_0);
-        fashion_MAX16(a7_1, zero);
-        fashion_STORE(yr + 816, a7_1);
-      }
-    }
-  }
-}
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv1_train_forward(const fashion_model *restrict m,
-                                                         const float *restrict x,
-                                                         float *restrict y) {
-  const float *restrict w = m->conv1_w; /* [3][3][1][32] */
-  const float *restrict b = m->conv1_b; /* [32] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  for (int oy = 0; oy < 26; oy++) {
-    const float *restrict xr = x + oy * 28;
-    float *restrict yr = y + oy * 832; /* [26][32] */
-    for (int f0 = 0; f0 < 32; f0 += 16) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f8 b1;
-      fashion_LOAD(b1, b + f0 + 8);
-      for (int ox = 0; ox < 24; ox += 6) {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
-        fashion_f8 a4_0 = b0, a4_1 = b1;
-        fashion_f8 a5_0 = b0, a5_1 = b1;
+    for (int f0 = 0; f0 < 32; f0 += 2 * fashion_VW) {
+      fashion_v bv[2];
+      fashion_UNROLL for (int v = 0; v < 2; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
+      for (int ox = 0; ox < 26 - REST; ox += TC) {
+        fashion_v a[TC][2];
+        fashion_UNROLL for (int j = 0; j < TC; j++)
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            a[j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
           const float *restrict xk = xr + ky * 28 + ox;
           const float *restrict wk = w + ky * 96 + f0;
           for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1], s2 = xk[k + 2], s3 = xk[k + 3];
-            const float s4 = xk[k + 4], s5 = xk[k + 5];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 32 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
-            fashion_FMA(a4_0, s4, w0);
-            fashion_FMA(a4_1, s4, w1);
-            fashion_FMA(a5_0, s5, w0);
-            fashion_FMA(a5_1, s5, w1);
+            fashion_v wv[2];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 32 + v * fashion_VW);
+            fashion_UNROLL for (int j = 0; j < TC; j++) {
+              const float s = xk[k + j];
+              fashion_UNROLL for (int v = 0; v < 2; v++)
+                fashion_FMAV(a[j][v], s, wv[v]);
+            }
           }
         }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + ox * 32 + f0, a0_0);
-        fashion_MAX(a0_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 8, a0_1);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 32, a1_0);
-        fashion_MAX(a1_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 40, a1_1);
-        fashion_MAX(a2_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 64, a2_0);
-        fashion_MAX(a2_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 72, a2_1);
-        fashion_MAX(a3_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 96, a3_0);
-        fashion_MAX(a3_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 104, a3_1);
-        fashion_MAX(a4_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 128, a4_0);
-        fashion_MAX(a4_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 136, a4_1);
-        fashion_MAX(a5_0, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 160, a5_0);
-        fashion_MAX(a5_1, zero);
-        fashion_STORE(yr + ox * 32 + f0 + 168, a5_1);
+        fashion_UNROLL for (int j = 0; j < TC; j++)
+          fashion_UNROLL for (int v = 0; v < 2; v++) {
+            fashion_MAXV(a[j][v], zero);
+            fashion_STORE(yr + ox * 32 + j * 32 + f0 + v * fashion_VW, a[j][v]);
+          }
       }
-      {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
+      if (REST) {
+        const int ox = 26 - REST;
+        fashion_v a[TC][2];
+        fashion_UNROLL for (int j = 0; j < REST; j++)
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            a[j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 28 + 24;
+          const float *restrict xk = xr + ky * 28 + ox;
           const float *restrict wk = w + ky * 96 + f0;
           for (int k = 0; k < 3; k++) {
-            const float s0 = xk[k], s1 = xk[k + 1];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 32);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 32 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
+            fashion_v wv[2];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 32 + v * fashion_VW);
+            fashion_UNROLL for (int j = 0; j < REST; j++) {
+              const float s = xk[k + j];
+              fashion_UNROLL for (int v = 0; v < 2; v++)
+                fashion_FMAV(a[j][v], s, wv[v]);
+            }
           }
         }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + f0 + 768, a0_0);
-        fashion_MAX(a0_1, zero);
-        fashion_STORE(yr + f0 + 776, a0_1);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + f0 + 800, a1_0);
-        fashion_MAX(a1_1, zero);
-        fashion_STORE(yr + f0 + 808, a1_1);
+        fashion_UNROLL for (int j = 0; j < REST; j++)
+          fashion_UNROLL for (int v = 0; v < 2; v++) {
+            fashion_MAXV(a[j][v], zero);
+            fashion_STORE(yr + ox * 32 + j * 32 + f0 + v * fashion_VW, a[j][v]);
+          }
       }
     }
   }
 }
-#endif
 
-#if fashion_VW == 16
 /* line 6: conv2d 32 3x3 relu
    backward from dy [26][26][32] (made the pre-activation gradient) */
 static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
@@ -1231,91 +599,54 @@ static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
   for (int p = 0; p < 676; p++)
     for (int f = 0; f < 32; f++)
       db[f] += dy[p * 32 + f];
-  {
-    const int f0 = 0;
-    {
-      fashion_f16 a0_0, a0_1;
-      fashion_f16 a1_0, a1_1;
-      fashion_f16 a2_0, a2_1;
-      fashion_f16 a3_0, a3_1;
-      fashion_f16 a4_0, a4_1;
-      fashion_f16 a5_0, a5_1;
-      fashion_f16 a6_0, a6_1;
-      fashion_f16 a7_0, a7_1;
-      fashion_f16 a8_0, a8_1;
-      fashion_ZERO(a0_0);
-      fashion_ZERO(a0_1);
-      fashion_ZERO(a1_0);
-      fashion_ZERO(a1_1);
-      fashion_ZERO(a2_0);
-      fashion_ZERO(a2_1);
-      fashion_ZERO(a3_0);
-      fashion_ZERO(a3_1);
-      fashion_ZERO(a4_0);
-      fashion_ZERO(a4_1);
-      fashion_ZERO(a5_0);
-      fashion_ZERO(a5_1);
-      fashion_ZERO(a6_0);
-      fashion_ZERO(a6_1);
-      fashion_ZERO(a7_0);
-      fashion_ZERO(a7_1);
-      fashion_ZERO(a8_0);
-      fashion_ZERO(a8_1);
+  enum { DW_T = fashion_VW == 16 ? 9 : 6, DW_R = 9 % DW_T };
+  for (int f0 = 0; f0 < 32; f0 += 2 * fashion_VW) {
+    for (int j0 = 0; j0 < 9 - DW_R; j0 += DW_T) {
+      fashion_v a[DW_T][2];
+      fashion_UNROLL for (int j = 0; j < DW_T; j++)
+        fashion_UNROLL for (int v = 0; v < 2; v++)
+          fashion_ZERO(a[j][v]);
       for (int oy = 0; oy < 26; oy++) {
         const float *xk = x + oy * 28;
         const float *dk = dy + oy * 832 + f0;
         for (int ox = 0; ox < 26; ox++) {
-          fashion_f16 d0;
-          fashion_f16 d1;
-          fashion_LOAD(d0, dk + ox * 32);
-          fashion_LOAD(d1, dk + ox * 32 + 16);
-          const float s0 = xk[ox];
-          const float s1 = xk[ox + 1];
-          const float s2 = xk[ox + 2];
-          const float s3 = xk[ox + 28];
-          const float s4 = xk[ox + 29];
-          const float s5 = xk[ox + 30];
-          const float s6 = xk[ox + 56];
-          const float s7 = xk[ox + 57];
-          const float s8 = xk[ox + 58];
-          fashion_FMA16(a0_0, s0, d0);
-          fashion_FMA16(a0_1, s0, d1);
-          fashion_FMA16(a1_0, s1, d0);
-          fashion_FMA16(a1_1, s1, d1);
-          fashion_FMA16(a2_0, s2, d0);
-          fashion_FMA16(a2_1, s2, d1);
-          fashion_FMA16(a3_0, s3, d0);
-          fashion_FMA16(a3_1, s3, d1);
-          fashion_FMA16(a4_0, s4, d0);
-          fashion_FMA16(a4_1, s4, d1);
-          fashion_FMA16(a5_0, s5, d0);
-          fashion_FMA16(a5_1, s5, d1);
-          fashion_FMA16(a6_0, s6, d0);
-          fashion_FMA16(a6_1, s6, d1);
-          fashion_FMA16(a7_0, s7, d0);
-          fashion_FMA16(a7_1, s7, d1);
-          fashion_FMA16(a8_0, s8, d0);
-          fashion_FMA16(a8_1, s8, d1);
+          fashion_v dv[2];
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            fashion_LOAD(dv[v], dk + ox * 32 + v * fashion_VW);
+          fashion_UNROLL for (int j = 0; j < DW_T; j++) {
+            const float s = xk[ox + (j0 + j) / 3 * 28 + (j0 + j) % 3];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_FMAV(a[j][v], s, dv[v]);
+          }
         }
       }
-      fashion_ADDTO16(dw + f0, a0_0);
-      fashion_ADDTO16(dw + f0 + 16, a0_1);
-      fashion_ADDTO16(dw + f0 + 32, a1_0);
-      fashion_ADDTO16(dw + f0 + 48, a1_1);
-      fashion_ADDTO16(dw + f0 + 64, a2_0);
-      fashion_ADDTO16(dw + f0 + 80, a2_1);
-      fashion_ADDTO16(dw + f0 + 96, a3_0);
-      fashion_ADDTO16(dw + f0 + 112, a3_1);
-      fashion_ADDTO16(dw + f0 + 128, a4_0);
-      fashion_ADDTO16(dw + f0 + 144, a4_1);
-      fashion_ADDTO16(dw + f0 + 160, a5_0);
-      fashion_ADDTO16(dw + f0 + 176, a5_1);
-      fashion_ADDTO16(dw + f0 + 192, a6_0);
-      fashion_ADDTO16(dw + f0 + 208, a6_1);
-      fashion_ADDTO16(dw + f0 + 224, a7_0);
-      fashion_ADDTO16(dw + f0 + 240, a7_1);
-      fashion_ADDTO16(dw + f0 + 256, a8_0);
-      fashion_ADDTO16(dw + f0 + 272, a8_1);
+      fashion_UNROLL for (int j = 0; j < DW_T; j++)
+        fashion_UNROLL for (int v = 0; v < 2; v++)
+          fashion_ADDTOV(dw + (j0 + j) * 32 + f0 + v * fashion_VW, a[j][v]);
+    }
+    if (DW_R) {
+      const int j0 = 9 - DW_R;
+      fashion_v a[DW_T][2];
+      fashion_UNROLL for (int j = 0; j < DW_R; j++)
+        fashion_UNROLL for (int v = 0; v < 2; v++)
+          fashion_ZERO(a[j][v]);
+      for (int oy = 0; oy < 26; oy++) {
+        const float *xk = x + oy * 28;
+        const float *dk = dy + oy * 832 + f0;
+        for (int ox = 0; ox < 26; ox++) {
+          fashion_v dv[2];
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            fashion_LOAD(dv[v], dk + ox * 32 + v * fashion_VW);
+          fashion_UNROLL for (int j = 0; j < DW_R; j++) {
+            const float s = xk[ox + (j0 + j) / 3 * 28 + (j0 + j) % 3];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_FMAV(a[j][v], s, dv[v]);
+          }
+        }
+      }
+      fashion_UNROLL for (int j = 0; j < DW_R; j++)
+        fashion_UNROLL for (int v = 0; v < 2; v++)
+          fashion_ADDTOV(dw + (j0 + j) * 32 + f0 + v * fashion_VW, a[j][v]);
     }
   }
   if (dx) {
@@ -1339,139 +670,6 @@ static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
   }
 }
 
-#else /* fashion_VW == 8 */
-/* line 6: conv2d 32 3x3 relu
-   backward from dy [26][26][32] (made the pre-activation gradient) */
-static void fashion_conv1_backward(const fashion_model *m, fashion_grads *g,
-                                   const float *restrict x, const float *restrict y,
-                                   float *restrict dy, float *restrict dx) {
-  float *restrict dw = g->p + 0; /* [3][3][1][32] */
-  float *restrict db = g->p + 288; /* [32] */
-  for (int i = 0; i < 21632; i++)
-    dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-  for (int p = 0; p < 676; p++)
-    for (int f = 0; f < 32; f++)
-      db[f] += dy[p * 32 + f];
-  for (int f0 = 0; f0 < 32; f0 += 16) {
-    {
-      fashion_f8 a0_0, a0_1;
-      fashion_f8 a1_0, a1_1;
-      fashion_f8 a2_0, a2_1;
-      fashion_f8 a3_0, a3_1;
-      fashion_f8 a4_0, a4_1;
-      fashion_f8 a5_0, a5_1;
-      fashion_ZERO(a0_0);
-      fashion_ZERO(a0_1);
-      fashion_ZERO(a1_0);
-      fashion_ZERO(a1_1);
-      fashion_ZERO(a2_0);
-      fashion_ZERO(a2_1);
-      fashion_ZERO(a3_0);
-      fashion_ZERO(a3_1);
-      fashion_ZERO(a4_0);
-      fashion_ZERO(a4_1);
-      fashion_ZERO(a5_0);
-      fashion_ZERO(a5_1);
-      for (int oy = 0; oy < 26; oy++) {
-        const float *xk = x + oy * 28;
-        const float *dk = dy + oy * 832 + f0;
-        for (int ox = 0; ox < 26; ox++) {
-          fashion_f8 d0;
-          fashion_f8 d1;
-          fashion_LOAD(d0, dk + ox * 32);
-          fashion_LOAD(d1, dk + ox * 32 + 8);
-          const float s0 = xk[ox];
-          const float s1 = xk[ox + 1];
-          const float s2 = xk[ox + 2];
-          const float s3 = xk[ox + 28];
-          const float s4 = xk[ox + 29];
-          const float s5 = xk[ox + 30];
-          fashion_FMA(a0_0, s0, d0);
-          fashion_FMA(a0_1, s0, d1);
-          fashion_FMA(a1_0, s1, d0);
-          fashion_FMA(a1_1, s1, d1);
-          fashion_FMA(a2_0, s2, d0);
-          fashion_FMA(a2_1, s2, d1);
-          fashion_FMA(a3_0, s3, d0);
-          fashion_FMA(a3_1, s3, d1);
-          fashion_FMA(a4_0, s4, d0);
-          fashion_FMA(a4_1, s4, d1);
-          fashion_FMA(a5_0, s5, d0);
-          fashion_FMA(a5_1, s5, d1);
-        }
-      }
-      fashion_ADDTO(dw + f0, a0_0);
-      fashion_ADDTO(dw + f0 + 8, a0_1);
-      fashion_ADDTO(dw + f0 + 32, a1_0);
-      fashion_ADDTO(dw + f0 + 40, a1_1);
-      fashion_ADDTO(dw + f0 + 64, a2_0);
-      fashion_ADDTO(dw + f0 + 72, a2_1);
-      fashion_ADDTO(dw + f0 + 96, a3_0);
-      fashion_ADDTO(dw + f0 + 104, a3_1);
-      fashion_ADDTO(dw + f0 + 128, a4_0);
-      fashion_ADDTO(dw + f0 + 136, a4_1);
-      fashion_ADDTO(dw + f0 + 160, a5_0);
-      fashion_ADDTO(dw + f0 + 168, a5_1);
-    }
-    {
-      fashion_f8 a0_0, a0_1;
-      fashion_f8 a1_0, a1_1;
-      fashion_f8 a2_0, a2_1;
-      fashion_ZERO(a0_0);
-      fashion_ZERO(a0_1);
-      fashion_ZERO(a1_0);
-      fashion_ZERO(a1_1);
-      fashion_ZERO(a2_0);
-      fashion_ZERO(a2_1);
-      for (int oy = 0; oy < 26; oy++) {
-        const float *xk = x + oy * 28;
-        const float *dk = dy + oy * 832 + f0;
-        for (int ox = 0; ox < 26; ox++) {
-          fashion_f8 d0;
-          fashion_f8 d1;
-          fashion_LOAD(d0, dk + ox * 32);
-          fashion_LOAD(d1, dk + ox * 32 + 8);
-          const float s0 = xk[ox + 56];
-          const float s1 = xk[ox + 57];
-          const float s2 = xk[ox + 58];
-          fashion_FMA(a0_0, s0, d0);
-          fashion_FMA(a0_1, s0, d1);
-          fashion_FMA(a1_0, s1, d0);
-          fashion_FMA(a1_1, s1, d1);
-          fashion_FMA(a2_0, s2, d0);
-          fashion_FMA(a2_1, s2, d1);
-        }
-      }
-      fashion_ADDTO(dw + f0 + 192, a0_0);
-      fashion_ADDTO(dw + f0 + 200, a0_1);
-      fashion_ADDTO(dw + f0 + 224, a1_0);
-      fashion_ADDTO(dw + f0 + 232, a1_1);
-      fashion_ADDTO(dw + f0 + 256, a2_0);
-      fashion_ADDTO(dw + f0 + 264, a2_1);
-    }
-  }
-  if (dx) {
-    memset(dx, 0, 784 * sizeof(float));
-    const float *restrict w = m->conv1_w;
-    for (int oy = 0; oy < 26; oy++) {
-      for (int ox = 0; ox < 26; ox++) {
-        const float *d = dy + oy * 832 + ox * 32;
-        for (int ky = 0; ky < 3; ky++) {
-          float *xk = dx + oy * 28 + ky * 28 + ox;
-          const float *wk = w + ky * 96;
-          for (int k = 0; k < 3; k++) {
-            float s = 0.0f;
-            for (int f = 0; f < 32; f++)
-              s += wk[k * 32 + f] * d[f];
-            xk[k] += s;
-          }
-        }
-      }
-    }
-  }
-}
-
-#endif
 /* line 7: maxpool 2x2
    as training runs it: linear
    x [26][26][32] -> y [13][13][32] */
@@ -1519,246 +717,77 @@ static void fashion_maxpool1_backward(const float *restrict x, const float *rest
 /* line 8: conv2d 64 3x3 relu
    as training runs it: relu, without the pool
    x [13][13][32] -> y [11][11][64]
-   tiles of 1 row x 11 columns x 32 channels held in registers (16-float vectors)
-   tiles of 1 row x 6 columns x 16 channels held in registers (8-float vectors) */
-#if fashion_VW == 16
+   tiles of 1 row x TC columns (11 at 16 floats, 6 at 8) x 2 vectors of fashion_VW channels held in registers */
 static fashion_NOINLINE void fashion_conv2_train_forward(const fashion_model *restrict m,
                                                          const float *restrict x,
                                                          float *restrict y) {
   const float *restrict w = m->conv2_w; /* [3][3][32][64] */
   const float *restrict b = m->conv2_b; /* [64] */
-  fashion_f16 zero;
+  enum { TC = fashion_VW == 16 ? 11 : 6, REST = 11 % TC }; /* the tile at fashion_VW floats */
+  fashion_v zero;
   memset(&zero, 0, sizeof zero);
   for (int oy = 0; oy < 11; oy++) {
     const float *restrict xr = x + oy * 416;
     float *restrict yr = y + oy * 704; /* [11][64] */
-    for (int f0 = 0; f0 < 64; f0 += 32) {
-      fashion_f16 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f16 b1;
-      fashion_LOAD(b1, b + f0 + 16);
-      {
-        fashion_f16 a0_0 = b0, a0_1 = b1;
-        fashion_f16 a1_0 = b0, a1_1 = b1;
-        fashion_f16 a2_0 = b0, a2_1 = b1;
-        fashion_f16 a3_0 = b0, a3_1 = b1;
-        fashion_f16 a4_0 = b0, a4_1 = b1;
-        fashion_f16 a5_0 = b0, a5_1 = b1;
-        fashion_f16 a6_0 = b0, a6_1 = b1;
-        fashion_f16 a7_0 = b0, a7_1 = b1;
-        fashion_f16 a8_0 = b0, a8_1 = b1;
-        fashion_f16 a9_0 = b0, a9_1 = b1;
-        fashion_f16 a10_0 = b0, a10_1 = b1;
+    for (int f0 = 0; f0 < 64; f0 += 2 * fashion_VW) {
+      fashion_v bv[2];
+      fashion_UNROLL for (int v = 0; v < 2; v++)
+        fashion_LOAD(bv[v], b + f0 + v * fashion_VW);
+      for (int ox = 0; ox < 11 - REST; ox += TC) {
+        fashion_v a[TC][2];
+        fashion_UNROLL for (int j = 0; j < TC; j++)
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            a[j][v] = bv[v];
         for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416;
+          const float *restrict xk = xr + ky * 416 + ox * 32;
           const float *restrict wk = w + ky * 6144 + f0;
           for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 128], s5 = xk[k + 160], s6 = xk[k + 192], s7 = xk[k + 224];
-            const float s8 = xk[k + 256], s9 = xk[k + 288], s10 = xk[k + 320];
-            fashion_f16 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f16 w1;
-            fashion_LOAD(w1, wk + k * 64 + 16);
-            fashion_FMA16(a0_0, s0, w0);
-            fashion_FMA16(a0_1, s0, w1);
-            fashion_FMA16(a1_0, s1, w0);
-            fashion_FMA16(a1_1, s1, w1);
-            fashion_FMA16(a2_0, s2, w0);
-            fashion_FMA16(a2_1, s2, w1);
-            fashion_FMA16(a3_0, s3, w0);
-            fashion_FMA16(a3_1, s3, w1);
-            fashion_FMA16(a4_0, s4, w0);
-            fashion_FMA16(a4_1, s4, w1);
-            fashion_FMA16(a5_0, s5, w0);
-            fashion_FMA16(a5_1, s5, w1);
-            fashion_FMA16(a6_0, s6, w0);
-            fashion_FMA16(a6_1, s6, w1);
-            fashion_FMA16(a7_0, s7, w0);
-            fashion_FMA16(a7_1, s7, w1);
-            fashion_FMA16(a8_0, s8, w0);
-            fashion_FMA16(a8_1, s8, w1);
-            fashion_FMA16(a9_0, s9, w0);
-            fashion_FMA16(a9_1, s9, w1);
-            fashion_FMA16(a10_0, s10, w0);
-            fashion_FMA16(a10_1, s10, w1);
+            fashion_v wv[2];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            fashion_UNROLL for (int j = 0; j < TC; j++) {
+              const float s = xk[k + j * 32];
+              fashion_UNROLL for (int v = 0; v < 2; v++)
+                fashion_FMAV(a[j][v], s, wv[v]);
+            }
           }
         }
-        fashion_MAX16(a0_0, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_MAX16(a0_1, zero);
-        fashion_STORE(yr + f0 + 16, a0_1);
-        fashion_MAX16(a1_0, zero);
-        fashion_STORE(yr + f0 + 64, a1_0);
-        fashion_MAX16(a1_1, zero);
-        fashion_STORE(yr + f0 + 80, a1_1);
-        fashion_MAX16(a2_0, zero);
-        fashion_STORE(yr + f0 + 128, a2_0);
-        fashion_MAX16(a2_1, zero);
-        fashion_STORE(yr + f0 + 144, a2_1);
-        fashion_MAX16(a3_0, zero);
-        fashion_STORE(yr + f0 + 192, a3_0);
-        fashion_MAX16(a3_1, zero);
-        fashion_STORE(yr + f0 + 208, a3_1);
-        fashion_MAX16(a4_0, zero);
-        fashion_STORE(yr + f0 + 256, a4_0);
-        fashion_MAX16(a4_1, zero);
-        fashion_STORE(yr + f0 + 272, a4_1);
-        fashion_MAX16(a5_0, zero);
-        fashion_STORE(yr + f0 + 320, a5_0);
-        fashion_MAX16(a5_1, zero);
-        fashion_STORE(yr + f0 + 336, a5_1);
-        fashion_MAX16(a6_0, zero);
-        fashion_STORE(yr + f0 + 384, a6_0);
-        fashion_MAX16(a6_1, zero);
-        fashion_STORE(yr + f0 + 400, a6_1);
-        fashion_MAX16(a7_0, zero);
-        fashion_STORE(yr + f0 + 448, a7_0);
-        fashion_MAX16(a7_1, zero);
-        fashion_STORE(yr + f0 + 464, a7_1);
-        fashion_MAX16(a8_0, zero);
-        fashion_STORE(yr + f0 + 512, a8_0);
-        fashion_MAX16(a8_1, zero);
-        fashion_STORE(yr + f0 + 528, a8_1);
-        fashion_MAX16(a9_0, zero);
-        fashion_STORE(yr + f0 + 576, a9_0);
-        fashion_MAX16(a9_1, zero);
-        fashion_STORE(yr + f0 + 592, a9_1);
-        fashion_MAX16(a10_0, zero);
-        fashion_STORE(yr + f0 + 640, a10_0);
-        fashion_MAX16(a10_1, zero);
-        fashion_STORE(yr + f0 + 656, a10_1);
+        fashion_UNROLL for (int j = 0; j < TC; j++)
+          fashion_UNROLL for (int v = 0; v < 2; v++) {
+            fashion_MAXV(a[j][v], zero);
+            fashion_STORE(yr + ox * 64 + j * 64 + f0 + v * fashion_VW, a[j][v]);
+          }
+      }
+      if (REST) {
+        const int ox = 11 - REST;
+        fashion_v a[TC][2];
+        fashion_UNROLL for (int j = 0; j < REST; j++)
+          fashion_UNROLL for (int v = 0; v < 2; v++)
+            a[j][v] = bv[v];
+        for (int ky = 0; ky < 3; ky++) {
+          const float *restrict xk = xr + ky * 416 + ox * 32;
+          const float *restrict wk = w + ky * 6144 + f0;
+          for (int k = 0; k < 96; k++) {
+            fashion_v wv[2];
+            fashion_UNROLL for (int v = 0; v < 2; v++)
+              fashion_LOAD(wv[v], wk + k * 64 + v * fashion_VW);
+            fashion_UNROLL for (int j = 0; j < REST; j++) {
+              const float s = xk[k + j * 32];
+              fashion_UNROLL for (int v = 0; v < 2; v++)
+                fashion_FMAV(a[j][v], s, wv[v]);
+            }
+          }
+        }
+        fashion_UNROLL for (int j = 0; j < REST; j++)
+          fashion_UNROLL for (int v = 0; v < 2; v++) {
+            fashion_MAXV(a[j][v], zero);
+            fashion_STORE(yr + ox * 64 + j * 64 + f0 + v * fashion_VW, a[j][v]);
+          }
       }
     }
   }
 }
-#else /* fashion_VW == 8 */
-static fashion_NOINLINE void fashion_conv2_train_forward(const fashion_model *restrict m,
-                                                         const float *restrict x,
-                                                         float *restrict y) {
-  const float *restrict w = m->conv2_w; /* [3][3][32][64] */
-  const float *restrict b = m->conv2_b; /* [64] */
-  fashion_f8 zero;
-  memset(&zero, 0, sizeof zero);
-  for (int oy = 0; oy < 11; oy++) {
-    const float *restrict xr = x + oy * 416;
-    float *restrict yr = y + oy * 704; /* [11][64] */
-    for (int f0 = 0; f0 < 64; f0 += 16) {
-      fashion_f8 b0;
-      fashion_LOAD(b0, b + f0);
-      fashion_f8 b1;
-      fashion_LOAD(b1, b + f0 + 8);
-      {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
-        fashion_f8 a4_0 = b0, a4_1 = b1;
-        fashion_f8 a5_0 = b0, a5_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416;
-          const float *restrict wk = w + ky * 6144 + f0;
-          for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 128], s5 = xk[k + 160];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 64 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
-            fashion_FMA(a4_0, s4, w0);
-            fashion_FMA(a4_1, s4, w1);
-            fashion_FMA(a5_0, s5, w0);
-            fashion_FMA(a5_1, s5, w1);
-          }
-        }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + f0, a0_0);
-        fashion_MAX(a0_1, zero);
-        fashion_STORE(yr + f0 + 8, a0_1);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + f0 + 64, a1_0);
-        fashion_MAX(a1_1, zero);
-        fashion_STORE(yr + f0 + 72, a1_1);
-        fashion_MAX(a2_0, zero);
-        fashion_STORE(yr + f0 + 128, a2_0);
-        fashion_MAX(a2_1, zero);
-        fashion_STORE(yr + f0 + 136, a2_1);
-        fashion_MAX(a3_0, zero);
-        fashion_STORE(yr + f0 + 192, a3_0);
-        fashion_MAX(a3_1, zero);
-        fashion_STORE(yr + f0 + 200, a3_1);
-        fashion_MAX(a4_0, zero);
-        fashion_STORE(yr + f0 + 256, a4_0);
-        fashion_MAX(a4_1, zero);
-        fashion_STORE(yr + f0 + 264, a4_1);
-        fashion_MAX(a5_0, zero);
-        fashion_STORE(yr + f0 + 320, a5_0);
-        fashion_MAX(a5_1, zero);
-        fashion_STORE(yr + f0 + 328, a5_1);
-      }
-      {
-        fashion_f8 a0_0 = b0, a0_1 = b1;
-        fashion_f8 a1_0 = b0, a1_1 = b1;
-        fashion_f8 a2_0 = b0, a2_1 = b1;
-        fashion_f8 a3_0 = b0, a3_1 = b1;
-        fashion_f8 a4_0 = b0, a4_1 = b1;
-        for (int ky = 0; ky < 3; ky++) {
-          const float *restrict xk = xr + ky * 416 + 192;
-          const float *restrict wk = w + ky * 6144 + f0;
-          for (int k = 0; k < 96; k++) {
-            const float s0 = xk[k], s1 = xk[k + 32], s2 = xk[k + 64], s3 = xk[k + 96];
-            const float s4 = xk[k + 128];
-            fashion_f8 w0;
-            fashion_LOAD(w0, wk + k * 64);
-            fashion_f8 w1;
-            fashion_LOAD(w1, wk + k * 64 + 8);
-            fashion_FMA(a0_0, s0, w0);
-            fashion_FMA(a0_1, s0, w1);
-            fashion_FMA(a1_0, s1, w0);
-            fashion_FMA(a1_1, s1, w1);
-            fashion_FMA(a2_0, s2, w0);
-            fashion_FMA(a2_1, s2, w1);
-            fashion_FMA(a3_0, s3, w0);
-            fashion_FMA(a3_1, s3, w1);
-            fashion_FMA(a4_0, s4, w0);
-            fashion_FMA(a4_1, s4, w1);
-          }
-        }
-        fashion_MAX(a0_0, zero);
-        fashion_STORE(yr + f0 + 384, a0_0);
-        fashion_MAX(a0_1, zero);
-        fashion_STORE(yr + f0 + 392, a0_1);
-        fashion_MAX(a1_0, zero);
-        fashion_STORE(yr + f0 + 448, a1_0);
-        fashion_MAX(a1_1, zero);
-        fashion_STORE(yr + f0 + 456, a1_1);
-        fashion_MAX(a2_0, zero);
-        fashion_STORE(yr + f0 + 512, a2_0);
-        fashion_MAX(a2_1, zero);
-        fashion_STORE(yr + f0 + 520, a2_1);
-        fashion_MAX(a3_0, zero);
-        fashion_STORE(yr + f0 + 576, a3_0);
-        fashion_MAX(a3_1, zero);
-        fashion_STORE(yr + f0 + 584, a3_1);
-        fashion_MAX(a4_0, zero);
-        fashion_STORE(yr + f0 + 640, a4_0);
-        fashion_MAX(a4_1, zero);
-        fashion_STORE(yr + f0 + 648, a4_1);
-      }
-    }
-  }
-}
-#endif
 
-#if fashion_VW == 16
 /* line 8: conv2d 64 3x3 relu
    + line 9: maxpool 2x2
    backward from dyp [5][5][64] */
@@ -1804,646 +833,96 @@ static void fashion_conv2_backward(const fashion_model *m, fashion_grads *g,
       for (int q = 0; q < 4; q++) {
         const int oy = wy * 2 + q / 2, ox = wx * 2 + q % 2;
         float *o = dx + oy * 416 + ox * 32; /* tap (0, 0) */
-        {
-          const int c0 = 0;
-          {
-            fashion_f16 a0_0, a0_1;
-            fashion_f16 a1_0, a1_1;
-            fashion_f16 a2_0, a2_1;
-            fashion_f16 a3_0, a3_1;
-            fashion_f16 a4_0, a4_1;
-            fashion_f16 a5_0, a5_1;
-            fashion_f16 a6_0, a6_1;
-            fashion_f16 a7_0, a7_1;
-            fashion_f16 a8_0, a8_1;
-            fashion_ZERO(a0_0);
-            fashion_ZERO(a0_1);
-            fashion_ZERO(a1_0);
-            fashion_ZERO(a1_1);
-            fashion_ZERO(a2_0);
-            fashion_ZERO(a2_1);
-            fashion_ZERO(a3_0);
-            fashion_ZERO(a3_1);
-            fashion_ZERO(a4_0);
-            fashion_ZERO(a4_1);
-            fashion_ZERO(a5_0);
-            fashion_ZERO(a5_1);
-            fashion_ZERO(a6_0);
-            fashion_ZERO(a6_1);
-            fashion_ZERO(a7_0);
-            fashion_ZERO(a7_1);
-            fashion_ZERO(a8_0);
-            fashion_ZERO(a8_1);
+        enum { PX_T = fashion_VW == 16 ? 9 : 6, PX_R = 9 % PX_T };
+        for (int c0 = 0; c0 < 32; c0 += 2 * fashion_VW) {
+          for (int tap0 = 0; tap0 < 9 - PX_R; tap0 += PX_T) {
+            fashion_v a[PX_T][2];
+            fashion_UNROLL for (int j = 0; j < PX_T; j++)
+              fashion_UNROLL for (int v = 0; v < 2; v++)
+                fashion_ZERO(a[j][v]);
             for (int i = 0; i < count[q]; i++) {
               const float *wk = wt + fs[q][i] * 32 + c0;
-              const float s0 = vs[q][i];
-              fashion_f16 w0_0;
-              fashion_LOAD(w0_0, wk + 0);
-              fashion_FMA16(a0_0, s0, w0_0);
-              fashion_f16 w0_1;
-              fashion_LOAD(w0_1, wk + 16);
-              fashion_FMA16(a0_1, s0, w0_1);
-              fashion_f16 w1_0;
-              fashion_LOAD(w1_0, wk + 2048);
-              fashion_FMA16(a1_0, s0, w1_0);
-              fashion_f16 w1_1;
-              fashion_LOAD(w1_1, wk + 2064);
-              fashion_FMA16(a1_1, s0, w1_1);
-              fashion_f16 w2_0;
-              fashion_LOAD(w2_0, wk + 4096);
-              fashion_FMA16(a2_0, s0, w2_0);
-              fashion_f16 w2_1;
-              fashion_LOAD(w2_1, wk + 4112);
-              fashion_FMA16(a2_1, s0, w2_1);
-              fashion_f16 w3_0;
-              fashion_LOAD(w3_0, wk + 6144);
-              fashion_FMA16(a3_0, s0, w3_0);
-              fashion_f16 w3_1;
-              fashion_LOAD(w3_1, wk + 6160);
-              fashion_FMA16(a3_1, s0, w3_1);
-              fashion_f16 w4_0;
-              fashion_LOAD(w4_0, wk + 8192);
-              fashion_FMA16(a4_0, s0, w4_0);
-              fashion_f16 w4_1;
-              fashion_LOAD(w4_1, wk + 8208);
-              fashion_FMA16(a4_1, s0, w4_1);
-              fashion_f16 w5_0;
-              fashion_LOAD(w5_0, wk + 10240);
-              fashion_FMA16(a5_0, s0, w5_0);
-              fashion_f16 w5_1;
-              fashion_LOAD(w5_1, wk + 10256);
-              fashion_FMA16(a5_1, s0, w5_1);
-              fashion_f16 w6_0;
-              fashion_LOAD(w6_0, wk + 12288);
-              fashion_FMA16(a6_0, s0, w6_0);
-              fashion_f16 w6_1;
-              fashion_LOAD(w6_1, wk + 12304);
-              fashion_FMA16(a6_1, s0, w6_1);
-              fashion_f16 w7_0;
-              fashion_LOAD(w7_0, wk + 14336);
-              fashion_FMA16(a7_0, s0, w7_0);
-              fashion_f16 w7_1;
-              fashion_LOAD(w7_1, wk + 14352);
-              fashion_FMA16(a7_1, s0, w7_1);
-              fashion_f16 w8_0;
-              fashion_LOAD(w8_0, wk + 16384);
-              fashion_FMA16(a8_0, s0, w8_0);
-              fashion_f16 w8_1;
-              fashion_LOAD(w8_1, wk + 16400);
-              fashion_FMA16(a8_1, s0, w8_1);
+              const float s = vs[q][i];
+              fashion_UNROLL for (int j = 0; j < PX_T; j++)
+                fashion_UNROLL for (int v = 0; v < 2; v++) {
+                  fashion_v wv;
+                  fashion_LOAD(wv, wk + (tap0 + j) * 2048 + v * fashion_VW);
+                  fashion_FMAV(a[j][v], s, wv);
+                }
             }
-            fashion_ADDTO16(o + c0, a0_0);
-            fashion_ADDTO16(o + c0 + 16, a0_1);
-            fashion_ADDTO16(o + c0 + 32, a1_0);
-            fashion_ADDTO16(o + c0 + 48, a1_1);
-            fashion_ADDTO16(o + c0 + 64, a2_0);
-            fashion_ADDTO16(o + c0 + 80, a2_1);
-            fashion_ADDTO16(o + c0 + 416, a3_0);
-            fashion_ADDTO16(o + c0 + 432, a3_1);
-            fashion_ADDTO16(o + c0 + 448, a4_0);
-            fashion_ADDTO16(o + c0 + 464, a4_1);
-            fashion_ADDTO16(o + c0 + 480, a5_0);
-            fashion_ADDTO16(o + c0 + 496, a5_1);
-            fashion_ADDTO16(o + c0 + 832, a6_0);
-            fashion_ADDTO16(o + c0 + 848, a6_1);
-            fashion_ADDTO16(o + c0 + 864, a7_0);
-            fashion_ADDTO16(o + c0 + 880, a7_1);
-            fashion_ADDTO16(o + c0 + 896, a8_0);
-            fashion_ADDTO16(o + c0 + 912, a8_1);
+            fashion_UNROLL for (int j = 0; j < PX_T; j++)
+              fashion_UNROLL for (int v = 0; v < 2; v++)
+                fashion_ADDTOV(o + (tap0 + j) / 3 * 416 + (tap0 + j) % 3 * 32 + c0 + v * fashion_VW, a[j][v]);
+          }
+          if (PX_R) {
+            const int tap0 = 9 - PX_R;
+            fashion_v a[PX_T][2];
+            fashion_UNROLL for (int j = 0; j < PX_R; j++)
+              fashion_UNROLL for (int v = 0; v < 2; v++)
+                fashion_ZERO(a[j][v]);
+            for (int i = 0; i < count[q]; i++) {
+              const float *wk = wt + fs[q][i] * 32 + c0;
+              const float s = vs[q][i];
+              fashion_UNROLL for (int j = 0; j < PX_R; j++)
+                fashion_UNROLL for (int v = 0; v < 2; v++) {
+                  fashion_v wv;
+                  fashion_LOAD(wv, wk + (tap0 + j) * 2048 + v * fashion_VW);
+                  fashion_FMAV(a[j][v], s, wv);
+                }
+            }
+            fashion_UNROLL for (int j = 0; j < PX_R; j++)
+              fashion_UNROLL for (int v = 0; v < 2; v++)
+                fashion_ADDTOV(o + (tap0 + j) / 3 * 416 + (tap0 + j) % 3 * 32 + c0 + v * fashion_VW, a[j][v]);
           }
         }
       }
     }
+    enum { PW_N = 288 / fashion_VW, PW_T = fashion_VW == 16 ? 18 : 12, PW_R = PW_N % PW_T };
     for (int f = 0; f < 64; f++) {
       float *restrict dk = dwt + f * 288;
-      {
-        fashion_f16 a0;
-        fashion_LOAD(a0, dk + 0);
-        fashion_f16 a1;
-        fashion_LOAD(a1, dk + 16);
-        fashion_f16 a2;
-        fashion_LOAD(a2, dk + 32);
-        fashion_f16 a3;
-        fashion_LOAD(a3, dk + 48);
-        fashion_f16 a4;
-        fashion_LOAD(a4, dk + 64);
-        fashion_f16 a5;
-        fashion_LOAD(a5, dk + 80);
-        fashion_f16 a6;
-        fashion_LOAD(a6, dk + 96);
-        fashion_f16 a7;
-        fashion_LOAD(a7, dk + 112);
-        fashion_f16 a8;
-        fashion_LOAD(a8, dk + 128);
-        fashion_f16 a9;
-        fashion_LOAD(a9, dk + 144);
-        fashion_f16 a10;
-        fashion_LOAD(a10, dk + 160);
-        fashion_f16 a11;
-        fashion_LOAD(a11, dk + 176);
-        fashion_f16 a12;
-        fashion_LOAD(a12, dk + 192);
-        fashion_f16 a13;
-        fashion_LOAD(a13, dk + 208);
-        fashion_f16 a14;
-        fashion_LOAD(a14, dk + 224);
-        fashion_f16 a15;
-        fashion_LOAD(a15, dk + 240);
-        fashion_f16 a16;
-        fashion_LOAD(a16, dk + 256);
-        fashion_f16 a17;
-        fashion_LOAD(a17, dk + 272);
+      for (int j0 = 0; j0 < PW_N - PW_R; j0 += PW_T) {
+        fashion_v a[PW_T];
+        fashion_UNROLL for (int j = 0; j < PW_T; j++)
+          fashion_LOAD(a[j], dk + (j0 + j) * fashion_VW);
         for (int wi = 0; wi < nw; wi++) {
           if (xo[wi][f] < 0)
             continue;
           const float *restrict xk = x + xo[wi][f];
           const float s = vw[wi][f];
-          fashion_f16 x0;
-          fashion_LOAD(x0, xk + 0);
-          fashion_MULADD16(a0, s, x0);
-          fashion_f16 x1;
-          fashion_LOAD(x1, xk + 16);
-          fashion_MULADD16(a1, s, x1);
-          fashion_f16 x2;
-          fashion_LOAD(x2, xk + 32);
-          fashion_MULADD16(a2, s, x2);
-          fashion_f16 x3;
-          fashion_LOAD(x3, xk + 48);
-          fashion_MULADD16(a3, s, x3);
-          fashion_f16 x4;
-          fashion_LOAD(x4, xk + 64);
-          fashion_MULADD16(a4, s, x4);
-          fashion_f16 x5;
-          fashion_LOAD(x5, xk + 80);
-          fashion_MULADD16(a5, s, x5);
-          fashion_f16 x6;
-          fashion_LOAD(x6, xk + 416);
-          fashion_MULADD16(a6, s, x6);
-          fashion_f16 x7;
-          fashion_LOAD(x7, xk + 432);
-          fashion_MULADD16(a7, s, x7);
-          fashion_f16 x8;
-          fashion_LOAD(x8, xk + 448);
-          fashion_MULADD16(a8, s, x8);
-          fashion_f16 x9;
-          fashion_LOAD(x9, xk + 464);
-          fashion_MULADD16(a9, s, x9);
-          fashion_f16 x10;
-          fashion_LOAD(x10, xk + 480);
-          fashion_MULADD16(a10, s, x10);
-          fashion_f16 x11;
-          fashion_LOAD(x11, xk + 496);
-          fashion_MULADD16(a11, s, x11);
-          fashion_f16 x12;
-          fashion_LOAD(x12, xk + 832);
-          fashion_MULADD16(a12, s, x12);
-          fashion_f16 x13;
-          fashion_LOAD(x13, xk + 848);
-          fashion_MULADD16(a13, s, x13);
-          fashion_f16 x14;
-          fashion_LOAD(x14, xk + 864);
-          fashion_MULADD16(a14, s, x14);
-          fashion_f16 x15;
-          fashion_LOAD(x15, xk + 880);
-          fashion_MULADD16(a15, s, x15);
-          fashion_f16 x16;
-          fashion_LOAD(x16, xk + 896);
-          fashion_MULADD16(a16, s, x16);
-          fashion_f16 x17;
-          fashion_LOAD(x17, xk + 912);
-          fashion_MULADD16(a17, s, x17);
+          fashion_UNROLL for (int j = 0; j < PW_T; j++) {
+            const int at = (j0 + j) * fashion_VW; /* in kernel row at / 96 */
+            fashion_v xv;
+            fashion_LOAD(xv, xk + at / 96 * 416 + at % 96);
+            fashion_MULADDV(a[j], s, xv);
+          }
         }
-        fashion_STORE(dk + 0, a0);
-        fashion_STORE(dk + 16, a1);
-        fashion_STORE(dk + 32, a2);
-        fashion_STORE(dk + 48, a3);
-        fashion_STORE(dk + 64, a4);
-        fashion_STORE(dk + 80, a5);
-        fashion_STORE(dk + 96, a6);
-        fashion_STORE(dk + 112, a7);
-        fashion_STORE(dk + 128, a8);
-        fashion_STORE(dk + 144, a9);
-        fashion_STORE(dk + 160, a10);
-        fashion_STORE(dk + 176, a11);
-        fashion_STORE(dk + 192, a12);
-        fashion_STORE(dk + 208, a13);
-        fashion_STORE(dk + 224, a14);
-        fashion_STORE(dk + 240, a15);
-        fashion_STORE(dk + 256, a16);
-        fashion_STORE(dk + 272, a17);
+        fashion_UNROLL for (int j = 0; j < PW_T; j++)
+          fashion_STORE(dk + (j0 + j) * fashion_VW, a[j]);
+      }
+      if (PW_R) {
+        const int j0 = PW_N - PW_R;
+        fashion_v a[PW_T];
+        fashion_UNROLL for (int j = 0; j < PW_R; j++)
+          fashion_LOAD(a[j], dk + (j0 + j) * fashion_VW);
+        for (int wi = 0; wi < nw; wi++) {
+          if (xo[wi][f] < 0)
+            continue;
+          const float *restrict xk = x + xo[wi][f];
+          const float s = vw[wi][f];
+          fashion_UNROLL for (int j = 0; j < PW_R; j++) {
+            const int at = (j0 + j) * fashion_VW; /* in kernel row at / 96 */
+            fashion_v xv;
+            fashion_LOAD(xv, xk + at / 96 * 416 + at % 96);
+            fashion_MULADDV(a[j], s, xv);
+          }
+        }
+        fashion_UNROLL for (int j = 0; j < PW_R; j++)
+          fashion_STORE(dk + (j0 + j) * fashion_VW, a[j]);
       }
     }
   }
 }
 
-#else /* fashion_VW == 8 */
-/* line 8: conv2d 64 3x3 relu
-   + line 9: maxpool 2x2
-   backward from dyp [5][5][64] */
-static void fashion_conv2_backward(const fashion_model *m, fashion_grads *g,
-                                   const float *restrict wt, const float *restrict x,
-                                   const float *restrict y, const float *restrict yp,
-                                   const float *restrict dyp, float *restrict dwt,
-                                   float *restrict dx) {
-  (void)m;
-  float *restrict db = g->p + 18752; /* [64] */
-  memset(dx, 0, 5408 * sizeof(float));
-  int xo[25][64];
-  float vw[25][64];
-  {
-    const int w0 = 0, nw = 25;
-    for (int wi = 0; wi < nw; wi++) {
-      const int wy = (w0 + wi) / 5, wx = (w0 + wi) % 5;
-      const float *pp = yp + (wy * 5 + wx) * 64, *dp = dyp + (wy * 5 + wx) * 64;
-      const float *y0 = y + wy * 1408 + wx * 128;
-      int qf[64];
-      int count[4] = {0}, fs[4][64];
-      float vs[4][64];
-      /* the first maximum without branches (a loop the C compiler vectorizes) */
-      for (int f = 0; f < 64; f++) {
-        int q = 3;
-        q = y0[f + 704] == pp[f] ? 2 : q;
-        q = y0[f + 64] == pp[f] ? 1 : q;
-        q = y0[f] == pp[f] ? 0 : q;
-        qf[f] = q;
-      }
-      for (int f = 0; f < 64; f++) {
-        const int q = qf[f];
-        const float a = y0[q / 2 * 704 + q % 2 * 64 + f];
-        const float v = a > 0.0f ? dp[f] : 0.0f;
-        db[f] += v;
-        xo[wi][f] = v != 0.0f ? wy * 832 + q / 2 * 416 + wx * 64 + q % 2 * 32 : -1;
-        vw[wi][f] = v;
-        if (v != 0.0f) {
-          fs[q][count[q]] = f;
-          vs[q][count[q]++] = v;
-        }
-      }
-      for (int q = 0; q < 4; q++) {
-        const int oy = wy * 2 + q / 2, ox = wx * 2 + q % 2;
-        float *o = dx + oy * 416 + ox * 32; /* tap (0, 0) */
-        for (int c0 = 0; c0 < 32; c0 += 16) {
-          {
-            fashion_f8 a0_0, a0_1;
-            fashion_f8 a1_0, a1_1;
-            fashion_f8 a2_0, a2_1;
-            fashion_f8 a3_0, a3_1;
-            fashion_f8 a4_0, a4_1;
-            fashion_f8 a5_0, a5_1;
-            fashion_ZERO(a0_0);
-            fashion_ZERO(a0_1);
-            fashion_ZERO(a1_0);
-            fashion_ZERO(a1_1);
-            fashion_ZERO(a2_0);
-            fashion_ZERO(a2_1);
-            fashion_ZERO(a3_0);
-            fashion_ZERO(a3_1);
-            fashion_ZERO(a4_0);
-            fashion_ZERO(a4_1);
-            fashion_ZERO(a5_0);
-            fashion_ZERO(a5_1);
-            for (int i = 0; i < count[q]; i++) {
-              const float *wk = wt + fs[q][i] * 32 + c0;
-              const float s0 = vs[q][i];
-              fashion_f8 w0_0;
-              fashion_LOAD(w0_0, wk + 0);
-              fashion_FMA(a0_0, s0, w0_0);
-              fashion_f8 w0_1;
-              fashion_LOAD(w0_1, wk + 8);
-              fashion_FMA(a0_1, s0, w0_1);
-              fashion_f8 w1_0;
-              fashion_LOAD(w1_0, wk + 2048);
-              fashion_FMA(a1_0, s0, w1_0);
-              fashion_f8 w1_1;
-              fashion_LOAD(w1_1, wk + 2056);
-              fashion_FMA(a1_1, s0, w1_1);
-              fashion_f8 w2_0;
-              fashion_LOAD(w2_0, wk + 4096);
-              fashion_FMA(a2_0, s0, w2_0);
-              fashion_f8 w2_1;
-              fashion_LOAD(w2_1, wk + 4104);
-              fashion_FMA(a2_1, s0, w2_1);
-              fashion_f8 w3_0;
-              fashion_LOAD(w3_0, wk + 6144);
-              fashion_FMA(a3_0, s0, w3_0);
-              fashion_f8 w3_1;
-              fashion_LOAD(w3_1, wk + 6152);
-              fashion_FMA(a3_1, s0, w3_1);
-              fashion_f8 w4_0;
-              fashion_LOAD(w4_0, wk + 8192);
-              fashion_FMA(a4_0, s0, w4_0);
-              fashion_f8 w4_1;
-              fashion_LOAD(w4_1, wk + 8200);
-              fashion_FMA(a4_1, s0, w4_1);
-              fashion_f8 w5_0;
-              fashion_LOAD(w5_0, wk + 10240);
-              fashion_FMA(a5_0, s0, w5_0);
-              fashion_f8 w5_1;
-              fashion_LOAD(w5_1, wk + 10248);
-              fashion_FMA(a5_1, s0, w5_1);
-            }
-            fashion_ADDTO(o + c0, a0_0);
-            fashion_ADDTO(o + c0 + 8, a0_1);
-            fashion_ADDTO(o + c0 + 32, a1_0);
-            fashion_ADDTO(o + c0 + 40, a1_1);
-            fashion_ADDTO(o + c0 + 64, a2_0);
-            fashion_ADDTO(o + c0 + 72, a2_1);
-            fashion_ADDTO(o + c0 + 416, a3_0);
-            fashion_ADDTO(o + c0 + 424, a3_1);
-            fashion_ADDTO(o + c0 + 448, a4_0);
-            fashion_ADDTO(o + c0 + 456, a4_1);
-            fashion_ADDTO(o + c0 + 480, a5_0);
-            fashion_ADDTO(o + c0 + 488, a5_1);
-          }
-          {
-            fashion_f8 a0_0, a0_1;
-            fashion_f8 a1_0, a1_1;
-            fashion_f8 a2_0, a2_1;
-            fashion_ZERO(a0_0);
-            fashion_ZERO(a0_1);
-            fashion_ZERO(a1_0);
-            fashion_ZERO(a1_1);
-            fashion_ZERO(a2_0);
-            fashion_ZERO(a2_1);
-            for (int i = 0; i < count[q]; i++) {
-              const float *wk = wt + fs[q][i] * 32 + c0;
-              const float s0 = vs[q][i];
-              fashion_f8 w0_0;
-              fashion_LOAD(w0_0, wk + 12288);
-              fashion_FMA(a0_0, s0, w0_0);
-              fashion_f8 w0_1;
-              fashion_LOAD(w0_1, wk + 12296);
-              fashion_FMA(a0_1, s0, w0_1);
-              fashion_f8 w1_0;
-              fashion_LOAD(w1_0, wk + 14336);
-              fashion_FMA(a1_0, s0, w1_0);
-              fashion_f8 w1_1;
-              fashion_LOAD(w1_1, wk + 14344);
-              fashion_FMA(a1_1, s0, w1_1);
-              fashion_f8 w2_0;
-              fashion_LOAD(w2_0, wk + 16384);
-              fashion_FMA(a2_0, s0, w2_0);
-              fashion_f8 w2_1;
-              fashion_LOAD(w2_1, wk + 16392);
-              fashion_FMA(a2_1, s0, w2_1);
-            }
-            fashion_ADDTO(o + c0 + 832, a0_0);
-            fashion_ADDTO(o + c0 + 840, a0_1);
-            fashion_ADDTO(o + c0 + 864, a1_0);
-            fashion_ADDTO(o + c0 + 872, a1_1);
-            fashion_ADDTO(o + c0 + 896, a2_0);
-            fashion_ADDTO(o + c0 + 904, a2_1);
-          }
-        }
-      }
-    }
-    for (int f = 0; f < 64; f++) {
-      float *restrict dk = dwt + f * 288;
-      {
-        fashion_f8 a0;
-        fashion_LOAD(a0, dk + 0);
-        fashion_f8 a1;
-        fashion_LOAD(a1, dk + 8);
-        fashion_f8 a2;
-        fashion_LOAD(a2, dk + 16);
-        fashion_f8 a3;
-        fashion_LOAD(a3, dk + 24);
-        fashion_f8 a4;
-        fashion_LOAD(a4, dk + 32);
-        fashion_f8 a5;
-        fashion_LOAD(a5, dk + 40);
-        fashion_f8 a6;
-        fashion_LOAD(a6, dk + 48);
-        fashion_f8 a7;
-        fashion_LOAD(a7, dk + 56);
-        fashion_f8 a8;
-        fashion_LOAD(a8, dk + 64);
-        fashion_f8 a9;
-        fashion_LOAD(a9, dk + 72);
-        fashion_f8 a10;
-        fashion_LOAD(a10, dk + 80);
-        fashion_f8 a11;
-        fashion_LOAD(a11, dk + 88);
-        for (int wi = 0; wi < nw; wi++) {
-          if (xo[wi][f] < 0)
-            continue;
-          const float *restrict xk = x + xo[wi][f];
-          const float s = vw[wi][f];
-          fashion_f8 x0;
-          fashion_LOAD(x0, xk + 0);
-          fashion_MULADD(a0, s, x0);
-          fashion_f8 x1;
-          fashion_LOAD(x1, xk + 8);
-          fashion_MULADD(a1, s, x1);
-          fashion_f8 x2;
-          fashion_LOAD(x2, xk + 16);
-          fashion_MULADD(a2, s, x2);
-          fashion_f8 x3;
-          fashion_LOAD(x3, xk + 24);
-          fashion_MULADD(a3, s, x3);
-          fashion_f8 x4;
-          fashion_LOAD(x4, xk + 32);
-          fashion_MULADD(a4, s, x4);
-          fashion_f8 x5;
-          fashion_LOAD(x5, xk + 40);
-          fashion_MULADD(a5, s, x5);
-          fashion_f8 x6;
-          fashion_LOAD(x6, xk + 48);
-          fashion_MULADD(a6, s, x6);
-          fashion_f8 x7;
-          fashion_LOAD(x7, xk + 56);
-          fashion_MULADD(a7, s, x7);
-          fashion_f8 x8;
-          fashion_LOAD(x8, xk + 64);
-          fashion_MULADD(a8, s, x8);
-          fashion_f8 x9;
-          fashion_LOAD(x9, xk + 72);
-          fashion_MULADD(a9, s, x9);
-          fashion_f8 x10;
-          fashion_LOAD(x10, xk + 80);
-          fashion_MULADD(a10, s, x10);
-          fashion_f8 x11;
-          fashion_LOAD(x11, xk + 88);
-          fashion_MULADD(a11, s, x11);
-        }
-        fashion_STORE(dk + 0, a0);
-        fashion_STORE(dk + 8, a1);
-        fashion_STORE(dk + 16, a2);
-        fashion_STORE(dk + 24, a3);
-        fashion_STORE(dk + 32, a4);
-        fashion_STORE(dk + 40, a5);
-        fashion_STORE(dk + 48, a6);
-        fashion_STORE(dk + 56, a7);
-        fashion_STORE(dk + 64, a8);
-        fashion_STORE(dk + 72, a9);
-        fashion_STORE(dk + 80, a10);
-        fashion_STORE(dk + 88, a11);
-      }
-      {
-        fashion_f8 a0;
-        fashion_LOAD(a0, dk + 96);
-        fashion_f8 a1;
-        fashion_LOAD(a1, dk + 104);
-        fashion_f8 a2;
-        fashion_LOAD(a2, dk + 112);
-        fashion_f8 a3;
-        fashion_LOAD(a3, dk + 120);
-        fashion_f8 a4;
-        fashion_LOAD(a4, dk + 128);
-        fashion_f8 a5;
-        fashion_LOAD(a5, dk + 136);
-        fashion_f8 a6;
-        fashion_LOAD(a6, dk + 144);
-        fashion_f8 a7;
-        fashion_LOAD(a7, dk + 152);
-        fashion_f8 a8;
-        fashion_LOAD(a8, dk + 160);
-        fashion_f8 a9;
-        fashion_LOAD(a9, dk + 168);
-        fashion_f8 a10;
-        fashion_LOAD(a10, dk + 176);
-        fashion_f8 a11;
-        fashion_LOAD(a11, dk + 184);
-        for (int wi = 0; wi < nw; wi++) {
-          if (xo[wi][f] < 0)
-            continue;
-          const float *restrict xk = x + xo[wi][f];
-          const float s = vw[wi][f];
-          fashion_f8 x0;
-          fashion_LOAD(x0, xk + 416);
-          fashion_MULADD(a0, s, x0);
-          fashion_f8 x1;
-          fashion_LOAD(x1, xk + 424);
-          fashion_MULADD(a1, s, x1);
-          fashion_f8 x2;
-          fashion_LOAD(x2, xk + 432);
-          fashion_MULADD(a2, s, x2);
-          fashion_f8 x3;
-          fashion_LOAD(x3, xk + 440);
-          fashion_MULADD(a3, s, x3);
-          fashion_f8 x4;
-          fashion_LOAD(x4, xk + 448);
-          fashion_MULADD(a4, s, x4);
-          fashion_f8 x5;
-          fashion_LOAD(x5, xk + 456);
-          fashion_MULADD(a5, s, x5);
-          fashion_f8 x6;
-          fashion_LOAD(x6, xk + 464);
-          fashion_MULADD(a6, s, x6);
-          fashion_f8 x7;
-          fashion_LOAD(x7, xk + 472);
-          fashion_MULADD(a7, s, x7);
-          fashion_f8 x8;
-          fashion_LOAD(x8, xk + 480);
-          fashion_MULADD(a8, s, x8);
-          fashion_f8 x9;
-          fashion_LOAD(x9, xk + 488);
-          fashion_MULADD(a9, s, x9);
-          fashion_f8 x10;
-          fashion_LOAD(x10, xk + 496);
-          fashion_MULADD(a10, s, x10);
-          fashion_f8 x11;
-          fashion_LOAD(x11, xk + 504);
-          fashion_MULADD(a11, s, x11);
-        }
-        fashion_STORE(dk + 96, a0);
-        fashion_STORE(dk + 104, a1);
-        fashion_STORE(dk + 112, a2);
-        fashion_STORE(dk + 120, a3);
-        fashion_STORE(dk + 128, a4);
-        fashion_STORE(dk + 136, a5);
-        fashion_STORE(dk + 144, a6);
-        fashion_STORE(dk + 152, a7);
-        fashion_STORE(dk + 160, a8);
-        fashion_STORE(dk + 168, a9);
-        fashion_STORE(dk + 176, a10);
-        fashion_STORE(dk + 184, a11);
-      }
-      {
-        fashion_f8 a0;
-        fashion_LOAD(a0, dk + 192);
-        fashion_f8 a1;
-        fashion_LOAD(a1, dk + 200);
-        fashion_f8 a2;
-        fashion_LOAD(a2, dk + 208);
-        fashion_f8 a3;
-        fashion_LOAD(a3, dk + 216);
-        fashion_f8 a4;
-        fashion_LOAD(a4, dk + 224);
-        fashion_f8 a5;
-        fashion_LOAD(a5, dk + 232);
-        fashion_f8 a6;
-        fashion_LOAD(a6, dk + 240);
-        fashion_f8 a7;
-        fashion_LOAD(a7, dk + 248);
-        fashion_f8 a8;
-        fashion_LOAD(a8, dk + 256);
-        fashion_f8 a9;
-        fashion_LOAD(a9, dk + 264);
-        fashion_f8 a10;
-        fashion_LOAD(a10, dk + 272);
-        fashion_f8 a11;
-        fashion_LOAD(a11, dk + 280);
-        for (int wi = 0; wi < nw; wi++) {
-          if (xo[wi][f] < 0)
-            continue;
-          const float *restrict xk = x + xo[wi][f];
-          const float s = vw[wi][f];
-          fashion_f8 x0;
-          fashion_LOAD(x0, xk + 832);
-          fashion_MULADD(a0, s, x0);
-          fashion_f8 x1;
-          fashion_LOAD(x1, xk + 840);
-          fashion_MULADD(a1, s, x1);
-          fashion_f8 x2;
-          fashion_LOAD(x2, xk + 848);
-          fashion_MULADD(a2, s, x2);
-          fashion_f8 x3;
-          fashion_LOAD(x3, xk + 856);
-          fashion_MULADD(a3, s, x3);
-          fashion_f8 x4;
-          fashion_LOAD(x4, xk + 864);
-          fashion_MULADD(a4, s, x4);
-          fashion_f8 x5;
-          fashion_LOAD(x5, xk + 872);
-          fashion_MULADD(a5, s, x5);
-          fashion_f8 x6;
-          fashion_LOAD(x6, xk + 880);
-          fashion_MULADD(a6, s, x6);
-          fashion_f8 x7;
-          fashion_LOAD(x7, xk + 888);
-          fashion_MULADD(a7, s, x7);
-          fashion_f8 x8;
-          fashion_LOAD(x8, xk + 896);
-          fashion_MULADD(a8, s, x8);
-          fashion_f8 x9;
-          fashion_LOAD(x9, xk + 904);
-          fashion_MULADD(a9, s, x9);
-          fashion_f8 x10;
-          fashion_LOAD(x10, xk + 912);
-          fashion_MULADD(a10, s, x10);
-          fashion_f8 x11;
-          fashion_LOAD(x11, xk + 920);
-          fashion_MULADD(a11, s, x11);
-        }
-        fashion_STORE(dk + 192, a0);
-        fashion_STORE(dk + 200, a1);
-        fashion_STORE(dk + 208, a2);
-        fashion_STORE(dk + 216, a3);
-        fashion_STORE(dk + 224, a4);
-        fashion_STORE(dk + 232, a5);
-        fashion_STORE(dk + 240, a6);
-        fashion_STORE(dk + 248, a7);
-        fashion_STORE(dk + 256, a8);
-        fashion_STORE(dk + 264, a9);
-        fashion_STORE(dk + 272, a10);
-        fashion_STORE(dk + 280, a11);
-      }
-    }
-  }
-}
-
-#endif
 /* line 9: maxpool 2x2
    as training runs it: linear
    x [11][11][64] -> y [5][5][64] */
@@ -2463,7 +942,6 @@ static void fashion_maxpool2_train_forward(const float *restrict x, float *restr
   }
 }
 
-#if fashion_VW == 16
 /* line 10: conv2d 64 3x3 relu
    backward from dy [3][3][64] (made the pre-activation gradient) */
 static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
@@ -2479,174 +957,60 @@ static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
     for (int f = 0; f < 64; f++)
       db[f] += dy[p * 64 + f];
   for (int ky = 0; ky < 3; ky++) {
-    {
-      const int f0 = 0;
-      int k0;
-      for (k0 = 0; k0 < 192; k0 += 6)
-      {
-        fashion_f16 a0_0, a0_1, a0_2, a0_3;
-        fashion_f16 a1_0, a1_1, a1_2, a1_3;
-        fashion_f16 a2_0, a2_1, a2_2, a2_3;
-        fashion_f16 a3_0, a3_1, a3_2, a3_3;
-        fashion_f16 a4_0, a4_1, a4_2, a4_3;
-        fashion_f16 a5_0, a5_1, a5_2, a5_3;
-        fashion_ZERO(a0_0);
-        fashion_ZERO(a0_1);
-        fashion_ZERO(a0_2);
-        fashion_ZERO(a0_3);
-        fashion_ZERO(a1_0);
-        fashion_ZERO(a1_1);
-        fashion_ZERO(a1_2);
-        fashion_ZERO(a1_3);
-        fashion_ZERO(a2_0);
-        fashion_ZERO(a2_1);
-        fashion_ZERO(a2_2);
-        fashion_ZERO(a2_3);
-        fashion_ZERO(a3_0);
-        fashion_ZERO(a3_1);
-        fashion_ZERO(a3_2);
-        fashion_ZERO(a3_3);
-        fashion_ZERO(a4_0);
-        fashion_ZERO(a4_1);
-        fashion_ZERO(a4_2);
-        fashion_ZERO(a4_3);
-        fashion_ZERO(a5_0);
-        fashion_ZERO(a5_1);
-        fashion_ZERO(a5_2);
-        fashion_ZERO(a5_3);
+    enum { DW_V = fashion_VW == 16 ? 4 : 2 };
+    for (int f0 = 0; f0 < 64; f0 += DW_V * fashion_VW) {
+      for (int k0 = 0; k0 < 192; k0 += 6) {
+        fashion_v a[6][DW_V];
+        fashion_UNROLL for (int j = 0; j < 6; j++)
+          fashion_UNROLL for (int v = 0; v < DW_V; v++)
+            fashion_ZERO(a[j][v]);
         for (int oy = 0; oy < 3; oy++) {
           const float *xk = x + oy * 320 + ky * 320 + k0;
           const float *dk = dy + oy * 192 + f0;
           for (int ox = 0; ox < 3; ox++) {
-            fashion_f16 d0;
-            fashion_f16 d1;
-            fashion_f16 d2;
-            fashion_f16 d3;
-            fashion_LOAD(d0, dk + ox * 64);
-            fashion_LOAD(d1, dk + ox * 64 + 16);
-            fashion_LOAD(d2, dk + ox * 64 + 32);
-            fashion_LOAD(d3, dk + ox * 64 + 48);
-            const float s0 = xk[ox * 64];
-            const float s1 = xk[ox * 64 + 1];
-            const float s2 = xk[ox * 64 + 2];
-            const float s3 = xk[ox * 64 + 3];
-            const float s4 = xk[ox * 64 + 4];
-            const float s5 = xk[ox * 64 + 5];
-            fashion_FMA16(a0_0, s0, d0);
-            fashion_FMA16(a0_1, s0, d1);
-            fashion_FMA16(a0_2, s0, d2);
-            fashion_FMA16(a0_3, s0, d3);
-            fashion_FMA16(a1_0, s1, d0);
-            fashion_FMA16(a1_1, s1, d1);
-            fashion_FMA16(a1_2, s1, d2);
-            fashion_FMA16(a1_3, s1, d3);
-            fashion_FMA16(a2_0, s2, d0);
-            fashion_FMA16(a2_1, s2, d1);
-            fashion_FMA16(a2_2, s2, d2);
-            fashion_FMA16(a2_3, s2, d3);
-            fashion_FMA16(a3_0, s3, d0);
-            fashion_FMA16(a3_1, s3, d1);
-            fashion_FMA16(a3_2, s3, d2);
-            fashion_FMA16(a3_3, s3, d3);
-            fashion_FMA16(a4_0, s4, d0);
-            fashion_FMA16(a4_1, s4, d1);
-            fashion_FMA16(a4_2, s4, d2);
-            fashion_FMA16(a4_3, s4, d3);
-            fashion_FMA16(a5_0, s5, d0);
-            fashion_FMA16(a5_1, s5, d1);
-            fashion_FMA16(a5_2, s5, d2);
-            fashion_FMA16(a5_3, s5, d3);
+            fashion_v dv[DW_V];
+            fashion_UNROLL for (int v = 0; v < DW_V; v++)
+              fashion_LOAD(dv[v], dk + ox * 64 + v * fashion_VW);
+            fashion_UNROLL for (int j = 0; j < 6; j++) {
+              const float s = xk[ox * 64 + j];
+              fashion_UNROLL for (int v = 0; v < DW_V; v++)
+                fashion_FMAV(a[j][v], s, dv[v]);
+            }
           }
         }
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0, a0_0);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 16, a0_1);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 32, a0_2);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 48, a0_3);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 64, a1_0);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 80, a1_1);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 96, a1_2);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 112, a1_3);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 128, a2_0);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 144, a2_1);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 160, a2_2);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 176, a2_3);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 192, a3_0);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 208, a3_1);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 224, a3_2);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 240, a3_3);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 256, a4_0);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 272, a4_1);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 288, a4_2);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 304, a4_3);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 320, a5_0);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 336, a5_1);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 352, a5_2);
-        fashion_ADDTO16(dw + ky * 12288 + k0 * 64 + f0 + 368, a5_3);
+        fashion_UNROLL for (int j = 0; j < 6; j++)
+          fashion_UNROLL for (int v = 0; v < DW_V; v++)
+            fashion_ADDTOV(dw + ky * 12288 + (k0 + j) * 64 + f0 + v * fashion_VW, a[j][v]);
       }
     }
   }
   memset(dx, 0, 1600 * sizeof(float));
   for (int oy = 0; oy < 3; oy++) {
-    {
-      const int c0 = 0;
+    enum { DX_V = fashion_VW == 16 ? 4 : 2 };
+    for (int c0 = 0; c0 < 64; c0 += DX_V * fashion_VW) {
       for (int ky = 0; ky < 3; ky++) {
         for (int kx = 0; kx < 3; kx++) {
-          int ox = 0;
           {
-            fashion_f16 a0_0, a0_1, a0_2, a0_3;
-            fashion_f16 a1_0, a1_1, a1_2, a1_3;
-            fashion_f16 a2_0, a2_1, a2_2, a2_3;
-            fashion_ZERO(a0_0);
-            fashion_ZERO(a0_1);
-            fashion_ZERO(a0_2);
-            fashion_ZERO(a0_3);
-            fashion_ZERO(a1_0);
-            fashion_ZERO(a1_1);
-            fashion_ZERO(a1_2);
-            fashion_ZERO(a1_3);
-            fashion_ZERO(a2_0);
-            fashion_ZERO(a2_1);
-            fashion_ZERO(a2_2);
-            fashion_ZERO(a2_3);
+            const int ox = 0;
+            fashion_v a[3][DX_V];
+            fashion_UNROLL for (int j = 0; j < 3; j++)
+              fashion_UNROLL for (int v = 0; v < DX_V; v++)
+                fashion_ZERO(a[j][v]);
             const float *wk = wt + ky * 12288 + kx * 4096 + c0;
             const float *dk = dy + oy * 192 + ox * 64;
             for (int f = 0; f < 64; f++) {
-              fashion_f16 w0;
-              fashion_f16 w1;
-              fashion_f16 w2;
-              fashion_f16 w3;
-              fashion_LOAD(w0, wk + f * 64 + 0);
-              fashion_LOAD(w1, wk + f * 64 + 16);
-              fashion_LOAD(w2, wk + f * 64 + 32);
-              fashion_LOAD(w3, wk + f * 64 + 48);
-              const float s0 = dk[0 + f];
-              const float s1 = dk[64 + f];
-              const float s2 = dk[128 + f];
-              fashion_FMA16(a0_0, s0, w0);
-              fashion_FMA16(a0_1, s0, w1);
-              fashion_FMA16(a0_2, s0, w2);
-              fashion_FMA16(a0_3, s0, w3);
-              fashion_FMA16(a1_0, s1, w0);
-              fashion_FMA16(a1_1, s1, w1);
-              fashion_FMA16(a1_2, s1, w2);
-              fashion_FMA16(a1_3, s1, w3);
-              fashion_FMA16(a2_0, s2, w0);
-              fashion_FMA16(a2_1, s2, w1);
-              fashion_FMA16(a2_2, s2, w2);
-              fashion_FMA16(a2_3, s2, w3);
+              fashion_v wv[DX_V];
+              fashion_UNROLL for (int v = 0; v < DX_V; v++)
+                fashion_LOAD(wv[v], wk + f * 64 + v * fashion_VW);
+              fashion_UNROLL for (int j = 0; j < 3; j++) {
+                const float s = dk[j * 64 + f];
+                fashion_UNROLL for (int v = 0; v < DX_V; v++)
+                  fashion_FMAV(a[j][v], s, wv[v]);
+              }
             }
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0, a0_0);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 16, a0_1);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 32, a0_2);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 48, a0_3);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 64, a1_0);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 80, a1_1);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 96, a1_2);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 112, a1_3);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 128, a2_0);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 144, a2_1);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 160, a2_2);
-            fashion_ADDTO16(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 176, a2_3);
+            fashion_UNROLL for (int j = 0; j < 3; j++)
+              fashion_UNROLL for (int v = 0; v < DX_V; v++)
+                fashion_ADDTOV(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + j * 64 + c0 + v * fashion_VW, a[j][v]);
           }
         }
       }
@@ -2654,134 +1018,6 @@ static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
   }
 }
 
-#else /* fashion_VW == 8 */
-/* line 10: conv2d 64 3x3 relu
-   backward from dy [3][3][64] (made the pre-activation gradient) */
-static void fashion_conv3_backward(const fashion_model *m, fashion_grads *g,
-                                   const float *restrict wt, const float *restrict x,
-                                   const float *restrict y, float *restrict dy,
-                                   float *restrict dx) {
-  (void)m;
-  float *restrict dw = g->p + 18816; /* [3][3][64][64] */
-  float *restrict db = g->p + 55680; /* [64] */
-  for (int i = 0; i < 576; i++)
-    dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-  for (int p = 0; p < 9; p++)
-    for (int f = 0; f < 64; f++)
-      db[f] += dy[p * 64 + f];
-  for (int ky = 0; ky < 3; ky++) {
-    for (int f0 = 0; f0 < 64; f0 += 16) {
-      int k0;
-      for (k0 = 0; k0 < 192; k0 += 6)
-      {
-        fashion_f8 a0_0, a0_1;
-        fashion_f8 a1_0, a1_1;
-        fashion_f8 a2_0, a2_1;
-        fashion_f8 a3_0, a3_1;
-        fashion_f8 a4_0, a4_1;
-        fashion_f8 a5_0, a5_1;
-        fashion_ZERO(a0_0);
-        fashion_ZERO(a0_1);
-        fashion_ZERO(a1_0);
-        fashion_ZERO(a1_1);
-        fashion_ZERO(a2_0);
-        fashion_ZERO(a2_1);
-        fashion_ZERO(a3_0);
-        fashion_ZERO(a3_1);
-        fashion_ZERO(a4_0);
-        fashion_ZERO(a4_1);
-        fashion_ZERO(a5_0);
-        fashion_ZERO(a5_1);
-        for (int oy = 0; oy < 3; oy++) {
-          const float *xk = x + oy * 320 + ky * 320 + k0;
-          const float *dk = dy + oy * 192 + f0;
-          for (int ox = 0; ox < 3; ox++) {
-            fashion_f8 d0;
-            fashion_f8 d1;
-            fashion_LOAD(d0, dk + ox * 64);
-            fashion_LOAD(d1, dk + ox * 64 + 8);
-            const float s0 = xk[ox * 64];
-            const float s1 = xk[ox * 64 + 1];
-            const float s2 = xk[ox * 64 + 2];
-            const float s3 = xk[ox * 64 + 3];
-            const float s4 = xk[ox * 64 + 4];
-            const float s5 = xk[ox * 64 + 5];
-            fashion_FMA(a0_0, s0, d0);
-            fashion_FMA(a0_1, s0, d1);
-            fashion_FMA(a1_0, s1, d0);
-            fashion_FMA(a1_1, s1, d1);
-            fashion_FMA(a2_0, s2, d0);
-            fashion_FMA(a2_1, s2, d1);
-            fashion_FMA(a3_0, s3, d0);
-            fashion_FMA(a3_1, s3, d1);
-            fashion_FMA(a4_0, s4, d0);
-            fashion_FMA(a4_1, s4, d1);
-            fashion_FMA(a5_0, s5, d0);
-            fashion_FMA(a5_1, s5, d1);
-          }
-        }
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0, a0_0);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 8, a0_1);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 64, a1_0);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 72, a1_1);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 128, a2_0);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 136, a2_1);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 192, a3_0);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 200, a3_1);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 256, a4_0);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 264, a4_1);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 320, a5_0);
-        fashion_ADDTO(dw + ky * 12288 + k0 * 64 + f0 + 328, a5_1);
-      }
-    }
-  }
-  memset(dx, 0, 1600 * sizeof(float));
-  for (int oy = 0; oy < 3; oy++) {
-    for (int c0 = 0; c0 < 64; c0 += 16) {
-      for (int ky = 0; ky < 3; ky++) {
-        for (int kx = 0; kx < 3; kx++) {
-          int ox = 0;
-          {
-            fashion_f8 a0_0, a0_1;
-            fashion_f8 a1_0, a1_1;
-            fashion_f8 a2_0, a2_1;
-            fashion_ZERO(a0_0);
-            fashion_ZERO(a0_1);
-            fashion_ZERO(a1_0);
-            fashion_ZERO(a1_1);
-            fashion_ZERO(a2_0);
-            fashion_ZERO(a2_1);
-            const float *wk = wt + ky * 12288 + kx * 4096 + c0;
-            const float *dk = dy + oy * 192 + ox * 64;
-            for (int f = 0; f < 64; f++) {
-              fashion_f8 w0;
-              fashion_f8 w1;
-              fashion_LOAD(w0, wk + f * 64 + 0);
-              fashion_LOAD(w1, wk + f * 64 + 8);
-              const float s0 = dk[0 + f];
-              const float s1 = dk[64 + f];
-              const float s2 = dk[128 + f];
-              fashion_FMA(a0_0, s0, w0);
-              fashion_FMA(a0_1, s0, w1);
-              fashion_FMA(a1_0, s1, w0);
-              fashion_FMA(a1_1, s1, w1);
-              fashion_FMA(a2_0, s2, w0);
-              fashion_FMA(a2_1, s2, w1);
-            }
-            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0, a0_0);
-            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 8, a0_1);
-            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 64, a1_0);
-            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 72, a1_1);
-            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 128, a2_0);
-            fashion_ADDTO(dx + oy * 320 + ky * 320 + ox * 64 + kx * 64 + c0 + 136, a2_1);
-          }
-        }
-      }
-    }
-  }
-}
-
-#endif
 /* line 12: dense 64 relu
    backward from dy [64] (made the pre-activation gradient) */
 static void fashion_dense1_backward(const fashion_model *m, fashion_grads *g,

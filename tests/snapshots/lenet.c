@@ -15,8 +15,8 @@
    extensions that stay in registers, of 16 floats (lenet_f16) under AVX-512 and of
    8 (lenet_f8) elsewhere; with other compilers (tcc), structs of 8 floats with the
    loops unrolled by hand (tcc does not unroll), the same arithmetic. lenet_VW is
-   the width the layers' tiles are written for (each such layer is written once
-   per width, under #if); a layer of fewer than 16 channels uses 8 on any target.
+   the width of the layers' tiles, written once for every width on lenet_v; a layer
+   of fewer than 16 channels uses 8 on any target.
    lenet_FMA(a, s, w) is a += s * w for a float s, fused where the machine has FMA
    (gcc in ISO C mode would round twice, at half the speed); lenet_FMA16 and the
    other ...16 macros are the same on lenet_f16. Layer functions are kept out of
@@ -77,6 +77,7 @@ typedef int lenet_i16 __attribute__((vector_size(64)));
 #define lenet_VW 8
 #endif
 #define lenet_NOINLINE __attribute__((noinline))
+#define lenet_UNROLL _Pragma("GCC unroll 32")
 #else
 typedef struct {
   float f[8];
@@ -91,6 +92,7 @@ typedef struct {
 #define lenet_HSUM(a) ((((a).f[0] + (a).f[1]) + ((a).f[2] + (a).f[3])) + (((a).f[4] + (a).f[5]) + ((a).f[6] + (a).f[7])))
 #define lenet_ZERO(a) ((a).f[0] = 0.0f, (a).f[1] = 0.0f, (a).f[2] = 0.0f, (a).f[3] = 0.0f, (a).f[4] = 0.0f, (a).f[5] = 0.0f, (a).f[6] = 0.0f, (a).f[7] = 0.0f)
 #define lenet_NOINLINE
+#define lenet_UNROLL
 #define lenet_VW 8
 #endif
 #define lenet_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
@@ -102,6 +104,19 @@ typedef struct {
     for (int q_ = (from); q_ < (int)(sizeof t_ / sizeof(float)); q_++)          \
       (p)[q_] += t_[q_];                                                        \
   } while (0)
+#if lenet_VW == 16
+typedef lenet_f16 lenet_v;
+#define lenet_FMAV lenet_FMA16
+#define lenet_MAXV lenet_MAX16
+#define lenet_ADDTOV lenet_ADDTO16
+#define lenet_MULADDV lenet_MULADD16
+#else
+typedef lenet_f8 lenet_v;
+#define lenet_FMAV lenet_FMA
+#define lenet_MAXV lenet_MAX
+#define lenet_ADDTOV lenet_ADDTO
+#define lenet_MULADDV lenet_MULADD
+#endif
 
 /* exp(x) = 2^n e^r: n the integer nearest x / ln 2, r = x - n ln 2 (in two
    steps), e^r from Cephes' polynomial; x is clamped to [-87, 88] so that 2^n
@@ -280,157 +295,71 @@ static void lenet_avgpool1_forward(const float *restrict x, float *restrict y) {
 
 /* line 10: conv2d 16 5x5 tanh
    x [14][14][6] -> y [10][10][16]
-   tiles of 2 rows x 10 columns x 16 channels held in registers (16-float vectors)
-   tiles of 1 row x 5 columns x 16 channels held in registers (8-float vectors) */
-#if lenet_VW == 16
+   tiles of 1 row x TC columns (10 at 16 floats, 5 at 8) x FB vectors (1 at 16 floats, 2 at 8) of lenet_VW channels held in registers */
 static lenet_NOINLINE void lenet_conv2_forward(const lenet_model *restrict m,
                                                const float *restrict x, float *restrict y) {
   const float *restrict w = m->conv2_w; /* [5][5][6][16] */
   const float *restrict b = m->conv2_b; /* [16] */
-  for (int oy = 0; oy < 10; oy += 2) {
-    const float *restrict xr = x + oy * 84;
-    float *restrict yr = y + oy * 160; /* [2][10][16] */
-    {
-      lenet_f16 b0;
-      lenet_LOAD(b0, b + 0);
-      {
-        lenet_f16 a0_0 = b0;
-        lenet_f16 a1_0 = b0;
-        lenet_f16 a2_0 = b0;
-        lenet_f16 a3_0 = b0;
-        lenet_f16 a4_0 = b0;
-        lenet_f16 a5_0 = b0;
-        lenet_f16 a6_0 = b0;
-        lenet_f16 a7_0 = b0;
-        lenet_f16 a8_0 = b0;
-        lenet_f16 a9_0 = b0;
-        lenet_f16 a10_0 = b0;
-        lenet_f16 a11_0 = b0;
-        lenet_f16 a12_0 = b0;
-        lenet_f16 a13_0 = b0;
-        lenet_f16 a14_0 = b0;
-        lenet_f16 a15_0 = b0;
-        lenet_f16 a16_0 = b0;
-        lenet_f16 a17_0 = b0;
-        lenet_f16 a18_0 = b0;
-        lenet_f16 a19_0 = b0;
-        for (int ky = 0; ky < 5; ky++) {
-          const float *restrict xk = xr + ky * 84;
-          const float *restrict wk = w + ky * 480;
-          for (int k = 0; k < 30; k++) {
-            const float s0 = xk[k], s1 = xk[k + 6], s2 = xk[k + 12], s3 = xk[k + 18];
-            const float s4 = xk[k + 24], s5 = xk[k + 30], s6 = xk[k + 36], s7 = xk[k + 42];
-            const float s8 = xk[k + 48], s9 = xk[k + 54], s10 = xk[k + 84], s11 = xk[k + 90];
-            const float s12 = xk[k + 96], s13 = xk[k + 102], s14 = xk[k + 108], s15 = xk[k + 114];
-            const float s16 = xk[k + 120], s17 = xk[k + 126], s18 = xk[k + 132], s19 = xk[k + 138];
-            lenet_f16 w0;
-            lenet_LOAD(w0, wk + k * 16);
-            lenet_FMA16(a0_0, s0, w0);
-            lenet_FMA16(a1_0, s1, w0);
-            lenet_FMA16(a2_0, s2, w0);
-            lenet_FMA16(a3_0, s3, w0);
-            lenet_FMA16(a4_0, s4, w0);
-            lenet_FMA16(a5_0, s5, w0);
-            lenet_FMA16(a6_0, s6, w0);
-            lenet_FMA16(a7_0, s7, w0);
-            lenet_FMA16(a8_0, s8, w0);
-            lenet_FMA16(a9_0, s9, w0);
-            lenet_FMA16(a10_0, s10, w0);
-            lenet_FMA16(a11_0, s11, w0);
-            lenet_FMA16(a12_0, s12, w0);
-            lenet_FMA16(a13_0, s13, w0);
-            lenet_FMA16(a14_0, s14, w0);
-            lenet_FMA16(a15_0, s15, w0);
-            lenet_FMA16(a16_0, s16, w0);
-            lenet_FMA16(a17_0, s17, w0);
-            lenet_FMA16(a18_0, s18, w0);
-            lenet_FMA16(a19_0, s19, w0);
-          }
-        }
-        lenet_STORE(yr + 0, a0_0);
-        lenet_STORE(yr + 16, a1_0);
-        lenet_STORE(yr + 32, a2_0);
-        lenet_STORE(yr + 48, a3_0);
-        lenet_STORE(yr + 64, a4_0);
-        lenet_STORE(yr + 80, a5_0);
-        lenet_STORE(yr + 96, a6_0);
-        lenet_STORE(yr + 112, a7_0);
-        lenet_STORE(yr + 128, a8_0);
-        lenet_STORE(yr + 144, a9_0);
-        lenet_STORE(yr + 160, a10_0);
-        lenet_STORE(yr + 176, a11_0);
-        lenet_STORE(yr + 192, a12_0);
-        lenet_STORE(yr + 208, a13_0);
-        lenet_STORE(yr + 224, a14_0);
-        lenet_STORE(yr + 240, a15_0);
-        lenet_STORE(yr + 256, a16_0);
-        lenet_STORE(yr + 272, a17_0);
-        lenet_STORE(yr + 288, a18_0);
-        lenet_STORE(yr + 304, a19_0);
-      }
-    }
-  }
-  for (int i = 0; i < 1600; i++)
-    y[i] = lenet_tanh(y[i]);
-}
-#else /* lenet_VW == 8 */
-static lenet_NOINLINE void lenet_conv2_forward(const lenet_model *restrict m,
-                                               const float *restrict x, float *restrict y) {
-  const float *restrict w = m->conv2_w; /* [5][5][6][16] */
-  const float *restrict b = m->conv2_b; /* [16] */
+  enum { FB = lenet_VW == 16 ? 1 : 2, TC = lenet_VW == 16 ? 10 : 5, REST = 10 % TC }; /* the tile at lenet_VW floats */
   for (int oy = 0; oy < 10; oy++) {
     const float *restrict xr = x + oy * 84;
     float *restrict yr = y + oy * 160; /* [10][16] */
-    {
-      lenet_f8 b0;
-      lenet_LOAD(b0, b + 0);
-      lenet_f8 b1;
-      lenet_LOAD(b1, b + 8);
-      for (int ox = 0; ox < 10; ox += 5) {
-        lenet_f8 a0_0 = b0, a0_1 = b1;
-        lenet_f8 a1_0 = b0, a1_1 = b1;
-        lenet_f8 a2_0 = b0, a2_1 = b1;
-        lenet_f8 a3_0 = b0, a3_1 = b1;
-        lenet_f8 a4_0 = b0, a4_1 = b1;
+    for (int f0 = 0; f0 < 16; f0 += FB * lenet_VW) {
+      lenet_v bv[FB];
+      lenet_UNROLL for (int v = 0; v < FB; v++)
+        lenet_LOAD(bv[v], b + f0 + v * lenet_VW);
+      for (int ox = 0; ox < 10 - REST; ox += TC) {
+        lenet_v a[TC][FB];
+        lenet_UNROLL for (int j = 0; j < TC; j++)
+          lenet_UNROLL for (int v = 0; v < FB; v++)
+            a[j][v] = bv[v];
         for (int ky = 0; ky < 5; ky++) {
           const float *restrict xk = xr + ky * 84 + ox * 6;
-          const float *restrict wk = w + ky * 480;
+          const float *restrict wk = w + ky * 480 + f0;
           for (int k = 0; k < 30; k++) {
-            const float s0 = xk[k], s1 = xk[k + 6], s2 = xk[k + 12], s3 = xk[k + 18];
-            const float s4 = xk[k + 24];
-            lenet_f8 w0;
-            lenet_LOAD(w0, wk + k * 16);
-            lenet_f8 w1;
-            lenet_LOAD(w1, wk + k * 16 + 8);
-            lenet_FMA(a0_0, s0, w0);
-            lenet_FMA(a0_1, s0, w1);
-            lenet_FMA(a1_0, s1, w0);
-            lenet_FMA(a1_1, s1, w1);
-            lenet_FMA(a2_0, s2, w0);
-            lenet_FMA(a2_1, s2, w1);
-            lenet_FMA(a3_0, s3, w0);
-            lenet_FMA(a3_1, s3, w1);
-            lenet_FMA(a4_0, s4, w0);
-            lenet_FMA(a4_1, s4, w1);
+            lenet_v wv[FB];
+            lenet_UNROLL for (int v = 0; v < FB; v++)
+              lenet_LOAD(wv[v], wk + k * 16 + v * lenet_VW);
+            lenet_UNROLL for (int j = 0; j < TC; j++) {
+              const float s = xk[k + j * 6];
+              lenet_UNROLL for (int v = 0; v < FB; v++)
+                lenet_FMAV(a[j][v], s, wv[v]);
+            }
           }
         }
-        lenet_STORE(yr + ox * 16, a0_0);
-        lenet_STORE(yr + ox * 16 + 8, a0_1);
-        lenet_STORE(yr + ox * 16 + 16, a1_0);
-        lenet_STORE(yr + ox * 16 + 24, a1_1);
-        lenet_STORE(yr + ox * 16 + 32, a2_0);
-        lenet_STORE(yr + ox * 16 + 40, a2_1);
-        lenet_STORE(yr + ox * 16 + 48, a3_0);
-        lenet_STORE(yr + ox * 16 + 56, a3_1);
-        lenet_STORE(yr + ox * 16 + 64, a4_0);
-        lenet_STORE(yr + ox * 16 + 72, a4_1);
+        lenet_UNROLL for (int j = 0; j < TC; j++)
+          lenet_UNROLL for (int v = 0; v < FB; v++)
+            lenet_STORE(yr + ox * 16 + j * 16 + f0 + v * lenet_VW, a[j][v]);
+      }
+      if (REST) {
+        const int ox = 10 - REST;
+        lenet_v a[TC][FB];
+        lenet_UNROLL for (int j = 0; j < REST; j++)
+          lenet_UNROLL for (int v = 0; v < FB; v++)
+            a[j][v] = bv[v];
+        for (int ky = 0; ky < 5; ky++) {
+          const float *restrict xk = xr + ky * 84 + ox * 6;
+          const float *restrict wk = w + ky * 480 + f0;
+          for (int k = 0; k < 30; k++) {
+            lenet_v wv[FB];
+            lenet_UNROLL for (int v = 0; v < FB; v++)
+              lenet_LOAD(wv[v], wk + k * 16 + v * lenet_VW);
+            lenet_UNROLL for (int j = 0; j < REST; j++) {
+              const float s = xk[k + j * 6];
+              lenet_UNROLL for (int v = 0; v < FB; v++)
+                lenet_FMAV(a[j][v], s, wv[v]);
+            }
+          }
+        }
+        lenet_UNROLL for (int j = 0; j < REST; j++)
+          lenet_UNROLL for (int v = 0; v < FB; v++)
+            lenet_STORE(yr + ox * 16 + j * 16 + f0 + v * lenet_VW, a[j][v]);
       }
     }
   }
   for (int i = 0; i < 1600; i++)
     y[i] = lenet_tanh(y[i]);
 }
-#endif
 
 /* line 11: avgpool 2x2
    x [10][10][16] -> y [5][5][16] */
@@ -872,7 +801,6 @@ static void lenet_avgpool1_backward(const float *restrict x, const float *restri
   }
 }
 
-#if lenet_VW == 16
 /* line 10: conv2d 16 5x5 tanh
    backward from dy [10][10][16] (made the pre-activation gradient) */
 static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
@@ -885,179 +813,54 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
     for (int f = 0; f < 16; f++)
       db[f] += dy[p * 16 + f];
   for (int ky = 0; ky < 5; ky++) {
-    {
-      const int f0 = 0;
-      int k0 = 0;
-      {
-        lenet_f16 a0_0;
-        lenet_f16 a1_0;
-        lenet_f16 a2_0;
-        lenet_f16 a3_0;
-        lenet_f16 a4_0;
-        lenet_f16 a5_0;
-        lenet_f16 a6_0;
-        lenet_f16 a7_0;
-        lenet_f16 a8_0;
-        lenet_f16 a9_0;
-        lenet_f16 a10_0;
-        lenet_f16 a11_0;
-        lenet_f16 a12_0;
-        lenet_f16 a13_0;
-        lenet_f16 a14_0;
-        lenet_f16 a15_0;
-        lenet_f16 a16_0;
-        lenet_f16 a17_0;
-        lenet_f16 a18_0;
-        lenet_f16 a19_0;
-        lenet_f16 a20_0;
-        lenet_f16 a21_0;
-        lenet_f16 a22_0;
-        lenet_f16 a23_0;
-        lenet_ZERO(a0_0);
-        lenet_ZERO(a1_0);
-        lenet_ZERO(a2_0);
-        lenet_ZERO(a3_0);
-        lenet_ZERO(a4_0);
-        lenet_ZERO(a5_0);
-        lenet_ZERO(a6_0);
-        lenet_ZERO(a7_0);
-        lenet_ZERO(a8_0);
-        lenet_ZERO(a9_0);
-        lenet_ZERO(a10_0);
-        lenet_ZERO(a11_0);
-        lenet_ZERO(a12_0);
-        lenet_ZERO(a13_0);
-        lenet_ZERO(a14_0);
-        lenet_ZERO(a15_0);
-        lenet_ZERO(a16_0);
-        lenet_ZERO(a17_0);
-        lenet_ZERO(a18_0);
-        lenet_ZERO(a19_0);
-        lenet_ZERO(a20_0);
-        lenet_ZERO(a21_0);
-        lenet_ZERO(a22_0);
-        lenet_ZERO(a23_0);
+    enum { DW_V = lenet_VW == 16 ? 1 : 2, DW_T = lenet_VW == 16 ? 24 : 6, DW_R = 30 % DW_T };
+    for (int f0 = 0; f0 < 16; f0 += DW_V * lenet_VW) {
+      for (int k0 = 0; k0 < 30 - DW_R; k0 += DW_T) {
+        lenet_v a[DW_T][DW_V];
+        lenet_UNROLL for (int j = 0; j < DW_T; j++)
+          lenet_UNROLL for (int v = 0; v < DW_V; v++)
+            lenet_ZERO(a[j][v]);
         for (int oy = 0; oy < 10; oy++) {
           const float *xk = x + oy * 84 + ky * 84 + k0;
           const float *dk = dy + oy * 160 + f0;
           for (int ox = 0; ox < 10; ox++) {
-            lenet_f16 d0;
-            lenet_LOAD(d0, dk + ox * 16);
-            const float s0 = xk[ox * 6];
-            const float s1 = xk[ox * 6 + 1];
-            const float s2 = xk[ox * 6 + 2];
-            const float s3 = xk[ox * 6 + 3];
-            const float s4 = xk[ox * 6 + 4];
-            const float s5 = xk[ox * 6 + 5];
-            const float s6 = xk[ox * 6 + 6];
-            const float s7 = xk[ox * 6 + 7];
-            const float s8 = xk[ox * 6 + 8];
-            const float s9 = xk[ox * 6 + 9];
-            const float s10 = xk[ox * 6 + 10];
-            const float s11 = xk[ox * 6 + 11];
-            const float s12 = xk[ox * 6 + 12];
-            const float s13 = xk[ox * 6 + 13];
-            const float s14 = xk[ox * 6 + 14];
-            const float s15 = xk[ox * 6 + 15];
-            const float s16 = xk[ox * 6 + 16];
-            const float s17 = xk[ox * 6 + 17];
-            const float s18 = xk[ox * 6 + 18];
-            const float s19 = xk[ox * 6 + 19];
-            const float s20 = xk[ox * 6 + 20];
-            const float s21 = xk[ox * 6 + 21];
-            const float s22 = xk[ox * 6 + 22];
-            const float s23 = xk[ox * 6 + 23];
-            lenet_FMA16(a0_0, s0, d0);
-            lenet_FMA16(a1_0, s1, d0);
-            lenet_FMA16(a2_0, s2, d0);
-            lenet_FMA16(a3_0, s3, d0);
-            lenet_FMA16(a4_0, s4, d0);
-            lenet_FMA16(a5_0, s5, d0);
-            lenet_FMA16(a6_0, s6, d0);
-            lenet_FMA16(a7_0, s7, d0);
-            lenet_FMA16(a8_0, s8, d0);
-            lenet_FMA16(a9_0, s9, d0);
-            lenet_FMA16(a10_0, s10, d0);
-            lenet_FMA16(a11_0, s11, d0);
-            lenet_FMA16(a12_0, s12, d0);
-            lenet_FMA16(a13_0, s13, d0);
-            lenet_FMA16(a14_0, s14, d0);
-            lenet_FMA16(a15_0, s15, d0);
-            lenet_FMA16(a16_0, s16, d0);
-            lenet_FMA16(a17_0, s17, d0);
-            lenet_FMA16(a18_0, s18, d0);
-            lenet_FMA16(a19_0, s19, d0);
-            lenet_FMA16(a20_0, s20, d0);
-            lenet_FMA16(a21_0, s21, d0);
-            lenet_FMA16(a22_0, s22, d0);
-            lenet_FMA16(a23_0, s23, d0);
+            lenet_v dv[DW_V];
+            lenet_UNROLL for (int v = 0; v < DW_V; v++)
+              lenet_LOAD(dv[v], dk + ox * 16 + v * lenet_VW);
+            lenet_UNROLL for (int j = 0; j < DW_T; j++) {
+              const float s = xk[ox * 6 + j];
+              lenet_UNROLL for (int v = 0; v < DW_V; v++)
+                lenet_FMAV(a[j][v], s, dv[v]);
+            }
           }
         }
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0, a0_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 16, a1_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 32, a2_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 48, a3_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 64, a4_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 80, a5_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 96, a6_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 112, a7_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 128, a8_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 144, a9_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 160, a10_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 176, a11_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 192, a12_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 208, a13_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 224, a14_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 240, a15_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 256, a16_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 272, a17_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 288, a18_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 304, a19_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 320, a20_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 336, a21_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 352, a22_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 368, a23_0);
+        lenet_UNROLL for (int j = 0; j < DW_T; j++)
+          lenet_UNROLL for (int v = 0; v < DW_V; v++)
+            lenet_ADDTOV(dw + ky * 480 + (k0 + j) * 16 + f0 + v * lenet_VW, a[j][v]);
       }
-      k0 = 24;
-      {
-        lenet_f16 a0_0;
-        lenet_f16 a1_0;
-        lenet_f16 a2_0;
-        lenet_f16 a3_0;
-        lenet_f16 a4_0;
-        lenet_f16 a5_0;
-        lenet_ZERO(a0_0);
-        lenet_ZERO(a1_0);
-        lenet_ZERO(a2_0);
-        lenet_ZERO(a3_0);
-        lenet_ZERO(a4_0);
-        lenet_ZERO(a5_0);
+      if (DW_R) {
+        const int k0 = 30 - DW_R;
+        lenet_v a[DW_T][DW_V];
+        lenet_UNROLL for (int j = 0; j < DW_R; j++)
+          lenet_UNROLL for (int v = 0; v < DW_V; v++)
+            lenet_ZERO(a[j][v]);
         for (int oy = 0; oy < 10; oy++) {
           const float *xk = x + oy * 84 + ky * 84 + k0;
           const float *dk = dy + oy * 160 + f0;
           for (int ox = 0; ox < 10; ox++) {
-            lenet_f16 d0;
-            lenet_LOAD(d0, dk + ox * 16);
-            const float s0 = xk[ox * 6];
-            const float s1 = xk[ox * 6 + 1];
-            const float s2 = xk[ox * 6 + 2];
-            const float s3 = xk[ox * 6 + 3];
-            const float s4 = xk[ox * 6 + 4];
-            const float s5 = xk[ox * 6 + 5];
-            lenet_FMA16(a0_0, s0, d0);
-            lenet_FMA16(a1_0, s1, d0);
-            lenet_FMA16(a2_0, s2, d0);
-            lenet_FMA16(a3_0, s3, d0);
-            lenet_FMA16(a4_0, s4, d0);
-            lenet_FMA16(a5_0, s5, d0);
+            lenet_v dv[DW_V];
+            lenet_UNROLL for (int v = 0; v < DW_V; v++)
+              lenet_LOAD(dv[v], dk + ox * 16 + v * lenet_VW);
+            lenet_UNROLL for (int j = 0; j < DW_R; j++) {
+              const float s = xk[ox * 6 + j];
+              lenet_UNROLL for (int v = 0; v < DW_V; v++)
+                lenet_FMAV(a[j][v], s, dv[v]);
+            }
           }
         }
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0, a0_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 16, a1_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 32, a2_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 48, a3_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 64, a4_0);
-        lenet_ADDTO16(dw + ky * 480 + k0 * 16 + f0 + 80, a5_0);
+        lenet_UNROLL for (int j = 0; j < DW_R; j++)
+          lenet_UNROLL for (int v = 0; v < DW_V; v++)
+            lenet_ADDTOV(dw + ky * 480 + (k0 + j) * 16 + f0 + v * lenet_VW, a[j][v]);
       }
     }
   }
@@ -1080,105 +883,6 @@ static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const flo
   }
 }
 
-#else /* lenet_VW == 8 */
-/* line 10: conv2d 16 5x5 tanh
-   backward from dy [10][10][16] (made the pre-activation gradient) */
-static void lenet_conv2_backward(const lenet_model *m, lenet_grads *g, const float *restrict x,
-                                 const float *restrict y, float *restrict dy, float *restrict dx) {
-  float *restrict dw = g->p + 156; /* [5][5][6][16] */
-  float *restrict db = g->p + 2556; /* [16] */
-  for (int i = 0; i < 1600; i++)
-    dy[i] *= 1.0f - y[i] * y[i];
-  for (int p = 0; p < 100; p++)
-    for (int f = 0; f < 16; f++)
-      db[f] += dy[p * 16 + f];
-  for (int ky = 0; ky < 5; ky++) {
-    {
-      const int f0 = 0;
-      int k0;
-      for (k0 = 0; k0 < 30; k0 += 6)
-      {
-        lenet_f8 a0_0, a0_1;
-        lenet_f8 a1_0, a1_1;
-        lenet_f8 a2_0, a2_1;
-        lenet_f8 a3_0, a3_1;
-        lenet_f8 a4_0, a4_1;
-        lenet_f8 a5_0, a5_1;
-        lenet_ZERO(a0_0);
-        lenet_ZERO(a0_1);
-        lenet_ZERO(a1_0);
-        lenet_ZERO(a1_1);
-        lenet_ZERO(a2_0);
-        lenet_ZERO(a2_1);
-        lenet_ZERO(a3_0);
-        lenet_ZERO(a3_1);
-        lenet_ZERO(a4_0);
-        lenet_ZERO(a4_1);
-        lenet_ZERO(a5_0);
-        lenet_ZERO(a5_1);
-        for (int oy = 0; oy < 10; oy++) {
-          const float *xk = x + oy * 84 + ky * 84 + k0;
-          const float *dk = dy + oy * 160 + f0;
-          for (int ox = 0; ox < 10; ox++) {
-            lenet_f8 d0;
-            lenet_f8 d1;
-            lenet_LOAD(d0, dk + ox * 16);
-            lenet_LOAD(d1, dk + ox * 16 + 8);
-            const float s0 = xk[ox * 6];
-            const float s1 = xk[ox * 6 + 1];
-            const float s2 = xk[ox * 6 + 2];
-            const float s3 = xk[ox * 6 + 3];
-            const float s4 = xk[ox * 6 + 4];
-            const float s5 = xk[ox * 6 + 5];
-            lenet_FMA(a0_0, s0, d0);
-            lenet_FMA(a0_1, s0, d1);
-            lenet_FMA(a1_0, s1, d0);
-            lenet_FMA(a1_1, s1, d1);
-            lenet_FMA(a2_0, s2, d0);
-            lenet_FMA(a2_1, s2, d1);
-            lenet_FMA(a3_0, s3, d0);
-            lenet_FMA(a3_1, s3, d1);
-            lenet_FMA(a4_0, s4, d0);
-            lenet_FMA(a4_1, s4, d1);
-            lenet_FMA(a5_0, s5, d0);
-            lenet_FMA(a5_1, s5, d1);
-          }
-        }
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0, a0_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 8, a0_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 16, a1_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 24, a1_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 32, a2_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 40, a2_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 48, a3_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 56, a3_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 64, a4_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 72, a4_1);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 80, a5_0);
-        lenet_ADDTO(dw + ky * 480 + k0 * 16 + f0 + 88, a5_1);
-      }
-    }
-  }
-  memset(dx, 0, 1176 * sizeof(float));
-  const float *restrict w = m->conv2_w;
-  for (int oy = 0; oy < 10; oy++) {
-    for (int ox = 0; ox < 10; ox++) {
-      const float *d = dy + oy * 160 + ox * 16;
-      for (int ky = 0; ky < 5; ky++) {
-        float *xk = dx + oy * 84 + ky * 84 + ox * 6;
-        const float *wk = w + ky * 480;
-        for (int k = 0; k < 30; k++) {
-          float s = 0.0f;
-          for (int f = 0; f < 16; f++)
-            s += wk[k * 16 + f] * d[f];
-          xk[k] += s;
-        }
-      }
-    }
-  }
-}
-
-#endif
 /* line 11: avgpool 2x2
    backward */
 static void lenet_avgpool2_backward(const float *restrict x, const float *restrict y,
