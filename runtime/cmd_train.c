@@ -815,15 +815,6 @@ static int setup(Run *r, Err *e) {
     tc->batch = (int)a->num[CLI_BATCH];
   if (a->value[CLI_SEED])
     tc->seed = (unsigned long long)a->num[CLI_SEED];
-  for (int i = 0; i < r->net->nlayers; i++) {
-    const Layer *l = &r->net->layers[i];
-    if (op_modules[l->op]->batch_stats)
-      return err_set(e, r->net->file,
-                     "line %d: cnngen cannot train %s yet: it needs the whole batch's "
-                     "statistics inside the forward pass (train it in PyTorch and load the "
-                     "weights with --weights for eval, predict, explain, compile or export)",
-                     l->loc.line, op_words[l->op]);
-  }
   /* With a train block, shape.c has checked the loss against the output. */
   Act out = net_output_act(r->net);
   bool ce = tc->loss == LOSS_SPARSE_CE || tc->loss == LOSS_CE;

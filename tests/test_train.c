@@ -64,7 +64,10 @@ typedef struct Compiled {
   void (*update_d)(void *m, const void *g, double scale, double lr); /* float as double */
   void (*store)(const void *m, void *params);
   void (*store_opt)(const void *m, void *state, uint64_t *step);
+  void *images; /* batch statistics: buffers for MAX_IMAGES images (new_work) */
 } Compiled;
+
+enum { MAX_IMAGES = 8 };
 
 static void *sym(Compiled *c, const char *suffix) {
   return tu_symbol(c->prog, c->net, suffix);
@@ -92,7 +95,24 @@ static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl
   SYM(c, store_opt, "_store_opt");
 }
 
+/* A work area for c; with batch statistics, holding buffers for
+   MAX_IMAGES images, summed by no one else (the call holds the whole
+   batch), the batch's statistics left out of the gradients. */
+static void *new_work(Compiled *c) {
+  void *w = tu_zalloc(c->work_bytes);
+  if (!net_has_batch_stats(c->net))
+    return w;
+  void (*setup)(void *, void *, int, void (*)(void *, double *, int), void *, int);
+  void *p = sym(c, "_batch_setup");
+  memcpy(&setup, &p, sizeof p);
+  if (!c->images)
+    c->images = tu_zalloc(MAX_IMAGES * tu_call_size(c->prog, c->net, "_image_bytes"));
+  setup(w, c->images, MAX_IMAGES, NULL, NULL, 1);
+  return w;
+}
+
 static void release(Compiled *c) {
+  free(c->images);
   program_free(c->prog);
   arena_free(&c->arena);
 }
@@ -210,6 +230,20 @@ static const char *const gradient_nets[] = {
     "  conv2d 16 2x2 padding=same relu\n  maxpool 2x2\n  shortcut {\n    conv2d 16 2x2 stride=2\n"
     "  }\n}\nflatten\ndense 6\nresidual {\n  dense 6 sigmoid\n}\ntanh\ndense 3 softmax\n"
     "train {\n  loss sparse_categorical_crossentropy\n}\n",
+    /* batchnorm with the batch's statistics: after a conv (bias=false)
+       taking its relu, inside a residual block and in its projection
+       shortcut, on 8 and 5 channels; on a vector after a dense, with a
+       tanh, momentum and eps of its own; every image's gradient depends on
+       the others' */
+    "network bn\ninput 6x6x2\nconv2d 8 3x3 padding=same bias=false\nbatchnorm\nrelu\n"
+    "residual {\n  conv2d 5 3x3 stride=2 padding=same\n  batchnorm eps=0.01\n  shortcut {\n"
+    "    conv2d 5 1x1 stride=2 bias=false\n    batchnorm momentum=0.3\n  }\n}\nrelu\nflatten\n"
+    "dense 6\nbatchnorm\ntanh\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
+    /* a batchnorm on a vector straight from the input's dense layer, before
+       a sigmoid output with binary cross-entropy */
+    "network bnv\ninput 2x2x1\nflatten\ndense 4 bias=false\nbatchnorm\ndense 3\n"
+    "batchnorm\nsigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */
@@ -229,7 +263,7 @@ static void test_train_gradients_match_finite_differences(void **state) {
     Compiled c;
     compile_net(&c, gradient_nets[t], BACKEND_TCC, true);
     long np = c.net->param_count;
-    void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes), *g = tu_zalloc(c.grads_bytes);
+    void *m = tu_zalloc(c.model_bytes), *w = new_work(&c), *g = tu_zalloc(c.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *ga = malloc((size_t)np * sizeof *ga);
     uint64_t seed = 1000 + t;
     for (long i = 0; i < np; i++)
@@ -277,7 +311,7 @@ static void test_train_float_code_matches_double(void **state) {
     Compiled cd;
     compile_net(&cd, gradient_nets[t], BACKEND_TCC, true);
     long np = cd.net->param_count, in = shape_size(cd.net->input), k = shape_size(cd.net->output);
-    void *m = tu_zalloc(cd.model_bytes), *w = tu_zalloc(cd.work_bytes),
+    void *m = tu_zalloc(cd.model_bytes), *w = new_work(&cd),
          *g = tu_zalloc(cd.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *gd = malloc((size_t)np * sizeof *gd);
     uint64_t seed = 2000 + t;
@@ -304,7 +338,7 @@ static void test_train_float_code_matches_double(void **state) {
     for (int kind = 0; kind < 2; kind++) {
       Compiled cf;
       compile_net(&cf, gradient_nets[t], kinds[kind], false);
-      void *mf = tu_zalloc(cf.model_bytes), *wk = tu_zalloc(cf.work_bytes),
+      void *mf = tu_zalloc(cf.model_bytes), *wk = new_work(&cf),
            *gk = tu_zalloc(cf.grads_bytes);
       cf.load(mf, pf);
       double loss_f = cf.accumulate_y(mf, wk, gk, xf, tf, wf, b.n, 99, NULL);

@@ -229,8 +229,10 @@ static long conv_train_floats(const Layer *l) {
          (l->train.transposed ? l->weight_count : 0);
 }
 
+/* Training runs a forward function of its own where inference's fuses a
+   pool, applies another activation or reads folded batchnorm weights. */
 static bool conv_variant(const Layer *l) {
-  return l->fused_pool || l->train.act != l->act;
+  return l->fused_pool || l->train.act != l->act || l->fused_bn;
 }
 
 /* ---- forward ---- */

@@ -152,6 +152,13 @@ typedef void BlockBody(T *t, const TL *L, int nv, int shift, const EmVec *v);
 void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body);
 typedef void LayerFunction(T *t, const TL *L);
 void per_width(T *t, const TL *L, LayerFunction *fn, bool wide);
+/* The phased NAME_accumulate (batch_stats layers): opens (open) or closes
+   the loop over the chunk's images, in which `t` is image i's training
+   buffers and `xi` its input; the call that sums `count` doubles of v over
+   the whole batch (every thread, every rank, in global thread order). */
+void train_images(T *t, bool open);
+void train_reduce(T *t, const char *v, long count);
+
 /* With Emitter.kernels (the JIT), writes L's backward function as one call
    to the prebuilt kernels and returns true; false: the module writes it. */
 bool glue_backward(T *t, const TL *L);
