@@ -806,6 +806,27 @@ static int check_outputs(const Run *r, Err *e) {
   return 0;
 }
 
+/* A layer on the batch's statistics (batchnorm) of one value per channel
+   and image (a vector, a 1x1 image) needs two images in every batch, as
+   PyTorch does ("Expected more than 1 value per channel when training"):
+   refused before training, naming the batch that would hold one. */
+static int check_batch_values(const Run *r, Err *e) {
+  const int batch = r->net->train.batch, n = r->train.n;
+  const int last = n < batch ? n : n % batch ? n % batch : batch;
+  for (int i = 0; i < r->net->nlayers; i++) {
+    const Layer *l = &r->net->layers[i];
+    if (!op_modules[l->op]->batch_stats || (long)l->out.h * l->out.w > 1 || (batch > 1 && last > 1))
+      continue;
+    return err_set(e, r->net->file,
+                   "line %d: %s needs more than one value per channel in a batch, but %s holds "
+                   "one image (%d training images, batch %d) (change batch%s)",
+                   l->loc.line, op_words[l->op],
+                   batch == 1 ? "every batch" : "the last batch of each epoch", n, batch,
+                   batch == 1 ? "" : " so that the last batch holds two or more");
+  }
+  return 0;
+}
+
 static int setup(Run *r, Err *e) {
   const CliArgs *a = r->a;
   TrainConfig *tc = &r->net->train;
@@ -836,7 +857,7 @@ static int setup(Run *r, Err *e) {
   }
   if ((r->dist.rank == 0 && check_outputs(r, e) < 0) || load_data(r, e) < 0)
     return -1;
-  return 0;
+  return check_batch_values(r, e);
 }
 
 static int allocate(Run *r, Err *e) {

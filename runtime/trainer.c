@@ -180,9 +180,10 @@ static void run_chunk(Trainer *t, int index, Chunk *c) {
   t->grads_zero(t->grads[index]);
   if (t->prepare && c->n > 0)
     t->prepare(t->prepare_ctx, index, c->first, c->n);
-  c->loss = c->n > 0 || t->batch ? t->accumulate_y(t->en->model, t->en->works[index], t->grads[index], c->x,
-                                       c->target, c->weight, c->n, c->key, c->y)
-                     : 0.0;
+  c->loss = c->n > 0 || t->batch
+                ? t->accumulate_y(t->en->model, t->en->works[index], t->grads[index], c->x,
+                                  c->target, c->weight, c->n, c->key, c->y)
+                : 0.0;
 }
 
 static void *worker_main(void *arg) {

@@ -64,10 +64,10 @@ typedef struct Trainer {
      the generated code calls from inside a step (trainer.c, reduce). */
   void (*batch_setup)(void *w, void *images, int slots, void (*reduce)(void *, double *, int),
                       void *ctx, int quiet);
-  size_t image_bytes;   /* NAME_image_bytes() */
-  void **images;        /* [threads] */
-  int *image_slots;     /* [threads] */
-  TrainerBatch *batch;  /* NULL without batch statistics */
+  size_t image_bytes;  /* NAME_image_bytes() */
+  void **images;       /* [threads] */
+  int *image_slots;    /* [threads] */
+  TrainerBatch *batch; /* NULL without batch statistics */
   Dist *dist;          /* NULL: this process alone (trainer_distribute) */
   unsigned char *recs; /* [ranks][rec_bytes]: a step's losses and outputs */
   size_t rec_bytes;

@@ -311,8 +311,7 @@ static void test_train_float_code_matches_double(void **state) {
     Compiled cd;
     compile_net(&cd, gradient_nets[t], BACKEND_TCC, true);
     long np = cd.net->param_count, in = shape_size(cd.net->input), k = shape_size(cd.net->output);
-    void *m = tu_zalloc(cd.model_bytes), *w = new_work(&cd),
-         *g = tu_zalloc(cd.grads_bytes);
+    void *m = tu_zalloc(cd.model_bytes), *w = new_work(&cd), *g = tu_zalloc(cd.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *gd = malloc((size_t)np * sizeof *gd);
     uint64_t seed = 2000 + t;
     for (long i = 0; i < np; i++)
@@ -338,8 +337,7 @@ static void test_train_float_code_matches_double(void **state) {
     for (int kind = 0; kind < 2; kind++) {
       Compiled cf;
       compile_net(&cf, gradient_nets[t], kinds[kind], false);
-      void *mf = tu_zalloc(cf.model_bytes), *wk = new_work(&cf),
-           *gk = tu_zalloc(cf.grads_bytes);
+      void *mf = tu_zalloc(cf.model_bytes), *wk = new_work(&cf), *gk = tu_zalloc(cf.grads_bytes);
       cf.load(mf, pf);
       double loss_f = cf.accumulate_y(mf, wk, gk, xf, tf, wf, b.n, 99, NULL);
       cf.grads_store(gk, gf);
@@ -1466,6 +1464,43 @@ static void test_train_says_when_cc_object_was_cached(void **state) {
 
 /* tests/reference/check's train part with two threads (tests/run-all runs
    one and two with tcc, one with cc). */
+/* Training with batchnorm through the command: 23 images in batches of 7
+   leave a last batch of 2 on 4 threads, two of whose chunks (global
+   thread 0's among them) are empty and still meet the others at every
+   reduction (a deadlock otherwise); the same bits on a second run; the
+   running statistics moved from where they started; one image per channel
+   in a batch refused. */
+static const char bn_net[] =
+    "network bnt\ninput 12x12x1\nconv2d 4 3x3 bias=false\nbatchnorm\nrelu\nmaxpool 2x2\n"
+    "flatten\ndense 6\nbatchnorm momentum=0.2\nrelu\ndense 4 softmax\n"
+    "train {\n  optimizer adam lr=0.01\n  batch 7\n  epochs 3\n}\n";
+
+static void test_train_batchnorm_on_empty_chunks(void **state) {
+  (void)state;
+  tu_quadrant_data("bnq", 23, 8);
+  tu_write_text("bnt.cnn", bn_net);
+  for (int run = 0; run < 2; run++) {
+    assert_int_equal(
+        tu_run("train bnt.cnn --data bnq --backend tcc --threads 4 --out bn%d.st", run), 0);
+    assert_contains(tu_out, "epoch 3/3");
+  }
+  assert_true(tu_same_tensors("bn0.st", "bn1.st"));
+  StFile f;
+  Err e = {0};
+  assert_int_equal(st_read(tu_path("bn0.st"), &f, &e), 0);
+  const StTensor *var = st_find(&f, "bn2.running_var");
+  assert_non_null(var);
+  float v[6];
+  memcpy(v, var->data, sizeof v);
+  for (int c = 0; c < 6; c++)
+    assert_true(isfinite(v[c]) && v[c] != 1.0f);
+  st_free(&f);
+  assert_int_equal(tu_run("train bnt.cnn --data bnq --backend tcc --batch 11"), 1);
+  assert_contains(tu_err, "bnt.cnn: line 9: batchnorm needs more than one value per channel in a "
+                          "batch, but the last batch of each epoch holds one image (23 training "
+                          "images, batch 11)");
+}
+
 static void test_train_reference_cases_on_two_threads(void **state) {
   (void)state;
   for (int b = 0; b < 2; b++) {
@@ -1572,6 +1607,7 @@ int main(void) {
       cmocka_unit_test(test_train_log_unwritable_fails_before_training),
       cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_says_when_cc_object_was_cached),
+      cmocka_unit_test(test_train_batchnorm_on_empty_chunks),
       cmocka_unit_test(test_train_reference_cases_on_two_threads),
       cmocka_unit_test(test_train_reference_check_names_a_missing_file),
   };

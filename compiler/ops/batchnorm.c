@@ -313,14 +313,14 @@ static void bn_batch_backward(T *t, const TL *L, int *cur) {
   em_line(EM, "double v[%d];", 2 * C);
   em_line(EM, "memset(v, 0, sizeof v);");
   train_images(t, true);
-  em_line(EM, "%s_batch_sums(g, %s, %s, t->g[%d], mean%d, istd%d, v);", L->fn, L->in, L->out,
-          *cur, k, k);
+  em_line(EM, "%s_batch_sums(g, %s, %s, t->g[%d], mean%d, istd%d, v);", L->fn, L->in, L->out, *cur,
+          k, k);
   train_images(t, false);
   train_reduce(t, "v", 2 * C);
   if (L->dx) {
     train_images(t, true);
-    em_line(EM, "%s_batch_dx(m, %s, t->g[%d], t->g[%d], mean%d, istd%d, v, count%d);", L->fn,
-            L->in, *cur, 1 - *cur, k, k, k);
+    em_line(EM, "%s_batch_dx(m, %s, t->g[%d], t->g[%d], mean%d, istd%d, v, count%d);", L->fn, L->in,
+            *cur, 1 - *cur, k, k, k);
     train_images(t, false);
     *cur = 1 - *cur;
   }
