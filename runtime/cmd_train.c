@@ -176,7 +176,26 @@ typedef struct Run {
   int batch_first;  /* the step's first sample in order[] */
   EpochStats *rows; /* --log or --plot: one per epoch done, epochs 1.. */
   int nrows, rows_cap;
+  long long *tracked; /* [nlayers]: a batchnorm's num_batches_tracked (steps so far) */
 } Run;
+
+/* Each layer's num_batches_tracked from a weights file or checkpoint, where
+   it has them (read optionally, as PyTorch's files have them). */
+static void read_tracked(Run *r, const StFile *f) {
+  char name[sizeof((StCount *)0)->name];
+  for (int i = 0; i < r->net->nlayers; i++)
+    if (op_modules[r->net->layers[i].op]->stats) {
+      snprintf(name, sizeof name, "%s.num_batches_tracked", r->net->layers[i].name);
+      st_count(f, name, &r->tracked[i]);
+    }
+}
+
+/* After a step: every batch_stats layer tracked one batch more. */
+static void count_batch(Run *r) {
+  for (int i = 0; i < r->net->nlayers; i++)
+    if (op_modules[r->net->layers[i].op]->batch_stats)
+      r->tracked[i]++;
+}
 
 static double now(void) {
   struct timespec ts;
@@ -240,11 +259,16 @@ static int write_checkpoint(Run *r, Err *e) {
   r->tr.store_opt(r->en.model, r->state + r->net->param_count, &step);
   int n;
   StParam *t = checkpoint_tensors(r, &n);
-  if (!t) {
+  StCount *counts = calloc((size_t)r->net->nlayers + 1, sizeof *counts);
+  if (!t || !counts) {
+    free(t);
+    free(counts);
     e->internal = 1;
     return err_set(e, r->ckpt, "out of memory");
   }
-  CkptMeta m = {.network = r->net->name,
+  CkptMeta m = {.counts = counts,
+                .ncounts = cli_counts(r->net, r->tracked, counts),
+                .network = r->net->name,
                 .optimizer = optimizer_words[r->net->train.optimizer],
                 .backend = program_backend(r->en.prog),
                 .epoch = (unsigned long long)r->epoch,
@@ -263,6 +287,7 @@ static int write_checkpoint(Run *r, Err *e) {
                 .best_loss = r->best_loss};
   int rc = ckpt_write(r->ckpt, t, n, r->state, &m, e);
   free(t);
+  free(counts);
   if (rc == 0) {
     r->good_ckpt = r->ckpt;
     r->good_epoch = r->epoch;
@@ -399,6 +424,7 @@ static int resume(Run *r, const char *path, Err *e) {
   r->good_ckpt = path;
   r->good_epoch = r->epoch;
   r->good_batch = r->batch_done;
+  read_tracked(r, &f);
   note_changes(r, &f, &m);
 done:
   st_free(&f);
@@ -615,6 +641,7 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     double loss = trainer_step(&r->tr, r->x, r->target, s->weight ? r->weight : NULL, n,
                                train_key(seed, r->step), r->y, &ws);
     r->step++;
+    count_batch(r);
     if (!isfinite(loss)) {
       if (r->tty)
         fputs("\r\033[K", stderr);
@@ -761,7 +788,7 @@ static int write_weights(Run *r, Err *e) {
     meta[m++] = "test_loss";
     meta[m++] = loss;
   }
-  int rc = cli_write_weights(r->out, r->net, best ? best_params(r) : r->state, meta, e);
+  int rc = cli_write_trained(r->out, r->net, best ? best_params(r) : r->state, r->tracked, meta, e);
   free(classes);
   return rc;
 }
@@ -867,7 +894,8 @@ static int allocate(Run *r, Err *e) {
   r->state = calloc((size_t)(r->net->param_count * (1 + checkpoint_slots(r, slots)) + 1),
                     sizeof *r->state);
   r->aug_tmp = malloc((size_t)(in * r->en.threads) * sizeof *r->aug_tmp);
-  if (!r->order || !r->state || !r->aug_tmp) {
+  r->tracked = calloc((size_t)r->net->nlayers + 1, sizeof *r->tracked);
+  if (!r->order || !r->state || !r->aug_tmp || !r->tracked) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory for %d images' order and the training state",
                    r->train.n);
@@ -1110,6 +1138,12 @@ static int run(const CliArgs *cli) {
       goto fail;
   } else if (!a->value[CLI_WEIGHTS]) {
     r.en.init(r.en.model, r.net->train.seed);
+  } else if (net_has_stats(r.net)) { /* num_batches_tracked, where the file has it */
+    StFile f;
+    if (st_read(a->value[CLI_WEIGHTS], &f, &e) < 0)
+      goto fail;
+    read_tracked(&r, &f);
+    st_free(&f);
   }
   if (r.dist.rank == 0 && start_log(&r, &e) < 0)
     goto fail;
@@ -1216,6 +1250,7 @@ done:
   free(r.weight);
   free(r.order);
   free(r.state);
+  free(r.tracked);
   free(r.aug_tmp);
   free(r.rows);
   free(r.rank_hashes);

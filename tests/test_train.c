@@ -1468,8 +1468,9 @@ static void test_train_says_when_cc_object_was_cached(void **state) {
    leave a last batch of 2 on 4 threads, two of whose chunks (global
    thread 0's among them) are empty and still meet the others at every
    reduction (a deadlock otherwise); the same bits on a second run; the
-   running statistics moved from where they started; one image per channel
-   in a batch refused. */
+   running statistics moved from where they started; num_batches_tracked
+   counted, and counted on after --resume and --weights; one image per
+   channel in a batch refused. */
 static const char bn_net[] =
     "network bnt\ninput 12x12x1\nconv2d 4 3x3 bias=false\nbatchnorm\nrelu\nmaxpool 2x2\n"
     "flatten\ndense 6\nbatchnorm momentum=0.2\nrelu\ndense 4 softmax\n"
@@ -1494,6 +1495,25 @@ static void test_train_batchnorm_on_empty_chunks(void **state) {
   memcpy(v, var->data, sizeof v);
   for (int c = 0; c < 6; c++)
     assert_true(isfinite(v[c]) && v[c] != 1.0f);
+  long long tracked = 0; /* 3 epochs of 4 batches, as PyTorch counts them */
+  assert_int_equal(st_count(&f, "bn1.num_batches_tracked", &tracked), 1);
+  assert_int_equal(tracked, 12);
+  assert_int_equal(st_count(&f, "bn2.num_batches_tracked", &tracked), 1);
+  assert_int_equal(tracked, 12);
+  st_free(&f);
+  /* counted on from a checkpoint, and from weights */
+  assert_int_equal(tu_run("train bnt.cnn --data bnq --backend tcc --threads 4 --epochs 1 --out "
+                          "h.st --checkpoint h.ckpt"),
+                   0);
+  assert_int_equal(tu_run("train bnt.cnn --data bnq --backend tcc --threads 4 --resume h.ckpt "
+                          "--checkpoint h2.ckpt --out bn2.st"),
+                   0);
+  assert_true(tu_same_tensors("bn0.st", "bn2.st"));
+  assert_int_equal(
+      tu_run("train bnt.cnn --data bnq --backend tcc --epochs 1 --weights bn0.st --out w.st"), 0);
+  assert_int_equal(st_read(tu_path("w.st"), &f, &e), 0);
+  assert_int_equal(st_count(&f, "bn2.num_batches_tracked", &tracked), 1);
+  assert_int_equal(tracked, 16);
   st_free(&f);
   assert_int_equal(tu_run("train bnt.cnn --data bnq --backend tcc --batch 11"), 1);
   assert_contains(tu_err, "bnt.cnn: line 9: batchnorm needs more than one value per channel in a "

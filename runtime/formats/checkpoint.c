@@ -74,7 +74,7 @@ int ckpt_write(const char *path, const StParam *t, int n, const float *state, co
       "epochs_without_improvement", waited,
       NULL};
   /* clang-format on */
-  int rc = st_write(path, st, n, meta, e);
+  int rc = st_write_counts(path, st, n, m->counts, m->ncounts, meta, e);
   free(st);
   return rc;
 }
