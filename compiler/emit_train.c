@@ -568,10 +568,16 @@ static void phased_accumulate(T *t) {
   for (int k = 0; k < t->ntl; k++)
     if (batch_layer(&t->tl[k]))
       op_modules[t->tl[k].l->op]->batch_declare(t, &t->tl[k]);
-  train_images(t, true);
+  /* what the images share, once, in the one-image buffers */
+  em_open(EM, "%s", "");
+  em_line(EM, "struct %s_train_work *t = &w->train;", n);
   if (any_transposed(t, t->tl))
     em_line(EM, "%s_transpose(m, t);", n);
   dwt_zero(t, t->tl);
+  em_line(EM, "(void)t;");
+  em_close(EM);
+  t->shared = "(&w->train)";
+  train_images(t, true);
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
     if (!batch_layer(L)) {
@@ -600,8 +606,13 @@ static void phased_accumulate(T *t) {
     op_modules[L->l->op]->batch_backward(t, L, &cur);
     train_images(t, true);
   }
-  dwt_fold(t, t->tl);
   train_images(t, false);
+  t->shared = "t";
+  em_open(EM, "%s", "");
+  em_line(EM, "struct %s_train_work *t = &w->train;", n);
+  dwt_fold(t, t->tl);
+  em_line(EM, "(void)t;");
+  em_close(EM);
   em_line(EM, "return loss;");
   em_close(EM);
   em_blank(EM);
@@ -972,6 +983,7 @@ static void begin(T *t, const Net *net, Emitter *em) {
   t->n = net->name;
   t->slots = net->opt_slots;
   t->v = &em_vec8;
+  t->shared = "t";
   t->tl = xcalloc((size_t)net->nlayers + 1, sizeof *t->tl);
   plan(t);
 }

@@ -244,6 +244,12 @@ static const char *const gradient_nets[] = {
        a sigmoid output with binary cross-entropy */
     "network bnv\ninput 2x2x1\nflatten\ndense 4 bias=false\nbatchnorm\ndense 3\n"
     "batchnorm\nsigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
+    /* batchnorm around a conv + maxpool whose backward passes are fused (its
+       transposed weight gradient, shared by the images of the phased
+       NAME_accumulate) and whose input gradient reads transposed weights */
+    "network bnp\ninput 8x8x2\nconv2d 8 3x3 padding=same bias=false\nbatchnorm\n"
+    "conv2d 8 3x3 relu\nmaxpool 2x2\nbatchnorm\nflatten\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */

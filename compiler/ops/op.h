@@ -113,6 +113,10 @@ typedef struct T {
   int slots;      /* optimizer state arrays */
   const EmVec *v; /* the widest vectors of the function being written (per_width) */
   Arena strings;  /* S()'s, until end() */
+  /* The training buffers every image shares (a conv's transposed weights
+     and transposed weight gradient): "t", the image's own in the one-image
+     NAME_accumulate; "(&w->train)" in the phased one (batch statistics). */
+  const char *shared;
 } T;
 
 /* A formatted string of any length, until the training emitter ends: it
