@@ -526,7 +526,104 @@ static void dwt_fold(T *t, const TL *tl) {
       op_modules[tl[k].l->op]->train_end(t, &tl[k]);
 }
 
-static void accumulate_function(T *t) {
+/* ---- the phased NAME_accumulate (batch statistics) ---- */
+
+/* Whether a layer of the TLs trains on the batch's statistics. */
+static bool batch_layer(const TL *L) {
+  return op_modules[L->l->op]->batch_stats;
+}
+
+void train_images(T *t, bool open) {
+  if (!open) {
+    em_close(EM);
+    return;
+  }
+  em_open(EM, "for (int i = 0; i < n; i++)");
+  em_line(EM, "struct %s_train_work *t = w->images + i;", t->n);
+  em_line(EM, "const float *xi = x + (long)i * %s_INPUT_SIZE;", t->n);
+  em_line(EM, "(void)t, (void)xi;");
+}
+
+void train_reduce(T *t, const char *v, long count) {
+  em_line(EM, "if (w->reduce)");
+  em_line(EM, "  w->reduce(w->reduce_ctx, %s, %ld);", v, count);
+}
+
+/* NAME_accumulate_y of a network with batch statistics: every image of the
+   chunk keeps its own training buffers (w->images), and the passes run in
+   phases: the layers up to a batch_stats layer for every image, that
+   layer's statistics over the whole batch (w->reduce) and its forward pass,
+   the layers after it, ..., the loss; the backward passes likewise in
+   reverse. A thread with no images runs the same phases on none: every
+   thread calls w->reduce as many times. */
+static void phased_accumulate(T *t) {
+  const char *n = t->n;
+  const int K = (int)shape_size(t->net->output);
+  const TL *last = &t->tl[t->ntl - 1];
+  bool dropout = false;
+  for (int k = 0; k < t->ntl; k++)
+    dropout |= op_modules[t->tl[k].l->op]->draws;
+  em_open_fn(EM, "double %s_accumulate_y(%s, float *y)", n, params_of(t, true));
+  em_line(EM, "if (n > w->image_slots)");
+  em_line(EM, "  return NAN; /* fewer image buffers than images: see %s_work */", n);
+  em_line(EM, "double loss = 0.0;");
+  if (!dropout)
+    em_line(EM, "(void)key;");
+  for (int k = 0; k < t->ntl; k++)
+    if (batch_layer(&t->tl[k]))
+      op_modules[t->tl[k].l->op]->batch_declare(t, &t->tl[k]);
+  /* what the images share, once, in the one-image buffers */
+  em_open(EM, "%s", "");
+  em_line(EM, "struct %s_train_work *t = &w->train;", n);
+  if (any_transposed(t, t->tl))
+    em_line(EM, "%s_transpose(m, t);", n);
+  dwt_zero(t, t->tl);
+  em_line(EM, "(void)t;");
+  em_close(EM);
+  t->shared = "(&w->train)";
+  train_images(t, true);
+  for (int k = 0; k < t->ntl; k++) {
+    const TL *L = &t->tl[k];
+    if (!batch_layer(L)) {
+      forward_call(t, L);
+      continue;
+    }
+    train_images(t, false);
+    op_modules[L->l->op]->batch_forward(t, L);
+    train_images(t, true);
+  }
+  em_line(EM, "const float wi = weight ? weight[i] : 1.0f;");
+  em_line(EM, "loss += wi * %s_loss(%s, target + (long)i * %d, wi, t->out, t->g[0]);", n, last->out,
+          K);
+  em_line(EM, "if (y)");
+  em_line(EM, "  memcpy(y + (long)i * %d, t->out, %d * sizeof(float));", K, K);
+  int cur = 0;
+  for (int k = t->ntl - 1; k >= 0; k--) {
+    const TL *L = &t->tl[k];
+    if (!L->backward)
+      continue;
+    if (!batch_layer(L)) {
+      op_modules[L->l->op]->backward_call(t, L, &cur);
+      continue;
+    }
+    train_images(t, false);
+    op_modules[L->l->op]->batch_backward(t, L, &cur);
+    train_images(t, true);
+  }
+  train_images(t, false);
+  t->shared = "t";
+  em_open(EM, "%s", "");
+  em_line(EM, "struct %s_train_work *t = &w->train;", n);
+  dwt_fold(t, t->tl);
+  em_line(EM, "(void)t;");
+  em_close(EM);
+  em_line(EM, "return loss;");
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* NAME_accumulate_y, one image at a time. */
+static void image_accumulate(T *t) {
   const char *n = t->n;
   const char *acc_params = params_of(t, true);
   const int K = (int)shape_size(t->net->output);
@@ -562,6 +659,17 @@ static void accumulate_function(T *t) {
   em_line(EM, "return loss;");
   em_close(EM);
   em_blank(EM);
+}
+
+/* NAME_accumulate_y (per image, or in phases with batch statistics) and
+   NAME_accumulate. */
+static void accumulate_function(T *t) {
+  const char *n = t->n;
+  const char *acc_params = params_of(t, true);
+  if (net_has_batch_stats(t->net))
+    phased_accumulate(t);
+  else
+    image_accumulate(t);
   em_open_fn(EM, "double %s_accumulate(%s)", n, acc_params);
   em_line(EM, "  return %s_accumulate_y(m, w, g, x, target, weight, n, key, NULL);", n);
   em_close(EM);
@@ -782,6 +890,9 @@ static void update_function(T *t) {
           "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale, lr%s);",
           net_has_stats(net) ? "if (t->bound < -1.5f)\n  continue; /* running statistics */\n" : "",
           n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
+    for (int k = 0; k < t->ntl; k++)
+      if (op_modules[t->tl[k].l->op]->train_update)
+        op_modules[t->tl[k].l->op]->train_update(t, &t->tl[k]);
     if (net_has_folds(net))
       em_line(EM, "%s_fold(m);", n);
   }
@@ -793,6 +904,10 @@ static void update_function(T *t) {
   em_line(EM, "  wsum += weight ? weight[i] : 1.0f;");
   em_line(EM, "%s_grads_zero(g);", n);
   em_line(EM, "const double loss = %s_accumulate(m, w, g, x, target, weight, n, key);", n);
+  if (net_has_batch_stats(net)) {
+    em_line(EM, "if (isnan(loss))");
+    em_line(EM, "  return NAN; /* no image buffers: see %s_work */", n);
+  }
   em_line(EM, "if (wsum > 0.0)");
   em_line(EM, "  %s_update(m, g, (float)(1.0 / wsum), lr);", n);
   em_line(EM, "return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;");
@@ -872,6 +987,7 @@ static void begin(T *t, const Net *net, Emitter *em) {
   t->n = net->name;
   t->slots = net->opt_slots;
   t->v = &em_vec8;
+  t->shared = "t";
   t->tl = xcalloc((size_t)net->nlayers + 1, sizeof *t->tl);
   plan(t);
 }
@@ -896,6 +1012,14 @@ void emit_train_work_members(Emitter *em, const Net *net) {
   T t;
   begin(&t, net, em);
   em_line(em, "struct %s_train_work train; /* one image's training buffers */", t.n);
+  if (net_has_batch_stats(net)) {
+    em_line(em, "/* Batch statistics (%s_accumulate): */", t.n);
+    em_line(em, "struct %s_train_work *images; /* [image_slots]: each image's buffers */", t.n);
+    em_line(em, "int image_slots;");
+    em_line(em, "int stats_quiet; /* nonzero: leaves the batch statistics out of g */");
+    em_line(em, "void (*reduce)(void *ctx, double *v, int n); /* NULL: one call, whole batch */");
+    em_line(em, "void *reduce_ctx;");
+  }
   end(&t);
 }
 
@@ -955,6 +1079,45 @@ void emit_train_types(Emitter *em, const Net *net) {
   end(&t);
 }
 
+/* Header, with batch statistics: what NAME_work needs for training. */
+static void batch_declarations(T *t) {
+  const char *n = t->n;
+  em_line(EM, "/* Batch normalization trains on the statistics of the whole batch, so");
+  em_line(EM, "   %s_accumulate keeps every image's training buffers: before it runs on n", n);
+  em_line(EM, "   images, point w->images at n struct %s_train_work (%s_image_bytes()", n, n);
+  em_line(EM, "   each) and set w->image_slots = n (%s_batch_setup does both); with fewer it", n);
+  em_line(EM, "   returns NaN and adds nothing. With the batch split over threads (or");
+  em_line(EM, "   processes), reduce(ctx, v, k) must replace v[0..k) in every caller by the");
+  em_line(EM, "   sum of all callers' v, added in chunk order (every thread calls it equally");
+  em_line(EM, "   often, with no images too); NULL: this call holds the whole batch. The");
+  em_line(EM, "   batch's mean and unbiased variance go into g at the running statistics'");
+  em_line(EM, "   places unless stats_quiet (set it in all but one thread: g's are summed),");
+  em_line(EM, "   and %s_update moves the running statistics towards them. */", n);
+  em_line(EM, "size_t %s_image_bytes(void);", n);
+  em_call(EM,
+          "void %s_batch_setup(%s_work *w, void *images, int image_slots, "
+          "void (*reduce)(void *ctx, double *v, int n), void *ctx, int stats_quiet);",
+          n, n);
+  em_blank(EM);
+}
+
+static void batch_functions(T *t) {
+  const char *n = t->n;
+  em_line(EM, "size_t %s_image_bytes(void) { return sizeof(struct %s_train_work); }", n, n);
+  em_blank(EM);
+  em_open(EM,
+          "void %s_batch_setup(%s_work *w, void *images, int image_slots, "
+          "void (*reduce)(void *ctx, double *v, int n), void *ctx, int stats_quiet)",
+          n, n);
+  em_line(EM, "w->images = images;");
+  em_line(EM, "w->image_slots = image_slots;");
+  em_line(EM, "w->reduce = reduce;");
+  em_line(EM, "w->reduce_ctx = ctx;");
+  em_line(EM, "w->stats_quiet = stats_quiet;");
+  em_close(EM);
+  em_blank(EM);
+}
+
 /* Header: NAME_explain and Grad-CAM's layer. */
 static void explain_declarations(T *t) {
   const char *n = t->n;
@@ -1007,8 +1170,14 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   em_line(em, "   With T threads, split the batch into T contiguous chunks, accumulate chunk t");
   em_line(em, "   into grads g_t with its own %s_work, add g_1.. into g_0 in order, update", n);
   em_line(em, "   with g_0: the result is repeatable bit for bit. %s_train_step does it all on", n);
-  em_line(em, "   one thread. No batch normalization exists, so images are independent. */");
-  em_blank(em);
+  if (!net_has_batch_stats(net)) {
+    em_line(em, "   one thread. No batch normalization exists, so images are independent. */");
+    em_blank(em);
+  } else {
+    em_line(em, "   one thread. */");
+    em_blank(em);
+    batch_declarations(&t);
+  }
   em_call(em, "void %s_grads_zero(%s_grads *g);", n, n);
   em_line(em,
           "void %s_grads_add(%s_grads *restrict into, const %s_grads *restrict g); /* into += g */",
@@ -1060,6 +1229,8 @@ void emit_train_source(Emitter *em, const Net *net) {
   accumulate_function(&t);
   update_function(&t);
   state_functions(&t);
+  if (net_has_batch_stats(net))
+    batch_functions(&t);
   explain_functions(&t);
   end(&t);
 }

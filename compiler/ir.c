@@ -48,6 +48,13 @@ bool net_has_stats(const Net *net) {
   return false;
 }
 
+bool net_has_batch_stats(const Net *net) {
+  for (int i = 0; i < net->nlayers; i++)
+    if (op_modules[net->layers[i].op]->batch_stats)
+      return true;
+  return false;
+}
+
 bool net_has_folds(const Net *net) {
   for (int i = 0; i < net->nlayers; i++)
     if (net->layers[i].fused_bn)

@@ -247,6 +247,9 @@ int net_tensors(const Net *net, TensorInfo *out);
    batchnorm is folded into a conv/dense (Layer.fused_bn). (ir.c) */
 bool net_has_stats(const Net *net);
 bool net_has_folds(const Net *net);
+/* Whether a layer trains on the batch's statistics (OpModule.batch_stats:
+   batchnorm): NAME_accumulate then runs in phases (emit_train.c). */
+bool net_has_batch_stats(const Net *net);
 
 /* Grad-CAM's layer: the last spatial layer that OpModule.cam marks (a conv,
    the add of a residual block) outside any block, so that every path from

@@ -116,8 +116,10 @@ typedef struct OpModule {
                          linear conv/dense right before it (fuse.c:
                          Layer.fused_bn), with fold() */
   bool weight_ones;   /* its weight starts at 1, not drawn (a batchnorm's scale) */
-  bool batch_stats;   /* training needs the whole batch's statistics
-                         (cnngen train refuses it: see README, Layout) */
+  bool batch_stats;   /* training needs the whole batch's statistics:
+                         NAME_accumulate runs in phases, every image up to
+                         this layer, its batch_forward, every image on
+                         (emit_train.c) */
   bool applies_act;   /* applies Layer.act after the op */
   bool takes_act;     /* an activation layer right after it folds into it (fuse.c) */
   bool folds;         /* may fold into the conv/dense before it (an activation,
@@ -195,6 +197,17 @@ typedef struct OpModule {
   void (*transpose)(struct T *t, const struct TL *L);
   void (*train_begin)(struct T *t, const struct TL *L);
   void (*train_end)(struct T *t, const struct TL *L);
+  /* batch_stats: in the phased NAME_accumulate, its declarations at the
+     top (batch_declare), its forward pass over every image of the chunk
+     with the batch's statistics (batch_forward) and its backward pass
+     (batch_backward: dy in t->g[*cur] of each image, flips *cur when it
+     writes dx), both summing across the batch through train_reduce and
+     running their image loops with train_images; in NAME_update, what the
+     step does to its running statistics (train_update). */
+  void (*batch_declare)(struct T *t, const struct TL *L);
+  void (*batch_forward)(struct T *t, const struct TL *L);
+  void (*batch_backward)(struct T *t, const struct TL *L, int *cur);
+  void (*train_update)(struct T *t, const struct TL *L);
 } OpModule;
 
 #define X_DECLARE(e, w, module) extern const OpModule module;

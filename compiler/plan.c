@@ -46,7 +46,10 @@
  * The plan records the sizes for `cnngen check`: parameters, optimizer
  * state, and for one thread its gradient accumulator and its work struct
  * (inference tensors plus the training buffers of one image: a thread
- * runs its images one at a time, so the batch size does not enter).
+ * runs its images one at a time, so the batch size does not enter). A
+ * network with batch statistics (batchnorm) keeps those buffers for every
+ * image of the thread's chunk besides (emit_train.c, NAME_image_bytes each),
+ * which the runtime allocates once it knows the chunk.
  */
 #include <assert.h>
 #include <stdlib.h>

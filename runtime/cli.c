@@ -350,18 +350,37 @@ int cli_params(const Net *net, StParam *out) {
   return nt;
 }
 
-int cli_write_weights(const char *path, const Net *net, const float *params,
-                      const char *const *extra_meta, Err *e) {
+int cli_counts(const Net *net, const long long *tracked, StCount *out) {
+  int n = 0;
+  for (int i = 0; tracked && i < net->nlayers; i++)
+    if (op_modules[net->layers[i].op]->stats) {
+      snprintf(out[n].name, sizeof out[n].name, "%s.num_batches_tracked", net->layers[i].name);
+      out[n++].value = tracked[i];
+    }
+  return n;
+}
+
+int cli_write_trained(const char *path, const Net *net, const float *params,
+                      const long long *tracked, const char *const *extra_meta, Err *e) {
   int np = cli_params(net, NULL);
   StParam *p = calloc((size_t)np + 1, sizeof *p);
-  if (!p || cli_params(net, p) < 0) {
+  StCount *counts = calloc((size_t)net->nlayers + 1, sizeof *counts);
+  if (!p || !counts || cli_params(net, p) < 0) {
     free(p);
+    free(counts);
     e->internal = 1;
     return err_set(e, path, "out of memory");
   }
-  int rc = st_write_params(path, net->name, p, np, params, extra_meta, e);
+  int nc = cli_counts(net, tracked, counts);
+  int rc = st_write_params(path, net->name, p, np, params, counts, nc, extra_meta, e);
   free(p);
+  free(counts);
   return rc;
+}
+
+int cli_write_weights(const char *path, const Net *net, const float *params,
+                      const char *const *extra_meta, Err *e) {
+  return cli_write_trained(path, net, params, NULL, extra_meta, e);
 }
 
 void cli_class_names_free(ClassNames *cn) {

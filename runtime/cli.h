@@ -127,6 +127,14 @@ int cli_params(const Net *net, StParam *out);
    name and `extra_meta` pairs (may be NULL) in the metadata. */
 int cli_write_weights(const char *path, const Net *net, const float *params,
                       const char *const *extra_meta, Err *e);
+/* The counts of batches each layer with running statistics has tracked,
+   tracked[layer index], as LAYER.num_batches_tracked into out (at most
+   nlayers of them); returns their number. */
+int cli_counts(const Net *net, const long long *tracked, StCount *out);
+/* cli_write_weights with the layers' num_batches_tracked (tracked: as
+   cli_counts takes it; NULL: none written). */
+int cli_write_trained(const char *path, const Net *net, const float *params,
+                      const long long *tracked, const char *const *extra_meta, Err *e);
 
 /* The names of a network's outputs, from the first source that gives them:
    the network's classes statement, the data (an image folder's class

@@ -177,7 +177,26 @@ typedef struct Run {
   int batch_first;  /* the step's first sample in order[] */
   EpochStats *rows; /* --log or --plot: one per epoch done, epochs 1.. */
   int nrows, rows_cap;
+  long long *tracked; /* [nlayers]: a batchnorm's num_batches_tracked (steps so far) */
 } Run;
+
+/* Each layer's num_batches_tracked from a weights file or checkpoint, where
+   it has them (read optionally, as PyTorch's files have them). */
+static void read_tracked(Run *r, const StFile *f) {
+  char name[sizeof((StCount *)0)->name];
+  for (int i = 0; i < r->net->nlayers; i++)
+    if (op_modules[r->net->layers[i].op]->stats) {
+      snprintf(name, sizeof name, "%s.num_batches_tracked", r->net->layers[i].name);
+      st_count(f, name, &r->tracked[i]);
+    }
+}
+
+/* After a step: every batch_stats layer tracked one batch more. */
+static void count_batch(Run *r) {
+  for (int i = 0; i < r->net->nlayers; i++)
+    if (op_modules[r->net->layers[i].op]->batch_stats)
+      r->tracked[i]++;
+}
 
 static double now(void) {
   struct timespec ts;
@@ -255,12 +274,17 @@ static int write_checkpoint(Run *r, Err *e) {
   if (classes_json(r, r->ckpt, &classes, e) < 0)
     return -1;
   StParam *t = checkpoint_tensors(r, &n);
-  if (!t) {
+  StCount *counts = calloc((size_t)r->net->nlayers + 1, sizeof *counts);
+  if (!t || !counts) {
+    free(t);
+    free(counts);
     free(classes);
     e->internal = 1;
     return err_set(e, r->ckpt, "out of memory");
   }
-  CkptMeta m = {.network = r->net->name,
+  CkptMeta m = {.counts = counts,
+                .ncounts = cli_counts(r->net, r->tracked, counts),
+                .network = r->net->name,
                 .classes = classes,
                 .optimizer = optimizer_words[r->net->train.optimizer],
                 .backend = program_backend(r->en.prog),
@@ -281,6 +305,7 @@ static int write_checkpoint(Run *r, Err *e) {
   int rc = ckpt_write(r->ckpt, t, n, r->state, &m, e);
   free(t);
   free(classes);
+  free(counts);
   if (rc == 0) {
     r->good_ckpt = r->ckpt;
     r->good_epoch = r->epoch;
@@ -417,6 +442,7 @@ static int resume(Run *r, const char *path, Err *e) {
   r->good_ckpt = path;
   r->good_epoch = r->epoch;
   r->good_batch = r->batch_done;
+  read_tracked(r, &f);
   note_changes(r, &f, &m);
 done:
   st_free(&f);
@@ -633,6 +659,7 @@ static int train_epoch(Run *r, int epochs, Err *e) {
     double loss = trainer_step(&r->tr, r->x, r->target, s->weight ? r->weight : NULL, n,
                                train_key(seed, r->step), r->y, &ws);
     r->step++;
+    count_batch(r);
     if (!isfinite(loss)) {
       if (r->tty)
         fputs("\r\033[K", stderr);
@@ -776,7 +803,7 @@ static int write_weights(Run *r, Err *e) {
     meta[m++] = "test_loss";
     meta[m++] = loss;
   }
-  int rc = cli_write_weights(r->out, r->net, best ? best_params(r) : r->state, meta, e);
+  int rc = cli_write_trained(r->out, r->net, best ? best_params(r) : r->state, r->tracked, meta, e);
   free(classes);
   return rc;
 }
@@ -821,6 +848,27 @@ static int check_outputs(const Run *r, Err *e) {
   return 0;
 }
 
+/* A layer on the batch's statistics (batchnorm) of one value per channel
+   and image (a vector, a 1x1 image) needs two images in every batch, as
+   PyTorch does ("Expected more than 1 value per channel when training"):
+   refused before training, naming the batch that would hold one. */
+static int check_batch_values(const Run *r, Err *e) {
+  const int batch = r->net->train.batch, n = r->train.n;
+  const int last = n < batch ? n : n % batch ? n % batch : batch;
+  for (int i = 0; i < r->net->nlayers; i++) {
+    const Layer *l = &r->net->layers[i];
+    if (!op_modules[l->op]->batch_stats || (long)l->out.h * l->out.w > 1 || (batch > 1 && last > 1))
+      continue;
+    return err_set(e, r->net->file,
+                   "line %d: %s needs more than one value per channel in a batch, but %s holds "
+                   "one image (%d training images, batch %d) (change batch%s)",
+                   l->loc.line, op_words[l->op],
+                   batch == 1 ? "every batch" : "the last batch of each epoch", n, batch,
+                   batch == 1 ? "" : " so that the last batch holds two or more");
+  }
+  return 0;
+}
+
 static int setup(Run *r, Err *e) {
   const CliArgs *a = r->a;
   TrainConfig *tc = &r->net->train;
@@ -830,15 +878,6 @@ static int setup(Run *r, Err *e) {
     tc->batch = (int)a->num[CLI_BATCH];
   if (a->value[CLI_SEED])
     tc->seed = (unsigned long long)a->num[CLI_SEED];
-  for (int i = 0; i < r->net->nlayers; i++) {
-    const Layer *l = &r->net->layers[i];
-    if (op_modules[l->op]->batch_stats)
-      return err_set(e, r->net->file,
-                     "line %d: cnngen cannot train %s yet: it needs the whole batch's "
-                     "statistics inside the forward pass (train it in PyTorch and load the "
-                     "weights with --weights for eval, predict, explain, compile or export)",
-                     l->loc.line, op_words[l->op]);
-  }
   /* With a train block, shape.c has checked the loss against the output. */
   Act out = net_output_act(r->net);
   bool ce = tc->loss == LOSS_SPARSE_CE || tc->loss == LOSS_CE;
@@ -860,7 +899,7 @@ static int setup(Run *r, Err *e) {
   }
   if ((r->dist.rank == 0 && check_outputs(r, e) < 0) || load_data(r, e) < 0)
     return -1;
-  return 0;
+  return check_batch_values(r, e);
 }
 
 static int allocate(Run *r, Err *e) {
@@ -870,7 +909,8 @@ static int allocate(Run *r, Err *e) {
   r->state = calloc((size_t)(r->net->param_count * (1 + checkpoint_slots(r, slots)) + 1),
                     sizeof *r->state);
   r->aug_tmp = malloc((size_t)(in * r->en.threads) * sizeof *r->aug_tmp);
-  if (!r->order || !r->state || !r->aug_tmp) {
+  r->tracked = calloc((size_t)r->net->nlayers + 1, sizeof *r->tracked);
+  if (!r->order || !r->state || !r->aug_tmp || !r->tracked) {
     e->internal = 1;
     return err_set(e, NULL, "out of memory for %d images' order and the training state",
                    r->train.n);
@@ -1108,6 +1148,12 @@ static int run(const CliArgs *cli) {
       goto fail;
   } else if (!a->value[CLI_WEIGHTS]) {
     r.en.init(r.en.model, r.net->train.seed);
+  } else if (net_has_stats(r.net)) { /* num_batches_tracked, where the file has it */
+    StFile f;
+    if (st_read(a->value[CLI_WEIGHTS], &f, &e) < 0)
+      goto fail;
+    read_tracked(&r, &f);
+    st_free(&f);
   }
   if (r.dist.rank == 0 && start_log(&r, &e) < 0)
     goto fail;
@@ -1214,6 +1260,7 @@ done:
   free(r.weight);
   free(r.order);
   free(r.state);
+  free(r.tracked);
   free(r.aug_tmp);
   free(r.rows);
   free(r.rank_hashes);

@@ -50,7 +50,7 @@ static const char language_help[] =
     "  dense N [bias=false] [ACT] [name=NAME]       on a vector: N units; linear\n"
     "  batchnorm [momentum=F] [eps=F] [name=NAME]   per channel (per element on a\n"
     "      vector), PyTorch's; momentum 0.1, eps 1e-5; folded into a linear conv or\n"
-    "      dense right before it for inference; not trained by cnngen yet\n"
+    "      dense right before it for inference; trained on the batch's statistics\n"
     "  dropout F                                    rate 0 <= F < 1, training only\n"
     "  relu | sigmoid | tanh | softmax              an activation as its own layer\n"
     "  activation ACT                               the same, spelled out\n"

@@ -14,6 +14,16 @@
  * order, and one allgather brings every rank's chunk losses, output rows and
  * stop request, so every rank sums the same losses in the same order and
  * holds the whole batch's outputs.
+ *
+ * Batch statistics (batchnorm): the generated code calls reduce() from
+ * inside every thread's step, each time with the same count. The threads
+ * put their partial sums side by side and meet at a barrier; thread 0 (over
+ * MPI: after an allgather of every rank's partials, the one communication
+ * in a step besides dist_sum's) adds the partials of every global thread
+ * in global thread order, in double; at a second barrier every thread takes
+ * the sum. So one process of R*T threads and R ranks of T threads add the
+ * same numbers in the same order. A thread with an empty chunk still runs
+ * its step (on no images) and so still meets the others.
  */
 #include "trainer.h"
 
@@ -51,13 +61,129 @@ typedef struct Worker {
   int index;
 } Worker;
 
+static void *alloc_aligned(size_t bytes) {
+  size_t rounded = (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, rounded ? rounded : 64);
+  if (p)
+    memset(p, 0, rounded ? rounded : 64);
+  return p;
+}
+
+struct TrainerBatch {
+  pthread_barrier_t meet;
+  int threads, width; /* doubles a thread's partials may take */
+  double *parts;      /* [threads][width]: this rank's */
+  double *all;        /* [ranks][threads][width]: every rank's (MPI) */
+  double *sum;        /* [width] */
+  struct BatchCtx {
+    Trainer *t;
+    int index;
+  } *ctx; /* [threads] */
+};
+
+/* The generated code's w->reduce (see the top of this file). */
+static void reduce(void *ctx, double *v, int n) {
+  const struct BatchCtx *c = ctx;
+  Trainer *t = c->t;
+  TrainerBatch *b = t->batch;
+  memcpy(b->parts + (size_t)c->index * (size_t)b->width, v, (size_t)n * sizeof *v);
+  pthread_barrier_wait(&b->meet);
+  if (c->index == 0) {
+    const double *all = b->parts;
+    int parts = b->threads;
+    if (t->dist && t->dist->size > 1) {
+      dist_allgather(t->dist, b->parts, (size_t)b->threads * (size_t)b->width * sizeof *v, b->all);
+      all = b->all;
+      parts *= t->dist->size;
+    }
+    for (int j = 0; j < n; j++) {
+      double s = all[j];
+      for (int g = 1; g < parts; g++)
+        s += all[(size_t)g * (size_t)b->width + (size_t)j];
+      b->sum[j] = s;
+    }
+  }
+  pthread_barrier_wait(&b->meet);
+  memcpy(v, b->sum, (size_t)n * sizeof *v);
+}
+
+static void batch_free(Trainer *t) {
+  TrainerBatch *b = t->batch;
+  if (b) {
+    pthread_barrier_destroy(&b->meet);
+    free(b->parts);
+    free(b->all);
+    free(b->sum);
+    free(b->ctx);
+    free(b);
+  }
+  if (t->images)
+    for (int i = 0; i < t->en->threads; i++)
+      free(t->images[i]);
+  free(t->images);
+  free(t->image_slots);
+  t->batch = NULL;
+}
+
+/* The widest reduce of the network's layers: 2 * C + 1 doubles. */
+static int batch_width(const Net *net) {
+  int width = 1;
+  for (int i = 0; i < net->nlayers; i++)
+    if (op_modules[net->layers[i].op]->batch_stats && 2 * net->layers[i].out.c + 1 > width)
+      width = 2 * net->layers[i].out.c + 1;
+  return width;
+}
+
+static int batch_open(Trainer *t, int ranks) {
+  const int threads = t->en->threads;
+  TrainerBatch *b = calloc(1, sizeof *b);
+  t->images = calloc((size_t)threads, sizeof *t->images);
+  t->image_slots = calloc((size_t)threads, sizeof *t->image_slots);
+  if (!b || !t->images || !t->image_slots) {
+    free(b);
+    return -1;
+  }
+  b->threads = threads;
+  b->width = batch_width(t->en->net);
+  b->parts = calloc((size_t)threads * (size_t)b->width, sizeof *b->parts);
+  b->all = calloc((size_t)ranks * (size_t)threads * (size_t)b->width, sizeof *b->all);
+  b->sum = calloc((size_t)b->width, sizeof *b->sum);
+  b->ctx = calloc((size_t)threads, sizeof *b->ctx);
+  pthread_barrier_init(&b->meet, NULL, (unsigned)threads);
+  t->batch = b;
+  if (!b->parts || !b->all || !b->sum || !b->ctx)
+    return -1;
+  for (int i = 0; i < threads; i++)
+    b->ctx[i] = (struct BatchCtx){t, i};
+  return 0;
+}
+
+/* Thread i's buffers for n images, and its w->reduce; only global thread 0
+   writes the batch's statistics into its gradients (the sum of every
+   thread's holds them once). Returns -1 when out of memory. */
+static int batch_step(Trainer *t, int i, int n, int global) {
+  if (n > t->image_slots[i]) {
+    free(t->images[i]);
+    t->image_slots[i] = 0;
+    /* zeroed, as the work areas are: a padded input's border stays 0 */
+    if (!(t->images[i] = alloc_aligned(t->image_bytes * (size_t)n)))
+      return -1;
+    t->image_slots[i] = n;
+  }
+  int all = t->batch->threads * (t->dist ? t->dist->size : 1);
+  t->batch_setup(t->en->works[i], t->images[i], t->image_slots[i], all > 1 ? reduce : NULL,
+                 &t->batch->ctx[i], global != 0);
+  return 0;
+}
+
 static void run_chunk(Trainer *t, int index, Chunk *c) {
   t->grads_zero(t->grads[index]);
   if (t->prepare && c->n > 0)
     t->prepare(t->prepare_ctx, index, c->first, c->n);
-  c->loss = c->n > 0 ? t->accumulate_y(t->en->model, t->en->works[index], t->grads[index], c->x,
-                                       c->target, c->weight, c->n, c->key, c->y)
-                     : 0.0;
+  c->loss = c->n > 0 || t->batch
+                ? t->accumulate_y(t->en->model, t->en->works[index], t->grads[index], c->x,
+                                  c->target, c->weight, c->n, c->key, c->y)
+                : 0.0;
 }
 
 static void *worker_main(void *arg) {
@@ -139,14 +265,6 @@ static TrainerPool *pool_start(Trainer *t) {
   return p;
 }
 
-static void *alloc_aligned(size_t bytes) {
-  size_t rounded = (bytes + 63) / 64 * 64;
-  void *p = aligned_alloc(64, rounded ? rounded : 64);
-  if (p)
-    memset(p, 0, rounded ? rounded : 64);
-  return p;
-}
-
 /* NAME_suffix from the program; copies the bits into *fn (dlsym style). */
 static int lookup(Trainer *t, const char *suffix, void *fn, size_t fn_size, Err *e) {
   char name[160];
@@ -178,7 +296,6 @@ int trainer_open(Trainer *t, Engine *en, Err *e) {
   LOOKUP(t->update, "_update");
   LOOKUP(t->store_opt, "_store_opt");
   LOOKUP(t->load_opt, "_load_opt");
-#undef LOOKUP
   t->lr = en->net->train.lr;
   t->grads_bytes = grads_bytes();
   t->opt_slots = opt_slots();
@@ -188,6 +305,15 @@ int trainer_open(Trainer *t, Engine *en, Err *e) {
   for (int i = 0; i < en->threads; i++)
     if (!(t->grads[i] = alloc_aligned(t->grads_bytes)))
       goto oom;
+  if (net_has_batch_stats(en->net)) {
+    size_t (*image_bytes)(void) = NULL;
+    LOOKUP(image_bytes, "_image_bytes");
+    LOOKUP(t->batch_setup, "_batch_setup");
+    t->image_bytes = image_bytes();
+    if (batch_open(t, 1) < 0)
+      goto oom;
+  }
+#undef LOOKUP
   if (en->threads > 1 && !(t->pool = pool_start(t))) {
     e->internal = 1;
     err_set(e, en->net->file, "cannot start %d training threads", en->threads - 1);
@@ -215,6 +341,14 @@ int trainer_distribute(Trainer *t, Dist *d, int batch, Err *e) {
     return err_set(e, NULL, "out of memory for %d ranks' step records", d->size);
   }
   t->dist = d;
+  if (t->batch) { /* room for every rank's partial sums */
+    TrainerBatch *b = t->batch;
+    free(b->all);
+    if (!(b->all = calloc((size_t)d->size * (size_t)threads * (size_t)b->width, sizeof *b->all))) {
+      e->internal = 1;
+      return err_set(e, NULL, "out of memory for %d ranks' batch statistics", d->size);
+    }
+  }
   return 0;
 }
 
@@ -222,6 +356,7 @@ void trainer_close(Trainer *t) {
   free(t->recs);
   if (t->pool)
     pool_stop(t->pool);
+  batch_free(t);
   if (t->grads)
     for (int i = 0; i < t->en->threads; i++)
       free(t->grads[i]);
@@ -282,6 +417,10 @@ double trainer_step(Trainer *t, const float *x, const float *target, const float
         .n = last - first,
         .key = key + (uint64_t)first,
     };
+    if (t->batch && batch_step(t, i, last - first, g) < 0) {
+      fputs("cnngen: error: out of memory for the images of a training step\n", stderr);
+      exit(2);
+    }
   }
   if (t->pool) {
     TrainerPool *p = t->pool;

@@ -32,6 +32,7 @@
 #include "formats/idx.h"
 
 typedef struct TrainerPool TrainerPool;
+typedef struct TrainerBatch TrainerBatch;
 
 typedef struct Trainer {
   Engine *en;
@@ -58,6 +59,15 @@ typedef struct Trainer {
      any rank, so that every rank stops after the same step. */
   const volatile sig_atomic_t *stop_request;
   int stop;
+  /* Batch statistics (a batchnorm: net_has_batch_stats): each thread's
+     buffers for every image of its chunk, and the sum over the batch that
+     the generated code calls from inside a step (trainer.c, reduce). */
+  void (*batch_setup)(void *w, void *images, int slots, void (*reduce)(void *, double *, int),
+                      void *ctx, int quiet);
+  size_t image_bytes;  /* NAME_image_bytes() */
+  void **images;       /* [threads] */
+  int *image_slots;    /* [threads] */
+  TrainerBatch *batch; /* NULL without batch statistics */
   Dist *dist;          /* NULL: this process alone (trainer_distribute) */
   unsigned char *recs; /* [ranks][rec_bytes]: a step's losses and outputs */
   size_t rec_bytes;

@@ -183,6 +183,64 @@ static void test_mpi_adam_and_sgd_match_threads(void **state) {
   }
 }
 
+/* Batchnorm: the batch's statistics summed over every rank's threads, in
+   global thread order, inside the forward and backward passes. Batches of
+   7 over 2 x 2 threads (1, 2, 2, 2 images), the last batch of 100 images
+   with 2 (two empty chunks, global thread 0's among them); 2 ranks x 1
+   thread and 2 ranks x 2 threads against 2 and 4 threads, and a checkpoint
+   of 2 ranks resumed by one process and the other way round. */
+static const char bn_net[] = "network bn\n"
+                             "input 12x12x1\n"
+                             "conv2d 4 3x3 bias=false\n"
+                             "batchnorm\n"
+                             "relu\n"
+                             "residual {\n"
+                             "  conv2d 4 3x3 padding=same bias=false\n"
+                             "  batchnorm momentum=0.3\n"
+                             "}\n"
+                             "maxpool 2x2\n"
+                             "flatten\n"
+                             "dense 8\n"
+                             "batchnorm\n"
+                             "relu\n"
+                             "dense 4 softmax\n"
+                             "train {\n"
+                             "  optimizer adam lr=0.01\n"
+                             "  batch 7\n"
+                             "  epochs 2\n"
+                             "}\n";
+
+static void test_mpi_batchnorm_matches_threads(void **state) {
+  (void)state;
+  tu_quadrant_data("quad", 100, 30);
+  tu_write_text("bn.cnn", bn_net);
+  for (int threads = 1; threads <= 2; threads++) {
+    assert_int_equal(
+        tu_run("train bn.cnn --data quad --threads %d --out one.safetensors", 2 * threads), 0);
+    int status = mpi(2, "train bn.cnn --data quad --threads %d --out two.safetensors", threads);
+    if (status != 0)
+      fail_msg("mpirun exited %d:\n%s%s", status, tu_out, tu_err);
+    assert_same_file("one.safetensors", "two.safetensors");
+    assert_same_file("one.ckpt.safetensors", "two.ckpt.safetensors");
+  }
+  /* one.safetensors: 4 threads, 2 epochs */
+  assert_int_equal(mpi(2, "train bn.cnn --data quad --threads 2 --epochs 1 --out h.safetensors "
+                          "--checkpoint h.ckpt"),
+                   0);
+  assert_int_equal(tu_run("train bn.cnn --data quad --threads 4 --resume h.ckpt --checkpoint "
+                          "h2.ckpt --out b.safetensors"),
+                   0);
+  assert_same_file("one.safetensors", "b.safetensors");
+  assert_int_equal(tu_run("train bn.cnn --data quad --threads 4 --epochs 1 --out g.safetensors "
+                          "--checkpoint g.ckpt"),
+                   0);
+  int status = mpi(2, "train bn.cnn --data quad --threads 2 --resume g.ckpt --checkpoint "
+                      "g2.ckpt --out c.safetensors");
+  if (status != 0)
+    fail_msg("mpirun --resume exited %d:\n%s%s", status, tu_out, tu_err);
+  assert_same_file("one.safetensors", "c.safetensors");
+}
+
 /* Rank 1 reads another small.cnn (one space more) or other data: every rank
    stops before training, rank 0 says which, nothing is written. */
 static void test_mpi_rank_with_other_network_or_data(void **state) {
@@ -424,6 +482,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mpi_fashion_matches_threads),
       cmocka_unit_test(test_mpi_adam_and_sgd_match_threads),
+      cmocka_unit_test(test_mpi_batchnorm_matches_threads),
       cmocka_unit_test(test_mpi_rank_with_other_network_or_data),
       cmocka_unit_test(test_mpi_ranks_that_compute_differently),
       cmocka_unit_test(test_mpi_killed_rank_stops_all),

@@ -64,7 +64,10 @@ typedef struct Compiled {
   void (*update_d)(void *m, const void *g, double scale, double lr); /* float as double */
   void (*store)(const void *m, void *params);
   void (*store_opt)(const void *m, void *state, uint64_t *step);
+  void *images; /* batch statistics: buffers for MAX_IMAGES images (new_work) */
 } Compiled;
+
+enum { MAX_IMAGES = 8 };
 
 static void *sym(Compiled *c, const char *suffix) {
   return tu_symbol(c->prog, c->net, suffix);
@@ -92,7 +95,24 @@ static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl
   SYM(c, store_opt, "_store_opt");
 }
 
+/* A work area for c; with batch statistics, holding buffers for
+   MAX_IMAGES images, summed by no one else (the call holds the whole
+   batch), the batch's statistics left out of the gradients. */
+static void *new_work(Compiled *c) {
+  void *w = tu_zalloc(c->work_bytes);
+  if (!net_has_batch_stats(c->net))
+    return w;
+  void (*setup)(void *, void *, int, void (*)(void *, double *, int), void *, int);
+  void *p = sym(c, "_batch_setup");
+  memcpy(&setup, &p, sizeof p);
+  if (!c->images)
+    c->images = tu_zalloc(MAX_IMAGES * tu_call_size(c->prog, c->net, "_image_bytes"));
+  setup(w, c->images, MAX_IMAGES, NULL, NULL, 1);
+  return w;
+}
+
 static void release(Compiled *c) {
+  free(c->images);
   program_free(c->prog);
   arena_free(&c->arena);
 }
@@ -210,6 +230,26 @@ static const char *const gradient_nets[] = {
     "  conv2d 16 2x2 padding=same relu\n  maxpool 2x2\n  shortcut {\n    conv2d 16 2x2 stride=2\n"
     "  }\n}\nflatten\ndense 6\nresidual {\n  dense 6 sigmoid\n}\ntanh\ndense 3 softmax\n"
     "train {\n  loss sparse_categorical_crossentropy\n}\n",
+    /* batchnorm with the batch's statistics: after a conv (bias=false)
+       taking its relu, inside a residual block and in its projection
+       shortcut, on 8 and 5 channels; on a vector after a dense, with a
+       tanh, momentum and eps of its own; every image's gradient depends on
+       the others' */
+    "network bn\ninput 6x6x2\nconv2d 8 3x3 padding=same bias=false\nbatchnorm\nrelu\n"
+    "residual {\n  conv2d 5 3x3 stride=2 padding=same\n  batchnorm eps=0.01\n  shortcut {\n"
+    "    conv2d 5 1x1 stride=2 bias=false\n    batchnorm momentum=0.3\n  }\n}\nrelu\nflatten\n"
+    "dense 6\nbatchnorm\ntanh\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
+    /* a batchnorm on a vector straight from the input's dense layer, before
+       a sigmoid output with binary cross-entropy */
+    "network bnv\ninput 2x2x1\nflatten\ndense 4 bias=false\nbatchnorm\ndense 3\n"
+    "batchnorm\nsigmoid\ntrain {\n  loss binary_crossentropy\n}\n",
+    /* batchnorm around a conv + maxpool whose backward passes are fused (its
+       transposed weight gradient, shared by the images of the phased
+       NAME_accumulate) and whose input gradient reads transposed weights */
+    "network bnp\ninput 8x8x2\nconv2d 8 3x3 padding=same bias=false\nbatchnorm\n"
+    "conv2d 8 3x3 relu\nmaxpool 2x2\nbatchnorm\nflatten\ndense 3 softmax\n"
+    "train {\n  loss sparse_categorical_crossentropy\n}\n",
 };
 
 /* Analytic gradients of sum_i w_i loss_i in PyTorch layout, and the loss. */
@@ -229,7 +269,7 @@ static void test_train_gradients_match_finite_differences(void **state) {
     Compiled c;
     compile_net(&c, gradient_nets[t], BACKEND_TCC, true);
     long np = c.net->param_count;
-    void *m = tu_zalloc(c.model_bytes), *w = tu_zalloc(c.work_bytes), *g = tu_zalloc(c.grads_bytes);
+    void *m = tu_zalloc(c.model_bytes), *w = new_work(&c), *g = tu_zalloc(c.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *ga = malloc((size_t)np * sizeof *ga);
     uint64_t seed = 1000 + t;
     for (long i = 0; i < np; i++)
@@ -277,8 +317,7 @@ static void test_train_float_code_matches_double(void **state) {
     Compiled cd;
     compile_net(&cd, gradient_nets[t], BACKEND_TCC, true);
     long np = cd.net->param_count, in = shape_size(cd.net->input), k = shape_size(cd.net->output);
-    void *m = tu_zalloc(cd.model_bytes), *w = tu_zalloc(cd.work_bytes),
-         *g = tu_zalloc(cd.grads_bytes);
+    void *m = tu_zalloc(cd.model_bytes), *w = new_work(&cd), *g = tu_zalloc(cd.grads_bytes);
     double *p = malloc((size_t)np * sizeof *p), *gd = malloc((size_t)np * sizeof *gd);
     uint64_t seed = 2000 + t;
     for (long i = 0; i < np; i++)
@@ -304,8 +343,7 @@ static void test_train_float_code_matches_double(void **state) {
     for (int kind = 0; kind < 2; kind++) {
       Compiled cf;
       compile_net(&cf, gradient_nets[t], kinds[kind], false);
-      void *mf = tu_zalloc(cf.model_bytes), *wk = tu_zalloc(cf.work_bytes),
-           *gk = tu_zalloc(cf.grads_bytes);
+      void *mf = tu_zalloc(cf.model_bytes), *wk = new_work(&cf), *gk = tu_zalloc(cf.grads_bytes);
       cf.load(mf, pf);
       double loss_f = cf.accumulate_y(mf, wk, gk, xf, tf, wf, b.n, 99, NULL);
       cf.grads_store(gk, gf);
@@ -1432,6 +1470,63 @@ static void test_train_says_when_cc_object_was_cached(void **state) {
 
 /* tests/reference/check's train part with two threads (tests/run-all runs
    one and two with tcc, one with cc). */
+/* Training with batchnorm through the command: 23 images in batches of 7
+   leave a last batch of 2 on 4 threads, two of whose chunks (global
+   thread 0's among them) are empty and still meet the others at every
+   reduction (a deadlock otherwise); the same bits on a second run; the
+   running statistics moved from where they started; num_batches_tracked
+   counted, and counted on after --resume and --weights; one image per
+   channel in a batch refused. */
+static const char bn_net[] =
+    "network bnt\ninput 12x12x1\nconv2d 4 3x3 bias=false\nbatchnorm\nrelu\nmaxpool 2x2\n"
+    "flatten\ndense 6\nbatchnorm momentum=0.2\nrelu\ndense 4 softmax\n"
+    "train {\n  optimizer adam lr=0.01\n  batch 7\n  epochs 3\n}\n";
+
+static void test_train_batchnorm_on_empty_chunks(void **state) {
+  (void)state;
+  tu_quadrant_data("bnq", 23, 8);
+  tu_write_text("bnt.cnn", bn_net);
+  for (int run = 0; run < 2; run++) {
+    assert_int_equal(
+        tu_run("train bnt.cnn --data bnq --backend tcc --threads 4 --out bn%d.st", run), 0);
+    assert_contains(tu_out, "epoch 3/3");
+  }
+  assert_true(tu_same_tensors("bn0.st", "bn1.st"));
+  StFile f;
+  Err e = {0};
+  assert_int_equal(st_read(tu_path("bn0.st"), &f, &e), 0);
+  const StTensor *var = st_find(&f, "bn2.running_var");
+  assert_non_null(var);
+  float v[6];
+  memcpy(v, var->data, sizeof v);
+  for (int c = 0; c < 6; c++)
+    assert_true(isfinite(v[c]) && v[c] != 1.0f);
+  long long tracked = 0; /* 3 epochs of 4 batches, as PyTorch counts them */
+  assert_int_equal(st_count(&f, "bn1.num_batches_tracked", &tracked), 1);
+  assert_int_equal(tracked, 12);
+  assert_int_equal(st_count(&f, "bn2.num_batches_tracked", &tracked), 1);
+  assert_int_equal(tracked, 12);
+  st_free(&f);
+  /* counted on from a checkpoint, and from weights */
+  assert_int_equal(tu_run("train bnt.cnn --data bnq --backend tcc --threads 4 --epochs 1 --out "
+                          "h.st --checkpoint h.ckpt"),
+                   0);
+  assert_int_equal(tu_run("train bnt.cnn --data bnq --backend tcc --threads 4 --resume h.ckpt "
+                          "--checkpoint h2.ckpt --out bn2.st"),
+                   0);
+  assert_true(tu_same_tensors("bn0.st", "bn2.st"));
+  assert_int_equal(
+      tu_run("train bnt.cnn --data bnq --backend tcc --epochs 1 --weights bn0.st --out w.st"), 0);
+  assert_int_equal(st_read(tu_path("w.st"), &f, &e), 0);
+  assert_int_equal(st_count(&f, "bn2.num_batches_tracked", &tracked), 1);
+  assert_int_equal(tracked, 16);
+  st_free(&f);
+  assert_int_equal(tu_run("train bnt.cnn --data bnq --backend tcc --batch 11"), 1);
+  assert_contains(tu_err, "bnt.cnn: line 9: batchnorm needs more than one value per channel in a "
+                          "batch, but the last batch of each epoch holds one image (23 training "
+                          "images, batch 11)");
+}
+
 static void test_train_reference_cases_on_two_threads(void **state) {
   (void)state;
   for (int b = 0; b < 2; b++) {
@@ -1538,6 +1633,7 @@ int main(void) {
       cmocka_unit_test(test_train_log_unwritable_fails_before_training),
       cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_says_when_cc_object_was_cached),
+      cmocka_unit_test(test_train_batchnorm_on_empty_chunks),
       cmocka_unit_test(test_train_reference_cases_on_two_threads),
       cmocka_unit_test(test_train_reference_check_names_a_missing_file),
   };

@@ -106,7 +106,9 @@ const char *const tu_reference_cases[TU_REFERENCE_CASES] = {"seed_fashion",
                                                             "residual_projection",
                                                             "recipe_cosine_smoothing",
                                                             "recipe_step_weights",
-                                                            "recipe_early_stopping"};
+                                                            "recipe_early_stopping",
+                                                            "batchnorm_sgd",
+                                                            "batchnorm_adam"};
 
 const char *tu_reference(const char *fmt, ...) {
   static char buf[8][512];

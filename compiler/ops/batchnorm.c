@@ -9,9 +9,16 @@
  * through fold below), else it runs as y = s * x + sh per channel. It takes
  * the activation after it (applies_act).
  *
- * Training with the batch's statistics needs the whole batch inside the
- * forward pass, which NAME_accumulate (one image at a time, each thread its
- * own slice) cannot give yet: `cnngen train` refuses it (batch_stats).
+ * Training normalizes with the whole batch's statistics (batch_stats:
+ * NAME_accumulate runs in phases around it, emit_train.c): per channel, the
+ * sum of x over the chunk's images (double, image order), summed over the
+ * batch by w->reduce, gives the mean; the sum of squared deviations, summed
+ * likewise, the biased variance over N*H*W; then every image is normalized.
+ * The backward pass sums dy and dy * xhat the same way for the input
+ * gradient. The batch's mean and unbiased variance go into g at the running
+ * statistics' places (one thread: the others are stats_quiet), and
+ * NAME_update moves the running statistics towards them with the momentum,
+ * once per step, as PyTorch does.
  * NAME_explain runs it as inference does, and its backward pass is that of
  * y = s * x + sh with the running statistics.
  */
@@ -142,9 +149,196 @@ static void bn_backward(T *t, const TL *L) {
   em_blank(EM);
 }
 
+/* ---- training with the batch's statistics ---- */
+
+/* FN_sums: v[c] += x over one image; FN_squares: v[c] += (x - mean[c])^2. */
+static void bn_sum_functions(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int C = l->out.c;
+  const long P = (long)l->out.h * l->out.w;
+  em_comment(EM, "%s\nthe batch's statistics: one image's sums per channel, in double",
+             emit_quote(EM, l));
+  em_open_fn(EM, "static void %s_sums(const float *restrict x, double *restrict v)", L->fn);
+  em_line(EM, "for (long p = 0; p < %ld; p++)", P);
+  em_line(EM, "  for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "    v[c] += x[p * %d + c];", C);
+  em_close(EM);
+  em_blank(EM);
+  em_open_fn(EM,
+             "static void %s_squares(const float *restrict x, const double *restrict mean, "
+             "double *restrict v)",
+             L->fn);
+  em_open(EM, "for (long p = 0; p < %ld; p++)", P);
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "const double d = x[p * %d + c] - mean[c];", C);
+  em_line(EM, "v[c] += d * d;");
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* FN_batch_forward: y = act((x - mean) * istd * weight + bias). */
+static void bn_batch_forward_function(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int C = l->out.c;
+  const long P = (long)l->out.h * l->out.w;
+  em_open_fn(EM,
+             "static void %s_batch_forward(const %s_model *restrict m, const float *restrict x, "
+             "float *restrict y, const float *restrict mean, const float *restrict istd)",
+             L->fn, t->n);
+  em_line(EM, "float sc[%d], shc[%d];", C, C);
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "sc[c] = istd[c] * %s[c];", emit_param_ref(EM, NULL, l, 0, "m"));
+  em_line(EM, "shc[c] = %s[c] - mean[c] * sc[c];", emit_param_ref(EM, NULL, l, 1, "m"));
+  em_close(EM);
+  em_line(EM, "for (long p = 0; p < %ld; p++)", P);
+  em_line(EM, "  for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "    y[p * %d + c] = x[p * %d + c] * sc[c] + shc[c];", C, C);
+  act_forward(t, L->act, "y", "y", shape_size(l->out), C);
+  em_close(EM);
+  em_blank(EM);
+}
+
+/* FN_batch_sums: dy made the gradient before the activation, and one
+   image's sums of dy and dy * xhat into v[0..C) and v[C..2C); the weight
+   and bias gradients added into g. FN_batch_dx: the input gradient from the
+   batch's sums s (of cnt values per channel):
+   dx = weight * istd * (dy - s_dy / cnt - xhat * s_dyxhat / cnt). */
+static void bn_batch_backward_functions(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int C = l->out.c;
+  const long P = (long)l->out.h * l->out.w;
+  em_open_fn(EM,
+             "static void %s_batch_sums(%s_grads *g, const float *restrict x, const float "
+             "*restrict y, float *restrict dy, const float *restrict mean, const float *restrict "
+             "istd, double *restrict v)",
+             L->fn, t->n);
+  param_backward_head(t, L, S(t, "[%d]", C));
+  em_open(EM, "for (long p = 0; p < %ld; p++)", P);
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "const long i = p * %d + c;", C);
+  em_line(EM, "const float xh = (x[i] - mean[c]) * istd[c];");
+  em_line(EM, "db[c] += dy[i];");
+  em_line(EM, "dw[c] += dy[i] * xh;");
+  em_line(EM, "v[c] += dy[i];");
+  em_line(EM, "v[%d + c] += (double)dy[i] * xh;", C);
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
+  if (!L->dx)
+    return;
+  em_open_fn(EM,
+             "static void %s_batch_dx(const %s_model *restrict m, const float *restrict x, const "
+             "float *restrict dy, float *restrict dx, const float *restrict mean, const float "
+             "*restrict istd, const double *restrict s, double cnt)",
+             L->fn, t->n);
+  em_line(EM, "float k[%d], a[%d], b[%d];", C, C, C);
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "k[c] = %s[c] * istd[c];", emit_param_ref(EM, NULL, l, 0, "m"));
+  em_line(EM, "a[c] = (float)(s[c] / cnt);");
+  em_line(EM, "b[c] = (float)(s[%d + c] / cnt);", C);
+  em_close(EM);
+  em_open(EM, "for (long p = 0; p < %ld; p++)", P);
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "const long i = p * %d + c;", C);
+  em_line(EM, "const float xh = (x[i] - mean[c]) * istd[c];");
+  em_line(EM, "dx[i] = k[c] * (dy[i] - a[c] - xh * b[c]);");
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_blank(EM);
+}
+
 static void bn_train_functions(T *t, const TL *L) {
-  if (L->backward)
-    bn_backward(t, L);
+  bn_sum_functions(t, L);
+  bn_batch_forward_function(t, L);
+  if (L->backward) {
+    bn_batch_backward_functions(t, L);
+    bn_backward(t, L); /* NAME_explain's */
+  }
+}
+
+/* The batch's mean and 1 / sqrt(var + eps) per channel, and its values per
+   channel (N*H*W), from the forward pass to the backward pass. */
+static void bn_batch_declare(T *t, const TL *L) {
+  const int C = L->l->out.c;
+  em_line(EM, "float mean%d[%d], istd%d[%d]; /* %s */", L->k, C, L->k, C, L->l->text);
+  em_line(EM, "double count%d;", L->k);
+}
+
+static void bn_batch_forward(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int C = l->out.c, k = L->k;
+  const long P = (long)l->out.h * l->out.w;
+  em_open(EM, "%s", "");
+  em_comment(EM, "%s: the batch's mean, then its variance", emit_quote(EM, l));
+  em_line(EM, "double v[%d], mean[%d];", C + 1, C);
+  em_line(EM, "memset(v, 0, sizeof v);");
+  train_images(t, true);
+  em_line(EM, "%s_sums(%s, v);", L->fn, L->in);
+  train_images(t, false);
+  em_line(EM, "v[%d] = n;", C);
+  train_reduce(t, "v", C + 1);
+  em_line(EM, "count%d = v[%d] * %ld;", k, C, P);
+  em_line(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "  mean[c] = count%d > 0 ? v[c] / count%d : 0.0;", k, k);
+  em_line(EM, "memset(v, 0, sizeof v);");
+  train_images(t, true);
+  em_line(EM, "%s_squares(%s, mean, v);", L->fn, L->in);
+  train_images(t, false);
+  train_reduce(t, "v", C);
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "const double var = count%d > 0 ? v[c] / count%d : 0.0;", k, k);
+  em_line(EM, "mean%d[c] = (float)mean[c];", k);
+  em_line(EM, "istd%d[c] = (float)(1.0 / sqrt(var + %.17g));", k, l->u.bn.eps);
+  em_open(EM, "if (!w->stats_quiet)");
+  em_line(EM, "g->p[%ld + c] = (float)mean[c];", l->stats_offset);
+  em_line(EM, "g->p[%ld + c] = (float)(count%d > 1 ? v[c] / (count%d - 1) : var);",
+          l->stats_offset + C, k, k);
+  em_close(EM);
+  em_close(EM);
+  train_images(t, true);
+  em_line(EM, "%s_batch_forward(m, %s, %s, mean%d, istd%d);", L->fn, L->in, L->out, k, k);
+  train_images(t, false);
+  em_close(EM);
+}
+
+static void bn_batch_backward(T *t, const TL *L, int *cur) {
+  const Layer *l = L->l;
+  const int C = l->out.c, k = L->k;
+  em_open(EM, "%s", "");
+  em_comment(EM, "%s: the batch's sums of dy and dy * xhat", emit_quote(EM, l));
+  em_line(EM, "double v[%d];", 2 * C);
+  em_line(EM, "memset(v, 0, sizeof v);");
+  train_images(t, true);
+  em_line(EM, "%s_batch_sums(g, %s, %s, t->g[%d], mean%d, istd%d, v);", L->fn, L->in, L->out, *cur,
+          k, k);
+  train_images(t, false);
+  train_reduce(t, "v", 2 * C);
+  if (L->dx) {
+    train_images(t, true);
+    em_line(EM, "%s_batch_dx(m, %s, t->g[%d], t->g[%d], mean%d, istd%d, v, count%d);", L->fn, L->in,
+            *cur, 1 - *cur, k, k, k);
+    train_images(t, false);
+    *cur = 1 - *cur;
+  }
+  em_close(EM);
+}
+
+/* NAME_update: r = (1 - momentum) * r + momentum * the batch's statistic,
+   from where the step's g holds them. */
+static void bn_train_update(T *t, const TL *L) {
+  const Layer *l = L->l;
+  const int C = l->out.c;
+  const float mom = (float)l->u.bn.momentum;
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "%s[c] = %s * %s[c] + %s * g->p[%ld + c];", emit_stats_ref(EM, l, 0, "m"),
+          FL(1.0f - mom), emit_stats_ref(EM, l, 0, "m"), FL(mom), l->stats_offset);
+  em_line(EM, "%s[c] = %s * %s[c] + %s * g->p[%ld + c];", emit_stats_ref(EM, l, 1, "m"),
+          FL(1.0f - mom), emit_stats_ref(EM, l, 1, "m"), FL(mom), l->stats_offset + C);
+  em_close(EM);
 }
 
 static void bn_backward_call(T *t, const TL *L, int *cur) {
@@ -181,4 +375,8 @@ const OpModule op_batchnorm = {
     .train_functions = bn_train_functions,
     .backward_call = bn_backward_call,
     .explain_functions = bn_explain_functions,
+    .batch_declare = bn_batch_declare,
+    .batch_forward = bn_batch_forward,
+    .batch_backward = bn_batch_backward,
+    .train_update = bn_train_update,
 };

@@ -232,8 +232,10 @@ static long conv_train_floats(const Layer *l) {
          (l->train.transposed ? l->weight_count : 0);
 }
 
+/* Training runs a forward function of its own where inference's fuses a
+   pool, applies another activation or reads folded batchnorm weights. */
 static bool conv_variant(const Layer *l) {
-  return l->fused_pool || l->train.act != l->act;
+  return l->fused_pool || l->train.act != l->act || l->fused_bn;
 }
 
 /* ---- forward ---- */
@@ -2201,10 +2203,10 @@ static void conv_forward_call(T *t, const TL *L) {
 static void conv_backward_call(T *t, const TL *L, int *cur) {
   const int c = *cur;
   const char *dx = S(t, "t->g[%d]", 1 - c);
-  const char *wt = L->transposed ? S(t, "t->wt%d, ", L->k) : "";
+  const char *wt = L->transposed ? S(t, "%s->wt%d, ", t->shared, L->k) : "";
   if (L->pool)
-    em_call(EM, "%s(m, g, %s%s, %s, %s, t->g[%d], t->dwt%d%s%s);", L->bfn, wt, in_of(t, L), L->out,
-            L->pool->out, c, L->k, takes_dx(L) ? ", " : "", L->dx ? dx : "NULL");
+    em_call(EM, "%s(m, g, %s%s, %s, %s, t->g[%d], %s->dwt%d%s%s);", L->bfn, wt, in_of(t, L), L->out,
+            L->pool->out, c, t->shared, L->k, takes_dx(L) ? ", " : "", L->dx ? dx : "NULL");
   else
     param_backward_call(t, L, wt, in_of(t, L), c);
   if (L->dx && L->pad)

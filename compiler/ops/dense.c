@@ -65,8 +65,10 @@ static void dense_dump(const Layer *l, FILE *out) {
   fprintf(out, "      units %d\n", l->u.dense.units);
 }
 
+/* Training runs a forward function of its own where inference's applies
+   another activation or reads folded batchnorm weights. */
 static bool dense_variant(const Layer *l) {
-  return l->train.act != l->act;
+  return l->train.act != l->act || l->fused_bn;
 }
 
 /* ---- forward ---- */

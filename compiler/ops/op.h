@@ -114,6 +114,10 @@ typedef struct T {
   const EmVec *v; /* the widest vectors of the function being written (per_width) */
   bool generic;   /* the function is written once for every width, on NAME_v */
   Arena strings;  /* S()'s, until end() */
+  /* The training buffers every image shares (a conv's transposed weights
+     and transposed weight gradient): "t", the image's own in the one-image
+     NAME_accumulate; "(&w->train)" in the phased one (batch statistics). */
+  const char *shared;
 } T;
 
 /* A formatted string of any length, until the training emitter ends: it
@@ -153,6 +157,13 @@ typedef void BlockBody(T *t, const TL *L, int nv, int shift, const EmVec *v);
 void channel_blocks(T *t, const TL *L, const char *var, int N, BlockBody *body);
 typedef void LayerFunction(T *t, const TL *L);
 void per_width(T *t, const TL *L, LayerFunction *fn, bool wide);
+/* The phased NAME_accumulate (batch_stats layers): opens (open) or closes
+   the loop over the chunk's images, in which `t` is image i's training
+   buffers and `xi` its input; the call that sums `count` doubles of v over
+   the whole batch (every thread, every rank, in global thread order). */
+void train_images(T *t, bool open);
+void train_reduce(T *t, const char *v, long count);
+
 /* With Emitter.kernels (the JIT), writes L's backward function as one call
    to the prebuilt kernels and returns true; false: the module writes it. */
 bool glue_backward(T *t, const TL *L);

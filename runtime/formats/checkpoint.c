@@ -80,7 +80,7 @@ int ckpt_write(const char *path, const StParam *t, int n, const float *state, co
     meta[k] = "classes";
     meta[k + 1] = m->classes;
   }
-  int rc = st_write(path, st, n, meta, e);
+  int rc = st_write_counts(path, st, n, m->counts, m->ncounts, meta, e);
   free(st);
   return rc;
 }

@@ -24,6 +24,9 @@ typedef struct CkptMeta {
      none yet), that loss, and the epochs since it (0 where absent). */
   unsigned long long best_epoch, waited;
   double best_loss;
+  /* On write: scalar I64 tensors after the others (LAYER.num_batches_tracked). */
+  const StCount *counts;
+  int ncounts;
 } CkptMeta;
 
 /* The tensors of a checkpoint: the np parameter tensors p, then for each of

@@ -609,8 +609,13 @@ static void buf_json(Buf *b, const char *s) {
 }
 
 int st_write(const char *path, const StEntry *t, int n, const char *const *meta, Err *e) {
+  return st_write_counts(path, t, n, NULL, 0, meta, e);
+}
+
+int st_write_counts(const char *path, const StEntry *t, int n, const StCount *counts, int nc,
+                    const char *const *meta, Err *e) {
   /* Programming errors in the caller, reported rather than written. */
-  const char **names = calloc((size_t)n + 1, sizeof *names);
+  const char **names = calloc((size_t)(n + nc) + 1, sizeof *names);
   if (!names)
     return err_set(e, path, "out of memory");
   for (int i = 0; i < n; i++) {
@@ -622,7 +627,9 @@ int st_write(const char *path, const StEntry *t, int n, const char *const *meta,
     }
     names[i] = t[i].name;
   }
-  const char *dup = duplicate(names, n);
+  for (int i = 0; i < nc; i++)
+    names[n + i] = counts[i].name;
+  const char *dup = duplicate(names, n + nc);
   free(names);
   if (dup) {
     e->internal = 1;
@@ -672,6 +679,11 @@ int st_write(const char *path, const StEntry *t, int n, const char *const *meta,
     buf_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + count * sizeof(float));
     off += count * sizeof(float);
   }
+  for (int i = 0; i < nc; i++, off += 8) {
+    buf_add(&h, ",", 1);
+    buf_json(&h, counts[i].name);
+    buf_printf(&h, ":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[%zu,%zu]}", off, off + 8);
+  }
   buf_add(&h, "}", 1);
   while (h.len % 8)
     buf_add(&h, " ", 1);
@@ -696,6 +708,12 @@ int st_write(const char *path, const StEntry *t, int n, const char *const *meta,
       count *= (size_t)t[i].shape[d];
     ok = !count || fwrite(t[i].data, sizeof(float), count, af.f) == count;
   }
+  for (int i = 0; ok && i < nc; i++) { /* little-endian, as the format says */
+    unsigned char le[8];
+    for (int b = 0; b < 8; b++)
+      le[b] = (unsigned char)((unsigned long long)counts[i].value >> (8 * b));
+    ok = fwrite(le, 1, 8, af.f) == 8;
+  }
   if (!ok) {
     int saved = errno;
     atomic_abort(&af);
@@ -705,7 +723,8 @@ int st_write(const char *path, const StEntry *t, int n, const char *const *meta,
 }
 
 int st_write_params(const char *path, const char *network, const StParam *p, int np,
-                    const float *params, const char *const *extra_meta, Err *e) {
+                    const float *params, const StCount *counts, int nc,
+                    const char *const *extra_meta, Err *e) {
   int nextra = 0;
   while (extra_meta && extra_meta[nextra])
     nextra++;
@@ -729,8 +748,19 @@ int st_write_params(const char *path, const char *network, const StParam *p, int
   meta[3] = network;
   for (int i = 0; i < nextra; i++)
     meta[4 + i] = extra_meta[i];
-  int rc = st_write(path, ent, np, meta, e);
+  int rc = st_write_counts(path, ent, np, counts, nc, meta, e);
   free(ent);
   free(meta);
   return rc;
+}
+
+int st_count(const StFile *f, const char *name, long long *v) {
+  const StTensor *t = st_find(f, name);
+  if (!t || t->rank != 0 || strcmp(t->dtype, "I64") || t->nbytes != 8)
+    return 0;
+  unsigned long long u = 0;
+  for (int b = 0; b < 8; b++)
+    u |= (unsigned long long)t->data[b] << (8 * b);
+  memcpy(v, &u, sizeof *v);
+  return 1;
 }

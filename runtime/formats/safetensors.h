@@ -68,14 +68,28 @@ typedef struct StEntry {
   const float *data;
 } StEntry;
 
+/* A scalar I64 tensor beside the parameters: LAYER.num_batches_tracked. */
+typedef struct StCount {
+  char name[128];
+  long long value;
+} StCount;
+
+/* The value of f's scalar I64 tensor `name` in *v: 1; 0 (v unchanged) when
+   f has no such tensor. */
+int st_count(const StFile *f, const char *name, long long *v);
+
 /* Writes F32 tensors and string metadata (meta: key, value, ..., NULL)
    atomically. */
 int st_write(const char *path, const StEntry *t, int n, const char *const *meta, Err *e);
+/* The same, with nc scalar I64 tensors after them. */
+int st_write_counts(const char *path, const StEntry *t, int n, const StCount *counts, int nc,
+                    const char *const *meta, Err *e);
 
 /* A network's parameters (p, np: its tensors in the flat array `params`),
-   metadata format=cnngen, network=NAME, plus `extra_meta` pairs (may be
-   NULL). */
+   then the nc scalar counts (may be 0), metadata format=cnngen,
+   network=NAME, plus `extra_meta` pairs (may be NULL). */
 int st_write_params(const char *path, const char *network, const StParam *p, int np,
-                    const float *params, const char *const *extra_meta, Err *e);
+                    const float *params, const StCount *counts, int nc,
+                    const char *const *extra_meta, Err *e);
 
 #endif
