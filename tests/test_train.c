@@ -624,33 +624,6 @@ static void test_train_label_smoothing_targets(void **state) {
 
 /* ---- the command (the directory, files and runs: testutil.h) ---- */
 
-/* DIR with the first n_train / n_test images of Debian's Fashion-MNIST;
-   false when the package is not installed. */
-static bool fashion_subset(const char *dir, int n_train, int n_test) {
-  IdxImages im[2];
-  IdxLabels lb[2];
-  Err e = {0};
-  if (tu_exists(dir))
-    return true;
-  if (idx_load_split(CNNGEN_DEFAULT_DATA, "train", &im[0], &lb[0], &e) < 0)
-    return false;
-  assert_int_equal(idx_load_split(CNNGEN_DEFAULT_DATA, "t10k", &im[1], &lb[1], &e), 0);
-  mkdir(tu_path(dir), 0777);
-  const char *which[2] = {"train", "t10k"};
-  int n[2] = {n_train, n_test};
-  for (int s = 0; s < 2; s++) {
-    char p[512];
-    im[s].n = lb[s].n = n[s];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_images(p, &im[s], &e), 0);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_labels(p, &lb[s], &e), 0);
-    idx_images_free(&im[s]);
-    idx_labels_free(&lb[s]);
-  }
-  return true;
-}
-
 static const char small_net[] =
     "network small\ninput 28x28x1\nconv2d 8 3x3 relu\nmaxpool 2x2\nconv2d 16 3x3 relu\n"
     "maxpool 2x2\nflatten\ndropout 0.2\ndense 32 relu\ndense 10 softmax\n"
@@ -658,7 +631,7 @@ static const char small_net[] =
 
 static void test_train_same_seed_same_weights(void **state) {
   (void)state;
-  if (!fashion_subset("fm", 1000, 200))
+  if (!tu_fashion_subset("fm", 1000, 200))
     skip();
   tu_write_text("small.cnn", small_net);
   for (int threads = 1; threads <= 2; threads++) {
@@ -678,7 +651,7 @@ static void test_train_same_seed_same_weights(void **state) {
 
 static void test_train_resume_matches_uninterrupted(void **state) {
   (void)state;
-  if (!fashion_subset("fm", 1000, 200))
+  if (!tu_fashion_subset("fm", 1000, 200))
     skip();
   tu_write_text("small.cnn", small_net);
   assert_int_equal(tu_run("train small.cnn --data fm --epochs 3 --out full.safetensors "
@@ -711,7 +684,7 @@ static void test_train_resume_matches_uninterrupted(void **state) {
    checkpoint: the checkpoint on disk is always a complete one. */
 static void test_train_checkpoint_survives_kill(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn",
                 "network tiny\ninput 28x28x1\nflatten\ndense 256 relu\ndense 10 softmax\n"
@@ -752,7 +725,7 @@ static void test_train_checkpoint_survives_kill(void **state) {
    test accuracy on 1,000 test images (about 80% is typical). */
 static void test_train_end_to_end_accuracy(void **state) {
   (void)state;
-  if (!fashion_subset("fm4k", 4000, 1000))
+  if (!tu_fashion_subset("fm4k", 4000, 1000))
     skip();
   tu_write_text("small.cnn", small_net);
   assert_int_equal(tu_run("train small.cnn --data fm4k --out e2e.safetensors --threads 2"), 0);
@@ -769,7 +742,7 @@ static void test_train_end_to_end_accuracy(void **state) {
 
 static void test_train_divergence_names_epoch_and_step(void **state) {
   (void)state;
-  if (!fashion_subset("fm", 1000, 200))
+  if (!tu_fashion_subset("fm", 1000, 200))
     skip();
   /* Steps of 1e38 overflow the logits to infinity: inf - inf is NaN. */
   tu_write_text("wild.cnn", "network wild\ninput 28x28x1\nflatten\ndense 10 softmax\n"
@@ -782,7 +755,7 @@ static void test_train_divergence_names_epoch_and_step(void **state) {
 
 static void test_train_refuses_data_that_does_not_fit(void **state) {
   (void)state;
-  if (!fashion_subset("fm", 1000, 200))
+  if (!tu_fashion_subset("fm", 1000, 200))
     skip();
   tu_write_text("rgb.cnn", "network rgb\ninput 32x32x3\nflatten\ndense 10 softmax\n");
   assert_int_equal(tu_run("train rgb.cnn --data fm"), 1);
@@ -847,7 +820,7 @@ static double printed(int epoch, const char *key) {
    README, Performance: the backend that finishes first). */
 static void test_train_auto_takes_tcc_for_a_short_run(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("quick.cnn", "network quick\ninput 28x28x1\nconv2d 8 3x3 relu\nflatten\n"
                              "dense 10 softmax\ntrain {\n  batch 16\n}\n");
@@ -858,7 +831,7 @@ static void test_train_auto_takes_tcc_for_a_short_run(void **state) {
 
 static void test_train_log_has_a_row_per_epoch(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
@@ -890,7 +863,7 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
    overwritten. */
 static void test_train_log_resume_keeps_earlier_rows(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(tu_run("train tiny.cnn %s --epochs 1 --out h.safetensors --checkpoint h1.ckpt "
@@ -957,7 +930,7 @@ static void test_train_log_without_lr_column_resumes(void **state) {
 /* A log that cannot be written fails before the first epoch. */
 static void test_train_log_unwritable_fails_before_training(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
@@ -974,7 +947,7 @@ static void test_train_log_unwritable_fails_before_training(void **state) {
    training. */
 static void test_train_plot_draws_every_epoch(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
