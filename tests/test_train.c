@@ -1153,6 +1153,62 @@ static void test_train_validation_holds_out_the_last_images(void **state) {
   assert_false(tu_exists("none.safetensors"));
 }
 
+/* With a validation set, --log has val_loss and val_accuracy after accuracy
+   (the train line's order) and --plot a validation curve in both panels;
+   --resume reads those columns back. */
+static void test_train_validation_in_log_and_plot(void **state) {
+  (void)state;
+  quad_parts("vlog", 400, 0, 40, 400);
+  tu_write_text("vl.cnn", "network vl\ninput 12x12x1\nconv2d 4 3x3 relu\nmaxpool 2x2\nflatten\n"
+                          "dense 4 softmax\ntrain {\n  optimizer adam lr=0.01\n  batch 16\n"
+                          "  epochs 2\n  schedule cosine\n  validation 0.25\n}\n");
+  const char *args = "--data vlog --backend tcc --threads 1";
+  assert_int_equal(tu_run("train vl.cnn %s --out vl.safetensors --checkpoint vl.ckpt "
+                          "--log vl.csv --plot vl.svg",
+                          args),
+                   0);
+  static char text[1024];
+  tu_read_file(tu_path("vl.csv"), text, sizeof text);
+  const char *header =
+      "epoch,loss,accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,lr\n";
+  if (strncmp(text, header, strlen(header)) != 0)
+    fail_msg("vl.csv does not start with the header:\n%s", text);
+  char *line = text + strlen(header);
+  for (int epoch = 1; epoch <= 2; epoch++) {
+    double f[9];
+    int used = 0;
+    assert_int_equal(sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf%n", &f[0], &f[1], &f[2],
+                            &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &used),
+                     9);
+    assert_int_equal(line[used], '\n');
+    line += used + 1;
+    assert_float_equal(f[0], epoch, 0);
+    assert_float_equal(f[3], printed(epoch, "val loss "), 5e-5);
+    assert_float_equal(f[4], printed(epoch, "val accuracy "), 5e-5);
+    assert_float_equal(f[5], printed(epoch, "test loss "), 5e-5);
+    assert_float_equal(f[8], printed(epoch, "lr "), 1e-6);
+  }
+  assert_int_equal(*line, 0);
+  static char svg[1 << 17];
+  tu_read_file(tu_path("vl.svg"), svg, sizeof svg);
+  assert_contains(svg, ">validation</text>");
+  /* one validation curve per panel, and one in the legend */
+  assert_int_equal(tu_count(svg, "<polyline class=\"validation\""), 3);
+  /* Resumed from epoch 1: the log keeps its row 1 with the validation
+     scores, and goes on in the same form. */
+  static char before[1024];
+  memcpy(before, text, sizeof before);
+  assert_int_equal(tu_run("train vl.cnn %s --out vl.safetensors --resume vl.ckpt --epochs 3 "
+                          "--checkpoint vl3.ckpt --log vl.csv",
+                          args),
+                   0);
+  tu_read_file(tu_path("vl.csv"), text, sizeof text);
+  size_t upto_row2 = strchr(before + strlen(header), '\n') - before + 1;
+  upto_row2 = strchr(before + upto_row2, '\n') - before + 1; /* rows 1 and 2 */
+  assert_memory_equal(text, before, upto_row2);
+  assert_non_null(strstr(text + upto_row2, "3,"));
+}
+
 /* The held-out images carry the wrong labels (each moved on by one class),
    so the better the network learns, the higher the validation loss: epoch 1
    is the best, patience 2 stops after epoch 3, and the weights written are
@@ -1498,6 +1554,7 @@ int main(void) {
       cmocka_unit_test(test_train_sigint_saves_and_resumes_exactly),
       cmocka_unit_test(test_train_sigterm_and_a_second_signal),
       cmocka_unit_test(test_train_validation_holds_out_the_last_images),
+      cmocka_unit_test(test_train_validation_in_log_and_plot),
       cmocka_unit_test(test_train_early_stopping_keeps_the_best_epoch),
       cmocka_unit_test(test_train_resume_mid_schedule_is_exact),
       cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
