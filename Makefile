@@ -178,6 +178,22 @@ fashion-recipes: all
 	$(B)/cnngen train examples/fashion_recipes.cnn --out $(B)/fashion_recipes.safetensors --checkpoint $(B)/fashion_recipes.ckpt.safetensors --log $(B)/fashion_recipes.csv
 	$(B)/cnngen eval examples/fashion_recipes.cnn --weights $(B)/fashion_recipes.safetensors
 
+# The ResNet and MobileNet examples (README, Residual and depthwise examples):
+# each trained and evaluated; resnet-pytorch trains the same ResNet, from
+# cnngen's starting weights, with PyTorch (Debian's python3-torch).
+resnet: all
+	$(B)/cnngen train examples/resnet.cnn --out $(B)/resnet.safetensors --checkpoint $(B)/resnet.ckpt.safetensors --log $(B)/resnet.csv
+	$(B)/cnngen eval examples/resnet.cnn --weights $(B)/resnet.safetensors
+
+resnet-pytorch: all
+	$(B)/cnngen train examples/resnet.cnn --epochs 0 --out $(B)/resnet-init.safetensors
+	/usr/bin/python3 examples/resnet/pytorch.py --net examples/resnet.cnn --init $(B)/resnet-init.safetensors $(PYTORCH_ARGS)
+
+mobilenet: all
+	$(B)/cnngen check examples/mobilenet.cnn
+	$(B)/cnngen train examples/mobilenet.cnn --out $(B)/mobilenet.safetensors --checkpoint $(B)/mobilenet.ckpt.safetensors --log $(B)/mobilenet.csv
+	$(B)/cnngen eval examples/mobilenet.cnn --weights $(B)/mobilenet.safetensors
+
 # Fashion-MNIST written out as an image folder of 70,000 PNG files, then
 # trained on and evaluated as `make fashion` does on the IDX files.
 folder: all
@@ -211,5 +227,5 @@ clean:
 	rm -rf build
 
 -include $(sort $(shell find $(B) build/fuzz -name '*.d' 2>/dev/null))
-.PHONY: all test fuzz fashion fashion-augment fashion-recipes folder imbalanced multilabel bench bench-mpi deps clean
+.PHONY: all test fuzz fashion fashion-augment fashion-recipes resnet resnet-pytorch mobilenet folder imbalanced multilabel bench bench-mpi deps clean
 .SECONDARY:

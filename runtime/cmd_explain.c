@@ -6,8 +6,10 @@
  * gradient of one class score (the logit, before softmax) back through the
  * same backward passes training uses. From what it returns:
  *   saliency  the largest |d score / d pixel| over the channels, per pixel;
- *   gradcam   the last convolution's channels weighted by their mean
- *             gradient, summed, clipped at 0 and resized to the image.
+ *   gradcam   the channels of Grad-CAM's layer (net_cam_layer: the last
+ *             convolution, or the sum of the residual block it is in)
+ *             weighted by their mean gradient, summed, clipped at 0 and
+ *             resized to the image; the messages name that layer.
  * Either is normalised to [0, 1] and drawn in colour over the image, scaled
  * up, next to the plain image, into a PNG written atomically. Every check
  * (options, image size, class, a convolution for Grad-CAM) happens before
@@ -45,9 +47,10 @@ static const char help[] =
     "  --out MAP.png     the picture to write; required\n"
     "  --method M        saliency (default): the largest |d score / d pixel| over\n"
     "                    the channels (Simonyan et al. 2014); or gradcam: the last\n"
-    "                    convolution's channels weighted by the mean gradient of the\n"
-    "                    score, summed and clipped at 0 (Selvaraju et al. 2017),\n"
-    "                    resized bilinearly to the image\n"
+    "                    convolution's channels (the sum of its residual block, if\n"
+    "                    it is in one) weighted by the mean gradient of the score,\n"
+    "                    summed and clipped at 0 (Selvaraju et al. 2017), resized\n"
+    "                    bilinearly to the image\n"
     "  --class K         the class to explain (default: the top class)\n"
     "  --index N         the image to take from an IDX file (default 0)\n"
     "  --backend B       auto, tcc, cc or cc-kernels (default auto)\n"
@@ -79,6 +82,17 @@ static int caption(Image *pic, int cls, const char *name, const char *what, floa
   pic->h += STRIP;
   plot_image_text(pic, PAD, pic->h - STRIP + PAD, SCALE, text);
   return 0;
+}
+
+/* Grad-CAM's layer in words: "conv3 (line 7, 7x7x64)", or for a block's
+   sum "the sum of the residual block at line 18 (7x7x64)". */
+static void cam_layer_words(const Layer *l, char *buf, size_t size) {
+  if (l->op == OP_ADD)
+    snprintf(buf, size, "the sum of the residual block at line %d (%dx%dx%d)", l->loc.line,
+             l->out.h, l->out.w, l->out.c);
+  else
+    snprintf(buf, size, "%s (line %d, %dx%dx%d)", l->name, l->loc.line, l->out.h, l->out.w,
+             l->out.c);
 }
 
 typedef float (*ExplainFn)(const void *m, void *w, void *g, const float *x, int cls, float *y,
@@ -156,8 +170,8 @@ static int run(const CliArgs *a) {
   const Layer *conv = net_cam_layer(net);
   if (gradcam && !conv) {
     err_set(&e, net->file,
-            "the network has no conv2d layer, and Grad-CAM works on the last convolution "
-            "(use --method saliency)");
+            "the network has no conv2d layer, and Grad-CAM works on a convolution's "
+            "output (use --method saliency)");
     goto fail;
   }
   if (a->value[CLI_CLASS] && a->num[CLI_CLASS] >= out_size) {
@@ -242,13 +256,21 @@ static int run(const CliArgs *a) {
     snprintf(where, sizeof where, "[%ld]", a->num[CLI_INDEX]);
   printf("%s%s: class %d%s%s (%s=%.3f, score %.4g)\n", image_path, where, cls, cname ? " " : "",
          cname ? cname : "", prob ? "p" : "y", (double)y[cls], (double)score);
-  if (top == 0.0f)
-    printf("note: the %s map is zero everywhere: %s\n", method,
-           gradcam ? "no position of the last convolution raises the score"
-                   : "the score does not depend on the pixels here");
+  char layer[NAME_SIZE + 96] = "", how[NAME_SIZE + 128];
+  if (gradcam)
+    cam_layer_words(conv, layer, sizeof layer);
+  if (top == 0.0f) {
+    if (gradcam)
+      printf("note: the gradcam map is zero everywhere: no position of %s raises the score\n",
+             layer);
+    else
+      printf("note: the saliency map is zero everywhere: the score does not depend on the "
+             "pixels here\n");
+  }
+  snprintf(how, sizeof how, "%s%s", gradcam ? "Grad-CAM on " : "max |gradient| over channels",
+           layer);
   printf("wrote %s: %dx%d, the image and its %s map (%s, %dx scale)\n", out_path, pic.w, pic.h,
-         method, gradcam ? "Grad-CAM on the last convolution" : "max |gradient| over channels",
-         scale);
+         method, how, scale);
   goto done;
 
 fail:

@@ -113,10 +113,11 @@ static const char help[] =
     "  --checkpoint CKPT  where each epoch's checkpoint goes (default: the --out\n"
     "                     name with .ckpt.safetensors in place of .safetensors)\n"
     "  --resume CKPT      continue a run from its checkpoint\n"
-    "  --log FILE.csv     a row per epoch: epoch,loss,accuracy,test_loss,\n"
-    "                     test_accuracy,seconds,lr, rewritten atomically. --resume\n"
-    "                     keeps the rows of the epochs the checkpoint holds\n"
-    "  --plot FILE        loss and accuracy (training and test) per epoch, a PNG or\n"
+    "  --log FILE.csv     a row per epoch: epoch,loss,accuracy,[val_loss,\n"
+    "                     val_accuracy,]test_loss,test_accuracy,seconds,lr, rewritten\n"
+    "                     atomically. --resume keeps the rows of the epochs the\n"
+    "                     checkpoint holds\n"
+    "  --plot FILE        loss and accuracy (training, validation, test), a PNG or\n"
     "                     SVG by the suffix, redrawn each epoch (with --resume and\n"
     "                     --log, the rows read back too)\n"
     "  --backend B        tcc (compiles in ms), cc (in seconds, cached), cc-kernels\n"
@@ -714,7 +715,9 @@ static int train_epoch(Run *r, int epochs, Err *e) {
                     .test_loss = r->test_loss,
                     .test_accuracy = r->test_acc,
                     .seconds = seconds,
-                    .lr = r->tr.lr};
+                    .lr = r->tr.lr,
+                    .val_loss = r->val.n ? r->val_loss : NAN,
+                    .val_accuracy = r->val.n ? r->val_acc : NAN};
   r->batch_done = 0;
   *sum = (EpochSums){0};
   printf("epoch %d/%d  loss %.4f  accuracy %.4f%s  test loss %.4f  test accuracy %.4f  lr %g  "
@@ -732,7 +735,7 @@ static int train_epoch(Run *r, int epochs, Err *e) {
 /* ---- --log ---- */
 
 static int write_log(const Run *r, Err *e) {
-  return trainlog_write(r->a->value[CLI_LOG], r->rows, r->nrows, e);
+  return trainlog_write(r->a->value[CLI_LOG], r->rows, r->nrows, r->val.n > 0, e);
 }
 
 static int read_log(Run *r, Err *e) {

@@ -2,8 +2,9 @@
  * plot.c: training curves, drawn once and painted twice.
  *
  * One layout (two panels side by side: loss on the left, accuracy on the
- * right, epochs along x, the training curve solid blue and the test curve
- * dashed orange, a shared legend under the title) is drawn through a tiny
+ * right, epochs along x, the training curve solid blue, the validation curve
+ * (where the run has a validation set) solid green and the test curve dashed
+ * orange, a shared legend under the title) is drawn through a tiny
  * Canvas with five verbs: fill, polyline, dot, text and group. For SVG each
  * verb prints an element; for PNG it paints an RGB buffer that
  * image_write_png then writes atomically. SVG and PNG share pixel
@@ -461,11 +462,21 @@ static void cv_text(Canvas *cv, const char *cls, double x, double y, int size, i
 /* ---- the layout ---- */
 
 enum { PLOT_W = 960, PLOT_H = 430, PLOT_MARKERS = 30 };
-enum { SERIES_LOSS, SERIES_ACCURACY, SERIES_TEST_LOSS, SERIES_TEST_ACCURACY };
+enum {
+  SERIES_LOSS,
+  SERIES_ACCURACY,
+  SERIES_TEST_LOSS,
+  SERIES_TEST_ACCURACY,
+  SERIES_VAL_LOSS,
+  SERIES_VAL_ACCURACY
+};
+/* The curves of a panel, in the legend's order. */
+enum { KIND_TRAINING, KIND_VALIDATION, KIND_TEST, KINDS };
+static const char *const kind_names[KINDS] = {"training", "validation", "test"};
 
 static const Rgb white = {255, 255, 255}, ink = {34, 34, 34}, grey = {85, 85, 85},
                  grid = {228, 228, 228};
-static const Rgb training_rgb = {31, 119, 180}, test_rgb = {255, 127, 14};
+static const Rgb kind_rgb[KINDS] = {{31, 119, 180}, {44, 160, 44}, {255, 127, 14}};
 
 typedef struct Axis {
   double lo, hi, step; /* the span drawn, and the distance between ticks */
@@ -474,17 +485,19 @@ typedef struct Axis {
 
 typedef struct Panel {
   const char *name;      /* "loss" or "accuracy": the heading and the SVG class */
-  int series[2];         /* training, test */
+  int series[KINDS];     /* by kind */
   int unit;              /* values are fractions: the axis stays inside [0, 1] */
   double x0, y0, x1, y1; /* the plotting area, pixels */
   Axis x, y;
 } Panel;
 
 static double row_value(const EpochStats *r, int series) {
-  double v = series == SERIES_LOSS        ? r->loss
-             : series == SERIES_ACCURACY  ? r->accuracy
-             : series == SERIES_TEST_LOSS ? r->test_loss
-                                          : r->test_accuracy;
+  double v = series == SERIES_LOSS           ? r->loss
+             : series == SERIES_ACCURACY     ? r->accuracy
+             : series == SERIES_TEST_LOSS    ? r->test_loss
+             : series == SERIES_VAL_LOSS     ? r->val_loss
+             : series == SERIES_VAL_ACCURACY ? r->val_accuracy
+                                             : r->test_accuracy;
   /* Beyond 1e300 spans overflow: such a value is no more drawable than inf. */
   return isfinite(v) && fabs(v) <= 1e300 ? v : NAN;
 }
@@ -577,11 +590,13 @@ static int axis_ticks(const Axis *a, double *out) {
   return n;
 }
 
-/* One series: polylines through runs of finite values, markers on points. */
+/* One series: polylines through runs of finite values, markers on points;
+   the test curve dashed. */
 static void draw_series(Canvas *cv, const Panel *p, const EpochStats *rows, int n, int series,
-                        int test) {
-  Rgb c = test ? test_rgb : training_rgb;
-  const char *cls = test ? "test" : "training";
+                        int kind) {
+  Rgb c = kind_rgb[kind];
+  const char *cls = kind_names[kind];
+  int test = kind == KIND_TEST;
   double *xy = malloc(sizeof *xy * 2 * (size_t)(n ? n : 1));
   if (!xy)
     return; /* only the curve is lost; the caller checks memory up front */
@@ -603,7 +618,7 @@ static void draw_series(Canvas *cv, const Panel *p, const EpochStats *rows, int 
 
 static void draw_panel(Canvas *cv, Panel *p, const EpochStats *rows, int n) {
   double lo = INFINITY, hi = -INFINITY;
-  for (int s = 0; s < 2; s++)
+  for (int s = 0; s < KINDS; s++)
     for (int i = 0; i < n; i++) {
       double v = row_value(&rows[i], p->series[s]);
       if (!isnan(v)) {
@@ -644,8 +659,8 @@ static void draw_panel(Canvas *cv, Panel *p, const EpochStats *rows, int n) {
   if (n == 0)
     cv_text(cv, "empty", (p->x0 + p->x1) / 2, (p->y0 + p->y1) / 2, 1, ALIGN_CENTER, grey,
             "no epochs yet");
-  draw_series(cv, p, rows, n, p->series[1], 1);
-  draw_series(cv, p, rows, n, p->series[0], 0);
+  for (int k = KINDS - 1; k >= 0; k--) /* training on top */
+    draw_series(cv, p, rows, n, p->series[k], k);
   double frame[10] = {p->x0, p->y0, p->x1, p->y0, p->x1, p->y1, p->x0, p->y1, p->x0, p->y0};
   cv_polyline(cv, "frame", frame, 5, grey, 1, 0);
   cv_group(cv, NULL);
@@ -654,22 +669,30 @@ static void draw_panel(Canvas *cv, Panel *p, const EpochStats *rows, int n) {
 static void draw(Canvas *cv, const char *title, const EpochStats *rows, int n) {
   cv_fill(cv, white);
   cv_text(cv, "title", PLOT_W / 2.0, 22, 3, ALIGN_CENTER, ink, title);
-  /* The legend: a stretch of each line with a marker, then its name. */
-  static const char *names[] = {"training", "test"};
-  for (int i = 0; i < 2; i++) {
-    double x = PLOT_W / 2.0 - 150 + 170 * i, y = 56;
+  /* The legend: a stretch of each line with a marker, then its name; the
+     validation curve only where some epoch has a validation score. */
+  bool validation = false;
+  for (int i = 0; i < n; i++)
+    validation |= !isnan(row_value(&rows[i], SERIES_VAL_LOSS)) ||
+                  !isnan(row_value(&rows[i], SERIES_VAL_ACCURACY));
+  for (int k = 0, shown = 0; k < KINDS; k++) {
+    if (k == KIND_VALIDATION && !validation)
+      continue;
+    double x = PLOT_W / 2.0 - (validation ? 235 : 150) + 170 * shown++, y = 56;
     double line[4] = {x, y, x + 28, y};
     cv_group(cv, "legend");
-    cv_polyline(cv, names[i], line, 2, i ? test_rgb : training_rgb, 2, i);
-    cv_dot(cv, names[i], x + 14, y, 3, i ? test_rgb : training_rgb);
-    cv_text(cv, names[i], x + 36, y, 1, ALIGN_LEFT, ink, names[i]);
+    cv_polyline(cv, kind_names[k], line, 2, kind_rgb[k], 2, k == KIND_TEST);
+    cv_dot(cv, kind_names[k], x + 14, y, 3, kind_rgb[k]);
+    cv_text(cv, kind_names[k], x + 36, y, 1, ALIGN_LEFT, ink, kind_names[k]);
     cv_group(cv, NULL);
   }
   /* Plot areas on pixel centres: 84 px for y labels (six characters), panels
      384 px wide. */
   Panel panels[2] = {
-      {.name = "loss", .series = {SERIES_LOSS, SERIES_TEST_LOSS}, .unit = 0},
-      {.name = "accuracy", .series = {SERIES_ACCURACY, SERIES_TEST_ACCURACY}, .unit = 1},
+      {.name = "loss", .series = {SERIES_LOSS, SERIES_VAL_LOSS, SERIES_TEST_LOSS}, .unit = 0},
+      {.name = "accuracy",
+       .series = {SERIES_ACCURACY, SERIES_VAL_ACCURACY, SERIES_TEST_ACCURACY},
+       .unit = 1},
   };
   for (int i = 0; i < 2; i++) {
     panels[i].x0 = 84.5 + 468 * i;

@@ -1,8 +1,8 @@
 /*
  * plot.h: training curves. `cnngen train --log FILE.csv` keeps one
  * EpochStats per epoch; `--plot FILE.png` (or `.svg`) draws them with
- * plot_write: loss (training and test) and accuracy (training and test)
- * against the epoch, with axes, ticks and a legend.
+ * plot_write: loss and accuracy (training, validation where the rows have
+ * it, and test) against the epoch, with axes, ticks and a legend.
  */
 #ifndef CNNGEN_PLOT_H
 #define CNNGEN_PLOT_H

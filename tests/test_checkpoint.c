@@ -113,10 +113,10 @@ static void test_ckpt_read_meta_refuses(void **state) {
 
 static void test_trainlog_round_trip_and_old_header(void **state) {
   (void)state;
-  EpochStats rows[3] = {{1, 0.5, 0.8, 0.4, 0.85, 1.5, 0.001},
-                        {2, 0.25, 0.9, 0.3, 0.875, 1.25, NAN}};
+  EpochStats rows[3] = {{1, 0.5, 0.8, 0.4, 0.85, 1.5, 0.001, NAN, NAN},
+                        {2, 0.25, 0.9, 0.3, 0.875, 1.25, NAN, NAN, NAN}};
   Err e = {0};
-  assert_int_equal(trainlog_write(tu_path("log.csv"), rows, 2, &e), 0);
+  assert_int_equal(trainlog_write(tu_path("log.csv"), rows, 2, false, &e), 0);
   char text[512];
   tu_read_file(tu_path("log.csv"), text, sizeof text);
   assert_string_equal(text, "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr\n"
@@ -140,6 +140,33 @@ static void test_trainlog_round_trip_and_old_header(void **state) {
   n = 0;
   assert_int_equal(trainlog_read(tu_path("none.csv"), 5, back, &n, 3, &e), 0);
   assert_int_equal(n, 0);
+  /* With a validation set: its columns after accuracy, read back by name. */
+  rows[0].val_loss = 0.375;
+  rows[0].val_accuracy = 0.8125;
+  assert_int_equal(trainlog_write(tu_path("val.csv"), rows, 2, true, &e), 0);
+  tu_read_file(tu_path("val.csv"), text, sizeof text);
+  assert_string_equal(
+      text, "epoch,loss,accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,lr\n"
+            "1,0.500000,0.800000,0.375000,0.812500,0.400000,0.850000,1.500000,0.001\n"
+            "2,0.250000,0.900000,,,0.300000,0.875000,1.250000,\n");
+  n = 0;
+  assert_int_equal(trainlog_read(tu_path("val.csv"), 5, back, &n, 3, &e), 0);
+  assert_int_equal(n, 2);
+  assert_true(back[0].val_loss == 0.375 && back[0].val_accuracy == 0.8125);
+  assert_true(back[0].test_loss == 0.4 && back[0].lr == 0.001);
+  assert_true(isnan(back[1].val_loss) && isnan(back[1].val_accuracy) && isnan(back[1].lr));
+  assert_true(back[1].seconds == 1.25);
+  /* A plain log reads back without validation scores. */
+  n = 0;
+  assert_int_equal(trainlog_read(tu_path("log.csv"), 5, back, &n, 3, &e), 0);
+  assert_true(isnan(back[0].val_loss) && isnan(back[0].val_accuracy));
+  tu_write_text("short.csv",
+                "epoch,loss,accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,lr\n"
+                "1,0.5,0.8,0.4,0.85,1.5,0.001\n");
+  n = 0;
+  assert_int_equal(trainlog_read(tu_path("short.csv"), 5, back, &n, 3, &e), -1);
+  assert_non_null(
+      strstr(e.msg, "line 2 is not a row of numbers like 'epoch,loss,accuracy,val_loss"));
 }
 
 int main(void) {

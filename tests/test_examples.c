@@ -1,6 +1,7 @@
 /*
- * test_examples.c: the imbalanced and multi-label examples, and multi-label
- * predict.
+ * test_examples.c: every example network checks; the ResNet and MobileNet
+ * examples train an epoch; the imbalanced and multi-label examples, and
+ * multi-label predict.
  *
  * The examples' make-data scripts run on the real Fashion-MNIST (Debian's
  * dataset-fashion-mnist; the tests skip without it) with --limit, so they
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,8 +369,56 @@ static void test_examples_pairs_network_trains_and_evaluates(void **state) {
   assert_contains(tu_out, "0 quick/samples/0-");
 }
 
+/* ---- the example networks ---- */
+
+/* Every .cnn file in examples/ and its folders passes `cnngen check`. */
+static void test_examples_every_network_checks(void **state) {
+  (void)state;
+  glob_t g;
+  char pattern[2][600];
+  snprintf(pattern[0], sizeof pattern[0], "%s/examples/*.cnn", tu_repo);
+  snprintf(pattern[1], sizeof pattern[1], "%s/examples/*/*.cnn", tu_repo);
+  assert_int_equal(glob(pattern[0], 0, NULL, &g), 0);
+  assert_int_equal(glob(pattern[1], GLOB_APPEND, NULL, &g), 0);
+  bool resnet = false, mobilenet = false;
+  for (size_t i = 0; i < g.gl_pathc; i++) {
+    int rc = tu_run("check '%s'", g.gl_pathv[i]);
+    if (rc != 0)
+      fail_msg("cnngen check %s: exit %d\n%s", g.gl_pathv[i], rc, tu_err);
+    resnet |= strstr(g.gl_pathv[i], "/examples/resnet.cnn") != NULL;
+    mobilenet |= strstr(g.gl_pathv[i], "/examples/mobilenet.cnn") != NULL;
+  }
+  assert_true(g.gl_pathc >= 10);
+  assert_true(resnet && mobilenet);
+  globfree(&g);
+}
+
+/* The ResNet and MobileNet examples train one epoch of their own recipe
+   (augmentation, schedule, smoothing) on 128 real images, then evaluate. */
+static void test_examples_resnet_and_mobilenet_train_an_epoch(void **state) {
+  (void)state;
+  if (!tu_fashion_subset("fm", 128, 32))
+    need_dataset(); /* skips */
+  const char *nets[] = {"resnet", "mobilenet"};
+  for (int i = 0; i < 2; i++) {
+    int rc = tu_run("train %s/examples/%s.cnn --data fm --epochs 1 --backend tcc --threads 2 "
+                    "--out %s.safetensors",
+                    tu_repo, nets[i], nets[i]);
+    if (rc != 0)
+      fail_msg("training %s: exit %d\n%s", nets[i], rc, tu_err);
+    assert_contains(tu_out, "epoch 1/1 ");
+    rc = tu_run("eval %s/examples/%s.cnn --data fm --backend tcc --weights %s.safetensors", tu_repo,
+                nets[i], nets[i]);
+    if (rc != 0)
+      fail_msg("evaluating %s: exit %d\n%s", nets[i], rc, tu_err);
+    assert_contains(tu_out, "32 images, 10 classes");
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_examples_every_network_checks),
+      cmocka_unit_test(test_examples_resnet_and_mobilenet_train_an_epoch),
       cmocka_unit_test(test_examples_imbalanced_cuts_three_classes),
       cmocka_unit_test(test_examples_make_data_errors_are_clear),
       cmocka_unit_test(test_examples_pairs_are_their_sources),

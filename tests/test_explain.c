@@ -712,6 +712,33 @@ static void test_explain_command_gradcam_and_idx(void **state) {
   assert_contains(tu_out, want);
 }
 
+/* The messages name Grad-CAM's layer: the last convolution, or where that
+   is inside a residual block, the block's sum (net_cam_layer). */
+static void test_explain_command_names_the_gradcam_layer(void **state) {
+  (void)state;
+  assert_int_equal(tu_run("explain small.cnn --weights small.safetensors --backend tcc "
+                          "--method gradcam six.pgm --out conv.png"),
+                   0);
+  assert_contains(tu_out, "(Grad-CAM on conv1 (line 3, 4x4x4), ");
+  static const char block_net[] = "network blk\ninput 6x6x1\nconv2d 2 3x3 padding=1 relu\n"
+                                  "residual {\n  conv2d 2 3x3 padding=1 relu\n"
+                                  "  conv2d 2 3x3 padding=1\n}\nrelu\nglobalavgpool\n"
+                                  "dense 3 softmax\n";
+  float q[20 + 38 + 38 + 9];
+  uint64_t seed = 5;
+  for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
+    q[i] = (float)(uniform(&seed) - 0.3);
+  write_weights("blk.safetensors", block_net, q);
+  tu_write_text("blk.cnn", block_net);
+  int rc = tu_run("explain blk.cnn --weights blk.safetensors --backend tcc --method gradcam "
+                  "six.pgm --out blk.png");
+  if (rc != 0)
+    fail_msg("exit %d: %s", rc, tu_err);
+  assert_contains(tu_out, "(Grad-CAM on the sum of the residual block at line 4 (6x6x2), ");
+  assert_null(strstr(tu_out, "convolution"));
+  assert_true(tu_exists("blk.png"));
+}
+
 /* Each refused with status 1, a one-line message naming what is wrong, and
    no file. */
 static void test_explain_command_refuses_bad_input(void **state) {
@@ -755,6 +782,7 @@ int main(void) {
       cmocka_unit_test(test_explain_colours_run_blue_to_red),
       cmocka_unit_test(test_explain_command_saliency_picture),
       cmocka_unit_test(test_explain_command_gradcam_and_idx),
+      cmocka_unit_test(test_explain_command_names_the_gradcam_layer),
       cmocka_unit_test(test_explain_command_refuses_bad_input),
   };
   return cmocka_run_group_tests(tests, setup, tu_teardown);

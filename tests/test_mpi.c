@@ -102,29 +102,12 @@ static int group_setup(void **state) {
   return chmod(tu_path("rank.sh"), 0755);
 }
 
-/* The first n_train / n_test images of Fashion-MNIST as IDX files in dir. */
-static void fashion_subset(const char *dir, int n_train, int n_test) {
-  assert_int_equal(tu_shell("mkdir -p %s", dir), 0);
-  const char *which[2] = {"train", "t10k"};
-  int counts[2] = {n_train, n_test};
-  for (int s = 0; s < 2; s++) {
-    IdxImages im;
-    IdxLabels lb;
-    Err e = {0};
-    if (idx_load_split(CNNGEN_DEFAULT_DATA, which[s], &im, &lb, &e) < 0)
-      fail_msg("%s (install Debian's dataset-fashion-mnist)", e.msg);
-    im.n = lb.n = counts[s];
-    tu_write_idx(dir, which[s], &im, &lb);
-    idx_images_free(&im);
-    idx_labels_free(&lb);
-  }
-}
-
 /* examples/fashion.cnn, batch 32 over 600 images (the last batch 24), one
    epoch: 2 ranks x 1 thread against 1 process x 2 threads. */
 static void test_mpi_fashion_matches_threads(void **state) {
   (void)state;
-  fashion_subset("fashion", 600, 100);
+  if (!tu_fashion_subset("fashion", 600, 100))
+    fail_msg("%s not found (install Debian's dataset-fashion-mnist)", CNNGEN_DEFAULT_DATA);
   char net[4200];
   snprintf(net, sizeof net, "%s/examples/fashion.cnn", tu_repo);
   assert_int_equal(

@@ -25,10 +25,10 @@
 #include "testutil.h"
 
 static const EpochStats four[4] = {
-    {1, 0.90, 0.70, 1.00, 0.65, 3.0, 0.001},
-    {2, 0.60, 0.80, 0.70, 0.78, 3.1, 0.001},
-    {3, 0.50, 0.85, 0.55, 0.83, 3.0, 0.001},
-    {4, 0.45, 0.87, 0.50, 0.86, 3.2, 0.001},
+    {1, 0.90, 0.70, 1.00, 0.65, 3.0, 0.001, NAN, NAN},
+    {2, 0.60, 0.80, 0.70, 0.78, 3.1, 0.001, NAN, NAN},
+    {3, 0.50, 0.85, 0.55, 0.83, 3.0, 0.001, NAN, NAN},
+    {4, 0.45, 0.87, 0.50, 0.86, 3.2, 0.001, NAN, NAN},
 };
 
 static char *read_text(const char *path) {
@@ -304,7 +304,8 @@ static void test_plot_nonfinite_values_are_gaps(void **state) {
   (void)state;
   EpochStats rows[6];
   for (int i = 0; i < 6; i++)
-    rows[i] = (EpochStats){i + 1, 1.0 / (i + 1), 0.5 + 0.05 * i, 1.1 / (i + 1), 0.5, 2.0, 0.001};
+    rows[i] = (EpochStats){
+        i + 1, 1.0 / (i + 1), 0.5 + 0.05 * i, 1.1 / (i + 1), 0.5, 2.0, 0.001, NAN, NAN};
   rows[2].loss = NAN;
   rows[4].test_loss = INFINITY;
   rows[5].test_loss = NAN;
@@ -337,11 +338,11 @@ static void test_plot_nonfinite_values_are_gaps(void **state) {
 static void test_plot_extreme_values(void **state) {
   (void)state;
   EpochStats rows[5] = {
-      {3, 1e300, 1e-300, -1e300, 2.0, 1, 0.001},
-      {-2, 1e308, -0.5, 0.0, 1e-12, 1, 0.001},
-      {7, 0.0, 0.0, 0.0, 0.0, 1, 0.001},
-      {1, -1e-300, 1e300, 5e299, -7.0, 1, 0.001},
-      {2000000000, 3.0, 0.5, HUGE_VAL, 1.5, 1, 0.001},
+      {3, 1e300, 1e-300, -1e300, 2.0, 1, 0.001, NAN, NAN},
+      {-2, 1e308, -0.5, 0.0, 1e-12, 1, 0.001, NAN, NAN},
+      {7, 0.0, 0.0, 0.0, 0.0, 1, 0.001, NAN, NAN},
+      {1, -1e-300, 1e300, 5e299, -7.0, 1, 0.001, NAN, NAN},
+      {2000000000, 3.0, 0.5, HUGE_VAL, 1.5, 1, 0.001, NAN, NAN},
   };
   Err e = {0};
   assert_int_equal(plot_write(tu_path("odd.svg"), "net", rows, 5, &e), 0);
@@ -382,7 +383,9 @@ static void test_plot_one_and_many_epochs(void **state) {
                            0.32 + 1.0 / (i + 1) + 0.0002 * i,
                            0.88,
                            1.0,
-                           0.001};
+                           0.001,
+                           NAN,
+                           NAN};
   assert_int_equal(plot_write(tu_path("many.svg"), "net", rows, N, &e), 0);
   assert_int_equal(plot_write(tu_path("many.png"), "net", rows, N, &e), 0);
   svg = read_text(tu_path("many.svg"));

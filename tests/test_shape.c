@@ -414,6 +414,11 @@ static void test_shape_examples(void **state) {
       {"examples/cifar.cnn", 896 + 9248 + 18496 + 36928 + (8 * 8 * 64 + 1) * 128 + 129 * 10},
       /* depthwise 3x3 (32 * 9 + 32, 64 * 9 + 64) and pointwise 1x1 in place of 3x3 convs */
       {"examples/separable.cnn", 320 + 320 + 2112 + 640 + 4160 + (3 * 3 * 64 + 1) * 64 + 65 * 10},
+      /* stem, two 3x3 32s (identity), 3x3 64s with a 1x1 stride-2 projection, two 3x3 64s */
+      {"examples/resnet.cnn", 320 + 2 * 9248 + 18496 + 36928 + 2112 + 2 * 36928 + 650},
+      /* expand, depthwise (C * 9 + C), project, per block; the last 1x1, the classifier */
+      {"examples/mobilenet.cnn", 160 + (816 + 480 + 1176) + (1800 + 720 + 1752) +
+                                     (1800 + 720 + 2920) + (4920 + 1200 + 4840) + 5248 + 1290},
   };
   for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) {
     size_t len;

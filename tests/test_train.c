@@ -662,33 +662,6 @@ static void test_train_label_smoothing_targets(void **state) {
 
 /* ---- the command (the directory, files and runs: testutil.h) ---- */
 
-/* DIR with the first n_train / n_test images of Debian's Fashion-MNIST;
-   false when the package is not installed. */
-static bool fashion_subset(const char *dir, int n_train, int n_test) {
-  IdxImages im[2];
-  IdxLabels lb[2];
-  Err e = {0};
-  if (tu_exists(dir))
-    return true;
-  if (idx_load_split(CNNGEN_DEFAULT_DATA, "train", &im[0], &lb[0], &e) < 0)
-    return false;
-  assert_int_equal(idx_load_split(CNNGEN_DEFAULT_DATA, "t10k", &im[1], &lb[1], &e), 0);
-  mkdir(tu_path(dir), 0777);
-  const char *which[2] = {"train", "t10k"};
-  int n[2] = {n_train, n_test};
-  for (int s = 0; s < 2; s++) {
-    char p[512];
-    im[s].n = lb[s].n = n[s];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_images(p, &im[s], &e), 0);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", tu_path(dir), which[s]);
-    assert_int_equal(idx_write_labels(p, &lb[s], &e), 0);
-    idx_images_free(&im[s]);
-    idx_labels_free(&lb[s]);
-  }
-  return true;
-}
-
 static const char small_net[] =
     "network small\ninput 28x28x1\nconv2d 8 3x3 relu\nmaxpool 2x2\nconv2d 16 3x3 relu\n"
     "maxpool 2x2\nflatten\ndropout 0.2\ndense 32 relu\ndense 10 softmax\n"
@@ -696,7 +669,7 @@ static const char small_net[] =
 
 static void test_train_same_seed_same_weights(void **state) {
   (void)state;
-  if (!fashion_subset("fm", 1000, 200))
+  if (!tu_fashion_subset("fm", 1000, 200))
     skip();
   tu_write_text("small.cnn", small_net);
   for (int threads = 1; threads <= 2; threads++) {
@@ -716,7 +689,7 @@ static void test_train_same_seed_same_weights(void **state) {
 
 static void test_train_resume_matches_uninterrupted(void **state) {
   (void)state;
-  if (!fashion_subset("fm", 1000, 200))
+  if (!tu_fashion_subset("fm", 1000, 200))
     skip();
   tu_write_text("small.cnn", small_net);
   assert_int_equal(tu_run("train small.cnn --data fm --epochs 3 --out full.safetensors "
@@ -749,7 +722,7 @@ static void test_train_resume_matches_uninterrupted(void **state) {
    checkpoint: the checkpoint on disk is always a complete one. */
 static void test_train_checkpoint_survives_kill(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn",
                 "network tiny\ninput 28x28x1\nflatten\ndense 256 relu\ndense 10 softmax\n"
@@ -790,7 +763,7 @@ static void test_train_checkpoint_survives_kill(void **state) {
    test accuracy on 1,000 test images (about 80% is typical). */
 static void test_train_end_to_end_accuracy(void **state) {
   (void)state;
-  if (!fashion_subset("fm4k", 4000, 1000))
+  if (!tu_fashion_subset("fm4k", 4000, 1000))
     skip();
   tu_write_text("small.cnn", small_net);
   assert_int_equal(tu_run("train small.cnn --data fm4k --out e2e.safetensors --threads 2"), 0);
@@ -807,7 +780,7 @@ static void test_train_end_to_end_accuracy(void **state) {
 
 static void test_train_divergence_names_epoch_and_step(void **state) {
   (void)state;
-  if (!fashion_subset("fm", 1000, 200))
+  if (!tu_fashion_subset("fm", 1000, 200))
     skip();
   /* Steps of 1e38 overflow the logits to infinity: inf - inf is NaN. */
   tu_write_text("wild.cnn", "network wild\ninput 28x28x1\nflatten\ndense 10 softmax\n"
@@ -820,7 +793,7 @@ static void test_train_divergence_names_epoch_and_step(void **state) {
 
 static void test_train_refuses_data_that_does_not_fit(void **state) {
   (void)state;
-  if (!fashion_subset("fm", 1000, 200))
+  if (!tu_fashion_subset("fm", 1000, 200))
     skip();
   tu_write_text("rgb.cnn", "network rgb\ninput 32x32x3\nflatten\ndense 10 softmax\n");
   assert_int_equal(tu_run("train rgb.cnn --data fm"), 1);
@@ -885,7 +858,7 @@ static double printed(int epoch, const char *key) {
    README, Performance: the backend that finishes first). */
 static void test_train_auto_takes_tcc_for_a_short_run(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("quick.cnn", "network quick\ninput 28x28x1\nconv2d 8 3x3 relu\nflatten\n"
                              "dense 10 softmax\ntrain {\n  batch 16\n}\n");
@@ -896,7 +869,7 @@ static void test_train_auto_takes_tcc_for_a_short_run(void **state) {
 
 static void test_train_log_has_a_row_per_epoch(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
@@ -928,7 +901,7 @@ static void test_train_log_has_a_row_per_epoch(void **state) {
    overwritten. */
 static void test_train_log_resume_keeps_earlier_rows(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(tu_run("train tiny.cnn %s --epochs 1 --out h.safetensors --checkpoint h1.ckpt "
@@ -995,7 +968,7 @@ static void test_train_log_without_lr_column_resumes(void **state) {
 /* A log that cannot be written fails before the first epoch. */
 static void test_train_log_unwritable_fails_before_training(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
@@ -1012,7 +985,7 @@ static void test_train_log_unwritable_fails_before_training(void **state) {
    training. */
 static void test_train_plot_draws_every_epoch(void **state) {
   (void)state;
-  if (!fashion_subset("tiny", 64, 16))
+  if (!tu_fashion_subset("tiny", 64, 16))
     skip();
   tu_write_text("tiny.cnn", tiny_net);
   assert_int_equal(
@@ -1216,6 +1189,62 @@ static void test_train_validation_holds_out_the_last_images(void **state) {
   assert_int_equal(tu_run("train none.cnn --data vall --out none.safetensors --backend tcc"), 1);
   assert_contains(tu_err, "validation 0.001 of 400 training images holds out 0");
   assert_false(tu_exists("none.safetensors"));
+}
+
+/* With a validation set, --log has val_loss and val_accuracy after accuracy
+   (the train line's order) and --plot a validation curve in both panels;
+   --resume reads those columns back. */
+static void test_train_validation_in_log_and_plot(void **state) {
+  (void)state;
+  quad_parts("vlog", 400, 0, 40, 400);
+  tu_write_text("vl.cnn", "network vl\ninput 12x12x1\nconv2d 4 3x3 relu\nmaxpool 2x2\nflatten\n"
+                          "dense 4 softmax\ntrain {\n  optimizer adam lr=0.01\n  batch 16\n"
+                          "  epochs 2\n  schedule cosine\n  validation 0.25\n}\n");
+  const char *args = "--data vlog --backend tcc --threads 1";
+  assert_int_equal(tu_run("train vl.cnn %s --out vl.safetensors --checkpoint vl.ckpt "
+                          "--log vl.csv --plot vl.svg",
+                          args),
+                   0);
+  static char text[1024];
+  tu_read_file(tu_path("vl.csv"), text, sizeof text);
+  const char *header =
+      "epoch,loss,accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,lr\n";
+  if (strncmp(text, header, strlen(header)) != 0)
+    fail_msg("vl.csv does not start with the header:\n%s", text);
+  char *line = text + strlen(header);
+  for (int epoch = 1; epoch <= 2; epoch++) {
+    double f[9];
+    int used = 0;
+    assert_int_equal(sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf%n", &f[0], &f[1], &f[2],
+                            &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &used),
+                     9);
+    assert_int_equal(line[used], '\n');
+    line += used + 1;
+    assert_float_equal(f[0], epoch, 0);
+    assert_float_equal(f[3], printed(epoch, "val loss "), 5e-5);
+    assert_float_equal(f[4], printed(epoch, "val accuracy "), 5e-5);
+    assert_float_equal(f[5], printed(epoch, "test loss "), 5e-5);
+    assert_float_equal(f[8], printed(epoch, "lr "), 1e-6);
+  }
+  assert_int_equal(*line, 0);
+  static char svg[1 << 17];
+  tu_read_file(tu_path("vl.svg"), svg, sizeof svg);
+  assert_contains(svg, ">validation</text>");
+  /* one validation curve per panel, and one in the legend */
+  assert_int_equal(tu_count(svg, "<polyline class=\"validation\""), 3);
+  /* Resumed from epoch 1: the log keeps its row 1 with the validation
+     scores, and goes on in the same form. */
+  static char before[1024];
+  memcpy(before, text, sizeof before);
+  assert_int_equal(tu_run("train vl.cnn %s --out vl.safetensors --resume vl.ckpt --epochs 3 "
+                          "--checkpoint vl3.ckpt --log vl.csv",
+                          args),
+                   0);
+  tu_read_file(tu_path("vl.csv"), text, sizeof text);
+  size_t upto_row2 = strchr(before + strlen(header), '\n') - before + 1;
+  upto_row2 = strchr(before + upto_row2, '\n') - before + 1; /* rows 1 and 2 */
+  assert_memory_equal(text, before, upto_row2);
+  assert_non_null(strstr(text + upto_row2, "3,"));
 }
 
 /* The held-out images carry the wrong labels (each moved on by one class),
@@ -1620,6 +1649,7 @@ int main(void) {
       cmocka_unit_test(test_train_sigint_saves_and_resumes_exactly),
       cmocka_unit_test(test_train_sigterm_and_a_second_signal),
       cmocka_unit_test(test_train_validation_holds_out_the_last_images),
+      cmocka_unit_test(test_train_validation_in_log_and_plot),
       cmocka_unit_test(test_train_early_stopping_keeps_the_best_epoch),
       cmocka_unit_test(test_train_resume_mid_schedule_is_exact),
       cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),

@@ -247,6 +247,30 @@ void tu_write_idx(const char *dir, const char *which, const IdxImages *im, const
   assert_int_equal(idx_write_labels(p, lb, &e), 0);
 }
 
+bool tu_fashion_subset(const char *dir, int n_train, int n_test) {
+  if (tu_exists(dir))
+    return true;
+  if (access(CNNGEN_DEFAULT_DATA, R_OK) != 0)
+    return false;
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", tu_path(dir));
+  assert_int_equal(system(cmd), 0);
+  const char *which[2] = {"train", "t10k"};
+  int counts[2] = {n_train, n_test};
+  for (int s = 0; s < 2; s++) {
+    IdxImages im;
+    IdxLabels lb;
+    Err e = {0};
+    if (idx_load_split(CNNGEN_DEFAULT_DATA, which[s], &im, &lb, &e) < 0)
+      fail_msg("%s", e.msg);
+    im.n = lb.n = counts[s];
+    tu_write_idx(dir, which[s], &im, &lb);
+    idx_images_free(&im);
+    idx_labels_free(&lb);
+  }
+  return true;
+}
+
 void tu_quadrant_data(const char *dir, int n_train, int n_test) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "mkdir -p %s", tu_path(dir));

@@ -90,6 +90,11 @@ int tu_finish(pid_t pid);
    class k (of 4) is a bright square in quadrant k on noise, so a small
    network learns it in an epoch. The same images on every call. */
 void tu_quadrant_data(const char *dir, int n_train, int n_test);
+/* DIR in the directory with the first n_train / n_test images of the real
+   Fashion-MNIST (Debian's dataset-fashion-mnist) as IDX files; false, and
+   nothing made, when the data set is not installed. A DIR already there is
+   taken as made. */
+bool tu_fashion_subset(const char *dir, int n_train, int n_test);
 /* im and lb as DIR/WHICH-images-idx3-ubyte and DIR/WHICH-labels-idx1-ubyte
    in the directory (WHICH: "train" or "t10k"). */
 void tu_write_idx(const char *dir, const char *which, const IdxImages *im, const IdxLabels *lb);
