@@ -13,6 +13,10 @@
  * script writes its exit status there (mpirun reports another). mpirun runs
  * under `timeout`, so a hang fails the test instead of stopping the suite.
  * Without mpirun or the plugin the program exits 77 (skipped).
+ *
+ * Every run that is compared byte for byte names its backend: under auto a
+ * run picks cc once cc's cache holds the network (another run may have put
+ * it there), and tcc's and cc's floats differ in the last bits.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,8 +115,11 @@ static void test_mpi_fashion_matches_threads(void **state) {
   char net[4200];
   snprintf(net, sizeof net, "%s/examples/fashion.cnn", tu_repo);
   assert_int_equal(
-      tu_run("train %s --data fashion --epochs 1 --threads 2 --out one.safetensors", net), 0);
-  int status = mpi(2, "train %s --data fashion --epochs 1 --threads 1 --out two.safetensors", net);
+      tu_run("train %s --data fashion --backend tcc --epochs 1 --threads 2 --out one.safetensors",
+             net),
+      0);
+  int status = mpi(
+      2, "train %s --data fashion --backend tcc --epochs 1 --threads 1 --out two.safetensors", net);
   if (status != 0)
     fail_msg("mpirun exited %d:\n%s%s", status, tu_out, tu_err);
   assert_contains(tu_out, "2 ranks x 1 thread");
@@ -151,15 +158,18 @@ static void test_mpi_adam_and_sgd_match_threads(void **state) {
   static const char *const optimizers[2] = {"adam lr=0.01", "sgd lr=0.05 momentum=0.9"};
   for (int i = 0; i < 2; i++) {
     write_small_net("small.cnn", optimizers[i]);
-    assert_int_equal(tu_run("train small.cnn --data quad --threads 4 --out one.safetensors"), 0);
-    int status = mpi(2, "train small.cnn --data quad --threads 2 --out two.safetensors");
+    assert_int_equal(
+        tu_run("train small.cnn --data quad --backend tcc --threads 4 --out one.safetensors"), 0);
+    int status =
+        mpi(2, "train small.cnn --data quad --backend tcc --threads 2 --out two.safetensors");
     if (status != 0)
       fail_msg("%s: mpirun exited %d:\n%s%s", optimizers[i], status, tu_out, tu_err);
     assert_same_file("one.safetensors", "two.safetensors");
     assert_same_file("one.ckpt.safetensors", "two.ckpt.safetensors");
     /* Three ranks of one thread against three threads. */
-    assert_int_equal(tu_run("train small.cnn --data quad --threads 3 --out one.safetensors"), 0);
-    status = mpi(3, "train small.cnn --data quad --threads 1 --out two.safetensors");
+    assert_int_equal(
+        tu_run("train small.cnn --data quad --backend tcc --threads 3 --out one.safetensors"), 0);
+    status = mpi(3, "train small.cnn --data quad --backend tcc --threads 1 --out two.safetensors");
     if (status != 0)
       fail_msg("%s: mpirun -n 3 exited %d:\n%s%s", optimizers[i], status, tu_out, tu_err);
     assert_same_file("one.safetensors", "two.safetensors");
@@ -199,26 +209,33 @@ static void test_mpi_batchnorm_matches_threads(void **state) {
   tu_write_text("bn.cnn", bn_net);
   for (int threads = 1; threads <= 2; threads++) {
     assert_int_equal(
-        tu_run("train bn.cnn --data quad --threads %d --out one.safetensors", 2 * threads), 0);
-    int status = mpi(2, "train bn.cnn --data quad --threads %d --out two.safetensors", threads);
+        tu_run("train bn.cnn --data quad --backend tcc --threads %d --out one.safetensors",
+               2 * threads),
+        0);
+    int status = mpi(2, "train bn.cnn --data quad --backend tcc --threads %d --out two.safetensors",
+                     threads);
     if (status != 0)
       fail_msg("mpirun exited %d:\n%s%s", status, tu_out, tu_err);
     assert_same_file("one.safetensors", "two.safetensors");
     assert_same_file("one.ckpt.safetensors", "two.ckpt.safetensors");
   }
   /* one.safetensors: 4 threads, 2 epochs */
-  assert_int_equal(mpi(2, "train bn.cnn --data quad --threads 2 --epochs 1 --out h.safetensors "
-                          "--checkpoint h.ckpt"),
-                   0);
-  assert_int_equal(tu_run("train bn.cnn --data quad --threads 4 --resume h.ckpt --checkpoint "
-                          "h2.ckpt --out b.safetensors"),
-                   0);
+  assert_int_equal(
+      mpi(2, "train bn.cnn --data quad --backend tcc --threads 2 --epochs 1 --out h.safetensors "
+             "--checkpoint h.ckpt"),
+      0);
+  assert_int_equal(
+      tu_run("train bn.cnn --data quad --backend tcc --threads 4 --resume h.ckpt --checkpoint "
+             "h2.ckpt --out b.safetensors"),
+      0);
   assert_same_file("one.safetensors", "b.safetensors");
-  assert_int_equal(tu_run("train bn.cnn --data quad --threads 4 --epochs 1 --out g.safetensors "
-                          "--checkpoint g.ckpt"),
-                   0);
-  int status = mpi(2, "train bn.cnn --data quad --threads 2 --resume g.ckpt --checkpoint "
-                      "g2.ckpt --out c.safetensors");
+  assert_int_equal(
+      tu_run("train bn.cnn --data quad --backend tcc --threads 4 --epochs 1 --out g.safetensors "
+             "--checkpoint g.ckpt"),
+      0);
+  int status =
+      mpi(2, "train bn.cnn --data quad --backend tcc --threads 2 --resume g.ckpt --checkpoint "
+             "g2.ckpt --out c.safetensors");
   if (status != 0)
     fail_msg("mpirun --resume exited %d:\n%s%s", status, tu_out, tu_err);
   assert_same_file("one.safetensors", "c.safetensors");
@@ -234,7 +251,8 @@ static void test_mpi_rank_with_other_network_or_data(void **state) {
   assert_int_equal(tu_shell("rm -rf rank1 && mkdir rank1 && cp -r quad rank1/ && "
                             "cp small.cnn rank1/ && sed -i 's/dense 4/dense  4/' rank1/small.cnn"),
                    0);
-  int status = mpi(2, "train small.cnn --data quad --threads 1 --out bad.safetensors");
+  int status =
+      mpi(2, "train small.cnn --data quad --backend tcc --threads 1 --out bad.safetensors");
   assert_int_equal(status, 1);
   assert_contains(tu_err, "cnngen: error: small.cnn: rank 1's network file differs from rank 0's");
   assert_int_equal(tu_count(tu_err, "cnngen: error:"), 1);
@@ -244,7 +262,7 @@ static void test_mpi_rank_with_other_network_or_data(void **state) {
   /* The same network, 90 training images instead of 100. */
   assert_int_equal(tu_shell("cp small.cnn rank1/small.cnn"), 0);
   tu_quadrant_data("rank1/quad", 90, 30);
-  status = mpi(2, "train small.cnn --data quad --threads 1 --out bad.safetensors");
+  status = mpi(2, "train small.cnn --data quad --backend tcc --threads 1 --out bad.safetensors");
   assert_int_equal(status, 1);
   assert_contains(tu_err, "cnngen: error: quad: rank 1's data differ from rank 0's: 90 training");
   assert_false(tu_exists("bad.safetensors"));
@@ -254,7 +272,7 @@ static void test_mpi_rank_with_other_network_or_data(void **state) {
                             "printf x | dd of=rank1/quad/train-images-idx3-ubyte bs=1 "
                             "seek=500 conv=notrunc"),
                    0);
-  status = mpi(2, "train small.cnn --data quad --threads 1 --out bad.safetensors");
+  status = mpi(2, "train small.cnn --data quad --backend tcc --threads 1 --out bad.safetensors");
   assert_int_equal(status, 1);
   assert_contains(tu_err, "rank 1's data differ from rank 0's: the same sizes but other images");
   assert_int_equal(tu_shell("rm -rf rank1"), 0);
@@ -288,8 +306,9 @@ static void test_mpi_killed_rank_stops_all(void **state) {
   tu_quadrant_data("quad", 100, 30);
   write_small_net("small.cnn", "adam lr=0.01");
   tu_write_text("rank0.status", "");
-  pid_t pid = mpi_start(2, "train small.cnn --data quad --threads 1 --epochs 100000 --out "
-                           "k.safetensors --checkpoint k.ckpt");
+  pid_t pid =
+      mpi_start(2, "train small.cnn --data quad --backend tcc --threads 1 --epochs 100000 --out "
+                   "k.safetensors --checkpoint k.ckpt");
   tu_await(pid, ".out", "epoch 2/");
   pid_t dead = rank_pid(1);
   assert_int_equal(kill(dead, SIGKILL), 0);
@@ -309,11 +328,12 @@ static void test_mpi_killed_rank_stops_all(void **state) {
   assert_string_equal(text, "1\n");
   unlink(tu_path("rank0.status"));
   assert_false(tu_exists("k.safetensors"));
-  assert_int_equal(tu_run("train small.cnn --data quad --threads 2 --epochs 3 --resume k.ckpt "
-                          "--checkpoint k2.ckpt --out k.safetensors"),
-                   0);
+  assert_int_equal(
+      tu_run("train small.cnn --data quad --backend tcc --threads 2 --epochs 3 --resume k.ckpt "
+             "--checkpoint k2.ckpt --out k.safetensors"),
+      0);
 
-  pid = mpi_start(2, "train small.cnn --data quad --threads 1 --epochs 100000 --out "
+  pid = mpi_start(2, "train small.cnn --data quad --backend tcc --threads 1 --epochs 100000 --out "
                      "k0.safetensors --checkpoint k0.ckpt");
   tu_await(pid, ".out", "epoch 2/");
   dead = rank_pid(0);
@@ -334,29 +354,36 @@ static void test_mpi_resume_across_rank_counts(void **state) {
   (void)state;
   tu_quadrant_data("quad", 100, 30);
   write_small_net("small.cnn", "adam lr=0.01");
-  assert_int_equal(tu_run("train small.cnn --data quad --threads 2 --out a.safetensors"), 0);
+  assert_int_equal(
+      tu_run("train small.cnn --data quad --backend tcc --threads 2 --out a.safetensors"), 0);
 
-  assert_int_equal(mpi(2, "train small.cnn --data quad --threads 1 --epochs 1 --out h.safetensors "
-                          "--checkpoint h.ckpt"),
-                   0);
-  assert_int_equal(tu_run("train small.cnn --data quad --threads 2 --resume h.ckpt --checkpoint "
-                          "h2.ckpt --out b.safetensors"),
-                   0);
+  assert_int_equal(
+      mpi(2, "train small.cnn --data quad --backend tcc --threads 1 --epochs 1 --out h.safetensors "
+             "--checkpoint h.ckpt"),
+      0);
+  assert_int_equal(
+      tu_run("train small.cnn --data quad --backend tcc --threads 2 --resume h.ckpt --checkpoint "
+             "h2.ckpt --out b.safetensors"),
+      0);
   assert_same_file("a.safetensors", "b.safetensors");
   assert_true(tu_count(tu_err, "note") == 0);
 
-  assert_int_equal(tu_run("train small.cnn --data quad --threads 2 --epochs 1 --out g.safetensors "
-                          "--checkpoint g.ckpt"),
-                   0);
-  int status = mpi(2, "train small.cnn --data quad --threads 1 --resume g.ckpt --checkpoint "
-                      "g2.ckpt --out c.safetensors");
+  assert_int_equal(
+      tu_run("train small.cnn --data quad --backend tcc --threads 2 --epochs 1 --out g.safetensors "
+             "--checkpoint g.ckpt"),
+      0);
+  int status =
+      mpi(2, "train small.cnn --data quad --backend tcc --threads 1 --resume g.ckpt --checkpoint "
+             "g2.ckpt --out c.safetensors");
   if (status != 0)
     fail_msg("mpirun exited %d:\n%s%s", status, tu_out, tu_err);
   assert_contains(tu_out, "resuming after epoch 1");
   assert_same_file("a.safetensors", "c.safetensors");
 
-  status = mpi(2, "train small.cnn --data quad --threads 2 --resume g.ckpt --checkpoint g3.ckpt "
-                  "--out d.safetensors");
+  status = mpi(
+      2,
+      "train small.cnn --data quad --backend tcc --threads 2 --resume g.ckpt --checkpoint g3.ckpt "
+      "--out d.safetensors");
   assert_int_equal(status, 1);
   assert_contains(tu_err, "cnngen: error: g.ckpt: checkpoint was made with 2 threads in all, these "
                           "2 ranks run 4");
@@ -389,9 +416,10 @@ static void test_mpi_recipes_and_early_stopping(void **state) {
                            "  epochs 5\n"
                            "  seed 3\n"
                            "}\n");
-  assert_int_equal(tu_run("train rec.cnn --data quad --threads 2 --out one.safetensors"), 0);
+  assert_int_equal(
+      tu_run("train rec.cnn --data quad --backend tcc --threads 2 --out one.safetensors"), 0);
   assert_contains(tu_out, "early stopping after epoch 3");
-  int status = mpi(2, "train rec.cnn --data quad --threads 1 --out two.safetensors");
+  int status = mpi(2, "train rec.cnn --data quad --backend tcc --threads 1 --out two.safetensors");
   if (status != 0)
     fail_msg("mpirun exited %d:\n%s%s", status, tu_out, tu_err);
   assert_contains(tu_out, "early stopping after epoch 3");
@@ -399,8 +427,9 @@ static void test_mpi_recipes_and_early_stopping(void **state) {
   assert_same_file("one.safetensors", "two.safetensors");
   assert_same_file("one.ckpt.safetensors", "two.ckpt.safetensors");
 
-  status = mpi(2, "train rec.cnn --data quad --threads 1 --resume one.ckpt.safetensors "
-                  "--checkpoint three.ckpt --out three.safetensors");
+  status =
+      mpi(2, "train rec.cnn --data quad --backend tcc --threads 1 --resume one.ckpt.safetensors "
+             "--checkpoint three.ckpt --out three.safetensors");
   if (status != 0)
     fail_msg("mpirun --resume exited %d:\n%s%s", status, tu_out, tu_err);
   assert_same_file("one.safetensors", "three.safetensors");
@@ -413,9 +442,11 @@ static void test_mpi_signal_stops_every_rank(void **state) {
   (void)state;
   tu_quadrant_data("quad", 4000, 30);
   write_small_net("small.cnn", "adam lr=0.01");
-  assert_int_equal(tu_run("train small.cnn --data quad --threads 2 --epochs 3 --out a.safetensors"),
-                   0);
-  pid_t pid = mpi_start(2, "train small.cnn --data quad --threads 1 --epochs 3 --out "
+  assert_int_equal(
+      tu_run(
+          "train small.cnn --data quad --backend tcc --threads 2 --epochs 3 --out a.safetensors"),
+      0);
+  pid_t pid = mpi_start(2, "train small.cnn --data quad --backend tcc --threads 1 --epochs 3 --out "
                            "s.safetensors --checkpoint s.ckpt");
   tu_await(pid, ".out", "epoch 1/3");
   assert_int_equal(kill(rank_pid(1), SIGTERM), 0);
@@ -423,9 +454,10 @@ static void test_mpi_signal_stops_every_rank(void **state) {
   if (status != 143)
     fail_msg("mpirun exited %d:\n%s%s", status, tu_out, tu_err);
   assert_contains(tu_out, "to continue:\n  mpirun -n 2 ");
-  assert_int_equal(mpi(2, "train small.cnn --data quad --threads 1 --epochs 3 --out s.safetensors "
-                          "--checkpoint s.ckpt --resume s.ckpt"),
-                   0);
+  assert_int_equal(
+      mpi(2, "train small.cnn --data quad --backend tcc --threads 1 --epochs 3 --out s.safetensors "
+             "--checkpoint s.ckpt --resume s.ckpt"),
+      0);
   assert_same_file("a.safetensors", "s.safetensors");
 }
 
@@ -435,9 +467,10 @@ static void test_mpi_without_plugin_refuses(void **state) {
   (void)state;
   tu_quadrant_data("quad", 100, 30);
   write_small_net("small.cnn", "adam lr=0.01");
-  int status = tu_shell("CNNGEN_MPI_PLUGIN=/nonexistent/cnngen-mpi.so " MPIRUN
-                        " -x CNNGEN_MPI_PLUGIN -n 2 ./rank.sh train small.cnn --data quad "
-                        "--threads 1 --out p.safetensors");
+  int status =
+      tu_shell("CNNGEN_MPI_PLUGIN=/nonexistent/cnngen-mpi.so " MPIRUN
+               " -x CNNGEN_MPI_PLUGIN -n 2 ./rank.sh train small.cnn --data quad --backend tcc "
+               "--threads 1 --out p.safetensors");
   assert_int_equal(status, 1);
   assert_contains(tu_err, "cnngen: error: /nonexistent/cnngen-mpi.so: mpirun started 2 ranks, but "
                           "this cnngen has no MPI support");
