@@ -809,33 +809,69 @@ static const char tiny_net[] = "network tiny\ninput 28x28x1\nflatten\ndense 32 r
                                "dense 10 softmax\ntrain {\n  batch 16\n}\n";
 static const char tiny_args[] = "--data tiny --backend tcc --threads 1";
 
-/* The rows of a --log file after checking its header; returns the count.
-   Columns: epoch, loss, accuracy, test_loss, test_accuracy, seconds, lr (NaN
-   where the field is empty: a row read back from a log without the column). */
-enum { LOG_COLS = 7 };
+/* The rows of a --log file, read by its header's column names (one of the
+   two that cnngen writes: with validation scores, and without); returns the
+   count. rows[i][LOG_X] is column X, NaN where
+   the log has no such column or the field is empty (a row read back from a
+   log without it). */
+enum {
+  LOG_EPOCH,
+  LOG_LOSS,
+  LOG_ACC,
+  LOG_TEST_LOSS,
+  LOG_TEST_ACC,
+  LOG_SECONDS,
+  LOG_LR,
+  LOG_VAL_LOSS,
+  LOG_VAL_ACC,
+  LOG_COLS
+};
 static int read_log(const char *file, double rows[][LOG_COLS], int cap) {
+  static const char *const headers[] = {
+      "epoch,loss,accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,lr\n",
+      "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr\n"};
+  static const int columns[][LOG_COLS] = {
+      {LOG_EPOCH, LOG_LOSS, LOG_ACC, LOG_VAL_LOSS, LOG_VAL_ACC, LOG_TEST_LOSS, LOG_TEST_ACC,
+       LOG_SECONDS, LOG_LR},
+      {LOG_EPOCH, LOG_LOSS, LOG_ACC, LOG_TEST_LOSS, LOG_TEST_ACC, LOG_SECONDS, LOG_LR}};
+  static const int ncolumns[] = {9, 7};
   static char text[1 << 16];
   tu_read_file(tu_path(file), text, sizeof text);
-  const char *header = "epoch,loss,accuracy,test_loss,test_accuracy,seconds,lr\n";
-  if (strncmp(text, header, strlen(header)) != 0)
-    fail_msg("%s does not start with the header:\n%s", file, text);
+  int h = 0;
+  while (h < 2 && strncmp(text, headers[h], strlen(headers[h])) != 0)
+    h++;
+  if (h == 2)
+    fail_msg("%s does not start with a log's header:\n%s", file, text);
   int n = 0;
-  for (char *line = text + strlen(header); *line; n++) {
+  for (char *line = text + strlen(headers[h]); *line; n++) {
     char *end = strchr(line, '\n');
     if (!end)
       fail_msg("%s: a row without its newline: %s", file, line);
     assert_true(n < cap);
-    int used = 0, lr_used = 0;
-    rows[n][6] = NAN;
-    if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%n", &rows[n][0], &rows[n][1], &rows[n][2],
-               &rows[n][3], &rows[n][4], &rows[n][5], &used) != 6 ||
-        used == 0 ||
-        (line + used != end && (sscanf(line + used, "%lf%n", &rows[n][6], &lr_used) != 1 ||
-                                line + used + lr_used != end)))
-      fail_msg("%s: not a row of six numbers and the lr: %.*s", file, (int)(end - line), line);
+    for (int k = 0; k < LOG_COLS; k++)
+      rows[n][k] = NAN;
+    char *p = line;
+    for (int c = 0; c < ncolumns[h]; c++) {
+      char *next;
+      if (*p != ',' && p != end) /* else an empty field */
+        rows[n][columns[h][c]] = strtod(p, &next);
+      else
+        next = p;
+      if (c < ncolumns[h] - 1 ? *next != ',' : next != end)
+        fail_msg("%s: field %d is not a number: %.*s", file, c + 1, (int)(end - line), line);
+      p = next + 1;
+    }
     line = end + 1;
   }
   return n;
+}
+
+/* Two numbers of a log the same (both NaN: both fields empty). */
+static void same_field(double a, double b) {
+  if (isnan(a) || isnan(b))
+    assert_true(isnan(a) && isnan(b));
+  else
+    assert_float_equal(a, b, 0);
 }
 
 /* What follows `key` in the printed line of epoch `epoch`. */
@@ -1053,8 +1089,8 @@ static void same_log_rows(const char *a, const char *b, double rows[3][LOG_COLS]
   assert_int_equal(read_log(b, resumed, 4), 3);
   for (int i = 0; i < 3; i++)
     for (int k = 0; k < LOG_COLS; k++)
-      if (k != 5) /* the seconds */
-        assert_float_equal(full[i][k], resumed[i][k], 0);
+      if (k != LOG_SECONDS)
+        same_field(full[i][k], resumed[i][k]);
   if (rows)
     memcpy(rows, full, 3 * sizeof full[0]);
 }
@@ -1313,6 +1349,7 @@ static void test_train_resume_mid_schedule_is_exact(void **state) {
   assert_true(same_bytes("mfull.safetensors", "m.safetensors"));
   double full[3][LOG_COLS];
   same_log_rows("mfull.csv", "m.csv", full);
+  assert_false(isnan(full[1][LOG_VAL_LOSS])); /* the validation scores compared too */
   /* The lr column, each epoch's last step: epoch 1 ends the warmup at 0.05;
      the cosine runs over the last 4,800 steps. */
   assert_float_equal(full[0][6], 0.05, 1e-9);
