@@ -414,11 +414,17 @@ static void test_shape_examples(void **state) {
       {"examples/cifar.cnn", 896 + 9248 + 18496 + 36928 + (8 * 8 * 64 + 1) * 128 + 129 * 10},
       /* depthwise 3x3 (32 * 9 + 32, 64 * 9 + 64) and pointwise 1x1 in place of 3x3 convs */
       {"examples/separable.cnn", 320 + 320 + 2112 + 640 + 4160 + (3 * 3 * 64 + 1) * 64 + 65 * 10},
-      /* stem, two 3x3 32s (identity), 3x3 64s with a 1x1 stride-2 projection, two 3x3 64s */
-      {"examples/resnet.cnn", 320 + 2 * 9248 + 18496 + 36928 + 2112 + 2 * 36928 + 650},
-      /* expand, depthwise (C * 9 + C), project, per block; the last 1x1, the classifier */
-      {"examples/mobilenet.cnn", 160 + (816 + 480 + 1176) + (1800 + 720 + 1752) +
-                                     (1800 + 720 + 2920) + (4920 + 1200 + 4840) + 5248 + 1290},
+      /* stem, two 3x3 32s (identity), 3x3 64s with a 1x1 stride-2 projection, two 3x3 64s,
+         all without bias; after each a batchnorm's scale, shift, running mean and variance
+         (3 x 32 and 5 x 64 channels) */
+      {"examples/resnet.cnn",
+       288 + 2 * 9216 + 18432 + 36864 + 2048 + 2 * 36864 + 650 + 4 * (3 * 32 + 5 * 64)},
+      /* the stem, then expand, depthwise (C * 9), project per block, the last 1x1, all without
+         bias, the classifier; after each conv a batchnorm's scale, shift, running mean and
+         variance (896 channels) */
+      {"examples/mobilenet.cnn", 144 + (768 + 432 + 1152) + (1728 + 648 + 1728) +
+                                     (1728 + 648 + 2880) + (4800 + 1080 + 4800) + 5120 + 1290 +
+                                     4 * 896},
   };
   for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) {
     size_t len;

@@ -5,8 +5,9 @@ usage: examples/resnet/pytorch.py [--net NET.cnn] [--init W.safetensors] [--data
                                   [--epochs N] [--stop-after N] [--threads N] [--cnngen BIN]
 
 The network is read from the .cnn file (the layers these examples use: conv2d with
-stride, padding, groups, bias=false and an activation, maxpool, avgpool, globalavgpool,
-flatten, dense, relu, residual { ... shortcut { ... } }), and so is its train block
+stride, padding, groups, bias=false and an activation, batchnorm with momentum and eps,
+maxpool, avgpool, globalavgpool, flatten, dense, relu, residual { ... shortcut { ... } }),
+and so is its train block
 (adam with lr, beta1, beta2, eps; schedule cosine [min_lr] [warmup]; label_smoothing;
 batch; epochs; augment hflip, crop). Anything else is refused, so the two trainers
 cannot quietly train different things. The starting weights are cnngen's own:
@@ -69,7 +70,7 @@ def parse(path):
             words = line.split("#", 1)[0].split()
             if words:
                 lines.append((lineno, words))
-    names, train, count = [], {}, {"conv": 0, "dense": 0}
+    names, train, count = [], {}, {"conv": 0, "dense": 0, "bn": 0}
     pos = 0
 
     def layers(c, h, w, block_in):
@@ -122,6 +123,12 @@ def parse(path):
                 out.append(nn.Linear(c * h * w, int(bare[0]),
                                      bias=kv.get("bias", "true") != "false"))
                 c, h, w = int(bare[0]), 1, 1
+            elif op == "batchnorm":
+                count["bn"] += 1
+                names.append(kv.get("name", "bn%d" % count["bn"]))
+                bn = nn.BatchNorm2d if h * w > 1 else nn.BatchNorm1d
+                out.append(bn(c, eps=float(kv.get("eps", "1e-5")),
+                              momentum=float(kv.get("momentum", "0.1"))))
             elif op in ("maxpool", "avgpool"):
                 k = tuple(int(v) for v in (bare[0].split("x") * 2)[:2])
                 s = (int(kv["stride"]),) * 2 if "stride" in kv else k
@@ -253,21 +260,21 @@ def main():
                         "--data", args.data, "--backend", "tcc"], check=True,
                        stdout=subprocess.DEVNULL)
     weights, _ = refio.read_safetensors(init)
-    params = [l for l in m.modules() if isinstance(l, (nn.Conv2d, nn.Linear))]
-    state = {}
-    for name, layer in zip(names, params):
-        for kind in ("weight", "bias"):
-            if getattr(layer, kind) is None:
-                continue
-            shape, values = weights["%s.%s" % (name, kind)]
-            state[id(getattr(layer, kind))] = torch.tensor(values).reshape(shape)
-    used = {"%s.%s" % (n, k) for n, l in zip(names, params) for k in ("weight", "bias")
-            if getattr(l, k) is not None}
-    if used != set(weights):
-        sys.exit("pytorch.py: error: %s has %s, the network %s" % (init, sorted(weights), sorted(used)))
+    kinds = {nn.Conv2d: ("weight", "bias"), nn.Linear: ("weight", "bias"),
+             nn.BatchNorm2d: ("weight", "bias", "running_mean", "running_var"),
+             nn.BatchNorm1d: ("weight", "bias", "running_mean", "running_var")}
+    params = [l for l in m.modules() if type(l) in kinds]
+    tensors = {"%s.%s" % (n, k): getattr(l, k) for n, l in zip(names, params)
+               for k in kinds[type(l)] if getattr(l, k) is not None}
+    # num_batches_tracked, where the file has it, only counts (the momentum is given)
+    given = {k for k in weights if not k.endswith(".num_batches_tracked")}
+    if set(tensors) != given:
+        sys.exit("pytorch.py: error: %s has %s, the network %s"
+                 % (init, sorted(given), sorted(tensors)))
     with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(state[id(p)])  # every parameter from the file
+        for key, t in tensors.items():  # every parameter and statistic from the file
+            shape, values = weights[key]
+            t.copy_(torch.tensor(values).reshape(shape))
     x, y = load(args.data, "train")
     tx, ty = load(args.data, "t10k")
     opt = torch.optim.Adam(m.parameters(), lr=r["lr"], betas=(r["beta1"], r["beta2"]),
