@@ -9,7 +9,9 @@
  *   }
  *
  * tcc compiles a few lines per layer instead of hundreds, and the loops run
- * as the kernels' -O3 code at the CPU's vector width.
+ * as the kernels' -O3 code at the CPU's vector width. A grouped conv calls
+ * cnk_group_conv_*; a batchnorm's functions keep their per-channel set-up (C
+ * iterations) and call cnk_bn_* for the loops over the pixels (glue_bn).
  */
 #include "emit_glue.h"
 
@@ -49,7 +51,10 @@ void glue_conv_forward(Emitter *em, const Net *net, const Layer *l, const char *
              "float *restrict y)",
              fn, net->name);
   conv_dims(em, l, ih, iw, act, pool);
-  em_call(em, "cnk_conv_forward(&d, x, %s, %s, y);", w, b);
+  if (conv_groups(l) > 1)
+    em_call(em, "cnk_group_conv_forward(&d, %d, x, %s, %s, y);", conv_groups(l), w, b);
+  else
+    em_call(em, "cnk_conv_forward(&d, x, %s, %s, y);", w, b);
   em_close(em);
   em_blank(em);
 }
@@ -92,6 +97,15 @@ void glue_conv_backward(Emitter *em, const Net *net, const Layer *l, const GlueB
                b->dx ? ", float *restrict dx" : "");
     conv_dims(em, l, b->ih, b->iw, b->act, b->pool);
     em_call(em, "cnk_conv_pool_backward(&d, x, y, yp, dyp, %s, %s, dwt, %s, %s);", w, wt, db, dx);
+  } else if (conv_groups(l) > 1) { /* no pool, no transposed weights */
+    comment(em, l, em_str(em, "backward from dy %s", emit_dims(em, l->out)));
+    em_open_fn(em,
+               "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, const "
+               "float *restrict y, float *restrict dy%s)",
+               b->fn, n, n, b->dx ? ", float *restrict dx" : "");
+    conv_dims(em, l, b->ih, b->iw, b->act, NULL);
+    em_call(em, "cnk_group_conv_backward(&d, %d, x, y, dy, %s, g->p + %ld, %s, %s);",
+            conv_groups(l), w, l->weight_offset, db, dx);
   } else {
     comment(em, l, em_str(em, "backward from dy %s", emit_dims(em, l->out)));
     em_open_fn(em,
@@ -134,6 +148,10 @@ void glue_pool_backward(Emitter *em, const Layer *l, const char *fn) {
           l->u.pool.kw, l->u.pool.sh, l->u.pool.sw);
   em_close(em);
   em_blank(em);
+}
+
+void glue_bn(Emitter *em, const char *kernel, const Layer *l, const char *args) {
+  em_call(em, "cnk_bn_%s(%ld, %d, %s);", kernel, (long)l->out.h * l->out.w, l->out.c, args);
 }
 
 void glue_transpose(Emitter *em, const char *src, const char *dst, long outer, long rows,

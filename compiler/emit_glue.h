@@ -19,9 +19,10 @@
 void glue_declarations(Emitter *em, bool pointers);
 
 /* FN_forward(m, x, y) of conv or dense layer l with activation act (and for
-   a conv, the pool fused after it, or NULL), reading its weights and bias
-   (or "NULL") through w and b: a folded batchnorm's (NAME_fold) where one
-   folds into it; FN_forward(x, y) of a pool. */
+   a conv, the pool fused after it, or NULL; a grouped conv has none),
+   reading its weights and bias (or "NULL") through w and b: a folded
+   batchnorm's (NAME_fold) where one folds into it; FN_forward(x, y) of a
+   pool. */
 void glue_conv_forward(Emitter *em, const Net *net, const Layer *l, const char *fn,
                        const Layer *pool, Act act, const char *w, const char *b);
 void glue_dense_forward(Emitter *em, const Net *net, const Layer *l, const char *fn, Act act,
@@ -40,6 +41,10 @@ typedef struct GlueBackward {
 void glue_conv_backward(Emitter *em, const Net *net, const Layer *l, const GlueBackward *b);
 void glue_dense_backward(Emitter *em, const Net *net, const Layer *l, const GlueBackward *b);
 void glue_pool_backward(Emitter *em, const Layer *l, const char *fn);
+
+/* A call to batchnorm l's kernel cnk_bn_KERNEL (runtime/kernels/kernels.h)
+   over its pixels and channels: "cnk_bn_KERNEL(P, C, ARGS);". */
+void glue_bn(Emitter *em, const char *kernel, const Layer *l, const char *args);
 
 /* A call that puts src [outer][rows][cols] into dst as [outer][cols][rows]
    (add: adds it), for the training emitter's transposed weights and

@@ -4,8 +4,9 @@
  * loops on dimensions chosen to reach every path: channel counts below,
  * at and between multiples of the vector (the overlapping last vector),
  * strides and rectangular windows, pixel counts that leave uneven tiles,
- * fused pools, transposed weights or none. Then the generated C for tcc:
- * its layers call the kernels, and an engine on it agrees with cc's.
+ * fused pools, transposed weights or none; grouped and depthwise convs,
+ * batchnorm's sums and normalization. Then the generated C for tcc: its
+ * layers call the kernels, and an engine on it agrees with cc's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -358,6 +359,204 @@ static void test_kernels_add_and_act_backward(void **state) {
     }
 }
 
+/* Grouped convs: depthwise (groups = C) with F = C or a multiple (filter f
+   reads channel f / (F / C)), and groups of several channels and filters;
+   strides, rectangular and 5x5 windows, channel counts below, at and between
+   multiples of the vector, an input wider than the last window reaches (its
+   gradient 0 there). The input is the padded one, as the glue passes it. */
+typedef struct GroupCase {
+  int G;
+  Case k;
+} GroupCase;
+
+static const GroupCase group_cases[] = {
+    {32, {32, 32, 3, 3, 1, 1, 13, 13}}, {32, {32, 32, 3, 3, 2, 2, 14, 14}},
+    {20, {20, 20, 3, 3, 2, 2, 12, 10}}, {17, {17, 17, 3, 3, 1, 1, 9, 11}},
+    {5, {5, 5, 3, 3, 1, 1, 7, 6}},      {12, {12, 24, 3, 3, 1, 1, 10, 10}},
+    {3, {3, 6, 3, 3, 2, 2, 9, 9}},      {16, {16, 32, 3, 3, 2, 1, 8, 7}},
+    {40, {40, 40, 5, 5, 2, 2, 15, 16}}, {24, {24, 24, 3, 2, 2, 1, 11, 9}},
+    {72, {72, 72, 1, 1, 1, 1, 4, 4}},   {8, {128, 128, 3, 3, 1, 1, 9, 9}},
+    {2, {8, 8, 3, 2, 2, 1, 9, 8}},      {4, {12, 40, 3, 3, 1, 1, 7, 7}},
+    {3, {48, 24, 1, 1, 1, 1, 5, 5}},
+};
+
+/* The grouped conv's pre-activation output, and the weight and input
+   gradients of g (after the activation), in double. */
+static void group_conv_ref(const cnk_conv *d, int G, const float *x, const float *w,
+                           const float *b, double *y, const double *g, double *dw, double *dx) {
+  const int CG = d->C / G, FG = d->F / G;
+  for (int oy = 0; oy < d->OH; oy++)
+    for (int ox = 0; ox < d->OW; ox++)
+      for (int f = 0; f < d->F; f++) {
+        const long o = ((long)oy * d->OW + ox) * d->F + f;
+        double s = b ? b[f] : 0;
+        for (int ky = 0; ky < d->KH; ky++)
+          for (int kx = 0; kx < d->KW; kx++)
+            for (int c = 0; c < CG; c++) {
+              const long xi = &X_(d, x, oy, ox, ky, kx, f / FG * CG + c) - x;
+              const long wi = (((long)ky * d->KW + kx) * CG + c) * d->F + f;
+              s += (double)x[xi] * w[wi];
+              dw[wi] += x[xi] * g[o];
+              dx[xi] += w[wi] * g[o];
+            }
+        y[o] = s;
+      }
+}
+
+static void test_kernels_group_conv(void **state) {
+  (void)state;
+  const CnkSet *set[3];
+  const int nsets = sets(set);
+  for (size_t i = 0; i < sizeof group_cases / sizeof group_cases[0]; i++) {
+    const int act = i % 3 == 2 ? ACT_TANH : ACT_RELU, G = group_cases[i].G;
+    const cnk_conv d = dims_of(&group_cases[i].k, act, 0);
+    const long nx = (long)d.IH * d.IW * d.C, ny = (long)d.OH * d.OW * d.F;
+    const long nw = (long)d.KH * d.KW * (d.C / G) * d.F;
+    float *x = randoms(nx), *w = randoms(nw), *b = randoms(d.F), *y = randoms(ny);
+    float *dy0 = randoms(ny), *got = malloc((size_t)ny * sizeof *got);
+    float *dy = malloc((size_t)ny * sizeof *dy), *dw = malloc((size_t)nw * sizeof *dw);
+    float *db = malloc((size_t)d.F * sizeof *db), *dx = malloc((size_t)nx * sizeof *dx);
+    double *z = calloc((size_t)ny, sizeof *z), *g = calloc((size_t)ny, sizeof *g);
+    double *wdw = calloc((size_t)nw, sizeof *wdw), *wdx = calloc((size_t)nx, sizeof *wdx);
+    double *wdb = calloc((size_t)d.F, sizeof *wdb), *wdw2 = calloc((size_t)nw, sizeof *wdw2);
+    for (long p = 0; p < ny; p++) { /* act' at y, into the 0.5 the gradients start from */
+      g[p] = act == ACT_RELU ? (y[p] > 0 ? dy0[p] : 0) : dy0[p] * (1 - (double)y[p] * y[p]);
+      wdb[p % d.F] += g[p];
+    }
+    group_conv_ref(&d, G, x, w, i % 2 ? NULL : b, z, g, wdw, wdx);
+    for (long p = 0; p < ny; p++)
+      z[p] = act == ACT_RELU ? (z[p] > 0 ? z[p] : 0) : tanh(z[p]);
+    for (long j = 0; j < nw; j++) {
+      wdw[j] += 0.5;
+      wdw2[j] = 2 * wdw[j] - 0.5;
+    }
+    for (int f = 0; f < d.F; f++)
+      wdb[f] += 0.5;
+    for (int s = 0; s < nsets; s++) {
+      const char *isa = set[s]->isa;
+      memset(got, 0xff, (size_t)ny * sizeof *got);
+      KERNEL(set[s], group_conv_forward)(&d, G, x, w, i % 2 ? NULL : b, got);
+      close_to(isa, "group_conv_forward", got, z, ny);
+      memcpy(dy, dy0, (size_t)ny * sizeof *dy);
+      for (long j = 0; j < nw; j++)
+        dw[j] = 0.5f;
+      for (int f = 0; f < d.F; f++)
+        db[f] = 0.5f;
+      memset(dx, 0xff, (size_t)nx * sizeof *dx);
+      KERNEL(set[s], group_conv_backward)(&d, G, x, y, dy, w, dw, db, dx);
+      close_to(isa, "group_conv_backward dy", dy, g, ny);
+      close_to(isa, "group_conv_backward dw", dw, wdw, nw);
+      close_to(isa, "group_conv_backward db", db, wdb, d.F);
+      close_to(isa, "group_conv_backward dx", dx, wdx, nx);
+      memcpy(dy, dy0, (size_t)ny * sizeof *dy); /* again without db and dx: dw twice */
+      KERNEL(set[s], group_conv_backward)(&d, G, x, y, dy, w, dw, NULL, NULL);
+      close_to(isa, "group_conv_backward dw, no dx", dw, wdw2, nw);
+    }
+    free(x), free(w), free(b), free(y), free(dy0), free(got), free(dy), free(dw), free(db);
+    free(dx), free(z), free(g), free(wdw), free(wdx), free(wdb), free(wdw2);
+  }
+}
+
+static void close_to_d(const char *isa, const char *what, const double *got, const double *want,
+                       long n) {
+  for (long i = 0; i < n; i++)
+    if (!(fabs(got[i] - want[i]) <= 1e-12 * (1.0 + fabs(want[i]))))
+      fail_msg("%s %s [%ld]: %.17g, expected %.17g", isa, what, i, got[i], want[i]);
+}
+
+/* Batchnorm's kernels on p pixels of c channels against double loops: the
+   batch's sums, the scale and shift with each activation (softmax per pixel
+   and over all), the backward's sums and the input gradient. */
+static void test_kernels_batchnorm(void **state) {
+  (void)state;
+  const CnkSet *set[3];
+  const int nsets = sets(set);
+  static const int shapes[][2] = {{169, 32}, {1, 10}, {49, 17}, {25, 5}, {4, 130}};
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    const int c = shapes[i][1];
+    const long p = shapes[i][0], n = p * c;
+    float *x = randoms(n), *dy = randoms(n), *w = randoms(c), *mean = randoms(c);
+    float *istd = randoms(c), *s = randoms(c), *sh = randoms(c);
+    float *got = malloc((size_t)n * sizeof *got), *dw = malloc((size_t)c * sizeof *dw);
+    float *db = malloc((size_t)c * sizeof *db);
+    double *v = malloc(2 * (size_t)c * sizeof *v), *wv = malloc(2 * (size_t)c * sizeof *wv);
+    double *dmean = malloc((size_t)c * sizeof *dmean), *want = malloc((size_t)n * sizeof *want);
+    double *wdw = malloc((size_t)c * sizeof *wdw), *wdb = malloc((size_t)c * sizeof *wdb);
+    for (int k = 0; k < c; k++) {
+      istd[k] = 0.5f + fabsf(istd[k]);
+      dmean[k] = mean[k];
+    }
+    for (int set_i = 0; set_i < nsets; set_i++) {
+      const char *isa = set[set_i]->isa;
+      for (int k = 0; k < 2 * c; k++)
+        v[k] = wv[k] = 0.25;
+      for (long j = 0; j < n; j++)
+        wv[j % c] += x[j];
+      KERNEL(set[set_i], bn_sums)(p, c, x, v);
+      close_to_d(isa, "bn_sums", v, wv, c);
+      for (long j = 0; j < n; j++)
+        wv[c + j % c] += ((double)x[j] - dmean[j % c]) * ((double)x[j] - dmean[j % c]);
+      KERNEL(set[set_i], bn_squares)(p, c, x, dmean, v + c);
+      close_to_d(isa, "bn_squares", v + c, wv + c, c);
+      for (int act = 0; act < ACT_COUNT; act++)
+        for (int whole = 0; whole <= (act == ACT_SOFTMAX); whole++) {
+          const long group = whole ? n : c;
+          for (long j = 0; j < n; j++) {
+            const double u = (double)x[j] * s[j % c] + sh[j % c];
+            want[j] = act == ACT_RELU      ? (u > 0 ? u : 0)
+                      : act == ACT_SIGMOID ? 1 / (1 + exp(-u))
+                      : act == ACT_TANH    ? tanh(u)
+                                           : u;
+          }
+          for (long g0 = 0; act == ACT_SOFTMAX && g0 < n; g0 += group) {
+            double mx = -INFINITY, sum = 0;
+            for (long j = g0; j < g0 + group; j++)
+              mx = want[j] > mx ? want[j] : mx;
+            for (long j = g0; j < g0 + group; j++)
+              sum += want[j] = exp(want[j] - mx);
+            for (long j = g0; j < g0 + group; j++)
+              want[j] /= sum;
+          }
+          memset(got, 0xff, (size_t)n * sizeof *got);
+          KERNEL(set[set_i], bn_scale)(p, c, act, group, x, s, sh, got);
+          close_to(isa, act_words[act], got, want, n);
+        }
+      /* the backward's sums, into 0.5 (dw, db) and 0.25 (v) */
+      for (int k = 0; k < c; k++) {
+        dw[k] = db[k] = 0.5f;
+        wdw[k] = wdb[k] = 0.5;
+      }
+      for (int k = 0; k < 2 * c; k++)
+        v[k] = wv[k] = 0.25;
+      for (long j = 0; j < n; j++) {
+        const int k = (int)(j % c);
+        const double xh = ((double)x[j] - mean[k]) * istd[k];
+        wdb[k] += dy[j];
+        wdw[k] += dy[j] * xh;
+        wv[k] += dy[j];
+        wv[c + k] += dy[j] * xh;
+      }
+      KERNEL(set[set_i], bn_grad_sums)(p, c, x, dy, mean, istd, dw, db, v);
+      close_to(isa, "bn_grad_sums dw", dw, wdw, c);
+      close_to(isa, "bn_grad_sums db", db, wdb, c);
+      for (int k = 0; k < 2 * c; k++)
+        if (!(fabs(v[k] - wv[k]) <= 1e-5 * (1 + fabs(wv[k]))))
+          fail_msg("%s bn_grad_sums v [%d]: %.9g, expected %.9g", isa, k, v[k], wv[k]);
+      const double cnt = 3.0 * (double)p;
+      for (long j = 0; j < n; j++) {
+        const int k = (int)(j % c);
+        const double xh = ((double)x[j] - mean[k]) * istd[k];
+        want[j] = (double)w[k] * istd[k] * (dy[j] - wv[k] / cnt - xh * wv[c + k] / cnt);
+      }
+      memset(got, 0xff, (size_t)n * sizeof *got);
+      KERNEL(set[set_i], bn_dx)(p, c, x, dy, w, mean, istd, wv, cnt, got);
+      close_to(isa, "bn_dx", got, want, n);
+    }
+    free(x), free(dy), free(w), free(mean), free(istd), free(s), free(sh), free(got), free(dw);
+    free(db), free(v), free(wv), free(dmean), free(want), free(wdw), free(wdb);
+  }
+}
+
 /* Inference on the engines of the kernels (tcc, and cc-kernels: the same
    glue compiled by cc, the kernels' pointers set after loading) agrees with
    the cc engine's (the specialized C), for 4 random images. */
@@ -480,6 +679,57 @@ static void test_kernels_residual_calls_them(void **state) {
   arena_free(&arena);
 }
 
+/* Grouped convs (depthwise with padding; at stride 2 with a depth
+   multiplier; groups of 12 channels) and batchnorms (after a conv that it
+   folds into for inference, after a depthwise conv that it does not) call
+   the kernels in training and inference. */
+static const char group_bn_src[] = "network gbn\n"
+                                   "input 12x10x6\n"
+                                   "conv2d 12 3x3 padding=same bias=false\n"
+                                   "batchnorm\n"
+                                   "relu\n"
+                                   "conv2d 12 3x3 padding=1 groups=12 relu\n"
+                                   "conv2d 24 3x3 stride=2 padding=same groups=12\n"
+                                   "batchnorm\n"
+                                   "tanh\n"
+                                   "conv2d 8 3x3 groups=2 relu\n"
+                                   "flatten\n"
+                                   "dense 4 softmax\n"
+                                   "train {\n  loss sparse_categorical_crossentropy\n"
+                                   "  optimizer adam lr=0.01\n  batch 4\n}\n";
+
+static void test_kernels_group_conv_and_batchnorm_call_them(void **state) {
+  (void)state;
+  Arena arena = {0};
+  Net *net;
+  char *text = jit_source(&arena, "gbn.cnn", group_bn_src, &net);
+  /* the grouped convs' forward (training runs inference's) and backward */
+  assert_int_equal(tu_count(text, "cnk_group_conv_forward(&d, "), 3);
+  assert_int_equal(tu_count(text, "cnk_group_conv_backward(&d, "), 3);
+  assert_int_equal(tu_count(text, "cnk_group_conv_forward(&d, 12, "), 2);
+  assert_int_equal(tu_count(text, "cnk_group_conv_backward(&d, 2, "), 1);
+  assert_int_equal(
+      tu_count(text, "static const cnk_conv d = {12, 24, 3, 3, 2, 2, 13, 11, 6, 5, 0, 0, 0, 0};"),
+      2);
+  /* the batchnorms' batch statistics, normalization and backward, and the
+     second's inference form (the first folds into its conv) */
+  assert_int_equal(tu_count(text, "cnk_bn_sums(120, 12, x, v);"), 1);
+  assert_int_equal(tu_count(text, "cnk_bn_sums(30, 24, x, v);"), 1);
+  assert_int_equal(tu_count(text, "cnk_bn_squares("), 2 + 1);
+  assert_int_equal(tu_count(text, "cnk_bn_scale(120, 12, 1, 12, x, sc, shc, y);"), 1);
+  assert_int_equal(tu_count(text, "cnk_bn_scale(30, 24, 3, 24, x, sc, shc, y);"), 1);
+  assert_int_equal(tu_count(text, "cnk_bn_scale(30, 24, 3, 720, x, sc, shc, y);"), 1);
+  assert_int_equal(tu_count(text, "cnk_bn_grad_sums("), 2 + 1);
+  assert_int_equal(tu_count(text, "cnk_bn_dx("), 2 + 1);
+  /* no loop of a layer's own but NAME_explain's batchnorm backward's */
+  assert_int_equal(tu_count(text, "for (int ky"), 0);
+  assert_int_equal(tu_count(text, "for (int gi"), 0);
+  assert_int_equal(tu_count(text, "for (long p"), 2);
+  free(text);
+  same_on_both_backends(net);
+  arena_free(&arena);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kernels_conv_forward),
@@ -487,8 +737,11 @@ int main(void) {
       cmocka_unit_test(test_kernels_conv_pool_backward),
       cmocka_unit_test(test_kernels_dense),
       cmocka_unit_test(test_kernels_add_and_act_backward),
+      cmocka_unit_test(test_kernels_group_conv),
+      cmocka_unit_test(test_kernels_batchnorm),
       cmocka_unit_test(test_kernels_generated_c_calls_them),
       cmocka_unit_test(test_kernels_residual_calls_them),
+      cmocka_unit_test(test_kernels_group_conv_and_batchnorm_call_them),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

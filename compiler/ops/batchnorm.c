@@ -21,6 +21,10 @@
  * once per step, as PyTorch does.
  * NAME_explain runs it as inference does, and its backward pass is that of
  * y = s * x + sh with the running statistics.
+ *
+ * For the JIT (Emitter.kernels) each function keeps its per-channel set-up
+ * and calls a prebuilt kernel for its loop over the pixels (cnk_bn_*,
+ * runtime/kernels/kernels.c), which sums in the same order.
  */
 #include <math.h>
 #include <string.h>
@@ -103,14 +107,18 @@ static void bn_forward(Gen *g, const Layer *l, const char *fn) {
   em_line(EM, "sc[o] = s;");
   em_line(EM, "shc[o] = sh;");
   em_close(EM);
-  em_open(EM, "for (long p = 0; p < %ld; p++)", P);
-  em_open(EM, "for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "const float v = x[p * %d + c] * sc[c] + shc[c];", C);
-  em_line(EM, "y[p * %d + c] = %s;", C, act == ACT_RELU ? "v > 0.0f ? v : 0.0f" : "v");
-  em_close(EM);
-  em_close(EM);
-  if (act != ACT_RELU)
-    emit_act_pass(g, act, "y", shape_size(l->out));
+  if (EM->kernels) { /* the JIT's kernel; the activation as emit_act_pass's, over y */
+    glue_bn(EM, "scale", l, em_str(EM, "%d, %ld, x, sc, shc, y", (int)act, shape_size(l->out)));
+  } else {
+    em_open(EM, "for (long p = 0; p < %ld; p++)", P);
+    em_open(EM, "for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "const float v = x[p * %d + c] * sc[c] + shc[c];", C);
+    em_line(EM, "y[p * %d + c] = %s;", C, act == ACT_RELU ? "v > 0.0f ? v : 0.0f" : "v");
+    em_close(EM);
+    em_close(EM);
+    if (act != ACT_RELU)
+      emit_act_pass(g, act, "y", shape_size(l->out));
+  }
   em_close(EM);
   em_blank(EM);
 }
@@ -159,21 +167,29 @@ static void bn_sum_functions(T *t, const TL *L) {
   em_comment(EM, "%s\nthe batch's statistics: one image's sums per channel, in double",
              emit_quote(EM, l));
   em_open_fn(EM, "static void %s_sums(const float *restrict x, double *restrict v)", L->fn);
-  em_line(EM, "for (long p = 0; p < %ld; p++)", P);
-  em_line(EM, "  for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "    v[c] += x[p * %d + c];", C);
+  if (EM->kernels) {
+    glue_bn(EM, "sums", l, "x, v");
+  } else {
+    em_line(EM, "for (long p = 0; p < %ld; p++)", P);
+    em_line(EM, "  for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "    v[c] += x[p * %d + c];", C);
+  }
   em_close(EM);
   em_blank(EM);
   em_open_fn(EM,
              "static void %s_squares(const float *restrict x, const double *restrict mean, "
              "double *restrict v)",
              L->fn);
-  em_open(EM, "for (long p = 0; p < %ld; p++)", P);
-  em_open(EM, "for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "const double d = x[p * %d + c] - mean[c];", C);
-  em_line(EM, "v[c] += d * d;");
-  em_close(EM);
-  em_close(EM);
+  if (EM->kernels) {
+    glue_bn(EM, "squares", l, "x, mean, v");
+  } else {
+    em_open(EM, "for (long p = 0; p < %ld; p++)", P);
+    em_open(EM, "for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "const double d = x[p * %d + c] - mean[c];", C);
+    em_line(EM, "v[c] += d * d;");
+    em_close(EM);
+    em_close(EM);
+  }
   em_close(EM);
   em_blank(EM);
 }
@@ -192,12 +208,30 @@ static void bn_batch_forward_function(T *t, const TL *L) {
   em_line(EM, "sc[c] = istd[c] * %s[c];", emit_param_ref(EM, NULL, l, 0, "m"));
   em_line(EM, "shc[c] = %s[c] - mean[c] * sc[c];", emit_param_ref(EM, NULL, l, 1, "m"));
   em_close(EM);
-  em_line(EM, "for (long p = 0; p < %ld; p++)", P);
-  em_line(EM, "  for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "    y[p * %d + c] = x[p * %d + c] * sc[c] + shc[c];", C, C);
-  act_forward(t, L->act, "y", "y", shape_size(l->out), C);
+  if (EM->kernels) { /* the JIT's kernel; the activation as act_forward's, per pixel */
+    glue_bn(EM, "scale", l, em_str(EM, "%d, %d, x, sc, shc, y", (int)L->act, C));
+  } else {
+    em_line(EM, "for (long p = 0; p < %ld; p++)", P);
+    em_line(EM, "  for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "    y[p * %d + c] = x[p * %d + c] * sc[c] + shc[c];", C, C);
+    act_forward(t, L->act, "y", "y", shape_size(l->out), C);
+  }
   em_close(EM);
   em_blank(EM);
+}
+
+/* The loops of FN_batch_sums (below). */
+static void bn_grad_sums_loops(T *t, int C, long P) {
+  em_open(EM, "for (long p = 0; p < %ld; p++)", P);
+  em_open(EM, "for (int c = 0; c < %d; c++)", C);
+  em_line(EM, "const long i = p * %d + c;", C);
+  em_line(EM, "const float xh = (x[i] - mean[c]) * istd[c];");
+  em_line(EM, "db[c] += dy[i];");
+  em_line(EM, "dw[c] += dy[i] * xh;");
+  em_line(EM, "v[c] += dy[i];");
+  em_line(EM, "v[%d + c] += (double)dy[i] * xh;", C);
+  em_close(EM);
+  em_close(EM);
 }
 
 /* FN_batch_sums: dy made the gradient before the activation, and one
@@ -215,16 +249,10 @@ static void bn_batch_backward_functions(T *t, const TL *L) {
              "istd, double *restrict v)",
              L->fn, t->n);
   param_backward_head(t, L, S(t, "[%d]", C));
-  em_open(EM, "for (long p = 0; p < %ld; p++)", P);
-  em_open(EM, "for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "const long i = p * %d + c;", C);
-  em_line(EM, "const float xh = (x[i] - mean[c]) * istd[c];");
-  em_line(EM, "db[c] += dy[i];");
-  em_line(EM, "dw[c] += dy[i] * xh;");
-  em_line(EM, "v[c] += dy[i];");
-  em_line(EM, "v[%d + c] += (double)dy[i] * xh;", C);
-  em_close(EM);
-  em_close(EM);
+  if (EM->kernels)
+    glue_bn(EM, "grad_sums", l, "x, dy, mean, istd, dw, db, v");
+  else
+    bn_grad_sums_loops(t, C, P);
   em_close(EM);
   em_blank(EM);
   if (!L->dx)
@@ -234,19 +262,24 @@ static void bn_batch_backward_functions(T *t, const TL *L) {
              "float *restrict dy, float *restrict dx, const float *restrict mean, const float "
              "*restrict istd, const double *restrict s, double cnt)",
              L->fn, t->n);
-  em_line(EM, "float k[%d], a[%d], b[%d];", C, C, C);
-  em_open(EM, "for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "k[c] = %s[c] * istd[c];", emit_param_ref(EM, NULL, l, 0, "m"));
-  em_line(EM, "a[c] = (float)(s[c] / cnt);");
-  em_line(EM, "b[c] = (float)(s[%d + c] / cnt);", C);
-  em_close(EM);
-  em_open(EM, "for (long p = 0; p < %ld; p++)", P);
-  em_open(EM, "for (int c = 0; c < %d; c++)", C);
-  em_line(EM, "const long i = p * %d + c;", C);
-  em_line(EM, "const float xh = (x[i] - mean[c]) * istd[c];");
-  em_line(EM, "dx[i] = k[c] * (dy[i] - a[c] - xh * b[c]);");
-  em_close(EM);
-  em_close(EM);
+  if (EM->kernels) {
+    glue_bn(EM, "dx", l,
+            em_str(EM, "x, dy, %s, mean, istd, s, cnt, dx", emit_param_ref(EM, NULL, l, 0, "m")));
+  } else {
+    em_line(EM, "float k[%d], a[%d], b[%d];", C, C, C);
+    em_open(EM, "for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "k[c] = %s[c] * istd[c];", emit_param_ref(EM, NULL, l, 0, "m"));
+    em_line(EM, "a[c] = (float)(s[c] / cnt);");
+    em_line(EM, "b[c] = (float)(s[%d + c] / cnt);", C);
+    em_close(EM);
+    em_open(EM, "for (long p = 0; p < %ld; p++)", P);
+    em_open(EM, "for (int c = 0; c < %d; c++)", C);
+    em_line(EM, "const long i = p * %d + c;", C);
+    em_line(EM, "const float xh = (x[i] - mean[c]) * istd[c];");
+    em_line(EM, "dx[i] = k[c] * (dy[i] - a[c] - xh * b[c]);");
+    em_close(EM);
+    em_close(EM);
+  }
   em_close(EM);
   em_blank(EM);
 }

@@ -1915,7 +1915,8 @@ static void conv_pool_backward(T *t, const TL *L) {
  * written out and the sum in a register: the C compiler vectorizes it
  * across channels at the target's width. Other group shapes (a depth
  * multiplier FG > 1, CG > 1) run per pixel and group, filters innermost.
- * The grouped kernels have no fused pool and no transposed weights.
+ * The grouped kernels have no fused pool and no transposed weights. The
+ * JIT's C calls the prebuilt kernels instead (emit_glue.c).
  */
 
 /* Depthwise with one filter per channel and a kernel small enough to
@@ -1995,6 +1996,11 @@ static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act) {
                                 l->in.w + l->u.conv.pad_left + l->u.conv.pad_right);
   if (conv_padded(l) && !g->train)
     emit_conv_pad(g, l, fn);
+  if (EM->kernels) { /* the JIT's kernels */
+    glue_conv_forward(EM, g->net, l, fn, NULL, act, emit_param_ref(EM, g->net, l, 0, "m"),
+                      d.bias ? emit_param_ref(EM, g->net, l, 1, "m") : "NULL");
+    return;
+  }
   const bool fast = depthwise_fast(&d), relu = act == ACT_RELU;
   const Shape xs = {d.IH, d.IW, d.C, false};
   layer_comment(
@@ -2064,6 +2070,8 @@ static void group_backward(T *t, const TL *L) {
   const Layer *l = L->l;
   const ConvDims d = conv_dims(L);
   const bool fast = depthwise_fast(&d);
+  if (glue_backward(t, L)) /* the JIT's kernels */
+    return;
   em_comment(EM, "%s\nbackward from dy [%d][%d][%d] (made the pre-activation gradient)",
              emit_quote(EM, l), d.OH, d.OW, d.F);
   em_open_fn(EM,

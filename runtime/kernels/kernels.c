@@ -663,6 +663,357 @@ void FN(cnk_conv_pool_backward)(const cnk_conv *d, const float *x, const float *
     free(vw);
 }
 
+/* ---- depthwise convolution (groups=C) ----
+
+   One filter per channel (F == C): every output sums KH x KW products of
+   its own channel, so the channels are the vector. The forward pass keeps
+   TC output pixels x FB vectors of channels in registers over the taps; the
+   weight gradient, TJ taps x FB vectors over the output pixels; the input
+   gradient is gathered, not scattered: an input pixel's vectors sum the taps
+   that reach it and are stored once. A depth multiplier FG = F / C > 1 runs
+   the same on the input with each channel repeated FG times (filter f reads
+   channel f / FG), its input gradient summed back over the FG copies. */
+
+INLINE void dwc_tile(const cnk_conv *d, const Blocks *cb, const float *x, const float *w,
+                     const float *b, float *yr, int oy, int ox0, int v0, const int TC,
+                     const int FB) {
+  const int C = d->C, relu = d->act == ACT_RELU;
+  int co[4];
+  vf acc[12][4];
+  for (int v = 0; v < FB; v++) {
+    co[v] = vec_off(cb, v0 + v);
+    const vf bv = b ? vload(b + co[v]) : (vf){0};
+    for (int p = 0; p < TC; p++)
+      acc[p][v] = bv;
+  }
+  const long xs = (long)d->SW * C;
+  for (int ky = 0; ky < d->KH; ky++) {
+    const float *xk = x + ((long)(oy * d->SH + ky) * d->IW + (long)ox0 * d->SW) * C;
+    const float *wk = w + (long)ky * d->KW * C;
+    for (int kx = 0; kx < d->KW; kx++) {
+      vf wv[4];
+      for (int v = 0; v < FB; v++)
+        wv[v] = vload(wk + (long)kx * C + co[v]);
+      for (int p = 0; p < TC; p++)
+        for (int v = 0; v < FB; v++)
+          acc[p][v] += vload(xk + p * xs + (long)kx * C + co[v]) * wv[v];
+    }
+  }
+  for (int p = 0; p < TC; p++)
+    for (int v = 0; v < FB; v++)
+      vstore(yr + (long)(ox0 + p) * C + co[v], relu ? vrelu(acc[p][v]) : acc[p][v]);
+}
+
+INLINE void dwc_block(const cnk_conv *d, const Blocks *cb, const float *x, const float *w,
+                      const float *b, float *yr, int oy, int v0, const int FB) {
+#define DWC_TILE(ox, k) dwc_tile(d, cb, x, w, b, yr, oy, ox, v0, k, FB)
+  EVEN_TILES(d->OW, TC_OF(FB), DWC_TILE);
+#undef DWC_TILE
+}
+
+BLOCK_WIDTHS(dwc_block,
+             (const cnk_conv *d, const Blocks *cb, const float *x, const float *w, const float *b,
+              float *yr, int oy, int v0),
+             d, cb, x, w, b, yr, oy, v0)
+
+/* The forward pass with one filter per channel (d->F == d->C). */
+static void dwc_forward(const cnk_conv *d, const float *x, const float *w, const float *b,
+                        float *y) {
+  const int C = d->C;
+  if (C < VW) { /* plain */
+    for (int oy = 0; oy < d->OH; oy++)
+      for (int ox = 0; ox < d->OW; ox++) {
+        const float *xp = x + ((long)oy * d->SH * d->IW + (long)ox * d->SW) * C;
+        float *yp = y + ((long)oy * d->OW + ox) * C;
+        for (int c = 0; c < C; c++) {
+          float s = b ? b[c] : 0.0f;
+          for (int ky = 0; ky < d->KH; ky++)
+            for (int kx = 0; kx < d->KW; kx++)
+              s += xp[((long)ky * d->IW + kx) * C + c] * w[(long)(ky * d->KW + kx) * C + c];
+          yp[c] = d->act == ACT_RELU && s < 0.0f ? 0.0f : s;
+        }
+      }
+    return;
+  }
+  const Blocks cb = blocks(C);
+  for (int oy = 0; oy < d->OH; oy++) {
+    float *yr = y + (long)oy * d->OW * C;
+#define DWC_BLOCK(v0, k) CAT(dwc_block_, k)(d, &cb, x, w, b, yr, oy, v0)
+    VECTOR_BLOCKS(cb.vectors, DWC_BLOCK);
+#undef DWC_BLOCK
+  }
+}
+
+/* dw[j][c] += the sum over the output pixels of x at tap j times dy, for
+   taps j0 .. j0 + TJ - 1 and channel vectors v0 .. v0 + FB - 1. */
+INLINE void dwc_dw_tile(const cnk_conv *d, const Blocks *cb, const float *x, const float *dy,
+                        float *dw, int j0, int v0, const int TJ, const int FB) {
+  const int C = d->C;
+  int co[4];
+  long xo[12];
+  vf acc[12][4];
+  for (int v = 0; v < FB; v++)
+    co[v] = vec_off(cb, v0 + v);
+  for (int t = 0; t < TJ; t++) {
+    xo[t] = ((long)((j0 + t) / d->KW) * d->IW + (j0 + t) % d->KW) * C;
+    for (int v = 0; v < FB; v++)
+      acc[t][v] = (vf){0};
+  }
+  for (int oy = 0; oy < d->OH; oy++)
+    for (int ox = 0; ox < d->OW; ox++) {
+      const float *xp = x + ((long)oy * d->SH * d->IW + (long)ox * d->SW) * C;
+      const float *dp = dy + ((long)oy * d->OW + ox) * C;
+      vf dv[4];
+      for (int v = 0; v < FB; v++)
+        dv[v] = vload(dp + co[v]);
+      for (int t = 0; t < TJ; t++)
+        for (int v = 0; v < FB; v++)
+          acc[t][v] += vload(xp + xo[t] + co[v]) * dv[v];
+    }
+  for (int t = 0; t < TJ; t++)
+    for (int v = 0; v < FB; v++)
+      vaddto(dw + (long)(j0 + t) * C + co[v], acc[t][v],
+             v0 + v == cb->vectors - 1 ? cb->shift : 0);
+}
+
+INLINE void dwc_dw_block(const cnk_conv *d, const Blocks *cb, const float *x, const float *dy,
+                         float *dw, int v0, const int FB) {
+#define DWC_DW_TILE(j, k) dwc_dw_tile(d, cb, x, dy, dw, j, v0, k, FB)
+  EVEN_TILES(d->KH * d->KW, TC_OF(FB), DWC_DW_TILE);
+#undef DWC_DW_TILE
+}
+
+BLOCK_WIDTHS(dwc_dw_block,
+             (const cnk_conv *d, const Blocks *cb, const float *x, const float *dy, float *dw,
+              int v0),
+             d, cb, x, dy, dw, v0)
+
+/* The first tap k (the smallest) through which an output o in [0, n), at
+   stride s, reads input i (i = o * s + k), and that o; the next ones are
+   k + s, k + 2s, ... for o - 1, o - 2, ... while o >= 0 and k is in the
+   window (none is when the first is past it). */
+INLINE int first_tap(int i, int s, int n, int *o) {
+  const int lo = i - (n - 1) * s > 0 ? i - (n - 1) * s : 0;
+  const int k = s == 1 ? lo : lo + (i - lo) % s;
+  *o = s == 1 ? i - k : (i - k) / s;
+  return k;
+}
+
+/* dx at input pixel (iy, ix), channel vectors v0 .. v0 + NV - 1: the sum of
+   w * dy over the taps that reach it, in tap order; stored (all zeros where
+   none does). */
+INLINE void dwc_dx_tile(const cnk_conv *d, const Blocks *cb, const float *dy, const float *w,
+                        float *dx, int iy, int ix, int v0, const int NV) {
+  const int C = d->C;
+  int co[8];
+  vf acc[8];
+  for (int v = 0; v < NV; v++) {
+    co[v] = vec_off(cb, v0 + v);
+    acc[v] = (vf){0};
+  }
+  int oy0, ox0;
+  const int ky0 = first_tap(iy, d->SH, d->OH, &oy0), kx0 = first_tap(ix, d->SW, d->OW, &ox0);
+  for (int ky = ky0, oy = oy0; ky < d->KH && ky <= iy; ky += d->SH, oy--)
+    for (int kx = kx0, ox = ox0; kx < d->KW && kx <= ix; kx += d->SW, ox--) {
+      const float *wk = w + (long)(ky * d->KW + kx) * C, *dp = dy + ((long)oy * d->OW + ox) * C;
+      for (int v = 0; v < NV; v++)
+        acc[v] += vload(wk + co[v]) * vload(dp + co[v]);
+    }
+  float *o = dx + ((long)iy * d->IW + ix) * C;
+  for (int v = 0; v < NV; v++)
+    vstore(o + co[v], acc[v]);
+}
+
+/* The weight and input gradients with one filter per channel (d->F == d->C);
+   dx overwritten (may be NULL). */
+static void dwc_grads(const cnk_conv *d, const float *x, const float *dy, const float *w,
+                      float *dw, float *dx) {
+  const int C = d->C;
+  if (C < VW) { /* plain */
+    for (int oy = 0; oy < d->OH; oy++)
+      for (int ox = 0; ox < d->OW; ox++) {
+        const long xp = ((long)oy * d->SH * d->IW + (long)ox * d->SW) * C;
+        const float *dp = dy + ((long)oy * d->OW + ox) * C;
+        for (int j = 0; j < d->KH * d->KW; j++)
+          for (int c = 0; c < C; c++)
+            dw[(long)j * C + c] += x[xp + ((long)(j / d->KW) * d->IW + j % d->KW) * C + c] * dp[c];
+      }
+  } else {
+    const Blocks cb = blocks(C);
+#define DWC_DW_BLOCK(v0, k) CAT(dwc_dw_block_, k)(d, &cb, x, dy, dw, v0)
+    VECTOR_BLOCKS(cb.vectors, DWC_DW_BLOCK);
+#undef DWC_DW_BLOCK
+  }
+  if (!dx)
+    return;
+  const Blocks cb = blocks(C);
+  for (int iy = 0; iy < d->IH; iy++)
+    for (int ix = 0; ix < d->IW; ix++) {
+      if (C < VW) { /* plain */
+        int oy0, ox0;
+        const int ky0 = first_tap(iy, d->SH, d->OH, &oy0), kx0 = first_tap(ix, d->SW, d->OW, &ox0);
+        float *o = dx + ((long)iy * d->IW + ix) * C;
+        for (int c = 0; c < C; c++)
+          o[c] = 0.0f;
+        for (int ky = ky0, oy = oy0; ky < d->KH && ky <= iy; ky += d->SH, oy--)
+          for (int kx = kx0, ox = ox0; kx < d->KW && kx <= ix; kx += d->SW, ox--)
+            for (int c = 0; c < C; c++)
+              o[c] += w[(long)(ky * d->KW + kx) * C + c] * dy[((long)oy * d->OW + ox) * C + c];
+        continue;
+      }
+      for (int v0 = 0; v0 < cb.vectors; v0 += 8) {
+#define DWC_DX(i, k) dwc_dx_tile(d, &cb, dy, w, dx, iy, ix, v0, k)
+        switch (cb.vectors - v0 < 8 ? cb.vectors - v0 : 8) { CASES_8(DWC_DX, 0) default: break; }
+#undef DWC_DX
+      }
+    }
+}
+
+/* x [IH][IW][C] with each channel repeated fg > 1 times, [IH][IW][C * fg]
+   (malloc'd); NULL when fg is 1. */
+static float *repeat_channels(const cnk_conv *d, const float *x, int fg) {
+  if (fg == 1)
+    return NULL;
+  const long n = (long)d->IH * d->IW;
+  float *xe = malloc((size_t)n * d->F * sizeof(float));
+  if (!xe)
+    abort(); /* the generated C has no way to report it */
+  for (long p = 0; p < n; p++)
+    for (int c = 0; c < d->C; c++)
+      for (int j = 0; j < fg; j++)
+        xe[(p * d->C + c) * fg + j] = x[p * d->C + c];
+  return xe;
+}
+
+/* Depthwise: y = conv(x) + b (relu in registers), with fg = F / C filters
+   per channel. */
+static void dw_forward(const cnk_conv *d, const float *x, const float *w, const float *b,
+                       float *y) {
+  const int fg = d->F / d->C;
+  cnk_conv d1 = *d;
+  d1.C = d->F;
+  float *xe = repeat_channels(d, x, fg);
+  dwc_forward(&d1, xe ? xe : x, w, b, y);
+  free(xe);
+}
+
+/* Depthwise: dw += dW; dx = dX when dx is not NULL (dy: before the
+   activation). */
+static void dw_grads(const cnk_conv *d, const float *x, const float *dy, const float *w,
+                     float *dw, float *dx) {
+  const long NX = (long)d->IH * d->IW;
+  const int fg = d->F / d->C;
+  cnk_conv d1 = *d;
+  d1.C = d->F;
+  float *xe = repeat_channels(d, x, fg), *dxe = dx;
+  if (dx && fg > 1 && !(dxe = malloc((size_t)NX * d->F * sizeof(float))))
+    abort(); /* the generated C has no way to report it */
+  dwc_grads(&d1, xe ? xe : x, dy, w, dw, dxe);
+  if (dx && fg > 1) /* the copies' gradients summed back, in order */
+    for (long i = 0; i < NX * d->C; i++) {
+      float s = 0.0f;
+      for (int j = 0; j < fg; j++)
+        s += dxe[i * fg + j];
+      dx[i] = s;
+    }
+  free(xe);
+  if (dxe != dx)
+    free(dxe);
+}
+
+/* ---- grouped convolution (groups=G, 1 < G < C) ----
+
+   Per group a dense conv of CG = C / G channels and FG = F / G filters on
+   the kernels above: the group's input channels, weights (and transposed
+   weights) and output gradient copied out contiguous, its output and
+   gradients copied back. The copies are linear in the tensors' sizes; the
+   conv's work is KH * KW * CG times its output. */
+
+/* to[p][0..n) = from[p][c0..c0 + n), over `rows` rows of `stride` floats in
+   from; scatter: the other way (add: +=). */
+static void gather(const float *from, long rows, int stride, int c0, int n, float *to) {
+  for (long p = 0; p < rows; p++)
+    memcpy(to + p * n, from + p * stride + c0, (size_t)n * sizeof(float));
+}
+
+static void scatter(const float *from, long rows, int stride, int c0, int n, float *to, int add) {
+  for (long p = 0; p < rows; p++)
+    if (add)
+      for (int i = 0; i < n; i++)
+        to[p * stride + c0 + i] += from[p * n + i];
+    else
+      memcpy(to + p * stride + c0, from + p * n, (size_t)n * sizeof(float));
+}
+
+/* One group's buffers: x, y (or dy), w, wt, dw and dx, for dims g->d. */
+typedef struct Group {
+  cnk_conv d;
+  long nx, ny, nw;
+  float *x, *y, *w, *wt, *dw, *dx;
+} Group;
+
+static Group group_of(const cnk_conv *d, int groups, int act, int grads) {
+  Group g = {*d, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+  g.d.C = d->C / groups;
+  g.d.F = d->F / groups;
+  g.d.act = act;
+  g.nx = (long)d->IH * d->IW * g.d.C;
+  g.ny = (long)d->OH * d->OW * g.d.F;
+  g.nw = (long)d->KH * d->KW * g.d.C * g.d.F;
+  float *p = malloc((size_t)(g.nx + g.ny + g.nw + (grads ? 2 * g.nw + g.nx : 0)) * sizeof(float));
+  if (!p)
+    abort(); /* the generated C has no way to report it */
+  g.x = p, g.y = p + g.nx, g.w = g.y + g.ny;
+  if (grads)
+    g.wt = g.w + g.nw, g.dw = g.wt + g.nw, g.dx = g.dw + g.nw;
+  return g;
+}
+
+void FN(cnk_group_conv_forward)(const cnk_conv *d, int groups, const float *x, const float *w,
+                                const float *b, float *y) {
+  if (groups == d->C) {
+    dw_forward(d, x, w, b, y);
+  } else {
+    Group g = group_of(d, groups, d->act == ACT_RELU ? ACT_RELU : ACT_LINEAR, 0);
+    const int CG = g.d.C, FG = g.d.F;
+    for (int gi = 0; gi < groups; gi++) {
+      gather(x, (long)d->IH * d->IW, d->C, gi * CG, CG, g.x);
+      gather(w, (long)d->KH * d->KW * CG, d->F, gi * FG, FG, g.w);
+      FN(cnk_conv_forward)(&g.d, g.x, g.w, b ? b + gi * FG : NULL, g.y);
+      scatter(g.y, (long)d->OH * d->OW, d->F, gi * FG, FG, y, 0);
+    }
+    free(g.x);
+  }
+  act_pass(d->act, y, (long)d->OH * d->OW * d->F);
+}
+
+void FN(cnk_group_conv_backward)(const cnk_conv *d, int groups, const float *x, const float *y,
+                                 float *dy, const float *w, float *dw, float *db, float *dx) {
+  const long P = (long)d->OH * d->OW;
+  act_backward(d->act, y, dy, P * d->F, d->F);
+  if (db)
+    bias_grad(dy, db, P, d->F);
+  if (groups == d->C) {
+    dw_grads(d, x, dy, w, dw, dx);
+    return;
+  }
+  Group g = group_of(d, groups, ACT_LINEAR, 1);
+  const int CG = g.d.C, FG = g.d.F;
+  const long J = (long)d->KH * d->KW * CG;
+  for (int gi = 0; gi < groups; gi++) {
+    gather(x, (long)d->IH * d->IW, d->C, gi * CG, CG, g.x);
+    gather(dy, P, d->F, gi * FG, FG, g.y);
+    gather(w, J, d->F, gi * FG, FG, g.w);
+    FN(cnk_transpose)(g.w, g.wt, (long)d->KH * d->KW, CG, FG, 0);
+    memset(g.dw, 0, (size_t)g.nw * sizeof(float));
+    FN(cnk_conv_backward)(&g.d, g.x, NULL, g.y, g.w, g.wt, g.dw, NULL, dx ? g.dx : NULL);
+    scatter(g.dw, J, d->F, gi * FG, FG, dw, 1);
+    if (dx)
+      scatter(g.dx, (long)d->IH * d->IW, d->C, gi * CG, CG, dx, 0);
+  }
+  free(g.x);
+}
+
 /* ---- dense ---- */
 
 /* Outputs o0 .. o0 + NV * VW - 1 (the last vector maybe overlapping). */
@@ -797,6 +1148,72 @@ void FN(cnk_pool_backward)(int avg, int c, int ih, int iw, int oh, int ow, int k
     }
   if (r != small)
     free(r);
+}
+
+/* ---- batchnorm (compiler/ops/batchnorm.c) ----
+
+   Per channel over p pixels [p][c], as the generated code computes it:
+   every channel's sums in pixel order (the compiler vectorizes across the
+   channels, which keeps each channel's order), the statistics in double. */
+
+void FN(cnk_bn_sums)(long p, int c, const float *restrict x, double *restrict v) {
+  for (long i = 0; i < p; i++)
+    for (int k = 0; k < c; k++)
+      v[k] += x[i * c + k];
+}
+
+void FN(cnk_bn_squares)(long p, int c, const float *restrict x, const double *restrict mean,
+                        double *restrict v) {
+  for (long i = 0; i < p; i++)
+    for (int k = 0; k < c; k++) {
+      const double d = x[i * c + k] - mean[k];
+      v[k] += d * d;
+    }
+}
+
+void FN(cnk_bn_scale)(long p, int c, int act, long group, const float *restrict x,
+                      const float *restrict s, const float *restrict sh, float *restrict y) {
+  for (long i = 0; i < p; i++)
+    for (int k = 0; k < c; k++) {
+      const float v = x[i * c + k] * s[k] + sh[k];
+      y[i * c + k] = act == ACT_RELU ? (v > 0.0f ? v : 0.0f) : v;
+    }
+  if (act != ACT_RELU && act != ACT_LINEAR)
+    for (long i = 0; i < p * c; i += group)
+      act_pass(act, y + i, group);
+}
+
+void FN(cnk_bn_grad_sums)(long p, int c, const float *restrict x, const float *restrict dy,
+                          const float *restrict mean, const float *restrict istd,
+                          float *restrict dw, float *restrict db, double *restrict v) {
+  for (long i = 0; i < p; i++)
+    for (int k = 0; k < c; k++) {
+      const float d = dy[i * c + k], xh = (x[i * c + k] - mean[k]) * istd[k];
+      db[k] += d;
+      dw[k] += d * xh;
+      v[k] += d;
+      v[c + k] += (double)d * xh;
+    }
+}
+
+void FN(cnk_bn_dx)(long p, int c, const float *restrict x, const float *restrict dy,
+                   const float *restrict w, const float *restrict mean,
+                   const float *restrict istd, const double *restrict s, double cnt,
+                   float *restrict dx) {
+  float small[3072];
+  float *k = scratch(small, 3072, 3 * (size_t)c), *a = k + c, *b = a + c;
+  for (int j = 0; j < c; j++) {
+    k[j] = w[j] * istd[j];
+    a[j] = (float)(s[j] / cnt);
+    b[j] = (float)(s[c + j] / cnt);
+  }
+  for (long i = 0; i < p; i++)
+    for (int j = 0; j < c; j++) {
+      const float xh = (x[i * c + j] - mean[j]) * istd[j];
+      dx[i * c + j] = k[j] * (dy[i * c + j] - a[j] - xh * b[j]);
+    }
+  if (k != small)
+    free(k);
 }
 
 /* ---- optimizers (SPEC section 5) ---- */

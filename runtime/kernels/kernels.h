@@ -5,15 +5,16 @@
  * tcc neither vectorizes nor keeps values in registers across statements, so
  * the C it compiles is only the fixed-size glue (compiler/emit_glue.c): the
  * layer order, the buffers, the loss, the API of the generated C; every
- * convolution, dense layer, pool and optimizer step calls one of these
- * kernels with its dimensions as constant arguments. They are compiled when
- * cnngen is built, with -O3, once per vector width (kernels.c three times:
- * AVX-512, AVX2 + FMA, plain C), and cnk_select() picks one set by the CPU's
- * features; backend_tcc.c hands the chosen set to tcc (tcc_add_symbol) under
- * the names below. --backend cc-kernels compiles the same glue with the
- * system compiler, the kernels declared as function pointers of these names
- * that backend.c sets after dlopen. The written-out C (-o) and the cc
- * backend never call them: they stay fully specialized and self-contained.
+ * convolution (grouped and depthwise too), dense layer, batchnorm, pool and
+ * optimizer step calls one of these kernels with its dimensions as constant
+ * arguments. They are compiled when cnngen is built, with -O3, once per
+ * vector width (kernels.c three times: AVX-512, AVX2 + FMA, plain C), and
+ * cnk_select() picks one set by the CPU's features; backend_tcc.c hands the
+ * chosen set to tcc (tcc_add_symbol) under the names below. --backend
+ * cc-kernels compiles the same glue with the system compiler, the kernels
+ * declared as function pointers of these names that backend.c sets after
+ * dlopen. The written-out C (-o) and the cc backend never call them: they
+ * stay fully specialized and self-contained.
  *
  * One list, CNK_KERNELS, names every kernel with its parameters: it declares
  * the per-width functions here and, as text, the prototypes the glue writes
@@ -52,6 +53,26 @@ typedef struct cnk_conv {
   X(conv_pool_backward, (const cnk_conv *d, const float *x, const float *y, const float *yp,   \
                          const float *dyp, const float *w, const float *wt, float *dwt,        \
                          float *db, float *dx))                                                \
+  /* a grouped conv, groups=g (weights [KH][KW][C/g][F], filter f reading the channels of    \
+     its group f / (F/g)): y = act(conv(x) + b), no pool; b may be NULL */                    \
+  X(group_conv_forward, (const cnk_conv *d, int g, const float *x, const float *w,             \
+                         const float *b, float *y))                                            \
+  /* its backward, as conv_backward's without transposed weights */                           \
+  X(group_conv_backward, (const cnk_conv *d, int g, const float *x, const float *y, float *dy, \
+                          const float *w, float *dw, float *db, float *dx))                    \
+  /* batchnorm on p pixels of c channels ([p][c]): one image's sums per channel, in double,  \
+     pixel by pixel (the batch's mean), and of the squared deviations from mean */            \
+  X(bn_sums, (long p, int c, const float *x, double *v))                                       \
+  X(bn_squares, (long p, int c, const float *x, const double *mean, double *v))               \
+  /* y = act(x s + sh) per channel (softmax: per group of `group` floats) */                   \
+  X(bn_scale, (long p, int c, int act, long group, const float *x, const float *s,             \
+               const float *sh, float *y))                                                     \
+  /* xh = (x - mean) istd: db += dy, dw += dy xh, v[0..c) += dy, v[c..2c) += dy xh */           \
+  X(bn_grad_sums, (long p, int c, const float *x, const float *dy, const float *mean,          \
+                   const float *istd, float *dw, float *db, double *v))                        \
+  /* dx = w istd (dy - s_dy / cnt - xh s_dyxh / cnt), s the batch's sums of bn_grad_sums */   \
+  X(bn_dx, (long p, int c, const float *x, const float *dy, const float *w, const float *mean, \
+            const float *istd, const double *s, double cnt, float *dx))                        \
   /* y = act(x W + b) */                                                                       \
   X(dense_forward, (int in, int out, int act, const float *x, const float *w, const float *b,  \
                     float *y))                                                                 \
