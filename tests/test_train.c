@@ -1593,6 +1593,58 @@ static void test_train_batchnorm_on_empty_chunks(void **state) {
                           "images, batch 11)");
 }
 
+/* LAYER.num_batches_tracked in weights file `file` of the directory (-1:
+   none). */
+static long long tracked_of(const char *file, const char *name) {
+  StFile f;
+  Err e = {0};
+  if (st_read(tu_path(file), &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  long long n = -1;
+  st_count(&f, name, &n);
+  st_free(&f);
+  return n;
+}
+
+/* The F32 tensors of safetensors file `from` (cnngen writes them in the
+   network's order), one after the other as the raw .f32 file `to`: what
+   NAME_store gives. */
+static void write_raw_f32(const char *from, const char *to) {
+  StFile f;
+  Err e = {0};
+  if (st_read(tu_path(from), &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  FILE *out = fopen(tu_path(to), "wb");
+  assert_non_null(out);
+  for (int i = 0; i < f.ntensors; i++)
+    if (strcmp(f.tensors[i].dtype, "F32") == 0)
+      assert_int_equal(fwrite(f.tensors[i].data, 1, f.tensors[i].nbytes, out), f.tensors[i].nbytes);
+  st_free(&f);
+  assert_int_equal(fclose(out), 0);
+}
+
+/* --weights as a raw .f32 file (parameters only) on a network with
+   batchnorm: the same weights as from the safetensors file it came from,
+   with num_batches_tracked counted from 0 rather than from the file's. */
+static void test_train_batchnorm_from_raw_f32_weights(void **state) {
+  (void)state;
+  tu_quadrant_data("bnr", 23, 8);
+  tu_write_text("bnt.cnn", bn_net);
+  const char *args = "--data bnr --backend tcc --threads 2 --epochs 1";
+  assert_int_equal(tu_run("train bnt.cnn %s --out i.st --checkpoint i.ckpt", args), 0);
+  write_raw_f32("i.st", "i.f32");
+  assert_int_equal(tu_run("train bnt.cnn %s --weights i.st --out s.st --checkpoint s.ckpt", args),
+                   0);
+  assert_int_equal(tu_run("train bnt.cnn %s --weights i.f32 --out r.st --checkpoint r.ckpt", args),
+                   0);
+  write_raw_f32("s.st", "s.f32");
+  write_raw_f32("r.st", "r.f32");
+  assert_true(same_bytes("s.f32", "r.f32"));
+  assert_int_equal(tracked_of("s.st", "bn1.num_batches_tracked"), 8);
+  assert_int_equal(tracked_of("r.st", "bn1.num_batches_tracked"), 4);
+  assert_int_equal(tracked_of("r.ckpt", "bn2.num_batches_tracked"), 4);
+}
+
 static void test_train_reference_cases_on_two_threads(void **state) {
   (void)state;
   for (int b = 0; b < 2; b++) {
@@ -1701,6 +1753,7 @@ int main(void) {
       cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_says_when_cc_object_was_cached),
       cmocka_unit_test(test_train_batchnorm_on_empty_chunks),
+      cmocka_unit_test(test_train_batchnorm_from_raw_f32_weights),
       cmocka_unit_test(test_train_reference_cases_on_two_threads),
       cmocka_unit_test(test_train_reference_check_names_a_missing_file),
   };
