@@ -899,15 +899,15 @@ static void update_function(T *t) {
   em_close(EM);
   em_blank(EM);
   em_open_fn(EM, "float %s_train_step(%s, float lr)", n, params_of(t, false));
+  if (net_has_batch_stats(net)) { /* tested first: a NaN loss is a divergence, and updates */
+    em_line(EM, "if (n > w->image_slots)");
+    em_line(EM, "  return NAN; /* fewer image buffers than images: see %s_work */", n);
+  }
   em_line(EM, "double wsum = 0.0;");
   em_line(EM, "for (int i = 0; i < n; i++)");
   em_line(EM, "  wsum += weight ? weight[i] : 1.0f;");
   em_line(EM, "%s_grads_zero(g);", n);
   em_line(EM, "const double loss = %s_accumulate(m, w, g, x, target, weight, n, key);", n);
-  if (net_has_batch_stats(net)) {
-    em_line(EM, "if (isnan(loss))");
-    em_line(EM, "  return NAN; /* no image buffers: see %s_work */", n);
-  }
   em_line(EM, "if (wsum > 0.0)");
   em_line(EM, "  %s_update(m, g, (float)(1.0 / wsum), lr);", n);
   em_line(EM, "return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;");
@@ -1202,6 +1202,8 @@ void emit_train_declarations(Emitter *em, const Net *net) {
   em_line(
       em,
       "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
+  if (net_has_batch_stats(net))
+    em_line(em, "/* (With fewer image buffers than n in w, NaN at once, and nothing done.) */");
   em_call(em, "float %s_train_step(%s, float lr);", n, params_of(&t, false));
   em_line(em, "/* Gradients as a flat array in %s_load's order and PyTorch layout. */", n);
   em_call(em, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);

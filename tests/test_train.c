@@ -422,6 +422,56 @@ static void test_train_loss_values_follow_the_docs(void **state) {
   }
 }
 
+/* NAME_train_step of a network with batchnorm: a NaN loss (a NaN input)
+   is a divergence like any other, the step taken (the weights go NaN) as
+   without batchnorm; only a work area with fewer image buffers than images
+   returns NaN at once with nothing done. */
+static void test_train_step_nan_loss_is_not_missing_buffers(void **state) {
+  (void)state;
+  Compiled c;
+  compile_net(&c,
+              "network bs\ninput 4x4x1\nconv2d 3 3x3 bias=false\nbatchnorm\nflatten\n"
+              "dense 2 softmax\n",
+              BACKEND_TCC, false);
+  float (*train_step)(void *, void *, void *, const float *, const float *, const float *, int,
+                      uint64_t, float);
+  void (*init)(void *, uint64_t);
+  void *p = sym(&c, "_train_step");
+  memcpy(&train_step, &p, sizeof p);
+  p = sym(&c, "_init");
+  memcpy(&init, &p, sizeof p);
+  void *m = tu_zalloc(c.model_bytes), *w = new_work(&c), *g = tu_zalloc(c.grads_bytes);
+  init(m, 1);
+  float x[(MAX_IMAGES + 1) * 16], target[(MAX_IMAGES + 1) * 2] = {0};
+  for (int i = 0; i < (MAX_IMAGES + 1) * 16; i++)
+    x[i] = (float)(i % 7) / 7.0f;
+  for (int i = 0; i <= MAX_IMAGES; i++)
+    target[2 * i + i % 2] = 1.0f;
+  /* the weights, or the optimizer state (adam: 2 slots) */
+  float *params =
+      malloc((size_t)(1 + c.net->opt_slots) * (size_t)c.net->param_count * sizeof *params);
+  uint64_t step;
+  /* too many images for w's buffers: NaN, no step */
+  assert_true(isnan(train_step(m, w, g, x, target, NULL, MAX_IMAGES + 1, 0, 0.1f)));
+  c.store_opt(m, params, &step);
+  assert_int_equal(step, 0);
+  /* a finite step, then one on a NaN pixel */
+  assert_true(isfinite(train_step(m, w, g, x, target, NULL, 4, 0, 0.1f)));
+  c.store_opt(m, params, &step);
+  assert_int_equal(step, 1);
+  x[5] = NAN;
+  assert_true(isnan(train_step(m, w, g, x, target, NULL, 4, 0, 0.1f)));
+  c.store_opt(m, params, &step);
+  assert_int_equal(step, 2);
+  c.store(m, params);
+  assert_true(isnan(params[0])); /* conv1.weight[0]: updated with the NaN gradient */
+  free(params);
+  free(m);
+  free(w);
+  free(g);
+  release(&c);
+}
+
 /* Two optimizer steps against the formulas of docs/language.md, Numerics, in double. */
 static void check_optimizer(const char *train_block, bool adam, double lr, double b1, double b2,
                             double eps, double mom, bool nesterov, double wd) {
@@ -1725,6 +1775,7 @@ int main(void) {
       cmocka_unit_test(test_train_float_code_matches_double),
       cmocka_unit_test(test_train_loss_values_follow_the_docs),
       cmocka_unit_test(test_train_optimizers_follow_the_docs),
+      cmocka_unit_test(test_train_step_nan_loss_is_not_missing_buffers),
       cmocka_unit_test(test_train_order_is_a_seeded_permutation),
       cmocka_unit_test(test_train_set_targets_and_class_weights),
       cmocka_unit_test(test_train_lr_schedules_follow_closed_forms),
