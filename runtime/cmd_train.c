@@ -765,7 +765,20 @@ static int update_log(Run *r, Err *e) {
   return write_plot(r, e);
 }
 
-/* The weights: the last epoch's, or with early_stopping the best epoch's. */
+/* Each layer's num_batches_tracked when the best epoch ended: the batches
+   since (each counted once by every batch_stats layer) taken back off.
+   malloc'd; NULL when out of memory. */
+static long long *best_tracked(const Run *r) {
+  long long *t = malloc(((size_t)r->net->nlayers + 1) * sizeof *t);
+  const long long since =
+      (long long)(r->epoch - r->best_epoch) * batches_per_epoch(r) + r->batch_done;
+  for (int i = 0; t && i < r->net->nlayers; i++)
+    t[i] = r->tracked[i] - (op_modules[r->net->layers[i].op]->batch_stats ? since : 0);
+  return t;
+}
+
+/* The weights: the last epoch's, or with early_stopping the best epoch's
+   (with that epoch's num_batches_tracked). */
 static int write_weights(Run *r, Err *e) {
   r->en.store(r->en.model, r->state);
   const bool best = r->net->train.patience && r->best_epoch > 0;
@@ -795,7 +808,12 @@ static int write_weights(Run *r, Err *e) {
     meta[m++] = "test_loss";
     meta[m++] = loss;
   }
-  int rc = cli_write_trained(r->out, r->net, best ? best_params(r) : r->state, r->tracked, meta, e);
+  long long *tracked = best ? best_tracked(r) : r->tracked;
+  int rc = tracked ? cli_write_trained(r->out, r->net, best ? best_params(r) : r->state, tracked,
+                                       meta, e)
+                   : (e->internal = 1, err_set(e, r->out, "out of memory"));
+  if (best)
+    free(tracked);
   free(classes);
   return rc;
 }

@@ -43,6 +43,8 @@
 #include "../compiler/compile.h"
 #include "../compiler/emit.h"
 #include "backend.h"
+#include "cli.h"
+#include "engine.h"
 #include "formats/idx.h"
 #include "formats/safetensors.h"
 #include "testutil.h"
@@ -1695,6 +1697,26 @@ static void test_train_batchnorm_from_raw_f32_weights(void **state) {
   assert_int_equal(tracked_of("r.ckpt", "bn2.num_batches_tracked"), 4);
 }
 
+/* early_stopping on a network with batchnorm: the best epoch's weights
+   carry the num_batches_tracked of that epoch's end, not the run's. */
+static void test_train_early_stopping_keeps_the_best_epochs_counts(void **state) {
+  (void)state;
+  quad_parts("rising", 400, 0, 40, 300); /* 300 to train on: 30 batches of 10 */
+  tu_write_text("esb.cnn", "network esb\ninput 12x12x1\nconv2d 4 3x3 bias=false\nbatchnorm\n"
+                           "relu\nmaxpool 2x2\nflatten\ndense 4 softmax\ntrain {\n"
+                           "  optimizer adam lr=0.01\n  batch 10\n  epochs 10\n"
+                           "  validation 0.25\n  early_stopping patience=2\n}\n");
+  assert_int_equal(tu_run("train esb.cnn --data rising --backend tcc --threads 1 --out "
+                          "esb.safetensors --checkpoint esb.ckpt"),
+                   0);
+  const int best = atoi(meta_of("esb.safetensors", "best_epoch"));
+  const int ran = atoi(meta_of("esb.ckpt", "epoch"));
+  print_message("best epoch %d of %d\n", best, ran);
+  assert_true(best >= 1 && best < ran);
+  assert_int_equal(tracked_of("esb.safetensors", "bn1.num_batches_tracked"), 30 * best);
+  assert_int_equal(tracked_of("esb.ckpt", "bn1.num_batches_tracked"), 30 * ran);
+}
+
 static void test_train_reference_cases_on_two_threads(void **state) {
   (void)state;
   for (int b = 0; b < 2; b++) {
@@ -1805,6 +1827,7 @@ int main(void) {
       cmocka_unit_test(test_train_says_when_cc_object_was_cached),
       cmocka_unit_test(test_train_batchnorm_on_empty_chunks),
       cmocka_unit_test(test_train_batchnorm_from_raw_f32_weights),
+      cmocka_unit_test(test_train_early_stopping_keeps_the_best_epochs_counts),
       cmocka_unit_test(test_train_reference_cases_on_two_threads),
       cmocka_unit_test(test_train_reference_check_names_a_missing_file),
   };
