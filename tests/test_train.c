@@ -474,6 +474,77 @@ static void test_train_step_nan_loss_is_not_missing_buffers(void **state) {
   release(&c);
 }
 
+/* A batch whose weights sum to 0 (class weights) takes no optimizer step,
+   but its statistics still move the running ones, as PyTorch's forward
+   pass moves them whatever the loss: NAME_train_step, and a Trainer. */
+static void test_train_zero_weight_batch_moves_running_statistics(void **state) {
+  (void)state;
+  const char *src = "network zw\ninput 4x4x1\nconv2d 3 3x3 bias=false\nbatchnorm\nflatten\n"
+                    "dense 2 softmax\ntrain {\n  optimizer sgd lr=0.1 momentum=0.9\n}\n";
+  Compiled c;
+  compile_net(&c, src, BACKEND_TCC, false);
+  float (*train_step)(void *, void *, void *, const float *, const float *, const float *, int,
+                      uint64_t, float);
+  void (*init)(void *, uint64_t);
+  void *p = sym(&c, "_train_step");
+  memcpy(&train_step, &p, sizeof p);
+  p = sym(&c, "_init");
+  memcpy(&init, &p, sizeof p);
+  void (*setup)(void *, void *, int, void (*)(void *, double *, int), void *, int);
+  p = sym(&c, "_batch_setup");
+  memcpy(&setup, &p, sizeof p);
+  const long np = c.net->param_count;
+  StParam *ti = calloc((size_t)cli_params(c.net, NULL) + 1, sizeof *ti);
+  int nt = cli_params(c.net, ti);
+  long mean = -1, conv = -1;
+  for (int i = 0; i < nt; i++) {
+    if (!strcmp(ti[i].name, "bn1.running_mean"))
+      mean = ti[i].offset;
+    if (!strcmp(ti[i].name, "conv1.weight"))
+      conv = ti[i].offset;
+  }
+  assert_true(mean >= 0 && conv >= 0);
+  float x[4 * 16], target[4 * 2] = {0}, weight[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 4 * 16; i++)
+    x[i] = (float)(i % 5) / 5.0f;
+  for (int i = 0; i < 4; i++)
+    target[2 * i + i % 2] = 1.0f;
+  float *before = malloc((size_t)np * sizeof *before), *after = malloc((size_t)np * sizeof *after);
+  for (int way = 0; way < 2; way++) {
+    void *m = tu_zalloc(c.model_bytes), *w = new_work(&c), *g = tu_zalloc(c.grads_bytes);
+    setup(w, c.images, MAX_IMAGES, NULL, NULL, 0); /* the batch's statistics into g */
+    init(m, 1);
+    c.store(m, before);
+    if (way == 0) {
+      assert_true(train_step(m, w, g, x, target, weight, 4, 0, 0.1f) == 0.0f);
+    } else { /* the runtime's step, on an engine over the same code */
+      Engine en;
+      Trainer t = {0};
+      Err e = {0};
+      if (engine_open(&en, c.net, BACKEND_TCC, true, 1, &e) < 0 || trainer_open(&t, &en, &e) < 0)
+        fail_msg("%s", e.msg);
+      en.load(en.model, before);
+      double wsum;
+      assert_true(trainer_step(&t, x, target, weight, 4, 0, NULL, &wsum) == 0.0 && wsum == 0.0);
+      en.store(en.model, after);
+      trainer_close(&t);
+      engine_close(&en);
+    }
+    if (way == 0)
+      c.store(m, after);
+    assert_memory_equal(after + conv, before + conv, 27 * sizeof(float)); /* no step */
+    for (int ch = 0; ch < 3; ch++) /* r = 0.9 r + 0.1 mean: from 0 */
+      assert_true(after[mean + ch] != before[mean + ch] && isfinite(after[mean + ch]));
+    free(m);
+    free(w);
+    free(g);
+  }
+  free(before);
+  free(after);
+  free(ti);
+  release(&c);
+}
+
 /* Two optimizer steps against the formulas of docs/language.md, Numerics, in double. */
 static void check_optimizer(const char *train_block, bool adam, double lr, double b1, double b2,
                             double eps, double mom, bool nesterov, double wd) {
@@ -1798,6 +1869,7 @@ int main(void) {
       cmocka_unit_test(test_train_loss_values_follow_the_docs),
       cmocka_unit_test(test_train_optimizers_follow_the_docs),
       cmocka_unit_test(test_train_step_nan_loss_is_not_missing_buffers),
+      cmocka_unit_test(test_train_zero_weight_batch_moves_running_statistics),
       cmocka_unit_test(test_train_order_is_a_seeded_permutation),
       cmocka_unit_test(test_train_set_targets_and_class_weights),
       cmocka_unit_test(test_train_lr_schedules_follow_closed_forms),
