@@ -66,6 +66,9 @@ typedef struct Compiled {
   void (*update_d)(void *m, const void *g, double scale, double lr); /* float as double */
   void (*store)(const void *m, void *params);
   void (*store_opt)(const void *m, void *state, uint64_t *step);
+  void (*init)(void *m, uint64_t seed);
+  float (*train_step)(void *m, void *w, void *g, const float *x, const float *target,
+                      const float *weight, int n, uint64_t key, float lr); /* float only */
   void *images; /* batch statistics: buffers for MAX_IMAGES images (new_work) */
 } Compiled;
 
@@ -95,6 +98,8 @@ static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl
   SYM(c, update, "_update");
   SYM(c, update_d, "_update");
   SYM(c, store_opt, "_store_opt");
+  SYM(c, init, "_init");
+  SYM(c, train_step, "_train_step");
 }
 
 /* A work area for c; with batch statistics, holding buffers for
@@ -435,15 +440,8 @@ static void test_train_step_nan_loss_is_not_missing_buffers(void **state) {
               "network bs\ninput 4x4x1\nconv2d 3 3x3 bias=false\nbatchnorm\nflatten\n"
               "dense 2 softmax\n",
               BACKEND_TCC, false);
-  float (*train_step)(void *, void *, void *, const float *, const float *, const float *, int,
-                      uint64_t, float);
-  void (*init)(void *, uint64_t);
-  void *p = sym(&c, "_train_step");
-  memcpy(&train_step, &p, sizeof p);
-  p = sym(&c, "_init");
-  memcpy(&init, &p, sizeof p);
   void *m = tu_zalloc(c.model_bytes), *w = new_work(&c), *g = tu_zalloc(c.grads_bytes);
-  init(m, 1);
+  c.init(m, 1);
   float x[(MAX_IMAGES + 1) * 16], target[(MAX_IMAGES + 1) * 2] = {0};
   for (int i = 0; i < (MAX_IMAGES + 1) * 16; i++)
     x[i] = (float)(i % 7) / 7.0f;
@@ -454,15 +452,15 @@ static void test_train_step_nan_loss_is_not_missing_buffers(void **state) {
       malloc((size_t)(1 + c.net->opt_slots) * (size_t)c.net->param_count * sizeof *params);
   uint64_t step;
   /* too many images for w's buffers: NaN, no step */
-  assert_true(isnan(train_step(m, w, g, x, target, NULL, MAX_IMAGES + 1, 0, 0.1f)));
+  assert_true(isnan(c.train_step(m, w, g, x, target, NULL, MAX_IMAGES + 1, 0, 0.1f)));
   c.store_opt(m, params, &step);
   assert_int_equal(step, 0);
   /* a finite step, then one on a NaN pixel */
-  assert_true(isfinite(train_step(m, w, g, x, target, NULL, 4, 0, 0.1f)));
+  assert_true(isfinite(c.train_step(m, w, g, x, target, NULL, 4, 0, 0.1f)));
   c.store_opt(m, params, &step);
   assert_int_equal(step, 1);
   x[5] = NAN;
-  assert_true(isnan(train_step(m, w, g, x, target, NULL, 4, 0, 0.1f)));
+  assert_true(isnan(c.train_step(m, w, g, x, target, NULL, 4, 0, 0.1f)));
   c.store_opt(m, params, &step);
   assert_int_equal(step, 2);
   c.store(m, params);
@@ -483,15 +481,8 @@ static void test_train_zero_weight_batch_moves_running_statistics(void **state) 
                     "dense 2 softmax\ntrain {\n  optimizer sgd lr=0.1 momentum=0.9\n}\n";
   Compiled c;
   compile_net(&c, src, BACKEND_TCC, false);
-  float (*train_step)(void *, void *, void *, const float *, const float *, const float *, int,
-                      uint64_t, float);
-  void (*init)(void *, uint64_t);
-  void *p = sym(&c, "_train_step");
-  memcpy(&train_step, &p, sizeof p);
-  p = sym(&c, "_init");
-  memcpy(&init, &p, sizeof p);
   void (*setup)(void *, void *, int, void (*)(void *, double *, int), void *, int);
-  p = sym(&c, "_batch_setup");
+  void *p = sym(&c, "_batch_setup");
   memcpy(&setup, &p, sizeof p);
   const long np = c.net->param_count;
   StParam *ti = calloc((size_t)cli_params(c.net, NULL) + 1, sizeof *ti);
@@ -513,10 +504,10 @@ static void test_train_zero_weight_batch_moves_running_statistics(void **state) 
   for (int way = 0; way < 2; way++) {
     void *m = tu_zalloc(c.model_bytes), *w = new_work(&c), *g = tu_zalloc(c.grads_bytes);
     setup(w, c.images, MAX_IMAGES, NULL, NULL, 0); /* the batch's statistics into g */
-    init(m, 1);
+    c.init(m, 1);
     c.store(m, before);
     if (way == 0) {
-      assert_true(train_step(m, w, g, x, target, weight, 4, 0, 0.1f) == 0.0f);
+      assert_true(c.train_step(m, w, g, x, target, weight, 4, 0, 0.1f) == 0.0f);
     } else { /* the runtime's step, on an engine over the same code */
       Engine en;
       Trainer t = {0};
