@@ -869,6 +869,11 @@ static void update_function(T *t) {
   else if (net->param_count)
     step_function(t);
   em_open(EM, "void %s_update(%s_model *m, const %s_grads *g, float scale, float lr)", n, n, n);
+  /* Batch statistics: a batch whose weights sum to 0 (scale 0) still moves
+     the running statistics, as PyTorch's forward pass does; no step. */
+  const bool stats_only = net_has_batch_stats(net) && net->param_count;
+  if (stats_only)
+    em_open(EM, "if (scale > 0.0f)");
   em_line(EM, "const uint64_t step = ++m->step;");
   if (!net->param_count) { /* a network without parameters */
     em_line(EM, "(void)step, (void)g, (void)scale, (void)lr;");
@@ -890,6 +895,8 @@ static void update_function(T *t) {
           "%s_%s((float *)((char *)m + t->at), g->p + at, %scount, scale, lr%s);",
           net_has_stats(net) ? "if (t->bound < -1.5f)\n  continue; /* running statistics */\n" : "",
           n, adam ? "adam" : "sgd", state, adam ? ", c1, c2" : ""));
+    if (stats_only)
+      em_close(EM);
     for (int k = 0; k < t->ntl; k++)
       if (op_modules[t->tl[k].l->op]->train_update)
         op_modules[t->tl[k].l->op]->train_update(t, &t->tl[k]);
@@ -899,17 +906,21 @@ static void update_function(T *t) {
   em_close(EM);
   em_blank(EM);
   em_open_fn(EM, "float %s_train_step(%s, float lr)", n, params_of(t, false));
+  if (net_has_batch_stats(net)) { /* tested first: a NaN loss is a divergence, and updates */
+    em_line(EM, "if (n > w->image_slots)");
+    em_line(EM, "  return NAN; /* fewer image buffers than images: see %s_work */", n);
+  }
   em_line(EM, "double wsum = 0.0;");
   em_line(EM, "for (int i = 0; i < n; i++)");
   em_line(EM, "  wsum += weight ? weight[i] : 1.0f;");
   em_line(EM, "%s_grads_zero(g);", n);
   em_line(EM, "const double loss = %s_accumulate(m, w, g, x, target, weight, n, key);", n);
-  if (net_has_batch_stats(net)) {
-    em_line(EM, "if (isnan(loss))");
-    em_line(EM, "  return NAN; /* no image buffers: see %s_work */", n);
+  if (net_has_batch_stats(net)) { /* weights summing to 0: the running statistics move */
+    em_line(EM, "%s_update(m, g, wsum > 0.0 ? (float)(1.0 / wsum) : 0.0f, lr);", n);
+  } else {
+    em_line(EM, "if (wsum > 0.0)");
+    em_line(EM, "  %s_update(m, g, (float)(1.0 / wsum), lr);", n);
   }
-  em_line(EM, "if (wsum > 0.0)");
-  em_line(EM, "  %s_update(m, g, (float)(1.0 / wsum), lr);", n);
   em_line(EM, "return wsum > 0.0 ? (float)(loss / wsum) : 0.0f;");
   em_close(EM);
   em_blank(EM);
@@ -1196,12 +1207,21 @@ void emit_train_declarations(Emitter *em, const Net *net) {
           n);
   em_call(em, "double %s_accumulate_y(%s, float *y);", n, params_of(&t, true));
   em_line(em, "/* One optimizer step on the gradient scale * g (scale = 1 / sum of weights) at");
-  em_line(em, "   learning rate lr (the train block's is %g; a schedule changes it per step). */",
-          tc->lr);
+  if (net_has_batch_stats(net)) {
+    em_line(em, "   learning rate lr (the train block's is %g; a schedule changes it per step);",
+            tc->lr);
+    em_line(em, "   the running statistics move towards the batch's. With scale 0 (weights");
+    em_line(em, "   summing to 0) only they move, as in PyTorch, and no step is taken. */");
+  } else {
+    em_line(em, "   learning rate lr (the train block's is %g; a schedule changes it per step). */",
+            tc->lr);
+  }
   em_call(em, "void %s_update(%s_model *m, const %s_grads *g, float scale, float lr);", n, n, n);
   em_line(
       em,
       "/* Zero g, accumulate, update: one step on one thread; returns the batch's mean loss. */");
+  if (net_has_batch_stats(net))
+    em_line(em, "/* (With fewer image buffers than n in w, NaN at once, and nothing done.) */");
   em_call(em, "float %s_train_step(%s, float lr);", n, params_of(&t, false));
   em_line(em, "/* Gradients as a flat array in %s_load's order and PyTorch layout. */", n);
   em_call(em, "void %s_grads_store(const %s_grads *g, float *flat);", n, n);

@@ -227,6 +227,9 @@ typedef struct Net {
                                training layer's output */
   long train_grad_floats;   /* floats in each of the two gradient buffers */
   long train_work_floats;   /* floats in struct NAME_train_work */
+  size_t train_image_bytes; /* batch statistics: struct NAME_train_work again for
+                               each image of a thread's chunk (NAME_image_bytes);
+                               0 without */
   int opt_slots;            /* optimizer state arrays: adam 2, sgd+momentum 1, sgd 0 */
 } Net;
 

@@ -48,8 +48,9 @@
  * (inference tensors plus the training buffers of one image: a thread
  * runs its images one at a time, so the batch size does not enter). A
  * network with batch statistics (batchnorm) keeps those buffers for every
- * image of the thread's chunk besides (emit_train.c, NAME_image_bytes each),
- * which the runtime allocates once it knows the chunk.
+ * image of the thread's chunk besides (emit_train.c, NAME_image_bytes each:
+ * train_image_bytes), which the runtime allocates once it knows the chunk;
+ * check prints that figure and what the train block's batch takes.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -252,4 +253,6 @@ void plan_memory(Net *net) {
   net->infer_state_bytes = params + infer_work;
   net->train_state_bytes = params + (size_t)net->opt_slots * params + 8 + params + infer_work +
                            (size_t)net->train_work_floats * sizeof(float);
+  net->train_image_bytes =
+      net_has_batch_stats(net) ? (size_t)net->train_work_floats * sizeof(float) : 0;
 }

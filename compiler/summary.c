@@ -100,6 +100,13 @@ void summary_print(const Net *net, FILE *out, const char *prefix) {
           bytes_str(a, sizeof a, net->infer_state_bytes));
   fprintf(out, "%sstate for training:  %s (one thread; gradients and work per thread)\n", prefix,
           bytes_str(a, sizeof a, net->train_state_bytes));
+  if (net->train_image_bytes) { /* a thread's chunk holds images [t*B/T, (t+1)*B/T) */
+    const int batch = net->train.batch;
+    fprintf(out, "%s  plus %s per image of a thread's share of the batch (batch statistics):\n",
+            prefix, bytes_str(a, sizeof a, net->train_image_bytes));
+    fprintf(out, "%s  %s for batch %d on one thread; on T threads, ceil(%d / T) images each\n",
+            prefix, bytes_str(b, sizeof b, net->train_image_bytes * (size_t)batch), batch, batch);
+  }
 }
 
 void summary_classes(const Net *net, FILE *out, const char *prefix) {

@@ -350,28 +350,59 @@ int cli_params(const Net *net, StParam *out) {
   return nt;
 }
 
-int cli_counts(const Net *net, const long long *tracked, StCount *out) {
-  int n = 0;
-  for (int i = 0; tracked && i < net->nlayers; i++)
-    if (op_modules[net->layers[i].op]->stats) {
-      snprintf(out[n].name, sizeof out[n].name, "%s.num_batches_tracked", net->layers[i].name);
-      out[n++].value = tracked[i];
-    }
-  return n;
+/* LAYER.num_batches_tracked of layer i into name, or false where the layer
+   has no running statistics. */
+static bool count_name(const Net *net, int i, char *name, size_t size) {
+  if (!op_modules[net->layers[i].op]->stats)
+    return false;
+  snprintf(name, size, "%s.num_batches_tracked", net->layers[i].name);
+  return true;
+}
+
+StCount *cli_counts(const Net *net, const long long *tracked, int *n) {
+  StCount *out = calloc((size_t)net->nlayers + 1, sizeof *out);
+  *n = 0;
+  for (int i = 0; out && tracked && i < net->nlayers; i++)
+    if (count_name(net, i, out[*n].name, sizeof out[*n].name))
+      out[(*n)++].value = tracked[i];
+  return out;
+}
+
+void cli_read_counts(const Net *net, const StFile *f, long long *tracked) {
+  char name[sizeof((StCount *)0)->name];
+  for (int i = 0; i < net->nlayers; i++)
+    if (count_name(net, i, name, sizeof name))
+      st_count(f, name, &tracked[i]);
+}
+
+/* A raw .f32 weights file (by its name) rather than safetensors. */
+static bool is_raw_f32(const char *path) {
+  size_t n = strlen(path);
+  return n > 4 && strcmp(path + n - 4, ".f32") == 0;
+}
+
+int cli_read_weight_counts(const char *path, const Net *net, long long *tracked, Err *e) {
+  if (is_raw_f32(path) || !net_has_stats(net))
+    return 0;
+  StFile f;
+  if (st_read(path, &f, e) < 0)
+    return -1;
+  cli_read_counts(net, &f, tracked);
+  st_free(&f);
+  return 0;
 }
 
 int cli_write_trained(const char *path, const Net *net, const float *params,
                       const long long *tracked, const char *const *extra_meta, Err *e) {
-  int np = cli_params(net, NULL);
+  int np = cli_params(net, NULL), nc;
   StParam *p = calloc((size_t)np + 1, sizeof *p);
-  StCount *counts = calloc((size_t)net->nlayers + 1, sizeof *counts);
+  StCount *counts = cli_counts(net, tracked, &nc);
   if (!p || !counts || cli_params(net, p) < 0) {
     free(p);
     free(counts);
     e->internal = 1;
     return err_set(e, path, "out of memory");
   }
-  int nc = cli_counts(net, tracked, counts);
   int rc = st_write_params(path, net->name, p, np, params, counts, nc, extra_meta, e);
   free(p);
   free(counts);
@@ -475,13 +506,12 @@ float *cli_read_weights(const char *path, const Net *net, ClassNames *cn, Err *e
   StParam *ti = calloc((size_t)nt + 1, sizeof *ti);
   float *params = malloc(((size_t)net->param_count + 1) * sizeof *params);
   int rc = -1;
-  size_t n = strlen(path);
   if (!ti || !params) {
     err_set(e, path, "out of memory");
     e->internal = 1;
   } else {
     cli_params(net, ti);
-    if (n > 4 && strcmp(path + n - 4, ".f32") == 0)
+    if (is_raw_f32(path))
       rc = read_f32(path, net, params, e);
     else
       rc = read_safetensors(path, ti, nt, params, cn, (int)shape_size(net->output), e);

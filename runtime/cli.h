@@ -128,9 +128,16 @@ int cli_params(const Net *net, StParam *out);
 int cli_write_weights(const char *path, const Net *net, const float *params,
                       const char *const *extra_meta, Err *e);
 /* The counts of batches each layer with running statistics has tracked,
-   tracked[layer index], as LAYER.num_batches_tracked into out (at most
-   nlayers of them); returns their number. */
-int cli_counts(const Net *net, const long long *tracked, StCount *out);
+   tracked[layer index], as LAYER.num_batches_tracked: a malloc'd array (NULL
+   when out of memory), their number in *n (0 where tracked is NULL). */
+StCount *cli_counts(const Net *net, const long long *tracked, int *n);
+/* The reverse: each LAYER.num_batches_tracked that f holds into
+   tracked[layer index] (optional, as in PyTorch's files: the others are left
+   as they are). */
+void cli_read_counts(const Net *net, const StFile *f, long long *tracked);
+/* cli_read_counts from the weights file at path, where it is safetensors: a
+   raw .f32 file (cli_read_weights) holds parameters only, and reads none. */
+int cli_read_weight_counts(const char *path, const Net *net, long long *tracked, Err *e);
 /* cli_write_weights with the layers' num_batches_tracked (tracked: as
    cli_counts takes it; NULL: none written). */
 int cli_write_trained(const char *path, const Net *net, const float *params,

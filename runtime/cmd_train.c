@@ -180,17 +180,6 @@ typedef struct Run {
   long long *tracked; /* [nlayers]: a batchnorm's num_batches_tracked (steps so far) */
 } Run;
 
-/* Each layer's num_batches_tracked from a weights file or checkpoint, where
-   it has them (read optionally, as PyTorch's files have them). */
-static void read_tracked(Run *r, const StFile *f) {
-  char name[sizeof((StCount *)0)->name];
-  for (int i = 0; i < r->net->nlayers; i++)
-    if (op_modules[r->net->layers[i].op]->stats) {
-      snprintf(name, sizeof name, "%s.num_batches_tracked", r->net->layers[i].name);
-      st_count(f, name, &r->tracked[i]);
-    }
-}
-
 /* After a step: every batch_stats layer tracked one batch more. */
 static void count_batch(Run *r) {
   for (int i = 0; i < r->net->nlayers; i++)
@@ -274,7 +263,8 @@ static int write_checkpoint(Run *r, Err *e) {
   if (classes_json(r, r->ckpt, &classes, e) < 0)
     return -1;
   StParam *t = checkpoint_tensors(r, &n);
-  StCount *counts = calloc((size_t)r->net->nlayers + 1, sizeof *counts);
+  int ncounts;
+  StCount *counts = cli_counts(r->net, r->tracked, &ncounts);
   if (!t || !counts) {
     free(t);
     free(counts);
@@ -283,7 +273,7 @@ static int write_checkpoint(Run *r, Err *e) {
     return err_set(e, r->ckpt, "out of memory");
   }
   CkptMeta m = {.counts = counts,
-                .ncounts = cli_counts(r->net, r->tracked, counts),
+                .ncounts = ncounts,
                 .network = r->net->name,
                 .classes = classes,
                 .optimizer = optimizer_words[r->net->train.optimizer],
@@ -442,7 +432,7 @@ static int resume(Run *r, const char *path, Err *e) {
   r->good_ckpt = path;
   r->good_epoch = r->epoch;
   r->good_batch = r->batch_done;
-  read_tracked(r, &f);
+  cli_read_counts(r->net, &f, r->tracked);
   note_changes(r, &f, &m);
 done:
   st_free(&f);
@@ -775,7 +765,20 @@ static int update_log(Run *r, Err *e) {
   return write_plot(r, e);
 }
 
-/* The weights: the last epoch's, or with early_stopping the best epoch's. */
+/* Each layer's num_batches_tracked when the best epoch ended: the batches
+   since (each counted once by every batch_stats layer) taken back off.
+   malloc'd; NULL when out of memory. */
+static long long *best_tracked(const Run *r) {
+  long long *t = malloc(((size_t)r->net->nlayers + 1) * sizeof *t);
+  const long long since =
+      (long long)(r->epoch - r->best_epoch) * batches_per_epoch(r) + r->batch_done;
+  for (int i = 0; t && i < r->net->nlayers; i++)
+    t[i] = r->tracked[i] - (op_modules[r->net->layers[i].op]->batch_stats ? since : 0);
+  return t;
+}
+
+/* The weights: the last epoch's, or with early_stopping the best epoch's
+   (with that epoch's num_batches_tracked). */
 static int write_weights(Run *r, Err *e) {
   r->en.store(r->en.model, r->state);
   const bool best = r->net->train.patience && r->best_epoch > 0;
@@ -805,7 +808,12 @@ static int write_weights(Run *r, Err *e) {
     meta[m++] = "test_loss";
     meta[m++] = loss;
   }
-  int rc = cli_write_trained(r->out, r->net, best ? best_params(r) : r->state, r->tracked, meta, e);
+  long long *tracked = best ? best_tracked(r) : r->tracked;
+  int rc = tracked ? cli_write_trained(r->out, r->net, best ? best_params(r) : r->state, tracked,
+                                       meta, e)
+                   : (e->internal = 1, err_set(e, r->out, "out of memory"));
+  if (best)
+    free(tracked);
   free(classes);
   return rc;
 }
@@ -1150,12 +1158,8 @@ static int run(const CliArgs *cli) {
       goto fail;
   } else if (!a->value[CLI_WEIGHTS]) {
     r.en.init(r.en.model, r.net->train.seed);
-  } else if (net_has_stats(r.net)) { /* num_batches_tracked, where the file has it */
-    StFile f;
-    if (st_read(a->value[CLI_WEIGHTS], &f, &e) < 0)
-      goto fail;
-    read_tracked(&r, &f);
-    st_free(&f);
+  } else if (cli_read_weight_counts(a->value[CLI_WEIGHTS], r.net, r.tracked, &e) < 0) {
+    goto fail;
   }
   if (r.dist.rank == 0 && start_log(&r, &e) < 0)
     goto fail;

@@ -16,6 +16,7 @@
 #include "dist.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
@@ -82,43 +83,46 @@ static void quiet(Dist *d) {
     d->err_fd = 2;
 }
 
-/* A small file of /proc into buf, NUL-terminated; its length, -1 when it
-   cannot be read. Not io.c's readers: this runs in the wait loop, where a
-   missing file is an answer, not an error, and nothing is allocated. */
+/* A small file of /proc into buf, NUL-terminated; its length, -1 with
+   errno when it cannot be read. Not io.c's readers: this runs in the wait
+   loop, where a missing file is an answer, not an error, and nothing is
+   allocated. */
 static ssize_t read_proc(const char *path, char *buf, size_t cap) {
+  buf[0] = 0;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
-  if (fd >= 0)
-    close(fd);
+  if (fd < 0)
+    return -1;
+  ssize_t n = read(fd, buf, cap - 1);
+  int err = errno;
+  close(fd);
   buf[n > 0 ? n : 0] = 0;
+  errno = err;
   return n;
 }
 
-/* /proc/PID/stat's state (field 3) and start time (field 22); -1 when the
-   process is gone. */
-static int proc_stat(int pid, char *state, unsigned long long *start) {
+/* /proc/PID/stat's state (field 3) and start time (field 22). */
+int dist_process_start(int pid, unsigned long long *start) {
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  if (read_proc(path, buf, sizeof buf) <= 0)
-    return -1;
+  if (read_proc(path, buf, sizeof buf) < 0) /* ESRCH: it went while the file was open */
+    return errno == ENOENT || errno == ESRCH ? DIST_GONE : DIST_UNKNOWN;
   char *p = strrchr(buf, ')'); /* after the command's name, which may hold anything */
   if (!p || p[1] != ' ' || !p[2])
-    return -1;
-  *state = p[2];
+    return DIST_UNKNOWN;
+  const char state = p[2];
   for (int field = 2; field < 22 && p; field++)
     if ((p = strchr(p + 1, ' ')))
       p++;
   if (!p)
-    return -1;
+    return DIST_UNKNOWN;
   *start = strtoull(p, NULL, 10);
-  return 0;
+  return state == 'Z' || state == 'X' ? DIST_GONE : 0;
 }
 
 static void this_process(DistPeer *me) {
   memset(me, 0, sizeof *me);
   me->pid = (int)getpid();
-  char state;
-  if (proc_stat(me->pid, &state, &me->start) < 0)
+  if (dist_process_start(me->pid, &me->start) != 0)
     return;
   char boot[40], ns[48];
   ssize_t nb = read_proc("/proc/sys/kernel/random/boot_id", boot, sizeof boot);
@@ -131,18 +135,20 @@ static void this_process(DistPeer *me) {
 }
 
 /* The wait check: a rank on this machine whose process is gone (or a
-   zombie) has died. mpirun ends the job, naming it, but the ranks it
-   stops would say nothing: this rank says which one and stops. */
+   zombie, or another process under its pid) has died. mpirun ends the job,
+   naming it, but the ranks it stops would say nothing: this rank says which
+   one and stops. Where /proc cannot tell this time (no descriptor left,
+   an interrupted read), the next round asks again. */
 static void check_peers(void *arg) {
   Dist *d = arg;
   const DistPeer *me = &d->peers[d->rank];
   for (int r = 0; r < d->size && me->machine[0]; r++) {
     const DistPeer *p = &d->peers[r];
-    char state;
     unsigned long long start;
-    if (r == d->rank || strcmp(p->machine, me->machine) != 0 ||
-        (proc_stat(p->pid, &state, &start) == 0 && state != 'Z' && state != 'X' &&
-         start == p->start))
+    if (r == d->rank || strcmp(p->machine, me->machine) != 0)
+      continue;
+    int there = dist_process_start(p->pid, &start);
+    if (there == DIST_UNKNOWN || (there == 0 && start == p->start))
       continue;
     char msg[300];
     int n = snprintf(msg, sizeof msg,

@@ -50,6 +50,14 @@ int dist_local_ranks(void);
 int dist_open(Dist *d, Err *e);
 void dist_close(Dist *d);
 
+/* A process on this machine, as the wait check sees it: 0 and its start
+   time (/proc/PID/stat, so that a reused pid is told apart) in *start;
+   DIST_GONE when there is no such process or it is a zombie; DIST_UNKNOWN
+   when /proc could not be read this time (EMFILE, EINTR, ...): no answer,
+   not a death. */
+enum { DIST_GONE = -1, DIST_UNKNOWN = -2 };
+int dist_process_start(int pid, unsigned long long *start);
+
 /* The primitive: parts[0..nparts) are this rank's threads' n floats each,
    in thread order (NULL: that thread adds nothing); out gets, on every rank,
    p_0 + p_1 + ... over all global threads, added one after the other

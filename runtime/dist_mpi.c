@@ -12,6 +12,7 @@
  * looks for a rank that died (MPI itself would wait on).
  */
 #include <mpi.h>
+#include <string.h>
 #include <time.h>
 
 #include "dist_ops.h"
@@ -47,12 +48,20 @@ static int finish(MPI_Request *req) {
   }
 }
 
+/* init's own failure, which error_string says (MPI's codes are >= 0). */
+enum { NO_THREAD_LEVEL = -1 };
+
 static int init(int *rank, int *size) {
   int provided, rc;
-  /* SERIALIZED: the thread that calls may change (batch statistics are
-     summed from inside a step), never two at once. */
-  if ((rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided)) != MPI_SUCCESS)
+  /* FUNNELED: cnngen runs threads, but only the one that called
+     MPI_Init_thread calls MPI (a step's chunk 0 runs on it, and trainer.c's
+     reduce sums the batch statistics over the ranks from chunk 0). */
+  if ((rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided)) != MPI_SUCCESS)
     return rc;
+  if (provided < MPI_THREAD_FUNNELED) { /* the same library on every rank: all stop here */
+    MPI_Finalize();
+    return NO_THREAD_LEVEL;
+  }
   if ((rc = MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN)) != MPI_SUCCESS ||
       (rc = MPI_Comm_rank(MPI_COMM_WORLD, rank)) != MPI_SUCCESS)
     return rc;
@@ -107,9 +116,10 @@ static int allgather(const void *mine, size_t bytes, void *all) {
 }
 
 static void error_string(int code, char *buf, size_t cap) {
-  char s[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  if (MPI_Error_string(code, s, &len) != MPI_SUCCESS)
+  char s[MPI_MAX_ERROR_STRING] = "this MPI does not allow threads (MPI_THREAD_FUNNELED: only the "
+                                 "thread that called MPI_Init calls MPI)";
+  int len = code == NO_THREAD_LEVEL ? (int)strlen(s) : 0;
+  if (code != NO_THREAD_LEVEL && MPI_Error_string(code, s, &len) != MPI_SUCCESS)
     len = 0;
   size_t n = (size_t)len < cap ? (size_t)len : cap - 1;
   for (size_t i = 0; i < n; i++)

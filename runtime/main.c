@@ -109,7 +109,8 @@ static void print_overview(FILE *out) {
         "\n"
         "cnngen reads a network described in a small text language (.cnn), checks\n"
         "every shape, and emits specialized C for inference and training. The C is\n"
-        "run in-process (--backend tcc: libtcc, or cc: the system compiler) or\n"
+        "run in-process (--backend tcc: libtcc; cc: the system compiler; cc-kernels:\n"
+        "the system compiler for the glue around cnngen's prebuilt kernels) or\n"
         "written out to be built into another program.\n"
         "\n"
         "Commands:\n",
@@ -120,7 +121,7 @@ static void print_overview(FILE *out) {
         "Options common to the commands that run a network:\n"
         "  --weights W       weights file: safetensors (PyTorch layout), or W.f32, the\n"
         "                    raw little-endian floats that NAME_store writes\n"
-        "  --backend B       auto (default), tcc or cc\n"
+        "  --backend B       auto (default), tcc, cc or cc-kernels\n"
         "  --threads N       1 to 256 (default: the number of CPUs)\n"
         "\n"
         "Examples:\n"

@@ -460,8 +460,10 @@ double trainer_step(Trainer *t, const float *x, const float *target, const float
   else
     wsum = n;
   *weight_sum = wsum;
-  if (wsum > 0)
-    t->update(t->en->model, t->grads[0], (float)(1.0 / wsum), (float)t->lr);
+  /* weights summing to 0: no step, but batch statistics move the running
+     ones (scale 0), as PyTorch's forward pass does whatever the loss */
+  if (wsum > 0 || t->batch)
+    t->update(t->en->model, t->grads[0], wsum > 0 ? (float)(1.0 / wsum) : 0.0f, (float)t->lr);
   return loss;
 }
 

@@ -299,7 +299,19 @@ static void test_cli_help_for_every_command(void **state) {
     assert_contains(page, "Example");
     assert_int_equal(tu_run("%s --help", names[i]), 0);
     assert_string_equal(tu_out, page);
+    if (strstr(page, "--backend"))
+      assert_contains(page, "cc-kernels");
     free(page);
+  }
+  /* the overview's --backend names every backend backend_parse takes */
+  const char *line = strstr(overview, "\n  --backend B ");
+  assert_non_null(line);
+  char backends[128];
+  snprintf(backends, sizeof backends, "%.*s", (int)strcspn(line + 1, "\n"), line + 1);
+  const char *words[] = {"auto", "tcc", "cc", "cc-kernels"};
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+    assert_true(backend_parse(words[i]) >= 0);
+    assert_contains(backends, words[i]);
   }
   free(overview);
   assert_int_equal(tu_run("help nosuch"), 1);

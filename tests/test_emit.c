@@ -797,6 +797,27 @@ static void test_emit_channel_tails_are_vectorized(void **state) {
   arena_free(&a);
 }
 
+/* Dense layers of whole 16-float vectors run in register blocks of up to 8
+   vectors: where no count of 4 or more divides the vectors (176 outputs: 11
+   of 16, 22 of 8), blocks of 8 and one of the rest, not blocks of one
+   (an FMA chain waiting on its own latency); where one does (192: 12 and
+   24), blocks of it. */
+static void test_emit_dense_blocks_of_eight_and_the_rest(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "network db\ninput 7x8x1\nflatten\ndense 176 relu\n"
+                               "dense 192\n");
+  size_t len;
+  char *s = emit_text(net, &(EmitOptions){0}, false, &len);
+  assert_int_equal(tu_count(s, "enum { OB = 8, REST = db_VW == 16 ? 3 : 6 };"), 1);
+  assert_int_equal(tu_count(s, "for (int o0 = 0; o0 < 176 - REST * db_VW; o0 += OB * db_VW)"), 1);
+  assert_int_equal(tu_count(s, "const int o0 = 176 - REST * db_VW;"), 1);
+  assert_int_equal(tu_count(s, "enum { OB = db_VW == 16 ? 6 : 8 };"), 1);
+  assert_null(strstr(s, "? 1 : 2"));
+  free(s);
+  arena_free(&a);
+}
+
 /* The generated NAME.c and NAME.h of examples/NAME.cnn against
    tests/snapshots/ (see the top of this file); returns the number of files
    that differ (0 when update rewrote them). */
@@ -1496,6 +1517,7 @@ int main(void) {
       cmocka_unit_test(test_emit_class_names),
       cmocka_unit_test(test_emit_is_deterministic),
       cmocka_unit_test(test_emit_channel_tails_are_vectorized),
+      cmocka_unit_test(test_emit_dense_blocks_of_eight_and_the_rest),
       cmocka_unit_test(test_emit_vector_width_follows_target),
       cmocka_unit_test(test_emit_fashion_training_half),
       cmocka_unit_test(test_emit_act_polynomials_once),

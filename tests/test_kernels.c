@@ -6,7 +6,8 @@
  * strides and rectangular windows, pixel counts that leave uneven tiles,
  * fused pools, transposed weights or none; grouped and depthwise convs,
  * batchnorm's sums and normalization. Then the generated C for tcc: its
- * layers call the kernels, and an engine on it agrees with cc's.
+ * layers call the kernels, an engine on it infers as cc's does, and a few
+ * training steps give cc-kernels' losses and weights.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 #include "engine.h"
 #include "kernels/kernels.h"
 #include "testutil.h"
+#include "trainer.h"
 
 #define TYPEDEF(name, params) typedef void name##_fn params;
 CNK_KERNELS(TYPEDEF)
@@ -580,6 +582,46 @@ static void same_on_both_backends(const Net *net) {
   free(x), free(y[0]), free(y[1]), free(y[2]);
 }
 
+/* A few SGD or Adam steps of net (its train block's optimizer) on tcc and
+   on cc-kernels, the kernels both run with glue of two compilers: the same
+   loss at every step and the same weights at the end, up to rounding. */
+static void same_training_on_both_backends(const Net *net) {
+  enum { STEPS = 4, N = 4 };
+  const BackendKind kinds[2] = {BACKEND_TCC, BACKEND_CC_KERNELS};
+  const long in = shape_size(net->input), out = shape_size(net->output);
+  float *x = randoms(N * in), *target = calloc((size_t)(N * out), sizeof *target);
+  float *params[2] = {malloc((size_t)net->param_count * sizeof(float)),
+                      malloc((size_t)net->param_count * sizeof(float))};
+  assert_true(target && params[0] && params[1]);
+  for (int i = 0; i < N; i++)
+    target[i * out + i % out] = 1.0f;
+  double loss[2][STEPS];
+  Err e = {0};
+  for (int k = 0; k < 2; k++) {
+    Engine en;
+    Trainer t = {0};
+    if (engine_open(&en, net, kinds[k], true, 1, &e) < 0 || trainer_open(&t, &en, &e) < 0)
+      fail_msg("%s", e.msg);
+    en.init(en.model, 7);
+    for (int s = 0; s < STEPS; s++) {
+      double wsum;
+      loss[k][s] = trainer_step(&t, x, target, NULL, N, 0, NULL, &wsum) / wsum;
+    }
+    en.store(en.model, params[k]);
+    trainer_close(&t);
+    engine_close(&en);
+  }
+  for (int s = 0; s < STEPS; s++) {
+    print_message("step %d: loss %.9g (tcc), %.9g (cc-kernels)\n", s + 1, loss[0][s], loss[1][s]);
+    assert_true(isfinite(loss[0][s]));
+    assert_true(fabs(loss[1][s] - loss[0][s]) <= 1e-5 * (1 + fabs(loss[0][s])));
+  }
+  assert_true(loss[0][STEPS - 1] != loss[0][0]); /* the steps moved the weights */
+  for (long i = 0; i < net->param_count; i++)
+    assert_float_equal(params[1][i], params[0][i], 1e-4 * (1 + fabsf(params[0][i])));
+  free(x), free(target), free(params[0]), free(params[1]);
+}
+
 /* The training C for tcc (EmitOptions.kernels) of network `src`, written to
    `file` and compiled into *net (in arena); malloc'd. */
 static char *jit_source(Arena *arena, const char *file, const char *src, Net **net) {
@@ -597,8 +639,8 @@ static char *jit_source(Arena *arena, const char *file, const char *src, Net **n
   return text;
 }
 
-/* The generated C for tcc calls the kernels for every loop of its layers,
-   and an engine on it (inference and a training step) agrees with cc's. */
+/* The generated C for tcc calls the kernels for every loop of its layers;
+   an engine on it infers as cc's does, and trains as cc-kernels' does. */
 static const char net_src[] = "network k\n"
                               "input 12x10x6\n"
                               "conv2d 20 3x3 padding=same relu\n"
@@ -630,6 +672,7 @@ static void test_kernels_generated_c_calls_them(void **state) {
   assert_int_equal(tu_count(text, "for (int ky"), 0); /* no loop of a layer's own */
   free(text);
   same_on_both_backends(net);
+  same_training_on_both_backends(net);
   arena_free(&arena);
 }
 

@@ -4,7 +4,8 @@
  * threads byte for byte; a rank whose network or data differ stops every
  * rank with one message; a killed rank ends the job instead of hanging;
  * checkpoints resume across rank counts with the same thread total; a
- * cnngen without its MPI plugin refuses under mpirun.
+ * cnngen without its MPI plugin refuses under mpirun. First, without
+ * mpirun, the wait check's look at a process: gone, there, or no answer.
  *
  * Every rank runs through ./rank.sh, which records its pid in .rankN.pid
  * and, for rank 1, reads rank1.env and runs inside rank1/ when these exist
@@ -25,14 +26,18 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "formats/idx.h"
 #include "testutil.h"
 
@@ -478,7 +483,48 @@ static void test_mpi_without_plugin_refuses(void **state) {
   assert_false(tu_exists("p.safetensors"));
 }
 
+/* The wait check's look at a rank's process (no mpirun needed): this
+   process is there, with a start time; a zombie and a reaped child are
+   gone; with no descriptor left, /proc cannot say, and that is no answer
+   rather than a death (a live rank was named dead before). */
+static void test_mpi_wait_check_tells_gone_from_unknown(void **state) {
+  (void)state;
+  unsigned long long start = 0, again = 0;
+  assert_int_equal(dist_process_start((int)getpid(), &start), 0);
+  assert_true(start > 0);
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0)
+    _exit(0);
+  int there = 0;
+  for (int i = 0; i < 2000 && (there = dist_process_start((int)child, &again)) == 0; i++)
+    usleep(1000); /* until it is a zombie */
+  assert_int_equal(there, DIST_GONE);
+  assert_int_equal(waitpid(child, NULL, 0), child);
+  assert_int_equal(dist_process_start((int)child, &again), DIST_GONE);
+  /* every descriptor taken: EMFILE */
+  struct rlimit old, low;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = 64;
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+  int fds[64], n = 0;
+  while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+    n++;
+  there = dist_process_start((int)getpid(), &again);
+  while (n > 0)
+    close(fds[--n]);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+  assert_int_equal(there, DIST_UNKNOWN);
+}
+
 int main(void) {
+  const struct CMUnitTest local[] = {
+      cmocka_unit_test(test_mpi_wait_check_tells_gone_from_unknown),
+  };
+  int failed = cmocka_run_group_tests(local, NULL, NULL);
+  if (failed)
+    return failed;
   if (system("command -v mpirun >/dev/null") != 0) {
     fprintf(stderr, "test_mpi: mpirun is missing (sh tests/install-deps installs Open MPI)\n");
     return 77;

@@ -205,7 +205,8 @@ static void test_onnx_round_trip_of_pytorch_models(void **state) {
 
 /* The train block import writes fits the output: sigmoid outputs (labels)
    get binary cross-entropy; a softmax of one output, which has no classes
-   to tell apart, mse (sparse cross-entropy would not check). */
+   to tell apart, mse (sparse cross-entropy would not check), as the help
+   says. */
 static void test_onnx_import_train_block_fits_the_output(void **state) {
   (void)state;
   static char text[1 << 14];
@@ -226,6 +227,8 @@ static void test_onnx_import_train_block_fits_the_output(void **state) {
   assert_int_equal(tu_run("import one.onnx -o back.cnn"), 0);
   tu_read_file(tu_path("back.cnn"), text, sizeof text);
   assert_contains(text, "train {\n  loss      mse\n");
+  assert_int_equal(tu_run("help import"), 0); /* and its help says so */
+  assert_contains(tu_out, "mse too for a softmax of one output");
 }
 
 static void test_onnx_round_trip(void **state) {

@@ -676,6 +676,55 @@ static void test_shape_summary_table(void **state) {
   arena_free(&a);
 }
 
+/* v with a comma between groups of three digits, as check prints counts. */
+static const char *grouped(char *buf, size_t size, size_t v) {
+  if (v < 1000) {
+    snprintf(buf, size, "%zu", v);
+  } else {
+    char head[32];
+    snprintf(buf, size, "%s,%03zu", grouped(head, sizeof head, v / 1000), v % 1000);
+  }
+  return buf;
+}
+
+/* With batchnorm, training keeps every image's buffers of a thread's share
+   of the batch: check names that figure, NAME_image_bytes() of the
+   generated C, and what the train block's batch takes on one thread;
+   without, it says nothing of it. */
+static void test_shape_summary_counts_batch_statistics_buffers(void **state) {
+  (void)state;
+  const char *src = "network bns\ninput 10x10x3\nconv2d 8 3x3 bias=false\nbatchnorm\nrelu\n"
+                    "maxpool 2x2\nflatten\ndense 5 softmax\ntrain {\n  batch 12\n}\n";
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, src);
+  size_t size;
+  char *out;
+  FILE *mem = open_memstream(&out, &size);
+  summary_print(net, mem, " * ");
+  fclose(mem);
+  Program *prog = tu_build_training(net, BACKEND_TCC, false);
+  size_t image = tu_call_size(prog, net, "_image_bytes");
+  program_free(prog);
+  assert_true(image > 0);
+  char want[256], n[32];
+  snprintf(want, sizeof want, " *   plus %s bytes", grouped(n, sizeof n, image));
+  assert_contains(out, want);
+  assert_contains(out, " per image of a thread's share of the batch (batch statistics):\n");
+  snprintf(want, sizeof want, " *   %s bytes", grouped(n, sizeof n, 12 * image));
+  assert_contains(out, want);
+  assert_contains(out, " for batch 12 on one thread; on T threads, ceil(12 / T) images each\n");
+  free(out);
+  arena_free(&a);
+  /* no batchnorm: no such line */
+  net = tu_compile_ok(&a, "input 10x10x3\nconv2d 8 3x3\nflatten\ndense 5 softmax\n");
+  mem = open_memstream(&out, &size);
+  summary_print(net, mem, "");
+  fclose(mem);
+  assert_null(strstr(out, "batch statistics"));
+  free(out);
+  arena_free(&a);
+}
+
 static void test_shape_dump_ir_after_each_pass(void **state) {
   (void)state;
   const char *src = "input 6x6x1\nconv2d 2 3x3 padding=same relu\nmaxpool 2x2\nflatten\n"
@@ -915,6 +964,7 @@ int main(void) {
       cmocka_unit_test(test_shape_bad_values_in_ir),
       cmocka_unit_test(test_shape_skips_what_lower_reported),
       cmocka_unit_test(test_shape_summary_table),
+      cmocka_unit_test(test_shape_summary_counts_batch_statistics_buffers),
       cmocka_unit_test(test_shape_batchnorm),
       cmocka_unit_test(test_shape_batchnorm_refusals),
       cmocka_unit_test(test_shape_dump_ir_after_each_pass),

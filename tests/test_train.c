@@ -43,6 +43,8 @@
 #include "../compiler/compile.h"
 #include "../compiler/emit.h"
 #include "backend.h"
+#include "cli.h"
+#include "engine.h"
 #include "formats/idx.h"
 #include "formats/safetensors.h"
 #include "testutil.h"
@@ -64,6 +66,9 @@ typedef struct Compiled {
   void (*update_d)(void *m, const void *g, double scale, double lr); /* float as double */
   void (*store)(const void *m, void *params);
   void (*store_opt)(const void *m, void *state, uint64_t *step);
+  void (*init)(void *m, uint64_t seed);
+  float (*train_step)(void *m, void *w, void *g, const float *x, const float *target,
+                      const float *weight, int n, uint64_t key, float lr); /* float only */
   void *images; /* batch statistics: buffers for MAX_IMAGES images (new_work) */
 } Compiled;
 
@@ -93,6 +98,8 @@ static void compile_net(Compiled *c, const char *src, BackendKind kind, bool dbl
   SYM(c, update, "_update");
   SYM(c, update_d, "_update");
   SYM(c, store_opt, "_store_opt");
+  SYM(c, init, "_init");
+  SYM(c, train_step, "_train_step");
 }
 
 /* A work area for c; with batch statistics, holding buffers for
@@ -420,6 +427,113 @@ static void test_train_loss_values_follow_the_docs(void **state) {
     free(g);
     release(&c);
   }
+}
+
+/* NAME_train_step of a network with batchnorm: a NaN loss (a NaN input)
+   is a divergence like any other, the step taken (the weights go NaN) as
+   without batchnorm; only a work area with fewer image buffers than images
+   returns NaN at once with nothing done. */
+static void test_train_step_nan_loss_is_not_missing_buffers(void **state) {
+  (void)state;
+  Compiled c;
+  compile_net(&c,
+              "network bs\ninput 4x4x1\nconv2d 3 3x3 bias=false\nbatchnorm\nflatten\n"
+              "dense 2 softmax\n",
+              BACKEND_TCC, false);
+  void *m = tu_zalloc(c.model_bytes), *w = new_work(&c), *g = tu_zalloc(c.grads_bytes);
+  c.init(m, 1);
+  float x[(MAX_IMAGES + 1) * 16], target[(MAX_IMAGES + 1) * 2] = {0};
+  for (int i = 0; i < (MAX_IMAGES + 1) * 16; i++)
+    x[i] = (float)(i % 7) / 7.0f;
+  for (int i = 0; i <= MAX_IMAGES; i++)
+    target[2 * i + i % 2] = 1.0f;
+  /* the weights, or the optimizer state (adam: 2 slots) */
+  float *params =
+      malloc((size_t)(1 + c.net->opt_slots) * (size_t)c.net->param_count * sizeof *params);
+  uint64_t step;
+  /* too many images for w's buffers: NaN, no step */
+  assert_true(isnan(c.train_step(m, w, g, x, target, NULL, MAX_IMAGES + 1, 0, 0.1f)));
+  c.store_opt(m, params, &step);
+  assert_int_equal(step, 0);
+  /* a finite step, then one on a NaN pixel */
+  assert_true(isfinite(c.train_step(m, w, g, x, target, NULL, 4, 0, 0.1f)));
+  c.store_opt(m, params, &step);
+  assert_int_equal(step, 1);
+  x[5] = NAN;
+  assert_true(isnan(c.train_step(m, w, g, x, target, NULL, 4, 0, 0.1f)));
+  c.store_opt(m, params, &step);
+  assert_int_equal(step, 2);
+  c.store(m, params);
+  assert_true(isnan(params[0])); /* conv1.weight[0]: updated with the NaN gradient */
+  free(params);
+  free(m);
+  free(w);
+  free(g);
+  release(&c);
+}
+
+/* A batch whose weights sum to 0 (class weights) takes no optimizer step,
+   but its statistics still move the running ones, as PyTorch's forward
+   pass moves them whatever the loss: NAME_train_step, and a Trainer. */
+static void test_train_zero_weight_batch_moves_running_statistics(void **state) {
+  (void)state;
+  const char *src = "network zw\ninput 4x4x1\nconv2d 3 3x3 bias=false\nbatchnorm\nflatten\n"
+                    "dense 2 softmax\ntrain {\n  optimizer sgd lr=0.1 momentum=0.9\n}\n";
+  Compiled c;
+  compile_net(&c, src, BACKEND_TCC, false);
+  void (*setup)(void *, void *, int, void (*)(void *, double *, int), void *, int);
+  void *p = sym(&c, "_batch_setup");
+  memcpy(&setup, &p, sizeof p);
+  const long np = c.net->param_count;
+  StParam *ti = calloc((size_t)cli_params(c.net, NULL) + 1, sizeof *ti);
+  int nt = cli_params(c.net, ti);
+  long mean = -1, conv = -1;
+  for (int i = 0; i < nt; i++) {
+    if (!strcmp(ti[i].name, "bn1.running_mean"))
+      mean = ti[i].offset;
+    if (!strcmp(ti[i].name, "conv1.weight"))
+      conv = ti[i].offset;
+  }
+  assert_true(mean >= 0 && conv >= 0);
+  float x[4 * 16], target[4 * 2] = {0}, weight[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 4 * 16; i++)
+    x[i] = (float)(i % 5) / 5.0f;
+  for (int i = 0; i < 4; i++)
+    target[2 * i + i % 2] = 1.0f;
+  float *before = malloc((size_t)np * sizeof *before), *after = malloc((size_t)np * sizeof *after);
+  for (int way = 0; way < 2; way++) {
+    void *m = tu_zalloc(c.model_bytes), *w = new_work(&c), *g = tu_zalloc(c.grads_bytes);
+    setup(w, c.images, MAX_IMAGES, NULL, NULL, 0); /* the batch's statistics into g */
+    c.init(m, 1);
+    c.store(m, before);
+    if (way == 0) {
+      assert_true(c.train_step(m, w, g, x, target, weight, 4, 0, 0.1f) == 0.0f);
+    } else { /* the runtime's step, on an engine over the same code */
+      Engine en;
+      Trainer t = {0};
+      Err e = {0};
+      if (engine_open(&en, c.net, BACKEND_TCC, true, 1, &e) < 0 || trainer_open(&t, &en, &e) < 0)
+        fail_msg("%s", e.msg);
+      en.load(en.model, before);
+      double wsum;
+      assert_true(trainer_step(&t, x, target, weight, 4, 0, NULL, &wsum) == 0.0 && wsum == 0.0);
+      en.store(en.model, after);
+      trainer_close(&t);
+      engine_close(&en);
+    }
+    if (way == 0)
+      c.store(m, after);
+    assert_memory_equal(after + conv, before + conv, 27 * sizeof(float)); /* no step */
+    for (int ch = 0; ch < 3; ch++) /* r = 0.9 r + 0.1 mean: from 0 */
+      assert_true(after[mean + ch] != before[mean + ch] && isfinite(after[mean + ch]));
+    free(m);
+    free(w);
+    free(g);
+  }
+  free(before);
+  free(after);
+  free(ti);
+  release(&c);
 }
 
 /* Two optimizer steps against the formulas of docs/language.md, Numerics, in double. */
@@ -1593,6 +1707,78 @@ static void test_train_batchnorm_on_empty_chunks(void **state) {
                           "images, batch 11)");
 }
 
+/* LAYER.num_batches_tracked in weights file `file` of the directory (-1:
+   none). */
+static long long tracked_of(const char *file, const char *name) {
+  StFile f;
+  Err e = {0};
+  if (st_read(tu_path(file), &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  long long n = -1;
+  st_count(&f, name, &n);
+  st_free(&f);
+  return n;
+}
+
+/* The F32 tensors of safetensors file `from` (cnngen writes them in the
+   network's order), one after the other as the raw .f32 file `to`: what
+   NAME_store gives. */
+static void write_raw_f32(const char *from, const char *to) {
+  StFile f;
+  Err e = {0};
+  if (st_read(tu_path(from), &f, &e) < 0)
+    fail_msg("%s", e.msg);
+  FILE *out = fopen(tu_path(to), "wb");
+  assert_non_null(out);
+  for (int i = 0; i < f.ntensors; i++)
+    if (strcmp(f.tensors[i].dtype, "F32") == 0)
+      assert_int_equal(fwrite(f.tensors[i].data, 1, f.tensors[i].nbytes, out), f.tensors[i].nbytes);
+  st_free(&f);
+  assert_int_equal(fclose(out), 0);
+}
+
+/* --weights as a raw .f32 file (parameters only) on a network with
+   batchnorm: the same weights as from the safetensors file it came from,
+   with num_batches_tracked counted from 0 rather than from the file's. */
+static void test_train_batchnorm_from_raw_f32_weights(void **state) {
+  (void)state;
+  tu_quadrant_data("bnr", 23, 8);
+  tu_write_text("bnt.cnn", bn_net);
+  const char *args = "--data bnr --backend tcc --threads 2 --epochs 1";
+  assert_int_equal(tu_run("train bnt.cnn %s --out i.st --checkpoint i.ckpt", args), 0);
+  write_raw_f32("i.st", "i.f32");
+  assert_int_equal(tu_run("train bnt.cnn %s --weights i.st --out s.st --checkpoint s.ckpt", args),
+                   0);
+  assert_int_equal(tu_run("train bnt.cnn %s --weights i.f32 --out r.st --checkpoint r.ckpt", args),
+                   0);
+  write_raw_f32("s.st", "s.f32");
+  write_raw_f32("r.st", "r.f32");
+  assert_true(same_bytes("s.f32", "r.f32"));
+  assert_int_equal(tracked_of("s.st", "bn1.num_batches_tracked"), 8);
+  assert_int_equal(tracked_of("r.st", "bn1.num_batches_tracked"), 4);
+  assert_int_equal(tracked_of("r.ckpt", "bn2.num_batches_tracked"), 4);
+}
+
+/* early_stopping on a network with batchnorm: the best epoch's weights
+   carry the num_batches_tracked of that epoch's end, not the run's. */
+static void test_train_early_stopping_keeps_the_best_epochs_counts(void **state) {
+  (void)state;
+  quad_parts("rising", 400, 0, 40, 300); /* 300 to train on: 30 batches of 10 */
+  tu_write_text("esb.cnn", "network esb\ninput 12x12x1\nconv2d 4 3x3 bias=false\nbatchnorm\n"
+                           "relu\nmaxpool 2x2\nflatten\ndense 4 softmax\ntrain {\n"
+                           "  optimizer adam lr=0.01\n  batch 10\n  epochs 10\n"
+                           "  validation 0.25\n  early_stopping patience=2\n}\n");
+  assert_int_equal(tu_run("train esb.cnn --data rising --backend tcc --threads 1 --out "
+                          "esb.safetensors --checkpoint esb.ckpt"),
+                   0);
+  const int best = atoi(meta_of("esb.safetensors", "best_epoch"));
+  const int ran = atoi(meta_of("esb.ckpt", "epoch"));
+  print_message("best epoch %d of %d\n", best, ran);
+  assert_true(best >= 1 && best < ran);
+  assert_int_equal(tracked_of("esb.safetensors", "bn1.num_batches_tracked"), 30 * best);
+  assert_int_equal(tracked_of("esb.ckpt", "bn1.num_batches_tracked"), 30 * ran);
+}
+
 static void test_train_reference_cases_on_two_threads(void **state) {
   (void)state;
   for (int b = 0; b < 2; b++) {
@@ -1673,6 +1859,8 @@ int main(void) {
       cmocka_unit_test(test_train_float_code_matches_double),
       cmocka_unit_test(test_train_loss_values_follow_the_docs),
       cmocka_unit_test(test_train_optimizers_follow_the_docs),
+      cmocka_unit_test(test_train_step_nan_loss_is_not_missing_buffers),
+      cmocka_unit_test(test_train_zero_weight_batch_moves_running_statistics),
       cmocka_unit_test(test_train_order_is_a_seeded_permutation),
       cmocka_unit_test(test_train_set_targets_and_class_weights),
       cmocka_unit_test(test_train_lr_schedules_follow_closed_forms),
@@ -1701,6 +1889,8 @@ int main(void) {
       cmocka_unit_test(test_train_plot_draws_every_epoch),
       cmocka_unit_test(test_train_says_when_cc_object_was_cached),
       cmocka_unit_test(test_train_batchnorm_on_empty_chunks),
+      cmocka_unit_test(test_train_batchnorm_from_raw_f32_weights),
+      cmocka_unit_test(test_train_early_stopping_keeps_the_best_epochs_counts),
       cmocka_unit_test(test_train_reference_cases_on_two_threads),
       cmocka_unit_test(test_train_reference_check_names_a_missing_file),
   };

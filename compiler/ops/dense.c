@@ -156,21 +156,60 @@ static void emit_dense_fn(Gen *g, const Layer *l, const char *fn, const EmVec *v
   em_close(EM);
 }
 
-/* The largest count of vectors up to 8 that divides n. */
+/* Vectors of outputs per register block for n vectors: the largest count
+   up to 8 that divides n, where that is at least 4 (or all n); else 8, the
+   last block taking the rest. Blocks of one or two vectors would chain
+   their FMAs on each other's latency (n a prime above 7: 176, 208, 272
+   outputs on 16 floats). */
 static int dense_block(int n) {
   int b = n < 8 ? n : 8;
   while (n % b)
     b--;
-  return b;
+  return b >= 4 || b == n ? b : 8;
+}
+
+/* One block of vectors of outputs from o0 ("" for 0): `count` of them, in
+   a[size], all inputs each. */
+static void emit_dense_vectors(Gen *g, const Layer *l, const char *size, const char *count,
+                               const char *o0, bool bias, bool relu) {
+  const char *n = g->n;
+  const int IN = (int)shape_size(l->in), OUT = l->out.c;
+  em_line(EM, "%s_v a[%s];", n, size);
+  em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, count);
+  if (bias)
+    em_line(EM, "  %s_LOAD(a[v], b + %s);", n, LIN(0, o0, 1L, em_str(EM, "v * %s_VW", n), 1L));
+  else
+    em_line(EM, "  %s_ZERO(a[v]);", n);
+  em_open(EM, "for (int i = 0; i < %d; i++)", IN);
+  em_line(EM, "const float s = x[i];");
+  em_line(EM, "const float *restrict wi = w + %s;", LIN(0, "i", (long)OUT, o0, 1L));
+  em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, count);
+  em_line(EM, "%s_v wv;", n);
+  em_line(EM, "%s_LOAD(wv, wi + v * %s_VW);", n, n);
+  em_line(EM, "%s_FMAV(a[v], s, wv);", n);
+  em_close(EM);
+  em_close(EM);
+  if (relu)
+    em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, count),
+        em_line(EM, "%s_MAXV(a[v], zero);", n);
+  else
+    em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, count), em_indent(EM);
+  em_line(EM, "%s_STORE(y + %s, a[v]);", n, LIN(0, o0, 1L, em_str(EM, "v * %s_VW", n), 1L));
+  if (relu)
+    em_close(EM);
+  else
+    em_dedent(EM);
 }
 
 /* The forward function of a dense layer of a multiple of 16 outputs, once
    for every width: blocks of OB vectors of NAME_VW outputs in registers
-   (OB per width, at most 8: 8 + 8 + 1 registers), all inputs each. */
+   (OB per width, at most 8: 8 + 8 + 1 registers), all inputs each; where
+   OB does not divide the vectors, one more block of the REST. */
 static void emit_dense_generic(Gen *g, const Layer *l, const char *fn) {
   const char *n = g->n;
   const int IN = (int)shape_size(l->in), OUT = l->out.c;
   const int ob16 = dense_block(OUT / 16), ob8 = dense_block(OUT / 8);
+  const int rest16 = OUT / 16 % ob16, rest8 = OUT / 8 % ob8;
   const Act act = g->train ? g->act : l->act;
   const bool bias = forward_has_bias(g, l), relu = act == ACT_RELU;
   em_open_fn(
@@ -182,44 +221,35 @@ static void emit_dense_generic(Gen *g, const Layer *l, const char *fn) {
   if (bias)
     em_line(EM, "const float *restrict b = %s; /* [%d] */", forward_param_ref(g, l, 1), OUT);
   const char *OB = ob16 == ob8 ? em_str(EM, "%d", ob16) : "OB";
-  if (ob16 != ob8)
+  if (rest16 || rest8)
+    em_line(EM, "enum { OB = %s, REST = %s }; /* vectors of outputs per block, in the last */",
+            ob16 == ob8 ? OB : em_str(EM, "%s_VW == 16 ? %d : %d", n, ob16, ob8),
+            rest16 == rest8 ? em_str(EM, "%d", rest16)
+                            : em_str(EM, "%s_VW == 16 ? %d : %d", n, rest16, rest8));
+  else if (ob16 != ob8)
     em_line(EM, "enum { OB = %s_VW == 16 ? %d : %d }; /* vectors of outputs per block */", n, ob16,
             ob8);
   if (relu) {
     em_line(EM, "%s_v zero;", n);
     em_line(EM, "memset(&zero, 0, sizeof zero);");
   }
-  const bool one = OUT / 16 == ob16 && OUT / 8 == ob8; /* one block at each width */
-  if (one)
-    em_open(EM, "%s", "");
-  else
-    em_open(EM, "for (int o0 = 0; o0 < %d; o0 += %s * %s_VW)", OUT, OB, n);
-  const char *o0 = one ? "" : "o0";
-  em_line(EM, "%s_v a[%s];", n, OB);
-  em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, OB);
-  if (bias)
-    em_line(EM, "  %s_LOAD(a[v], b + %s);", n, LIN(0, o0, 1L, em_str(EM, "v * %s_VW", n), 1L));
-  else
-    em_line(EM, "  %s_ZERO(a[v]);", n);
-  em_open(EM, "for (int i = 0; i < %d; i++)", IN);
-  em_line(EM, "const float s = x[i];");
-  em_line(EM, "const float *restrict wi = w + %s;", LIN(0, "i", (long)OUT, o0, 1L));
-  em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, OB);
-  em_line(EM, "%s_v wv;", n);
-  em_line(EM, "%s_LOAD(wv, wi + v * %s_VW);", n, n);
-  em_line(EM, "%s_FMAV(a[v], s, wv);", n);
-  em_close(EM);
-  em_close(EM);
-  if (relu)
-    em_open(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, OB), em_line(EM, "%s_MAXV(a[v], zero);", n);
-  else
-    em_line(EM, "%s_UNROLL for (int v = 0; v < %s; v++)", n, OB), em_indent(EM);
-  em_line(EM, "%s_STORE(y + %s, a[v]);", n, LIN(0, o0, 1L, em_str(EM, "v * %s_VW", n), 1L));
-  if (relu)
+  if (rest16 || rest8) {
+    em_open(EM, "for (int o0 = 0; o0 < %d - REST * %s_VW; o0 += OB * %s_VW)", OUT, n, n);
+    emit_dense_vectors(g, l, "OB", "OB", "o0", bias, relu);
     em_close(EM);
-  else
-    em_dedent(EM);
-  em_close(EM);
+    em_open(EM, "if (REST)");
+    em_line(EM, "const int o0 = %d - REST * %s_VW;", OUT, n);
+    emit_dense_vectors(g, l, "OB", "REST", "o0", bias, relu); /* a[OB]: REST may be 0 */
+    em_close(EM);
+  } else {
+    const bool one = OUT / 16 == ob16 && OUT / 8 == ob8; /* one block at each width */
+    if (one)
+      em_open(EM, "%s", "");
+    else
+      em_open(EM, "for (int o0 = 0; o0 < %d; o0 += %s * %s_VW)", OUT, OB, n);
+    emit_dense_vectors(g, l, OB, OB, one ? "" : "o0", bias, relu);
+    em_close(EM);
+  }
   if (!relu)
     emit_act_pass(g, act, "y", OUT);
   em_close(EM);
