@@ -8,8 +8,9 @@
  * epoch number alone, in mini-batches (the last one partial); a step is one
  * trainer_step (trainer.c). After the epoch the test set is scored and a
  * checkpoint written atomically: the parameters, the optimizer state as
- * `opt.SLOT.TENSOR` tensors and, in the metadata, the epoch, the step count
- * and the recipe. --resume loads all of that, so the rest of the run is the
+ * `opt.SLOT.TENSOR` tensors and, in the metadata, the epoch, the step counts
+ * (the optimizer's and the run's, which a batch of loss weights summing to 0
+ * moves on alone) and the recipe. --resume loads all of that, so the rest of the run is the
  * same, bit for bit, as if it had never stopped. Resuming with another
  * thread count, backend or learning rate is allowed and noted, one line each
  * (note_changes).
@@ -158,7 +159,7 @@ typedef struct Run {
   float *target, *weight;
   int *order;
   float *state;   /* [1 + opt_slots][param_count]: parameters, then optimizer state */
-  uint64_t step;  /* optimizer steps so far */
+  uint64_t step;  /* the run's steps so far: batches, zero-weight ones included */
   int epoch;      /* epochs done */
   int batch_done; /* batches of epoch epoch + 1 done: > 0 only when a signal stopped it there */
   EpochSums sums; /* of epoch epoch + 1 so far */
@@ -280,6 +281,7 @@ static int write_checkpoint(Run *r, Err *e) {
                 .backend = program_backend(r->en.prog),
                 .epoch = (unsigned long long)r->epoch,
                 .step = step,
+                .run_step = r->step,
                 .seed = r->net->train.seed,
                 .batch = (unsigned long long)r->net->train.batch,
                 .samples = (unsigned long long)r->train.n,
@@ -423,7 +425,7 @@ static int resume(Run *r, const char *path, Err *e) {
   r->en.load(r->en.model, r->state);
   r->tr.load_opt(r->en.model, r->state + r->net->param_count, step);
   r->epoch = (int)epoch;
-  r->step = step;
+  r->step = m.run_step;
   r->test_acc = m.test_accuracy;
   r->test_loss = m.test_loss;
   r->best_epoch = m.best_epoch <= epoch ? (int)m.best_epoch : 0;

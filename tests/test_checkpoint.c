@@ -54,6 +54,7 @@ static void test_ckpt_write_read_round_trip(void **state) {
                 .backend = "tcc",
                 .epoch = 3,
                 .step = 120,
+                .run_step = 150,
                 .seed = 18446744073709551615ull,
                 .batch = 32,
                 .samples = 1000,
@@ -75,7 +76,8 @@ static void test_ckpt_write_read_round_trip(void **state) {
   assert_string_equal(r.network, "net");
   assert_string_equal(r.optimizer, "sgd");
   assert_string_equal(r.backend, "tcc");
-  assert_true(r.epoch == 3 && r.step == 120 && r.batch == 32 && r.samples == 1000);
+  assert_true(r.epoch == 3 && r.step == 120 && r.run_step == 150 && r.batch == 32 &&
+              r.samples == 1000);
   assert_true(r.seed == 18446744073709551615ull && r.threads == 2 && r.epoch_batches == 7);
   assert_true(r.sums_ok);
   for (int i = 0; i < 4; i++) /* hex floats: exact */
@@ -108,6 +110,34 @@ static void test_ckpt_read_meta_refuses(void **state) {
   assert_int_equal(st_read(tu_path("s.st"), &f, &e), 0);
   assert_int_equal(ckpt_read_meta(&f, &m, &e), -1);
   assert_non_null(strstr(e.msg, "checkpoint metadata lacks a valid 'step'"));
+  st_free(&f);
+  /* the run's step below the optimizer's */
+  const char *behind[] = {"format",        "cnngen", "kind",     "checkpoint", "epoch", "1",
+                          "step",          "5",      "seed",     "1",          "batch", "2",
+                          "train_samples", "10",     "run_step", "4",          NULL};
+  assert_int_equal(st_write(tu_path("b.st"), &t, 1, behind, &e), 0);
+  assert_int_equal(st_read(tu_path("b.st"), &f, &e), 0);
+  assert_int_equal(ckpt_read_meta(&f, &m, &e), -1);
+  assert_non_null(strstr(e.msg, "checkpoint metadata out of range (run_step 4 below step 5)"));
+  assert_non_null(strstr(e.msg, tu_path("b.st")));
+  st_free(&f);
+}
+
+/* A checkpoint written before run_step: the run's step is the optimizer's. */
+static void test_ckpt_read_meta_without_run_step(void **state) {
+  (void)state;
+  float w[4] = {0};
+  Err e = {0};
+  StEntry t = {"conv1.weight", 4, {2, 1, 1, 1}, w};
+  const char *old[] = {"format",        "cnngen", "kind", "checkpoint", "epoch", "1",
+                       "step",          "5",      "seed", "1",          "batch", "2",
+                       "train_samples", "10",     NULL};
+  assert_int_equal(st_write(tu_path("o.st"), &t, 1, old, &e), 0);
+  StFile f;
+  CkptMeta m;
+  assert_int_equal(st_read(tu_path("o.st"), &f, &e), 0);
+  assert_int_equal(ckpt_read_meta(&f, &m, &e), 0);
+  assert_true(m.step == 5 && m.run_step == 5);
   st_free(&f);
 }
 
@@ -174,6 +204,7 @@ int main(void) {
       cmocka_unit_test(test_ckpt_params_names_and_offsets),
       cmocka_unit_test(test_ckpt_write_read_round_trip),
       cmocka_unit_test(test_ckpt_read_meta_refuses),
+      cmocka_unit_test(test_ckpt_read_meta_without_run_step),
       cmocka_unit_test(test_trainlog_round_trip_and_old_header),
   };
   return cmocka_run_group_tests(tests, tu_setup, tu_teardown);

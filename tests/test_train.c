@@ -1472,6 +1472,71 @@ static void test_train_resume_mid_schedule_is_exact(void **state) {
   assert_float_equal(full[2][6], 0.001 + 0.049 * (1 + cos(pi * 4799 / 4800)) / 2, 1e-6);
 }
 
+/* zw.cnn: dropout, a step schedule and class weights W; zfull.safetensors
+   its 3 epochs, z.ckpt the checkpoint after its first. */
+static void zero_weight_runs(const char *w) {
+  char src[512];
+  snprintf(src, sizeof src,
+           "network zw\ninput 12x12x1\nflatten\ndropout 0.5\ndense 4 softmax\n"
+           "train {\n  optimizer adam lr=0.01\n  batch 2\n  epochs 3\n"
+           "  schedule step every=1 gamma=0.5\n  class_weights %s\n}\n",
+           w);
+  tu_quadrant_data("zq", 40, 8);
+  tu_write_text("zw.cnn", src);
+  assert_int_equal(tu_run("train zw.cnn --data zq --backend tcc --threads 1 --out "
+                          "zfull.safetensors --checkpoint zfull.ckpt"),
+                   0);
+  assert_int_equal(tu_run("train zw.cnn --data zq --backend tcc --threads 1 --epochs 1 --out "
+                          "z.safetensors --checkpoint z.ckpt"),
+                   0);
+}
+
+/* z.ckpt resumed for the rest of the 3 epochs, into z.safetensors and z2.ckpt. */
+static void resume_zero_weight_run(void) {
+  assert_int_equal(tu_run("train zw.cnn --data zq --backend tcc --threads 1 --resume z.ckpt --out "
+                          "z.safetensors --checkpoint z2.ckpt"),
+                   0);
+  assert_contains(tu_out, "epoch 3/3");
+}
+
+/* class_weights 1,0,0,0: a batch of 2 holding no image of class 0 weighs 0
+   and takes no optimizer step, but is a step of the run (its dropout key,
+   its learning rate). Stopped after epoch 1, where such batches were, and
+   resumed: the weights of a run never stopped, byte for byte. */
+static void test_train_resume_after_zero_weight_batches_is_exact(void **state) {
+  (void)state;
+  zero_weight_runs("1,0,0,0");
+  resume_zero_weight_run();
+  assert_true(same_bytes("zfull.safetensors", "z.safetensors"));
+  /* 20 batches stepped through in epoch 1, fewer optimizer steps */
+  assert_string_equal(meta_of("z.ckpt", "run_step"), "20");
+  assert_true(atoi(meta_of("z.ckpt", "step")) < 20);
+  assert_string_equal(meta_of("z2.ckpt", "run_step"), "60");
+}
+
+/* A checkpoint written before run_step (here the key renamed in place, so
+   the file stays whole) resumes from the optimizer's step: exact where
+   every batch weighed something. */
+static void test_train_resume_of_a_checkpoint_without_run_step(void **state) {
+  (void)state;
+  zero_weight_runs("1,2,1,1");
+  static char buf[1 << 20];
+  size_t n = tu_read_file(tu_path("z.ckpt"), buf, sizeof buf);
+  assert_true(n > 0 && n < sizeof buf);
+  char *key = memmem(buf, n, "\"run_step\"", 10);
+  assert_non_null(key);
+  memcpy(key, "\"old_skip\"", 10);
+  FILE *f = fopen(tu_path("z.ckpt"), "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(buf, 1, n, f), n);
+  assert_int_equal(fclose(f), 0);
+  assert_string_equal(meta_of("z.ckpt", "run_step"), "");
+  assert_string_equal(meta_of("z.ckpt", "step"), "20");
+  resume_zero_weight_run();
+  assert_true(same_bytes("zfull.safetensors", "z.safetensors"));
+  assert_string_equal(meta_of("z2.ckpt", "run_step"), "60");
+}
+
 /* SIGTERM stops the same way (exit 143). A second signal exits at once:
    both arrive while the run is stopped (SIGSTOP), so the second comes
    before the batch can end; nothing more is written and the checkpoint on
@@ -1877,6 +1942,8 @@ int main(void) {
       cmocka_unit_test(test_train_validation_in_log_and_plot),
       cmocka_unit_test(test_train_early_stopping_keeps_the_best_epoch),
       cmocka_unit_test(test_train_resume_mid_schedule_is_exact),
+      cmocka_unit_test(test_train_resume_after_zero_weight_batches_is_exact),
+      cmocka_unit_test(test_train_resume_of_a_checkpoint_without_run_step),
       cmocka_unit_test(test_train_divergence_after_resume_names_the_checkpoint),
       cmocka_unit_test(test_train_resume_reports_what_changed),
       cmocka_unit_test(test_train_resume_with_the_checkpoints_larger_batch),

@@ -42,7 +42,8 @@ int ckpt_write(const char *path, const StParam *t, int n, const float *state, co
     for (int d = 0; d < t[i].rank; d++)
       st[i].shape[d] = t[i].shape[d];
   }
-  char epoch[24], steps[24], seed[24], batch[24], samples[24], threads[24], acc[32], loss[32];
+  char epoch[24], steps[24], run_steps[24], seed[24], batch[24], samples[24], threads[24], acc[32],
+      loss[32];
   char batches[24], sums[160], lr[32], best_epoch[24], best_loss[48], waited[24];
   snprintf(epoch, sizeof epoch, "%llu", m->epoch);
   snprintf(batches, sizeof batches, "%llu", m->epoch_batches);
@@ -53,6 +54,7 @@ int ckpt_write(const char *path, const StParam *t, int n, const float *state, co
   snprintf(best_loss, sizeof best_loss, "%a", m->best_loss);
   snprintf(waited, sizeof waited, "%llu", m->waited);
   snprintf(steps, sizeof steps, "%llu", m->step);
+  snprintf(run_steps, sizeof run_steps, "%llu", m->run_step);
   snprintf(seed, sizeof seed, "%llu", m->seed);
   snprintf(batch, sizeof batch, "%llu", m->batch);
   snprintf(samples, sizeof samples, "%llu", m->samples);
@@ -63,7 +65,8 @@ int ckpt_write(const char *path, const StParam *t, int n, const float *state, co
   const char *meta[] = {
       "format", "cnngen",               "network", m->network,
       "kind", "checkpoint",             "epoch", epoch,
-      "step", steps,                    "seed", seed,
+      "step", steps,                    "run_step", run_steps,
+      "seed", seed,
       "batch", batch,                   "optimizer", m->optimizer,
       "train_samples", samples,         "threads", threads,
       "backend", m->backend,
@@ -124,6 +127,14 @@ int ckpt_read_meta(const StFile *f, CkptMeta *m, Err *e) {
   Err ignored = {0};
   if (meta_number(f, "threads", &m->threads, &ignored) < 0)
     m->threads = 0;
+  /* run_step: absent before zero-weight batches were told apart, when the
+     optimizer's step was taken for the run's. */
+  m->run_step = m->step;
+  if (st_meta(f, "run_step") && meta_number(f, "run_step", &m->run_step, e) < 0)
+    return -1;
+  if (m->run_step < m->step)
+    return err_set(e, f->path, "checkpoint metadata out of range (run_step %llu below step %llu)",
+                   m->run_step, m->step);
   m->lr = meta_real(f, "lr");
   m->test_accuracy = meta_real(f, "test_accuracy");
   m->test_loss = meta_real(f, "test_loss");

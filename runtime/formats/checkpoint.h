@@ -14,6 +14,11 @@ typedef struct CkptMeta {
   const char *network, *optimizer, *backend; /* on read: into the StFile (backend may be NULL) */
   const char *classes; /* on write: the outputs' names as a JSON list, or NULL for none */
   unsigned long long epoch, step, seed, batch, samples;
+  /* The run's steps: batches stepped through, those whose loss weights sum
+     to 0 (no optimizer step: `step` stays) included; they drive the
+     learning rate and the dropout keys. On read: `step` where absent
+     (checkpoints before it was written). */
+  unsigned long long run_step;
   unsigned long long threads;       /* on read: 0 where absent */
   unsigned long long epoch_batches; /* of epoch + 1 done: > 0 only for a stop inside it */
   double sums[4]; /* that epoch's running sums: weighted loss, weights, accuracy, seconds
