@@ -221,51 +221,84 @@ static void test_kernels_conv_backward(void **state) {
   }
 }
 
-/* Conv + maxpool 2x2 backward: each window's gradient to its first maximum
-   (ties made on purpose), dw added transposed ([F][KH][KW][C]). */
+/* Conv + maxpool 2x2 backward of case k on every set: each window's gradient
+   to its first maximum (ties made on purpose), dw added transposed
+   ([F][KH][KW][C]). */
+static void pool_backward_case(const CnkSet *const *set, int nsets, const Case *k) {
+  const cnk_conv d = dims_of(k, ACT_RELU, 1);
+  const int POH = d.OH / 2, POW = d.OW / 2;
+  const long nx = (long)d.IH * d.IW * d.C, ny = (long)d.OH * d.OW * d.F;
+  const long nw = (long)d.KH * d.KW * d.C * d.F, np = (long)POH * POW * d.F;
+  float *x = randoms(nx), *w = randoms(nw), *y = randoms(ny), *dyp = randoms(np);
+  float *yp = malloc((size_t)np * sizeof *yp), *wt = transpose(&d, w);
+  for (long p = 0; p < ny; p += 7) /* ties: the first maximum takes the gradient */
+    y[p] = y[p > d.F ? p - d.F : p];
+  double *g = calloc((size_t)ny, sizeof *g), *wdw = calloc((size_t)nw, sizeof *wdw);
+  double *wdx = calloc((size_t)nx, sizeof *wdx);
+  for (int py = 0; py < POH; py++)
+    for (int px = 0; px < POW; px++)
+      for (int f = 0; f < d.F; f++) {
+        long best = -1;
+        for (int q = 0; q < 4; q++) {
+          const long o = (((long)py * 2 + q / 2) * d.OW + px * 2 + q % 2) * d.F + f;
+          if (best < 0 || y[o] > y[best])
+            best = o;
+        }
+        yp[((long)py * POW + px) * d.F + f] = y[best];
+        g[best] += y[best] > 0 ? dyp[((long)py * POW + px) * d.F + f] : 0;
+      }
+  conv_grads_ref(&d, x, w, g, wdw, wdx);
+  double *wdwt = calloc((size_t)nw, sizeof *wdwt);
+  const long J = nw / d.F;
+  for (long j = 0; j < J; j++)
+    for (int f = 0; f < d.F; f++)
+      wdwt[f * J + j] = wdw[j * d.F + f];
+  float *dwt = malloc((size_t)nw * sizeof *dwt), *dx = malloc((size_t)nx * sizeof *dx);
+  float *first = malloc((size_t)nw * sizeof *first);
+  assert_non_null(first);
+  for (int s = 0; s < nsets; s++) {
+    memset(dwt, 0, (size_t)nw * sizeof *dwt);
+    KERNEL(set[s], conv_pool_backward)(&d, x, y, yp, dyp, w, wt, dwt, NULL, dx);
+    close_to(set[s]->isa, "conv_pool_backward dwt", dwt, wdwt, nw);
+    close_to(set[s]->isa, "conv_pool_backward dx", dx, wdx, nx);
+    /* AVX-512 and AVX2 (both with FMA) sum each (filter, tap) over the
+       windows in the same order, whichever of their paths runs it */
+    if (!strcmp(set[s]->isa, "avx512"))
+      memcpy(first, dwt, (size_t)nw * sizeof *dwt);
+    else if (!strcmp(set[s]->isa, "avx2") && s > 0)
+      assert_memory_equal(first, dwt, (size_t)nw * sizeof *dwt);
+  }
+  free(x), free(w), free(y), free(dyp), free(yp), free(wt), free(g), free(wdw), free(wdx);
+  free(wdwt), free(dwt), free(dx), free(first);
+}
+
 static void test_kernels_conv_pool_backward(void **state) {
   (void)state;
   const CnkSet *set[3];
   const int nsets = sets(set);
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    const cnk_conv d = dims_of(&cases[i], ACT_RELU, 1);
-    const int POH = d.OH / 2, POW = d.OW / 2;
-    const long nx = (long)d.IH * d.IW * d.C, ny = (long)d.OH * d.OW * d.F;
-    const long nw = (long)d.KH * d.KW * d.C * d.F, np = (long)POH * POW * d.F;
-    float *x = randoms(nx), *w = randoms(nw), *y = randoms(ny), *dyp = randoms(np);
-    float *yp = malloc((size_t)np * sizeof *yp), *wt = transpose(&d, w);
-    for (long p = 0; p < ny; p += 7) /* ties: the first maximum takes the gradient */
-      y[p] = y[p > d.F ? p - d.F : p];
-    double *g = calloc((size_t)ny, sizeof *g), *wdw = calloc((size_t)nw, sizeof *wdw);
-    double *wdx = calloc((size_t)nx, sizeof *wdx);
-    for (int py = 0; py < POH; py++)
-      for (int px = 0; px < POW; px++)
-        for (int f = 0; f < d.F; f++) {
-          long best = -1;
-          for (int q = 0; q < 4; q++) {
-            const long o = (((long)py * 2 + q / 2) * d.OW + px * 2 + q % 2) * d.F + f;
-            if (best < 0 || y[o] > y[best])
-              best = o;
-          }
-          yp[((long)py * POW + px) * d.F + f] = y[best];
-          g[best] += y[best] > 0 ? dyp[((long)py * POW + px) * d.F + f] : 0;
-        }
-    conv_grads_ref(&d, x, w, g, wdw, wdx);
-    double *wdwt = calloc((size_t)nw, sizeof *wdwt);
-    const long J = nw / d.F;
-    for (long j = 0; j < J; j++)
-      for (int f = 0; f < d.F; f++)
-        wdwt[f * J + j] = wdw[j * d.F + f];
-    float *dwt = malloc((size_t)nw * sizeof *dwt), *dx = malloc((size_t)nx * sizeof *dx);
-    for (int s = 0; s < nsets; s++) {
-      memset(dwt, 0, (size_t)nw * sizeof *dwt);
-      KERNEL(set[s], conv_pool_backward)(&d, x, y, yp, dyp, w, wt, dwt, NULL, dx);
-      close_to(set[s]->isa, "conv_pool_backward dwt", dwt, wdwt, nw);
-      close_to(set[s]->isa, "conv_pool_backward dx", dx, wdx, nx);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    pool_backward_case(set, nsets, &cases[i]);
+}
+
+/* The same with 1 to 3 input channels, whose kernel rows (KW x C floats)
+   are shorter than a vector or leave a rest: the weight gradient a vector of
+   filters at a time (8, 32 and 40 filters: one vector, several, an
+   overlapping last one), with strides and rectangular windows. */
+static void test_kernels_conv_pool_backward_few_channels(void **state) {
+  (void)state;
+  const CnkSet *set[3];
+  const int nsets = sets(set);
+  static const int filters[] = {8, 32, 40};
+  static const Case shapes[] = {
+      {1, 0, 3, 3, 1, 1, 28, 28}, {2, 0, 3, 3, 1, 1, 12, 12}, {3, 0, 3, 3, 1, 1, 10, 10},
+      {1, 0, 2, 5, 2, 1, 13, 15}, {3, 0, 5, 2, 1, 2, 14, 11}, {2, 0, 3, 7, 2, 2, 17, 19},
+  };
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+    for (size_t j = 0; j < sizeof filters / sizeof filters[0]; j++) {
+      Case k = shapes[i];
+      k.F = filters[j];
+      pool_backward_case(set, nsets, &k);
     }
-    free(x), free(w), free(y), free(dyp), free(yp), free(wt), free(g), free(wdw), free(wdx);
-    free(wdwt), free(dwt), free(dx);
-  }
 }
 
 static void test_kernels_dense(void **state) {
@@ -778,6 +811,7 @@ int main(void) {
       cmocka_unit_test(test_kernels_conv_forward),
       cmocka_unit_test(test_kernels_conv_backward),
       cmocka_unit_test(test_kernels_conv_pool_backward),
+      cmocka_unit_test(test_kernels_conv_pool_backward_few_channels),
       cmocka_unit_test(test_kernels_dense),
       cmocka_unit_test(test_kernels_add_and_act_backward),
       cmocka_unit_test(test_kernels_group_conv),

@@ -24,6 +24,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if CNK_VW == 16 && defined(__AVX512F__) || CNK_VW == 8 && defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "../../compiler/ops.h"
 #include "kernels.h"
@@ -543,9 +546,80 @@ INLINE void pool_dx_tile(const Blocks *cb, const float *wk, const int *fs, const
     vaddto(o + vec_off(cb, v0 + v), acc[v], v0 + v == cb->vectors - 1 ? cb->shift : 0);
 }
 
+/* x[i[l]] in each lane l: the CPU's gather where the width has one. */
+INLINE vf vgather(const float *x, vi i) {
+#if CNK_VW == 16 && defined(__AVX512F__)
+  return (vf)_mm512_i32gather_ps((__m512i)i, x, 4);
+#elif CNK_VW == 8 && defined(__AVX2__)
+  return (vf)_mm256_i32gather_ps(x, (__m256i)i, 4);
+#else
+  vf v;
+  for (int l = 0; l < VW; l++)
+    v[l] = x[i[l]];
+  return v;
+#endif
+}
+
+/* Taps j0 .. j0 + TJ - 1 of the plain taps (the R columns of each kernel row
+   from k0 on: tap j is row j / R, column k0 + j % R) for the filter vector
+   at fo: a [tap][filter] tile in registers over the windows' records, each
+   lane gathering its filter's input, its sum in the windows' order as the
+   plain loop's; stored back from lane `from` (the new lanes of an
+   overlapping last vector). */
+INLINE void pool_dw_ftile(const cnk_conv *d, const float *x, const int *xo, const float *vw,
+                          int nw, float *dwt, int k0, int R, int j0, int fo, int from,
+                          const int TJ) {
+  const int F = d->F, K = d->KW * d->C;
+  const long row = (long)d->IW * d->C, fstride = (long)d->KH * K;
+  long off[12], at[12];
+  vf acc[12];
+  for (int t = 0; t < TJ; t++) {
+    const int ky = (j0 + t) / R, k = k0 + (j0 + t) % R;
+    off[t] = ky * row + k;
+    at[t] = (long)ky * K + k;
+    for (int l = 0; l < VW; l++)
+      acc[t][l] = dwt[(fo + l) * fstride + at[t]];
+  }
+  for (int wi = 0; wi < nw; wi++) {
+    vi o;
+    memcpy(&o, xo + (long)wi * F + fo, sizeof o);
+    const vi m = o >= 0; /* -1 where the filter's gradient is 0: skipped */
+    const vf s = vload(vw + (long)wi * F + fo);
+    o &= m;
+    for (int t = 0; t < TJ; t++) {
+      const vf sum = acc[t] + s * vgather(x + off[t], o);
+      acc[t] = (vf)(((vi)sum & m) | ((vi)acc[t] & ~m));
+    }
+  }
+  for (int t = 0; t < TJ; t++)
+    for (int l = from; l < VW; l++)
+      dwt[(fo + l) * fstride + at[t]] = acc[t][l];
+}
+
+/* Taps per [tap][filter] tile: the accumulators, less 4 registers for the
+   window's offsets, mask, gradients and gather, at most 12. */
+#define TJ_MOST (ACCS - 4 > 12 ? 12 : ACCS - 4)
+
+/* The KH x R plain taps (columns k0 .. k0 + R - 1) of every filter, a
+   vector of filters at a time (F >= VW). */
+static __attribute__((noinline)) void pool_dw_filters(const cnk_conv *d, const float *x,
+                                                      const int *xo, const float *vw, int nw,
+                                                      float *dwt, int k0, int R) {
+  const Blocks fb = blocks(d->F);
+  const int J = d->KH * R;
+  for (int v = 0; v < fb.vectors; v++) {
+    const int fo = vec_off(&fb, v), from = v == fb.vectors - 1 ? fb.shift : 0;
+#define POOL_DW_F(j, k) pool_dw_ftile(d, x, xo, vw, nw, dwt, k0, R, j, fo, from, k)
+    EVEN_TILES(J, TJ_MOST, POOL_DW_F);
+#undef POOL_DW_F
+  }
+}
+
 /* dwt[f][ky][k] += the sum over the windows wi of vw[wi][f] times the input
    at xo[wi][f] (skipped where -1): per filter and kernel row, the row's whole
-   vectors in registers over the windows, the rest plain. */
+   vectors in registers over the windows; the rest (all of a row shorter than
+   a vector: a conv on 1 to 3 channels) a vector of filters at a time, else
+   plain. Each (f, tap) sums the windows in their order, whichever way. */
 static void pool_dw(const cnk_conv *d, const float *x, const int *xo, const float *vw, int nw,
                     float *dwt) {
   const int F = d->F, K = d->KW * d->C, whole = K / VW;
@@ -558,13 +632,15 @@ static void pool_dw(const cnk_conv *d, const float *x, const int *xo, const floa
         switch (whole - v0 < 8 ? whole - v0 : 8) { CASES_8(POOL_DW, 0) default: break; }
 #undef POOL_DW
       }
-      for (int k = whole * VW; k < K; k++)
+      for (int k = whole * VW; k < K && F < VW; k++)
         for (int wi = 0; wi < nw; wi++) {
           const int o = xo[(long)wi * F + f];
           if (o >= 0)
             dk[k] += vw[(long)wi * F + f] * x[o + ky * row + k];
         }
     }
+  if (F >= VW && K > whole * VW)
+    pool_dw_filters(d, x, xo, vw, nw, dwt, whole * VW, K - whole * VW);
 }
 
 /* The input gradient of one window pixel at output (oy, ox) from its n
@@ -592,6 +668,31 @@ static void pool_dx(const cnk_conv *d, const float *w, const float *wt, const in
         o[c] += sum;
       }
     }
+  }
+}
+
+/* at[f]: the window pixel of filter f's first maximum pp[f] among the
+   window's outputs from y0, without branches (the last where none matches:
+   a NaN); a vector of filters at a time where F >= VW. */
+static void first_max(const cnk_conv *d, const float *y0, const float *pp, int *at) {
+  const int F = d->F, PKW = d->PKW, KK = d->PKH * PKW;
+  const Blocks fb = blocks(F);
+  for (int v = 0; v < (F >= VW ? fb.vectors : 0); v++) {
+    const int fo = vec_off(&fb, v);
+    const vf pv = vload(pp + fo);
+    vi a = (vi){0} + (KK - 1);
+    for (int q = KK - 2; q >= 0; q--) {
+      const vi eq = vload(y0 + ((long)(q / PKW) * d->OW + q % PKW) * F + fo) == pv;
+      a = (eq & q) | (~eq & a);
+    }
+    memcpy(at + fo, &a, sizeof a);
+  }
+  for (int f = 0; f < (F >= VW ? 0 : F); f++)
+    at[f] = KK - 1;
+  for (int q = KK - 2; q >= 0 && F < VW; q--) {
+    const float *yq = y0 + ((long)(q / PKW) * d->OW + q % PKW) * F;
+    for (int f = 0; f < F; f++)
+      at[f] = yq[f] == pp[f] ? q : at[f];
   }
 }
 
@@ -624,14 +725,7 @@ void FN(cnk_conv_pool_backward)(const cnk_conv *d, const float *x, const float *
       const int wy = (w0 + wi) / POW, wx = (w0 + wi) % POW;
       const float *pp = yp + (long)(w0 + wi) * F, *dp = dyp + (long)(w0 + wi) * F;
       const float *y0 = y + ((long)wy * PKH * d->OW + (long)wx * PKW) * F;
-      /* the first maximum without branches (the last where none matches: a NaN) */
-      for (int f = 0; f < F; f++)
-        at[f] = KK - 1;
-      for (int q = KK - 2; q >= 0; q--) {
-        const float *yq = y0 + ((long)(q / PKW) * d->OW + q % PKW) * F;
-        for (int f = 0; f < F; f++)
-          at[f] = yq[f] == pp[f] ? q : at[f];
-      }
+      first_max(d, y0, pp, at);
       const int groups = KK <= 64 && dx;
       for (int q = 0; q < KK && groups; q++)
         count[q] = 0;
