@@ -97,12 +97,15 @@ void glue_conv_backward(Emitter *em, const Net *net, const Layer *l, const GlueB
                b->dx ? ", float *restrict dx" : "");
     conv_dims(em, l, b->ih, b->iw, b->act, b->pool);
     em_call(em, "cnk_conv_pool_backward(&d, x, y, yp, dyp, %s, %s, dwt, %s, %s);", w, wt, db, dx);
-  } else if (conv_groups(l) > 1) { /* no pool, no transposed weights */
+  } else if (conv_groups(l) > 1) { /* no pool; the kernel reads w, not wt */
     comment(em, l, em_str(em, "backward from dy %s", emit_dims(em, l->out)));
     em_open_fn(em,
-               "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, const "
+               "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const "
                "float *restrict y, float *restrict dy%s)",
-               b->fn, n, n, b->dx ? ", float *restrict dx" : "");
+               b->fn, n, n, b->transposed ? ", const float *restrict wt" : "",
+               b->dx ? ", float *restrict dx" : "");
+    if (b->transposed)
+      em_line(em, "(void)wt;");
     conv_dims(em, l, b->ih, b->iw, b->act, NULL);
     em_call(em, "cnk_group_conv_backward(&d, %d, x, y, dy, %s, g->p + %ld, %s, %s);",
             conv_groups(l), w, l->weight_offset, db, dx);

@@ -881,6 +881,25 @@ static void test_shape_training_plan(void **state) {
   arena_free(&a);
 }
 
+/* Grouped convs transpose their weights for the input gradient where a
+   group has 8 or more channels, each group's [F][C/G] (not a depthwise
+   conv's one channel, not a pool after a grouped conv). */
+static void test_shape_training_plan_groups(void **state) {
+  (void)state;
+  Arena a = {0};
+  Net *net = tu_compile_ok(&a, "input 8x8x16\nconv2d 16 3x3 relu\n"
+                               "conv2d 32 3x3 groups=2 relu\nmaxpool 2x2\n"
+                               "conv2d 32 3x3 padding=1 groups=8\n"
+                               "conv2d 32 3x3 padding=1 groups=32\nflatten\ndense 4\n");
+  assert_non_null(net);
+  const Layer *l = net->layers;
+  assert_true(l[1].train.dx && l[1].train.transposed); /* 8 channels a group */
+  assert_null(l[1].train.pool);                        /* a grouped conv pairs with no pool */
+  assert_true(l[3].train.dx && !l[3].train.transposed); /* 4 channels a group */
+  assert_true(l[4].train.dx && !l[4].train.transposed); /* depthwise */
+  arena_free(&a);
+}
+
 /* The op table (ops.h): every row answers what the passes ask of its kind,
    so that no layer kind falls through to another's code; a row with
    weights gives its tensor, whose PyTorch shape and [o][c][k] view count
@@ -947,6 +966,7 @@ int main(void) {
       cmocka_unit_test(test_shape_op_table_rows_complete),
       cmocka_unit_test(test_shape_tensor_list_fits_its_count),
       cmocka_unit_test(test_shape_training_plan),
+      cmocka_unit_test(test_shape_training_plan_groups),
       cmocka_unit_test(test_shape_residual_blocks),
       cmocka_unit_test(test_shape_fashion_network),
       cmocka_unit_test(test_shape_parameter_offsets),

@@ -101,7 +101,7 @@ const char *const tu_reference_cases[TU_REFERENCE_CASES] = {"seed_fashion",
                                                             "depthwise",
                                                             "depthwise_adam",
                                                             "groups_rect",
-
+                                                            "grouped_wide",
                                                             "residual_identity",
                                                             "residual_projection",
                                                             "recipe_cosine_smoothing",

@@ -43,7 +43,7 @@ int tu_count(const char *text, const char *needle);
    programs run (a rotating set of 8 buffers). A missing one fails the test
    with its path and the command that makes it. */
 #define TU_REFERENCE "tests/reference"
-enum { TU_REFERENCE_CASES = 17 };
+enum { TU_REFERENCE_CASES = 18 };
 extern const char *const tu_reference_cases[TU_REFERENCE_CASES];
 const char *tu_reference(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

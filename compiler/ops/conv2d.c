@@ -207,13 +207,13 @@ static bool conv_pad(const Layer *l, int pad[4]) {
   return conv_padded(l);
 }
 
-/* Training: the padded input; weights transposed to [KH][KW][F][C] for an
-   input gradient over 8 or more channels (vector dx), not grouped. */
+/* Training: the padded input; weights transposed to [KH][KW][F][C/G] for
+   an input gradient over 8 or more channels (a group's, grouped). */
 static void conv_plan_train(const Net *net, Layer *l) {
   (void)net;
   l->train.ph += l->u.conv.pad_top + l->u.conv.pad_bottom;
   l->train.pw += l->u.conv.pad_left + l->u.conv.pad_right;
-  l->train.transposed = l->train.dx && l->in.c >= 8 && conv_groups(l) == 1;
+  l->train.transposed = l->train.dx && l->in.c / conv_groups(l) >= 8;
 }
 
 /* A maxpool right after it in training: both backward passes in one,
@@ -1914,9 +1914,16 @@ static void conv_pool_backward(T *t, const TL *L) {
  * the channels, contiguous in x, w, y (and dy, dw, dx), with the taps
  * written out and the sum in a register: the C compiler vectorizes it
  * across channels at the target's width. Other group shapes (a depth
- * multiplier FG > 1, CG > 1) run per pixel and group, filters innermost.
- * The grouped kernels have no fused pool and no transposed weights. The
- * JIT's C calls the prebuilt kernels instead (emit_glue.c).
+ * multiplier FG > 1, CG > 1) keep tiles of sums in registers, filters
+ * innermost: the forward pass P output pixels at a time, the weight
+ * gradient T taps at a time over every pixel, and, for 8 or more channels
+ * a group, the input gradient a kernel row's taps at a time, channels
+ * innermost, from weights transposed to [KH][KW][F][CG] (wt); else per
+ * pixel and group. Each sum adds in the same order as the plain loops, so
+ * the tiles change no bits (under ISO C's rounding; contracted to FMAs by
+ * gcc's default -ffp-contract=fast, the input gradient may differ in the
+ * last bit). The grouped kernels have no fused pool. The JIT's C calls
+ * the prebuilt kernels instead (emit_glue.c).
  */
 
 /* Depthwise with one filter per channel and a kernel small enough to
@@ -1929,7 +1936,8 @@ static bool depthwise_fast(const ConvDims *d) {
    the rest), one loop over the channels each: the forward pass (y = the
    sums from the bias, stored through `store`, a format of the target, the
    sum and the sum again), or the weight gradient (dw += x * dy over the P
-   pixels: dw is read and written once per tap for P pixels). */
+   pixels: dw is read and written once per tap for P pixels). The other
+   group shapes' forward tiles take the same (dw false). */
 typedef struct DwTile {
   bool dw, bias;
   const char *store;
@@ -1973,19 +1981,80 @@ static void depthwise_tile(Emitter *em, const ConvDims *d, DwTile k, int P, cons
   em_close(EM);
 }
 
-static void depthwise_tiles(Emitter *em, const ConvDims *d, DwTile k) {
-  const int P = d->OW < 4 ? d->OW : 4, full = d->OW / P, rest = d->OW % P;
+/* Row oy's output pixels P at a time (a loop from ox), then the rest, each
+   tile written by `tile`. */
+typedef void RowTile(Emitter *em, const ConvDims *d, DwTile k, int P, const char *oxv, int oxl);
+
+static void row_tiles(Emitter *em, const ConvDims *d, DwTile k, int P, RowTile *tile) {
+  const int full = d->OW / P, rest = d->OW % P;
   if (full > 1)
     em_open(EM, "for (int ox = 0; ox < %d; ox += %d)", full * P, P);
   else
     em_open(EM, "%s", "");
-  depthwise_tile(em, d, k, P, full > 1 ? "ox" : NULL, 0);
+  tile(em, d, k, P, full > 1 ? "ox" : NULL, 0);
   em_close(EM);
   if (rest) {
     em_open(EM, "%s", "");
-    depthwise_tile(em, d, k, rest, NULL, full * P);
+    tile(em, d, k, rest, NULL, full * P);
     em_close(EM);
   }
+}
+
+static void depthwise_tiles(Emitter *em, const ConvDims *d, DwTile k) {
+  row_tiles(em, d, k, d->OW < 4 ? d->OW : 4, depthwise_tile);
+}
+
+/* The other group shapes' forward pass over the output pixels of row oy,
+   P at a time (then the rest): per group, a [P][FG] tile of sums in
+   registers over the group's taps and channels, the filters innermost (the
+   C compiler vectorizes them at the target's width), each input value
+   broadcast to its pixel's row of the tile. P keeps the tile within 128
+   floats (8 zmm, 16 ymm registers): P independent sums per filter hide the
+   FMA's latency. Each output sums its taps in the same order whatever P. */
+static void group_tile(Emitter *em, const ConvDims *d, DwTile k, int P, const char *oxv,
+                       int oxl) {
+  const char *ox = oxv ? oxv : "";
+  em_line(EM, "const float *restrict xp = x + %s;",
+          LIN((long)oxl * d->SW * d->C, "oy", (long)d->SH * d->IW * d->C, ox, (long)d->SW * d->C));
+  em_line(EM, "float *restrict yp = y + %s;",
+          LIN((long)oxl * d->F, "oy", (long)d->OW * d->F, ox, (long)d->F));
+  em_open(EM, "for (int gi = 0; gi < %d; gi++)", d->G);
+  em_line(EM, "float a[%d][%d];", P, d->FG);
+  em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+  for (int p = 0; p < P; p++)
+    em_line(EM, "a[%d][j] = %s;", p,
+            d->bias ? em_str(EM, "b[%s]", LIN(0, "gi", (long)d->FG, "j", 1L)) : "0.0f");
+  em_close(EM);
+  em_open(EM, "for (int ky = 0; ky < %d; ky++)", d->KH);
+  em_open(EM, "for (int kx = 0; kx < %d; kx++)", d->KW);
+  em_open(EM, "for (int c = 0; c < %d; c++)", d->CG);
+  em_line(EM, "const float *restrict xk = xp + %s;",
+          LIN(0, "ky", (long)d->IW * d->C, "kx", (long)d->C, "gi", (long)d->CG, "c", 1L));
+  em_line(EM, "const float *restrict wk = w + %s;",
+          LIN(0, "ky", (long)d->KW * d->CG * d->F, "kx", (long)d->CG * d->F, "c", (long)d->F, "gi",
+              (long)d->FG));
+  em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+  for (int p = 0; p < P; p++)
+    em_line(EM, "a[%d][j] += xk[%ld] * wk[j];", p, (long)p * d->SW * d->C);
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+  for (int p = 0; p < P; p++)
+    em_line(EM, k.store,
+            em_str(EM, "yp[%s]", LIN((long)p * d->F, "gi", (long)d->FG, "j", 1L)),
+            em_str(EM, "a[%d][j]", p), em_str(EM, "a[%d][j]", p));
+  em_close(EM);
+  em_close(EM);
+}
+
+static void group_tiles(Emitter *em, const ConvDims *d, const char *store) {
+  const int most = d->FG >= 128 ? 1 : 128 / d->FG > 8 ? 8 : 128 / d->FG;
+  int P = d->OW < most ? d->OW : most;
+  for (int q = P; q > most / 2 && d->OW % P; q--) /* a P that divides the row, if one is near */
+    P = d->OW % q ? P : q;
+  row_tiles(em, d, (DwTile){false, d->bias, store}, P, group_tile);
 }
 
 #undef OP_EM
@@ -2025,34 +2094,7 @@ static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act) {
   if (fast) {
     depthwise_tiles(EM, &d, (DwTile){false, d.bias, store});
   } else {
-    em_open(EM, "for (int ox = 0; ox < %d; ox++)", d.OW);
-    em_line(EM, "const float *restrict xp = x + %s;",
-            LIN(0, "oy", (long)d.SH * d.IW * d.C, "ox", (long)d.SW * d.C));
-    em_line(EM, "float *restrict yp = y + %s;", LIN(0, "oy", (long)d.OW * d.F, "ox", (long)d.F));
-    em_open(EM, "for (int gi = 0; gi < %d; gi++)", d.G);
-    em_line(EM, "float a[%d];", d.FG);
-    em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
-    em_line(EM, "  a[j] = %s;",
-            d.bias ? em_str(EM, "b[%s]", LIN(0, "gi", (long)d.FG, "j", 1L)) : "0.0f");
-    em_open(EM, "for (int ky = 0; ky < %d; ky++)", d.KH);
-    em_open(EM, "for (int kx = 0; kx < %d; kx++)", d.KW);
-    em_open(EM, "for (int c = 0; c < %d; c++)", d.CG);
-    em_line(EM, "const float s = xp[%s];",
-            LIN(0, "ky", (long)d.IW * d.C, "kx", (long)d.C, "gi", (long)d.CG, "c", 1L));
-    em_line(EM, "const float *restrict wk = w + %s;",
-            LIN(0, "ky", (long)d.KW * d.CG * d.F, "kx", (long)d.CG * d.F, "c", (long)d.F, "gi",
-                (long)d.FG));
-    em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
-    em_line(EM, "  a[j] += s * wk[j];");
-    em_close(EM);
-    em_close(EM);
-    em_close(EM);
-    em_line(EM, "for (int j = 0; j < %d; j++)", d.FG);
-    em_line(
-        EM, "  %s",
-        em_str(EM, store, em_str(EM, "yp[%s]", LIN(0, "gi", (long)d.FG, "j", 1L)), "a[j]", "a[j]"));
-    em_close(EM);
-    em_close(EM);
+    group_tiles(EM, &d, store);
   }
   em_close(EM);
   if (act != ACT_RELU && act != ACT_LINEAR)
@@ -2063,6 +2105,103 @@ static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act) {
 
 #undef OP_EM
 #define OP_EM (t->em)
+
+/* The weight gradient of the other group shapes: per group and kernel row,
+   the row's KW x CG taps (kx, c) T at a time, a [T][FG] tile of dw in
+   registers over every output pixel (the filters innermost, each input
+   value broadcast to its tap's row of the tile). T keeps the tile within
+   128 floats; T sums per filter hide the latency. Each dw[tap][f] adds the
+   pixels in their order, as a loop over the pixels outside would. */
+static void group_dw(T *t, const ConvDims *d) {
+  const int R = d->KW * d->CG, most = d->FG >= 128 ? 1 : 128 / d->FG > 8 ? 8 : 128 / d->FG;
+  const int TT = R < most ? R : most;
+  em_open(EM, "for (int gi = 0; gi < %d; gi++)", d->G);
+  em_open(EM, "for (int ky = 0; ky < %d; ky++)", d->KH);
+  for (int t0 = 0; t0 < R; t0 += TT) {
+    const int n = R - t0 < TT ? R - t0 : TT;
+    em_open(EM, "%s", "");
+    em_line(EM, "float a[%d][%d];", n, d->FG);
+    em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+    for (int q = 0; q < n; q++) {
+      const int kx = (t0 + q) / d->CG, c = (t0 + q) % d->CG;
+      em_line(EM, "a[%d][j] = dw[%s];", q,
+              LIN((long)kx * d->CG * d->F + (long)c * d->F, "ky", (long)d->KW * d->CG * d->F,
+                  "gi", (long)d->FG, "j", 1L));
+    }
+    em_close(EM);
+    em_open(EM, "for (int oy = 0; oy < %d; oy++)", d->OH);
+    em_open(EM, "for (int ox = 0; ox < %d; ox++)", d->OW);
+    em_line(EM, "const float *restrict xk = x + %s;",
+            LIN(0, "oy", (long)d->SH * d->IW * d->C, "ox", (long)d->SW * d->C, "ky",
+                (long)d->IW * d->C, "gi", (long)d->CG));
+    em_line(EM, "const float *restrict dg = dy + %s;",
+            LIN(0, "oy", (long)d->OW * d->F, "ox", (long)d->F, "gi", (long)d->FG));
+    em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+    for (int q = 0; q < n; q++) {
+      const int kx = (t0 + q) / d->CG, c = (t0 + q) % d->CG;
+      em_line(EM, "a[%d][j] += xk[%ld] * dg[j];", q, (long)kx * d->C + c);
+    }
+    em_close(EM);
+    em_close(EM);
+    em_close(EM);
+    em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+    for (int q = 0; q < n; q++) {
+      const int kx = (t0 + q) / d->CG, c = (t0 + q) % d->CG;
+      em_line(EM, "dw[%s] = a[%d][j];",
+              LIN((long)kx * d->CG * d->F + (long)c * d->F, "ky", (long)d->KW * d->CG * d->F,
+                  "gi", (long)d->FG, "j", 1L),
+              q);
+    }
+    em_close(EM);
+    em_close(EM);
+  }
+  em_close(EM);
+  em_close(EM);
+}
+
+/* The input gradient of the other group shapes with 8 or more channels a
+   group, from the weights transposed to [KH][KW][F][CG] (wt): per output
+   pixel, group and kernel row, the row's KW taps' [CG] sums over the
+   group's FG filters in registers (the channels innermost), added to dx.
+   Each sum runs over the filters in order from 0, as the dot product of
+   the plain loop does; dx adds the pixels in their order. */
+static void group_dx(T *t, const ConvDims *d) {
+  const int K = d->KW * d->CG <= 128 ? d->KW : 1;
+  em_open(EM, "for (int oy = 0; oy < %d; oy++)", d->OH);
+  em_open(EM, "for (int ox = 0; ox < %d; ox++)", d->OW);
+  em_line(EM, "const float *restrict dg = dy + %s;",
+          LIN(0, "oy", (long)d->OW * d->F, "ox", (long)d->F));
+  em_open(EM, "for (int gi = 0; gi < %d; gi++)", d->G);
+  em_open(EM, "for (int ky = 0; ky < %d; ky++)", d->KH);
+  if (K == 1)
+    em_open(EM, "for (int kx = 0; kx < %d; kx++)", d->KW);
+  em_line(EM, "float *restrict xp = dx + %s;",
+          LIN(0, "oy", (long)d->SH * d->IW * d->C, "ox", (long)d->SW * d->C, "ky",
+              (long)d->IW * d->C, K == 1 ? "kx" : "", K == 1 ? (long)d->C : 0L, "gi",
+              (long)d->CG));
+  em_line(EM, "const float *restrict wk = wt + %s;",
+          LIN(0, "ky", (long)d->KW * d->F * d->CG, K == 1 ? "kx" : "",
+              K == 1 ? (long)d->F * d->CG : 0L, "gi", (long)d->FG * d->CG));
+  em_line(EM, "float a[%d][%d] = {{0.0f}};", K, d->CG);
+  em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+  em_line(EM, "const float s = dg[%s];", LIN(0, "gi", (long)d->FG, "j", 1L));
+  em_open(EM, "for (int c = 0; c < %d; c++)", d->CG);
+  for (int kx = 0; kx < K; kx++)
+    em_line(EM, "a[%d][c] += wk[%s] * s;", kx,
+            LIN((long)kx * d->F * d->CG, "j", (long)d->CG, "c", 1L));
+  em_close(EM);
+  em_close(EM);
+  em_open(EM, "for (int c = 0; c < %d; c++)", d->CG);
+  for (int kx = 0; kx < K; kx++)
+    em_line(EM, "xp[%s] += a[%d][c];", LIN((long)kx * d->C, "c", 1L), kx);
+  em_close(EM);
+  if (K == 1)
+    em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+}
 
 /* The backward function of a grouped conv, as conv_backward's: the bias
    and weight gradients, then (when it has one) the input gradient. */
@@ -2075,10 +2214,11 @@ static void group_backward(T *t, const TL *L) {
   em_comment(EM, "%s\nbackward from dy [%d][%d][%d] (made the pre-activation gradient)",
              emit_quote(EM, l), d.OH, d.OW, d.F);
   em_open_fn(EM,
-             "static void %s(const %s_model *m, %s_grads *g, const float *restrict x, const "
+             "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const "
              "float *restrict y, float *restrict dy%s)",
-             L->bfn, t->n, t->n, takes_dx(L) ? ", float *restrict dx" : "");
-  if (!takes_dx(L))
+             L->bfn, t->n, t->n, L->transposed ? ", const float *restrict wt" : "",
+             takes_dx(L) ? ", float *restrict dx" : "");
+  if (!takes_dx(L) || L->transposed)
     em_line(EM, "(void)m;");
   param_backward_head(t, L, S(t, "[%d][%d][%d][%d]", d.KH, d.KW, d.CG, d.F));
   conv_bias_backward(t, &d);
@@ -2089,7 +2229,16 @@ static void group_backward(T *t, const TL *L) {
     if (dx) {
       if_dx(t, L, true);
       em_line(EM, "memset(dx, 0, %ld * sizeof(float));", (long)d.IH * d.IW * d.C);
+      if (L->transposed) {
+        group_dx(t, &d);
+        if_dx(t, L, false);
+        break;
+      }
       em_line(EM, "const float *restrict w = %s;", emit_param_ref(t->em, t->net, l, 0, "m"));
+    }
+    if (!fast && !dx) {
+      group_dw(t, &d);
+      continue;
     }
     em_open(EM, "for (int oy = 0; oy < %d; oy++)", d.OH);
     if (fast && !dx) {
@@ -2195,7 +2344,8 @@ static void conv_members(T *t, const TL *L, long *total) {
   if (L->transposed)
     train_member(t, total, l->weight_count,
                  "float wt%d[%ld]; /* %s: weights [%d][%d][%d][%d] for the input gradient */", L->k,
-                 l->weight_count, l->text, l->u.conv.kh, l->u.conv.kw, l->out.c, l->in.c);
+                 l->weight_count, l->text, l->u.conv.kh, l->u.conv.kw, l->out.c,
+                 l->in.c / conv_groups(l));
 }
 
 static const char *in_of(T *t, const TL *L) {
@@ -2256,21 +2406,21 @@ static void conv_train_end(T *t, const TL *L) {
           J);
 }
 
-/* In NAME_transpose: [KH][KW][C][F] -> [KH][KW][F][C]. */
+/* In NAME_transpose: [KH][KW][C/G][F] -> [KH][KW][F][C/G]. */
 static void conv_transpose(T *t, const TL *L) {
   const ConvDims d = conv_dims(L);
   const char *w = emit_param_ref(t->em, t->net, L->l, 0, "m");
   if (EM->kernels) {
-    glue_transpose(EM, w, S(t, "t->wt%d", L->k), d.KH * d.KW, d.C, d.F, false);
+    glue_transpose(EM, w, S(t, "t->wt%d", L->k), d.KH * d.KW, d.CG, d.F, false);
     return;
   }
   em_open(EM, "%s", "");
   em_line(EM, "const float *restrict w = %s;", w);
   em_line(EM, "for (int k = 0; k < %d; k++)", d.KH * d.KW);
-  em_line(EM, "  for (int c = 0; c < %d; c++)", d.C);
+  em_line(EM, "  for (int c = 0; c < %d; c++)", d.CG);
   em_line(EM, "    for (int f = 0; f < %d; f++)", d.F);
-  em_line(EM, "      t->wt%d[(k * %d + f) * %d + c] = w[(k * %d + c) * %d + f];", L->k, d.F, d.C,
-          d.C, d.F);
+  em_line(EM, "      t->wt%d[(k * %d + f) * %d + c] = w[(k * %d + c) * %d + f];", L->k, d.F, d.CG,
+          d.CG, d.F);
   em_close(EM);
 }
 
