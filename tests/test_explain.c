@@ -88,6 +88,10 @@ static const char *const nets[] = {
     "conv2d 8 3x3 padding=same relu\nresidual {\n  conv2d 8 3x3 padding=same relu\n"
     "  maxpool 2x2\n  shortcut {\n    conv2d 8 2x2 stride=2\n  }\n}\nrelu\nflatten\n"
     "dense 3 softmax\n",
+    /* grouped convs of 8 channels a group: the image's gradient and the next
+       conv's through weights transposed per group, a depth multiplier */
+    "network grouped\ninput 5x6x16\nconv2d 16 3x3 padding=1 groups=2 relu\n"
+    "conv2d 24 3x3 groups=2 relu\nconv2d 48 1x1 groups=24\nglobalavgpool\ndense 3\n",
 };
 enum { NNETS = sizeof nets / sizeof nets[0] };
 
