@@ -662,7 +662,7 @@ static int train_epoch(Run *r, int epochs, Err *e) {
       else
         snprintf(kept, sizeof kept, "no checkpoint was written yet");
       return err_set(e, r->net->file,
-                     "training diverged at epoch %d, step %d of %d (optimizer step %" PRIu64
+                     "training diverged at epoch %d, step %d of %d (step %" PRIu64 " of the run"
                      "): the loss is %s; %s (try a smaller learning rate)",
                      r->epoch + 1, b + 1, nbatches, r->step, isnan(loss) ? "NaN" : "infinite",
                      kept);

@@ -902,6 +902,12 @@ static void test_train_divergence_names_epoch_and_step(void **state) {
   assert_int_equal(tu_run("train wild.cnn --data fm --epochs 3 --out wild.safetensors --threads 1"),
                    1);
   assert_contains(tu_err, "diverged at epoch 1, step ");
+  /* in epoch 1 the step of the run is the batch's */
+  int b = 0, nb = 0, run = 0;
+  assert_int_equal(sscanf(strstr(tu_err, "diverged at epoch 1, step "),
+                          "diverged at epoch 1, step %d of %d (step %d of the run)", &b, &nb, &run),
+                   3);
+  assert_int_equal(run, b);
   assert_false(tu_exists("wild.safetensors")); /* no weights from a NaN run */
 }
 
