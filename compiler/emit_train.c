@@ -485,6 +485,8 @@ static void transpose_function(T *t) {
   em_line(EM, "/* Conv weights [KH][KW][C][F] -> [KH][KW][F][C] for the input gradients. */");
   em_open_fn(EM, "static void %s_transpose(const %s_model *m, struct %s_train_work *t)", t->n, t->n,
              t->n);
+  if (EM->kernels) /* (the JIT's grouped convs transpose nothing) */
+    em_line(EM, "(void)m, (void)t;");
   for (int k = 0; k < t->ntl; k++) {
     const TL *L = &t->tl[k];
     if (!L->transposed)

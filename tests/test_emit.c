@@ -167,6 +167,11 @@ static const Case cases[] = {
      "conv2d 8 2x3 stride=1x2 padding=same groups=2 tanh\navgpool 2x2\n"
      "conv2d 8 1x1 groups=4 bias=false\nconv2d 4 3x3 padding=1 groups=2 sigmoid\nflatten\n"
      "dense 3 softmax\n"},
+    {"grouped convs of 8 and more channels a group: tiles of pixels with a rest, the input "
+     "gradient from weights transposed per group (a kernel row of 144 taps: one tap a tile)",
+     "network groupedwide\ninput 4x6x8\nconv2d 16 1x1 relu\n"
+     "conv2d 24 3x3 padding=1 groups=2 relu\nconv2d 96 1x1 groups=3 relu\n"
+     "conv2d 8 2x3 padding=same groups=2\nflatten\ndense 3 softmax\n"},
     {"no parameters", "network noparams\ninput 5x5x2\nmaxpool 2x2\nglobalavgpool\n"},
     {"only identities: y is a copy of x", "network ident\ninput 1x1x5\nflatten\ndropout 0.5\n"},
     {"a flatten as the output: C, H, W order",
