@@ -143,7 +143,7 @@ typedef struct Layer {
     bool dx;            /* computes its input gradient */
     bool own_output;    /* its output has a buffer y<index> (else: its input) */
     bool chw;           /* flatten that is the network's output: to C, H, W order */
-    bool transposed;    /* conv: weights transposed to [KH][KW][F][C] for dx */
+    bool transposed;    /* conv: weights transposed to [KH][KW][F][C/G] for dx */
     struct Layer *pool; /* conv: the maxpool after it, whose backward it does */
     bool pooled;        /* maxpool: its backward is done by the conv before it */
     int ph, pw;         /* input height and width (conv: padded) */

@@ -34,8 +34,9 @@
  *     layer does not run, a trailing conv/dense runs linear;
  *   - layers before the first one with weights run no backward pass, and
  *     that one computes no input gradient;
- *   - a conv that computes its input gradient over 8 or more channels
- *     reads its weights transposed to [KH][KW][F][C] (vector dx);
+ *   - a conv that computes its input gradient over 8 or more channels (a
+ *     group's, grouped) reads its weights transposed to [KH][KW][F][C/G]
+ *     (vector dx);
  *   - a conv followed by maxpool does both backward passes in one, visiting
  *     only each window's maximum, when a kernel row has enough taps
  *     (KW * C >= 16) for the weight-gradient rows to vectorize;

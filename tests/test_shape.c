@@ -893,8 +893,8 @@ static void test_shape_training_plan_groups(void **state) {
                                "conv2d 32 3x3 padding=1 groups=32\nflatten\ndense 4\n");
   assert_non_null(net);
   const Layer *l = net->layers;
-  assert_true(l[1].train.dx && l[1].train.transposed); /* 8 channels a group */
-  assert_null(l[1].train.pool);                        /* a grouped conv pairs with no pool */
+  assert_true(l[1].train.dx && l[1].train.transposed);  /* 8 channels a group */
+  assert_null(l[1].train.pool);                         /* a grouped conv pairs with no pool */
   assert_true(l[3].train.dx && !l[3].train.transposed); /* 4 channels a group */
   assert_true(l[4].train.dx && !l[4].train.transposed); /* depthwise */
   arena_free(&a);

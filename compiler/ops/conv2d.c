@@ -2011,8 +2011,7 @@ static void depthwise_tiles(Emitter *em, const ConvDims *d, DwTile k) {
    broadcast to its pixel's row of the tile. P keeps the tile within 128
    floats (8 zmm, 16 ymm registers): P independent sums per filter hide the
    FMA's latency. Each output sums its taps in the same order whatever P. */
-static void group_tile(Emitter *em, const ConvDims *d, DwTile k, int P, const char *oxv,
-                       int oxl) {
+static void group_tile(Emitter *em, const ConvDims *d, DwTile k, int P, const char *oxv, int oxl) {
   const char *ox = oxv ? oxv : "";
   em_line(EM, "const float *restrict xp = x + %s;",
           LIN((long)oxl * d->SW * d->C, "oy", (long)d->SH * d->IW * d->C, ox, (long)d->SW * d->C));
@@ -2042,8 +2041,7 @@ static void group_tile(Emitter *em, const ConvDims *d, DwTile k, int P, const ch
   em_close(EM);
   em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
   for (int p = 0; p < P; p++)
-    em_line(EM, k.store,
-            em_str(EM, "yp[%s]", LIN((long)p * d->F, "gi", (long)d->FG, "j", 1L)),
+    em_line(EM, k.store, em_str(EM, "yp[%s]", LIN((long)p * d->F, "gi", (long)d->FG, "j", 1L)),
             em_str(EM, "a[%d][j]", p), em_str(EM, "a[%d][j]", p));
   em_close(EM);
   em_close(EM);
@@ -2106,54 +2104,77 @@ static void emit_group_conv(Gen *g, const Layer *l, const char *fn, Act act) {
 #undef OP_EM
 #define OP_EM (t->em)
 
+/* One tile of group_dw: n taps from (kx, c) = (kx0, c0) along the kernel
+   row (a tap past the row's last channel goes on to the next kx), kx0 and
+   c0 literals or run-time variables (kxv, cv, added to them). */
+static void group_dw_tile(T *t, const ConvDims *d, const char *kxv, const char *cv, int kx0, int c0,
+                          int n) {
+  const char *kx = kxv ? kxv : "", *c = cv ? cv : "";
+  const long wrow = (long)d->KW * d->CG * d->F;
+  em_open(EM, "%s", "");
+  em_line(EM, "float *restrict dk = dw + %s;",
+          LIN((long)kx0 * d->CG * d->F + (long)c0 * d->F, "ky", wrow, kx, (long)d->CG * d->F, c,
+              (long)d->F, "gi", (long)d->FG));
+  em_line(EM, "float a[%d][%d];", n, d->FG);
+  em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+  for (int q = 0; q < n; q++) {
+    const int dk = (c0 + q) / d->CG, dc = (c0 + q) % d->CG;
+    em_line(EM, "a[%d][j] = dk[%s];", q, LIN((long)(dk * d->CG + dc - c0) * d->F, "j", 1L));
+  }
+  em_close(EM);
+  em_open(EM, "for (int oy = 0; oy < %d; oy++)", d->OH);
+  em_open(EM, "for (int ox = 0; ox < %d; ox++)", d->OW);
+  em_line(EM, "const float *restrict xk = x + %s;",
+          LIN((long)kx0 * d->C + c0, "oy", (long)d->SH * d->IW * d->C, "ox", (long)d->SW * d->C,
+              "ky", (long)d->IW * d->C, kx, (long)d->C, c, 1L, "gi", (long)d->CG));
+  em_line(EM, "const float *restrict dg = dy + %s;",
+          LIN(0, "oy", (long)d->OW * d->F, "ox", (long)d->F, "gi", (long)d->FG));
+  em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+  for (int q = 0; q < n; q++) {
+    const int dk = (c0 + q) / d->CG, dc = (c0 + q) % d->CG;
+    em_line(EM, "a[%d][j] += xk[%ld] * dg[j];", q, (long)dk * d->C + dc - c0);
+  }
+  em_close(EM);
+  em_close(EM);
+  em_close(EM);
+  em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
+  for (int q = 0; q < n; q++) {
+    const int dk = (c0 + q) / d->CG, dc = (c0 + q) % d->CG;
+    em_line(EM, "dk[%s] = a[%d][j];", LIN((long)(dk * d->CG + dc - c0) * d->F, "j", 1L), q);
+  }
+  em_close(EM);
+  em_close(EM);
+}
+
 /* The weight gradient of the other group shapes: per group and kernel row,
    the row's KW x CG taps (kx, c) T at a time, a [T][FG] tile of dw in
    registers over every output pixel (the filters innermost, each input
    value broadcast to its tap's row of the tile). T keeps the tile within
-   128 floats; T sums per filter hide the latency. Each dw[tap][f] adds the
-   pixels in their order, as a loop over the pixels outside would. */
+   128 floats; T sums per filter hide the latency. With at least T / 2
+   channels a group the tiles run along each kx's channels in loops (then a
+   rest); with fewer they are written out along the whole row, crossing kx
+   (at most KW / 2 + 1 of them). Each dw[tap][f] adds the pixels in their
+   order, as a loop over the pixels outside would. */
 static void group_dw(T *t, const ConvDims *d) {
   const int R = d->KW * d->CG, most = d->FG >= 128 ? 1 : 128 / d->FG > 8 ? 8 : 128 / d->FG;
-  const int TT = R < most ? R : most;
   em_open(EM, "for (int gi = 0; gi < %d; gi++)", d->G);
   em_open(EM, "for (int ky = 0; ky < %d; ky++)", d->KH);
-  for (int t0 = 0; t0 < R; t0 += TT) {
-    const int n = R - t0 < TT ? R - t0 : TT;
-    em_open(EM, "%s", "");
-    em_line(EM, "float a[%d][%d];", n, d->FG);
-    em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
-    for (int q = 0; q < n; q++) {
-      const int kx = (t0 + q) / d->CG, c = (t0 + q) % d->CG;
-      em_line(EM, "a[%d][j] = dw[%s];", q,
-              LIN((long)kx * d->CG * d->F + (long)c * d->F, "ky", (long)d->KW * d->CG * d->F,
-                  "gi", (long)d->FG, "j", 1L));
+  if (2 * d->CG >= most) {
+    const int TT = d->CG < most ? d->CG : most, full = d->CG / TT * TT;
+    em_open(EM, "for (int kx = 0; kx < %d; kx++)", d->KW);
+    if (full > TT) {
+      em_open(EM, "for (int c0 = 0; c0 < %d; c0 += %d)", full, TT);
+      group_dw_tile(t, d, "kx", "c0", 0, 0, TT);
+      em_close(EM);
+    } else {
+      group_dw_tile(t, d, "kx", NULL, 0, 0, TT);
     }
+    if (full < d->CG)
+      group_dw_tile(t, d, "kx", NULL, 0, full, d->CG - full);
     em_close(EM);
-    em_open(EM, "for (int oy = 0; oy < %d; oy++)", d->OH);
-    em_open(EM, "for (int ox = 0; ox < %d; ox++)", d->OW);
-    em_line(EM, "const float *restrict xk = x + %s;",
-            LIN(0, "oy", (long)d->SH * d->IW * d->C, "ox", (long)d->SW * d->C, "ky",
-                (long)d->IW * d->C, "gi", (long)d->CG));
-    em_line(EM, "const float *restrict dg = dy + %s;",
-            LIN(0, "oy", (long)d->OW * d->F, "ox", (long)d->F, "gi", (long)d->FG));
-    em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
-    for (int q = 0; q < n; q++) {
-      const int kx = (t0 + q) / d->CG, c = (t0 + q) % d->CG;
-      em_line(EM, "a[%d][j] += xk[%ld] * dg[j];", q, (long)kx * d->C + c);
-    }
-    em_close(EM);
-    em_close(EM);
-    em_close(EM);
-    em_open(EM, "for (int j = 0; j < %d; j++)", d->FG);
-    for (int q = 0; q < n; q++) {
-      const int kx = (t0 + q) / d->CG, c = (t0 + q) % d->CG;
-      em_line(EM, "dw[%s] = a[%d][j];",
-              LIN((long)kx * d->CG * d->F + (long)c * d->F, "ky", (long)d->KW * d->CG * d->F,
-                  "gi", (long)d->FG, "j", 1L),
-              q);
-    }
-    em_close(EM);
-    em_close(EM);
+  } else {
+    for (int t0 = 0; t0 < R; t0 += most)
+      group_dw_tile(t, d, NULL, NULL, 0, t0, R - t0 < most ? R - t0 : most);
   }
   em_close(EM);
   em_close(EM);
@@ -2177,8 +2198,7 @@ static void group_dx(T *t, const ConvDims *d) {
     em_open(EM, "for (int kx = 0; kx < %d; kx++)", d->KW);
   em_line(EM, "float *restrict xp = dx + %s;",
           LIN(0, "oy", (long)d->SH * d->IW * d->C, "ox", (long)d->SW * d->C, "ky",
-              (long)d->IW * d->C, K == 1 ? "kx" : "", K == 1 ? (long)d->C : 0L, "gi",
-              (long)d->CG));
+              (long)d->IW * d->C, K == 1 ? "kx" : "", K == 1 ? (long)d->C : 0L, "gi", (long)d->CG));
   em_line(EM, "const float *restrict wk = wt + %s;",
           LIN(0, "ky", (long)d->KW * d->F * d->CG, K == 1 ? "kx" : "",
               K == 1 ? (long)d->F * d->CG : 0L, "gi", (long)d->FG * d->CG));

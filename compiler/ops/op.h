@@ -95,7 +95,7 @@ typedef struct TL {
   bool dx;               /* computes its input gradient */
   bool dx_if;            /* the first layer with weights: computes it when its dx
                             is not NULL (NAME_explain's; training passes NULL) */
-  bool transposed;       /* conv: weights transposed into t->wt<k> for dx */
+  bool transposed;       /* conv: weights transposed into t->wt<k>, [KH][KW][F][C/G], for dx */
   const struct TL *pool; /* conv: the maxpool after it, whose backward it does */
   bool pooled;           /* maxpool: its backward is done by the conv before it */
   bool chw;              /* flatten that is the network's output: to C, H, W order */
