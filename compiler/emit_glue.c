@@ -97,18 +97,6 @@ void glue_conv_backward(Emitter *em, const Net *net, const Layer *l, const GlueB
                b->dx ? ", float *restrict dx" : "");
     conv_dims(em, l, b->ih, b->iw, b->act, b->pool);
     em_call(em, "cnk_conv_pool_backward(&d, x, y, yp, dyp, %s, %s, dwt, %s, %s);", w, wt, db, dx);
-  } else if (conv_groups(l) > 1) { /* no pool; the kernel reads w, not wt */
-    comment(em, l, em_str(em, "backward from dy %s", emit_dims(em, l->out)));
-    em_open_fn(em,
-               "static void %s(const %s_model *m, %s_grads *g%s, const float *restrict x, const "
-               "float *restrict y, float *restrict dy%s)",
-               b->fn, n, n, b->transposed ? ", const float *restrict wt" : "",
-               b->dx ? ", float *restrict dx" : "");
-    if (b->transposed)
-      em_line(em, "(void)wt;");
-    conv_dims(em, l, b->ih, b->iw, b->act, NULL);
-    em_call(em, "cnk_group_conv_backward(&d, %d, x, y, dy, %s, g->p + %ld, %s, %s);",
-            conv_groups(l), w, l->weight_offset, db, dx);
   } else {
     comment(em, l, em_str(em, "backward from dy %s", emit_dims(em, l->out)));
     em_open_fn(em,
@@ -117,8 +105,15 @@ void glue_conv_backward(Emitter *em, const Net *net, const Layer *l, const GlueB
                b->fn, n, n, b->transposed ? ", const float *restrict wt" : "",
                b->dx ? ", float *restrict dx" : "");
     conv_dims(em, l, b->ih, b->iw, b->act, NULL);
-    em_call(em, "cnk_conv_backward(&d, x, y, dy, %s, %s, g->p + %ld, %s, %s);", w, wt,
-            l->weight_offset, db, dx);
+    if (conv_groups(l) == 1) {
+      em_call(em, "cnk_conv_backward(&d, x, y, dy, %s, %s, g->p + %ld, %s, %s);", w, wt,
+              l->weight_offset, db, dx);
+    } else {
+      if (b->transposed)
+        em_line(em, "(void)wt; /* the grouped kernel reads w */");
+      em_call(em, "cnk_group_conv_backward(&d, %d, x, y, dy, %s, g->p + %ld, %s, %s);",
+              conv_groups(l), w, l->weight_offset, db, dx);
+    }
   }
   em_close(em);
   em_blank(em);
